@@ -1,0 +1,344 @@
+//! The HTTP API (axum): open incidents, one incident with its sample mentions, the live event
+//! stream over a websocket, mention ingestion by POST, health and Prometheus metrics.
+
+use crate::cluster::{Event, Incident};
+use crate::detect::reload::SharedRules;
+use crate::feeds::{parse_payload, Ingest};
+use crate::store::Store;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use tokio::sync::broadcast;
+
+/// One event as the stream sends it: serialised once, shared by every client.
+#[derive(Debug, Clone)]
+pub struct StreamMsg {
+    /// The JSON line.
+    pub json: Arc<str>,
+    /// Whether it is a `mention.assigned` event (sent only to clients that ask for them).
+    pub assignment: bool,
+}
+
+/// Open incidents as the engine last reported them.
+pub type LiveIncidents = Arc<RwLock<BTreeMap<String, Arc<Incident>>>>;
+
+/// Update the live view with an event.
+pub fn apply_to_live(live: &LiveIncidents, e: &Event) {
+    if let Event::Incident { incident, .. } = e {
+        let mut g = live.write().unwrap_or_else(|p| p.into_inner());
+        if incident.state == crate::cluster::IncidentState::Open {
+            g.insert(incident.id.clone(), incident.clone());
+        } else {
+            g.remove(&incident.id);
+        }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Open incidents.
+    pub live: LiveIncidents,
+    /// Persistent store.
+    pub store: Arc<dyn Store>,
+    /// Event bus.
+    pub events: broadcast::Sender<StreamMsg>,
+    /// Where POSTed mentions go.
+    pub ingest: Ingest,
+    /// Current rules.
+    pub rules: SharedRules,
+    /// Largest accepted POST body.
+    pub max_body_bytes: usize,
+    /// Fires on shutdown (stream clients close).
+    pub cancel: tokio_util::sync::CancellationToken,
+}
+
+/// An API error: logged with its cause, answered as `{ "error": code, "message": … }`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "API error.");
+        }
+        (
+            self.status,
+            Json(json!({"error": self.code, "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+/// The router.
+pub fn router(state: ApiState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/incidents", get(list_incidents))
+        .route("/api/incidents/{id}", get(get_incident))
+        .route("/api/stream", get(stream))
+        .route(
+            "/api/mentions",
+            post(post_mentions).layer(DefaultBodyLimit::max(limit)),
+        )
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<ApiState>) -> Json<serde_json::Value> {
+    let open = s.live.read().map(|g| g.len()).unwrap_or(0);
+    let rules = s.rules.load();
+    Json(json!({
+        "status": "ok",
+        "store": s.store.kind(),
+        "open_incidents": open,
+        "rule_patterns": rules.pattern_count(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::global().render(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct Filter {
+    kind: Option<String>,
+    category: Option<String>,
+    region: Option<String>,
+}
+
+/// `region=110000` matches every region in province 11; `region=110100` every one in city
+/// 1101; a district code matches itself.
+fn region_matches(filter: &str, code: &str) -> bool {
+    let f = filter.trim_end_matches("00").trim_end_matches("00");
+    !f.is_empty() && code.starts_with(f)
+}
+
+async fn list_incidents(
+    State(s): State<ApiState>,
+    Query(f): Query<Filter>,
+) -> Json<serde_json::Value> {
+    let g = s.live.read().unwrap_or_else(|p| p.into_inner());
+    let mut v: Vec<&Arc<Incident>> = g
+        .values()
+        .filter(|i| f.kind.as_deref().is_none_or(|k| i.kind.as_str() == k))
+        .filter(|i| f.category.as_deref().is_none_or(|c| i.category == c))
+        .filter(|i| {
+            f.region.as_deref().is_none_or(|r| {
+                i.region
+                    .as_ref()
+                    .is_some_and(|reg| region_matches(r, &reg.code) || reg.name == r)
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(b.opened_at.cmp(&a.opened_at))
+    });
+    Json(json!({ "incidents": v }))
+}
+
+async fn get_incident(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let live = s
+        .live
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&id)
+        .cloned();
+    let store = s.store.clone();
+    let id2 = id.clone();
+    let (stored, mention_ids) = tokio::task::spawn_blocking(move || {
+        let inc = store.get_incident(&id2);
+        let ids = store.incident_mentions(&id2, 100);
+        (inc, ids)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let stored = stored.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        )
+    })?;
+    // The live copy is newer; the stored one has the samples if the live one lost them.
+    let inc = match (live, stored) {
+        (Some(l), Some(st)) => {
+            let mut i = (*l).clone();
+            if i.samples.is_empty() {
+                i.samples = st.samples;
+            }
+            i
+        }
+        (Some(l), None) => (*l).clone(),
+        (None, Some(st)) => st,
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no incident {id}"),
+            ))
+        }
+    };
+    let mut v = serde_json::to_value(&inc)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    v["samples"] = serde_json::to_value(&inc.samples).unwrap_or_default();
+    v["mention_ids"] = serde_json::to_value(mention_ids.unwrap_or_default()).unwrap_or_default();
+    Ok(Json(v))
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamParams {
+    #[serde(default)]
+    assignments: bool,
+}
+
+async fn stream(
+    ws: WebSocketUpgrade,
+    State(s): State<ApiState>,
+    Query(p): Query<StreamParams>,
+) -> Response {
+    let rx = s.events.subscribe();
+    let cancel = s.cancel.clone();
+    ws.on_upgrade(move |socket| stream_client(socket, rx, p.assignments, cancel))
+}
+
+/// Push events to one client. A client that falls behind the bus is disconnected, never
+/// waited for.
+async fn stream_client(
+    mut socket: WebSocket,
+    mut rx: broadcast::Receiver<StreamMsg>,
+    assignments: bool,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let m = crate::metrics::global();
+    m.stream_clients.inc();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                let _ = socket.send(Message::Close(None)).await;
+                break;
+            }
+            msg = rx.recv() => match msg {
+                Ok(ev) => {
+                    if ev.assignment && !assignments { continue; }
+                    let send = socket.send(Message::Text((*ev.json).into()));
+                    match tokio::time::timeout(std::time::Duration::from_secs(5), send).await {
+                        Ok(Ok(())) => {}
+                        _ => { m.stream_slow_disconnects.inc(); break; }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    m.stream_slow_disconnects.inc();
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                _ => {}
+            },
+        }
+    }
+    m.stream_clients.dec();
+}
+
+async fn post_mentions(
+    State(s): State<ApiState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let (ok, bad) = match parse_payload(&body) {
+        Ok(r) => r,
+        Err(reason) => {
+            s.ingest.rejected(reason.as_str());
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                reason.as_str(),
+                reason.to_string(),
+            ));
+        }
+    };
+    for (_, reason) in &bad {
+        s.ingest.rejected(reason.as_str());
+    }
+    let accepted = ok.len();
+    for m in ok {
+        if !s.ingest.send(m).await {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the pipeline is stopping",
+            ));
+        }
+    }
+    let rejected: Vec<_> = bad
+        .iter()
+        .map(|(i, r)| json!({"index": i, "error": r.as_str(), "message": r.to_string()}))
+        .collect();
+    if accepted == 0 && !rejected.is_empty() {
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "no_valid_mentions", "accepted": 0, "rejected": rejected})),
+        )
+            .into_response());
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"accepted": accepted, "rejected": rejected})),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::region_matches;
+
+    #[test]
+    fn region_filter_by_level() {
+        assert!(region_matches("110000", "110108"));
+        assert!(region_matches("110100", "110108") == "110108".starts_with("1101"));
+        assert!(region_matches("110108", "110108"));
+        assert!(!region_matches("110108", "110105"));
+        assert!(!region_matches("120000", "110108"));
+    }
+}

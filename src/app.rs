@@ -1,0 +1,707 @@
+//! Wiring: the command line, `replay`, `rules check|test`, and the service (`run`, `demo`):
+//! feeds → bounded ingest queue → batcher → pipeline → event bus → API, store writer.
+
+use crate::api::{self, ApiState, LiveIncidents, StreamMsg};
+use crate::cluster::{Engine, Event, IncidentKind};
+use crate::config::{Config, FeedConfig, FeedKind};
+use crate::detect::reload::SharedRules;
+use crate::detect::{Analyzer, RuleSet};
+use crate::feeds::jsonl::{read_batches, Speed};
+use crate::feeds::{self, Ingest};
+use crate::pipeline::{Item, Outcome, Pipeline, PipelineConfig};
+use crate::store::Store;
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "huiying",
+    version,
+    about = "回应 — find emergencies and rumors in mentions of official accounts, fast."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the service with a built-in drill feed on the embedded store, and print where to look.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// `memory` or a store file.
+        #[arg(long, default_value = "huiying-data/demo.redb")]
+        store: String,
+        /// Rules directory.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Run the service against the feeds of a config file.
+    Run {
+        /// The config file.
+        #[arg(long, default_value = "huiying.toml")]
+        config: PathBuf,
+        /// Override the listen address.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Replay a JSON Lines file through detection and print events on stdout.
+    Replay {
+        /// The file (`-` for stdin).
+        file: PathBuf,
+        /// Rules directory.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// `max` or a multiple of real time.
+        #[arg(long, default_value = "max")]
+        speed: Speed,
+        /// What to print.
+        #[arg(long, value_enum, default_value = "incidents")]
+        emit: Emit,
+        /// Analysis worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Validate or try out rules.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCmd {
+    /// Validate a rules directory; errors as file:line: message.
+    Check {
+        /// Rules directory.
+        dir: Option<PathBuf>,
+    },
+    /// Print what the rules see in each mention of a JSON Lines file.
+    Test {
+        /// Rules directory.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+/// What `replay` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    /// Incident events only.
+    Incidents,
+    /// Incident events and `mention.assigned` events.
+    Assignments,
+}
+
+/// The rules directory to use when none is given: `./rules`, else the one in the source tree.
+pub fn default_rules_dir() -> PathBuf {
+    let here = PathBuf::from("rules");
+    if here.join("categories.toml").is_file() {
+        return here;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules")
+}
+
+/// Entry point of the binary.
+pub fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "huiying=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.cmd {
+        Cmd::Rules {
+            cmd: RulesCmd::Check { dir },
+        } => {
+            let dir = dir.unwrap_or_else(default_rules_dir);
+            let analyzer = Analyzer::new();
+            match RuleSet::load(&dir, &analyzer.normalizer) {
+                Ok(rs) => {
+                    println!(
+                        "{}: ok — {} categories, {} claims, {} request kinds, {} regions, {} patterns",
+                        dir.display(),
+                        rs.categories.len(),
+                        rs.claims.len(),
+                        rs.requests.len(),
+                        rs.gazetteer.len(),
+                        rs.pattern_count()
+                    );
+                    Ok(std::process::ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(std::process::ExitCode::from(1))
+                }
+            }
+        }
+        Cmd::Rules {
+            cmd: RulesCmd::Test { rules, file },
+        } => {
+            rules_test(&rules.unwrap_or_else(default_rules_dir), &file)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Replay {
+            file,
+            rules,
+            speed,
+            emit,
+            workers,
+        } => {
+            let rules = rules.unwrap_or_else(default_rules_dir);
+            let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+            let summary = replay(
+                &file,
+                &rules,
+                speed,
+                emit,
+                workers,
+                out,
+                &mut std::io::stderr(),
+            )?;
+            eprintln!("{summary}");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Demo {
+            listen,
+            store,
+            rules,
+        } => {
+            let cfg = Config {
+                listen,
+                store,
+                rules: rules.unwrap_or_else(default_rules_dir),
+                ..Config::default()
+            };
+            serve(cfg, true)
+        }
+        Cmd::Run { config, listen } => {
+            let mut cfg = Config::load(&config)?;
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            serve(cfg, false)
+        }
+    }
+}
+
+fn load_rules(dir: &Path, analyzer: &Analyzer) -> anyhow::Result<RuleSet> {
+    RuleSet::load(dir, &analyzer.normalizer).map_err(|e| anyhow::anyhow!("invalid rules:\n{e}"))
+}
+
+fn rules_test(dir: &Path, file: &Path) -> anyhow::Result<()> {
+    let analyzer = Analyzer::new();
+    let rs = load_rules(dir, &analyzer)?;
+    let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    read_batches(std::io::BufReader::new(f), 256, Speed::Max, |items| {
+        for it in items {
+            if let Item::Raw { line, bytes } = it {
+                match crate::normalize::parse_mention(&bytes) {
+                    Ok(m) => {
+                        let a = analyzer.analyze(&rs, &m);
+                        let _ = writeln!(out, "{}", rs.describe(&m.id, &a));
+                    }
+                    Err(e) => eprintln!("{}:{line}: rejected: {e}", file.display()),
+                }
+            }
+        }
+        true
+    })?;
+    out.flush()?;
+    Ok(())
+}
+
+/// What a replay did, printed on stderr at the end.
+#[derive(Debug, Default, Clone)]
+pub struct ReplaySummary {
+    /// Lines read.
+    pub lines: u64,
+    /// Mentions accepted (parsed).
+    pub accepted: u64,
+    /// Rejections by reason.
+    pub rejected: std::collections::BTreeMap<&'static str, u64>,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Incidents opened: emergency, rumor.
+    pub opened: [u64; 2],
+    /// Incidents closed.
+    pub closed: u64,
+    /// Wall time.
+    pub wall: Duration,
+}
+
+impl std::fmt::Display for ReplaySummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rejected: u64 = self.rejected.values().sum();
+        let secs = self.wall.as_secs_f64().max(1e-9);
+        writeln!(f, "replay summary")?;
+        writeln!(f, "  mentions read:     {}", self.accepted + rejected)?;
+        writeln!(f, "  accepted:          {}", self.accepted)?;
+        write!(f, "  rejected:          {rejected}")?;
+        for (r, n) in &self.rejected {
+            write!(f, " {r}={n}")?;
+        }
+        writeln!(f)?;
+        writeln!(f, "  duplicates:        {}", self.duplicates)?;
+        writeln!(
+            f,
+            "  incidents opened:  emergency={} rumor={}",
+            self.opened[0], self.opened[1]
+        )?;
+        writeln!(f, "  incidents closed:  {}", self.closed)?;
+        writeln!(f, "  wall time:         {:.3} s", self.wall.as_secs_f64())?;
+        write!(
+            f,
+            "  mentions/s:        {:.0}",
+            (self.accepted + rejected) as f64 / secs
+        )
+    }
+}
+
+/// Replay `file` (or stdin for `-`) and write events as JSON lines to `out`; the first few
+/// rejects go to `diag` with their line numbers.
+pub fn replay<W: Write + Send + 'static>(
+    file: &Path,
+    rules_dir: &Path,
+    speed: Speed,
+    emit: Emit,
+    workers: Option<usize>,
+    out: W,
+    diag: &mut (dyn Write + Send),
+) -> anyhow::Result<ReplaySummary> {
+    let started = Instant::now();
+    let analyzer = Arc::new(Analyzer::new());
+    let rules: SharedRules = Arc::new(ArcSwap::from_pointee(load_rules(rules_dir, &analyzer)?));
+    let mut cfg = PipelineConfig::default();
+    if let Some(w) = workers {
+        cfg.workers = w.max(1);
+    }
+    let (diag_tx, diag_rx) = std::sync::mpsc::channel::<String>();
+    let with_assign = emit == Emit::Assignments;
+    let file_name = file.display().to_string();
+    let state = Arc::new(std::sync::Mutex::new((
+        ReplaySummary::default(),
+        out,
+        None::<std::io::Error>,
+    )));
+    let st = state.clone();
+    let mut shown = 0;
+    let mut pipeline = Pipeline::start(cfg, rules, analyzer, Engine::new(), move |o| {
+        let mut g = st.lock().unwrap_or_else(|p| p.into_inner());
+        let (summary, out, err) = &mut *g;
+        match o {
+            Outcome::Rejected { line, reason } => {
+                *summary.rejected.entry(reason.as_str()).or_insert(0) += 1;
+                crate::metrics::global().rejected("replay", reason.as_str());
+                if shown < 10 {
+                    shown += 1;
+                    let _ = diag_tx.send(format!(
+                        "{file_name}:{line}: rejected ({}): {reason}",
+                        reason.as_str()
+                    ));
+                }
+            }
+            Outcome::Events(evs) => {
+                summary.accepted += 1;
+                if err.is_some() {
+                    return;
+                }
+                for e in evs {
+                    if e.is_assignment() && !with_assign {
+                        continue;
+                    }
+                    let mut line = e.to_json();
+                    line.push('\n');
+                    if let Err(x) = out.write_all(line.as_bytes()) {
+                        *err = Some(x);
+                        return;
+                    }
+                }
+            }
+        }
+    })?;
+    let lines = if file == Path::new("-") {
+        read_batches(std::io::stdin().lock(), 512, speed, |b| pipeline.submit(b))?
+    } else {
+        let f =
+            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        read_batches(
+            std::io::BufReader::with_capacity(1 << 20, f),
+            512,
+            speed,
+            |b| pipeline.submit(b),
+        )?
+    };
+    let engine = pipeline.finish();
+    for d in diag_rx.try_iter() {
+        let _ = writeln!(diag, "{d}");
+    }
+    let mut g = state.lock().unwrap_or_else(|p| p.into_inner());
+    let (summary, out, err) = &mut *g;
+    if let Some(e) = err.take() {
+        return Err(e).context("writing events");
+    }
+    out.flush().context("writing events")?;
+    let mut s = summary.clone();
+    if let Some(e) = engine {
+        let st = e.stats();
+        s.duplicates = st.duplicates;
+        s.opened = st.opened;
+        s.closed = st.closed;
+    }
+    s.lines = lines;
+    s.wall = started.elapsed();
+    Ok(s)
+}
+
+/// A running service (used by `run`, `demo` and the tests).
+pub struct Service {
+    /// The address the HTTP server listens on.
+    pub addr: SocketAddr,
+    /// The live rules.
+    pub rules: SharedRules,
+    cancel: CancellationToken,
+    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Service {
+    /// Stop feeds, drain every stage, flush the store; resolves when all is done.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        self.done.await.context("service task")?
+    }
+
+    /// The token that stops the service.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+}
+
+/// What the service needs to start.
+pub struct ServiceOptions {
+    /// The configuration.
+    pub config: Config,
+    /// The store (already opened).
+    pub store: Arc<dyn Store>,
+    /// Play the demo drill.
+    pub demo: bool,
+}
+
+/// Start the service; returns once it listens.
+pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
+    let cfg = opts.config;
+    let analyzer = tokio::task::spawn_blocking(|| Arc::new(Analyzer::new())).await?;
+    let rules_dir = cfg.rules.clone();
+    let a2 = analyzer.clone();
+    let rs = tokio::task::spawn_blocking(move || load_rules(&rules_dir, &a2)).await??;
+    let rules: SharedRules = Arc::new(ArcSwap::from_pointee(rs));
+    let cancel = CancellationToken::new();
+
+    // Restore what was open.
+    let store = opts.store;
+    let st2 = store.clone();
+    let restored = tokio::task::spawn_blocking(move || st2.open_incidents()).await??;
+    let live: LiveIncidents = Default::default();
+    let mut engine = Engine::new();
+    {
+        let mut g = live.write().unwrap_or_else(|p| p.into_inner());
+        for i in &restored {
+            g.insert(i.id.clone(), Arc::new(i.clone()));
+            let kind = if i.kind == IncidentKind::Emergency {
+                "emergency"
+            } else {
+                "rumor"
+            };
+            crate::metrics::global()
+                .incidents_open
+                .with_label_values(&[kind])
+                .inc();
+        }
+    }
+    if !restored.is_empty() {
+        tracing::info!(count = restored.len(), "Restored open incidents.");
+    }
+    engine.restore(&rules.load(), restored);
+
+    let (events_tx, _) = tokio::sync::broadcast::channel::<StreamMsg>(4096);
+    let (store_tx, store_rx) = tokio::sync::mpsc::channel::<Arc<Event>>(65_536);
+    let writer = tokio::spawn(crate::store::writer::run(store.clone(), store_rx));
+
+    let live2 = live.clone();
+    let bus = events_tx.clone();
+    let mut pcfg = PipelineConfig::default();
+    if cfg.workers > 0 {
+        pcfg.workers = cfg.workers;
+    }
+    let mut pipeline = Pipeline::start(pcfg, rules.clone(), analyzer.clone(), engine, move |o| {
+        if let Outcome::Events(evs) = o {
+            for e in evs {
+                api::apply_to_live(&live2, e);
+                let _ = bus.send(StreamMsg {
+                    json: Arc::from(e.to_json()),
+                    assignment: e.is_assignment(),
+                });
+                // The store must see every event: wait rather than drop.
+                let _ = store_tx.blocking_send(Arc::new(e.clone()));
+            }
+        }
+    })?;
+    let mut submitter = pipeline.submitter().context("pipeline input")?;
+
+    // Feeds → one bounded queue → the batcher thread.
+    let (ingest_tx, mut ingest_rx) = tokio::sync::mpsc::channel::<Item>(cfg.ingest_queue.max(1024));
+    let batcher = std::thread::Builder::new()
+        .name("batcher".into())
+        .spawn(move || {
+            while let Some(first) = ingest_rx.blocking_recv() {
+                let mut batch = Vec::with_capacity(64);
+                batch.push(first);
+                while batch.len() < 512 {
+                    match ingest_rx.try_recv() {
+                        Ok(it) => batch.push(it),
+                        Err(_) => break,
+                    }
+                }
+                if !submitter.submit(batch) {
+                    break;
+                }
+            }
+        })?;
+
+    let mut tasks = Vec::new();
+    // Event time keeps moving on quiet feeds.
+    {
+        let tx = ingest_tx.clone();
+        let c = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut iv = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = c.cancelled() => break,
+                    _ = iv.tick() => {
+                        if tx.send(Item::Tick(chrono::Utc::now().timestamp_millis())).await.is_err() { break; }
+                    }
+                }
+            }
+        }));
+    }
+    for f in &cfg.feeds {
+        tasks.push(spawn_feed(
+            f.clone(),
+            Ingest::new(f.name.clone(), ingest_tx.clone(), true),
+            cancel.clone(),
+        )?);
+    }
+    if opts.demo {
+        let ingest = Ingest::new("demo", ingest_tx.clone(), true);
+        let c = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut drill = feeds::demo::Drill::new(2026, chrono::Utc::now().timestamp_millis());
+            let mut iv = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = c.cancelled() => break,
+                    _ = iv.tick() => {
+                        for m in drill.advance(chrono::Utc::now().timestamp_millis()) {
+                            if !ingest.send(m).await { return; }
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let watcher = if cfg.watch_rules {
+        match crate::detect::reload::spawn_watcher(
+            rules.clone(),
+            cfg.rules.clone(),
+            analyzer.clone(),
+            cancel.clone(),
+        ) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot watch the rules directory; hot reload is off.");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let state = ApiState {
+        live,
+        store: store.clone(),
+        events: events_tx,
+        ingest: Ingest::new("http", ingest_tx, true),
+        rules: rules.clone(),
+        max_body_bytes: cfg.max_body_bytes,
+        cancel: cancel.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let app = api::router(state);
+    let c = cancel.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { c.cancelled().await })
+            .await
+    });
+    let done = tokio::spawn(async move {
+        server.await??;
+        for t in tasks {
+            let _ = t.await;
+        }
+        // Every ingest sender is gone now: the batcher ends, the pipeline drains.
+        tokio::task::spawn_blocking(move || {
+            let _ = batcher.join();
+            pipeline.finish();
+            if let Some(w) = watcher {
+                let _ = w.join();
+            }
+        })
+        .await?;
+        let failed = writer.await?;
+        if failed > 0 {
+            tracing::warn!(failed, "Some store batches failed to write.");
+        }
+        tracing::info!("Stopped.");
+        Ok(())
+    });
+    Ok(Service {
+        addr,
+        rules,
+        cancel,
+        done,
+    })
+}
+
+fn spawn_feed(
+    f: FeedConfig,
+    ingest: Ingest,
+    cancel: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let token = f.token()?;
+    Ok(match f.kind {
+        FeedKind::Generic => tokio::spawn(feeds::websocket::run(
+            f.url.clone(),
+            token,
+            ingest,
+            feeds::websocket::WsOptions::default(),
+            cancel,
+        )),
+        FeedKind::File => tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let file = match tokio::fs::File::open(&f.url).await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!(feed = %f.name, error = %e, "Cannot open the feed file.");
+                    return;
+                }
+            };
+            let mut lines = tokio::io::BufReader::new(file).lines();
+            loop {
+                let line = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    l = lines.next_line() => l,
+                };
+                match line {
+                    Ok(Some(l)) if l.trim().is_empty() => {}
+                    Ok(Some(l)) => match crate::normalize::parse_mention(l.as_bytes()) {
+                        Ok(m) => {
+                            if !ingest.send(m).await {
+                                break;
+                            }
+                        }
+                        Err(e) => ingest.rejected(e.as_str()),
+                    },
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(feed = %f.name, error = %e, "Feed file read error.");
+                        ingest.rejected("invalid_utf8");
+                        break;
+                    }
+                }
+            }
+        }),
+    })
+}
+
+fn serve(cfg: Config, demo: bool) -> anyhow::Result<std::process::ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let store = crate::store::open(&cfg.store).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let svc = start(ServiceOptions {
+            config: cfg.clone(),
+            store,
+            demo,
+        })
+        .await?;
+        let url = format!("http://{}", svc.addr);
+        println!("huiying is running{}.", if demo { " the demo drill" } else { "" });
+        println!("  incidents:  {url}/api/incidents");
+        println!("  live:       ws://{}/api/stream", svc.addr);
+        println!("  post:       curl -XPOST {url}/api/mentions -d '{{\"id\":\"1\",\"text\":\"…\",\"ts\":…}}'");
+        println!("  metrics:    {url}/metrics     health: {url}/healthz");
+        println!("  store:      {}   rules: {}", cfg.store, cfg.rules.display());
+        if demo {
+            println!("The drill: chatter now, a rainstorm in 海淀区 from 15 s, a rumor from 40 s, a known claim at 70 s.");
+        }
+        println!("Ctrl-C stops it.");
+        let _ = std::io::stdout().flush();
+        shutdown_signal().await;
+        tracing::info!("Shutting down.");
+        svc.shutdown().await?;
+        Ok(std::process::ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,185 @@
+//! Incidents and the events that announce them (the output contract of `huiying replay` and
+//! `/api/stream`).
+
+use crate::detect::gazetteer::RegionRef;
+use crate::normalize::Mention;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Emergency or rumor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentKind {
+    /// A spike of mentions of an emergency category in a region.
+    Emergency,
+    /// A claim spreading and being questioned, or a known debunked claim.
+    Rumor,
+}
+
+impl IncidentKind {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentKind::Emergency => "emergency",
+            IncidentKind::Rumor => "rumor",
+        }
+    }
+}
+
+/// Open or closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentState {
+    /// Still active.
+    Open,
+    /// Quiet for long enough.
+    Closed,
+}
+
+/// The official rebuttal of a known debunked claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rebuttal {
+    /// Claim id in `rules/claims.toml`.
+    pub claim_id: String,
+    /// Rebuttal text, Chinese.
+    pub zh: String,
+    /// Rebuttal text, English.
+    pub en: String,
+    /// Link to the official debunk.
+    pub link: String,
+    /// Who debunked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// An incident, as events and the API carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Stable id.
+    pub id: String,
+    /// Emergency or rumor.
+    pub kind: IncidentKind,
+    /// Category id (rumors: the claim's category, or the first emergency category seen, or "other").
+    pub category: String,
+    /// Most specific region, if any.
+    pub region: Option<RegionRef>,
+    /// Event time of the first mention that counted towards it.
+    pub first_seen: i64,
+    /// Event time it opened.
+    pub opened_at: i64,
+    /// Event time of the last change.
+    pub updated_at: i64,
+    /// Mentions assigned.
+    pub mentions: u64,
+    /// Distinct authors assigned.
+    pub authors: u64,
+    /// Distinct authors per minute in the current window.
+    pub rate_per_min: f64,
+    /// Baseline distinct authors per minute.
+    pub baseline_per_min: f64,
+    /// 1 (low) to 5 (highest).
+    pub severity: u8,
+    /// Most frequent significant terms.
+    pub top_terms: Vec<String>,
+    /// The first few mention ids.
+    pub sample_mention_ids: Vec<String>,
+    /// Root post of a rumor cascade.
+    pub root_mention_id: Option<String>,
+    /// Rebuttal of a known claim.
+    pub rebuttal: Option<Rebuttal>,
+    /// Open or closed.
+    pub state: IncidentState,
+    /// The first few mentions themselves (kept by the store and API detail, not in events).
+    #[serde(skip)]
+    pub samples: Vec<Mention>,
+}
+
+/// Which incident event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// `incident.opened`
+    Opened,
+    /// `incident.updated`
+    Updated,
+    /// `incident.closed`
+    Closed,
+}
+
+impl EventKind {
+    /// The `event` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Opened => "incident.opened",
+            EventKind::Updated => "incident.updated",
+            EventKind::Closed => "incident.closed",
+        }
+    }
+}
+
+/// One output event.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// An incident opened, changed or closed.
+    Incident {
+        /// Which.
+        kind: EventKind,
+        /// Event time (ms) at which it happened.
+        at: i64,
+        /// The incident after the change.
+        incident: Arc<Incident>,
+    },
+    /// A mention joined an incident.
+    Assigned {
+        /// Event time (ms).
+        at: i64,
+        /// The mention.
+        mention_id: String,
+        /// The incident.
+        incident_id: Arc<str>,
+    },
+}
+
+#[derive(Serialize)]
+struct IncidentEventJson<'a> {
+    event: &'static str,
+    at: i64,
+    incident: &'a Incident,
+}
+
+#[derive(Serialize)]
+struct AssignedJson<'a> {
+    event: &'static str,
+    at: i64,
+    mention_id: &'a str,
+    incident_id: &'a str,
+}
+
+impl Event {
+    /// One JSON line (without the newline), exactly as `huiying replay` prints it.
+    pub fn to_json(&self) -> String {
+        let r = match self {
+            Event::Incident { kind, at, incident } => serde_json::to_string(&IncidentEventJson {
+                event: kind.as_str(),
+                at: *at,
+                incident,
+            }),
+            Event::Assigned {
+                at,
+                mention_id,
+                incident_id,
+            } => serde_json::to_string(&AssignedJson {
+                event: "mention.assigned",
+                at: *at,
+                mention_id,
+                incident_id,
+            }),
+        };
+        // Serialising these plain structs cannot fail.
+        r.unwrap_or_default()
+    }
+
+    /// Whether this is a `mention.assigned` event.
+    pub fn is_assignment(&self) -> bool {
+        matches!(self, Event::Assigned { .. })
+    }
+}

@@ -1,0 +1,223 @@
+//! The pure per-mention analysis: `(&RuleSet, &Mention) -> Analysis`. It runs on a pool of
+//! worker threads over batches; it touches no shared mutable state.
+//!
+//! The automaton runs once per mention. Tokenising (jieba) and SimHash cost far more, so they
+//! run only for mentions that hit a category, a rumor cue or a known claim.
+
+use super::rules::{CueKind, PatRef, RuleSet};
+use super::simhash::simhash;
+use crate::normalize::{Mention, Normalizer};
+use jieba_rs::Jieba;
+
+/// Rumor cue bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cues(pub u8);
+
+impl Cues {
+    /// Someone asks whether it is true.
+    pub const ENQUIRY: u8 = 1;
+    /// Someone says it is false.
+    pub const CORRECTION: u8 = 2;
+    /// Someone spreads it.
+    pub const SPREADING: u8 = 4;
+
+    /// Whether any cue hit.
+    pub fn any(self) -> bool {
+        self.0 != 0
+    }
+    /// Whether `bit` is set.
+    pub fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+}
+
+/// What the rules see in one mention.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Analysis {
+    /// Category indices hit (after exclusions), ascending.
+    pub categories: Vec<u16>,
+    /// A casualty/urgency booster hit (global, or of a category that hit).
+    pub boosted: bool,
+    /// Rumor cues.
+    pub cues: Cues,
+    /// Known claims matched.
+    pub claims: Vec<u16>,
+    /// Resolved regions, most specific first.
+    pub regions: Vec<u32>,
+    /// Request kinds hit.
+    pub requests: Vec<u8>,
+    /// Patterns that hit (indices into the rule set), in text order.
+    pub matched: Vec<u32>,
+    /// Significant tokens (only when something hit).
+    pub terms: Vec<String>,
+    /// SimHash of the tokens without cue words (only when a cue or claim hit).
+    pub simhash: u64,
+}
+
+impl Analysis {
+    /// Whether anything a detector cares about hit.
+    pub fn is_relevant(&self) -> bool {
+        !self.categories.is_empty() || self.cues.any() || !self.claims.is_empty()
+    }
+}
+
+/// Normaliser and tokenizer, built once and shared by the workers.
+pub struct Analyzer {
+    /// Text normaliser.
+    pub normalizer: Normalizer,
+    jieba: Jieba,
+}
+
+impl std::fmt::Debug for Analyzer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyzer")
+            .field("normalizer", &self.normalizer)
+            .finish()
+    }
+}
+
+const MAX_TERMS: usize = 32;
+
+const EN_STOP: [&str; 40] = [
+    "the", "and", "for", "are", "but", "not", "you", "all", "any", "can", "her", "was", "one",
+    "our", "out", "has", "his", "how", "its", "who", "did", "yes", "get", "got", "this", "that",
+    "with", "have", "from", "they", "will", "just", "what", "when", "your", "been", "were", "http",
+    "https", "amp",
+];
+
+const ZH_STOP: [&str; 24] = [
+    "我们", "你们", "他们", "这个", "那个", "什么", "怎么", "就是", "还是", "没有", "已经", "现在",
+    "一个", "大家", "自己", "可以", "因为", "所以", "但是", "如果", "这样", "然后", "今天", "真的",
+];
+
+impl Analyzer {
+    /// Build the normaliser and load jieba's dictionary (a fraction of a second).
+    pub fn new() -> Self {
+        Analyzer {
+            normalizer: Normalizer::new(),
+            jieba: Jieba::new(),
+        }
+    }
+
+    /// Analyse one mention.
+    pub fn analyze(&self, rules: &RuleSet, m: &Mention) -> Analysis {
+        let text = self.normalizer.normalize(&m.text);
+        let mut a = Analysis::default();
+        let bytes = text.as_bytes();
+        let mut region_hits: Vec<&[u32]> = Vec::new();
+        let mut region_buf: Vec<Vec<u32>> = Vec::new();
+        let mut boosters: Vec<Option<u16>> = Vec::new();
+        let mut excluded: Vec<u16> = Vec::new();
+        let mut claim_hits: Vec<u16> = Vec::new();
+        let mut claim_req: Vec<(u16, u8)> = Vec::new();
+        for mat in rules.automaton.find_iter(bytes) {
+            let p = &rules.patterns[mat.pattern().as_usize()];
+            if p.word_start && mat.start() > 0 && bytes[mat.start() - 1].is_ascii_alphanumeric() {
+                continue;
+            }
+            if p.word_end && mat.end() < bytes.len() && bytes[mat.end()].is_ascii_alphanumeric() {
+                continue;
+            }
+            a.matched.push(mat.pattern().as_u32());
+            let mut regions: Vec<u32> = Vec::new();
+            for r in &p.refs {
+                match *r {
+                    PatRef::Keyword(c) => push_unique(&mut a.categories, c),
+                    PatRef::Exclude(c) => push_unique(&mut excluded, c),
+                    PatRef::Booster(c) => boosters.push(c),
+                    PatRef::Cue(k) => {
+                        a.cues.0 |= match k {
+                            CueKind::Enquiry => Cues::ENQUIRY,
+                            CueKind::Correction => Cues::CORRECTION,
+                            CueKind::Spreading => Cues::SPREADING,
+                        }
+                    }
+                    PatRef::Claim(c) => push_unique(&mut claim_hits, c),
+                    PatRef::ClaimRequire(c, i) => {
+                        if !claim_req.contains(&(c, i)) {
+                            claim_req.push((c, i));
+                        }
+                    }
+                    PatRef::Region(i) => regions.push(i),
+                    PatRef::Request(k) => push_unique(&mut a.requests, k),
+                }
+            }
+            if !regions.is_empty() {
+                region_buf.push(regions);
+            }
+        }
+        a.categories.sort_unstable();
+        a.boosted = !a.categories.is_empty()
+            && boosters.iter().any(|b| match b {
+                None => true,
+                Some(c) => a.categories.contains(c),
+            });
+        for c in claim_hits {
+            let need = rules.claims[c as usize].required;
+            let have = claim_req.iter().filter(|(cc, _)| *cc == c).count();
+            if have >= need {
+                a.claims.push(c);
+            }
+        }
+        a.claims.sort_unstable();
+        region_hits.extend(region_buf.iter().map(Vec::as_slice));
+        if !region_hits.is_empty() || m.region.is_some() {
+            a.regions = rules.gazetteer.resolve(&region_hits, m.region.as_deref());
+        }
+        if a.is_relevant() {
+            a.terms = self.terms(&text);
+            if a.cues.any() || !a.claims.is_empty() {
+                a.simhash = simhash(
+                    a.terms
+                        .iter()
+                        .filter(|t| !rules.cue_words.contains(t.as_str()))
+                        .map(String::as_str),
+                );
+            }
+        }
+        a
+    }
+
+    /// Significant tokens of normalised text: CJK words of two or more characters and ASCII
+    /// words of three or more, minus stop words, links and mentions; at most 32.
+    pub fn terms(&self, text: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for tok in self.jieba.cut(text, true) {
+            let w = tok.word.trim();
+            if w.is_empty() || w.starts_with('@') || w.starts_with('#') {
+                continue;
+            }
+            let keep = if w.is_ascii() {
+                w.len() >= 3
+                    && w.bytes().all(|b| b.is_ascii_alphanumeric())
+                    && !EN_STOP.contains(&w)
+                    && !w.bytes().all(|b| b.is_ascii_digit())
+            } else {
+                w.chars().count() >= 2
+                    && w.chars().all(|c| c.is_alphanumeric())
+                    && !ZH_STOP.contains(&w)
+            };
+            if keep && !out.iter().any(|o| o == w) {
+                out.push(w.to_string());
+                if out.len() >= MAX_TERMS {
+                    break;
+                }
+            }
+        }
+        // Links are noise for terms and similarity alike.
+        out.retain(|t| t != "www" && t != "com" && t != "cn");
+        out
+    }
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn push_unique<T: PartialEq>(v: &mut Vec<T>, x: T) {
+    if !v.contains(&x) {
+        v.push(x);
+    }
+}

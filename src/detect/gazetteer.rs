@@ -1,0 +1,189 @@
+//! The gazetteer of Chinese regions and the resolution of the region names a mention contains.
+//!
+//! A name may stand for several regions (there are many 朝阳区 and 鼓楼区). It is resolved by a
+//! co-mentioned ancestor (朝阳区 with 北京 → 110105); without one it stays unresolved, so the
+//! mention is not pinned to a city it may not be about.
+
+use ahash::AHashMap;
+use serde::Serialize;
+
+/// Administrative level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// 省级: provinces, municipalities, autonomous regions, SARs.
+    Province,
+    /// 地级: prefecture-level cities, leagues, autonomous prefectures.
+    City,
+    /// 县级: districts, counties, county-level cities, banners.
+    District,
+}
+
+/// One region.
+#[derive(Debug, Clone)]
+pub struct Region {
+    /// 6-digit division code.
+    pub code: String,
+    /// Official name.
+    pub name: String,
+    /// Level.
+    pub level: Level,
+    /// Index of the parent region.
+    pub parent: Option<u32>,
+    /// Short forms people write.
+    pub aliases: Vec<String>,
+    /// English names (lower case).
+    pub en: Vec<String>,
+}
+
+/// `{code, name}` as it appears in incidents and API answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RegionRef {
+    /// 6-digit code.
+    pub code: String,
+    /// Official name.
+    pub name: String,
+}
+
+/// All regions, indexed by code and by name.
+#[derive(Debug, Clone, Default)]
+pub struct Gazetteer {
+    regions: Vec<Region>,
+    by_code: AHashMap<String, u32>,
+    by_name: AHashMap<String, Vec<u32>>,
+}
+
+impl Gazetteer {
+    /// Build the indexes.
+    pub fn new(regions: Vec<Region>, by_code: AHashMap<String, u32>) -> Self {
+        let mut by_name: AHashMap<String, Vec<u32>> = AHashMap::new();
+        for (i, r) in regions.iter().enumerate() {
+            for n in std::iter::once(&r.name).chain(&r.aliases).chain(&r.en) {
+                let v = by_name.entry(n.to_lowercase()).or_default();
+                if !v.contains(&(i as u32)) {
+                    v.push(i as u32);
+                }
+            }
+        }
+        Gazetteer {
+            regions,
+            by_code,
+            by_name,
+        }
+    }
+
+    /// Number of regions.
+    pub fn len(&self) -> usize {
+        self.regions.len()
+    }
+
+    /// Whether there are no regions.
+    pub fn is_empty(&self) -> bool {
+        self.regions.is_empty()
+    }
+
+    /// Region by index.
+    pub fn get(&self, i: u32) -> &Region {
+        &self.regions[i as usize]
+    }
+
+    /// `{code, name}` of region `i`.
+    pub fn region_ref(&self, i: u32) -> RegionRef {
+        let r = self.get(i);
+        RegionRef {
+            code: r.code.clone(),
+            name: r.name.clone(),
+        }
+    }
+
+    /// Index of a region by its code.
+    pub fn by_code(&self, code: &str) -> Option<u32> {
+        self.by_code.get(code).copied()
+    }
+
+    /// Candidate regions for a name or alias.
+    pub fn by_name(&self, name: &str) -> &[u32] {
+        self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Whether `anc` is `i` or one of its ancestors.
+    pub fn is_ancestor_or_self(&self, anc: u32, mut i: u32) -> bool {
+        loop {
+            if i == anc {
+                return true;
+            }
+            match self.get(i).parent {
+                Some(p) => i = p,
+                None => return false,
+            }
+        }
+    }
+
+    /// Resolve the region names found in a text (each hit a list of candidates, in text order)
+    /// into regions, most specific first (ties: first in text). `explicit` is the mention's own
+    /// `region` field (a code or a name); when it resolves it comes first.
+    pub fn resolve(&self, hits: &[&[u32]], explicit: Option<&str>) -> Vec<u32> {
+        let mut resolved: Vec<u32> = Vec::new();
+        let in_context = |cand: u32, own: usize| {
+            hits.iter()
+                .enumerate()
+                .filter(|(j, _)| *j != own)
+                .any(|(_, other)| {
+                    other
+                        .iter()
+                        .any(|o| *o != cand && self.is_ancestor_or_self(*o, cand))
+                })
+        };
+        for (i, cands) in hits.iter().enumerate() {
+            let pick = if cands.len() == 1 {
+                Some(cands[0])
+            } else {
+                let fitting: Vec<u32> = cands
+                    .iter()
+                    .copied()
+                    .filter(|c| in_context(*c, i))
+                    .collect();
+                if fitting.len() == 1 {
+                    Some(fitting[0])
+                } else {
+                    None
+                }
+            };
+            if let Some(p) = pick {
+                if !resolved.contains(&p) {
+                    resolved.push(p);
+                }
+            }
+        }
+        // Most specific first; stable, so text order breaks ties.
+        resolved.sort_by_key(|r| std::cmp::Reverse(self.get(*r).level));
+        if let Some(e) = explicit.and_then(|e| self.resolve_explicit(e, hits)) {
+            resolved.retain(|r| *r != e);
+            resolved.insert(0, e);
+        }
+        resolved
+    }
+
+    fn resolve_explicit(&self, e: &str, hits: &[&[u32]]) -> Option<u32> {
+        let e = e.trim();
+        if e.len() == 6 && e.bytes().all(|b| b.is_ascii_digit()) {
+            return self.by_code(e);
+        }
+        let cands = self.by_name(&e.to_lowercase());
+        match cands {
+            [] => None,
+            [one] => Some(*one),
+            many => {
+                let fitting: Vec<u32> = many
+                    .iter()
+                    .copied()
+                    .filter(|c| {
+                        hits.iter()
+                            .any(|h| h.iter().any(|o| o != c && self.is_ancestor_or_self(*o, *c)))
+                    })
+                    .collect();
+                (fitting.len() == 1).then(|| fitting[0])
+            }
+        }
+    }
+}

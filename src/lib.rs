@@ -1,0 +1,56 @@
+//! huiying (回应, "to respond"): an engine that watches mentions of official accounts, finds
+//! emergencies and rumors as they start, and (in later stages) helps offices respond.
+//!
+//! # The map
+//!
+//! ```text
+//! feeds ──► normalize ──► detect (analyze) ──► cluster (engine) ──► events ──► api / store
+//! (ws, HTTP,  (parse,       (one Aho-Corasick    (spike windows per     (broadcast)
+//!  JSONL,      reject,       automaton, regions,  category+region, rumor
+//!  demo)       NFKC/t2s)     tokens, SimHash)     clusters, incidents)
+//! ```
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`feeds`] | inputs: the generic websocket client, JSON Lines replay files, the demo drill |
+//! | [`normalize`] | the [`normalize::Mention`] type, parsing and rejection reasons, text normalisation, de-duplication |
+//! | [`detect`] | `rules/` loading and validation, the automaton, the pure per-mention analysis, gazetteer, SimHash, spike maths, hot reload |
+//! | [`cluster`] | the single-threaded state machine that opens, updates and closes incidents on event time |
+//! | [`pipeline`] | threads and bounded channels: batches → analysis workers → engine, in input order |
+//! | [`store`] | the `Store` trait, the embedded `redb` store (default) and the in-memory one |
+//! | [`api`] | the axum HTTP server: incidents, `/api/stream`, `POST /api/mentions`, health, metrics |
+//! | [`metrics`] | the Prometheus registry |
+//! | [`respond`], [`cases`] | notices and citizen requests: not built yet (later issues) |
+//! | [`app`] | wiring: `replay`, `run`, `demo`, `rules check|test` |
+//! | [`config`] | `huiying.toml` |
+//!
+//! See `ARCHITECTURE.md` for the channels, their bounds and the reasons behind the design.
+
+pub mod api;
+pub mod app;
+pub mod cases;
+pub mod cluster;
+pub mod config;
+pub mod detect;
+pub mod feeds;
+pub mod metrics;
+pub mod normalize;
+pub mod pipeline;
+pub mod respond;
+pub mod store;
+
+/// A hash that is the same in every process and run (FNV-1a, 64 bit), for ids, author keys and
+/// SimHash features. Determinism of replay depends on it.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // Final avalanche (from splitmix64) so nearby inputs spread over all bits.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}

@@ -1,0 +1,249 @@
+//! Metrics: one process-wide Prometheus registry. Names are `huiying_<thing>_<unit>[_total]`;
+//! labels come from small fixed sets (feed names from the config, reasons, kinds, stages) and
+//! never from ids, handles or keywords.
+
+use crate::cluster::IncidentKind;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::sync::OnceLock;
+
+/// Every metric the engine exports.
+pub struct Metrics {
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    /// Mentions received, by feed and result (`accepted`, `rejected`).
+    pub ingest: IntCounterVec,
+    /// Rejected input, by reason.
+    pub rejects: IntCounterVec,
+    /// Duplicate mention ids dropped.
+    pub duplicates: IntCounter,
+    /// Mentions that arrived later than the allowed lateness.
+    pub late: IntCounter,
+    /// Per-stage latency: `parse`, `analyze`, `cluster` (per batch) and `end_to_end` (mention
+    /// arrival to the incident event it caused).
+    pub stage_seconds: HistogramVec,
+    /// Incidents open now, by kind.
+    pub incidents_open: IntGaugeVec,
+    /// Incidents opened, by kind.
+    pub incidents_opened: IntCounterVec,
+    /// Incidents closed, by kind.
+    pub incidents_closed: IntCounterVec,
+    /// Rule reloads by result (`ok`, `error`).
+    pub rules_reloads: IntCounterVec,
+    /// Times a feed had to wait because the pipeline was full.
+    pub backpressure: IntCounterVec,
+    /// Connected `/api/stream` clients.
+    pub stream_clients: IntGauge,
+    /// Stream clients disconnected for being too slow.
+    pub stream_slow_disconnects: IntCounter,
+    /// Store errors by operation.
+    pub store_errors: IntCounterVec,
+    /// Feed connection state (1 connected), by feed.
+    pub feed_connected: IntGaugeVec,
+    /// Feed reconnects, by feed.
+    pub feed_reconnects: IntCounterVec,
+    /// Mentions per batch handed to the workers.
+    pub batch_size: Histogram,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let r = Registry::new();
+        let ingest = counter_vec(
+            &r,
+            "huiying_ingest_mentions_total",
+            "Mentions received, by feed and result.",
+            &["feed", "result"],
+        );
+        let rejects = counter_vec(
+            &r,
+            "huiying_rejected_mentions_total",
+            "Rejected input lines or objects, by reason.",
+            &["reason"],
+        );
+        for reason in crate::normalize::RejectReason::ALL {
+            rejects.with_label_values(&[reason]);
+        }
+        let duplicates = IntCounter::new(
+            "huiying_duplicate_mentions_total",
+            "Duplicate mention ids dropped.",
+        )
+        .expect("valid");
+        r.register(Box::new(duplicates.clone())).expect("unique");
+        let late = IntCounter::new(
+            "huiying_late_mentions_total",
+            "Mentions older than the allowed lateness.",
+        )
+        .expect("valid");
+        r.register(Box::new(late.clone())).expect("unique");
+        let stage_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "huiying_stage_duration_seconds",
+                "Latency per pipeline stage.",
+            )
+            .buckets(vec![
+                0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["stage"],
+        )
+        .expect("valid");
+        r.register(Box::new(stage_seconds.clone())).expect("unique");
+        for s in ["parse", "analyze", "cluster", "end_to_end"] {
+            stage_seconds.with_label_values(&[s]);
+        }
+        let incidents_open = IntGaugeVec::new(
+            Opts::new("huiying_incidents_open", "Incidents open now, by kind."),
+            &["kind"],
+        )
+        .expect("valid");
+        r.register(Box::new(incidents_open.clone()))
+            .expect("unique");
+        let incidents_opened = counter_vec(
+            &r,
+            "huiying_incidents_opened_total",
+            "Incidents opened, by kind.",
+            &["kind"],
+        );
+        let incidents_closed = counter_vec(
+            &r,
+            "huiying_incidents_closed_total",
+            "Incidents closed, by kind.",
+            &["kind"],
+        );
+        for k in ["emergency", "rumor"] {
+            incidents_open.with_label_values(&[k]);
+            incidents_opened.with_label_values(&[k]);
+            incidents_closed.with_label_values(&[k]);
+        }
+        let rules_reloads = counter_vec(
+            &r,
+            "huiying_rules_reloads_total",
+            "Rule reloads, by result.",
+            &["result"],
+        );
+        for k in ["ok", "error"] {
+            rules_reloads.with_label_values(&[k]);
+        }
+        let backpressure = counter_vec(
+            &r,
+            "huiying_ingest_backpressure_total",
+            "Times a feed waited because the pipeline was full.",
+            &["feed"],
+        );
+        let stream_clients =
+            IntGauge::new("huiying_stream_clients", "Connected /api/stream clients.")
+                .expect("valid");
+        r.register(Box::new(stream_clients.clone()))
+            .expect("unique");
+        let stream_slow_disconnects = IntCounter::new(
+            "huiying_stream_slow_disconnects_total",
+            "Stream clients dropped for being too slow.",
+        )
+        .expect("valid");
+        r.register(Box::new(stream_slow_disconnects.clone()))
+            .expect("unique");
+        let store_errors = counter_vec(
+            &r,
+            "huiying_store_errors_total",
+            "Store errors, by operation.",
+            &["op"],
+        );
+        let feed_connected = IntGaugeVec::new(
+            Opts::new("huiying_feed_connected", "1 when the feed is connected."),
+            &["feed"],
+        )
+        .expect("valid");
+        r.register(Box::new(feed_connected.clone()))
+            .expect("unique");
+        let feed_reconnects = counter_vec(
+            &r,
+            "huiying_feed_reconnects_total",
+            "Feed reconnects, by feed.",
+            &["feed"],
+        );
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "huiying_batch_mentions",
+                "Mentions per batch handed to the analysis workers.",
+            )
+            .buckets(vec![1.0, 4.0, 16.0, 64.0, 256.0, 1024.0]),
+        )
+        .expect("valid");
+        r.register(Box::new(batch_size.clone())).expect("unique");
+        Metrics {
+            registry: r,
+            ingest,
+            rejects,
+            duplicates,
+            late,
+            stage_seconds,
+            incidents_open,
+            incidents_opened,
+            incidents_closed,
+            rules_reloads,
+            backpressure,
+            stream_clients,
+            stream_slow_disconnects,
+            store_errors,
+            feed_connected,
+            feed_reconnects,
+            batch_size,
+        }
+    }
+
+    /// Count an opened incident.
+    pub fn incident_opened(&self, kind: IncidentKind) {
+        self.incidents_opened
+            .with_label_values(&[kind.as_str()])
+            .inc();
+        self.incidents_open
+            .with_label_values(&[kind.as_str()])
+            .inc();
+    }
+
+    /// Count a closed incident.
+    pub fn incident_closed(&self, kind: IncidentKind) {
+        self.incidents_closed
+            .with_label_values(&[kind.as_str()])
+            .inc();
+        self.incidents_open
+            .with_label_values(&[kind.as_str()])
+            .dec();
+    }
+
+    /// A rejected input, counted under its feed and reason.
+    pub fn rejected(&self, feed: &str, reason: &str) {
+        self.ingest.with_label_values(&[feed, "rejected"]).inc();
+        self.rejects.with_label_values(&[reason]).inc();
+    }
+
+    /// An accepted mention.
+    pub fn accepted(&self, feed: &str, n: u64) {
+        self.ingest.with_label_values(&[feed, "accepted"]).inc_by(n);
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let enc = TextEncoder::new();
+        if enc.encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// The process-wide metrics.
+pub fn global() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::new)
+}

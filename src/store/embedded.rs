@@ -1,0 +1,166 @@
+//! The embedded default: one `redb` file. Crash-safe (copy-on-write B-trees, fsync on commit);
+//! the writer batches many events into one transaction.
+
+use super::{Store, StoreError, StoredIncident};
+use crate::cluster::{Incident, IncidentState};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+use std::sync::Arc;
+
+const INCIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("incidents");
+const OPEN: TableDefinition<&str, ()> = TableDefinition::new("open_incidents");
+const MENTIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("incident_mentions");
+
+/// A redb-backed store.
+pub struct EmbeddedStore {
+    db: Database,
+}
+
+impl EmbeddedStore {
+    /// Open (or create) the file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::new("open", format!("{}: {e}", dir.display())))?;
+        }
+        let db = Database::create(path)
+            .map_err(|e| StoreError::new("open", format!("{}: {e}", path.display())))?;
+        // Create the tables so readers never meet a missing one.
+        let tx = db.begin_write().map_err(|e| StoreError::new("open", e))?;
+        {
+            tx.open_table(INCIDENTS)
+                .map_err(|e| StoreError::new("open", e))?;
+            tx.open_table(OPEN)
+                .map_err(|e| StoreError::new("open", e))?;
+            tx.open_table(MENTIONS)
+                .map_err(|e| StoreError::new("open", e))?;
+        }
+        tx.commit().map_err(|e| StoreError::new("open", e))?;
+        Ok(EmbeddedStore { db })
+    }
+
+    fn read_incident(&self, id: &str) -> Result<Option<StoredIncident>, StoreError> {
+        let tx = self
+            .db
+            .begin_read()
+            .map_err(|e| StoreError::new("read", e))?;
+        let t = tx
+            .open_table(INCIDENTS)
+            .map_err(|e| StoreError::new("read", e))?;
+        let Some(v) = t.get(id).map_err(|e| StoreError::new("read", e))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(|e| StoreError::new("decode", format!("incident {id}: {e}")))
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn put_incidents(&self, incidents: &[Arc<Incident>]) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .begin_write()
+            .map_err(|e| StoreError::new("write", e))?;
+        {
+            let mut t = tx
+                .open_table(INCIDENTS)
+                .map_err(|e| StoreError::new("write", e))?;
+            let mut open = tx
+                .open_table(OPEN)
+                .map_err(|e| StoreError::new("write", e))?;
+            for i in incidents {
+                let bytes = serde_json::to_vec(&StoredIncident::from_incident(i))
+                    .map_err(|e| StoreError::new("encode", e))?;
+                t.insert(i.id.as_str(), bytes.as_slice())
+                    .map_err(|e| StoreError::new("write", e))?;
+                if i.state == IncidentState::Open {
+                    open.insert(i.id.as_str(), ())
+                        .map_err(|e| StoreError::new("write", e))?;
+                } else {
+                    open.remove(i.id.as_str())
+                        .map_err(|e| StoreError::new("write", e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| StoreError::new("write", e))
+    }
+
+    fn put_assignments(&self, pairs: &[(Arc<str>, String)]) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .begin_write()
+            .map_err(|e| StoreError::new("write", e))?;
+        {
+            let mut t = tx
+                .open_table(MENTIONS)
+                .map_err(|e| StoreError::new("write", e))?;
+            for (i, m) in pairs {
+                t.insert((&**i, m.as_str()), ())
+                    .map_err(|e| StoreError::new("write", e))?;
+            }
+        }
+        tx.commit().map_err(|e| StoreError::new("write", e))
+    }
+
+    fn get_incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        Ok(self.read_incident(id)?.map(StoredIncident::into_incident))
+    }
+
+    fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let ids: Vec<String> = {
+            let tx = self
+                .db
+                .begin_read()
+                .map_err(|e| StoreError::new("read", e))?;
+            let t = tx
+                .open_table(OPEN)
+                .map_err(|e| StoreError::new("read", e))?;
+            let mut ids = Vec::new();
+            for r in t.iter().map_err(|e| StoreError::new("read", e))? {
+                let (k, _) = r.map_err(|e| StoreError::new("read", e))?;
+                ids.push(k.value().to_string());
+            }
+            ids
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(s) = self.read_incident(&id)? {
+                out.push(s.into_incident());
+            }
+        }
+        Ok(out)
+    }
+
+    fn incident_mentions(&self, id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let tx = self
+            .db
+            .begin_read()
+            .map_err(|e| StoreError::new("read", e))?;
+        let t = tx
+            .open_table(MENTIONS)
+            .map_err(|e| StoreError::new("read", e))?;
+        let mut out = Vec::new();
+        for r in t
+            .range((id, "")..)
+            .map_err(|e| StoreError::new("read", e))?
+        {
+            let (k, _) = r.map_err(|e| StoreError::new("read", e))?;
+            let (iid, mid) = k.value();
+            if iid != id || out.len() >= limit {
+                break;
+            }
+            out.push(mid.to_string());
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every commit is already durable.
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+}

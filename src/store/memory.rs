@@ -1,0 +1,84 @@
+//! The in-memory store, for throwaway runs and tests.
+
+use super::{Store, StoreError, StoredIncident};
+use crate::cluster::{Incident, IncidentState};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+/// Keeps everything in maps behind a mutex.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    incidents: BTreeMap<String, StoredIncident>,
+    mentions: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain maps behind; they are still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn put_incidents(&self, incidents: &[Arc<Incident>]) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        for i in incidents {
+            g.incidents
+                .insert(i.id.clone(), StoredIncident::from_incident(i));
+        }
+        Ok(())
+    }
+
+    fn put_assignments(&self, pairs: &[(Arc<str>, String)]) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        for (i, m) in pairs {
+            g.mentions
+                .entry(i.to_string())
+                .or_default()
+                .insert(m.clone());
+        }
+        Ok(())
+    }
+
+    fn get_incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        Ok(self
+            .lock()
+            .incidents
+            .get(id)
+            .cloned()
+            .map(StoredIncident::into_incident))
+    }
+
+    fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        Ok(self
+            .lock()
+            .incidents
+            .values()
+            .filter(|s| s.incident.state == IncidentState::Open)
+            .cloned()
+            .map(StoredIncident::into_incident)
+            .collect())
+    }
+
+    fn incident_mentions(&self, id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .lock()
+            .mentions
+            .get(id)
+            .map(|s| s.iter().take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}

@@ -1,0 +1,101 @@
+//! Store: where incidents (with sample mentions) and the index of mentions per incident live.
+//! The embedded default is a `redb` file; `memory` is for throwaway runs; Redis comes later
+//! behind the same trait.
+//!
+//! Writes are behind: the store writer task batches events (the event stream is the source of
+//! truth). A restart re-opens the incidents that were open.
+
+pub mod embedded;
+pub mod memory;
+pub mod writer;
+
+use crate::cluster::Incident;
+use crate::normalize::Mention;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub use embedded::EmbeddedStore;
+pub use memory::MemoryStore;
+
+/// A store failure (I/O, corruption, encoding); the operation may be retried.
+#[derive(Debug, thiserror::Error)]
+#[error("store {op}: {message}")]
+pub struct StoreError {
+    /// Which operation failed (a metric label).
+    pub op: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl StoreError {
+    pub(crate) fn new(op: &'static str, e: impl std::fmt::Display) -> Self {
+        crate::metrics::global()
+            .store_errors
+            .with_label_values(&[op])
+            .inc();
+        StoreError {
+            op,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// An incident as stored: with its sample mentions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredIncident {
+    /// The incident.
+    pub incident: Incident,
+    /// Its first few mentions.
+    pub samples: Vec<Mention>,
+}
+
+impl StoredIncident {
+    /// Wrap an incident, moving its samples alongside.
+    pub fn from_incident(i: &Incident) -> Self {
+        StoredIncident {
+            incident: i.clone(),
+            samples: i.samples.clone(),
+        }
+    }
+
+    /// The incident with its samples put back.
+    pub fn into_incident(self) -> Incident {
+        let mut i = self.incident;
+        i.samples = self.samples;
+        i
+    }
+}
+
+/// Persistence of incidents and their mention index. Implementations are thread-safe and
+/// blocking; async callers use `spawn_blocking`.
+pub trait Store: Send + Sync {
+    /// Insert or replace incidents (open ones stay in the open index, closed ones leave it).
+    fn put_incidents(&self, incidents: &[Arc<Incident>]) -> Result<(), StoreError>;
+    /// Record that mentions joined incidents: `(incident_id, mention_id)`.
+    fn put_assignments(&self, pairs: &[(Arc<str>, String)]) -> Result<(), StoreError>;
+    /// One incident with its samples.
+    fn get_incident(&self, id: &str) -> Result<Option<Incident>, StoreError>;
+    /// Every incident still open.
+    fn open_incidents(&self) -> Result<Vec<Incident>, StoreError>;
+    /// Mention ids of an incident, in id order, at most `limit`.
+    fn incident_mentions(&self, id: &str, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Make everything written so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// Short name for logs and `/healthz` (`embedded`, `memory`).
+    fn kind(&self) -> &'static str;
+}
+
+/// Open the store named by a config value: `memory`, or a path to a redb file.
+pub fn open(spec: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if spec == "memory" {
+        return Ok(Arc::new(MemoryStore::default()));
+    }
+    if spec.starts_with("redis://") || spec.starts_with("rediss://") {
+        return Err(StoreError::new(
+            "open",
+            "the Redis store is not built yet (see the Redis issue); use a file path or `memory`",
+        ));
+    }
+    let path = spec.strip_prefix("redb://").unwrap_or(spec);
+    Ok(Arc::new(EmbeddedStore::open(std::path::Path::new(path))?))
+}
