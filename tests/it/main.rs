@@ -1,0 +1,8 @@
+//! The integration suite: one test binary (faster to link than one per file), one module per
+//! concern. Shared helpers live in `util`.
+
+mod crisislex;
+mod replay;
+mod rules;
+mod service;
+mod util;
