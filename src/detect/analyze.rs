@@ -104,22 +104,34 @@ impl Analyzer {
         let text = self.normalizer.normalize(&m.text);
         let mut a = Analysis::default();
         let bytes = text.as_bytes();
-        let mut region_hits: Vec<&[u32]> = Vec::new();
-        let mut region_buf: Vec<Vec<u32>> = Vec::new();
+        let mut region_hits: Vec<(&[u32], bool)> = Vec::new();
+        let mut region_buf: Vec<(Vec<u32>, bool)> = Vec::new();
         let mut boosters: Vec<Option<u16>> = Vec::new();
         let mut excluded: Vec<u16> = Vec::new();
         let mut claim_hits: Vec<u16> = Vec::new();
         let mut claim_req: Vec<(u16, u8)> = Vec::new();
-        for mat in rules.automaton.find_iter(bytes) {
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let Some(mat) = rules.automaton.find(aho_corasick::Input::new(bytes).span(pos..bytes.len())) else {
+                break;
+            };
             let p = &rules.patterns[mat.pattern().as_usize()];
-            if p.word_start && mat.start() > 0 && bytes[mat.start() - 1].is_ascii_alphanumeric() {
+            let cut_start = p.word_start && mat.start() > 0 && bytes[mat.start() - 1].is_ascii_alphanumeric();
+            let cut_end = p.word_end && mat.end() < bytes.len() && bytes[mat.end()].is_ascii_alphanumeric();
+            if cut_start || cut_end {
+                // An English pattern inside a longer word: look again one character later, so
+                // a shorter pattern starting inside it ("rainstorm" in "heavy rainstorm" after
+                // "heavy rains" was rejected) still gets its chance.
+                pos = mat.start() + 1;
+                while pos < bytes.len() && !text.is_char_boundary(pos) {
+                    pos += 1;
+                }
                 continue;
             }
-            if p.word_end && mat.end() < bytes.len() && bytes[mat.end()].is_ascii_alphanumeric() {
-                continue;
-            }
+            pos = mat.end();
             a.matched.push(mat.pattern().as_u32());
             let mut regions: Vec<u32> = Vec::new();
+            let mut weak = false;
             for r in &p.refs {
                 match *r {
                     PatRef::Keyword(c) => push_unique(&mut a.categories, c),
@@ -139,11 +151,15 @@ impl Analyzer {
                         }
                     }
                     PatRef::Region(i) => regions.push(i),
+                    PatRef::WeakRegion(i) => {
+                        weak = true;
+                        regions.push(i)
+                    }
                     PatRef::Request(k) => push_unique(&mut a.requests, k),
                 }
             }
             if !regions.is_empty() {
-                region_buf.push(regions);
+                region_buf.push((regions, weak));
             }
         }
         a.categories.sort_unstable();
@@ -160,7 +176,7 @@ impl Analyzer {
             }
         }
         a.claims.sort_unstable();
-        region_hits.extend(region_buf.iter().map(Vec::as_slice));
+        region_hits.extend(region_buf.iter().map(|(v, w)| (v.as_slice(), *w)));
         if !region_hits.is_empty() || m.region.is_some() {
             a.regions = rules.gazetteer.resolve(&region_hits, m.region.as_deref());
         }

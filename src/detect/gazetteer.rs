@@ -119,23 +119,24 @@ impl Gazetteer {
         }
     }
 
-    /// Resolve the region names found in a text (each hit a list of candidates, in text order)
-    /// into regions, most specific first (ties: first in text). `explicit` is the mention's own
-    /// `region` field (a code or a name); when it resolves it comes first.
-    pub fn resolve(&self, hits: &[&[u32]], explicit: Option<&str>) -> Vec<u32> {
+    /// Resolve the region names found in a text (each hit a list of candidates and whether the
+    /// name is also an everyday word, in text order) into regions, most specific first (ties:
+    /// first in text). A weak name resolves only with a co-mentioned ancestor. `explicit` is the
+    /// mention's own `region` field (a code or a name); when it resolves it comes first.
+    pub fn resolve(&self, hits: &[(&[u32], bool)], explicit: Option<&str>) -> Vec<u32> {
         let mut resolved: Vec<u32> = Vec::new();
         let in_context = |cand: u32, own: usize| {
             hits.iter()
                 .enumerate()
                 .filter(|(j, _)| *j != own)
-                .any(|(_, other)| {
+                .any(|(_, (other, _))| {
                     other
                         .iter()
                         .any(|o| *o != cand && self.is_ancestor_or_self(*o, cand))
                 })
         };
-        for (i, cands) in hits.iter().enumerate() {
-            let pick = if cands.len() == 1 {
+        for (i, (cands, weak)) in hits.iter().enumerate() {
+            let pick = if cands.len() == 1 && !weak {
                 Some(cands[0])
             } else {
                 let fitting: Vec<u32> = cands
@@ -164,7 +165,7 @@ impl Gazetteer {
         resolved
     }
 
-    fn resolve_explicit(&self, e: &str, hits: &[&[u32]]) -> Option<u32> {
+    fn resolve_explicit(&self, e: &str, hits: &[(&[u32], bool)]) -> Option<u32> {
         let e = e.trim();
         if e.len() == 6 && e.bytes().all(|b| b.is_ascii_digit()) {
             return self.by_code(e);
@@ -179,7 +180,7 @@ impl Gazetteer {
                     .copied()
                     .filter(|c| {
                         hits.iter()
-                            .any(|h| h.iter().any(|o| o != c && self.is_ancestor_or_self(*o, *c)))
+                            .any(|h| h.0.iter().any(|o| o != c && self.is_ancestor_or_self(*o, *c)))
                     })
                     .collect();
                 (fitting.len() == 1).then(|| fitting[0])

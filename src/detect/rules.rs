@@ -348,6 +348,8 @@ pub(crate) enum PatRef {
     Claim(u16),
     ClaimRequire(u16, u8),
     Region(u32),
+    /// A region name that is also an everyday word (东区, 矿区): it needs a co-mentioned parent.
+    WeakRegion(u32),
     Request(u8),
 }
 
@@ -780,8 +782,12 @@ impl RuleSet {
                 names.extend(r.en.iter().cloned());
                 for n in names {
                     let norm = normalizer.normalize(n.trim()).into_owned();
-                    if norm.chars().count() >= 2 {
-                        l.add_normalized(norm, PatRef::Region(i as u32));
+                    let len = norm.chars().count();
+                    if len >= 2 {
+                        // Two-character names ending in 区 (东区, 矿区, 城区) are ordinary words.
+                        let weak = len == 2 && norm.ends_with('区');
+                        let r = if weak { PatRef::WeakRegion(i as u32) } else { PatRef::Region(i as u32) };
+                        l.add_normalized(norm, r);
                     }
                 }
             }

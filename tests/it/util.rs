@@ -10,5 +10,258 @@ pub fn rules_dir() -> PathBuf {
 
 /// A file under tests/data.
 pub fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// A `Write` whose bytes can be read after the writer moved into another thread.
+#[derive(Clone, Default)]
+pub struct SharedBuf(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buffer lock").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuf {
+    /// Everything written, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("buffer lock").clone()).expect("utf-8 output")
+    }
+}
+
+/// Replay `file` with the shipped rules; returns (stdout, stderr diagnostics, summary).
+pub fn replay_file(
+    file: &std::path::Path,
+    emit: huiying::app::Emit,
+    workers: usize,
+) -> (String, String, huiying::app::ReplaySummary) {
+    let out = SharedBuf::default();
+    let mut diag: Vec<u8> = Vec::new();
+    let summary = huiying::app::replay(
+        file,
+        &rules_dir(),
+        huiying::feeds::jsonl::Speed::Max,
+        emit,
+        Some(workers),
+        out.clone(),
+        &mut diag,
+    )
+    .expect("replay runs");
+    (
+        out.text(),
+        String::from_utf8_lossy(&diag).into_owned(),
+        summary,
+    )
+}
+
+/// Parse JSON lines.
+pub fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Service helpers: a bounded wait, a tiny HTTP/1.1 client, `/api/stream` clients, mentions and
+// metrics.
+
+/// How long any single wait in the service tests may take before the test fails.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Await `f`, failing the test (naming `what`) if it takes longer than [`WAIT`].
+pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    match tokio::time::timeout(WAIT, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {WAIT:?} waiting for {what}"),
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`); returns the status and
+/// the body (chunked bodies are decoded). Fails the test on timeout or a malformed answer.
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let what = format!("{method} {path}");
+    within(&what, async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: connect {addr}: {e}"));
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        // A server may answer (and close) before reading all of a refused body: a failed write
+        // is not an error as long as an answer arrives.
+        let _ = s.write_all(&req).await;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                // A reset after the answer (unread request bytes) loses nothing we need.
+                Err(_) if !buf.is_empty() => break,
+                Err(e) => panic!("{what}: read: {e}"),
+            }
+        }
+        parse_http_response(&buf).unwrap_or_else(|e| {
+            panic!(
+                "{what}: bad HTTP answer ({e}): {:?}",
+                String::from_utf8_lossy(&buf)
+            )
+        })
+    })
+    .await
+}
+
+/// Parse a complete HTTP/1.1 response: status and body.
+pub fn parse_http_response(buf: &[u8]) -> Result<(u16, String), String> {
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of headers")?;
+    let head = std::str::from_utf8(&buf[..split]).map_err(|e| e.to_string())?;
+    let mut raw = &buf[split + 4..];
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or("no status line")?;
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    if !version.starts_with("HTTP/1.") {
+        return Err(format!("not HTTP/1.x: {status_line}"));
+    }
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line: {status_line}"))?;
+    let mut chunked = false;
+    let mut length = None;
+    for l in lines {
+        let (k, v) = l
+            .split_once(':')
+            .ok_or_else(|| format!("bad header: {l}"))?;
+        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+        if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
+            chunked = true;
+        } else if k == "content-length" {
+            length = Some(v.parse::<usize>().map_err(|e| e.to_string())?);
+        }
+    }
+    let body = if chunked {
+        let mut out = Vec::new();
+        loop {
+            let eol = raw
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or("truncated chunk size")?;
+            let size_str = std::str::from_utf8(&raw[..eol]).map_err(|e| e.to_string())?;
+            let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|e| format!("bad chunk size {size_str:?}: {e}"))?;
+            raw = &raw[eol + 2..];
+            if size == 0 {
+                break;
+            }
+            if raw.len() < size + 2 {
+                return Err("truncated chunk".into());
+            }
+            out.extend_from_slice(&raw[..size]);
+            raw = &raw[size + 2..];
+        }
+        out
+    } else if let Some(n) = length {
+        if raw.len() < n {
+            return Err(format!("body is {} bytes, Content-Length {n}", raw.len()));
+        }
+        raw[..n].to_vec()
+    } else {
+        raw.to_vec()
+    };
+    let body = String::from_utf8(body).map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
+/// Parse a body that must be JSON.
+pub fn json_body(what: &str, body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {body}"))
+}
+
+/// A websocket client of the service.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connect to `/api/stream` (with `mention.assigned` events when `assignments`). Once this
+/// returns the server has subscribed the client to the event bus.
+pub async fn stream(addr: std::net::SocketAddr, assignments: bool) -> Ws {
+    let url = if assignments {
+        format!("ws://{addr}/api/stream?assignments=true")
+    } else {
+        format!("ws://{addr}/api/stream")
+    };
+    let (ws, resp) = within(
+        "the stream to connect",
+        tokio_tungstenite::connect_async(&url),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    assert_eq!(resp.status().as_u16(), 101, "{url}: not upgraded");
+    ws
+}
+
+/// Read stream events until `pred` accepts one (returned). Fails the test on timeout, on a
+/// stream that ends first, or on a line that is not JSON.
+pub async fn next_event(
+    ws: &mut Ws,
+    what: &str,
+    mut pred: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    within(what, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let v: serde_json::Value = serde_json::from_str(t.as_str())
+                        .unwrap_or_else(|e| panic!("stream line is not JSON ({e}): {t}"));
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => panic!("the stream ended before {what}"),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("stream error before {what}: {e}"),
+            }
+        }
+    })
+    .await
+}
+
+/// Now, in unix milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A mention in the generic format.
+pub fn mention(id: &str, author: &str, text: &str, ts: i64) -> serde_json::Value {
+    serde_json::json!({"id": id, "ts": ts, "author": author, "text": text})
+}
+
+/// The value of one series in a Prometheus text exposition, e.g.
+/// `huiying_rejected_mentions_total{reason="invalid_json"}` (labels as rendered: sorted by name).
+pub fn metric(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?.strip_prefix(' ')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
 }
