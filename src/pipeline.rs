@@ -29,7 +29,7 @@ pub enum Item {
         bytes: Vec<u8>,
     },
     /// An already parsed mention (websocket, HTTP, demo), with its arrival instant.
-    Parsed(Mention, Instant),
+    Parsed(Box<Mention>, Instant),
     /// Live mode: event time advances to this (ms) even if no mention arrives.
     Tick(i64),
 }
@@ -48,7 +48,7 @@ pub enum Outcome<'a> {
 }
 
 enum Done {
-    Ok(Mention, Analysis, Option<Instant>),
+    Ok(Box<(Mention, Analysis)>, Option<Instant>),
     Rejected(u64, RejectReason),
     Tick(i64),
 }
@@ -134,8 +134,9 @@ impl Pipeline {
                         for d in b.items {
                             events.clear();
                             match d {
-                                Done::Ok(mention, analysis, arrived) => {
-                                    engine.process(&b.rules, &mention, &analysis, &mut events);
+                                Done::Ok(ma, arrived) => {
+                                    let (mention, analysis) = &*ma;
+                                    engine.process(&b.rules, mention, analysis, &mut events);
                                     if let Some(a) = arrived {
                                         if events.iter().any(|e| !e.is_assignment()) {
                                             e2e.observe(a.elapsed().as_secs_f64());
@@ -230,7 +231,7 @@ fn worker(
                     Ok(mention) => Ok((mention, None)),
                     Err(e) => Err(Done::Rejected(line, e)),
                 },
-                Item::Parsed(mention, at) => Ok((mention, Some(at))),
+                Item::Parsed(mention, at) => Ok((*mention, Some(at))),
                 Item::Tick(now) => Err(Done::Tick(now)),
             });
         }
@@ -240,7 +241,7 @@ fn worker(
             items.push(match p {
                 Ok((mention, at)) => {
                     let a = analyzer.analyze(&rs, &mention);
-                    Done::Ok(mention, a, at)
+                    Done::Ok(Box::new((mention, a)), at)
                 }
                 Err(d) => d,
             });

@@ -102,12 +102,28 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/stream", get(stream))
         .route(
             "/api/mentions",
-            post(post_mentions).layer(DefaultBodyLimit::max(limit)),
+            post(post_mentions)
+                .layer(DefaultBodyLimit::max(limit))
+                .layer(axum::middleware::map_response(json_413)),
         )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
         .with_state(state)
+}
+
+/// axum answers an over-limit body with plain text; keep the API's JSON error shape.
+async fn json_413(r: Response) -> Response {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        crate::metrics::global().rejected("http", "too_large");
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "request body over the configured limit",
+        )
+        .into_response();
+    }
+    r
 }
 
 async fn healthz(State(s): State<ApiState>) -> Json<serde_json::Value> {
@@ -252,7 +268,7 @@ async fn stream_client(
     loop {
         tokio::select! {
             _ = cancel.cancelled() => {
-                let _ = socket.send(Message::Close(None)).await;
+                close(&mut socket).await;
                 break;
             }
             msg = rx.recv() => match msg {
@@ -266,11 +282,11 @@ async fn stream_client(
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     m.stream_slow_disconnects.inc();
-                    let _ = socket.send(Message::Close(None)).await;
+                    close(&mut socket).await;
                     break;
                 }
                 Err(broadcast::error::RecvError::Closed) => {
-                    let _ = socket.send(Message::Close(None)).await;
+                    close(&mut socket).await;
                     break;
                 }
             },
@@ -281,6 +297,15 @@ async fn stream_client(
         }
     }
     m.stream_clients.dec();
+}
+
+/// Say goodbye, but never wait long for a client that does not read.
+async fn close(socket: &mut WebSocket) {
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        socket.send(Message::Close(None)),
+    )
+    .await;
 }
 
 async fn post_mentions(

@@ -345,8 +345,12 @@ impl Engine {
             mention: m.clone(),
             terms: a.terms.clone(),
         };
-        for &ci in &a.categories {
-            self.emergency_hit(rules, ci, a, pend(), out);
+        // A post that spreads, questions or corrects a claim is evidence of the rumor, not of
+        // an emergency: counting it would turn every "网传…停水" into an outage spike.
+        if !a.cues.any() && a.claims.is_empty() {
+            for &ci in &a.categories {
+                self.emergency_hit(rules, ci, a, pend(), out);
+            }
         }
         self.rumor_hit(rules, m, a, parent, pend, out);
     }
@@ -787,7 +791,7 @@ impl Engine {
             }
         }
         // Forget idle state now and then (every 60 buckets of event time).
-        if self.sweeps % 60 == 0 {
+        if self.sweeps.is_multiple_of(60) {
             let prior = self.prior_bucket(self.settings.emergency.prior_per_hour);
             self.emergency.retain(|_, st| {
                 st.window.advance(now / bms, decay);

@@ -112,12 +112,17 @@ impl Analyzer {
         let mut claim_req: Vec<(u16, u8)> = Vec::new();
         let mut pos = 0;
         while pos < bytes.len() {
-            let Some(mat) = rules.automaton.find(aho_corasick::Input::new(bytes).span(pos..bytes.len())) else {
+            let Some(mat) = rules
+                .automaton
+                .find(aho_corasick::Input::new(bytes).span(pos..bytes.len()))
+            else {
                 break;
             };
             let p = &rules.patterns[mat.pattern().as_usize()];
-            let cut_start = p.word_start && mat.start() > 0 && bytes[mat.start() - 1].is_ascii_alphanumeric();
-            let cut_end = p.word_end && mat.end() < bytes.len() && bytes[mat.end()].is_ascii_alphanumeric();
+            let cut_start =
+                p.word_start && mat.start() > 0 && bytes[mat.start() - 1].is_ascii_alphanumeric();
+            let cut_end =
+                p.word_end && mat.end() < bytes.len() && bytes[mat.end()].is_ascii_alphanumeric();
             if cut_start || cut_end {
                 // An English pattern inside a longer word: look again one character later, so
                 // a shorter pattern starting inside it ("rainstorm" in "heavy rainstorm" after

@@ -179,8 +179,10 @@ impl Gazetteer {
                     .iter()
                     .copied()
                     .filter(|c| {
-                        hits.iter()
-                            .any(|h| h.0.iter().any(|o| o != c && self.is_ancestor_or_self(*o, *c)))
+                        hits.iter().any(|h| {
+                            h.0.iter()
+                                .any(|o| o != c && self.is_ancestor_or_self(*o, *c))
+                        })
                     })
                     .collect();
                 (fitting.len() == 1).then(|| fitting[0])

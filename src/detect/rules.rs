@@ -786,7 +786,11 @@ impl RuleSet {
                     if len >= 2 {
                         // Two-character names ending in 区 (东区, 矿区, 城区) are ordinary words.
                         let weak = len == 2 && norm.ends_with('区');
-                        let r = if weak { PatRef::WeakRegion(i as u32) } else { PatRef::Region(i as u32) };
+                        let r = if weak {
+                            PatRef::WeakRegion(i as u32)
+                        } else {
+                            PatRef::Region(i as u32)
+                        };
                         l.add_normalized(norm, r);
                     }
                 }
@@ -850,18 +854,6 @@ impl RuleSet {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_numbers_are_one_based() {
-        assert_eq!(line_of("a\nb\nc", 0), 1);
-        assert_eq!(line_of("a\nb\nc", 2), 2);
-        assert_eq!(line_of("a\nb\nc", 4), 3);
-    }
-}
-
 impl RuleSet {
     /// What `huiying rules test` prints for one analysed mention.
     pub fn describe(&self, id: &str, a: &super::Analysis) -> serde_json::Value {
@@ -887,5 +879,17 @@ impl RuleSet {
             "regions": a.regions.iter().map(|r| self.gazetteer.region_ref(*r)).collect::<Vec<_>>(),
             "request": a.requests.iter().map(|r| &*self.requests[*r as usize].id).collect::<Vec<_>>(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_numbers_are_one_based() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 4), 3);
     }
 }

@@ -38,7 +38,7 @@ impl Ingest {
             }
         }
         crate::metrics::global().accepted(&self.feed, 1);
-        let item = Item::Parsed(m, Instant::now());
+        let item = Item::Parsed(Box::new(m), Instant::now());
         match self.tx.try_send(item) {
             Ok(()) => true,
             Err(tokio::sync::mpsc::error::TrySendError::Full(item)) => {
@@ -58,14 +58,12 @@ impl Ingest {
     }
 }
 
+/// Mentions parsed from one payload, and the rejected elements with their index.
+pub type Payload = (Vec<Mention>, Vec<(usize, crate::normalize::RejectReason)>);
+
 /// Parse a websocket text frame or HTTP body: one mention object or an array of them.
 /// Returns the mentions and the reasons of the rejected elements (with their index).
-pub fn parse_payload(
-    bytes: &[u8],
-) -> Result<
-    (Vec<Mention>, Vec<(usize, crate::normalize::RejectReason)>),
-    crate::normalize::RejectReason,
-> {
+pub fn parse_payload(bytes: &[u8]) -> Result<Payload, crate::normalize::RejectReason> {
     use crate::normalize::{mention::parse_value, parse_mention, RejectReason};
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {

@@ -12,8 +12,13 @@ use std::path::PathBuf;
 
 #[test]
 fn crisislex_events_are_detected_without_false_incidents() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/crisislex/crisislex_t6.jsonl");
-    assert!(path.is_file(), "CrisisLex data missing at {} (shared/ must sit beside the repository)", path.display());
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/crisislex/crisislex_t6.jsonl");
+    assert!(
+        path.is_file(),
+        "CrisisLex data missing at {} (shared/ must sit beside the repository)",
+        path.display()
+    );
     let src = std::fs::read_to_string(&path).expect("read crisislex");
     let mut label: HashMap<String, (String, String)> = HashMap::new();
     let mut on_topic: BTreeMap<String, u64> = BTreeMap::new();
@@ -38,7 +43,10 @@ fn crisislex_events_are_detected_without_false_incidents() {
                 let i = &e["incident"];
                 kinds.insert(
                     i["id"].as_str().expect("id").into(),
-                    (i["kind"].as_str().unwrap_or("").into(), i["category"].as_str().unwrap_or("").into()),
+                    (
+                        i["kind"].as_str().unwrap_or("").into(),
+                        i["category"].as_str().unwrap_or("").into(),
+                    ),
                 );
             }
             Some("mention.assigned") => members
@@ -69,17 +77,36 @@ fn crisislex_events_are_detected_without_false_incidents() {
         let (kind, cat) = &kinds[id];
         if let Some((coll, _)) = by_coll.iter().max_by_key(|(_, n)| **n) {
             if kind == "emergency" {
-                detected.entry(coll.to_string()).or_default().push(cat.clone());
+                detected
+                    .entry(coll.to_string())
+                    .or_default()
+                    .push(cat.clone());
             }
         }
     }
-    println!("CrisisLex T6: {} incidents from {} tweets", members.len(), label.len());
-    println!("{:<28} {:>9}  emergency incidents (category)", "event", "on-topic");
+    println!(
+        "CrisisLex T6: {} incidents from {} tweets",
+        members.len(),
+        label.len()
+    );
+    println!(
+        "{:<28} {:>9}  emergency incidents (category)",
+        "event", "on-topic"
+    );
     for (coll, n) in &on_topic {
-        println!("{coll:<28} {n:>9}  {:?}", detected.get(coll).cloned().unwrap_or_default());
+        println!(
+            "{coll:<28} {n:>9}  {:?}",
+            detected.get(coll).cloned().unwrap_or_default()
+        );
     }
-    println!("incidents made mostly of off-topic tweets: {}", false_incidents.len());
-    assert!(false_incidents.is_empty(), "false incidents: {false_incidents:?}");
+    println!(
+        "incidents made mostly of off-topic tweets: {}",
+        false_incidents.len()
+    );
+    assert!(
+        false_incidents.is_empty(),
+        "false incidents: {false_incidents:?}"
+    );
     // Five of the six crises are dense enough in this sample to cross the spike test; the
     // Alberta floods sample averages under two flood tweets per five minutes (see the note in
     // README.md), so it is not required here.
@@ -90,6 +117,9 @@ fn crisislex_events_are_detected_without_false_incidents() {
         "2013_West_Texas_Explosion",
         "2013_Oklahoma_Tornado",
     ] {
-        assert!(detected.contains_key(coll), "{coll} not detected: {detected:?}");
+        assert!(
+            detected.contains_key(coll),
+            "{coll} not detected: {detected:?}"
+        );
     }
 }

@@ -8,7 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 fn opened(events: &[Value]) -> Vec<&Value> {
-    events.iter().filter(|e| e["event"] == "incident.opened").map(|e| &e["incident"]).collect()
+    events
+        .iter()
+        .filter(|e| e["event"] == "incident.opened")
+        .map(|e| &e["incident"])
+        .collect()
 }
 
 /// The projection of an opened incident that a golden file records.
@@ -31,7 +35,10 @@ fn flood_haidian_matches_its_golden_incidents() {
         &std::fs::read_to_string(data("flood_haidian.expected.json")).expect("golden file"),
     )
     .expect("golden JSON");
-    assert_eq!(got, golden, "opened incidents differ from tests/data/flood_haidian.expected.json");
+    assert_eq!(
+        got, golden,
+        "opened incidents differ from tests/data/flood_haidian.expected.json"
+    );
     assert_eq!(summary.rejected.values().sum::<u64>(), 0);
 
     // Every storm mention that names a flood keyword is assigned to the flood incident,
@@ -51,14 +58,29 @@ fn flood_haidian_matches_its_golden_incidents() {
         let m: Value = serde_json::from_str(line).expect("json");
         let text = m["text"].as_str().unwrap_or("");
         let id = m["id"].as_str().unwrap_or("");
-        if id.starts_with("fh-s") && (text.contains("积水") || text.contains("进水") || text.contains("內澇") || text.contains("淹")) {
-            assert!(assigned.contains(id), "{id} ({text}) not assigned to {flood_id}");
+        if id.starts_with("fh-s")
+            && (text.contains("积水")
+                || text.contains("进水")
+                || text.contains("內澇")
+                || text.contains("淹"))
+        {
+            assert!(
+                assigned.contains(id),
+                "{id} ({text}) not assigned to {flood_id}"
+            );
         }
     }
     // The known claim carries its rebuttal; the cascade names its root.
-    let claim = opened(&events).into_iter().find(|i| !i["rebuttal"].is_null()).expect("claim incident");
-    assert!(claim["rebuttal"]["zh"].as_str().is_some_and(|s| !s.is_empty()));
-    assert!(claim["rebuttal"]["link"].as_str().is_some_and(|s| s.starts_with("http")));
+    let claim = opened(&events)
+        .into_iter()
+        .find(|i| !i["rebuttal"].is_null())
+        .expect("claim incident");
+    assert!(claim["rebuttal"]["zh"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    assert!(claim["rebuttal"]["link"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("http")));
 }
 
 #[test]
@@ -75,8 +97,14 @@ fn replay_is_deterministic_whatever_the_worker_count() {
 fn events_are_in_event_time_order_and_updates_are_rate_limited() {
     let (out, _, _) = replay_file(&data("flood_haidian.jsonl"), Emit::Assignments, 2);
     let events = json_lines(&out);
-    let ats: Vec<i64> = events.iter().map(|e| e["at"].as_i64().expect("at")).collect();
-    assert!(ats.windows(2).all(|w| w[0] <= w[1]), "`at` must never go back");
+    let ats: Vec<i64> = events
+        .iter()
+        .map(|e| e["at"].as_i64().expect("at"))
+        .collect();
+    assert!(
+        ats.windows(2).all(|w| w[0] <= w[1]),
+        "`at` must never go back"
+    );
     let mut last: BTreeMap<String, i64> = BTreeMap::new();
     for e in events.iter().filter(|e| e["event"] == "incident.updated") {
         let id = e["incident"]["id"].as_str().expect("id").to_string();
@@ -98,17 +126,29 @@ fn a_single_author_repeating_himself_opens_nothing() {
 #[test]
 fn bad_lines_are_rejected_with_reasons_and_good_ones_go_through() {
     let (out, diag, summary) = replay_file(&data("bad_lines.jsonl"), Emit::Incidents, 2);
-    let want: BTreeMap<&str, u64> =
-        [("invalid_json", 1), ("invalid_utf8", 1), ("missing_field", 2), ("bad_field", 1), ("too_large", 1)].into();
+    let want: BTreeMap<&str, u64> = [
+        ("invalid_json", 1),
+        ("invalid_utf8", 1),
+        ("missing_field", 2),
+        ("bad_field", 1),
+        ("too_large", 1),
+    ]
+    .into();
     assert_eq!(summary.rejected, want);
     assert_eq!(summary.accepted, 12);
     // Line numbers and reasons on the diagnostics stream.
-    assert!(diag.contains("bad_lines.jsonl:4: rejected (invalid_json)"), "{diag}");
+    assert!(
+        diag.contains("bad_lines.jsonl:4: rejected (invalid_json)"),
+        "{diag}"
+    );
     assert!(diag.contains("missing required field `id`"), "{diag}");
     assert!(diag.contains("field `created_at`"), "{diag}");
     // The twelve good mentions still open their incident.
     let events = json_lines(&out);
-    assert!(opened(&events).iter().any(|i| i["category"] == "fire"), "{out}");
+    assert!(
+        opened(&events).iter().any(|i| i["category"] == "fire"),
+        "{out}"
+    );
 }
 
 /// A burst, then hours of quiet chatter: the incident closes once, after the quiet period.
@@ -140,7 +180,10 @@ fn an_incident_closes_after_a_quiet_period_and_does_not_flap() {
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
     assert_eq!(summary.opened, [1, 0], "{kinds:?}");
     assert_eq!(kinds.first(), Some(&"incident.opened"));
-    let closed: Vec<&Value> = events.iter().filter(|e| e["event"] == "incident.closed").collect();
+    let closed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "incident.closed")
+        .collect();
     assert_eq!(closed.len(), 1, "{kinds:?}");
     let c = &closed[0];
     assert_eq!(c["incident"]["state"], "closed");
@@ -167,5 +210,8 @@ fn duplicate_ids_are_dropped() {
     drop(f);
     let (out, _, summary) = replay_file(&path, Emit::Incidents, 2);
     assert_eq!(summary.duplicates, 8);
-    assert_eq!(out, "", "four distinct authors are below the minimum of five");
+    assert_eq!(
+        out, "",
+        "four distinct authors are below the minimum of five"
+    );
 }

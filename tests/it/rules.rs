@@ -12,7 +12,8 @@ fn setup() -> &'static (Analyzer, RuleSet) {
     static S: OnceLock<(Analyzer, RuleSet)> = OnceLock::new();
     S.get_or_init(|| {
         let a = Analyzer::new();
-        let r = RuleSet::load(&rules_dir(), &a.normalizer).unwrap_or_else(|e| panic!("shipped rules invalid:\n{e}"));
+        let r = RuleSet::load(&rules_dir(), &a.normalizer)
+            .unwrap_or_else(|e| panic!("shipped rules invalid:\n{e}"));
         (a, r)
     })
 }
@@ -28,14 +29,22 @@ fn see(line: &str) -> (Analysis, serde_json::Value) {
 fn strings(v: &serde_json::Value, key: &str) -> Vec<String> {
     v[key]
         .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn region_codes(v: &serde_json::Value) -> Vec<String> {
     v["regions"]
         .as_array()
-        .map(|a| a.iter().filter_map(|x| x["code"].as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["code"].as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -71,17 +80,37 @@ fn what_the_rules_see() {
         c("南京鼓楼区发生车祸", &["traffic_accident"], "320106"),
         c("海淀区学院路积水太深，车被淹了", &["flood"], "110108"),
         c("内蒙地震了吗", &["earthquake"], "150000"),
-        c("四川九寨沟发生7级地震，房屋倒塌", &["collapse", "earthquake"], "513225"),
+        c(
+            "四川九寨沟发生7级地震，房屋倒塌",
+            &["collapse", "earthquake"],
+            "513225",
+        ),
         c("化工厂泄漏，刺鼻气味，大家关好门窗", &["hazmat_leak"], ""),
         // Ambiguous district with no province or city: left unresolved.
         c("朝阳区着火了", &["fire"], ""),
         // Traditional characters and full-width forms.
         c("發生火災，有人被困，救命", &["fire"], ""),
-        c("ＦＬＯＯＤ warning: Brisbane flooding, people trapped", &["flood"], ""),
+        c(
+            "ＦＬＯＯＤ warning: Brisbane flooding, people trapped",
+            &["flood"],
+            "",
+        ),
         // English crisis tweets.
-        c("Tornado rips through Moore, Oklahoma", &["extreme_weather"], ""),
-        c("Hurricane Sandy: power outages across New Jersey", &["outage", "typhoon"], ""),
-        c("Massive explosion at fertilizer plant in West, Texas", &["explosion"], ""),
+        c(
+            "Tornado rips through Moore, Oklahoma",
+            &["extreme_weather"],
+            "",
+        ),
+        c(
+            "Hurricane Sandy: power outages across New Jersey",
+            &["outage", "typhoon"],
+            "",
+        ),
+        c(
+            "Massive explosion at fertilizer plant in West, Texas",
+            &["explosion"],
+            "",
+        ),
         // Everyday language that must not hit.
         c("今晚吃火锅，大火收汁", &[], ""),
         c("流量洪水一样的明星", &[], ""),
@@ -104,17 +133,51 @@ fn what_the_rules_see() {
         want.sort();
         // Expected categories must all be present; nothing may hit when none is expected.
         if want.is_empty() {
-            assert!(cats.is_empty(), "{}: expected no category, got {cats:?}", case.text);
+            assert!(
+                cats.is_empty(),
+                "{}: expected no category, got {cats:?}",
+                case.text
+            );
         } else {
             for w in &want {
-                assert!(cats.contains(w), "{}: expected {w}, got {cats:?}", case.text);
+                assert!(
+                    cats.contains(w),
+                    "{}: expected {w}, got {cats:?}",
+                    case.text
+                );
             }
         }
         let codes = region_codes(&d);
-        assert_eq!(codes.first().map(String::as_str).unwrap_or(""), case.region, "{}: regions {codes:?}", case.text);
-        assert_eq!(!strings(&d, "rumor_cues").is_empty(), case.cues, "{}: cues", case.text);
-        assert_eq!(strings(&d, "known_claims").first().map(String::as_str).unwrap_or(""), case.claim, "{}", case.text);
-        assert_eq!(strings(&d, "request").first().map(String::as_str).unwrap_or(""), case.request, "{}", case.text);
+        assert_eq!(
+            codes.first().map(String::as_str).unwrap_or(""),
+            case.region,
+            "{}: regions {codes:?}",
+            case.text
+        );
+        assert_eq!(
+            !strings(&d, "rumor_cues").is_empty(),
+            case.cues,
+            "{}: cues",
+            case.text
+        );
+        assert_eq!(
+            strings(&d, "known_claims")
+                .first()
+                .map(String::as_str)
+                .unwrap_or(""),
+            case.claim,
+            "{}",
+            case.text
+        );
+        assert_eq!(
+            strings(&d, "request")
+                .first()
+                .map(String::as_str)
+                .unwrap_or(""),
+            case.request,
+            "{}",
+            case.text
+        );
         let _ = case.excluded;
     }
 }
@@ -134,7 +197,12 @@ fn rumor_cues_claims_and_requests() {
         ("网传明天停水，是真的吗？求证", 0b101, "", ""),
         ("这是谣言，官方已辟谣", 0b010, "", ""),
         ("Is this true? Can anyone confirm?", 0b001, "", ""),
-        ("吃碘盐能防辐射，赶紧去抢盐", 0, "iodized-salt-radiation", ""),
+        (
+            "吃碘盐能防辐射，赶紧去抢盐",
+            0,
+            "iodized-salt-radiation",
+            "",
+        ),
         ("求助：海淀区积水太深，车熄火了", 0, "", "help"),
         ("投诉：小区停电三天了没人管", 0, "", "complaint"),
         ("请问鼓楼区怎么走", 0, "", "inquiry"),
@@ -144,14 +212,25 @@ fn rumor_cues_claims_and_requests() {
         let line = serde_json::json!({"id": "t", "ts": 1, "text": text}).to_string();
         let (a, d) = see(&line);
         if cue_bits != 0 {
-            assert_eq!(a.cues.0 & cue_bits, cue_bits, "{text}: cues {:?} {d}", a.cues);
+            assert_eq!(
+                a.cues.0 & cue_bits,
+                cue_bits,
+                "{text}: cues {:?} {d}",
+                a.cues
+            );
         }
         if !claim.is_empty() {
-            assert!(strings(&d, "known_claims").contains(&claim.to_string()), "{text}: {d}");
+            assert!(
+                strings(&d, "known_claims").contains(&claim.to_string()),
+                "{text}: {d}"
+            );
             assert!(a.simhash != 0, "{text}: a claim gets a SimHash");
         }
         if !request.is_empty() {
-            assert!(strings(&d, "request").contains(&request.to_string()), "{text}: {d}");
+            assert!(
+                strings(&d, "request").contains(&request.to_string()),
+                "{text}: {d}"
+            );
         }
     }
 }
@@ -192,25 +271,48 @@ fn rule_errors_name_file_and_line() {
     let src = std::fs::read_to_string(&cats).expect("read");
     // A severity out of range, on a known line.
     let broken = src.replacen("severity = ", "severity = 9 #", 1);
-    let line = broken.lines().position(|l| l.contains("severity = 9")).expect("line") + 1;
+    let line = broken
+        .lines()
+        .position(|l| l.contains("severity = 9"))
+        .expect("line")
+        + 1;
     std::fs::write(&cats, &broken).expect("write");
-    let err = RuleSet::load(dir.path(), &a.normalizer).expect_err("must fail").to_string();
+    let err = RuleSet::load(dir.path(), &a.normalizer)
+        .expect_err("must fail")
+        .to_string();
     assert!(err.contains(&format!("categories.toml:{line}:")), "{err}");
     assert!(err.contains("severity 9"), "{err}");
     // A TOML syntax error.
     std::fs::write(&cats, format!("{src}\n[[category]\n")).expect("write");
-    let err = RuleSet::load(dir.path(), &a.normalizer).expect_err("must fail").to_string();
+    let err = RuleSet::load(dir.path(), &a.normalizer)
+        .expect_err("must fail")
+        .to_string();
     let last = src.lines().count() + 2;
     assert!(err.contains(&format!("categories.toml:{last}:")), "{err}");
     // A claim naming an unknown category, and an unknown field.
     std::fs::write(&cats, &src).expect("write");
     let claims = dir.path().join("claims.toml");
     let csrc = std::fs::read_to_string(&claims).expect("read");
-    std::fs::write(&claims, csrc.replacen("category = \"", "category = \"nonsense", 1)).expect("write");
-    let err = RuleSet::load(dir.path(), &a.normalizer).expect_err("must fail").to_string();
-    assert!(err.contains("claims.toml:") && err.contains("unknown category"), "{err}");
-    std::fs::write(&claims, format!("{csrc}\n[[claim]]\nid = \"x\"\ncategory = \"fire\"\nphrase = [\"x\"]\n")).expect("write");
-    let err = RuleSet::load(dir.path(), &a.normalizer).expect_err("must fail").to_string();
+    std::fs::write(
+        &claims,
+        csrc.replacen("category = \"", "category = \"nonsense", 1),
+    )
+    .expect("write");
+    let err = RuleSet::load(dir.path(), &a.normalizer)
+        .expect_err("must fail")
+        .to_string();
+    assert!(
+        err.contains("claims.toml:") && err.contains("unknown category"),
+        "{err}"
+    );
+    std::fs::write(
+        &claims,
+        format!("{csrc}\n[[claim]]\nid = \"x\"\ncategory = \"fire\"\nphrase = [\"x\"]\n"),
+    )
+    .expect("write");
+    let err = RuleSet::load(dir.path(), &a.normalizer)
+        .expect_err("must fail")
+        .to_string();
     assert!(err.contains("unknown field `phrase`"), "{err}");
 }
 
@@ -219,9 +321,11 @@ fn invalid_reload_keeps_the_old_rules() {
     let (a, _) = setup();
     let dir = tempfile::tempdir().expect("tempdir");
     copy_rules(dir.path());
-    let shared = arc_swap::ArcSwap::from_pointee(RuleSet::load(dir.path(), &a.normalizer).expect("valid"));
+    let shared =
+        arc_swap::ArcSwap::from_pointee(RuleSet::load(dir.path(), &a.normalizer).expect("valid"));
     let before = shared.load_full();
-    let probe = parse_mention(r#"{"id":"1","ts":1,"text":"北京朝阳区着火了"}"#.as_bytes()).expect("parse");
+    let probe =
+        parse_mention(r#"{"id":"1","ts":1,"text":"北京朝阳区着火了"}"#.as_bytes()).expect("parse");
     assert_eq!(a.analyze(&before, &probe).categories.len(), 1);
 
     // Break the rules: the reload fails with file:line and the old set stays in place.
@@ -230,16 +334,24 @@ fn invalid_reload_keeps_the_old_rules() {
     std::fs::write(&rumor, format!("{good}\nspreading = [\"dup\"]\n")).expect("write");
     let err = reload(&shared, dir.path(), &a.normalizer).expect_err("invalid reload");
     assert!(err.to_string().contains("rumor.toml:"), "{err}");
-    assert!(std::sync::Arc::ptr_eq(&before, &shared.load_full()), "old rules kept");
+    assert!(
+        std::sync::Arc::ptr_eq(&before, &shared.load_full()),
+        "old rules kept"
+    );
     assert_eq!(a.analyze(&shared.load(), &probe).categories.len(), 1);
 
     // A valid change is picked up.
     std::fs::write(&rumor, good).expect("write");
     let cats = dir.path().join("categories.toml");
     let src = std::fs::read_to_string(&cats).expect("read");
-    std::fs::write(&cats, src.replacen("keywords = [", "keywords = [\"冒烟的奶茶店\", ", 1)).expect("write");
+    std::fs::write(
+        &cats,
+        src.replacen("keywords = [", "keywords = [\"冒烟的奶茶店\", ", 1),
+    )
+    .expect("write");
     reload(&shared, dir.path(), &a.normalizer).expect("valid reload");
     assert!(!std::sync::Arc::ptr_eq(&before, &shared.load_full()));
-    let m = parse_mention(r#"{"id":"2","ts":1,"text":"楼下冒烟的奶茶店"}"#.as_bytes()).expect("parse");
+    let m =
+        parse_mention(r#"{"id":"2","ts":1,"text":"楼下冒烟的奶茶店"}"#.as_bytes()).expect("parse");
     assert_eq!(a.analyze(&shared.load(), &m).categories.len(), 1);
 }
