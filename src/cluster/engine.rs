@@ -56,6 +56,8 @@ struct Pend {
 
 struct EState {
     window: Window,
+    /// The slow window (an hour of 5-minute buckets) that catches events building up slowly.
+    long: Window,
     incident: Option<String>,
     pending: VecDeque<Pend>,
 }
@@ -181,6 +183,20 @@ impl Engine {
         (self.settings.window.window_secs / self.settings.window.bucket_secs.max(1)).max(1) as usize
     }
 
+    fn long_bucket_ms(&self) -> i64 {
+        i64::from(self.settings.window.long_bucket_secs.max(1)) * 1000
+    }
+
+    fn long_buckets(&self) -> usize {
+        (self.settings.window.long_window_secs / self.settings.window.long_bucket_secs.max(1))
+            .max(1) as usize
+    }
+
+    fn long_decay(&self) -> f64 {
+        let half = f64::from(self.settings.emergency.baseline_half_life_secs.max(1));
+        0.5f64.powf(f64::from(self.settings.window.long_bucket_secs) / half)
+    }
+
     fn rumor_bucket_ms(&self) -> i64 {
         (i64::from(self.settings.rumor.window_secs) * 1000 / i64::from(RUMOR_BUCKETS)).max(1000)
     }
@@ -217,10 +233,14 @@ impl Engine {
                     );
                     let mut window = Window::new(self.buckets(), inc.updated_at / self.bucket_ms());
                     window.frozen = true;
+                    let mut long =
+                        Window::new(self.long_buckets(), inc.updated_at / self.long_bucket_ms());
+                    long.frozen = true;
                     self.emergency.insert(
                         k.clone(),
                         EState {
                             window,
+                            long,
                             incident: Some(inc.id.clone()),
                             pending: VecDeque::new(),
                         },
@@ -269,6 +289,23 @@ impl Engine {
                 .enumerate()
                 .map(|(i, t)| (t.clone(), (TOP_TERMS - i.min(TOP_TERMS)) as u32))
                 .collect();
+            // The same floor and activity threshold the incident had before the restart.
+            let (prior, close_authors) = match rules.category_index(&inc.category) {
+                Some(ci) if inc.kind == IncidentKind::Emergency => {
+                    let c = &rules.categories[ci as usize];
+                    let per_hour = if inc.region.is_some() {
+                        c.prior_per_hour
+                    } else {
+                        c.prior_per_hour
+                            .max(self.settings.emergency.prior_per_hour_no_region)
+                    };
+                    (
+                        self.prior_bucket(per_hour),
+                        u64::from(c.min_authors.div_ceil(2)),
+                    )
+                }
+                _ => (0.0, 1),
+            };
             self.open.insert(
                 inc.id.clone(),
                 Open {
@@ -282,8 +319,8 @@ impl Engine {
                     verified: AHashSet::new(),
                     terms,
                     dirty: false,
-                    prior: 0.0,
-                    close_authors: 1,
+                    prior,
+                    close_authors,
                 },
             );
         }
@@ -383,18 +420,38 @@ impl Engine {
                     .max(self.settings.emergency.prior_per_hour_no_region),
             )
         };
+        let (lnb, lbms, ldecay) = (
+            self.long_buckets(),
+            self.long_bucket_ms(),
+            self.long_decay(),
+        );
+        let long_on = self.settings.window.long_window_secs > self.settings.window.window_secs;
+        let lprior = prior * lbms as f64 / bms as f64;
         let st = self.emergency.entry(key.clone()).or_insert_with(|| EState {
             window: Window::new(nb, now_b),
+            long: Window::new(lnb, self.now / lbms),
             incident: None,
             pending: VecDeque::new(),
         });
         st.window.advance(now_b, decay);
         st.window.add(p.ts / bms, p.author);
+        st.long.advance(self.now / lbms, ldecay);
+        st.long.add(p.ts / lbms, p.author);
         let authors = st.window.authors();
         let expected = st.window.baseline(prior) * nb as f64;
+        let long_authors = st.long.authors();
+        let long_expected = st.long.baseline(lprior) * lnb as f64;
+        let (alpha, close_alpha) = (
+            self.settings.emergency.alpha,
+            self.settings.emergency.close_alpha,
+        );
+        let min = u64::from(cat.min_authors);
         if let Some(id) = st.incident.clone() {
-            let elevated = authors >= u64::from(cat.min_authors.div_ceil(2))
-                || poisson_sf(authors, expected) < self.settings.emergency.close_alpha;
+            let elevated = authors >= min.div_ceil(2)
+                || poisson_sf(authors, expected) < close_alpha
+                || (long_on
+                    && (long_authors >= min
+                        && poisson_sf(long_authors, long_expected) < close_alpha));
             let rate = authors as f64 / (f64::from(self.settings.window.window_secs) / 60.0);
             let base = expected / (f64::from(self.settings.window.window_secs) / 60.0);
             self.join(&id, p, elevated, Some((rate, base, authors)), out);
@@ -404,7 +461,11 @@ impl Engine {
             }
             return;
         }
-        let window_ms = i64::from(self.settings.window.window_secs) * 1000;
+        let window_ms = i64::from(if long_on {
+            self.settings.window.long_window_secs
+        } else {
+            self.settings.window.window_secs
+        }) * 1000;
         st.pending.push_back(p);
         while st
             .pending
@@ -417,14 +478,17 @@ impl Engine {
             st.pending.pop_front();
             self.stats.pending_overflow += 1;
         }
-        if authors < u64::from(cat.min_authors)
-            || poisson_sf(authors, expected) >= self.settings.emergency.alpha
-        {
+        let fast = authors >= min && poisson_sf(authors, expected) < alpha;
+        // The slow window needs twice the authors: it sees twelve times the time.
+        let slow =
+            long_on && long_authors >= 2 * min && poisson_sf(long_authors, long_expected) < alpha;
+        if !fast && !slow {
             return;
         }
         // Open.
         let st = self.emergency.get_mut(&key).map(|s| {
             s.window.frozen = true;
+            s.long.frozen = true;
             std::mem::take(&mut s.pending)
         });
         let pending = st.unwrap_or_default();
@@ -727,6 +791,12 @@ impl Engine {
         self.sweeps += 1;
         let now = self.now;
         let (bms, nb, decay) = (self.bucket_ms(), self.buckets(), self.decay());
+        let (lbms, lnb, ldecay) = (
+            self.long_bucket_ms(),
+            self.long_buckets(),
+            self.long_decay(),
+        );
+        let long_on = self.settings.window.long_window_secs > self.settings.window.window_secs;
         let interval = i64::from(self.settings.window.update_interval_secs) * 1000;
         let quiet_e = i64::from(self.settings.emergency.quiet_secs) * 1000;
         let quiet_r = i64::from(self.settings.rumor.quiet_secs) * 1000;
@@ -737,11 +807,17 @@ impl Engine {
                 OpenKey::Emergency(k) => {
                     if let Some(st) = self.emergency.get_mut(k) {
                         st.window.advance(now / bms, decay);
+                        st.long.advance(now / lbms, ldecay);
                         let a = st.window.authors();
                         let expected = st.window.baseline(o.prior) * nb as f64;
-                        if a >= o.close_authors
-                            || poisson_sf(a, expected) < self.settings.emergency.close_alpha
-                        {
+                        let la = st.long.authors();
+                        let lexpected =
+                            st.long.baseline(o.prior * lbms as f64 / bms as f64) * lnb as f64;
+                        let close_alpha = self.settings.emergency.close_alpha;
+                        // The slow window alone never keeps an incident open here; a mention
+                        // joining while it is elevated does (see `emergency_hit`).
+                        let _ = (la, lexpected, long_on);
+                        if a >= o.close_authors || poisson_sf(a, expected) < close_alpha {
                             o.last_active = now;
                         }
                         let rate = round2(a as f64 / minutes);
@@ -776,7 +852,9 @@ impl Engine {
                     OpenKey::Emergency(k) => {
                         if let Some(st) = self.emergency.get_mut(k) {
                             st.incident = None;
-                            st.window.frozen = false;
+                            // The authors behind the closed incident must not reopen it.
+                            st.window.clear();
+                            st.long.clear();
                         }
                     }
                     OpenKey::Rumor(c) => self.drop_cluster(*c),
@@ -793,13 +871,18 @@ impl Engine {
         // Forget idle state now and then (every 60 buckets of event time).
         if self.sweeps.is_multiple_of(60) {
             let prior = self.prior_bucket(self.settings.emergency.prior_per_hour);
+            let lprior = prior * lbms as f64 / bms as f64;
             self.emergency.retain(|_, st| {
                 st.window.advance(now / bms, decay);
-                let window_ms = bms * nb as i64;
+                st.long.advance(now / lbms, ldecay);
+                let window_ms = (bms * nb as i64).max(if long_on { lbms * lnb as i64 } else { 0 });
                 while st.pending.front().is_some_and(|f| f.ts < now - window_ms) {
                     st.pending.pop_front();
                 }
-                st.incident.is_some() || !st.window.is_idle(prior) || !st.pending.is_empty()
+                st.incident.is_some()
+                    || !st.window.is_idle(prior)
+                    || !st.long.is_idle(lprior)
+                    || !st.pending.is_empty()
             });
             let horizon = i64::from(self.settings.rumor.window_secs) * 1000;
             let stale: Vec<u64> = self

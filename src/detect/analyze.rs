@@ -5,7 +5,7 @@
 //! run only for mentions that hit a category, a rumor cue or a known claim.
 
 use super::rules::{CueKind, PatRef, RuleSet};
-use super::simhash::simhash;
+use super::simhash::{features, simhash};
 use crate::normalize::{Mention, Normalizer};
 use jieba_rs::Jieba;
 
@@ -188,12 +188,13 @@ impl Analyzer {
         if a.is_relevant() {
             a.terms = self.terms(&text);
             if a.cues.any() || !a.claims.is_empty() {
-                a.simhash = simhash(
+                let f = features(
                     a.terms
                         .iter()
                         .filter(|t| !rules.cue_words.contains(t.as_str()))
                         .map(String::as_str),
                 );
+                a.simhash = simhash(f.iter().map(String::as_str));
             }
         }
         a

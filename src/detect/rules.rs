@@ -93,6 +93,10 @@ pub struct WindowSettings {
     pub allowed_lateness_secs: u32,
     /// `incident.updated` is emitted at most this often per incident.
     pub update_interval_secs: u32,
+    /// The slow window that catches events building up over an hour (0 turns it off).
+    pub long_window_secs: u32,
+    /// Bucket width of the slow window.
+    pub long_bucket_secs: u32,
 }
 
 impl Default for WindowSettings {
@@ -102,6 +106,8 @@ impl Default for WindowSettings {
             window_secs: 300,
             allowed_lateness_secs: 30,
             update_interval_secs: 60,
+            long_window_secs: 3600,
+            long_bucket_secs: 300,
         }
     }
 }

@@ -24,6 +24,22 @@ pub fn simhash<'a>(tokens: impl IntoIterator<Item = &'a str>) -> u64 {
     )
 }
 
+/// The features of a token list: every token and every character bigram inside it, so that
+/// short texts that differ in one word still share most features.
+pub fn features<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in tokens {
+        out.push(t.to_string());
+        let chars: Vec<char> = t.chars().collect();
+        if chars.len() > 2 {
+            for w in chars.windows(2) {
+                out.push(w.iter().collect());
+            }
+        }
+    }
+    out
+}
+
 /// Hamming distance between two hashes.
 pub fn distance(a: u64, b: u64) -> u32 {
     (a ^ b).count_ones()
@@ -44,12 +60,55 @@ mod tests {
 
     #[test]
     fn near_duplicates_are_close_and_others_far() {
-        let a = ["网传", "明天", "全市", "停水", "三天", "赶紧", "储水"];
-        let b = ["网传", "明天", "全市", "停水", "三天", "赶紧", "储水", "啊"];
-        let c = ["今天", "天气", "不错", "适合", "跑步", "公园", "人多"];
-        let (ha, hb, hc) = (simhash(a), simhash(b), simhash(c));
-        assert!(distance(ha, hb) <= 10, "{}", distance(ha, hb));
-        assert!(distance(ha, hc) > distance(ha, hb));
+        // Copies of one rumor (cue words already removed) against an unrelated post.
+        let a = [
+            "明天",
+            "北京",
+            "全城",
+            "停水",
+            "三天",
+            "赶紧",
+            "储水",
+            "自来水公司",
+            "通知",
+        ];
+        let b = [
+            "明天",
+            "北京",
+            "全城",
+            "停水",
+            "三天",
+            "大家",
+            "赶紧",
+            "储水",
+            "自来水公司",
+            "通知",
+        ];
+        let c = [
+            "今天",
+            "天气",
+            "不错",
+            "适合",
+            "跑步",
+            "公园",
+            "人多",
+            "周末",
+            "咖啡店",
+        ];
+        let h = |t: &[&str]| simhash(features(t.iter().copied()).iter().map(String::as_str));
+        let (ha, hb, hc) = (h(&a), h(&b), h(&c));
+        assert_eq!(distance(ha, h(&a)), 0);
+        assert!(
+            distance(ha, hb) < distance(ha, hc),
+            "{} vs {}",
+            distance(ha, hb),
+            distance(ha, hc)
+        );
+        assert!(
+            distance(ha, hc) > 20,
+            "unrelated texts are far apart: {}",
+            distance(ha, hc)
+        );
         assert_eq!(simhash(Vec::<&str>::new()), 0);
         assert_eq!(bands(0x0102_0304_0506_0708)[0], (0, 8));
     }

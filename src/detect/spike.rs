@@ -144,6 +144,16 @@ impl Window {
         }
     }
 
+    /// Empty the ring (the baseline stays) and unfreeze the baseline.
+    pub fn clear(&mut self) {
+        for b in &mut self.buckets {
+            *b = Bucket::default();
+        }
+        self.authors.clear();
+        self.mentions = 0;
+        self.frozen = false;
+    }
+
     /// Distinct authors in the window.
     pub fn authors(&self) -> u64 {
         self.authors.len() as u64
