@@ -510,10 +510,13 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
             }
         }));
     }
+    let registry = Arc::new(feeds::health::FeedRegistry::default());
     for f in &cfg.feeds {
         tasks.push(spawn_feed(
             f.clone(),
             Ingest::new(f.name.clone(), ingest_tx.clone(), true),
+            store.clone(),
+            &registry,
             cancel.clone(),
         )?);
     }
@@ -560,6 +563,7 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         rules: rules.clone(),
         max_body_bytes: cfg.max_body_bytes,
         cancel: cancel.clone(),
+        feeds: registry,
     };
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
@@ -604,17 +608,25 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
 fn spawn_feed(
     f: FeedConfig,
     ingest: Ingest,
+    store: Arc<dyn Store>,
+    registry: &feeds::health::FeedRegistry,
     cancel: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let token = f.token()?;
+    let health = registry.register(&f.name, f.kind.as_str());
     Ok(match f.kind {
         FeedKind::Generic => tokio::spawn(feeds::websocket::run(
-            f.url.clone(),
+            feeds::websocket::Generic { url: f.url.clone() },
             token,
             ingest,
-            feeds::websocket::WsOptions::default(),
+            health,
+            f.ws_options(),
             cancel,
         )),
+        FeedKind::Mastodon => tokio::spawn(feeds::mastodon::run(f, token, ingest, health, cancel)),
+        FeedKind::Jetstream => {
+            tokio::spawn(feeds::jetstream::run(f, store, ingest, health, cancel))
+        }
         FeedKind::File => tokio::spawn(async move {
             use tokio::io::AsyncBufReadExt;
             let file = match tokio::fs::File::open(&f.url).await {

@@ -32,6 +32,8 @@ pub enum Item {
     Parsed(Box<Mention>, Instant),
     /// Live mode: event time advances to this (ms) even if no mention arrives.
     Tick(i64),
+    /// Mentions deleted at the source (by id).
+    Delete(Vec<String>),
 }
 
 /// What the engine thread reports for every input item, in input order.
@@ -51,6 +53,7 @@ enum Done {
     Ok(Box<(Mention, Analysis)>, Option<Instant>),
     Rejected(u64, RejectReason),
     Tick(i64),
+    Delete(Vec<String>),
 }
 
 struct Analysed {
@@ -148,6 +151,10 @@ impl Pipeline {
                                     line,
                                     reason: &reason,
                                 }),
+                                Done::Delete(ids) => {
+                                    engine.delete(&ids, &mut events);
+                                    sink(Outcome::Events(&events));
+                                }
                                 Done::Tick(now) => {
                                     engine.tick(&b.rules, now, &mut events);
                                     sink(Outcome::Events(&events));
@@ -233,6 +240,7 @@ fn worker(
                 },
                 Item::Parsed(mention, at) => Ok((*mention, Some(at))),
                 Item::Tick(now) => Err(Done::Tick(now)),
+                Item::Delete(ids) => Err(Done::Delete(ids)),
             });
         }
         let t1 = Instant::now();

@@ -58,6 +58,8 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// Fires on shutdown (stream clients close).
     pub cancel: tokio_util::sync::CancellationToken,
+    /// Feed health.
+    pub feeds: Arc<crate::feeds::health::FeedRegistry>,
 }
 
 /// An API error: logged with its cause, answered as `{ "error": code, "message": … }`.
@@ -98,6 +100,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/incidents", get(list_incidents))
+        .route("/api/feeds", get(list_feeds))
         .route("/api/incidents/{id}", get(get_incident))
         .route("/api/stream", get(stream))
         .route(
@@ -124,6 +127,10 @@ async fn json_413(r: Response) -> Response {
         .into_response();
     }
     r
+}
+
+async fn list_feeds(State(s): State<ApiState>) -> Json<serde_json::Value> {
+    Json(json!({ "feeds": s.feeds.snapshot() }))
 }
 
 async fn healthz(State(s): State<ApiState>) -> Json<serde_json::Value> {

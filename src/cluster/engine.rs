@@ -40,6 +40,8 @@ pub struct EngineStats {
     pub closed: u64,
     /// Mentions not kept for assignment because a key's pending list was full.
     pub pending_overflow: u64,
+    /// Deletions received from the sources.
+    pub deleted: u64,
 }
 
 type EKey = (Arc<str>, Option<Arc<str>>);
@@ -324,6 +326,25 @@ impl Engine {
                 },
             );
         }
+    }
+
+    /// Mentions deleted at the source: a later copy of them is dropped as a duplicate, and they
+    /// leave the samples of open incidents (the next update shows it). Counts stay: they
+    /// happened.
+    pub fn delete(&mut self, ids: &[String], out: &mut Vec<Event>) {
+        let at = if self.started { self.now } else { 0 };
+        for id in ids {
+            self.seen.insert(crate::stable_hash(id.as_bytes()), at);
+            for o in self.open.values_mut() {
+                if let Some(i) = o.inc.sample_mention_ids.iter().position(|s| s == id) {
+                    o.inc.sample_mention_ids.remove(i);
+                    o.inc.samples.retain(|m| &m.id != id);
+                    o.dirty = true;
+                }
+            }
+        }
+        self.stats.deleted += ids.len() as u64;
+        let _ = out;
     }
 
     /// Advance event time without a mention (live mode: quiet feeds still close incidents).

@@ -3,7 +3,10 @@
 //! (back-pressure reaches its socket), and nothing is dropped silently.
 
 pub mod demo;
+pub mod health;
+pub mod jetstream;
 pub mod jsonl;
+pub mod mastodon;
 pub mod websocket;
 
 use crate::normalize::Mention;
@@ -50,6 +53,11 @@ impl Ingest {
             }
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Tell the pipeline that mentions were deleted at the source.
+    pub async fn delete(&self, ids: &[String]) -> bool {
+        self.tx.send(Item::Delete(ids.to_vec())).await.is_ok()
     }
 
     /// Count a rejected input of this feed.

@@ -1,10 +1,19 @@
-//! The generic websocket feed: connects, reads text frames (one mention object or an array),
-//! keeps the connection alive with pings, declares it dead after a read timeout, and
-//! reconnects forever with capped exponential backoff and full jitter.
+//! The websocket connection loop every socket feed shares: connect (with a bearer token if
+//! configured), send the protocol's subscriptions, let it catch up on what was missed, read
+//! text frames, keep the connection alive with pings, declare it dead after a read timeout, and
+//! reconnect forever with capped exponential backoff and full jitter. One bad frame (malformed,
+//! oversize, binary, unknown) is counted by reason and skipped; it never kills the connection.
+//!
+//! What a frame means is the [`Protocol`]'s business: [`Generic`] here, Mastodon and Jetstream
+//! in their own modules.
 
+use super::health::FeedHealth;
 use super::{parse_payload, Ingest};
+use crate::normalize::Mention;
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 use tokio_util::sync::CancellationToken;
@@ -20,7 +29,7 @@ pub struct WsOptions {
     pub ping_every: Duration,
     /// No frame (data or pong) for this long: the connection is dead.
     pub read_timeout: Duration,
-    /// Largest accepted frame.
+    /// Frames larger than this are counted as `oversize` and skipped.
     pub max_frame_bytes: usize,
 }
 
@@ -31,10 +40,14 @@ impl Default for WsOptions {
             backoff_max: Duration::from_secs(30),
             ping_every: Duration::from_secs(20),
             read_timeout: Duration::from_secs(60),
-            max_frame_bytes: 8 << 20,
+            max_frame_bytes: 1 << 20,
         }
     }
 }
+
+/// Frames beyond this are refused by the socket layer itself (the connection then restarts);
+/// below it, [`WsOptions::max_frame_bytes`] decides, frame by frame.
+const HARD_FRAME_LIMIT: usize = 64 << 20;
 
 /// Full jitter: a uniform delay in `[0, min(max, base·2^attempt)]`.
 pub fn backoff(attempt: u32, opts: &WsOptions) -> Duration {
@@ -46,21 +59,103 @@ pub fn backoff(attempt: u32, opts: &WsOptions) -> Duration {
     Duration::from_millis(ms)
 }
 
-/// Run the feed until `cancel` fires.
-pub async fn run(
-    url: String,
+/// What one text frame contained.
+#[derive(Debug, Default)]
+pub struct Frame {
+    /// Message kind for `huiying_feed_messages_total{kind}` (a small fixed set per protocol).
+    pub kind: &'static str,
+    /// Mentions to ingest.
+    pub mentions: Vec<Mention>,
+    /// Rejected parts, by reason (metric labels).
+    pub rejects: Vec<&'static str>,
+    /// Ids of mentions deleted at the source.
+    pub deleted: Vec<String>,
+    /// Newest event time in the frame (ms), for the lag.
+    pub event_ms: Option<i64>,
+}
+
+impl Frame {
+    /// A frame that carried nothing usable, counted under `kind`.
+    pub fn skipped(kind: &'static str) -> Self {
+        Frame {
+            kind,
+            ..Frame::default()
+        }
+    }
+}
+
+/// A websocket protocol: how to connect, subscribe, catch up and read frames.
+pub trait Protocol: Send + 'static {
+    /// The URL to connect to now (Jetstream puts its cursor in it).
+    fn url(&mut self) -> String;
+
+    /// Text frames to send right after connecting.
+    fn subscriptions(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Once connected, before reading: fetch what was missed while disconnected (Mastodon's
+    /// REST backfill). `reconnect` is false on the first connection.
+    fn catch_up(&mut self, _reconnect: bool) -> impl Future<Output = Vec<Mention>> + Send {
+        async { Vec::new() }
+    }
+
+    /// Interpret one text frame.
+    fn on_text(&mut self, text: &str) -> Frame;
+
+    /// After a frame's mentions were queued (Jetstream persists its cursor here).
+    fn delivered(&mut self, _frame: &Frame) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// The generic format: one mention object or an array of them per text frame.
+#[derive(Debug, Clone)]
+pub struct Generic {
+    /// `ws://` or `wss://` URL.
+    pub url: String,
+}
+
+impl Protocol for Generic {
+    fn url(&mut self) -> String {
+        self.url.clone()
+    }
+
+    fn on_text(&mut self, text: &str) -> Frame {
+        match parse_payload(text.as_bytes()) {
+            Ok((mentions, bad)) => Frame {
+                kind: "mentions",
+                event_ms: mentions.iter().map(|m| m.ts).max(),
+                rejects: bad.iter().map(|(_, r)| r.as_str()).collect(),
+                mentions,
+                deleted: Vec::new(),
+            },
+            Err(reason) => Frame {
+                kind: "malformed",
+                rejects: vec![reason.as_str()],
+                ..Frame::default()
+            },
+        }
+    }
+}
+
+/// Run a feed until `cancel` fires.
+pub async fn run<P: Protocol>(
+    mut proto: P,
     token: Option<String>,
     ingest: Ingest,
+    health: Arc<FeedHealth>,
     opts: WsOptions,
     cancel: CancellationToken,
 ) {
     let feed = ingest.feed.clone();
-    let m = crate::metrics::global();
     let mut attempt = 0u32;
+    let mut connected_before = false;
     loop {
         if cancel.is_cancelled() {
             break;
         }
+        let url = proto.url();
         let req = match url.as_str().into_client_request() {
             Ok(mut r) => {
                 if let Some(t) = &token {
@@ -76,8 +171,8 @@ pub async fn run(
             }
         };
         let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .max_frame_size(Some(opts.max_frame_bytes))
-            .max_message_size(Some(opts.max_frame_bytes));
+            .max_frame_size(Some(HARD_FRAME_LIMIT))
+            .max_message_size(Some(HARD_FRAME_LIMIT));
         let conn = tokio::select! {
             _ = cancel.cancelled() => break,
             c = tokio_tungstenite::connect_async_with_config(req, Some(cfg), false) => c,
@@ -85,17 +180,37 @@ pub async fn run(
         match conn {
             Ok((ws, _)) => {
                 tracing::info!(feed = %feed, "Feed connected.");
-                m.feed_connected.with_label_values(&[&feed]).set(1);
+                health.set_connected(true);
                 attempt = 0;
                 let (mut tx, mut rx) = ws.split();
+                let mut ok = true;
+                for s in proto.subscriptions() {
+                    if tx.send(Message::Text(s.into())).await.is_err() {
+                        ok = false;
+                        break;
+                    }
+                }
+                if ok {
+                    let missed = tokio::select! {
+                        _ = cancel.cancelled() => Vec::new(),
+                        m = proto.catch_up(connected_before) => m,
+                    };
+                    connected_before = true;
+                    for m in missed {
+                        if !ingest.send(m).await {
+                            health.set_connected(false);
+                            return;
+                        }
+                    }
+                }
                 let mut ping = tokio::time::interval(opts.ping_every);
                 ping.tick().await;
                 let mut last_seen = tokio::time::Instant::now();
-                loop {
+                while ok {
                     let dead_at = last_seen + opts.read_timeout;
                     tokio::select! {
                         _ = cancel.cancelled() => {
-                            let _ = tx.send(Message::Close(None)).await;
+                            let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Message::Close(None))).await;
                             break;
                         }
                         _ = tokio::time::sleep_until(dead_at) => {
@@ -109,9 +224,32 @@ pub async fn run(
                             last_seen = tokio::time::Instant::now();
                             match msg {
                                 Some(Ok(Message::Text(t))) => {
-                                    if !deliver(&ingest, t.as_bytes()).await { return; }
+                                    if t.len() > opts.max_frame_bytes {
+                                        health.message("oversize", None);
+                                        ingest.rejected("oversize_frame");
+                                        continue;
+                                    }
+                                    let mut frame = proto.on_text(t.as_str());
+                                    health.message(frame.kind, frame.event_ms);
+                                    for r in &frame.rejects {
+                                        ingest.rejected(r);
+                                    }
+                                    if !frame.deleted.is_empty() && !ingest.delete(&frame.deleted).await {
+                                        health.set_connected(false);
+                                        return;
+                                    }
+                                    for m in std::mem::take(&mut frame.mentions) {
+                                        if !ingest.send(m).await {
+                                            health.set_connected(false);
+                                            return;
+                                        }
+                                    }
+                                    proto.delivered(&frame).await;
                                 }
-                                Some(Ok(Message::Binary(_))) => ingest.rejected("binary_frame"),
+                                Some(Ok(Message::Binary(_))) => {
+                                    health.message("binary", None);
+                                    ingest.rejected("binary_frame");
+                                }
                                 Some(Ok(Message::Close(_))) | None => break,
                                 Some(Ok(_)) => {}
                                 Some(Err(e)) => {
@@ -122,7 +260,7 @@ pub async fn run(
                         }
                     }
                 }
-                m.feed_connected.with_label_values(&[&feed]).set(0);
+                health.set_connected(false);
             }
             Err(e) => {
                 tracing::warn!(feed = %feed, error = %e, attempt, "Feed connection failed.");
@@ -131,7 +269,7 @@ pub async fn run(
         if cancel.is_cancelled() {
             break;
         }
-        m.feed_reconnects.with_label_values(&[&feed]).inc();
+        health.reconnected();
         let d = backoff(attempt, &opts);
         attempt = attempt.saturating_add(1);
         tokio::select! {
@@ -139,30 +277,7 @@ pub async fn run(
             _ = tokio::time::sleep(d) => {}
         }
     }
-    m.feed_connected.with_label_values(&[&feed]).set(0);
-}
-
-/// Parse a frame and queue its mentions; a bad frame is counted and skipped.
-async fn deliver(ingest: &Ingest, bytes: &[u8]) -> bool {
-    match parse_payload(bytes) {
-        Ok((ok, bad)) => {
-            for (i, reason) in bad {
-                tracing::debug!(feed = %ingest.feed, index = i, reason = %reason, "Mention rejected.");
-                ingest.rejected(reason.as_str());
-            }
-            for mention in ok {
-                if !ingest.send(mention).await {
-                    return false;
-                }
-            }
-            true
-        }
-        Err(reason) => {
-            tracing::debug!(feed = %ingest.feed, reason = %reason, "Frame rejected.");
-            ingest.rejected(reason.as_str());
-            true
-        }
-    }
+    health.set_connected(false);
 }
 
 #[cfg(test)]
@@ -177,5 +292,25 @@ mod tests {
             assert!(d <= o.backoff_max, "{attempt}: {d:?}");
         }
         assert!(backoff(0, &o) <= o.backoff_min);
+    }
+
+    #[test]
+    fn generic_frames_are_classified() {
+        let mut g = Generic { url: String::new() };
+        let f = g.on_text(r#"{"id":"1","ts":5,"text":"x"}"#);
+        assert_eq!(
+            (f.kind, f.mentions.len(), f.event_ms),
+            ("mentions", 1, Some(5))
+        );
+        let f = g.on_text(r#"[{"id":"1","ts":5,"text":"x"},{"id":"2"}]"#);
+        assert_eq!(
+            (f.mentions.len(), f.rejects.as_slice()),
+            (1, &["missing_field"][..])
+        );
+        let f = g.on_text("{oops");
+        assert_eq!(
+            (f.kind, f.rejects.as_slice()),
+            ("malformed", &["invalid_json"][..])
+        );
     }
 }

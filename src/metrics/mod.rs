@@ -46,6 +46,8 @@ pub struct Metrics {
     pub feed_reconnects: IntCounterVec,
     /// Mentions per batch handed to the workers.
     pub batch_size: Histogram,
+    /// Feed messages by feed and kind (`update`, `delete`, `commit`, `malformed`, `oversize`, …).
+    pub feed_messages: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -179,7 +181,14 @@ impl Metrics {
         )
         .expect("valid");
         r.register(Box::new(batch_size.clone())).expect("unique");
+        let feed_messages = counter_vec(
+            &r,
+            "huiying_feed_messages_total",
+            "Feed messages received, by feed and kind.",
+            &["feed", "kind"],
+        );
         Metrics {
+            feed_messages,
             registry: r,
             ingest,
             rejects,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 const INCIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("incidents");
 const OPEN: TableDefinition<&str, ()> = TableDefinition::new("open_incidents");
 const MENTIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("incident_mentions");
+const CURSORS: TableDefinition<&str, i64> = TableDefinition::new("feed_cursors");
 
 /// A redb-backed store.
 pub struct EmbeddedStore {
@@ -33,6 +34,8 @@ impl EmbeddedStore {
             tx.open_table(OPEN)
                 .map_err(|e| StoreError::new("open", e))?;
             tx.open_table(MENTIONS)
+                .map_err(|e| StoreError::new("open", e))?;
+            tx.open_table(CURSORS)
                 .map_err(|e| StoreError::new("open", e))?;
         }
         tx.commit().map_err(|e| StoreError::new("open", e))?;
@@ -153,6 +156,34 @@ impl Store for EmbeddedStore {
             out.push(mid.to_string());
         }
         Ok(out)
+    }
+
+    fn get_cursor(&self, feed: &str) -> Result<Option<i64>, StoreError> {
+        let tx = self
+            .db
+            .begin_read()
+            .map_err(|e| StoreError::new("read", e))?;
+        let t = tx
+            .open_table(CURSORS)
+            .map_err(|e| StoreError::new("read", e))?;
+        Ok(t.get(feed)
+            .map_err(|e| StoreError::new("read", e))?
+            .map(|v| v.value()))
+    }
+
+    fn put_cursor(&self, feed: &str, cursor: i64) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .begin_write()
+            .map_err(|e| StoreError::new("write", e))?;
+        {
+            let mut t = tx
+                .open_table(CURSORS)
+                .map_err(|e| StoreError::new("write", e))?;
+            t.insert(feed, cursor)
+                .map_err(|e| StoreError::new("write", e))?;
+        }
+        tx.commit().map_err(|e| StoreError::new("write", e))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

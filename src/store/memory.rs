@@ -15,6 +15,7 @@ pub struct MemoryStore {
 struct Inner {
     incidents: BTreeMap<String, StoredIncident>,
     mentions: BTreeMap<String, BTreeSet<String>>,
+    cursors: BTreeMap<String, i64>,
 }
 
 impl MemoryStore {
@@ -72,6 +73,15 @@ impl Store for MemoryStore {
             .get(id)
             .map(|s| s.iter().take(limit).cloned().collect())
             .unwrap_or_default())
+    }
+
+    fn get_cursor(&self, feed: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.lock().cursors.get(feed).copied())
+    }
+
+    fn put_cursor(&self, feed: &str, cursor: i64) -> Result<(), StoreError> {
+        self.lock().cursors.insert(feed.to_string(), cursor);
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -79,6 +79,10 @@ pub trait Store: Send + Sync {
     fn open_incidents(&self) -> Result<Vec<Incident>, StoreError>;
     /// Mention ids of an incident, in id order, at most `limit`.
     fn incident_mentions(&self, id: &str, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// A feed's resume cursor (Jetstream's `time_us`), if stored.
+    fn get_cursor(&self, feed: &str) -> Result<Option<i64>, StoreError>;
+    /// Store a feed's resume cursor.
+    fn put_cursor(&self, feed: &str, cursor: i64) -> Result<(), StoreError>;
     /// Make everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
     /// Short name for logs and `/healthz` (`embedded`, `memory`).

@@ -2,6 +2,8 @@
 //! concern. Shared helpers live in `util`.
 
 mod crisislex;
+mod jetstream;
+mod mastodon;
 mod replay;
 mod rules;
 mod service;

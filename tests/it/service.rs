@@ -195,6 +195,12 @@ impl Store for WatchedStore {
     fn incident_mentions(&self, id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         self.inner.incident_mentions(id, limit)
     }
+    fn get_cursor(&self, feed: &str) -> Result<Option<i64>, StoreError> {
+        self.inner.get_cursor(feed)
+    }
+    fn put_cursor(&self, feed: &str, cursor: i64) -> Result<(), StoreError> {
+        self.inner.put_cursor(feed, cursor)
+    }
     fn flush(&self) -> Result<(), StoreError> {
         self.inner.flush()
     }
@@ -261,6 +267,7 @@ fn feed(name: &str, addr: std::net::SocketAddr) -> FeedConfig {
         url: format!("ws://{addr}/"),
         token_env: None,
         token_file: None,
+        ..Default::default()
     }
 }
 

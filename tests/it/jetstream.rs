@@ -1,0 +1,1 @@
+//! Jetstream feed tests.

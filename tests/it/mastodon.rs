@@ -1,0 +1,1 @@
+//! Mastodon feed tests.
