@@ -414,6 +414,7 @@ pub struct ServiceOptions {
 
 /// Start the service; returns once it listens.
 pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
+    feeds::install_tls();
     let cfg = opts.config;
     let analyzer = tokio::task::spawn_blocking(|| Arc::new(Analyzer::new())).await?;
     let rules_dir = cfg.rules.clone();

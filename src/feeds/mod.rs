@@ -13,6 +13,12 @@ use crate::normalize::Mention;
 use crate::pipeline::Item;
 use std::time::Instant;
 
+/// Make `wss://` and `https://` work: rustls with the `ring` provider and the Mozilla roots
+/// (`webpki-roots`), so no system certificate store or OpenSSL is needed. Idempotent.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The sending end of the ingest queue, with the feed's name for metrics.
 #[derive(Clone)]
 pub struct Ingest {
