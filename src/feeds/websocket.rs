@@ -206,7 +206,8 @@ pub async fn run<P: Protocol>(
                 let mut ping = tokio::time::interval(opts.ping_every);
                 ping.tick().await;
                 let mut last_seen = tokio::time::Instant::now();
-                while ok {
+                // A failed subscription means a dead socket: straight to reconnecting.
+                while ok && !cancel.is_cancelled() {
                     let dead_at = last_seen + opts.read_timeout;
                     tokio::select! {
                         _ = cancel.cancelled() => {

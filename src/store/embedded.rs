@@ -11,6 +11,7 @@ const INCIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("incidents"
 const OPEN: TableDefinition<&str, ()> = TableDefinition::new("open_incidents");
 const MENTIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("incident_mentions");
 const CURSORS: TableDefinition<&str, i64> = TableDefinition::new("feed_cursors");
+const FEED_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("feed_state");
 
 /// A redb-backed store.
 pub struct EmbeddedStore {
@@ -36,6 +37,8 @@ impl EmbeddedStore {
             tx.open_table(MENTIONS)
                 .map_err(|e| StoreError::new("open", e))?;
             tx.open_table(CURSORS)
+                .map_err(|e| StoreError::new("open", e))?;
+            tx.open_table(FEED_STATE)
                 .map_err(|e| StoreError::new("open", e))?;
         }
         tx.commit().map_err(|e| StoreError::new("open", e))?;
@@ -181,6 +184,34 @@ impl Store for EmbeddedStore {
                 .open_table(CURSORS)
                 .map_err(|e| StoreError::new("write", e))?;
             t.insert(feed, cursor)
+                .map_err(|e| StoreError::new("write", e))?;
+        }
+        tx.commit().map_err(|e| StoreError::new("write", e))
+    }
+
+    fn get_feed_state(&self, feed: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self
+            .db
+            .begin_read()
+            .map_err(|e| StoreError::new("read", e))?;
+        let t = tx
+            .open_table(FEED_STATE)
+            .map_err(|e| StoreError::new("read", e))?;
+        Ok(t.get(feed)
+            .map_err(|e| StoreError::new("read", e))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    fn put_feed_state(&self, feed: &str, state: &[u8]) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .begin_write()
+            .map_err(|e| StoreError::new("write", e))?;
+        {
+            let mut t = tx
+                .open_table(FEED_STATE)
+                .map_err(|e| StoreError::new("write", e))?;
+            t.insert(feed, state)
                 .map_err(|e| StoreError::new("write", e))?;
         }
         tx.commit().map_err(|e| StoreError::new("write", e))

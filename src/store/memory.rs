@@ -16,6 +16,7 @@ struct Inner {
     incidents: BTreeMap<String, StoredIncident>,
     mentions: BTreeMap<String, BTreeSet<String>>,
     cursors: BTreeMap<String, i64>,
+    feed_state: BTreeMap<String, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -81,6 +82,17 @@ impl Store for MemoryStore {
 
     fn put_cursor(&self, feed: &str, cursor: i64) -> Result<(), StoreError> {
         self.lock().cursors.insert(feed.to_string(), cursor);
+        Ok(())
+    }
+
+    fn get_feed_state(&self, feed: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().feed_state.get(feed).cloned())
+    }
+
+    fn put_feed_state(&self, feed: &str, state: &[u8]) -> Result<(), StoreError> {
+        self.lock()
+            .feed_state
+            .insert(feed.to_string(), state.to_vec());
         Ok(())
     }
 

@@ -83,6 +83,16 @@ pub trait Store: Send + Sync {
     fn get_cursor(&self, feed: &str) -> Result<Option<i64>, StoreError>;
     /// Store a feed's resume cursor.
     fn put_cursor(&self, feed: &str, cursor: i64) -> Result<(), StoreError>;
+    /// A feed's opaque resume state besides the cursor (Jetstream: the events delivered just
+    /// before it, so a rewound resume does not deliver them twice), if stored.
+    fn get_feed_state(&self, _feed: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+    /// Store a feed's resume state. Stores that do not keep it lose nothing but exactness: the
+    /// feed then may deliver a few seconds of events again after a restart.
+    fn put_feed_state(&self, _feed: &str, _state: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Make everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
     /// Short name for logs and `/healthz` (`embedded`, `memory`).
