@@ -1,4 +1,12 @@
-//! Respond: notice drafts, approval and fan-out through the linked-account matrix.
+//! Respond: the linked-account matrix, notice templates, the hash-chained audit log, the durable
+//! outbox, rate limits and the platform publishers.
 //!
-//! Not built yet: this arrives with the response issue. Incident events are already published
-//! on the event bus (see [`crate::app`]) for this stage to subscribe to.
+//! Being built (issue 4). Done so far: see each module. Not wired into the service yet: notices,
+//! approval and the dispatcher come next.
+
+pub mod audit;
+pub mod limits;
+pub mod matrix;
+pub mod outbox;
+pub mod publish;
+pub mod templates;
