@@ -12,15 +12,16 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`feeds`] | inputs: the generic websocket client, JSON Lines replay files, the demo drill |
+//! | [`feeds`] | inputs: one websocket loop (ping, read timeout, backoff, bad-frame accounting) with protocols for the generic format, Mastodon streaming (+ REST backfill) and Bluesky Jetstream (+ cursor); JSON Lines files; the demo drill; per-feed health |
 //! | [`normalize`] | the [`normalize::Mention`] type, parsing and rejection reasons, text normalisation, de-duplication |
 //! | [`detect`] | `rules/` loading and validation, the automaton, the pure per-mention analysis, gazetteer, SimHash, spike maths, hot reload |
 //! | [`cluster`] | the single-threaded state machine that opens, updates and closes incidents on event time |
 //! | [`pipeline`] | threads and bounded channels: batches → analysis workers → engine, in input order |
-//! | [`store`] | the `Store` trait, the embedded `redb` store (default) and the in-memory one |
-//! | [`api`] | the axum HTTP server: incidents, `/api/stream`, `POST /api/mentions`, health, metrics |
+//! | [`store`] | the `Store` trait (incidents, mention index, feed cursors), the embedded `redb` store (default) and the in-memory one |
+//! | [`api`] | the axum HTTP server: incidents, feeds, `/api/stream`, `POST /api/mentions`, health, metrics |
 //! | [`metrics`] | the Prometheus registry |
-//! | [`respond`], [`cases`] | notices and citizen requests: not built yet (later issues) |
+//! | [`respond`] | being built: account matrix, templates, audit log, outbox, limits, publishers (not wired into the service yet) |
+//! | [`cases`] | citizen requests: not built yet |
 //! | [`app`] | wiring: `replay`, `run`, `demo`, `rules check|test` |
 //! | [`config`] | `huiying.toml` |
 //!
