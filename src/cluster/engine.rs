@@ -22,6 +22,8 @@ const TOP_TERMS: usize = 8;
 const CASCADE_CAP: usize = 500_000;
 /// Event time during which a mention id is remembered for de-duplication.
 const DEDUP_HORIZON_MS: i64 = 15 * 60 * 1000;
+/// Ids per de-duplication generation (at most twice this many are held: ~40 MB).
+const DEDUP_CAP: usize = 1_000_000;
 /// Buckets in a rumor window.
 const RUMOR_BUCKETS: u32 = 30;
 
@@ -141,7 +143,7 @@ impl Engine {
             started: false,
             next_sweep: i64::MIN,
             sweeps: 0,
-            seen: SeenIds::new(DEDUP_HORIZON_MS),
+            seen: SeenIds::new(DEDUP_HORIZON_MS, DEDUP_CAP),
             emergency: AHashMap::new(),
             clusters: AHashMap::new(),
             claim_clusters: AHashMap::new(),

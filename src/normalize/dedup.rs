@@ -1,22 +1,25 @@
-//! A time-bounded set of mention ids: duplicates (the same mention from two feeds, or replayed
-//! after a reconnect) are dropped; memory stays bounded because ids older than the horizon are
-//! forgotten two generations at a time.
+//! A bounded set of mention ids: duplicates (the same mention from two feeds, or replayed after
+//! a reconnect) are dropped. Two generations: a generation ends after `horizon_ms` of event time
+//! or `cap` ids, whichever comes first, so memory stays flat whatever the ingest rate (at most
+//! 2 × cap ids) and at least the last `min(cap, ids in horizon)` ids are always remembered.
 
 use ahash::AHashSet;
 
 /// Ids seen within roughly the last `horizon_ms` of event time.
 pub struct SeenIds {
     horizon_ms: i64,
+    cap: usize,
     current: AHashSet<u64>,
     previous: AHashSet<u64>,
     generation_start: i64,
 }
 
 impl SeenIds {
-    /// A set remembering ids for between `horizon_ms` and twice that.
-    pub fn new(horizon_ms: i64) -> Self {
+    /// A set remembering ids for between `horizon_ms` and twice that, and at most `2 × cap`.
+    pub fn new(horizon_ms: i64, cap: usize) -> Self {
         SeenIds {
             horizon_ms: horizon_ms.max(1),
+            cap: cap.max(1),
             current: AHashSet::new(),
             previous: AHashSet::new(),
             generation_start: i64::MIN,
@@ -27,7 +30,7 @@ impl SeenIds {
     pub fn insert(&mut self, key: u64, now: i64) -> bool {
         if self.generation_start == i64::MIN {
             self.generation_start = now;
-        } else if now - self.generation_start >= self.horizon_ms {
+        } else if now - self.generation_start >= self.horizon_ms || self.current.len() >= self.cap {
             self.previous = std::mem::take(&mut self.current);
             self.generation_start = now;
         }
@@ -54,7 +57,7 @@ mod tests {
 
     #[test]
     fn drops_repeats_and_forgets_old_ids() {
-        let mut s = SeenIds::new(1000);
+        let mut s = SeenIds::new(1000, 1_000_000);
         assert!(s.insert(1, 0));
         assert!(!s.insert(1, 10));
         assert!(s.insert(2, 1500));
@@ -62,5 +65,18 @@ mod tests {
         assert!(s.insert(3, 2600));
         assert!(s.insert(1, 3700), "forgotten after the horizon");
         assert!(s.len() <= 3);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_count_too() {
+        let mut s = SeenIds::new(i64::MAX / 4, 100);
+        for k in 0..10_000u64 {
+            assert!(s.insert(k, 0));
+            assert!(s.len() <= 200);
+        }
+        // The most recent `cap` ids are always remembered.
+        for k in 9_900..10_000u64 {
+            assert!(!s.insert(k, 0), "{k} forgotten");
+        }
     }
 }

@@ -13,7 +13,12 @@ use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 /// Turns raw mention text into the form rules are matched against.
 pub struct Normalizer {
     t2s: AHashMap<char, char>,
+    /// The same table, dense over U+3400..=U+9FFF, for the fast path.
+    dense: Vec<char>,
 }
+
+const DENSE_START: u32 = 0x3400;
+const DENSE_END: u32 = 0x9FFF;
 
 impl std::fmt::Debug for Normalizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -51,7 +56,13 @@ impl Normalizer {
                 "OpenCC table unavailable; traditional characters will not be simplified."
             );
         }
-        Normalizer { t2s }
+        let dense = (DENSE_START..=DENSE_END)
+            .map(|cp| {
+                let c = char::from_u32(cp).unwrap_or(' ');
+                t2s.get(&c).copied().unwrap_or(c)
+            })
+            .collect();
+        Normalizer { t2s, dense }
     }
 
     /// How many traditional characters the table simplifies.
@@ -59,7 +70,9 @@ impl Normalizer {
         self.t2s.len()
     }
 
-    /// Normalise `text`. ASCII-only text skips everything but lower-casing.
+    /// Normalise `text`. ASCII-only text skips everything but lower-casing; text made only of
+    /// ASCII, CJK ideographs, full-width forms and common punctuation and emoji (almost every
+    /// Chinese post) takes a single table-driven pass; anything else takes the full NFKC path.
     pub fn normalize<'a>(&self, text: &'a str) -> Cow<'a, str> {
         if text.is_ascii() {
             if text.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -67,6 +80,61 @@ impl Normalizer {
             }
             return Cow::Borrowed(text);
         }
+        match self.normalize_fast(text) {
+            Some(s) => s,
+            None => self.normalize_full(text),
+        }
+    }
+
+    /// One pass over characters whose NFKC form is known without tables: `None` when the text
+    /// holds any other character.
+    fn normalize_fast<'a>(&self, text: &'a str) -> Option<Cow<'a, str>> {
+        let mut changed = false;
+        for c in text.chars() {
+            let u = c as u32;
+            match u {
+                0..=0x7F => changed |= c.is_ascii_uppercase(),
+                0x3400..=0x4DBF | 0x4E00..=0x9FFF => {
+                    changed |= self.dense[(u - DENSE_START) as usize] != c
+                }
+                0xFF01..=0xFF5E | 0x3000 => changed = true,
+                0xB7
+                | 0x2014
+                | 0x2018
+                | 0x2019
+                | 0x201C
+                | 0x201D
+                | 0x3001..=0x3003
+                | 0x3008..=0x3011
+                | 0xFE0F => {}
+                0x1F300..=0x1FAFF => {}
+                _ => return None,
+            }
+        }
+        if !changed {
+            return Some(Cow::Borrowed(text));
+        }
+        let mut out = String::with_capacity(text.len());
+        for c in text.chars() {
+            let u = c as u32;
+            match u {
+                0..=0x7F => out.push(c.to_ascii_lowercase()),
+                0x3400..=0x4DBF | 0x4E00..=0x9FFF => {
+                    out.push(self.dense[(u - DENSE_START) as usize])
+                }
+                // Full-width forms are their ASCII counterparts shifted by 0xFEE0.
+                0xFF01..=0xFF5E => {
+                    out.push(char::from_u32(u - 0xFEE0).unwrap_or(c).to_ascii_lowercase())
+                }
+                0x3000 => out.push(' '),
+                _ => out.push(c),
+            }
+        }
+        Some(Cow::Owned(out))
+    }
+
+    /// The general path: NFKC, then lower case and traditional → simplified.
+    fn normalize_full<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let nfkc: Cow<str> = match is_nfkc_quick(text.chars()) {
             IsNormalized::Yes => Cow::Borrowed(text),
             _ => Cow::Owned(text.nfkc().collect()),
@@ -100,6 +168,36 @@ impl Default for Normalizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_path_agrees_with_full_nfkc_on_every_character_it_takes() {
+        let n = Normalizer::new();
+        let ranges = [
+            0x20u32..=0x7E,
+            0x3400..=0x4DBF,
+            0x4E00..=0x9FFF,
+            0xFF01..=0xFF5E,
+            0x3000..=0x3003,
+            0x3008..=0x3011,
+            0x1F300..=0x1FAFF,
+        ];
+        let extra = [0xB7u32, 0x2014, 0x2018, 0x2019, 0x201C, 0x201D, 0xFE0F];
+        let chars = ranges
+            .into_iter()
+            .flatten()
+            .chain(extra)
+            .filter_map(char::from_u32);
+        for c in chars {
+            // A CJK character next to the probe keeps the text off the ASCII-only path.
+            let s = format!("中{c}");
+            let fast = n.normalize_fast(&s).expect("fast path takes it");
+            assert_eq!(fast, n.normalize_full(&s), "U+{:04X}", c as u32);
+        }
+        assert!(
+            n.normalize_fast("中ⅰ").is_none(),
+            "a compatibility character takes the full path"
+        );
+    }
 
     #[test]
     fn folds_width_case_and_script() {
