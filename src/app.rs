@@ -76,6 +76,25 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// Check the audit log.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Verify the hash chain: `ok` with the record count and head hash (exit 0), or the first
+    /// broken line as file:line: … (exit 1; 3 for only a torn last line from a crash).
+    Verify {
+        /// The log.
+        #[arg(default_value = "huiying-data/audit.jsonl")]
+        file: PathBuf,
+        /// A head hash printed earlier, which the chain must still contain.
+        #[arg(long)]
+        anchor: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -141,8 +160,29 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let analyzer = Analyzer::new();
             match RuleSet::load(&dir, &analyzer.normalizer) {
                 Ok(rs) => {
+                    // The response rules, when present: the account matrix and notice templates.
+                    let (mut extra, mut errors) = (String::new(), Vec::new());
+                    if dir.join("matrix").is_dir() {
+                        match crate::respond::matrix::Matrix::load(&dir.join("matrix"), &rs) {
+                            Ok(m) => extra += &format!(", {} accounts", m.accounts().len()),
+                            Err(e) => errors.extend(e.0),
+                        }
+                    }
+                    if dir.join("templates").is_dir() {
+                        match crate::respond::templates::Templates::load(
+                            &dir.join("templates"),
+                            &rs,
+                        ) {
+                            Ok(t) => extra += &format!(", {} templates", t.len()),
+                            Err(e) => errors.extend(e.0),
+                        }
+                    }
+                    if !errors.is_empty() {
+                        eprintln!("{}", crate::detect::RuleErrors(errors));
+                        return Ok(std::process::ExitCode::from(1));
+                    }
                     println!(
-                        "{}: ok — {} categories, {} claims, {} request kinds, {} regions, {} patterns",
+                        "{}: ok — {} categories, {} claims, {} request kinds, {} regions, {} patterns{extra}",
                         dir.display(),
                         rs.categories.len(),
                         rs.claims.len(),
@@ -198,6 +238,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             };
             serve(cfg, true)
         }
+        Cmd::Audit {
+            cmd: AuditCmd::Verify { file, anchor },
+        } => Ok(std::process::ExitCode::from(
+            crate::respond::audit::verify_command(
+                &file,
+                anchor.as_deref(),
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            ),
+        )),
         Cmd::Run { config, listen } => {
             let mut cfg = Config::load(&config)?;
             if let Some(l) = listen {

@@ -1,1 +1,763 @@
-//! limits: being built.
+//! Rate limits: one `governor` limiter per (account, kind of action) from the account's platform
+//! profile, plus one per-app limiter shared by every account, so that no post is ever sent that
+//! the platform would refuse for being over its limit.
+//!
+//! # The quota, and the bound it guarantees
+//!
+//! Platforms state limits as "n per hour" (Weibo's normal tier: 30 posts and 60 comments per
+//! user per hour), and count them over any hour. governor implements GCRA: a cell every period
+//! `T`, with a burst of `b` cells (tolerance `τ = (b−1)·T`). For conforming events
+//! `e_1 ≤ … ≤ e_m`, the theoretical arrival time before `e_m` is at least `e_1 + (m−1)·T`, and
+//! `e_m` conforms only if `e_m ≥ TAT − τ`, so `e_m − e_1 ≥ (m − b)·T`. Hence in any *closed*
+//! window of length `W`:
+//!
+//! ```text
+//! events ≤ b + ⌊W / T⌋
+//! ```
+//!
+//! The obvious `Quota::per_hour(n)` has `T = 3600 s / n` and `b = n`: a full burst at the start of
+//! an hour followed by one every `T` puts `2n − 1` posts in a half-open hour (`2n` in a closed
+//! one), twice the platform's limit. Even `Quota::with_period(3600 s / n).allow_burst(b)` allows
+//! `n + b − 1`. So [`hourly_quota`] solves the bound for `T`: with `k = n − b + 1`,
+//!
+//! ```text
+//! T = (3600 s + margin) / k + 1 ns   ⇒   k·T > 3600 s + margin
+//!                                     ⇒   ⌊W / T⌋ ≤ k − 1 = n − b  for W ≤ 3600 s + margin
+//!                                     ⇒   events in any closed window of one hour (plus margin) ≤ n
+//! ```
+//!
+//! The `margin` (default [`DEFAULT_MARGIN`], 30 s) absorbs the difference between when we decide
+//! and when the platform timestamps the post (latency, queueing). The burst `b` is the profile's
+//! (default 1, clamped to `1..=n`): `b` posts may go back to back, but the steady rate becomes
+//! `n − b + 1` per hour (+margin). With `b = 1` the steady rate is `n` per `1 h + margin` (0.8 %
+//! below the platform's at the default margin) and the first post after a quiet spell still goes
+//! at once. The unit test `random_attempts_never_exceed_the_hourly_limit` checks the bound over
+//! three simulated hours of random attempts against every sliding window (accounts and app);
+//! `saturation_is_tight` checks that greedy use reaches exactly `n` in some hour, so the quota
+//! is not stricter than it needs to be.
+//!
+//! # Both or nothing
+//!
+//! [`Limits::check`] takes a cell from the account's limiter *and* the app's, or from neither:
+//! an account over its limit does not burn the app's budget, and an app over its limit does not
+//! burn the account's. governor has no "peek", so the limiters keep their GCRA state in a cell
+//! this module can snapshot and restore ([`UndoState`]); decisions are serialised by a mutex.
+//!
+//! # After a restart
+//!
+//! The limiters live in memory. A fresh one would allow a full burst at once, although the
+//! process that died may have posted a moment ago. So at start, for every (account, kind) that
+//! posted within the last hour + margin (the outbox's jobs done or left `attempting` in that time),
+//! call [`Limits::exhaust`] (and [`Limits::exhaust_app`] if anything posted): a limiter whose burst
+//! is used up *now* is at least as strict as the one that died (its theoretical arrival time was
+//! at most `last post + b·T ≤ now + b·T`), so the bound above holds across the restart. The
+//! cost is a wait of at most one period `T` after the restart (an hour when `b = n`: another
+//! reason to keep bursts small). The test `exhausting_after_a_restart_keeps_the_bound` checks
+//! the bound, and that without exhausting a restart can exceed it.
+//!
+//! Time comes from the injected governor clock: the default (monotonic) clock in the service,
+//! [`governor::clock::FakeRelativeClock`] in tests, which advance it instead of sleeping.
+
+use crate::respond::outbox::Action;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::nanos::Nanos;
+use governor::state::{NotKeyed, StateStore};
+use governor::{Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One hour.
+pub const HOUR: Duration = Duration::from_secs(3600);
+
+/// Safety margin added to the hour by default (see the module docs).
+pub const DEFAULT_MARGIN: Duration = Duration::from_secs(30);
+
+/// An account's limits as its platform documents them (per user, per hour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Original posts per hour (0: not allowed).
+    pub posts_per_hour: u32,
+    /// Comments and replies per hour (0: not allowed).
+    pub comments_per_hour: u32,
+    /// Reposts (reblogs, shares) per hour (0: not allowed).
+    pub reposts_per_hour: u32,
+    /// How many actions of one kind may go back to back (default 1). Each extra cell of burst
+    /// lowers the steady hourly rate by one (see the module docs).
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Profile {
+    /// The per-hour limit for one kind.
+    pub fn per_hour(&self, kind: LimitKind) -> u32 {
+        match kind {
+            LimitKind::Post => self.posts_per_hour,
+            LimitKind::Comment => self.comments_per_hour,
+            LimitKind::Repost => self.reposts_per_hour,
+        }
+    }
+}
+
+/// What a platform counts separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// An original post.
+    Post,
+    /// A comment or reply.
+    Comment,
+    /// A repost, reblog or share.
+    Repost,
+}
+
+impl LimitKind {
+    /// All kinds.
+    pub const ALL: [LimitKind; 3] = [LimitKind::Post, LimitKind::Comment, LimitKind::Repost];
+
+    /// The name (a metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Post => "post",
+            LimitKind::Comment => "comment",
+            LimitKind::Repost => "repost",
+        }
+    }
+}
+
+/// The usual mapping of outbox actions: a reply counts as a comment (Weibo's
+/// `comments/create`). A publisher whose platform counts replies as posts (Mastodon statuses)
+/// passes [`LimitKind::Post`] instead.
+impl From<Action> for LimitKind {
+    fn from(a: Action) -> Self {
+        match a {
+            Action::Post => LimitKind::Post,
+            Action::Repost => LimitKind::Repost,
+            Action::Reply | Action::Comment => LimitKind::Comment,
+        }
+    }
+}
+
+/// The quota that never lets more than `per_hour` events into any closed window of
+/// `1 h + margin`, with a burst of `burst` (clamped to `1..=per_hour`). `None` when `per_hour`
+/// is 0. See the module docs for the derivation.
+pub fn hourly_quota(per_hour: u32, burst: u32, margin: Duration) -> Option<Quota> {
+    let n = NonZeroU32::new(per_hour)?;
+    let b = NonZeroU32::new(burst.clamp(1, n.get()))?;
+    let k = u128::from(n.get() - b.get() + 1);
+    let window = (HOUR + margin).as_nanos();
+    let period = u64::try_from(window / k + 1).ok()?;
+    Quota::with_period(Duration::from_nanos(period)).map(|q| q.allow_burst(b))
+}
+
+/// A GCRA state cell that can be snapshotted and restored (governor's `InMemoryState` cannot).
+/// 0 means "never used", as in governor.
+#[derive(Debug, Default, Clone)]
+pub struct UndoState(Arc<AtomicU64>);
+
+impl UndoState {
+    fn snapshot(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn restore(&self, v: u64) {
+        self.0.store(v, Ordering::Release);
+    }
+}
+
+impl StateStore for UndoState {
+    type Key = NotKeyed;
+
+    fn measure_and_replace<T, F, E>(&self, _key: &Self::Key, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut prev = self.0.load(Ordering::Acquire);
+        loop {
+            let (out, next) = f(NonZeroU64::new(prev).map(|n| Nanos::from(n.get())))?;
+            match self.0.compare_exchange_weak(
+                prev,
+                u64::from(next),
+                Ordering::Release,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(out),
+                Err(p) => prev = p,
+            }
+        }
+    }
+}
+
+type Gov<C> = RateLimiter<NotKeyed, UndoState, C, StateInformationMiddleware>;
+
+struct Limiter<C: Clock> {
+    gov: Gov<C>,
+    cell: UndoState,
+    per_hour: u32,
+}
+
+impl<C: Clock + Clone> Limiter<C> {
+    fn new(quota: Quota, per_hour: u32, clock: &C) -> Self {
+        let cell = UndoState::default();
+        Limiter {
+            gov: RateLimiter::new(quota, cell.clone(), clock.clone()),
+            cell,
+            per_hour,
+        }
+    }
+
+    /// Take a cell, or the wait until one is available.
+    fn take(&self, clock: &C) -> Result<u32, Duration> {
+        match self.gov.check() {
+            Ok(s) => Ok(s.remaining_burst_capacity()),
+            Err(nu) => Err(nu.wait_time_from(clock.now())),
+        }
+    }
+
+    /// Cells available now, without taking one.
+    fn available(&self, clock: &C) -> u32 {
+        let before = self.cell.snapshot();
+        let r = match self.take(clock) {
+            Ok(rest) => rest.saturating_add(1),
+            Err(_) => 0,
+        };
+        self.cell.restore(before);
+        r
+    }
+}
+
+/// Which limiter refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The account's own limit for this kind.
+    Account,
+    /// The app's limit, shared by all accounts.
+    App,
+}
+
+/// Why an action may not go now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// Over a limit: try again after `wait`.
+    #[error("rate limited ({scope:?}): wait {wait:?}")]
+    Wait {
+        /// How long until a cell is available.
+        wait: Duration,
+        /// Which limiter refused.
+        scope: Scope,
+    },
+    /// The account is not known to the limiter.
+    #[error("no limits for account {0}")]
+    UnknownAccount(String),
+    /// The account's profile allows none of this kind (0 per hour).
+    #[error("account {account} may not {kind:?} (limit 0)")]
+    NotAllowed {
+        /// The account.
+        account: String,
+        /// The kind.
+        kind: LimitKind,
+    },
+}
+
+impl LimitError {
+    /// The wait, for [`LimitError::Wait`].
+    pub fn wait(&self) -> Option<Duration> {
+        match self {
+            LimitError::Wait { wait, .. } => Some(*wait),
+            _ => None,
+        }
+    }
+}
+
+/// What the API shows for one account and kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Remaining {
+    /// The kind.
+    pub kind: LimitKind,
+    /// The platform's per-hour limit.
+    pub per_hour: u32,
+    /// Actions that may go right now.
+    pub now: u32,
+}
+
+struct Inner<C: Clock> {
+    accounts: HashMap<String, [Option<Limiter<C>>; 3]>,
+    app: Option<Limiter<C>>,
+}
+
+/// The limiters of every account and of the app. Thread-safe; decisions are serialised.
+pub struct Limits<C: Clock = DefaultClock> {
+    clock: C,
+    margin: Duration,
+    inner: Mutex<Inner<C>>,
+}
+
+impl<C: Clock + Clone> Limits<C> {
+    /// No accounts, no app limit, the default margin.
+    pub fn new(clock: C) -> Self {
+        Self::with_margin(clock, DEFAULT_MARGIN)
+    }
+
+    /// With a safety margin other than [`DEFAULT_MARGIN`].
+    pub fn with_margin(clock: C, margin: Duration) -> Self {
+        Limits {
+            clock,
+            margin,
+            inner: Mutex::new(Inner {
+                accounts: HashMap::new(),
+                app: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<C>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Limit the app (every account together) to `per_hour` actions of any kind, with `burst`;
+    /// `per_hour` 0 removes the app limit. Replaces any previous app limit (and its state).
+    pub fn set_app_limit(&self, per_hour: u32, burst: u32) {
+        let l = hourly_quota(per_hour, burst, self.margin)
+            .map(|q| Limiter::new(q, per_hour, &self.clock));
+        self.lock().app = l;
+    }
+
+    /// Add an account (or replace its profile, which resets its state).
+    pub fn add_account(&self, id: &str, profile: Profile) {
+        let lims = LimitKind::ALL.map(|k| {
+            let n = profile.per_hour(k);
+            hourly_quota(n, profile.burst, self.margin).map(|q| Limiter::new(q, n, &self.clock))
+        });
+        self.lock().accounts.insert(id.to_string(), lims);
+    }
+
+    /// True when the account is known.
+    pub fn has_account(&self, id: &str) -> bool {
+        self.lock().accounts.contains_key(id)
+    }
+
+    /// May `account` do one `kind` now? On `Ok` one cell was taken from the account's limiter
+    /// and from the app's; on `Err` none was taken from either.
+    pub fn check(&self, account: &str, kind: LimitKind) -> Result<(), LimitError> {
+        let g = self.lock();
+        let slots = g
+            .accounts
+            .get(account)
+            .ok_or_else(|| LimitError::UnknownAccount(account.to_string()))?;
+        let lim = slots[kind_index(kind)]
+            .as_ref()
+            .ok_or_else(|| LimitError::NotAllowed {
+                account: account.to_string(),
+                kind,
+            })?;
+        let before = lim.cell.snapshot();
+        lim.take(&self.clock).map_err(|wait| LimitError::Wait {
+            wait,
+            scope: Scope::Account,
+        })?;
+        if let Some(app) = &g.app {
+            if let Err(wait) = app.take(&self.clock) {
+                lim.cell.restore(before);
+                return Err(LimitError::Wait {
+                    wait,
+                    scope: Scope::App,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Use up the whole burst of `account`'s `kind` limiter now (see "After a restart" in the
+    /// module docs). Unknown accounts and disallowed kinds are ignored.
+    pub fn exhaust(&self, account: &str, kind: LimitKind) {
+        let g = self.lock();
+        if let Some(Some(l)) = g.accounts.get(account).map(|s| &s[kind_index(kind)]) {
+            while l.take(&self.clock).is_ok() {}
+        }
+    }
+
+    /// Use up the app limiter's burst now.
+    pub fn exhaust_app(&self) {
+        if let Some(l) = &self.lock().app {
+            while l.take(&self.clock).is_ok() {}
+        }
+    }
+
+    /// How long until `check(account, kind)` would succeed (zero: now), without taking anything.
+    pub fn wait_for(&self, account: &str, kind: LimitKind) -> Result<Duration, LimitError> {
+        let g = self.lock();
+        let slots = g
+            .accounts
+            .get(account)
+            .ok_or_else(|| LimitError::UnknownAccount(account.to_string()))?;
+        let lim = slots[kind_index(kind)]
+            .as_ref()
+            .ok_or_else(|| LimitError::NotAllowed {
+                account: account.to_string(),
+                kind,
+            })?;
+        let mut wait = Duration::ZERO;
+        for l in std::iter::once(lim).chain(g.app.as_ref()) {
+            let before = l.cell.snapshot();
+            if let Err(w) = l.take(&self.clock) {
+                wait = wait.max(w);
+            }
+            l.cell.restore(before);
+        }
+        Ok(wait)
+    }
+
+    /// Per kind: the hourly limit and how many may go right now (for `GET /api/accounts`).
+    /// `None` for an unknown account.
+    pub fn remaining(&self, account: &str) -> Option<Vec<Remaining>> {
+        let g = self.lock();
+        let slots = g.accounts.get(account)?;
+        let app_now = g.app.as_ref().map(|a| a.available(&self.clock));
+        Some(
+            LimitKind::ALL
+                .iter()
+                .map(|&kind| {
+                    let (per_hour, now) = match &slots[kind_index(kind)] {
+                        Some(l) => (l.per_hour, l.available(&self.clock)),
+                        None => (0, 0),
+                    };
+                    Remaining {
+                        kind,
+                        per_hour,
+                        now: app_now.map_or(now, |a| a.min(now)),
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+fn kind_index(k: LimitKind) -> usize {
+    match k {
+        LimitKind::Post => 0,
+        LimitKind::Comment => 1,
+        LimitKind::Repost => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn profile(posts: u32, comments: u32, reposts: u32, burst: u32) -> Profile {
+        Profile {
+            posts_per_hour: posts,
+            comments_per_hour: comments,
+            reposts_per_hour: reposts,
+            burst,
+        }
+    }
+
+    /// The largest number of events in any closed window `[t, t + w]`.
+    fn max_in_window(times: &[u64], w: u64) -> usize {
+        let mut best = 0;
+        let mut j = 0;
+        for i in 0..times.len() {
+            if j < i {
+                j = i;
+            }
+            while j < times.len() && times[j] - times[i] <= w {
+                j += 1;
+            }
+            best = best.max(j - i);
+        }
+        best
+    }
+
+    fn now(c: &FakeRelativeClock) -> u64 {
+        c.now().as_u64()
+    }
+
+    #[test]
+    fn naive_per_hour_quota_allows_twice_the_limit() {
+        // Why hourly_quota exists: governor's per_hour(n) lets 2n − 1 through in one hour.
+        let n = 30;
+        let clock = FakeRelativeClock::default();
+        let q = Quota::per_hour(NonZeroU32::new(n).expect("n > 0"));
+        let lim = RateLimiter::direct_with_clock(q, clock.clone());
+        let mut times = Vec::new();
+        while now(&clock) < HOUR.as_nanos() as u64 {
+            match lim.check() {
+                Ok(()) => times.push(now(&clock)),
+                Err(nu) => clock.advance(nu.wait_time_from(clock.now())),
+            }
+        }
+        let half_open = times
+            .iter()
+            .filter(|&&t| t < HOUR.as_nanos() as u64)
+            .count();
+        assert_eq!(half_open, 2 * n as usize - 1);
+    }
+
+    #[test]
+    fn quota_arithmetic() {
+        assert!(hourly_quota(0, 1, DEFAULT_MARGIN).is_none());
+        let q = hourly_quota(30, 1, Duration::ZERO).expect("quota");
+        assert_eq!(q.burst_size().get(), 1);
+        assert_eq!(
+            q.replenish_interval(),
+            Duration::from_nanos(120_000_000_001)
+        );
+        let q = hourly_quota(30, 5, DEFAULT_MARGIN).expect("quota");
+        assert_eq!(q.burst_size().get(), 5);
+        // k = 26: 3630 s / 26 + 1 ns.
+        assert_eq!(
+            q.replenish_interval(),
+            Duration::from_nanos(3_630_000_000_000 / 26 + 1)
+        );
+        // Burst clamped to n.
+        assert_eq!(
+            hourly_quota(3, 10, DEFAULT_MARGIN)
+                .expect("quota")
+                .burst_size()
+                .get(),
+            3
+        );
+    }
+
+    /// Three simulated hours of random attempts by several accounts, each kind and burst; no
+    /// closed one-hour window (sliding over every allowed event) holds more than the limit, for
+    /// accounts and for the app; and greedy attempts reach the limit exactly.
+    #[test]
+    fn random_attempts_never_exceed_the_hourly_limit() {
+        let hour = HOUR.as_nanos() as u64;
+        for seed in 0..12u64 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let clock = FakeRelativeClock::default();
+            let limits = Limits::new(clock.clone());
+            let app_limit = if seed % 3 == 0 { 0 } else { 120 };
+            limits.set_app_limit(app_limit, 4);
+            let accounts: Vec<(String, Profile)> = (0..4)
+                .map(|i| {
+                    let burst = [1, 3, 10, 60][(seed as usize + i) % 4];
+                    (
+                        format!("acct-{i}"),
+                        profile(30 + 7 * i as u32, 60, 1 + 50 * i as u32, burst),
+                    )
+                })
+                .collect();
+            for (id, p) in &accounts {
+                limits.add_account(id, *p);
+            }
+            let mut allowed: HashMap<(usize, LimitKind), Vec<u64>> = HashMap::new();
+            let mut app_times = Vec::new();
+            let greedy = seed % 2 == 0;
+            while now(&clock) < 3 * hour {
+                let a = rng.random_range(0..accounts.len());
+                let kind = LimitKind::ALL[rng.random_range(0..3)];
+                match limits.check(&accounts[a].0, kind) {
+                    Ok(()) => {
+                        allowed.entry((a, kind)).or_default().push(now(&clock));
+                        app_times.push(now(&clock));
+                    }
+                    Err(LimitError::Wait { wait, .. }) => {
+                        assert!(wait > Duration::ZERO);
+                        if greedy && rng.random_bool(0.5) {
+                            // Come back exactly when allowed: the limiter's edge case.
+                            clock.advance(wait);
+                            continue;
+                        }
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+                let gap = match rng.random_range(0..10) {
+                    0..=3 => 0,
+                    4..=7 => rng.random_range(0..20_000_000_000u64),
+                    _ => rng.random_range(0..900_000_000_000u64),
+                };
+                clock.advance(Duration::from_nanos(gap));
+            }
+            for ((a, kind), times) in &allowed {
+                let n = accounts[*a].1.per_hour(*kind) as usize;
+                let m = max_in_window(times, hour);
+                assert!(
+                    m <= n,
+                    "seed {seed}: {} {kind:?} had {m} in an hour, limit {n}",
+                    accounts[*a].0
+                );
+            }
+            if app_limit > 0 {
+                let m = max_in_window(&app_times, hour);
+                assert!(
+                    m <= app_limit as usize,
+                    "seed {seed}: app {m} > {app_limit}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn saturation_is_tight() {
+        // Always retry the moment we are allowed: every closed hour holds at most n, and some
+        // hold exactly n (the quota is not needlessly strict).
+        let hour = HOUR.as_nanos() as u64;
+        for (n, b) in [(30, 1), (30, 5), (60, 60), (1, 1), (7, 3)] {
+            let clock = FakeRelativeClock::default();
+            let limits = Limits::new(clock.clone());
+            limits.add_account("a", profile(n, 0, 0, b));
+            let mut times = Vec::new();
+            while now(&clock) < 3 * hour {
+                match limits.check("a", LimitKind::Post) {
+                    Ok(()) => times.push(now(&clock)),
+                    Err(e) => clock.advance(e.wait().expect("a wait")),
+                }
+            }
+            let m = max_in_window(&times, hour);
+            assert_eq!(m, n as usize, "n={n} b={b}");
+            // The margin holds too: n even in a window of 1 h + margin.
+            assert!(max_in_window(&times, (HOUR + DEFAULT_MARGIN).as_nanos() as u64) <= n as usize);
+            // And b really go back to back.
+            assert_eq!(times.iter().take_while(|&&t| t == 0).count(), b as usize);
+        }
+    }
+
+    #[test]
+    fn account_refusal_does_not_burn_the_app_and_vice_versa() {
+        let clock = FakeRelativeClock::default();
+        let limits = Limits::new(clock.clone());
+        limits.set_app_limit(3, 3);
+        limits.add_account("a", profile(1, 0, 0, 1));
+        limits.add_account("b", profile(10, 0, 0, 10));
+        assert_eq!(limits.check("a", LimitKind::Post), Ok(()));
+        // "a" is limited now; hammering it must not touch the app's remaining 2.
+        for _ in 0..10 {
+            let e = limits.check("a", LimitKind::Post).expect_err("limited");
+            assert!(matches!(
+                e,
+                LimitError::Wait {
+                    scope: Scope::Account,
+                    ..
+                }
+            ));
+        }
+        assert_eq!(limits.check("b", LimitKind::Post), Ok(()));
+        assert_eq!(limits.check("b", LimitKind::Post), Ok(()));
+        // The app is exhausted; "b" has 8 left, and refusals by the app must not take them.
+        for _ in 0..10 {
+            let e = limits.check("b", LimitKind::Post).expect_err("app limited");
+            assert!(matches!(
+                e,
+                LimitError::Wait {
+                    scope: Scope::App,
+                    ..
+                }
+            ));
+        }
+        let r = limits.remaining("b").expect("known");
+        assert_eq!(r[0].per_hour, 10);
+        assert_eq!(r[0].now, 0, "app-bound");
+        // Once the app has a cell again, "b" still has its 8 (minus time refill, capped at 10).
+        clock.advance(limits.wait_for("b", LimitKind::Post).expect("known"));
+        assert_eq!(limits.check("b", LimitKind::Post), Ok(()));
+    }
+
+    /// Greedy-ish posting for four hours with random restarts; returns (posts, max per hour).
+    fn with_restarts(n: u32, b: u32, exhaust: bool, seed: u64) -> (usize, usize) {
+        let hour = HOUR.as_nanos() as u64;
+        let window = (HOUR + DEFAULT_MARGIN).as_nanos() as u64;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let clock = FakeRelativeClock::default();
+        let mut limits = Limits::new(clock.clone());
+        limits.add_account("a", profile(n, 0, 0, b));
+        let mut times: Vec<u64> = Vec::new();
+        while now(&clock) < 4 * hour {
+            if rng.random_bool(0.05) {
+                // The process dies and a new one starts; it exhausts if the old one posted
+                // within the hour + margin.
+                limits = Limits::new(clock.clone());
+                limits.add_account("a", profile(n, 0, 0, b));
+                if exhaust && times.last().is_some_and(|&t| now(&clock) - t <= window) {
+                    limits.exhaust("a", LimitKind::Post);
+                }
+            }
+            match limits.check("a", LimitKind::Post) {
+                Ok(()) => times.push(now(&clock)),
+                Err(e) => {
+                    let w = e.wait().expect("a wait");
+                    let extra = rng.random_range(0..w.as_nanos() as u64 / 4 + 1);
+                    clock.advance(w + Duration::from_nanos(extra));
+                }
+            }
+        }
+        (times.len(), max_in_window(&times, hour))
+    }
+
+    #[test]
+    fn exhausting_after_a_restart_keeps_the_bound() {
+        let mut unsafe_exceeded = false;
+        for (n, b) in [(30, 1), (30, 6), (10, 10), (2, 1), (60, 20)] {
+            for seed in 0..4 {
+                let (posts, max) = with_restarts(n, b, true, seed);
+                // Still live: a restart costs at most one period T, so about the steady rate
+                // of n − b + 1 per hour remains.
+                let k = (n - b + 1) as usize;
+                assert!(posts >= 2 * k, "n={n} b={b}: only {posts} posts");
+                assert!(
+                    max <= n as usize,
+                    "n={n} b={b} seed {seed}: {max} in an hour"
+                );
+                // Without exhausting, a restart lets a fresh burst through.
+                unsafe_exceeded |= with_restarts(n, b, false, seed).1 > n as usize;
+            }
+        }
+        assert!(unsafe_exceeded, "the test must be able to see a violation");
+    }
+
+    #[test]
+    fn default_clock_and_sharing() {
+        fn shared<T: Send + Sync>(_: &T) {}
+        let limits: Limits = Limits::new(DefaultClock::default());
+        shared(&limits);
+        limits.add_account("a", profile(30, 60, 30, 1));
+        assert!(limits.has_account("a"));
+        assert_eq!(limits.check("a", LimitKind::Post), Ok(()));
+        assert!(limits.check("a", LimitKind::Post).is_err());
+    }
+
+    #[test]
+    fn unknown_disabled_and_wait_for() {
+        let clock = FakeRelativeClock::default();
+        let limits = Limits::new(clock.clone());
+        limits.add_account("a", profile(2, 0, 1, 1));
+        assert_eq!(
+            limits.check("zz", LimitKind::Post),
+            Err(LimitError::UnknownAccount("zz".into()))
+        );
+        assert!(matches!(
+            limits.check("a", LimitKind::Comment),
+            Err(LimitError::NotAllowed { .. })
+        ));
+        assert_eq!(
+            limits.wait_for("a", LimitKind::Post).expect("known"),
+            Duration::ZERO
+        );
+        assert_eq!(limits.check("a", LimitKind::Post), Ok(()));
+        let w = limits.wait_for("a", LimitKind::Post).expect("known");
+        assert_eq!(w, Duration::from_nanos(3_630_000_000_000 / 2 + 1));
+        // wait_for takes nothing.
+        assert_eq!(limits.wait_for("a", LimitKind::Post).expect("known"), w);
+        clock.advance(w - Duration::from_nanos(1));
+        assert!(limits.check("a", LimitKind::Post).is_err());
+        clock.advance(Duration::from_nanos(1));
+        assert_eq!(limits.check("a", LimitKind::Post), Ok(()));
+        // Kinds are separate.
+        assert_eq!(limits.check("a", LimitKind::Repost), Ok(()));
+        assert_eq!(LimitKind::from(Action::Reply), LimitKind::Comment);
+    }
+}

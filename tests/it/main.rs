@@ -4,7 +4,13 @@
 mod crisislex;
 mod jetstream;
 mod mastodon;
+mod matrix;
+mod outbox;
+mod publish;
 mod replay;
 mod rules;
 mod service;
 mod util;
+
+#[path = "../fake_platform/mod.rs"]
+mod fake_platform;
