@@ -1,4 +1,4 @@
-//! Wiring: the command line, `replay`, `rules check|test`, and the service (`run`, `demo`):
+//! Wiring: the command line, `replay`, `rules check|test`, `audit verify`, and the service (`run`, `demo`):
 //! feeds → bounded ingest queue → batcher → pipeline → event bus → API, store writer.
 
 use crate::api::{self, ApiState, LiveIncidents, StreamMsg};
