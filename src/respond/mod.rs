@@ -5,8 +5,10 @@
 //! approval and the dispatcher come next.
 
 pub mod audit;
+pub mod dispatch;
 pub mod limits;
 pub mod matrix;
+pub mod notices;
 pub mod outbox;
 pub mod publish;
 pub mod templates;

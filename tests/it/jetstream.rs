@@ -3,9 +3,10 @@
 //! increasing) from the first one after the cursor, or live only without a cursor. Every wait
 //! is on the actual event, bounded.
 
-use crate::util::{self, http, json_body, metric, next_event, now_ms, stream, within, Ws};
+use crate::util::{
+    self, get_json, http, metric, next_event, now_ms, start_service, stop, stream, Ws,
+};
 use futures::{SinkExt, StreamExt};
-use huiying::app::{start, Service, ServiceOptions};
 use huiying::config::{Config, FeedConfig, FeedKind};
 use huiying::store::{EmbeddedStore, MemoryStore, Store};
 use serde_json::{json, Value};
@@ -333,31 +334,6 @@ fn feed(name: &str, fake: &FakeJetstream) -> FeedConfig {
         url: fake.url(),
         ..Default::default()
     }
-}
-
-async fn start_service(config: Config, store: Arc<dyn Store>) -> Service {
-    within(
-        "the service to start",
-        start(ServiceOptions {
-            config,
-            store,
-            demo: false,
-        }),
-    )
-    .await
-    .expect("the service starts")
-}
-
-async fn stop(svc: Service) {
-    within("the service to shut down", svc.shutdown())
-        .await
-        .expect("the service shuts down cleanly");
-}
-
-async fn get_json(addr: SocketAddr, path: &str) -> Value {
-    let (status, text) = http(addr, "GET", path, b"").await;
-    assert_eq!(status, 200, "GET {path}: {text}");
-    json_body(&format!("GET {path}"), &text)
 }
 
 async fn feed_status(addr: SocketAddr, name: &str) -> Value {

@@ -2,9 +2,11 @@
 //! concern. Shared helpers live in `util`.
 
 mod crisislex;
+mod dispatch;
 mod jetstream;
 mod mastodon;
 mod matrix;
+mod notices;
 mod outbox;
 mod publish;
 mod replay;

@@ -4,7 +4,9 @@
 //! checked, every request recorded). Statuses have Mastodon's documented JSON shape and real
 //! status HTML. Every wait is on the actual event, bounded by [`util::WAIT`].
 
-use crate::util::{self, http, json_body, metric, next_event, now_ms, stream, within, Ws};
+use crate::util::{
+    self, get_json, get_metrics, metric, next_event, now_ms, stop, stream, within, Ws,
+};
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -431,24 +433,6 @@ async fn start_service(feeds: Vec<FeedConfig>) -> Service {
     )
     .await
     .expect("the service starts")
-}
-
-async fn stop(svc: Service) {
-    within("the service to shut down", svc.shutdown())
-        .await
-        .expect("the service shuts down cleanly");
-}
-
-async fn get_json(addr: SocketAddr, path: &str) -> Value {
-    let (status, text) = http(addr, "GET", path, b"").await;
-    assert_eq!(status, 200, "GET {path}: {text}");
-    json_body(&format!("GET {path}"), &text)
-}
-
-async fn get_metrics(addr: SocketAddr) -> String {
-    let (status, text) = http(addr, "GET", "/metrics", b"").await;
-    assert_eq!(status, 200, "GET /metrics: {text}");
-    text
 }
 
 /// The feed `name` as `GET /api/feeds` lists it.

@@ -3,9 +3,11 @@
 //! health and the metrics exposition. Every wait is on the actual event, bounded by
 //! [`util::WAIT`].
 
-use crate::util::{self, http, json_body, mention, metric, next_event, now_ms, stream, within, Ws};
+use crate::util::{
+    self, get_json, get_metrics, http, json_body, mention, metric, next_event, now_ms,
+    start_service, stop, stream, within, Ws,
+};
 use futures::{SinkExt, StreamExt};
-use huiying::app::{start, Service, ServiceOptions};
 use huiying::cluster::Incident;
 use huiying::config::{Config, FeedConfig, FeedKind};
 use huiying::store::{EmbeddedStore, MemoryStore, Store, StoreError};
@@ -30,25 +32,6 @@ fn config() -> Config {
         rules: util::rules_dir(),
         ..Default::default()
     }
-}
-
-async fn start_service(config: Config, store: Arc<dyn Store>) -> Service {
-    within(
-        "the service to start",
-        start(ServiceOptions {
-            config,
-            store,
-            demo: false,
-        }),
-    )
-    .await
-    .expect("the service starts")
-}
-
-async fn stop(svc: Service) {
-    within("the service to shut down", svc.shutdown())
-        .await
-        .expect("the service shuts down cleanly");
 }
 
 /// `n` mentions `{prefix}-{i}` by authors `{prefix}-author-{i}`, all with `text`, stamped now.
@@ -116,18 +99,6 @@ async fn wait_incident_with(
 async fn post(addr: std::net::SocketAddr, body: &[u8]) -> (u16, Value) {
     let (status, text) = http(addr, "POST", "/api/mentions", body).await;
     (status, json_body("POST /api/mentions", &text))
-}
-
-async fn get_json(addr: std::net::SocketAddr, path: &str) -> Value {
-    let (status, text) = http(addr, "GET", path, b"").await;
-    assert_eq!(status, 200, "GET {path}: {text}");
-    json_body(&format!("GET {path}"), &text)
-}
-
-async fn get_metrics(addr: std::net::SocketAddr) -> String {
-    let (status, text) = http(addr, "GET", "/metrics", b"").await;
-    assert_eq!(status, 200, "GET /metrics: {text}");
-    text
 }
 
 /// The open incident `id` as `GET /api/incidents` lists it.

@@ -265,3 +265,41 @@ pub fn metric(exposition: &str, series: &str) -> Option<f64> {
         rest.split_whitespace().next()?.parse().ok()
     })
 }
+
+/// Start the service, bounded in time.
+pub async fn start_service(
+    config: huiying::config::Config,
+    store: std::sync::Arc<dyn huiying::store::Store>,
+) -> huiying::app::Service {
+    within(
+        "the service to start",
+        huiying::app::start(huiying::app::ServiceOptions {
+            config,
+            store,
+            demo: false,
+        }),
+    )
+    .await
+    .expect("the service starts")
+}
+
+/// Shut the service down, bounded in time.
+pub async fn stop(svc: huiying::app::Service) {
+    within("the service to shut down", svc.shutdown())
+        .await
+        .expect("the service shuts down cleanly");
+}
+
+/// `GET path` answered 200 with JSON.
+pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    let (status, text) = http(addr, "GET", path, b"").await;
+    assert_eq!(status, 200, "GET {path}: {text}");
+    json_body(&format!("GET {path}"), &text)
+}
+
+/// The `/metrics` text.
+pub async fn get_metrics(addr: std::net::SocketAddr) -> String {
+    let (status, text) = http(addr, "GET", "/metrics", b"").await;
+    assert_eq!(status, 200, "GET /metrics: {text}");
+    text
+}

@@ -1,0 +1,621 @@
+//! The dispatcher: takes due jobs from the outbox, asks the account's rate limiter, publishes
+//! through the account's publisher and records the outcome, so that every post goes out exactly
+//! once (or fails with the platform's message).
+//!
+//! # One step
+//!
+//! [`Dispatcher::step`] (`now_ms` is an input; the limiter has its own injected governor clock):
+//!
+//! 1. Nothing while the outbox is paused.
+//! 2. [`OutboxStore::next_due`] (lane order: emergency, rebuttal, routine). At most **one job per
+//!    account** per step (so at most one call in flight per account); an account's later due jobs
+//!    wait for the next step ([`StepReport::more_due`]).
+//! 3. For each chosen job, [`Limits::check`] takes a cell or refuses: a refused job stays
+//!    `pending` (nothing consumed) and the wait is recorded ([`StepReport::next_wake_ms`]). An
+//!    account without a publisher or limits, or whose profile forbids the action, fails the job.
+//! 4. `mark_attempting` is committed, and `publish_attempt` audited, **before** the call.
+//! 5. The calls of one step run concurrently (`join_all`), then each outcome is recorded:
+//!    - accepted → `mark_done(post id)`, audit `publish_ok`;
+//!    - `Uncertain` / `Duplicate` ([`PublishError::must_check_before_retry`]) →
+//!      [`Publisher::find_recent`]`(text, job.created_at)`: found → `mark_done` with that post's
+//!      id (nothing is sent again); not found → `Uncertain` is retried with backoff, `Duplicate`
+//!      fails (the publish module's rule: never resend an unchanged body blindly); the check
+//!      itself failed → retried, and the next attempt checks again *before* sending (the job's
+//!      `last_error` carries [`UNCHECKED`]);
+//!    - other retryable errors → `mark_retry` at [`Backoff::retry_at`] (at least `Retry-After`),
+//!      audit `publish_failed` with `retryable: true`;
+//!    - permanent errors (401, 403, 422…) → `mark_failed` with the platform's message, audit
+//!      `publish_failed`; the outbox fails the job's dependants (an amplifier has nothing to
+//!      repost) and nobody else.
+//!
+//! A repost, reply or comment whose target is another job's post (an amplifier) takes its target
+//! from [`Job::dependency_post_id`], else from [`Job::in_reply_to`].
+//!
+//! # Recovery
+//!
+//! [`Dispatcher::recover`] (called by the first step if not called before) resolves the jobs a
+//! crash left `attempting` with `find_recent` before anything else: found → done; not found →
+//! retry now. It also exhausts the limiters of the accounts that posted in the last hour (see
+//! "After a restart" in [`crate::respond::limits`]).
+//!
+//! # Blocking calls
+//!
+//! The outbox and the audit log are blocking (each commit is fsynced); the dispatcher calls them
+//! from its task between platform calls, which is fine for one dispatcher task.
+
+use crate::respond::audit::{AuditAction, AuditLog};
+use crate::respond::limits::{LimitError, LimitKind, Limits, HOUR};
+use crate::respond::outbox::{Action, Backoff, Job, JobId, JobState, OutboxError, OutboxStore};
+use crate::respond::publish::{self, AnyPublisher, PostRequest, Posted, PublishError, Publisher};
+use governor::clock::{Clock, DefaultClock};
+use serde_json::json;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Prefix of `last_error` for a job whose uncertain outcome could not be checked: the next
+/// attempt calls `find_recent` before sending.
+pub const UNCHECKED: &str = "uncertain, unchecked: ";
+
+/// The actor written in the audit log.
+pub const ACTOR: &str = "dispatcher";
+
+/// How the dispatcher posts as one account.
+#[derive(Debug)]
+pub struct Route {
+    /// The account's publisher (holds its credentials).
+    pub publisher: AnyPublisher,
+    /// The account's handle (logs, webhook body, file sink).
+    pub handle: String,
+    /// ISO 639 language sent with posts (Mastodon `language`).
+    pub language: Option<String>,
+    /// Mastodon visibility.
+    pub visibility: Option<String>,
+}
+
+impl Route {
+    /// A route with no language or visibility.
+    pub fn new(publisher: impl Into<AnyPublisher>, handle: &str) -> Self {
+        Route {
+            publisher: publisher.into(),
+            handle: handle.to_string(),
+            language: None,
+            visibility: None,
+        }
+    }
+
+    /// Which limiter an action uses on this account's platform: Mastodon counts replies and
+    /// comments (statuses) as posts.
+    pub fn limit_kind(&self, action: Action) -> LimitKind {
+        match (self.publisher.platform(), action) {
+            ("mastodon", Action::Reply | Action::Comment) => LimitKind::Post,
+            (_, a) => LimitKind::from(a),
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepReport {
+    /// The outbox is paused: nothing was attempted.
+    pub paused: bool,
+    /// Jobs attempted (publish called, or an unchecked outcome checked).
+    pub attempted: Vec<JobId>,
+    /// Jobs done (accepted, or found by `find_recent`).
+    pub done: Vec<JobId>,
+    /// Of `done`: found by `find_recent` after an uncertain outcome (not sent again).
+    pub found: Vec<JobId>,
+    /// Jobs scheduled for a retry.
+    pub retried: Vec<JobId>,
+    /// Jobs failed permanently (with their dependants).
+    pub failed: Vec<JobId>,
+    /// Due jobs left pending because their account's (or the app's) limiter refused.
+    pub rate_limited: Vec<JobId>,
+    /// Due jobs left for the next step (one job per account per step).
+    pub more_due: bool,
+    /// The earliest time (ms) something may become possible: a limiter's wait, a retry.
+    pub next_wake_ms: Option<i64>,
+    /// Outbox or audit errors met on the way (the job stays where the outbox has it).
+    pub errors: Vec<String>,
+}
+
+impl StepReport {
+    fn wake(&mut self, at: i64) {
+        self.next_wake_ms = Some(self.next_wake_ms.map_or(at, |w| w.min(at)));
+    }
+}
+
+/// What recovery did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Uncertain jobs whose post was found: done.
+    pub found: Vec<JobId>,
+    /// Uncertain jobs whose post was not found: retry now.
+    pub retried: Vec<JobId>,
+    /// Uncertain jobs that could not be checked (no route, the check failed): retried with the
+    /// [`UNCHECKED`] mark, so the next attempt checks first.
+    pub unchecked: Vec<JobId>,
+    /// Jobs pending or retry.
+    pub runnable: usize,
+    /// Jobs waiting for their dependency.
+    pub blocked: usize,
+}
+
+/// A dispatcher failure that stops a step (the outbox could not be read).
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The outbox failed.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
+enum Outcome {
+    Posted(Posted),
+    Found(Posted),
+    Retry {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    Failed(String),
+}
+
+/// Takes jobs from the outbox and publishes them. See the module docs.
+pub struct Dispatcher<C: Clock = DefaultClock> {
+    outbox: Arc<dyn OutboxStore>,
+    limits: Arc<Limits<C>>,
+    routes: HashMap<String, Route>,
+    audit: Option<Arc<Mutex<AuditLog>>>,
+    backoff: Backoff,
+    batch: usize,
+    notify: Arc<Notify>,
+    now: Arc<dyn Fn() -> i64 + Send + Sync>,
+    recovered: bool,
+    /// Retry times scheduled (by this process or found at recovery), to wake `run`.
+    wakes: BTreeSet<i64>,
+}
+
+/// Unix milliseconds from the system clock.
+pub fn system_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl<C: Clock + Clone> Dispatcher<C> {
+    /// A dispatcher over `outbox` and `limits`, with no accounts, no audit log, a backoff of
+    /// 2 s … 10 min, batches of 256 and the system clock for [`Dispatcher::run`].
+    pub fn new(outbox: Arc<dyn OutboxStore>, limits: Arc<Limits<C>>) -> Self {
+        Dispatcher {
+            outbox,
+            limits,
+            routes: HashMap::new(),
+            audit: None,
+            backoff: Backoff::with_seed(system_now_ms() as u64),
+            batch: 256,
+            notify: Arc::new(Notify::new()),
+            now: Arc::new(system_now_ms),
+            recovered: false,
+            wakes: BTreeSet::new(),
+        }
+    }
+
+    /// Post as `account_id` through `route`. The account's limits must be in [`Limits`].
+    pub fn add_account(&mut self, account_id: &str, route: Route) {
+        self.routes.insert(account_id.to_string(), route);
+    }
+
+    /// Append publish attempts and outcomes to `audit`.
+    pub fn with_audit(mut self, audit: Arc<Mutex<AuditLog>>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Use this backoff (seeded, for reproducible tests).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// How many due jobs one step reads from the outbox (at least 1).
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// The clock [`Dispatcher::run`] reads (Unix ms).
+    pub fn with_clock(mut self, now: Arc<dyn Fn() -> i64 + Send + Sync>) -> Self {
+        self.now = now;
+        self
+    }
+
+    /// Notify this after enqueueing or resuming, to wake [`Dispatcher::run`] at once.
+    pub fn notifier(&self) -> Arc<Notify> {
+        Arc::clone(&self.notify)
+    }
+
+    fn audit(
+        &self,
+        now: i64,
+        action: AuditAction,
+        job: &Job,
+        detail: serde_json::Value,
+    ) -> Option<String> {
+        let log = self.audit.as_ref()?;
+        let mut g = log.lock().unwrap_or_else(|p| p.into_inner());
+        let mut detail = detail;
+        if let Some(o) = detail.as_object_mut() {
+            o.insert("job".into(), json!(job.id));
+            o.insert("account".into(), json!(job.account_id));
+            o.insert("action".into(), json!(job.action.as_str()));
+            o.insert("attempt".into(), json!(job.attempts));
+        }
+        g.append(now, ACTOR, action, Some(&job.notice_id), detail)
+            .err()
+            .map(|e| format!("audit {}: {e}", job.id))
+    }
+
+    /// Resolve the jobs a crash left `attempting` (see the module docs), and exhaust the
+    /// limiters of accounts that posted within the last hour (+ margin).
+    pub async fn recover(&mut self, now_ms: i64) -> Result<RecoveryReport, DispatchError> {
+        let rec = self.outbox.recover()?;
+        let mut report = RecoveryReport {
+            runnable: rec.runnable.len(),
+            blocked: rec.blocked.len(),
+            ..RecoveryReport::default()
+        };
+        for j in &rec.runnable {
+            if j.next_attempt_at > now_ms {
+                self.wakes.insert(j.next_attempt_at);
+            }
+        }
+        // The process that died may have posted just now: start with used-up limiters.
+        let recent = now_ms.saturating_sub(ms(HOUR + crate::respond::limits::DEFAULT_MARGIN));
+        let mut exhausted = HashSet::new();
+        let mut any = false;
+        let mut touched = |j: &Job| {
+            if let Some(r) = self.routes.get(&j.account_id) {
+                if exhausted.insert((j.account_id.clone(), r.limit_kind(j.action))) {
+                    self.limits.exhaust(&j.account_id, r.limit_kind(j.action));
+                }
+                any = true;
+            }
+        };
+        for j in &rec.uncertain {
+            touched(j);
+        }
+        // Done jobs are not in the recovery: look at the unfinished jobs' notices for them.
+        let mut notices: Vec<&str> = rec
+            .uncertain
+            .iter()
+            .chain(&rec.runnable)
+            .chain(&rec.blocked)
+            .map(|j| j.notice_id.as_str())
+            .collect();
+        notices.sort_unstable();
+        notices.dedup();
+        for n in notices {
+            for j in self.outbox.jobs_for_notice(n)? {
+                if j.state == JobState::Done && j.updated_at >= recent {
+                    touched(&j);
+                }
+            }
+        }
+        if any {
+            self.limits.exhaust_app();
+        }
+
+        for job in rec.uncertain {
+            let Some(route) = self.routes.get(&job.account_id) else {
+                self.outbox.mark_retry(
+                    &job.id,
+                    now_ms,
+                    now_ms,
+                    &format!("{UNCHECKED}no publisher for account {}", job.account_id),
+                )?;
+                report.unchecked.push(job.id);
+                continue;
+            };
+            match route.publisher.find_recent(&job.body, job.created_at).await {
+                Ok(Some(p)) if !job.body.trim().is_empty() => {
+                    self.outbox.mark_done(&job.id, &p.post_id, now_ms)?;
+                    self.audit(
+                        now_ms,
+                        AuditAction::PublishOk,
+                        &job,
+                        json!({"post_id": p.post_id, "url": p.url, "resolved": "find_recent"}),
+                    );
+                    report.found.push(job.id);
+                }
+                Ok(_) => {
+                    self.outbox.mark_retry(
+                        &job.id,
+                        now_ms,
+                        now_ms,
+                        "uncertain after a restart; not found on the platform",
+                    )?;
+                    report.retried.push(job.id);
+                }
+                Err(e) => {
+                    self.outbox
+                        .mark_retry(&job.id, now_ms, now_ms, &format!("{UNCHECKED}{e}"))?;
+                    report.unchecked.push(job.id);
+                }
+            }
+        }
+        self.recovered = true;
+        Ok(report)
+    }
+
+    /// Attempt every due job that may go now (see the module docs).
+    pub async fn step(&mut self, now_ms: i64) -> Result<StepReport, DispatchError> {
+        if !self.recovered {
+            self.recover(now_ms).await?;
+        }
+        let mut report = StepReport::default();
+        let stale: Vec<i64> = self.wakes.range(..=now_ms).copied().collect();
+        for w in stale {
+            self.wakes.remove(&w);
+        }
+        if self.outbox.is_paused()? {
+            report.paused = true;
+            return Ok(report);
+        }
+        let due = self.outbox.next_due(now_ms, self.batch)?;
+        if due.len() >= self.batch {
+            report.more_due = true;
+        }
+        // Choose at most one job per account, in lane order.
+        let mut busy: HashSet<String> = HashSet::new();
+        let mut chosen: Vec<Job> = Vec::new();
+        for job in due {
+            if busy.contains(&job.account_id) {
+                report.more_due = true;
+                continue;
+            }
+            let Some(route) = self.routes.get(&job.account_id) else {
+                let msg = format!("no publisher for account {}", job.account_id);
+                self.fail(now_ms, &job, &msg, &mut report)?;
+                continue;
+            };
+            match self
+                .limits
+                .check(&job.account_id, route.limit_kind(job.action))
+            {
+                Ok(()) => {}
+                Err(LimitError::Wait { wait, .. }) => {
+                    report.rate_limited.push(job.id.clone());
+                    report.wake(now_ms.saturating_add(ms(wait).max(1)));
+                    continue;
+                }
+                Err(e) => {
+                    self.fail(now_ms, &job, &e.to_string(), &mut report)?;
+                    continue;
+                }
+            }
+            let job = match self.outbox.mark_attempting(&job.id, now_ms) {
+                Ok(j) => j,
+                Err(OutboxError::Paused) => {
+                    report.paused = true;
+                    break;
+                }
+                Err(e) => {
+                    report.errors.push(e.to_string());
+                    continue;
+                }
+            };
+            if let Some(e) = self.audit(
+                now_ms,
+                AuditAction::PublishAttempt,
+                &job,
+                json!({"platform": route.publisher.platform()}),
+            ) {
+                report.errors.push(e);
+            }
+            busy.insert(job.account_id.clone());
+            report.attempted.push(job.id.clone());
+            chosen.push(job);
+        }
+
+        let routes = &self.routes;
+        let outcomes = futures::future::join_all(chosen.iter().map(|job| async move {
+            match routes.get(&job.account_id) {
+                Some(route) => attempt(route, job).await,
+                None => Outcome::Failed(format!("no publisher for account {}", job.account_id)),
+            }
+        }))
+        .await;
+
+        for (job, outcome) in chosen.iter().zip(outcomes) {
+            let (p, found) = match outcome {
+                Outcome::Posted(p) => (p, false),
+                Outcome::Found(p) => (p, true),
+                Outcome::Retry {
+                    message,
+                    retry_after,
+                } => {
+                    let at = self.backoff.retry_at(job.attempts, now_ms, retry_after);
+                    if let Err(e) = self.outbox.mark_retry(&job.id, now_ms, at, &message) {
+                        self.stranded(&mut report, e);
+                        continue;
+                    }
+                    if let Some(e) = self.audit(
+                        now_ms,
+                        AuditAction::PublishFailed,
+                        job,
+                        json!({"retryable": true, "retry_at": at, "error": message}),
+                    ) {
+                        report.errors.push(e);
+                    }
+                    self.wakes.insert(at);
+                    report.retried.push(job.id.clone());
+                    continue;
+                }
+                Outcome::Failed(message) => {
+                    if let Err(e) = self.fail(now_ms, job, &message, &mut report) {
+                        self.stranded(&mut report, e);
+                    }
+                    continue;
+                }
+            };
+            if let Err(e) = self.outbox.mark_done(&job.id, &p.post_id, now_ms) {
+                self.stranded(&mut report, e);
+                continue;
+            }
+            let detail = if found {
+                json!({"post_id": p.post_id, "url": p.url, "resolved": "find_recent"})
+            } else {
+                json!({"post_id": p.post_id, "url": p.url})
+            };
+            if let Some(e) = self.audit(now_ms, AuditAction::PublishOk, job, detail) {
+                report.errors.push(e);
+            }
+            if found {
+                report.found.push(job.id.clone());
+            }
+            report.done.push(job.id.clone());
+        }
+        if report.more_due {
+            report.wake(now_ms);
+        }
+        if let Some(&w) = self.wakes.iter().next() {
+            report.wake(w);
+        }
+        Ok(report)
+    }
+
+    /// An outcome could not be recorded: the job stays `attempting`. Run recovery again on the
+    /// next step, which resolves it with `find_recent` like after a crash.
+    fn stranded(&mut self, report: &mut StepReport, e: impl std::fmt::Display) {
+        report.errors.push(e.to_string());
+        self.recovered = false;
+        report.more_due = true;
+    }
+
+    fn fail(
+        &self,
+        now_ms: i64,
+        job: &Job,
+        message: &str,
+        report: &mut StepReport,
+    ) -> Result<(), DispatchError> {
+        self.outbox.mark_failed(&job.id, now_ms, message)?;
+        if let Some(e) = self.audit(
+            now_ms,
+            AuditAction::PublishFailed,
+            job,
+            json!({"retryable": false, "error": message}),
+        ) {
+            report.errors.push(e);
+        }
+        report.failed.push(job.id.clone());
+        Ok(())
+    }
+
+    /// Step until `cancel`: after each step, wait until the earliest wake time, a
+    /// [`Dispatcher::notifier`] notification, or at most `idle` (a safety net).
+    pub async fn run(&mut self, cancel: CancellationToken, idle: Duration) {
+        loop {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let now = (self.now)();
+            let wait = match self.step(now).await {
+                Ok(r) => match r.next_wake_ms {
+                    Some(w) => Duration::from_millis(u64::try_from(w - now).unwrap_or(0)).min(idle),
+                    None => idle,
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "Dispatcher: step failed; retrying shortly.");
+                    Duration::from_secs(1).min(idle)
+                }
+            };
+            if wait.is_zero() {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.notify.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+/// One attempt: check first if an earlier outcome was left unchecked, then publish, then
+/// resolve an uncertain or duplicate answer with `find_recent`.
+async fn attempt(route: &Route, job: &Job) -> Outcome {
+    let checkable = !job.body.trim().is_empty();
+    if checkable
+        && job
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(UNCHECKED))
+    {
+        match route.publisher.find_recent(&job.body, job.created_at).await {
+            Ok(Some(p)) => return Outcome::Found(p),
+            Ok(None) => {}
+            Err(e) => {
+                return Outcome::Retry {
+                    message: format!("{UNCHECKED}{e}"),
+                    retry_after: e.retry_after,
+                }
+            }
+        }
+    }
+    let target = job
+        .dependency_post_id
+        .clone()
+        .or_else(|| job.in_reply_to.clone());
+    let action = match (job.action, target) {
+        (Action::Post, _) => publish::Action::Post,
+        (Action::Repost, Some(target)) => publish::Action::Repost { target },
+        (Action::Reply, Some(target)) => publish::Action::Reply { target },
+        (Action::Comment, Some(target)) => publish::Action::Comment { target },
+        (a, None) => return Outcome::Failed(format!("{} without a target post", a.as_str())),
+    };
+    let req = PostRequest {
+        idempotency_key: job.idempotency_key.clone(),
+        account_handle: route.handle.clone(),
+        text: job.body.clone(),
+        action,
+        language: route.language.clone(),
+        visibility: route.visibility.clone(),
+    };
+    match route.publisher.publish(&req).await {
+        Ok(p) => Outcome::Posted(p),
+        Err(e) if e.must_check_before_retry() => resolve(route, job, e).await,
+        Err(e) if e.retryable => Outcome::Retry {
+            message: e.to_string(),
+            retry_after: e.retry_after,
+        },
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+async fn resolve(route: &Route, job: &Job, err: PublishError) -> Outcome {
+    let found = if job.body.trim().is_empty() {
+        // Nothing to match by text (a Mastodon reblog, idempotent per target): resend.
+        Ok(None)
+    } else {
+        route.publisher.find_recent(&job.body, job.created_at).await
+    };
+    match found {
+        Ok(Some(p)) => Outcome::Found(p),
+        Ok(None) if err.kind == publish::ErrorKind::Duplicate => Outcome::Failed(err.to_string()),
+        Ok(None) => Outcome::Retry {
+            message: err.to_string(),
+            retry_after: err.retry_after,
+        },
+        Err(e) => Outcome::Retry {
+            message: format!("{UNCHECKED}{err}; check failed: {e}"),
+            retry_after: e.retry_after,
+        },
+    }
+}

@@ -1,0 +1,535 @@
+//! The dispatcher against the fake platform: fan-out order, rate limits on a fake clock,
+//! priority lanes, uncertain outcomes, crash recovery and pause. Time is driven by the test
+//! (`now_ms` and the limiter's `FakeRelativeClock` advance together); no test sleeps.
+
+use crate::fake_platform::{FakeHandle, FakePlatform};
+use governor::clock::FakeRelativeClock;
+use huiying::respond::dispatch::{Dispatcher, Route};
+use huiying::respond::limits::{Limits, Profile};
+use huiying::respond::outbox::{
+    Action, Backoff, JobState, MemoryOutbox, NewJob, Outbox, OutboxStore, Priority,
+};
+use huiying::respond::publish::{
+    http_client, Action as PublishAction, MastodonPublisher, PostRequest, Publisher, WeiboPublisher,
+};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+const LEAD_TEXT: &str = "【暴雨红色预警】海淀区未来3小时降雨量将达100毫米以上，请避免外出。";
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+fn client() -> reqwest::Client {
+    http_client(Duration::from_secs(5)).expect("http client")
+}
+
+fn generous() -> Profile {
+    Profile {
+        posts_per_hour: 1000,
+        comments_per_hour: 1000,
+        reposts_per_hour: 1000,
+        burst: 1,
+    }
+}
+
+/// The test's two clocks: `now` (ms, the outbox's and dispatcher's) and the limiter's.
+struct Time {
+    now: i64,
+    clock: FakeRelativeClock,
+}
+
+impl Time {
+    fn new() -> Self {
+        Time {
+            now: wall_ms(),
+            clock: FakeRelativeClock::default(),
+        }
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now += ms as i64;
+        self.clock.advance(Duration::from_millis(ms));
+    }
+}
+
+enum Kind {
+    Mastodon,
+    Weibo,
+}
+
+fn dispatcher(
+    f: &FakeHandle,
+    outbox: Arc<dyn OutboxStore>,
+    time: &Time,
+    accounts: &[(&str, Kind, Profile)],
+) -> Dispatcher<FakeRelativeClock> {
+    let limits = Arc::new(Limits::new(time.clock.clone()));
+    let mut d = Dispatcher::new(outbox, Arc::clone(&limits)).with_backoff(Backoff::new(
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+        7,
+    ));
+    for (id, kind, profile) in accounts {
+        let token = format!("tok-{id}");
+        f.add_account(&token, id);
+        limits.add_account(id, *profile);
+        let route = match kind {
+            Kind::Mastodon => {
+                Route::new(MastodonPublisher::new(client(), &f.base_url(), &token), id)
+            }
+            Kind::Weibo => Route::new(WeiboPublisher::new(client(), &f.base_url(), &token), id),
+        };
+        d.add_account(id, route);
+    }
+    d
+}
+
+/// Step, advancing `advance_ms` after each step, until nothing is unfinished (or `max` steps).
+async fn drain(
+    d: &mut Dispatcher<FakeRelativeClock>,
+    outbox: &dyn OutboxStore,
+    time: &mut Time,
+    advance_ms: u64,
+    max: usize,
+) -> usize {
+    for i in 0..max {
+        if outbox.depth().expect("depth") == 0 {
+            return i;
+        }
+        d.step(time.now).await.expect("step");
+        time.advance(advance_ms);
+    }
+    panic!(
+        "not drained after {max} steps: depth {}",
+        outbox.depth().expect("depth")
+    );
+}
+
+/// One notice, one lead per platform (a repost must target a post of its own platform), three
+/// amplifiers each reposting their platform's lead once it exists.
+fn fan_out(notice: &str) -> Vec<NewJob> {
+    let mut v = Vec::new();
+    for (lead, amps) in [("m-lead", &AMPS[..3]), ("w-lead", &AMPS[3..])] {
+        let l = NewJob::new(notice, lead, Action::Post, Priority::Emergency, LEAD_TEXT);
+        let lead_id = l.id();
+        v.push(l);
+        for a in amps {
+            v.push(
+                NewJob::new(
+                    notice,
+                    a,
+                    Action::Repost,
+                    Priority::Emergency,
+                    &format!("转发 {a}"),
+                )
+                .depends_on(&lead_id),
+            );
+        }
+    }
+    v
+}
+
+const AMPS: [&str; 6] = ["m-a1", "m-a2", "m-a3", "w-a1", "w-a2", "w-a3"];
+
+fn fan_out_accounts() -> Vec<(&'static str, Kind, Profile)> {
+    let mut v = Vec::new();
+    for a in ["m-lead", "w-lead"].iter().chain(AMPS.iter()) {
+        let k = if a.starts_with('m') {
+            Kind::Mastodon
+        } else {
+            Kind::Weibo
+        };
+        v.push((*a, k, generous()));
+    }
+    v
+}
+
+/// Every post exactly once: one post per lead, one repost of its platform's lead per
+/// amplifier, each after its lead.
+fn assert_fan_out_once(f: &FakeHandle) {
+    let posts = f.posts();
+    assert_eq!(posts.len(), 8, "{posts:#?}");
+    for lead in ["m-lead", "w-lead"] {
+        let (li, l) = posts
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.account == lead)
+            .expect("the lead's post");
+        assert_eq!(l.action, "post");
+        let reposts: Vec<(usize, &str)> = posts
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.action == "repost" && p.platform == l.platform)
+            .map(|(i, p)| {
+                assert_eq!(p.target.as_deref(), Some(l.id.as_str()), "{p:?}");
+                (i, p.account.as_str())
+            })
+            .collect();
+        assert_eq!(reposts.len(), 3, "{posts:#?}");
+        assert!(reposts.iter().all(|&(i, _)| i > li), "the lead first");
+    }
+    let accounts: HashSet<&str> = posts.iter().map(|p| p.account.as_str()).collect();
+    assert_eq!(accounts.len(), 8, "one post per account");
+    assert_eq!(f.violations(), 0);
+}
+
+#[tokio::test]
+async fn fan_out_posts_the_lead_first_and_every_amplifier_reposts_it_once() {
+    let (_, f) = FakePlatform::start().await;
+    let mut time = Time::new();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let mut d = dispatcher(&f, outbox.clone(), &time, &fan_out_accounts());
+    outbox
+        .enqueue_all(fan_out("n1"), time.now)
+        .expect("enqueue");
+
+    let steps = drain(&mut d, outbox.as_ref(), &mut time, 1_000, 20).await;
+    assert!(steps <= 3, "{steps} steps");
+    assert_fan_out_once(&f);
+    let jobs = outbox.jobs_for_notice("n1").expect("jobs");
+    assert!(jobs.iter().all(|j| j.state == JobState::Done), "{jobs:#?}");
+    // Nothing more to do.
+    let r = d.step(time.now).await.expect("step");
+    assert!(r.attempted.is_empty());
+    assert_eq!(f.posts().len(), 8);
+}
+
+#[tokio::test]
+async fn the_limiter_keeps_an_account_within_its_hourly_limit() {
+    let (_, f) = FakePlatform::start().await;
+    let mut time = Time::new();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let profile = Profile {
+        posts_per_hour: 3,
+        ..generous()
+    };
+    let mut d = dispatcher(
+        &f,
+        outbox.clone(),
+        &time,
+        &[("m-slow", Kind::Mastodon, profile)],
+    );
+    // The fake platform counts wall time: generous there; the dispatcher's limiter is the point.
+    f.set_limit("tok-m-slow", 100, Duration::from_secs(3600));
+    let jobs: Vec<NewJob> = (0..10)
+        .map(|i| {
+            NewJob::new(
+                &format!("r{i}"),
+                "m-slow",
+                Action::Post,
+                Priority::Routine,
+                &format!("例行通知第{i}号"),
+            )
+        })
+        .collect();
+    outbox.enqueue_all(jobs, time.now).expect("enqueue");
+
+    // Step every 5 fake minutes; record when each post was accepted (fake time).
+    let start = time.now;
+    let mut accepted_at: Vec<i64> = Vec::new();
+    let mut limited = 0;
+    for _ in 0..(5 * 12) {
+        let r = d.step(time.now).await.expect("step");
+        limited += r.rate_limited.len();
+        for _ in &r.done {
+            accepted_at.push(time.now);
+        }
+        if outbox.depth().expect("depth") == 0 {
+            break;
+        }
+        time.advance(5 * 60_000);
+    }
+    assert_eq!(accepted_at.len(), 10, "all done within 5 fake hours");
+    assert!(limited > 0, "the limiter refused some steps");
+    assert!(
+        time.now - start <= 4 * 3_600_000,
+        "done after {} min",
+        (time.now - start) / 60_000
+    );
+    for (i, &t) in accepted_at.iter().enumerate() {
+        let in_hour = accepted_at[i..]
+            .iter()
+            .filter(|&&u| u - t <= 3_600_000)
+            .count();
+        assert!(in_hour <= 3, "{in_hour} posts in the hour from {t}");
+    }
+    assert_eq!(f.violations(), 0);
+    assert_eq!(f.posts().len(), 10);
+}
+
+#[tokio::test]
+async fn an_emergency_job_goes_before_a_routine_backlog() {
+    let (_, f) = FakePlatform::start().await;
+    let mut time = Time::new();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let mut d = dispatcher(
+        &f,
+        outbox.clone(),
+        &time,
+        &[("m-busy", Kind::Mastodon, generous())],
+    );
+    let jobs: Vec<NewJob> = (0..20)
+        .map(|i| {
+            NewJob::new(
+                &format!("r{i}"),
+                "m-busy",
+                Action::Post,
+                Priority::Routine,
+                &format!("例行通知第{i}号"),
+            )
+        })
+        .collect();
+    outbox.enqueue_all(jobs, time.now).expect("enqueue");
+    // A few routine posts go (one per step).
+    for _ in 0..3 {
+        let r = d.step(time.now).await.expect("step");
+        assert_eq!(r.done.len(), 1);
+        time.advance(10_000);
+    }
+    let emergency = NewJob::new(
+        "e1",
+        "m-busy",
+        Action::Post,
+        Priority::Emergency,
+        "【紧急】山洪预警，请立即转移。",
+    );
+    let eid = emergency.id();
+    time.advance(1);
+    outbox.enqueue(emergency, time.now).expect("enqueue");
+    let r = d.step(time.now).await.expect("step");
+    assert_eq!(r.done, vec![eid]);
+    let posts = f.posts();
+    assert_eq!(posts.len(), 4);
+    assert_eq!(posts[3].text, "【紧急】山洪预警，请立即转移。");
+}
+
+#[tokio::test]
+async fn an_uncertain_post_is_found_not_reposted() {
+    let (_, f) = FakePlatform::start().await;
+    let mut time = Time::new();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let mut d = dispatcher(
+        &f,
+        outbox.clone(),
+        &time,
+        &[
+            ("m-lead", Kind::Mastodon, generous()),
+            ("w-lead", Kind::Weibo, generous()),
+        ],
+    );
+    for acct in ["m-lead", "w-lead"] {
+        let job = NewJob::new("n1", acct, Action::Post, Priority::Emergency, LEAD_TEXT);
+        let id = job.id();
+        outbox.enqueue(job, time.now).expect("enqueue");
+        f.drop_after_accept_next(1);
+        let r = d.step(time.now).await.expect("step");
+        assert_eq!(r.found, vec![id.clone()], "{r:?}");
+        let j = outbox.get(&id).expect("get").expect("job");
+        assert_eq!(j.state, JobState::Done);
+        let copies: Vec<_> = f
+            .posts()
+            .into_iter()
+            .filter(|p| p.account == acct)
+            .collect();
+        assert_eq!(copies.len(), 1, "{copies:?}");
+        assert_eq!(j.platform_post_id.as_deref(), Some(copies[0].id.as_str()));
+        time.advance(1_000);
+    }
+}
+
+#[tokio::test]
+async fn a_server_error_is_retried_and_posts_once() {
+    let (_, f) = FakePlatform::start().await;
+    let mut time = Time::new();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let mut d = dispatcher(
+        &f,
+        outbox.clone(),
+        &time,
+        &[("w-lead", Kind::Weibo, generous())],
+    );
+    let job = NewJob::new("n1", "w-lead", Action::Post, Priority::Emergency, LEAD_TEXT);
+    let id = job.id();
+    outbox.enqueue(job, time.now).expect("enqueue");
+    f.fail_next(1, 503);
+    let r = d.step(time.now).await.expect("step");
+    assert_eq!(r.retried, vec![id.clone()]);
+    let wake = r.next_wake_ms.expect("a wake time for the retry");
+    assert!(wake > time.now && wake <= time.now + 1_000, "{wake}");
+    // Not due before its time.
+    assert!(d.step(time.now).await.expect("step").attempted.is_empty());
+    // At the retry time the account's limiter (one cell per 3.6 s here, the failed attempt took
+    // one) may still refuse: follow the wake times.
+    let mut wake = wake;
+    let mut done = false;
+    for _ in 0..3 {
+        time.advance(u64::try_from(wake - time.now).expect("positive"));
+        let r = d.step(time.now).await.expect("step");
+        if r.done == vec![id.clone()] {
+            done = true;
+            break;
+        }
+        assert_eq!(r.rate_limited, vec![id.clone()], "{r:?}");
+        wake = r.next_wake_ms.expect("the limiter's wait");
+    }
+    assert!(done);
+    assert_eq!(f.posts().len(), 1);
+    let j = outbox.get(&id).expect("get").expect("job");
+    assert_eq!((j.state, j.attempts), (JobState::Done, 2));
+}
+
+#[tokio::test]
+async fn an_account_without_limits_fails_without_blocking_the_others() {
+    let (_, f) = FakePlatform::start().await;
+    let mut time = Time::new();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let mut d = dispatcher(&f, outbox.clone(), &time, &fan_out_accounts());
+    // An account with a publisher but no limits configured.
+    d.add_account(
+        "m-revoked",
+        Route::new(
+            MastodonPublisher::new(client(), &f.base_url(), "tok-unknown"),
+            "m-revoked",
+        ),
+    );
+    let mut plan = fan_out("n1");
+    let revoked = NewJob::new(
+        "n1",
+        "m-revoked",
+        Action::Repost,
+        Priority::Emergency,
+        "转发",
+    )
+    .depends_on(&plan[0].id());
+    let revoked_id = revoked.id();
+    plan.push(revoked);
+    let revoked = revoked_id;
+    outbox.enqueue_all(plan, time.now).expect("enqueue");
+    drain(&mut d, outbox.as_ref(), &mut time, 1_000, 20).await;
+    let j = outbox.get(&revoked).expect("get").expect("job");
+    assert_eq!(j.state, JobState::Failed);
+    // m-revoked has no limits configured: it fails on the limiter (unknown account) before any
+    // call; the others are unaffected.
+    assert!(j.last_error.is_some(), "{j:?}");
+    assert_fan_out_once(&f);
+}
+
+#[tokio::test]
+async fn a_401_fails_with_the_platform_message_while_others_complete() {
+    let (_, f) = FakePlatform::start().await;
+    let mut time = Time::new();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let mut d = dispatcher(&f, outbox.clone(), &time, &fan_out_accounts());
+    let plan = fan_out("n1");
+    outbox.enqueue_all(plan, time.now).expect("enqueue");
+    // The leads go alone in the first step.
+    let r = d.step(time.now).await.expect("step");
+    assert_eq!(r.done.len(), 2);
+    time.advance(1_000);
+    // The six reposts go in one step; the first request the platform sees is refused with 401.
+    f.fail_next(1, 401);
+    let r = d.step(time.now).await.expect("step");
+    assert_eq!(r.attempted.len(), 6);
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    assert_eq!(r.done.len(), 5, "{r:?}");
+    let failed = outbox.get(&r.failed[0]).expect("get").expect("job");
+    assert_eq!(failed.state, JobState::Failed);
+    let msg = failed.last_error.expect("message");
+    assert!(
+        msg.contains("401") && msg.contains("injected failure"),
+        "the platform's message: {msg}"
+    );
+    assert_eq!(f.posts().len(), 7);
+}
+
+#[tokio::test]
+async fn after_a_crash_every_post_goes_exactly_once() {
+    let (_, f) = FakePlatform::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.redb");
+    let mut time = Time::new();
+    let plan = fan_out("n1");
+    let w2 = plan
+        .iter()
+        .find(|j| j.account_id == "w-a2")
+        .expect("w-a2")
+        .id();
+    {
+        let outbox: Arc<dyn OutboxStore> = Arc::new(Outbox::open(&path).expect("open"));
+        // Three due jobs per step, so the fan-out stops half way.
+        let mut d = dispatcher(&f, outbox.clone(), &time, &fan_out_accounts()).with_batch(3);
+        outbox.enqueue_all(plan, time.now).expect("enqueue");
+        let r = d.step(time.now).await.expect("leads");
+        assert_eq!(r.done.len(), 2);
+        time.advance(1_000);
+        let r = d.step(time.now).await.expect("half");
+        assert_eq!(r.done.len(), 3, "{r:?}");
+        assert!(!r.done.contains(&w2));
+        time.advance(1_000);
+        // The process dies while w-a2's repost is in flight: `attempting` is committed, the
+        // platform accepted the post, the answer was lost.
+        let j = outbox.mark_attempting(&w2, time.now).expect("attempting");
+        let target = j.dependency_post_id.clone().expect("lead's post");
+        let p = WeiboPublisher::new(client(), &f.base_url(), "tok-w-a2");
+        f.drop_after_accept_next(1);
+        let e = p
+            .publish(&PostRequest {
+                idempotency_key: j.idempotency_key.clone(),
+                account_handle: "w-a2".into(),
+                text: j.body.clone(),
+                action: PublishAction::Repost { target },
+                language: None,
+                visibility: None,
+            })
+            .await
+            .expect_err("dropped");
+        assert!(e.must_check_before_retry(), "{e}");
+        assert_eq!(f.posts().len(), 6);
+        drop(d);
+        drop(outbox);
+    }
+    let outbox: Arc<dyn OutboxStore> = Arc::new(Outbox::open(&path).expect("reopen"));
+    let mut d = dispatcher(&f, outbox.clone(), &time, &fan_out_accounts());
+    let rec = d.recover(time.now).await.expect("recover");
+    assert_eq!(rec.found, vec![w2.clone()], "{rec:?}");
+    assert_eq!(rec.runnable, 2, "{rec:?}");
+    // The limiters start exhausted after a restart: stepping advances past one period.
+    drain(&mut d, outbox.as_ref(), &mut time, 10_000, 20).await;
+    let jobs = outbox.jobs_for_notice("n1").expect("jobs");
+    assert!(jobs.iter().all(|j| j.state == JobState::Done), "{jobs:#?}");
+    assert_fan_out_once(&f);
+    let j = outbox.get(&w2).expect("get").expect("job");
+    let accepted = f
+        .posts()
+        .into_iter()
+        .find(|p| p.account == "w-a2")
+        .expect("w-a2's post");
+    assert_eq!(j.platform_post_id.as_deref(), Some(accepted.id.as_str()));
+}
+
+#[tokio::test]
+async fn pause_stops_every_post_and_resume_sends_them() {
+    let (_, f) = FakePlatform::start().await;
+    let mut time = Time::new();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let mut d = dispatcher(&f, outbox.clone(), &time, &fan_out_accounts());
+    outbox
+        .enqueue_all(fan_out("n1"), time.now)
+        .expect("enqueue");
+    outbox.pause().expect("pause");
+    for _ in 0..3 {
+        let r = d.step(time.now).await.expect("step");
+        assert!(r.paused && r.attempted.is_empty());
+        time.advance(60_000);
+    }
+    assert!(f.posts().is_empty());
+    outbox.resume().expect("resume");
+    drain(&mut d, outbox.as_ref(), &mut time, 1_000, 20).await;
+    assert_fan_out_once(&f);
+}

@@ -1,0 +1,715 @@
+//! The notice workflow over the shipped rules, matrix and templates: drafts with per-account
+//! texts and the matrix's plan, the approval policy (one operator, two different operators, no
+//! self-approval, auto-approval), edits and rejection, the hand-over to the outbox (lead first,
+//! amplifiers depending on it, deterministic ids) and the audit trail that `audit verify` accepts.
+
+use super::util::rules_dir;
+use huiying::cluster::{Incident, IncidentKind, IncidentState};
+use huiying::detect::RuleSet;
+use huiying::normalize::Normalizer;
+use huiying::respond::audit::{self, AuditLog};
+use huiying::respond::matrix::Matrix;
+use huiying::respond::notices::{
+    notice_id_for_incident, ApprovalPolicy, EditTarget, ManualDraft, NoticeError, NoticeFilter,
+    NoticeState, NoticeStore, Notices,
+};
+use huiying::respond::outbox::{Action, MemoryOutbox, Outbox, OutboxStore, Priority};
+use huiying::respond::templates::{check_length, TemplateError, Templates};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+
+fn rules() -> &'static RuleSet {
+    static R: OnceLock<RuleSet> = OnceLock::new();
+    R.get_or_init(|| {
+        RuleSet::load(&rules_dir(), &Normalizer::new())
+            .unwrap_or_else(|e| panic!("shipped rules invalid:\n{e}"))
+    })
+}
+
+fn matrix() -> &'static Matrix {
+    static M: OnceLock<Matrix> = OnceLock::new();
+    M.get_or_init(|| {
+        Matrix::load(&rules_dir().join("matrix"), rules())
+            .unwrap_or_else(|e| panic!("shipped matrix invalid:\n{e}"))
+    })
+}
+
+fn templates() -> &'static Templates {
+    static T: OnceLock<Templates> = OnceLock::new();
+    T.get_or_init(|| {
+        Templates::load(&rules_dir().join("templates"), rules())
+            .unwrap_or_else(|e| panic!("shipped templates invalid:\n{e}"))
+    })
+}
+
+/// 2024-07-01 14:05 in Beijing.
+const T0: i64 = 1_719_813_900_000;
+
+fn incident(id: &str, kind: IncidentKind, category: &str, region: &str, severity: u8) -> Incident {
+    let g = &rules().gazetteer;
+    let i = g
+        .by_code(region)
+        .unwrap_or_else(|| panic!("test region {region}"));
+    Incident {
+        id: id.into(),
+        kind,
+        category: category.into(),
+        region: Some(g.region_ref(i)),
+        first_seen: T0 - 60_000,
+        opened_at: T0,
+        updated_at: T0,
+        mentions: 40,
+        authors: 30,
+        rate_per_min: 6.0,
+        baseline_per_min: 0.01,
+        severity,
+        top_terms: vec!["爆炸".into()],
+        sample_mention_ids: Vec::new(),
+        root_mention_id: None,
+        rebuttal: None,
+        state: IncidentState::Open,
+        samples: Vec::new(),
+    }
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    audit_path: PathBuf,
+    outbox: Arc<dyn OutboxStore>,
+    notices: Notices,
+}
+
+fn env_with(outbox: Option<Arc<dyn OutboxStore>>) -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit_path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&audit_path).expect("audit log");
+    let outbox = outbox.unwrap_or_else(|| Arc::new(MemoryOutbox::new()));
+    let store = NoticeStore::open(&dir.path().join("notices.redb")).expect("notice store");
+    let notices = Notices::new(
+        store,
+        outbox.clone(),
+        Arc::new(Mutex::new(log)),
+        ApprovalPolicy::default(),
+    );
+    Env {
+        _dir: dir,
+        audit_path,
+        outbox,
+        notices,
+    }
+}
+
+fn env() -> Env {
+    env_with(None)
+}
+
+impl Env {
+    fn draft(
+        &self,
+        inc: &Incident,
+        actor: &str,
+    ) -> Result<huiying::respond::notices::Notice, NoticeError> {
+        self.notices
+            .draft_from_incident(inc, rules(), matrix(), templates(), T0, actor)
+    }
+
+    /// (actor, action, notice) of every audit record, after checking the chain like
+    /// `huiying audit verify` does.
+    fn audit_trail(&self) -> Vec<(String, String, Option<String>)> {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let code = audit::verify_command(&self.audit_path, None, &mut out, &mut err);
+        assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+        audit::read_all(&self.audit_path)
+            .expect("read audit")
+            .into_iter()
+            .map(|r| (r.actor, r.action, r.notice))
+            .collect()
+    }
+}
+
+fn cli_verify(path: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_huiying"))
+        .args(["audit", "verify"])
+        .arg(path)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("huiying runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn flood_draft_has_the_plan_and_texts_within_limits_then_one_operator_enqueues_it() {
+    let e = env();
+    let inc = incident(
+        "inc-flood-hd",
+        IncidentKind::Emergency,
+        "flood",
+        "110108",
+        3,
+    );
+    let n = e.draft(&inc, "system").expect("draft");
+    assert_eq!(n.state, NoticeState::Draft);
+    assert_eq!(n.id, notice_id_for_incident("inc-flood-hd"));
+    assert_eq!(n.required_approvals, 1);
+    assert_eq!(n.created_by, "system");
+    assert_eq!(n.region.as_ref().map(|r| r.code.as_str()), Some("110108"));
+
+    // The plan is the matrix's.
+    let plan = matrix().plan(&inc, rules());
+    assert_eq!(n.plan.lead, plan.lead.as_str());
+    let strs = |v: &[huiying::respond::matrix::AccountId]| -> Vec<String> {
+        v.iter().map(|a| a.to_string()).collect()
+    };
+    assert_eq!(n.plan.co_publishers, strs(&plan.co_publishers));
+    assert_eq!(n.plan.amplifiers, strs(&plan.amplifiers));
+    assert!(!n.plan.amplifiers.is_empty(), "{plan:?}");
+
+    // One text per posting account, in its language, within its platform's limit.
+    let posting: Vec<String> = std::iter::once(n.plan.lead.clone())
+        .chain(n.plan.co_publishers.iter().cloned())
+        .collect();
+    assert_eq!(n.texts.keys().cloned().collect::<Vec<_>>(), {
+        let mut p = posting.clone();
+        p.sort();
+        p
+    });
+    for (acc, t) in &n.texts {
+        let a = matrix().account(acc).expect("account");
+        assert_eq!(t.platform, a.platform);
+        assert_eq!(t.lang, a.lang);
+        assert!(
+            check_length(a.platform, &t.text).is_ok(),
+            "{acc}: {}",
+            t.text
+        );
+        let expected = templates()
+            .render(&inc, a.lang, a.platform)
+            .expect("renders");
+        assert_eq!(t.text, expected);
+    }
+    assert!(e.outbox.jobs_for_notice(&n.id).expect("jobs").is_empty());
+
+    // Stored: survives a reread and shows in the list.
+    assert_eq!(e.notices.get(&n.id).expect("get"), Some(n.clone()));
+    let drafts = e
+        .notices
+        .list(&NoticeFilter {
+            state: Some(NoticeState::Draft),
+            ..Default::default()
+        })
+        .expect("list");
+    assert_eq!(drafts.len(), 1);
+
+    // One operator approves: jobs enqueued, lead first, amplifiers depend on the lead.
+    let n = e
+        .notices
+        .approve(&n.id, "op:li", T0 + 1_000)
+        .expect("approve");
+    assert_eq!(n.state, NoticeState::Publishing);
+    assert_eq!(n.approvals.len(), 1);
+    assert_eq!(n.approvals[0].actor, "op:li");
+    let jobs = e.outbox.jobs_for_notice(&n.id).expect("jobs");
+    assert_eq!(
+        jobs.len(),
+        1 + n.plan.co_publishers.len() + n.plan.amplifiers.len()
+    );
+    assert_eq!(
+        n.jobs,
+        jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>()
+    );
+    let lead = &jobs[0];
+    assert_eq!(lead.account_id, n.plan.lead);
+    assert_eq!(lead.action, Action::Post);
+    assert_eq!(lead.priority, Priority::Emergency);
+    assert_eq!(lead.body, n.texts[&n.plan.lead].text);
+    assert_eq!(lead.depends_on, None);
+    for j in &jobs[1..=n.plan.co_publishers.len()] {
+        assert_eq!(j.action, Action::Post);
+        assert_eq!(j.priority, Priority::Emergency);
+        assert_eq!(j.depends_on, None);
+        assert_eq!(j.body, n.texts[&j.account_id].text);
+    }
+    for j in &jobs[1 + n.plan.co_publishers.len()..] {
+        assert!(n.plan.amplifiers.contains(&j.account_id));
+        assert_eq!(j.action, Action::Repost);
+        assert_eq!(j.depends_on.as_deref(), Some(lead.id.as_str()));
+        assert!(j.is_blocked());
+    }
+    // Only the lead and co-publishers are due before the lead is posted.
+    let due = e.outbox.next_due(T0 + 2_000, 100).expect("due");
+    assert_eq!(due.len(), 1 + n.plan.co_publishers.len());
+
+    // Re-running the hand-over is a no-op (deterministic job ids).
+    let again = e.notices.publish(&n.id, T0 + 3_000).expect("publish again");
+    assert_eq!(again.jobs, n.jobs);
+    assert_eq!(
+        e.outbox.jobs_for_notice(&n.id).expect("jobs").len(),
+        jobs.len()
+    );
+    // No more approvals once publishing.
+    assert!(matches!(
+        e.notices.approve(&n.id, "op:wang", T0 + 4_000),
+        Err(NoticeError::InvalidState { .. })
+    ));
+
+    // Done once every job finished.
+    for j in &jobs {
+        let id = j.id.as_str();
+        if j.depends_on.is_none() {
+            e.outbox.mark_attempting(id, T0 + 5_000).expect("attempt");
+            e.outbox
+                .mark_done(id, &format!("p-{}", j.account_id), T0 + 5_100)
+                .expect("done");
+        }
+    }
+    assert_eq!(
+        e.notices.refresh(&n.id, T0 + 5_200).expect("refresh").state,
+        NoticeState::Publishing
+    );
+    for j in &jobs {
+        if j.depends_on.is_some() {
+            e.outbox
+                .mark_attempting(&j.id, T0 + 6_000)
+                .expect("attempt");
+            e.outbox.mark_done(&j.id, "r", T0 + 6_100).expect("done");
+        }
+    }
+    assert_eq!(
+        e.notices.refresh(&n.id, T0 + 6_200).expect("refresh").state,
+        NoticeState::Done
+    );
+
+    let trail = e.audit_trail();
+    assert_eq!(
+        trail,
+        vec![
+            ("system".into(), "draft".into(), Some(n.id.clone())),
+            ("op:li".into(), "approve".into(), Some(n.id.clone())),
+        ]
+    );
+}
+
+#[test]
+fn severity_five_explosion_needs_two_different_operators_and_no_self_approval() {
+    let e = env();
+    let inc = incident(
+        "inc-boom",
+        IncidentKind::Emergency,
+        "explosion",
+        "110108",
+        5,
+    );
+    // Drafted by an operator, so the drafter's own approval is refused.
+    let n = e.draft(&inc, "op:zhang").expect("draft");
+    assert_eq!(n.required_approvals, 2);
+    let err = e
+        .notices
+        .approve(&n.id, "op:zhang", T0 + 1)
+        .expect_err("self-approval");
+    assert!(matches!(err, NoticeError::SelfApproval { .. }), "{err}");
+    assert!(err.to_string().contains("may not approve"), "{err}");
+    // Reserved actors cannot approve by hand.
+    assert!(matches!(
+        e.notices.approve(&n.id, "policy", T0 + 1),
+        Err(NoticeError::Invalid(_))
+    ));
+
+    let n1 = e.notices.approve(&n.id, "op:li", T0 + 2).expect("first");
+    assert_eq!(n1.state, NoticeState::Draft);
+    let n2 = e
+        .notices
+        .approve(&n.id, "op:li", T0 + 3)
+        .expect("same again");
+    assert_eq!(n2.state, NoticeState::Draft);
+    assert_eq!(n2.approvals.len(), 1, "the same operator counts once");
+    assert!(e.outbox.jobs_for_notice(&n.id).expect("jobs").is_empty());
+
+    let n3 = e.notices.approve(&n.id, "op:wang", T0 + 4).expect("second");
+    assert_eq!(n3.state, NoticeState::Publishing);
+    assert_eq!(
+        n3.approvals
+            .iter()
+            .map(|a| a.actor.as_str())
+            .collect::<Vec<_>>(),
+        vec!["op:li", "op:wang"]
+    );
+    let jobs = e.outbox.jobs_for_notice(&n.id).expect("jobs");
+    assert_eq!(jobs[0].account_id, n3.plan.lead);
+    assert!(jobs.len() > 1);
+    assert!(jobs.iter().all(|j| j.priority == Priority::Emergency));
+
+    let trail = e.audit_trail();
+    let actions: Vec<(&str, &str)> = trail
+        .iter()
+        .map(|(a, b, _)| (a.as_str(), b.as_str()))
+        .collect();
+    // Refused approvals are not actions: only what happened is logged.
+    assert_eq!(
+        actions,
+        vec![
+            ("op:zhang", "draft"),
+            ("op:li", "approve"),
+            ("op:li", "approve"),
+            ("op:wang", "approve"),
+        ]
+    );
+    let recs = audit::read_all(&e.audit_path).expect("read");
+    assert_eq!(recs[2].detail["repeat"], true);
+    assert_eq!(recs[3].detail["approvals"], 2);
+}
+
+#[test]
+fn rumor_rebuttal_needs_two_operators_and_goes_to_the_rebuttal_lane() {
+    let e = env();
+    let inc = incident("inc-rumor", IncidentKind::Rumor, "other", "110000", 3);
+    let n = e.draft(&inc, "system").expect("draft");
+    assert_eq!(n.required_approvals, 2);
+    e.notices.approve(&n.id, "op:li", T0 + 1).expect("one");
+    let n = e.notices.approve(&n.id, "op:wang", T0 + 2).expect("two");
+    assert_eq!(n.state, NoticeState::Publishing);
+    let jobs = e.outbox.jobs_for_notice(&n.id).expect("jobs");
+    assert!(!jobs.is_empty());
+    assert!(jobs.iter().all(|j| j.priority == Priority::Rebuttal));
+}
+
+#[test]
+fn a_rejected_notice_enqueues_nothing() {
+    let e = env();
+    let inc = incident("inc-fire", IncidentKind::Emergency, "fire", "110108", 4);
+    let n = e.draft(&inc, "system").expect("draft");
+    let r = e
+        .notices
+        .reject(
+            &n.id,
+            "op:li",
+            "duplicate of the fire brigade's post",
+            T0 + 1,
+        )
+        .expect("reject");
+    assert_eq!(r.state, NoticeState::Rejected);
+    assert_eq!(
+        r.rejection.as_deref(),
+        Some("duplicate of the fire brigade's post")
+    );
+    for op in ["op:wang", "op:zhao"] {
+        assert!(matches!(
+            e.notices.approve(&n.id, op, T0 + 2),
+            Err(NoticeError::InvalidState {
+                state: NoticeState::Rejected,
+                ..
+            })
+        ));
+    }
+    assert!(matches!(
+        e.notices
+            .edit(&n.id, &EditTarget::All, "x", "op:wang", T0 + 3),
+        Err(NoticeError::InvalidState { .. })
+    ));
+    assert!(e.outbox.jobs_for_notice(&n.id).expect("jobs").is_empty());
+    assert_eq!(e.outbox.depth().expect("depth"), 0);
+    let trail = e.audit_trail();
+    assert_eq!(trail.len(), 2);
+    assert_eq!(
+        trail[1],
+        ("op:li".into(), "reject".into(), Some(n.id.clone()))
+    );
+}
+
+#[test]
+fn edit_resets_approvals_and_an_over_length_edit_is_refused() {
+    let e = env();
+    let inc = incident(
+        "inc-boom2",
+        IncidentKind::Emergency,
+        "explosion",
+        "110108",
+        4,
+    );
+    let n = e.draft(&inc, "system").expect("draft");
+    let n = e.notices.approve(&n.id, "op:li", T0 + 1).expect("first");
+    assert_eq!(n.approvals.len(), 1);
+
+    // Too long for a Weibo account (if the plan has one) or Mastodon: refused, nothing stored.
+    let weibo = n
+        .texts
+        .iter()
+        .find(|(_, t)| t.platform == huiying::respond::matrix::Platform::Weibo)
+        .map(|(a, _)| a.clone());
+    let target = weibo.clone().unwrap_or_else(|| n.plan.lead.clone());
+    let huge = "积水".repeat(300);
+    let err = e
+        .notices
+        .edit(
+            &n.id,
+            &EditTarget::Account(target.clone()),
+            &huge,
+            "op:wang",
+            T0 + 2,
+        )
+        .expect_err("too long");
+    match &err {
+        NoticeError::TooLong {
+            account,
+            source: TemplateError::TooLong { len, limit, .. },
+        } => {
+            assert_eq!(account, &target);
+            assert_eq!(*len, 600);
+            assert!(*limit < 600);
+        }
+        other => panic!("{other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains(&target) && msg.contains("too long"), "{msg}");
+    assert_eq!(e.notices.get(&n.id).expect("get"), Some(n.clone()));
+
+    // Unknown account.
+    assert!(matches!(
+        e.notices.edit(
+            &n.id,
+            &EditTarget::Account("nobody".into()),
+            "x",
+            "op:wang",
+            T0 + 2
+        ),
+        Err(NoticeError::UnknownAccount { .. })
+    ));
+
+    // A valid edit of one account resets the approvals.
+    let text = "【海淀区爆炸事故通报】请周边市民远离现场，听从现场指挥。";
+    let n2 = e
+        .notices
+        .edit(
+            &n.id,
+            &EditTarget::Account(target.clone()),
+            text,
+            "op:wang",
+            T0 + 3,
+        )
+        .expect("edit");
+    assert_eq!(n2.texts[&target].text, text);
+    assert!(n2.approvals.is_empty());
+    assert_eq!(n2.state, NoticeState::Draft);
+    // Edit all.
+    let n3 = e
+        .notices
+        .edit(&n.id, &EditTarget::All, text, "op:wang", T0 + 4)
+        .expect("edit all");
+    assert!(n3.texts.values().all(|t| t.text == text));
+
+    // Two approvals needed again; the editor is not the drafter, so may approve.
+    let n4 = e.notices.approve(&n.id, "op:li", T0 + 5).expect("again");
+    assert_eq!(n4.state, NoticeState::Draft);
+    let n5 = e.notices.approve(&n.id, "op:wang", T0 + 6).expect("second");
+    assert_eq!(n5.state, NoticeState::Publishing);
+    let jobs = e.outbox.jobs_for_notice(&n.id).expect("jobs");
+    assert!(jobs
+        .iter()
+        .filter(|j| j.action == Action::Post)
+        .all(|j| j.body == text));
+
+    let trail = e.audit_trail();
+    let actions: Vec<&str> = trail.iter().map(|(_, a, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec!["draft", "approve", "edit", "edit", "approve", "approve"]
+    );
+}
+
+#[test]
+fn pre_approved_category_is_approved_by_policy_and_enqueued_at_draft_time() {
+    let e = env();
+    let inc = incident(
+        "inc-rain",
+        IncidentKind::Emergency,
+        "rainstorm",
+        "110108",
+        3,
+    );
+    let n = e.draft(&inc, "system").expect("draft");
+    assert_eq!(n.required_approvals, 0);
+    assert_eq!(n.state, NoticeState::Publishing);
+    assert_eq!(n.approvals.len(), 1);
+    assert_eq!(n.approvals[0].actor, "policy");
+    let jobs = e.outbox.jobs_for_notice(&n.id).expect("jobs");
+    assert_eq!(jobs[0].account_id, n.plan.lead);
+    assert_eq!(
+        jobs.len(),
+        1 + n.plan.co_publishers.len() + n.plan.amplifiers.len()
+    );
+    assert_eq!(
+        e.audit_trail(),
+        vec![
+            ("system".into(), "draft".into(), Some(n.id.clone())),
+            ("policy".into(), "approve".into(), Some(n.id.clone())),
+        ]
+    );
+
+    // The same category above the pre-approved severity needs operators.
+    let inc = incident(
+        "inc-rain-5",
+        IncidentKind::Emergency,
+        "rainstorm",
+        "110108",
+        5,
+    );
+    let n = e.draft(&inc, "system").expect("draft");
+    assert_eq!(n.state, NoticeState::Draft);
+    assert_eq!(n.required_approvals, 2);
+}
+
+#[test]
+fn drafting_is_idempotent_per_incident_and_respects_the_threshold() {
+    let e = env();
+    let inc = incident("inc-flood-2", IncidentKind::Emergency, "flood", "110108", 3);
+    let a = e.draft(&inc, "system").expect("draft");
+    let mut later = inc.clone();
+    later.severity = 4;
+    let b = e
+        .notices
+        .draft_from_incident(
+            &later,
+            rules(),
+            matrix(),
+            templates(),
+            T0 + 60_000,
+            "system",
+        )
+        .expect("again");
+    assert_eq!(a, b);
+    assert_eq!(
+        e.notices
+            .list(&NoticeFilter::default())
+            .expect("list")
+            .len(),
+        1
+    );
+    assert_eq!(e.audit_trail().len(), 1, "the second call is not an action");
+
+    let low = incident("inc-low", IncidentKind::Emergency, "flood", "110108", 2);
+    assert!(matches!(
+        e.draft(&low, "system"),
+        Err(NoticeError::BelowThreshold {
+            severity: 2,
+            threshold: 3,
+            ..
+        })
+    ));
+    // A manual draft is not bound by the threshold and gets its own id.
+    let m = e
+        .notices
+        .draft_manual(
+            &ManualDraft {
+                incident_id: Some("inc-low".into()),
+                kind: IncidentKind::Emergency,
+                category: "flood".into(),
+                severity: 2,
+                region: Some("110108".into()),
+                text: Some("【海淀区】部分道路积水，请绕行。".into()),
+            },
+            rules(),
+            matrix(),
+            templates(),
+            T0 + 1,
+            "op:li",
+        )
+        .expect("manual");
+    assert_eq!(m.state, NoticeState::Draft);
+    assert_eq!(m.required_approvals, 1);
+    assert_eq!(m.created_by, "op:li");
+    assert!(m.texts.values().all(|t| t.text.contains("积水")));
+    assert!(matches!(
+        e.notices.approve(&m.id, "op:li", T0 + 2),
+        Err(NoticeError::SelfApproval { .. })
+    ));
+    assert_eq!(
+        e.notices
+            .list(&NoticeFilter {
+                incident_id: Some("inc-low".into()),
+                ..Default::default()
+            })
+            .expect("list")
+            .len(),
+        1
+    );
+    assert!(matches!(
+        e.notices.draft_manual(
+            &ManualDraft {
+                incident_id: None,
+                kind: IncidentKind::Emergency,
+                category: "no_such".into(),
+                severity: 3,
+                region: None,
+                text: None,
+            },
+            rules(),
+            matrix(),
+            templates(),
+            T0,
+            "op:li"
+        ),
+        Err(NoticeError::Invalid(_))
+    ));
+}
+
+#[test]
+fn notices_and_jobs_survive_a_reopen_and_the_audit_log_verifies_with_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox_path = dir.path().join("outbox.redb");
+    let notices_path = dir.path().join("notices.redb");
+    let audit_path = dir.path().join("audit.jsonl");
+    let inc = incident("inc-flood-3", IncidentKind::Emergency, "flood", "110108", 3);
+    let (id, jobs) = {
+        let outbox: Arc<dyn OutboxStore> = Arc::new(Outbox::open(&outbox_path).expect("outbox"));
+        let notices = Notices::new(
+            NoticeStore::open(&notices_path).expect("store"),
+            outbox.clone(),
+            Arc::new(Mutex::new(AuditLog::open(&audit_path).expect("audit"))),
+            ApprovalPolicy::default(),
+        );
+        let n = notices
+            .draft_from_incident(&inc, rules(), matrix(), templates(), T0, "system")
+            .expect("draft");
+        let n = notices.approve(&n.id, "op:li", T0 + 1).expect("approve");
+        let jobs = outbox.jobs_for_notice(&n.id).expect("jobs");
+        (n.id, jobs)
+    };
+    let outbox: Arc<dyn OutboxStore> = Arc::new(Outbox::open(&outbox_path).expect("reopen"));
+    let notices = Notices::new(
+        NoticeStore::open(&notices_path).expect("reopen store"),
+        outbox.clone(),
+        Arc::new(Mutex::new(
+            AuditLog::open(&audit_path).expect("reopen audit"),
+        )),
+        ApprovalPolicy::default(),
+    );
+    let n = notices.get(&id).expect("get").expect("stored");
+    assert_eq!(n.state, NoticeState::Publishing);
+    assert_eq!(n.history.len(), 3, "{:?}", n.history);
+    // Re-publishing after a restart is a no-op.
+    notices.publish(&id, T0 + 10).expect("publish");
+    assert_eq!(outbox.jobs_for_notice(&id).expect("jobs"), jobs);
+    // Same incident again: the stored notice.
+    let again = notices
+        .draft_from_incident(&inc, rules(), matrix(), templates(), T0 + 20, "system")
+        .expect("idempotent");
+    assert_eq!(again.id, id);
+    drop(notices);
+
+    let (code, out, err) = cli_verify(&audit_path);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok — 2 records"), "{out}");
+    let recs = audit::read_all(&audit_path).expect("read");
+    assert_eq!(
+        recs.iter()
+            .map(|r| (r.actor.as_str(), r.action.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("system", "draft"), ("op:li", "approve")]
+    );
+    assert_eq!(recs[0].detail["lead"], n.plan.lead.as_str());
+}
