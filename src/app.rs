@@ -499,6 +499,16 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     }
     engine.restore(&rules.load(), restored);
 
+    // The respond stage (notices, approval, publishing), when enabled and its rules are valid.
+    let respond =
+        crate::respond::stage::start(&cfg.respond, &cfg.rules, rules.clone(), cancel.clone())
+            .await
+            .context("respond stage")?;
+    let (respond, respond_tx, respond_tasks) = match respond {
+        Some(s) => (Some(s.respond), Some(s.events), s.tasks),
+        None => (None, None, Vec::new()),
+    };
+
     let (events_tx, _) = tokio::sync::broadcast::channel::<StreamMsg>(4096);
     let (store_tx, store_rx) = tokio::sync::mpsc::channel::<Arc<Event>>(65_536);
     let writer = tokio::spawn(crate::store::writer::run(store.clone(), store_rx));
@@ -518,7 +528,19 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
                     assignment: e.is_assignment(),
                 });
                 // The store must see every event: wait rather than drop.
-                let _ = store_tx.blocking_send(Arc::new(e.clone()));
+                let shared = Arc::new(e.clone());
+                if let (Some(tx), Event::Incident { .. }) = (&respond_tx, e) {
+                    // Drafting is idempotent and every update carries the incident again: a
+                    // full queue drops (and logs) rather than stall the pipeline.
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) =
+                        tx.try_send(shared.clone())
+                    {
+                        tracing::warn!(
+                            "Respond queue full: an incident event was not seen for drafting."
+                        );
+                    }
+                }
+                let _ = store_tx.blocking_send(shared);
             }
         }
     })?;
@@ -544,7 +566,7 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
             }
         })?;
 
-    let mut tasks = Vec::new();
+    let mut tasks = respond_tasks;
     // Event time keeps moving on quiet feeds.
     {
         let tx = ingest_tx.clone();
@@ -615,6 +637,7 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         max_body_bytes: cfg.max_body_bytes,
         cancel: cancel.clone(),
         feeds: registry,
+        respond,
     };
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await

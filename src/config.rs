@@ -23,6 +23,72 @@ pub struct Config {
     pub ingest_queue: usize,
     /// Feeds to connect to.
     pub feeds: Vec<FeedConfig>,
+    /// The response stage: notices, approval and publishing.
+    pub respond: RespondConfig,
+}
+
+/// `[respond]`: the notice workflow and the publishing of approved notices.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RespondConfig {
+    /// Run the respond stage (it also needs `rules/matrix` and `rules/templates`).
+    pub enabled: bool,
+    /// Where the notices, the outbox and the audit log are kept (relative to the config file).
+    pub data_dir: PathBuf,
+    /// The approval policy.
+    pub policy: crate::respond::notices::ApprovalPolicy,
+    /// Operators: API tokens that identify actors (never logged).
+    pub operators: Vec<Operator>,
+}
+
+impl Default for RespondConfig {
+    fn default() -> Self {
+        RespondConfig {
+            enabled: true,
+            data_dir: PathBuf::from("huiying-data"),
+            policy: Default::default(),
+            operators: Vec::new(),
+        }
+    }
+}
+
+/// One operator of the API: a name (the actor of the audit log) and where its token is read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    /// The actor name (`alice`).
+    pub name: String,
+    /// Environment variable holding the operator's API token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the operator's API token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl Operator {
+    /// The operator's token (read now; never logged).
+    pub fn token(&self) -> anyhow::Result<String> {
+        let raw = if let Some(var) = &self.token_env {
+            std::env::var(var).map_err(|_| {
+                anyhow::anyhow!(
+                    "operator {}: environment variable {var} is not set",
+                    self.name
+                )
+            })?
+        } else if let Some(f) = &self.token_file {
+            std::fs::read_to_string(f).map_err(|e| {
+                anyhow::anyhow!("operator {}: token file {}: {e}", self.name, f.display())
+            })?
+        } else {
+            anyhow::bail!("operator {}: no token_env or token_file", self.name);
+        };
+        let t = raw.trim();
+        if t.is_empty() {
+            anyhow::bail!("operator {}: empty token", self.name);
+        }
+        Ok(t.to_string())
+    }
 }
 
 impl Default for Config {
@@ -36,6 +102,7 @@ impl Default for Config {
             max_body_bytes: 1 << 20,
             ingest_queue: 65_536,
             feeds: Vec::new(),
+            respond: RespondConfig::default(),
         }
     }
 }
@@ -161,6 +228,16 @@ impl Config {
         }
         if c.store != "memory" && Path::new(&c.store).is_relative() {
             c.store = base.join(&c.store).to_string_lossy().into_owned();
+        }
+        if c.respond.data_dir.is_relative() {
+            c.respond.data_dir = base.join(&c.respond.data_dir);
+        }
+        for op in &mut c.respond.operators {
+            if let Some(f) = &op.token_file {
+                if f.is_relative() {
+                    op.token_file = Some(base.join(f));
+                }
+            }
         }
         for f in &mut c.feeds {
             if f.kind == FeedKind::File && Path::new(&f.url).is_relative() {

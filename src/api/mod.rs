@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 
+pub mod notices;
+
 /// One event as the stream sends it: serialised once, shared by every client.
 #[derive(Debug, Clone)]
 pub struct StreamMsg {
@@ -60,18 +62,20 @@ pub struct ApiState {
     pub cancel: tokio_util::sync::CancellationToken,
     /// Feed health.
     pub feeds: Arc<crate::feeds::health::FeedRegistry>,
+    /// The respond stage (`None`: off; its endpoints answer 503 `respond_disabled`).
+    pub respond: Option<Arc<crate::respond::stage::Respond>>,
 }
 
 /// An API error: logged with its cause, answered as `{ "error": code, "message": … }`.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
+    pub(crate) status: StatusCode,
     code: &'static str,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -103,6 +107,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/feeds", get(list_feeds))
         .route("/api/incidents/{id}", get(get_incident))
         .route("/api/stream", get(stream))
+        .merge(notices::routes())
         .route(
             "/api/mentions",
             post(post_mentions)

@@ -517,7 +517,8 @@ impl<C: Clock + Clone> Dispatcher<C> {
         Ok(())
     }
 
-    /// Step until `cancel`: after each step, wait until the earliest wake time, a
+    /// Step until `cancel`: after a step that finished a job, step again at once (its
+    /// dependants may be due); otherwise wait until the earliest wake time, a
     /// [`Dispatcher::notifier`] notification, or at most `idle` (a safety net).
     pub async fn run(&mut self, cancel: CancellationToken, idle: Duration) {
         loop {
@@ -526,6 +527,8 @@ impl<C: Clock + Clone> Dispatcher<C> {
             }
             let now = (self.now)();
             let wait = match self.step(now).await {
+                // A job just finished: its dependants (the amplifiers of a lead) may be due now.
+                Ok(r) if !r.done.is_empty() || !r.found.is_empty() => Duration::ZERO,
                 Ok(r) => match r.next_wake_ms {
                     Some(w) => Duration::from_millis(u64::try_from(w - now).unwrap_or(0)).min(idle),
                     None => idle,

@@ -1,8 +1,8 @@
 //! Respond: the linked-account matrix, notice templates, the hash-chained audit log, the durable
 //! outbox, rate limits and the platform publishers.
 //!
-//! Being built (issue 4). Done so far: see each module. Not wired into the service yet: notices,
-//! approval and the dispatcher come next.
+//! [`stage`] wires them into the service (drafting from incidents, the dispatcher task); the
+//! API's notice endpoints are in `crate::api::notices`.
 
 pub mod audit;
 pub mod dispatch;
@@ -11,4 +11,5 @@ pub mod matrix;
 pub mod notices;
 pub mod outbox;
 pub mod publish;
+pub mod stage;
 pub mod templates;

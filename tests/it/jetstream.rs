@@ -323,6 +323,11 @@ fn config(feed: FeedConfig) -> Config {
         watch_rules: false,
         rules: util::rules_dir(),
         feeds: vec![feed],
+        // The respond stage has its own test (respond.rs).
+        respond: huiying::config::RespondConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..Default::default()
     }
 }

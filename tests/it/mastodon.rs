@@ -421,6 +421,11 @@ async fn start_service(feeds: Vec<FeedConfig>) -> Service {
         watch_rules: false,
         rules: util::rules_dir(),
         feeds,
+        // The respond stage has its own test (respond.rs).
+        respond: huiying::config::RespondConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..Default::default()
     };
     within(

@@ -30,6 +30,11 @@ fn config() -> Config {
         listen: "127.0.0.1:0".into(),
         watch_rules: false,
         rules: util::rules_dir(),
+        // The respond stage has its own test (respond.rs).
+        respond: huiying::config::RespondConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..Default::default()
     }
 }

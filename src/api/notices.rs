@@ -1,0 +1,338 @@
+//! The respond API: notices (draft by hand, list, show with plan and per-account job status,
+//! approve, reject, edit), the publishing pause switch and the accounts with their limits.
+//!
+//! Actors are identified by `Authorization: Bearer <token>` (the `[respond] operators` of the
+//! config); every write endpoint answers 401 `unauthorized` without a valid token. Errors are
+//! `{"error": code, "message": …}` with stable codes: `not_found` (404), `self_approval` (403),
+//! `invalid_state` (409), `too_long` (422), `unknown_account` (422), `invalid` (400),
+//! `respond_disabled` (503, the stage is off).
+
+use super::{ApiError, ApiState};
+use crate::respond::audit::AuditAction;
+use crate::respond::dispatch::system_now_ms;
+use crate::respond::notices::{EditTarget, ManualDraft, NoticeError, NoticeFilter, NoticeState};
+use crate::respond::outbox::JobState;
+use crate::respond::stage::Respond;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The respond routes.
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/notices", get(list).post(create))
+        .route("/api/notices/{id}", get(show))
+        .route("/api/notices/{id}/approve", post(approve))
+        .route("/api/notices/{id}/reject", post(reject))
+        .route("/api/notices/{id}/edit", post(edit))
+        .route("/api/publishing/pause", post(pause))
+        .route("/api/publishing/resume", post(resume))
+        .route("/api/accounts", get(accounts))
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+fn stage(s: &ApiState) -> Result<Arc<Respond>, ApiError> {
+    s.respond.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "respond_disabled",
+            "the respond stage is off (disabled, or no valid rules/matrix and rules/templates)",
+        )
+    })
+}
+
+/// The operator named by the bearer token.
+fn actor(r: &Respond, headers: &HeaderMap) -> Result<String, ApiError> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token.and_then(|t| r.operator(t)) {
+        Some(name) => Ok(name.to_string()),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid operator token is required (Authorization: Bearer …)",
+        )),
+    }
+}
+
+fn notice_error(e: NoticeError) -> ApiError {
+    let (status, code) = match &e {
+        NoticeError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        NoticeError::BelowThreshold { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "below_threshold"),
+        NoticeError::TooLong { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "too_long"),
+        NoticeError::InvalidState { .. } => (StatusCode::CONFLICT, "invalid_state"),
+        NoticeError::SelfApproval { .. } => (StatusCode::FORBIDDEN, "self_approval"),
+        NoticeError::UnknownAccount { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_account"),
+        NoticeError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+        NoticeError::MissingAccount(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        NoticeError::Storage { .. } | NoticeError::Audit(_) | NoticeError::Outbox(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+        }
+    };
+    ApiError::new(status, code, e.to_string())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
+fn bad_json(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string())
+}
+
+/// Run blocking notice work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)?
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(internal)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    state: Option<String>,
+    incident_id: Option<String>,
+}
+
+async fn list(State(s): State<ApiState>, Query(p): Query<ListParams>) -> ApiResult {
+    let r = stage(&s)?;
+    let state = match p.state.as_deref() {
+        None | Some("") => None,
+        Some(st) => Some(
+            serde_json::from_value::<NoticeState>(json!(st)).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    format!("unknown state {st:?}"),
+                )
+            })?,
+        ),
+    };
+    let filter = NoticeFilter {
+        state,
+        incident_id: p.incident_id.filter(|i| !i.is_empty()),
+        kind: None,
+    };
+    let v = blocking(move || r.notices.list(&filter).map_err(notice_error)).await?;
+    Ok(Json(json!({ "notices": v })))
+}
+
+async fn show(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let r = stage(&s)?;
+    blocking(move || {
+        // A publishing notice whose jobs all finished moves to `done` here.
+        let n = r
+            .notices
+            .refresh(&id, system_now_ms())
+            .map_err(notice_error)?;
+        let jobs = r.outbox.jobs_for_notice(&id).map_err(internal)?;
+        let mut v = to_value(&n)?;
+        v["jobs_status"] = to_value(&jobs)?;
+        v["all_done"] = json!(!jobs.is_empty() && jobs.iter().all(|j| j.state == JobState::Done));
+        Ok(Json(v))
+    })
+    .await
+}
+
+async fn create(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let r = stage(&s)?;
+    let who = actor(&r, &headers)?;
+    let draft: ManualDraft = serde_json::from_slice(&body).map_err(bad_json)?;
+    let n = blocking(move || {
+        let rules = r.rules.load();
+        let n = r
+            .notices
+            .draft_manual(
+                &draft,
+                &rules,
+                &r.matrix,
+                &r.templates,
+                system_now_ms(),
+                &who,
+            )
+            .map_err(notice_error)?;
+        r.wake_if_publishing(n.state);
+        Ok(n)
+    })
+    .await?;
+    Ok(Json(to_value(&n)?))
+}
+
+async fn approve(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let r = stage(&s)?;
+    let who = actor(&r, &headers)?;
+    let n = blocking(move || {
+        let n = r
+            .notices
+            .approve(&id, &who, system_now_ms())
+            .map_err(notice_error)?;
+        r.wake_if_publishing(n.state);
+        Ok(n)
+    })
+    .await?;
+    Ok(Json(to_value(&n)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct RejectBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn reject(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let r = stage(&s)?;
+    let who = actor(&r, &headers)?;
+    let b: RejectBody = serde_json::from_slice(&body).map_err(bad_json)?;
+    let n = blocking(move || {
+        r.notices
+            .reject(&id, &who, &b.reason, system_now_ms())
+            .map_err(notice_error)
+    })
+    .await?;
+    Ok(Json(to_value(&n)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct EditBody {
+    #[serde(default)]
+    account: Option<String>,
+    text: String,
+}
+
+async fn edit(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let r = stage(&s)?;
+    let who = actor(&r, &headers)?;
+    let b: EditBody = serde_json::from_slice(&body).map_err(bad_json)?;
+    let target = match b.account {
+        Some(a) => EditTarget::Account(a),
+        None => EditTarget::All,
+    };
+    let n = blocking(move || {
+        r.notices
+            .edit(&id, &target, &b.text, &who, system_now_ms())
+            .map_err(notice_error)
+    })
+    .await?;
+    Ok(Json(to_value(&n)?))
+}
+
+async fn set_paused(s: ApiState, headers: HeaderMap, paused: bool) -> ApiResult {
+    let r = stage(&s)?;
+    let who = actor(&r, &headers)?;
+    blocking(move || {
+        let now = system_now_ms();
+        let action = if paused {
+            AuditAction::Pause
+        } else {
+            AuditAction::Resume
+        };
+        r.audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(now, &who, action, None, json!({}))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    e.to_string(),
+                )
+            })?;
+        if paused {
+            r.outbox.pause().map_err(internal)?;
+        } else {
+            r.outbox.resume().map_err(internal)?;
+            r.wake.notify_one();
+        }
+        tracing::info!(actor = %who, paused, "Publishing switch.");
+        Ok(Json(json!({ "paused": paused })))
+    })
+    .await
+}
+
+async fn pause(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    set_paused(s, headers, true).await
+}
+
+async fn resume(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    set_paused(s, headers, false).await
+}
+
+async fn accounts(State(s): State<ApiState>) -> ApiResult {
+    let r = stage(&s)?;
+    blocking(move || {
+        let paused = r.outbox.is_paused().map_err(internal)?;
+        // Last post and failures per account, from the jobs of the notices on record.
+        let mut last: std::collections::HashMap<String, (i64, Option<String>)> = Default::default();
+        let mut failures: std::collections::HashMap<String, Vec<Value>> = Default::default();
+        let notices = r.notices.list(&NoticeFilter::default()).map_err(notice_error)?;
+        for n in notices.iter().filter(|n| !n.jobs.is_empty()) {
+            for j in r.outbox.jobs_for_notice(&n.id).map_err(internal)? {
+                match j.state {
+                    JobState::Done => {
+                        let e = last.entry(j.account_id.clone()).or_insert((i64::MIN, None));
+                        if j.updated_at >= e.0 {
+                            *e = (j.updated_at, j.platform_post_id.clone());
+                        }
+                    }
+                    JobState::Failed => failures.entry(j.account_id.clone()).or_default().push(
+                        json!({"job": j.id, "notice": j.notice_id, "at": j.updated_at, "error": j.last_error}),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        let v: Vec<Value> = r
+            .matrix
+            .accounts()
+            .iter()
+            .map(|a| {
+                let id = a.id.as_str();
+                json!({
+                    "id": id,
+                    "name": a.name,
+                    "platform": a.platform,
+                    "handle": a.handle,
+                    "region": a.region,
+                    "level": a.level,
+                    "function": a.function,
+                    "profile": a.profile,
+                    "token_source": a.token_source,
+                    "remaining": r.limits.remaining(id),
+                    "last_post": last.get(id).map(|(at, post)| json!({"at": at, "post_id": post})),
+                    "failures": failures.get(id).cloned().unwrap_or_default(),
+                })
+            })
+            .collect();
+        Ok(Json(json!({ "paused": paused, "accounts": v })))
+    })
+    .await
+}

@@ -1,0 +1,297 @@
+//! The respond stage as the service runs it: the matrix and templates from the rules directory,
+//! the notice workflow over its `redb` store, the durable outbox, the audit log, the rate limits
+//! on the real clock, one publisher per account, the dispatcher task and the drafting task that
+//! turns incidents at or above the policy's threshold into drafts.
+//!
+//! Started by [`crate::app::start`] when `[respond] enabled` (the default) and the rules
+//! directory has valid `matrix/` and `templates/`; otherwise the stage is off (with a warning)
+//! and the API's notice endpoints answer 503 `respond_disabled`.
+
+use crate::cluster::{Event, EventKind, IncidentState};
+use crate::config::RespondConfig;
+use crate::detect::reload::SharedRules;
+use crate::respond::audit::AuditLog;
+use crate::respond::dispatch::{system_now_ms, Dispatcher, Route};
+use crate::respond::limits::{Limits, Profile};
+use crate::respond::matrix::{Matrix, Platform};
+use crate::respond::notices::{NoticeError, NoticeState, NoticeStore, Notices, SYSTEM};
+use crate::respond::outbox::{Outbox, OutboxStore};
+use crate::respond::publish::{
+    http_client, AnyPublisher, FilePublisher, MastodonPublisher, WebhookPublisher, WeiboPublisher,
+};
+use crate::respond::templates::Templates;
+use anyhow::Context;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+/// The running respond stage, shared by the API handlers.
+pub struct Respond {
+    /// The notice workflow.
+    pub notices: Arc<Notices>,
+    /// The durable outbox.
+    pub outbox: Arc<dyn OutboxStore>,
+    /// The account matrix.
+    pub matrix: Arc<Matrix>,
+    /// The notice templates.
+    pub templates: Arc<Templates>,
+    /// The rate limits.
+    pub limits: Arc<Limits>,
+    /// The audit log.
+    pub audit: Arc<Mutex<AuditLog>>,
+    /// The live rules (regions, categories).
+    pub rules: SharedRules,
+    /// Wakes the dispatcher (a notice became `publishing`, publishing resumed).
+    pub wake: Arc<Notify>,
+    /// Operator tokens → names (never logged).
+    operators: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Respond {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Respond")
+            .field("accounts", &self.matrix.accounts().len())
+            .field("operators", &self.operators.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Respond {
+    /// The operator a bearer token identifies.
+    pub fn operator(&self, token: &str) -> Option<&str> {
+        self.operators.get(token).map(String::as_str)
+    }
+
+    /// Wake the dispatcher if `state` means jobs were enqueued.
+    pub fn wake_if_publishing(&self, state: NoticeState) {
+        if state == NoticeState::Publishing {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// What [`start`] hands back to the service: the shared stage, the sender the pipeline feeds
+/// incident events into, and its tasks (which end on `cancel`).
+pub struct Started {
+    /// The stage.
+    pub respond: Arc<Respond>,
+    /// Incident events for drafting (`incident.opened` / `incident.updated`).
+    pub events: mpsc::Sender<Arc<Event>>,
+    /// The dispatcher and drafting tasks.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Load the matrix and templates from `rules_dir`. `Ok(None)` (with a warning) when the stage
+/// cannot run from these rules.
+fn load_rules(rules_dir: &Path, rules: &SharedRules) -> Option<(Matrix, Templates)> {
+    let rs = rules.load();
+    let (mdir, tdir) = (rules_dir.join("matrix"), rules_dir.join("templates"));
+    if !mdir.is_dir() || !tdir.is_dir() {
+        tracing::warn!(
+            rules = %rules_dir.display(),
+            "No matrix/ or templates/ in the rules directory: the respond stage is off."
+        );
+        return None;
+    }
+    let matrix = match Matrix::load(&mdir, &rs) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(errors = %e, "The account matrix is invalid: the respond stage is off.");
+            return None;
+        }
+    };
+    let templates = match Templates::load(&tdir, &rs) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(errors = %e, "The notice templates are invalid: the respond stage is off.");
+            return None;
+        }
+    };
+    Some((matrix, templates))
+}
+
+/// Start the respond stage; `Ok(None)` when it is disabled or its rules are missing/invalid.
+/// Storage that cannot be opened is an error.
+pub async fn start(
+    cfg: &RespondConfig,
+    rules_dir: &Path,
+    rules: SharedRules,
+    cancel: CancellationToken,
+) -> anyhow::Result<Option<Started>> {
+    if !cfg.enabled {
+        tracing::info!("The respond stage is disabled in the config.");
+        return Ok(None);
+    }
+    let rd = rules_dir.to_path_buf();
+    let r2 = rules.clone();
+    let Some((matrix, templates)) =
+        tokio::task::spawn_blocking(move || load_rules(&rd, &r2)).await?
+    else {
+        return Ok(None);
+    };
+
+    let data_dir = cfg.data_dir.clone();
+    let policy = cfg.policy.clone();
+    let (store, outbox, audit) = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let store = NoticeStore::open(&data_dir.join("notices.redb"))
+            .with_context(|| format!("notice store in {}", data_dir.display()))?;
+        let outbox = Outbox::open(&data_dir.join("outbox.redb"))
+            .with_context(|| format!("outbox in {}", data_dir.display()))?;
+        let audit = AuditLog::open(&data_dir.join("audit.jsonl"))
+            .with_context(|| format!("audit log in {}", data_dir.display()))?;
+        anyhow::Ok((store, outbox, audit))
+    })
+    .await??;
+    let outbox: Arc<dyn OutboxStore> = Arc::new(outbox);
+    let audit = Arc::new(Mutex::new(audit));
+    let notices = Arc::new(Notices::new(store, outbox.clone(), audit.clone(), policy));
+
+    let mut operators = HashMap::new();
+    for op in &cfg.operators {
+        match op.token() {
+            Ok(t) => {
+                operators.insert(t, op.name.clone());
+            }
+            Err(e) => tracing::warn!(error = %e, "Operator skipped."),
+        }
+    }
+
+    // Limits on the real clock, a publisher per account.
+    let limits = Arc::new(Limits::new(governor::clock::DefaultClock::default()));
+    let client = http_client(Duration::from_secs(20)).context("http client")?;
+    let mut dispatcher =
+        Dispatcher::new(outbox.clone(), Arc::clone(&limits)).with_audit(audit.clone());
+    let mut routed = 0usize;
+    for a in matrix.accounts() {
+        let id = a.id.as_str();
+        limits.add_account(
+            id,
+            Profile {
+                posts_per_hour: a.profile.posts_per_hour,
+                comments_per_hour: a.profile.comments_per_hour,
+                reposts_per_hour: a.profile.reposts_per_hour,
+                burst: 1,
+            },
+        );
+        let token = match a.token() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(account = id, error = %e, "Account has no token: it will not publish.");
+                continue;
+            }
+        };
+        let endpoint = a.endpoint().unwrap_or_default().to_string();
+        let publisher: AnyPublisher = match (a.platform, token) {
+            (Platform::Mastodon, Some(t)) => {
+                MastodonPublisher::new(client.clone(), &endpoint, t).into()
+            }
+            (Platform::Weibo, Some(t)) => WeiboPublisher::new(client.clone(), &endpoint, t).into(),
+            (Platform::Webhook, Some(t)) => {
+                WebhookPublisher::new(client.clone(), endpoint.clone(), t.into_bytes()).into()
+            }
+            (Platform::File, _) => match FilePublisher::open(&endpoint) {
+                Ok(p) => p.into(),
+                Err(e) => {
+                    tracing::warn!(account = id, error = %e, "Cannot open the file sink: the account will not publish.");
+                    continue;
+                }
+            },
+            (_, None) => {
+                tracing::warn!(account = id, "Account has no token: it will not publish.");
+                continue;
+            }
+        };
+        let mut route = Route::new(publisher, &a.handle);
+        route.language = Some(a.lang.as_str().to_string());
+        dispatcher.add_account(id, route);
+        routed += 1;
+    }
+    tracing::info!(
+        accounts = matrix.accounts().len(),
+        publishing = routed,
+        operators = operators.len(),
+        "Respond stage on."
+    );
+
+    let wake = dispatcher.notifier();
+    let respond = Arc::new(Respond {
+        notices,
+        outbox,
+        matrix: Arc::new(matrix),
+        templates: Arc::new(templates),
+        limits,
+        audit,
+        rules,
+        wake,
+        operators,
+    });
+
+    let mut tasks = Vec::new();
+    {
+        let c = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            dispatcher.run(c, Duration::from_secs(5)).await;
+        }));
+    }
+    let (tx, rx) = mpsc::channel::<Arc<Event>>(4096);
+    tasks.push(tokio::spawn(drafter(respond.clone(), rx, cancel)));
+    Ok(Some(Started {
+        respond,
+        events: tx,
+        tasks,
+    }))
+}
+
+/// Draft a notice for every open incident at or above the threshold (once per incident).
+async fn drafter(r: Arc<Respond>, mut rx: mpsc::Receiver<Arc<Event>>, cancel: CancellationToken) {
+    let mut drafted: HashSet<String> = HashSet::new();
+    loop {
+        let ev = tokio::select! {
+            _ = cancel.cancelled() => return,
+            ev = rx.recv() => match ev { Some(e) => e, None => return },
+        };
+        let Event::Incident { kind, incident, .. } = &*ev else {
+            continue;
+        };
+        if !matches!(kind, EventKind::Opened | EventKind::Updated)
+            || incident.state != IncidentState::Open
+            || drafted.contains(&incident.id)
+            || !r.notices.policy().drafts(incident.severity)
+        {
+            continue;
+        }
+        let r2 = r.clone();
+        let inc = incident.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let rules = r2.rules.load();
+            r2.notices.draft_from_incident(
+                &inc,
+                &rules,
+                &r2.matrix,
+                &r2.templates,
+                system_now_ms(),
+                SYSTEM,
+            )
+        })
+        .await;
+        match res {
+            Ok(Ok(n)) => {
+                tracing::info!(notice = %n.id, incident = %incident.id, state = %n.state, "Notice drafted.");
+                drafted.insert(incident.id.clone());
+                r.wake_if_publishing(n.state);
+            }
+            Ok(Err(NoticeError::BelowThreshold { .. })) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(incident = %incident.id, error = %e, "Cannot draft a notice.");
+                // Not retried for every update of a broken incident: once is enough.
+                drafted.insert(incident.id.clone());
+            }
+            Err(e) => tracing::error!(error = %e, "Drafting task failed."),
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! The respond stage wired into the service: a flood burst in 海淀区 becomes a draft, operators
+//! approve it through the API, and the dispatcher posts it on the fake platform (the lead, then
+//! one repost of the lead's post per amplifier), exactly once, within the limits.
+
+use crate::fake_platform::{FakeHandle, FakePlatform};
+use crate::util::{self, get_json, http, json_body, mention, now_ms, start_service, stop, within};
+use huiying::config::{Config, Operator, RespondConfig};
+use huiying::respond::notices::ApprovalPolicy;
+use huiying::store::MemoryStore;
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Flood in 海淀区, with severity boosters (车被淹, 没过车顶, 冲走).
+const FLOOD: &str = "北京海淀区路口积水严重，车被淹了，水已经没过车顶，有人被冲走";
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read rules dir") {
+        let e = e.expect("dir entry");
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+/// The shipped rules with a small matrix on the fake platform: 海淀发布 (Mastodon) leads a
+/// 海淀区 incident, 北京发布 and Beijing Release amplify it. All three are on the Mastodon shape:
+/// a repost must target a post of the same platform (the fake rejects a Weibo repost of a
+/// Mastodon post id with 20101, as Weibo would), so a Weibo amplifier of a Mastodon lead fails.
+fn rules_with_matrix(dir: &Path, base: &str, env: &Env) {
+    copy_dir(&util::rules_dir(), dir);
+    std::fs::remove_dir_all(dir.join("matrix")).expect("remove matrix");
+    std::fs::create_dir_all(dir.join("matrix")).expect("mkdir matrix");
+    let m = format!(
+        r#"
+[matrix]
+default_region = "110000"
+
+[[profile]]
+id = "m-test"
+platform = "mastodon"
+posts_per_hour = 1000
+comments_per_hour = 1000
+reposts_per_hour = 1000
+
+[[profile]]
+id = "w-test"
+platform = "weibo"
+posts_per_hour = 1000
+comments_per_hour = 1000
+reposts_per_hour = 1000
+
+[[link]]
+category = "*"
+functions = []
+
+[[account]]
+id = "hd-publicity"
+name = "海淀发布"
+platform = "mastodon"
+handle = "hd_release"
+region = "110108"
+level = "district"
+function = "publicity"
+profile = "m-test"
+token_env = "{hd}"
+endpoint = "{base}"
+
+[[account]]
+id = "bj-publicity"
+name = "北京发布"
+platform = "mastodon"
+handle = "bj_release"
+region = "110000"
+level = "province"
+function = "publicity"
+profile = "m-test"
+token_env = "{bj}"
+endpoint = "{base}"
+
+[[account]]
+id = "bj-publicity-en"
+name = "Beijing Release"
+platform = "mastodon"
+handle = "bj_release_en"
+region = "110000"
+level = "province"
+function = "publicity"
+lang = "en"
+profile = "m-test"
+token_env = "{en}"
+endpoint = "{base}"
+"#,
+        hd = env.hd,
+        bj = env.bj,
+        en = env.en,
+    );
+    std::fs::write(dir.join("matrix/matrix.toml"), m).expect("write matrix");
+}
+
+/// Unique environment variable names (and their values) for this test run.
+struct Env {
+    hd: String,
+    bj: String,
+    en: String,
+    alice: String,
+    bob: String,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tag = format!("{}_{}", std::process::id(), now_ms());
+        let e = Env {
+            hd: format!("HUIYING_TEST_RESP_HD_{tag}"),
+            bj: format!("HUIYING_TEST_RESP_BJ_{tag}"),
+            en: format!("HUIYING_TEST_RESP_EN_{tag}"),
+            alice: format!("HUIYING_TEST_RESP_ALICE_{tag}"),
+            bob: format!("HUIYING_TEST_RESP_BOB_{tag}"),
+        };
+        for v in [&e.hd, &e.bj, &e.en, &e.alice, &e.bob] {
+            std::env::set_var(v, format!("tok-{v}"));
+        }
+        e
+    }
+
+    fn token(var: &str) -> String {
+        format!("tok-{var}")
+    }
+}
+
+/// One request with an optional bearer token.
+async fn call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let what = format!("{method} {path}");
+    within(&what, async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        s.write_all(&req).await.expect("write");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.expect("read");
+        util::parse_http_response(&buf).expect("HTTP answer")
+    })
+    .await
+}
+
+fn register(f: &FakeHandle, env: &Env) {
+    f.add_account(&Env::token(&env.hd), "hd_release");
+    f.add_account(&Env::token(&env.bj), "bj_release");
+    f.add_account(&Env::token(&env.en), "bj_release_en");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
+    let env = Env::new();
+    let (_, fake) = FakePlatform::start().await;
+    register(&fake, &env);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    rules_with_matrix(&rules, &fake.base_url(), &env);
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        watch_rules: false,
+        rules,
+        respond: RespondConfig {
+            enabled: true,
+            data_dir: dir.path().join("data"),
+            policy: ApprovalPolicy {
+                draft_threshold: 1,
+                ..Default::default()
+            },
+            operators: vec![
+                Operator {
+                    name: "alice".into(),
+                    token_env: Some(env.alice.clone()),
+                    token_file: None,
+                },
+                Operator {
+                    name: "bob".into(),
+                    token_env: Some(env.bob.clone()),
+                    token_file: None,
+                },
+            ],
+        },
+        ..Default::default()
+    };
+    let svc = start_service(config, Arc::new(MemoryStore::default())).await;
+    let addr = svc.addr;
+    let (alice, bob) = (Env::token(&env.alice), Env::token(&env.bob));
+
+    // The accounts and their limits.
+    let acc = get_json(addr, "/api/accounts").await;
+    assert_eq!(acc["accounts"].as_array().map(Vec::len), Some(3), "{acc}");
+
+    // A flood burst in 海淀区 opens an incident.
+    let mut ws = util::stream(addr, false).await;
+    let ts = now_ms();
+    let ms: Vec<Value> = (0..8)
+        .map(|i| mention(&format!("fl-{i}"), &format!("fl-author-{i}"), FLOOD, ts))
+        .collect();
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/api/mentions",
+        &serde_json::to_vec(&ms).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let opened = util::next_event(&mut ws, "incident.opened flood/海淀区", |v| {
+        v["event"] == "incident.opened"
+            && v["incident"]["category"] == "flood"
+            && v["incident"]["region"]["code"] == "110108"
+    })
+    .await;
+    let incident_id = opened["incident"]["id"].as_str().expect("id").to_string();
+
+    // The draft appears (asynchronously: bounded polling).
+    let path = format!("/api/notices?incident_id={incident_id}");
+    let notice = within("the draft", async {
+        loop {
+            let v = get_json(addr, &path).await;
+            if let Some(n) = v["notices"].as_array().and_then(|a| a.first()) {
+                return n.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let id = notice["id"].as_str().expect("notice id").to_string();
+    assert_eq!(notice["state"], "draft", "{notice}");
+    assert_eq!(notice["created_by"], "system", "{notice}");
+    assert_eq!(notice["plan"]["lead"], "hd-publicity", "{notice}");
+    let required = notice["required_approvals"].as_u64().expect("required");
+    assert!((1..=2).contains(&required), "{notice}");
+
+    // Writes need an operator token.
+    let approve = format!("/api/notices/{id}/approve");
+    let (status, body) = call(addr, "POST", &approve, None, b"").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(json_body("approve", &body)["error"], "unauthorized");
+    let (status, _) = call(addr, "POST", &approve, Some("wrong"), b"").await;
+    assert_eq!(status, 401);
+    let (status, body) = call(addr, "GET", "/api/notices/n-nope", None, b"").await;
+    assert_eq!(status, 404, "{body}");
+
+    let (status, body) = call(addr, "POST", &approve, Some(&alice), b"").await;
+    assert_eq!(status, 200, "{body}");
+    if required == 2 {
+        // Alice twice still counts once.
+        let (status, body) = call(addr, "POST", &approve, Some(&alice), b"").await;
+        assert_eq!(status, 200, "{body}");
+        let n = json_body("approve", &body);
+        assert_eq!(n["state"], "draft", "{n}");
+        assert_eq!(n["approvals"].as_array().map(Vec::len), Some(1), "{n}");
+        let (status, body) = call(addr, "POST", &approve, Some(&bob), b"").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let n = get_json(addr, &format!("/api/notices/{id}")).await;
+    assert!(n["state"] == "publishing" || n["state"] == "done", "{n}");
+    // Approving a notice that is no longer a draft: 409.
+    let (status, body) = call(addr, "POST", &approve, Some(&bob), b"").await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(json_body("approve", &body)["error"], "invalid_state");
+
+    // The fan-out: the lead's post, then one repost of it per amplifier.
+    let np = format!("/api/notices/{id}");
+    let done = tokio::time::timeout(util::WAIT, async {
+        loop {
+            if fake.posts().len() >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if done.is_err() {
+        let n = get_json(addr, &np).await;
+        panic!(
+            "timed out waiting for the fan-out: {:#?}\nnotice: {n:#}",
+            fake.posts()
+        );
+    }
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 3, "{posts:#?}");
+    let lead = &posts[0];
+    assert_eq!(lead.account, "hd_release", "{posts:#?}");
+    assert_eq!(lead.action, "post");
+    let mut amps: Vec<&str> = posts[1..]
+        .iter()
+        .map(|p| {
+            assert_eq!(p.action, "repost", "{p:?}");
+            assert_eq!(p.target.as_deref(), Some(lead.id.as_str()), "{p:?}");
+            p.account.as_str()
+        })
+        .collect();
+    amps.sort();
+    assert_eq!(amps, ["bj_release", "bj_release_en"]);
+    assert_eq!(fake.violations(), 0);
+
+    // Every job done, and the notice with it.
+    let n = within("the notice to be done", async {
+        loop {
+            let n = get_json(addr, &format!("/api/notices/{id}")).await;
+            if n["state"] == "done" {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let jobs = n["jobs_status"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 3, "{n}");
+    assert!(jobs.iter().all(|j| j["state"] == "done"), "{n}");
+    assert_eq!(n["all_done"], true);
+
+    // Pause: an approved manual notice is not posted until resume.
+    let (status, body) = call(addr, "POST", "/api/publishing/pause", None, b"").await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = call(addr, "POST", "/api/publishing/pause", Some(&bob), b"").await;
+    assert_eq!(status, 200, "{body}");
+    let draft = serde_json::json!({
+        "kind": "emergency", "category": "fire", "severity": 3, "region": "110108",
+        "text": "海淀区某小区火情已得到控制，请市民不要靠近。"
+    });
+    let (status, body) = call(
+        addr,
+        "POST",
+        "/api/notices",
+        Some(&bob),
+        &serde_json::to_vec(&draft).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let manual = json_body("draft", &body);
+    let mid = manual["id"].as_str().expect("id").to_string();
+    assert_eq!(manual["created_by"], "bob");
+    // The drafter may not approve their own notice.
+    let mapprove = format!("/api/notices/{mid}/approve");
+    let (status, body) = call(addr, "POST", &mapprove, Some(&bob), b"").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(json_body("approve", &body)["error"], "self_approval");
+    let (status, body) = call(addr, "POST", &mapprove, Some(&alice), b"").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_body("approve", &body)["state"], "publishing", "{body}");
+    // While paused the dispatcher attempts nothing: the jobs stay pending.
+    for _ in 0..5 {
+        let n = get_json(addr, &format!("/api/notices/{mid}")).await;
+        let jobs = n["jobs_status"].as_array().expect("jobs").clone();
+        assert!(!jobs.is_empty(), "{n}");
+        assert!(jobs.iter().all(|j| j["state"] == "pending"), "{n}");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(fake.posts().len(), 3, "nothing posted while paused");
+    let (status, body) = call(addr, "POST", "/api/publishing/resume", Some(&alice), b"").await;
+    assert_eq!(status, 200, "{body}");
+    within("the manual notice's fan-out", async {
+        loop {
+            let n = get_json(addr, &format!("/api/notices/{mid}")).await;
+            if n["state"] == "done" {
+                assert_eq!(n["all_done"], true, "{n}");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(fake.posts().len(), 6, "{:#?}", fake.posts());
+    assert_eq!(fake.violations(), 0);
+
+    let acc = get_json(addr, "/api/accounts").await;
+    let hd = acc["accounts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["id"] == "hd-publicity"))
+        .expect("hd account")
+        .clone();
+    assert!(hd["last_post"]["post_id"].is_string(), "{hd}");
+    assert!(hd["remaining"].is_array(), "{hd}");
+
+    stop(svc).await;
+}
+
+#[tokio::test]
+async fn without_the_matrix_the_notice_endpoints_answer_respond_disabled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    copy_dir(&util::rules_dir(), &rules);
+    std::fs::remove_dir_all(rules.join("matrix")).expect("remove matrix");
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        watch_rules: false,
+        rules,
+        respond: RespondConfig {
+            data_dir: dir.path().join("data"),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let svc = start_service(config, Arc::new(MemoryStore::default())).await;
+    for (m, p) in [
+        ("GET", "/api/notices"),
+        ("POST", "/api/notices/x/approve"),
+        ("GET", "/api/accounts"),
+    ] {
+        let (status, body) = call(svc.addr, m, p, None, b"").await;
+        assert_eq!(status, 503, "{m} {p}: {body}");
+        assert_eq!(json_body(p, &body)["error"], "respond_disabled");
+    }
+    get_json(svc.addr, "/healthz").await;
+    stop(svc).await;
+}
+
+#[test]
+fn the_respond_table_resolves_paths_against_the_config_file_and_refuses_unknown_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("huiying.toml");
+    std::fs::write(
+        &path,
+        r#"
+[respond]
+data_dir = "resp"
+policy = { draft_threshold = 4 }
+operators = [{ name = "alice", token_env = "X_ALICE" }, { name = "bob", token_file = "bob.token" }]
+"#,
+    )
+    .expect("write config");
+    let c = Config::load(&path).expect("config loads");
+    assert!(c.respond.enabled);
+    assert_eq!(c.respond.data_dir, dir.path().join("resp"));
+    assert_eq!(c.respond.policy.draft_threshold, 4);
+    assert_eq!(c.respond.operators.len(), 2);
+    assert_eq!(
+        c.respond.operators[1].token_file.as_deref(),
+        Some(dir.path().join("bob.token").as_path())
+    );
+    std::fs::write(&path, "[respond]\nenabeld = false\n").expect("write config");
+    let e = Config::load(&path).expect_err("unknown key refused");
+    assert!(e.to_string().contains("enabeld"), "{e}");
+}
