@@ -20,7 +20,7 @@
 //! | [`store`] | the `Store` trait (incidents, mention index, feed cursors), the embedded `redb` store (default) and the in-memory one |
 //! | [`api`] | the axum HTTP server: incidents, feeds, `/api/stream`, `POST /api/mentions`, health, metrics |
 //! | [`metrics`] | the Prometheus registry |
-//! | [`respond`] | being built (issue 4): account matrix and plans, templates, hash-chained audit log, durable outbox, GCRA limits, publishers (Mastodon, Weibo, webhook, file); not wired into the service yet |
+//! | [`respond`] | account matrix and plans, templates, notices and approval, hash-chained audit log, durable outbox, GCRA limits, dispatcher, publishers (Mastodon, Weibo, webhook, file) |
 //! | [`cases`] | citizen requests: not built yet |
 //! | [`app`] | wiring: `replay`, `run`, `demo`, `rules check|test` |
 //! | [`config`] | `huiying.toml` |
