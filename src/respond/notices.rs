@@ -726,7 +726,18 @@ impl Notices {
     ) -> Result<Notice, NoticeError> {
         let plan = matrix.plan(incident, rules);
         let mut texts = BTreeMap::new();
-        for acc_id in std::iter::once(&plan.lead).chain(&plan.co_publishers) {
+        // An amplifier on another platform than the lead cannot repost the lead's post: it posts
+        // the notice itself (after the lead), so it needs a text of its own.
+        let lead_platform = matrix.account(plan.lead.as_str()).map(|a| a.platform);
+        let cross_platform: Vec<&super::matrix::AccountId> = plan
+            .amplifiers
+            .iter()
+            .filter(|a| matrix.account(a.as_str()).map(|x| x.platform) != lead_platform)
+            .collect();
+        for acc_id in std::iter::once(&plan.lead)
+            .chain(&plan.co_publishers)
+            .chain(cross_platform)
+        {
             let acc = matrix
                 .account(acc_id.as_str())
                 .ok_or_else(|| NoticeError::MissingAccount(acc_id.to_string()))?;
@@ -1041,7 +1052,12 @@ impl Notices {
             jobs.push(NewJob::new(&n.id, a, Action::Post, priority, text(a)));
         }
         for a in &n.plan.amplifiers {
-            jobs.push(NewJob::new(&n.id, a, Action::Repost, priority, "").depends_on(&lead_id));
+            // A text of its own means a cross-platform amplifier: it posts after the lead.
+            let job = match n.texts.get(a) {
+                Some(t) => NewJob::new(&n.id, a, Action::Post, priority, &t.text),
+                None => NewJob::new(&n.id, a, Action::Repost, priority, ""),
+            };
+            jobs.push(job.depends_on(&lead_id));
         }
         jobs
     }

@@ -171,8 +171,22 @@ fn flood_draft_has_the_plan_and_texts_within_limits_then_one_operator_enqueues_i
     assert!(!n.plan.amplifiers.is_empty(), "{plan:?}");
 
     // One text per posting account, in its language, within its platform's limit.
+    // Amplifiers on another platform than the lead cannot repost it: they post a text too.
+    let lead_platform = matrix().account(&n.plan.lead).expect("lead").platform;
+    let cross: Vec<String> = n
+        .plan
+        .amplifiers
+        .iter()
+        .filter(|a| matrix().account(a).expect("amplifier").platform != lead_platform)
+        .cloned()
+        .collect();
+    assert!(
+        !cross.is_empty(),
+        "the shipped matrix has a cross-platform amplifier here"
+    );
     let posting: Vec<String> = std::iter::once(n.plan.lead.clone())
         .chain(n.plan.co_publishers.iter().cloned())
+        .chain(cross.iter().cloned())
         .collect();
     assert_eq!(n.texts.keys().cloned().collect::<Vec<_>>(), {
         let mut p = posting.clone();
@@ -237,7 +251,13 @@ fn flood_draft_has_the_plan_and_texts_within_limits_then_one_operator_enqueues_i
     }
     for j in &jobs[1 + n.plan.co_publishers.len()..] {
         assert!(n.plan.amplifiers.contains(&j.account_id));
-        assert_eq!(j.action, Action::Repost);
+        match n.texts.get(&j.account_id) {
+            Some(t) => {
+                assert_eq!(j.action, Action::Post, "{}: cross-platform", j.account_id);
+                assert_eq!(j.body, t.text);
+            }
+            None => assert_eq!(j.action, Action::Repost),
+        }
         assert_eq!(j.depends_on.as_deref(), Some(lead.id.as_str()));
         assert!(j.is_blocked());
     }
