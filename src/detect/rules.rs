@@ -397,25 +397,34 @@ struct Loader<'a> {
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
-    // Files are parsed once per load; cache the line starts of the last file seen so that
-    // thousands of look-ups in one large file (regions.toml) stay cheap.
-    thread_local! {
-        static CACHE: std::cell::RefCell<(usize, usize, Vec<usize>)> = const { std::cell::RefCell::new((0, 0, Vec::new())) };
-    }
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        let key = (src.as_ptr() as usize, src.len());
-        if (c.0, c.1) != key {
-            let starts: Vec<usize> = src
+    LineIndex::new(src).line(offset)
+}
+
+/// Line starts of one file, for the thousands of look-ups in a large file (regions.toml).
+struct LineIndex {
+    newlines: Vec<usize>,
+    len: usize,
+}
+
+impl LineIndex {
+    fn new(src: &str) -> Self {
+        LineIndex {
+            newlines: src
                 .bytes()
                 .enumerate()
                 .filter(|(_, b)| *b == b'\n')
                 .map(|(i, _)| i)
-                .collect();
-            *c = (key.0, key.1, starts);
+                .collect(),
+            len: src.len(),
         }
-        c.2.partition_point(|nl| *nl < offset.min(src.len())) + 1
-    })
+    }
+
+    /// 1-based line of byte `offset`.
+    fn line(&self, offset: usize) -> usize {
+        self.newlines
+            .partition_point(|nl| *nl < offset.min(self.len))
+            + 1
+    }
 }
 
 fn is_word_char(c: char) -> bool {
@@ -729,11 +738,12 @@ impl RuleSet {
 
         let mut gazetteer = Gazetteer::default();
         if let Some((path, src, f)) = l.parse::<RegionsFile>(dir, "regions.toml") {
+            let lines = LineIndex::new(&src);
             let mut regions = Vec::with_capacity(f.region.len());
             let mut parents = Vec::with_capacity(f.region.len());
             let mut by_code: AHashMap<String, u32> = AHashMap::new();
             for r in f.region {
-                let line = line_of(&src, r.code.span().start);
+                let line = lines.line(r.code.span().start);
                 let code = r.code.get_ref().clone();
                 if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
                     l.err(&path, line, format!("region code {code:?} is not 6 digits"));
@@ -746,7 +756,7 @@ impl RuleSet {
                     other => {
                         l.err(
                             &path,
-                            line_of(&src, r.level.span().start),
+                            lines.line(r.level.span().start),
                             format!("unknown level {other:?}"),
                         );
                         continue;
@@ -759,7 +769,7 @@ impl RuleSet {
                 by_code.insert(code.clone(), regions.len() as u32);
                 parents.push(
                     r.parent
-                        .map(|p| (line_of(&src, p.span().start), p.into_inner())),
+                        .map(|p| (lines.line(p.span().start), p.into_inner())),
                 );
                 regions.push(Region {
                     code,

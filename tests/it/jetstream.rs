@@ -4,7 +4,8 @@
 //! is on the actual event, bounded.
 
 use crate::util::{
-    self, get_json, http, metric, next_event, now_ms, start_service, stop, stream, Ws,
+    self, get_json, http, metric, next_event, now_ms, start_service, stop, stream, wait_assigned,
+    Ws,
 };
 use futures::{SinkExt, StreamExt};
 use huiying::config::{Config, FeedConfig, FeedKind};
@@ -361,26 +362,6 @@ async fn wait_opened(ws: &mut Ws) -> Value {
     })
     .await;
     v["incident"].clone()
-}
-
-/// Wait for a `mention.assigned` to `incident` of every id in `ids`; a mention assigned that
-/// is not in `ids`, or assigned twice, fails the test.
-async fn wait_assigned(ws: &mut Ws, incident: &str, ids: &BTreeSet<String>) {
-    let mut seen = BTreeSet::new();
-    while seen.len() < ids.len() {
-        let v = next_event(
-            ws,
-            &format!(
-                "the assignment of {} more mentions to {incident}",
-                ids.len() - seen.len()
-            ),
-            |v| v["event"] == "mention.assigned" && v["incident_id"] == incident,
-        )
-        .await;
-        let mid = v["mention_id"].as_str().expect("mention_id").to_string();
-        assert!(ids.contains(&mid), "unexpected mention assigned: {v}");
-        assert!(seen.insert(mid), "mention assigned twice: {v}");
-    }
 }
 
 fn messages(m: &str, feed: &str, kind: &str) -> f64 {

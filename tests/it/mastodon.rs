@@ -5,7 +5,8 @@
 //! status HTML. Every wait is on the actual event, bounded by [`util::WAIT`].
 
 use crate::util::{
-    self, get_json, get_metrics, metric, next_event, now_ms, stop, stream, within, Ws,
+    self, get_json, get_metrics, metric, next_event, now_ms, stop, stream, wait_assigned, within,
+    Ws,
 };
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -467,26 +468,6 @@ async fn wait_incident(ws: &mut Ws, ids: &BTreeSet<String>) -> String {
         .to_string();
     wait_assigned(ws, &id, ids).await;
     id
-}
-
-/// Wait for a `mention.assigned` to incident `id` of every id in `ids`; any other mention
-/// assigned to it, or one assigned twice, fails the test.
-async fn wait_assigned(ws: &mut Ws, id: &str, ids: &BTreeSet<String>) {
-    let mut seen = BTreeSet::new();
-    while seen.len() < ids.len() {
-        let v = next_event(
-            ws,
-            &format!(
-                "the assignment of {} more mentions to {id}",
-                ids.len() - seen.len()
-            ),
-            |v| v["event"] == "mention.assigned" && v["incident_id"] == id,
-        )
-        .await;
-        let m = v["mention_id"].as_str().expect("mention_id").to_string();
-        assert!(ids.contains(&m), "unexpected mention assigned: {v}");
-        assert!(seen.insert(m), "mention assigned twice: {v}");
-    }
 }
 
 fn series(m: &str, name: &str, feed: &str, label: &str, value: &str) -> f64 {

@@ -6,36 +6,22 @@
 use super::util::rules_dir;
 use huiying::cluster::{Incident, IncidentKind, IncidentState, Rebuttal};
 use huiying::detect::RuleSet;
-use huiying::normalize::Normalizer;
 use huiying::respond::matrix::{Matrix, Platform, TokenSource};
 use huiying::respond::templates::{
     check_length, text_len, Lang, TemplateError, Templates, WEIBO_LIMIT,
 };
 use std::path::Path;
-use std::sync::OnceLock;
 
 fn rules() -> &'static RuleSet {
-    static R: OnceLock<RuleSet> = OnceLock::new();
-    R.get_or_init(|| {
-        RuleSet::load(&rules_dir(), &Normalizer::new())
-            .unwrap_or_else(|e| panic!("shipped rules invalid:\n{e}"))
-    })
+    super::util::shipped_rules()
 }
 
 fn matrix() -> &'static Matrix {
-    static M: OnceLock<Matrix> = OnceLock::new();
-    M.get_or_init(|| {
-        Matrix::load(&rules_dir().join("matrix"), rules())
-            .unwrap_or_else(|e| panic!("shipped matrix invalid:\n{e}"))
-    })
+    super::util::shipped_matrix()
 }
 
 fn templates() -> &'static Templates {
-    static T: OnceLock<Templates> = OnceLock::new();
-    T.get_or_init(|| {
-        Templates::load(&rules_dir().join("templates"), rules())
-            .unwrap_or_else(|e| panic!("shipped templates invalid:\n{e}"))
-    })
+    super::util::shipped_templates()
 }
 
 /// 2024-07-01 14:05 in Beijing (06:05 UTC), in milliseconds.

@@ -3,10 +3,8 @@
 //! self-approval, auto-approval), edits and rejection, the hand-over to the outbox (lead first,
 //! amplifiers depending on it, deterministic ids) and the audit trail that `audit verify` accepts.
 
-use super::util::rules_dir;
 use huiying::cluster::{Incident, IncidentKind, IncidentState};
 use huiying::detect::RuleSet;
-use huiying::normalize::Normalizer;
 use huiying::respond::audit::{self, AuditLog};
 use huiying::respond::matrix::Matrix;
 use huiying::respond::notices::{
@@ -17,30 +15,18 @@ use huiying::respond::outbox::{Action, MemoryOutbox, Outbox, OutboxStore, Priori
 use huiying::respond::templates::{check_length, TemplateError, Templates};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 fn rules() -> &'static RuleSet {
-    static R: OnceLock<RuleSet> = OnceLock::new();
-    R.get_or_init(|| {
-        RuleSet::load(&rules_dir(), &Normalizer::new())
-            .unwrap_or_else(|e| panic!("shipped rules invalid:\n{e}"))
-    })
+    super::util::shipped_rules()
 }
 
 fn matrix() -> &'static Matrix {
-    static M: OnceLock<Matrix> = OnceLock::new();
-    M.get_or_init(|| {
-        Matrix::load(&rules_dir().join("matrix"), rules())
-            .unwrap_or_else(|e| panic!("shipped matrix invalid:\n{e}"))
-    })
+    super::util::shipped_matrix()
 }
 
 fn templates() -> &'static Templates {
-    static T: OnceLock<Templates> = OnceLock::new();
-    T.get_or_init(|| {
-        Templates::load(&rules_dir().join("templates"), rules())
-            .unwrap_or_else(|e| panic!("shipped templates invalid:\n{e}"))
-    })
+    super::util::shipped_templates()
 }
 
 /// 2024-07-01 14:05 in Beijing.

@@ -303,3 +303,54 @@ pub async fn get_metrics(addr: std::net::SocketAddr) -> String {
     assert_eq!(status, 200, "GET /metrics: {text}");
     text
 }
+
+/// The shipped rules, loaded once per test binary.
+pub fn shipped_rules() -> &'static huiying::detect::RuleSet {
+    static R: std::sync::OnceLock<huiying::detect::RuleSet> = std::sync::OnceLock::new();
+    R.get_or_init(|| {
+        huiying::detect::RuleSet::load(&rules_dir(), &huiying::normalize::Normalizer::new())
+            .unwrap_or_else(|e| panic!("shipped rules invalid:\n{e}"))
+    })
+}
+
+/// The shipped account matrix.
+pub fn shipped_matrix() -> &'static huiying::respond::matrix::Matrix {
+    static M: std::sync::OnceLock<huiying::respond::matrix::Matrix> = std::sync::OnceLock::new();
+    M.get_or_init(|| {
+        huiying::respond::matrix::Matrix::load(&rules_dir().join("matrix"), shipped_rules())
+            .unwrap_or_else(|e| panic!("shipped matrix invalid:\n{e}"))
+    })
+}
+
+/// The shipped notice templates.
+pub fn shipped_templates() -> &'static huiying::respond::templates::Templates {
+    static T: std::sync::OnceLock<huiying::respond::templates::Templates> =
+        std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        huiying::respond::templates::Templates::load(
+            &rules_dir().join("templates"),
+            shipped_rules(),
+        )
+        .unwrap_or_else(|e| panic!("shipped templates invalid:\n{e}"))
+    })
+}
+
+/// Wait for a `mention.assigned` to `incident` of every id in `ids`; a mention assigned that
+/// is not in `ids`, or assigned twice, fails the test.
+pub async fn wait_assigned(ws: &mut Ws, incident: &str, ids: &std::collections::BTreeSet<String>) {
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < ids.len() {
+        let v = next_event(
+            ws,
+            &format!(
+                "the assignment of {} more mentions to {incident}",
+                ids.len() - seen.len()
+            ),
+            |v| v["event"] == "mention.assigned" && v["incident_id"] == incident,
+        )
+        .await;
+        let mid = v["mention_id"].as_str().expect("mention_id").to_string();
+        assert!(ids.contains(&mid), "unexpected mention assigned: {v}");
+        assert!(seen.insert(mid), "mention assigned twice: {v}");
+    }
+}
