@@ -24,6 +24,10 @@ pub struct GenConfig {
     pub authors: u32,
     /// Zipf exponent of author activity.
     pub zipf: f64,
+    /// Share of original posts that report an emergency.
+    pub emergency_share: f64,
+    /// Share of original posts that spread a rumor.
+    pub rumor_share: f64,
 }
 
 impl Default for GenConfig {
@@ -35,14 +39,17 @@ impl Default for GenConfig {
             start_ms: 1_780_000_000_000,
             authors: 500_000,
             zipf: 0.8,
+            emergency_share: P_EMERGENCY,
+            rumor_share: P_RUMOR,
         }
     }
 }
 
 /// Share of mentions (of originals; reposts inherit their parent's kind).
+pub const P_EMERGENCY: f64 = 0.02;
+/// Default share of rumor originals.
+pub const P_RUMOR: f64 = 0.01;
 const P_ENGLISH: f64 = 0.05;
-const P_EMERGENCY: f64 = 0.02;
-const P_RUMOR: f64 = 0.01;
 const P_REPOST: f64 = 0.12;
 const P_REPLY: f64 = 0.05;
 /// Emergency posts without a region.
@@ -405,10 +412,11 @@ impl Generator {
         let english = self.chance(P_ENGLISH);
         let target = self.rng.random_range(MIN_CHARS..=MAX_CHARS);
         let u: f64 = self.rng.random();
-        if u < P_EMERGENCY {
+        let (pe, pr) = (self.cfg.emergency_share, self.cfg.rumor_share);
+        if u < pe {
             self.emergency(english, target);
             Kind::Emergency
-        } else if u < P_EMERGENCY + P_RUMOR {
+        } else if u < pe + pr {
             self.rumor(english);
             Kind::Rumor
         } else {
@@ -435,10 +443,20 @@ impl Generator {
 
     /// Write the next line (with its newline) to `out`.
     pub fn next_line(&mut self, out: &mut Vec<u8>) {
+        let ts = self.cfg.start_ms + (self.i as f64 / self.cfg.rate_per_ms) as i64;
+        self.next_line_at(ts, out);
+    }
+
+    /// The numeric id the next line will carry (ids are consecutive).
+    pub fn next_id(&self) -> u64 {
+        self.id_base + self.i
+    }
+
+    /// Write the next line with event time `ts` (live feeds stamp mentions when they send them).
+    pub fn next_line_at(&mut self, ts: i64, out: &mut Vec<u8>) {
         let i = self.i;
         self.i += 1;
         let id = self.id_base + i;
-        let ts = self.cfg.start_ms + (i as f64 / self.cfg.rate_per_ms) as i64;
         let author = self.author();
         self.text.clear();
 

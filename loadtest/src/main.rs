@@ -1,10 +1,9 @@
-//! `huiying-loadtest`: tools to load-test huiying. For now one subcommand, `gen`, which writes
-//! realistic generic-format mentions as JSON Lines to stdout (see README.md).
-
-mod gen;
-mod vocab;
+//! `huiying-loadtest`: `gen` writes realistic mentions as JSON Lines; `run` runs a scenario
+//! against huiying and writes a report (see README.md).
 
 use clap::{Parser, Subcommand};
+use huiying_loadtest::{gen, run};
+use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,6 +39,30 @@ enum Cmd {
         #[arg(long, default_value_t = 0.8, value_parser = positive)]
         zipf: f64,
     },
+    /// Run a scenario (`scenarios/<name>`) against huiying and write result.json, report.md
+    /// and chart.svg.
+    Run {
+        /// The scenario folder.
+        scenario: PathBuf,
+        /// Output folder (default: `loadtest/runs/<scenario>-<time>`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The `huiying` binary to start as the engine process.
+        #[arg(long, default_value = "target/release/huiying")]
+        huiying: PathBuf,
+        /// Run the engine inside this process instead (no separate process, no pinning).
+        #[arg(long)]
+        in_process: bool,
+        /// CPUs for the engine (`taskset -c`); empty: no pinning.
+        #[arg(long, default_value = "0")]
+        engine_cpus: String,
+        /// Bound the traffic to this many seconds (e.g. the soak).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Rules directory.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
 }
 
 fn positive(s: &str) -> Result<f64, String> {
@@ -66,8 +89,54 @@ fn main() -> anyhow::Result<()> {
                 start_ms,
                 authors: authors.max(1),
                 zipf,
+                ..gen::GenConfig::default()
             };
             gen::run(cfg, std::io::stdout().lock())?;
+        }
+        Cmd::Run {
+            scenario,
+            out,
+            huiying,
+            in_process,
+            engine_cpus,
+            duration,
+            rules,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let name = scenario
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".into());
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from("loadtest/runs").join(format!(
+                    "{name}-{}",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                ))
+            });
+            let engine = if in_process {
+                run::EngineMode::InProcess
+            } else {
+                run::EngineMode::Spawn {
+                    bin: huiying,
+                    cpus: (!engine_cpus.is_empty()).then_some(engine_cpus),
+                }
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            let result = rt.block_on(run::run(run::RunOptions {
+                scenario_dir: scenario,
+                out_dir: out.clone(),
+                engine,
+                max_duration: duration,
+                rules: rules.unwrap_or_else(run::default_rules),
+            }))?;
+            print!("{}", huiying_loadtest::report::markdown(&result));
+            eprintln!("Report: {}", out.join("report.md").display());
         }
     }
     Ok(())
