@@ -221,6 +221,8 @@ pub struct Tick {
     pub rss_bytes: u64,
     /// Engine CPU time so far, seconds.
     pub cpu_secs: f64,
+    /// The harness's own CPU time so far (the load generator must not be the limit).
+    pub harness_cpu_secs: f64,
 }
 
 /// GET a path of the engine; the body.
@@ -280,6 +282,9 @@ pub async fn sample(
         if let Ok(s) = procstat::sample(pid) {
             t.rss_bytes = s.rss_bytes;
             t.cpu_secs = s.cpu_secs;
+        }
+        if let Ok(s) = procstat::sample(std::process::id()) {
+            t.harness_cpu_secs = s.cpu_secs;
         }
         ticks.lock().unwrap_or_else(|e| e.into_inner()).push(t);
     }

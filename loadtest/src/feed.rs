@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Background mentions per generic frame, at most (a frame is also cut every tick).
 const FRAME_MAX: u64 = 256;
+/// Background mentions generated per tick at most, so a sender far behind (the engine pushing
+/// back) catches up in bounded steps instead of building one huge backlog in memory.
+const TICK_MAX: u64 = 16 * FRAME_MAX;
 /// The sender's tick.
 const TICK: Duration = Duration::from_millis(2);
 
@@ -47,6 +50,8 @@ pub struct SendLog {
     pub max_behind_ms: u64,
     /// Times the engine (re)connected.
     pub connections: u32,
+    /// The traffic is over (the connection stays open until the run stops the sender).
+    pub finished: bool,
 }
 
 impl SendLog {
@@ -305,6 +310,7 @@ pub async fn send(
             (due.saturating_sub(sent_bg)) as f64 / p.rate(t).max(1.0) * 1e3
         }) as u64;
         let mut bg_frames: Vec<(u64, u32)> = Vec::new();
+        let due = due.min(sent_bg + TICK_MAX);
         while sent_bg < due {
             let n = (due - sent_bg).min(FRAME_MAX);
             let first = gen.next_id();
@@ -359,6 +365,15 @@ pub async fn send(
         }
         // Drain whatever the engine sent (subscriptions, pings) so pongs go out.
         while let Some(Some(Ok(_))) = futures::FutureExt::now_or_never(ws.next()) {}
+    }
+    // Keep the connection (answering pings) while the run drains, so the engine does not
+    // reconnect in the middle of the measurement.
+    log.lock().finished = true;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            m = ws.next() => if !matches!(m, Some(Ok(_))) { break },
+        }
     }
     let _ = ws.close(None).await;
     Ok(())

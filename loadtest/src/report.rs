@@ -75,6 +75,10 @@ pub struct Ingest {
     pub accepted_per_sec_median: f64,
     /// Largest lag of the sender behind the schedule (the engine pushing back), ms.
     pub max_behind_ms: u64,
+    /// The highest per-second rate at which the engine kept up: the sender on schedule and
+    /// the engine accepting ≥ 98 % of the target in that second, and the p99 latency of that
+    /// second (if any mention joined an incident) under 1 s.
+    pub max_sustained_per_sec: f64,
     /// Feed connections (1 = never reconnected).
     pub connections: u32,
 }
@@ -86,7 +90,7 @@ pub struct InjectionResult {
     pub name: String,
     /// Kind.
     pub kind: InjectKind,
-    /// Mentions sent.
+    /// Mentions sent (0: the run ended before its time).
     pub sent: u64,
     /// The incident it produced.
     pub incident: Option<Opened>,
@@ -107,6 +111,8 @@ pub struct InjectionResult {
 pub struct Point {
     /// Second.
     pub t: u32,
+    /// Mentions the profile asked for in it.
+    pub target: f64,
     /// Mentions sent in it.
     pub sent: u64,
     /// Mentions accepted in it.
@@ -136,6 +142,8 @@ pub struct Resources {
     pub cpu_secs: f64,
     /// Mean CPU (% of one core).
     pub cpu_pct_mean: f64,
+    /// The harness's CPU seconds (generator, feed server, driver) during the run.
+    pub harness_cpu_secs: f64,
 }
 
 /// A run's result (the JSON file).
@@ -240,6 +248,7 @@ pub fn compute(i: Inputs<'_>) -> RunResult {
             .copied()
             .unwrap_or(0.0),
         max_behind_ms: log.max_behind_ms,
+        max_sustained_per_sec: 0.0,
         connections: log.connections,
     };
 
@@ -306,7 +315,20 @@ pub fn compute(i: Inputs<'_>) -> RunResult {
     }
 
     let resources = resources(i.ticks);
-    let timeline = timeline(log, obs, i.ticks);
+    let timeline = timeline(sc, log, obs, i.ticks);
+    let ingest = Ingest {
+        max_sustained_per_sec: timeline
+            .iter()
+            .filter(|p| {
+                p.target > 0.0
+                    && p.sent as f64 >= 0.98 * p.target
+                    && p.accepted >= 0.98 * p.target
+                    && p.p99_ms.is_none_or(|l| l < 1000.0)
+            })
+            .map(|p| p.accepted)
+            .fold(0.0, f64::max),
+        ..ingest
+    };
     let mut a: Vec<u64> = obs.assigned_latency.iter().map(|x| x.1).collect();
     let mut o = obs.open_latency.clone();
     RunResult {
@@ -320,7 +342,10 @@ pub fn compute(i: Inputs<'_>) -> RunResult {
         ingest,
         latency_assigned: Latency::of(&mut a),
         latency_opened: Latency::of(&mut o),
-        missed_injections: injections.iter().filter(|x| x.incident.is_none()).count(),
+        missed_injections: injections
+            .iter()
+            .filter(|x| x.sent > 0 && x.incident.is_none())
+            .count(),
         injections,
         unmatched_incidents: unmatched,
         incidents_opened: obs.opened.len(),
@@ -357,10 +382,11 @@ fn resources(ticks: &[Tick]) -> Resources {
         rss_slope_mb_per_hour: if sxx > 0.0 { sxy / sxx * 3600.0 } else { 0.0 },
         cpu_secs: last.cpu_secs - first.cpu_secs,
         cpu_pct_mean: (last.cpu_secs - first.cpu_secs) / span * 100.0,
+        harness_cpu_secs: last.harness_cpu_secs - first.harness_cpu_secs,
     }
 }
 
-fn timeline(log: &SendLog, obs: &Observed, ticks: &[Tick]) -> Vec<Point> {
+fn timeline(sc: &Scenario, log: &SendLog, obs: &Observed, ticks: &[Tick]) -> Vec<Point> {
     let secs = log
         .per_sec
         .len()
@@ -374,8 +400,13 @@ fn timeline(log: &SendLog, obs: &Observed, ticks: &[Tick]) -> Vec<Point> {
     let mut pts: Vec<Point> = (0..secs)
         .map(|s| {
             let l = Latency::of(&mut lat[s]);
+            let target = sc
+                .profile
+                .as_ref()
+                .map_or(0.0, |p| p.due(s as f64 + 1.0) - p.due(s as f64));
             Point {
                 t: s as u32,
+                target,
                 sent: log.per_sec.get(s).copied().unwrap_or(0),
                 p50_ms: (l.count > 0).then_some(l.p50_ms),
                 p99_ms: (l.count > 0).then_some(l.p99_ms),
@@ -424,6 +455,10 @@ pub fn markdown(r: &RunResult) -> String {
             ),
         ),
         (
+            "最大可持续速率 max sustained rate (engine kept up, p99 < 1 s)",
+            format!("{:.0}/s", i.max_sustained_per_sec),
+        ),
+        (
             "丢失 lost / rejected",
             format!("{} / {}", i.lost, i.rejected),
         ),
@@ -453,10 +488,14 @@ pub fn markdown(r: &RunResult) -> String {
         ),
         (
             "漏报 missed injections",
-            format!("{} of {}", r.missed_injections, r.injections.len()),
+            format!(
+                "{} of {} sent",
+                r.missed_injections,
+                r.injections.iter().filter(|x| x.sent > 0).count()
+            ),
         ),
         (
-            "其他事件 incidents not from injections",
+            "其他事件 incidents not from injections (background posts)",
             format!("{:?}", r.unmatched_incidents),
         ),
         (
@@ -472,8 +511,8 @@ pub fn markdown(r: &RunResult) -> String {
         (
             "CPU (engine)",
             format!(
-                "{:.1} s, mean {:.0} % of a core",
-                r.resources.cpu_secs, r.resources.cpu_pct_mean
+                "{:.1} s, mean {:.0} % of a core (harness: {:.1} s)",
+                r.resources.cpu_secs, r.resources.cpu_pct_mean, r.resources.harness_cpu_secs
             ),
         ),
     ];

@@ -165,6 +165,8 @@ fn uptime() -> String {
 
 /// Run a scenario; the result is also written to `out_dir`.
 pub async fn run(opts: RunOptions) -> anyhow::Result<RunResult> {
+    // The HTTP client is built on rustls with no default provider: install the engine's.
+    huiying::feeds::install_tls();
     let sc = Scenario::load(&opts.scenario_dir)?;
     let duration = opts
         .max_duration
@@ -309,7 +311,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResult> {
         cancel_send.cancel();
         fanout_result = Some(r?);
     }
-    sender.await.context("sender task")??;
+    while !log.lock().finished && !sender.is_finished() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let sent_secs = start.elapsed().as_secs_f64();
 
     // Drain: until the engine accepted (or rejected) all that was sent, then a little more for
@@ -327,6 +331,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResult> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    cancel_send.cancel();
+    sender.await.context("sender task")??;
     stop.cancel();
     let _ = watcher.await;
     let _ = sampler.await;

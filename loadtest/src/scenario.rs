@@ -247,10 +247,10 @@ pub struct Scenario {
     /// Distinct background authors.
     #[serde(default = "authors")]
     pub authors: u32,
-    /// Share of background originals reporting an emergency (real traffic: a trickle).
+    /// Share of background originals reporting an emergency (real traffic: a trickle; 0.05 %).
     #[serde(default = "emergency_share")]
     pub emergency_share: f64,
-    /// Share of background originals spreading a rumor.
+    /// Share of background originals spreading a rumor (0.02 %).
     #[serde(default = "rumor_share")]
     pub rumor_share: f64,
     /// Injections.
@@ -277,10 +277,10 @@ fn authors() -> u32 {
     500_000
 }
 fn emergency_share() -> f64 {
-    0.001
+    0.0005
 }
 fn rumor_share() -> f64 {
-    0.0005
+    0.0002
 }
 fn drain() -> f64 {
     10.0

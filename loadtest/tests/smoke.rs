@@ -50,7 +50,10 @@ async fn smoke_detects_the_injection_and_a_small_fanout_stays_within_limits() {
     assert!(inj.as_expected, "{inj:#?}");
     let delay = inj.delay_event_secs.expect("delay");
     assert!((0.0..30.0).contains(&delay), "{inj:#?}");
-    assert!(inj.delay_mentions.is_some_and(|m| (1..=20).contains(&m)), "{inj:#?}");
+    assert!(
+        inj.delay_mentions.is_some_and(|m| (1..=20).contains(&m)),
+        "{inj:#?}"
+    );
     assert!(r.latency_opened.count >= 1, "{:?}", r.latency_opened);
     assert!(r.resources.rss_max_mb > 0.0);
     assert!(!r.timeline.is_empty());
@@ -71,7 +74,10 @@ async fn smoke_detects_the_injection_and_a_small_fanout_stays_within_limits() {
     // The second notice waits for the limiters: at least the period, as the minimum says.
     let second = &f.notices[1];
     assert!(second.min_allowed_ms > 0, "{f:#?}");
-    assert!(second.approval_to_last_ms >= second.min_allowed_ms, "{f:#?}");
+    assert!(
+        second.approval_to_last_ms >= second.min_allowed_ms,
+        "{f:#?}"
+    );
     assert!(std::fs::read_to_string(out.path().join("report.md"))
         .expect("report")
         .contains("Limit violations"));
