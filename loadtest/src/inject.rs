@@ -33,13 +33,16 @@ pub struct Planned {
     pub reply_to: Option<u64>,
 }
 
+// A district the generator never names, so background posts cannot have opened its incident
+// before the injection (the 2023 floods hit 密云 hard).
 const FLOOD: &[&str] = &[
-    "北京海淀区路口积水严重，车被淹了，水已经没过车顶",
-    "海淀区这边暴雨积水太深了，车被淹了好几辆，大家别过来",
-    "北京海淀区下沉式立交桥积水严重，有车被困",
-    "海淀区小区地库进水了，积水已经到膝盖",
+    "北京密云区路口积水严重，车被淹了，水已经没过车顶",
+    "密云区这边暴雨积水太深了，车被淹了好几辆，大家别过来",
+    "北京密云区下沉式立交桥积水严重，有车被困",
+    "密云区小区地库进水了，积水已经到膝盖",
 ];
-const RUMOR_ROOT: &str = "网传朝阳区自来水厂被投毒，明天全区停水三天，赶紧囤水，速转！";
+// A story that matches no known claim, so only the cascade can make it an incident.
+const RUMOR_ROOT: &str = "网传顺义区下周起全区停水一个月，大家赶紧囤水，速转！";
 const RUMOR_REPOST: &[&str] = &["速转！", "紧急扩散", "家里有老人的注意", "转发"];
 const RUMOR_ASK: &[&str] = &[
     "真的吗？求证",
@@ -47,10 +50,11 @@ const RUMOR_ASK: &[&str] = &[
     "求官方辟谣，真的要停水吗？",
     "真的吗？我们小区没通知啊",
 ];
+// A known claim (rules/claims.toml: cotton-meat-floss) the generator never repeats.
 const CLAIM: &[&str] = &[
-    "吃碘盐能防辐射，赶紧去超市抢",
-    "听说吃碘盐能防辐射，家里多备点",
-    "碘盐防辐射，大家快去买",
+    "肉松是棉花做的，大家别给孩子买了",
+    "听说棉花肉松又出现了，家里有孩子的注意",
+    "棉花做的肉松流入超市了，大家小心",
 ];
 
 /// The mentions of injection `k`, in send order.

@@ -325,7 +325,7 @@ pub fn compute(i: Inputs<'_>) -> RunResult {
                     && p.accepted >= 0.98 * p.target
                     && p.p99_ms.is_none_or(|l| l < 1000.0)
             })
-            .map(|p| p.accepted)
+            .map(|p| p.target)
             .fold(0.0, f64::max),
         ..ingest
     };

@@ -185,8 +185,8 @@ pub struct Inject {
     /// Mentions (each by a distinct author).
     #[serde(default = "default_mentions")]
     pub mentions: u32,
-    /// Texts, used in turn. Emergency defaults to a flood in 海淀区; rumor to a made-up story;
-    /// claim to the iodized-salt claim.
+    /// Texts, used in turn. Emergency defaults to a flood in 密云区; rumor to a made-up story;
+    /// claim to the cotton-meat-floss claim.
     #[serde(default)]
     pub texts: Vec<String>,
     /// The category the incident should have (checked, reported).

@@ -25,7 +25,7 @@ async fn run_in_process(scenario_dir: PathBuf, out: &Path) -> huiying_loadtest::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn smoke_detects_the_injection_and_a_small_fanout_stays_within_limits() {
-    // 1. Traffic with an injected flood in 海淀区.
+    // 1. Traffic with an injected flood in 密云区.
     let dir = tempfile::tempdir().expect("tempdir");
     let r = run_in_process(scenarios().join("smoke"), dir.path()).await;
     for f in ["result.json", "report.md", "chart.svg", "engine.toml"] {
@@ -34,7 +34,7 @@ async fn smoke_detects_the_injection_and_a_small_fanout_stays_within_limits() {
         assert!(len > 0, "{} missing or empty", p.display());
     }
     let report = std::fs::read_to_string(dir.path().join("report.md")).expect("report");
-    assert!(report.contains("flood-haidian"), "{report}");
+    assert!(report.contains("flood-miyun"), "{report}");
     let json: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("result.json")).expect("result"),
     )
