@@ -382,6 +382,67 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use huiying::feeds::websocket::{Generic, Protocol};
+
+    fn planned(seq: u64, text: &str, repost_of: Option<u64>, reply_to: Option<u64>) -> Planned {
+        Planned {
+            seq,
+            at_ms: 0,
+            author: format!("a{seq}"),
+            text: text.into(),
+            repost_of,
+            reply_to,
+        }
+    }
+
+    /// What the encoder sends, read back by the engine's own protocols.
+    #[test]
+    fn frames_parse_with_the_engines_protocols() {
+        let ps = [
+            planned(7, "北京暴雨 <b>&</b> 积水", None, None),
+            planned(8, "速转！", Some(7), None),
+            planned(9, "真的吗？", None, Some(7)),
+        ];
+        let stamped: Vec<(&Planned, i64)> = ps.iter().map(|p| (p, 1_780_000_000_123)).collect();
+        let mut frames = Vec::new();
+        let enc = Encoder {
+            format: FeedFormat::Generic,
+            host: "127.0.0.1:9".into(),
+        };
+        enc.injected(&stamped, &mut frames);
+        assert_eq!(frames.len(), 1, "one array frame");
+        let f = Generic { url: String::new() }.on_text(&frames[0]);
+        assert_eq!(f.mentions.len(), 3, "{:?}", f.rejects);
+        assert_eq!(f.mentions[1].repost_of.as_deref(), Some("7"));
+        assert_eq!(f.mentions[2].reply_to.as_deref(), Some("7"));
+        assert_eq!(f.mentions[0].ts, 1_780_000_000_123);
+
+        let enc = Encoder {
+            format: FeedFormat::Mastodon,
+            host: "127.0.0.1:9".into(),
+        };
+        frames.clear();
+        enc.injected(&stamped, &mut frames);
+        assert_eq!(frames.len(), 3, "one update per status");
+        let cfg = huiying::config::FeedConfig {
+            name: "t".into(),
+            kind: huiying::config::FeedKind::Mastodon,
+            url: "ws://127.0.0.1:9/api/v1/streaming".into(),
+            ..Default::default()
+        };
+        let mut m = huiying::feeds::mastodon::Mastodon::new(&cfg, None).expect("protocol");
+        let got: Vec<_> = frames.iter().flat_map(|f| m.on_text(f).mentions).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].text, "北京暴雨 <b>&</b> 积水", "HTML round trip");
+        assert_eq!(driver_seq(&got[0].id), Some(7));
+        assert_eq!(got[1].repost_of.as_deref().and_then(driver_seq), Some(7));
+        assert_eq!(got[2].reply_to.as_deref().and_then(driver_seq), Some(7));
+        assert_eq!(got[0].ts, 1_780_000_000_123);
+    }
+
+    fn driver_seq(id: &str) -> Option<u64> {
+        crate::driver::seq_of(id)
+    }
 
     #[test]
     fn send_log_finds_frames_and_injections() {
