@@ -9,6 +9,8 @@ use prometheus::{
 };
 use std::sync::OnceLock;
 
+pub mod respond;
+
 /// Every metric the engine exports.
 pub struct Metrics {
     /// The registry `/metrics` renders.
