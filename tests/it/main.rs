@@ -10,6 +10,7 @@ mod notices;
 mod outbox;
 mod publish;
 mod replay;
+mod replies;
 mod respond;
 mod rules;
 mod service;
