@@ -359,6 +359,16 @@ impl<C: Clock + Clone> Dispatcher<C> {
             }
         }
         self.recovered = true;
+        if !(report.found.is_empty() && report.retried.is_empty() && report.unchecked.is_empty()) {
+            tracing::info!(
+                found = report.found.len(),
+                retried = report.retried.len(),
+                unchecked = report.unchecked.len(),
+                runnable = report.runnable,
+                blocked = report.blocked,
+                "Outbox recovered: jobs a crash left in flight are resolved."
+            );
+        }
         Ok(report)
     }
 
