@@ -10,6 +10,7 @@ mod matrix;
 mod notices;
 mod outbox;
 mod publish;
+mod redis_server;
 mod replay;
 mod replies;
 mod respond;
