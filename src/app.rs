@@ -435,8 +435,25 @@ pub struct Service {
     pub addr: SocketAddr,
     /// The live rules.
     pub rules: SharedRules,
+    /// The shared Redis when `store` is a Redis URL (for the stages that share state through it).
+    pub redis: Option<crate::store::redis::Redis>,
     cancel: CancellationToken,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Open the store a config names: `memory`, a redb file, or a Redis URL (connecting with the
+/// `[redis]` settings). Call from inside the runtime.
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    use crate::store::redis::{is_redis_url, Redis, RedisStore};
+    if is_redis_url(&cfg.store) {
+        let r = Redis::connect(&cfg.store, &cfg.redis)
+            .await
+            .context("connecting to Redis for the store")?;
+        let retention = Duration::from_secs(u64::from(cfg.redis.closed_retention_days) * 86_400);
+        return Ok(Arc::new(RedisStore::new(r, retention)?));
+    }
+    let spec = cfg.store.clone();
+    Ok(tokio::task::spawn_blocking(move || crate::store::open(&spec)).await??)
 }
 
 impl Service {
@@ -479,6 +496,26 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     let restored = tokio::task::spawn_blocking(move || st2.open_incidents()).await??;
     let live: LiveIncidents = Default::default();
     let mut engine = Engine::new();
+    // Several instances as one: incident ids claimed in Redis, windows merged there.
+    let redis = if crate::store::redis::is_redis_url(&cfg.store) {
+        Some(
+            crate::store::redis::Redis::connect(&cfg.store, &cfg.redis)
+                .await
+                .context("connecting to Redis")?,
+        )
+    } else {
+        None
+    };
+    let mut sync_task = None;
+    if let Some(r) = &redis {
+        let (coord, sync) = crate::store::redis::RedisCoordinator::new(
+            r.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        engine = engine.with_coordinator(Box::new(coord));
+        sync_task = Some(sync);
+        tracing::info!(namespace = %r.namespace(), instance = %r.instance(), "Sharing incidents through Redis.");
+    }
     {
         let mut g = live.write().unwrap_or_else(|p| p.into_inner());
         for i in &restored {
@@ -513,6 +550,17 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     let (store_tx, store_rx) = tokio::sync::mpsc::channel::<Arc<Event>>(65_536);
     let writer = tokio::spawn(crate::store::writer::run(store.clone(), store_rx));
 
+    // Incident events go to the other instances; each stream announces an incident once.
+    let dedup = Arc::new(crate::store::redis::StreamDedup::default());
+    let (publish_tx, publisher) = match &redis {
+        Some(r) => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Arc<Event>>(4096);
+            let task = tokio::spawn(crate::store::redis::events::publish(r.clone(), rx));
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
+    let dedup2 = dedup.clone();
     let live2 = live.clone();
     let bus = events_tx.clone();
     let mut pcfg = PipelineConfig::default();
@@ -523,12 +571,30 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         if let Outcome::Events(evs) = o {
             for e in evs {
                 api::apply_to_live(&live2, e);
-                let _ = bus.send(StreamMsg {
-                    json: Arc::from(e.to_json()),
-                    assignment: e.is_assignment(),
-                });
+                let show = match (e, &publish_tx) {
+                    (Event::Incident { kind, incident, .. }, Some(_)) => {
+                        dedup2.first(*kind, &incident.id)
+                    }
+                    _ => true,
+                };
+                if show {
+                    let _ = bus.send(StreamMsg {
+                        json: Arc::from(e.to_json()),
+                        assignment: e.is_assignment(),
+                    });
+                }
                 // The store must see every event: wait rather than drop.
                 let shared = Arc::new(e.clone());
+                if let (Some(tx), Event::Incident { .. }) = (&publish_tx, e) {
+                    // Live-only: the other instances read the shared store after a gap.
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) =
+                        tx.try_send(shared.clone())
+                    {
+                        tracing::warn!(
+                            "Cluster event queue full: an incident event was not published."
+                        );
+                    }
+                }
                 if let (Some(tx), Event::Incident { .. }) = (&respond_tx, e) {
                     // Drafting is idempotent and every update carries the incident again: a
                     // full queue drops (and logs) rather than stall the pipeline.
@@ -567,6 +633,20 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         })?;
 
     let mut tasks = respond_tasks;
+    if let (Some(r), Some(sync)) = (&redis, sync_task) {
+        tasks.push(tokio::spawn(sync.run(ingest_tx.clone(), cancel.clone())));
+        let sinks = crate::store::redis::events::Sinks {
+            live: live.clone(),
+            bus: events_tx.clone(),
+            dedup: dedup.clone(),
+            store: store.clone(),
+        };
+        tasks.push(tokio::spawn(crate::store::redis::events::subscribe(
+            r.clone(),
+            sinks,
+            cancel.clone(),
+        )));
+    }
     // Event time keeps moving on quiet feeds.
     {
         let tx = ingest_tx.clone();
@@ -638,6 +718,7 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         cancel: cancel.clone(),
         feeds: registry,
         respond,
+        redis: redis.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
@@ -664,6 +745,9 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
             }
         })
         .await?;
+        if let Some(p) = publisher {
+            let _ = p.await;
+        }
         let failed = writer.await?;
         if failed > 0 {
             tracing::warn!(failed, "Some store batches failed to write.");
@@ -673,6 +757,7 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     });
     Ok(Service {
         addr,
+        redis,
         rules,
         cancel,
         done,
@@ -743,7 +828,7 @@ fn serve(cfg: Config, demo: bool) -> anyhow::Result<std::process::ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let store = crate::store::open(&cfg.store).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let store = open_store(&cfg).await?;
         let svc = start(ServiceOptions {
             config: cfg.clone(),
             store,

@@ -42,6 +42,8 @@ pub struct RedisConfig {
     pub password_env: Option<String>,
     /// File holding the Redis password.
     pub password_file: Option<PathBuf>,
+    /// Days a closed incident (and its mention index) stays in Redis (default 30).
+    pub closed_retention_days: u32,
 }
 
 impl Default for RedisConfig {
@@ -51,6 +53,7 @@ impl Default for RedisConfig {
             instance: None,
             password_env: None,
             password_file: None,
+            closed_retention_days: 30,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! Every hand-off carries a batch, never a single mention: a cross-core wake-up costs more than
 //! analysing dozens of mentions.
 
+use crate::cluster::coord::ClusterCount;
 use crate::cluster::{Engine, EngineStats, Event};
 use crate::detect::reload::SharedRules;
 use crate::detect::{Analysis, Analyzer, RuleSet};
@@ -34,6 +35,8 @@ pub enum Item {
     Tick(i64),
     /// Mentions deleted at the source (by id).
     Delete(Vec<String>),
+    /// Distinct authors per emergency key over every instance (from the Redis sync task).
+    Cluster(Vec<ClusterCount>),
 }
 
 /// What the engine thread reports for every input item, in input order.
@@ -54,6 +57,7 @@ enum Done {
     Rejected(u64, RejectReason),
     Tick(i64),
     Delete(Vec<String>),
+    Cluster(Vec<ClusterCount>),
 }
 
 struct Analysed {
@@ -155,6 +159,10 @@ impl Pipeline {
                                     engine.delete(&ids, &mut events);
                                     sink(Outcome::Events(&events));
                                 }
+                                Done::Cluster(counts) => {
+                                    engine.merge_cluster(&b.rules, &counts, &mut events);
+                                    sink(Outcome::Events(&events));
+                                }
                                 Done::Tick(now) => {
                                     engine.tick(&b.rules, now, &mut events);
                                     sink(Outcome::Events(&events));
@@ -241,6 +249,7 @@ fn worker(
                 Item::Parsed(mention, at) => Ok((*mention, Some(at))),
                 Item::Tick(now) => Err(Done::Tick(now)),
                 Item::Delete(ids) => Err(Done::Delete(ids)),
+                Item::Cluster(c) => Err(Done::Cluster(c)),
             });
         }
         let t1 = Instant::now();

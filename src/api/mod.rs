@@ -64,6 +64,8 @@ pub struct ApiState {
     pub feeds: Arc<crate::feeds::health::FeedRegistry>,
     /// The respond stage (`None`: off; its endpoints answer 503 `respond_disabled`).
     pub respond: Option<Arc<crate::respond::stage::Respond>>,
+    /// The shared Redis, when `store` is a Redis URL (its health is in `/healthz`).
+    pub redis: Option<crate::store::redis::Redis>,
 }
 
 /// An API error: logged with its cause, answered as `{ "error": code, "message": … }`.
@@ -141,8 +143,14 @@ async fn list_feeds(State(s): State<ApiState>) -> Json<serde_json::Value> {
 async fn healthz(State(s): State<ApiState>) -> Json<serde_json::Value> {
     let open = s.live.read().map(|g| g.len()).unwrap_or(0);
     let rules = s.rules.load();
+    // Redis down: detection goes on locally, so the instance is degraded, not dead.
+    let redis = s
+        .redis
+        .as_ref()
+        .map(|r| if r.is_up() { "up" } else { "down" });
     Json(json!({
-        "status": "ok",
+        "status": if redis == Some("down") { "degraded" } else { "ok" },
+        "redis": redis,
         "store": s.store.kind(),
         "open_incidents": open,
         "rule_patterns": rules.pattern_count(),

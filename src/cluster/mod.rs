@@ -2,6 +2,7 @@
 //! event time, keeps spike windows per (category, region) and rumor clusters per cascade or
 //! near-duplicate claim, and turns them into incidents with a lifecycle and a severity.
 
+pub mod coord;
 pub mod engine;
 pub mod incident;
 pub mod rumor;

@@ -10,6 +10,14 @@
 //! Configured by `store = "redis://HOST:PORT/DB"` and the `[redis]` table (namespace, password
 //! from env or file: never in the URL of a committed config, never logged).
 
+pub mod events;
+pub mod shared;
+pub mod store;
+
+pub use events::StreamDedup;
+pub use shared::RedisCoordinator;
+pub use store::RedisStore;
+
 use crate::config::RedisConfig;
 use redis::aio::ConnectionManager;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +39,8 @@ pub enum RedisError {
 #[derive(Clone)]
 pub struct Redis {
     conn: ConnectionManager,
+    /// For what the multiplexed connection cannot carry (pub/sub subscriptions).
+    client: redis::Client,
     namespace: Arc<str>,
     instance: Arc<str>,
     up: Arc<AtomicBool>,
@@ -62,6 +72,7 @@ impl Redis {
             info = info.set_redis_settings(settings);
         }
         let client = redis::Client::open(info)?;
+        let pubsub_client = client.clone();
         let mgr_cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))
@@ -74,6 +85,7 @@ impl Redis {
             .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
         Ok(Redis {
             conn,
+            client: pubsub_client,
             namespace: Arc::from(cfg.namespace.as_str()),
             instance: Arc::from(instance.as_str()),
             up: Arc::new(AtomicBool::new(true)),
@@ -83,6 +95,11 @@ impl Redis {
     /// A connection handle (clones share one multiplexed connection).
     pub fn conn(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// The client, for a dedicated connection (pub/sub).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
     }
 
     /// `{namespace}:{suffix}`.
@@ -136,4 +153,58 @@ fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "huiying".into())
+}
+
+/// Redis metrics, registered in the global registry on first use.
+pub struct RedisMetrics {
+    /// Round trips to Redis by purpose (`store`, `sync`, `claim`, `events`).
+    pub round_trips: prometheus::IntCounterVec,
+    /// Failed round trips by purpose.
+    pub errors: prometheus::IntCounterVec,
+    /// Incident id claims by result (`won`, `adopted`, `local`: Redis unreachable).
+    pub claims: prometheus::IntCounterVec,
+    /// Incident events received from other instances, by result (`shown`, `duplicate`,
+    /// `invalid`).
+    pub remote_events: prometheus::IntCounterVec,
+}
+
+/// The Redis metrics.
+pub fn metrics() -> &'static RedisMetrics {
+    static M: std::sync::OnceLock<RedisMetrics> = std::sync::OnceLock::new();
+    M.get_or_init(|| {
+        let r = &crate::metrics::global().registry;
+        let vec = |name: &str, help: &str, label: &str| {
+            let c = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), &[label])
+                .expect("valid metric");
+            r.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        RedisMetrics {
+            round_trips: vec(
+                "huiying_redis_round_trips_total",
+                "Round trips to Redis, by purpose (store, sync, claim, events).",
+                "op",
+            ),
+            errors: vec(
+                "huiying_redis_errors_total",
+                "Failed round trips to Redis, by purpose.",
+                "op",
+            ),
+            claims: vec(
+                "huiying_cluster_claims_total",
+                "Incident id claims, by result (won, adopted, local).",
+                "result",
+            ),
+            remote_events: vec(
+                "huiying_cluster_remote_events_total",
+                "Incident events from other instances, by result (shown, duplicate, invalid).",
+                "result",
+            ),
+        }
+    })
+}
+
+/// Count one round trip for `op`.
+pub(crate) fn round_trip(op: &'static str) {
+    metrics().round_trips.with_label_values(&[op]).inc();
 }
