@@ -641,11 +641,21 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
             dedup: dedup.clone(),
             store: store.clone(),
         };
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         tasks.push(tokio::spawn(crate::store::redis::events::subscribe(
             r.clone(),
             sinks,
+            ready_tx,
             cancel.clone(),
         )));
+        // Started means receiving the other instances' events; a Redis that is down does not
+        // hold the start up for long (the subscriber keeps retrying).
+        if tokio::time::timeout(Duration::from_secs(5), ready_rx)
+            .await
+            .is_err()
+        {
+            tracing::warn!("Not subscribed to the other instances' events yet; going on.");
+        }
     }
     // Event time keeps moving on quiet feeds.
     {

@@ -633,6 +633,8 @@ impl Engine {
             (std::mem::take(&mut s.pending), s.region.clone())
         });
         let (pending, region) = st.unwrap_or_default();
+        // Opened on the cluster's count: the incident says so from its first event.
+        let cluster_authors = if self.coord.is_some() { authors } else { 0 };
         let mut id = format!(
             "em-{}-{:08x}",
             self.now,
@@ -669,7 +671,8 @@ impl Engine {
             samples: Vec::new(),
         };
         let (sev, min_a) = (cat.severity, cat.min_authors);
-        self.open_incident(inc, OpenKey::Emergency(key.clone()), pending, out, |o| {
+        let okey = OpenKey::Emergency(key.clone());
+        self.open_incident(inc, okey, pending, cluster_authors, out, |o| {
             emergency_severity(sev, min_a, o, rate, base, authors)
         });
         if let Some(o) = self.open.get_mut(&id) {
@@ -738,6 +741,7 @@ impl Engine {
         inc: Incident,
         key: OpenKey,
         pending: VecDeque<Pend>,
+        cluster_authors: u64,
         out: &mut Vec<Event>,
         severity: impl Fn(&Open) -> u8,
     ) {
@@ -757,7 +761,7 @@ impl Engine {
             prior: 0.0,
             close_authors: 1,
             shared_key: None,
-            cluster_authors: 0,
+            cluster_authors,
         };
         let ids: Vec<String> = pending.iter().map(|p| p.mention.id.clone()).collect();
         for p in pending {
@@ -979,7 +983,7 @@ impl Engine {
             samples: Vec::new(),
         };
         let oid = inc.id.clone();
-        self.open_incident(inc, OpenKey::Rumor(cid), pending, out, |o| {
+        self.open_incident(inc, OpenKey::Rumor(cid), pending, 0, out, |o| {
             rumor_severity(rules, o)
         });
         if let Some(o) = self.open.get_mut(&oid) {

@@ -145,8 +145,14 @@ pub fn show(sinks: &Sinks, own: &str, payload: &[u8]) -> bool {
 }
 
 /// Subscribe to the channel and show the other instances' events until cancelled;
-/// reconnects with a capped backoff.
-pub async fn subscribe(redis: Redis, sinks: Sinks, cancel: CancellationToken) {
+/// reconnects with a capped backoff. `ready` fires once the first subscription holds.
+pub async fn subscribe(
+    redis: Redis,
+    sinks: Sinks,
+    ready: tokio::sync::oneshot::Sender<()>,
+    cancel: CancellationToken,
+) {
+    let mut ready = Some(ready);
     let ch = channel(&redis);
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -173,6 +179,9 @@ pub async fn subscribe(redis: Redis, sinks: Sinks, cancel: CancellationToken) {
             }
         };
         backoff = Duration::from_millis(100);
+        if let Some(r) = ready.take() {
+            let _ = r.send(());
+        }
         refresh_live(&sinks).await;
         let mut msgs = ps.on_message();
         loop {
