@@ -70,6 +70,14 @@ enum Cmd {
         /// Analysis worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
+        /// Also write incidents and the mention index to a store, as the service does: a redb
+        /// file, or `redis://HOST:PORT/DB` (then incident ids are claimed and windows merged in
+        /// Redis too, so the output depends on timing). Default: no store, byte-identical output.
+        #[arg(long)]
+        store: Option<String>,
+        /// Key namespace with a Redis `--store`.
+        #[arg(long, default_value = "huiying-replay")]
+        namespace: String,
     },
     /// Validate or try out rules.
     Rules {
@@ -210,15 +218,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             speed,
             emit,
             workers,
+            store,
+            namespace,
         } => {
             let rules = rules.unwrap_or_else(default_rules_dir);
             let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-            let summary = replay(
+            let store = store.map(|spec| ReplayStore {
+                spec,
+                redis: crate::config::RedisConfig {
+                    namespace,
+                    ..Default::default()
+                },
+            });
+            let summary = replay_into(
                 &file,
                 &rules,
                 speed,
                 emit,
                 workers,
+                store,
                 out,
                 &mut std::io::stderr(),
             )?;
@@ -303,6 +321,8 @@ pub struct ReplaySummary {
     pub closed: u64,
     /// Wall time.
     pub wall: Duration,
+    /// Round trips to Redis (with a Redis `--store`).
+    pub redis_round_trips: Option<u64>,
 }
 
 impl std::fmt::Display for ReplaySummary {
@@ -329,7 +349,16 @@ impl std::fmt::Display for ReplaySummary {
             f,
             "  mentions/s:        {:.0}",
             (self.accepted + rejected) as f64 / secs
-        )
+        )?;
+        if let Some(n) = self.redis_round_trips {
+            let read = (self.accepted + rejected).max(1) as f64;
+            write!(
+                f,
+                "\n  redis round trips: {n} ({:.2} per 1,000 mentions)",
+                n as f64 * 1000.0 / read
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -344,7 +373,130 @@ pub fn replay<W: Write + Send + 'static>(
     out: W,
     diag: &mut (dyn Write + Send),
 ) -> anyhow::Result<ReplaySummary> {
+    replay_into(file, rules_dir, speed, emit, workers, None, out, diag)
+}
+
+/// Where `replay --store` also writes incidents and the mention index.
+pub struct ReplayStore {
+    /// A redb file or a Redis URL.
+    pub spec: String,
+    /// The `[redis]` settings with a Redis URL.
+    pub redis: crate::config::RedisConfig,
+}
+
+/// The store side of a replay: a runtime with the store writer and, on Redis, the window
+/// sync task (whose counts the reader slips into the next batch).
+struct ReplayBackend {
+    rt: tokio::runtime::Runtime,
+    store_tx: tokio::sync::mpsc::Sender<Arc<Event>>,
+    writer: tokio::task::JoinHandle<u64>,
+    cluster_rx: Option<tokio::sync::mpsc::Receiver<Item>>,
+    sync: Option<tokio::task::JoinHandle<()>>,
+    cancel: CancellationToken,
+}
+
+fn redis_round_trips() -> u64 {
+    let m = crate::store::redis::metrics();
+    ["store", "sync", "claim", "events"]
+        .iter()
+        .map(|op| m.round_trips.with_label_values(&[op]).get())
+        .sum()
+}
+
+impl ReplayBackend {
+    fn open(s: ReplayStore, engine: Engine) -> anyhow::Result<(ReplayBackend, Engine)> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let cfg = Config {
+            store: s.spec.clone(),
+            redis: s.redis,
+            ..Config::default()
+        };
+        let (store, redis) = rt.block_on(async {
+            let store = open_store(&cfg).await?;
+            let redis = if crate::store::redis::is_redis_url(&cfg.store) {
+                Some(crate::store::redis::Redis::connect(&cfg.store, &cfg.redis).await?)
+            } else {
+                None
+            };
+            anyhow::Ok((store, redis))
+        })?;
+        let (store_tx, store_rx) = tokio::sync::mpsc::channel::<Arc<Event>>(65_536);
+        let writer = rt.spawn(crate::store::writer::run(store, store_rx));
+        let cancel = CancellationToken::new();
+        let (mut engine, mut cluster_rx, mut sync) = (engine, None, None);
+        if let Some(r) = redis {
+            let (coord, task) = crate::store::redis::RedisCoordinator::new(r, rt.handle().clone());
+            engine = engine.with_coordinator(Box::new(coord));
+            let (tx, rx) = tokio::sync::mpsc::channel::<Item>(1024);
+            sync = Some(rt.spawn(task.run(tx, cancel.clone())));
+            cluster_rx = Some(rx);
+        }
+        Ok((
+            ReplayBackend {
+                rt,
+                store_tx,
+                writer,
+                cluster_rx,
+                sync,
+                cancel,
+            },
+            engine,
+        ))
+    }
+
+    /// Stop the sync task and wait until the writer has stored everything.
+    fn finish(self) -> u64 {
+        let ReplayBackend {
+            rt,
+            writer,
+            sync,
+            cancel,
+            ..
+        } = self;
+        cancel.cancel();
+        rt.block_on(async {
+            if let Some(s) = sync {
+                let _ = s.await;
+            }
+            writer.await.unwrap_or(1)
+        })
+    }
+}
+
+/// [`replay`], also writing to a store when `store` is given (see `huiying replay --store`).
+#[allow(clippy::too_many_arguments)]
+pub fn replay_into<W: Write + Send + 'static>(
+    file: &Path,
+    rules_dir: &Path,
+    speed: Speed,
+    emit: Emit,
+    workers: Option<usize>,
+    store: Option<ReplayStore>,
+    out: W,
+    diag: &mut (dyn Write + Send),
+) -> anyhow::Result<ReplaySummary> {
     let started = Instant::now();
+    let trips0 = redis_round_trips();
+    let is_redis = store
+        .as_ref()
+        .is_some_and(|s| crate::store::redis::is_redis_url(&s.spec));
+    let (mut backend, engine) = match store {
+        Some(s) => {
+            let (b, e) = ReplayBackend::open(s, Engine::new())?;
+            (Some(b), e)
+        }
+        None => (None, Engine::new()),
+    };
+    let store_tx = backend.as_ref().map(|b| b.store_tx.clone());
+    let mut cluster_rx = backend.as_mut().and_then(|b| b.cluster_rx.take());
+    if let Some(b) = &mut backend {
+        // Only the sink's clone may keep the writer alive.
+        let (tx, _) = tokio::sync::mpsc::channel(1);
+        b.store_tx = tx;
+    }
     let analyzer = Arc::new(Analyzer::new());
     let rules: SharedRules = Arc::new(ArcSwap::from_pointee(load_rules(rules_dir, &analyzer)?));
     let mut cfg = PipelineConfig::default();
@@ -361,7 +513,13 @@ pub fn replay<W: Write + Send + 'static>(
     )));
     let st = state.clone();
     let mut shown = 0;
-    let mut pipeline = Pipeline::start(cfg, rules, analyzer, Engine::new(), move |o| {
+    let mut pipeline = Pipeline::start(cfg, rules, analyzer, engine, move |o| {
+        if let (Some(tx), Outcome::Events(evs)) = (&store_tx, &o) {
+            for e in evs.iter() {
+                // The store sees every event, as in the service: wait rather than drop.
+                let _ = tx.blocking_send(Arc::new(e.clone()));
+            }
+        }
         let mut g = st.lock().unwrap_or_else(|p| p.into_inner());
         let (summary, out, err) = &mut *g;
         match o {
@@ -395,8 +553,17 @@ pub fn replay<W: Write + Send + 'static>(
             }
         }
     })?;
+    // With Redis, the cluster's window counts join the next batch.
+    let mut submit = |mut b: Vec<Item>| {
+        if let Some(rx) = &mut cluster_rx {
+            while let Ok(it) = rx.try_recv() {
+                b.push(it);
+            }
+        }
+        pipeline.submit(b)
+    };
     let lines = if file == Path::new("-") {
-        read_batches(std::io::stdin().lock(), 512, speed, |b| pipeline.submit(b))?
+        read_batches(std::io::stdin().lock(), 512, speed, &mut submit)?
     } else {
         let f =
             std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
@@ -404,10 +571,15 @@ pub fn replay<W: Write + Send + 'static>(
             std::io::BufReader::with_capacity(1 << 20, f),
             512,
             speed,
-            |b| pipeline.submit(b),
+            &mut submit,
         )?
     };
     let engine = pipeline.finish();
+    if let Some(b) = backend {
+        if b.finish() > 0 {
+            let _ = writeln!(diag, "some store batches failed to write");
+        }
+    }
     for d in diag_rx.try_iter() {
         let _ = writeln!(diag, "{d}");
     }
@@ -426,6 +598,9 @@ pub fn replay<W: Write + Send + 'static>(
     }
     s.lines = lines;
     s.wall = started.elapsed();
+    if is_redis {
+        s.redis_round_trips = Some(redis_round_trips() - trips0);
+    }
     Ok(s)
 }
 
