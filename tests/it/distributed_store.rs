@@ -436,3 +436,55 @@ async fn detection_goes_on_while_redis_is_down_and_merging_resumes_after() {
     stop(a).await;
     stop(b).await;
 }
+
+/// `replay --store redis://…` has written every incident it reported (and the mention index)
+/// when it returns, and counts its round trips.
+#[test]
+fn a_replay_into_redis_leaves_its_incidents_in_the_store() {
+    let url = require_shared();
+    let ns = namespace("replay");
+    let out = util::SharedBuf::default();
+    let mut diag: Vec<u8> = Vec::new();
+    let summary = huiying::app::replay_into(
+        &util::data("flood_haidian.jsonl"),
+        &util::rules_dir(),
+        huiying::feeds::jsonl::Speed::Max,
+        huiying::app::Emit::Incidents,
+        Some(2),
+        Some(huiying::app::ReplayStore {
+            spec: url.into(),
+            redis: RedisConfig {
+                namespace: ns.clone(),
+                ..RedisConfig::default()
+            },
+        }),
+        out.clone(),
+        &mut diag,
+    )
+    .expect("replay runs");
+    let opened: Vec<String> = util::json_lines(&out.text())
+        .iter()
+        .filter(|v| v["event"] == "incident.opened")
+        .map(|v| v["incident"]["id"].as_str().expect("id").to_string())
+        .collect();
+    assert!(opened.len() >= 2, "{opened:?}");
+    let trips = summary.redis_round_trips.expect("counted");
+    assert!(trips >= 2, "at least a claim per opening: {trips}");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = rt
+        .block_on(huiying::app::open_store(&config(url, &ns, "reader")))
+        .expect("open the Redis store");
+    for id in &opened {
+        let i = store.get_incident(id).expect("read").expect("stored");
+        assert!(!i.samples.is_empty(), "{id} has its samples");
+        assert!(
+            !store.incident_mentions(id, 100).expect("index").is_empty(),
+            "{id} has its mention index"
+        );
+    }
+}
