@@ -6,6 +6,7 @@
 
 use crate::redis_server::{namespace, require_shared, OwnRedis};
 use crate::util::{self, get_json, http, mention, next_event, now_ms, stop, stream, within, Ws};
+use huiying::app::Service;
 use huiying::cluster::Incident;
 use huiying::config::{Config, RedisConfig};
 use huiying::store::{EmbeddedStore, MemoryStore, Store};
@@ -43,12 +44,24 @@ fn config(url: &str, ns: &str, instance: &str) -> Config {
     }
 }
 
-async fn instance(url: &str, ns: &str, name: &str) -> huiying::app::Service {
+async fn instance(url: &str, ns: &str, name: &str) -> Service {
     let cfg = config(url, ns, name);
     let store = within("the Redis store to open", huiying::app::open_store(&cfg))
         .await
         .expect("open the Redis store");
     util::start_service(cfg, store).await
+}
+
+/// Instances `a` and `b` on one namespace of `url`, with their streams (`assignments`).
+async fn two(url: &str, test: &str, assignments: bool) -> (Service, Service, Ws, Ws) {
+    let ns = namespace(test);
+    let a = instance(url, &ns, "a").await;
+    let b = instance(url, &ns, "b").await;
+    let (wa, wb) = (
+        stream(a.addr, assignments).await,
+        stream(b.addr, assignments).await,
+    );
+    (a, b, wa, wb)
 }
 
 /// Mentions `{prefix}-{i}` for i in `range`, by authors `{prefix}-author-{i}`, stamped `ts`.
@@ -117,11 +130,7 @@ async fn assigned_here(ws: &mut Ws, prefix: &str, range: std::ops::Range<usize>,
 
 /// Each instance's stream announced `id` as opened only once: a marker incident opened on
 /// the other instance arrives after everything that instance published before it.
-async fn announced_once(
-    a: (&huiying::app::Service, &mut Ws),
-    b: (&huiying::app::Service, &mut Ws),
-    id: &str,
-) {
+async fn announced_once(a: (&Service, &mut Ws), b: (&Service, &mut Ws), id: &str) {
     let ts = now_ms();
     post(b.0.addr, &burst("marker-b", 0..6, RAIN_CHAOYANG, ts)).await;
     post(a.0.addr, &burst("marker-a", 0..6, RAIN_DONGCHENG, ts)).await;
@@ -179,23 +188,15 @@ fn check_store_contract(s: &dyn Store) {
     let got = s.get_incident("em-1").expect("get").expect("stored");
     assert_eq!(got, *incident("em-1", true, ts), "round trip with samples");
     assert_eq!(got.samples.len(), 1);
-    let open: Vec<String> = s
-        .open_incidents()
-        .expect("open")
-        .into_iter()
-        .map(|i| i.id)
-        .collect();
-    assert_eq!(open, ["em-1", "em-2"]);
+    let open_ids = || -> Vec<String> {
+        let open = s.open_incidents().expect("open");
+        open.into_iter().map(|i| i.id).collect()
+    };
+    assert_eq!(open_ids(), ["em-1", "em-2"]);
     // Closing takes it out of the open index; it stays readable.
     s.put_incidents(&[incident("em-2", false, ts)])
         .expect("close");
-    let open: Vec<String> = s
-        .open_incidents()
-        .expect("open")
-        .into_iter()
-        .map(|i| i.id)
-        .collect();
-    assert_eq!(open, ["em-1"]);
+    assert_eq!(open_ids(), ["em-1"]);
     assert_eq!(
         s.get_incident("em-2").expect("get").map(|i| i.state),
         Some(huiying::cluster::IncidentState::Closed)
@@ -291,11 +292,7 @@ fn the_redis_store_keeps_the_store_contract_with_ttls_on_closed_incidents() {
 /// both streams, announced once on each, listed by both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_burst_on_two_instances_opens_one_incident() {
-    let url = require_shared();
-    let ns = namespace("same-burst");
-    let a = instance(url, &ns, "a").await;
-    let b = instance(url, &ns, "b").await;
-    let (mut wa, mut wb) = (stream(a.addr, true).await, stream(b.addr, true).await);
+    let (a, b, mut wa, mut wb) = two(require_shared(), "same-burst", true).await;
     let ms = burst("same", 0..6, RAIN, now_ms());
     // The same posts, in another order on b: each instance reaches `min_authors` at another
     // event time, so each proposes another id; the claim makes them one.
@@ -316,11 +313,7 @@ async fn the_same_burst_on_two_instances_opens_one_incident() {
 /// six over the cluster. The merged window opens it, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_split_across_two_instances_is_detected_once() {
-    let url = require_shared();
-    let ns = namespace("split");
-    let a = instance(url, &ns, "a").await;
-    let b = instance(url, &ns, "b").await;
-    let (mut wa, mut wb) = (stream(a.addr, true).await, stream(b.addr, true).await);
+    let (a, b, mut wa, mut wb) = two(require_shared(), "split", true).await;
     let ts = now_ms();
     post(a.addr, &burst("split", 0..3, RAIN, ts)).await;
     post(b.addr, &burst("split", 3..6, RAIN, ts)).await;
@@ -388,11 +381,7 @@ async fn healthz_redis(addr: SocketAddr) -> Value {
 async fn detection_goes_on_while_redis_is_down_and_merging_resumes_after() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut own = OwnRedis::start(dir.path(), false);
-    let url = own.url();
-    let ns = namespace("down");
-    let a = instance(&url, &ns, "a").await;
-    let b = instance(&url, &ns, "b").await;
-    let (mut wa, mut wb) = (stream(a.addr, false).await, stream(b.addr, false).await);
+    let (a, b, mut wa, mut wb) = two(&own.url(), "down", false).await;
     assert_eq!(healthz_redis(a.addr).await["redis"], "up");
 
     own.kill();
