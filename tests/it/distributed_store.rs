@@ -402,6 +402,11 @@ async fn detection_goes_on_while_redis_is_down_and_merging_resumes_after() {
     })
     .await;
     assert_eq!(h["status"], "degraded", "{h}");
+    let m = util::get_metrics(a.addr).await;
+    assert!(
+        util::metric(&m, "huiying_cluster_claims_total{result=\"local\"}") >= Some(1.0),
+        "the opening without Redis used the local id"
+    );
 
     own.restart();
     within("/healthz to report Redis up again", async {

@@ -218,3 +218,33 @@ async fn refresh_live(sinks: &Sinks) {
         Err(e) => tracing::warn!(error = %e, "Reading open incidents failed."),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incident_is_announced_opened_and_closed_once_and_updated_always() {
+        let d = StreamDedup::default();
+        assert!(d.first(EventKind::Opened, "em-1"));
+        assert!(!d.first(EventKind::Opened, "em-1"));
+        assert!(d.first(EventKind::Updated, "em-1"));
+        assert!(d.first(EventKind::Updated, "em-1"));
+        assert!(d.first(EventKind::Closed, "em-1"));
+        assert!(!d.first(EventKind::Closed, "em-1"));
+        assert!(d.first(EventKind::Opened, "em-2"));
+    }
+
+    #[test]
+    fn the_memory_of_announced_ids_is_bounded() {
+        let d = StreamDedup::default();
+        for i in 0..=DEDUP_CAP {
+            assert!(d.first(EventKind::Opened, &format!("em-{i}")));
+        }
+        // The oldest was forgotten; the newest is remembered.
+        assert!(d.first(EventKind::Opened, "em-0"));
+        assert!(!d.first(EventKind::Opened, &format!("em-{DEDUP_CAP}")));
+        let g = d.seen.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(g.order.len() <= DEDUP_CAP && g.set.len() == g.order.len());
+    }
+}

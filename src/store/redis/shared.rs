@@ -331,3 +331,44 @@ impl SyncTask {
         pipe
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buf(head: i64, buckets: &[(i64, u64)]) -> KeyBuf {
+        let mut kb = KeyBuf {
+            head,
+            buckets_n: 30,
+            bucket_ms: 10_000,
+            ..KeyBuf::default()
+        };
+        for (b, a) in buckets {
+            kb.buckets.entry(*b).or_default().insert(*a);
+        }
+        kb
+    }
+
+    #[test]
+    fn hits_kept_while_redis_is_down_are_merged_and_bounded_to_one_window() {
+        let mut p = Pending::default();
+        let k = "em|rainstorm|110108".to_string();
+        p.merge(BTreeMap::from([(
+            k.clone(),
+            buf(100, &[(80, 1), (100, 2)]),
+        )]));
+        p.merge(BTreeMap::from([(
+            k.clone(),
+            buf(120, &[(100, 3), (120, 4)]),
+        )]));
+        let kb = &p.keys[&k];
+        assert_eq!(kb.head, 120);
+        // Bucket 80 is older than the window ending at 120 (30 buckets): dropped.
+        let kept: Vec<(i64, Vec<u64>)> = kb
+            .buckets
+            .iter()
+            .map(|(b, a)| (*b, a.iter().copied().collect()))
+            .collect();
+        assert_eq!(kept, [(100, vec![2, 3]), (120, vec![4])]);
+    }
+}
