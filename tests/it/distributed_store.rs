@@ -249,6 +249,12 @@ fn the_redis_store_keeps_the_store_contract_with_ttls_on_closed_incidents() {
         .block_on(huiying::app::open_store(&cfg))
         .expect("open the Redis store");
     assert_eq!(store.kind(), "redis");
+    let bad = config(url, &ns, "two words");
+    let e = rt
+        .block_on(huiying::app::open_store(&bad))
+        .err()
+        .expect("an instance id with a space is refused");
+    assert!(format!("{e:#}").contains("[redis] instance"), "{e:#}");
     // Called from a plain thread (as `spawn_blocking` does).
     check_store_contract(&*store);
     // Called from an async task on the runtime too (the thread is handed over, not blocked).

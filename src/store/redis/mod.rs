@@ -83,6 +83,12 @@ impl Redis {
             .instance
             .clone()
             .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+        // The id heads every event message (`{instance}\n{line}`) and names consumers.
+        if instance.is_empty() || instance.chars().any(char::is_whitespace) {
+            return Err(RedisError::Config(format!(
+                "[redis] instance {instance:?}: must be non-empty, without spaces or newlines"
+            )));
+        }
         Ok(Redis {
             conn,
             client: pubsub_client,
