@@ -2,7 +2,7 @@
 //! feeds → bounded ingest queue → batcher → pipeline → event bus → API, store writer.
 
 use crate::api::{self, ApiState, LiveIncidents, StreamMsg};
-use crate::cluster::{Engine, Event, IncidentKind};
+use crate::cluster::{Engine, Event};
 use crate::config::{Config, FeedConfig, FeedKind};
 use crate::detect::reload::SharedRules;
 use crate::detect::{Analyzer, RuleSet};
@@ -483,17 +483,9 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         let mut g = live.write().unwrap_or_else(|p| p.into_inner());
         for i in &restored {
             g.insert(i.id.clone(), Arc::new(i.clone()));
-            let kind = if i.kind == IncidentKind::Emergency {
-                "emergency"
-            } else {
-                "rumor"
-            };
-            crate::metrics::global()
-                .incidents_open
-                .with_label_values(&[kind])
-                .inc();
         }
     }
+    api::refresh_open_gauge(&live);
     if !restored.is_empty() {
         tracing::info!(count = restored.len(), "Restored open incidents.");
     }

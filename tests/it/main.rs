@@ -14,6 +14,7 @@ mod respond;
 mod rules;
 mod service;
 mod util;
+mod wall;
 
 #[path = "../fake_platform/mod.rs"]
 mod fake_platform;

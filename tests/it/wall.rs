@@ -1,0 +1,540 @@
+//! wall tests: headless Chromium (through chromedriver, spoken to over HTTP) loads `/wall` from
+//! an engine on port 0 with the respond stage on the fake platform; a flood in 海淀区 is posted,
+//! and the page must show it — ranked card, map tile, flash — then the notice's fan-out as the
+//! operators approve it (a Weibo post with its link, a failed account), in Chinese and English,
+//! and turn red when the engine goes away. Screenshots land in `target/screenshots/`.
+
+use crate::fake_platform::FakePlatform;
+use crate::util::{self, get_json, http, mention, now_ms, start_service, stop, within};
+use huiying::config::{Config, Operator, RespondConfig};
+use huiying::respond::notices::ApprovalPolicy;
+use huiying::store::MemoryStore;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// Flood in 海淀区 with casualty boosters.
+const FLOOD: &str = "北京海淀区路口积水严重，车被淹了，水已经没过车顶，有人被冲走";
+
+/// A chromedriver process (its own process group, killed with it) and one browser session.
+struct Browser {
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    pgid: u32,
+    _child: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // chromedriver and the Chromium it started share the process group we gave it.
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.pgid)])
+            .status();
+    }
+}
+
+impl Browser {
+    /// Start chromedriver on a free port and open a 1920×1080 headless Chromium session.
+    async fn start() -> Browser {
+        for bin in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(bin).exists(),
+                "{bin} is missing: the wall test needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver; .ci/run installs them)"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = tokio::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
+        let pgid = child.id().expect("chromedriver pid");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        within("chromedriver to answer /status", async {
+            loop {
+                if let Ok(r) = http.get(format!("{base}/status")).send().await {
+                    let v: Value = r.json().await.unwrap_or_default();
+                    if v["value"]["ready"] == true {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        let profile = tempfile::tempdir().expect("profile dir");
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--disable-dev-shm-usage",
+                    "--window-size=1920,1080", "--force-device-scale-factor=1",
+                    "--hide-scrollbars", "--lang=zh-CN",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        }}});
+        let mut b = Browser {
+            base,
+            session: String::new(),
+            http,
+            pgid,
+            _child: child,
+            _profile: profile,
+        };
+        let v = b.call("POST", "/session", caps).await;
+        b.session = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_string();
+        // The window size includes the (invisible) browser frame: pin the viewport itself.
+        b.session_call(
+            "POST",
+            "/goog/cdp/execute",
+            json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {
+                "width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": false}}),
+        )
+        .await;
+        b
+    }
+
+    /// One WebDriver command; returns its `value`, failing the test on a WebDriver error.
+    async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.base);
+        let req = match method {
+            "GET" => self.http.get(&url),
+            "DELETE" => self.http.delete(&url),
+            _ => self.http.post(&url).json(&body),
+        };
+        let what = format!("WebDriver {method} {path}");
+        let v: Value = within(&what, async {
+            let r = req.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+            r.json().await.unwrap_or_else(|e| panic!("{what}: {e}"))
+        })
+        .await;
+        if v["value"]["error"].is_string() {
+            panic!("{what}: {}", v["value"]);
+        }
+        v.get("sessionId").map_or(v["value"].clone(), |_| v.clone())
+    }
+
+    async fn session_call(&self, method: &str, path: &str, body: Value) -> Value {
+        let p = format!("/session/{}{path}", self.session);
+        self.call(method, &p, body).await
+    }
+
+    async fn open(&self, url: &str) {
+        self.session_call("POST", "/url", json!({ "url": url }))
+            .await;
+    }
+
+    /// Run `script` (a function body; `return` a JSON value) in the page.
+    async fn eval(&self, script: &str) -> Value {
+        self.session_call(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    /// Evaluate `script` until it returns something other than `null`/`false`.
+    async fn wait_for(&self, what: &str, script: &str) -> Value {
+        within(what, async {
+            loop {
+                let v = self.eval(script).await;
+                if !(v.is_null() || v == false) {
+                    return v;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+    }
+
+    /// Save a PNG of the viewport under `target/screenshots/`, print its path and check its
+    /// size.
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        use base64::Engine as _;
+        let v = self.session_call("GET", "/screenshot", Value::Null).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("base64 screenshot"))
+            .expect("screenshot decodes");
+        assert_eq!(&png[1..4], b"PNG", "not a PNG");
+        let w = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+        let h = u32::from_be_bytes([png[20], png[21], png[22], png[23]]);
+        assert_eq!((w, h), (1920, 1080), "the wall is made for 1920×1080");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        let path = dir.join(name);
+        std::fs::write(&path, &png).expect("write screenshot");
+        println!("screenshot: {}", path.display());
+        path
+    }
+
+    async fn quit(self) {
+        self.session_call("DELETE", "", Value::Null).await;
+    }
+}
+
+/// The shipped rules (linked, not copied) with a two-account matrix on the fake platform:
+/// 海淀发布 (Weibo, registered) leads, 北京发布 (Weibo, a token the platform does not know)
+/// amplifies and fails.
+fn rules_with_matrix(dir: &Path, base: &str, hd_env: &str, bj_env: &str) {
+    let shipped = util::rules_dir();
+    std::fs::create_dir_all(dir.join("matrix")).expect("mkdir matrix");
+    for e in std::fs::read_dir(&shipped).expect("rules dir") {
+        let name = e.expect("dir entry").file_name();
+        if name != "matrix" {
+            std::os::unix::fs::symlink(shipped.join(&name), dir.join(&name)).expect("symlink");
+        }
+    }
+    let account = |id: &str, name: &str, handle: &str, region: &str, level: &str, env: &str| {
+        format!(
+            "[[account]]\nid = \"{id}\"\nname = \"{name}\"\nplatform = \"weibo\"\nhandle = \"{handle}\"\nregion = \"{region}\"\nlevel = \"{level}\"\nfunction = \"publicity\"\nprofile = \"w-test\"\ntoken_env = \"{env}\"\nendpoint = \"{base}\"\n\n"
+        )
+    };
+    let m = format!(
+        "[matrix]\ndefault_region = \"110000\"\n\n[[profile]]\nid = \"w-test\"\nplatform = \"weibo\"\nposts_per_hour = 1000\ncomments_per_hour = 1000\nreposts_per_hour = 1000\n\n[[link]]\ncategory = \"*\"\nfunctions = []\n\n{}{}",
+        account("hd-publicity", "海淀发布", "hd_release", "110108", "district", hd_env),
+        account("bj-publicity", "北京发布", "bj_release", "110000", "province", bj_env),
+    );
+    std::fs::write(dir.join("matrix/matrix.toml"), m).expect("write matrix");
+}
+
+/// POST with a bearer token.
+async fn post_as(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, Value) {
+    let r = within(
+        path,
+        reqwest::Client::new()
+            .post(format!("http://{addr}{path}"))
+            .bearer_auth(token)
+            .send(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
+    let tag = format!("{}_{}", std::process::id(), now_ms());
+    let env: Vec<String> = ["HD", "BJ", "ALICE", "BOB"]
+        .iter()
+        .map(|k| format!("HUIYING_TEST_WALL_{k}_{tag}"))
+        .collect();
+    for v in &env {
+        std::env::set_var(v, format!("tok-{v}"));
+    }
+    let tok = |i: usize| format!("tok-{}", env[i]);
+    let (_, fake) = FakePlatform::start().await;
+    // Only the lead's token is known to the platform: the amplifier's posts are refused.
+    fake.add_account(&tok(0), "hd_release");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    rules_with_matrix(&rules, &fake.base_url(), &env[0], &env[1]);
+    let operator = |name: &str, var: &str| Operator {
+        name: name.into(),
+        token_env: Some(var.to_string()),
+        token_file: None,
+    };
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        watch_rules: false,
+        rules,
+        respond: RespondConfig {
+            enabled: true,
+            data_dir: dir.path().join("data"),
+            policy: ApprovalPolicy {
+                draft_threshold: 1,
+                ..Default::default()
+            },
+            operators: vec![operator("alice", &env[2]), operator("bob", &env[3])],
+        },
+        ..Default::default()
+    };
+    let svc = start_service(config, Arc::new(MemoryStore::default())).await;
+    let addr = svc.addr;
+    let browser = Browser::start().await;
+
+    // The page is up and live (a `stats` message arrived) before anything happens.
+    browser.open(&format!("http://{addr}/wall")).await;
+    browser
+        .wait_for(
+            "the wall to go live",
+            "return document.body.dataset.stream === 'live' && Number(document.body.dataset.stats) >= 1",
+        )
+        .await;
+    let empty = browser
+        .eval("return document.querySelectorAll('#incidents li.inc').length")
+        .await;
+    assert_eq!(empty, 0, "no incident before the flood");
+    let heading = browser
+        .eval("return document.querySelector('#incidents-panel h2').textContent")
+        .await;
+    assert!(
+        heading.as_str().is_some_and(|h| h.contains("活跃事件")),
+        "Chinese by default: {heading}"
+    );
+
+    // The flood arrives over HTTP; the page learns of it over the stream.
+    let ts = now_ms();
+    let ms: Vec<Value> = (0..8)
+        .map(|i| mention(&format!("wall-{i}"), &format!("wall-author-{i}"), FLOOD, ts))
+        .collect();
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/api/mentions",
+        &serde_json::to_vec(&ms).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let card = browser
+        .wait_for(
+            "the flood card on the wall",
+            r#"const li = document.querySelector('#incidents li.inc[data-category="flood"][data-region="110108"]');
+               return li && {id: li.dataset.id, text: li.innerText, flash: li.classList.contains('new'),
+                             severity: li.dataset.severity, authors: li.querySelector('.authors').textContent};"#,
+        )
+        .await;
+    let incidents = get_json(addr, "/api/incidents?category=flood").await;
+    let inc = incidents["incidents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["region"]["code"] == "110108"))
+        .unwrap_or_else(|| panic!("the API has the flood: {incidents}"))
+        .clone();
+    assert_eq!(card["id"], inc["id"], "{card}");
+    let text = card["text"].as_str().unwrap_or_default();
+    assert!(text.contains("洪涝") && text.contains("海淀区"), "{card}");
+    assert_eq!(card["flash"], true, "a new incident flashes: {card}");
+    assert_eq!(card["severity"], inc["severity"].to_string(), "{card}");
+    assert!(
+        card["authors"].as_str().and_then(|a| a.parse::<u64>().ok()) >= Some(1),
+        "{card}"
+    );
+    let tile = browser
+        .eval(r#"const t = document.querySelector('#map .tile[data-code="110000"]');
+                 return {cls: t.className, count: t.dataset.count, others: document.querySelectorAll('#map .tile.active').length,
+                         tiles: document.querySelectorAll('#map .tile').length};"#)
+        .await;
+    assert_eq!(tile["tiles"], 34, "{tile}");
+    assert!(
+        tile["cls"].as_str().unwrap_or_default().contains("active"),
+        "{tile}"
+    );
+    assert!(
+        tile["count"].as_str().and_then(|c| c.parse::<u32>().ok()) >= Some(1),
+        "{tile}"
+    );
+
+    // The draft shows on the fan-out board; two operators approve it.
+    let notice = browser
+        .wait_for(
+            "the draft on the fan-out board",
+            r#"const n = document.querySelector('#fanout .notice[data-state="draft"]');
+               return n && {id: n.dataset.id, accounts: [...n.querySelectorAll('.job')].map(j => j.dataset.account)};"#,
+        )
+        .await;
+    assert_eq!(
+        notice["accounts"],
+        json!(["hd-publicity", "bj-publicity"]),
+        "{notice}"
+    );
+    let id = notice["id"].as_str().expect("notice id").to_string();
+    for t in [tok(2), tok(3)] {
+        let (status, v) = post_as(addr, &format!("/api/notices/{id}/approve"), &t).await;
+        // A one-approval notice is past `draft` after alice: bob's approval is refused (409).
+        assert!(status == 200 || status == 409, "{status}: {v}");
+    }
+    let board = browser
+        .wait_for(
+            "the fan-out: lead posted, amplifier failed",
+            &format!(
+                r#"const n = document.querySelector('#fanout .notice[data-id="{id}"]');
+                   if (!n) return null;
+                   const row = (a) => n.querySelector(`.job[data-account="${{a}}"]`);
+                   const hd = row('hd-publicity'), bj = row('bj-publicity');
+                   if (!hd || !bj || hd.dataset.state !== 'done' || bj.dataset.state !== 'failed') return null;
+                   const a = hd.querySelector('a');
+                   return {{link: a && a.href, hd: hd.innerText, bj: bj.innerText}};"#
+            ),
+        )
+        .await;
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    assert_eq!(
+        board["link"],
+        format!("https://m.weibo.cn/detail/{}", posts[0].id),
+        "{board}"
+    );
+    assert!(
+        board["hd"].as_str().unwrap_or_default().contains("已发布"),
+        "{board}"
+    );
+    assert!(
+        board["bj"].as_str().unwrap_or_default().contains("失败"),
+        "{board}"
+    );
+    // Wait for the sparkline of the incident (a `stats` step after the flood) for the picture.
+    browser
+        .wait_for(
+            "the incident's sparkline",
+            "return document.querySelector('#incidents li.inc .spark polyline') !== null",
+        )
+        .await;
+    browser.screenshot("wall.png").await;
+
+    // English, by the address alone.
+    browser.open(&format!("http://{addr}/wall?lang=en")).await;
+    let en = browser
+        .wait_for(
+            "the English wall with the flood",
+            r#"const li = document.querySelector('#incidents li.inc[data-category="flood"]');
+               return li && document.body.dataset.stream === 'live' &&
+                 {lang: document.documentElement.lang, text: li.innerText,
+                  heading: document.querySelector('#incidents-panel h2').textContent};"#,
+        )
+        .await;
+    assert_eq!(en["lang"], "en", "{en}");
+    assert!(
+        en["heading"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Active incidents"),
+        "{en}"
+    );
+    assert!(
+        en["text"].as_str().unwrap_or_default().contains("Flood"),
+        "{en}"
+    );
+    browser.screenshot("wall-en.png").await;
+
+    // The engine goes away: the header turns red.
+    stop(svc).await;
+    browser
+        .wait_for(
+            "the stale marker",
+            "return document.body.dataset.stream === 'stale' && getComputedStyle(document.getElementById('stale')).display !== 'none'",
+        )
+        .await;
+    browser.screenshot("wall-stale.png").await;
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn the_wall_assets_are_served_from_the_binary() {
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        watch_rules: false,
+        rules: util::rules_dir(),
+        respond: RespondConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let svc = start_service(config, Arc::new(MemoryStore::default())).await;
+    for (path, needle) in [
+        ("/wall", "<html lang=\"zh-CN\">"),
+        ("/wall/wall.js", "/api/stream?stats=true"),
+        ("/wall/wall.css", "--sev5"),
+    ] {
+        let (status, body) = http(svc.addr, "GET", path, b"").await;
+        assert_eq!(status, 200, "{path}");
+        assert!(body.contains(needle), "{path}: {needle} not in the body");
+        // Offline: nothing is loaded from another origin.
+        for bad in ["http://", "https://cdn", "//cdn", "googleapis", "unpkg"] {
+            assert!(
+                !body.contains(&format!("src=\"{bad}")) && !body.contains(&format!("href=\"{bad}")),
+                "{path} loads {bad}"
+            );
+        }
+    }
+    let labels = get_json(svc.addr, "/wall/labels.json").await;
+    assert_eq!(labels["categories"]["flood"]["zh"], "洪涝", "{labels}");
+    assert_eq!(labels["categories"]["flood"]["en"], "Flood", "{labels}");
+    // The cartogram covers exactly the province-level regions of the shipped gazetteer.
+    let tiles = get_json(svc.addr, "/wall/china-tiles.json").await;
+    let mut codes: Vec<String> = tiles["tiles"]
+        .as_array()
+        .expect("tiles")
+        .iter()
+        .map(|t| t["code"].as_str().expect("code").to_string())
+        .collect();
+    codes.sort();
+    let regions = std::fs::read_to_string(util::rules_dir().join("regions.toml")).expect("regions");
+    let parsed: toml::Value = toml::from_str(&regions).expect("regions.toml parses");
+    let mut provinces: Vec<String> = parsed
+        .as_table()
+        .and_then(|t| t.values().find_map(|v| v.as_array()))
+        .expect("a region array")
+        .iter()
+        .filter(|r| r["level"].as_str() == Some("province"))
+        .map(|r| r["code"].as_str().expect("code").to_string())
+        .collect();
+    provinces.sort();
+    assert_eq!(codes, provinces);
+    stop(svc).await;
+}
+
+/// `?stats=true` clients get the latest `stats` message at once, and nothing else changes for
+/// the others.
+#[tokio::test]
+async fn the_stream_sends_stats_only_to_clients_that_ask() {
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        watch_rules: false,
+        rules: util::rules_dir(),
+        respond: RespondConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let svc = start_service(config, Arc::new(MemoryStore::default())).await;
+    let url = format!("ws://{}/api/stream?stats=true", svc.addr);
+    let (mut ws, _) = within("stats stream", tokio_tungstenite::connect_async(&url))
+        .await
+        .expect("connect");
+    let v = util::next_event(&mut ws, "the first stats message", |v| {
+        v["event"] == "stats"
+    })
+    .await;
+    assert_eq!(v["step_ms"], huiying::api::wall::STEP_MS, "{v}");
+    assert!(
+        v["mentions_per_min"].is_array() && v["incidents"].is_object(),
+        "{v}"
+    );
+    let mut plain = util::stream(svc.addr, false).await;
+    let ms: Vec<Value> = (0..6)
+        .map(|i| mention(&format!("ws-{i}"), &format!("ws-a-{i}"), FLOOD, now_ms()))
+        .collect();
+    let (status, body) = http(
+        svc.addr,
+        "POST",
+        "/api/mentions",
+        &serde_json::to_vec(&ms).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    // The plain client's first line is the incident, not a stats message.
+    let first = util::next_event(&mut plain, "the first event", |_| true).await;
+    assert_eq!(first["event"], "incident.opened", "{first}");
+    stop(svc).await;
+}
