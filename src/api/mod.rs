@@ -114,7 +114,7 @@ impl IntoResponse for ApiError {
 pub fn router(state: ApiState) -> Router {
     let limit = state.max_body_bytes;
     let m = crate::metrics::global();
-    m.init_feed(&state.ingest.feed);
+    m.init_input(&state.ingest.feed);
     for f in state.feeds.snapshot() {
         m.init_feed(&f.name);
     }

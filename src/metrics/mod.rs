@@ -9,6 +9,8 @@ use prometheus::{
 };
 use std::sync::OnceLock;
 
+pub mod respond;
+
 /// The `severity` label values of `huiying_incidents_open`.
 const SEVERITIES: [&str; 5] = ["1", "2", "3", "4", "5"];
 
@@ -257,11 +259,19 @@ impl Metrics {
 
     /// Create the series of an input (a configured feed, or `http`) at zero, so dashboards
     /// and alerts see them before the first mention, rejection or wait.
-    pub fn init_feed(&self, feed: &str) {
+    pub fn init_input(&self, feed: &str) {
         for result in ["accepted", "rejected"] {
             self.ingest.with_label_values(&[feed, result]);
         }
         self.backpressure.with_label_values(&[feed]);
+    }
+
+    /// [`Metrics::init_input`] plus the connection series of a configured feed (disconnected
+    /// until it connects).
+    pub fn init_feed(&self, feed: &str) {
+        self.init_input(feed);
+        self.feed_connected.with_label_values(&[feed]);
+        self.feed_reconnects.with_label_values(&[feed]);
     }
 
     /// Mentions accepted so far, over every feed (the wall's global rate is its derivative).

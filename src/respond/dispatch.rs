@@ -44,7 +44,7 @@
 //! from its task between platform calls, which is fine for one dispatcher task.
 
 use crate::respond::audit::{AuditAction, AuditLog};
-use crate::respond::limits::{LimitError, LimitKind, Limits, HOUR};
+use crate::respond::limits::{LimitError, LimitKind, Limits, Scope, HOUR};
 use crate::respond::outbox::{Action, Backoff, Job, JobId, JobState, OutboxError, OutboxStore};
 use crate::respond::publish::{self, AnyPublisher, PostRequest, Posted, PublishError, Publisher};
 use governor::clock::{Clock, DefaultClock};
@@ -324,6 +324,11 @@ impl<C: Clock + Clone> Dispatcher<C> {
             match route.publisher.find_recent(&job.body, job.created_at).await {
                 Ok(Some(p)) if !job.body.trim().is_empty() => {
                     self.outbox.mark_done(&job.id, &p.post_id, now_ms)?;
+                    crate::metrics::respond::respond().post(
+                        route.publisher.platform(),
+                        "recovered",
+                        None,
+                    );
                     self.audit(
                         now_ms,
                         AuditAction::PublishOk,
@@ -388,7 +393,15 @@ impl<C: Clock + Clone> Dispatcher<C> {
                 .check(&job.account_id, route.limit_kind(job.action))
             {
                 Ok(()) => {}
-                Err(LimitError::Wait { wait, .. }) => {
+                Err(LimitError::Wait { wait, scope }) => {
+                    let scope = match scope {
+                        Scope::Account => "account",
+                        Scope::App => "app",
+                    };
+                    crate::metrics::respond::respond()
+                        .rate_limit_waits
+                        .with_label_values(&[scope])
+                        .inc();
                     report.rate_limited.push(job.id.clone());
                     report.wake(now_ms.saturating_add(ms(wait).max(1)));
                     continue;
@@ -425,7 +438,16 @@ impl<C: Clock + Clone> Dispatcher<C> {
         let routes = &self.routes;
         let outcomes = futures::future::join_all(chosen.iter().map(|job| async move {
             match routes.get(&job.account_id) {
-                Some(route) => attempt(route, job).await,
+                Some(route) => {
+                    let started = std::time::Instant::now();
+                    let outcome = attempt(route, job).await;
+                    count_outcome(
+                        route.publisher.platform(),
+                        &outcome,
+                        started.elapsed().as_secs_f64(),
+                    );
+                    outcome
+                }
                 None => Outcome::Failed(format!("no publisher for account {}", job.account_id)),
             }
         }))
@@ -549,6 +571,17 @@ impl<C: Clock + Clone> Dispatcher<C> {
             }
         }
     }
+}
+
+/// Count an answered attempt in `huiying_posts_total` and its latency.
+fn count_outcome(platform: &str, outcome: &Outcome, seconds: f64) {
+    let o = match outcome {
+        Outcome::Posted(_) => "ok",
+        Outcome::Found(_) => "recovered",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Failed(_) => "failed",
+    };
+    crate::metrics::respond::respond().post(platform, o, Some(seconds));
 }
 
 /// One attempt: check first if an earlier outcome was left unchecked, then publish, then

@@ -486,6 +486,8 @@ pub trait OutboxStore: Send + Sync {
     fn depth(&self) -> Result<usize, OutboxError>;
     /// Age of the oldest unfinished job, `None` when there is none.
     fn oldest_pending_age(&self, now_ms: i64) -> Result<Option<Duration>, OutboxError>;
+    /// Unfinished jobs per lane ([`Priority::lane`] order: emergency, rebuttal, routine).
+    fn depth_by_lane(&self) -> Result<[usize; 3], OutboxError>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1080,6 +1082,24 @@ impl OutboxStore for Outbox {
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
+    fn depth_by_lane(&self) -> Result<[usize; 3], OutboxError> {
+        let tx = self.db.begin_read().map_err(storage("read"))?;
+        let jobs = tx.open_table(JOBS).map_err(storage("read"))?;
+        let queue = tx.open_table(QUEUE).map_err(storage("read"))?;
+        let mut lanes = [0usize; 3];
+        for r in queue.iter().map_err(storage("read"))? {
+            let (k, _) = r.map_err(storage("read"))?;
+            lanes[usize::from(k.value().0.min(2))] += 1;
+        }
+        for t in [BLOCKED, ATTEMPTING] {
+            let t = tx.open_table(t).map_err(storage("read"))?;
+            for j in Self::read_ids(&jobs, Self::keys(&t)?)? {
+                lanes[usize::from(j.priority.lane())] += 1;
+            }
+        }
+        Ok(lanes)
+    }
+
     fn oldest_pending_age(&self, now_ms: i64) -> Result<Option<Duration>, OutboxError> {
         let tx = self.db.begin_read().map_err(storage("read"))?;
         let jobs = tx.open_table(JOBS).map_err(storage("read"))?;
@@ -1275,6 +1295,14 @@ impl OutboxStore for MemoryOutbox {
             .values()
             .filter(|j| !j.state.is_finished())
             .count())
+    }
+
+    fn depth_by_lane(&self) -> Result<[usize; 3], OutboxError> {
+        let mut lanes = [0usize; 3];
+        for j in self.lock().jobs.values().filter(|j| !j.state.is_finished()) {
+            lanes[usize::from(j.priority.lane())] += 1;
+        }
+        Ok(lanes)
     }
 
     fn oldest_pending_age(&self, now_ms: i64) -> Result<Option<Duration>, OutboxError> {

@@ -10,11 +10,14 @@
 use crate::cluster::{Event, EventKind, IncidentState};
 use crate::config::RespondConfig;
 use crate::detect::reload::SharedRules;
+use crate::metrics::respond::{LANES, NOTICE_STATES};
 use crate::respond::audit::AuditLog;
 use crate::respond::dispatch::{system_now_ms, Dispatcher, Route};
 use crate::respond::limits::{Limits, Profile};
 use crate::respond::matrix::{Matrix, Platform};
-use crate::respond::notices::{NoticeError, NoticeState, NoticeStore, Notices, SYSTEM};
+use crate::respond::notices::{
+    NoticeError, NoticeFilter, NoticeState, NoticeStore, Notices, SYSTEM,
+};
 use crate::respond::outbox::{Outbox, OutboxStore};
 use crate::respond::publish::{
     http_client, AnyPublisher, FilePublisher, MastodonPublisher, WebhookPublisher, WeiboPublisher,
@@ -238,6 +241,7 @@ pub async fn start(
             dispatcher.run(c, Duration::from_secs(5)).await;
         }));
     }
+    tasks.push(tokio::spawn(gauges(respond.clone(), cancel.clone())));
     let (tx, rx) = mpsc::channel::<Arc<Event>>(4096);
     tasks.push(tokio::spawn(drafter(respond.clone(), rx, cancel)));
     Ok(Some(Started {
@@ -246,6 +250,64 @@ pub async fn start(
         tasks,
     }))
 }
+
+/// Refresh the gauges that are read off the stores (notices by state, outbox depth by lane and
+/// its oldest job) every [`GAUGE_PERIOD`].
+async fn gauges(r: Arc<Respond>, cancel: CancellationToken) {
+    let m = crate::metrics::respond::respond();
+    loop {
+        let r2 = r.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let notices = r2.notices.list(&NoticeFilter::default());
+            let lanes = r2.outbox.depth_by_lane();
+            let oldest = r2.outbox.oldest_pending_age(system_now_ms());
+            (notices, lanes, oldest)
+        })
+        .await;
+        match read {
+            Ok((notices, lanes, oldest)) => {
+                match notices {
+                    Ok(ns) => {
+                        let mut by_state = [0i64; NOTICE_STATES.len()];
+                        for n in &ns {
+                            if let Some(i) =
+                                NOTICE_STATES.iter().position(|s| *s == n.state.as_str())
+                            {
+                                by_state[i] += 1;
+                            }
+                        }
+                        for (s, v) in NOTICE_STATES.iter().zip(by_state) {
+                            m.notices.with_label_values(&[s]).set(v);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Cannot count notices."),
+                }
+                match lanes {
+                    Ok(l) => {
+                        for (lane, v) in LANES.iter().zip(l) {
+                            m.outbox_jobs
+                                .with_label_values(&[lane])
+                                .set(i64::try_from(v).unwrap_or(i64::MAX));
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Cannot read the outbox depth."),
+                }
+                match oldest {
+                    Ok(a) => m.outbox_oldest_age.set(a.map_or(0.0, |d| d.as_secs_f64())),
+                    Err(e) => tracing::warn!(error = %e, "Cannot read the outbox's oldest job."),
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "Gauge task failed."),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(GAUGE_PERIOD) => {}
+        }
+    }
+}
+
+/// How often [`gauges`] reads the stores.
+pub const GAUGE_PERIOD: Duration = Duration::from_secs(2);
 
 /// Draft a notice for every open incident at or above the threshold (once per incident).
 async fn drafter(r: Arc<Respond>, mut rx: mpsc::Receiver<Arc<Event>>, cancel: CancellationToken) {

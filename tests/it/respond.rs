@@ -394,6 +394,23 @@ async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
     assert!(hd["last_post"]["post_id"].is_string(), "{hd}");
     assert!(hd["remaining"].is_array(), "{hd}");
 
+    // The respond metrics (process-wide: other tests may add to the counters, never subtract).
+    let m = util::get_metrics(addr).await;
+    let ok = util::metric(
+        &m,
+        r#"huiying_posts_total{outcome="ok",platform="mastodon"}"#,
+    );
+    assert!(ok.is_some_and(|v| v >= 6.0), "posts ok: {ok:?}");
+    for series in [
+        r#"huiying_outbox_jobs{lane="emergency"}"#,
+        "huiying_outbox_oldest_pending_age_seconds",
+        r#"huiying_notices{state="done"}"#,
+        r#"huiying_rate_limit_waits_total{scope="app"}"#,
+        r#"huiying_publish_duration_seconds_count{platform="mastodon"}"#,
+    ] {
+        assert!(util::metric(&m, series).is_some(), "{series} missing");
+    }
+
     stop(svc).await;
 }
 
