@@ -2,6 +2,7 @@
 //! concern. Shared helpers live in `util`.
 
 mod crisislex;
+mod dashboards;
 mod dispatch;
 mod jetstream;
 mod mastodon;

@@ -304,6 +304,37 @@ pub async fn get_metrics(addr: std::net::SocketAddr) -> String {
     text
 }
 
+/// Run `promtool <args…>` on `contents` (a temporary file on stdin, and in place of any `FILE`
+/// argument); fails the test, with promtool's output, unless it succeeds. A missing promtool fails too: the check is part of
+/// the suite (Debian: apt-get install -y prometheus; .ci/run installs it).
+pub async fn promtool(args: &[&str], contents: &str) {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut file, contents.as_bytes()).expect("write promtool input");
+    let input = file.reopen().expect("reopen promtool input");
+    let path = file.path().to_string_lossy().into_owned();
+    let run = tokio::process::Command::new("promtool")
+        .args(
+            args.iter()
+                .map(|a| if *a == "FILE" { path.as_str() } else { a }),
+        )
+        .stdin(std::process::Stdio::from(input))
+        .output();
+    let out = match within("promtool", run).await {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "promtool is not on PATH: this test needs it (Debian: apt-get install -y prometheus; .ci/run installs it)"
+        ),
+        Err(e) => panic!("cannot run promtool: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "promtool {args:?} failed ({}):\nstdout: {}\nstderr: {}\ninput:\n{contents}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The shipped rules, loaded once per test binary.
 pub fn shipped_rules() -> &'static huiying::detect::RuleSet {
     static R: std::sync::OnceLock<huiying::detect::RuleSet> = std::sync::OnceLock::new();

@@ -216,6 +216,107 @@ fn rules_with_matrix(dir: &Path, base: &str, hd_env: &str, bj_env: &str) {
     std::fs::write(dir.join("matrix/matrix.toml"), m).expect("write matrix");
 }
 
+/// An engine on port 0 with the respond stage on: the matrix of [`rules_with_matrix`] on a fake
+/// platform, drafts from severity 1, operators alice and bob.
+pub(crate) struct RespondEngine {
+    pub svc: huiying::app::Service,
+    pub fake: crate::fake_platform::FakeHandle,
+    /// alice's and bob's bearer tokens.
+    pub operators: [String; 2],
+    _dir: tempfile::TempDir,
+}
+
+impl RespondEngine {
+    /// Start it, with `feeds` configured.
+    pub async fn start(feeds: Vec<huiying::config::FeedConfig>) -> RespondEngine {
+        let tag = format!("{}_{}", std::process::id(), now_ms());
+        let env: Vec<String> = ["HD", "BJ", "ALICE", "BOB"]
+            .iter()
+            .map(|k| format!("HUIYING_TEST_WALL_{k}_{tag}"))
+            .collect();
+        for v in &env {
+            std::env::set_var(v, format!("tok-{v}"));
+        }
+        let tok = |i: usize| format!("tok-{}", env[i]);
+        let (_, fake) = FakePlatform::start().await;
+        // Only the lead's token is known to the platform: the amplifier's posts are refused.
+        fake.add_account(&tok(0), "hd_release");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules = dir.path().join("rules");
+        rules_with_matrix(&rules, &fake.base_url(), &env[0], &env[1]);
+        let operator = |name: &str, var: &str| Operator {
+            name: name.into(),
+            token_env: Some(var.to_string()),
+            token_file: None,
+        };
+        let config = Config {
+            listen: "127.0.0.1:0".into(),
+            watch_rules: false,
+            rules,
+            feeds,
+            respond: RespondConfig {
+                enabled: true,
+                data_dir: dir.path().join("data"),
+                policy: ApprovalPolicy {
+                    draft_threshold: 1,
+                    ..Default::default()
+                },
+                operators: vec![operator("alice", &env[2]), operator("bob", &env[3])],
+            },
+            ..Default::default()
+        };
+        let svc = start_service(config, Arc::new(MemoryStore::default())).await;
+        RespondEngine {
+            svc,
+            fake,
+            operators: [tok(2), tok(3)],
+            _dir: dir,
+        }
+    }
+
+    /// Both operators approve notice `id` (the second one is refused with 409 when one
+    /// approval was enough).
+    pub async fn approve(&self, id: &str) {
+        for t in &self.operators {
+            let (status, v) =
+                post_as(self.svc.addr, &format!("/api/notices/{id}/approve"), t).await;
+            assert!(status == 200 || status == 409, "{status}: {v}");
+        }
+    }
+}
+
+/// POST a flood in 海淀区 by `n` authors (ids `{prefix}-{i}`).
+pub(crate) async fn post_flood(addr: std::net::SocketAddr, prefix: &str, n: usize) {
+    let ts = now_ms();
+    let ms: Vec<Value> = (0..n)
+        .map(|i| {
+            mention(
+                &format!("{prefix}-{i}"),
+                &format!("{prefix}-author-{i}"),
+                FLOOD,
+                ts,
+            )
+        })
+        .collect();
+    let body = serde_json::to_vec(&ms).expect("mentions JSON");
+    let (status, text) = http(addr, "POST", "/api/mentions", &body).await;
+    assert_eq!(status, 202, "{text}");
+}
+
+/// The shipped rules, respond stage off.
+fn plain_config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".into(),
+        watch_rules: false,
+        rules: util::rules_dir(),
+        respond: RespondConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 /// POST with a bearer token.
 async fn post_as(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, Value) {
     let r = within(
@@ -233,43 +334,8 @@ async fn post_as(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
-    let tag = format!("{}_{}", std::process::id(), now_ms());
-    let env: Vec<String> = ["HD", "BJ", "ALICE", "BOB"]
-        .iter()
-        .map(|k| format!("HUIYING_TEST_WALL_{k}_{tag}"))
-        .collect();
-    for v in &env {
-        std::env::set_var(v, format!("tok-{v}"));
-    }
-    let tok = |i: usize| format!("tok-{}", env[i]);
-    let (_, fake) = FakePlatform::start().await;
-    // Only the lead's token is known to the platform: the amplifier's posts are refused.
-    fake.add_account(&tok(0), "hd_release");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = dir.path().join("rules");
-    rules_with_matrix(&rules, &fake.base_url(), &env[0], &env[1]);
-    let operator = |name: &str, var: &str| Operator {
-        name: name.into(),
-        token_env: Some(var.to_string()),
-        token_file: None,
-    };
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        watch_rules: false,
-        rules,
-        respond: RespondConfig {
-            enabled: true,
-            data_dir: dir.path().join("data"),
-            policy: ApprovalPolicy {
-                draft_threshold: 1,
-                ..Default::default()
-            },
-            operators: vec![operator("alice", &env[2]), operator("bob", &env[3])],
-        },
-        ..Default::default()
-    };
-    let svc = start_service(config, Arc::new(MemoryStore::default())).await;
-    let addr = svc.addr;
+    let eng = RespondEngine::start(Vec::new()).await;
+    let addr = eng.svc.addr;
     let browser = Browser::start().await;
 
     // The page is up and live (a `stats` message arrived) before anything happens.
@@ -293,18 +359,7 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
     );
 
     // The flood arrives over HTTP; the page learns of it over the stream.
-    let ts = now_ms();
-    let ms: Vec<Value> = (0..8)
-        .map(|i| mention(&format!("wall-{i}"), &format!("wall-author-{i}"), FLOOD, ts))
-        .collect();
-    let (status, body) = http(
-        addr,
-        "POST",
-        "/api/mentions",
-        &serde_json::to_vec(&ms).unwrap(),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
+    post_flood(addr, "wall", 8).await;
     let card = browser
         .wait_for(
             "the flood card on the wall",
@@ -357,11 +412,7 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
         "{notice}"
     );
     let id = notice["id"].as_str().expect("notice id").to_string();
-    for t in [tok(2), tok(3)] {
-        let (status, v) = post_as(addr, &format!("/api/notices/{id}/approve"), &t).await;
-        // A one-approval notice is past `draft` after alice: bob's approval is refused (409).
-        assert!(status == 200 || status == 409, "{status}: {v}");
-    }
+    eng.approve(&id).await;
     let board = browser
         .wait_for(
             "the fan-out: lead posted, amplifier failed",
@@ -376,7 +427,7 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
             ),
         )
         .await;
-    let posts = fake.posts();
+    let posts = eng.fake.posts();
     assert_eq!(posts.len(), 1, "{posts:#?}");
     assert_eq!(
         board["link"],
@@ -426,7 +477,7 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
     browser.screenshot("wall-en.png").await;
 
     // The engine goes away: the header turns red.
-    stop(svc).await;
+    stop(eng.svc).await;
     browser
         .wait_for(
             "the stale marker",
@@ -439,17 +490,7 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
 
 #[tokio::test]
 async fn the_wall_assets_are_served_from_the_binary() {
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        watch_rules: false,
-        rules: util::rules_dir(),
-        respond: RespondConfig {
-            enabled: false,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let svc = start_service(config, Arc::new(MemoryStore::default())).await;
+    let svc = start_service(plain_config(), Arc::new(MemoryStore::default())).await;
     for (path, needle) in [
         ("/wall", "<html lang=\"zh-CN\">"),
         ("/wall/wall.js", "/api/stream?stats=true"),
@@ -497,17 +538,7 @@ async fn the_wall_assets_are_served_from_the_binary() {
 /// the others.
 #[tokio::test]
 async fn the_stream_sends_stats_only_to_clients_that_ask() {
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        watch_rules: false,
-        rules: util::rules_dir(),
-        respond: RespondConfig {
-            enabled: false,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let svc = start_service(config, Arc::new(MemoryStore::default())).await;
+    let svc = start_service(plain_config(), Arc::new(MemoryStore::default())).await;
     let url = format!("ws://{}/api/stream?stats=true", svc.addr);
     let (mut ws, _) = within("stats stream", tokio_tungstenite::connect_async(&url))
         .await
@@ -522,17 +553,7 @@ async fn the_stream_sends_stats_only_to_clients_that_ask() {
         "{v}"
     );
     let mut plain = util::stream(svc.addr, false).await;
-    let ms: Vec<Value> = (0..6)
-        .map(|i| mention(&format!("ws-{i}"), &format!("ws-a-{i}"), FLOOD, now_ms()))
-        .collect();
-    let (status, body) = http(
-        svc.addr,
-        "POST",
-        "/api/mentions",
-        &serde_json::to_vec(&ms).unwrap(),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
+    post_flood(svc.addr, "ws", 6).await;
     // The plain client's first line is the incident, not a stats message.
     let first = util::next_event(&mut plain, "the first event", |_| true).await;
     assert_eq!(first["event"], "incident.opened", "{first}");
