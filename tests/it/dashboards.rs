@@ -6,7 +6,7 @@
 use crate::service::{fake_feed, feed, Script};
 use crate::util::mention;
 use crate::util::{self, get_json, get_metrics, within};
-use crate::wall::{post_flood, RespondEngine};
+use crate::wall::{post_burst, RespondEngine, FLOOD};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -235,7 +235,7 @@ async fn every_metric_a_dashboard_queries_is_exported_by_the_engine() {
     );
     let eng = RespondEngine::start(vec![feed]).await;
     let addr = eng.svc.addr;
-    post_flood(addr, "dash", 8).await;
+    post_burst(addr, "dash", 8, FLOOD).await;
     let (status, _) = util::http(addr, "POST", "/api/mentions", b"{oops").await;
     assert_eq!(status, 400);
     let id = within("a draft", async {

@@ -40,7 +40,7 @@ fn config() -> Config {
 }
 
 /// `n` mentions `{prefix}-{i}` by authors `{prefix}-author-{i}`, all with `text`, stamped now.
-fn burst(prefix: &str, n: usize, text: &str) -> Vec<Value> {
+pub(crate) fn burst(prefix: &str, n: usize, text: &str) -> Vec<Value> {
     let ts = now_ms();
     (0..n)
         .map(|i| {

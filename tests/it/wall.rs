@@ -5,7 +5,7 @@
 //! and turn red when the engine goes away. Screenshots land in `target/screenshots/`.
 
 use crate::fake_platform::FakePlatform;
-use crate::util::{self, get_json, http, mention, now_ms, start_service, stop, within};
+use crate::util::{self, get_json, http, now_ms, start_service, stop, within};
 use huiying::config::{Config, Operator, RespondConfig};
 use huiying::respond::notices::ApprovalPolicy;
 use huiying::store::MemoryStore;
@@ -16,8 +16,12 @@ use std::time::Duration;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// A fire in 杭州市西湖区.
+const FIRE: &str = "杭州西湖区一小区发生火灾，浓烟滚滚，消防车已经到了";
+/// A known debunked claim (rules/claims.toml: iodized-salt-radiation).
+const SALT: &str = "吃碘盐能防辐射，赶紧去超市抢盐，速转！";
 /// Flood in 海淀区 with casualty boosters.
-const FLOOD: &str = "北京海淀区路口积水严重，车被淹了，水已经没过车顶，有人被冲走";
+pub(crate) const FLOOD: &str = "北京海淀区路口积水严重，车被淹了，水已经没过车顶，有人被冲走";
 
 /// A chromedriver process (its own process group, killed with it) and one browser session.
 struct Browser {
@@ -101,15 +105,19 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("no session: {v}"))
             .to_string();
-        // The window size includes the (invisible) browser frame: pin the viewport itself.
-        b.session_call(
+        b.viewport(1920, 1080).await;
+        b
+    }
+
+    /// Pin the viewport (the window size would include the invisible browser frame).
+    async fn viewport(&self, width: u32, height: u32) {
+        self.session_call(
             "POST",
             "/goog/cdp/execute",
             json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {
-                "width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": false}}),
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}}),
         )
         .await;
-        b
     }
 
     /// One WebDriver command; returns its `value`, failing the test on a WebDriver error.
@@ -168,7 +176,7 @@ impl Browser {
 
     /// Save a PNG of the viewport under `target/screenshots/`, print its path and check its
     /// size.
-    async fn screenshot(&self, name: &str) -> PathBuf {
+    async fn screenshot(&self, name: &str, size: (u32, u32)) -> PathBuf {
         use base64::Engine as _;
         let v = self.session_call("GET", "/screenshot", Value::Null).await;
         let png = base64::engine::general_purpose::STANDARD
@@ -177,7 +185,7 @@ impl Browser {
         assert_eq!(&png[1..4], b"PNG", "not a PNG");
         let w = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
         let h = u32::from_be_bytes([png[20], png[21], png[22], png[23]]);
-        assert_eq!((w, h), (1920, 1080), "the wall is made for 1920×1080");
+        assert_eq!((w, h), size, "{name}: screenshot size");
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
         std::fs::create_dir_all(&dir).expect("screenshot dir");
         let path = dir.join(name);
@@ -285,22 +293,11 @@ impl RespondEngine {
     }
 }
 
-/// POST a flood in 海淀区 by `n` authors (ids `{prefix}-{i}`).
-pub(crate) async fn post_flood(addr: std::net::SocketAddr, prefix: &str, n: usize) {
-    let ts = now_ms();
-    let ms: Vec<Value> = (0..n)
-        .map(|i| {
-            mention(
-                &format!("{prefix}-{i}"),
-                &format!("{prefix}-author-{i}"),
-                FLOOD,
-                ts,
-            )
-        })
-        .collect();
-    let body = serde_json::to_vec(&ms).expect("mentions JSON");
-    let (status, text) = http(addr, "POST", "/api/mentions", &body).await;
-    assert_eq!(status, 202, "{text}");
+/// POST `n` mentions of `text` by distinct authors (ids `{prefix}-{i}`), stamped now.
+pub(crate) async fn post_burst(addr: std::net::SocketAddr, prefix: &str, n: usize, text: &str) {
+    let body = serde_json::to_vec(&crate::service::burst(prefix, n, text)).expect("mentions JSON");
+    let (status, reply) = http(addr, "POST", "/api/mentions", &body).await;
+    assert_eq!(status, 202, "{reply}");
 }
 
 /// The shipped rules, respond stage off.
@@ -334,7 +331,13 @@ async fn post_as(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
-    let eng = RespondEngine::start(Vec::new()).await;
+    // A connected upstream feed (it sends nothing) for the feeds panel.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("feed listener");
+    let upstream = crate::service::feed("weibo-mentions", listener.local_addr().expect("addr"));
+    let (upstream_task, _) = crate::service::fake_feed(listener, Vec::new());
+    let eng = RespondEngine::start(vec![upstream]).await;
     let addr = eng.svc.addr;
     let browser = Browser::start().await;
 
@@ -359,7 +362,9 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
     );
 
     // The flood arrives over HTTP; the page learns of it over the stream.
-    post_flood(addr, "wall", 8).await;
+    post_burst(addr, "wall", 8, FLOOD).await;
+    post_burst(addr, "fire", 7, FIRE).await;
+    post_burst(addr, "salt", 5, SALT).await;
     let card = browser
         .wait_for(
             "the flood card on the wall",
@@ -401,9 +406,12 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
     // The draft shows on the fan-out board; two operators approve it.
     let notice = browser
         .wait_for(
-            "the draft on the fan-out board",
-            r#"const n = document.querySelector('#fanout .notice[data-state="draft"]');
-               return n && {id: n.dataset.id, accounts: [...n.querySelectorAll('.job')].map(j => j.dataset.account)};"#,
+            "the flood's draft on the fan-out board",
+            &format!(
+                r#"const n = document.querySelector('#fanout .notice[data-incident="{}"][data-state="draft"]');
+                   return n && {{id: n.dataset.id, accounts: [...n.querySelectorAll('.job')].map(j => j.dataset.account)}};"#,
+                inc["id"].as_str().expect("incident id")
+            ),
         )
         .await;
     assert_eq!(
@@ -449,7 +457,42 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
             "return document.querySelector('#incidents li.inc .spark polyline') !== null",
         )
         .await;
-    browser.screenshot("wall.png").await;
+    let rumor = browser
+        .wait_for(
+            "the salt rumor in the rumor watch",
+            r#"const r = [...document.querySelectorAll('#rumors .rumor')].find(r => r.innerText.includes('碘盐'));
+               return r && {text: r.innerText, badge: r.querySelector('.badge').className};"#,
+        )
+        .await;
+    let badge = rumor["badge"].as_str().unwrap_or_default();
+    // Its rebuttal is known; a rebuttal notice is drafted for it (two operators needed).
+    assert!(badge.contains("known") || badge.contains("wait"), "{rumor}");
+    let feeds = browser
+        .wait_for(
+            "the upstream feed shown connected",
+            r#"const f = document.querySelector('#feeds li[data-feed="weibo-mentions"]');
+               return f && f.dataset.connected === 'true' && f.innerText;"#,
+        )
+        .await;
+    assert!(
+        feeds.as_str().unwrap_or_default().contains("已连接"),
+        "{feeds}"
+    );
+    let ranked = browser
+        .eval("return [...document.querySelectorAll('#incidents li.inc')].map(li => Number(li.dataset.severity))")
+        .await;
+    let sev: Vec<u64> = ranked
+        .as_array()
+        .expect("severities")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert!(sev.len() >= 3, "three incidents listed: {sev:?}");
+    assert!(
+        sev.windows(2).all(|w| w[0] >= w[1]),
+        "ranked by severity: {sev:?}"
+    );
+    browser.screenshot("wall.png", (1920, 1080)).await;
 
     // English, by the address alone.
     browser.open(&format!("http://{addr}/wall?lang=en")).await;
@@ -474,7 +517,23 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
         en["text"].as_str().unwrap_or_default().contains("Flood"),
         "{en}"
     );
-    browser.screenshot("wall-en.png").await;
+    browser.screenshot("wall-en.png", (1920, 1080)).await;
+
+    // A 4K screen: the same layout, everything twice as large.
+    browser.viewport(3840, 2160).await;
+    browser.open(&format!("http://{addr}/wall")).await;
+    let rem = browser
+        .wait_for(
+            "the 4K wall with the flood",
+            r#"return document.querySelector('#incidents li.inc[data-category="flood"]') &&
+                 parseFloat(getComputedStyle(document.documentElement).fontSize);"#,
+        )
+        .await;
+    assert!(
+        rem.as_f64() > Some(30.0),
+        "type scales with the screen: {rem}px"
+    );
+    browser.screenshot("wall-4k.png", (3840, 2160)).await;
 
     // The engine goes away: the header turns red.
     stop(eng.svc).await;
@@ -484,8 +543,9 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
             "return document.body.dataset.stream === 'stale' && getComputedStyle(document.getElementById('stale')).display !== 'none'",
         )
         .await;
-    browser.screenshot("wall-stale.png").await;
+    browser.screenshot("wall-stale.png", (3840, 2160)).await;
     browser.quit().await;
+    upstream_task.abort();
 }
 
 #[tokio::test]
@@ -553,7 +613,7 @@ async fn the_stream_sends_stats_only_to_clients_that_ask() {
         "{v}"
     );
     let mut plain = util::stream(svc.addr, false).await;
-    post_flood(svc.addr, "ws", 6).await;
+    post_burst(svc.addr, "ws", 6, FLOOD).await;
     // The plain client's first line is the incident, not a stats message.
     let first = util::next_event(&mut plain, "the first event", |_| true).await;
     assert_eq!(first["event"], "incident.opened", "{first}");

@@ -16,7 +16,8 @@ const I18N = {
     map: "各省活跃事件", rumors: "谣言监测", noRumors: "暂无传播中的谣言", fanout: "通报发布",
     noNotices: "暂无通报", feeds: "数据源", emergency: "突发", rumor: "谣言",
     authors: "人", mentions: "条", perMin: "条/分", more: (n) => `另有 ${n} 起`,
-    age: (m) => (m < 60 ? `${m} 分钟` : `${Math.floor(m / 60)} 小时 ${m % 60} 分`),
+    age: (m) => (m < 1 ? "刚刚" : m < 60 ? `${m} 分钟` : `${Math.floor(m / 60)} 小时 ${m % 60} 分`),
+    other: "其他", claim: "网传", rebuttal: "辟谣",
     split: (e, r) => `突发 ${e} · 谣言 ${r}`, sev: (s) => `${s} 级`,
     legend: ["1 级", "2 级", "3 级", "4 级", "5 级"], noRegion: "未定位",
     rebutNone: "未辟谣", rebutDraft: "辟谣待审批", rebutRun: "辟谣发布中", rebutDone: "已辟谣",
@@ -33,8 +34,10 @@ const I18N = {
     stale: "STALE", incidents: "Active incidents", bySeverity: "by severity", none: "No active incidents",
     map: "Active incidents by province", rumors: "Rumor watch", noRumors: "No rumor spreading",
     fanout: "Notice fan-out", noNotices: "No notices", feeds: "Feeds", emergency: "Emergency",
-    rumor: "Rumor", authors: "authors", mentions: "mentions", perMin: "/min",
-    more: (n) => `${n} more`, age: (m) => (m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`),
+    rumor: "Rumor", authors: "authors", mentions: "posts", perMin: "/min",
+    more: (n) => `${n} more`,
+    age: (m) => (m < 1 ? "just now" : m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`),
+    other: "Other", claim: "Claim ", rebuttal: "Rebuttal",
     split: (e, r) => `${e} emergency · ${r} rumor`, sev: (s) => `sev ${s}`,
     legend: ["sev 1", "sev 2", "sev 3", "sev 4", "sev 5"], noRegion: "no region",
     rebutNone: "Not rebutted", rebutDraft: "Rebuttal awaiting approval", rebutRun: "Rebuttal publishing",
@@ -153,14 +156,28 @@ function newSpark(cls) {
   return s;
 }
 
-const catName = (id) => (state.categories[id] ? state.categories[id][lang] : id);
+const catName = (id) => (state.categories[id] ? state.categories[id][lang] : id === "other" ? T.other : id);
+
+// What a rumor claims, in a few words: its most frequent terms (never the rebuttal, which says
+// the opposite).
+function claimGist(inc) {
+  const terms = (inc.top_terms || []).slice(0, 5).join(" ");
+  return `${T.claim}「${terms || catName(inc.category)}」`;
+}
+
+// The headline of the official rebuttal of a known claim.
+function rebuttalHead(inc) {
+  if (!inc.rebuttal) return "";
+  return (lang === "en" ? inc.rebuttal.en : inc.rebuttal.zh).split(/[：:。.;；]/)[0];
+}
 
 function regionLabel(region) {
   if (!region) return T.noRegion;
   const tile = state.provinces.get(region.code.slice(0, 2));
+  const en = tile ? tile.en.replaceAll("\u00ad", "") : "";
   if (lang === "en") {
     if (!tile) return region.name;
-    return region.code.endsWith("0000") ? tile.en : `${region.name}, ${tile.en}`;
+    return region.code.endsWith("0000") ? en : `${region.name}, ${en}`;
   }
   if (!tile || region.code.endsWith("0000")) return region.name;
   return `${tile.short} · ${region.name}`;
@@ -195,7 +212,12 @@ function renderIncidents(now) {
     li.append(el("div", "sev", String(inc.severity)));
     const body = el("div", "body");
     const title = el("div", "title");
-    title.append(el("span", "cat", catName(inc.category)), el("span", "region", regionLabel(inc.region)));
+    if (inc.kind === "rumor") {
+      title.append(el("span", "cat", claimGist(inc)));
+      if (inc.region) title.append(el("span", "region", regionLabel(inc.region)));
+    } else {
+      title.append(el("span", "cat", catName(inc.category)), el("span", "region", regionLabel(inc.region)));
+    }
     const meta = el("div", "meta");
     meta.append(el("span", `kind-tag kind-${inc.kind}`, T[inc.kind]));
     const age = Math.max(0, Math.floor((now - inc.first_seen) / 60000));
@@ -237,8 +259,8 @@ function renderMap() {
   if (!map.childElementCount && state.tiles.length) {
     const cols = Math.max(...state.tiles.map((t) => t.col)) + 1;
     const rows = Math.max(...state.tiles.map((t) => t.row)) + 1;
-    map.style.gridTemplateColumns = `repeat(${cols}, 1fr)`;
-    map.style.gridTemplateRows = `repeat(${rows}, 1fr)`;
+    map.style.gridTemplateColumns = `repeat(${cols}, minmax(0, 1fr))`;
+    map.style.gridTemplateRows = `repeat(${rows}, minmax(0, 1fr))`;
     for (const t of state.tiles) {
       const d = el("div", "tile");
       d.dataset.code = t.code;
@@ -284,10 +306,7 @@ function renderRumors() {
   for (const inc of rumors.slice(0, 5)) {
     const li = el("li", "rumor");
     li.dataset.id = inc.id;
-    const claim = inc.rebuttal
-      ? (lang === "en" ? inc.rebuttal.en : inc.rebuttal.zh)
-      : (inc.top_terms || []).slice(0, 4).join(" ") || catName(inc.category);
-    li.append(el("div", "claim", claim));
+    li.append(el("div", "claim", claimGist(inc)));
     const [cls, label] = rebuttalStatus(inc);
     const st = el("div", "status");
     st.append(el("span", `badge ${cls}`, label));
@@ -296,6 +315,7 @@ function renderRumors() {
     const spread = `${inc.authors} ${T.authors} · ${inc.mentions} ${T.mentions}` +
       (last !== undefined ? ` · ${fmt(last)} ${T.perMin}` : "") + ` · ${regionLabel(inc.region)}`;
     li.append(el("div", "spread", spread));
+    if (inc.rebuttal) li.append(el("div", "rebut", `${T.rebuttal}：${rebuttalHead(inc)}`));
     list.append(li);
   }
   $("rumors-empty").classList.toggle("show", rumors.length === 0);
@@ -324,9 +344,13 @@ function renderFanout() {
   for (const { notice, jobs } of state.notices) {
     const card = el("div", `notice sev-${notice.severity}`);
     card.dataset.id = notice.id;
+    card.dataset.incident = notice.incident_id;
     card.dataset.state = notice.state;
     const head = el("div", "head");
-    const what = `${catName(notice.category)} · ${regionLabel(notice.region)}`;
+    const inc = state.incidents.get(notice.incident_id);
+    const what = notice.kind === "rumor"
+      ? `${T.rebuttal}：${inc && inc.rebuttal ? rebuttalHead(inc) : inc ? claimGist(inc) : catName(notice.category)}`
+      : `${catName(notice.category)} · ${regionLabel(notice.region)}`;
     head.append(el("span", "what", what), el("span", "state", T.notice[notice.state] || notice.state));
     card.append(head);
     if (notice.state === "draft") {
