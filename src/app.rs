@@ -744,6 +744,7 @@ fn serve(cfg: Config, demo: bool) -> anyhow::Result<std::process::ExitCode> {
         .await?;
         let url = format!("http://{}", svc.addr);
         println!("huiying is running{}.", if demo { " the demo drill" } else { "" });
+        println!("  wall:       {url}/wall");
         println!("  incidents:  {url}/api/incidents");
         println!("  live:       ws://{}/api/stream", svc.addr);
         println!("  post:       curl -XPOST {url}/api/mentions -d '{{\"id\":\"1\",\"text\":\"…\",\"ts\":…}}'");

@@ -17,7 +17,7 @@ const I18N = {
     noNotices: "暂无通报", feeds: "数据源", emergency: "突发", rumor: "谣言",
     authors: "人", mentions: "条", perMin: "条/分", more: (n) => `另有 ${n} 起`,
     age: (m) => (m < 1 ? "刚刚" : m < 60 ? `${m} 分钟` : `${Math.floor(m / 60)} 小时 ${m % 60} 分`),
-    other: "其他", claim: "网传", rebuttal: "辟谣",
+    other: "其他", claim: (t) => `网传「${t}」`, rebuttal: "辟谣",
     split: (e, r) => `突发 ${e} · 谣言 ${r}`, sev: (s) => `${s} 级`,
     legend: ["1 级", "2 级", "3 级", "4 级", "5 级"], noRegion: "未定位",
     rebutNone: "未辟谣", rebutDraft: "辟谣待审批", rebutRun: "辟谣发布中", rebutDone: "已辟谣",
@@ -37,7 +37,7 @@ const I18N = {
     rumor: "Rumor", authors: "authors", mentions: "posts", perMin: "/min",
     more: (n) => `${n} more`,
     age: (m) => (m < 1 ? "just now" : m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`),
-    other: "Other", claim: "Claim ", rebuttal: "Rebuttal",
+    other: "Other", claim: (t) => `Claim: "${t}"`, rebuttal: "Rebuttal",
     split: (e, r) => `${e} emergency · ${r} rumor`, sev: (s) => `sev ${s}`,
     legend: ["sev 1", "sev 2", "sev 3", "sev 4", "sev 5"], noRegion: "no region",
     rebutNone: "Not rebutted", rebutDraft: "Rebuttal awaiting approval", rebutRun: "Rebuttal publishing",
@@ -162,7 +162,7 @@ const catName = (id) => (state.categories[id] ? state.categories[id][lang] : id 
 // the opposite).
 function claimGist(inc) {
   const terms = (inc.top_terms || []).slice(0, 5).join(" ");
-  return `${T.claim}「${terms || catName(inc.category)}」`;
+  return T.claim(terms || catName(inc.category));
 }
 
 // The headline of the official rebuttal of a known claim.
