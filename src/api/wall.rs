@@ -35,30 +35,22 @@ const WALL_CSS: &str = include_str!("wall/wall.css");
 const WALL_JS: &str = include_str!("wall/wall.js");
 const CHINA_TILES: &str = include_str!("wall/china-tiles.json");
 
+/// The embedded assets: path, content type, body.
+const ASSETS: [(&str, &str, &str); 5] = [
+    ("/wall", "text/html; charset=utf-8", INDEX_HTML),
+    ("/wall/", "text/html; charset=utf-8", INDEX_HTML),
+    ("/wall/wall.css", "text/css; charset=utf-8", WALL_CSS),
+    ("/wall/wall.js", "text/javascript; charset=utf-8", WALL_JS),
+    ("/wall/china-tiles.json", "application/json", CHINA_TILES),
+];
+
 /// The wall routes.
 pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route(
-            "/wall",
-            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
-        )
-        .route(
-            "/wall/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
-        )
-        .route(
-            "/wall/wall.css",
-            get(|| async { asset("text/css; charset=utf-8", WALL_CSS) }),
-        )
-        .route(
-            "/wall/wall.js",
-            get(|| async { asset("text/javascript; charset=utf-8", WALL_JS) }),
-        )
-        .route(
-            "/wall/china-tiles.json",
-            get(|| async { asset("application/json", CHINA_TILES) }),
-        )
-        .route("/wall/labels.json", get(labels))
+    let mut r = Router::new();
+    for (path, content_type, body) in ASSETS {
+        r = r.route(path, get(move || async move { asset(content_type, body) }));
+    }
+    r.route("/wall/labels.json", get(labels))
 }
 
 /// An embedded asset. `no-cache`: a new binary's page is picked up on the next reload.

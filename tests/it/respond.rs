@@ -4,8 +4,7 @@
 
 use crate::fake_platform::{FakeHandle, FakePlatform};
 use crate::util::{self, get_json, http, json_body, mention, now_ms, start_service, stop, within};
-use huiying::config::{Config, Operator, RespondConfig};
-use huiying::respond::notices::ApprovalPolicy;
+use huiying::config::{Config, RespondConfig};
 use huiying::store::MemoryStore;
 use serde_json::Value;
 use std::path::Path;
@@ -176,32 +175,11 @@ async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = dir.path().join("rules");
     rules_with_matrix(&rules, &fake.base_url(), &env);
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        watch_rules: false,
+    let config = util::respond_config(
         rules,
-        respond: RespondConfig {
-            enabled: true,
-            data_dir: dir.path().join("data"),
-            policy: ApprovalPolicy {
-                draft_threshold: 1,
-                ..Default::default()
-            },
-            operators: vec![
-                Operator {
-                    name: "alice".into(),
-                    token_env: Some(env.alice.clone()),
-                    token_file: None,
-                },
-                Operator {
-                    name: "bob".into(),
-                    token_env: Some(env.bob.clone()),
-                    token_file: None,
-                },
-            ],
-        },
-        ..Default::default()
-    };
+        dir.path().join("data"),
+        &[("alice", &env.alice), ("bob", &env.bob)],
+    );
     let svc = start_service(config, Arc::new(MemoryStore::default())).await;
     let addr = svc.addr;
     let (alice, bob) = (Env::token(&env.alice), Env::token(&env.bob));

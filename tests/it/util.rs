@@ -335,6 +335,37 @@ pub async fn promtool(args: &[&str], contents: &str) {
     );
 }
 
+/// A service config on port 0 with the respond stage on: `rules`, data under `data_dir`, drafts
+/// from severity 1, and one operator per (name, environment variable holding the token).
+pub fn respond_config(
+    rules: PathBuf,
+    data_dir: PathBuf,
+    operators: &[(&str, &str)],
+) -> huiying::config::Config {
+    huiying::config::Config {
+        listen: "127.0.0.1:0".into(),
+        watch_rules: false,
+        rules,
+        respond: huiying::config::RespondConfig {
+            enabled: true,
+            data_dir,
+            policy: huiying::respond::notices::ApprovalPolicy {
+                draft_threshold: 1,
+                ..Default::default()
+            },
+            operators: operators
+                .iter()
+                .map(|(name, var)| huiying::config::Operator {
+                    name: name.to_string(),
+                    token_env: Some(var.to_string()),
+                    token_file: None,
+                })
+                .collect(),
+        },
+        ..Default::default()
+    }
+}
+
 /// The shipped rules, loaded once per test binary.
 pub fn shipped_rules() -> &'static huiying::detect::RuleSet {
     static R: std::sync::OnceLock<huiying::detect::RuleSet> = std::sync::OnceLock::new();

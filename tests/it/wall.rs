@@ -6,8 +6,7 @@
 
 use crate::fake_platform::FakePlatform;
 use crate::util::{self, get_json, http, now_ms, start_service, stop, within};
-use huiying::config::{Config, Operator, RespondConfig};
-use huiying::respond::notices::ApprovalPolicy;
+use huiying::config::{Config, RespondConfig};
 use huiying::store::MemoryStore;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -252,26 +251,13 @@ impl RespondEngine {
         let dir = tempfile::tempdir().expect("tempdir");
         let rules = dir.path().join("rules");
         rules_with_matrix(&rules, &fake.base_url(), &env[0], &env[1]);
-        let operator = |name: &str, var: &str| Operator {
-            name: name.into(),
-            token_env: Some(var.to_string()),
-            token_file: None,
-        };
         let config = Config {
-            listen: "127.0.0.1:0".into(),
-            watch_rules: false,
-            rules,
             feeds,
-            respond: RespondConfig {
-                enabled: true,
-                data_dir: dir.path().join("data"),
-                policy: ApprovalPolicy {
-                    draft_threshold: 1,
-                    ..Default::default()
-                },
-                operators: vec![operator("alice", &env[2]), operator("bob", &env[3])],
-            },
-            ..Default::default()
+            ..util::respond_config(
+                rules,
+                dir.path().join("data"),
+                &[("alice", &env[2]), ("bob", &env[3])],
+            )
         };
         let svc = start_service(config, Arc::new(MemoryStore::default())).await;
         RespondEngine {
