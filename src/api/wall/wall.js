@@ -6,7 +6,8 @@ const STALE_MS = 15000; // three missed `stats` steps
 const POLL_MS = 5000;
 const RESYNC_MS = 30000;
 const FLASH_MS = 20000;
-const MAX_NOTICES = 3;
+const MAX_NOTICES = 4;
+const MAX_ROWS = 5; // accounts listed per notice before the amplifiers are folded
 const TOKEN_KEY = "huiying.token";
 
 const I18N = {
@@ -25,6 +26,7 @@ const I18N = {
     notice: { draft: "待审批", approved: "已批准", publishing: "发布中", done: "已完成", rejected: "已驳回" },
     job: { pending: "待发布", attempting: "发布中", retry: "重试中", done: "已发布", failed: "失败" },
     approvals: (a, n) => `审批 ${a}/${n}`, lead: "主发", co: "联发", amp: "转发",
+    amps: (n) => `转发账号 ${n} 个`,
     respondOff: "发布模块未启用", httpOnly: "仅 HTTP 接入", connected: "已连接",
     disconnected: "已断开", lag: "延迟", ago: (s) => (s < 60 ? `${s} 秒前` : `${Math.floor(s / 60)} 分钟前`),
     reconnects: "重连", langSwitch: "EN",
@@ -45,6 +47,7 @@ const I18N = {
     notice: { draft: "awaiting approval", approved: "approved", publishing: "publishing", done: "done", rejected: "rejected" },
     job: { pending: "pending", attempting: "posting", retry: "retrying", done: "posted", failed: "failed" },
     approvals: (a, n) => `approvals ${a}/${n}`, lead: "lead", co: "co-publisher", amp: "repost",
+    amps: (n) => `${n} reposting accounts`,
     respondOff: "Respond stage off", httpOnly: "HTTP ingest only", connected: "connected",
     disconnected: "disconnected", lag: "lag", ago: (s) => (s < 60 ? `${s} s ago` : `${Math.floor(s / 60)} min ago`),
     reconnects: "reconnects", langSwitch: "中文",
@@ -183,6 +186,18 @@ function regionLabel(region) {
   return `${tile.short} · ${region.name}`;
 }
 
+// A wall never scrolls: drop items from the end of `list` while `panel` overflows; `onTrim(n)`
+// is told how many were dropped (it may add a "n more" line, which is measured too).
+function fit(panel, list, onTrim) {
+  let dropped = 0;
+  onTrim(0);
+  while (panel.scrollHeight > panel.clientHeight + 1 && list.lastElementChild) {
+    list.lastElementChild.remove();
+    dropped += 1;
+    onTrim(dropped);
+  }
+}
+
 function ranked() {
   return [...state.incidents.values()].sort(
     (a, b) => b.severity - a.severity || b.authors - a.authors || b.opened_at - a.opened_at,
@@ -192,11 +207,8 @@ function ranked() {
 function renderIncidents(now) {
   const list = $("incidents");
   const all = ranked();
-  const keep = new Set();
-  const panel = $("incidents-panel");
   list.replaceChildren();
-  let shown = 0;
-  for (const inc of all) {
+  for (const inc of all.slice(0, 40)) {
     const li = el("li", `inc sev-${inc.severity} kind-${inc.kind}`);
     li.dataset.id = inc.id;
     li.dataset.kind = inc.kind;
@@ -237,18 +249,12 @@ function renderIncidents(now) {
     li.append(body, sp);
     list.append(li);
     spark(sp, state.series[inc.id]);
-    keep.add(inc.id);
-    shown++;
-    // Stop adding once the panel is full: a wall never scrolls.
-    if (list.scrollHeight > panel.clientHeight - 3 * parseFloat(getComputedStyle(document.documentElement).fontSize)) {
-      list.lastChild.remove();
-      shown--;
-      break;
-    }
   }
-  const rest = all.length - shown;
-  $("incidents-more").textContent = rest > 0 ? T.more(rest) : "";
   $("incidents-empty").classList.toggle("show", all.length === 0);
+  const hidden = Math.max(0, all.length - 40);
+  fit($("incidents-panel"), list, (n) => {
+    $("incidents-more").textContent = n + hidden > 0 ? T.more(n + hidden) : "";
+  });
   const e = all.filter((i) => i.kind === "emergency").length;
   $("open-count").textContent = String(all.length);
   $("open-split").textContent = T.split(e, all.length - e);
@@ -303,7 +309,7 @@ function renderRumors() {
   const list = $("rumors");
   list.replaceChildren();
   const rumors = ranked().filter((i) => i.kind === "rumor");
-  for (const inc of rumors.slice(0, 5)) {
+  for (const inc of rumors.slice(0, 20)) {
     const li = el("li", "rumor");
     li.dataset.id = inc.id;
     li.append(el("div", "claim", claimGist(inc)));
@@ -319,6 +325,7 @@ function renderRumors() {
     list.append(li);
   }
   $("rumors-empty").classList.toggle("show", rumors.length === 0);
+  fit($("rumors-panel"), list, () => {});
 }
 
 const JOB_CLASS = { pending: "pending", retry: "active", attempting: "active", done: "done", failed: "failed" };
@@ -359,9 +366,16 @@ function renderFanout() {
     const rows = el("div", "jobs");
     const plan = notice.plan || { lead: "", co_publishers: [], amplifiers: [] };
     const roleOf = (id) => (id === plan.lead ? T.lead : plan.amplifiers.includes(id) ? T.amp : T.co);
-    const entries = jobs.length
+    let entries = jobs.length
       ? jobs.map((j) => [j.account_id, j])
       : [plan.lead, ...plan.co_publishers, ...plan.amplifiers].filter(Boolean).map((id) => [id, null]);
+    // Many amplifiers: one summary row for those not failed; failures stay named.
+    let folded = [];
+    if (entries.length > MAX_ROWS) {
+      const fold = ([id, job]) => plan.amplifiers.includes(id) && !(job && job.state === "failed");
+      folded = entries.filter(fold);
+      entries = entries.filter((e) => !fold(e));
+    }
     for (const [id, job] of entries) {
       const acct = state.accounts.get(id);
       const row = el("div", "job");
@@ -388,9 +402,24 @@ function renderFanout() {
       row.append(name, st);
       rows.append(row);
     }
+    if (folded.length) {
+      const row = el("div", "job");
+      row.dataset.account = "amplifiers";
+      const name = el("span", "acct", T.amps(folded.length));
+      const counts = new Map();
+      for (const [, job] of folded) {
+        const k = job ? job.state : "pending";
+        counts.set(k, (counts.get(k) || 0) + 1);
+      }
+      const st = el("span", "st st-pending");
+      st.textContent = [...counts].map(([k, n]) => `${T.job[k] || k} ${n}`).join(" · ");
+      row.append(name, st);
+      rows.append(row);
+    }
     card.append(rows);
     box.append(card);
   }
+  fit(box, box, () => {});
 }
 
 function renderFeeds(now) {
