@@ -50,6 +50,16 @@ impl Browser {
                 "{bin} is missing: the wall test needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver; .ci/run installs them)"
             );
         }
+        // Without a CJK font the screenshots are boxes: a test of a Chinese wall must not pass.
+        let fonts = std::process::Command::new("fc-list")
+            .arg(":lang=zh")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        assert!(
+            !fonts.trim().is_empty(),
+            "no Chinese font (fc-list :lang=zh is empty): apt-get install -y fonts-noto-cjk; .ci/run installs it"
+        );
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -348,6 +358,18 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
     );
 
     // The flood arrives over HTTP; the page learns of it over the stream.
+    // When the card appears, by the page's own clock (the same machine's as ours).
+    browser
+        .eval(
+            r#"window.floodSeenAt = null;
+               new MutationObserver(() => {
+                 if (!window.floodSeenAt && document.querySelector('#incidents li.inc[data-category="flood"]'))
+                   window.floodSeenAt = Date.now();
+               }).observe(document.getElementById('incidents'), {childList: true});
+               return true;"#,
+        )
+        .await;
+    let posted_at = now_ms();
     post_burst(addr, "wall", 8, FLOOD).await;
     post_burst(addr, "fire", 7, FIRE).await;
     post_burst(addr, "salt", 5, SALT).await;
@@ -359,6 +381,11 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
                              severity: li.dataset.severity, authors: li.querySelector('.authors').textContent};"#,
         )
         .await;
+    let seen_at = browser.eval("return window.floodSeenAt").await;
+    println!(
+        "flood on the wall {} ms after the POST",
+        seen_at.as_i64().unwrap_or_default() - posted_at
+    );
     let incidents = get_json(addr, "/api/incidents?category=flood").await;
     let inc = incidents["incidents"]
         .as_array()
@@ -480,8 +507,11 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
     );
     browser.screenshot("wall.png", (1920, 1080)).await;
 
-    // English, by the address alone.
-    browser.open(&format!("http://{addr}/wall?lang=en")).await;
+    // English, by the address alone; with a token in the fragment, kept for the tab and taken
+    // out of the address bar (the API then gets `Authorization: Bearer`).
+    browser
+        .open(&format!("http://{addr}/wall?lang=en#token=wall-test-token"))
+        .await;
     let en = browser
         .wait_for(
             "the English wall with the flood",
@@ -492,6 +522,10 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
         )
         .await;
     assert_eq!(en["lang"], "en", "{en}");
+    let kept = browser
+        .eval("return [sessionStorage.getItem('huiying.token'), location.hash, location.search]")
+        .await;
+    assert_eq!(kept, json!(["wall-test-token", "", "?lang=en"]));
     assert!(
         en["heading"]
             .as_str()
