@@ -25,6 +25,53 @@ pub struct Config {
     pub feeds: Vec<FeedConfig>,
     /// The response stage: notices, approval and publishing.
     pub respond: RespondConfig,
+    /// `[redis]`: settings used when `store` is a `redis://` URL.
+    pub redis: RedisConfig,
+}
+
+/// `[redis]`: the distributed engine's settings (with `store = "redis://HOST:PORT/DB"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Prefix of every key (several deployments can share one Redis).
+    pub namespace: String,
+    /// This instance's name in the cluster (consumer name, claim owner); default
+    /// `{hostname}-{pid}`.
+    pub instance: Option<String>,
+    /// Environment variable holding the Redis password.
+    pub password_env: Option<String>,
+    /// File holding the Redis password.
+    pub password_file: Option<PathBuf>,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            namespace: "huiying".into(),
+            instance: None,
+            password_env: None,
+            password_file: None,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// The password, if a source is configured (errors name the source, never the secret).
+    pub fn password(&self) -> Result<Option<String>, String> {
+        let raw = if let Some(var) = &self.password_env {
+            std::env::var(var).map_err(|_| format!("[redis] password_env: {var} is not set"))?
+        } else if let Some(f) = &self.password_file {
+            std::fs::read_to_string(f)
+                .map_err(|e| format!("[redis] password_file {}: {e}", f.display()))?
+        } else {
+            return Ok(None);
+        };
+        let p = raw.trim();
+        if p.is_empty() {
+            return Err("[redis] the password is empty".into());
+        }
+        Ok(Some(p.to_string()))
+    }
 }
 
 /// `[respond]`: the notice workflow and the publishing of approved notices.
@@ -103,6 +150,7 @@ impl Default for Config {
             ingest_queue: 65_536,
             feeds: Vec::new(),
             respond: RespondConfig::default(),
+            redis: RedisConfig::default(),
         }
     }
 }

@@ -20,7 +20,7 @@
 //! | [`store`] | the `Store` trait (incidents, mention index, feed cursors), the embedded `redb` store (default) and the in-memory one |
 //! | [`api`] | the axum HTTP server: incidents, feeds, `/api/stream`, `POST /api/mentions`, health, metrics, the wall display (`/wall`) |
 //! | [`metrics`] | the Prometheus registry |
-//! | [`respond`] | account matrix and plans, templates, notices and approval, hash-chained audit log, durable outbox, GCRA limits, dispatcher, publishers (Mastodon, Weibo, webhook, file) |
+//! | [`respond`] | account matrix and plans, templates, notices and approval, hash-chained audit log, durable outbox, GCRA limits, dispatcher, publishers (Mastodon, Weibo, webhook, file), rebuttal replies to the most-spread rumor posts |
 //! | [`cases`] | citizen requests: not built yet |
 //! | [`app`] | wiring: `replay`, `run`, `demo`, `rules check|test` |
 //! | [`config`] | `huiying.toml` |

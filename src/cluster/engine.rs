@@ -1,7 +1,9 @@
 //! The detection state machine. One thread owns it; mentions are applied strictly in input
 //! order and every decision uses event time, so a replay prints the same bytes every run.
 
-use super::incident::{Event, EventKind, Incident, IncidentKind, IncidentState, Rebuttal};
+use super::incident::{
+    Event, EventKind, Incident, IncidentKind, IncidentState, Rebuttal, SpreadPost, SPREAD_TOP,
+};
 use super::rumor::{BoundedMap, SimIndex};
 use crate::detect::analyze::{Analysis, Cues};
 use crate::detect::gazetteer::RegionRef;
@@ -77,6 +79,37 @@ struct Cluster {
     category: Option<Arc<str>>,
     rebuttal: Option<Rebuttal>,
     indexed: bool,
+    /// Post id → (reposts and replies that spread it, where it is); at most [`MAX_SPREAD`].
+    spread: AHashMap<String, (u32, Option<String>)>,
+}
+
+/// Posts whose spread a cluster counts (beyond that, only the posts already counted grow).
+const MAX_SPREAD: usize = 512;
+
+impl Cluster {
+    /// A repost or reply (from `source`) spread `parent`.
+    fn spread(&mut self, parent: &str, source: Option<&str>) {
+        if let Some(e) = self.spread.get_mut(parent) {
+            e.0 += 1;
+        } else if self.spread.len() < MAX_SPREAD {
+            self.spread
+                .insert(parent.to_string(), (1, source.map(str::to_string)));
+        }
+    }
+
+    /// The most-spread posts, most shares first (ties: smaller id).
+    fn top_spread(&self) -> Vec<SpreadPost> {
+        let mut v: Vec<(&String, &(u32, Option<String>))> = self.spread.iter().collect();
+        v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(b.0)));
+        v.into_iter()
+            .take(SPREAD_TOP)
+            .map(|(id, (shares, source))| SpreadPost {
+                id: id.clone(),
+                source: source.clone(),
+                shares: *shares,
+            })
+            .collect()
+    }
 }
 
 enum OpenKey {
@@ -282,6 +315,11 @@ impl Engine {
                             category: Some(Arc::from(inc.category.as_str())),
                             rebuttal: inc.rebuttal.clone(),
                             indexed: false,
+                            spread: inc
+                                .spread
+                                .iter()
+                                .map(|p| (p.id.clone(), (p.shares, p.source.clone())))
+                                .collect(),
                         },
                     );
                     OpenKey::Rumor(cid)
@@ -540,6 +578,7 @@ impl Engine {
             root_mention_id: None,
             rebuttal: None,
             state: IncidentState::Open,
+            spread: Vec::new(),
             samples: Vec::new(),
         };
         let (sev, min_a) = (cat.severity, cat.min_authors);
@@ -723,6 +762,9 @@ impl Engine {
         let p = pend();
         if counts {
             cl.window.add(p.ts / rbms, p.author);
+            if let Some(parent) = parent {
+                cl.spread(parent, m.source.as_deref());
+            }
         }
         if cl.region.is_none() {
             cl.region = a.regions.first().map(|r| rules.gazetteer.region_ref(*r));
@@ -736,6 +778,14 @@ impl Engine {
         let minutes = f64::from(self.settings.rumor.window_secs) / 60.0;
         let authors = cl.window.authors();
         if let Some(id) = cl.incident.clone() {
+            let top = if counts && parent.is_some() {
+                Some(cl.top_spread())
+            } else {
+                None
+            };
+            if let (Some(top), Some(o)) = (top, self.open.get_mut(&id)) {
+                o.inc.spread = top;
+            }
             self.join(
                 &id,
                 p,
@@ -780,6 +830,7 @@ impl Engine {
             root_mention_id: Some(cl.root.clone()),
             rebuttal: cl.rebuttal.clone(),
             state: IncidentState::Open,
+            spread: cl.top_spread(),
             samples: Vec::new(),
         };
         self.open_incident(inc, OpenKey::Rumor(cid), pending, out, |o| {
@@ -803,6 +854,7 @@ impl Engine {
                 category: None,
                 rebuttal: None,
                 indexed: false,
+                spread: AHashMap::new(),
             },
         );
         c

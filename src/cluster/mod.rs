@@ -7,4 +7,6 @@ pub mod incident;
 pub mod rumor;
 
 pub use engine::{Engine, EngineStats};
-pub use incident::{Event, EventKind, Incident, IncidentKind, IncidentState, Rebuttal};
+pub use incident::{
+    Event, EventKind, Incident, IncidentKind, IncidentState, Rebuttal, SpreadPost, SPREAD_TOP,
+};

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub feed_reconnects: IntCounterVec,
     /// Mentions per batch handed to the workers.
     pub batch_size: Histogram,
+    /// 1 while Redis answers (distributed mode only; 1 otherwise).
+    pub redis_up: IntGauge,
     /// Feed messages by feed and kind (`update`, `delete`, `commit`, `malformed`, `oversize`, …).
     pub feed_messages: IntCounterVec,
 }
@@ -203,7 +205,15 @@ impl Metrics {
             "Feed messages received, by feed and kind.",
             &["feed", "kind"],
         );
+        let redis_up = IntGauge::new(
+            "huiying_redis_up",
+            "1 while Redis answers (always 1 without Redis).",
+        )
+        .expect("valid");
+        redis_up.set(1);
+        r.register(Box::new(redis_up.clone())).expect("unique");
         Metrics {
+            redis_up,
             feed_messages,
             registry: r,
             ingest,

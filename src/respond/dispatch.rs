@@ -28,8 +28,9 @@
 //!      `publish_failed`; the outbox fails the job's dependants (an amplifier has nothing to
 //!      repost) and nobody else.
 //!
-//! A repost, reply or comment whose target is another job's post (an amplifier) takes its target
-//! from [`Job::dependency_post_id`], else from [`Job::in_reply_to`].
+//! A repost, reply or comment answers [`Job::in_reply_to`] when it was named at enqueue time (a
+//! rebuttal reply to a rumor post), else its dependency's post ([`Job::dependency_post_id`]: an
+//! amplifier reposting the lead). `find_recent` is asked for posts answering that same target.
 //!
 //! # Recovery
 //!
@@ -321,7 +322,11 @@ impl<C: Clock + Clone> Dispatcher<C> {
                 report.unchecked.push(job.id);
                 continue;
             };
-            match route.publisher.find_recent(&job.body, job.created_at).await {
+            match route
+                .publisher
+                .find_recent(&job.body, target_of(&job), job.created_at)
+                .await
+            {
                 Ok(Some(p)) if !job.body.trim().is_empty() => {
                     self.outbox.mark_done(&job.id, &p.post_id, now_ms)?;
                     crate::metrics::respond::respond().post(
@@ -354,6 +359,16 @@ impl<C: Clock + Clone> Dispatcher<C> {
             }
         }
         self.recovered = true;
+        if !(report.found.is_empty() && report.retried.is_empty() && report.unchecked.is_empty()) {
+            tracing::info!(
+                found = report.found.len(),
+                retried = report.retried.len(),
+                unchecked = report.unchecked.len(),
+                runnable = report.runnable,
+                blocked = report.blocked,
+                "Outbox recovered: jobs a crash left in flight are resolved."
+            );
+        }
         Ok(report)
     }
 
@@ -573,6 +588,19 @@ impl<C: Clock + Clone> Dispatcher<C> {
     }
 }
 
+/// The post a repost, reply or comment answers: the one named at enqueue time (a rumor post
+/// answered by a rebuttal), else its dependency's post (an amplifier reposting the lead).
+/// `None` for an original post.
+fn target_of(job: &Job) -> Option<&str> {
+    match job.action {
+        Action::Post => None,
+        _ => job
+            .in_reply_to
+            .as_deref()
+            .or(job.dependency_post_id.as_deref()),
+    }
+}
+
 /// Count an answered attempt in `huiying_posts_total` and its latency.
 fn count_outcome(platform: &str, outcome: &Outcome, seconds: f64) {
     let o = match outcome {
@@ -594,7 +622,11 @@ async fn attempt(route: &Route, job: &Job) -> Outcome {
             .as_deref()
             .is_some_and(|e| e.starts_with(UNCHECKED))
     {
-        match route.publisher.find_recent(&job.body, job.created_at).await {
+        match route
+            .publisher
+            .find_recent(&job.body, target_of(job), job.created_at)
+            .await
+        {
             Ok(Some(p)) => return Outcome::Found(p),
             Ok(None) => {}
             Err(e) => {
@@ -605,10 +637,7 @@ async fn attempt(route: &Route, job: &Job) -> Outcome {
             }
         }
     }
-    let target = job
-        .dependency_post_id
-        .clone()
-        .or_else(|| job.in_reply_to.clone());
+    let target = target_of(job).map(str::to_string);
     let action = match (job.action, target) {
         (Action::Post, _) => publish::Action::Post,
         (Action::Repost, Some(target)) => publish::Action::Repost { target },
@@ -640,7 +669,10 @@ async fn resolve(route: &Route, job: &Job, err: PublishError) -> Outcome {
         // Nothing to match by text (a Mastodon reblog, idempotent per target): resend.
         Ok(None)
     } else {
-        route.publisher.find_recent(&job.body, job.created_at).await
+        route
+            .publisher
+            .find_recent(&job.body, target_of(job), job.created_at)
+            .await
     };
     match found {
         Ok(Some(p)) => Outcome::Found(p),

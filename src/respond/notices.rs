@@ -199,6 +199,9 @@ pub struct ApprovalPolicy {
     pub two_operator_severity: u8,
     /// Rumor rebuttals always need two different operators.
     pub rumor_two_operators: bool,
+    /// Replies to a rumor cascade's most-spread posts once its rebuttal is approved
+    /// (`[respond.policy.replies]`, see [`crate::respond::replies`]).
+    pub replies: crate::respond::replies::ReplyPolicy,
 }
 
 impl Default for ApprovalPolicy {
@@ -213,6 +216,7 @@ impl Default for ApprovalPolicy {
             pre_approved_max_severity: 3,
             two_operator_severity: 4,
             rumor_two_operators: true,
+            replies: Default::default(),
         }
     }
 }
@@ -698,6 +702,7 @@ impl Notices {
             root_mention_id: None,
             rebuttal: None,
             state: IncidentState::Open,
+            spread: Vec::new(),
             samples: Vec::new(),
         };
         self.create(
@@ -1078,6 +1083,51 @@ impl Notices {
             });
             self.store.put(&n)?;
         }
+        Ok(n)
+    }
+
+    /// Add rebuttal replies ([`crate::respond::replies::plan`]) to an approved notice: enqueued
+    /// with the notice's jobs, audited, and the notice back to `publishing` while they run.
+    /// Jobs that exist already are not added twice.
+    pub fn add_replies(
+        &self,
+        id: &str,
+        jobs: Vec<NewJob>,
+        now_ms: i64,
+    ) -> Result<Notice, NoticeError> {
+        let _g = lock(&self.write);
+        let mut n = self.load(id)?;
+        if jobs.is_empty() || !matches!(n.state, NoticeState::Publishing | NoticeState::Done) {
+            return Ok(n);
+        }
+        let targets: Vec<String> = jobs.iter().filter_map(|j| j.in_reply_to.clone()).collect();
+        let done = self.outbox.enqueue_all(jobs, now_ms)?;
+        let new: Vec<String> = done
+            .iter()
+            .filter(|e| e.created())
+            .map(|e| e.job().id.clone())
+            .filter(|j| !n.jobs.contains(j))
+            .collect();
+        if new.is_empty() {
+            return Ok(n);
+        }
+        self.audit(
+            now_ms,
+            SYSTEM,
+            AuditAction::Other("enqueue_replies".into()),
+            &n.id,
+            serde_json::json!({"jobs": new, "in_reply_to": targets}),
+        )?;
+        n.jobs.extend(new.iter().cloned());
+        n.state = NoticeState::Publishing;
+        n.updated_at = now_ms;
+        n.history.push(HistoryEntry {
+            at: now_ms,
+            actor: SYSTEM.into(),
+            action: "replies".into(),
+            detail: format!("{} rebuttal repl(ies) to the most-spread posts", new.len()),
+        });
+        self.store.put(&n)?;
         Ok(n)
     }
 

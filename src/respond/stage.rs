@@ -7,7 +7,7 @@
 //! directory has valid `matrix/` and `templates/`; otherwise the stage is off (with a warning)
 //! and the API's notice endpoints answer 503 `respond_disabled`.
 
-use crate::cluster::{Event, EventKind, IncidentState};
+use crate::cluster::{Event, EventKind, Incident, IncidentKind, IncidentState};
 use crate::config::RespondConfig;
 use crate::detect::reload::SharedRules;
 use crate::metrics::respond::{LANES, NOTICE_STATES};
@@ -22,6 +22,7 @@ use crate::respond::outbox::{Outbox, OutboxStore};
 use crate::respond::publish::{
     http_client, AnyPublisher, FilePublisher, MastodonPublisher, WebhookPublisher, WeiboPublisher,
 };
+use crate::respond::replies;
 use crate::respond::templates::Templates;
 use anyhow::Context;
 use std::collections::{HashMap, HashSet};
@@ -309,17 +310,98 @@ async fn gauges(r: Arc<Respond>, cancel: CancellationToken) {
 /// How often [`gauges`] reads the stores.
 pub const GAUGE_PERIOD: Duration = Duration::from_secs(2);
 
-/// Draft a notice for every open incident at or above the threshold (once per incident).
+/// How often the open rumor incidents are checked for rebuttal replies to add (an approval
+/// in between is picked up at the next check; an incident event checks its incident at once).
+pub const REPLY_PERIOD: Duration = Duration::from_secs(2);
+
+/// Add the rebuttal replies due for one rumor incident ([`crate::respond::replies`]); returns
+/// how many jobs were added.
+fn add_replies(r: &Respond, inc: &Incident) -> Result<usize, NoticeError> {
+    let notices = r.notices.list(&NoticeFilter {
+        incident_id: Some(inc.id.clone()),
+        kind: Some(IncidentKind::Rumor),
+        ..NoticeFilter::default()
+    })?;
+    let mut jobs = Vec::new();
+    for n in &notices {
+        jobs.extend(r.outbox.jobs_for_notice(&n.id)?);
+    }
+    let policy = &r.notices.policy().replies;
+    let mut added = 0;
+    for n in &notices {
+        let new = replies::plan(n, inc, &r.matrix, &jobs, policy);
+        if new.is_empty() {
+            continue;
+        }
+        let before = n.jobs.len();
+        let after = r.notices.add_replies(&n.id, new, system_now_ms())?;
+        added += after.jobs.len().saturating_sub(before);
+        jobs = Vec::new();
+        for n in &notices {
+            jobs.extend(r.outbox.jobs_for_notice(&n.id)?);
+        }
+    }
+    Ok(added)
+}
+
+/// [`add_replies`] off the async threads, logged.
+async fn reply(r: &Arc<Respond>, incidents: Vec<Arc<Incident>>) {
+    let r2 = r.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let mut added = 0;
+        for inc in &incidents {
+            match add_replies(&r2, inc) {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(incident = %inc.id, replies = n, "Rebuttal replies enqueued.");
+                    }
+                    added += n;
+                }
+                Err(e) => {
+                    tracing::warn!(incident = %inc.id, error = %e, "Cannot plan rebuttal replies.")
+                }
+            }
+        }
+        added
+    })
+    .await;
+    match res {
+        Ok(n) if n > 0 => r.wake.notify_one(),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "Reply planning task failed."),
+    }
+}
+
+/// Draft a notice for every open incident at or above the threshold (once per incident), and
+/// keep the open rumor incidents' latest state to answer their most-spread posts once their
+/// rebuttal is approved.
 async fn drafter(r: Arc<Respond>, mut rx: mpsc::Receiver<Arc<Event>>, cancel: CancellationToken) {
     let mut drafted: HashSet<String> = HashSet::new();
+    let mut rumors: HashMap<String, Arc<Incident>> = HashMap::new();
+    let mut tick = tokio::time::interval(REPLY_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let ev = tokio::select! {
             _ = cancel.cancelled() => return,
             ev = rx.recv() => match ev { Some(e) => e, None => return },
+            _ = tick.tick() => {
+                if !rumors.is_empty() {
+                    reply(&r, rumors.values().cloned().collect()).await;
+                }
+                continue;
+            }
         };
         let Event::Incident { kind, incident, .. } = &*ev else {
             continue;
         };
+        if incident.kind == IncidentKind::Rumor {
+            if incident.state == IncidentState::Open {
+                rumors.insert(incident.id.clone(), incident.clone());
+                reply(&r, vec![incident.clone()]).await;
+            } else {
+                rumors.remove(&incident.id);
+            }
+        }
         if !matches!(kind, EventKind::Opened | EventKind::Updated)
             || incident.state != IncidentState::Open
             || drafted.contains(&incident.id)

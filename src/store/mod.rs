@@ -7,6 +7,7 @@
 
 pub mod embedded;
 pub mod memory;
+pub mod redis;
 pub mod writer;
 
 use crate::cluster::Incident;

@@ -1,6 +1,7 @@
 //! The integration suite: one test binary (faster to link than one per file), one module per
 //! concern. Shared helpers live in `util`.
 
+mod crash;
 mod crisislex;
 mod dashboards;
 mod dispatch;
@@ -10,7 +11,9 @@ mod matrix;
 mod notices;
 mod outbox;
 mod publish;
+mod redis_server;
 mod replay;
+mod replies;
 mod respond;
 mod rules;
 mod service;

@@ -14,7 +14,7 @@ use std::time::Duration;
 /// Flood in 海淀区, with severity boosters (车被淹, 没过车顶, 冲走).
 const FLOOD: &str = "北京海淀区路口积水严重，车被淹了，水已经没过车顶，有人被冲走";
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read rules dir") {
         let e = e.expect("dir entry");
@@ -133,7 +133,7 @@ impl Env {
 }
 
 /// One request with an optional bearer token.
-async fn call(
+pub(crate) async fn call(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,

@@ -186,7 +186,12 @@ impl Publisher for FilePublisher {
             })?
     }
 
-    async fn find_recent(&self, text: &str, since_ms: i64) -> Result<Option<Posted>, PublishError> {
+    async fn find_recent(
+        &self,
+        text: &str,
+        _in_reply_to: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Option<Posted>, PublishError> {
         let want = match_key(text, false);
         let floor = since_ms.saturating_sub(FIND_RECENT_SKEW_MS);
         let st = lock(&self.state);
