@@ -53,6 +53,10 @@ pub fn routes() -> Router<ApiState> {
     r.route("/wall/labels.json", get(labels))
 }
 
+/// Only this origin, for everything: the page works offline and nothing injected can load or
+/// send anything elsewhere. (`'self'` covers the same-origin websocket.)
+const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'";
+
 /// An embedded asset. `no-cache`: a new binary's page is picked up on the next reload.
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
@@ -60,6 +64,8 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
         body,
     )

@@ -90,6 +90,7 @@ impl Browser {
         let profile = tempfile::tempdir().expect("profile dir");
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": [
@@ -201,6 +202,21 @@ impl Browser {
         std::fs::write(&path, &png).expect("write screenshot");
         println!("screenshot: {}", path.display());
         path
+    }
+
+    /// Errors the page logged (script errors, refused requests, content-policy violations).
+    async fn console_errors(&self) -> Vec<Value> {
+        let v = self
+            .session_call("POST", "/se/log", json!({"type": "browser"}))
+            .await;
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|e| e["level"] == "SEVERE")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     async fn quit(self) {
@@ -506,6 +522,8 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
         "ranked by severity: {sev:?}"
     );
     browser.screenshot("wall.png", (1920, 1080)).await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
 
     // English, by the address alone; with a token in the fragment, kept for the tab and taken
     // out of the address bar (the API then gets `Authorization: Bearer`).
@@ -554,6 +572,8 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
         "type scales with the screen: {rem}px"
     );
     browser.screenshot("wall-4k.png", (3840, 2160)).await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
 
     // The engine goes away: the header turns red.
     stop(eng.svc).await;

@@ -443,6 +443,7 @@ function renderFeeds(now) {
       el("span", "detail", bits.join(" · ")));
     list.append(li);
   }
+  fit($("feeds-panel"), list, () => {});
 }
 
 function renderRate() {
