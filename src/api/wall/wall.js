@@ -13,7 +13,7 @@ const TOKEN_KEY = "huiying.token";
 const I18N = {
   zh: {
     title: "态势墙", rate: "全网提及 / 分钟", open: "活跃事件", updated: "最后更新",
-    stale: "数据中断", incidents: "活跃事件", bySeverity: "按严重程度排序", none: "暂无活跃事件",
+    stale: "数据中断", authNeeded: "需要登录", incidents: "活跃事件", bySeverity: "按严重程度排序", none: "暂无活跃事件",
     map: "各省活跃事件", rumors: "谣言监测", noRumors: "暂无传播中的谣言", fanout: "通报发布",
     noNotices: "暂无通报", feeds: "数据源", emergency: "突发", rumor: "谣言",
     authors: "人", mentions: "条", perMin: "条/分", more: (n) => `另有 ${n} 起`,
@@ -27,13 +27,13 @@ const I18N = {
     job: { pending: "待发布", attempting: "发布中", retry: "重试中", done: "已发布", failed: "失败" },
     approvals: (a, n) => `审批 ${a}/${n}`, lead: "主发", co: "联发", amp: "转发",
     amps: (n) => `转发账号 ${n} 个`,
-    respondOff: "发布模块未启用", httpOnly: "仅 HTTP 接入", connected: "已连接",
+    respondOff: "发布模块未启用", forbidden: "无权查看", httpOnly: "仅 HTTP 接入", connected: "已连接",
     disconnected: "已断开", lag: "延迟", ago: (s) => (s < 60 ? `${s} 秒前` : `${Math.floor(s / 60)} 分钟前`),
     reconnects: "重连", langSwitch: "EN",
   },
   en: {
     title: "Situation wall", rate: "Mentions / min", open: "Active incidents", updated: "Last update",
-    stale: "STALE", incidents: "Active incidents", bySeverity: "by severity", none: "No active incidents",
+    stale: "STALE", authNeeded: "LOGIN NEEDED", incidents: "Active incidents", bySeverity: "by severity", none: "No active incidents",
     map: "Active incidents by province", rumors: "Rumor watch", noRumors: "No rumor spreading",
     fanout: "Notice fan-out", noNotices: "No notices", feeds: "Feeds", emergency: "Emergency",
     rumor: "Rumor", authors: "authors", mentions: "posts", perMin: "/min",
@@ -48,7 +48,7 @@ const I18N = {
     job: { pending: "pending", attempting: "posting", retry: "retrying", done: "posted", failed: "failed" },
     approvals: (a, n) => `approvals ${a}/${n}`, lead: "lead", co: "co-publisher", amp: "repost",
     amps: (n) => `${n} reposting accounts`,
-    respondOff: "Respond stage off", httpOnly: "HTTP ingest only", connected: "connected",
+    respondOff: "Respond stage off", forbidden: "Not permitted", httpOnly: "HTTP ingest only", connected: "connected",
     disconnected: "disconnected", lag: "lag", ago: (s) => (s < 60 ? `${s} s ago` : `${Math.floor(s / 60)} min ago`),
     reconnects: "reconnects", langSwitch: "中文",
   },
@@ -75,9 +75,12 @@ async function api(path) {
   if (t) headers.Authorization = "Bearer " + t;
   const r = await fetch(path, { headers, credentials: "same-origin", cache: "no-store" });
   const body = await r.json().catch(() => ({}));
+  // Refused (no session, expired or wrong token): say so on the screen, not only in a console.
+  if (r.status === 401) document.body.dataset.auth = "refused";
+  else if (r.ok) delete document.body.dataset.auth;
   if (!r.ok) {
     const e = new Error(`${path}: ${r.status}`);
-    e.code = body.error;
+    e.code = r.status === 403 ? "forbidden" : body.error;
     throw e;
   }
   return body;
@@ -342,7 +345,7 @@ function renderFanout() {
   const box = $("fanout");
   box.replaceChildren();
   if (state.respondOff) {
-    $("fanout-empty").textContent = T.respondOff;
+    $("fanout-empty").textContent = state.respondOff === "forbidden" ? T.forbidden : T.respondOff;
     $("fanout-empty").classList.add("show");
     return;
   }
@@ -513,7 +516,7 @@ async function pollAccounts() {
     const v = await api("/api/accounts");
     state.accounts = new Map(v.accounts.map((a) => [a.id, a]));
   } catch (e) {
-    if (e.code === "respond_disabled") state.respondOff = true;
+    if (e.code === "respond_disabled") state.respondOff = "off";
   }
 }
 
@@ -542,8 +545,8 @@ async function pollNotices() {
     );
     dirty = true;
   } catch (e) {
-    if (e.code === "respond_disabled") {
-      state.respondOff = true;
+    if (e.code === "respond_disabled" || e.code === "forbidden") {
+      state.respondOff = e.code === "respond_disabled" ? "off" : "forbidden";
       state.notices = [];
       dirty = true;
     } else {
