@@ -657,5 +657,25 @@ async fn the_stream_sends_stats_only_to_clients_that_ask() {
     // The plain client's first line is the incident, not a stats message.
     let first = util::next_event(&mut plain, "the first event", |_| true).await;
     assert_eq!(first["event"], "incident.opened", "{first}");
+    // Within a step or two, the stats carry the flood's rate (its assignments, per minute) and
+    // the accepted mentions.
+    let id = first["incident"]["id"]
+        .as_str()
+        .expect("incident id")
+        .to_string();
+    let v = util::next_event(&mut ws, "stats with the flood's rate", |v| {
+        v["event"] == "stats"
+            && v["incidents"][&id]
+                .as_array()
+                .is_some_and(|h| h.iter().filter_map(Value::as_f64).sum::<f64>() > 0.0)
+    })
+    .await;
+    let total: f64 = v["mentions_per_min"]
+        .as_array()
+        .expect("global history")
+        .iter()
+        .filter_map(Value::as_f64)
+        .sum();
+    assert!(total > 0.0, "{v}");
     stop(svc).await;
 }
