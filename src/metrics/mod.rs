@@ -327,3 +327,48 @@ pub fn global() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
     M.get_or_init(Metrics::new)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_incidents_follow_kind_and_severity_and_empty_levels_read_zero() {
+        let m = Metrics::new();
+        let get = |k: &str, s: &str| m.incidents_open.with_label_values(&[k, s]).get();
+        m.set_incidents_open([
+            (IncidentKind::Emergency, 4),
+            (IncidentKind::Emergency, 4),
+            (IncidentKind::Rumor, 2),
+        ]);
+        assert_eq!((get("emergency", "4"), get("rumor", "2")), (2, 1));
+        // One emergency rose to 5, the rumor closed.
+        m.set_incidents_open([(IncidentKind::Emergency, 4), (IncidentKind::Emergency, 5)]);
+        assert_eq!(
+            (
+                get("emergency", "4"),
+                get("emergency", "5"),
+                get("rumor", "2")
+            ),
+            (1, 1, 0)
+        );
+        let text = m.render();
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("huiying_incidents_open{"))
+                .count(),
+            10,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn accepted_total_sums_every_feed() {
+        let m = Metrics::new();
+        m.init_input("http");
+        m.accepted("http", 3);
+        m.accepted("feed-a", 4);
+        m.rejected("feed-a", "invalid_json");
+        assert_eq!(m.accepted_total(), 7);
+    }
+}
