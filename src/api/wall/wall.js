@@ -494,7 +494,12 @@ async function resync() {
   try {
     const v = await api("/api/incidents");
     const ids = new Set(v.incidents.map((i) => i.id));
-    for (const id of [...state.incidents.keys()]) if (!ids.has(id)) state.incidents.delete(id);
+    for (const id of [...state.incidents.keys()]) {
+      if (!ids.has(id)) {
+        state.incidents.delete(id);
+        state.seenAt.delete(id);
+      }
+    }
     for (const inc of v.incidents) upsert(inc, false);
     dirty = true;
   } catch (e) {
