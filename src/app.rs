@@ -95,6 +95,18 @@ enum AuditCmd {
         #[arg(long)]
         anchor: Option<String>,
     },
+    /// Write the audit log a cluster shares in Redis to stdout (JSON Lines, as the file), for
+    /// `audit verify`. The password comes from `--password-env`.
+    Export {
+        /// `redis://HOST:PORT/DB`.
+        url: String,
+        /// The key namespace (`[redis] namespace`).
+        #[arg(long, default_value = "huiying")]
+        namespace: String,
+        /// Environment variable holding the Redis password.
+        #[arg(long)]
+        password_env: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -248,6 +260,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 &mut std::io::stderr(),
             ),
         )),
+        Cmd::Audit {
+            cmd:
+                AuditCmd::Export {
+                    url,
+                    namespace,
+                    password_env,
+                },
+        } => {
+            let password = match password_env {
+                Some(v) => Some(std::env::var(&v).map_err(|_| anyhow::anyhow!("{v} is not set"))?),
+                None => None,
+            };
+            let db = crate::respond::redis::Blocking::new(&url, password)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let n = crate::respond::audit::export_shared(&db, &namespace, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            eprintln!("{n} records");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Cmd::Run { config, listen } => {
             let mut cfg = Config::load(&config)?;
             if let Some(l) = listen {
@@ -500,10 +531,18 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     engine.restore(&rules.load(), restored);
 
     // The respond stage (notices, approval, publishing), when enabled and its rules are valid.
-    let respond =
-        crate::respond::stage::start(&cfg.respond, &cfg.rules, rules.clone(), cancel.clone())
-            .await
-            .context("respond stage")?;
+    let respond = crate::respond::stage::start(
+        &cfg.respond,
+        &cfg.rules,
+        rules.clone(),
+        crate::store::redis::is_redis_url(&cfg.store).then(|| crate::respond::stage::Shared {
+            url: cfg.store.clone(),
+            redis: cfg.redis.clone(),
+        }),
+        cancel.clone(),
+    )
+    .await
+    .context("respond stage")?;
     let (respond, respond_tx, respond_tasks) = match respond {
         Some(s) => (Some(s.respond), Some(s.events), s.tasks),
         None => (None, None, Vec::new()),

@@ -42,6 +42,11 @@ pub struct RedisConfig {
     pub password_env: Option<String>,
     /// File holding the Redis password.
     pub password_file: Option<PathBuf>,
+    /// Outbox entries of an instance idle this long (it stopped) are claimed by another (ms).
+    pub claim_idle_ms: u64,
+    /// A claimed job left `attempting` this long is uncertain and checked with the platform
+    /// (ms; must exceed a platform call's timeout, 20 s).
+    pub attempt_timeout_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -51,11 +56,25 @@ impl Default for RedisConfig {
             instance: None,
             password_env: None,
             password_file: None,
+            claim_idle_ms: 30_000,
+            attempt_timeout_ms: 30_000,
         }
     }
 }
 
 impl RedisConfig {
+    /// This instance's name: `instance`, or `{hostname}-{pid}`.
+    pub fn instance_name(&self) -> String {
+        self.instance.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "huiying".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
     /// The password, if a source is configured (errors name the source, never the secret).
     pub fn password(&self) -> Result<Option<String>, String> {
         let raw = if let Some(var) = &self.password_env {

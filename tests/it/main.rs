@@ -4,6 +4,7 @@
 mod crash;
 mod crisislex;
 mod dispatch;
+mod distributed_publish;
 mod jetstream;
 mod mastodon;
 mod matrix;
