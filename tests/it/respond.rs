@@ -258,7 +258,14 @@ async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
     assert_eq!(json_body("approve", &body)["error"], "unauthorized");
     let (status, _) = call(addr, "POST", &approve, Some("wrong"), b"").await;
     assert_eq!(status, 401);
-    let (status, body) = call(addr, "GET", "/api/notices/n-nope", None, b"").await;
+    let (status, body) = call(
+        addr,
+        "GET",
+        "/api/notices/n-nope",
+        Some(util::TEST_TOKEN),
+        b"",
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
 
     let (status, body) = call(addr, "POST", &approve, Some(&alice), b"").await;
@@ -419,7 +426,7 @@ async fn without_the_matrix_the_notice_endpoints_answer_respond_disabled() {
         ("POST", "/api/notices/x/approve"),
         ("GET", "/api/accounts"),
     ] {
-        let (status, body) = call(svc.addr, m, p, None, b"").await;
+        let (status, body) = call(svc.addr, m, p, Some(util::TEST_TOKEN), b"").await;
         assert_eq!(status, 503, "{m} {p}: {body}");
         assert_eq!(json_body(p, &body)["error"], "respond_disabled");
     }
