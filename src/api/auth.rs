@@ -588,6 +588,8 @@ impl Auth {
             dir.tokens.insert(token_hash(&token), (name, role));
         }
         let dummy_hash = hash_password(&new_secret(""))?;
+        // Exported from the start (at zero), not from the first failure.
+        login_failures();
         Ok(Auth {
             cfg,
             metrics_elsewhere,

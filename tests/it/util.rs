@@ -15,6 +15,20 @@ pub fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Copy a directory tree (rules with a test matrix, for example).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("dir entry");
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
 /// A `Write` whose bytes can be read after the writer moved into another thread.
 #[derive(Clone, Default)]
 pub struct SharedBuf(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -141,7 +155,9 @@ pub async fn request(
 ) -> Answer {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let what = format!("{method} {path}");
-    within(&what, async {
+    // Boxed: callers make many requests in one test, and debug builds keep every inline
+    // future's buffers in the caller's state (a test once overflowed its stack).
+    Box::pin(within(&what, async {
         let mut s = tokio::net::TcpStream::connect(addr)
             .await
             .unwrap_or_else(|e| panic!("{what}: connect {addr}: {e}"));
@@ -172,7 +188,7 @@ pub async fn request(
                 String::from_utf8_lossy(&buf)
             )
         })
-    })
+    }))
     .await
 }
 

@@ -260,6 +260,8 @@ async function openIncident(id) {
 }
 
 async function loadNotices() {
+  // The detail first: showing a notice moves a finished fan-out to `done`, which the list shows.
+  if (currentNotice) await openNotice(currentNotice);
   const st = $("f-state").value;
   const data = await api("GET", `/api/notices${st ? `?state=${st}` : ""}`);
   const rows = data.notices.map((n) => el("tr", { "data-notice": n.id },
@@ -273,7 +275,6 @@ async function loadNotices() {
       onclick: () => act(() => openNotice(n.id)) }, t("open")))));
   $("notices").replaceChildren(...rows);
   $("notices-empty").hidden = rows.length > 0;
-  if (currentNotice) await openNotice(currentNotice);
 }
 
 function preview(account, at, roleName) {
