@@ -822,7 +822,8 @@ impl Auth {
             .remove(&token_hash(session));
     }
 
-    /// The credential a request carries, resolved. `Err` names what is wrong with it.
+    /// The principal of the credential a request carries (and whether it came by cookie);
+    /// `None` without a valid one.
     fn authenticate(&self, req: &Request) -> Option<(Principal, bool)> {
         if let Some(v) = req.headers().get(header::AUTHORIZATION) {
             let t = v.to_str().ok()?.strip_prefix("Bearer ")?.trim();
@@ -1002,7 +1003,6 @@ async fn login(
         }
     };
     let auth = s.auth.clone();
-    let user = b.user.clone();
     let res = tokio::task::spawn_blocking(move || auth.login(&b.user, &b.password, ip.0)).await;
     match res {
         Ok(Ok(li)) => {
@@ -1033,7 +1033,6 @@ async fn login(
                 return r;
             }
             // The same answer for an unknown user and a wrong password.
-            let _ = user;
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",
@@ -1088,15 +1087,23 @@ fn auth_error(e: AuthError) -> ApiError {
     }
 }
 
+/// Run users-file work (hashing, file I/O) off the async threads.
+async fn off_thread<T: Send + 'static>(
+    s: &ApiState,
+    f: impl FnOnce(&Auth) -> Result<T, AuthError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let auth = s.auth.clone();
+    tokio::task::spawn_blocking(move || f(&auth))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(auth_error)
+}
+
 async fn admin_reload_users(
     State(s): State<ApiState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
-    let auth = s.auth.clone();
-    let (users, tokens) = tokio::task::spawn_blocking(move || auth.reload_users())
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(auth_error)?;
+    let (users, tokens) = off_thread(&s, |a| a.reload_users()).await?;
     super::audit(
         &s,
         &p.name,
@@ -1120,12 +1127,8 @@ async fn admin_create_token(
 ) -> Result<Json<Value>, ApiError> {
     let b: NewToken = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
-    let auth = s.auth.clone();
     let (name, role) = (b.name.clone(), b.role);
-    let token = tokio::task::spawn_blocking(move || auth.create_token(&name, role))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(auth_error)?;
+    let token = off_thread(&s, move |a| a.create_token(&name, role)).await?;
     super::audit(
         &s,
         &p.name,
@@ -1144,12 +1147,8 @@ async fn admin_revoke_token(
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let auth = s.auth.clone();
     let n2 = name.clone();
-    let revoked = tokio::task::spawn_blocking(move || auth.revoke_tokens(&n2))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(auth_error)?;
+    let revoked = off_thread(&s, move |a| a.revoke_tokens(&n2)).await?;
     super::audit(
         &s,
         &p.name,
@@ -1287,7 +1286,7 @@ mod tests {
         }
         let bad = "[[user]]\nname = \"a\"\nrole = \"operator\"\npassword = \"x\"\n\n[[user]]\nname = \"b\"\nrole = \"boss\"\npassword = \"x\"\n";
         let e = UsersFile::parse(FsPath::new("u.toml"), bad).expect_err("bad role");
-        assert!(e.to_string().starts_with("u.toml:7:"), "{e}");
+        assert!(e.to_string().starts_with("u.toml:8:"), "{e}");
         let e = UsersFile::parse(FsPath::new("u.toml"), &bad.replace("boss", "viewer"))
             .expect_err("bad hash");
         assert!(e.to_string().starts_with("u.toml:1:"), "{e}");

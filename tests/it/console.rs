@@ -598,25 +598,73 @@ async fn an_operator_closes_an_incident_through_the_engine_and_metrics_get_their
         .expect("stream with access_token");
         ws
     };
+    // A flood and a fire in 海淀区: two emergency incidents an operator sees as one event.
     let ts = util::now_ms();
-    let flood = "北京海淀区路口积水严重，车被淹了，水已经没过车顶";
-    let ms: Vec<Value> = (0..8)
-        .map(|i| util::mention(&format!("cl-{i}"), &format!("cl-author-{i}"), flood, ts))
-        .collect();
+    let mut opened = Vec::new();
+    for (tag, text, category) in [
+        (
+            "fl",
+            "北京海淀区路口积水严重，车被淹了，水已经没过车顶",
+            "flood",
+        ),
+        ("fi", "北京海淀区小区着火了，火势很大，消防车来了", "fire"),
+    ] {
+        let ms: Vec<Value> = (0..8)
+            .map(|i| {
+                util::mention(
+                    &format!("{tag}-{i}"),
+                    &format!("{tag}-author-{i}"),
+                    text,
+                    ts,
+                )
+            })
+            .collect();
+        let a = call(
+            addr,
+            "POST",
+            "/api/mentions",
+            &s.ingest_token,
+            &Value::Array(ms),
+        )
+        .await;
+        assert_eq!(a.status, 202, "{}", a.body);
+        let v = util::next_event(&mut ws, &format!("the {category} incident"), |v| {
+            v["event"] == "incident.opened"
+                && v["incident"]["category"] == category
+                && v["incident"]["region"]["code"] == "110108"
+        })
+        .await;
+        opened.push(v["incident"]["id"].as_str().expect("id").to_string());
+    }
+    let (id, fire) = (opened[0].clone(), opened[1].clone());
+
+    // Merge the fire into the flood: the fire closes, the flood carries its mentions.
+    let merge = json!({"into": id, "from": fire});
     let a = call(
         addr,
         "POST",
-        "/api/mentions",
-        &s.ingest_token,
-        &Value::Array(ms),
+        "/api/incidents/merge",
+        &s.viewer_token,
+        &merge,
     )
     .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let same = json!({"into": id, "from": id});
+    let a = call(addr, "POST", "/api/incidents/merge", &s.bob_token, &same).await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    let a = call(addr, "POST", "/api/incidents/merge", &s.bob_token, &merge).await;
     assert_eq!(a.status, 202, "{}", a.body);
-    let opened = util::next_event(&mut ws, "the flood incident", |v| {
-        v["event"] == "incident.opened" && v["incident"]["region"]["code"] == "110108"
+    let mut merged_closed = false;
+    let updated = util::next_event(&mut ws, "the merged flood incident", |v| {
+        if v["event"] == "incident.closed" && v["incident"]["id"] == fire {
+            merged_closed = true;
+        }
+        v["event"] == "incident.updated" && v["incident"]["id"] == id
     })
     .await;
-    let id = opened["incident"]["id"].as_str().expect("id").to_string();
+    assert!(merged_closed, "the fire closes before the flood's update");
+    assert_eq!(updated["incident"]["mentions"], 16, "{updated}");
+
     let close = format!("/api/incidents/{id}/close");
     let a = call(addr, "POST", &close, &s.viewer_token, &json!({})).await;
     assert_eq!(a.status, 403, "{}", a.body);
@@ -644,30 +692,41 @@ async fn an_operator_closes_an_incident_through_the_engine_and_metrics_get_their
         .and_then(|r| r.iter().find(|r| r["action"] == "incident_close").cloned())
         .expect("close audited");
     assert_eq!(rec["actor"], "bob", "{rec}");
+    let a = call(addr, "GET", "/api/audit", &s.bob_token, &json!({})).await;
+    assert!(a.body.contains("incident_merge"), "{}", a.body);
     util::stop(s.svc).await;
 }
 
-#[test]
-fn user_add_reads_the_password_from_stdin_and_token_create_prints_the_token_once() {
+/// `huiying ARGS… --users USERS` with `stdin`; its output.
+fn huiying(args: &[&str], users: &Path, stdin: &[u8]) -> std::process::Output {
     use std::io::Write;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let users = dir.path().join("users.toml");
-    let bin = env!("CARGO_BIN_EXE_huiying");
-    let mut child = std::process::Command::new(bin)
-        .args(["user", "add", "carol", "--role", "operator", "--users"])
-        .arg(&users)
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_huiying"))
+        .args(args)
+        .arg("--users")
+        .arg(users)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("huiying user add");
+        .unwrap_or_else(|e| panic!("huiying {args:?}: {e}"));
     child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(b"carol-secret-pw\n")
-        .expect("write password");
-    let out = child.wait_with_output().expect("user add ends");
+        .write_all(stdin)
+        .expect("write stdin");
+    child.wait_with_output().expect("huiying ends")
+}
+
+#[test]
+fn user_add_reads_the_password_from_stdin_and_token_create_prints_the_token_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = dir.path().join("users.toml");
+    let out = huiying(
+        &["user", "add", "carol", "--role", "operator"],
+        &users,
+        b"carol-secret-pw\n",
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -683,11 +742,11 @@ fn user_add_reads_the_password_from_stdin_and_token_create_prints_the_token_once
         "carol-secret-pw"
     ));
 
-    let out = std::process::Command::new(bin)
-        .args(["token", "create", "wall", "--role", "viewer", "--users"])
-        .arg(&users)
-        .output()
-        .expect("huiying token create");
+    let out = huiying(
+        &["token", "create", "wall", "--role", "viewer"],
+        &users,
+        b"",
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -705,20 +764,11 @@ fn user_add_reads_the_password_from_stdin_and_token_create_prints_the_token_once
     assert_eq!(f.tokens[0].sha256, huiying::api::auth::token_hash(&token));
 
     // A short password is refused with a clear message.
-    let mut child = std::process::Command::new(bin)
-        .args(["user", "add", "dave", "--role", "viewer", "--users"])
-        .arg(&users)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("huiying user add");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"short\n")
-        .expect("write");
-    let out = child.wait_with_output().expect("ends");
+    let out = huiying(
+        &["user", "add", "dave", "--role", "viewer"],
+        &users,
+        b"short\n",
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8"));
 }
