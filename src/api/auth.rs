@@ -858,8 +858,9 @@ impl Auth {
             p if p.starts_with("/api/admin/") => return Some(Role::Admin),
             _ => {}
         }
-        // The wall and every read it makes are public when configured so.
-        if read && self.cfg.public_wall {
+        // The wall and the reads it makes are public when configured so (not the accounts,
+        // the audit log or who is logged in).
+        if read && self.cfg.public_wall && wall_read(path) {
             return None;
         }
         if read || path == "/api/logout" {
@@ -879,6 +880,15 @@ impl Auth {
     pub fn secure_cookie(&self) -> bool {
         self.cfg.secure_cookie
     }
+}
+
+/// What the wall display reads: the page and its assets, incidents, feeds, notices, the stream.
+fn wall_read(path: &str) -> bool {
+    let under = |p: &str| path == p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/'));
+    ["/wall", "/api/incidents", "/api/feeds", "/api/notices"]
+        .into_iter()
+        .any(under)
+        || path == "/api/stream"
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<&str> {
@@ -1224,6 +1234,61 @@ mod tests {
             for (need, want) in Role::ALL.into_iter().zip(allowed) {
                 assert_eq!(have.allows(need), want, "{have} → {need}");
             }
+        }
+    }
+
+    #[test]
+    fn what_each_route_needs() {
+        let clock = Arc::new(ManualClock::new(0));
+        let closed = auth(clock.clone());
+        let public = Auth::new(
+            AuthConfig {
+                public_wall: true,
+                ..AuthConfig::default()
+            },
+            vec![],
+            true,
+            clock,
+        )
+        .expect("auth");
+        use Role::*;
+        let (get, post) = (Method::GET, Method::POST);
+        let table: [(&Method, &str, Option<Role>, Option<Role>); 17] = [
+            (&get, "/healthz", None, None),
+            (&get, "/metrics", None, Some(Viewer)),
+            (&get, "/console", None, None),
+            (&get, "/console/app.js", None, None),
+            (&post, "/api/login", None, None),
+            (&post, "/api/logout", Some(Viewer), Some(Viewer)),
+            (&get, "/api/me", Some(Viewer), Some(Viewer)),
+            (&get, "/wall", Some(Viewer), None),
+            (&get, "/api/stream", Some(Viewer), None),
+            (&get, "/api/incidents/i-1", Some(Viewer), None),
+            (&get, "/api/notices", Some(Viewer), None),
+            (&get, "/api/accounts", Some(Viewer), Some(Viewer)),
+            (&get, "/api/audit", Some(Operator), Some(Operator)),
+            (
+                &post,
+                "/api/notices/n-1/approve",
+                Some(Operator),
+                Some(Operator),
+            ),
+            (
+                &post,
+                "/api/incidents/i-1/close",
+                Some(Operator),
+                Some(Operator),
+            ),
+            (&post, "/api/mentions", Some(Ingest), Some(Ingest)),
+            (&get, "/api/admin/users", Some(Admin), Some(Admin)),
+        ];
+        for (m, path, want_closed, want_public) in table {
+            assert_eq!(closed.requirement(m, path), want_closed, "{m} {path}");
+            assert_eq!(
+                public.requirement(m, path),
+                want_public,
+                "{m} {path} (public wall)"
+            );
         }
     }
 
