@@ -124,7 +124,8 @@ enum TokenCmd {
     },
 }
 
-/// `huiying user add`: password from stdin, argon2id hash into the users file.
+/// `huiying user add`: the password from the terminal without echo, or the first line of a
+/// piped stdin; its argon2id hash into the users file.
 fn user_add(
     name: &str,
     role: crate::api::auth::Role,
@@ -132,13 +133,16 @@ fn user_add(
     input: &mut dyn std::io::BufRead,
     interactive: bool,
 ) -> anyhow::Result<()> {
-    if interactive {
-        eprint!("Password for {name} (密码): ");
-    }
-    let mut line = String::new();
-    input
-        .read_line(&mut line)
-        .context("reading the password from stdin")?;
+    let line = if interactive {
+        rpassword::prompt_password(format!("Password for {name} (密码): "))
+            .context("reading the password from the terminal")?
+    } else {
+        let mut line = String::new();
+        input
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        line
+    };
     let pw = line.trim_end_matches(['\r', '\n']);
     if pw.chars().count() < 8 {
         anyhow::bail!("the password must have at least 8 characters");
