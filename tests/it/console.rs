@@ -52,6 +52,8 @@ struct Secured {
     bob_token: String,
     viewer_token: String,
     ingest_token: String,
+    admin_token: String,
+    users: PathBuf,
     sink: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -63,7 +65,7 @@ async fn secured(metrics_listen: bool) -> Secured {
     let rules = dir.path().join("rules");
     rules_with_file_matrix(&rules, &sink);
     let users = dir.path().join("users.toml");
-    let (bob_token, viewer_token, ingest_token) = tokio::task::spawn_blocking({
+    let (bob_token, viewer_token, ingest_token, admin_token) = tokio::task::spawn_blocking({
         let users = users.clone();
         move || {
             let mut f = UsersFile::default();
@@ -77,6 +79,7 @@ async fn secured(metrics_listen: bool) -> Secured {
                 f.add_token("wall-screen", Role::Viewer)
                     .expect("viewer token"),
                 f.add_token("feeder", Role::Ingest).expect("ingest token"),
+                f.add_token("root", Role::Admin).expect("admin token"),
             );
             f.save(&users).expect("save users");
             t
@@ -100,7 +103,7 @@ async fn secured(metrics_listen: bool) -> Secured {
             ..Default::default()
         },
         auth: AuthConfig {
-            users_file: Some(users),
+            users_file: Some(users.clone()),
             session_secs: 600,
             login_max_failures_per_user: 3,
             login_max_failures_per_ip: 6,
@@ -126,6 +129,8 @@ async fn secured(metrics_listen: bool) -> Secured {
         bob_token,
         viewer_token,
         ingest_token,
+        admin_token,
+        users,
         sink,
         _dir: dir,
     }
@@ -423,6 +428,15 @@ async fn an_operator_logs_in_approves_a_notice_and_sees_the_fan_out_in_chromium(
     let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/console.png");
     wd.screenshot(&shot).await;
     assert!(std::fs::metadata(&shot).expect("screenshot").len() > 10_000);
+    // English too.
+    let lang = wd.find_all("#lang").await.pop().expect("language button");
+    wd.click(&lang).await;
+    wd.wait_for("the English rule", "#nd-rule", |t| {
+        t == "Needs one operator"
+    })
+    .await;
+    wd.wait_for("the English tab", "#tab-notices", |t| t == "Notices")
+        .await;
     wd.quit().await;
 
     // The posts really happened: the lead's post and the amplifier's repost of it.
@@ -521,6 +535,26 @@ async fn roles_csrf_wrong_passwords_login_limits_and_session_expiry() {
         .contains(cookie.trim_start_matches("huiying_session=")));
     let me = request(addr, "GET", "/api/me", &[("Cookie", &cookie)], b"").await;
     assert_eq!(json_of(&me)["user"], "alice", "{}", me.body);
+    // A second session of alice's, ended by logout: its cookie is dead afterwards.
+    let other = login(addr, "alice", ALICE_PW).await;
+    let other_cookie = other
+        .header("set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let other_csrf = json_of(&other)["csrf"].as_str().expect("csrf").to_string();
+    let h = [
+        ("Cookie", other_cookie.as_str()),
+        ("X-CSRF-Token", other_csrf.as_str()),
+    ];
+    assert_eq!(
+        request(addr, "POST", "/api/logout", &h, b"{}").await.status,
+        200
+    );
+    let gone = request(addr, "GET", "/api/me", &[("Cookie", &other_cookie)], b"").await;
+    assert_eq!(gone.status, 401, "{}", gone.body);
 
     // A cookie request that changes state needs the CSRF token.
     let a = request(
@@ -694,6 +728,66 @@ async fn an_operator_closes_an_incident_through_the_engine_and_metrics_get_their
     assert_eq!(rec["actor"], "bob", "{rec}");
     let a = call(addr, "GET", "/api/audit", &s.bob_token, &json!({})).await;
     assert!(a.body.contains("incident_merge"), "{}", a.body);
+    util::stop(s.svc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_creates_uses_and_revokes_a_token_and_the_users_file_keeps_only_its_hash() {
+    let s = secured(false).await;
+    let addr = s.svc.addr;
+    let new = json!({"name": "feeder-2", "role": "ingest"});
+    let a = call(addr, "POST", "/api/admin/tokens", &s.bob_token, &new).await;
+    assert_eq!(a.status, 403, "operators cannot: {}", a.body);
+    let a = call(addr, "POST", "/api/admin/tokens", &s.admin_token, &new).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let token = json_of(&a)["token"].as_str().expect("token").to_string();
+    let file = std::fs::read_to_string(&s.users).expect("users file");
+    assert!(file.contains(&huiying::api::auth::token_hash(&token)) && !file.contains(&token));
+    let m = json!({"id": "t-1", "ts": util::now_ms(), "author": "a", "text": "你好"});
+    assert_eq!(
+        call(addr, "POST", "/api/mentions", &token, &m).await.status,
+        202
+    );
+    let listing = call(addr, "GET", "/api/admin/users", &s.admin_token, &json!({})).await;
+    assert!(
+        listing.body.contains("feeder-2") && !listing.body.contains("argon2"),
+        "{}",
+        listing.body
+    );
+    let a = call(
+        addr,
+        "POST",
+        "/api/admin/tokens/feeder-2/revoke",
+        &s.admin_token,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(json_of(&a)["revoked"], 1, "{}", a.body);
+    assert_eq!(
+        call(addr, "POST", "/api/mentions", &token, &m).await.status,
+        401
+    );
+    let a = call(addr, "GET", "/api/audit", &s.admin_token, &json!({})).await;
+    let actions: Vec<String> = json_of(&a)["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["actor"] == "root")
+        .filter_map(|r| r["action"].as_str().map(str::to_string))
+        .collect();
+    assert!(actions.contains(&"token_create".to_string()), "{actions:?}");
+    assert!(actions.contains(&"token_revoke".to_string()), "{actions:?}");
+    // A bad role is a clear 400 naming the field.
+    let a = call(
+        addr,
+        "POST",
+        "/api/admin/tokens",
+        &s.admin_token,
+        &json!({"name": "x", "role": "boss"}),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("boss"), "{}", a.body);
     util::stop(s.svc).await;
 }
 
