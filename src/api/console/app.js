@@ -218,7 +218,7 @@ async function loadIncidents() {
     el("td", {}, el("span", { class: `sev sev${i.severity}` }, i.severity)),
     el("td", {}, t(i.kind)),
     el("td", {}, i.category),
-    el("td", {}, i.region ? i.region.name : ""),
+    el("td", {}, regionName(i.region)),
     el("td", {}, i.authors),
     el("td", {}, fmtTime(i.opened_at)),
     el("td", {}, el("button", { type: "button", onclick: () => act(() => openIncident(i.id)) }, t("open")))));
@@ -226,15 +226,24 @@ async function loadIncidents() {
   $("incidents-empty").hidden = rows.length > 0;
 }
 
+function authorName(a) {
+  if (!a) return "";
+  return `@${a.name || a.id}${a.verified ? " ✔" : ""}`;
+}
+
+function regionName(r) {
+  return r ? (r.name || r.code || "") : "";
+}
+
 async function openIncident(id) {
   const i = await api("GET", `/api/incidents/${encodeURIComponent(id)}`);
   const box = $("incident-detail");
   const samples = (i.samples || []).map((m) => el("li", {},
-    el("span", { class: "muted" }, `${fmtTime(m.ts)} @${m.author || ""} `), m.text));
+    el("span", { class: "muted" }, `${fmtTime(m.ts)} ${authorName(m.author)} `), m.text));
   const target = el("input", { id: "merge-target", placeholder: t("merge_help"), size: 24 });
   const operator = me.role === "operator" || me.role === "admin";
   box.replaceChildren(
-    el("h2", {}, `${t(i.kind)} · ${i.category} · ${i.region ? i.region.name : ""} `,
+    el("h2", {}, `${t(i.kind)} · ${i.category} · ${regionName(i.region)} `,
       el("code", {}, i.id), " ", el("span", { class: "state" }, i.state)),
     el("p", {}, `${t("severity")} ${i.severity} · ${t("authors")} ${i.authors} · ${t("mentions")} ${i.mentions} · ${t("opened")} ${fmtTime(i.opened_at)}`),
     el("p", {}, `${t("terms")}: ${(i.top_terms || []).join("、")}`),
@@ -268,7 +277,7 @@ async function loadNotices() {
     el("td", {}, stateBadge(n.state, "st_")),
     el("td", {}, el("span", { class: `sev sev${n.severity}` }, n.severity)),
     el("td", {}, n.category),
-    el("td", {}, n.region ? n.region.name : ""),
+    el("td", {}, regionName(n.region)),
     el("td", {}, `${n.approvals.length}/${n.required_approvals}`),
     el("td", {}, `${fmtTime(n.created_at)} ${n.created_by}`),
     el("td", {}, el("button", { type: "button", class: "open-notice",
@@ -303,7 +312,7 @@ async function openNotice(id) {
   $("notice-detail").hidden = false;
   $("nd-id").textContent = n.id;
   $("nd-state").replaceChildren(stateBadge(n.state, "st_"));
-  $("nd-meta").textContent = `${t(n.kind)} · ${n.category} · ${t("severity")} ${n.severity} · ${n.region ? n.region.name : ""} · ${t("created")} ${fmtTime(n.created_at)} ${n.created_by}`;
+  $("nd-meta").textContent = `${t(n.kind)} · ${n.category} · ${t("severity")} ${n.severity} · ${regionName(n.region)} · ${t("created")} ${fmtTime(n.created_at)} ${n.created_by}`;
   $("nd-rule").textContent = n.required_approvals >= 2 ? t("two_person") : t("one_person");
   $("nd-approvals").replaceChildren(el("p", { id: "approval-count" },
     `${t("approvals")} ${n.approvals.length}/${n.required_approvals}: `,
@@ -337,8 +346,8 @@ async function loadAccounts() {
   $("accounts").replaceChildren(...data.accounts.map((a) => el("tr", { "data-account": a.id },
     el("td", {}, a.name, " ", el("span", { class: "muted" }, a.handle)),
     el("td", {}, a.platform),
-    el("td", {}, a.region),
-    el("td", {}, (a.remaining || []).map((r) => `${r.kind} ${r.now}/${r.per_hour}`).join(" · ")),
+    el("td", {}, regionName(a.region)),
+    el("td", {}, (a.remaining || []).map((r) => `${r.kind} ${r.now} (${r.per_hour}/h)`).join(" · ")),
     el("td", {}, a.last_post ? `${fmtTime(a.last_post.at)} ${a.last_post.post_id || ""}` : ""),
     el("td", { class: a.failures.length ? "error" : "" }, a.failures.length))));
 }
