@@ -188,7 +188,7 @@ struct Driver {
     http: reqwest::Client,
     base: String,
     session: String,
-    _process: tokio::process::Child,
+    process: tokio::process::Child,
 }
 
 impl Driver {
@@ -209,6 +209,8 @@ impl Driver {
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            // Its own process group, so that a failing test takes Chromium down with it.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver starts");
@@ -254,7 +256,7 @@ impl Driver {
             http,
             base,
             session,
-            _process: process,
+            process,
         }
     }
 
@@ -353,6 +355,17 @@ impl Driver {
 
     async fn quit(self) {
         self.cmd(reqwest::Method::DELETE, "", None).await;
+    }
+}
+
+impl Drop for Driver {
+    /// A test that fails before `quit` must not leave Chromium running: end the whole group.
+    fn drop(&mut self) {
+        if let Some(pid) = self.process.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
     }
 }
 
