@@ -27,6 +27,11 @@ pub struct Config {
     pub respond: RespondConfig,
     /// `[redis]`: settings used when `store` is a `redis://` URL.
     pub redis: RedisConfig,
+    /// A separate address for `/metrics` (unauthenticated there; the main address then asks
+    /// for a viewer). `None`: `/metrics` is public on `listen`.
+    pub metrics_listen: Option<String>,
+    /// Users, tokens, sessions and login limits.
+    pub auth: AuthConfig,
 }
 
 /// `[redis]`: the distributed engine's settings (with `store = "redis://HOST:PORT/DB"`).
@@ -93,6 +98,44 @@ impl RedisConfig {
     }
 }
 
+/// `[auth]`: who may use the API and the console (see `crate::api::auth`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The users file (`[[user]]` with argon2 hashes, `[[token]]` with SHA-256 hashes),
+    /// relative to the config file; written by `huiying user add` / `huiying token create`.
+    pub users_file: Option<PathBuf>,
+    /// Extra API tokens given by hash in the config itself (`{ name, role, sha256 }`).
+    pub tokens: Vec<crate::api::auth::TokenEntry>,
+    /// Serve `/wall` and every read it makes (GET endpoints) without a credential.
+    pub public_wall: bool,
+    /// Session lifetime from login, seconds (default 8 h).
+    pub session_secs: u64,
+    /// Failed logins per user name within the window before logins are refused (default 5).
+    pub login_max_failures_per_user: usize,
+    /// Failed logins per client address within the window (default 20).
+    pub login_max_failures_per_ip: usize,
+    /// The sliding window of the login limits, seconds (default 15 min).
+    pub login_window_secs: u64,
+    /// Mark the session cookie `Secure` (set when HTTPS terminates in front of the engine).
+    pub secure_cookie: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            users_file: None,
+            tokens: Vec::new(),
+            public_wall: false,
+            session_secs: 8 * 3600,
+            login_max_failures_per_user: 5,
+            login_max_failures_per_ip: 20,
+            login_window_secs: 15 * 60,
+            secure_cookie: false,
+        }
+    }
+}
+
 /// `[respond]`: the notice workflow and the publishing of approved notices.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -103,7 +146,8 @@ pub struct RespondConfig {
     pub data_dir: PathBuf,
     /// The approval policy.
     pub policy: crate::respond::notices::ApprovalPolicy,
-    /// Operators: API tokens that identify actors (never logged).
+    /// Operators: API tokens that identify actors (never logged). Kept for compatibility:
+    /// each is an API token with the `operator` role; prefer `[auth]` users and tokens.
     pub operators: Vec<Operator>,
 }
 
@@ -170,6 +214,8 @@ impl Default for Config {
             feeds: Vec::new(),
             respond: RespondConfig::default(),
             redis: RedisConfig::default(),
+            metrics_listen: None,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -298,6 +344,11 @@ impl Config {
         }
         if c.respond.data_dir.is_relative() {
             c.respond.data_dir = base.join(&c.respond.data_dir);
+        }
+        if let Some(u) = &c.auth.users_file {
+            if u.is_relative() {
+                c.auth.users_file = Some(base.join(u));
+            }
         }
         for op in &mut c.respond.operators {
             if let Some(f) = &op.token_file {
