@@ -1,5 +1,8 @@
 //! The HTTP API (axum): open incidents, one incident with its sample mentions, the live event
-//! stream over a websocket, mention ingestion by POST, health and Prometheus metrics.
+//! stream over a websocket, mention ingestion by POST, health and Prometheus metrics, the
+//! operator console. Every route but `/healthz`, `/metrics`, the console's login page and
+//! `POST /api/login` passes [`auth::require`] (token or session, role, CSRF); every answer gets
+//! the security headers of [`auth::security_headers`].
 
 use crate::cluster::{Event, Incident};
 use crate::detect::reload::SharedRules;
@@ -17,6 +20,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 
+pub mod auth;
+pub mod console;
 pub mod notices;
 pub mod wall;
 
@@ -76,6 +81,39 @@ pub struct ApiState {
     pub feeds: Arc<crate::feeds::health::FeedRegistry>,
     /// The respond stage (`None`: off; its endpoints answer 503 `respond_disabled`).
     pub respond: Option<Arc<crate::respond::stage::Respond>>,
+    /// Users, tokens and sessions.
+    pub auth: Arc<auth::Auth>,
+    /// The rules directory (admin reload).
+    pub rules_dir: std::path::PathBuf,
+    /// The pipeline's input, for operator changes to incidents (close, merge).
+    pub control: tokio::sync::mpsc::Sender<crate::pipeline::Item>,
+}
+
+/// Append an action of `who` to the audit log (when the respond stage, which owns the log, is
+/// on). A failed append is logged, not fatal: the action itself already happened.
+pub(crate) async fn audit(s: &ApiState, who: &str, action: &str, detail: serde_json::Value) {
+    let Some(r) = s.respond.clone() else { return };
+    let (who, action) = (who.to_string(), action.to_string());
+    let res = tokio::task::spawn_blocking(move || {
+        let now = crate::respond::dispatch::system_now_ms();
+        r.audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(
+                now,
+                &who,
+                crate::respond::audit::AuditAction::Other(action),
+                None,
+                detail,
+            )
+            .map(|_| ())
+    })
+    .await;
+    match res {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "Cannot append to the audit log."),
+        Err(e) => tracing::error!(error = %e, "Audit task failed."),
+    }
 }
 
 /// An API error: logged with its cause, answered as `{ "error": code, "message": … }`.
@@ -128,6 +166,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/stream", get(stream))
         .merge(notices::routes())
         .merge(wall::routes())
+        .merge(auth::routes())
+        .merge(console::routes())
         .route(
             "/api/mentions",
             post(post_mentions)
@@ -138,7 +178,19 @@ pub fn router(state: ApiState) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require,
+        ))
+        .layer(axum::middleware::map_response(auth::security_headers))
         .with_state(state)
+}
+
+/// The router of the separate metrics address (`metrics_listen`): `/metrics` only, public.
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::map_response(auth::security_headers))
 }
 
 /// axum answers an over-limit body with plain text; keep the API's JSON error shape.

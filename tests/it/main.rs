@@ -1,10 +1,12 @@
 //! The integration suite: one test binary (faster to link than one per file), one module per
 //! concern. Shared helpers live in `util`.
 
+mod console;
 mod crash;
 mod crisislex;
 mod dashboards;
 mod dispatch;
+mod distributed_publish;
 mod jetstream;
 mod mastodon;
 mod matrix;

@@ -574,7 +574,10 @@ async fn slow_stream_client_does_not_block() {
         let (ws, _) = within(
             "the slow client handshake",
             tokio_tungstenite::client_async(
-                format!("ws://{addr}/api/stream?assignments=true"),
+                format!(
+                    "ws://{addr}/api/stream?assignments=true&access_token={}",
+                    util::TEST_TOKEN
+                ),
                 tcp,
             ),
         )
