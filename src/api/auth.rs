@@ -853,6 +853,10 @@ impl Auth {
             "/metrics" if !self.metrics_elsewhere => return None,
             "/console" => return None,
             p if p.starts_with("/console/") => return None,
+            // The wall's page and assets hold no data (that is under /api), and a page
+            // navigation cannot carry a bearer token: `/wall#token=…` must load.
+            "/wall" => return None,
+            p if p.starts_with("/wall/") => return None,
             "/api/mentions" => return Some(Role::Ingest),
             "/api/audit" => return Some(Role::Operator),
             p if p.starts_with("/api/admin/") => return Some(Role::Admin),
@@ -885,7 +889,7 @@ impl Auth {
 /// What the wall display reads: the page and its assets, incidents, feeds, notices, the stream.
 fn wall_read(path: &str) -> bool {
     let under = |p: &str| path == p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/'));
-    ["/wall", "/api/incidents", "/api/feeds", "/api/notices"]
+    ["/api/wall", "/api/incidents", "/api/feeds", "/api/notices"]
         .into_iter()
         .any(under)
         || path == "/api/stream"
@@ -1253,7 +1257,7 @@ mod tests {
         .expect("auth");
         use Role::*;
         let (get, post) = (Method::GET, Method::POST);
-        let table: [(&Method, &str, Option<Role>, Option<Role>); 17] = [
+        let table: [(&Method, &str, Option<Role>, Option<Role>); 19] = [
             (&get, "/healthz", None, None),
             (&get, "/metrics", None, Some(Viewer)),
             (&get, "/console", None, None),
@@ -1261,7 +1265,9 @@ mod tests {
             (&post, "/api/login", None, None),
             (&post, "/api/logout", Some(Viewer), Some(Viewer)),
             (&get, "/api/me", Some(Viewer), Some(Viewer)),
-            (&get, "/wall", Some(Viewer), None),
+            (&get, "/wall", None, None),
+            (&get, "/wall/wall.js", None, None),
+            (&get, "/api/wall/labels", Some(Viewer), None),
             (&get, "/api/stream", Some(Viewer), None),
             (&get, "/api/incidents/i-1", Some(Viewer), None),
             (&get, "/api/notices", Some(Viewer), None),

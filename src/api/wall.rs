@@ -6,10 +6,10 @@
 //! | `GET /wall` | the page (`?lang=en` for English; Chinese by default) |
 //! | `GET /wall/wall.css`, `/wall/wall.js` | its style and script |
 //! | `GET /wall/china-tiles.json` | the tile-grid cartogram of the 34 provincial divisions |
-//! | `GET /wall/labels.json` | category names (zh, en) from the live rules |
+//! | `GET /api/wall/labels` | category names (zh, en) from the live rules, account names |
 //!
-//! The page also reads `/api/incidents`, `/api/feeds`, `/api/notices`, `/api/notices/{id}` and
-//! `/api/accounts`. The sampler here adds what the events do not carry: every
+//! The page also reads `/api/incidents`, `/api/feeds`, `/api/notices` and `/api/notices/{id}`:
+//! what `[auth] public_wall` opens (with a token: `/wall#token=…`). The sampler here adds what the events do not carry: every
 //! [`STEP_MS`] it sends a `stats` message (global mention rate and a short rate history per
 //! open incident) to the stream clients that asked for it. Replay output and the
 //! `incident.*`/`mention.assigned` lines are untouched.
@@ -50,28 +50,24 @@ pub fn routes() -> Router<ApiState> {
     for (path, content_type, body) in ASSETS {
         r = r.route(path, get(move || async move { asset(content_type, body) }));
     }
-    r.route("/wall/labels.json", get(labels))
+    r.route("/api/wall/labels", get(labels))
 }
 
-/// Only this origin, for everything: the page works offline and nothing injected can load or
-/// send anything elsewhere. (`'self'` covers the same-origin websocket.)
-const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'";
-
-/// An embedded asset. `no-cache`: a new binary's page is picked up on the next reload.
+/// An embedded asset. `no-cache`: a new binary's page is picked up on the next reload. (The
+/// security headers, CSP included, come from the router's layer.)
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-            (header::REFERRER_POLICY, "no-referrer"),
         ],
         body,
     )
 }
 
-/// Names of the categories in both languages, from the rules in force.
+/// Names of the categories in both languages, from the rules in force, and the display name and
+/// platform of each account of the matrix (what the fan-out board shows: not handles, limits or
+/// token sources, so a public wall needs no access to `/api/accounts`).
 async fn labels(State(s): State<ApiState>) -> Json<serde_json::Value> {
     let rules = s.rules.load();
     let categories: BTreeMap<&str, serde_json::Value> = rules
@@ -84,7 +80,23 @@ async fn labels(State(s): State<ApiState>) -> Json<serde_json::Value> {
             )
         })
         .collect();
-    Json(serde_json::json!({ "categories": categories }))
+    let accounts: BTreeMap<&str, serde_json::Value> = s
+        .respond
+        .as_ref()
+        .map(|r| {
+            r.matrix
+                .accounts()
+                .iter()
+                .map(|a| {
+                    (
+                        a.id.as_str(),
+                        serde_json::json!({"name": a.name, "platform": a.platform.as_str()}),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Json(serde_json::json!({ "categories": categories, "accounts": accounts }))
 }
 
 /// The wall's share of the service: the latest `stats` message, for stream clients.

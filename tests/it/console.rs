@@ -6,6 +6,7 @@
 //! `user add` / `token create` commands.
 
 use crate::util::{self, metric, request, within, Answer};
+use crate::webdriver::{Chromedriver, CHROMIUM, CHROMIUM_ARGS};
 use huiying::api::auth::{ManualClock, Role, UsersFile};
 use huiying::app::{Service, ServiceOptions};
 use huiying::config::{AuthConfig, Config, RespondConfig};
@@ -188,53 +189,20 @@ struct Driver {
     http: reqwest::Client,
     base: String,
     session: String,
-    process: tokio::process::Child,
+    _driver: Chromedriver,
 }
 
 impl Driver {
     /// Start chromedriver on a free port and open a headless Chromium session. Fails (never
     /// skips) when either binary is missing: `.ci/run` installs them.
     async fn start() -> Driver {
-        for bin in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
-            assert!(
-                Path::new(bin).exists(),
-                "{bin} is missing: install Debian chromium and chromium-driver (.ci/run does)"
-            );
-        }
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr").port()
-        };
-        let process = tokio::process::Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            // Its own process group, so that a failing test takes Chromium down with it.
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromedriver starts");
-        let http = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{port}");
-        within("chromedriver to be ready", async {
-            loop {
-                if let Ok(r) = http.get(format!("{base}/status")).send().await {
-                    let v: Value = r.json().await.unwrap_or_default();
-                    if v["value"]["ready"] == true {
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await;
+        let driver = Chromedriver::start().await;
+        let (http, base) = (driver.http.clone(), driver.base.clone());
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless", "--no-sandbox", "--disable-gpu",
-                         "--disable-background-networking", "--window-size=1400,1100",
-                         "--lang=zh-CN"]
+                "binary": CHROMIUM,
+                "args": ([CHROMIUM_ARGS.as_slice(), &["--window-size=1400,1100", "--lang=zh-CN"]].concat())
             }
         }}});
         let v = within("a Chromium session", async {
@@ -256,7 +224,7 @@ impl Driver {
             http,
             base,
             session,
-            process,
+            _driver: driver,
         }
     }
 
@@ -355,17 +323,6 @@ impl Driver {
 
     async fn quit(self) {
         self.cmd(reqwest::Method::DELETE, "", None).await;
-    }
-}
-
-impl Drop for Driver {
-    /// A test that fails before `quit` must not leave Chromium running: end the whole group.
-    fn drop(&mut self) {
-        if let Some(pid) = self.process.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-        }
     }
 }
 
@@ -495,7 +452,12 @@ async fn roles_csrf_wrong_passwords_login_limits_and_session_expiry() {
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
     assert!(!page.body.contains("<script>"), "no inline script");
-    for path in ["/api/incidents", "/api/notices", "/api/stream", "/wall"] {
+    for path in [
+        "/api/incidents",
+        "/api/notices",
+        "/api/stream",
+        "/api/wall/labels",
+    ] {
         let a = request(addr, "GET", path, &[], b"").await;
         assert_eq!(a.status, 401, "{path}: {}", a.body);
         assert_eq!(json_of(&a)["error"], "unauthorized");

@@ -21,6 +21,7 @@ mod rules;
 mod service;
 mod util;
 mod wall;
+mod webdriver;
 
 #[path = "../fake_platform/mod.rs"]
 mod fake_platform;

@@ -6,6 +6,8 @@
 
 use crate::fake_platform::FakePlatform;
 use crate::util::{self, get_json, http, now_ms, start_service, stop, within};
+use crate::webdriver::{Chromedriver, CHROMIUM, CHROMIUM_ARGS};
+use huiying::api::auth::{token_hash, Role, TokenEntry};
 use huiying::config::{Config, RespondConfig};
 use huiying::store::MemoryStore;
 use serde_json::{json, Value};
@@ -13,8 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// A fire in 杭州市西湖区.
 const FIRE: &str = "杭州西湖区一小区发生火灾，浓烟滚滚，消防车已经到了";
 /// A known debunked claim (rules/claims.toml: iodized-salt-radiation).
@@ -22,34 +22,18 @@ const SALT: &str = "吃碘盐能防辐射，赶紧去超市抢盐，速转！";
 /// Flood in 海淀区 with casualty boosters.
 pub(crate) const FLOOD: &str = "北京海淀区路口积水严重，车被淹了，水已经没过车顶，有人被冲走";
 
-/// A chromedriver process (its own process group, killed with it) and one browser session.
+/// One browser session on its own chromedriver (which ends Chromium when dropped).
 struct Browser {
     base: String,
     session: String,
     http: reqwest::Client,
-    pgid: u32,
-    _child: tokio::process::Child,
+    _driver: Chromedriver,
     _profile: tempfile::TempDir,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // chromedriver and the Chromium it started share the process group we gave it.
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.pgid)])
-            .status();
-    }
 }
 
 impl Browser {
     /// Start chromedriver on a free port and open a 1920×1080 headless Chromium session.
     async fn start() -> Browser {
-        for bin in [CHROMIUM, CHROMEDRIVER] {
-            assert!(
-                Path::new(bin).exists(),
-                "{bin} is missing: the wall test needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver; .ci/run installs them)"
-            );
-        }
         // Without a CJK font the screenshots are boxes: a test of a Chinese wall must not pass.
         let fonts = std::process::Command::new("fc-list")
             .arg(":lang=zh")
@@ -60,54 +44,25 @@ impl Browser {
             !fonts.trim().is_empty(),
             "no Chinese font (fc-list :lang=zh is empty): apt-get install -y fonts-noto-cjk; .ci/run installs it"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = tokio::process::Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
-        let pgid = child.id().expect("chromedriver pid");
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        within("chromedriver to answer /status", async {
-            loop {
-                if let Ok(r) = http.get(format!("{base}/status")).send().await {
-                    let v: Value = r.json().await.unwrap_or_default();
-                    if v["value"]["ready"] == true {
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await;
+        let driver = Chromedriver::start().await;
         let profile = tempfile::tempdir().expect("profile dir");
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu",
-                    "--disable-background-networking", "--disable-dev-shm-usage",
-                    "--window-size=1920,1080", "--force-device-scale-factor=1",
-                    "--hide-scrollbars", "--lang=zh-CN",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
+                "args": ([CHROMIUM_ARGS.as_slice(), &[
+                    "--disable-dev-shm-usage", "--window-size=1920,1080",
+                    "--force-device-scale-factor=1", "--hide-scrollbars", "--lang=zh-CN",
+                    &format!("--user-data-dir={}", profile.path().display()),
+                ]].concat())
             }
         }}});
         let mut b = Browser {
-            base,
+            base: driver.base.clone(),
             session: String::new(),
-            http,
-            pgid,
-            _child: child,
+            http: driver.http.clone(),
+            _driver: driver,
             _profile: profile,
         };
         let v = b.call("POST", "/session", caps).await;
@@ -256,6 +211,8 @@ pub(crate) struct RespondEngine {
     pub fake: crate::fake_platform::FakeHandle,
     /// alice's and bob's bearer tokens.
     pub operators: [String; 2],
+    /// A `viewer` token (what a wall screen is given).
+    pub viewer: String,
     _dir: tempfile::TempDir,
 }
 
@@ -277,7 +234,7 @@ impl RespondEngine {
         let dir = tempfile::tempdir().expect("tempdir");
         let rules = dir.path().join("rules");
         rules_with_matrix(&rules, &fake.base_url(), &env[0], &env[1]);
-        let config = Config {
+        let mut config = Config {
             feeds,
             ..util::respond_config(
                 rules,
@@ -285,11 +242,18 @@ impl RespondEngine {
                 &[("alice", &env[2]), ("bob", &env[3])],
             )
         };
+        let viewer = format!("hy_wall_viewer_{tag}");
+        config.auth.tokens.push(TokenEntry {
+            name: "wall-screen".into(),
+            role: Role::Viewer,
+            sha256: token_hash(&viewer),
+        });
         let svc = start_service(config, Arc::new(MemoryStore::default())).await;
         RespondEngine {
             svc,
             fake,
             operators: [tok(2), tok(3)],
+            viewer,
             _dir: dir,
         }
     }
@@ -353,8 +317,27 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
     let addr = eng.svc.addr;
     let browser = Browser::start().await;
 
-    // The page is up and live (a `stats` message arrived) before anything happens.
+    // Without a credential the page loads (it holds no data) and says that a login is needed.
     browser.open(&format!("http://{addr}/wall")).await;
+    browser
+        .wait_for(
+            "the login-needed badge",
+            "return document.body.dataset.auth === 'refused' && getComputedStyle(document.getElementById('auth')).display !== 'none'",
+        )
+        .await;
+    let refused = browser.console_errors().await;
+    assert!(
+        refused.iter().all(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("401") || m.contains("Authentication failed"))),
+        "only the refused reads: {refused:#?}"
+    );
+
+    // With a viewer token in the fragment: kept for the tab, out of the address bar, and the
+    // page is up and live (a `stats` message arrived) before anything happens.
+    browser
+        .open(&format!("http://{addr}/wall#token={}", eng.viewer))
+        .await;
     browser
         .wait_for(
             "the wall to go live",
@@ -365,6 +348,10 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
         .eval("return document.querySelectorAll('#incidents li.inc').length")
         .await;
     assert_eq!(empty, 0, "no incident before the flood");
+    let kept = browser
+        .eval("return [sessionStorage.getItem('huiying.token'), location.hash, document.body.dataset.auth || '']")
+        .await;
+    assert_eq!(kept, json!([eng.viewer, "", ""]));
     let heading = browser
         .eval("return document.querySelector('#incidents-panel h2').textContent")
         .await;
@@ -525,11 +512,8 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
 
-    // English, by the address alone; with a token in the fragment, kept for the tab and taken
-    // out of the address bar (the API then gets `Authorization: Bearer`).
-    browser
-        .open(&format!("http://{addr}/wall?lang=en#token=wall-test-token"))
-        .await;
+    // English, by the address alone (the token stays with the tab).
+    browser.open(&format!("http://{addr}/wall?lang=en")).await;
     let en = browser
         .wait_for(
             "the English wall with the flood",
@@ -540,10 +524,6 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
         )
         .await;
     assert_eq!(en["lang"], "en", "{en}");
-    let kept = browser
-        .eval("return [sessionStorage.getItem('huiying.token'), location.hash, location.search]")
-        .await;
-    assert_eq!(kept, json!(["wall-test-token", "", "?lang=en"]));
     assert!(
         en["heading"]
             .as_str()
@@ -596,9 +576,17 @@ async fn the_wall_assets_are_served_from_the_binary() {
         ("/wall/wall.js", "/api/stream?stats=true"),
         ("/wall/wall.css", "--sev5"),
     ] {
-        let (status, body) = http(svc.addr, "GET", path, b"").await;
-        assert_eq!(status, 200, "{path}");
+        // No credential: the page and its assets hold no data.
+        let a = util::request(svc.addr, "GET", path, &[], b"").await;
+        let body = a.body.as_str();
+        assert_eq!(a.status, 200, "{path}");
         assert!(body.contains(needle), "{path}: {needle} not in the body");
+        assert!(
+            a.header("content-security-policy")
+                .is_some_and(|c| c.contains("connect-src 'self'")),
+            "{path}: {:?}",
+            a.headers
+        );
         // Offline: nothing is loaded from another origin.
         for bad in ["http://", "https://cdn", "//cdn", "googleapis", "unpkg"] {
             assert!(
@@ -607,7 +595,10 @@ async fn the_wall_assets_are_served_from_the_binary() {
             );
         }
     }
-    let labels = get_json(svc.addr, "/wall/labels.json").await;
+    // The data is not public unless the wall is configured so.
+    let a = util::request(svc.addr, "GET", "/api/wall/labels", &[], b"").await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    let labels = get_json(svc.addr, "/api/wall/labels").await;
     assert_eq!(labels["categories"]["flood"]["zh"], "洪涝", "{labels}");
     assert_eq!(labels["categories"]["flood"]["en"], "Flood", "{labels}");
     // The cartogram covers exactly the province-level regions of the shipped gazetteer.
@@ -632,6 +623,22 @@ async fn the_wall_assets_are_served_from_the_binary() {
     provinces.sort();
     assert_eq!(codes, provinces);
     stop(svc).await;
+
+    // `[auth] public_wall`: what the wall reads is open, the rest is not.
+    let mut config = plain_config();
+    config.auth.public_wall = true;
+    let svc = start_service(config, Arc::new(MemoryStore::default())).await;
+    for (path, want) in [
+        ("/api/wall/labels", 200),
+        ("/api/incidents", 200),
+        ("/api/feeds", 200),
+        ("/api/accounts", 401),
+        ("/api/audit", 401),
+    ] {
+        let a = util::request(svc.addr, "GET", path, &[], b"").await;
+        assert_eq!(a.status, want, "{path}: {}", a.body);
+    }
+    stop(svc).await;
 }
 
 /// `?stats=true` clients get the latest `stats` message at once, and nothing else changes for
@@ -639,7 +646,11 @@ async fn the_wall_assets_are_served_from_the_binary() {
 #[tokio::test]
 async fn the_stream_sends_stats_only_to_clients_that_ask() {
     let svc = start_service(plain_config(), Arc::new(MemoryStore::default())).await;
-    let url = format!("ws://{}/api/stream?stats=true", svc.addr);
+    let url = format!(
+        "ws://{}/api/stream?stats=true&access_token={}",
+        svc.addr,
+        util::TEST_TOKEN
+    );
     let (mut ws, _) = within("stats stream", tokio_tungstenite::connect_async(&url))
         .await
         .expect("connect");

@@ -60,13 +60,18 @@ const T = I18N[lang];
 
 // Auth: a `#token=…` in the address is kept for this tab only and removed from the address bar;
 // without one the same-origin session cookie is used.
-(function keepToken() {
+function keepToken() {
   const m = location.hash.match(/(?:^#|&)token=([^&]+)/);
-  if (m) {
-    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
-    history.replaceState(null, "", location.pathname + location.search);
-  }
-})();
+  if (!m) return false;
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+  history.replaceState(null, "", location.pathname + location.search);
+  return true;
+}
+keepToken();
+// A token typed into the address bar of an open wall changes only the fragment: start over.
+window.addEventListener("hashchange", () => {
+  if (keepToken()) location.reload();
+});
 const token = () => sessionStorage.getItem(TOKEN_KEY);
 
 async function api(path) {
@@ -97,7 +102,7 @@ const state = {
   notices: [], // [{notice, jobs}]
   noticeByIncident: new Map(),
   respondOff: false,
-  accounts: new Map(),
+  accounts: new Map(), // id → {name, platform}, from /api/wall/labels
   feeds: [],
   lastMsg: 0,
   wsOpen: false,
@@ -516,15 +521,6 @@ async function pollFeeds() {
   }
 }
 
-async function pollAccounts() {
-  try {
-    const v = await api("/api/accounts");
-    state.accounts = new Map(v.accounts.map((a) => [a.id, a]));
-  } catch (e) {
-    if (e.code === "respond_disabled") state.respondOff = "off";
-  }
-}
-
 async function pollNotices() {
   try {
     const v = await api("/api/notices");
@@ -601,22 +597,21 @@ function connect(attempt) {
 async function start() {
   applyLanguage();
   try {
-    const [tiles, labels] = await Promise.all([api("/wall/china-tiles.json"), api("/wall/labels.json")]);
+    const [tiles, labels] = await Promise.all([api("/wall/china-tiles.json"), api("/api/wall/labels")]);
     state.tiles = tiles.tiles;
     for (const t of tiles.tiles) state.provinces.set(t.code.slice(0, 2), t);
     state.categories = labels.categories || {};
+    state.accounts = new Map(Object.entries(labels.accounts || {}));
   } catch (e) {
     console.warn("wall assets", e);
   }
   await resync();
   connect(0);
   pollFeeds();
-  await pollAccounts();
   pollNotices();
   setInterval(pollFeeds, POLL_MS);
   setInterval(pollNotices, POLL_MS);
   setInterval(resync, RESYNC_MS);
-  setInterval(pollAccounts, 60000);
   // Ages, the clock and staleness move every second even without data.
   setInterval(() => {
     dirty = true;
