@@ -186,6 +186,7 @@ async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
                     token_file: None,
                 },
             ],
+            ..Default::default()
         },
         ..Default::default()
     };
