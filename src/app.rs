@@ -313,12 +313,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             store,
             rules,
         } => {
-            let cfg = Config {
+            let mut cfg = Config {
                 listen,
                 store,
                 rules: rules.unwrap_or_else(default_rules_dir),
                 ..Config::default()
             };
+            // Approved notices go to a file, never to a real account.
+            cfg.respond.drill_sink = Some(cfg.respond.data_dir.join("demo-posts.jsonl"));
             serve(cfg, true)
         }
         Cmd::Audit {
@@ -982,6 +984,12 @@ fn serve(cfg: Config, demo: bool) -> anyhow::Result<std::process::ExitCode> {
         println!("  store:      {}   rules: {}", cfg.store, cfg.rules.display());
         if demo {
             println!("The drill: chatter now, a rainstorm in 海淀区 from 15 s, a rumor from 40 s, a known claim at 70 s.");
+            if let Some(sink) = &cfg.respond.drill_sink {
+                println!(
+                    "  posts:      {} (approved notices are published here, not to real accounts)",
+                    sink.display()
+                );
+            }
         }
         println!("Ctrl-C stops it.");
         let _ = std::io::stdout().flush();

@@ -149,6 +149,9 @@ pub struct RespondConfig {
     /// Operators: API tokens that identify actors (never logged). Kept for compatibility:
     /// each is an API token with the `operator` role; prefer `[auth]` users and tokens.
     pub operators: Vec<Operator>,
+    /// Drills and the demo: every account publishes to this JSON Lines file instead of its
+    /// platform (same plan, limits, outbox and audit; nothing leaves the machine).
+    pub drill_sink: Option<PathBuf>,
 }
 
 impl Default for RespondConfig {
@@ -158,6 +161,7 @@ impl Default for RespondConfig {
             data_dir: PathBuf::from("huiying-data"),
             policy: Default::default(),
             operators: Vec::new(),
+            drill_sink: None,
         }
     }
 }
@@ -339,11 +343,19 @@ impl Config {
         if c.rules.is_relative() {
             c.rules = base.join(&c.rules);
         }
-        if c.store != "memory" && Path::new(&c.store).is_relative() {
+        if c.store != "memory"
+            && !crate::store::redis::is_redis_url(&c.store)
+            && Path::new(&c.store).is_relative()
+        {
             c.store = base.join(&c.store).to_string_lossy().into_owned();
         }
         if c.respond.data_dir.is_relative() {
             c.respond.data_dir = base.join(&c.respond.data_dir);
+        }
+        if let Some(d) = &c.respond.drill_sink {
+            if d.is_relative() {
+                c.respond.drill_sink = Some(base.join(d));
+            }
         }
         if let Some(u) = &c.auth.users_file {
             if u.is_relative() {

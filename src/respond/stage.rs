@@ -212,6 +212,15 @@ pub async fn start(
     let mut dispatcher =
         Dispatcher::new(outbox.clone(), Arc::clone(&limits)).with_audit(audit.clone());
     let mut routed = 0usize;
+    let drill = match &cfg.drill_sink {
+        Some(p) => Some(
+            FilePublisher::open(p).with_context(|| format!("the drill sink {}", p.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(d) = &drill {
+        tracing::info!(sink = %d.path().display(), "Drill: every account publishes to the file sink.");
+    }
     for a in matrix.accounts() {
         let id = a.id.as_str();
         limits.add_account(
@@ -223,6 +232,13 @@ pub async fn start(
                 burst: 1,
             },
         );
+        if let Some(d) = &drill {
+            let mut route = Route::new(d.clone(), &a.handle);
+            route.language = Some(a.lang.as_str().to_string());
+            dispatcher.add_account(id, route);
+            routed += 1;
+            continue;
+        }
         let token = match a.token() {
             Ok(t) => t,
             Err(e) => {

@@ -157,6 +157,7 @@ async fn an_approved_rebuttal_answers_the_most_spread_posts_once_each_within_the
                 ..Default::default()
             },
             operators: vec![operator("alice", &vars[2]), operator("bob", &vars[3])],
+            ..Default::default()
         },
         ..Default::default()
     };

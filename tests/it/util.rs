@@ -444,6 +444,7 @@ pub fn respond_config(
                     token_file: None,
                 })
                 .collect(),
+            ..Default::default()
         },
         ..Default::default()
     }
