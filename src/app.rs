@@ -2,7 +2,7 @@
 //! feeds → bounded ingest queue → batcher → pipeline → event bus → API, store writer.
 
 use crate::api::{self, ApiState, LiveIncidents, StreamMsg};
-use crate::cluster::{Engine, Event, IncidentKind};
+use crate::cluster::{Engine, Event};
 use crate::config::{Config, FeedConfig, FeedKind};
 use crate::detect::reload::SharedRules;
 use crate::detect::{Analyzer, RuleSet};
@@ -89,6 +89,77 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// Console users (the users file of `[auth] users_file`).
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// API tokens (kept as SHA-256 hashes in the users file).
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCmd {
+    /// Add a user, or set the role and password of an existing one. The password is read from
+    /// stdin (first line), never from the command line.
+    Add {
+        /// Login name.
+        name: String,
+        /// viewer, operator, admin or ingest.
+        #[arg(long)]
+        role: crate::api::auth::Role,
+        /// The users file.
+        #[arg(long, default_value = "users.toml")]
+        users: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCmd {
+    /// Create an API token and print it once (only its hash is stored).
+    Create {
+        /// The token's name (the actor in the audit log).
+        name: String,
+        /// viewer, operator, admin or ingest.
+        #[arg(long)]
+        role: crate::api::auth::Role,
+        /// The users file.
+        #[arg(long, default_value = "users.toml")]
+        users: PathBuf,
+    },
+}
+
+/// `huiying user add`: the password from the terminal without echo, or the first line of a
+/// piped stdin; its argon2id hash into the users file.
+fn user_add(
+    name: &str,
+    role: crate::api::auth::Role,
+    users: &Path,
+    input: &mut dyn std::io::BufRead,
+    interactive: bool,
+) -> anyhow::Result<()> {
+    let line = if interactive {
+        rpassword::prompt_password(format!("Password for {name} (密码): "))
+            .context("reading the password from the terminal")?
+    } else {
+        let mut line = String::new();
+        input
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        line
+    };
+    let pw = line.trim_end_matches(['\r', '\n']);
+    if pw.chars().count() < 8 {
+        anyhow::bail!("the password must have at least 8 characters");
+    }
+    let mut f = crate::api::auth::UsersFile::load(users)?;
+    f.set_user(name, role, pw)?;
+    f.save(users)?;
+    eprintln!("{}: user {name} ({role}) saved.", users.display());
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -102,6 +173,18 @@ enum AuditCmd {
         /// A head hash printed earlier, which the chain must still contain.
         #[arg(long)]
         anchor: Option<String>,
+    },
+    /// Write the audit log a cluster shares in Redis to stdout (JSON Lines, as the file), for
+    /// `audit verify`. The password comes from `--password-env`.
+    Export {
+        /// `redis://HOST:PORT/DB`.
+        url: String,
+        /// The key namespace (`[redis] namespace`).
+        #[arg(long, default_value = "huiying")]
+        namespace: String,
+        /// Environment variable holding the Redis password.
+        #[arg(long)]
+        password_env: Option<String>,
     },
 }
 
@@ -248,12 +331,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             store,
             rules,
         } => {
-            let cfg = Config {
+            let mut cfg = Config {
                 listen,
                 store,
                 rules: rules.unwrap_or_else(default_rules_dir),
                 ..Config::default()
             };
+            // Approved notices go to a file, never to a real account.
+            cfg.respond.drill_sink = Some(cfg.respond.data_dir.join("demo-posts.jsonl"));
             serve(cfg, true)
         }
         Cmd::Audit {
@@ -266,6 +351,47 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 &mut std::io::stderr(),
             ),
         )),
+        Cmd::Audit {
+            cmd:
+                AuditCmd::Export {
+                    url,
+                    namespace,
+                    password_env,
+                },
+        } => {
+            let password = match password_env {
+                Some(v) => Some(std::env::var(&v).map_err(|_| anyhow::anyhow!("{v} is not set"))?),
+                None => None,
+            };
+            let db = crate::respond::redis::Blocking::new(&url, password)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let n = crate::respond::audit::export_shared(&db, &namespace, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            eprintln!("{n} records");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::User {
+            cmd: UserCmd::Add { name, role, users },
+        } => {
+            use std::io::IsTerminal;
+            let stdin = std::io::stdin();
+            let interactive = stdin.is_terminal();
+            user_add(&name, role, &users, &mut stdin.lock(), interactive)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Token {
+            cmd: TokenCmd::Create { name, role, users },
+        } => {
+            let mut f = crate::api::auth::UsersFile::load(&users)?;
+            let token = f.add_token(&name, role)?;
+            f.save(&users)?;
+            eprintln!(
+                "{}: token {name} ({role}) saved as a hash; it is shown only now:",
+                users.display()
+            );
+            println!("{token}");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Cmd::Run { config, listen } => {
             let mut cfg = Config::load(&config)?;
             if let Some(l) = listen {
@@ -612,6 +738,12 @@ pub struct Service {
     pub rules: SharedRules,
     /// The shared Redis when `store` is a Redis URL (for the stages that share state through it).
     pub redis: Option<crate::store::redis::Redis>,
+    /// The separate `/metrics` address, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Users, tokens and sessions.
+    pub auth: Arc<crate::api::auth::Auth>,
+    /// `demo` only: the 0600 file with the ephemeral console logins.
+    pub demo_logins: Option<PathBuf>,
     cancel: CancellationToken,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -650,8 +782,26 @@ pub struct ServiceOptions {
     pub config: Config,
     /// The store (already opened).
     pub store: Arc<dyn Store>,
-    /// Play the demo drill.
+    /// Play the demo drill (and create ephemeral console users, see [`demo_logins`]).
     pub demo: bool,
+    /// The clock of sessions and login limits (`None`: the system clock).
+    pub auth_clock: Option<Arc<dyn crate::api::auth::Clock>>,
+}
+
+/// `demo`: an `admin` and an `operator` user with random passwords, kept in memory only; the
+/// passwords go to a file readable by the owner only (never to the log) whose path is returned.
+fn demo_logins(auth: &crate::api::auth::Auth, dir: &Path) -> anyhow::Result<PathBuf> {
+    use crate::api::auth::{new_secret, write_private, Role};
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut text = String::from("# huiying demo console logins (valid until the demo stops)\n");
+    for (name, role) in [("admin", Role::Admin), ("operator", Role::Operator)] {
+        let pw = new_secret("")[..20].to_string();
+        auth.add_user(name, role, &pw)?;
+        text += &format!("{name} {pw}\n");
+    }
+    let path = dir.join("demo-logins.txt");
+    write_private(&path, text.as_bytes()).with_context(|| format!("{}", path.display()))?;
+    Ok(path)
 }
 
 /// Start the service; returns once it listens.
@@ -695,27 +845,27 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         let mut g = live.write().unwrap_or_else(|p| p.into_inner());
         for i in &restored {
             g.insert(i.id.clone(), Arc::new(i.clone()));
-            let kind = if i.kind == IncidentKind::Emergency {
-                "emergency"
-            } else {
-                "rumor"
-            };
-            crate::metrics::global()
-                .incidents_open
-                .with_label_values(&[kind])
-                .inc();
         }
     }
+    api::refresh_open_gauge(&live);
     if !restored.is_empty() {
         tracing::info!(count = restored.len(), "Restored open incidents.");
     }
     engine.restore(&rules.load(), restored);
 
     // The respond stage (notices, approval, publishing), when enabled and its rules are valid.
-    let respond =
-        crate::respond::stage::start(&cfg.respond, &cfg.rules, rules.clone(), cancel.clone())
-            .await
-            .context("respond stage")?;
+    let respond = crate::respond::stage::start(
+        &cfg.respond,
+        &cfg.rules,
+        rules.clone(),
+        crate::store::redis::is_redis_url(&cfg.store).then(|| crate::respond::stage::Shared {
+            url: cfg.store.clone(),
+            redis: cfg.redis.clone(),
+        }),
+        cancel.clone(),
+    )
+    .await
+    .context("respond stage")?;
     let (respond, respond_tx, respond_tasks) = match respond {
         Some(s) => (Some(s.respond), Some(s.events), s.tasks),
         None => (None, None, Vec::new()),
@@ -893,7 +1043,47 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         None
     };
 
+    // Legacy `[respond] operators`: tokens with the operator role.
+    let mut extra_tokens = Vec::new();
+    for op in &cfg.respond.operators {
+        match op.token() {
+            Ok(t) => extra_tokens.push((op.name.clone(), t, crate::api::auth::Role::Operator)),
+            Err(e) => tracing::warn!(error = %e, "Operator skipped."),
+        }
+    }
+    let clock = opts
+        .auth_clock
+        .unwrap_or_else(|| Arc::new(crate::api::auth::SystemClock));
+    let acfg = cfg.auth.clone();
+    let metrics_elsewhere = cfg.metrics_listen.is_some();
+    let auth = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            crate::api::auth::Auth::new(acfg, extra_tokens, metrics_elsewhere, clock)
+        })
+        .await?
+        .context("auth")?,
+    );
+    let demo_logins = if opts.demo {
+        let (a, d) = (auth.clone(), cfg.respond.data_dir.clone());
+        Some(tokio::task::spawn_blocking(move || demo_logins(&a, &d)).await??)
+    } else {
+        None
+    };
+    let (users, tokens) = auth.counts();
+    tracing::info!(
+        users,
+        tokens,
+        public_wall = cfg.auth.public_wall,
+        "Auth ready."
+    );
+    if users == 0 && tokens == 0 {
+        tracing::warn!("No users and no API tokens: every endpoint but /healthz and /metrics answers 401. Add one with `huiying user add NAME --role admin`.");
+    }
+
     let state = ApiState {
+        auth: auth.clone(),
+        rules_dir: cfg.rules.clone(),
+        control: ingest_tx.clone(),
         live,
         store: store.clone(),
         events: events_tx,
@@ -911,11 +1101,34 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     let addr = listener.local_addr()?;
     let app = api::router(state);
     let c = cancel.clone();
+    // The client address feeds the per-address login limit.
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { c.cancelled().await })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { c.cancelled().await })
+        .await
     });
+    let metrics_addr = match &cfg.metrics_listen {
+        Some(m) => {
+            let l = tokio::net::TcpListener::bind(m)
+                .await
+                .with_context(|| format!("cannot listen on {m} (metrics_listen)"))?;
+            let a = l.local_addr()?;
+            let c = cancel.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = axum::serve(l, api::metrics_router())
+                    .with_graceful_shutdown(async move { c.cancelled().await })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "Metrics server failed.");
+                }
+            }));
+            Some(a)
+        }
+        None => None,
+    };
     let done = tokio::spawn(async move {
         server.await??;
         for t in tasks {
@@ -944,6 +1157,9 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         addr,
         redis,
         rules,
+        metrics_addr,
+        auth,
+        demo_logins,
         cancel,
         done,
     })
@@ -1018,17 +1234,32 @@ fn serve(cfg: Config, demo: bool) -> anyhow::Result<std::process::ExitCode> {
             config: cfg.clone(),
             store,
             demo,
+            auth_clock: None,
         })
         .await?;
         let url = format!("http://{}", svc.addr);
         println!("huiying is running{}.", if demo { " the demo drill" } else { "" });
+        println!("  wall:       {url}/wall");
         println!("  incidents:  {url}/api/incidents");
         println!("  live:       ws://{}/api/stream", svc.addr);
         println!("  post:       curl -XPOST {url}/api/mentions -d '{{\"id\":\"1\",\"text\":\"…\",\"ts\":…}}'");
-        println!("  metrics:    {url}/metrics     health: {url}/healthz");
+        println!("  console:    {url}/console");
+        match svc.metrics_addr {
+            Some(m) => println!("  metrics:    http://{m}/metrics     health: {url}/healthz"),
+            None => println!("  metrics:    {url}/metrics     health: {url}/healthz"),
+        }
+        if let Some(p) = &svc.demo_logins {
+            println!("  logins:     {} (admin and operator; readable by you only)", p.display());
+        }
         println!("  store:      {}   rules: {}", cfg.store, cfg.rules.display());
         if demo {
             println!("The drill: chatter now, a rainstorm in 海淀区 from 15 s, a rumor from 40 s, a known claim at 70 s.");
+            if let Some(sink) = &cfg.respond.drill_sink {
+                println!(
+                    "  posts:      {} (approved notices are published here, not to real accounts)",
+                    sink.display()
+                );
+            }
         }
         println!("Ctrl-C stops it.");
         let _ = std::io::stdout().flush();

@@ -18,7 +18,7 @@
 //! | [`cluster`] | the single-threaded state machine that opens, updates and closes incidents on event time; the `Coordinator` hook through which instances share ids and window counts |
 //! | [`pipeline`] | threads and bounded channels: batches → analysis workers → engine, in input order |
 //! | [`store`] | the `Store` trait (incidents, mention index, feed cursors), the embedded `redb` store (default), the in-memory one, and Redis (`store::redis`: the shared store, incident id claims, window counts merged across instances, live events between instances) |
-//! | [`api`] | the axum HTTP server: incidents, feeds, `/api/stream`, `POST /api/mentions`, health, metrics |
+//! | [`api`] | the axum HTTP server: incidents, feeds, `/api/stream`, `POST /api/mentions`, health, metrics; login, roles, tokens, CSRF (`api::auth`); the operator console (`api::console`); the wall display (`api::wall`) |
 //! | [`metrics`] | the Prometheus registry |
 //! | [`respond`] | account matrix and plans, templates, notices and approval, hash-chained audit log, durable outbox, GCRA limits, dispatcher, publishers (Mastodon, Weibo, webhook, file), rebuttal replies to the most-spread rumor posts |
 //! | [`cases`] | citizen requests: not built yet |

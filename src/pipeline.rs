@@ -37,6 +37,26 @@ pub enum Item {
     Delete(Vec<String>),
     /// Distinct authors per emergency key over every instance (from the Redis sync task).
     Cluster(Vec<ClusterCount>),
+    /// An operator's change to incident state (console, API).
+    Control(Control),
+}
+
+/// An operator's change to incident state. It travels the pipeline like any item so that the
+/// engine thread, the only owner of incident state, applies it in input order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Close an open incident now.
+    Close {
+        /// The incident.
+        id: String,
+    },
+    /// Fold the open incident `from` into the open incident `into` (same kind); `from` closes.
+    Merge {
+        /// The incident that stays.
+        into: String,
+        /// The incident that is absorbed and closed.
+        from: String,
+    },
 }
 
 /// What the engine thread reports for every input item, in input order.
@@ -58,6 +78,7 @@ enum Done {
     Tick(i64),
     Delete(Vec<String>),
     Cluster(Vec<ClusterCount>),
+    Control(Control),
 }
 
 struct Analysed {
@@ -163,6 +184,10 @@ impl Pipeline {
                                     engine.merge_cluster(&b.rules, &counts, &mut events);
                                     sink(Outcome::Events(&events));
                                 }
+                                Done::Control(c) => {
+                                    engine.control(&c, &mut events);
+                                    sink(Outcome::Events(&events));
+                                }
                                 Done::Tick(now) => {
                                     engine.tick(&b.rules, now, &mut events);
                                     sink(Outcome::Events(&events));
@@ -250,6 +275,7 @@ fn worker(
                 Item::Tick(now) => Err(Done::Tick(now)),
                 Item::Delete(ids) => Err(Done::Delete(ids)),
                 Item::Cluster(c) => Err(Done::Cluster(c)),
+                Item::Control(c) => Err(Done::Control(c)),
             });
         }
         let t1 = Instant::now();

@@ -1072,33 +1072,7 @@ impl Engine {
             }
         }
         for id in to_close {
-            if let Some(mut o) = self.open.remove(&id) {
-                if let (Some(c), Some(k)) = (self.coord.as_mut(), &o.shared_key) {
-                    c.release(k, &o.inc.id);
-                }
-                o.inc.state = IncidentState::Closed;
-                o.inc.updated_at = now;
-                finish(&mut o);
-                match &o.key {
-                    OpenKey::Emergency(k) => {
-                        if let Some(st) = self.emergency.get_mut(k) {
-                            st.incident = None;
-                            // The authors behind the closed incident must not reopen it.
-                            st.window.clear();
-                            st.long.clear();
-                            st.cluster = None;
-                        }
-                    }
-                    OpenKey::Rumor(c) => self.drop_cluster(*c),
-                }
-                self.stats.closed += 1;
-                crate::metrics::global().incident_closed(o.inc.kind);
-                out.push(Event::Incident {
-                    kind: EventKind::Closed,
-                    at: now,
-                    incident: Arc::new(o.inc),
-                });
-            }
+            self.close_open(&id, now, out);
         }
         // Forget idle state now and then (every 60 buckets of event time).
         if self.sweeps.is_multiple_of(60) {
@@ -1125,6 +1099,109 @@ impl Engine {
                 .collect();
             for c in stale {
                 self.drop_cluster(c);
+            }
+        }
+    }
+
+    /// Close the open incident `id` at `now`: its windows (or rumor cluster) are cleared so the
+    /// same authors cannot reopen it. False if it is not open.
+    fn close_open(&mut self, id: &str, now: i64, out: &mut Vec<Event>) -> bool {
+        let Some(mut o) = self.open.remove(id) else {
+            return false;
+        };
+        if let (Some(c), Some(k)) = (self.coord.as_mut(), &o.shared_key) {
+            c.release(k, &o.inc.id);
+        }
+        o.inc.state = IncidentState::Closed;
+        o.inc.updated_at = now;
+        finish(&mut o);
+        match &o.key {
+            OpenKey::Emergency(k) => {
+                if let Some(st) = self.emergency.get_mut(k) {
+                    st.incident = None;
+                    // The authors behind the closed incident must not reopen it.
+                    st.window.clear();
+                    st.long.clear();
+                    st.cluster = None;
+                }
+            }
+            OpenKey::Rumor(c) => self.drop_cluster(*c),
+        }
+        self.stats.closed += 1;
+        crate::metrics::global().incident_closed(o.inc.kind);
+        out.push(Event::Incident {
+            kind: EventKind::Closed,
+            at: now,
+            incident: Arc::new(o.inc),
+        });
+        true
+    }
+
+    /// Apply an operator's change (close, merge) at the current event time. Unknown or already
+    /// closed incidents, and merges across kinds, change nothing (logged): the request raced
+    /// with the engine closing them itself.
+    pub fn control(&mut self, c: &crate::pipeline::Control, out: &mut Vec<Event>) {
+        use crate::pipeline::Control;
+        let now = if self.started {
+            self.now
+        } else {
+            chrono::Utc::now().timestamp_millis()
+        };
+        match c {
+            Control::Close { id } => {
+                if !self.close_open(id, now, out) {
+                    tracing::info!(incident = %id, "Close requested for an incident that is not open.");
+                }
+            }
+            Control::Merge { into, from } => {
+                let same_kind = match (self.open.get(into), self.open.get(from)) {
+                    (Some(a), Some(b)) => into != from && a.inc.kind == b.inc.kind,
+                    _ => false,
+                };
+                if !same_kind {
+                    tracing::info!(into = %into, from = %from, "Merge refused: both must be open, distinct and of one kind.");
+                    return;
+                }
+                let Some(src) = self.open.get(from).map(|o| {
+                    (
+                        o.inc.mentions,
+                        o.authors.clone(),
+                        o.boosted.clone(),
+                        o.verified.clone(),
+                        o.terms.clone(),
+                        o.inc.samples.clone(),
+                        o.inc.severity,
+                        o.authors_base,
+                    )
+                }) else {
+                    return;
+                };
+                self.close_open(from, now, out);
+                let Some(o) = self.open.get_mut(into) else {
+                    return;
+                };
+                let (mentions, authors, boosted, verified, terms, samples, severity, base) = src;
+                o.inc.mentions += mentions;
+                o.authors.extend(authors);
+                o.authors_base += base;
+                o.boosted.extend(boosted);
+                o.verified.extend(verified);
+                for (t, n) in terms {
+                    *o.terms.entry(t).or_insert(0) += n;
+                }
+                for m in samples {
+                    if o.inc.sample_mention_ids.len() >= MAX_SAMPLES {
+                        break;
+                    }
+                    if !o.inc.sample_mention_ids.contains(&m.id) {
+                        o.inc.sample_mention_ids.push(m.id.clone());
+                        o.inc.samples.push(m);
+                    }
+                }
+                // Severity never goes down within an incident.
+                o.inc.severity = o.inc.severity.max(severity);
+                o.last_active = now;
+                emit_update(o, now, out);
             }
         }
     }

@@ -275,11 +275,16 @@ impl<C: Clock + Clone> Dispatcher<C> {
                 self.wakes.insert(j.next_attempt_at);
             }
         }
-        // The process that died may have posted just now: start with used-up limiters.
+        // The process that died may have posted just now: start with used-up limiters (not
+        // needed when a cluster-wide limiter keeps the state outside this process).
+        let shared = self.limits.is_shared();
         let recent = now_ms.saturating_sub(ms(HOUR + crate::respond::limits::DEFAULT_MARGIN));
         let mut exhausted = HashSet::new();
         let mut any = false;
         let mut touched = |j: &Job| {
+            if shared {
+                return;
+            }
             if let Some(r) = self.routes.get(&j.account_id) {
                 if exhausted.insert((j.account_id.clone(), r.limit_kind(j.action))) {
                     self.limits.exhaust(&j.account_id, r.limit_kind(j.action));
@@ -374,7 +379,7 @@ impl<C: Clock + Clone> Dispatcher<C> {
 
     /// Attempt every due job that may go now (see the module docs).
     pub async fn step(&mut self, now_ms: i64) -> Result<StepReport, DispatchError> {
-        if !self.recovered {
+        if !self.recovered || self.outbox.needs_recovery() {
             self.recover(now_ms).await?;
         }
         let mut report = StepReport::default();
@@ -419,6 +424,13 @@ impl<C: Clock + Clone> Dispatcher<C> {
                         .inc();
                     report.rate_limited.push(job.id.clone());
                     report.wake(now_ms.saturating_add(ms(wait).max(1)));
+                    continue;
+                }
+                Err(LimitError::Unavailable(e)) => {
+                    // Never post without the cluster-wide limit: wait for Redis.
+                    report.errors.push(e);
+                    report.rate_limited.push(job.id.clone());
+                    report.wake(now_ms.saturating_add(1000));
                     continue;
                 }
                 Err(e) => {

@@ -11,6 +11,7 @@ pub mod matrix;
 pub mod notices;
 pub mod outbox;
 pub mod publish;
+pub mod redis;
 pub mod replies;
 pub mod stage;
 pub mod templates;

@@ -389,6 +389,25 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("notices_meta");
 enum Backend {
     Redb(Database),
     Memory(Mutex<(BTreeMap<String, Vec<u8>>, u64)>),
+    /// Shared by the instances of a cluster: hash `{NS:notices}:all` (id → JSON), counter
+    /// `{NS:notices}:seq`, and the lock `{NS:notices}:lock` that serialises changes cluster-wide.
+    Redis {
+        db: std::sync::Arc<crate::respond::redis::Blocking>,
+        tag: String,
+    },
+}
+
+/// Holds the right to change notices: the local mutex and, on Redis, the cluster-wide lock.
+pub(crate) struct WriteGuard<'a> {
+    _local: MutexGuard<'a, ()>,
+    _shared: Option<crate::respond::redis::RedisLock>,
+}
+
+fn redis_err(op: &'static str) -> impl Fn(redis::RedisError) -> NoticeError {
+    move |e| NoticeError::Storage {
+        op,
+        message: format!("redis: {e}"),
+    }
 }
 
 /// Where notices are kept: JSON values keyed by id, in a `redb` file or in memory.
@@ -422,6 +441,35 @@ impl NoticeStore {
         })
     }
 
+    /// The notices of namespace `ns`, shared through Redis.
+    pub fn redis(db: std::sync::Arc<crate::respond::redis::Blocking>, ns: &str) -> NoticeStore {
+        NoticeStore {
+            backend: Backend::Redis {
+                db,
+                tag: format!("{{{ns}:notices}}"),
+            },
+        }
+    }
+
+    /// The cluster-wide lock (Redis only): changes to notices are serialised across instances.
+    fn shared_lock(&self) -> Result<Option<crate::respond::redis::RedisLock>, NoticeError> {
+        match &self.backend {
+            Backend::Redis { db, tag } => crate::respond::redis::RedisLock::acquire(
+                db,
+                &format!("{tag}:lock"),
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs(5),
+            )
+            .map_err(redis_err("lock"))?
+            .map(Some)
+            .ok_or_else(|| NoticeError::Storage {
+                op: "lock",
+                message: "the notices are locked by another instance".into(),
+            }),
+            _ => Ok(None),
+        }
+    }
+
     /// A store in memory (tests, drills).
     pub fn memory() -> NoticeStore {
         NoticeStore {
@@ -451,6 +499,17 @@ impl NoticeStore {
                     None => Ok(None),
                 }
             }
+            Backend::Redis { db, tag } => {
+                let v: Option<Vec<u8>> = db
+                    .run(|c| {
+                        redis::cmd("HGET")
+                            .arg(format!("{tag}:all"))
+                            .arg(id)
+                            .query(c)
+                    })
+                    .map_err(redis_err("read"))?;
+                v.map(|b| Self::decode(id, &b)).transpose()
+            }
         }
     }
 
@@ -471,6 +530,16 @@ impl NoticeStore {
                 }
                 tx.commit().map_err(storage("write"))
             }
+            Backend::Redis { db, tag } => db
+                .run(|c| {
+                    redis::cmd("HSET")
+                        .arg(format!("{tag}:all"))
+                        .arg(&n.id)
+                        .arg(bytes.as_slice())
+                        .query::<i64>(c)
+                })
+                .map(|_| ())
+                .map_err(redis_err("write")),
         }
     }
 
@@ -489,6 +558,14 @@ impl NoticeStore {
                 for r in t.iter().map_err(storage("read"))? {
                     let (k, v) = r.map_err(storage("read"))?;
                     out.push(Self::decode(k.value(), v.value())?);
+                }
+            }
+            Backend::Redis { db, tag } => {
+                let all: BTreeMap<String, Vec<u8>> = db
+                    .run(|c| redis::cmd("HGETALL").arg(format!("{tag}:all")).query(c))
+                    .map_err(redis_err("read"))?;
+                for (id, b) in &all {
+                    out.push(Self::decode(id, b)?);
                 }
             }
         }
@@ -518,6 +595,9 @@ impl NoticeStore {
                 tx.commit().map_err(storage("write"))?;
                 Ok(n)
             }
+            Backend::Redis { db, tag } => db
+                .run(|c| redis::cmd("INCR").arg(format!("{tag}:seq")).query(c))
+                .map_err(redis_err("write")),
         }
     }
 }
@@ -581,6 +661,15 @@ impl Notices {
         Ok(())
     }
 
+    /// The right to change notices (local, and cluster-wide on Redis).
+    fn exclusive(&self) -> Result<WriteGuard<'_>, NoticeError> {
+        let local = lock(&self.write);
+        Ok(WriteGuard {
+            _shared: self.store.shared_lock()?,
+            _local: local,
+        })
+    }
+
     fn load(&self, id: &str) -> Result<Notice, NoticeError> {
         self.store
             .get(id)?
@@ -618,7 +707,7 @@ impl Notices {
         actor: &str,
     ) -> Result<Notice, NoticeError> {
         check_actor(actor)?;
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let id = notice_id_for_incident(&incident.id);
         if let Some(n) = self.store.get(&id)? {
             return Ok(n);
@@ -675,7 +764,7 @@ impl Notices {
                 return Err(NoticeError::Invalid("empty text".into()));
             }
         }
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let seq = self.store.next_seq()?;
         let id = {
             let d = Sha256::digest(format!("huiying/manual-notice\0{seq}\0{actor}\0{now_ms}"));
@@ -865,7 +954,7 @@ impl Notices {
         if text.trim().is_empty() {
             return Err(NoticeError::Invalid("empty text".into()));
         }
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let mut n = self.load(id)?;
         if n.state != NoticeState::Draft {
             return Err(NoticeError::InvalidState {
@@ -936,7 +1025,7 @@ impl Notices {
                 "{actor:?} is reserved and cannot approve"
             )));
         }
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let mut n = self.load(id)?;
         if n.state != NoticeState::Draft {
             return Err(NoticeError::InvalidState {
@@ -993,7 +1082,7 @@ impl Notices {
         now_ms: i64,
     ) -> Result<Notice, NoticeError> {
         check_actor(actor)?;
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let mut n = self.load(id)?;
         if n.state != NoticeState::Draft {
             return Err(NoticeError::InvalidState {
@@ -1025,7 +1114,7 @@ impl Notices {
     /// (Re-)enqueue an approved or publishing notice's jobs: after an outbox failure during
     /// approval, or on restart. A no-op for jobs already in the outbox.
     pub fn publish(&self, id: &str, now_ms: i64) -> Result<Notice, NoticeError> {
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let n = self.load(id)?;
         match n.state {
             NoticeState::Approved | NoticeState::Publishing => self.enqueue(n, now_ms),
@@ -1095,7 +1184,7 @@ impl Notices {
         jobs: Vec<NewJob>,
         now_ms: i64,
     ) -> Result<Notice, NoticeError> {
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let mut n = self.load(id)?;
         if jobs.is_empty() || !matches!(n.state, NoticeState::Publishing | NoticeState::Done) {
             return Ok(n);
@@ -1134,7 +1223,7 @@ impl Notices {
     /// Move a publishing notice to `done` once every one of its jobs is finished (posted or
     /// failed). Returns the notice as stored.
     pub fn refresh(&self, id: &str, now_ms: i64) -> Result<Notice, NoticeError> {
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let mut n = self.load(id)?;
         if n.state != NoticeState::Publishing {
             return Ok(n);

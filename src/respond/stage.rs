@@ -13,6 +13,7 @@ use crate::detect::reload::SharedRules;
 use crate::metrics::respond::{LANES, NOTICE_STATES};
 use crate::respond::audit::AuditLog;
 use crate::respond::dispatch::{system_now_ms, Dispatcher, Route};
+use crate::respond::limits::SharedLimiter;
 use crate::respond::limits::{Limits, Profile};
 use crate::respond::matrix::{Matrix, Platform};
 use crate::respond::notices::{
@@ -22,6 +23,9 @@ use crate::respond::outbox::{Outbox, OutboxStore};
 use crate::respond::publish::{
     http_client, AnyPublisher, FilePublisher, MastodonPublisher, WebhookPublisher, WeiboPublisher,
 };
+use crate::respond::redis::limits::RedisLimiter;
+use crate::respond::redis::outbox::{RedisOutbox, RedisOutboxConfig};
+use crate::respond::redis::Blocking;
 use crate::respond::replies;
 use crate::respond::templates::Templates;
 use anyhow::Context;
@@ -117,12 +121,23 @@ fn load_rules(rules_dir: &Path, rules: &SharedRules) -> Option<(Matrix, Template
     Some((matrix, templates))
 }
 
+/// How the stage shares its state with the other instances of a cluster (`store =
+/// "redis://…"`): the outbox (Redis Streams), the rate limits, the notices.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The Redis URL.
+    pub url: String,
+    /// `[redis]`.
+    pub redis: crate::config::RedisConfig,
+}
+
 /// Start the respond stage; `Ok(None)` when it is disabled or its rules are missing/invalid.
 /// Storage that cannot be opened is an error.
 pub async fn start(
     cfg: &RespondConfig,
     rules_dir: &Path,
     rules: SharedRules,
+    shared: Option<Shared>,
     cancel: CancellationToken,
 ) -> anyhow::Result<Option<Started>> {
     if !cfg.enabled {
@@ -139,19 +154,42 @@ pub async fn start(
 
     let data_dir = cfg.data_dir.clone();
     let policy = cfg.policy.clone();
-    let (store, outbox, audit) = tokio::task::spawn_blocking(move || {
+    let sh = shared.clone();
+    let (store, outbox, audit, limiter) = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
-        let store = NoticeStore::open(&data_dir.join("notices.redb"))
-            .with_context(|| format!("notice store in {}", data_dir.display()))?;
-        let outbox = Outbox::open(&data_dir.join("outbox.redb"))
-            .with_context(|| format!("outbox in {}", data_dir.display()))?;
+        if let Some(sh) = sh {
+            let password = sh.redis.password().map_err(|e| anyhow::anyhow!(e))?;
+            let db =
+                Arc::new(Blocking::new(&sh.url, password).context("the Redis URL of `store`")?);
+            let ns = sh.redis.namespace.as_str();
+            let outbox: Arc<dyn OutboxStore> = Arc::new(
+                RedisOutbox::new(
+                    db.clone(),
+                    RedisOutboxConfig {
+                        namespace: ns.to_string(),
+                        consumer: sh.redis.instance_name(),
+                        claim_idle: Duration::from_millis(sh.redis.claim_idle_ms.max(100)),
+                        attempt_timeout: Duration::from_millis(sh.redis.attempt_timeout_ms),
+                    },
+                )
+                .context("the outbox on Redis")?,
+            );
+            let limiter: Arc<dyn SharedLimiter> = Arc::new(RedisLimiter::new(db.clone(), ns));
+            let audit = AuditLog::shared(db.clone(), ns).context("the audit log on Redis")?;
+            return anyhow::Ok((NoticeStore::redis(db, ns), outbox, audit, Some(limiter)));
+        }
         let audit = AuditLog::open(&data_dir.join("audit.jsonl"))
             .with_context(|| format!("audit log in {}", data_dir.display()))?;
-        anyhow::Ok((store, outbox, audit))
+        let store = NoticeStore::open(&data_dir.join("notices.redb"))
+            .with_context(|| format!("notice store in {}", data_dir.display()))?;
+        let outbox: Arc<dyn OutboxStore> = Arc::new(
+            Outbox::open(&data_dir.join("outbox.redb"))
+                .with_context(|| format!("outbox in {}", data_dir.display()))?,
+        );
+        anyhow::Ok((store, outbox, audit, None))
     })
     .await??;
-    let outbox: Arc<dyn OutboxStore> = Arc::new(outbox);
     let audit = Arc::new(Mutex::new(audit));
     let notices = Arc::new(Notices::new(store, outbox.clone(), audit.clone(), policy));
 
@@ -167,10 +205,22 @@ pub async fn start(
 
     // Limits on the real clock, a publisher per account.
     let limits = Arc::new(Limits::new(governor::clock::DefaultClock::default()));
+    if let Some(l) = limiter {
+        limits.share(l);
+    }
     let client = http_client(Duration::from_secs(20)).context("http client")?;
     let mut dispatcher =
         Dispatcher::new(outbox.clone(), Arc::clone(&limits)).with_audit(audit.clone());
     let mut routed = 0usize;
+    let drill = match &cfg.drill_sink {
+        Some(p) => Some(
+            FilePublisher::open(p).with_context(|| format!("the drill sink {}", p.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(d) = &drill {
+        tracing::info!(sink = %d.path().display(), "Drill: every account publishes to the file sink.");
+    }
     for a in matrix.accounts() {
         let id = a.id.as_str();
         limits.add_account(
@@ -182,6 +232,13 @@ pub async fn start(
                 burst: 1,
             },
         );
+        if let Some(d) = &drill {
+            let mut route = Route::new(d.clone(), &a.handle);
+            route.language = Some(a.lang.as_str().to_string());
+            dispatcher.add_account(id, route);
+            routed += 1;
+            continue;
+        }
         let token = match a.token() {
             Ok(t) => t,
             Err(e) => {
@@ -236,10 +293,17 @@ pub async fn start(
     });
 
     let mut tasks = Vec::new();
+    let is_shared = shared.is_some();
     {
         let c = cancel.clone();
         tasks.push(tokio::spawn(async move {
-            dispatcher.run(c, Duration::from_secs(5)).await;
+            // Shared: jobs approved on another instance wake nobody here, so look more often.
+            let idle = if is_shared {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(5)
+            };
+            dispatcher.run(c, idle).await;
         }));
     }
     tasks.push(tokio::spawn(gauges(respond.clone(), cancel.clone())));

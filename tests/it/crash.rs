@@ -42,7 +42,7 @@ endpoint = "{base}"
 /// The shipped rules with a matrix of 北京发布 and the twelve districts on the fake platform;
 /// returns (account id, token variable) pairs.
 fn rules(dir: &Path, base: &str, tag: &str) -> Vec<(String, String)> {
-    crate::respond::copy_dir(&util::rules_dir(), dir);
+    util::copy_dir(&util::rules_dir(), dir);
     std::fs::remove_dir_all(dir.join("matrix")).expect("remove matrix");
     std::fs::create_dir_all(dir.join("matrix")).expect("mkdir matrix");
     let mut m = String::from(
@@ -181,6 +181,11 @@ watch_rules = false
 data_dir = "{data}"
 policy = {{ draft_threshold = 5 }}
 
+[[auth.tokens]]
+name = "test-suite"
+role = "viewer"
+sha256 = "{suite}"
+
 [[respond.operators]]
 name = "alice"
 token_env = "HY_CRASH_ALICE"
@@ -190,6 +195,7 @@ name = "bob"
 token_env = "HY_CRASH_BOB"
 "#,
             port = free_port(),
+            suite = huiying::api::auth::token_hash(util::TEST_TOKEN),
             store = dir.path().join("store.redb").display(),
             rules = dir.path().join("rules").display(),
             data = dir.path().join("data").display(),

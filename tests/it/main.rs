@@ -1,9 +1,12 @@
 //! The integration suite: one test binary (faster to link than one per file), one module per
 //! concern. Shared helpers live in `util`.
 
+mod console;
 mod crash;
 mod crisislex;
+mod dashboards;
 mod dispatch;
+mod distributed_publish;
 mod distributed_store;
 mod jetstream;
 mod mastodon;
@@ -18,6 +21,8 @@ mod respond;
 mod rules;
 mod service;
 mod util;
+mod wall;
+mod webdriver;
 
 #[path = "../fake_platform/mod.rs"]
 mod fake_platform;

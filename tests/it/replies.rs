@@ -4,7 +4,7 @@
 //! capped, once per post, within the limits.
 
 use crate::fake_platform::FakePlatform;
-use crate::respond::{call, copy_dir};
+use crate::respond::call;
 use crate::util::{self, get_json, http, now_ms, start_service, stop, within};
 use huiying::config::{Config, Operator, RespondConfig};
 use huiying::respond::notices::ApprovalPolicy;
@@ -22,7 +22,7 @@ use std::time::Duration;
 const CLAIM: &str = "吃碘盐能防辐射，大家赶紧去超市买盐";
 
 fn rules_with_matrix(dir: &Path, base: &str, lead_env: &str, weibo_env: &str) {
-    copy_dir(&util::rules_dir(), dir);
+    util::copy_dir(&util::rules_dir(), dir);
     std::fs::remove_dir_all(dir.join("matrix")).expect("remove matrix");
     std::fs::create_dir_all(dir.join("matrix")).expect("mkdir matrix");
     let m = format!(
@@ -157,6 +157,7 @@ async fn an_approved_rebuttal_answers_the_most_spread_posts_once_each_within_the
                 ..Default::default()
             },
             operators: vec![operator("alice", &vars[2]), operator("bob", &vars[3])],
+            ..Default::default()
         },
         ..Default::default()
     };

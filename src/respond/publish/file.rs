@@ -45,7 +45,9 @@ struct State {
     recent: Vec<(i64, String, String)>,
 }
 
-/// Appends posts to a JSON Lines file, idempotent by key.
+/// Appends posts to a JSON Lines file, idempotent by key. Clones share the file (a drill sink
+/// for every account).
+#[derive(Clone)]
 pub struct FilePublisher {
     path: PathBuf,
     state: Arc<Mutex<State>>,

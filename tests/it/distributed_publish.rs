@@ -1,0 +1,494 @@
+//! Publishing as a cluster, against a real redis-server: the outbox on Redis Streams (the same
+//! contract as the embedded one), a per-account limit that holds with three instances
+//! publishing, an instance killed mid-fan-out whose jobs another one finishes (no loss, no
+//! duplicate), and a Redis restart (AOF) in the middle of a fan-out.
+
+use crate::fake_platform::{FakeHandle, FakePlatform};
+use crate::redis_server::{namespace, require_shared, OwnRedis};
+use crate::util::within;
+use huiying::respond::dispatch::{system_now_ms, Dispatcher, Route};
+use huiying::respond::limits::{Limits, Profile};
+use huiying::respond::outbox::{Action, JobState, NewJob, OutboxError, OutboxStore, Priority};
+use huiying::respond::publish::{http_client, MastodonPublisher};
+use huiying::respond::redis::limits::RedisLimiter;
+use huiying::respond::redis::outbox::{RedisOutbox, RedisOutboxConfig};
+use huiying::respond::redis::Blocking;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn outbox(url: &str, ns: &str, consumer: &str, idle_ms: u64) -> Arc<RedisOutbox> {
+    let db = Arc::new(Blocking::new(url, None).expect("redis url"));
+    Arc::new(
+        RedisOutbox::new(
+            db,
+            RedisOutboxConfig {
+                namespace: ns.into(),
+                consumer: consumer.into(),
+                claim_idle: Duration::from_millis(idle_ms),
+                attempt_timeout: Duration::from_millis(idle_ms),
+            },
+        )
+        .expect("outbox"),
+    )
+}
+
+fn lead(notice: &str, account: &str, text: &str, p: Priority) -> NewJob {
+    NewJob::new(notice, account, Action::Post, p, text)
+}
+
+#[test]
+fn the_redis_outbox_keeps_the_outbox_contract() {
+    let url = require_shared();
+    let ns = namespace("outbox-contract");
+    let ob = outbox(url, &ns, "a", 60_000);
+    let now = system_now_ms();
+
+    // A plan: the lead, and an amplifier waiting for it.
+    let l = lead("n1", "bj", "北京发布：暴雨预警", Priority::Routine);
+    let lid = l.id();
+    let amp = NewJob::new("n1", "hd", Action::Repost, Priority::Routine, "").depends_on(&lid);
+    let e = ob
+        .enqueue_all(vec![l.clone(), amp.clone()], now)
+        .expect("enqueue");
+    assert!(e.iter().all(|e| e.created()));
+    // Twice is one job.
+    let again = ob.enqueue_all(vec![l.clone()], now).expect("enqueue again");
+    assert!(!again[0].created());
+    assert_eq!(ob.depth().expect("depth"), 2);
+
+    // Only the lead is due; an emergency enqueued later overtakes it.
+    let em = lead("n2", "fire", "消防：火情通报", Priority::Emergency);
+    ob.enqueue_all(vec![em.clone()], now + 1)
+        .expect("enqueue emergency");
+    let due = ob.next_due(now + 10, 10).expect("due");
+    let ids: Vec<&str> = due.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, [em.id().as_str(), lid.as_str()]);
+    assert_eq!(ob.depth_by_lane().expect("lanes"), [1, 0, 2]);
+
+    // Pause: nothing is due and nothing may start; resume restores.
+    ob.pause().expect("pause");
+    assert!(ob.next_due(now + 10, 10).expect("due").is_empty());
+    assert!(matches!(
+        ob.mark_attempting(&lid, now + 10),
+        Err(OutboxError::Paused)
+    ));
+    ob.resume().expect("resume");
+
+    // The lead is posted: the amplifier becomes due with the lead's post id.
+    let j = ob.mark_attempting(&lid, now + 20).expect("attempt");
+    assert_eq!(j.state, JobState::Attempting);
+    // A second attempt of the same job is refused (two instances never send it twice).
+    assert!(ob.mark_attempting(&lid, now + 21).is_err());
+    ob.mark_done(&lid, "post-1", now + 30).expect("done");
+    let due = ob.next_due(now + 40, 10).expect("due");
+    let a = due
+        .iter()
+        .find(|j| j.id == amp.id())
+        .expect("amplifier due");
+    assert_eq!(a.dependency_post_id.as_deref(), Some("post-1"));
+
+    // A failed lead fails its amplifiers.
+    let l3 = lead("n3", "bj", "第三条", Priority::Routine);
+    let a3 = NewJob::new("n3", "hd", Action::Repost, Priority::Routine, "").depends_on(&l3.id());
+    ob.enqueue_all(vec![l3.clone(), a3.clone()], now)
+        .expect("enqueue");
+    ob.mark_failed(&l3.id(), now + 50, "401 invalid token")
+        .expect("fail");
+    let a3j = ob.get(&a3.id()).expect("get").expect("exists");
+    assert_eq!(a3j.state, JobState::Failed);
+    assert!(a3j.last_error.unwrap_or_default().contains("401"));
+
+    let jobs = ob.jobs_for_notice("n1").expect("jobs");
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs[0].id, lid);
+    assert!(ob.oldest_pending_age(now + 100).expect("age").is_some());
+}
+
+#[test]
+fn a_dead_instances_attempt_is_claimed_as_uncertain_by_a_live_one() {
+    let url = require_shared();
+    let ns = namespace("outbox-claim");
+    let a = outbox(url, &ns, "a", 150);
+    let b = outbox(url, &ns, "b", 150);
+    let now = system_now_ms();
+    let j = lead("n1", "bj", "北京发布：通报", Priority::Emergency);
+    a.enqueue_all(vec![j.clone()], now).expect("enqueue");
+    // A takes it and starts sending, then dies (it is never heard of again).
+    let due = a.next_due(now, 10).expect("due");
+    assert_eq!(due.len(), 1);
+    a.mark_attempting(&j.id(), system_now_ms())
+        .expect("attempt");
+    drop(a);
+    // B sees nothing new; once A's entry is idle, B's recovery hands the job over as
+    // uncertain (checked with the platform before anything is sent).
+    assert!(b.next_due(system_now_ms(), 10).expect("due").is_empty());
+    let rec = within_blocking("the claim", || {
+        let r = b.recover().expect("recover");
+        (!r.uncertain.is_empty()).then_some(r)
+    });
+    assert_eq!(rec.uncertain.len(), 1);
+    assert_eq!(rec.uncertain[0].id, j.id());
+}
+
+/// Poll `f` (blocking) until it gives `Some`, for at most 10 s.
+fn within_blocking<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A dispatcher ("instance") over the shared outbox and limits, posting as the accounts.
+fn instance(
+    url: &str,
+    ns: &str,
+    name: &str,
+    fake: &FakeHandle,
+    accounts: &[(&str, &str)],
+    profile: Profile,
+    idle_ms: u64,
+) -> (Arc<RedisOutbox>, Dispatcher) {
+    let ob = outbox(url, ns, name, idle_ms);
+    let limits = Arc::new(Limits::new(governor::clock::DefaultClock::default()));
+    let db = Arc::new(Blocking::new(url, None).expect("redis"));
+    limits.share(Arc::new(RedisLimiter::new(db, ns)));
+    let client = http_client(Duration::from_secs(5)).expect("client");
+    let mut d = Dispatcher::new(ob.clone(), limits.clone()).with_batch(4);
+    for (id, token) in accounts {
+        limits.add_account(id, profile);
+        d.add_account(
+            id,
+            Route::new(
+                MastodonPublisher::new(client.clone(), &fake.base_url(), token.to_string()),
+                id,
+            ),
+        );
+    }
+    (ob, d)
+}
+
+fn run(mut d: Dispatcher, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move { d.run(cancel, Duration::from_millis(50)).await })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_per_account_limit_holds_for_three_instances_publishing() {
+    let url = require_shared();
+    let ns = namespace("limits");
+    let (_, fake) = FakePlatform::start().await;
+    let token = format!("tok-limits-{ns}");
+    fake.add_account(&token, "bj");
+    // 7,200 posts per hour: one every ~0.5 s (with the safety margin); the fake refuses a
+    // second post within any 500 ms.
+    fake.set_limit(&token, 1, Duration::from_millis(500));
+    let profile = Profile {
+        posts_per_hour: 7200,
+        comments_per_hour: 7200,
+        reposts_per_hour: 7200,
+        burst: 1,
+    };
+    let cancel = CancellationToken::new();
+    let mut obs = Vec::new();
+    let mut tasks = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (ob, d) = instance(url, &ns, name, &fake, &[("bj", &token)], profile, 60_000);
+        obs.push(ob);
+        tasks.push(run(d, cancel.clone()));
+    }
+    let now = system_now_ms();
+    let n = 6;
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| {
+            lead(
+                &format!("n{i}"),
+                "bj",
+                &format!("北京发布：第{i}条"),
+                Priority::Routine,
+            )
+        })
+        .collect();
+    obs[0].enqueue_all(jobs.clone(), now).expect("enqueue");
+    within("six posts", async {
+        while fake.posts().len() < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    cancel.cancel();
+    for t in tasks {
+        t.await.expect("dispatcher");
+    }
+    let posts = fake.posts();
+    assert_eq!(posts.len(), n, "{posts:#?}");
+    assert_eq!(
+        fake.violations(),
+        0,
+        "the cluster went over the account's limit"
+    );
+    // Spaced by the cluster-wide period, whoever sent them.
+    let mut at: Vec<i64> = posts.iter().map(|p| p.at_ms).collect();
+    at.sort_unstable();
+    for w in at.windows(2) {
+        assert!(w[1] - w[0] >= 490, "posts {} ms apart: {at:?}", w[1] - w[0]);
+    }
+    for j in &jobs {
+        let got = obs[1].get(&j.id()).expect("get").expect("job");
+        assert_eq!(got.state, JobState::Done);
+    }
+}
+
+/// Posts per (account, text-or-target): more than one is a duplicate.
+fn duplicates(fake: &FakeHandle) -> Vec<(String, usize)> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for p in fake.posts() {
+        let what = if p.action == "repost" {
+            p.target.clone().unwrap_or_default()
+        } else {
+            p.text.clone()
+        };
+        *seen
+            .entry(format!("{} {} {what}", p.account, p.action))
+            .or_default() += 1;
+    }
+    seen.into_iter().filter(|(_, n)| *n > 1).collect()
+}
+
+/// A lead on `bj` and reposts of it by the districts, for `notices` notices.
+fn fan_out(notices: usize, districts: &[(&str, &str)]) -> Vec<NewJob> {
+    let mut v = Vec::new();
+    for i in 0..notices {
+        let nid = format!("fan-{i}");
+        let l = lead(
+            &nid,
+            "bj",
+            &format!("北京发布：第{i}号通报，请注意安全。"),
+            Priority::Emergency,
+        );
+        let lid = l.id();
+        v.push(l);
+        for (d, _) in districts {
+            v.push(NewJob::new(&nid, d, Action::Repost, Priority::Emergency, "").depends_on(&lid));
+        }
+    }
+    v
+}
+
+fn accounts(tag: &str) -> Vec<(String, String)> {
+    std::iter::once("bj".to_string())
+        .chain((1..=6).map(|i| format!("d{i}")))
+        .map(|a| (a.clone(), format!("tok-{a}-{tag}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_killed_mid_fan_out_has_its_jobs_finished_by_another_once() {
+    let url = require_shared();
+    let ns = namespace("killed");
+    let (_, fake) = FakePlatform::start().await;
+    let accts = accounts(&ns);
+    for (a, t) in &accts {
+        fake.add_account(t, a);
+    }
+    let refs: Vec<(&str, &str)> = accts
+        .iter()
+        .map(|(a, t)| (a.as_str(), t.as_str()))
+        .collect();
+    let profile = Profile {
+        posts_per_hour: 36_000,
+        comments_per_hour: 36_000,
+        reposts_per_hour: 36_000,
+        burst: 1,
+    };
+    // Instance A alone at first, its answers slow: it dies with posts in flight.
+    fake.delay_next(1_000, Duration::from_millis(300));
+    let (ob_a, d_a) = instance(url, &ns, "a", &fake, &refs, profile, 400);
+    let jobs = fan_out(2, &refs[1..]);
+    let total = jobs.len();
+    ob_a.enqueue_all(jobs.clone(), system_now_ms())
+        .expect("enqueue");
+    let cancel_a = CancellationToken::new();
+    let task_a = run(d_a, cancel_a.clone());
+    within("a few posts", async {
+        while fake.posts().len() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // kill: the task stops wherever it is (between the record of an attempt and its answer).
+    task_a.abort();
+    let _ = task_a.await;
+    drop(ob_a);
+    let at_kill = fake.posts().len();
+    assert!(at_kill < total, "the fan-out finished before the kill");
+
+    // B takes over once A's entries are idle.
+    let (_, d_b) = instance(url, &ns, "b", &fake, &refs, profile, 400);
+    let cancel = CancellationToken::new();
+    let task_b = run(d_b, cancel.clone());
+    let ob = outbox(url, &ns, "observer", 60_000);
+    within("every job done", async {
+        loop {
+            let done = jobs
+                .iter()
+                .filter(|j| {
+                    ob.get(&j.id())
+                        .ok()
+                        .flatten()
+                        .is_some_and(|j| j.state == JobState::Done)
+                })
+                .count();
+            if done == total {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    cancel.cancel();
+    task_b.await.expect("dispatcher b");
+    assert_eq!(duplicates(&fake), Vec::<(String, usize)>::new());
+    assert_eq!(fake.posts().len(), total, "{:#?}", fake.posts());
+    assert_eq!(fake.violations(), 0);
+    eprintln!("killed instance: {at_kill}/{total} posts on the platform at the kill");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_restart_with_aof_mid_fan_out_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut redis = OwnRedis::start(dir.path(), true);
+    let url = redis.url();
+    let ns = namespace("restart");
+    let (_, fake) = FakePlatform::start().await;
+    let accts = accounts(&ns);
+    for (a, t) in &accts {
+        fake.add_account(t, a);
+    }
+    let refs: Vec<(&str, &str)> = accts
+        .iter()
+        .map(|(a, t)| (a.as_str(), t.as_str()))
+        .collect();
+    let profile = Profile {
+        posts_per_hour: 36_000,
+        comments_per_hour: 36_000,
+        reposts_per_hour: 36_000,
+        burst: 1,
+    };
+    fake.delay_next(1_000, Duration::from_millis(100));
+    let cancel = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let mut obs = Vec::new();
+    for name in ["a", "b"] {
+        let (ob, d) = instance(&url, &ns, name, &fake, &refs, profile, 1_000);
+        obs.push(ob);
+        tasks.push(run(d, cancel.clone()));
+    }
+    let jobs = fan_out(3, &refs[1..]);
+    let total = jobs.len();
+    obs[0]
+        .enqueue_all(jobs.clone(), system_now_ms())
+        .expect("enqueue");
+    within("a third of the posts", async {
+        while fake.posts().len() < total / 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    redis.kill();
+    let at_kill = fake.posts().len();
+    // While Redis is down nothing new starts (the limit and the outbox cannot be asked).
+    redis.restart();
+    within("every job done after the restart", async {
+        loop {
+            let done = jobs
+                .iter()
+                .filter(|j| {
+                    obs[0]
+                        .get(&j.id())
+                        .ok()
+                        .flatten()
+                        .is_some_and(|j| j.state == JobState::Done)
+                })
+                .count();
+            if done == total {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    cancel.cancel();
+    for t in tasks {
+        t.await.expect("dispatcher");
+    }
+    assert_eq!(duplicates(&fake), Vec::<(String, usize)>::new());
+    assert_eq!(fake.posts().len(), total, "{:#?}", fake.posts());
+    assert_eq!(fake.violations(), 0);
+    eprintln!("redis restart: {at_kill}/{total} posts on the platform when Redis was killed");
+}
+
+#[test]
+fn two_instances_write_one_audit_chain_that_verifies_and_tampering_shows() {
+    use huiying::respond::audit::{export_shared, verify, AuditAction, AuditLog};
+    let url = require_shared();
+    let ns = namespace("audit");
+    let db = || Arc::new(Blocking::new(url, None).expect("redis"));
+    let mut a = AuditLog::shared(db(), &ns).expect("a");
+    let mut b = AuditLog::shared(db(), &ns).expect("b");
+    for i in 0..5 {
+        let (log, who) = if i % 2 == 0 {
+            (&mut a, "alice")
+        } else {
+            (&mut b, "bob")
+        };
+        let r = log
+            .append(
+                1_000 + i,
+                who,
+                AuditAction::Approve,
+                Some("n-1"),
+                serde_json::json!({"i": i}),
+            )
+            .expect("append");
+        assert_eq!(r.seq, (i + 1) as u64, "one sequence across instances");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("audit.jsonl");
+    let mut out = Vec::new();
+    assert_eq!(export_shared(&db(), &ns, &mut out).expect("export"), 5);
+    std::fs::write(&file, &out).expect("write");
+    let rep = verify(&file).expect("the shared chain verifies");
+    assert_eq!(rep.records, 5);
+    assert_eq!(rep.head, a.head(), "the last append (by a) is the head");
+
+    // Someone with Redis access rewrites record 3: the export no longer verifies, at line 3.
+    let key = format!("{{{ns}:audit}}:log");
+    let c = redis::Client::open(url).expect("client");
+    let mut conn = c.get_connection().expect("conn");
+    let line: String = redis::cmd("LINDEX")
+        .arg(&key)
+        .arg(2)
+        .query(&mut conn)
+        .expect("lindex");
+    let forged = line.replace("\"alice\"", "\"mallory\"");
+    assert_ne!(forged, line);
+    let _: () = redis::cmd("LSET")
+        .arg(&key)
+        .arg(2)
+        .arg(&forged)
+        .query(&mut conn)
+        .expect("lset");
+    let mut out = Vec::new();
+    export_shared(&db(), &ns, &mut out).expect("export");
+    std::fs::write(&file, &out).expect("write");
+    let e = verify(&file).expect_err("tampering is found");
+    assert_eq!(e.line(), Some(3), "{e}");
+}
