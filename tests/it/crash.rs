@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// District codes of Beijing whose publicity accounts amplify 北京发布.
-const DISTRICTS: [&str; 12] = [
+pub(crate) const DISTRICTS: [&str; 12] = [
     "110101", "110102", "110105", "110106", "110107", "110108", "110109", "110111", "110112",
     "110113", "110114", "110115",
 ];
@@ -41,7 +41,7 @@ endpoint = "{base}"
 
 /// The shipped rules with a matrix of 北京发布 and the twelve districts on the fake platform;
 /// returns (account id, token variable) pairs.
-fn rules(dir: &Path, base: &str, tag: &str) -> Vec<(String, String)> {
+pub(crate) fn rules(dir: &Path, base: &str, tag: &str) -> Vec<(String, String)> {
     util::copy_dir(&util::rules_dir(), dir);
     std::fs::remove_dir_all(dir.join("matrix")).expect("remove matrix");
     std::fs::create_dir_all(dir.join("matrix")).expect("mkdir matrix");

@@ -492,3 +492,161 @@ fn two_instances_write_one_audit_chain_that_verifies_and_tampering_shows() {
     let e = verify(&file).expect_err("tampering is found");
     assert_eq!(e.line(), Some(3), "{e}");
 }
+
+/// Two engine instances on one Redis namespace, each with the respond stage.
+async fn respond_instance(
+    url: &str,
+    ns: &str,
+    name: &str,
+    rules: &std::path::Path,
+    data: &std::path::Path,
+    operators: &[(&str, &str)],
+) -> huiying::app::Service {
+    let mut cfg = crate::util::respond_config(rules.to_path_buf(), data.to_path_buf(), operators);
+    cfg.store = url.into();
+    cfg.redis = huiying::config::RedisConfig {
+        namespace: ns.into(),
+        instance: Some(name.into()),
+        ..Default::default()
+    };
+    let store = within("the Redis store", huiying::app::open_store(&cfg))
+        .await
+        .expect("open the Redis store");
+    crate::util::start_service(cfg, store).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_share_approvals_the_pause_switch_the_fan_out_and_the_audit_chain() {
+    use crate::respond::call;
+    use crate::util::{get_json, json_body};
+    let url = require_shared();
+    let ns = namespace("svc-publish");
+    let tag = ns.replace(':', "_");
+    let (_, fake) = FakePlatform::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    for (id, var) in crate::crash::rules(&rules, &fake.base_url(), &tag) {
+        let token = format!("tok-{var}");
+        std::env::set_var(&var, &token);
+        fake.add_account(&token, &id);
+    }
+    let ops: Vec<(String, String)> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| (n.to_string(), format!("HY_SVC_{}_{tag}", n.to_uppercase())))
+        .collect();
+    for (n, v) in &ops {
+        std::env::set_var(v, format!("op-{n}-{tag}"));
+    }
+    let tok = |n: &str| format!("op-{n}-{tag}");
+    let op_refs: Vec<(&str, &str)> = ops.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let a = respond_instance(url, &ns, "a", &rules, &dir.path().join("a"), &op_refs).await;
+    let b = respond_instance(url, &ns, "b", &rules, &dir.path().join("b"), &op_refs).await;
+
+    // Alice drafts on A (severity 4: two operators, neither of them the drafter).
+    let draft = serde_json::json!({
+        "kind": "emergency", "category": "fire", "severity": 4, "region": "110000",
+        "text": "北京市消防救援总队：某区发生火情，请市民远离现场，听从指挥。"
+    });
+    let (status, body) = call(
+        a.addr,
+        "POST",
+        "/api/notices",
+        Some(&tok("alice")),
+        &serde_json::to_vec(&draft).expect("json"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = json_body("draft", &body)["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let path = format!("/api/notices/{id}");
+    // B sees the draft: the notices are shared.
+    assert_eq!(get_json(b.addr, &path).await["state"], "draft");
+
+    // B pauses publishing for the cluster; bob approves on A, carol on B.
+    let (status, body) = call(
+        b.addr,
+        "POST",
+        "/api/publishing/pause",
+        Some(&tok("bob")),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let approve = format!("{path}/approve");
+    let (status, body) = call(a.addr, "POST", &approve, Some(&tok("bob")), b"").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        json_body("approve", &body)["state"],
+        "draft",
+        "one of two approvals"
+    );
+    let (status, body) = call(b.addr, "POST", &approve, Some(&tok("carol")), b"").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_body("approve", &body)["state"], "publishing", "{body}");
+    // Paused on every instance: the jobs stay pending, nothing is posted.
+    for _ in 0..5 {
+        for addr in [a.addr, b.addr] {
+            let n = get_json(addr, &path).await;
+            let jobs = n["jobs_status"].as_array().expect("jobs").clone();
+            assert_eq!(jobs.len(), 1 + crate::crash::DISTRICTS.len(), "{n}");
+            assert!(jobs.iter().all(|j| j["state"] == "pending"), "{n}");
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        fake.posts().is_empty(),
+        "posted while paused: {:#?}",
+        fake.posts()
+    );
+
+    // Resume on A: the two instances publish the fan-out together, each post once.
+    let (status, body) = call(
+        a.addr,
+        "POST",
+        "/api/publishing/resume",
+        Some(&tok("alice")),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    within("the fan-out", async {
+        loop {
+            let n = get_json(b.addr, &path).await;
+            if n["state"] == "done" {
+                assert_eq!(n["all_done"], true, "{n}");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(fake.posts().len(), 1 + crate::crash::DISTRICTS.len());
+    assert_eq!(duplicates(&fake), Vec::<(String, usize)>::new());
+    assert_eq!(fake.violations(), 0);
+    assert_eq!(get_json(a.addr, &path).await["state"], "done");
+
+    // One audit chain for the cluster, with both approvals and both instances' posts.
+    let db = Blocking::new(url, None).expect("redis");
+    let mut out = Vec::new();
+    huiying::respond::audit::export_shared(&db, &ns, &mut out).expect("export");
+    let file = dir.path().join("audit.jsonl");
+    std::fs::write(&file, &out).expect("write");
+    let rep = huiying::respond::audit::verify(&file).expect("the chain verifies");
+    let text = String::from_utf8_lossy(&out);
+    for needle in [
+        "\"actor\":\"bob\"",
+        "\"actor\":\"carol\"",
+        "\"action\":\"pause\"",
+        "\"action\":\"publish_ok\"",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from the shared audit log"
+        );
+    }
+    assert!(rep.records >= 2 + 2 * (1 + crate::crash::DISTRICTS.len() as u64));
+    crate::util::stop(a).await;
+    crate::util::stop(b).await;
+}
