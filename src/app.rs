@@ -2,7 +2,7 @@
 //! feeds → bounded ingest queue → batcher → pipeline → event bus → API, store writer.
 
 use crate::api::{self, ApiState, LiveIncidents, StreamMsg};
-use crate::cluster::{Engine, Event, IncidentKind};
+use crate::cluster::{Engine, Event};
 use crate::config::{Config, FeedConfig, FeedKind};
 use crate::detect::reload::SharedRules;
 use crate::detect::{Analyzer, RuleSet};
@@ -70,6 +70,14 @@ enum Cmd {
         /// Analysis worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
+        /// Also write incidents and the mention index to a store, as the service does: a redb
+        /// file, or `redis://HOST:PORT/DB` (then incident ids are claimed and windows merged in
+        /// Redis too, so the output depends on timing). Default: no store, byte-identical output.
+        #[arg(long)]
+        store: Option<String>,
+        /// Key namespace with a Redis `--store`.
+        #[arg(long, default_value = "huiying-replay")]
+        namespace: String,
     },
     /// Validate or try out rules.
     Rules {
@@ -81,6 +89,77 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// Console users (the users file of `[auth] users_file`).
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// API tokens (kept as SHA-256 hashes in the users file).
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCmd {
+    /// Add a user, or set the role and password of an existing one. The password is read from
+    /// stdin (first line), never from the command line.
+    Add {
+        /// Login name.
+        name: String,
+        /// viewer, operator, admin or ingest.
+        #[arg(long)]
+        role: crate::api::auth::Role,
+        /// The users file.
+        #[arg(long, default_value = "users.toml")]
+        users: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCmd {
+    /// Create an API token and print it once (only its hash is stored).
+    Create {
+        /// The token's name (the actor in the audit log).
+        name: String,
+        /// viewer, operator, admin or ingest.
+        #[arg(long)]
+        role: crate::api::auth::Role,
+        /// The users file.
+        #[arg(long, default_value = "users.toml")]
+        users: PathBuf,
+    },
+}
+
+/// `huiying user add`: the password from the terminal without echo, or the first line of a
+/// piped stdin; its argon2id hash into the users file.
+fn user_add(
+    name: &str,
+    role: crate::api::auth::Role,
+    users: &Path,
+    input: &mut dyn std::io::BufRead,
+    interactive: bool,
+) -> anyhow::Result<()> {
+    let line = if interactive {
+        rpassword::prompt_password(format!("Password for {name} (密码): "))
+            .context("reading the password from the terminal")?
+    } else {
+        let mut line = String::new();
+        input
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        line
+    };
+    let pw = line.trim_end_matches(['\r', '\n']);
+    if pw.chars().count() < 8 {
+        anyhow::bail!("the password must have at least 8 characters");
+    }
+    let mut f = crate::api::auth::UsersFile::load(users)?;
+    f.set_user(name, role, pw)?;
+    f.save(users)?;
+    eprintln!("{}: user {name} ({role}) saved.", users.display());
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -94,6 +173,18 @@ enum AuditCmd {
         /// A head hash printed earlier, which the chain must still contain.
         #[arg(long)]
         anchor: Option<String>,
+    },
+    /// Write the audit log a cluster shares in Redis to stdout (JSON Lines, as the file), for
+    /// `audit verify`. The password comes from `--password-env`.
+    Export {
+        /// `redis://HOST:PORT/DB`.
+        url: String,
+        /// The key namespace (`[redis] namespace`).
+        #[arg(long, default_value = "huiying")]
+        namespace: String,
+        /// Environment variable holding the Redis password.
+        #[arg(long)]
+        password_env: Option<String>,
     },
 }
 
@@ -210,15 +301,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             speed,
             emit,
             workers,
+            store,
+            namespace,
         } => {
             let rules = rules.unwrap_or_else(default_rules_dir);
             let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-            let summary = replay(
+            let store = store.map(|spec| ReplayStore {
+                spec,
+                redis: crate::config::RedisConfig {
+                    namespace,
+                    ..Default::default()
+                },
+            });
+            let summary = replay_into(
                 &file,
                 &rules,
                 speed,
                 emit,
                 workers,
+                store,
                 out,
                 &mut std::io::stderr(),
             )?;
@@ -230,12 +331,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             store,
             rules,
         } => {
-            let cfg = Config {
+            let mut cfg = Config {
                 listen,
                 store,
                 rules: rules.unwrap_or_else(default_rules_dir),
                 ..Config::default()
             };
+            // Approved notices go to a file, never to a real account.
+            cfg.respond.drill_sink = Some(cfg.respond.data_dir.join("demo-posts.jsonl"));
             serve(cfg, true)
         }
         Cmd::Audit {
@@ -248,6 +351,47 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 &mut std::io::stderr(),
             ),
         )),
+        Cmd::Audit {
+            cmd:
+                AuditCmd::Export {
+                    url,
+                    namespace,
+                    password_env,
+                },
+        } => {
+            let password = match password_env {
+                Some(v) => Some(std::env::var(&v).map_err(|_| anyhow::anyhow!("{v} is not set"))?),
+                None => None,
+            };
+            let db = crate::respond::redis::Blocking::new(&url, password)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let n = crate::respond::audit::export_shared(&db, &namespace, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            eprintln!("{n} records");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::User {
+            cmd: UserCmd::Add { name, role, users },
+        } => {
+            use std::io::IsTerminal;
+            let stdin = std::io::stdin();
+            let interactive = stdin.is_terminal();
+            user_add(&name, role, &users, &mut stdin.lock(), interactive)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Token {
+            cmd: TokenCmd::Create { name, role, users },
+        } => {
+            let mut f = crate::api::auth::UsersFile::load(&users)?;
+            let token = f.add_token(&name, role)?;
+            f.save(&users)?;
+            eprintln!(
+                "{}: token {name} ({role}) saved as a hash; it is shown only now:",
+                users.display()
+            );
+            println!("{token}");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Cmd::Run { config, listen } => {
             let mut cfg = Config::load(&config)?;
             if let Some(l) = listen {
@@ -303,6 +447,8 @@ pub struct ReplaySummary {
     pub closed: u64,
     /// Wall time.
     pub wall: Duration,
+    /// Round trips to Redis (with a Redis `--store`).
+    pub redis_round_trips: Option<u64>,
 }
 
 impl std::fmt::Display for ReplaySummary {
@@ -329,7 +475,16 @@ impl std::fmt::Display for ReplaySummary {
             f,
             "  mentions/s:        {:.0}",
             (self.accepted + rejected) as f64 / secs
-        )
+        )?;
+        if let Some(n) = self.redis_round_trips {
+            let read = (self.accepted + rejected).max(1) as f64;
+            write!(
+                f,
+                "\n  redis round trips: {n} ({:.2} per 1,000 mentions)",
+                n as f64 * 1000.0 / read
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -344,7 +499,130 @@ pub fn replay<W: Write + Send + 'static>(
     out: W,
     diag: &mut (dyn Write + Send),
 ) -> anyhow::Result<ReplaySummary> {
+    replay_into(file, rules_dir, speed, emit, workers, None, out, diag)
+}
+
+/// Where `replay --store` also writes incidents and the mention index.
+pub struct ReplayStore {
+    /// A redb file or a Redis URL.
+    pub spec: String,
+    /// The `[redis]` settings with a Redis URL.
+    pub redis: crate::config::RedisConfig,
+}
+
+/// The store side of a replay: a runtime with the store writer and, on Redis, the window
+/// sync task (whose counts the reader slips into the next batch).
+struct ReplayBackend {
+    rt: tokio::runtime::Runtime,
+    store_tx: tokio::sync::mpsc::Sender<Arc<Event>>,
+    writer: tokio::task::JoinHandle<u64>,
+    cluster_rx: Option<tokio::sync::mpsc::Receiver<Item>>,
+    sync: Option<tokio::task::JoinHandle<()>>,
+    cancel: CancellationToken,
+}
+
+fn redis_round_trips() -> u64 {
+    let m = crate::store::redis::metrics();
+    ["store", "sync", "claim", "events"]
+        .iter()
+        .map(|op| m.round_trips.with_label_values(&[op]).get())
+        .sum()
+}
+
+impl ReplayBackend {
+    fn open(s: ReplayStore, engine: Engine) -> anyhow::Result<(ReplayBackend, Engine)> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let cfg = Config {
+            store: s.spec.clone(),
+            redis: s.redis,
+            ..Config::default()
+        };
+        let (store, redis) = rt.block_on(async {
+            let store = open_store(&cfg).await?;
+            let redis = if crate::store::redis::is_redis_url(&cfg.store) {
+                Some(crate::store::redis::Redis::connect(&cfg.store, &cfg.redis).await?)
+            } else {
+                None
+            };
+            anyhow::Ok((store, redis))
+        })?;
+        let (store_tx, store_rx) = tokio::sync::mpsc::channel::<Arc<Event>>(65_536);
+        let writer = rt.spawn(crate::store::writer::run(store, store_rx));
+        let cancel = CancellationToken::new();
+        let (mut engine, mut cluster_rx, mut sync) = (engine, None, None);
+        if let Some(r) = redis {
+            let (coord, task) = crate::store::redis::RedisCoordinator::new(r, rt.handle().clone());
+            engine = engine.with_coordinator(Box::new(coord));
+            let (tx, rx) = tokio::sync::mpsc::channel::<Item>(1024);
+            sync = Some(rt.spawn(task.run(tx, cancel.clone())));
+            cluster_rx = Some(rx);
+        }
+        Ok((
+            ReplayBackend {
+                rt,
+                store_tx,
+                writer,
+                cluster_rx,
+                sync,
+                cancel,
+            },
+            engine,
+        ))
+    }
+
+    /// Stop the sync task and wait until the writer has stored everything.
+    fn finish(self) -> u64 {
+        let ReplayBackend {
+            rt,
+            writer,
+            sync,
+            cancel,
+            ..
+        } = self;
+        cancel.cancel();
+        rt.block_on(async {
+            if let Some(s) = sync {
+                let _ = s.await;
+            }
+            writer.await.unwrap_or(1)
+        })
+    }
+}
+
+/// [`replay`], also writing to a store when `store` is given (see `huiying replay --store`).
+#[allow(clippy::too_many_arguments)]
+pub fn replay_into<W: Write + Send + 'static>(
+    file: &Path,
+    rules_dir: &Path,
+    speed: Speed,
+    emit: Emit,
+    workers: Option<usize>,
+    store: Option<ReplayStore>,
+    out: W,
+    diag: &mut (dyn Write + Send),
+) -> anyhow::Result<ReplaySummary> {
     let started = Instant::now();
+    let trips0 = redis_round_trips();
+    let is_redis = store
+        .as_ref()
+        .is_some_and(|s| crate::store::redis::is_redis_url(&s.spec));
+    let (mut backend, engine) = match store {
+        Some(s) => {
+            let (b, e) = ReplayBackend::open(s, Engine::new())?;
+            (Some(b), e)
+        }
+        None => (None, Engine::new()),
+    };
+    let store_tx = backend.as_ref().map(|b| b.store_tx.clone());
+    let mut cluster_rx = backend.as_mut().and_then(|b| b.cluster_rx.take());
+    if let Some(b) = &mut backend {
+        // Only the sink's clone may keep the writer alive.
+        let (tx, _) = tokio::sync::mpsc::channel(1);
+        b.store_tx = tx;
+    }
     let analyzer = Arc::new(Analyzer::new());
     let rules: SharedRules = Arc::new(ArcSwap::from_pointee(load_rules(rules_dir, &analyzer)?));
     let mut cfg = PipelineConfig::default();
@@ -361,7 +639,13 @@ pub fn replay<W: Write + Send + 'static>(
     )));
     let st = state.clone();
     let mut shown = 0;
-    let mut pipeline = Pipeline::start(cfg, rules, analyzer, Engine::new(), move |o| {
+    let mut pipeline = Pipeline::start(cfg, rules, analyzer, engine, move |o| {
+        if let (Some(tx), Outcome::Events(evs)) = (&store_tx, &o) {
+            for e in evs.iter() {
+                // The store sees every event, as in the service: wait rather than drop.
+                let _ = tx.blocking_send(Arc::new(e.clone()));
+            }
+        }
         let mut g = st.lock().unwrap_or_else(|p| p.into_inner());
         let (summary, out, err) = &mut *g;
         match o {
@@ -395,8 +679,17 @@ pub fn replay<W: Write + Send + 'static>(
             }
         }
     })?;
+    // With Redis, the cluster's window counts join the next batch.
+    let mut submit = |mut b: Vec<Item>| {
+        if let Some(rx) = &mut cluster_rx {
+            while let Ok(it) = rx.try_recv() {
+                b.push(it);
+            }
+        }
+        pipeline.submit(b)
+    };
     let lines = if file == Path::new("-") {
-        read_batches(std::io::stdin().lock(), 512, speed, |b| pipeline.submit(b))?
+        read_batches(std::io::stdin().lock(), 512, speed, &mut submit)?
     } else {
         let f =
             std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
@@ -404,10 +697,15 @@ pub fn replay<W: Write + Send + 'static>(
             std::io::BufReader::with_capacity(1 << 20, f),
             512,
             speed,
-            |b| pipeline.submit(b),
+            &mut submit,
         )?
     };
     let engine = pipeline.finish();
+    if let Some(b) = backend {
+        if b.finish() > 0 {
+            let _ = writeln!(diag, "some store batches failed to write");
+        }
+    }
     for d in diag_rx.try_iter() {
         let _ = writeln!(diag, "{d}");
     }
@@ -426,6 +724,9 @@ pub fn replay<W: Write + Send + 'static>(
     }
     s.lines = lines;
     s.wall = started.elapsed();
+    if is_redis {
+        s.redis_round_trips = Some(redis_round_trips() - trips0);
+    }
     Ok(s)
 }
 
@@ -435,8 +736,31 @@ pub struct Service {
     pub addr: SocketAddr,
     /// The live rules.
     pub rules: SharedRules,
+    /// The shared Redis when `store` is a Redis URL (for the stages that share state through it).
+    pub redis: Option<crate::store::redis::Redis>,
+    /// The separate `/metrics` address, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Users, tokens and sessions.
+    pub auth: Arc<crate::api::auth::Auth>,
+    /// `demo` only: the 0600 file with the ephemeral console logins.
+    pub demo_logins: Option<PathBuf>,
     cancel: CancellationToken,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Open the store a config names: `memory`, a redb file, or a Redis URL (connecting with the
+/// `[redis]` settings). Call from inside the runtime.
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    use crate::store::redis::{is_redis_url, Redis, RedisStore};
+    if is_redis_url(&cfg.store) {
+        let r = Redis::connect(&cfg.store, &cfg.redis)
+            .await
+            .context("connecting to Redis for the store")?;
+        let retention = Duration::from_secs(u64::from(cfg.redis.closed_retention_days) * 86_400);
+        return Ok(Arc::new(RedisStore::new(r, retention)?));
+    }
+    let spec = cfg.store.clone();
+    Ok(tokio::task::spawn_blocking(move || crate::store::open(&spec)).await??)
 }
 
 impl Service {
@@ -458,8 +782,26 @@ pub struct ServiceOptions {
     pub config: Config,
     /// The store (already opened).
     pub store: Arc<dyn Store>,
-    /// Play the demo drill.
+    /// Play the demo drill (and create ephemeral console users, see [`demo_logins`]).
     pub demo: bool,
+    /// The clock of sessions and login limits (`None`: the system clock).
+    pub auth_clock: Option<Arc<dyn crate::api::auth::Clock>>,
+}
+
+/// `demo`: an `admin` and an `operator` user with random passwords, kept in memory only; the
+/// passwords go to a file readable by the owner only (never to the log) whose path is returned.
+fn demo_logins(auth: &crate::api::auth::Auth, dir: &Path) -> anyhow::Result<PathBuf> {
+    use crate::api::auth::{new_secret, write_private, Role};
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut text = String::from("# huiying demo console logins (valid until the demo stops)\n");
+    for (name, role) in [("admin", Role::Admin), ("operator", Role::Operator)] {
+        let pw = new_secret("")[..20].to_string();
+        auth.add_user(name, role, &pw)?;
+        text += &format!("{name} {pw}\n");
+    }
+    let path = dir.join("demo-logins.txt");
+    write_private(&path, text.as_bytes()).with_context(|| format!("{}", path.display()))?;
+    Ok(path)
 }
 
 /// Start the service; returns once it listens.
@@ -479,31 +821,51 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     let restored = tokio::task::spawn_blocking(move || st2.open_incidents()).await??;
     let live: LiveIncidents = Default::default();
     let mut engine = Engine::new();
+    // Several instances as one: incident ids claimed in Redis, windows merged there.
+    let redis = if crate::store::redis::is_redis_url(&cfg.store) {
+        Some(
+            crate::store::redis::Redis::connect(&cfg.store, &cfg.redis)
+                .await
+                .context("connecting to Redis")?,
+        )
+    } else {
+        None
+    };
+    let mut sync_task = None;
+    if let Some(r) = &redis {
+        let (coord, sync) = crate::store::redis::RedisCoordinator::new(
+            r.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        engine = engine.with_coordinator(Box::new(coord));
+        sync_task = Some(sync);
+        tracing::info!(namespace = %r.namespace(), instance = %r.instance(), "Sharing incidents through Redis.");
+    }
     {
         let mut g = live.write().unwrap_or_else(|p| p.into_inner());
         for i in &restored {
             g.insert(i.id.clone(), Arc::new(i.clone()));
-            let kind = if i.kind == IncidentKind::Emergency {
-                "emergency"
-            } else {
-                "rumor"
-            };
-            crate::metrics::global()
-                .incidents_open
-                .with_label_values(&[kind])
-                .inc();
         }
     }
+    api::refresh_open_gauge(&live);
     if !restored.is_empty() {
         tracing::info!(count = restored.len(), "Restored open incidents.");
     }
     engine.restore(&rules.load(), restored);
 
     // The respond stage (notices, approval, publishing), when enabled and its rules are valid.
-    let respond =
-        crate::respond::stage::start(&cfg.respond, &cfg.rules, rules.clone(), cancel.clone())
-            .await
-            .context("respond stage")?;
+    let respond = crate::respond::stage::start(
+        &cfg.respond,
+        &cfg.rules,
+        rules.clone(),
+        crate::store::redis::is_redis_url(&cfg.store).then(|| crate::respond::stage::Shared {
+            url: cfg.store.clone(),
+            redis: cfg.redis.clone(),
+        }),
+        cancel.clone(),
+    )
+    .await
+    .context("respond stage")?;
     let (respond, respond_tx, respond_tasks) = match respond {
         Some(s) => (Some(s.respond), Some(s.events), s.tasks),
         None => (None, None, Vec::new()),
@@ -513,6 +875,17 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     let (store_tx, store_rx) = tokio::sync::mpsc::channel::<Arc<Event>>(65_536);
     let writer = tokio::spawn(crate::store::writer::run(store.clone(), store_rx));
 
+    // Incident events go to the other instances; each stream announces an incident once.
+    let dedup = Arc::new(crate::store::redis::StreamDedup::default());
+    let (publish_tx, publisher) = match &redis {
+        Some(r) => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Arc<Event>>(4096);
+            let task = tokio::spawn(crate::store::redis::events::publish(r.clone(), rx));
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
+    let dedup2 = dedup.clone();
     let live2 = live.clone();
     let bus = events_tx.clone();
     let mut pcfg = PipelineConfig::default();
@@ -523,12 +896,30 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         if let Outcome::Events(evs) = o {
             for e in evs {
                 api::apply_to_live(&live2, e);
-                let _ = bus.send(StreamMsg {
-                    json: Arc::from(e.to_json()),
-                    assignment: e.is_assignment(),
-                });
+                let show = match (e, &publish_tx) {
+                    (Event::Incident { kind, incident, .. }, Some(_)) => {
+                        dedup2.first(*kind, &incident.id)
+                    }
+                    _ => true,
+                };
+                if show {
+                    let _ = bus.send(StreamMsg {
+                        json: Arc::from(e.to_json()),
+                        assignment: e.is_assignment(),
+                    });
+                }
                 // The store must see every event: wait rather than drop.
                 let shared = Arc::new(e.clone());
+                if let (Some(tx), Event::Incident { .. }) = (&publish_tx, e) {
+                    // Live-only: the other instances read the shared store after a gap.
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) =
+                        tx.try_send(shared.clone())
+                    {
+                        tracing::warn!(
+                            "Cluster event queue full: an incident event was not published."
+                        );
+                    }
+                }
                 if let (Some(tx), Event::Incident { .. }) = (&respond_tx, e) {
                     // Drafting is idempotent and every update carries the incident again: a
                     // full queue drops (and logs) rather than stall the pipeline.
@@ -567,6 +958,30 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         })?;
 
     let mut tasks = respond_tasks;
+    if let (Some(r), Some(sync)) = (&redis, sync_task) {
+        tasks.push(tokio::spawn(sync.run(ingest_tx.clone(), cancel.clone())));
+        let sinks = crate::store::redis::events::Sinks {
+            live: live.clone(),
+            bus: events_tx.clone(),
+            dedup: dedup.clone(),
+            store: store.clone(),
+        };
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        tasks.push(tokio::spawn(crate::store::redis::events::subscribe(
+            r.clone(),
+            sinks,
+            ready_tx,
+            cancel.clone(),
+        )));
+        // Started means receiving the other instances' events; a Redis that is down does not
+        // hold the start up for long (the subscriber keeps retrying).
+        if tokio::time::timeout(Duration::from_secs(5), ready_rx)
+            .await
+            .is_err()
+        {
+            tracing::warn!("Not subscribed to the other instances' events yet; going on.");
+        }
+    }
     // Event time keeps moving on quiet feeds.
     {
         let tx = ingest_tx.clone();
@@ -628,7 +1043,47 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         None
     };
 
+    // Legacy `[respond] operators`: tokens with the operator role.
+    let mut extra_tokens = Vec::new();
+    for op in &cfg.respond.operators {
+        match op.token() {
+            Ok(t) => extra_tokens.push((op.name.clone(), t, crate::api::auth::Role::Operator)),
+            Err(e) => tracing::warn!(error = %e, "Operator skipped."),
+        }
+    }
+    let clock = opts
+        .auth_clock
+        .unwrap_or_else(|| Arc::new(crate::api::auth::SystemClock));
+    let acfg = cfg.auth.clone();
+    let metrics_elsewhere = cfg.metrics_listen.is_some();
+    let auth = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            crate::api::auth::Auth::new(acfg, extra_tokens, metrics_elsewhere, clock)
+        })
+        .await?
+        .context("auth")?,
+    );
+    let demo_logins = if opts.demo {
+        let (a, d) = (auth.clone(), cfg.respond.data_dir.clone());
+        Some(tokio::task::spawn_blocking(move || demo_logins(&a, &d)).await??)
+    } else {
+        None
+    };
+    let (users, tokens) = auth.counts();
+    tracing::info!(
+        users,
+        tokens,
+        public_wall = cfg.auth.public_wall,
+        "Auth ready."
+    );
+    if users == 0 && tokens == 0 {
+        tracing::warn!("No users and no API tokens: every endpoint but /healthz and /metrics answers 401. Add one with `huiying user add NAME --role admin`.");
+    }
+
     let state = ApiState {
+        auth: auth.clone(),
+        rules_dir: cfg.rules.clone(),
+        control: ingest_tx.clone(),
         live,
         store: store.clone(),
         events: events_tx,
@@ -638,6 +1093,7 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         cancel: cancel.clone(),
         feeds: registry,
         respond,
+        redis: redis.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
@@ -645,11 +1101,34 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     let addr = listener.local_addr()?;
     let app = api::router(state);
     let c = cancel.clone();
+    // The client address feeds the per-address login limit.
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { c.cancelled().await })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { c.cancelled().await })
+        .await
     });
+    let metrics_addr = match &cfg.metrics_listen {
+        Some(m) => {
+            let l = tokio::net::TcpListener::bind(m)
+                .await
+                .with_context(|| format!("cannot listen on {m} (metrics_listen)"))?;
+            let a = l.local_addr()?;
+            let c = cancel.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = axum::serve(l, api::metrics_router())
+                    .with_graceful_shutdown(async move { c.cancelled().await })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "Metrics server failed.");
+                }
+            }));
+            Some(a)
+        }
+        None => None,
+    };
     let done = tokio::spawn(async move {
         server.await??;
         for t in tasks {
@@ -664,6 +1143,9 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
             }
         })
         .await?;
+        if let Some(p) = publisher {
+            let _ = p.await;
+        }
         let failed = writer.await?;
         if failed > 0 {
             tracing::warn!(failed, "Some store batches failed to write.");
@@ -673,7 +1155,11 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     });
     Ok(Service {
         addr,
+        redis,
         rules,
+        metrics_addr,
+        auth,
+        demo_logins,
         cancel,
         done,
     })
@@ -743,22 +1229,37 @@ fn serve(cfg: Config, demo: bool) -> anyhow::Result<std::process::ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let store = crate::store::open(&cfg.store).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let store = open_store(&cfg).await?;
         let svc = start(ServiceOptions {
             config: cfg.clone(),
             store,
             demo,
+            auth_clock: None,
         })
         .await?;
         let url = format!("http://{}", svc.addr);
         println!("huiying is running{}.", if demo { " the demo drill" } else { "" });
+        println!("  wall:       {url}/wall");
         println!("  incidents:  {url}/api/incidents");
         println!("  live:       ws://{}/api/stream", svc.addr);
         println!("  post:       curl -XPOST {url}/api/mentions -d '{{\"id\":\"1\",\"text\":\"…\",\"ts\":…}}'");
-        println!("  metrics:    {url}/metrics     health: {url}/healthz");
+        println!("  console:    {url}/console");
+        match svc.metrics_addr {
+            Some(m) => println!("  metrics:    http://{m}/metrics     health: {url}/healthz"),
+            None => println!("  metrics:    {url}/metrics     health: {url}/healthz"),
+        }
+        if let Some(p) = &svc.demo_logins {
+            println!("  logins:     {} (admin and operator; readable by you only)", p.display());
+        }
         println!("  store:      {}   rules: {}", cfg.store, cfg.rules.display());
         if demo {
             println!("The drill: chatter now, a rainstorm in 海淀区 from 15 s, a rumor from 40 s, a known claim at 70 s.");
+            if let Some(sink) = &cfg.respond.drill_sink {
+                println!(
+                    "  posts:      {} (approved notices are published here, not to real accounts)",
+                    sink.display()
+                );
+            }
         }
         println!("Ctrl-C stops it.");
         let _ = std::io::stdout().flush();

@@ -25,6 +25,118 @@ pub struct Config {
     pub feeds: Vec<FeedConfig>,
     /// The response stage: notices, approval and publishing.
     pub respond: RespondConfig,
+    /// `[redis]`: settings used when `store` is a `redis://` URL.
+    pub redis: RedisConfig,
+    /// A separate address for `/metrics` (unauthenticated there; the main address then asks
+    /// for a viewer). `None`: `/metrics` is public on `listen`.
+    pub metrics_listen: Option<String>,
+    /// Users, tokens, sessions and login limits.
+    pub auth: AuthConfig,
+}
+
+/// `[redis]`: the distributed engine's settings (with `store = "redis://HOST:PORT/DB"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Prefix of every key (several deployments can share one Redis).
+    pub namespace: String,
+    /// This instance's name in the cluster (consumer name, claim owner); default
+    /// `{hostname}-{pid}`.
+    pub instance: Option<String>,
+    /// Environment variable holding the Redis password.
+    pub password_env: Option<String>,
+    /// File holding the Redis password.
+    pub password_file: Option<PathBuf>,
+    /// Days a closed incident (and its mention index) stays in Redis (default 30).
+    pub closed_retention_days: u32,
+    /// Outbox entries of an instance idle this long (it stopped) are claimed by another (ms).
+    pub claim_idle_ms: u64,
+    /// A claimed job left `attempting` this long is uncertain and checked with the platform
+    /// (ms; must exceed a platform call's timeout, 20 s).
+    pub attempt_timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            namespace: "huiying".into(),
+            instance: None,
+            password_env: None,
+            password_file: None,
+            closed_retention_days: 30,
+            claim_idle_ms: 30_000,
+            attempt_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// This instance's name: `instance`, or `{hostname}-{pid}`.
+    pub fn instance_name(&self) -> String {
+        self.instance.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "huiying".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    /// The password, if a source is configured (errors name the source, never the secret).
+    pub fn password(&self) -> Result<Option<String>, String> {
+        let raw = if let Some(var) = &self.password_env {
+            std::env::var(var).map_err(|_| format!("[redis] password_env: {var} is not set"))?
+        } else if let Some(f) = &self.password_file {
+            std::fs::read_to_string(f)
+                .map_err(|e| format!("[redis] password_file {}: {e}", f.display()))?
+        } else {
+            return Ok(None);
+        };
+        let p = raw.trim();
+        if p.is_empty() {
+            return Err("[redis] the password is empty".into());
+        }
+        Ok(Some(p.to_string()))
+    }
+}
+
+/// `[auth]`: who may use the API and the console (see `crate::api::auth`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The users file (`[[user]]` with argon2 hashes, `[[token]]` with SHA-256 hashes),
+    /// relative to the config file; written by `huiying user add` / `huiying token create`.
+    pub users_file: Option<PathBuf>,
+    /// Extra API tokens given by hash in the config itself (`{ name, role, sha256 }`).
+    pub tokens: Vec<crate::api::auth::TokenEntry>,
+    /// Serve `/wall` and every read it makes (GET endpoints) without a credential.
+    pub public_wall: bool,
+    /// Session lifetime from login, seconds (default 8 h).
+    pub session_secs: u64,
+    /// Failed logins per user name within the window before logins are refused (default 5).
+    pub login_max_failures_per_user: usize,
+    /// Failed logins per client address within the window (default 20).
+    pub login_max_failures_per_ip: usize,
+    /// The sliding window of the login limits, seconds (default 15 min).
+    pub login_window_secs: u64,
+    /// Mark the session cookie `Secure` (set when HTTPS terminates in front of the engine).
+    pub secure_cookie: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            users_file: None,
+            tokens: Vec::new(),
+            public_wall: false,
+            session_secs: 8 * 3600,
+            login_max_failures_per_user: 5,
+            login_max_failures_per_ip: 20,
+            login_window_secs: 15 * 60,
+            secure_cookie: false,
+        }
+    }
 }
 
 /// `[respond]`: the notice workflow and the publishing of approved notices.
@@ -37,8 +149,12 @@ pub struct RespondConfig {
     pub data_dir: PathBuf,
     /// The approval policy.
     pub policy: crate::respond::notices::ApprovalPolicy,
-    /// Operators: API tokens that identify actors (never logged).
+    /// Operators: API tokens that identify actors (never logged). Kept for compatibility:
+    /// each is an API token with the `operator` role; prefer `[auth]` users and tokens.
     pub operators: Vec<Operator>,
+    /// Drills and the demo: every account publishes to this JSON Lines file instead of its
+    /// platform (same plan, limits, outbox and audit; nothing leaves the machine).
+    pub drill_sink: Option<PathBuf>,
 }
 
 impl Default for RespondConfig {
@@ -48,6 +164,7 @@ impl Default for RespondConfig {
             data_dir: PathBuf::from("huiying-data"),
             policy: Default::default(),
             operators: Vec::new(),
+            drill_sink: None,
         }
     }
 }
@@ -103,6 +220,9 @@ impl Default for Config {
             ingest_queue: 65_536,
             feeds: Vec::new(),
             respond: RespondConfig::default(),
+            redis: RedisConfig::default(),
+            metrics_listen: None,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -226,11 +346,24 @@ impl Config {
         if c.rules.is_relative() {
             c.rules = base.join(&c.rules);
         }
-        if c.store != "memory" && Path::new(&c.store).is_relative() {
+        if c.store != "memory"
+            && !crate::store::redis::is_redis_url(&c.store)
+            && Path::new(&c.store).is_relative()
+        {
             c.store = base.join(&c.store).to_string_lossy().into_owned();
         }
         if c.respond.data_dir.is_relative() {
             c.respond.data_dir = base.join(&c.respond.data_dir);
+        }
+        if let Some(d) = &c.respond.drill_sink {
+            if d.is_relative() {
+                c.respond.drill_sink = Some(base.join(d));
+            }
+        }
+        if let Some(u) = &c.auth.users_file {
+            if u.is_relative() {
+                c.auth.users_file = Some(base.join(u));
+            }
         }
         for op in &mut c.respond.operators {
             if let Some(f) = &op.token_file {

@@ -15,12 +15,12 @@
 //! | [`feeds`] | inputs: one websocket loop (ping, read timeout, backoff, bad-frame accounting) with protocols for the generic format, Mastodon streaming (+ REST backfill) and Bluesky Jetstream (+ cursor); JSON Lines files; the demo drill; per-feed health |
 //! | [`normalize`] | the [`normalize::Mention`] type, parsing and rejection reasons, text normalisation, de-duplication |
 //! | [`detect`] | `rules/` loading and validation, the automaton, the pure per-mention analysis, gazetteer, SimHash, spike maths, hot reload |
-//! | [`cluster`] | the single-threaded state machine that opens, updates and closes incidents on event time |
+//! | [`cluster`] | the single-threaded state machine that opens, updates and closes incidents on event time; the `Coordinator` hook through which instances share ids and window counts |
 //! | [`pipeline`] | threads and bounded channels: batches → analysis workers → engine, in input order |
-//! | [`store`] | the `Store` trait (incidents, mention index, feed cursors), the embedded `redb` store (default) and the in-memory one |
-//! | [`api`] | the axum HTTP server: incidents, feeds, `/api/stream`, `POST /api/mentions`, health, metrics |
+//! | [`store`] | the `Store` trait (incidents, mention index, feed cursors), the embedded `redb` store (default), the in-memory one, and Redis (`store::redis`: the shared store, incident id claims, window counts merged across instances, live events between instances) |
+//! | [`api`] | the axum HTTP server: incidents, feeds, `/api/stream`, `POST /api/mentions`, health, metrics; login, roles, tokens, CSRF (`api::auth`); the operator console (`api::console`); the wall display (`api::wall`) |
 //! | [`metrics`] | the Prometheus registry |
-//! | [`respond`] | account matrix and plans, templates, notices and approval, hash-chained audit log, durable outbox, GCRA limits, dispatcher, publishers (Mastodon, Weibo, webhook, file) |
+//! | [`respond`] | account matrix and plans, templates, notices and approval, hash-chained audit log, durable outbox, GCRA limits, dispatcher, publishers (Mastodon, Weibo, webhook, file), rebuttal replies to the most-spread rumor posts |
 //! | [`cases`] | citizen requests: not built yet |
 //! | [`app`] | wiring: `replay`, `run`, `demo`, `rules check|test` |
 //! | [`config`] | `huiying.toml` |

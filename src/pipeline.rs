@@ -8,6 +8,7 @@
 //! Every hand-off carries a batch, never a single mention: a cross-core wake-up costs more than
 //! analysing dozens of mentions.
 
+use crate::cluster::coord::ClusterCount;
 use crate::cluster::{Engine, EngineStats, Event};
 use crate::detect::reload::SharedRules;
 use crate::detect::{Analysis, Analyzer, RuleSet};
@@ -34,6 +35,28 @@ pub enum Item {
     Tick(i64),
     /// Mentions deleted at the source (by id).
     Delete(Vec<String>),
+    /// Distinct authors per emergency key over every instance (from the Redis sync task).
+    Cluster(Vec<ClusterCount>),
+    /// An operator's change to incident state (console, API).
+    Control(Control),
+}
+
+/// An operator's change to incident state. It travels the pipeline like any item so that the
+/// engine thread, the only owner of incident state, applies it in input order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Close an open incident now.
+    Close {
+        /// The incident.
+        id: String,
+    },
+    /// Fold the open incident `from` into the open incident `into` (same kind); `from` closes.
+    Merge {
+        /// The incident that stays.
+        into: String,
+        /// The incident that is absorbed and closed.
+        from: String,
+    },
 }
 
 /// What the engine thread reports for every input item, in input order.
@@ -54,6 +77,8 @@ enum Done {
     Rejected(u64, RejectReason),
     Tick(i64),
     Delete(Vec<String>),
+    Cluster(Vec<ClusterCount>),
+    Control(Control),
 }
 
 struct Analysed {
@@ -155,6 +180,14 @@ impl Pipeline {
                                     engine.delete(&ids, &mut events);
                                     sink(Outcome::Events(&events));
                                 }
+                                Done::Cluster(counts) => {
+                                    engine.merge_cluster(&b.rules, &counts, &mut events);
+                                    sink(Outcome::Events(&events));
+                                }
+                                Done::Control(c) => {
+                                    engine.control(&c, &mut events);
+                                    sink(Outcome::Events(&events));
+                                }
                                 Done::Tick(now) => {
                                     engine.tick(&b.rules, now, &mut events);
                                     sink(Outcome::Events(&events));
@@ -241,6 +274,8 @@ fn worker(
                 Item::Parsed(mention, at) => Ok((*mention, Some(at))),
                 Item::Tick(now) => Err(Done::Tick(now)),
                 Item::Delete(ids) => Err(Done::Delete(ids)),
+                Item::Cluster(c) => Err(Done::Cluster(c)),
+                Item::Control(c) => Err(Done::Control(c)),
             });
         }
         let t1 = Instant::now();

@@ -1,5 +1,8 @@
 //! The HTTP API (axum): open incidents, one incident with its sample mentions, the live event
-//! stream over a websocket, mention ingestion by POST, health and Prometheus metrics.
+//! stream over a websocket, mention ingestion by POST, health and Prometheus metrics, the
+//! operator console. Every route but `/healthz`, `/metrics`, the console's login page and
+//! `POST /api/login` passes [`auth::require`] (token or session, role, CSRF); every answer gets
+//! the security headers of [`auth::security_headers`].
 
 use crate::cluster::{Event, Incident};
 use crate::detect::reload::SharedRules;
@@ -17,7 +20,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 
+pub mod auth;
+pub mod console;
 pub mod notices;
+pub mod wall;
 
 /// One event as the stream sends it: serialised once, shared by every client.
 #[derive(Debug, Clone)]
@@ -40,7 +46,18 @@ pub fn apply_to_live(live: &LiveIncidents, e: &Event) {
         } else {
             g.remove(&incident.id);
         }
+        set_open_gauge(&g);
     }
+}
+
+/// Set `huiying_incidents_open{kind,severity}` from the live view (after a restore).
+pub fn refresh_open_gauge(live: &LiveIncidents) {
+    set_open_gauge(&live.read().unwrap_or_else(|p| p.into_inner()));
+}
+
+// Counted from the view rather than inc/dec per event: severity changes while open.
+fn set_open_gauge(g: &BTreeMap<String, Arc<Incident>>) {
+    crate::metrics::global().set_incidents_open(g.values().map(|i| (i.kind, i.severity)));
 }
 
 /// Shared state of the handlers.
@@ -64,6 +81,41 @@ pub struct ApiState {
     pub feeds: Arc<crate::feeds::health::FeedRegistry>,
     /// The respond stage (`None`: off; its endpoints answer 503 `respond_disabled`).
     pub respond: Option<Arc<crate::respond::stage::Respond>>,
+    /// The shared Redis, when `store` is a Redis URL (its health is in `/healthz`).
+    pub redis: Option<crate::store::redis::Redis>,
+    /// Users, tokens and sessions.
+    pub auth: Arc<auth::Auth>,
+    /// The rules directory (admin reload).
+    pub rules_dir: std::path::PathBuf,
+    /// The pipeline's input, for operator changes to incidents (close, merge).
+    pub control: tokio::sync::mpsc::Sender<crate::pipeline::Item>,
+}
+
+/// Append an action of `who` to the audit log (when the respond stage, which owns the log, is
+/// on). A failed append is logged, not fatal: the action itself already happened.
+pub(crate) async fn audit(s: &ApiState, who: &str, action: &str, detail: serde_json::Value) {
+    let Some(r) = s.respond.clone() else { return };
+    let (who, action) = (who.to_string(), action.to_string());
+    let res = tokio::task::spawn_blocking(move || {
+        let now = crate::respond::dispatch::system_now_ms();
+        r.audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(
+                now,
+                &who,
+                crate::respond::audit::AuditAction::Other(action),
+                None,
+                detail,
+            )
+            .map(|_| ())
+    })
+    .await;
+    match res {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "Cannot append to the audit log."),
+        Err(e) => tracing::error!(error = %e, "Audit task failed."),
+    }
 }
 
 /// An API error: logged with its cause, answered as `{ "error": code, "message": … }`.
@@ -97,9 +149,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The router.
+/// The router. Also starts the wall's sampler (it stops with `state.cancel`) and creates the
+/// inputs' metric series at zero.
 pub fn router(state: ApiState) -> Router {
     let limit = state.max_body_bytes;
+    let m = crate::metrics::global();
+    m.init_input(&state.ingest.feed);
+    for f in state.feeds.snapshot() {
+        m.init_feed(&f.name);
+    }
+    let wall = wall::Wall::start(&state);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -108,16 +167,32 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/incidents/{id}", get(get_incident))
         .route("/api/stream", get(stream))
         .merge(notices::routes())
+        .merge(wall::routes())
+        .merge(auth::routes())
+        .merge(console::routes())
         .route(
             "/api/mentions",
             post(post_mentions)
                 .layer(DefaultBodyLimit::max(limit))
                 .layer(axum::middleware::map_response(json_413)),
         )
+        .layer(axum::Extension(wall))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require,
+        ))
+        .layer(axum::middleware::map_response(auth::security_headers))
         .with_state(state)
+}
+
+/// The router of the separate metrics address (`metrics_listen`): `/metrics` only, public.
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::map_response(auth::security_headers))
 }
 
 /// axum answers an over-limit body with plain text; keep the API's JSON error shape.
@@ -141,8 +216,14 @@ async fn list_feeds(State(s): State<ApiState>) -> Json<serde_json::Value> {
 async fn healthz(State(s): State<ApiState>) -> Json<serde_json::Value> {
     let open = s.live.read().map(|g| g.len()).unwrap_or(0);
     let rules = s.rules.load();
+    // Redis down: detection goes on locally, so the instance is degraded, not dead.
+    let redis = s
+        .redis
+        .as_ref()
+        .map(|r| if r.is_up() { "up" } else { "down" });
     Json(json!({
-        "status": "ok",
+        "status": if redis == Some("down") { "degraded" } else { "ok" },
+        "redis": redis,
         "store": s.store.kind(),
         "open_incidents": open,
         "rule_patterns": rules.pattern_count(),
@@ -255,16 +336,31 @@ async fn get_incident(
 struct StreamParams {
     #[serde(default)]
     assignments: bool,
+    /// Also the wall's periodic `stats` messages (the latest one at once).
+    #[serde(default)]
+    stats: bool,
 }
 
 async fn stream(
     ws: WebSocketUpgrade,
     State(s): State<ApiState>,
+    axum::Extension(wall): axum::Extension<wall::Wall>,
     Query(p): Query<StreamParams>,
 ) -> Response {
     let rx = s.events.subscribe();
+    let stats = p.stats.then(|| wall.stats());
     let cancel = s.cancel.clone();
-    ws.on_upgrade(move |socket| stream_client(socket, rx, p.assignments, cancel))
+    ws.on_upgrade(move |socket| stream_client(socket, rx, p.assignments, stats, cancel))
+}
+
+/// The next `stats` message, or never (no subscription, or the sampler is gone).
+async fn next_stats(rx: &mut Option<tokio::sync::watch::Receiver<Arc<str>>>) -> Arc<str> {
+    if let Some(r) = rx {
+        if r.changed().await.is_ok() {
+            return r.borrow_and_update().clone();
+        }
+    }
+    std::future::pending().await
 }
 
 /// Push events to one client. A client that falls behind the bus is disconnected, never
@@ -273,6 +369,7 @@ async fn stream_client(
     mut socket: WebSocket,
     mut rx: broadcast::Receiver<StreamMsg>,
     assignments: bool,
+    mut stats: Option<tokio::sync::watch::Receiver<Arc<str>>>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
     let m = crate::metrics::global();
@@ -283,14 +380,13 @@ async fn stream_client(
                 close(&mut socket).await;
                 break;
             }
+            json = next_stats(&mut stats) => {
+                if !send_line(&mut socket, &json).await { break; }
+            }
             msg = rx.recv() => match msg {
                 Ok(ev) => {
                     if ev.assignment && !assignments { continue; }
-                    let send = socket.send(Message::Text((*ev.json).into()));
-                    match tokio::time::timeout(std::time::Duration::from_secs(5), send).await {
-                        Ok(Ok(())) => {}
-                        _ => { m.stream_slow_disconnects.inc(); break; }
-                    }
+                    if !send_line(&mut socket, &ev.json).await { break; }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     m.stream_slow_disconnects.inc();
@@ -309,6 +405,19 @@ async fn stream_client(
         }
     }
     m.stream_clients.dec();
+}
+
+/// Send one line; false (counted as a slow disconnect) when the client does not take it within
+/// 5 s.
+async fn send_line(socket: &mut WebSocket, json: &str) -> bool {
+    let send = socket.send(Message::Text(json.into()));
+    match tokio::time::timeout(std::time::Duration::from_secs(5), send).await {
+        Ok(Ok(())) => true,
+        _ => {
+            crate::metrics::global().stream_slow_disconnects.inc();
+            false
+        }
+    }
 }
 
 /// Say goodbye, but never wait long for a client that does not read.

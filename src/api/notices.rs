@@ -1,12 +1,15 @@
 //! The respond API: notices (draft by hand, list, show with plan and per-account job status,
 //! approve, reject, edit), the publishing pause switch and the accounts with their limits.
 //!
-//! Actors are identified by `Authorization: Bearer <token>` (the `[respond] operators` of the
-//! config); every write endpoint answers 401 `unauthorized` without a valid token. Errors are
+//! The actor is the [`Principal`] that [`super::auth::require`] resolved (a user's session or an
+//! API token; the legacy `[respond] operators` are tokens with the `operator` role); writes
+//! need the `operator` role (401 `unauthorized` without a credential, 403 `forbidden` with a
+//! lesser role, 403 `csrf` for a cookie request without the CSRF token). Errors are
 //! `{"error": code, "message": …}` with stable codes: `not_found` (404), `self_approval` (403),
 //! `invalid_state` (409), `too_long` (422), `unknown_account` (422), `invalid` (400),
 //! `respond_disabled` (503, the stage is off).
 
+use super::auth::Principal;
 use super::{ApiError, ApiState};
 use crate::respond::audit::AuditAction;
 use crate::respond::dispatch::system_now_ms;
@@ -14,9 +17,9 @@ use crate::respond::notices::{EditTarget, ManualDraft, NoticeError, NoticeFilter
 use crate::respond::outbox::JobState;
 use crate::respond::stage::Respond;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -44,23 +47,6 @@ fn stage(s: &ApiState) -> Result<Arc<Respond>, ApiError> {
             "the respond stage is off (disabled, or no valid rules/matrix and rules/templates)",
         )
     })
-}
-
-/// The operator named by the bearer token.
-fn actor(r: &Respond, headers: &HeaderMap) -> Result<String, ApiError> {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match token.and_then(|t| r.operator(t)) {
-        Some(name) => Ok(name.to_string()),
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid operator token is required (Authorization: Bearer …)",
-        )),
-    }
 }
 
 fn notice_error(e: NoticeError) -> ApiError {
@@ -147,11 +133,11 @@ async fn show(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
 
 async fn create(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(p): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> ApiResult {
     let r = stage(&s)?;
-    let who = actor(&r, &headers)?;
+    let who = p.name;
     let draft: ManualDraft = serde_json::from_slice(&body).map_err(bad_json)?;
     let n = blocking(move || {
         let rules = r.rules.load();
@@ -175,11 +161,11 @@ async fn create(
 
 async fn approve(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult {
     let r = stage(&s)?;
-    let who = actor(&r, &headers)?;
+    let who = p.name;
     let n = blocking(move || {
         let n = r
             .notices
@@ -200,12 +186,12 @@ struct RejectBody {
 
 async fn reject(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult {
     let r = stage(&s)?;
-    let who = actor(&r, &headers)?;
+    let who = p.name;
     let b: RejectBody = serde_json::from_slice(&body).map_err(bad_json)?;
     let n = blocking(move || {
         r.notices
@@ -225,12 +211,12 @@ struct EditBody {
 
 async fn edit(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult {
     let r = stage(&s)?;
-    let who = actor(&r, &headers)?;
+    let who = p.name;
     let b: EditBody = serde_json::from_slice(&body).map_err(bad_json)?;
     let target = match b.account {
         Some(a) => EditTarget::Account(a),
@@ -245,9 +231,9 @@ async fn edit(
     Ok(Json(to_value(&n)?))
 }
 
-async fn set_paused(s: ApiState, headers: HeaderMap, paused: bool) -> ApiResult {
+async fn set_paused(s: ApiState, p: Principal, paused: bool) -> ApiResult {
     let r = stage(&s)?;
-    let who = actor(&r, &headers)?;
+    let who = p.name;
     blocking(move || {
         let now = system_now_ms();
         let action = if paused {
@@ -278,12 +264,12 @@ async fn set_paused(s: ApiState, headers: HeaderMap, paused: bool) -> ApiResult 
     .await
 }
 
-async fn pause(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
-    set_paused(s, headers, true).await
+async fn pause(State(s): State<ApiState>, Extension(p): Extension<Principal>) -> ApiResult {
+    set_paused(s, p, true).await
 }
 
-async fn resume(State(s): State<ApiState>, headers: HeaderMap) -> ApiResult {
-    set_paused(s, headers, false).await
+async fn resume(State(s): State<ApiState>, Extension(p): Extension<Principal>) -> ApiResult {
+    set_paused(s, p, false).await
 }
 
 async fn accounts(State(s): State<ApiState>) -> ApiResult {

@@ -1,7 +1,10 @@
 //! The detection state machine. One thread owns it; mentions are applied strictly in input
 //! order and every decision uses event time, so a replay prints the same bytes every run.
 
-use super::incident::{Event, EventKind, Incident, IncidentKind, IncidentState, Rebuttal};
+use super::coord::{emergency_key, parse_emergency_key, ClusterCount, Coordinator, Hit};
+use super::incident::{
+    Event, EventKind, Incident, IncidentKind, IncidentState, Rebuttal, SpreadPost, SPREAD_TOP,
+};
 use super::rumor::{BoundedMap, SimIndex};
 use crate::detect::analyze::{Analysis, Cues};
 use crate::detect::gazetteer::RegionRef;
@@ -64,6 +67,23 @@ struct EState {
     long: Window,
     incident: Option<String>,
     pending: VecDeque<Pend>,
+    /// Distinct authors over the cluster (every instance), with the bucket they were counted
+    /// at; trusted for one bucket.
+    cluster: Option<(i64, u64)>,
+    /// The region of the key (to open an incident on a cluster count alone).
+    region: Option<RegionRef>,
+}
+
+impl EState {
+    /// Distinct authors in the fast window: this instance's, or the cluster's when it is fresh
+    /// and larger.
+    fn authors(&self, now_b: i64) -> u64 {
+        let local = self.window.authors();
+        match self.cluster {
+            Some((at, n)) if at >= now_b - 1 => local.max(n),
+            _ => local,
+        }
+    }
 }
 
 struct Cluster {
@@ -77,6 +97,37 @@ struct Cluster {
     category: Option<Arc<str>>,
     rebuttal: Option<Rebuttal>,
     indexed: bool,
+    /// Post id → (reposts and replies that spread it, where it is); at most [`MAX_SPREAD`].
+    spread: AHashMap<String, (u32, Option<String>)>,
+}
+
+/// Posts whose spread a cluster counts (beyond that, only the posts already counted grow).
+const MAX_SPREAD: usize = 512;
+
+impl Cluster {
+    /// A repost or reply (from `source`) spread `parent`.
+    fn spread(&mut self, parent: &str, source: Option<&str>) {
+        if let Some(e) = self.spread.get_mut(parent) {
+            e.0 += 1;
+        } else if self.spread.len() < MAX_SPREAD {
+            self.spread
+                .insert(parent.to_string(), (1, source.map(str::to_string)));
+        }
+    }
+
+    /// The most-spread posts, most shares first (ties: smaller id).
+    fn top_spread(&self) -> Vec<SpreadPost> {
+        let mut v: Vec<(&String, &(u32, Option<String>))> = self.spread.iter().collect();
+        v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(b.0)));
+        v.into_iter()
+            .take(SPREAD_TOP)
+            .map(|(id, (shares, source))| SpreadPost {
+                id: id.clone(),
+                source: source.clone(),
+                shares: *shares,
+            })
+            .collect()
+    }
 }
 
 enum OpenKey {
@@ -98,6 +149,10 @@ struct Open {
     /// Emergency only: baseline floor per bucket and the authors that keep it active.
     prior: f64,
     close_authors: u64,
+    /// The key under which the id was claimed in the cluster (with a coordinator).
+    shared_key: Option<String>,
+    /// Distinct authors in the window over the cluster, at most (merged counts).
+    cluster_authors: u64,
 }
 
 /// The detection state machine.
@@ -117,6 +172,7 @@ pub struct Engine {
     next_cluster: u64,
     open: BTreeMap<String, Open>,
     stats: EngineStats,
+    coord: Option<Box<dyn Coordinator>>,
 }
 
 impl Default for Engine {
@@ -152,7 +208,14 @@ impl Engine {
             next_cluster: 1,
             open: BTreeMap::new(),
             stats: EngineStats::default(),
+            coord: None,
         }
+    }
+
+    /// An engine that shares incidents and window counts with other instances through `c`.
+    pub fn with_coordinator(mut self, c: Box<dyn Coordinator>) -> Self {
+        self.coord = Some(c);
+        self
     }
 
     /// What the engine did so far.
@@ -247,6 +310,8 @@ impl Engine {
                             long,
                             incident: Some(inc.id.clone()),
                             pending: VecDeque::new(),
+                            cluster: None,
+                            region: inc.region.clone(),
                         },
                     );
                     OpenKey::Emergency(k)
@@ -282,11 +347,20 @@ impl Engine {
                             category: Some(Arc::from(inc.category.as_str())),
                             rebuttal: inc.rebuttal.clone(),
                             indexed: false,
+                            spread: inc
+                                .spread
+                                .iter()
+                                .map(|p| (p.id.clone(), (p.shares, p.source.clone())))
+                                .collect(),
                         },
                     );
                     OpenKey::Rumor(cid)
                 }
             };
+            let shared_key = self.coord.as_ref().map(|_| match &key {
+                OpenKey::Emergency(k) => emergency_key(&k.0, k.1.as_deref()),
+                OpenKey::Rumor(c) => self.clusters.get(c).map(rumor_key).unwrap_or_default(),
+            });
             let terms = inc
                 .top_terms
                 .iter()
@@ -325,6 +399,8 @@ impl Engine {
                     dirty: false,
                     prior,
                     close_authors,
+                    shared_key,
+                    cluster_authors: 0,
                 },
             );
         }
@@ -419,6 +495,15 @@ impl Engine {
         per_hour / 3600.0 * f64::from(self.settings.window.bucket_secs)
     }
 
+    /// Baseline floor per bucket of a category (higher without a region: the key is wider).
+    fn emergency_prior(&self, per_hour: f64, has_region: bool) -> f64 {
+        if has_region {
+            self.prior_bucket(per_hour)
+        } else {
+            self.prior_bucket(per_hour.max(self.settings.emergency.prior_per_hour_no_region))
+        }
+    }
+
     fn emergency_hit(
         &mut self,
         rules: &RuleSet,
@@ -435,14 +520,7 @@ impl Engine {
         );
         let (nb, bms, decay) = (self.buckets(), self.bucket_ms(), self.decay());
         let now_b = self.now / bms;
-        let prior = if region.is_some() {
-            self.prior_bucket(cat.prior_per_hour)
-        } else {
-            self.prior_bucket(
-                cat.prior_per_hour
-                    .max(self.settings.emergency.prior_per_hour_no_region),
-            )
-        };
+        let prior = self.emergency_prior(cat.prior_per_hour, region.is_some());
         let (lnb, lbms, ldecay) = (
             self.long_buckets(),
             self.long_bucket_ms(),
@@ -455,21 +533,31 @@ impl Engine {
             long: Window::new(lnb, self.now / lbms),
             incident: None,
             pending: VecDeque::new(),
+            cluster: None,
+            region,
         });
         st.window.advance(now_b, decay);
         st.window.add(p.ts / bms, p.author);
         st.long.advance(self.now / lbms, ldecay);
         st.long.add(p.ts / lbms, p.author);
-        let authors = st.window.authors();
-        let expected = st.window.baseline(prior) * nb as f64;
-        let long_authors = st.long.authors();
-        let long_expected = st.long.baseline(lprior) * lnb as f64;
-        let (alpha, close_alpha) = (
-            self.settings.emergency.alpha,
-            self.settings.emergency.close_alpha,
-        );
-        let min = u64::from(cat.min_authors);
+        if let Some(c) = self.coord.as_mut() {
+            let k = emergency_key(&key.0, key.1.as_deref());
+            c.record(Hit {
+                key: &k,
+                bucket: p.ts / bms,
+                head: now_b,
+                buckets: nb,
+                bucket_ms: bms,
+                author: p.author,
+            });
+        }
         if let Some(id) = st.incident.clone() {
+            let authors = st.authors(now_b);
+            let expected = st.window.baseline(prior) * nb as f64;
+            let long_authors = st.long.authors();
+            let long_expected = st.long.baseline(lprior) * lnb as f64;
+            let close_alpha = self.settings.emergency.close_alpha;
+            let min = u64::from(cat.min_authors);
             let elevated = authors >= min.div_ceil(2)
                 || poisson_sf(authors, expected) < close_alpha
                 || (long_on
@@ -501,6 +589,36 @@ impl Engine {
             st.pending.pop_front();
             self.stats.pending_overflow += 1;
         }
+        self.try_open_emergency(rules, ci, &key, prior, out);
+    }
+
+    /// Open an incident on `key` if its windows (or the cluster's count) are improbable under
+    /// the baseline.
+    fn try_open_emergency(
+        &mut self,
+        rules: &RuleSet,
+        ci: u16,
+        key: &EKey,
+        prior: f64,
+        out: &mut Vec<Event>,
+    ) {
+        let cat = &rules.categories[ci as usize];
+        let (nb, bms) = (self.buckets(), self.bucket_ms());
+        let (lnb, lbms) = (self.long_buckets(), self.long_bucket_ms());
+        let long_on = self.settings.window.long_window_secs > self.settings.window.window_secs;
+        let lprior = prior * lbms as f64 / bms as f64;
+        let Some(st) = self.emergency.get(key) else {
+            return;
+        };
+        if st.incident.is_some() {
+            return;
+        }
+        let authors = st.authors(self.now / bms);
+        let expected = st.window.baseline(prior) * nb as f64;
+        let long_authors = st.long.authors();
+        let long_expected = st.long.baseline(lprior) * lnb as f64;
+        let alpha = self.settings.emergency.alpha;
+        let min = u64::from(cat.min_authors);
         let fast = authors >= min && poisson_sf(authors, expected) < alpha;
         // The slow window needs twice the authors: it sees twelve times the time.
         let slow =
@@ -509,17 +627,26 @@ impl Engine {
             return;
         }
         // Open.
-        let st = self.emergency.get_mut(&key).map(|s| {
+        let st = self.emergency.get_mut(key).map(|s| {
             s.window.frozen = true;
             s.long.frozen = true;
-            std::mem::take(&mut s.pending)
+            (std::mem::take(&mut s.pending), s.region.clone())
         });
-        let pending = st.unwrap_or_default();
-        let id = format!(
+        let (pending, region) = st.unwrap_or_default();
+        // Opened on the cluster's count: the incident says so from its first event.
+        let cluster_authors = if self.coord.is_some() { authors } else { 0 };
+        let mut id = format!(
             "em-{}-{:08x}",
             self.now,
             hash32(&format!("{}|{:?}", key.0, key.1))
         );
+        let shared_key = self
+            .coord
+            .as_ref()
+            .map(|_| emergency_key(&key.0, key.1.as_deref()));
+        if let (Some(c), Some(k)) = (self.coord.as_mut(), &shared_key) {
+            id = c.claim_open(k, &id);
+        }
         let minutes = f64::from(self.settings.window.window_secs) / 60.0;
         let (rate, base) = (authors as f64 / minutes, expected / minutes);
         let inc = Incident {
@@ -540,18 +667,72 @@ impl Engine {
             root_mention_id: None,
             rebuttal: None,
             state: IncidentState::Open,
+            spread: Vec::new(),
             samples: Vec::new(),
         };
         let (sev, min_a) = (cat.severity, cat.min_authors);
-        self.open_incident(inc, OpenKey::Emergency(key.clone()), pending, out, |o| {
+        let okey = OpenKey::Emergency(key.clone());
+        self.open_incident(inc, okey, pending, cluster_authors, out, |o| {
             emergency_severity(sev, min_a, o, rate, base, authors)
         });
         if let Some(o) = self.open.get_mut(&id) {
             o.prior = prior;
             o.close_authors = u64::from(min_a.div_ceil(2));
+            o.shared_key = shared_key;
         }
-        if let Some(s) = self.emergency.get_mut(&key) {
+        if let Some(s) = self.emergency.get_mut(key) {
             s.incident = Some(id);
+        }
+    }
+
+    /// Distinct authors per emergency key over the whole cluster (from the coordinator's sync
+    /// task): a burst split across instances opens here too, and an incident stays active
+    /// while the cluster still sees it.
+    pub fn merge_cluster(
+        &mut self,
+        rules: &RuleSet,
+        counts: &[ClusterCount],
+        out: &mut Vec<Event>,
+    ) {
+        self.sync_settings(rules);
+        if !self.started {
+            return;
+        }
+        let (bms, decay) = (self.bucket_ms(), self.decay());
+        let now_b = self.now / bms;
+        for c in counts {
+            let Some((cat, region)) = parse_emergency_key(&c.key) else {
+                continue;
+            };
+            let Some(ci) = rules.category_index(cat) else {
+                continue;
+            };
+            let key: EKey = (Arc::from(cat), region.map(Arc::from));
+            let Some(st) = self.emergency.get_mut(&key) else {
+                continue;
+            };
+            st.window.advance(now_b, decay);
+            st.cluster = Some((c.head.min(now_b), c.authors));
+            let authors = st.authors(now_b);
+            match st.incident.clone() {
+                Some(id) => {
+                    if let Some(o) = self.open.get_mut(&id) {
+                        if authors >= o.close_authors {
+                            o.last_active = self.now;
+                        }
+                        if c.authors > o.cluster_authors {
+                            o.cluster_authors = c.authors;
+                            o.dirty = true;
+                        }
+                    }
+                }
+                None => {
+                    let has_region = st.region.is_some();
+                    let prior = self
+                        .emergency_prior(rules.categories[ci as usize].prior_per_hour, has_region);
+                    self.try_open_emergency(rules, ci, &key, prior, out);
+                }
+            }
         }
     }
 
@@ -560,6 +741,7 @@ impl Engine {
         inc: Incident,
         key: OpenKey,
         pending: VecDeque<Pend>,
+        cluster_authors: u64,
         out: &mut Vec<Event>,
         severity: impl Fn(&Open) -> u8,
     ) {
@@ -578,6 +760,8 @@ impl Engine {
             dirty: false,
             prior: 0.0,
             close_authors: 1,
+            shared_key: None,
+            cluster_authors,
         };
         let ids: Vec<String> = pending.iter().map(|p| p.mention.id.clone()).collect();
         for p in pending {
@@ -723,6 +907,9 @@ impl Engine {
         let p = pend();
         if counts {
             cl.window.add(p.ts / rbms, p.author);
+            if let Some(parent) = parent {
+                cl.spread(parent, m.source.as_deref());
+            }
         }
         if cl.region.is_none() {
             cl.region = a.regions.first().map(|r| rules.gazetteer.region_ref(*r));
@@ -736,6 +923,14 @@ impl Engine {
         let minutes = f64::from(self.settings.rumor.window_secs) / 60.0;
         let authors = cl.window.authors();
         if let Some(id) = cl.incident.clone() {
+            let top = if counts && parent.is_some() {
+                Some(cl.top_spread())
+            } else {
+                None
+            };
+            if let (Some(top), Some(o)) = (top, self.open.get_mut(&id)) {
+                o.inc.spread = top;
+            }
             self.join(
                 &id,
                 p,
@@ -758,7 +953,11 @@ impl Engine {
             return;
         }
         let pending = std::mem::take(&mut cl.pending);
-        let id = format!("ru-{}-{:08x}", now, hash32(&cl.root));
+        let mut id = format!("ru-{}-{:08x}", now, hash32(&cl.root));
+        let shared_key = self.coord.as_ref().map(|_| rumor_key(cl));
+        if let (Some(c), Some(k)) = (self.coord.as_mut(), &shared_key) {
+            id = c.claim_open(k, &id);
+        }
         cl.incident = Some(id.clone());
         let inc = Incident {
             id,
@@ -780,11 +979,16 @@ impl Engine {
             root_mention_id: Some(cl.root.clone()),
             rebuttal: cl.rebuttal.clone(),
             state: IncidentState::Open,
+            spread: cl.top_spread(),
             samples: Vec::new(),
         };
-        self.open_incident(inc, OpenKey::Rumor(cid), pending, out, |o| {
+        let oid = inc.id.clone();
+        self.open_incident(inc, OpenKey::Rumor(cid), pending, 0, out, |o| {
             rumor_severity(rules, o)
         });
+        if let Some(o) = self.open.get_mut(&oid) {
+            o.shared_key = shared_key;
+        }
     }
 
     fn new_cluster(&mut self, root: String, ts: i64) -> u64 {
@@ -803,6 +1007,7 @@ impl Engine {
                 category: None,
                 rebuttal: None,
                 indexed: false,
+                spread: AHashMap::new(),
             },
         );
         c
@@ -831,7 +1036,7 @@ impl Engine {
                     if let Some(st) = self.emergency.get_mut(k) {
                         st.window.advance(now / bms, decay);
                         st.long.advance(now / lbms, ldecay);
-                        let a = st.window.authors();
+                        let a = st.authors(now / bms);
                         let expected = st.window.baseline(o.prior) * nb as f64;
                         let la = st.long.authors();
                         let lexpected =
@@ -867,29 +1072,7 @@ impl Engine {
             }
         }
         for id in to_close {
-            if let Some(mut o) = self.open.remove(&id) {
-                o.inc.state = IncidentState::Closed;
-                o.inc.updated_at = now;
-                finish(&mut o);
-                match &o.key {
-                    OpenKey::Emergency(k) => {
-                        if let Some(st) = self.emergency.get_mut(k) {
-                            st.incident = None;
-                            // The authors behind the closed incident must not reopen it.
-                            st.window.clear();
-                            st.long.clear();
-                        }
-                    }
-                    OpenKey::Rumor(c) => self.drop_cluster(*c),
-                }
-                self.stats.closed += 1;
-                crate::metrics::global().incident_closed(o.inc.kind);
-                out.push(Event::Incident {
-                    kind: EventKind::Closed,
-                    at: now,
-                    incident: Arc::new(o.inc),
-                });
-            }
+            self.close_open(&id, now, out);
         }
         // Forget idle state now and then (every 60 buckets of event time).
         if self.sweeps.is_multiple_of(60) {
@@ -920,6 +1103,109 @@ impl Engine {
         }
     }
 
+    /// Close the open incident `id` at `now`: its windows (or rumor cluster) are cleared so the
+    /// same authors cannot reopen it. False if it is not open.
+    fn close_open(&mut self, id: &str, now: i64, out: &mut Vec<Event>) -> bool {
+        let Some(mut o) = self.open.remove(id) else {
+            return false;
+        };
+        if let (Some(c), Some(k)) = (self.coord.as_mut(), &o.shared_key) {
+            c.release(k, &o.inc.id);
+        }
+        o.inc.state = IncidentState::Closed;
+        o.inc.updated_at = now;
+        finish(&mut o);
+        match &o.key {
+            OpenKey::Emergency(k) => {
+                if let Some(st) = self.emergency.get_mut(k) {
+                    st.incident = None;
+                    // The authors behind the closed incident must not reopen it.
+                    st.window.clear();
+                    st.long.clear();
+                    st.cluster = None;
+                }
+            }
+            OpenKey::Rumor(c) => self.drop_cluster(*c),
+        }
+        self.stats.closed += 1;
+        crate::metrics::global().incident_closed(o.inc.kind);
+        out.push(Event::Incident {
+            kind: EventKind::Closed,
+            at: now,
+            incident: Arc::new(o.inc),
+        });
+        true
+    }
+
+    /// Apply an operator's change (close, merge) at the current event time. Unknown or already
+    /// closed incidents, and merges across kinds, change nothing (logged): the request raced
+    /// with the engine closing them itself.
+    pub fn control(&mut self, c: &crate::pipeline::Control, out: &mut Vec<Event>) {
+        use crate::pipeline::Control;
+        let now = if self.started {
+            self.now
+        } else {
+            chrono::Utc::now().timestamp_millis()
+        };
+        match c {
+            Control::Close { id } => {
+                if !self.close_open(id, now, out) {
+                    tracing::info!(incident = %id, "Close requested for an incident that is not open.");
+                }
+            }
+            Control::Merge { into, from } => {
+                let same_kind = match (self.open.get(into), self.open.get(from)) {
+                    (Some(a), Some(b)) => into != from && a.inc.kind == b.inc.kind,
+                    _ => false,
+                };
+                if !same_kind {
+                    tracing::info!(into = %into, from = %from, "Merge refused: both must be open, distinct and of one kind.");
+                    return;
+                }
+                let Some(src) = self.open.get(from).map(|o| {
+                    (
+                        o.inc.mentions,
+                        o.authors.clone(),
+                        o.boosted.clone(),
+                        o.verified.clone(),
+                        o.terms.clone(),
+                        o.inc.samples.clone(),
+                        o.inc.severity,
+                        o.authors_base,
+                    )
+                }) else {
+                    return;
+                };
+                self.close_open(from, now, out);
+                let Some(o) = self.open.get_mut(into) else {
+                    return;
+                };
+                let (mentions, authors, boosted, verified, terms, samples, severity, base) = src;
+                o.inc.mentions += mentions;
+                o.authors.extend(authors);
+                o.authors_base += base;
+                o.boosted.extend(boosted);
+                o.verified.extend(verified);
+                for (t, n) in terms {
+                    *o.terms.entry(t).or_insert(0) += n;
+                }
+                for m in samples {
+                    if o.inc.sample_mention_ids.len() >= MAX_SAMPLES {
+                        break;
+                    }
+                    if !o.inc.sample_mention_ids.contains(&m.id) {
+                        o.inc.sample_mention_ids.push(m.id.clone());
+                        o.inc.samples.push(m);
+                    }
+                }
+                // Severity never goes down within an incident.
+                o.inc.severity = o.inc.severity.max(severity);
+                o.last_active = now;
+                emit_update(o, now, out);
+            }
+        }
+    }
+
     fn drop_cluster(&mut self, c: u64) {
         if let Some(cl) = self.clusters.remove(&c) {
             if cl.indexed {
@@ -929,6 +1215,14 @@ impl Engine {
                 self.claim_clusters.remove(r.claim_id.as_str());
             }
         }
+    }
+}
+
+/// The shared key of a rumor cascade: its known claim, else its root post.
+fn rumor_key(cl: &Cluster) -> String {
+    match &cl.rebuttal {
+        Some(r) => format!("ru|claim|{}", r.claim_id),
+        None => format!("ru|root|{}", cl.root),
     }
 }
 
@@ -958,7 +1252,7 @@ fn absorb(o: &mut Open, p: Pend) {
 }
 
 fn finish(o: &mut Open) {
-    o.inc.authors = o.authors_base + o.authors.len() as u64;
+    o.inc.authors = (o.authors_base + o.authors.len() as u64).max(o.cluster_authors);
     let mut v: Vec<(&String, &u32)> = o.terms.iter().collect();
     v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
     o.inc.top_terms = v

@@ -52,6 +52,21 @@ pub struct Rebuttal {
     pub source: Option<String>,
 }
 
+/// How many of a cascade's most-spread posts an incident carries.
+pub const SPREAD_TOP: usize = 10;
+
+/// A post of a rumor cascade and how far it spread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpreadPost {
+    /// The post's mention id (as the feed gave it: `mastodon:{host}:{id}`, a Weibo mid, …).
+    pub id: String,
+    /// Where it is (the `source` of the mentions that reposted or answered it), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Distinct reposts and replies that spread or questioned it.
+    pub shares: u32,
+}
+
 /// An incident, as events and the API carry it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
@@ -89,6 +104,10 @@ pub struct Incident {
     pub rebuttal: Option<Rebuttal>,
     /// Open or closed.
     pub state: IncidentState,
+    /// Rumors: the cascade's most-spread posts (most reposts and replies first), at most
+    /// [`SPREAD_TOP`]; what the rebuttal replies answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spread: Vec<SpreadPost>,
     /// The first few mentions themselves (kept by the store and API detail, not in events).
     #[serde(skip)]
     pub samples: Vec<Mention>,

@@ -2,9 +2,12 @@
 //! event time, keeps spike windows per (category, region) and rumor clusters per cascade or
 //! near-duplicate claim, and turns them into incidents with a lifecycle and a severity.
 
+pub mod coord;
 pub mod engine;
 pub mod incident;
 pub mod rumor;
 
 pub use engine::{Engine, EngineStats};
-pub use incident::{Event, EventKind, Incident, IncidentKind, IncidentState, Rebuttal};
+pub use incident::{
+    Event, EventKind, Incident, IncidentKind, IncidentState, Rebuttal, SpreadPost, SPREAD_TOP,
+};

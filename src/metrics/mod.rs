@@ -9,6 +9,14 @@ use prometheus::{
 };
 use std::sync::OnceLock;
 
+pub mod respond;
+
+/// The `severity` label values of `huiying_incidents_open`.
+const SEVERITIES: [&str; 5] = ["1", "2", "3", "4", "5"];
+
+/// The `op` label values of `huiying_store_errors_total` (every `StoreError` names one).
+const STORE_OPS: [&str; 5] = ["open", "read", "write", "encode", "decode"];
+
 /// Every metric the engine exports.
 pub struct Metrics {
     /// The registry `/metrics` renders.
@@ -24,7 +32,7 @@ pub struct Metrics {
     /// Per-stage latency: `parse`, `analyze`, `cluster` (per batch) and `end_to_end` (mention
     /// arrival to the incident event it caused).
     pub stage_seconds: HistogramVec,
-    /// Incidents open now, by kind.
+    /// Incidents open now, by kind and severity (`1`..`5`), set from the live view.
     pub incidents_open: IntGaugeVec,
     /// Incidents opened, by kind.
     pub incidents_opened: IntCounterVec,
@@ -46,6 +54,8 @@ pub struct Metrics {
     pub feed_reconnects: IntCounterVec,
     /// Mentions per batch handed to the workers.
     pub batch_size: Histogram,
+    /// 1 while Redis answers (distributed mode only; 1 otherwise).
+    pub redis_up: IntGauge,
     /// Feed messages by feed and kind (`update`, `delete`, `commit`, `malformed`, `oversize`, …).
     pub feed_messages: IntCounterVec,
 }
@@ -103,8 +113,11 @@ impl Metrics {
             stage_seconds.with_label_values(&[s]);
         }
         let incidents_open = IntGaugeVec::new(
-            Opts::new("huiying_incidents_open", "Incidents open now, by kind."),
-            &["kind"],
+            Opts::new(
+                "huiying_incidents_open",
+                "Incidents open now, by kind and severity.",
+            ),
+            &["kind", "severity"],
         )
         .expect("valid");
         r.register(Box::new(incidents_open.clone()))
@@ -122,7 +135,9 @@ impl Metrics {
             &["kind"],
         );
         for k in ["emergency", "rumor"] {
-            incidents_open.with_label_values(&[k]);
+            for sev in SEVERITIES {
+                incidents_open.with_label_values(&[k, sev]);
+            }
             incidents_opened.with_label_values(&[k]);
             incidents_closed.with_label_values(&[k]);
         }
@@ -159,6 +174,9 @@ impl Metrics {
             "Store errors, by operation.",
             &["op"],
         );
+        for op in STORE_OPS {
+            store_errors.with_label_values(&[op]);
+        }
         let feed_connected = IntGaugeVec::new(
             Opts::new("huiying_feed_connected", "1 when the feed is connected."),
             &["feed"],
@@ -187,7 +205,15 @@ impl Metrics {
             "Feed messages received, by feed and kind.",
             &["feed", "kind"],
         );
+        let redis_up = IntGauge::new(
+            "huiying_redis_up",
+            "1 while Redis answers (always 1 without Redis).",
+        )
+        .expect("valid");
+        redis_up.set(1);
+        r.register(Box::new(redis_up.clone())).expect("unique");
         Metrics {
+            redis_up,
             feed_messages,
             registry: r,
             ingest,
@@ -209,12 +235,10 @@ impl Metrics {
         }
     }
 
-    /// Count an opened incident.
+    /// Count an opened incident. (The open gauge follows the live view: see
+    /// [`Metrics::set_incidents_open`]; severity rises while an incident is open.)
     pub fn incident_opened(&self, kind: IncidentKind) {
         self.incidents_opened
-            .with_label_values(&[kind.as_str()])
-            .inc();
-        self.incidents_open
             .with_label_values(&[kind.as_str()])
             .inc();
     }
@@ -224,9 +248,56 @@ impl Metrics {
         self.incidents_closed
             .with_label_values(&[kind.as_str()])
             .inc();
-        self.incidents_open
-            .with_label_values(&[kind.as_str()])
-            .dec();
+    }
+
+    /// Set `huiying_incidents_open` from every open incident's (kind, severity): all ten
+    /// series, so a level that emptied reads 0 rather than its last value.
+    pub fn set_incidents_open(&self, open: impl IntoIterator<Item = (IncidentKind, u8)>) {
+        let mut n = [[0i64; 5]; 2];
+        for (kind, sev) in open {
+            let s = usize::from(sev.clamp(1, 5)) - 1;
+            n[usize::from(kind == IncidentKind::Rumor)][s] += 1;
+        }
+        for (k, kind) in ["emergency", "rumor"].into_iter().enumerate() {
+            for (s, sev) in SEVERITIES.into_iter().enumerate() {
+                self.incidents_open
+                    .with_label_values(&[kind, sev])
+                    .set(n[k][s]);
+            }
+        }
+    }
+
+    /// Create the series of an input (a configured feed, or `http`) at zero, so dashboards
+    /// and alerts see them before the first mention, rejection or wait.
+    pub fn init_input(&self, feed: &str) {
+        for result in ["accepted", "rejected"] {
+            self.ingest.with_label_values(&[feed, result]);
+        }
+        self.backpressure.with_label_values(&[feed]);
+    }
+
+    /// [`Metrics::init_input`] plus the connection series of a configured feed (disconnected
+    /// until it connects).
+    pub fn init_feed(&self, feed: &str) {
+        self.init_input(feed);
+        self.feed_connected.with_label_values(&[feed]);
+        self.feed_reconnects.with_label_values(&[feed]);
+    }
+
+    /// Mentions accepted so far, over every feed (the wall's global rate is its derivative).
+    pub fn accepted_total(&self) -> u64 {
+        use prometheus::core::Collector;
+        self.ingest
+            .collect()
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "result" && l.value() == "accepted")
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
     }
 
     /// A rejected input, counted under its feed and reason.
@@ -255,4 +326,49 @@ impl Metrics {
 pub fn global() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
     M.get_or_init(Metrics::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_incidents_follow_kind_and_severity_and_empty_levels_read_zero() {
+        let m = Metrics::new();
+        let get = |k: &str, s: &str| m.incidents_open.with_label_values(&[k, s]).get();
+        m.set_incidents_open([
+            (IncidentKind::Emergency, 4),
+            (IncidentKind::Emergency, 4),
+            (IncidentKind::Rumor, 2),
+        ]);
+        assert_eq!((get("emergency", "4"), get("rumor", "2")), (2, 1));
+        // One emergency rose to 5, the rumor closed.
+        m.set_incidents_open([(IncidentKind::Emergency, 4), (IncidentKind::Emergency, 5)]);
+        assert_eq!(
+            (
+                get("emergency", "4"),
+                get("emergency", "5"),
+                get("rumor", "2")
+            ),
+            (1, 1, 0)
+        );
+        let text = m.render();
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("huiying_incidents_open{"))
+                .count(),
+            10,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn accepted_total_sums_every_feed() {
+        let m = Metrics::new();
+        m.init_input("http");
+        m.accepted("http", 3);
+        m.accepted("feed-a", 4);
+        m.rejected("feed-a", "invalid_json");
+        assert_eq!(m.accepted_total(), 7);
+    }
 }

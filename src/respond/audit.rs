@@ -580,7 +580,9 @@ pub fn verify_command(
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
-    file: File,
+    /// The local file (`None` when the log is shared through Redis).
+    file: Option<File>,
+    shared: Option<SharedSink>,
     seq: u64,
     head: String,
     /// Bytes of valid records in the file.
@@ -645,7 +647,8 @@ impl AuditLog {
         }
         Ok(AuditLog {
             path: path.to_path_buf(),
-            file,
+            file: Some(file),
+            shared: None,
             seq: s.records,
             head: s.head,
             file_len: s.valid_len,
@@ -687,13 +690,22 @@ impl AuditLog {
             prev: self.head.clone(),
             hash: String::new(),
         };
+        if let Some(sh) = &self.shared {
+            let rec = sh.append(rec)?;
+            self.seq = rec.seq;
+            self.head = line_hash(&rec.line()?);
+            return Ok(rec);
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Err(AuditError::Poisoned(self.path.clone()));
+        };
         rec.hash = rec.compute_hash()?;
         let mut line = rec.line()?;
         let head = line_hash(&line);
         line.push(b'\n');
-        if let Err(e) = self.file.write_all(&line) {
+        if let Err(e) = file.write_all(&line) {
             // Roll back a partial write so the file stays a valid chain.
-            if self.file.set_len(self.file_len).is_err() {
+            if file.set_len(self.file_len).is_err() {
                 self.poisoned = true;
             }
             return Err(AuditError::Io {
@@ -701,7 +713,7 @@ impl AuditLog {
                 source: e,
             });
         }
-        if let Err(e) = self.file.sync_data() {
+        if let Err(e) = file.sync_data() {
             // After a failed fsync the page cache state is unknown: stop here.
             self.poisoned = true;
             return Err(AuditError::Io {
@@ -739,6 +751,135 @@ impl AuditLog {
     pub fn truncated_on_open(&self) -> Option<u64> {
         self.truncated
     }
+
+    /// The log of namespace `ns` shared by a cluster through Redis: one chain, appended under a
+    /// cluster-wide lock (see [`SharedSink`]). `huiying audit export` writes it out as a file
+    /// that `huiying audit verify` checks.
+    pub fn shared(
+        db: std::sync::Arc<crate::respond::redis::Blocking>,
+        ns: &str,
+    ) -> Result<AuditLog, AuditError> {
+        let sh = SharedSink {
+            db,
+            tag: format!("{{{ns}:audit}}"),
+        };
+        let (seq, head) = sh.head()?;
+        Ok(AuditLog {
+            path: PathBuf::from(format!("redis:{ns}:audit")),
+            file: None,
+            shared: Some(sh),
+            seq,
+            head,
+            file_len: 0,
+            poisoned: false,
+            truncated: None,
+        })
+    }
+}
+
+/// The audit chain in Redis: list `{NS:audit}:log` (one line per record, as in the file), hash
+/// `{NS:audit}:head` (`seq`, `head`), lock `{NS:audit}:lock`. An append takes the lock, reads
+/// the head, and pushes the line and the new head in one `MULTI`, so the instances of a cluster
+/// write one unbroken chain.
+#[derive(Debug)]
+struct SharedSink {
+    db: std::sync::Arc<crate::respond::redis::Blocking>,
+    tag: String,
+}
+
+fn shared_err(e: redis::RedisError) -> AuditError {
+    AuditError::Io {
+        path: PathBuf::from("redis"),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+impl SharedSink {
+    fn head(&self) -> Result<(u64, String), AuditError> {
+        let (seq, head): (Option<u64>, Option<String>) = self
+            .db
+            .run(|c| {
+                redis::cmd("HMGET")
+                    .arg(format!("{}:head", self.tag))
+                    .arg("seq")
+                    .arg("head")
+                    .query(c)
+            })
+            .map_err(shared_err)?;
+        Ok((
+            seq.unwrap_or(0),
+            head.unwrap_or_else(|| GENESIS.to_string()),
+        ))
+    }
+
+    fn append(&self, mut rec: Record) -> Result<Record, AuditError> {
+        let _lock = crate::respond::redis::RedisLock::acquire(
+            &self.db,
+            &format!("{}:lock", self.tag),
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(5),
+        )
+        .map_err(shared_err)?
+        .ok_or_else(|| AuditError::Invalid("the shared audit log is locked".into()))?;
+        let (seq, head) = self.head()?;
+        rec.seq = seq + 1;
+        rec.prev = head;
+        rec.hash = rec.compute_hash()?;
+        let line = rec.line()?;
+        let new_head = line_hash(&line);
+        self.db
+            .run(|c| {
+                redis::pipe()
+                    .atomic()
+                    .cmd("RPUSH")
+                    .arg(format!("{}:log", self.tag))
+                    .arg(line.as_slice())
+                    .ignore()
+                    .cmd("HSET")
+                    .arg(format!("{}:head", self.tag))
+                    .arg("seq")
+                    .arg(rec.seq)
+                    .arg("head")
+                    .arg(&new_head)
+                    .ignore()
+                    .query::<()>(c)
+            })
+            .map_err(shared_err)?;
+        Ok(rec)
+    }
+}
+
+/// `huiying audit export URL --namespace NS`: write the shared log (Redis) to `out` as the same
+/// JSON Lines as the file, for `huiying audit verify`. Returns the number of records.
+pub fn export_shared(
+    db: &crate::respond::redis::Blocking,
+    ns: &str,
+    out: &mut dyn Write,
+) -> Result<u64, AuditError> {
+    let key = format!("{{{ns}:audit}}:log");
+    let len: u64 = db
+        .run(|c| redis::cmd("LLEN").arg(&key).query(c))
+        .map_err(shared_err)?;
+    let mut n = 0u64;
+    while n < len {
+        let end = (n + 1000).min(len) - 1;
+        let lines: Vec<Vec<u8>> = db
+            .run(|c| redis::cmd("LRANGE").arg(&key).arg(n).arg(end).query(c))
+            .map_err(shared_err)?;
+        if lines.is_empty() {
+            break;
+        }
+        for l in &lines {
+            out.write_all(l)
+                .and_then(|_| out.write_all(b"\n"))
+                .map_err(|e| AuditError::Io {
+                    path: PathBuf::from("-"),
+                    source: e,
+                })?;
+        }
+        n += lines.len() as u64;
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

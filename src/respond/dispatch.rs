@@ -28,8 +28,9 @@
 //!      `publish_failed`; the outbox fails the job's dependants (an amplifier has nothing to
 //!      repost) and nobody else.
 //!
-//! A repost, reply or comment whose target is another job's post (an amplifier) takes its target
-//! from [`Job::dependency_post_id`], else from [`Job::in_reply_to`].
+//! A repost, reply or comment answers [`Job::in_reply_to`] when it was named at enqueue time (a
+//! rebuttal reply to a rumor post), else its dependency's post ([`Job::dependency_post_id`]: an
+//! amplifier reposting the lead). `find_recent` is asked for posts answering that same target.
 //!
 //! # Recovery
 //!
@@ -44,7 +45,7 @@
 //! from its task between platform calls, which is fine for one dispatcher task.
 
 use crate::respond::audit::{AuditAction, AuditLog};
-use crate::respond::limits::{LimitError, LimitKind, Limits, HOUR};
+use crate::respond::limits::{LimitError, LimitKind, Limits, Scope, HOUR};
 use crate::respond::outbox::{Action, Backoff, Job, JobId, JobState, OutboxError, OutboxStore};
 use crate::respond::publish::{self, AnyPublisher, PostRequest, Posted, PublishError, Publisher};
 use governor::clock::{Clock, DefaultClock};
@@ -274,11 +275,16 @@ impl<C: Clock + Clone> Dispatcher<C> {
                 self.wakes.insert(j.next_attempt_at);
             }
         }
-        // The process that died may have posted just now: start with used-up limiters.
+        // The process that died may have posted just now: start with used-up limiters (not
+        // needed when a cluster-wide limiter keeps the state outside this process).
+        let shared = self.limits.is_shared();
         let recent = now_ms.saturating_sub(ms(HOUR + crate::respond::limits::DEFAULT_MARGIN));
         let mut exhausted = HashSet::new();
         let mut any = false;
         let mut touched = |j: &Job| {
+            if shared {
+                return;
+            }
             if let Some(r) = self.routes.get(&j.account_id) {
                 if exhausted.insert((j.account_id.clone(), r.limit_kind(j.action))) {
                     self.limits.exhaust(&j.account_id, r.limit_kind(j.action));
@@ -321,9 +327,18 @@ impl<C: Clock + Clone> Dispatcher<C> {
                 report.unchecked.push(job.id);
                 continue;
             };
-            match route.publisher.find_recent(&job.body, job.created_at).await {
+            match route
+                .publisher
+                .find_recent(&job.body, target_of(&job), job.created_at)
+                .await
+            {
                 Ok(Some(p)) if !job.body.trim().is_empty() => {
                     self.outbox.mark_done(&job.id, &p.post_id, now_ms)?;
+                    crate::metrics::respond::respond().post(
+                        route.publisher.platform(),
+                        "recovered",
+                        None,
+                    );
                     self.audit(
                         now_ms,
                         AuditAction::PublishOk,
@@ -349,12 +364,22 @@ impl<C: Clock + Clone> Dispatcher<C> {
             }
         }
         self.recovered = true;
+        if !(report.found.is_empty() && report.retried.is_empty() && report.unchecked.is_empty()) {
+            tracing::info!(
+                found = report.found.len(),
+                retried = report.retried.len(),
+                unchecked = report.unchecked.len(),
+                runnable = report.runnable,
+                blocked = report.blocked,
+                "Outbox recovered: jobs a crash left in flight are resolved."
+            );
+        }
         Ok(report)
     }
 
     /// Attempt every due job that may go now (see the module docs).
     pub async fn step(&mut self, now_ms: i64) -> Result<StepReport, DispatchError> {
-        if !self.recovered {
+        if !self.recovered || self.outbox.needs_recovery() {
             self.recover(now_ms).await?;
         }
         let mut report = StepReport::default();
@@ -388,9 +413,24 @@ impl<C: Clock + Clone> Dispatcher<C> {
                 .check(&job.account_id, route.limit_kind(job.action))
             {
                 Ok(()) => {}
-                Err(LimitError::Wait { wait, .. }) => {
+                Err(LimitError::Wait { wait, scope }) => {
+                    let scope = match scope {
+                        Scope::Account => "account",
+                        Scope::App => "app",
+                    };
+                    crate::metrics::respond::respond()
+                        .rate_limit_waits
+                        .with_label_values(&[scope])
+                        .inc();
                     report.rate_limited.push(job.id.clone());
                     report.wake(now_ms.saturating_add(ms(wait).max(1)));
+                    continue;
+                }
+                Err(LimitError::Unavailable(e)) => {
+                    // Never post without the cluster-wide limit: wait for Redis.
+                    report.errors.push(e);
+                    report.rate_limited.push(job.id.clone());
+                    report.wake(now_ms.saturating_add(1000));
                     continue;
                 }
                 Err(e) => {
@@ -425,7 +465,16 @@ impl<C: Clock + Clone> Dispatcher<C> {
         let routes = &self.routes;
         let outcomes = futures::future::join_all(chosen.iter().map(|job| async move {
             match routes.get(&job.account_id) {
-                Some(route) => attempt(route, job).await,
+                Some(route) => {
+                    let started = std::time::Instant::now();
+                    let outcome = attempt(route, job).await;
+                    count_outcome(
+                        route.publisher.platform(),
+                        &outcome,
+                        started.elapsed().as_secs_f64(),
+                    );
+                    outcome
+                }
                 None => Outcome::Failed(format!("no publisher for account {}", job.account_id)),
             }
         }))
@@ -551,6 +600,30 @@ impl<C: Clock + Clone> Dispatcher<C> {
     }
 }
 
+/// The post a repost, reply or comment answers: the one named at enqueue time (a rumor post
+/// answered by a rebuttal), else its dependency's post (an amplifier reposting the lead).
+/// `None` for an original post.
+fn target_of(job: &Job) -> Option<&str> {
+    match job.action {
+        Action::Post => None,
+        _ => job
+            .in_reply_to
+            .as_deref()
+            .or(job.dependency_post_id.as_deref()),
+    }
+}
+
+/// Count an answered attempt in `huiying_posts_total` and its latency.
+fn count_outcome(platform: &str, outcome: &Outcome, seconds: f64) {
+    let o = match outcome {
+        Outcome::Posted(_) => "ok",
+        Outcome::Found(_) => "recovered",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Failed(_) => "failed",
+    };
+    crate::metrics::respond::respond().post(platform, o, Some(seconds));
+}
+
 /// One attempt: check first if an earlier outcome was left unchecked, then publish, then
 /// resolve an uncertain or duplicate answer with `find_recent`.
 async fn attempt(route: &Route, job: &Job) -> Outcome {
@@ -561,7 +634,11 @@ async fn attempt(route: &Route, job: &Job) -> Outcome {
             .as_deref()
             .is_some_and(|e| e.starts_with(UNCHECKED))
     {
-        match route.publisher.find_recent(&job.body, job.created_at).await {
+        match route
+            .publisher
+            .find_recent(&job.body, target_of(job), job.created_at)
+            .await
+        {
             Ok(Some(p)) => return Outcome::Found(p),
             Ok(None) => {}
             Err(e) => {
@@ -572,10 +649,7 @@ async fn attempt(route: &Route, job: &Job) -> Outcome {
             }
         }
     }
-    let target = job
-        .dependency_post_id
-        .clone()
-        .or_else(|| job.in_reply_to.clone());
+    let target = target_of(job).map(str::to_string);
     let action = match (job.action, target) {
         (Action::Post, _) => publish::Action::Post,
         (Action::Repost, Some(target)) => publish::Action::Repost { target },
@@ -607,7 +681,10 @@ async fn resolve(route: &Route, job: &Job, err: PublishError) -> Outcome {
         // Nothing to match by text (a Mastodon reblog, idempotent per target): resend.
         Ok(None)
     } else {
-        route.publisher.find_recent(&job.body, job.created_at).await
+        route
+            .publisher
+            .find_recent(&job.body, target_of(job), job.created_at)
+            .await
     };
     match found {
         Ok(Some(p)) => Outcome::Found(p),

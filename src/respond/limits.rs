@@ -202,12 +202,63 @@ struct Limiter<C: Clock> {
     gov: Gov<C>,
     cell: UndoState,
     per_hour: u32,
+    gcra: Gcra,
+}
+
+/// A GCRA's parameters: a cell every `period`, a burst tolerance of `tolerance` ((burst − 1) ×
+/// period).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gcra {
+    /// The emission interval.
+    pub period: Duration,
+    /// How far ahead of schedule a cell may be taken.
+    pub tolerance: Duration,
+}
+
+impl Gcra {
+    fn of(q: &Quota) -> Gcra {
+        let period = q.replenish_interval();
+        Gcra {
+            period,
+            tolerance: period * q.burst_size().get().saturating_sub(1),
+        }
+    }
+}
+
+/// Why the shared limiter did not give a cell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedRefusal {
+    /// Over a limit, cluster-wide.
+    Wait {
+        /// Until a cell is available.
+        wait: Duration,
+        /// Which limit.
+        scope: Scope,
+    },
+    /// The shared limiter cannot be reached.
+    Unavailable(String),
+}
+
+/// A limiter shared by every instance of a cluster (Redis: [`crate::respond::redis::limits`]),
+/// consulted after the local limiters allowed: the local ones are the fast path (a refusal
+/// there needs no round trip, since the shared state includes every local take), the shared
+/// one is the authority.
+pub trait SharedLimiter: Send + Sync {
+    /// Take one cell of `account`'s `kind` and, with `app`, one of the app's: both or neither.
+    fn take(
+        &self,
+        account: &str,
+        kind: LimitKind,
+        acct: Gcra,
+        app: Option<Gcra>,
+    ) -> Result<(), SharedRefusal>;
 }
 
 impl<C: Clock + Clone> Limiter<C> {
     fn new(quota: Quota, per_hour: u32, clock: &C) -> Self {
         let cell = UndoState::default();
         Limiter {
+            gcra: Gcra::of(&quota),
             gov: RateLimiter::new(quota, cell.clone(), clock.clone()),
             cell,
             per_hour,
@@ -254,6 +305,9 @@ pub enum LimitError {
         /// Which limiter refused.
         scope: Scope,
     },
+    /// The cluster-wide limiter cannot be asked: nothing may go until it can.
+    #[error("the cluster-wide rate limit cannot be checked: {0}")]
+    Unavailable(String),
     /// The account is not known to the limiter.
     #[error("no limits for account {0}")]
     UnknownAccount(String),
@@ -298,6 +352,7 @@ pub struct Limits<C: Clock = DefaultClock> {
     clock: C,
     margin: Duration,
     inner: Mutex<Inner<C>>,
+    shared: std::sync::OnceLock<Arc<dyn SharedLimiter>>,
 }
 
 impl<C: Clock + Clone> Limits<C> {
@@ -315,7 +370,19 @@ impl<C: Clock + Clone> Limits<C> {
                 accounts: HashMap::new(),
                 app: None,
             }),
+            shared: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Also ask `shared` (cluster-wide) after the local limiters allowed; set once.
+    pub fn share(&self, shared: Arc<dyn SharedLimiter>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// Whether a cluster-wide limiter decides too (its state survives a restart of this
+    /// process, so the local limiters need no exhausting after one).
+    pub fn is_shared(&self) -> bool {
+        self.shared.get().is_some()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<C>> {
@@ -363,12 +430,26 @@ impl<C: Clock + Clone> Limits<C> {
             wait,
             scope: Scope::Account,
         })?;
+        let app_before = g.app.as_ref().map(|a| a.cell.snapshot());
         if let Some(app) = &g.app {
             if let Err(wait) = app.take(&self.clock) {
                 lim.cell.restore(before);
                 return Err(LimitError::Wait {
                     wait,
                     scope: Scope::App,
+                });
+            }
+        }
+        if let Some(shared) = self.shared.get() {
+            let refused = shared.take(account, kind, lim.gcra, g.app.as_ref().map(|a| a.gcra));
+            if let Err(r) = refused {
+                lim.cell.restore(before);
+                if let (Some(app), Some(b)) = (&g.app, app_before) {
+                    app.cell.restore(b);
+                }
+                return Err(match r {
+                    SharedRefusal::Wait { wait, scope } => LimitError::Wait { wait, scope },
+                    SharedRefusal::Unavailable(m) => LimitError::Unavailable(m),
                 });
             }
         }

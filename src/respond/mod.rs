@@ -1,5 +1,5 @@
 //! Respond: the linked-account matrix, notice templates, the hash-chained audit log, the durable
-//! outbox, rate limits and the platform publishers.
+//! outbox, rate limits, the platform publishers and the rebuttal replies to rumor posts.
 //!
 //! [`stage`] wires them into the service (drafting from incidents, the dispatcher task); the
 //! API's notice endpoints are in `crate::api::notices`.
@@ -11,5 +11,7 @@ pub mod matrix;
 pub mod notices;
 pub mod outbox;
 pub mod publish;
+pub mod redis;
+pub mod replies;
 pub mod stage;
 pub mod templates;

@@ -199,6 +199,9 @@ pub struct ApprovalPolicy {
     pub two_operator_severity: u8,
     /// Rumor rebuttals always need two different operators.
     pub rumor_two_operators: bool,
+    /// Replies to a rumor cascade's most-spread posts once its rebuttal is approved
+    /// (`[respond.policy.replies]`, see [`crate::respond::replies`]).
+    pub replies: crate::respond::replies::ReplyPolicy,
 }
 
 impl Default for ApprovalPolicy {
@@ -213,6 +216,7 @@ impl Default for ApprovalPolicy {
             pre_approved_max_severity: 3,
             two_operator_severity: 4,
             rumor_two_operators: true,
+            replies: Default::default(),
         }
     }
 }
@@ -385,6 +389,25 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("notices_meta");
 enum Backend {
     Redb(Database),
     Memory(Mutex<(BTreeMap<String, Vec<u8>>, u64)>),
+    /// Shared by the instances of a cluster: hash `{NS:notices}:all` (id → JSON), counter
+    /// `{NS:notices}:seq`, and the lock `{NS:notices}:lock` that serialises changes cluster-wide.
+    Redis {
+        db: std::sync::Arc<crate::respond::redis::Blocking>,
+        tag: String,
+    },
+}
+
+/// Holds the right to change notices: the local mutex and, on Redis, the cluster-wide lock.
+pub(crate) struct WriteGuard<'a> {
+    _local: MutexGuard<'a, ()>,
+    _shared: Option<crate::respond::redis::RedisLock>,
+}
+
+fn redis_err(op: &'static str) -> impl Fn(redis::RedisError) -> NoticeError {
+    move |e| NoticeError::Storage {
+        op,
+        message: format!("redis: {e}"),
+    }
 }
 
 /// Where notices are kept: JSON values keyed by id, in a `redb` file or in memory.
@@ -418,6 +441,35 @@ impl NoticeStore {
         })
     }
 
+    /// The notices of namespace `ns`, shared through Redis.
+    pub fn redis(db: std::sync::Arc<crate::respond::redis::Blocking>, ns: &str) -> NoticeStore {
+        NoticeStore {
+            backend: Backend::Redis {
+                db,
+                tag: format!("{{{ns}:notices}}"),
+            },
+        }
+    }
+
+    /// The cluster-wide lock (Redis only): changes to notices are serialised across instances.
+    fn shared_lock(&self) -> Result<Option<crate::respond::redis::RedisLock>, NoticeError> {
+        match &self.backend {
+            Backend::Redis { db, tag } => crate::respond::redis::RedisLock::acquire(
+                db,
+                &format!("{tag}:lock"),
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs(5),
+            )
+            .map_err(redis_err("lock"))?
+            .map(Some)
+            .ok_or_else(|| NoticeError::Storage {
+                op: "lock",
+                message: "the notices are locked by another instance".into(),
+            }),
+            _ => Ok(None),
+        }
+    }
+
     /// A store in memory (tests, drills).
     pub fn memory() -> NoticeStore {
         NoticeStore {
@@ -447,6 +499,17 @@ impl NoticeStore {
                     None => Ok(None),
                 }
             }
+            Backend::Redis { db, tag } => {
+                let v: Option<Vec<u8>> = db
+                    .run(|c| {
+                        redis::cmd("HGET")
+                            .arg(format!("{tag}:all"))
+                            .arg(id)
+                            .query(c)
+                    })
+                    .map_err(redis_err("read"))?;
+                v.map(|b| Self::decode(id, &b)).transpose()
+            }
         }
     }
 
@@ -467,6 +530,16 @@ impl NoticeStore {
                 }
                 tx.commit().map_err(storage("write"))
             }
+            Backend::Redis { db, tag } => db
+                .run(|c| {
+                    redis::cmd("HSET")
+                        .arg(format!("{tag}:all"))
+                        .arg(&n.id)
+                        .arg(bytes.as_slice())
+                        .query::<i64>(c)
+                })
+                .map(|_| ())
+                .map_err(redis_err("write")),
         }
     }
 
@@ -485,6 +558,14 @@ impl NoticeStore {
                 for r in t.iter().map_err(storage("read"))? {
                     let (k, v) = r.map_err(storage("read"))?;
                     out.push(Self::decode(k.value(), v.value())?);
+                }
+            }
+            Backend::Redis { db, tag } => {
+                let all: BTreeMap<String, Vec<u8>> = db
+                    .run(|c| redis::cmd("HGETALL").arg(format!("{tag}:all")).query(c))
+                    .map_err(redis_err("read"))?;
+                for (id, b) in &all {
+                    out.push(Self::decode(id, b)?);
                 }
             }
         }
@@ -514,6 +595,9 @@ impl NoticeStore {
                 tx.commit().map_err(storage("write"))?;
                 Ok(n)
             }
+            Backend::Redis { db, tag } => db
+                .run(|c| redis::cmd("INCR").arg(format!("{tag}:seq")).query(c))
+                .map_err(redis_err("write")),
         }
     }
 }
@@ -577,6 +661,15 @@ impl Notices {
         Ok(())
     }
 
+    /// The right to change notices (local, and cluster-wide on Redis).
+    fn exclusive(&self) -> Result<WriteGuard<'_>, NoticeError> {
+        let local = lock(&self.write);
+        Ok(WriteGuard {
+            _shared: self.store.shared_lock()?,
+            _local: local,
+        })
+    }
+
     fn load(&self, id: &str) -> Result<Notice, NoticeError> {
         self.store
             .get(id)?
@@ -614,7 +707,7 @@ impl Notices {
         actor: &str,
     ) -> Result<Notice, NoticeError> {
         check_actor(actor)?;
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let id = notice_id_for_incident(&incident.id);
         if let Some(n) = self.store.get(&id)? {
             return Ok(n);
@@ -671,7 +764,7 @@ impl Notices {
                 return Err(NoticeError::Invalid("empty text".into()));
             }
         }
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let seq = self.store.next_seq()?;
         let id = {
             let d = Sha256::digest(format!("huiying/manual-notice\0{seq}\0{actor}\0{now_ms}"));
@@ -698,6 +791,7 @@ impl Notices {
             root_mention_id: None,
             rebuttal: None,
             state: IncidentState::Open,
+            spread: Vec::new(),
             samples: Vec::new(),
         };
         self.create(
@@ -860,7 +954,7 @@ impl Notices {
         if text.trim().is_empty() {
             return Err(NoticeError::Invalid("empty text".into()));
         }
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let mut n = self.load(id)?;
         if n.state != NoticeState::Draft {
             return Err(NoticeError::InvalidState {
@@ -931,7 +1025,7 @@ impl Notices {
                 "{actor:?} is reserved and cannot approve"
             )));
         }
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let mut n = self.load(id)?;
         if n.state != NoticeState::Draft {
             return Err(NoticeError::InvalidState {
@@ -988,7 +1082,7 @@ impl Notices {
         now_ms: i64,
     ) -> Result<Notice, NoticeError> {
         check_actor(actor)?;
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let mut n = self.load(id)?;
         if n.state != NoticeState::Draft {
             return Err(NoticeError::InvalidState {
@@ -1020,7 +1114,7 @@ impl Notices {
     /// (Re-)enqueue an approved or publishing notice's jobs: after an outbox failure during
     /// approval, or on restart. A no-op for jobs already in the outbox.
     pub fn publish(&self, id: &str, now_ms: i64) -> Result<Notice, NoticeError> {
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let n = self.load(id)?;
         match n.state {
             NoticeState::Approved | NoticeState::Publishing => self.enqueue(n, now_ms),
@@ -1081,10 +1175,55 @@ impl Notices {
         Ok(n)
     }
 
+    /// Add rebuttal replies ([`crate::respond::replies::plan`]) to an approved notice: enqueued
+    /// with the notice's jobs, audited, and the notice back to `publishing` while they run.
+    /// Jobs that exist already are not added twice.
+    pub fn add_replies(
+        &self,
+        id: &str,
+        jobs: Vec<NewJob>,
+        now_ms: i64,
+    ) -> Result<Notice, NoticeError> {
+        let _g = self.exclusive()?;
+        let mut n = self.load(id)?;
+        if jobs.is_empty() || !matches!(n.state, NoticeState::Publishing | NoticeState::Done) {
+            return Ok(n);
+        }
+        let targets: Vec<String> = jobs.iter().filter_map(|j| j.in_reply_to.clone()).collect();
+        let done = self.outbox.enqueue_all(jobs, now_ms)?;
+        let new: Vec<String> = done
+            .iter()
+            .filter(|e| e.created())
+            .map(|e| e.job().id.clone())
+            .filter(|j| !n.jobs.contains(j))
+            .collect();
+        if new.is_empty() {
+            return Ok(n);
+        }
+        self.audit(
+            now_ms,
+            SYSTEM,
+            AuditAction::Other("enqueue_replies".into()),
+            &n.id,
+            serde_json::json!({"jobs": new, "in_reply_to": targets}),
+        )?;
+        n.jobs.extend(new.iter().cloned());
+        n.state = NoticeState::Publishing;
+        n.updated_at = now_ms;
+        n.history.push(HistoryEntry {
+            at: now_ms,
+            actor: SYSTEM.into(),
+            action: "replies".into(),
+            detail: format!("{} rebuttal repl(ies) to the most-spread posts", new.len()),
+        });
+        self.store.put(&n)?;
+        Ok(n)
+    }
+
     /// Move a publishing notice to `done` once every one of its jobs is finished (posted or
     /// failed). Returns the notice as stored.
     pub fn refresh(&self, id: &str, now_ms: i64) -> Result<Notice, NoticeError> {
-        let _g = lock(&self.write);
+        let _g = self.exclusive()?;
         let mut n = self.load(id)?;
         if n.state != NoticeState::Publishing {
             return Ok(n);

@@ -486,13 +486,20 @@ pub trait OutboxStore: Send + Sync {
     fn depth(&self) -> Result<usize, OutboxError>;
     /// Age of the oldest unfinished job, `None` when there is none.
     fn oldest_pending_age(&self, now_ms: i64) -> Result<Option<Duration>, OutboxError>;
+    /// Unfinished jobs per lane ([`Priority::lane`] order: emergency, rebuttal, routine).
+    fn depth_by_lane(&self) -> Result<[usize; 3], OutboxError>;
+    /// Whether [`OutboxStore::recover`] has something new to hand over while running (a shared
+    /// outbox that claimed the jobs of an instance that died). Local stores: only at start.
+    fn needs_recovery(&self) -> bool {
+        false
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The state machine, shared by both stores.
 
 /// What a store offers the shared transition code (inside one atomic step).
-trait Backend {
+pub(crate) trait Backend {
     fn load(&self, id: &str) -> Result<Option<Job>, OutboxError>;
     /// Store `new` and move it between indexes (`old` is `None` for a new job).
     fn save(&mut self, old: Option<&Job>, new: &Job) -> Result<(), OutboxError>;
@@ -506,7 +513,11 @@ fn load_existing<B: Backend>(b: &B, id: &str) -> Result<Job, OutboxError> {
         .ok_or_else(|| OutboxError::UnknownJob(id.to_string()))
 }
 
-fn enqueue_in<B: Backend>(b: &mut B, new: NewJob, now: i64) -> Result<Enqueued, OutboxError> {
+pub(crate) fn enqueue_in<B: Backend>(
+    b: &mut B,
+    new: NewJob,
+    now: i64,
+) -> Result<Enqueued, OutboxError> {
     if new.notice_id.trim().is_empty() || new.account_id.trim().is_empty() {
         return Err(OutboxError::Invalid("empty notice or account id".into()));
     }
@@ -585,7 +596,7 @@ fn enqueue_in<B: Backend>(b: &mut B, new: NewJob, now: i64) -> Result<Enqueued, 
     Ok(Enqueued::Created(job))
 }
 
-fn attempt_in<B: Backend>(b: &mut B, id: &str, now: i64) -> Result<Job, OutboxError> {
+pub(crate) fn attempt_in<B: Backend>(b: &mut B, id: &str, now: i64) -> Result<Job, OutboxError> {
     if b.paused()? {
         return Err(OutboxError::Paused);
     }
@@ -611,7 +622,12 @@ fn attempt_in<B: Backend>(b: &mut B, id: &str, now: i64) -> Result<Job, OutboxEr
     Ok(j)
 }
 
-fn done_in<B: Backend>(b: &mut B, id: &str, post_id: &str, now: i64) -> Result<Job, OutboxError> {
+pub(crate) fn done_in<B: Backend>(
+    b: &mut B,
+    id: &str,
+    post_id: &str,
+    now: i64,
+) -> Result<Job, OutboxError> {
     if post_id.trim().is_empty() {
         return Err(OutboxError::Invalid("empty platform post id".into()));
     }
@@ -646,7 +662,7 @@ fn done_in<B: Backend>(b: &mut B, id: &str, post_id: &str, now: i64) -> Result<J
     Ok(j)
 }
 
-fn retry_in<B: Backend>(
+pub(crate) fn retry_in<B: Backend>(
     b: &mut B,
     id: &str,
     now: i64,
@@ -670,7 +686,12 @@ fn retry_in<B: Backend>(
     Ok(j)
 }
 
-fn fail_in<B: Backend>(b: &mut B, id: &str, now: i64, error: &str) -> Result<Job, OutboxError> {
+pub(crate) fn fail_in<B: Backend>(
+    b: &mut B,
+    id: &str,
+    now: i64,
+    error: &str,
+) -> Result<Job, OutboxError> {
     let old = load_existing(b, id)?;
     match old.state {
         JobState::Failed => return Ok(old),
@@ -1080,6 +1101,24 @@ impl OutboxStore for Outbox {
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
+    fn depth_by_lane(&self) -> Result<[usize; 3], OutboxError> {
+        let tx = self.db.begin_read().map_err(storage("read"))?;
+        let jobs = tx.open_table(JOBS).map_err(storage("read"))?;
+        let queue = tx.open_table(QUEUE).map_err(storage("read"))?;
+        let mut lanes = [0usize; 3];
+        for r in queue.iter().map_err(storage("read"))? {
+            let (k, _) = r.map_err(storage("read"))?;
+            lanes[usize::from(k.value().0.min(2))] += 1;
+        }
+        for t in [BLOCKED, ATTEMPTING] {
+            let t = tx.open_table(t).map_err(storage("read"))?;
+            for j in Self::read_ids(&jobs, Self::keys(&t)?)? {
+                lanes[usize::from(j.priority.lane())] += 1;
+            }
+        }
+        Ok(lanes)
+    }
+
     fn oldest_pending_age(&self, now_ms: i64) -> Result<Option<Duration>, OutboxError> {
         let tx = self.db.begin_read().map_err(storage("read"))?;
         let jobs = tx.open_table(JOBS).map_err(storage("read"))?;
@@ -1275,6 +1314,14 @@ impl OutboxStore for MemoryOutbox {
             .values()
             .filter(|j| !j.state.is_finished())
             .count())
+    }
+
+    fn depth_by_lane(&self) -> Result<[usize; 3], OutboxError> {
+        let mut lanes = [0usize; 3];
+        for j in self.lock().jobs.values().filter(|j| !j.state.is_finished()) {
+            lanes[usize::from(j.priority.lane())] += 1;
+        }
+        Ok(lanes)
     }
 
     fn oldest_pending_age(&self, now_ms: i64) -> Result<Option<Duration>, OutboxError> {

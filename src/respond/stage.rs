@@ -7,18 +7,26 @@
 //! directory has valid `matrix/` and `templates/`; otherwise the stage is off (with a warning)
 //! and the API's notice endpoints answer 503 `respond_disabled`.
 
-use crate::cluster::{Event, EventKind, IncidentState};
+use crate::cluster::{Event, EventKind, Incident, IncidentKind, IncidentState};
 use crate::config::RespondConfig;
 use crate::detect::reload::SharedRules;
+use crate::metrics::respond::{LANES, NOTICE_STATES};
 use crate::respond::audit::AuditLog;
 use crate::respond::dispatch::{system_now_ms, Dispatcher, Route};
+use crate::respond::limits::SharedLimiter;
 use crate::respond::limits::{Limits, Profile};
 use crate::respond::matrix::{Matrix, Platform};
-use crate::respond::notices::{NoticeError, NoticeState, NoticeStore, Notices, SYSTEM};
+use crate::respond::notices::{
+    NoticeError, NoticeFilter, NoticeState, NoticeStore, Notices, SYSTEM,
+};
 use crate::respond::outbox::{Outbox, OutboxStore};
 use crate::respond::publish::{
     http_client, AnyPublisher, FilePublisher, MastodonPublisher, WebhookPublisher, WeiboPublisher,
 };
+use crate::respond::redis::limits::RedisLimiter;
+use crate::respond::redis::outbox::{RedisOutbox, RedisOutboxConfig};
+use crate::respond::redis::Blocking;
+use crate::respond::replies;
 use crate::respond::templates::Templates;
 use anyhow::Context;
 use std::collections::{HashMap, HashSet};
@@ -113,12 +121,23 @@ fn load_rules(rules_dir: &Path, rules: &SharedRules) -> Option<(Matrix, Template
     Some((matrix, templates))
 }
 
+/// How the stage shares its state with the other instances of a cluster (`store =
+/// "redis://…"`): the outbox (Redis Streams), the rate limits, the notices.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The Redis URL.
+    pub url: String,
+    /// `[redis]`.
+    pub redis: crate::config::RedisConfig,
+}
+
 /// Start the respond stage; `Ok(None)` when it is disabled or its rules are missing/invalid.
 /// Storage that cannot be opened is an error.
 pub async fn start(
     cfg: &RespondConfig,
     rules_dir: &Path,
     rules: SharedRules,
+    shared: Option<Shared>,
     cancel: CancellationToken,
 ) -> anyhow::Result<Option<Started>> {
     if !cfg.enabled {
@@ -135,19 +154,42 @@ pub async fn start(
 
     let data_dir = cfg.data_dir.clone();
     let policy = cfg.policy.clone();
-    let (store, outbox, audit) = tokio::task::spawn_blocking(move || {
+    let sh = shared.clone();
+    let (store, outbox, audit, limiter) = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
-        let store = NoticeStore::open(&data_dir.join("notices.redb"))
-            .with_context(|| format!("notice store in {}", data_dir.display()))?;
-        let outbox = Outbox::open(&data_dir.join("outbox.redb"))
-            .with_context(|| format!("outbox in {}", data_dir.display()))?;
+        if let Some(sh) = sh {
+            let password = sh.redis.password().map_err(|e| anyhow::anyhow!(e))?;
+            let db =
+                Arc::new(Blocking::new(&sh.url, password).context("the Redis URL of `store`")?);
+            let ns = sh.redis.namespace.as_str();
+            let outbox: Arc<dyn OutboxStore> = Arc::new(
+                RedisOutbox::new(
+                    db.clone(),
+                    RedisOutboxConfig {
+                        namespace: ns.to_string(),
+                        consumer: sh.redis.instance_name(),
+                        claim_idle: Duration::from_millis(sh.redis.claim_idle_ms.max(100)),
+                        attempt_timeout: Duration::from_millis(sh.redis.attempt_timeout_ms),
+                    },
+                )
+                .context("the outbox on Redis")?,
+            );
+            let limiter: Arc<dyn SharedLimiter> = Arc::new(RedisLimiter::new(db.clone(), ns));
+            let audit = AuditLog::shared(db.clone(), ns).context("the audit log on Redis")?;
+            return anyhow::Ok((NoticeStore::redis(db, ns), outbox, audit, Some(limiter)));
+        }
         let audit = AuditLog::open(&data_dir.join("audit.jsonl"))
             .with_context(|| format!("audit log in {}", data_dir.display()))?;
-        anyhow::Ok((store, outbox, audit))
+        let store = NoticeStore::open(&data_dir.join("notices.redb"))
+            .with_context(|| format!("notice store in {}", data_dir.display()))?;
+        let outbox: Arc<dyn OutboxStore> = Arc::new(
+            Outbox::open(&data_dir.join("outbox.redb"))
+                .with_context(|| format!("outbox in {}", data_dir.display()))?,
+        );
+        anyhow::Ok((store, outbox, audit, None))
     })
     .await??;
-    let outbox: Arc<dyn OutboxStore> = Arc::new(outbox);
     let audit = Arc::new(Mutex::new(audit));
     let notices = Arc::new(Notices::new(store, outbox.clone(), audit.clone(), policy));
 
@@ -163,10 +205,22 @@ pub async fn start(
 
     // Limits on the real clock, a publisher per account.
     let limits = Arc::new(Limits::new(governor::clock::DefaultClock::default()));
+    if let Some(l) = limiter {
+        limits.share(l);
+    }
     let client = http_client(Duration::from_secs(20)).context("http client")?;
     let mut dispatcher =
         Dispatcher::new(outbox.clone(), Arc::clone(&limits)).with_audit(audit.clone());
     let mut routed = 0usize;
+    let drill = match &cfg.drill_sink {
+        Some(p) => Some(
+            FilePublisher::open(p).with_context(|| format!("the drill sink {}", p.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(d) = &drill {
+        tracing::info!(sink = %d.path().display(), "Drill: every account publishes to the file sink.");
+    }
     for a in matrix.accounts() {
         let id = a.id.as_str();
         limits.add_account(
@@ -178,6 +232,13 @@ pub async fn start(
                 burst: 1,
             },
         );
+        if let Some(d) = &drill {
+            let mut route = Route::new(d.clone(), &a.handle);
+            route.language = Some(a.lang.as_str().to_string());
+            dispatcher.add_account(id, route);
+            routed += 1;
+            continue;
+        }
         let token = match a.token() {
             Ok(t) => t,
             Err(e) => {
@@ -232,12 +293,20 @@ pub async fn start(
     });
 
     let mut tasks = Vec::new();
+    let is_shared = shared.is_some();
     {
         let c = cancel.clone();
         tasks.push(tokio::spawn(async move {
-            dispatcher.run(c, Duration::from_secs(5)).await;
+            // Shared: jobs approved on another instance wake nobody here, so look more often.
+            let idle = if is_shared {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(5)
+            };
+            dispatcher.run(c, idle).await;
         }));
     }
+    tasks.push(tokio::spawn(gauges(respond.clone(), cancel.clone())));
     let (tx, rx) = mpsc::channel::<Arc<Event>>(4096);
     tasks.push(tokio::spawn(drafter(respond.clone(), rx, cancel)));
     Ok(Some(Started {
@@ -247,17 +316,156 @@ pub async fn start(
     }))
 }
 
-/// Draft a notice for every open incident at or above the threshold (once per incident).
+/// Refresh the gauges that are read off the stores (notices by state, outbox depth by lane and
+/// its oldest job) every [`GAUGE_PERIOD`].
+async fn gauges(r: Arc<Respond>, cancel: CancellationToken) {
+    let m = crate::metrics::respond::respond();
+    loop {
+        let r2 = r.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let notices = r2.notices.list(&NoticeFilter::default());
+            let lanes = r2.outbox.depth_by_lane();
+            let oldest = r2.outbox.oldest_pending_age(system_now_ms());
+            (notices, lanes, oldest)
+        })
+        .await;
+        match read {
+            Ok((notices, lanes, oldest)) => {
+                match notices {
+                    Ok(ns) => {
+                        let mut by_state = [0i64; NOTICE_STATES.len()];
+                        for n in &ns {
+                            if let Some(i) =
+                                NOTICE_STATES.iter().position(|s| *s == n.state.as_str())
+                            {
+                                by_state[i] += 1;
+                            }
+                        }
+                        for (s, v) in NOTICE_STATES.iter().zip(by_state) {
+                            m.notices.with_label_values(&[s]).set(v);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Cannot count notices."),
+                }
+                match lanes {
+                    Ok(l) => {
+                        for (lane, v) in LANES.iter().zip(l) {
+                            m.outbox_jobs
+                                .with_label_values(&[lane])
+                                .set(i64::try_from(v).unwrap_or(i64::MAX));
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Cannot read the outbox depth."),
+                }
+                match oldest {
+                    Ok(a) => m.outbox_oldest_age.set(a.map_or(0.0, |d| d.as_secs_f64())),
+                    Err(e) => tracing::warn!(error = %e, "Cannot read the outbox's oldest job."),
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "Gauge task failed."),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(GAUGE_PERIOD) => {}
+        }
+    }
+}
+
+/// How often [`gauges`] reads the stores.
+pub const GAUGE_PERIOD: Duration = Duration::from_secs(2);
+
+/// How often the open rumor incidents are checked for rebuttal replies to add (an approval
+/// in between is picked up at the next check; an incident event checks its incident at once).
+pub const REPLY_PERIOD: Duration = Duration::from_secs(2);
+
+/// Add the rebuttal replies due for one rumor incident ([`crate::respond::replies`]); returns
+/// how many jobs were added.
+fn add_replies(r: &Respond, inc: &Incident) -> Result<usize, NoticeError> {
+    let notices = r.notices.list(&NoticeFilter {
+        incident_id: Some(inc.id.clone()),
+        kind: Some(IncidentKind::Rumor),
+        ..NoticeFilter::default()
+    })?;
+    let mut jobs = Vec::new();
+    for n in &notices {
+        jobs.extend(r.outbox.jobs_for_notice(&n.id)?);
+    }
+    let policy = &r.notices.policy().replies;
+    let mut added = 0;
+    for n in &notices {
+        let new = replies::plan(n, inc, &r.matrix, &jobs, policy);
+        if new.is_empty() {
+            continue;
+        }
+        let before = n.jobs.len();
+        let after = r.notices.add_replies(&n.id, new, system_now_ms())?;
+        added += after.jobs.len().saturating_sub(before);
+        jobs = Vec::new();
+        for n in &notices {
+            jobs.extend(r.outbox.jobs_for_notice(&n.id)?);
+        }
+    }
+    Ok(added)
+}
+
+/// [`add_replies`] off the async threads, logged.
+async fn reply(r: &Arc<Respond>, incidents: Vec<Arc<Incident>>) {
+    let r2 = r.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let mut added = 0;
+        for inc in &incidents {
+            match add_replies(&r2, inc) {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(incident = %inc.id, replies = n, "Rebuttal replies enqueued.");
+                    }
+                    added += n;
+                }
+                Err(e) => {
+                    tracing::warn!(incident = %inc.id, error = %e, "Cannot plan rebuttal replies.")
+                }
+            }
+        }
+        added
+    })
+    .await;
+    match res {
+        Ok(n) if n > 0 => r.wake.notify_one(),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "Reply planning task failed."),
+    }
+}
+
+/// Draft a notice for every open incident at or above the threshold (once per incident), and
+/// keep the open rumor incidents' latest state to answer their most-spread posts once their
+/// rebuttal is approved.
 async fn drafter(r: Arc<Respond>, mut rx: mpsc::Receiver<Arc<Event>>, cancel: CancellationToken) {
     let mut drafted: HashSet<String> = HashSet::new();
+    let mut rumors: HashMap<String, Arc<Incident>> = HashMap::new();
+    let mut tick = tokio::time::interval(REPLY_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let ev = tokio::select! {
             _ = cancel.cancelled() => return,
             ev = rx.recv() => match ev { Some(e) => e, None => return },
+            _ = tick.tick() => {
+                if !rumors.is_empty() {
+                    reply(&r, rumors.values().cloned().collect()).await;
+                }
+                continue;
+            }
         };
         let Event::Incident { kind, incident, .. } = &*ev else {
             continue;
         };
+        if incident.kind == IncidentKind::Rumor {
+            if incident.state == IncidentState::Open {
+                rumors.insert(incident.id.clone(), incident.clone());
+                reply(&r, vec![incident.clone()]).await;
+            } else {
+                rumors.remove(&incident.id);
+            }
+        }
         if !matches!(kind, EventKind::Opened | EventKind::Updated)
             || incident.state != IncidentState::Open
             || drafted.contains(&incident.id)

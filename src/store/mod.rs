@@ -1,12 +1,13 @@
 //! Store: where incidents (with sample mentions) and the index of mentions per incident live.
-//! The embedded default is a `redb` file; `memory` is for throwaway runs; Redis comes later
-//! behind the same trait.
+//! The embedded default is a `redb` file; `memory` is for throwaway runs; [`redis`] shares
+//! them between instances (opened by `app::open_store`, which needs the async runtime).
 //!
 //! Writes are behind: the store writer task batches events (the event stream is the source of
 //! truth). A restart re-opens the incidents that were open.
 
 pub mod embedded;
 pub mod memory;
+pub mod redis;
 pub mod writer;
 
 use crate::cluster::Incident;
@@ -107,7 +108,7 @@ pub fn open(spec: &str) -> Result<Arc<dyn Store>, StoreError> {
     if spec.starts_with("redis://") || spec.starts_with("rediss://") {
         return Err(StoreError::new(
             "open",
-            "the Redis store is not built yet (see the Redis issue); use a file path or `memory`",
+            "a Redis store is opened with app::open_store (it connects asynchronously)",
         ));
     }
     let path = spec.strip_prefix("redb://").unwrap_or(spec);

@@ -1,19 +1,28 @@
 //! The integration suite: one test binary (faster to link than one per file), one module per
 //! concern. Shared helpers live in `util`.
 
+mod console;
+mod crash;
 mod crisislex;
+mod dashboards;
 mod dispatch;
+mod distributed_publish;
+mod distributed_store;
 mod jetstream;
 mod mastodon;
 mod matrix;
 mod notices;
 mod outbox;
 mod publish;
+mod redis_server;
 mod replay;
+mod replies;
 mod respond;
 mod rules;
 mod service;
 mod util;
+mod wall;
+mod webdriver;
 
 #[path = "../fake_platform/mod.rs"]
 mod fake_platform;

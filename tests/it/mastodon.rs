@@ -432,9 +432,10 @@ async fn start_service(feeds: Vec<FeedConfig>) -> Service {
     within(
         "the service to start",
         start(ServiceOptions {
-            config,
+            config: util::with_test_auth(config),
             store: Arc::new(MemoryStore::default()),
             demo: false,
+            auth_clock: None,
         }),
     )
     .await

@@ -53,6 +53,7 @@ fn incident(kind: IncidentKind, category: &str, region: Option<&str>) -> Inciden
         root_mention_id: None,
         rebuttal: None,
         state: IncidentState::Open,
+        spread: Vec::new(),
         samples: Vec::new(),
     }
 }

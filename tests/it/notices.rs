@@ -55,6 +55,7 @@ fn incident(id: &str, kind: IncidentKind, category: &str, region: &str, severity
         root_mention_id: None,
         rebuttal: None,
         state: IncidentState::Open,
+        spread: Vec::new(),
         samples: Vec::new(),
     }
 }

@@ -351,18 +351,28 @@ async fn weibo_share_repost_and_comment_succeed() {
         (posts[1].id.as_str(), posts[2].id.as_str()),
         (rp.post_id.as_str(), cm.post_id.as_str())
     );
-    // The comment is found among the account's comments, the repost in its timeline.
+    // The comment is found among the account's comments, the repost in its timeline, each only
+    // as an answer to its target: not as a top-level post, not as an answer to another post.
     let since = posts[0].at_ms;
+    let t = Some(target.as_str());
     let found = amp
-        .find_recent("海淀区应急避难场所已开放。", since)
+        .find_recent("海淀区应急避难场所已开放。", t, since)
         .await
         .expect("find");
     assert_eq!(found.map(|p| p.post_id), Some(cm.post_id));
     let found = amp
-        .find_recent("请海淀区居民注意防范", since)
+        .find_recent("请海淀区居民注意防范", t, since)
         .await
         .expect("find");
     assert_eq!(found.map(|p| p.post_id), Some(rp.post_id));
+    for (text, to) in [
+        ("海淀区应急避难场所已开放。", None),
+        ("海淀区应急避难场所已开放。", Some("999")),
+        ("请海淀区居民注意防范", None),
+    ] {
+        let found = amp.find_recent(text, to, since).await.expect("find");
+        assert_eq!(found, None, "{text} answering {to:?}");
+    }
 }
 
 #[tokio::test]
@@ -415,7 +425,10 @@ async fn weibo_identical_consecutive_text_is_a_duplicate_resolved_by_find_recent
     assert!(!e.retryable && e.must_check_before_retry());
     assert!(e.message.contains("repeat content!"), "{}", e.message);
     // The dispatcher checks: the post is there, so the job is done with the first id.
-    let found = p.find_recent(FLOOD, since).await.expect("find_recent");
+    let found = p
+        .find_recent(FLOOD, None, since)
+        .await
+        .expect("find_recent");
     assert_eq!(found.map(|p| p.post_id), Some(first.post_id));
     assert_eq!(f.posts().len(), 1);
 }
@@ -427,7 +440,7 @@ async fn weibo_invalid_token_is_auth() {
     let e = expect_err(p.publish(&req("k", "北京发布", FLOOD, Action::Post)).await);
     assert_eq!((e.kind, e.retryable), (ErrorKind::Auth, false));
     assert!(e.message.contains("invalid_access_token"), "{}", e.message);
-    let e = expect_err(p.find_recent(FLOOD, 0).await);
+    let e = expect_err(p.find_recent(FLOOD, None, 0).await);
     assert_eq!(e.kind, ErrorKind::Auth);
 }
 
@@ -455,13 +468,16 @@ async fn dropped_after_accept_is_uncertain_and_find_recent_finds_the_post() {
         assert_eq!(posts.len(), i + 1);
         // … and the check finds it, so a dispatcher marks it done instead of posting again.
         let found = p
-            .find_recent(FLOOD, since)
+            .find_recent(FLOOD, None, since)
             .await
             .expect("find_recent")
             .expect("the accepted post");
         assert_eq!(found.post_id, posts[i].id, "{}", p.platform());
         // Another text is not there: that one would be resent.
-        assert_eq!(p.find_recent("另一条", since).await.expect("find"), None);
+        assert_eq!(
+            p.find_recent("另一条", None, since).await.expect("find"),
+            None
+        );
     }
     assert_eq!(f.posts().len(), 2);
 }
@@ -490,7 +506,7 @@ async fn timeout_after_send_is_uncertain_and_find_recent_finds_the_post() {
     assert_eq!(e.kind, ErrorKind::Uncertain, "{e}");
     assert!(e.message.contains("timed out"), "{}", e.message);
     let found = mastodon(&f, "m")
-        .find_recent(FLOOD, since)
+        .find_recent(FLOOD, None, since)
         .await
         .expect("find_recent");
     assert_eq!(found.map(|p| p.post_id), Some(f.posts()[0].id.clone()));
@@ -498,7 +514,7 @@ async fn timeout_after_send_is_uncertain_and_find_recent_finds_the_post() {
     let later = now_ms() + 10 * 60_000;
     assert_eq!(
         mastodon(&f, "m")
-            .find_recent(FLOOD, later)
+            .find_recent(FLOOD, None, later)
             .await
             .expect("find"),
         None
@@ -598,7 +614,10 @@ async fn webhook_is_signed_verifiable_and_tampering_fails() {
     assert_eq!(posted.post_id, "wh-1");
     // Resent (an uncertain outcome): the receiver de-duplicates by key.
     assert_eq!(p.publish(&r).await.expect("again").post_id, "wh-1");
-    assert_eq!(p.find_recent(FLOOD, 0).await.expect("no read API"), None);
+    assert_eq!(
+        p.find_recent(FLOOD, None, 0).await.expect("no read API"),
+        None
+    );
 
     let (headers, body) = receiver.seen.lock().expect("lock")[0].clone();
     let v: Value = serde_json::from_slice(&body).expect("JSON body");
@@ -716,7 +735,7 @@ async fn file_sink_is_idempotent_across_reopen() {
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[1]["action"], "repost");
     assert_eq!(lines[1]["target"], id1.as_str());
-    let found = f.find_recent(FLOOD, since).await.expect("find");
+    let found = f.find_recent(FLOOD, None, since).await.expect("find");
     assert_eq!(found.map(|p| p.post_id), Some(id1));
     // A corrupt complete line is an error, not a silent skip.
     std::fs::write(&path, "not json\n").expect("write");

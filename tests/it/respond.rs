@@ -4,8 +4,7 @@
 
 use crate::fake_platform::{FakeHandle, FakePlatform};
 use crate::util::{self, get_json, http, json_body, mention, now_ms, start_service, stop, within};
-use huiying::config::{Config, Operator, RespondConfig};
-use huiying::respond::notices::ApprovalPolicy;
+use huiying::config::{Config, RespondConfig};
 use huiying::store::MemoryStore;
 use serde_json::Value;
 use std::path::Path;
@@ -15,25 +14,12 @@ use std::time::Duration;
 /// Flood in 海淀区, with severity boosters (车被淹, 没过车顶, 冲走).
 const FLOOD: &str = "北京海淀区路口积水严重，车被淹了，水已经没过车顶，有人被冲走";
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read rules dir") {
-        let e = e.expect("dir entry");
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
-        }
-    }
-}
-
 /// The shipped rules with a small matrix on the fake platform: 海淀发布 (Mastodon) leads a
 /// 海淀区 incident, 北京发布 and Beijing Release amplify it. All three are on the Mastodon shape:
 /// a repost must target a post of the same platform (the fake rejects a Weibo repost of a
 /// Mastodon post id with 20101, as Weibo would), so a Weibo amplifier of a Mastodon lead fails.
 fn rules_with_matrix(dir: &Path, base: &str, env: &Env) {
-    copy_dir(&util::rules_dir(), dir);
+    util::copy_dir(&util::rules_dir(), dir);
     std::fs::remove_dir_all(dir.join("matrix")).expect("remove matrix");
     std::fs::create_dir_all(dir.join("matrix")).expect("mkdir matrix");
     let m = format!(
@@ -134,7 +120,7 @@ impl Env {
 }
 
 /// One request with an optional bearer token.
-async fn call(
+pub(crate) async fn call(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
@@ -176,32 +162,11 @@ async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = dir.path().join("rules");
     rules_with_matrix(&rules, &fake.base_url(), &env);
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        watch_rules: false,
+    let config = util::respond_config(
         rules,
-        respond: RespondConfig {
-            enabled: true,
-            data_dir: dir.path().join("data"),
-            policy: ApprovalPolicy {
-                draft_threshold: 1,
-                ..Default::default()
-            },
-            operators: vec![
-                Operator {
-                    name: "alice".into(),
-                    token_env: Some(env.alice.clone()),
-                    token_file: None,
-                },
-                Operator {
-                    name: "bob".into(),
-                    token_env: Some(env.bob.clone()),
-                    token_file: None,
-                },
-            ],
-        },
-        ..Default::default()
-    };
+        dir.path().join("data"),
+        &[("alice", &env.alice), ("bob", &env.bob)],
+    );
     let svc = start_service(config, Arc::new(MemoryStore::default())).await;
     let addr = svc.addr;
     let (alice, bob) = (Env::token(&env.alice), Env::token(&env.bob));
@@ -258,7 +223,14 @@ async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
     assert_eq!(json_body("approve", &body)["error"], "unauthorized");
     let (status, _) = call(addr, "POST", &approve, Some("wrong"), b"").await;
     assert_eq!(status, 401);
-    let (status, body) = call(addr, "GET", "/api/notices/n-nope", None, b"").await;
+    let (status, body) = call(
+        addr,
+        "GET",
+        "/api/notices/n-nope",
+        Some(util::TEST_TOKEN),
+        b"",
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
 
     let (status, body) = call(addr, "POST", &approve, Some(&alice), b"").await;
@@ -394,6 +366,23 @@ async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
     assert!(hd["last_post"]["post_id"].is_string(), "{hd}");
     assert!(hd["remaining"].is_array(), "{hd}");
 
+    // The respond metrics (process-wide: other tests may add to the counters, never subtract).
+    let m = util::get_metrics(addr).await;
+    let ok = util::metric(
+        &m,
+        r#"huiying_posts_total{outcome="ok",platform="mastodon"}"#,
+    );
+    assert!(ok.is_some_and(|v| v >= 6.0), "posts ok: {ok:?}");
+    for series in [
+        r#"huiying_outbox_jobs{lane="emergency"}"#,
+        "huiying_outbox_oldest_pending_age_seconds",
+        r#"huiying_notices{state="done"}"#,
+        r#"huiying_rate_limit_waits_total{scope="app"}"#,
+        r#"huiying_publish_duration_seconds_count{platform="mastodon"}"#,
+    ] {
+        assert!(util::metric(&m, series).is_some(), "{series} missing");
+    }
+
     stop(svc).await;
 }
 
@@ -401,7 +390,7 @@ async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
 async fn without_the_matrix_the_notice_endpoints_answer_respond_disabled() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = dir.path().join("rules");
-    copy_dir(&util::rules_dir(), &rules);
+    util::copy_dir(&util::rules_dir(), &rules);
     std::fs::remove_dir_all(rules.join("matrix")).expect("remove matrix");
     let config = Config {
         listen: "127.0.0.1:0".into(),
@@ -419,7 +408,7 @@ async fn without_the_matrix_the_notice_endpoints_answer_respond_disabled() {
         ("POST", "/api/notices/x/approve"),
         ("GET", "/api/accounts"),
     ] {
-        let (status, body) = call(svc.addr, m, p, None, b"").await;
+        let (status, body) = call(svc.addr, m, p, Some(util::TEST_TOKEN), b"").await;
         assert_eq!(status, 503, "{m} {p}: {body}");
         assert_eq!(json_body(p, &body)["error"], "respond_disabled");
     }

@@ -40,7 +40,7 @@ fn config() -> Config {
 }
 
 /// `n` mentions `{prefix}-{i}` by authors `{prefix}-author-{i}`, all with `text`, stamped now.
-fn burst(prefix: &str, n: usize, text: &str) -> Vec<Value> {
+pub(crate) fn burst(prefix: &str, n: usize, text: &str) -> Vec<Value> {
     let ts = now_ms();
     (0..n)
         .map(|i| {
@@ -186,18 +186,18 @@ impl Store for WatchedStore {
 }
 
 /// What a fake feed does on one connection.
-struct Script {
+pub(crate) struct Script {
     /// Wait for this before sending (lets the test subscribe to the stream first).
-    gate: Option<tokio::sync::oneshot::Receiver<()>>,
+    pub gate: Option<tokio::sync::oneshot::Receiver<()>>,
     /// Frames to send.
-    frames: Vec<Message>,
+    pub frames: Vec<Message>,
     /// Close the connection after the frames (else keep it open until the client closes).
-    close: bool,
+    pub close: bool,
 }
 
 /// A fake upstream websocket server: connection `n` plays `scripts[n]` (later connections get
 /// nothing and stay open). Returns the accept task and the number of connections so far.
-fn fake_feed(
+pub(crate) fn fake_feed(
     listener: TcpListener,
     scripts: Vec<Script>,
 ) -> (tokio::task::JoinHandle<()>, Arc<AtomicUsize>) {
@@ -236,7 +236,7 @@ fn fake_feed(
     (task, count)
 }
 
-fn feed(name: &str, addr: std::net::SocketAddr) -> FeedConfig {
+pub(crate) fn feed(name: &str, addr: std::net::SocketAddr) -> FeedConfig {
     FeedConfig {
         name: name.into(),
         kind: FeedKind::Generic,
@@ -574,7 +574,10 @@ async fn slow_stream_client_does_not_block() {
         let (ws, _) = within(
             "the slow client handshake",
             tokio_tungstenite::client_async(
-                format!("ws://{addr}/api/stream?assignments=true"),
+                format!(
+                    "ws://{addr}/api/stream?assignments=true&access_token={}",
+                    util::TEST_TOKEN
+                ),
                 tcp,
             ),
         )
@@ -664,25 +667,5 @@ async fn metrics_pass_promtool() {
     );
     stop(svc).await;
 
-    let mut file = tempfile::NamedTempFile::new().expect("temp file");
-    std::io::Write::write_all(&mut file, m.as_bytes()).expect("write metrics");
-    let input = file.reopen().expect("reopen metrics file");
-    let run = tokio::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::from(input))
-        .output();
-    let out = match within("promtool", run).await {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "promtool is not on PATH: this test needs it (Debian: apt-get install -y prometheus; .ci/run installs it)"
-        ),
-        Err(e) => panic!("cannot run promtool: {e}"),
-    };
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed ({}):\nstdout: {}\nstderr: {}\nexposition:\n{m}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    util::promtool(&["check", "metrics"], &m).await;
 }

@@ -15,6 +15,20 @@ pub fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Copy a directory tree (rules with a test matrix, for example).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("dir entry");
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
 /// A `Write` whose bytes can be read after the writer moved into another thread.
 #[derive(Clone, Default)]
 pub struct SharedBuf(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -83,22 +97,73 @@ pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
     }
 }
 
-/// One HTTP/1.1 request over a fresh connection (`Connection: close`); returns the status and
-/// the body (chunked bodies are decoded). Fails the test on timeout or a malformed answer.
+/// The API token every service started by [`start_service`] accepts (role `admin`): the tests
+/// that are not about authentication send it from [`http`] and [`stream`].
+pub const TEST_TOKEN: &str = "hy_integration_suite_test_token";
+
+/// `config` plus the suite's [`TEST_TOKEN`] (given by hash, as a config may).
+pub fn with_test_auth(mut config: huiying::config::Config) -> huiying::config::Config {
+    config.auth.tokens.push(huiying::api::auth::TokenEntry {
+        name: "test-suite".into(),
+        role: huiying::api::auth::Role::Admin,
+        sha256: huiying::api::auth::token_hash(TEST_TOKEN),
+    });
+    config
+}
+
+/// One HTTP/1.1 request with the suite's [`TEST_TOKEN`]; returns the status and the body.
 pub async fn http(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> (u16, String) {
+    let auth = format!("Bearer {TEST_TOKEN}");
+    let a = request(addr, method, path, &[("Authorization", &auth)], body).await;
+    (a.status, a.body)
+}
+
+/// An HTTP answer: status, headers (names lower case) and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Headers in order.
+    pub headers: Vec<(String, String)>,
+    /// Body (chunked bodies decoded).
+    pub body: String,
+}
+
+impl Answer {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`) with extra `headers`.
+/// Fails the test on timeout or a malformed answer.
+pub async fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let what = format!("{method} {path}");
-    within(&what, async {
+    // Boxed: callers make many requests in one test, and debug builds keep every inline
+    // future's buffers in the caller's state (a test once overflowed its stack).
+    Box::pin(within(&what, async {
         let mut s = tokio::net::TcpStream::connect(addr)
             .await
             .unwrap_or_else(|e| panic!("{what}: connect {addr}: {e}"));
+        let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
         let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         )
         .into_bytes();
@@ -117,18 +182,23 @@ pub async fn http(
                 Err(e) => panic!("{what}: read: {e}"),
             }
         }
-        parse_http_response(&buf).unwrap_or_else(|e| {
+        parse_http_answer(&buf).unwrap_or_else(|e| {
             panic!(
                 "{what}: bad HTTP answer ({e}): {:?}",
                 String::from_utf8_lossy(&buf)
             )
         })
-    })
+    }))
     .await
 }
 
 /// Parse a complete HTTP/1.1 response: status and body.
 pub fn parse_http_response(buf: &[u8]) -> Result<(u16, String), String> {
+    parse_http_answer(buf).map(|a| (a.status, a.body))
+}
+
+/// Parse a complete HTTP/1.1 response with its headers.
+pub fn parse_http_answer(buf: &[u8]) -> Result<Answer, String> {
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -148,11 +218,13 @@ pub fn parse_http_response(buf: &[u8]) -> Result<(u16, String), String> {
         .ok_or_else(|| format!("bad status line: {status_line}"))?;
     let mut chunked = false;
     let mut length = None;
+    let mut headers = Vec::new();
     for l in lines {
         let (k, v) = l
             .split_once(':')
             .ok_or_else(|| format!("bad header: {l}"))?;
         let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+        headers.push((k.clone(), v.to_string()));
         if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
             chunked = true;
         } else if k == "content-length" {
@@ -189,7 +261,11 @@ pub fn parse_http_response(buf: &[u8]) -> Result<(u16, String), String> {
         raw.to_vec()
     };
     let body = String::from_utf8(body).map_err(|e| e.to_string())?;
-    Ok((status, body))
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Parse a body that must be JSON.
@@ -209,9 +285,15 @@ pub async fn stream(addr: std::net::SocketAddr, assignments: bool) -> Ws {
     } else {
         format!("ws://{addr}/api/stream")
     };
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.as_str().into_client_request().expect("stream request");
+    let auth = format!("Bearer {TEST_TOKEN}")
+        .parse()
+        .expect("header value");
+    req.headers_mut().insert("authorization", auth);
     let (ws, resp) = within(
         "the stream to connect",
-        tokio_tungstenite::connect_async(&url),
+        tokio_tungstenite::connect_async(req),
     )
     .await
     .unwrap_or_else(|e| panic!("connect {url}: {e}"));
@@ -274,9 +356,10 @@ pub async fn start_service(
     within(
         "the service to start",
         huiying::app::start(huiying::app::ServiceOptions {
-            config,
+            config: with_test_auth(config),
             store,
             demo: false,
+            auth_clock: None,
         }),
     )
     .await
@@ -302,6 +385,69 @@ pub async fn get_metrics(addr: std::net::SocketAddr) -> String {
     let (status, text) = http(addr, "GET", "/metrics", b"").await;
     assert_eq!(status, 200, "GET /metrics: {text}");
     text
+}
+
+/// Run `promtool <args…>` on `contents` (a temporary file on stdin, and in place of any `FILE`
+/// argument); fails the test, with promtool's output, unless it succeeds. A missing promtool fails too: the check is part of
+/// the suite (Debian: apt-get install -y prometheus; .ci/run installs it).
+pub async fn promtool(args: &[&str], contents: &str) {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut file, contents.as_bytes()).expect("write promtool input");
+    let input = file.reopen().expect("reopen promtool input");
+    let path = file.path().to_string_lossy().into_owned();
+    let run = tokio::process::Command::new("promtool")
+        .args(
+            args.iter()
+                .map(|a| if *a == "FILE" { path.as_str() } else { a }),
+        )
+        .stdin(std::process::Stdio::from(input))
+        .output();
+    let out = match within("promtool", run).await {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "promtool is not on PATH: this test needs it (Debian: apt-get install -y prometheus; .ci/run installs it)"
+        ),
+        Err(e) => panic!("cannot run promtool: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "promtool {args:?} failed ({}):\nstdout: {}\nstderr: {}\ninput:\n{contents}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A service config on port 0 with the respond stage on: `rules`, data under `data_dir`, drafts
+/// from severity 1, and one operator per (name, environment variable holding the token).
+pub fn respond_config(
+    rules: PathBuf,
+    data_dir: PathBuf,
+    operators: &[(&str, &str)],
+) -> huiying::config::Config {
+    huiying::config::Config {
+        listen: "127.0.0.1:0".into(),
+        watch_rules: false,
+        rules,
+        respond: huiying::config::RespondConfig {
+            enabled: true,
+            data_dir,
+            policy: huiying::respond::notices::ApprovalPolicy {
+                draft_threshold: 1,
+                ..Default::default()
+            },
+            operators: operators
+                .iter()
+                .map(|(name, var)| huiying::config::Operator {
+                    name: name.to_string(),
+                    token_env: Some(var.to_string()),
+                    token_file: None,
+                })
+                .collect(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 /// The shipped rules, loaded once per test binary.

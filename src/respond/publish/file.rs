@@ -45,7 +45,9 @@ struct State {
     recent: Vec<(i64, String, String)>,
 }
 
-/// Appends posts to a JSON Lines file, idempotent by key.
+/// Appends posts to a JSON Lines file, idempotent by key. Clones share the file (a drill sink
+/// for every account).
+#[derive(Clone)]
 pub struct FilePublisher {
     path: PathBuf,
     state: Arc<Mutex<State>>,
@@ -186,7 +188,12 @@ impl Publisher for FilePublisher {
             })?
     }
 
-    async fn find_recent(&self, text: &str, since_ms: i64) -> Result<Option<Posted>, PublishError> {
+    async fn find_recent(
+        &self,
+        text: &str,
+        _in_reply_to: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Option<Posted>, PublishError> {
         let want = match_key(text, false);
         let floor = since_ms.saturating_sub(FIND_RECENT_SKEW_MS);
         let st = lock(&self.state);

@@ -59,6 +59,8 @@ struct Status {
     created_at: Option<String>,
     #[serde(default)]
     reblog: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    in_reply_to_id: Option<Value>,
 }
 
 /// An id that is a JSON string (Mastodon) or number (some compatible servers).
@@ -184,7 +186,12 @@ impl Publisher for MastodonPublisher {
             })
     }
 
-    async fn find_recent(&self, text: &str, since_ms: i64) -> Result<Option<Posted>, PublishError> {
+    async fn find_recent(
+        &self,
+        text: &str,
+        in_reply_to: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Option<Posted>, PublishError> {
         let id = self.account_id().await?;
         let url = format!(
             "{}/api/v1/accounts/{}/statuses",
@@ -233,7 +240,8 @@ impl Publisher for MastodonPublisher {
                 if created.is_some_and(|c| c < floor) {
                     return Ok(None);
                 }
-                if s.reblog.is_some() {
+                let answers = s.in_reply_to_id.as_ref().and_then(id_string);
+                if s.reblog.is_some() || answers.as_deref() != in_reply_to {
                     continue;
                 }
                 let plain =

@@ -43,7 +43,7 @@
 //!
 //! 1. `retryable && !must_check_before_retry()` → back off (at least `retry_after`) and resend with
 //!    the same idempotency key.
-//! 2. `must_check_before_retry()` (`Uncertain`, `Duplicate`) → call `find_recent(text, since_ms)`
+//! 2. `must_check_before_retry()` (`Uncertain`, `Duplicate`) → call `find_recent(text, in_reply_to, since_ms)`
 //!    with the time the attempt was recorded: `Some(posted)` → the post exists, mark it done with
 //!    that id; `None` → for `Uncertain`, resend; for `Duplicate`, fail permanently with the message.
 //! 3. otherwise (permanent) → fail this account's post with `message`.
@@ -260,9 +260,14 @@ pub trait Publisher: Send + Sync {
     /// collapsed). This is how an `Uncertain` or `Duplicate` outcome is resolved before retrying:
     /// `Some` means the earlier attempt did publish. `Ok(None)` from a platform without a read API
     /// (the webhook) means "unknown; resending with the same idempotency key is safe".
+    ///
+    /// `in_reply_to` narrows the search to posts answering or reposting that post (a reply, a
+    /// comment, a repost): one account may answer several posts of a rumor cascade with the
+    /// same text, and only the one to this target counts. `None` looks for top-level posts.
     fn find_recent(
         &self,
         text: &str,
+        in_reply_to: Option<&str>,
         since_ms: i64,
     ) -> impl Future<Output = Result<Option<Posted>, PublishError>> + Send;
 
@@ -293,12 +298,17 @@ impl Publisher for AnyPublisher {
         }
     }
 
-    async fn find_recent(&self, text: &str, since_ms: i64) -> Result<Option<Posted>, PublishError> {
+    async fn find_recent(
+        &self,
+        text: &str,
+        in_reply_to: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Option<Posted>, PublishError> {
         match self {
-            AnyPublisher::Mastodon(p) => p.find_recent(text, since_ms).await,
-            AnyPublisher::Weibo(p) => p.find_recent(text, since_ms).await,
-            AnyPublisher::Webhook(p) => p.find_recent(text, since_ms).await,
-            AnyPublisher::File(p) => p.find_recent(text, since_ms).await,
+            AnyPublisher::Mastodon(p) => p.find_recent(text, in_reply_to, since_ms).await,
+            AnyPublisher::Weibo(p) => p.find_recent(text, in_reply_to, since_ms).await,
+            AnyPublisher::Webhook(p) => p.find_recent(text, in_reply_to, since_ms).await,
+            AnyPublisher::File(p) => p.find_recent(text, in_reply_to, since_ms).await,
         }
     }
 

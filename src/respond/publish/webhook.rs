@@ -196,6 +196,7 @@ impl Publisher for WebhookPublisher {
     async fn find_recent(
         &self,
         _text: &str,
+        _in_reply_to: Option<&str>,
         _since_ms: i64,
     ) -> Result<Option<Posted>, PublishError> {
         Ok(None)

@@ -128,6 +128,25 @@ fn answer_error(
 }
 
 /// `idstr`, else `id`.
+/// What `find_recent` looks for.
+struct Find<'a> {
+    want: &'a str,
+    /// The post answered or reposted (`None`: a top-level post).
+    target: Option<&'a str>,
+    floor: i64,
+}
+
+impl Find<'_> {
+    /// Whether `item` answers (comment: `status`) or reposts (`retweeted_status`) the target,
+    /// or, without a target, is a top-level post.
+    fn answers(&self, item: &Value) -> bool {
+        let parent = ["status", "retweeted_status"]
+            .iter()
+            .find_map(|k| item.get(*k).filter(|v| v.is_object()).and_then(id_of));
+        parent.as_deref() == self.target
+    }
+}
+
 fn id_of(v: &Value) -> Option<String> {
     if let Some(s) = v.get("idstr").and_then(Value::as_str) {
         if !s.is_empty() {
@@ -178,9 +197,9 @@ impl WeiboPublisher {
         &self,
         path: &str,
         field: &str,
-        want: &str,
-        floor: i64,
+        find: &Find<'_>,
     ) -> Result<Option<Posted>, PublishError> {
+        let (want, floor) = (find.want, find.floor);
         let url = format!("{}{path}", self.base);
         let mut max_id: Option<i64> = None;
         for _ in 0..FIND_PAGES {
@@ -212,7 +231,7 @@ impl WeiboPublisher {
                     return Ok(None);
                 }
                 let text = item.get("text").and_then(Value::as_str).unwrap_or("");
-                if same_text(text, want) {
+                if same_text(text, want) && find.answers(item) {
                     if let Some(post_id) = id_of(item) {
                         return Ok(Some(Posted {
                             post_id,
@@ -297,19 +316,34 @@ impl Publisher for WeiboPublisher {
 
     /// The account's statuses (`user_timeline`), then its comments (`comments/by_me`). An empty
     /// text matches Weibo's default repost text.
-    async fn find_recent(&self, text: &str, since_ms: i64) -> Result<Option<Posted>, PublishError> {
+    async fn find_recent(
+        &self,
+        text: &str,
+        in_reply_to: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Option<Posted>, PublishError> {
         let mut want = match_key(text, true);
         if want.is_empty() {
             want = DEFAULT_REPOST_TEXT.to_string();
         }
         let floor = since_ms.saturating_sub(FIND_RECENT_SKEW_MS);
+        let find = Find {
+            want: &want,
+            target: in_reply_to,
+            floor,
+        };
+        // A repost is in the timeline (with `retweeted_status`), a comment in `by_me` (with
+        // `status`); a top-level post only in the timeline.
         if let Some(p) = self
-            .search("/2/statuses/user_timeline.json", "statuses", &want, floor)
+            .search("/2/statuses/user_timeline.json", "statuses", &find)
             .await?
         {
             return Ok(Some(p));
         }
-        self.search("/2/comments/by_me.json", "comments", &want, floor)
+        if in_reply_to.is_none() {
+            return Ok(None);
+        }
+        self.search("/2/comments/by_me.json", "comments", &find)
             .await
     }
 

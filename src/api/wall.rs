@@ -1,0 +1,373 @@
+//! The wall display (`/wall`): one page for a screen in an operations room, served from assets
+//! compiled into the binary (no CDN, no map service), live over `/api/stream?stats=true`.
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /wall` | the page (`?lang=en` for English; Chinese by default) |
+//! | `GET /wall/wall.css`, `/wall/wall.js` | its style and script |
+//! | `GET /wall/china-tiles.json` | the tile-grid cartogram of the 34 provincial divisions |
+//! | `GET /api/wall/labels` | category names (zh, en) from the live rules, account names |
+//!
+//! The page also reads `/api/incidents`, `/api/feeds`, `/api/notices` and `/api/notices/{id}`:
+//! what `[auth] public_wall` opens (with a token: `/wall#token=…`). The sampler here adds what the events do not carry: every
+//! [`STEP_MS`] it sends a `stats` message (global mention rate and a short rate history per
+//! open incident) to the stream clients that asked for it. Replay output and the
+//! `incident.*`/`mention.assigned` lines are untouched.
+
+use super::{ApiState, LiveIncidents, StreamMsg};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{extract::State, Json, Router};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+/// Sampling period of the wall's rates (wall clock).
+pub const STEP_MS: i64 = 5_000;
+/// Samples kept per series: ten minutes.
+pub const HISTORY: usize = 120;
+
+const INDEX_HTML: &str = include_str!("wall/index.html");
+const WALL_CSS: &str = include_str!("wall/wall.css");
+const WALL_JS: &str = include_str!("wall/wall.js");
+const CHINA_TILES: &str = include_str!("wall/china-tiles.json");
+
+/// The embedded assets: path, content type, body.
+const ASSETS: [(&str, &str, &str); 5] = [
+    ("/wall", "text/html; charset=utf-8", INDEX_HTML),
+    ("/wall/", "text/html; charset=utf-8", INDEX_HTML),
+    ("/wall/wall.css", "text/css; charset=utf-8", WALL_CSS),
+    ("/wall/wall.js", "text/javascript; charset=utf-8", WALL_JS),
+    ("/wall/china-tiles.json", "application/json", CHINA_TILES),
+];
+
+/// The wall routes.
+pub fn routes() -> Router<ApiState> {
+    let mut r = Router::new();
+    for (path, content_type, body) in ASSETS {
+        r = r.route(path, get(move || async move { asset(content_type, body) }));
+    }
+    r.route("/api/wall/labels", get(labels))
+}
+
+/// An embedded asset. `no-cache`: a new binary's page is picked up on the next reload. (The
+/// security headers, CSP included, come from the router's layer.)
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+}
+
+/// Names of the categories in both languages, from the rules in force, and the display name and
+/// platform of each account of the matrix (what the fan-out board shows: not handles, limits or
+/// token sources, so a public wall needs no access to `/api/accounts`).
+async fn labels(State(s): State<ApiState>) -> Json<serde_json::Value> {
+    let rules = s.rules.load();
+    let categories: BTreeMap<&str, serde_json::Value> = rules
+        .categories
+        .iter()
+        .map(|c| {
+            (
+                &*c.id,
+                serde_json::json!({"zh": c.name_zh, "en": c.name_en}),
+            )
+        })
+        .collect();
+    let accounts: BTreeMap<&str, serde_json::Value> = s
+        .respond
+        .as_ref()
+        .map(|r| {
+            r.matrix
+                .accounts()
+                .iter()
+                .map(|a| {
+                    (
+                        a.id.as_str(),
+                        serde_json::json!({"name": a.name, "platform": a.platform.as_str()}),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Json(serde_json::json!({ "categories": categories, "accounts": accounts }))
+}
+
+/// The wall's share of the service: the latest `stats` message, for stream clients.
+#[derive(Clone)]
+pub struct Wall {
+    stats: watch::Receiver<Arc<str>>,
+}
+
+impl Wall {
+    /// Start the sampler; it stops when the service's cancel token fires.
+    pub fn start(state: &ApiState) -> Wall {
+        let first = Rates::new(STEP_MS, HISTORY).sample(now_ms(), accepted_total(), []);
+        let (tx, rx) = watch::channel(Arc::from(first.to_json()));
+        tokio::spawn(sampler(
+            state.live.clone(),
+            state.events.subscribe(),
+            tx,
+            state.cancel.clone(),
+        ));
+        Wall { stats: rx }
+    }
+
+    /// A receiver whose first `changed()` returns at once with the latest message, so a new
+    /// client gets the history without waiting a step.
+    pub fn stats(&self) -> watch::Receiver<Arc<str>> {
+        let mut rx = self.stats.clone();
+        rx.mark_changed();
+        rx
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn accepted_total() -> u64 {
+    crate::metrics::global().accepted_total()
+}
+
+/// The sampler task: counts `mention.assigned` per incident from the bus and publishes a
+/// `stats` message every step.
+async fn sampler(
+    live: LiveIncidents,
+    mut bus: broadcast::Receiver<StreamMsg>,
+    tx: watch::Sender<Arc<str>>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut rates = Rates::new(STEP_MS, HISTORY);
+    // Prime the counters so the first published rate is a real difference.
+    let _ = rates.sample(now_ms(), accepted_total(), []);
+    let step = Duration::from_millis(STEP_MS.unsigned_abs());
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {
+                let open: Vec<String> = live
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .keys()
+                    .cloned()
+                    .collect();
+                let msg = rates.sample(now_ms(), accepted_total(), open);
+                tx.send_replace(Arc::from(msg.to_json()));
+            }
+            msg = bus.recv() => match msg {
+                Ok(m) if m.assignment => {
+                    if let Ok(a) = serde_json::from_str::<Assigned>(&m.json) {
+                        rates.assigned(&a.incident_id);
+                    }
+                }
+                Ok(_) => {}
+                // The wall's counts are approximate under overload: never hold the bus up.
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(skipped = n, "Wall sampler lagged behind the event bus.");
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Assigned<'a> {
+    #[serde(borrow)]
+    incident_id: std::borrow::Cow<'a, str>,
+}
+
+/// Rate histories: the global mention rate and mentions assigned per open incident, per
+/// minute, one value per step. Time is an argument, so tests drive it.
+#[derive(Debug)]
+pub struct Rates {
+    step_ms: i64,
+    len: usize,
+    last: Option<(i64, u64)>,
+    global: VecDeque<f64>,
+    counts: HashMap<String, u64>,
+    incidents: BTreeMap<String, VecDeque<f64>>,
+}
+
+/// One `stats` message.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    /// Always `stats`.
+    pub event: &'static str,
+    /// Wall-clock time of the sample (ms); unlike incident events, not event time.
+    pub at: i64,
+    /// Distance between samples (ms).
+    pub step_ms: i64,
+    /// Mentions accepted per minute over every feed, oldest first.
+    pub mentions_per_min: Vec<f64>,
+    /// Mentions assigned per minute, per open incident, oldest first (since the incident opened
+    /// or the sampler started).
+    pub incidents: BTreeMap<String, Vec<f64>>,
+}
+
+impl Stats {
+    /// The JSON line.
+    pub fn to_json(&self) -> String {
+        // Plain numbers and strings: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl Rates {
+    /// Empty histories of `len` samples, `step_ms` apart.
+    pub fn new(step_ms: i64, len: usize) -> Self {
+        Rates {
+            step_ms: step_ms.max(1),
+            len: len.max(1),
+            last: None,
+            global: VecDeque::new(),
+            counts: HashMap::new(),
+            incidents: BTreeMap::new(),
+        }
+    }
+
+    /// A mention was assigned to `incident`.
+    pub fn assigned(&mut self, incident: &str) {
+        match self.counts.get_mut(incident) {
+            Some(n) => *n += 1,
+            None => {
+                self.counts.insert(incident.to_string(), 1);
+            }
+        }
+    }
+
+    /// Close the step ending at `now_ms`: `accepted_total` is the ever-growing count of
+    /// accepted mentions, `open` the incidents open now (others are forgotten). The first call
+    /// only sets the starting point.
+    pub fn sample(
+        &mut self,
+        now_ms: i64,
+        accepted_total: u64,
+        open: impl IntoIterator<Item = String>,
+    ) -> Stats {
+        let counts = std::mem::take(&mut self.counts);
+        if let Some((at, total)) = self.last {
+            // The real elapsed time, not the nominal step: a late tick must not inflate a rate.
+            let per_min = 60_000.0 / (now_ms - at).max(1) as f64;
+            let rate = |n: u64| (n as f64 * per_min * 10.0).round() / 10.0;
+            push(
+                &mut self.global,
+                rate(accepted_total.saturating_sub(total)),
+                self.len,
+            );
+            let mut next = BTreeMap::new();
+            for id in open {
+                let mut h = self.incidents.remove(&id).unwrap_or_default();
+                push(
+                    &mut h,
+                    rate(counts.get(&id).copied().unwrap_or(0)),
+                    self.len,
+                );
+                next.insert(id, h);
+            }
+            self.incidents = next;
+        }
+        self.last = Some((now_ms, accepted_total));
+        Stats {
+            event: "stats",
+            at: now_ms,
+            step_ms: self.step_ms,
+            mentions_per_min: self.global.iter().copied().collect(),
+            incidents: self
+                .incidents
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
+                .collect(),
+        }
+    }
+}
+
+fn push(h: &mut VecDeque<f64>, v: f64, len: usize) {
+    if h.len() == len {
+        h.pop_front();
+    }
+    h.push_back(v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn rates_are_per_minute_over_the_real_elapsed_time() {
+        let mut r = Rates::new(5_000, 3);
+        let s = r.sample(0, 100, ids(&["a"]));
+        assert!(
+            s.mentions_per_min.is_empty() && s.incidents.is_empty(),
+            "{s:?}"
+        );
+        for _ in 0..4 {
+            r.assigned("a");
+        }
+        r.assigned("gone");
+        // 10 s elapsed (a late tick): 50 mentions → 300/min, 4 assigned → 24/min.
+        let s = r.sample(10_000, 150, ids(&["a", "b"]));
+        assert_eq!(s.mentions_per_min, vec![300.0]);
+        assert_eq!(s.incidents["a"], vec![24.0]);
+        assert_eq!(s.incidents["b"], vec![0.0]);
+        assert!(!s.incidents.contains_key("gone"));
+        assert_eq!(s.at, 10_000);
+        let line: serde_json::Value = serde_json::from_str(&s.to_json()).expect("JSON");
+        assert_eq!(line["event"], "stats");
+        assert_eq!(line["step_ms"], 5_000);
+    }
+
+    #[test]
+    fn histories_are_bounded_and_closed_incidents_forgotten() {
+        let mut r = Rates::new(1_000, 3);
+        r.sample(0, 0, ids(&["a"]));
+        for t in 1..=5u64 {
+            for _ in 0..t {
+                r.assigned("a");
+            }
+            r.sample(t as i64 * 1_000, t * 10, ids(&["a"]));
+        }
+        let s = r.sample(6_000, 60, Vec::new());
+        assert_eq!(s.mentions_per_min, vec![600.0, 600.0, 600.0]);
+        assert!(s.incidents.is_empty());
+        let s = r.sample(7_000, 60, ids(&["a"]));
+        // Reopened (or restored): a fresh history, not the old one.
+        assert_eq!(s.incidents["a"], vec![0.0]);
+        assert_eq!(s.mentions_per_min.len(), 3);
+    }
+
+    #[test]
+    fn the_cartogram_has_the_34_divisions_once_each_on_distinct_tiles() {
+        let v: serde_json::Value = serde_json::from_str(CHINA_TILES).expect("cartogram JSON");
+        let tiles = v["tiles"].as_array().expect("tiles");
+        assert_eq!(tiles.len(), 34);
+        let mut codes = std::collections::BTreeSet::new();
+        let mut cells = std::collections::BTreeSet::new();
+        for t in tiles {
+            let code = t["code"].as_str().expect("code");
+            assert!(code.len() == 6 && code.ends_with("0000"), "{t}");
+            assert!(codes.insert(code.to_string()), "duplicate code {code}");
+            let cell = (
+                t["col"].as_u64().expect("col"),
+                t["row"].as_u64().expect("row"),
+            );
+            assert!(cells.insert(cell), "two tiles on {cell:?}");
+            for k in ["zh", "short", "en"] {
+                assert!(t[k].as_str().is_some_and(|s| !s.is_empty()), "{t}: {k}");
+            }
+        }
+    }
+}

@@ -1,0 +1,627 @@
+// huiying wall display. Plain script, no libraries, nothing from the internet: everything comes
+// from this engine. Live over /api/stream?stats=true; the rest is polled. Nothing needs a click.
+"use strict";
+
+const STALE_MS = 15000; // three missed `stats` steps
+const POLL_MS = 5000;
+const RESYNC_MS = 30000;
+const FLASH_MS = 20000;
+const MAX_NOTICES = 4;
+const MAX_ROWS = 5; // accounts listed per notice before the amplifiers are folded
+const TOKEN_KEY = "huiying.token";
+
+const I18N = {
+  zh: {
+    title: "态势墙", rate: "全网提及 / 分钟", open: "活跃事件", updated: "最后更新",
+    stale: "数据中断", authNeeded: "需要登录", incidents: "活跃事件", bySeverity: "按严重程度排序", none: "暂无活跃事件",
+    map: "各省活跃事件", rumors: "谣言监测", noRumors: "暂无传播中的谣言", fanout: "通报发布",
+    noNotices: "暂无通报", feeds: "数据源", emergency: "突发", rumor: "谣言",
+    authors: "人", mentions: "条", perMin: "条/分", more: (n) => `另有 ${n} 起`,
+    age: (m) => (m < 1 ? "刚刚" : m < 60 ? `${m} 分钟` : `${Math.floor(m / 60)} 小时 ${m % 60} 分`),
+    other: "其他", claim: (t) => `网传「${t}」`, rebuttal: "辟谣",
+    split: (e, r) => `突发 ${e} · 谣言 ${r}`, sev: (s) => `${s} 级`,
+    legend: ["1 级", "2 级", "3 级", "4 级", "5 级"], noRegion: "未定位",
+    rebutNone: "未辟谣", rebutDraft: "辟谣待审批", rebutRun: "辟谣发布中", rebutDone: "已辟谣",
+    rebutKnown: "已有官方辟谣",
+    notice: { draft: "待审批", approved: "已批准", publishing: "发布中", done: "已完成", rejected: "已驳回" },
+    job: { pending: "待发布", attempting: "发布中", retry: "重试中", done: "已发布", failed: "失败" },
+    approvals: (a, n) => `审批 ${a}/${n}`, lead: "主发", co: "联发", amp: "转发",
+    amps: (n) => `转发账号 ${n} 个`,
+    respondOff: "发布模块未启用", forbidden: "无权查看", httpOnly: "仅 HTTP 接入", connected: "已连接",
+    disconnected: "已断开", lag: "延迟", ago: (s) => (s < 60 ? `${s} 秒前` : `${Math.floor(s / 60)} 分钟前`),
+    reconnects: "重连", langSwitch: "EN",
+  },
+  en: {
+    title: "Situation wall", rate: "Mentions / min", open: "Active incidents", updated: "Last update",
+    stale: "STALE", authNeeded: "LOGIN NEEDED", incidents: "Active incidents", bySeverity: "by severity", none: "No active incidents",
+    map: "Active incidents by province", rumors: "Rumor watch", noRumors: "No rumor spreading",
+    fanout: "Notice fan-out", noNotices: "No notices", feeds: "Feeds", emergency: "Emergency",
+    rumor: "Rumor", authors: "authors", mentions: "posts", perMin: "/min",
+    more: (n) => `${n} more`,
+    age: (m) => (m < 1 ? "just now" : m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`),
+    other: "Other", claim: (t) => `Claim: "${t}"`, rebuttal: "Rebuttal",
+    split: (e, r) => `${e} emergency · ${r} rumor`, sev: (s) => `sev ${s}`,
+    legend: ["sev 1", "sev 2", "sev 3", "sev 4", "sev 5"], noRegion: "no region",
+    rebutNone: "Not rebutted", rebutDraft: "Rebuttal awaiting approval", rebutRun: "Rebuttal publishing",
+    rebutDone: "Rebutted", rebutKnown: "Official rebuttal exists",
+    notice: { draft: "awaiting approval", approved: "approved", publishing: "publishing", done: "done", rejected: "rejected" },
+    job: { pending: "pending", attempting: "posting", retry: "retrying", done: "posted", failed: "failed" },
+    approvals: (a, n) => `approvals ${a}/${n}`, lead: "lead", co: "co-publisher", amp: "repost",
+    amps: (n) => `${n} reposting accounts`,
+    respondOff: "Respond stage off", forbidden: "Not permitted", httpOnly: "HTTP ingest only", connected: "connected",
+    disconnected: "disconnected", lag: "lag", ago: (s) => (s < 60 ? `${s} s ago` : `${Math.floor(s / 60)} min ago`),
+    reconnects: "reconnects", langSwitch: "中文",
+  },
+};
+
+const params = new URLSearchParams(location.search);
+const lang = params.get("lang") === "en" ? "en" : "zh";
+const T = I18N[lang];
+
+// Auth: a `#token=…` in the address is kept for this tab only and removed from the address bar;
+// without one the same-origin session cookie is used.
+function keepToken() {
+  const m = location.hash.match(/(?:^#|&)token=([^&]+)/);
+  if (!m) return false;
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+  history.replaceState(null, "", location.pathname + location.search);
+  return true;
+}
+keepToken();
+// A token typed into the address bar of an open wall changes only the fragment: start over.
+window.addEventListener("hashchange", () => {
+  if (keepToken()) location.reload();
+});
+const token = () => sessionStorage.getItem(TOKEN_KEY);
+
+async function api(path) {
+  const headers = { Accept: "application/json" };
+  const t = token();
+  if (t) headers.Authorization = "Bearer " + t;
+  const r = await fetch(path, { headers, credentials: "same-origin", cache: "no-store" });
+  const body = await r.json().catch(() => ({}));
+  // Refused (no session, expired or wrong token): say so on the screen, not only in a console.
+  if (r.status === 401) document.body.dataset.auth = "refused";
+  else if (r.ok) delete document.body.dataset.auth;
+  if (!r.ok) {
+    const e = new Error(`${path}: ${r.status}`);
+    e.code = r.status === 403 ? "forbidden" : body.error;
+    throw e;
+  }
+  return body;
+}
+
+const state = {
+  incidents: new Map(), // id → incident
+  seenAt: new Map(), // id → when the wall first saw it open (flash)
+  series: {}, // id → per-minute rates
+  rate: [],
+  tiles: [],
+  provinces: new Map(), // 2-digit prefix → tile
+  categories: {},
+  notices: [], // [{notice, jobs}]
+  noticeByIncident: new Map(),
+  respondOff: false,
+  accounts: new Map(), // id → {name, platform}, from /api/wall/labels
+  feeds: [],
+  lastMsg: 0,
+  wsOpen: false,
+  stats: 0,
+  loadedAt: Date.now(),
+};
+
+const $ = (id) => document.getElementById(id);
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+const fmt = (n) => (n >= 100 ? Math.round(n).toLocaleString("en-US") : String(Math.round(n * 10) / 10));
+const hhmmss = (d) => d.toLocaleTimeString("zh-CN", { hour12: false });
+
+function applyLanguage() {
+  document.documentElement.lang = lang === "en" ? "en" : "zh-CN";
+  document.title = (lang === "en" ? "huiying · " : "回应 · ") + T.title;
+  for (const e of document.querySelectorAll("[data-i18n]")) {
+    const v = T[e.dataset.i18n];
+    if (typeof v === "string") e.textContent = v;
+  }
+  const other = new URLSearchParams(location.search);
+  if (lang === "en") other.delete("lang");
+  else other.set("lang", "en");
+  const q = other.toString();
+  $("lang").href = location.pathname + (q ? "?" + q : "");
+  $("lang").textContent = T.langSwitch;
+  const legend = $("legend");
+  legend.replaceChildren();
+  T.legend.forEach((label, i) => {
+    const s = el("span", `sev-${i + 1}`);
+    s.append(el("i"), label);
+    legend.append(s);
+  });
+}
+
+// ---- rendering ------------------------------------------------------------------------------
+
+function spark(svg, values) {
+  const w = 200, h = 40;
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.replaceChildren();
+  if (!values || values.length < 2) return;
+  const max = Math.max(1, ...values);
+  const dx = w / (values.length - 1);
+  const pts = values.map((v, i) => `${(i * dx).toFixed(1)},${(h - (v / max) * (h - 3) - 1.5).toFixed(1)}`);
+  const ns = "http://www.w3.org/2000/svg";
+  const area = document.createElementNS(ns, "polygon");
+  area.setAttribute("points", `0,${h} ${pts.join(" ")} ${w},${h}`);
+  const line = document.createElementNS(ns, "polyline");
+  line.setAttribute("points", pts.join(" "));
+  svg.append(area, line);
+}
+
+function newSpark(cls) {
+  const s = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  s.setAttribute("class", cls || "spark");
+  return s;
+}
+
+const catName = (id) => (state.categories[id] ? state.categories[id][lang] : id === "other" ? T.other : id);
+
+// What a rumor claims, in a few words: its most frequent terms (never the rebuttal, which says
+// the opposite).
+function claimGist(inc) {
+  const terms = (inc.top_terms || []).slice(0, 5).join(" ");
+  return T.claim(terms || catName(inc.category));
+}
+
+// The headline of the official rebuttal of a known claim.
+function rebuttalHead(inc) {
+  if (!inc.rebuttal) return "";
+  return (lang === "en" ? inc.rebuttal.en : inc.rebuttal.zh).split(/[：:。.;；]/)[0];
+}
+
+function regionLabel(region) {
+  if (!region) return T.noRegion;
+  const tile = state.provinces.get(region.code.slice(0, 2));
+  const en = tile ? tile.en.replaceAll("\u00ad", "") : "";
+  if (lang === "en") {
+    if (!tile) return region.name;
+    return region.code.endsWith("0000") ? en : `${region.name}, ${en}`;
+  }
+  if (!tile || region.code.endsWith("0000")) return region.name;
+  return `${tile.short} · ${region.name}`;
+}
+
+// A wall never scrolls: drop items from the end of `list` while `panel` overflows; `onTrim(n)`
+// is told how many were dropped (it may add a "n more" line, which is measured too).
+function fit(panel, list, onTrim) {
+  let dropped = 0;
+  onTrim(0);
+  while (panel.scrollHeight > panel.clientHeight + 1 && list.lastElementChild) {
+    list.lastElementChild.remove();
+    dropped += 1;
+    onTrim(dropped);
+  }
+}
+
+function ranked() {
+  return [...state.incidents.values()].sort(
+    (a, b) => b.severity - a.severity || b.authors - a.authors || b.opened_at - a.opened_at,
+  );
+}
+
+function renderIncidents(now) {
+  const list = $("incidents");
+  const all = ranked();
+  list.replaceChildren();
+  for (const inc of all.slice(0, 40)) {
+    const li = el("li", `inc sev-${inc.severity} kind-${inc.kind}`);
+    li.dataset.id = inc.id;
+    li.dataset.kind = inc.kind;
+    li.dataset.category = inc.category;
+    li.dataset.region = inc.region ? inc.region.code : "";
+    li.dataset.severity = inc.severity;
+    const seen = state.seenAt.get(inc.id);
+    if (seen !== undefined && now - seen < FLASH_MS) {
+      li.classList.add("new");
+      // Re-rendered every second: a negative delay keeps the flash in phase.
+      li.style.animationDelay = `-${now - seen}ms`;
+    }
+    li.append(el("div", "sev", String(inc.severity)));
+    const body = el("div", "body");
+    const title = el("div", "title");
+    if (inc.kind === "rumor") {
+      title.append(el("span", "cat", claimGist(inc)));
+      if (inc.region) title.append(el("span", "region", regionLabel(inc.region)));
+    } else {
+      title.append(el("span", "cat", catName(inc.category)), el("span", "region", regionLabel(inc.region)));
+    }
+    const meta = el("div", "meta");
+    meta.append(el("span", `kind-tag kind-${inc.kind}`, T[inc.kind]));
+    const age = Math.max(0, Math.floor((now - inc.first_seen) / 60000));
+    const parts = [
+      [T.age(age), ""],
+      [String(inc.authors), " " + T.authors],
+      [String(inc.mentions), " " + T.mentions],
+    ];
+    parts.forEach(([v, unit], i) => {
+      if (i) meta.append(" · ");
+      const b = el("b", "", v);
+      b.className = ["age", "authors", "mentions"][i];
+      meta.append(b, unit);
+    });
+    body.append(title, meta);
+    const sp = newSpark("spark");
+    li.append(body, sp);
+    list.append(li);
+    spark(sp, state.series[inc.id]);
+  }
+  $("incidents-empty").classList.toggle("show", all.length === 0);
+  const hidden = Math.max(0, all.length - 40);
+  fit($("incidents-panel"), list, (n) => {
+    $("incidents-more").textContent = n + hidden > 0 ? T.more(n + hidden) : "";
+  });
+  const e = all.filter((i) => i.kind === "emergency").length;
+  $("open-count").textContent = String(all.length);
+  $("open-split").textContent = T.split(e, all.length - e);
+}
+
+function renderMap() {
+  const map = $("map");
+  if (!map.childElementCount && state.tiles.length) {
+    const cols = Math.max(...state.tiles.map((t) => t.col)) + 1;
+    const rows = Math.max(...state.tiles.map((t) => t.row)) + 1;
+    map.style.gridTemplateColumns = `repeat(${cols}, minmax(0, 1fr))`;
+    map.style.gridTemplateRows = `repeat(${rows}, minmax(0, 1fr))`;
+    for (const t of state.tiles) {
+      const d = el("div", "tile");
+      d.dataset.code = t.code;
+      d.style.gridColumn = String(t.col + 1);
+      d.style.gridRow = String(t.row + 1);
+      d.title = t.zh;
+      d.append(el("span", "name", lang === "en" ? t.en : t.short), el("span", "n"));
+      map.append(d);
+    }
+  }
+  const by = new Map();
+  for (const inc of state.incidents.values()) {
+    if (!inc.region) continue;
+    const p = inc.region.code.slice(0, 2);
+    const cur = by.get(p) || { n: 0, sev: 0 };
+    cur.n += 1;
+    cur.sev = Math.max(cur.sev, inc.severity);
+    by.set(p, cur);
+  }
+  for (const d of map.children) {
+    const hit = by.get(d.dataset.code.slice(0, 2));
+    d.className = hit ? `tile active sev-${hit.sev}` : "tile";
+    d.dataset.count = hit ? String(hit.n) : "0";
+    d.querySelector(".n").textContent = hit ? String(hit.n) : "";
+  }
+}
+
+function rebuttalStatus(inc) {
+  const n = state.noticeByIncident.get(inc.id);
+  if (n) {
+    if (n.state === "done") return ["done", T.rebutDone];
+    if (n.state === "publishing" || n.state === "approved") return ["run", T.rebutRun];
+    if (n.state === "draft") return ["wait", T.rebutDraft];
+  }
+  if (inc.rebuttal) return ["known", T.rebutKnown];
+  return ["none", T.rebutNone];
+}
+
+function renderRumors() {
+  const list = $("rumors");
+  list.replaceChildren();
+  const rumors = ranked().filter((i) => i.kind === "rumor");
+  for (const inc of rumors.slice(0, 20)) {
+    const li = el("li", "rumor");
+    li.dataset.id = inc.id;
+    li.append(el("div", "claim", claimGist(inc)));
+    const [cls, label] = rebuttalStatus(inc);
+    const st = el("div", "status");
+    st.append(el("span", `badge ${cls}`, label));
+    li.append(st);
+    const last = (state.series[inc.id] || []).slice(-1)[0];
+    const spread = `${inc.authors} ${T.authors} · ${inc.mentions} ${T.mentions}` +
+      (last !== undefined ? ` · ${fmt(last)} ${T.perMin}` : "") + ` · ${regionLabel(inc.region)}`;
+    li.append(el("div", "spread", spread));
+    if (inc.rebuttal) li.append(el("div", "rebut", `${T.rebuttal}：${rebuttalHead(inc)}`));
+    list.append(li);
+  }
+  $("rumors-empty").classList.toggle("show", rumors.length === 0);
+  fit($("rumors-panel"), list, () => {});
+}
+
+const JOB_CLASS = { pending: "pending", retry: "active", attempting: "active", done: "done", failed: "failed" };
+
+function postLink(account, job) {
+  if (!job.platform_post_id) return null;
+  // Weibo's status page needs only the post id; other platforms' addresses depend on the
+  // instance, which the API does not expose.
+  if (account && account.platform === "weibo") return `https://m.weibo.cn/detail/${encodeURIComponent(job.platform_post_id)}`;
+  return null;
+}
+
+function renderFanout() {
+  const box = $("fanout");
+  box.replaceChildren();
+  if (state.respondOff) {
+    $("fanout-empty").textContent = state.respondOff === "forbidden" ? T.forbidden : T.respondOff;
+    $("fanout-empty").classList.add("show");
+    return;
+  }
+  $("fanout-empty").textContent = T.noNotices;
+  $("fanout-empty").classList.toggle("show", state.notices.length === 0);
+  for (const { notice, jobs } of state.notices) {
+    const card = el("div", `notice sev-${notice.severity}`);
+    card.dataset.id = notice.id;
+    card.dataset.incident = notice.incident_id;
+    card.dataset.state = notice.state;
+    const head = el("div", "head");
+    const inc = state.incidents.get(notice.incident_id);
+    const what = notice.kind === "rumor"
+      ? `${T.rebuttal}：${inc && inc.rebuttal ? rebuttalHead(inc) : inc ? claimGist(inc) : catName(notice.category)}`
+      : `${catName(notice.category)} · ${regionLabel(notice.region)}`;
+    head.append(el("span", "what", what), el("span", "state", T.notice[notice.state] || notice.state));
+    card.append(head);
+    if (notice.state === "draft") {
+      card.append(el("div", "approvals", T.approvals(notice.approvals.length, notice.required_approvals)));
+    }
+    const rows = el("div", "jobs");
+    const plan = notice.plan || { lead: "", co_publishers: [], amplifiers: [] };
+    const roleOf = (id) => (id === plan.lead ? T.lead : plan.amplifiers.includes(id) ? T.amp : T.co);
+    let entries = jobs.length
+      ? jobs.map((j) => [j.account_id, j])
+      : [plan.lead, ...plan.co_publishers, ...plan.amplifiers].filter(Boolean).map((id) => [id, null]);
+    // Many amplifiers: one summary row for those not failed; failures stay named.
+    let folded = [];
+    if (entries.length > MAX_ROWS) {
+      const fold = ([id, job]) => plan.amplifiers.includes(id) && !(job && job.state === "failed");
+      folded = entries.filter(fold);
+      entries = entries.filter((e) => !fold(e));
+    }
+    for (const [id, job] of entries) {
+      const acct = state.accounts.get(id);
+      const row = el("div", "job");
+      row.dataset.account = id;
+      row.dataset.state = job ? job.state : "pending";
+      const name = el("span", "acct", acct ? acct.name : id);
+      name.append(el("small", "", roleOf(id)));
+      const kind = job ? JOB_CLASS[job.state] || "pending" : "pending";
+      const st = el("span", `st st-${kind}`);
+      const label = T.job[job ? job.state : "pending"] || (job && job.state);
+      const link = job && job.state === "done" ? postLink(acct, job) : null;
+      if (link) {
+        const a = el("a", "", `${label} ↗`);
+        a.href = link;
+        st.append(a);
+      } else if (job && job.state === "done" && job.platform_post_id) {
+        st.append(`${label} #${job.platform_post_id}`);
+      } else if (job && job.state === "failed") {
+        st.append(label);
+        if (job.last_error) st.title = job.last_error;
+      } else {
+        st.append(label);
+      }
+      row.append(name, st);
+      rows.append(row);
+    }
+    if (folded.length) {
+      const row = el("div", "job");
+      row.dataset.account = "amplifiers";
+      const name = el("span", "acct", T.amps(folded.length));
+      const counts = new Map();
+      for (const [, job] of folded) {
+        const k = job ? job.state : "pending";
+        counts.set(k, (counts.get(k) || 0) + 1);
+      }
+      const st = el("span", "st st-pending");
+      st.textContent = [...counts].map(([k, n]) => `${T.job[k] || k} ${n}`).join(" · ");
+      row.append(name, st);
+      rows.append(row);
+    }
+    card.append(rows);
+    box.append(card);
+  }
+  fit(box, box, () => {});
+}
+
+function renderFeeds(now) {
+  const list = $("feeds");
+  list.replaceChildren();
+  if (!state.feeds.length) {
+    const li = el("li");
+    li.append(el("span", "dot up"), el("span", "", T.httpOnly), el("span", "detail", ""));
+    list.append(li);
+    return;
+  }
+  for (const f of state.feeds) {
+    const li = el("li");
+    li.dataset.feed = f.name;
+    li.dataset.connected = String(f.connected);
+    const bits = [f.connected ? T.connected : T.disconnected];
+    if (f.last_message_at) bits.push(T.ago(Math.max(0, Math.round((now - f.last_message_at) / 1000))));
+    if (f.connected && f.lag_ms) bits.push(`${T.lag} ${(f.lag_ms / 1000).toFixed(1)} s`);
+    if (f.reconnects) bits.push(`${T.reconnects} ${f.reconnects}`);
+    li.append(el("span", f.connected ? "dot up" : "dot"), el("span", "", `${f.name} (${f.kind})`),
+      el("span", "detail", bits.join(" · ")));
+    list.append(li);
+  }
+  fit($("feeds-panel"), list, () => {});
+}
+
+function renderRate() {
+  const last = state.rate.length ? state.rate[state.rate.length - 1] : null;
+  $("rate").textContent = last === null ? "—" : fmt(last);
+  spark($("rate-spark"), state.rate);
+}
+
+function renderClock(now) {
+  $("clock").textContent = hhmmss(new Date(now));
+  // Stale: the socket is down, or nothing came for three `stats` steps (a stuck engine).
+  const stale = !state.wsOpen || !state.lastMsg || now - state.lastMsg > STALE_MS;
+  const everLive = state.lastMsg > 0 || now - state.loadedAt > STALE_MS;
+  const mode = stale ? (everLive ? "stale" : "connecting") : "live";
+  document.body.dataset.stream = mode;
+  $("updated").textContent = state.lastMsg ? hhmmss(new Date(state.lastMsg)) : "—";
+}
+
+let dirty = true;
+function renderAll() {
+  const now = Date.now();
+  renderIncidents(now);
+  renderMap();
+  renderRumors();
+  renderFanout();
+  renderFeeds(now);
+  renderRate();
+  renderClock(now);
+  dirty = false;
+}
+
+// ---- data -----------------------------------------------------------------------------------
+
+function upsert(inc, fresh) {
+  if (inc.state && inc.state !== "open") {
+    state.incidents.delete(inc.id);
+    state.seenAt.delete(inc.id);
+    return;
+  }
+  if (!state.incidents.has(inc.id) && fresh) state.seenAt.set(inc.id, Date.now());
+  state.incidents.set(inc.id, inc);
+}
+
+async function resync() {
+  try {
+    const v = await api("/api/incidents");
+    const ids = new Set(v.incidents.map((i) => i.id));
+    for (const id of [...state.incidents.keys()]) {
+      if (!ids.has(id)) {
+        state.incidents.delete(id);
+        state.seenAt.delete(id);
+      }
+    }
+    for (const inc of v.incidents) upsert(inc, false);
+    dirty = true;
+  } catch (e) {
+    console.warn("incidents", e);
+  }
+}
+
+async function pollFeeds() {
+  try {
+    state.feeds = (await api("/api/feeds")).feeds || [];
+    dirty = true;
+  } catch (e) {
+    console.warn("feeds", e);
+  }
+}
+
+async function pollNotices() {
+  try {
+    const v = await api("/api/notices");
+    state.respondOff = false;
+    const all = v.notices.filter((n) => n.state !== "rejected");
+    const byIncident = new Map();
+    for (const n of all) {
+      const cur = byIncident.get(n.incident_id);
+      if (!cur || n.updated_at > cur.updated_at) byIncident.set(n.incident_id, n);
+    }
+    state.noticeByIncident = byIncident;
+    // The current notices: the ones moving (draft, approved, publishing) first, then the
+    // latest finished, newest first.
+    const rank = (n) => (n.state === "done" ? 1 : 0);
+    const current = all
+      .sort((a, b) => rank(a) - rank(b) || b.updated_at - a.updated_at)
+      .slice(0, MAX_NOTICES);
+    state.notices = await Promise.all(
+      current.map(async (n) => {
+        const d = await api(`/api/notices/${encodeURIComponent(n.id)}`);
+        return { notice: d, jobs: d.jobs_status || [] };
+      }),
+    );
+    dirty = true;
+  } catch (e) {
+    if (e.code === "respond_disabled" || e.code === "forbidden") {
+      state.respondOff = e.code === "respond_disabled" ? "off" : "forbidden";
+      state.notices = [];
+      dirty = true;
+    } else {
+      console.warn("notices", e);
+    }
+  }
+}
+
+function connect(attempt) {
+  const t = token();
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  const url = `${proto}//${location.host}/api/stream?stats=true` + (t ? `&access_token=${encodeURIComponent(t)}` : "");
+  const ws = new WebSocket(url);
+  ws.onopen = () => {
+    attempt = 0;
+    state.wsOpen = true;
+    resync();
+  };
+  ws.onmessage = (m) => {
+    let v;
+    try {
+      v = JSON.parse(m.data);
+    } catch (e) {
+      return;
+    }
+    state.lastMsg = Date.now();
+    if (v.event === "stats") {
+      state.stats += 1;
+      document.body.dataset.stats = String(state.stats);
+      state.rate = v.mentions_per_min || [];
+      state.series = v.incidents || {};
+    } else if (v.event && v.event.startsWith("incident.") && v.incident) {
+      upsert(v.incident, v.event === "incident.opened");
+      if (v.event === "incident.opened") pollNotices();
+    }
+    dirty = true;
+  };
+  ws.onclose = () => {
+    state.wsOpen = false;
+    dirty = true;
+    // Back off up to 10 s; the header turns red by itself once the data is stale.
+    const delay = Math.min(10000, 500 * 2 ** Math.min(attempt, 5));
+    setTimeout(() => connect(attempt + 1), delay);
+  };
+}
+
+async function start() {
+  applyLanguage();
+  try {
+    const [tiles, labels] = await Promise.all([api("/wall/china-tiles.json"), api("/api/wall/labels")]);
+    state.tiles = tiles.tiles;
+    for (const t of tiles.tiles) state.provinces.set(t.code.slice(0, 2), t);
+    state.categories = labels.categories || {};
+    state.accounts = new Map(Object.entries(labels.accounts || {}));
+  } catch (e) {
+    console.warn("wall assets", e);
+  }
+  await resync();
+  connect(0);
+  pollFeeds();
+  pollNotices();
+  setInterval(pollFeeds, POLL_MS);
+  setInterval(pollNotices, POLL_MS);
+  setInterval(resync, RESYNC_MS);
+  // Ages, the clock and staleness move every second even without data.
+  setInterval(() => {
+    dirty = true;
+  }, 1000);
+  const frame = () => {
+    if (dirty) renderAll();
+    requestAnimationFrame(frame);
+  };
+  renderAll();
+  requestAnimationFrame(frame);
+}
+
+start();

@@ -1,0 +1,843 @@
+//! The operator console and the API's authentication: a real Chromium (through chromedriver's
+//! WebDriver) logs in as an operator, approves a notice and watches the fan-out board reach
+//! `done` while the file sink really receives the posts; roles (a viewer token cannot approve),
+//! wrong passwords (401, counted), the login limits, CSRF, session expiry on an injected clock,
+//! operator close of an incident through the engine, the separate metrics address and the
+//! `user add` / `token create` commands.
+
+use crate::util::{self, metric, request, within, Answer};
+use crate::webdriver::{Chromedriver, CHROMIUM, CHROMIUM_ARGS};
+use huiying::api::auth::{ManualClock, Role, UsersFile};
+use huiying::app::{Service, ServiceOptions};
+use huiying::config::{AuthConfig, Config, RespondConfig};
+use huiying::respond::notices::ApprovalPolicy;
+use huiying::store::MemoryStore;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+const ALICE_PW: &str = "alice-correct-horse";
+const BOB_PW: &str = "bob-battery-staple";
+
+/// The shipped rules with a matrix of two file-sink accounts: 海淀发布 leads a 海淀区 notice,
+/// 北京发布 amplifies it (a repost of the lead's post).
+fn rules_with_file_matrix(dir: &Path, sink: &Path) {
+    util::copy_dir(&util::rules_dir(), dir);
+    std::fs::remove_dir_all(dir.join("matrix")).expect("remove matrix");
+    std::fs::create_dir_all(dir.join("matrix")).expect("mkdir matrix");
+    let account = |id: &str, name: &str, region: &str, level: &str| {
+        format!(
+            "[[account]]\nid = \"{id}\"\nname = \"{name}\"\nplatform = \"file\"\nhandle = \"{id}\"\n\
+             region = \"{region}\"\nlevel = \"{level}\"\nfunction = \"publicity\"\nprofile = \"f\"\n\
+             endpoint = \"{}\"\n\n",
+            sink.join(format!("{id}.jsonl")).display()
+        )
+    };
+    let m = format!(
+        "[matrix]\ndefault_region = \"110000\"\n\n[[profile]]\nid = \"f\"\nplatform = \"file\"\n\
+         posts_per_hour = 1000\ncomments_per_hour = 1000\nreposts_per_hour = 1000\n\n\
+         [[link]]\ncategory = \"*\"\nfunctions = []\n\n{}{}",
+        account("hd-publicity", "海淀发布", "110108", "district"),
+        account("bj-publicity", "北京发布", "110000", "province"),
+    );
+    std::fs::write(dir.join("matrix/matrix.toml"), m).expect("write matrix");
+}
+
+/// A service with a users file (alice and bob: operators; vera: viewer), a bob token, a viewer
+/// token and an ingest token, small login limits and a hand-moved clock.
+struct Secured {
+    svc: Service,
+    clock: Arc<ManualClock>,
+    bob_token: String,
+    viewer_token: String,
+    ingest_token: String,
+    admin_token: String,
+    users: PathBuf,
+    sink: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn secured(metrics_listen: bool) -> Secured {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = dir.path().join("sink");
+    std::fs::create_dir_all(&sink).expect("mkdir sink");
+    let rules = dir.path().join("rules");
+    rules_with_file_matrix(&rules, &sink);
+    let users = dir.path().join("users.toml");
+    let (bob_token, viewer_token, ingest_token, admin_token) = tokio::task::spawn_blocking({
+        let users = users.clone();
+        move || {
+            let mut f = UsersFile::default();
+            f.set_user("alice", Role::Operator, ALICE_PW)
+                .expect("alice");
+            f.set_user("bob", Role::Operator, BOB_PW).expect("bob");
+            f.set_user("vera", Role::Viewer, "vera-viewer-pw")
+                .expect("vera");
+            let t = (
+                f.add_token("bob", Role::Operator).expect("bob token"),
+                f.add_token("wall-screen", Role::Viewer)
+                    .expect("viewer token"),
+                f.add_token("feeder", Role::Ingest).expect("ingest token"),
+                f.add_token("root", Role::Admin).expect("admin token"),
+            );
+            f.save(&users).expect("save users");
+            t
+        }
+    })
+    .await
+    .expect("users file");
+    let clock = Arc::new(ManualClock::new(util::now_ms()));
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        watch_rules: false,
+        rules,
+        metrics_listen: metrics_listen.then(|| "127.0.0.1:0".to_string()),
+        respond: RespondConfig {
+            data_dir: dir.path().join("data"),
+            policy: ApprovalPolicy {
+                // Only the notices this test drafts by hand.
+                draft_threshold: 6,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        auth: AuthConfig {
+            users_file: Some(users.clone()),
+            session_secs: 600,
+            login_max_failures_per_user: 3,
+            login_max_failures_per_ip: 6,
+            login_window_secs: 60,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let svc = within(
+        "the service to start",
+        huiying::app::start(ServiceOptions {
+            config,
+            store: Arc::new(MemoryStore::default()),
+            demo: false,
+            auth_clock: Some(clock.clone()),
+        }),
+    )
+    .await
+    .expect("the service starts");
+    Secured {
+        svc,
+        clock,
+        bob_token,
+        viewer_token,
+        ingest_token,
+        admin_token,
+        users,
+        sink,
+        _dir: dir,
+    }
+}
+
+async fn call(addr: SocketAddr, method: &str, path: &str, token: &str, body: &Value) -> Answer {
+    let auth = format!("Bearer {token}");
+    let body = serde_json::to_vec(body).expect("json");
+    request(addr, method, path, &[("Authorization", &auth)], &body).await
+}
+
+fn json_of(a: &Answer) -> Value {
+    util::json_body("answer", &a.body)
+}
+
+/// bob drafts a fire notice for 海淀区 by hand: one operator other than bob must approve.
+async fn draft_by_bob(s: &Secured) -> String {
+    let draft = json!({
+        "kind": "emergency", "category": "fire", "severity": 3, "region": "110108",
+        "text": "海淀区某小区火情已得到控制，请市民不要靠近。"
+    });
+    let a = call(s.svc.addr, "POST", "/api/notices", &s.bob_token, &draft).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let n = json_of(&a);
+    assert_eq!(n["created_by"], "bob", "{n}");
+    assert_eq!(n["required_approvals"], 1, "{n}");
+    n["id"].as_str().expect("notice id").to_string()
+}
+
+async fn login(addr: SocketAddr, user: &str, password: &str) -> Answer {
+    let body = serde_json::to_vec(&json!({"user": user, "password": password})).expect("json");
+    request(addr, "POST", "/api/login", &[], &body).await
+}
+
+fn login_failures(exposition: &str, reason: &str) -> f64 {
+    metric(
+        exposition,
+        &format!("huiying_login_failures_total{{reason=\"{reason}\"}}"),
+    )
+    .unwrap_or_else(|| panic!("no huiying_login_failures_total{{reason={reason}}}"))
+}
+
+async fn metrics_text(addr: SocketAddr) -> String {
+    let a = request(addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebDriver over HTTP (chromedriver), just what the test needs.
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    http: reqwest::Client,
+    base: String,
+    session: String,
+    _driver: Chromedriver,
+}
+
+impl Driver {
+    /// Start chromedriver on a free port and open a headless Chromium session. Fails (never
+    /// skips) when either binary is missing: `.ci/run` installs them.
+    async fn start() -> Driver {
+        let driver = Chromedriver::start().await;
+        let (http, base) = (driver.http.clone(), driver.base.clone());
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": ([CHROMIUM_ARGS.as_slice(), &["--window-size=1400,1100", "--lang=zh-CN"]].concat())
+            }
+        }}});
+        let v = within("a Chromium session", async {
+            http.post(format!("{base}/session"))
+                .json(&caps)
+                .send()
+                .await
+                .expect("new session")
+                .json::<Value>()
+                .await
+                .expect("session JSON")
+        })
+        .await;
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_string();
+        Driver {
+            http,
+            base,
+            session,
+            _driver: driver,
+        }
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let what = format!("WebDriver {method} {path}");
+        within(&what, async {
+            let mut r = self.http.request(method.clone(), &url);
+            if let Some(b) = &body {
+                r = r.json(b);
+            }
+            let v: Value = r
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"))
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            v["value"].clone()
+        })
+        .await
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    /// Elements matching `css` now (possibly none).
+    async fn find_all(&self, css: &str) -> Vec<String> {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/elements",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        let Some(a) = v.as_array() else {
+            panic!("WebDriver find {css}: {v}")
+        };
+        a.iter()
+            .filter_map(|e| e[ELEMENT].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Poll until `css` matches at least `n` elements that `ok` accepts (by text).
+    async fn wait_for(&self, what: &str, css: &str, ok: impl Fn(&str) -> bool) -> String {
+        within(what, async {
+            loop {
+                for e in self.find_all(css).await {
+                    let text = self.text(&e).await;
+                    if ok(&text) {
+                        return e;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+    }
+
+    async fn text(&self, el: &str) -> String {
+        let v = self
+            .cmd(reqwest::Method::GET, &format!("/element/{el}/text"), None)
+            .await;
+        v.as_str().unwrap_or_default().to_string()
+    }
+
+    async fn click(&self, el: &str) {
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{el}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, el: &str, text: &str) {
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{el}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    async fn screenshot(&self, path: &Path) {
+        use base64::Engine as _;
+        let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("screenshot base64"))
+            .expect("screenshot decodes");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir screenshots");
+        std::fs::write(path, png).expect("write screenshot");
+    }
+
+    async fn quit(self) {
+        self.cmd(reqwest::Method::DELETE, "", None).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_logs_in_approves_a_notice_and_sees_the_fan_out_in_chromium() {
+    let s = secured(false).await;
+    let addr = s.svc.addr;
+    let id = draft_by_bob(&s).await;
+    let wd = Driver::start().await;
+
+    wd.goto(&format!("http://{addr}/console")).await;
+    let user = wd.wait_for("the login form", "#login-user", |_| true).await;
+    wd.type_into(&user, "alice").await;
+    let pass = wd
+        .find_all("#login-pass")
+        .await
+        .pop()
+        .expect("password box");
+    wd.type_into(&pass, ALICE_PW).await;
+    let submit = wd.find_all("#login-submit").await.pop().expect("submit");
+    wd.click(&submit).await;
+    wd.wait_for("alice to be logged in", "#whoami", |t| {
+        t.contains("alice") && t.contains("operator")
+    })
+    .await;
+
+    let tab = wd
+        .find_all("#tab-notices")
+        .await
+        .pop()
+        .expect("notices tab");
+    wd.click(&tab).await;
+    let open = wd
+        .wait_for(
+            "bob's draft in the list",
+            &format!("tr[data-notice=\"{id}\"] button.open-notice"),
+            |_| true,
+        )
+        .await;
+    wd.click(&open).await;
+    wd.wait_for("the one-operator rule", "#nd-rule", |t| {
+        t.contains("一名值班员")
+    })
+    .await;
+    wd.wait_for(
+        "the previews",
+        "#nd-previews [data-account=\"hd-publicity\"]",
+        |t| t.contains("火情"),
+    )
+    .await;
+    // Nothing is on the fan-out board before approval.
+    assert!(wd.find_all("#fanout tr").await.is_empty());
+    let approve = wd.find_all("#approve").await.pop().expect("approve button");
+    wd.click(&approve).await;
+
+    // The board shows every job, then every job posted.
+    let done = within("every job on the board to be posted", async {
+        loop {
+            let rows = wd.find_all("#fanout tr").await;
+            let posted = wd.find_all("#fanout tr[data-state=\"done\"]").await;
+            if rows.len() == 2 && posted.len() == 2 {
+                return rows.len();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(done, 2);
+    wd.wait_for("the notice to be done", "#nd-state", |t| {
+        t.contains("已完成")
+    })
+    .await;
+    let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/console.png");
+    wd.screenshot(&shot).await;
+    assert!(std::fs::metadata(&shot).expect("screenshot").len() > 10_000);
+    // English too.
+    let lang = wd.find_all("#lang").await.pop().expect("language button");
+    wd.click(&lang).await;
+    wd.wait_for("the English rule", "#nd-rule", |t| {
+        t == "Needs one operator"
+    })
+    .await;
+    wd.wait_for("the English tab", "#tab-notices", |t| t == "Notices")
+        .await;
+    wd.quit().await;
+
+    // The posts really happened: the lead's post and the amplifier's repost of it.
+    let lead = std::fs::read_to_string(s.sink.join("hd-publicity.jsonl")).expect("lead sink");
+    let amp = std::fs::read_to_string(s.sink.join("bj-publicity.jsonl")).expect("amp sink");
+    assert_eq!(lead.lines().count(), 1, "{lead}");
+    assert!(lead.contains("火情已得到控制"), "{lead}");
+    assert_eq!(amp.lines().count(), 1, "{amp}");
+    assert!(amp.contains("\"repost\""), "{amp}");
+
+    // The audit log has alice's login and approval under her name.
+    let a = call(addr, "GET", "/api/audit", &s.bob_token, &json!({})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let records = json_of(&a)["records"].as_array().expect("records").clone();
+    let by_alice: Vec<&str> = records
+        .iter()
+        .filter(|r| r["actor"] == "alice")
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    assert!(by_alice.contains(&"login"), "{records:#?}");
+    assert!(by_alice.contains(&"approve"), "{records:#?}");
+    util::stop(s.svc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_csrf_wrong_passwords_login_limits_and_session_expiry() {
+    let s = secured(false).await;
+    let addr = s.svc.addr;
+    let id = draft_by_bob(&s).await;
+    let approve = format!("/api/notices/{id}/approve");
+
+    // Public: health, metrics, the console page (with the security headers). Not public: data.
+    assert_eq!(request(addr, "GET", "/healthz", &[], b"").await.status, 200);
+    let page = request(addr, "GET", "/console", &[], b"").await;
+    assert_eq!(page.status, 200);
+    let csp = page.header("content-security-policy").expect("CSP");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert!(!page.body.contains("<script>"), "no inline script");
+    for path in [
+        "/api/incidents",
+        "/api/notices",
+        "/api/stream",
+        "/api/wall/labels",
+    ] {
+        let a = request(addr, "GET", path, &[], b"").await;
+        assert_eq!(a.status, 401, "{path}: {}", a.body);
+        assert_eq!(json_of(&a)["error"], "unauthorized");
+    }
+
+    // A viewer token reads but cannot approve; an ingest token only ingests.
+    let a = call(addr, "GET", "/api/notices", &s.viewer_token, &json!({})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = call(addr, "POST", &approve, &s.viewer_token, &json!({})).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(json_of(&a)["error"], "forbidden");
+    let a = call(addr, "GET", "/api/incidents", &s.ingest_token, &json!({})).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let m = json!([{"id": "c-1", "ts": util::now_ms(), "author": "a", "text": "你好"}]);
+    let a = call(addr, "POST", "/api/mentions", &s.ingest_token, &m).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let a = call(addr, "POST", "/api/mentions", &s.viewer_token, &m).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = call(addr, "GET", "/api/admin/users", &s.bob_token, &json!({})).await;
+    assert_eq!(a.status, 403, "operators are not admins: {}", a.body);
+
+    // A wrong password: 401 and counted; an unknown user: the same answer, its own reason.
+    let before = metrics_text(addr).await;
+    let a = login(addr, "alice", "not-her-password").await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert_eq!(json_of(&a)["error"], "invalid_credentials");
+    let a = login(addr, "mallory", "whatever").await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert_eq!(json_of(&a)["error"], "invalid_credentials");
+    let after = metrics_text(addr).await;
+    for reason in ["wrong_password", "unknown_user"] {
+        assert!(
+            login_failures(&after, reason) >= login_failures(&before, reason) + 1.0,
+            "{reason} not counted"
+        );
+    }
+
+    // alice logs in: an HttpOnly, SameSite=Strict cookie and a CSRF token.
+    let a = login(addr, "alice", ALICE_PW).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let set = a.header("set-cookie").expect("cookie").to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().expect("cookie pair").to_string();
+    let csrf = json_of(&a)["csrf"].as_str().expect("csrf").to_string();
+    assert!(!a
+        .body
+        .contains(cookie.trim_start_matches("huiying_session=")));
+    let me = request(addr, "GET", "/api/me", &[("Cookie", &cookie)], b"").await;
+    assert_eq!(json_of(&me)["user"], "alice", "{}", me.body);
+    // A second session of alice's, ended by logout: its cookie is dead afterwards.
+    let other = login(addr, "alice", ALICE_PW).await;
+    let other_cookie = other
+        .header("set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let other_csrf = json_of(&other)["csrf"].as_str().expect("csrf").to_string();
+    let h = [
+        ("Cookie", other_cookie.as_str()),
+        ("X-CSRF-Token", other_csrf.as_str()),
+    ];
+    assert_eq!(
+        request(addr, "POST", "/api/logout", &h, b"{}").await.status,
+        200
+    );
+    let gone = request(addr, "GET", "/api/me", &[("Cookie", &other_cookie)], b"").await;
+    assert_eq!(gone.status, 401, "{}", gone.body);
+
+    // A cookie request that changes state needs the CSRF token.
+    let a = request(
+        addr,
+        "POST",
+        "/api/publishing/pause",
+        &[("Cookie", &cookie)],
+        b"{}",
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(json_of(&a)["error"], "csrf");
+    let bad = [("Cookie", cookie.as_str()), ("X-CSRF-Token", "forged")];
+    let a = request(addr, "POST", "/api/publishing/pause", &bad, b"{}").await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let good = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+    let a = request(addr, "POST", "/api/publishing/pause", &good, b"{}").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = request(addr, "POST", "/api/publishing/resume", &good, b"{}").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    // Per-user limit: three failures for bob, then even his right password waits.
+    let limited_before = login_failures(&metrics_text(addr).await, "rate_limited");
+    for _ in 0..3 {
+        assert_eq!(login(addr, "bob", "wrong-guess").await.status, 401);
+    }
+    let a = login(addr, "bob", BOB_PW).await;
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert_eq!(json_of(&a)["error"], "too_many_attempts");
+    let retry: u64 = a
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Per-address limit: six failures from this address in the window (alice, mallory, 3×bob,
+    // and one more) stop every user here, alice included.
+    assert_eq!(login(addr, "nobody", "x").await.status, 401);
+    let a = login(addr, "alice", ALICE_PW).await;
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert!(login_failures(&metrics_text(addr).await, "rate_limited") >= limited_before + 2.0);
+    // A minute later the window is clear.
+    s.clock.advance(Duration::from_secs(61));
+    let a = login(addr, "bob", BOB_PW).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    // Sessions expire (600 s): alice's session was opened before the 61 s jump.
+    s.clock.advance(Duration::from_secs(538));
+    let me = request(addr, "GET", "/api/me", &[("Cookie", &cookie)], b"").await;
+    assert_eq!(me.status, 200, "still valid at 599 s: {}", me.body);
+    s.clock.advance(Duration::from_secs(1));
+    let me = request(addr, "GET", "/api/me", &[("Cookie", &cookie)], b"").await;
+    assert_eq!(me.status, 401, "expired at 600 s: {}", me.body);
+    let a = request(addr, "POST", &approve, &good, b"{}").await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    util::stop(s.svc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_closes_an_incident_through_the_engine_and_metrics_get_their_own_address() {
+    let s = secured(true).await;
+    let addr = s.svc.addr;
+    let maddr = s.svc.metrics_addr.expect("metrics address");
+    assert_eq!(request(addr, "GET", "/metrics", &[], b"").await.status, 401);
+    let text = metrics_text(maddr).await;
+    assert!(text.contains("huiying_login_failures_total"), "registered");
+
+    let mut ws = {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("ws://{addr}/api/stream?access_token={}", s.viewer_token);
+        let (ws, _) = within(
+            "the stream",
+            tokio_tungstenite::connect_async(url.into_client_request().expect("request")),
+        )
+        .await
+        .expect("stream with access_token");
+        ws
+    };
+    // A flood and a fire in 海淀区: two emergency incidents an operator sees as one event.
+    let ts = util::now_ms();
+    let mut opened = Vec::new();
+    for (tag, text, category) in [
+        (
+            "fl",
+            "北京海淀区路口积水严重，车被淹了，水已经没过车顶",
+            "flood",
+        ),
+        ("fi", "北京海淀区小区着火了，火势很大，消防车来了", "fire"),
+    ] {
+        let ms: Vec<Value> = (0..8)
+            .map(|i| {
+                util::mention(
+                    &format!("{tag}-{i}"),
+                    &format!("{tag}-author-{i}"),
+                    text,
+                    ts,
+                )
+            })
+            .collect();
+        let a = call(
+            addr,
+            "POST",
+            "/api/mentions",
+            &s.ingest_token,
+            &Value::Array(ms),
+        )
+        .await;
+        assert_eq!(a.status, 202, "{}", a.body);
+        let v = util::next_event(&mut ws, &format!("the {category} incident"), |v| {
+            v["event"] == "incident.opened"
+                && v["incident"]["category"] == category
+                && v["incident"]["region"]["code"] == "110108"
+        })
+        .await;
+        opened.push(v["incident"]["id"].as_str().expect("id").to_string());
+    }
+    let (id, fire) = (opened[0].clone(), opened[1].clone());
+
+    // Merge the fire into the flood: the fire closes, the flood carries its mentions.
+    let merge = json!({"into": id, "from": fire});
+    let a = call(
+        addr,
+        "POST",
+        "/api/incidents/merge",
+        &s.viewer_token,
+        &merge,
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let same = json!({"into": id, "from": id});
+    let a = call(addr, "POST", "/api/incidents/merge", &s.bob_token, &same).await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    let a = call(addr, "POST", "/api/incidents/merge", &s.bob_token, &merge).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let mut merged_closed = false;
+    let updated = util::next_event(&mut ws, "the merged flood incident", |v| {
+        if v["event"] == "incident.closed" && v["incident"]["id"] == fire {
+            merged_closed = true;
+        }
+        v["event"] == "incident.updated" && v["incident"]["id"] == id
+    })
+    .await;
+    assert!(merged_closed, "the fire closes before the flood's update");
+    assert_eq!(updated["incident"]["mentions"], 16, "{updated}");
+
+    let close = format!("/api/incidents/{id}/close");
+    let a = call(addr, "POST", &close, &s.viewer_token, &json!({})).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = call(
+        addr,
+        "POST",
+        "/api/incidents/nope/close",
+        &s.bob_token,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    let a = call(addr, "POST", &close, &s.bob_token, &json!({})).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let closed = util::next_event(&mut ws, "incident.closed", |v| {
+        v["event"] == "incident.closed" && v["incident"]["id"] == id
+    })
+    .await;
+    assert_eq!(closed["incident"]["state"], "closed", "{closed}");
+    let a = call(addr, "GET", "/api/incidents", &s.viewer_token, &json!({})).await;
+    assert!(!a.body.contains(&id), "{}", a.body);
+    let a = call(addr, "GET", "/api/audit", &s.bob_token, &json!({})).await;
+    let rec = json_of(&a)["records"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["action"] == "incident_close").cloned())
+        .expect("close audited");
+    assert_eq!(rec["actor"], "bob", "{rec}");
+    let a = call(addr, "GET", "/api/audit", &s.bob_token, &json!({})).await;
+    assert!(a.body.contains("incident_merge"), "{}", a.body);
+    util::stop(s.svc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_creates_uses_and_revokes_a_token_and_the_users_file_keeps_only_its_hash() {
+    let s = secured(false).await;
+    let addr = s.svc.addr;
+    let new = json!({"name": "feeder-2", "role": "ingest"});
+    let a = call(addr, "POST", "/api/admin/tokens", &s.bob_token, &new).await;
+    assert_eq!(a.status, 403, "operators cannot: {}", a.body);
+    let a = call(addr, "POST", "/api/admin/tokens", &s.admin_token, &new).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let token = json_of(&a)["token"].as_str().expect("token").to_string();
+    let file = std::fs::read_to_string(&s.users).expect("users file");
+    assert!(file.contains(&huiying::api::auth::token_hash(&token)) && !file.contains(&token));
+    let m = json!({"id": "t-1", "ts": util::now_ms(), "author": "a", "text": "你好"});
+    assert_eq!(
+        call(addr, "POST", "/api/mentions", &token, &m).await.status,
+        202
+    );
+    let listing = call(addr, "GET", "/api/admin/users", &s.admin_token, &json!({})).await;
+    assert!(
+        listing.body.contains("feeder-2") && !listing.body.contains("argon2"),
+        "{}",
+        listing.body
+    );
+    let a = call(
+        addr,
+        "POST",
+        "/api/admin/tokens/feeder-2/revoke",
+        &s.admin_token,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(json_of(&a)["revoked"], 1, "{}", a.body);
+    assert_eq!(
+        call(addr, "POST", "/api/mentions", &token, &m).await.status,
+        401
+    );
+    let a = call(addr, "GET", "/api/audit", &s.admin_token, &json!({})).await;
+    let actions: Vec<String> = json_of(&a)["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["actor"] == "root")
+        .filter_map(|r| r["action"].as_str().map(str::to_string))
+        .collect();
+    assert!(actions.contains(&"token_create".to_string()), "{actions:?}");
+    assert!(actions.contains(&"token_revoke".to_string()), "{actions:?}");
+    // A bad role is a clear 400 naming the field.
+    let a = call(
+        addr,
+        "POST",
+        "/api/admin/tokens",
+        &s.admin_token,
+        &json!({"name": "x", "role": "boss"}),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("boss"), "{}", a.body);
+    util::stop(s.svc).await;
+}
+
+/// `huiying ARGS… --users USERS` with `stdin`; its output.
+fn huiying(args: &[&str], users: &Path, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_huiying"))
+        .args(args)
+        .arg("--users")
+        .arg(users)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("huiying {args:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
+    child.wait_with_output().expect("huiying ends")
+}
+
+#[test]
+fn user_add_reads_the_password_from_stdin_and_token_create_prints_the_token_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = dir.path().join("users.toml");
+    let out = huiying(
+        &["user", "add", "carol", "--role", "operator"],
+        &users,
+        b"carol-secret-pw\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&users).expect("users file");
+    assert!(!text.contains("carol-secret-pw"), "{text}");
+    let f = UsersFile::load(&users).expect("valid users file");
+    assert_eq!(f.users[0].name, "carol");
+    assert_eq!(f.users[0].role, Role::Operator);
+    assert!(huiying::api::auth::verify_password(
+        &f.users[0].password,
+        "carol-secret-pw"
+    ));
+
+    let out = huiying(
+        &["token", "create", "wall", "--role", "viewer"],
+        &users,
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    assert!(token.starts_with("hy_") && token.len() == 67, "{token}");
+    let text = std::fs::read_to_string(&users).expect("users file");
+    assert!(!text.contains(&token), "only the hash is stored");
+    let f = UsersFile::load(&users).expect("valid users file");
+    assert_eq!(f.users.len(), 1, "carol kept");
+    assert_eq!(f.tokens[0].sha256, huiying::api::auth::token_hash(&token));
+
+    // A short password is refused with a clear message.
+    let out = huiying(
+        &["user", "add", "dave", "--role", "viewer"],
+        &users,
+        b"short\n",
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8"));
+}
