@@ -166,14 +166,24 @@ impl Observed {
 /// Connect to the stream; returns once subscribed (the upgrade answered).
 pub async fn connect(
     addr: SocketAddr,
+    token: &str,
 ) -> Result<
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     DriverError,
 > {
-    let url = format!("ws://{addr}/api/stream?assignments=true");
-    let (ws, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .map_err(|source| DriverError::Connect { addr, source })?;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let err = |source| DriverError::Connect { addr, source };
+    let mut req = format!("ws://{addr}/api/stream?assignments=true")
+        .into_client_request()
+        .map_err(err)?;
+    // The bearer header rather than `?access_token=`: a token in a URL can end up in logs.
+    let bearer = format!("Bearer {token}").parse().map_err(
+        |e: axum::http::header::InvalidHeaderValue| {
+            err(tokio_tungstenite::tungstenite::Error::HttpFormat(e.into()))
+        },
+    )?;
+    req.headers_mut().insert("Authorization", bearer);
+    let (ws, _) = tokio_tungstenite::connect_async(req).await.map_err(err)?;
     Ok(ws)
 }
 
@@ -229,6 +239,7 @@ pub struct Tick {
 pub async fn get(
     client: &reqwest::Client,
     addr: SocketAddr,
+    token: &str,
     path: &str,
 ) -> Result<String, DriverError> {
     let err = |message: String| DriverError::Http {
@@ -238,6 +249,7 @@ pub async fn get(
     };
     let r = client
         .get(format!("http://{addr}{path}"))
+        .bearer_auth(token)
         .send()
         .await
         .map_err(|e| err(e.to_string()))?;
@@ -259,6 +271,7 @@ pub fn metric_sum(exposition: &str, name: &str, label: &str) -> f64 {
 /// Sample the engine every second until `stop`.
 pub async fn sample(
     addr: SocketAddr,
+    token: String,
     pid: u32,
     start: Instant,
     ticks: Arc<Mutex<Vec<Tick>>>,
@@ -275,7 +288,7 @@ pub async fn sample(
             t: start.elapsed().as_secs_f64(),
             ..Tick::default()
         };
-        if let Ok(m) = get(&client, addr, "/metrics").await {
+        if let Ok(m) = get(&client, addr, &token, "/metrics").await {
             t.accepted = metric_sum(&m, "huiying_ingest_mentions_total", "result=\"accepted\"");
             t.rejected = metric_sum(&m, "huiying_rejected_mentions_total", "=");
         }

@@ -78,6 +78,7 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// The engine config: the scenario's `engine.toml` (if any) with the harness's settings on top.
 fn engine_config(
     sc: &Scenario,
+    token: &str,
     listen: SocketAddr,
     feed_url: &str,
     rules: &Path,
@@ -131,17 +132,35 @@ fn engine_config(
         respond.insert("operators".into(), ops.into());
     }
     t.insert("respond".into(), respond.into());
+    // The driver reads the stream and the metrics as a viewer; only the token's hash is written.
+    let mut entry = toml::Table::new();
+    entry.insert("name".into(), "loadtest".into());
+    entry.insert("role".into(), "viewer".into());
+    entry.insert(
+        "sha256".into(),
+        huiying::api::auth::token_hash(token).into(),
+    );
+    let auth = t.entry("auth").or_insert_with(|| toml::Table::new().into());
+    if let Some(a) = auth.as_table_mut() {
+        let tokens = a
+            .entry("tokens")
+            .or_insert_with(|| toml::Value::Array(Vec::new()));
+        if let Some(list) = tokens.as_array_mut() {
+            list.push(entry.into());
+        }
+    }
     Ok(toml::to_string(&t)?)
 }
 
 async fn wait_healthy(
     addr: SocketAddr,
+    token: &str,
     child: &mut Option<&mut tokio::process::Child>,
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if driver::get(&client, addr, "/healthz").await.is_ok() {
+        if driver::get(&client, addr, token, "/healthz").await.is_ok() {
             return Ok(());
         }
         if let Some(c) = child.as_mut() {
@@ -205,7 +224,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResult> {
     let server = FeedServer::bind().await?;
     let feed_url = server.url(sc.feed);
     let listen = free_port()?;
-    let cfg_text = engine_config(&sc, listen, &feed_url, &rules, &out)?;
+    // A fresh viewer token per run (256 random bits), never written or logged in clear.
+    let token = format!(
+        "hy_lt_{:032x}{:032x}",
+        rand::random::<u128>(),
+        rand::random::<u128>()
+    );
+    let cfg_text = engine_config(&sc, &token, listen, &feed_url, &rules, &out)?;
     let cfg_path = out.join("engine.toml");
     std::fs::write(&cfg_path, &cfg_text)?;
 
@@ -219,6 +244,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResult> {
                 config,
                 store: Arc::new(huiying::store::MemoryStore::default()),
                 demo: false,
+                auth_clock: None,
             })
             .await?;
             let addr = svc.addr;
@@ -259,12 +285,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResult> {
             );
             let mut child = cmd.spawn().with_context(|| desc.clone())?;
             let pid = child.id().context("engine pid")?;
-            wait_healthy(listen, &mut Some(&mut child)).await?;
+            wait_healthy(listen, &token, &mut Some(&mut child)).await?;
             (Engine::Child(child), pid, listen, desc)
         }
     };
     if let EngineMode::InProcess = opts.engine {
-        wait_healthy(addr, &mut None).await?;
+        wait_healthy(addr, &token, &mut None).await?;
     }
     tracing::info!(engine = %engine_desc, %addr, pid, "Engine up.");
 
@@ -274,7 +300,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResult> {
     let obs = SharedObserved::default();
     let ticks: Arc<Mutex<Vec<Tick>>> = Arc::default();
     let stop = CancellationToken::new();
-    let ws = driver::connect(addr).await?;
+    let ws = driver::connect(addr, &token).await?;
     let watcher = tokio::spawn(driver::watch(
         ws,
         start,
@@ -284,6 +310,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResult> {
     ));
     let sampler = tokio::spawn(driver::sample(
         addr,
+        token.clone(),
         pid,
         start,
         ticks.clone(),
