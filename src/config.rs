@@ -47,6 +47,9 @@ pub struct RedisConfig {
     pub password_env: Option<String>,
     /// File holding the Redis password.
     pub password_file: Option<PathBuf>,
+    /// `rediss://`: a PEM file of the CA that signed the server's certificate (default: the
+    /// built-in Mozilla roots and the system's certificates).
+    pub ca_file: Option<PathBuf>,
     /// Days a closed incident (and its mention index) stays in Redis (default 30).
     pub closed_retention_days: u32,
     /// Outbox entries of an instance idle this long (it stopped) are claimed by another (ms).
@@ -63,6 +66,7 @@ impl Default for RedisConfig {
             instance: None,
             password_env: None,
             password_file: None,
+            ca_file: None,
             closed_retention_days: 30,
             claim_idle_ms: 30_000,
             attempt_timeout_ms: 30_000,

@@ -183,3 +183,156 @@ async fn the_connection_manager_reconnects_after_a_redis_restart_and_tracks_heal
 fn the_shared_server_answers() {
     require_shared();
 }
+
+/// A TLS-only `redis-server` with a throwaway CA: (server, CA file). Certificates are made with
+/// the `openssl` command.
+pub fn start_tls(dir: &Path) -> (Child, u16, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=huiying test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(dir.join("server.crt"))
+        .arg("--tls-key-file")
+        .arg(dir.join("server.key"))
+        .arg("--tls-ca-cert-file")
+        .arg(dir.join("ca.crt"))
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ok = Command::new("redis-cli")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "--tls",
+                "--cacert",
+            ])
+            .arg(dir.join("ca.crt"))
+            .arg("ping")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+            .unwrap_or(false);
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the TLS redis-server did not answer"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port, dir.join("ca.crt"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_connects_with_the_configured_ca_and_refuses_an_unknown_one() {
+    use huiying::config::RedisConfig;
+    use huiying::store::redis::Redis;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut server, port, ca) = start_tls(dir.path());
+    let url = format!("rediss://127.0.0.1:{port}/0");
+    let cfg = RedisConfig {
+        namespace: namespace("tls"),
+        ca_file: Some(ca),
+        ..RedisConfig::default()
+    };
+    let r = Redis::connect(&url, &cfg).await.expect("connect over TLS");
+    let mut c = r.conn();
+    let _: () = redis::cmd("SET")
+        .arg(r.key("tls"))
+        .arg("ok")
+        .query_async(&mut c)
+        .await
+        .expect("SET over TLS");
+    // The publishing side's blocking connection takes the same settings.
+    let client = huiying::store::redis::client(&url, &cfg).expect("client");
+    let b = huiying::respond::redis::Blocking::with_client(client);
+    let v: Option<String> = b
+        .run(|c| redis::cmd("GET").arg(r.key("tls")).query(c))
+        .expect("GET over TLS");
+    assert_eq!(v.as_deref(), Some("ok"));
+    // Without the CA the server's certificate is not trusted.
+    let plain = RedisConfig {
+        namespace: cfg.namespace.clone(),
+        ..RedisConfig::default()
+    };
+    assert!(
+        Redis::connect(&url, &plain).await.is_err(),
+        "an untrusted certificate was accepted"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -41,11 +41,17 @@ impl Blocking {
             let settings = info.redis_settings().clone().set_password(p);
             info = info.set_redis_settings(settings);
         }
-        Ok(Blocking {
-            client: redis::Client::open(info)?,
+        Ok(Blocking::with_client(redis::Client::open(info)?))
+    }
+
+    /// A connection through `client` (see [`crate::store::redis::client`] for TLS and the
+    /// password). Connects lazily.
+    pub fn with_client(client: redis::Client) -> Blocking {
+        Blocking {
+            client,
             conn: Mutex::new(None),
             up: Arc::new(AtomicBool::new(true)),
-        })
+        }
     }
 
     /// Run `f` on the connection (connecting first if needed). An I/O failure drops the

@@ -60,18 +60,38 @@ pub fn is_redis_url(spec: &str) -> bool {
     spec.starts_with("redis://") || spec.starts_with("rediss://")
 }
 
+/// A client for `url` with the `[redis]` password and, for `rediss://`, the CA file. The
+/// password is never part of an error.
+pub fn client(url: &str, cfg: &RedisConfig) -> Result<redis::Client, RedisError> {
+    crate::feeds::install_tls();
+    let mut info: redis::ConnectionInfo = url
+        .into_connection_info()
+        .map_err(|e| RedisError::Config(format!("bad URL: {e}")))?;
+    if let Some(p) = cfg.password().map_err(RedisError::Config)? {
+        let settings = info.redis_settings().clone().set_password(p);
+        info = info.set_redis_settings(settings);
+    }
+    match &cfg.ca_file {
+        Some(f) => {
+            let pem = std::fs::read(f)
+                .map_err(|e| RedisError::Config(format!("[redis] ca_file {}: {e}", f.display())))?;
+            Ok(redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )?)
+        }
+        None => Ok(redis::Client::open(info)?),
+    }
+}
+
 impl Redis {
     /// Connect to `url` with the `[redis]` settings. The connection manager reconnects on its
     /// own after a failure; [`Redis::is_up`] says how the last command went.
     pub async fn connect(url: &str, cfg: &RedisConfig) -> Result<Redis, RedisError> {
-        let mut info: redis::ConnectionInfo = url
-            .into_connection_info()
-            .map_err(|e| RedisError::Config(format!("bad URL: {e}")))?;
-        if let Some(p) = cfg.password().map_err(RedisError::Config)? {
-            let settings = info.redis_settings().clone().set_password(p);
-            info = info.set_redis_settings(settings);
-        }
-        let client = redis::Client::open(info)?;
+        let client = client(url, cfg)?;
         let pubsub_client = client.clone();
         let mgr_cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
