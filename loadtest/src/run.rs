@@ -46,7 +46,7 @@ pub struct RunOptions {
 
 /// The running engine.
 enum Engine {
-    InProcess(huiying::app::Service),
+    InProcess(Box<huiying::app::Service>),
     Child(tokio::process::Child),
 }
 
@@ -249,7 +249,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResult> {
             .await?;
             let addr = svc.addr;
             (
-                Engine::InProcess(svc),
+                Engine::InProcess(Box::new(svc)),
                 std::process::id(),
                 addr,
                 "in-process".to_string(),
