@@ -62,7 +62,7 @@ async fn smoke_detects_the_injection_and_a_small_fanout_stays_within_limits() {
     let sdir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         sdir.path().join("scenario.toml"),
-        "name = \"fanout-smoke\"\ndescription = \"5 accounts, 2 notices\"\nduration_secs = 60\ndrain_secs = 1\n\n[fanout]\naccounts = 5\nnotices = 2\nper_hour = 3600\n",
+        "name = \"fanout-smoke\"\ndescription = \"5 accounts, 2 notices\"\nduration_secs = 60\ndrain_secs = 1\n\n[fanout]\naccounts = 5\nnotices = 2\nper_hour = 1800\n",
     )
     .expect("write scenario");
     let out = tempfile::tempdir().expect("tempdir");
@@ -71,11 +71,13 @@ async fn smoke_detects_the_injection_and_a_small_fanout_stays_within_limits() {
     assert_eq!(f.notices.len(), 2);
     assert!(f.notices.iter().all(|n| n.posts == 5), "{f:#?}");
     assert_eq!((f.limit_violations, f.duplicates), (0, 0), "{f:#?}");
-    // The second notice waits for the limiters: at least the period, as the minimum says.
+    // The second notice waits for the limiters: at least the period, as the minimum says (the
+    // platform timestamps a post on arrival, so the gap between two posts of one account may
+    // look shorter than the limiter's period by the difference of two requests' latencies).
     let second = &f.notices[1];
     assert!(second.min_allowed_ms > 0, "{f:#?}");
     assert!(
-        second.approval_to_last_ms >= second.min_allowed_ms,
+        second.approval_to_last_ms + 100 >= second.min_allowed_ms,
         "{f:#?}"
     );
     assert!(std::fs::read_to_string(out.path().join("report.md"))
