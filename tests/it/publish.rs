@@ -786,7 +786,16 @@ async fn any_publisher_holds_every_platform_and_debug_hides_secrets() {
 async fn fake_fixed_window_limits_reset_at_the_window_boundary() {
     let f = fake().await;
     f.add_account("tok", "bjfabu");
-    f.set_limit_fixed("tok", 2, Duration::from_secs(3600));
+    // Epoch-aligned windows: take a length whose boundary is not within 20 s of now, so the three
+    // posts cannot straddle a reset (an hour, unless the test runs at the top of one).
+    let window_ms = [3_600_000i64, 3_593_000, 3_581_000]
+        .into_iter()
+        .find(|w| {
+            let pos = now_ms().rem_euclid(*w);
+            pos > 20_000 && pos < w - 20_000
+        })
+        .expect("one of three window lengths is away from its boundary");
+    f.set_limit_fixed("tok", 2, Duration::from_millis(window_ms as u64));
     let p = mastodon(&f, "tok");
     for (i, text) in ["一", "二"].iter().enumerate() {
         let ok = p
@@ -797,9 +806,9 @@ async fn fake_fixed_window_limits_reset_at_the_window_boundary() {
     }
     let e = expect_err(p.publish(&req("k3", "bjfabu", "三", Action::Post)).await);
     assert_eq!(e.kind, ErrorKind::RateLimited);
-    // Epoch-aligned hours: the reset is the top of the next hour.
+    // The reset is the start of the next window.
     let now = now_ms();
-    let top = now - now.rem_euclid(3_600_000) + 3_600_000;
+    let top = now - now.rem_euclid(window_ms) + window_ms;
     let after = e.retry_after.expect("retry_after").as_millis() as i64;
     assert!((now + after - top).abs() < 2_000, "{after} ms");
     // A Weibo reply is a comment on the target.
