@@ -359,11 +359,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     password_env,
                 },
         } => {
-            let password = match password_env {
-                Some(v) => Some(std::env::var(&v).map_err(|_| anyhow::anyhow!("{v} is not set"))?),
-                None => None,
+            let cfg = crate::config::RedisConfig {
+                password_env,
+                ..Default::default()
             };
-            let db = crate::respond::redis::Blocking::new(&url, password)?;
+            let db = crate::respond::redis::Blocking::new(&url, &cfg)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let n = crate::respond::audit::export_shared(&db, &namespace, &mut out)?;
             std::io::Write::flush(&mut out)?;

@@ -46,7 +46,9 @@
 
 use crate::respond::audit::{AuditAction, AuditLog};
 use crate::respond::limits::{LimitError, LimitKind, Limits, Scope, HOUR};
-use crate::respond::outbox::{Action, Backoff, Job, JobId, JobState, OutboxError, OutboxStore};
+use crate::respond::outbox::{
+    Action, Backoff, Job, JobId, JobState, OutboxError, OutboxStore, Recovery,
+};
 use crate::respond::publish::{self, AnyPublisher, PostRequest, Posted, PublishError, Publisher};
 use governor::clock::{Clock, DefaultClock};
 use serde_json::json;
@@ -261,30 +263,13 @@ impl<C: Clock + Clone> Dispatcher<C> {
             .map(|e| format!("audit {}: {e}", job.id))
     }
 
-    /// Resolve the jobs a crash left `attempting` (see the module docs), and exhaust the
-    /// limiters of accounts that posted within the last hour (+ margin).
-    pub async fn recover(&mut self, now_ms: i64) -> Result<RecoveryReport, DispatchError> {
-        let rec = self.outbox.recover()?;
-        let mut report = RecoveryReport {
-            runnable: rec.runnable.len(),
-            blocked: rec.blocked.len(),
-            ..RecoveryReport::default()
-        };
-        for j in &rec.runnable {
-            if j.next_attempt_at > now_ms {
-                self.wakes.insert(j.next_attempt_at);
-            }
-        }
-        // The process that died may have posted just now: start with used-up limiters (not
-        // needed when a cluster-wide limiter keeps the state outside this process).
-        let shared = self.limits.is_shared();
+    /// Exhaust the limiters of the accounts that posted within the last hour (+ margin): the
+    /// uncertain jobs' and the done jobs of the unfinished jobs' notices.
+    fn exhaust_recent(&self, rec: &Recovery, now_ms: i64) -> Result<(), DispatchError> {
         let recent = now_ms.saturating_sub(ms(HOUR + crate::respond::limits::DEFAULT_MARGIN));
         let mut exhausted = HashSet::new();
         let mut any = false;
         let mut touched = |j: &Job| {
-            if shared {
-                return;
-            }
             if let Some(r) = self.routes.get(&j.account_id) {
                 if exhausted.insert((j.account_id.clone(), r.limit_kind(j.action))) {
                     self.limits.exhaust(&j.account_id, r.limit_kind(j.action));
@@ -314,6 +299,28 @@ impl<C: Clock + Clone> Dispatcher<C> {
         }
         if any {
             self.limits.exhaust_app();
+        }
+        Ok(())
+    }
+
+    /// Resolve the jobs a crash left `attempting` (see the module docs), and exhaust the
+    /// limiters of accounts that posted within the last hour (+ margin).
+    pub async fn recover(&mut self, now_ms: i64) -> Result<RecoveryReport, DispatchError> {
+        let rec = self.outbox.recover()?;
+        let mut report = RecoveryReport {
+            runnable: rec.runnable.len(),
+            blocked: rec.blocked.len(),
+            ..RecoveryReport::default()
+        };
+        for j in &rec.runnable {
+            if j.next_attempt_at > now_ms {
+                self.wakes.insert(j.next_attempt_at);
+            }
+        }
+        // The process that died may have posted just now: start with used-up limiters (not
+        // needed when a cluster-wide limiter keeps the state outside this process).
+        if !self.limits.is_shared() {
+            self.exhaust_recent(&rec, now_ms)?;
         }
 
         for job in rec.uncertain {

@@ -173,6 +173,19 @@ pub struct Notice {
     pub history: Vec<HistoryEntry>,
 }
 
+impl Notice {
+    /// One step of its history: `actor` did `action` at `at` (also its last change).
+    fn record(&mut self, at: i64, actor: &str, action: &str, detail: impl Into<String>) {
+        self.updated_at = at;
+        self.history.push(HistoryEntry {
+            at,
+            actor: actor.to_string(),
+            action: action.to_string(),
+            detail: detail.into(),
+        });
+    }
+}
+
 /// The approval policy.
 ///
 /// Defaults ([`ApprovalPolicy::default`]):
@@ -901,18 +914,18 @@ impl Notices {
                 "required_approvals": required,
             }),
         )?;
-        n.history.push(HistoryEntry {
-            at: now_ms,
-            actor: actor.to_string(),
-            action: "draft".into(),
-            detail: format!(
+        n.record(
+            now_ms,
+            actor,
+            "draft",
+            format!(
                 "{} {} severity {} ({} approval(s) needed)",
                 n.kind.as_str(),
                 n.category,
                 n.severity,
                 required
             ),
-        });
+        );
         self.store.put(&n)?;
         if required == 0 {
             self.audit(
@@ -926,12 +939,7 @@ impl Notices {
                 actor: POLICY.into(),
                 at: now_ms,
             });
-            n.history.push(HistoryEntry {
-                at: now_ms,
-                actor: POLICY.into(),
-                action: "approve".into(),
-                detail: "pre-approved category".into(),
-            });
+            n.record(now_ms, POLICY, "approve", "pre-approved category");
             n.state = NoticeState::Approved;
             self.store.put(&n)?;
             n = self.enqueue(n, now_ms)?;
@@ -997,19 +1005,18 @@ impl Notices {
             }
         }
         n.approvals.clear();
-        n.updated_at = now_ms;
-        n.history.push(HistoryEntry {
-            at: now_ms,
-            actor: actor.to_string(),
-            action: "edit".into(),
-            detail: format!(
+        n.record(
+            now_ms,
+            actor,
+            "edit",
+            format!(
                 "{} ({reset} approval(s) reset)",
                 match target {
                     EditTarget::All => "all accounts".to_string(),
                     EditTarget::Account(a) => a.clone(),
                 }
             ),
-        });
+        );
         self.store.put(&n)?;
         Ok(n)
     }
@@ -1057,13 +1064,7 @@ impl Notices {
             actor: actor.to_string(),
             at: now_ms,
         });
-        n.updated_at = now_ms;
-        n.history.push(HistoryEntry {
-            at: now_ms,
-            actor: actor.to_string(),
-            action: "approve".into(),
-            detail: format!("{count} of {required}"),
-        });
+        n.record(now_ms, actor, "approve", format!("{count} of {required}"));
         if count >= required {
             n.state = NoticeState::Approved;
             self.store.put(&n)?;
@@ -1100,13 +1101,7 @@ impl Notices {
         )?;
         n.state = NoticeState::Rejected;
         n.rejection = Some(reason.to_string());
-        n.updated_at = now_ms;
-        n.history.push(HistoryEntry {
-            at: now_ms,
-            actor: actor.to_string(),
-            action: "reject".into(),
-            detail: reason.to_string(),
-        });
+        n.record(now_ms, actor, "reject", reason);
         self.store.put(&n)?;
         Ok(n)
     }
@@ -1163,13 +1158,12 @@ impl Notices {
         n.jobs = done.iter().map(|e| e.job().id.clone()).collect();
         if n.state != NoticeState::Publishing || created > 0 {
             n.state = NoticeState::Publishing;
-            n.updated_at = now_ms;
-            n.history.push(HistoryEntry {
-                at: now_ms,
-                actor: SYSTEM.into(),
-                action: "enqueue".into(),
-                detail: format!("{} job(s), {created} new", n.jobs.len()),
-            });
+            n.record(
+                now_ms,
+                SYSTEM,
+                "enqueue",
+                format!("{} job(s), {created} new", n.jobs.len()),
+            );
             self.store.put(&n)?;
         }
         Ok(n)
@@ -1209,13 +1203,12 @@ impl Notices {
         )?;
         n.jobs.extend(new.iter().cloned());
         n.state = NoticeState::Publishing;
-        n.updated_at = now_ms;
-        n.history.push(HistoryEntry {
-            at: now_ms,
-            actor: SYSTEM.into(),
-            action: "replies".into(),
-            detail: format!("{} rebuttal repl(ies) to the most-spread posts", new.len()),
-        });
+        n.record(
+            now_ms,
+            SYSTEM,
+            "replies",
+            format!("{} rebuttal repl(ies) to the most-spread posts", new.len()),
+        );
         self.store.put(&n)?;
         Ok(n)
     }
@@ -1231,13 +1224,12 @@ impl Notices {
         let jobs = self.outbox.jobs_for_notice(&n.id)?;
         if !jobs.is_empty() && jobs.iter().all(|j| j.state.is_finished()) {
             n.state = NoticeState::Done;
-            n.updated_at = now_ms;
-            n.history.push(HistoryEntry {
-                at: now_ms,
-                actor: SYSTEM.into(),
-                action: "done".into(),
-                detail: format!("{} job(s) finished", jobs.len()),
-            });
+            n.record(
+                now_ms,
+                SYSTEM,
+                "done",
+                format!("{} job(s) finished", jobs.len()),
+            );
             self.store.put(&n)?;
         }
         Ok(n)

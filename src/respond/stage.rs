@@ -159,9 +159,10 @@ pub async fn start(
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         if let Some(sh) = sh {
-            let client = crate::store::redis::client(&sh.url, &sh.redis)
-                .map_err(|e| anyhow::anyhow!("the Redis URL of `store`: {e}"))?;
-            let db = Arc::new(Blocking::with_client(client));
+            let db = Arc::new(
+                Blocking::new(&sh.url, &sh.redis)
+                    .map_err(|e| anyhow::anyhow!("the Redis URL of `store`: {e}"))?,
+            );
             let ns = sh.redis.namespace.as_str();
             let outbox: Arc<dyn OutboxStore> = Arc::new(
                 RedisOutbox::new(

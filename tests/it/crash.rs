@@ -78,11 +78,6 @@ struct Engine {
     addr: std::net::SocketAddr,
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// Start `huiying run --config cfg` with the tokens in its environment; wait for `/healthz`.
 async fn start(cfg: &Path, env: &[(String, String)], log: &Path) -> Engine {
     let text = std::fs::read_to_string(cfg).expect("config");
@@ -194,7 +189,7 @@ token_env = "HY_CRASH_ALICE"
 name = "bob"
 token_env = "HY_CRASH_BOB"
 "#,
-            port = free_port(),
+            port = crate::redis_server::free_port(),
             suite = huiying::api::auth::token_hash(util::TEST_TOKEN),
             store = dir.path().join("store.redb").display(),
             rules = dir.path().join("rules").display(),

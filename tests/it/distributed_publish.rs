@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 fn outbox(url: &str, ns: &str, consumer: &str, idle_ms: u64) -> Arc<RedisOutbox> {
-    let db = Arc::new(Blocking::new(url, None).expect("redis url"));
+    let db = Arc::new(Blocking::new(url, &Default::default()).expect("redis url"));
     Arc::new(
         RedisOutbox::new(
             db,
@@ -159,7 +159,7 @@ fn instance(
 ) -> (Arc<RedisOutbox>, Dispatcher) {
     let ob = outbox(url, ns, name, idle_ms);
     let limits = Arc::new(Limits::new(governor::clock::DefaultClock::default()));
-    let db = Arc::new(Blocking::new(url, None).expect("redis"));
+    let db = Arc::new(Blocking::new(url, &Default::default()).expect("redis"));
     limits.share(Arc::new(RedisLimiter::new(db, ns)));
     let client = http_client(Duration::from_secs(5)).expect("client");
     let mut d = Dispatcher::new(ob.clone(), limits.clone()).with_batch(4);
@@ -244,6 +244,28 @@ async fn a_per_account_limit_holds_for_three_instances_publishing() {
         let got = obs[1].get(&j.id()).expect("get").expect("job");
         assert_eq!(got.state, JobState::Done);
     }
+}
+
+/// Wait until every one of `jobs` is done in `ob`.
+async fn all_done(ob: &dyn OutboxStore, jobs: &[NewJob], what: &str) {
+    within(what, async {
+        loop {
+            let done = jobs
+                .iter()
+                .filter(|j| {
+                    ob.get(&j.id())
+                        .ok()
+                        .flatten()
+                        .is_some_and(|j| j.state == JobState::Done)
+                })
+                .count();
+            if done == jobs.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
 }
 
 /// Posts per (account, text-or-target): more than one is a duplicate.
@@ -335,24 +357,7 @@ async fn an_instance_killed_mid_fan_out_has_its_jobs_finished_by_another_once() 
     let cancel = CancellationToken::new();
     let task_b = run(d_b, cancel.clone());
     let ob = outbox(url, &ns, "observer", 60_000);
-    within("every job done", async {
-        loop {
-            let done = jobs
-                .iter()
-                .filter(|j| {
-                    ob.get(&j.id())
-                        .ok()
-                        .flatten()
-                        .is_some_and(|j| j.state == JobState::Done)
-                })
-                .count();
-            if done == total {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    all_done(&*ob, &jobs, "every job done").await;
     cancel.cancel();
     task_b.await.expect("dispatcher b");
     assert_eq!(duplicates(&fake), Vec::<(String, usize)>::new());
@@ -406,25 +411,7 @@ async fn a_redis_restart_with_aof_mid_fan_out_loses_and_duplicates_nothing() {
     let at_kill = fake.posts().len();
     // While Redis is down nothing new starts (the limit and the outbox cannot be asked).
     redis.restart();
-    within("every job done after the restart", async {
-        loop {
-            let done = jobs
-                .iter()
-                .filter(|j| {
-                    obs[0]
-                        .get(&j.id())
-                        .ok()
-                        .flatten()
-                        .is_some_and(|j| j.state == JobState::Done)
-                })
-                .count();
-            if done == total {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    all_done(&*obs[0], &jobs, "every job done after the restart").await;
     cancel.cancel();
     for t in tasks {
         t.await.expect("dispatcher");
@@ -440,7 +427,7 @@ fn two_instances_write_one_audit_chain_that_verifies_and_tampering_shows() {
     use huiying::respond::audit::{export_shared, verify, AuditAction, AuditLog};
     let url = require_shared();
     let ns = namespace("audit");
-    let db = || Arc::new(Blocking::new(url, None).expect("redis"));
+    let db = || Arc::new(Blocking::new(url, &Default::default()).expect("redis"));
     let mut a = AuditLog::shared(db(), &ns).expect("a");
     let mut b = AuditLog::shared(db(), &ns).expect("b");
     for i in 0..5 {
@@ -628,7 +615,7 @@ async fn two_instances_share_approvals_the_pause_switch_the_fan_out_and_the_audi
     assert_eq!(get_json(a.addr, &path).await["state"], "done");
 
     // One audit chain for the cluster, with both approvals and both instances' posts.
-    let db = Blocking::new(url, None).expect("redis");
+    let db = Blocking::new(url, &Default::default()).expect("redis");
     let mut out = Vec::new();
     huiying::respond::audit::export_shared(&db, &ns, &mut out).expect("export");
     let file = dir.path().join("audit.jsonl");

@@ -42,7 +42,8 @@ pub struct OwnRedis {
     aof: bool,
 }
 
-fn free_port() -> u16 {
+/// A port free right now (bound and released).
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
@@ -318,8 +319,7 @@ async fn rediss_connects_with_the_configured_ca_and_refuses_an_unknown_one() {
         .await
         .expect("SET over TLS");
     // The publishing side's blocking connection takes the same settings.
-    let client = huiying::store::redis::client(&url, &cfg).expect("client");
-    let b = huiying::respond::redis::Blocking::with_client(client);
+    let b = huiying::respond::redis::Blocking::new(&url, &cfg).expect("client");
     let v: Option<String> = b
         .run(|c| redis::cmd("GET").arg(r.key("tls")).query(c))
         .expect("GET over TLS");

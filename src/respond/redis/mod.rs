@@ -33,19 +33,18 @@ impl std::fmt::Debug for Blocking {
 const TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Blocking {
-    /// A connection to `url` (with `password`, if any). Connects lazily.
-    pub fn new(url: &str, password: Option<String>) -> redis::RedisResult<Blocking> {
-        use redis::IntoConnectionInfo;
-        let mut info = url.into_connection_info()?;
-        if let Some(p) = password {
-            let settings = info.redis_settings().clone().set_password(p);
-            info = info.set_redis_settings(settings);
-        }
-        Ok(Blocking::with_client(redis::Client::open(info)?))
+    /// A connection to `url` with the `[redis]` password and CA file
+    /// ([`crate::store::redis::client`]). Connects lazily.
+    pub fn new(
+        url: &str,
+        cfg: &crate::config::RedisConfig,
+    ) -> Result<Blocking, crate::store::redis::RedisError> {
+        Ok(Blocking::with_client(crate::store::redis::client(
+            url, cfg,
+        )?))
     }
 
-    /// A connection through `client` (see [`crate::store::redis::client`] for TLS and the
-    /// password). Connects lazily.
+    /// A connection through `client`. Connects lazily.
     pub fn with_client(client: redis::Client) -> Blocking {
         Blocking {
             client,

@@ -504,10 +504,11 @@ impl RedisOutbox {
         Ok(())
     }
 
-    /// Read new entries for this instance (at most `want`).
-    fn read_new(&self, c: &mut Connection, want: usize) -> redis::RedisResult<()> {
+    /// Read new entries for this instance (at most `want`); their jobs' ids.
+    fn read_new(&self, c: &mut Connection, want: usize) -> redis::RedisResult<Vec<JobId>> {
+        let mut new = Vec::new();
         if want == 0 {
-            return Ok(());
+            return Ok(new);
         }
         let lanes: Vec<String> = (0..3u8).map(|l| self.keys.lane(l)).collect();
         let r: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREADGROUP")
@@ -524,21 +525,22 @@ impl RedisOutbox {
             Err(e) if e.code() == Some("NOGROUP") => {
                 // Redis lost its data (no persistence) or the keys were removed: recreate.
                 self.create_groups(c)?;
-                return Ok(());
+                return Ok(new);
             }
             r => r?,
         };
-        let Some(r) = r else { return Ok(()) };
+        let Some(r) = r else { return Ok(new) };
         let mut h = self.held();
         for key in r.keys {
             let lane = lanes.iter().position(|l| *l == key.key).unwrap_or(2) as u8;
             for e in key.ids {
                 if let Some(job) = e.get::<String>("job") {
-                    h.entries.insert(job, (lane, e.id.clone()));
+                    h.entries.insert(job.clone(), (lane, e.id.clone()));
+                    new.push(job);
                 }
             }
         }
-        Ok(())
+        Ok(new)
     }
 
     /// Acknowledge entries whose job is finished or gone (a crash between the platform's answer
@@ -625,14 +627,18 @@ impl OutboxStore for RedisOutbox {
                     return Ok(Vec::new());
                 }
                 self.maintain(c, now_ms, false)?;
-                let held = self.held_jobs(c)?;
-                let due_held = held.iter().filter(|j| j.is_due(now_ms)).count();
-                self.read_new(c, limit.saturating_sub(due_held))?;
                 let mut due: Vec<Job> = self
                     .held_jobs(c)?
                     .into_iter()
                     .filter(|j| j.is_due(now_ms))
                     .collect();
+                let new = self.read_new(c, limit.saturating_sub(due.len()))?;
+                due.extend(
+                    self.load_many(c, &new)?
+                        .into_iter()
+                        .flatten()
+                        .filter(|j| j.is_due(now_ms)),
+                );
                 due.sort_by_key(Job::queue_key);
                 due.truncate(limit);
                 Ok(due)

@@ -99,10 +99,7 @@ impl Redis {
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
         let conn = ConnectionManager::new_with_config(client, mgr_cfg).await?;
-        let instance = cfg
-            .instance
-            .clone()
-            .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+        let instance = cfg.instance_name();
         // The id heads every event message (`{instance}\n{line}`) and names consumers.
         if instance.is_empty() || instance.chars().any(char::is_whitespace) {
             return Err(RedisError::Config(format!(
@@ -172,14 +169,6 @@ impl Redis {
 }
 
 use redis::IntoConnectionInfo;
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "huiying".into())
-}
 
 /// Redis metrics, registered in the global registry on first use.
 pub struct RedisMetrics {
