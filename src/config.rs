@@ -1,5 +1,10 @@
-//! `huiying.toml`: where to listen, which store, which rules, which feeds.
+//! `huiying.toml`: the top-level settings (where to listen, which store, which rules) and one
+//! section per stage, each declared by the module that owns it (`[respond]` in
+//! [`crate::respond`], `[redis]` in [`crate::store::redis`], `[auth]` in [`crate::api::auth`],
+//! `[[feeds]]` in [`crate::feeds`]). Only the wiring ([`crate::app`]) reads this module.
 
+use crate::respond::RespondConfig;
+use crate::store::redis::RedisConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -32,77 +37,6 @@ pub struct Config {
     pub metrics_listen: Option<String>,
     /// Users, tokens, sessions and login limits.
     pub auth: AuthConfig,
-}
-
-/// `[redis]`: the distributed engine's settings (with `store = "redis://HOST:PORT/DB"`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedisConfig {
-    /// Prefix of every key (several deployments can share one Redis).
-    pub namespace: String,
-    /// This instance's name in the cluster (consumer name, claim owner); default
-    /// `{hostname}-{pid}`.
-    pub instance: Option<String>,
-    /// Environment variable holding the Redis password.
-    pub password_env: Option<String>,
-    /// File holding the Redis password.
-    pub password_file: Option<PathBuf>,
-    /// `rediss://`: a PEM file of the CA that signed the server's certificate (default: the
-    /// built-in Mozilla roots and the system's certificates).
-    pub ca_file: Option<PathBuf>,
-    /// Days a closed incident (and its mention index) stays in Redis (default 30).
-    pub closed_retention_days: u32,
-    /// Outbox entries of an instance idle this long (it stopped) are claimed by another (ms).
-    pub claim_idle_ms: u64,
-    /// A claimed job left `attempting` this long is uncertain and checked with the platform
-    /// (ms; must exceed a platform call's timeout, 20 s).
-    pub attempt_timeout_ms: u64,
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        RedisConfig {
-            namespace: "huiying".into(),
-            instance: None,
-            password_env: None,
-            password_file: None,
-            ca_file: None,
-            closed_retention_days: 30,
-            claim_idle_ms: 30_000,
-            attempt_timeout_ms: 30_000,
-        }
-    }
-}
-
-impl RedisConfig {
-    /// This instance's name: `instance`, or `{hostname}-{pid}`.
-    pub fn instance_name(&self) -> String {
-        self.instance.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "huiying".into());
-            format!("{host}-{}", std::process::id())
-        })
-    }
-
-    /// The password, if a source is configured (errors name the source, never the secret).
-    pub fn password(&self) -> Result<Option<String>, String> {
-        let raw = if let Some(var) = &self.password_env {
-            std::env::var(var).map_err(|_| format!("[redis] password_env: {var} is not set"))?
-        } else if let Some(f) = &self.password_file {
-            std::fs::read_to_string(f)
-                .map_err(|e| format!("[redis] password_file {}: {e}", f.display()))?
-        } else {
-            return Ok(None);
-        };
-        let p = raw.trim();
-        if p.is_empty() {
-            return Err("[redis] the password is empty".into());
-        }
-        Ok(Some(p.to_string()))
-    }
 }
 
 /// `[auth]`: who may use the API and the console (see `crate::api::auth`).
@@ -140,75 +74,6 @@ impl Default for AuthConfig {
             login_window_secs: 15 * 60,
             secure_cookie: false,
         }
-    }
-}
-
-/// `[respond]`: the notice workflow and the publishing of approved notices.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RespondConfig {
-    /// Run the respond stage (it also needs `rules/matrix` and `rules/templates`).
-    pub enabled: bool,
-    /// Where the notices, the outbox and the audit log are kept (relative to the config file).
-    pub data_dir: PathBuf,
-    /// The approval policy.
-    pub policy: crate::respond::notices::ApprovalPolicy,
-    /// Operators: API tokens that identify actors (never logged). Kept for compatibility:
-    /// each is an API token with the `operator` role; prefer `[auth]` users and tokens.
-    pub operators: Vec<Operator>,
-    /// Drills and the demo: every account publishes to this JSON Lines file instead of its
-    /// platform (same plan, limits, outbox and audit; nothing leaves the machine).
-    pub drill_sink: Option<PathBuf>,
-}
-
-impl Default for RespondConfig {
-    fn default() -> Self {
-        RespondConfig {
-            enabled: true,
-            data_dir: PathBuf::from("huiying-data"),
-            policy: Default::default(),
-            operators: Vec::new(),
-            drill_sink: None,
-        }
-    }
-}
-
-/// One operator of the API: a name (the actor of the audit log) and where its token is read.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Operator {
-    /// The actor name (`alice`).
-    pub name: String,
-    /// Environment variable holding the operator's API token.
-    #[serde(default)]
-    pub token_env: Option<String>,
-    /// File holding the operator's API token.
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-}
-
-impl Operator {
-    /// The operator's token (read now; never logged).
-    pub fn token(&self) -> anyhow::Result<String> {
-        let raw = if let Some(var) = &self.token_env {
-            std::env::var(var).map_err(|_| {
-                anyhow::anyhow!(
-                    "operator {}: environment variable {var} is not set",
-                    self.name
-                )
-            })?
-        } else if let Some(f) = &self.token_file {
-            std::fs::read_to_string(f).map_err(|e| {
-                anyhow::anyhow!("operator {}: token file {}: {e}", self.name, f.display())
-            })?
-        } else {
-            anyhow::bail!("operator {}: no token_env or token_file", self.name);
-        };
-        let t = raw.trim();
-        if t.is_empty() {
-            anyhow::bail!("operator {}: empty token", self.name);
-        }
-        Ok(t.to_string())
     }
 }
 

@@ -29,16 +29,28 @@
 
 pub mod api;
 pub mod app;
+pub mod bus;
 pub mod cases;
 pub mod cluster;
 pub mod config;
 pub mod detect;
 pub mod feeds;
+pub mod ingest;
+pub mod live;
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
 pub mod respond;
+pub mod stage;
 pub mod store;
+
+/// Make `wss://`, `rediss://` and `https://` work: rustls with the `ring` provider and the
+/// Mozilla roots (`webpki-roots`), so no system certificate store or OpenSSL is needed. Called
+/// once by [`app::main`] and by [`app::start`] (the entry point of embedders and tests);
+/// idempotent.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// A hash that is the same in every process and run (FNV-1a, 64 bit), for ids, author keys and
 /// SimHash features. Determinism of replay depends on it.

@@ -9,55 +9,17 @@
 //! analysing dozens of mentions.
 
 use crate::cluster::coord::ClusterCount;
+use crate::cluster::Control;
 use crate::cluster::{Engine, EngineStats, Event};
 use crate::detect::reload::SharedRules;
 use crate::detect::{Analysis, Analyzer, RuleSet};
+use crate::ingest::Item;
 use crate::normalize::{parse_mention, Mention, RejectReason};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
-
-/// One unit of input.
-#[derive(Debug)]
-pub enum Item {
-    /// A raw JSON line (replay); parsed by the workers. `line` is 1-based.
-    Raw {
-        /// Line number in the file.
-        line: u64,
-        /// The bytes, without the newline.
-        bytes: Vec<u8>,
-    },
-    /// An already parsed mention (websocket, HTTP, demo), with its arrival instant.
-    Parsed(Box<Mention>, Instant),
-    /// Live mode: event time advances to this (ms) even if no mention arrives.
-    Tick(i64),
-    /// Mentions deleted at the source (by id).
-    Delete(Vec<String>),
-    /// Distinct authors per emergency key over every instance (from the Redis sync task).
-    Cluster(Vec<ClusterCount>),
-    /// An operator's change to incident state (console, API).
-    Control(Control),
-}
-
-/// An operator's change to incident state. It travels the pipeline like any item so that the
-/// engine thread, the only owner of incident state, applies it in input order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Control {
-    /// Close an open incident now.
-    Close {
-        /// The incident.
-        id: String,
-    },
-    /// Fold the open incident `from` into the open incident `into` (same kind); `from` closes.
-    Merge {
-        /// The incident that stays.
-        into: String,
-        /// The incident that is absorbed and closed.
-        from: String,
-    },
-}
 
 /// What the engine thread reports for every input item, in input order.
 pub enum Outcome<'a> {

@@ -185,7 +185,7 @@ fn uptime() -> String {
 /// Run a scenario; the result is also written to `out_dir`.
 pub async fn run(opts: RunOptions) -> anyhow::Result<RunResult> {
     // The HTTP client is built on rustls with no default provider: install the engine's.
-    huiying::feeds::install_tls();
+    huiying::install_tls();
     let sc = Scenario::load(&opts.scenario_dir)?;
     let duration = opts
         .max_duration

@@ -7,7 +7,8 @@
 
 use super::auth::Principal;
 use super::{ApiError, ApiState};
-use crate::pipeline::{Control, Item};
+use crate::cluster::Control;
+use crate::ingest::Item;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;

@@ -4,9 +4,11 @@
 //! `POST /api/login` passes [`auth::require`] (token or session, role, CSRF); every answer gets
 //! the security headers of [`auth::security_headers`].
 
-use crate::cluster::{Event, Incident};
+use crate::cluster::Incident;
 use crate::detect::reload::SharedRules;
-use crate::feeds::{parse_payload, Ingest};
+use crate::feeds::parse_payload;
+use crate::ingest::Ingest;
+use crate::live::{LiveIncidents, StreamMsg};
 use crate::store::Store;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -16,49 +18,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use tokio::sync::broadcast;
 
 pub mod auth;
 pub mod console;
 pub mod notices;
+pub mod serve;
 pub mod wall;
-
-/// One event as the stream sends it: serialised once, shared by every client.
-#[derive(Debug, Clone)]
-pub struct StreamMsg {
-    /// The JSON line.
-    pub json: Arc<str>,
-    /// Whether it is a `mention.assigned` event (sent only to clients that ask for them).
-    pub assignment: bool,
-}
-
-/// Open incidents as the engine last reported them.
-pub type LiveIncidents = Arc<RwLock<BTreeMap<String, Arc<Incident>>>>;
-
-/// Update the live view with an event.
-pub fn apply_to_live(live: &LiveIncidents, e: &Event) {
-    if let Event::Incident { incident, .. } = e {
-        let mut g = live.write().unwrap_or_else(|p| p.into_inner());
-        if incident.state == crate::cluster::IncidentState::Open {
-            g.insert(incident.id.clone(), incident.clone());
-        } else {
-            g.remove(&incident.id);
-        }
-        set_open_gauge(&g);
-    }
-}
-
-/// Set `huiying_incidents_open{kind,severity}` from the live view (after a restore).
-pub fn refresh_open_gauge(live: &LiveIncidents) {
-    set_open_gauge(&live.read().unwrap_or_else(|p| p.into_inner()));
-}
-
-// Counted from the view rather than inc/dec per event: severity changes while open.
-fn set_open_gauge(g: &BTreeMap<String, Arc<Incident>>) {
-    crate::metrics::global().set_incidents_open(g.values().map(|i| (i.kind, i.severity)));
-}
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -88,7 +55,7 @@ pub struct ApiState {
     /// The rules directory (admin reload).
     pub rules_dir: std::path::PathBuf,
     /// The pipeline's input, for operator changes to incidents (close, merge).
-    pub control: tokio::sync::mpsc::Sender<crate::pipeline::Item>,
+    pub control: tokio::sync::mpsc::Sender<crate::ingest::Item>,
 }
 
 /// Append an action of `who` to the audit log (when the respond stage, which owns the log, is
@@ -151,14 +118,14 @@ impl IntoResponse for ApiError {
 
 /// The router. Also starts the wall's sampler (it stops with `state.cancel`) and creates the
 /// inputs' metric series at zero.
-pub fn router(state: ApiState) -> Router {
+pub fn router(state: ApiState, wall_events: crate::bus::Subscription) -> Router {
     let limit = state.max_body_bytes;
     let m = crate::metrics::global();
     m.init_input(&state.ingest.feed);
     for f in state.feeds.snapshot() {
         m.init_feed(&f.name);
     }
-    let wall = wall::Wall::start(&state);
+    let wall = wall::Wall::start(&state, wall_events);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

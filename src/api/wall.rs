@@ -14,16 +14,19 @@
 //! open incident) to the stream clients that asked for it. Replay output and the
 //! `incident.*`/`mention.assigned` lines are untouched.
 
-use super::{ApiState, LiveIncidents, StreamMsg};
+use super::ApiState;
+use crate::bus::Subscription;
+use crate::cluster::Event;
+use crate::live::LiveIncidents;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{extract::State, Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 /// Sampling period of the wall's rates (wall clock).
 pub const STEP_MS: i64 = 5_000;
@@ -106,13 +109,14 @@ pub struct Wall {
 }
 
 impl Wall {
-    /// Start the sampler; it stops when the service's cancel token fires.
-    pub fn start(state: &ApiState) -> Wall {
+    /// Start the sampler on `events` (the bus subscription of the API stage); it stops when
+    /// the service's cancel token fires or the bus closes.
+    pub fn start(state: &ApiState, events: Subscription) -> Wall {
         let first = Rates::new(STEP_MS, HISTORY).sample(now_ms(), accepted_total(), []);
         let (tx, rx) = watch::channel(Arc::from(first.to_json()));
         tokio::spawn(sampler(
             state.live.clone(),
-            state.events.subscribe(),
+            events,
             tx,
             state.cancel.clone(),
         ));
@@ -137,10 +141,11 @@ fn accepted_total() -> u64 {
 }
 
 /// The sampler task: counts `mention.assigned` per incident from the bus and publishes a
-/// `stats` message every step.
+/// `stats` message every step. The bus drops events for it rather than wait when it falls
+/// behind: the wall's counts are for display.
 async fn sampler(
     live: LiveIncidents,
-    mut bus: broadcast::Receiver<StreamMsg>,
+    mut bus: Subscription,
     tx: watch::Sender<Arc<str>>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
@@ -163,27 +168,13 @@ async fn sampler(
                 let msg = rates.sample(now_ms(), accepted_total(), open);
                 tx.send_replace(Arc::from(msg.to_json()));
             }
-            msg = bus.recv() => match msg {
-                Ok(m) if m.assignment => {
-                    if let Ok(a) = serde_json::from_str::<Assigned>(&m.json) {
-                        rates.assigned(&a.incident_id);
-                    }
-                }
-                Ok(_) => {}
-                // The wall's counts are approximate under overload: never hold the bus up.
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::debug!(skipped = n, "Wall sampler lagged behind the event bus.");
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
+            ev = bus.recv() => match ev.as_deref() {
+                Some(Event::Assigned { incident_id, .. }) => rates.assigned(incident_id),
+                Some(_) => {}
+                None => break,
             },
         }
     }
-}
-
-#[derive(Deserialize)]
-struct Assigned<'a> {
-    #[serde(borrow)]
-    incident_id: std::borrow::Cow<'a, str>,
 }
 
 /// Rate histories: the global mention rate and mentions assigned per open incident, per

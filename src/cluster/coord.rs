@@ -4,7 +4,7 @@
 //! incident (rare: one round trip to agree on the id, so a burst seen by two instances opens
 //! one incident) and counting an emergency mention (frequent: only buffered here, merged in
 //! Redis every ~100 ms by a task off the engine thread, whose answers come back as
-//! [`crate::pipeline::Item::Cluster`]). Without a coordinator (the embedded default and
+//! [`crate::ingest::Item::Cluster`]). Without a coordinator (the embedded default and
 //! `huiying replay`) the engine does exactly what it did alone.
 
 /// A counted emergency mention, as the engine hands it to the coordinator.

@@ -74,3 +74,24 @@ pub fn spawn_watcher(
         })?;
     Ok(handle)
 }
+
+/// The stage: with `watch`, reload the rules when their directory changes (a failed watch
+/// leaves hot reload off, with a warning).
+pub fn start(watch: bool, cx: &crate::stage::Context) -> crate::stage::Handle {
+    if !watch {
+        return crate::stage::Handle::new("rules", Vec::new());
+    }
+    let (rules, dir, analyzer) = (cx.rules.clone(), cx.rules_dir.clone(), cx.analyzer.clone());
+    match spawn_watcher(rules, dir, analyzer, cx.cancel.clone()) {
+        Ok(h) => crate::stage::Handle::new(
+            "rules",
+            vec![tokio::task::spawn_blocking(move || {
+                let _ = h.join();
+            })],
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot watch the rules directory; hot reload is off.");
+            crate::stage::Handle::new("rules", Vec::new())
+        }
+    }
+}

@@ -194,6 +194,22 @@ impl Drill {
     }
 }
 
+/// Play the drill into `ingest` on the wall clock until `cancel`.
+pub async fn run(ingest: crate::ingest::Ingest, cancel: tokio_util::sync::CancellationToken) {
+    let mut drill = Drill::new(2026, chrono::Utc::now().timestamp_millis());
+    let mut iv = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = iv.tick() => {
+                for m in drill.advance(chrono::Utc::now().timestamp_millis()) {
+                    if !ingest.send(m).await { return; }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

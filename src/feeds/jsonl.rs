@@ -1,7 +1,7 @@
 //! JSON Lines files: read line by line (bounded memory), as raw items for the pipeline's
 //! workers to parse, optionally paced to event time.
 
-use crate::pipeline::Item;
+use crate::ingest::Item;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 

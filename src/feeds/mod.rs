@@ -3,73 +3,72 @@
 //! (back-pressure reaches its socket), and nothing is dropped silently.
 
 pub mod demo;
+pub mod file;
 pub mod health;
 pub mod jetstream;
 pub mod jsonl;
 pub mod mastodon;
 pub mod websocket;
 
+use crate::config::{FeedConfig, FeedKind};
+use crate::ingest::{Ingest, Item};
 use crate::normalize::Mention;
-use crate::pipeline::Item;
-use std::time::Instant;
 
-/// Make `wss://` and `https://` work: rustls with the `ring` provider and the Mozilla roots
-/// (`webpki-roots`), so no system certificate store or OpenSSL is needed. Idempotent.
-pub fn install_tls() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// The sending end of the ingest queue, with the feed's name for metrics.
-#[derive(Clone)]
-pub struct Ingest {
-    /// Feed name (a metric label).
-    pub feed: String,
-    tx: tokio::sync::mpsc::Sender<Item>,
-    live: bool,
-}
-
-impl Ingest {
-    /// An ingest handle for `feed`. In live mode a timestamp from the future is clamped to now.
-    pub fn new(feed: impl Into<String>, tx: tokio::sync::mpsc::Sender<Item>, live: bool) -> Self {
-        Ingest {
-            feed: feed.into(),
-            tx,
-            live,
-        }
+/// The stage: one task per configured feed, the demo drill when asked, and the tick that moves
+/// event time on when every feed is quiet.
+pub fn start(
+    feeds: &[FeedConfig],
+    demo: bool,
+    cx: &crate::stage::Context,
+) -> Result<crate::stage::Handle, String> {
+    let mut tasks = Vec::new();
+    for f in feeds {
+        let ingest = Ingest::new(f.name.clone(), cx.ingest.clone(), true);
+        tasks.push(spawn(f.clone(), ingest, cx)?);
     }
-
-    /// Queue one mention, waiting while the queue is full. False once the pipeline is gone.
-    pub async fn send(&self, mut m: Mention) -> bool {
-        if self.live {
-            let now = chrono::Utc::now().timestamp_millis();
-            if m.ts > now + 1_000 {
-                m.ts = now;
+    if demo {
+        let ingest = Ingest::new("demo", cx.ingest.clone(), true);
+        tasks.push(tokio::spawn(demo::run(ingest, cx.cancel.clone())));
+    }
+    let (tx, c) = (cx.ingest.clone(), cx.cancel.clone());
+    tasks.push(tokio::spawn(async move {
+        let mut iv = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = c.cancelled() => break,
+                _ = iv.tick() => {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    if tx.send(Item::Tick(now)).await.is_err() { break; }
+                }
             }
         }
-        crate::metrics::global().accepted(&self.feed, 1);
-        let item = Item::Parsed(Box::new(m), Instant::now());
-        match self.tx.try_send(item) {
-            Ok(()) => true,
-            Err(tokio::sync::mpsc::error::TrySendError::Full(item)) => {
-                crate::metrics::global()
-                    .backpressure
-                    .with_label_values(&[&self.feed])
-                    .inc();
-                self.tx.send(item).await.is_ok()
-            }
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+    }));
+    Ok(crate::stage::Handle::new("feeds", tasks))
+}
+
+fn spawn(
+    f: FeedConfig,
+    ingest: Ingest,
+    cx: &crate::stage::Context,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let token = f.token().map_err(|e| e.to_string())?;
+    let health = cx.feeds.register(&f.name, f.kind.as_str());
+    let cancel = cx.cancel.clone();
+    Ok(match f.kind {
+        FeedKind::Generic => tokio::spawn(websocket::run(
+            websocket::Generic { url: f.url.clone() },
+            token,
+            ingest,
+            health,
+            f.ws_options(),
+            cancel,
+        )),
+        FeedKind::Mastodon => tokio::spawn(mastodon::run(f, token, ingest, health, cancel)),
+        FeedKind::Jetstream => {
+            tokio::spawn(jetstream::run(f, cx.store.clone(), ingest, health, cancel))
         }
-    }
-
-    /// Tell the pipeline that mentions were deleted at the source.
-    pub async fn delete(&self, ids: &[String]) -> bool {
-        self.tx.send(Item::Delete(ids.to_vec())).await.is_ok()
-    }
-
-    /// Count a rejected input of this feed.
-    pub fn rejected(&self, reason: &str) {
-        crate::metrics::global().rejected(&self.feed, reason);
-    }
+        FeedKind::File => tokio::spawn(file::run(f.name, f.url, ingest, cancel)),
+    })
 }
 
 /// Mentions parsed from one payload, and the rejected elements with their index.

@@ -5,6 +5,7 @@
 //! API's notice endpoints are in `crate::api::notices`.
 
 pub mod audit;
+pub mod config;
 pub mod dispatch;
 pub mod limits;
 pub mod matrix;
@@ -15,3 +16,5 @@ pub mod redis;
 pub mod replies;
 pub mod stage;
 pub mod templates;
+
+pub use config::{Operator, RespondConfig};

@@ -7,8 +7,8 @@
 //! directory has valid `matrix/` and `templates/`; otherwise the stage is off (with a warning)
 //! and the API's notice endpoints answer 503 `respond_disabled`.
 
+use crate::bus::{Delivery, Interest};
 use crate::cluster::{Event, EventKind, Incident, IncidentKind, IncidentState};
-use crate::config::RespondConfig;
 use crate::detect::reload::SharedRules;
 use crate::metrics::respond::{LANES, NOTICE_STATES};
 use crate::respond::audit::AuditLog;
@@ -28,7 +28,9 @@ use crate::respond::redis::outbox::{RedisOutbox, RedisOutboxConfig};
 use crate::respond::redis::Blocking;
 use crate::respond::replies;
 use crate::respond::templates::Templates;
-use anyhow::Context;
+use crate::respond::RespondConfig;
+use crate::stage::{Context, Handle};
+use anyhow::Context as _;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -54,42 +56,23 @@ pub struct Respond {
     pub rules: SharedRules,
     /// Wakes the dispatcher (a notice became `publishing`, publishing resumed).
     pub wake: Arc<Notify>,
-    /// Operator tokens → names (never logged).
-    operators: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Respond {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Respond")
             .field("accounts", &self.matrix.accounts().len())
-            .field("operators", &self.operators.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Respond {
-    /// The operator a bearer token identifies.
-    pub fn operator(&self, token: &str) -> Option<&str> {
-        self.operators.get(token).map(String::as_str)
-    }
-
     /// Wake the dispatcher if `state` means jobs were enqueued.
     pub fn wake_if_publishing(&self, state: NoticeState) {
         if state == NoticeState::Publishing {
             self.wake.notify_one();
         }
     }
-}
-
-/// What [`start`] hands back to the service: the shared stage, the sender the pipeline feeds
-/// incident events into, and its tasks (which end on `cancel`).
-pub struct Started {
-    /// The stage.
-    pub respond: Arc<Respond>,
-    /// Incident events for drafting (`incident.opened` / `incident.updated`).
-    pub events: mpsc::Sender<Arc<Event>>,
-    /// The dispatcher and drafting tasks.
-    pub tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Load the matrix and templates from `rules_dir`. `Ok(None)` (with a warning) when the stage
@@ -121,36 +104,32 @@ fn load_rules(rules_dir: &Path, rules: &SharedRules) -> Option<(Matrix, Template
     Some((matrix, templates))
 }
 
-/// How the stage shares its state with the other instances of a cluster (`store =
-/// "redis://…"`): the outbox (Redis Streams), the rate limits, the notices.
-#[derive(Debug, Clone)]
-pub struct Shared {
-    /// The Redis URL.
-    pub url: String,
-    /// `[redis]`.
-    pub redis: crate::config::RedisConfig,
-}
-
-/// Start the respond stage; `Ok(None)` when it is disabled or its rules are missing/invalid.
-/// Storage that cannot be opened is an error.
+/// Start the respond stage: the dispatcher, the gauges and the drafting task (incident events
+/// from the bus, dropped when its queue is full: drafting is idempotent and every update
+/// carries the incident again). The stage is `None` when it is disabled or its rules are
+/// missing/invalid; storage that cannot be opened is an error. With a shared Redis the outbox,
+/// limits, notices and audit log are the fleet's.
 pub async fn start(
     cfg: &RespondConfig,
-    rules_dir: &Path,
-    rules: SharedRules,
-    shared: Option<Shared>,
-    cancel: CancellationToken,
-) -> anyhow::Result<Option<Started>> {
+    cx: &mut Context,
+) -> anyhow::Result<(Handle, Option<Arc<Respond>>)> {
+    let off = || Ok((Handle::new("respond", Vec::new()), None));
     if !cfg.enabled {
         tracing::info!("The respond stage is disabled in the config.");
-        return Ok(None);
+        return off();
     }
-    let rd = rules_dir.to_path_buf();
+    let rd = cx.rules_dir.clone();
+    let rules = cx.rules.clone();
     let r2 = rules.clone();
     let Some((matrix, templates)) =
         tokio::task::spawn_blocking(move || load_rules(&rd, &r2)).await?
     else {
-        return Ok(None);
+        return off();
     };
+    let shared = cx
+        .redis
+        .as_ref()
+        .map(|r| (r.url().to_string(), r.settings().clone()));
 
     let data_dir = cfg.data_dir.clone();
     let policy = cfg.policy.clone();
@@ -158,20 +137,20 @@ pub async fn start(
     let (store, outbox, audit, limiter) = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
-        if let Some(sh) = sh {
+        if let Some((url, settings)) = sh {
             let db = Arc::new(
-                Blocking::new(&sh.url, &sh.redis)
+                Blocking::new(&url, &settings)
                     .map_err(|e| anyhow::anyhow!("the Redis URL of `store`: {e}"))?,
             );
-            let ns = sh.redis.namespace.as_str();
+            let ns = settings.namespace.as_str();
             let outbox: Arc<dyn OutboxStore> = Arc::new(
                 RedisOutbox::new(
                     db.clone(),
                     RedisOutboxConfig {
                         namespace: ns.to_string(),
-                        consumer: sh.redis.instance_name(),
-                        claim_idle: Duration::from_millis(sh.redis.claim_idle_ms.max(100)),
-                        attempt_timeout: Duration::from_millis(sh.redis.attempt_timeout_ms),
+                        consumer: settings.instance_name(),
+                        claim_idle: Duration::from_millis(settings.claim_idle_ms.max(100)),
+                        attempt_timeout: Duration::from_millis(settings.attempt_timeout_ms),
                     },
                 )
                 .context("the outbox on Redis")?,
@@ -193,16 +172,6 @@ pub async fn start(
     .await??;
     let audit = Arc::new(Mutex::new(audit));
     let notices = Arc::new(Notices::new(store, outbox.clone(), audit.clone(), policy));
-
-    let mut operators = HashMap::new();
-    for op in &cfg.operators {
-        match op.token() {
-            Ok(t) => {
-                operators.insert(t, op.name.clone());
-            }
-            Err(e) => tracing::warn!(error = %e, "Operator skipped."),
-        }
-    }
 
     // Limits on the real clock, a publisher per account.
     let limits = Arc::new(Limits::new(governor::clock::DefaultClock::default()));
@@ -276,7 +245,6 @@ pub async fn start(
     tracing::info!(
         accounts = matrix.accounts().len(),
         publishing = routed,
-        operators = operators.len(),
         "Respond stage on."
     );
 
@@ -290,13 +258,12 @@ pub async fn start(
         audit,
         rules,
         wake,
-        operators,
     });
 
     let mut tasks = Vec::new();
     let is_shared = shared.is_some();
     {
-        let c = cancel.clone();
+        let c = cx.cancel.clone();
         tasks.push(tokio::spawn(async move {
             // Shared: jobs approved on another instance wake nobody here, so look more often.
             let idle = if is_shared {
@@ -307,14 +274,16 @@ pub async fn start(
             dispatcher.run(c, idle).await;
         }));
     }
-    tasks.push(tokio::spawn(gauges(respond.clone(), cancel.clone())));
-    let (tx, rx) = mpsc::channel::<Arc<Event>>(4096);
-    tasks.push(tokio::spawn(drafter(respond.clone(), rx, cancel)));
-    Ok(Some(Started {
-        respond,
-        events: tx,
-        tasks,
-    }))
+    tasks.push(tokio::spawn(gauges(respond.clone(), cx.cancel.clone())));
+    let rx = cx
+        .bus
+        .subscribe("respond", 4096, Delivery::DropWhenFull, Interest::Incidents);
+    tasks.push(tokio::spawn(drafter(
+        respond.clone(),
+        rx,
+        cx.cancel.clone(),
+    )));
+    Ok((Handle::new("respond", tasks), Some(respond)))
 }
 
 /// Refresh the gauges that are read off the stores (notices by state, outbox depth by lane and

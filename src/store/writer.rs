@@ -1,11 +1,28 @@
 //! The store writer: subscribes to engine events, batches them (up to 100 ms or 1,000 events)
-//! and writes each batch in one transaction. On shutdown it drains what is left.
+//! and writes each batch in one transaction. On shutdown it drains what is left: it reads the
+//! bus to its end, so every event the engine emitted is written.
 
 use super::Store;
 use crate::cluster::Event;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The stage: every event, waited for (the store must see them all).
+pub fn start(cx: &mut crate::stage::Context) -> crate::stage::Handle {
+    use crate::bus::{Delivery, Interest};
+    let rx = cx
+        .bus
+        .subscribe("store", 65_536, Delivery::Wait, Interest::Everything);
+    let store = cx.store.clone();
+    let task = tokio::spawn(async move {
+        let failed = run(store, rx).await;
+        if failed > 0 {
+            tracing::warn!(failed, "Some store batches failed to write.");
+        }
+    });
+    crate::stage::Handle::new("store", vec![task])
+}
 
 /// Write events to `store` until `rx` closes; returns how many batches failed.
 pub async fn run(store: Arc<dyn Store>, mut rx: tokio::sync::mpsc::Receiver<Arc<Event>>) -> u64 {

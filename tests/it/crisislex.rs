@@ -2,24 +2,24 @@
 //! tweets collected by the same keywords): every crisis should open an emergency incident made
 //! of its own tweets, and no incident should be made mostly of off-topic tweets.
 //!
-//! The data lives in `../shared/data/crisislex/` beside the repository (as in CI). Run with
+//! The data is in `tests/data/crisislex/` (gzip; MIT, see the LICENSE and README there). Run with
 //! `--nocapture` to see the per-event table.
 
 use super::util::{json_lines, replay_file};
 use huiying::app::Emit;
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::path::PathBuf;
 
 #[test]
 fn crisislex_events_are_detected_without_false_incidents() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/crisislex/crisislex_t6.jsonl");
-    assert!(
-        path.is_file(),
-        "CrisisLex data missing at {} (shared/ must sit beside the repository)",
-        path.display()
-    );
-    let src = std::fs::read_to_string(&path).expect("read crisislex");
+        .join("tests/data/crisislex/crisislex_t6.jsonl.gz");
+    let mut src = String::new();
+    huiying::app::replay::open_input(&path)
+        .expect("open crisislex")
+        .read_to_string(&mut src)
+        .expect("read crisislex");
     let mut label: HashMap<String, (String, String)> = HashMap::new();
     let mut on_topic: BTreeMap<String, u64> = BTreeMap::new();
     for line in src.lines() {

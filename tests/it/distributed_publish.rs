@@ -491,7 +491,7 @@ async fn respond_instance(
 ) -> huiying::app::Service {
     let mut cfg = crate::util::respond_config(rules.to_path_buf(), data.to_path_buf(), operators);
     cfg.store = url.into();
-    cfg.redis = huiying::config::RedisConfig {
+    cfg.redis = huiying::store::redis::RedisConfig {
         namespace: ns.into(),
         instance: Some(name.into()),
         ..Default::default()

@@ -8,7 +8,8 @@ use crate::redis_server::{namespace, require_shared, OwnRedis};
 use crate::util::{self, get_json, http, mention, next_event, now_ms, stop, stream, within, Ws};
 use huiying::app::Service;
 use huiying::cluster::Incident;
-use huiying::config::{Config, RedisConfig};
+use huiying::config::Config;
+use huiying::store::redis::RedisConfig;
 use huiying::store::{EmbeddedStore, MemoryStore, Store};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -36,7 +37,7 @@ fn config(url: &str, ns: &str, instance: &str) -> Config {
             instance: Some(instance.into()),
             ..RedisConfig::default()
         },
-        respond: huiying::config::RespondConfig {
+        respond: huiying::respond::RespondConfig {
             enabled: false,
             ..Default::default()
         },

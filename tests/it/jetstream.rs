@@ -325,7 +325,7 @@ fn config(feed: FeedConfig) -> Config {
         rules: util::rules_dir(),
         feeds: vec![feed],
         // The respond stage has its own test (respond.rs).
-        respond: huiying::config::RespondConfig {
+        respond: huiying::respond::RespondConfig {
             enabled: false,
             ..Default::default()
         },

@@ -423,7 +423,7 @@ async fn start_service(feeds: Vec<FeedConfig>) -> Service {
         rules: util::rules_dir(),
         feeds,
         // The respond stage has its own test (respond.rs).
-        respond: huiying::config::RespondConfig {
+        respond: huiying::respond::RespondConfig {
             enabled: false,
             ..Default::default()
         },

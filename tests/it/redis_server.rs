@@ -127,8 +127,8 @@ impl Drop for OwnRedis {
 
 #[tokio::test]
 async fn the_connection_manager_reconnects_after_a_redis_restart_and_tracks_health() {
-    use huiying::config::RedisConfig;
     use huiying::store::redis::Redis;
+    use huiying::store::redis::RedisConfig;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut own = OwnRedis::start(dir.path(), true);
     let cfg = RedisConfig {
@@ -300,8 +300,8 @@ pub fn start_tls(dir: &Path) -> (Child, u16, PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_connects_with_the_configured_ca_and_refuses_an_unknown_one() {
-    use huiying::config::RedisConfig;
     use huiying::store::redis::Redis;
+    use huiying::store::redis::RedisConfig;
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut server, port, ca) = start_tls(dir.path());
     let url = format!("rediss://127.0.0.1:{port}/0");

@@ -6,12 +6,13 @@
 use crate::fake_platform::FakePlatform;
 use crate::respond::call;
 use crate::util::{self, get_json, http, now_ms, start_service, stop, within};
-use huiying::config::{Config, Operator, RespondConfig};
+use huiying::config::Config;
 use huiying::respond::notices::ApprovalPolicy;
 use huiying::respond::publish::{
     http_client, Action, MastodonPublisher, PostRequest, Publisher, WeiboPublisher,
 };
 use huiying::respond::replies::ReplyPolicy;
+use huiying::respond::{Operator, RespondConfig};
 use huiying::store::MemoryStore;
 use serde_json::{json, Value};
 use std::collections::HashMap;

@@ -4,7 +4,8 @@
 
 use crate::fake_platform::{FakeHandle, FakePlatform};
 use crate::util::{self, get_json, http, json_body, mention, now_ms, start_service, stop, within};
-use huiying::config::{Config, RespondConfig};
+use huiying::config::Config;
+use huiying::respond::RespondConfig;
 use huiying::store::MemoryStore;
 use serde_json::Value;
 use std::path::Path;

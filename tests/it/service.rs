@@ -31,7 +31,7 @@ fn config() -> Config {
         watch_rules: false,
         rules: util::rules_dir(),
         // The respond stage has its own test (respond.rs).
-        respond: huiying::config::RespondConfig {
+        respond: huiying::respond::RespondConfig {
             enabled: false,
             ..Default::default()
         },

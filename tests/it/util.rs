@@ -429,7 +429,7 @@ pub fn respond_config(
         listen: "127.0.0.1:0".into(),
         watch_rules: false,
         rules,
-        respond: huiying::config::RespondConfig {
+        respond: huiying::respond::RespondConfig {
             enabled: true,
             data_dir,
             policy: huiying::respond::notices::ApprovalPolicy {
@@ -438,7 +438,7 @@ pub fn respond_config(
             },
             operators: operators
                 .iter()
-                .map(|(name, var)| huiying::config::Operator {
+                .map(|(name, var)| huiying::respond::Operator {
                     name: name.to_string(),
                     token_env: Some(var.to_string()),
                     token_file: None,

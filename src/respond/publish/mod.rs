@@ -352,11 +352,10 @@ impl From<FilePublisher> for AnyPublisher {
 /// Clock-skew slack applied to `since_ms` in `find_recent`.
 pub const FIND_RECENT_SKEW_MS: i64 = 60_000;
 
-/// A client for publishers: rustls ([`crate::feeds::install_tls`]), the given overall request
+/// A client for publishers: rustls ([`crate::install_tls`], done at start), the given overall request
 /// `timeout`, a connect timeout of at most 10 s, and **no redirects** (a redirected POST would
 /// be re-sent as a GET, or re-sent at all). Share one client between many publishers.
 pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    crate::feeds::install_tls();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))

@@ -37,7 +37,7 @@ impl Blocking {
     /// ([`crate::store::redis::client`]). Connects lazily.
     pub fn new(
         url: &str,
-        cfg: &crate::config::RedisConfig,
+        cfg: &crate::store::redis::RedisConfig,
     ) -> Result<Blocking, crate::store::redis::RedisError> {
         Ok(Blocking::with_client(crate::store::redis::client(
             url, cfg,

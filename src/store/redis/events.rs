@@ -3,60 +3,19 @@
 //! (`GET /api/incidents`).
 //!
 //! A message is `{instance}\n{event JSON line}`: an instance skips its own. An incident opened
-//! on several instances (the same id, see `shared`) is announced once per stream:
-//! [`StreamDedup`] remembers which ids were shown as opened (and closed) here, whoever
-//! reported them first. Pub/sub delivers at most once: after a reconnect the live view is
+//! on several instances (the same id, see `shared`) is announced once per stream (the live
+//! view remembers which ids it announced as opened and closed, whoever reported them first). Pub/sub delivers at most once: after a reconnect the live view is
 //! refreshed from the shared store's open incidents, so nothing stays missing from
 //! `/api/incidents`.
 
 use super::{metrics, round_trip, Redis};
-use crate::api::{apply_to_live, LiveIncidents, StreamMsg};
 use crate::cluster::{Event, EventKind, Incident};
+use crate::live::Live;
 use crate::store::Store;
 use futures::StreamExt;
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Ids remembered per kind of announcement (older ones are forgotten first).
-const DEDUP_CAP: usize = 10_000;
-
-#[derive(Default)]
-struct Seen {
-    set: HashSet<(bool, String)>,
-    order: VecDeque<(bool, String)>,
-}
-
-/// Which incidents this instance's stream already announced as opened or closed.
-#[derive(Default)]
-pub struct StreamDedup {
-    seen: Mutex<Seen>,
-}
-
-impl StreamDedup {
-    /// Whether an event of `kind` for incident `id` should be shown: updates always, opened and
-    /// closed only the first time.
-    pub fn first(&self, kind: EventKind, id: &str) -> bool {
-        let closed = match kind {
-            EventKind::Updated => return true,
-            EventKind::Opened => false,
-            EventKind::Closed => true,
-        };
-        let mut g = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let k = (closed, id.to_string());
-        if !g.set.insert(k.clone()) {
-            return false;
-        }
-        g.order.push_back(k);
-        if g.order.len() > DEDUP_CAP {
-            if let Some(old) = g.order.pop_front() {
-                g.set.remove(&old);
-            }
-        }
-        true
-    }
-}
 
 /// The channel name.
 pub fn channel(redis: &Redis) -> String {
@@ -93,12 +52,8 @@ struct Remote {
 
 /// Where remote events go on this instance.
 pub struct Sinks {
-    /// The live view.
-    pub live: LiveIncidents,
-    /// The stream bus.
-    pub bus: tokio::sync::broadcast::Sender<StreamMsg>,
-    /// What this stream already announced.
-    pub dedup: Arc<StreamDedup>,
+    /// The live view and its stream.
+    pub live: Live,
     /// The shared store (to refresh the live view after a reconnect).
     pub store: Arc<dyn Store>,
 }
@@ -129,18 +84,11 @@ pub fn show(sinks: &Sinks, own: &str, payload: &[u8]) -> bool {
         at: r.at,
         incident: Arc::new(r.incident),
     };
-    apply_to_live(&sinks.live, &e);
-    if let Event::Incident { incident, .. } = &e {
-        if !sinks.dedup.first(kind, &incident.id) {
-            m.remote_events.with_label_values(&["duplicate"]).inc();
-            return true;
-        }
+    if sinks.live.apply_remote(&e, line) {
+        m.remote_events.with_label_values(&["shown"]).inc();
+    } else {
+        m.remote_events.with_label_values(&["duplicate"]).inc();
     }
-    m.remote_events.with_label_values(&["shown"]).inc();
-    let _ = sinks.bus.send(StreamMsg {
-        json: Arc::from(line),
-        assignment: false,
-    });
     true
 }
 
@@ -208,43 +156,8 @@ pub async fn subscribe(
 async fn refresh_live(sinks: &Sinks) {
     let store = sinks.store.clone();
     match tokio::task::spawn_blocking(move || store.open_incidents()).await {
-        Ok(Ok(open)) => {
-            let mut g = sinks.live.write().unwrap_or_else(|p| p.into_inner());
-            for i in open {
-                g.entry(i.id.clone()).or_insert_with(|| Arc::new(i));
-            }
-        }
+        Ok(Ok(open)) => sinks.live.add_missing(open),
         Ok(Err(e)) => tracing::warn!(error = %e, "Cannot read open incidents from the store."),
         Err(e) => tracing::warn!(error = %e, "Reading open incidents failed."),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_incident_is_announced_opened_and_closed_once_and_updated_always() {
-        let d = StreamDedup::default();
-        assert!(d.first(EventKind::Opened, "em-1"));
-        assert!(!d.first(EventKind::Opened, "em-1"));
-        assert!(d.first(EventKind::Updated, "em-1"));
-        assert!(d.first(EventKind::Updated, "em-1"));
-        assert!(d.first(EventKind::Closed, "em-1"));
-        assert!(!d.first(EventKind::Closed, "em-1"));
-        assert!(d.first(EventKind::Opened, "em-2"));
-    }
-
-    #[test]
-    fn the_memory_of_announced_ids_is_bounded() {
-        let d = StreamDedup::default();
-        for i in 0..=DEDUP_CAP {
-            assert!(d.first(EventKind::Opened, &format!("em-{i}")));
-        }
-        // The oldest was forgotten; the newest is remembered.
-        assert!(d.first(EventKind::Opened, "em-0"));
-        assert!(!d.first(EventKind::Opened, &format!("em-{DEDUP_CAP}")));
-        let g = d.seen.lock().unwrap_or_else(|p| p.into_inner());
-        assert!(g.order.len() <= DEDUP_CAP && g.set.len() == g.order.len());
     }
 }

@@ -10,15 +10,16 @@
 //! Configured by `store = "redis://HOST:PORT/DB"` and the `[redis]` table (namespace, password
 //! from env or file: never in the URL of a committed config, never logged).
 
+pub mod config;
 pub mod events;
+pub mod fleet;
 pub mod shared;
 pub mod store;
 
-pub use events::StreamDedup;
+pub use config::RedisConfig;
 pub use shared::RedisCoordinator;
 pub use store::RedisStore;
 
-use crate::config::RedisConfig;
 use redis::aio::ConnectionManager;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,6 +45,9 @@ pub struct Redis {
     namespace: Arc<str>,
     instance: Arc<str>,
     up: Arc<AtomicBool>,
+    /// Where and how it was reached (the stages that open their own connections).
+    url: Arc<str>,
+    settings: Arc<RedisConfig>,
 }
 
 impl std::fmt::Debug for Redis {
@@ -63,7 +67,6 @@ pub fn is_redis_url(spec: &str) -> bool {
 /// A client for `url` with the `[redis]` password and, for `rediss://`, the CA file. The
 /// password is never part of an error.
 pub fn client(url: &str, cfg: &RedisConfig) -> Result<redis::Client, RedisError> {
-    crate::feeds::install_tls();
     let mut info: redis::ConnectionInfo = url
         .into_connection_info()
         .map_err(|e| RedisError::Config(format!("bad URL: {e}")))?;
@@ -112,7 +115,22 @@ impl Redis {
             namespace: Arc::from(cfg.namespace.as_str()),
             instance: Arc::from(instance.as_str()),
             up: Arc::new(AtomicBool::new(true)),
+            url: Arc::from(url),
+            settings: Arc::new(RedisConfig {
+                instance: Some(instance),
+                ..cfg.clone()
+            }),
         })
+    }
+
+    /// The URL it was connected with.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The `[redis]` settings it was connected with (the instance name filled in).
+    pub fn settings(&self) -> &RedisConfig {
+        &self.settings
     }
 
     /// A connection handle (clones share one multiplexed connection).

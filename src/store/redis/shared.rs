@@ -20,7 +20,7 @@
 
 use super::{metrics, round_trip, Redis};
 use crate::cluster::coord::{ClusterCount, Coordinator, Hit};
-use crate::pipeline::Item;
+use crate::ingest::Item;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

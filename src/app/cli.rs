@@ -1,0 +1,289 @@
+//! The command line: parses it and hands each command to [`super::commands`], [`super::replay`]
+//! or [`super::service`].
+
+use super::commands;
+use super::replay::{replay_into, Emit, ReplayStore};
+use super::{default_rules_dir, service};
+use crate::config::Config;
+use crate::feeds::jsonl::Speed;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "huiying",
+    version,
+    about = "回应 — find emergencies and rumors in mentions of official accounts, fast."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the service with a built-in drill feed on the embedded store, and print where to look.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// `memory` or a store file.
+        #[arg(long, default_value = "huiying-data/demo.redb")]
+        store: String,
+        /// Rules directory.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Run the service against the feeds of a config file.
+    Run {
+        /// The config file.
+        #[arg(long, default_value = "huiying.toml")]
+        config: PathBuf,
+        /// Override the listen address.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Replay a JSON Lines file through detection and print events on stdout.
+    Replay {
+        /// The file (`-` for stdin).
+        file: PathBuf,
+        /// Rules directory.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// `max` or a multiple of real time.
+        #[arg(long, default_value = "max")]
+        speed: Speed,
+        /// What to print.
+        #[arg(long, value_enum, default_value = "incidents")]
+        emit: Emit,
+        /// Analysis worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Also write incidents and the mention index to a store, as the service does: a redb
+        /// file, or `redis://HOST:PORT/DB` (then incident ids are claimed and windows merged in
+        /// Redis too, so the output depends on timing). Default: no store, byte-identical output.
+        #[arg(long)]
+        store: Option<String>,
+        /// Key namespace with a Redis `--store`.
+        #[arg(long, default_value = "huiying-replay")]
+        namespace: String,
+    },
+    /// Validate or try out rules.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
+    /// Check the audit log.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// Console users (the users file of `[auth] users_file`).
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// API tokens (kept as SHA-256 hashes in the users file).
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCmd {
+    /// Add a user, or set the role and password of an existing one. The password is read from
+    /// stdin (first line), never from the command line.
+    Add {
+        /// Login name.
+        name: String,
+        /// viewer, operator, admin or ingest.
+        #[arg(long)]
+        role: crate::api::auth::Role,
+        /// The users file.
+        #[arg(long, default_value = "users.toml")]
+        users: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCmd {
+    /// Create an API token and print it once (only its hash is stored).
+    Create {
+        /// The token's name (the actor in the audit log).
+        name: String,
+        /// viewer, operator, admin or ingest.
+        #[arg(long)]
+        role: crate::api::auth::Role,
+        /// The users file.
+        #[arg(long, default_value = "users.toml")]
+        users: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Verify the hash chain: `ok` with the record count and head hash (exit 0), or the first
+    /// broken line as file:line: … (exit 1; 3 for only a torn last line from a crash).
+    Verify {
+        /// The log.
+        #[arg(default_value = "huiying-data/audit.jsonl")]
+        file: PathBuf,
+        /// A head hash printed earlier, which the chain must still contain.
+        #[arg(long)]
+        anchor: Option<String>,
+    },
+    /// Write the audit log a cluster shares in Redis to stdout (JSON Lines, as the file), for
+    /// `audit verify`. The password comes from `--password-env`.
+    Export {
+        /// `redis://HOST:PORT/DB`.
+        url: String,
+        /// The key namespace (`[redis] namespace`).
+        #[arg(long, default_value = "huiying")]
+        namespace: String,
+        /// Environment variable holding the Redis password.
+        #[arg(long)]
+        password_env: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCmd {
+    /// Validate a rules directory; errors as file:line: message.
+    Check {
+        /// Rules directory.
+        dir: Option<PathBuf>,
+    },
+    /// Print what the rules see in each mention of a JSON Lines file.
+    Test {
+        /// Rules directory.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "huiying=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.cmd {
+        Cmd::Rules {
+            cmd: RulesCmd::Check { dir },
+        } => Ok(commands::rules_check(
+            &dir.unwrap_or_else(default_rules_dir),
+        )),
+        Cmd::Rules {
+            cmd: RulesCmd::Test { rules, file },
+        } => {
+            commands::rules_test(&rules.unwrap_or_else(default_rules_dir), &file)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Replay {
+            file,
+            rules,
+            speed,
+            emit,
+            workers,
+            store,
+            namespace,
+        } => {
+            let rules = rules.unwrap_or_else(default_rules_dir);
+            let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+            let store = store.map(|spec| ReplayStore {
+                spec,
+                redis: crate::store::redis::RedisConfig {
+                    namespace,
+                    ..Default::default()
+                },
+            });
+            let summary = replay_into(
+                &file,
+                &rules,
+                speed,
+                emit,
+                workers,
+                store,
+                out,
+                &mut std::io::stderr(),
+            )?;
+            eprintln!("{summary}");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Demo {
+            listen,
+            store,
+            rules,
+        } => {
+            let mut cfg = Config {
+                listen,
+                store,
+                rules: rules.unwrap_or_else(default_rules_dir),
+                ..Config::default()
+            };
+            // Approved notices go to a file, never to a real account.
+            cfg.respond.drill_sink = Some(cfg.respond.data_dir.join("demo-posts.jsonl"));
+            service::serve(cfg, true)
+        }
+        Cmd::Audit {
+            cmd: AuditCmd::Verify { file, anchor },
+        } => Ok(std::process::ExitCode::from(
+            crate::respond::audit::verify_command(
+                &file,
+                anchor.as_deref(),
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            ),
+        )),
+        Cmd::Audit {
+            cmd:
+                AuditCmd::Export {
+                    url,
+                    namespace,
+                    password_env,
+                },
+        } => {
+            commands::audit_export(&url, &namespace, password_env)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::User {
+            cmd: UserCmd::Add { name, role, users },
+        } => {
+            use std::io::IsTerminal;
+            let stdin = std::io::stdin();
+            let interactive = stdin.is_terminal();
+            commands::user_add(&name, role, &users, &mut stdin.lock(), interactive)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Token {
+            cmd: TokenCmd::Create { name, role, users },
+        } => {
+            commands::token_create(&name, role, &users)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Run { config, listen } => {
+            let mut cfg = Config::load(&config)?;
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            service::serve(cfg, false)
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The live view: open incidents as the engine last reported them, and the stream of event lines
+//! that `/api/stream` clients and the wall receive. The engine's sink applies this instance's
+//! events; `store::redis::events` applies the other instances' (an incident opened on several
+//! instances is announced once per stream). Read by the API, the wall and the metrics.
+
+use crate::cluster::{Event, EventKind, Incident, IncidentState};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::broadcast;
+
+/// One event as the stream sends it: serialised once, shared by every client.
+#[derive(Debug, Clone)]
+pub struct StreamMsg {
+    /// The JSON line.
+    pub json: Arc<str>,
+    /// Whether it is a `mention.assigned` event (sent only to clients that ask for them).
+    pub assignment: bool,
+}
+
+/// Open incidents as the engine last reported them.
+pub type LiveIncidents = Arc<RwLock<BTreeMap<String, Arc<Incident>>>>;
+
+/// Events the stream ring holds for clients that read slowly (a client further behind is
+/// disconnected, never waited for).
+const STREAM_RING: usize = 4096;
+
+/// The live view and its stream.
+#[derive(Clone)]
+pub struct Live {
+    /// Open incidents.
+    pub incidents: LiveIncidents,
+    /// The stream every `/api/stream` client subscribes to.
+    pub stream: broadcast::Sender<StreamMsg>,
+    /// With several instances: which opened/closed announcements this stream already made.
+    dedup: Option<Arc<StreamDedup>>,
+}
+
+impl Live {
+    /// An empty view; `shared` when other instances' events are shown too.
+    pub fn new(shared: bool) -> Live {
+        Live {
+            incidents: Default::default(),
+            stream: broadcast::channel(STREAM_RING).0,
+            dedup: shared.then(Default::default),
+        }
+    }
+
+    /// Put restored open incidents into the view.
+    pub fn restore(&self, incidents: &[Incident]) {
+        let mut g = self.write();
+        for i in incidents {
+            g.insert(i.id.clone(), Arc::new(i.clone()));
+        }
+        set_open_gauge(&g);
+    }
+
+    /// Add the open incidents the view misses (after reconnecting to the other instances).
+    pub fn add_missing(&self, incidents: Vec<Incident>) {
+        let mut g = self.write();
+        for i in incidents {
+            g.entry(i.id.clone()).or_insert_with(|| Arc::new(i));
+        }
+        set_open_gauge(&g);
+    }
+
+    /// An event of this engine: update the view, then announce it on the stream.
+    pub fn apply(&self, e: &Event) {
+        let json: Arc<str> = Arc::from(e.to_json());
+        self.show(e, json);
+    }
+
+    /// An event of another instance, with its JSON line; false when this stream had already
+    /// announced it (opened or closed).
+    pub fn apply_remote(&self, e: &Event, line: &str) -> bool {
+        self.show(e, Arc::from(line))
+    }
+
+    fn show(&self, e: &Event, json: Arc<str>) -> bool {
+        if let Event::Incident { kind, incident, .. } = e {
+            {
+                let mut g = self.write();
+                if incident.state == IncidentState::Open {
+                    g.insert(incident.id.clone(), incident.clone());
+                } else {
+                    g.remove(&incident.id);
+                }
+                set_open_gauge(&g);
+            }
+            if let Some(d) = &self.dedup {
+                if !d.first(*kind, &incident.id) {
+                    return false;
+                }
+            }
+        }
+        let _ = self.stream.send(StreamMsg {
+            json,
+            assignment: e.is_assignment(),
+        });
+        true
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Incident>>> {
+        self.incidents.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The stage: this engine's events into the view and onto the stream, every one, in order.
+pub fn start(cx: &mut crate::stage::Context) -> crate::stage::Handle {
+    use crate::bus::{Delivery, Interest};
+    let mut rx = cx
+        .bus
+        .subscribe("live", 65_536, Delivery::Wait, Interest::Everything);
+    let live = cx.live.clone();
+    let task = tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            live.apply(&e);
+        }
+    });
+    crate::stage::Handle::new("live", vec![task])
+}
+
+// Counted from the view rather than inc/dec per event: severity changes while open.
+fn set_open_gauge(g: &BTreeMap<String, Arc<Incident>>) {
+    crate::metrics::global().set_incidents_open(g.values().map(|i| (i.kind, i.severity)));
+}
+
+/// Ids remembered per kind of announcement (older ones are forgotten first).
+const DEDUP_CAP: usize = 10_000;
+
+#[derive(Default)]
+struct Seen {
+    set: HashSet<(bool, String)>,
+    order: VecDeque<(bool, String)>,
+}
+
+/// Which incidents this instance's stream already announced as opened or closed.
+#[derive(Default)]
+struct StreamDedup {
+    seen: Mutex<Seen>,
+}
+
+impl StreamDedup {
+    /// Whether an event of `kind` for incident `id` should be shown: updates always, opened and
+    /// closed only the first time.
+    fn first(&self, kind: EventKind, id: &str) -> bool {
+        let closed = match kind {
+            EventKind::Updated => return true,
+            EventKind::Opened => false,
+            EventKind::Closed => true,
+        };
+        let mut g = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let k = (closed, id.to_string());
+        if !g.set.insert(k.clone()) {
+            return false;
+        }
+        g.order.push_back(k);
+        if g.order.len() > DEDUP_CAP {
+            if let Some(old) = g.order.pop_front() {
+                g.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incident_is_announced_opened_and_closed_once_and_updated_always() {
+        let d = StreamDedup::default();
+        assert!(d.first(EventKind::Opened, "em-1"));
+        assert!(!d.first(EventKind::Opened, "em-1"));
+        assert!(d.first(EventKind::Updated, "em-1"));
+        assert!(d.first(EventKind::Updated, "em-1"));
+        assert!(d.first(EventKind::Closed, "em-1"));
+        assert!(!d.first(EventKind::Closed, "em-1"));
+        assert!(d.first(EventKind::Opened, "em-2"));
+    }
+
+    #[test]
+    fn the_memory_of_announced_ids_is_bounded() {
+        let d = StreamDedup::default();
+        for i in 0..=DEDUP_CAP {
+            assert!(d.first(EventKind::Opened, &format!("em-{i}")));
+        }
+        // The oldest was forgotten; the newest is remembered.
+        assert!(d.first(EventKind::Opened, "em-0"));
+        assert!(!d.first(EventKind::Opened, &format!("em-{DEDUP_CAP}")));
+        let g = d.seen.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(g.order.len() <= DEDUP_CAP && g.set.len() == g.order.len());
+    }
+}

@@ -1,0 +1,75 @@
+//! `[respond]`: the respond stage's section of `huiying.toml`.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// `[respond]`: the notice workflow and the publishing of approved notices.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RespondConfig {
+    /// Run the respond stage (it also needs `rules/matrix` and `rules/templates`).
+    pub enabled: bool,
+    /// Where the notices, the outbox and the audit log are kept (relative to the config file).
+    pub data_dir: PathBuf,
+    /// The approval policy.
+    pub policy: super::notices::ApprovalPolicy,
+    /// Operators: API tokens that identify actors (never logged). Kept for compatibility:
+    /// each is an API token with the `operator` role; prefer `[auth]` users and tokens.
+    pub operators: Vec<Operator>,
+    /// Drills and the demo: every account publishes to this JSON Lines file instead of its
+    /// platform (same plan, limits, outbox and audit; nothing leaves the machine).
+    pub drill_sink: Option<PathBuf>,
+}
+
+impl Default for RespondConfig {
+    fn default() -> Self {
+        RespondConfig {
+            enabled: true,
+            data_dir: PathBuf::from("huiying-data"),
+            policy: Default::default(),
+            operators: Vec::new(),
+            drill_sink: None,
+        }
+    }
+}
+
+/// One operator of the API: a name (the actor of the audit log) and where its token is read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    /// The actor name (`alice`).
+    pub name: String,
+    /// Environment variable holding the operator's API token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the operator's API token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl Operator {
+    /// The operator's token (read now; never logged).
+    pub fn token(&self) -> Result<String, String> {
+        let raw = if let Some(var) = &self.token_env {
+            std::env::var(var).map_err(|_| {
+                format!(
+                    "operator {}: environment variable {var} is not set",
+                    self.name
+                )
+            })?
+        } else if let Some(f) = &self.token_file {
+            std::fs::read_to_string(f)
+                .map_err(|e| format!("operator {}: token file {}: {e}", self.name, f.display()))?
+        } else {
+            return Err(format!(
+                "operator {}: no token_env or token_file",
+                self.name
+            ));
+        };
+        let t = raw.trim();
+        if t.is_empty() {
+            return Err(format!("operator {}: empty token", self.name));
+        }
+        Ok(t.to_string())
+    }
+}
