@@ -146,7 +146,7 @@ impl Default for EmergencySettings {
     }
 }
 
-/// Rumor cluster settings.
+/// Rumor (claim group) settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RumorSettings {
@@ -154,7 +154,7 @@ pub struct RumorSettings {
     pub window_secs: u32,
     /// Distinct authors needed to open a rumor incident (known claims open at once).
     pub min_authors: u32,
-    /// Close after this long without a new mention in the cluster.
+    /// Close after this long without a new mention in the claim group.
     pub quiet_secs: u32,
     /// Largest SimHash Hamming distance at which two texts are the same claim.
     pub simhash_max_distance: u32,
@@ -193,7 +193,7 @@ pub struct Settings {
     pub window: WindowSettings,
     /// Emergency spikes.
     pub emergency: EmergencySettings,
-    /// Rumor clusters.
+    /// Rumors (claim groups).
     pub rumor: RumorSettings,
 }
 

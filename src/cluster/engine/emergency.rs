@@ -2,8 +2,8 @@
 //! improbable under the baseline, and the fleet merge of window counts.
 
 use super::severity::emergency_severity;
-use super::{hash32, round2, Engine, OpenKey, Pend, MAX_PENDING};
-use crate::cluster::coord::{emergency_key, parse_emergency_key, ClusterCount, Hit};
+use super::{hash32, round2, Engine, OpenKey, PendingMention, MAX_PENDING};
+use crate::cluster::coord::{emergency_key, parse_emergency_key, FleetCount, Hit};
 use crate::cluster::incident::{Event, Incident, IncidentKind, IncidentState};
 use crate::detect::analyze::Analysis;
 use crate::detect::gazetteer::RegionRef;
@@ -12,27 +12,32 @@ use crate::detect::spike::{poisson_sf, Window};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-pub(super) type EKey = (Arc<str>, Option<Arc<str>>);
+/// An emergency window's key: (category id, most specific region code or none).
+pub(super) type EmergencyKey = (Arc<str>, Option<Arc<str>>);
 
-pub(super) struct EState {
+/// The windows of one emergency key and what waits on them.
+pub(super) struct EmergencyState {
+    /// The fast window (5 minutes of 10 s buckets by default).
     pub(super) window: Window,
     /// The slow window (an hour of 5-minute buckets) that catches events building up slowly.
     pub(super) long: Window,
+    /// The open incident on this key, if any.
     pub(super) incident: Option<String>,
-    pub(super) pending: VecDeque<Pend>,
-    /// Distinct authors over the cluster (every instance), with the bucket they were counted
+    /// Mentions held to assign when an incident opens.
+    pub(super) pending: VecDeque<PendingMention>,
+    /// Distinct authors over the fleet (every instance), with the bucket they were counted
     /// at; trusted for one bucket.
-    pub(super) cluster: Option<(i64, u64)>,
-    /// The region of the key (to open an incident on a cluster count alone).
+    pub(super) fleet: Option<(i64, u64)>,
+    /// The region of the key (to open an incident on a fleet count alone).
     pub(super) region: Option<RegionRef>,
 }
 
-impl EState {
-    /// Distinct authors in the fast window: this instance's, or the cluster's when it is fresh
+impl EmergencyState {
+    /// Distinct authors in the fast window: this instance's, or the fleet's when it is fresh
     /// and larger.
     pub(super) fn authors(&self, now_b: i64) -> u64 {
         let local = self.window.authors();
-        match self.cluster {
+        match self.fleet {
             Some((at, n)) if at >= now_b - 1 => local.max(n),
             _ => local,
         }
@@ -40,6 +45,7 @@ impl EState {
 }
 
 impl Engine {
+    /// A baseline floor given per hour, per bucket of the fast window.
     pub(super) fn prior_bucket(&self, per_hour: f64) -> f64 {
         per_hour / 3600.0 * f64::from(self.settings.window.bucket_secs)
     }
@@ -53,17 +59,19 @@ impl Engine {
         }
     }
 
+    /// Count a mention of category `ci` in its emergency window; join the open incident or
+    /// hold the mention and try to open one.
     pub(super) fn emergency_hit(
         &mut self,
         rules: &RuleSet,
         ci: u16,
         a: &Analysis,
-        p: Pend,
+        p: PendingMention,
         out: &mut Vec<Event>,
     ) {
         let cat = &rules.categories[ci as usize];
         let region = a.regions.first().map(|r| rules.gazetteer.region_ref(*r));
-        let key: EKey = (
+        let key: EmergencyKey = (
             cat.id.clone(),
             region.as_ref().map(|r| Arc::from(r.code.as_str())),
         );
@@ -77,14 +85,17 @@ impl Engine {
         );
         let long_on = self.settings.window.long_window_secs > self.settings.window.window_secs;
         let lprior = prior * lbms as f64 / bms as f64;
-        let st = self.emergency.entry(key.clone()).or_insert_with(|| EState {
-            window: Window::new(nb, now_b),
-            long: Window::new(lnb, self.now / lbms),
-            incident: None,
-            pending: VecDeque::new(),
-            cluster: None,
-            region,
-        });
+        let st = self
+            .emergency
+            .entry(key.clone())
+            .or_insert_with(|| EmergencyState {
+                window: Window::new(nb, now_b),
+                long: Window::new(lnb, self.now / lbms),
+                incident: None,
+                pending: VecDeque::new(),
+                fleet: None,
+                region,
+            });
         st.window.advance(now_b, decay);
         st.window.add(p.ts / bms, p.author);
         st.long.advance(self.now / lbms, ldecay);
@@ -141,13 +152,13 @@ impl Engine {
         self.try_open_emergency(rules, ci, &key, prior, out);
     }
 
-    /// Open an incident on `key` if its windows (or the cluster's count) are improbable under
+    /// Open an incident on `key` if its windows (or the fleet's count) are improbable under
     /// the baseline.
     pub(super) fn try_open_emergency(
         &mut self,
         rules: &RuleSet,
         ci: u16,
-        key: &EKey,
+        key: &EmergencyKey,
         prior: f64,
         out: &mut Vec<Event>,
     ) {
@@ -182,8 +193,8 @@ impl Engine {
             (std::mem::take(&mut s.pending), s.region.clone())
         });
         let (pending, region) = st.unwrap_or_default();
-        // Opened on the cluster's count: the incident says so from its first event.
-        let cluster_authors = if self.coord.is_some() { authors } else { 0 };
+        // Opened on the fleet's count: the incident says so from its first event.
+        let fleet_authors = if self.coord.is_some() { authors } else { 0 };
         let mut id = format!(
             "em-{}-{:08x}",
             self.now,
@@ -221,7 +232,7 @@ impl Engine {
         };
         let (sev, min_a) = (cat.severity, cat.min_authors);
         let okey = OpenKey::Emergency(key.clone());
-        self.open_incident(inc, okey, pending, cluster_authors, out, |o| {
+        self.open_incident(inc, okey, pending, fleet_authors, out, |o| {
             emergency_severity(sev, min_a, o, rate, base, authors)
         });
         if let Some(o) = self.open.get_mut(&id) {
@@ -234,13 +245,13 @@ impl Engine {
         }
     }
 
-    /// Distinct authors per emergency key over the whole cluster (from the coordinator's sync
+    /// Distinct authors per emergency key over the whole fleet (from the coordinator's sync
     /// task): a burst split across instances opens here too, and an incident stays active
-    /// while the cluster still sees it.
-    pub fn merge_cluster(
+    /// while the fleet still sees it.
+    pub fn merge_fleet(
         &mut self,
-        rules: &RuleSet,
-        counts: &[ClusterCount],
+        rules: &Arc<RuleSet>,
+        counts: &[FleetCount],
         out: &mut Vec<Event>,
     ) {
         self.sync_settings(rules);
@@ -256,12 +267,12 @@ impl Engine {
             let Some(ci) = rules.category_index(cat) else {
                 continue;
             };
-            let key: EKey = (Arc::from(cat), region.map(Arc::from));
+            let key: EmergencyKey = (Arc::from(cat), region.map(Arc::from));
             let Some(st) = self.emergency.get_mut(&key) else {
                 continue;
             };
             st.window.advance(now_b, decay);
-            st.cluster = Some((c.head.min(now_b), c.authors));
+            st.fleet = Some((c.head.min(now_b), c.authors));
             let authors = st.authors(now_b);
             match st.incident.clone() {
                 Some(id) => {
@@ -269,8 +280,8 @@ impl Engine {
                         if authors >= o.close_authors {
                             o.last_active = self.now;
                         }
-                        if c.authors > o.cluster_authors {
-                            o.cluster_authors = c.authors;
+                        if c.authors > o.fleet_authors {
+                            o.fleet_authors = c.authors;
                             o.dirty = true;
                         }
                     }
@@ -283,5 +294,16 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The former name of [`Engine::merge_fleet`], for `pipeline.rs` until the lead's `Item`
+    /// move lands there (then this goes).
+    pub fn merge_cluster(
+        &mut self,
+        rules: &Arc<RuleSet>,
+        counts: &[FleetCount],
+        out: &mut Vec<Event>,
+    ) {
+        self.merge_fleet(rules, counts, out);
     }
 }

@@ -1,7 +1,7 @@
 //! The lifecycle every open incident shares, emergency or rumor: opening with the pending
 //! mentions, joining, due updates, the periodic sweep that closes quiet incidents, closing.
 
-use super::{round2, Engine, Open, OpenKey, Pend, MAX_SAMPLES, TOP_TERMS};
+use super::{round2, Engine, OpenIncident, OpenKey, PendingMention, MAX_SAMPLES, TOP_TERMS};
 use crate::cluster::incident::{Event, EventKind, Incident, IncidentKind, IncidentState};
 use crate::detect::spike::poisson_sf;
 use ahash::{AHashMap, AHashSet};
@@ -13,14 +13,14 @@ impl Engine {
         &mut self,
         inc: Incident,
         key: OpenKey,
-        pending: VecDeque<Pend>,
-        cluster_authors: u64,
+        pending: VecDeque<PendingMention>,
+        fleet_authors: u64,
         out: &mut Vec<Event>,
-        severity: impl Fn(&Open) -> u8,
+        severity: impl Fn(&OpenIncident) -> u8,
     ) {
         let id = inc.id.clone();
         let kind = inc.kind;
-        let mut o = Open {
+        let mut o = OpenIncident {
             inc,
             key,
             authors: AHashSet::new(),
@@ -34,7 +34,7 @@ impl Engine {
             prior: 0.0,
             close_authors: 1,
             shared_key: None,
-            cluster_authors,
+            fleet_authors,
         };
         let ids: Vec<String> = pending.iter().map(|p| p.mention.id.clone()).collect();
         for p in pending {
@@ -64,7 +64,7 @@ impl Engine {
     pub(super) fn join(
         &mut self,
         id: &str,
-        p: Pend,
+        p: PendingMention,
         elevated: bool,
         rates: Option<(f64, f64, u64)>,
         out: &mut Vec<Event>,
@@ -142,7 +142,10 @@ impl Engine {
                     }
                 }
                 OpenKey::Rumor(c) => {
-                    let last = self.clusters.get(c).map_or(o.last_active, |c| c.last_seen);
+                    let last = self
+                        .claim_groups
+                        .get(c)
+                        .map_or(o.last_active, |c| c.last_seen);
                     if now - last >= quiet_r {
                         to_close.push(id.clone());
                         continue;
@@ -174,18 +177,18 @@ impl Engine {
             });
             let horizon = i64::from(self.settings.rumor.window_secs) * 1000;
             let stale: Vec<u64> = self
-                .clusters
+                .claim_groups
                 .iter()
                 .filter(|(_, c)| c.incident.is_none() && now - c.last_seen > horizon)
                 .map(|(id, _)| *id)
                 .collect();
             for c in stale {
-                self.drop_cluster(c);
+                self.drop_claim_group(c);
             }
         }
     }
 
-    /// Close the open incident `id` at `now`: its windows (or rumor cluster) are cleared so the
+    /// Close the open incident `id` at `now`: its windows (or claim group) are cleared so the
     /// same authors cannot reopen it. False if it is not open.
     pub(super) fn close_open(&mut self, id: &str, now: i64, out: &mut Vec<Event>) -> bool {
         let Some(mut o) = self.open.remove(id) else {
@@ -204,10 +207,10 @@ impl Engine {
                     // The authors behind the closed incident must not reopen it.
                     st.window.clear();
                     st.long.clear();
-                    st.cluster = None;
+                    st.fleet = None;
                 }
             }
-            OpenKey::Rumor(c) => self.drop_cluster(*c),
+            OpenKey::Rumor(c) => self.drop_claim_group(*c),
         }
         self.stats.closed += 1;
         crate::metrics::global().incident_closed(o.inc.kind);
@@ -220,7 +223,7 @@ impl Engine {
     }
 }
 
-pub(super) fn absorb(o: &mut Open, p: Pend) {
+pub(super) fn absorb(o: &mut OpenIncident, p: PendingMention) {
     o.inc.mentions += 1;
     o.authors.insert(p.author);
     if p.boosted {
@@ -245,8 +248,8 @@ pub(super) fn absorb(o: &mut Open, p: Pend) {
     }
 }
 
-pub(super) fn finish(o: &mut Open) {
-    o.inc.authors = (o.authors_base + o.authors.len() as u64).max(o.cluster_authors);
+pub(super) fn finish(o: &mut OpenIncident) {
+    o.inc.authors = (o.authors_base + o.authors.len() as u64).max(o.fleet_authors);
     let mut v: Vec<(&String, &u32)> = o.terms.iter().collect();
     v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
     o.inc.top_terms = v
@@ -256,7 +259,7 @@ pub(super) fn finish(o: &mut Open) {
         .collect();
 }
 
-pub(super) fn emit_update(o: &mut Open, now: i64, out: &mut Vec<Event>) {
+pub(super) fn emit_update(o: &mut OpenIncident, now: i64, out: &mut Vec<Event>) {
     finish(o);
     o.inc.updated_at = now;
     o.last_emit = now;

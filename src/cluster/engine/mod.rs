@@ -4,8 +4,10 @@
 //!
 //! - `mod.rs`: the [`Engine`] and its state, event time, `process`, `tick`, `delete`, `control`,
 //!   stats.
-//! - `emergency.rs`: spike windows per (category, region), opening emergencies, the fleet merge.
-//! - `rumor.rs`: rumor clusters and opening rumor incidents.
+//! - `emergency.rs`: spike windows per (category, region), opening emergencies, the fleet merge
+//!   (window counts from the other instances).
+//! - `rumor.rs`: claim groups (the posts carrying one claim: a repost cascade plus copy-paste
+//!   variants) and opening rumor incidents.
 //! - `lifecycle.rs`: what every open incident goes through: opening, joining, updating,
 //!   sweeping and closing.
 //! - `restore.rs`: re-creating state for incidents open before a restart.
@@ -24,9 +26,9 @@ use crate::detect::analyze::Analysis;
 use crate::detect::rules::{RuleSet, Settings};
 use crate::normalize::{Mention, SeenIds};
 use ahash::{AHashMap, AHashSet};
-use emergency::{EKey, EState};
+use emergency::{EmergencyKey, EmergencyState};
 use lifecycle::emit_update;
-use rumor::Cluster;
+use rumor::ClaimGroup;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -64,8 +66,10 @@ pub struct EngineStats {
     pub deleted: u64,
 }
 
+/// A relevant mention as the engine keeps it: held under its key until an incident opens (then
+/// assigned to it), or joined to the open incident at once.
 #[derive(Debug, Clone)]
-struct Pend {
+struct PendingMention {
     ts: i64,
     author: u64,
     boosted: bool,
@@ -74,12 +78,16 @@ struct Pend {
     terms: Vec<String>,
 }
 
+/// What an open incident was opened on.
 enum OpenKey {
-    Emergency(EKey),
+    /// An emergency key: (category, region code).
+    Emergency(EmergencyKey),
+    /// A claim group, by its id.
     Rumor(u64),
 }
 
-struct Open {
+/// An open incident with what the engine counts for it beyond the public [`Incident`].
+struct OpenIncident {
     inc: Incident,
     key: OpenKey,
     authors: AHashSet<u64>,
@@ -93,28 +101,33 @@ struct Open {
     /// Emergency only: baseline floor per bucket and the authors that keep it active.
     prior: f64,
     close_authors: u64,
-    /// The key under which the id was claimed in the cluster (with a coordinator).
+    /// The key under which the id was claimed in the fleet (with a coordinator).
     shared_key: Option<String>,
-    /// Distinct authors in the window over the cluster, at most (merged counts).
-    cluster_authors: u64,
+    /// Distinct authors in the window over the fleet, at most (merged counts).
+    fleet_authors: u64,
 }
 
 /// The detection state machine.
 pub struct Engine {
     settings: Settings,
-    rules_ptr: usize,
+    /// The rule set `settings` were copied from (a reload swaps the whole set).
+    rules: Option<Arc<RuleSet>>,
     now: i64,
     started: bool,
     next_sweep: i64,
     sweeps: u64,
     seen: SeenIds,
-    emergency: AHashMap<EKey, EState>,
-    clusters: AHashMap<u64, Cluster>,
-    claim_clusters: AHashMap<Arc<str>, u64>,
-    root_of: BoundedMap<u64>,
+    emergency: AHashMap<EmergencyKey, EmergencyState>,
+    /// Claim groups by id.
+    claim_groups: AHashMap<u64, ClaimGroup>,
+    /// The claim group of each known (debunked) claim id.
+    known_claim_groups: AHashMap<Arc<str>, u64>,
+    /// The claim group of each post seen in a cascade (bounded: two generations).
+    group_of_post: BoundedMap<u64>,
+    /// Claim groups started by a rumor cue, by SimHash (for copy-paste variants).
     sim: SimIndex,
-    next_cluster: u64,
-    open: BTreeMap<String, Open>,
+    next_claim_group: u64,
+    open: BTreeMap<String, OpenIncident>,
     stats: EngineStats,
     coord: Option<Box<dyn Coordinator>>,
 }
@@ -138,18 +151,18 @@ impl Engine {
     pub fn new() -> Self {
         Engine {
             settings: Settings::default(),
-            rules_ptr: 0,
+            rules: None,
             now: i64::MIN,
             started: false,
             next_sweep: i64::MIN,
             sweeps: 0,
             seen: SeenIds::new(DEDUP_HORIZON_MS, DEDUP_CAP),
             emergency: AHashMap::new(),
-            clusters: AHashMap::new(),
-            claim_clusters: AHashMap::new(),
-            root_of: BoundedMap::new(CASCADE_CAP),
+            claim_groups: AHashMap::new(),
+            known_claim_groups: AHashMap::new(),
+            group_of_post: BoundedMap::new(CASCADE_CAP),
             sim: SimIndex::default(),
-            next_cluster: 1,
+            next_claim_group: 1,
             open: BTreeMap::new(),
             stats: EngineStats::default(),
             coord: None,
@@ -181,8 +194,8 @@ impl Engine {
     pub fn state_sizes(&self) -> (usize, usize, usize) {
         (
             self.emergency.len(),
-            self.clusters.len(),
-            self.root_of.len(),
+            self.claim_groups.len(),
+            self.group_of_post.len(),
         )
     }
 
@@ -217,10 +230,10 @@ impl Engine {
         0.5f64.powf(f64::from(self.settings.window.bucket_secs) / half)
     }
 
-    fn sync_settings(&mut self, rules: &RuleSet) {
-        let p = rules as *const RuleSet as usize;
-        if p != self.rules_ptr {
-            self.rules_ptr = p;
+    /// Copy the settings of `rules` when they are not the set seen last (after a reload).
+    fn sync_settings(&mut self, rules: &Arc<RuleSet>) {
+        if !self.rules.as_ref().is_some_and(|r| Arc::ptr_eq(r, rules)) {
+            self.rules = Some(Arc::clone(rules));
             self.settings = rules.settings.clone();
         }
     }
@@ -245,7 +258,7 @@ impl Engine {
     }
 
     /// Advance event time without a mention (live mode: quiet feeds still close incidents).
-    pub fn tick(&mut self, rules: &RuleSet, now: i64, out: &mut Vec<Event>) {
+    pub fn tick(&mut self, rules: &Arc<RuleSet>, now: i64, out: &mut Vec<Event>) {
         self.sync_settings(rules);
         self.advance(now, out);
     }
@@ -268,7 +281,13 @@ impl Engine {
     }
 
     /// Apply one analysed mention.
-    pub fn process(&mut self, rules: &RuleSet, m: &Mention, a: &Analysis, out: &mut Vec<Event>) {
+    pub fn process(
+        &mut self,
+        rules: &Arc<RuleSet>,
+        m: &Mention,
+        a: &Analysis,
+        out: &mut Vec<Event>,
+    ) {
         self.sync_settings(rules);
         let ts = m.ts;
         let id_key = crate::stable_hash(m.id.as_bytes());
@@ -292,7 +311,7 @@ impl Engine {
         if !a.is_relevant() && parent.is_none() {
             return;
         }
-        let pend = || Pend {
+        let pending_mention = || PendingMention {
             ts,
             author: m.author_key(),
             boosted: a.boosted,
@@ -304,10 +323,10 @@ impl Engine {
         // an emergency: counting it would turn every "网传…停水" into an outage spike.
         if !a.cues.any() && a.claims.is_empty() {
             for &ci in &a.categories {
-                self.emergency_hit(rules, ci, a, pend(), out);
+                self.emergency_hit(rules, ci, a, pending_mention(), out);
             }
         }
-        self.rumor_hit(rules, m, a, parent, pend, out);
+        self.rumor_hit(rules, m, a, parent, pending_mention, out);
     }
 
     /// Apply an operator's change (close, merge) at the current event time. Unknown or already

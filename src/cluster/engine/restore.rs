@@ -1,8 +1,8 @@
 //! Restoring the engine's state for incidents that were open when the process last stopped.
 
-use super::emergency::{EKey, EState};
-use super::rumor::{rumor_key, Cluster};
-use super::{Engine, Open, OpenKey, RUMOR_BUCKETS, TOP_TERMS};
+use super::emergency::{EmergencyKey, EmergencyState};
+use super::rumor::{rumor_key, ClaimGroup};
+use super::{Engine, OpenIncident, OpenKey, RUMOR_BUCKETS, TOP_TERMS};
 use crate::cluster::coord::emergency_key;
 use crate::cluster::incident::{Incident, IncidentKind, IncidentState};
 use crate::detect::rules::RuleSet;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 impl Engine {
     /// Re-create state for incidents that were open when the process last stopped.
-    pub fn restore(&mut self, rules: &RuleSet, incidents: Vec<Incident>) {
+    pub fn restore(&mut self, rules: &Arc<RuleSet>, incidents: Vec<Incident>) {
         self.sync_settings(rules);
         for inc in incidents
             .into_iter()
@@ -25,7 +25,7 @@ impl Engine {
             }
             let key = match inc.kind {
                 IncidentKind::Emergency => {
-                    let k: EKey = (
+                    let k: EmergencyKey = (
                         Arc::from(inc.category.as_str()),
                         inc.region.as_ref().map(|r| Arc::from(r.code.as_str())),
                     );
@@ -36,35 +36,35 @@ impl Engine {
                     long.frozen = true;
                     self.emergency.insert(
                         k.clone(),
-                        EState {
+                        EmergencyState {
                             window,
                             long,
                             incident: Some(inc.id.clone()),
                             pending: VecDeque::new(),
-                            cluster: None,
+                            fleet: None,
                             region: inc.region.clone(),
                         },
                     );
                     OpenKey::Emergency(k)
                 }
                 IncidentKind::Rumor => {
-                    let cid = self.next_cluster;
-                    self.next_cluster += 1;
+                    let gid = self.next_claim_group;
+                    self.next_claim_group += 1;
                     let root = inc
                         .root_mention_id
                         .clone()
                         .unwrap_or_else(|| inc.id.clone());
-                    self.root_of.insert(&root, cid);
+                    self.group_of_post.insert(&root, gid);
                     for s in &inc.sample_mention_ids {
-                        self.root_of.insert(s, cid);
+                        self.group_of_post.insert(s, gid);
                     }
                     if let Some(r) = &inc.rebuttal {
-                        self.claim_clusters
-                            .insert(Arc::from(r.claim_id.as_str()), cid);
+                        self.known_claim_groups
+                            .insert(Arc::from(r.claim_id.as_str()), gid);
                     }
-                    self.clusters.insert(
-                        cid,
-                        Cluster {
+                    self.claim_groups.insert(
+                        gid,
+                        ClaimGroup {
                             root,
                             window: Window::new(
                                 RUMOR_BUCKETS as usize,
@@ -85,12 +85,12 @@ impl Engine {
                                 .collect(),
                         },
                     );
-                    OpenKey::Rumor(cid)
+                    OpenKey::Rumor(gid)
                 }
             };
             let shared_key = self.coord.as_ref().map(|_| match &key {
                 OpenKey::Emergency(k) => emergency_key(&k.0, k.1.as_deref()),
-                OpenKey::Rumor(c) => self.clusters.get(c).map(rumor_key).unwrap_or_default(),
+                OpenKey::Rumor(c) => self.claim_groups.get(c).map(rumor_key).unwrap_or_default(),
             });
             let terms = inc
                 .top_terms
@@ -117,7 +117,7 @@ impl Engine {
             };
             self.open.insert(
                 inc.id.clone(),
-                Open {
+                OpenIncident {
                     authors_base: inc.authors,
                     last_emit: inc.updated_at,
                     last_active: inc.updated_at,
@@ -131,7 +131,7 @@ impl Engine {
                     prior,
                     close_authors,
                     shared_key,
-                    cluster_authors: 0,
+                    fleet_authors: 0,
                 },
             );
         }

@@ -1,8 +1,9 @@
-//! Rumors: which rumor cluster a mention joins (known claim, cascade, near-duplicate text),
-//! and opening a rumor incident when enough authors spread it.
+//! Rumors: which claim group a mention joins, and opening a rumor incident when enough
+//! authors spread it. A claim group is the set of posts carrying one claim: a known debunked
+//! claim, a repost/reply cascade, or copy-paste variants of a post with a rumor cue.
 
 use super::severity::rumor_severity;
-use super::{hash32, round2, Engine, OpenKey, Pend, MAX_PENDING, RUMOR_BUCKETS};
+use super::{hash32, round2, Engine, OpenKey, PendingMention, MAX_PENDING, RUMOR_BUCKETS};
 use crate::cluster::incident::{
     Event, Incident, IncidentKind, IncidentState, Rebuttal, SpreadPost, SPREAD_TOP,
 };
@@ -15,25 +16,33 @@ use ahash::AHashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-pub(super) struct Cluster {
+/// The posts carrying one claim, and their window of spreading authors.
+pub(super) struct ClaimGroup {
+    /// The post the group started from (its cascade root, or the first copy).
     pub(super) root: String,
+    /// Distinct spreading or asking authors (corrections do not count).
     pub(super) window: Window,
-    pub(super) pending: VecDeque<Pend>,
+    /// Mentions held to assign when an incident opens.
+    pub(super) pending: VecDeque<PendingMention>,
+    /// The open rumor incident of this group, if any.
     pub(super) incident: Option<String>,
     pub(super) first_seen: i64,
     pub(super) last_seen: i64,
+    /// The first region and category its mentions named.
     pub(super) region: Option<RegionRef>,
     pub(super) category: Option<Arc<str>>,
+    /// The known claim's rebuttal, when the group is a known claim.
     pub(super) rebuttal: Option<Rebuttal>,
+    /// Whether the group is in the SimHash index (to remove it from there when dropped).
     pub(super) indexed: bool,
     /// Post id → (reposts and replies that spread it, where it is); at most [`MAX_SPREAD`].
     pub(super) spread: AHashMap<String, (u32, Option<String>)>,
 }
 
-/// Posts whose spread a cluster counts (beyond that, only the posts already counted grow).
+/// Posts whose spread a claim group counts (beyond that, only the posts already counted grow).
 const MAX_SPREAD: usize = 512;
 
-impl Cluster {
+impl ClaimGroup {
     /// A repost or reply (from `source`) spread `parent`.
     pub(super) fn spread(&mut self, parent: &str, source: Option<&str>) {
         if let Some(e) = self.spread.get_mut(parent) {
@@ -60,6 +69,9 @@ impl Cluster {
 }
 
 impl Engine {
+    /// Put a mention into its claim group (known claim, then the parent's group, then a new
+    /// cascade or the nearest copy when it carries a rumor cue); join the group's incident or
+    /// open one when enough authors spread it.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn rumor_hit(
         &mut self,
@@ -67,25 +79,25 @@ impl Engine {
         m: &Mention,
         a: &Analysis,
         parent: Option<&str>,
-        pend: impl Fn() -> Pend,
+        pending_mention: impl Fn() -> PendingMention,
         out: &mut Vec<Event>,
     ) {
-        let live = |s: &Self, c: u64| s.clusters.contains_key(&c);
-        let mut cid = None;
+        let live = |s: &Self, c: u64| s.claim_groups.contains_key(&c);
+        let mut gid = None;
         if let Some(&ci) = a.claims.first() {
             let claim = &rules.claims[ci as usize];
             let existing = self
-                .claim_clusters
+                .known_claim_groups
                 .get(&claim.id)
                 .copied()
                 .filter(|c| live(self, *c));
-            cid = Some(match existing {
+            gid = Some(match existing {
                 Some(c) => c,
                 None => {
-                    let c = self.new_cluster(m.id.clone(), m.ts);
-                    self.claim_clusters.insert(claim.id.clone(), c);
-                    if let Some(cl) = self.clusters.get_mut(&c) {
-                        cl.rebuttal = Some(Rebuttal {
+                    let c = self.new_claim_group(m.id.clone(), m.ts);
+                    self.known_claim_groups.insert(claim.id.clone(), c);
+                    if let Some(group) = self.claim_groups.get_mut(&c) {
+                        group.rebuttal = Some(Rebuttal {
                             claim_id: claim.id.to_string(),
                             zh: claim.rebuttal_zh.clone(),
                             en: claim.rebuttal_en.clone(),
@@ -93,76 +105,76 @@ impl Engine {
                             source: claim.source.clone(),
                         });
                         if &*claim.category != "other" {
-                            cl.category = Some(claim.category.clone());
+                            group.category = Some(claim.category.clone());
                         }
                     }
                     c
                 }
             });
         }
-        if cid.is_none() {
+        if gid.is_none() {
             if let Some(c) = parent
-                .and_then(|p| self.root_of.get(p))
+                .and_then(|p| self.group_of_post.get(p))
                 .filter(|c| live(self, *c))
             {
-                cid = Some(c);
+                gid = Some(c);
             }
         }
-        if cid.is_none() && a.cues.any() {
+        if gid.is_none() && a.cues.any() {
             if let Some(p) = parent {
-                let c = self.new_cluster(p.to_string(), m.ts);
-                self.root_of.insert(p, c);
-                cid = Some(c);
+                let c = self.new_claim_group(p.to_string(), m.ts);
+                self.group_of_post.insert(p, c);
+                gid = Some(c);
             } else if a.simhash != 0 && a.terms.len() >= 3 {
                 let near = self
                     .sim
                     .nearest(a.simhash, self.settings.rumor.simhash_max_distance);
-                cid = Some(match near.filter(|c| live(self, *c)) {
+                gid = Some(match near.filter(|c| live(self, *c)) {
                     Some(c) => c,
                     None => {
-                        let c = self.new_cluster(m.id.clone(), m.ts);
+                        let c = self.new_claim_group(m.id.clone(), m.ts);
                         self.sim.insert(c, a.simhash);
-                        if let Some(cl) = self.clusters.get_mut(&c) {
-                            cl.indexed = true;
+                        if let Some(group) = self.claim_groups.get_mut(&c) {
+                            group.indexed = true;
                         }
                         c
                     }
                 });
             }
         }
-        let Some(cid) = cid else { return };
-        self.root_of.insert(&m.id, cid);
+        let Some(gid) = gid else { return };
+        self.group_of_post.insert(&m.id, gid);
         let (rbms, decay) = (self.rumor_bucket_ms(), self.decay());
         let now = self.now;
         let counts = !(a.cues.has(Cues::CORRECTION)
             && !a.cues.has(Cues::SPREADING)
             && !a.cues.has(Cues::ENQUIRY));
-        let Some(cl) = self.clusters.get_mut(&cid) else {
+        let Some(group) = self.claim_groups.get_mut(&gid) else {
             return;
         };
-        cl.last_seen = now;
-        cl.window.advance(now / rbms, decay);
-        let p = pend();
+        group.last_seen = now;
+        group.window.advance(now / rbms, decay);
+        let p = pending_mention();
         if counts {
-            cl.window.add(p.ts / rbms, p.author);
+            group.window.add(p.ts / rbms, p.author);
             if let Some(parent) = parent {
-                cl.spread(parent, m.source.as_deref());
+                group.spread(parent, m.source.as_deref());
             }
         }
-        if cl.region.is_none() {
-            cl.region = a.regions.first().map(|r| rules.gazetteer.region_ref(*r));
+        if group.region.is_none() {
+            group.region = a.regions.first().map(|r| rules.gazetteer.region_ref(*r));
         }
-        if cl.category.is_none() {
-            cl.category = a
+        if group.category.is_none() {
+            group.category = a
                 .categories
                 .first()
                 .map(|c| rules.categories[*c as usize].id.clone());
         }
         let minutes = f64::from(self.settings.rumor.window_secs) / 60.0;
-        let authors = cl.window.authors();
-        if let Some(id) = cl.incident.clone() {
+        let authors = group.window.authors();
+        if let Some(id) = group.incident.clone() {
             let top = if counts && parent.is_some() {
-                Some(cl.top_spread())
+                Some(group.top_spread())
             } else {
                 None
             };
@@ -181,28 +193,28 @@ impl Engine {
             }
             return;
         }
-        cl.pending.push_back(p);
-        if cl.pending.len() > MAX_PENDING {
-            cl.pending.pop_front();
+        group.pending.push_back(p);
+        if group.pending.len() > MAX_PENDING {
+            group.pending.pop_front();
             self.stats.pending_overflow += 1;
         }
-        let known = cl.rebuttal.is_some();
+        let known = group.rebuttal.is_some();
         if !known && authors < u64::from(self.settings.rumor.min_authors) {
             return;
         }
-        let pending = std::mem::take(&mut cl.pending);
-        let mut id = format!("ru-{}-{:08x}", now, hash32(&cl.root));
-        let shared_key = self.coord.as_ref().map(|_| rumor_key(cl));
+        let pending = std::mem::take(&mut group.pending);
+        let mut id = format!("ru-{}-{:08x}", now, hash32(&group.root));
+        let shared_key = self.coord.as_ref().map(|_| rumor_key(group));
         if let (Some(c), Some(k)) = (self.coord.as_mut(), &shared_key) {
             id = c.claim_open(k, &id);
         }
-        cl.incident = Some(id.clone());
+        group.incident = Some(id.clone());
         let inc = Incident {
             id,
             kind: IncidentKind::Rumor,
-            category: cl.category.as_deref().unwrap_or("other").to_string(),
-            region: cl.region.clone(),
-            first_seen: cl
+            category: group.category.as_deref().unwrap_or("other").to_string(),
+            region: group.region.clone(),
+            first_seen: group
                 .first_seen
                 .min(pending.iter().map(|p| p.ts).min().unwrap_or(now)),
             opened_at: now,
@@ -214,14 +226,14 @@ impl Engine {
             severity: if known { 3 } else { 2 },
             top_terms: Vec::new(),
             sample_mention_ids: Vec::new(),
-            root_mention_id: Some(cl.root.clone()),
-            rebuttal: cl.rebuttal.clone(),
+            root_mention_id: Some(group.root.clone()),
+            rebuttal: group.rebuttal.clone(),
             state: IncidentState::Open,
-            spread: cl.top_spread(),
+            spread: group.top_spread(),
             samples: Vec::new(),
         };
         let oid = inc.id.clone();
-        self.open_incident(inc, OpenKey::Rumor(cid), pending, 0, out, |o| {
+        self.open_incident(inc, OpenKey::Rumor(gid), pending, 0, out, |o| {
             rumor_severity(rules, o)
         });
         if let Some(o) = self.open.get_mut(&oid) {
@@ -229,12 +241,13 @@ impl Engine {
         }
     }
 
-    pub(super) fn new_cluster(&mut self, root: String, ts: i64) -> u64 {
-        let c = self.next_cluster;
-        self.next_cluster += 1;
-        self.clusters.insert(
+    /// A new, empty claim group starting from post `root`.
+    pub(super) fn new_claim_group(&mut self, root: String, ts: i64) -> u64 {
+        let c = self.next_claim_group;
+        self.next_claim_group += 1;
+        self.claim_groups.insert(
             c,
-            Cluster {
+            ClaimGroup {
                 root,
                 window: Window::new(RUMOR_BUCKETS as usize, self.now / self.rumor_bucket_ms()),
                 pending: VecDeque::new(),
@@ -251,22 +264,23 @@ impl Engine {
         c
     }
 
-    pub(super) fn drop_cluster(&mut self, c: u64) {
-        if let Some(cl) = self.clusters.remove(&c) {
-            if cl.indexed {
+    /// Forget a claim group and its entries in the claim and SimHash indexes.
+    pub(super) fn drop_claim_group(&mut self, c: u64) {
+        if let Some(group) = self.claim_groups.remove(&c) {
+            if group.indexed {
                 self.sim.remove(c);
             }
-            if let Some(r) = cl.rebuttal {
-                self.claim_clusters.remove(r.claim_id.as_str());
+            if let Some(r) = group.rebuttal {
+                self.known_claim_groups.remove(r.claim_id.as_str());
             }
         }
     }
 }
 
-/// The shared key of a rumor cascade: its known claim, else its root post.
-pub(super) fn rumor_key(cl: &Cluster) -> String {
-    match &cl.rebuttal {
+/// The fleet-wide key of a claim group: its known claim, else its root post.
+pub(super) fn rumor_key(group: &ClaimGroup) -> String {
+    match &group.rebuttal {
         Some(r) => format!("ru|claim|{}", r.claim_id),
-        None => format!("ru|root|{}", cl.root),
+        None => format!("ru|root|{}", group.root),
     }
 }

@@ -1,13 +1,13 @@
 //! Severity 1-5 of an open incident. It never goes down within an incident: callers keep the
 //! maximum.
 
-use super::Open;
+use super::OpenIncident;
 use crate::detect::rules::RuleSet;
 
 pub(super) fn emergency_severity(
     base: u8,
     min_authors: u32,
-    o: &Open,
+    o: &OpenIncident,
     rate: f64,
     baseline: f64,
     window_authors: u64,
@@ -28,7 +28,7 @@ pub(super) fn emergency_severity(
     s.clamp(1, 5) as u8
 }
 
-pub(super) fn rumor_severity(rules: &RuleSet, o: &Open) -> u8 {
+pub(super) fn rumor_severity(rules: &RuleSet, o: &OpenIncident) -> u8 {
     let mut s: i32 = if o.inc.rebuttal.is_some() { 3 } else { 2 };
     let n = o.authors_base as usize + o.authors.len();
     if n >= 30 {
