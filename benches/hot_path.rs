@@ -234,7 +234,7 @@ fn bench_analyze(c: &mut Criterion) {
 
 fn bench_engine(c: &mut Criterion) {
     let analyzer = Analyzer::new();
-    let rules = rules(&analyzer);
+    let rules = std::sync::Arc::new(rules(&analyzer));
     let analysed: Vec<(Mention, Analysis)> = parse_all(&lines(ENGINE_BATCH, 4))
         .into_iter()
         .map(|m| {

@@ -2,7 +2,7 @@
 //! fleet-wide window counts, operator changes) and [`Ingest`], the sending end of the bounded
 //! ingest queue that the feeds, `POST /api/mentions` and the Redis sync share.
 
-use crate::cluster::coord::ClusterCount;
+use crate::cluster::coord::FleetCount;
 use crate::cluster::Control;
 use crate::normalize::Mention;
 use std::time::Instant;
@@ -24,7 +24,7 @@ pub enum Item {
     /// Mentions deleted at the source (by id).
     Delete(Vec<String>),
     /// Distinct authors per emergency key over every instance (from the Redis sync task).
-    Cluster(Vec<ClusterCount>),
+    Fleet(Vec<FleetCount>),
     /// An operator's change to incident state (console, API).
     Control(Control),
 }

@@ -8,7 +8,7 @@
 //! Every hand-off carries a batch, never a single mention: a cross-core wake-up costs more than
 //! analysing dozens of mentions.
 
-use crate::cluster::coord::ClusterCount;
+use crate::cluster::coord::FleetCount;
 use crate::cluster::Control;
 use crate::cluster::{Engine, EngineStats, Event};
 use crate::detect::reload::SharedRules;
@@ -39,7 +39,7 @@ enum Done {
     Rejected(u64, RejectReason),
     Tick(i64),
     Delete(Vec<String>),
-    Cluster(Vec<ClusterCount>),
+    Fleet(Vec<FleetCount>),
     Control(Control),
 }
 
@@ -142,8 +142,8 @@ impl Pipeline {
                                     engine.delete(&ids, &mut events);
                                     sink(Outcome::Events(&events));
                                 }
-                                Done::Cluster(counts) => {
-                                    engine.merge_cluster(&b.rules, &counts, &mut events);
+                                Done::Fleet(counts) => {
+                                    engine.merge_fleet(&b.rules, &counts, &mut events);
                                     sink(Outcome::Events(&events));
                                 }
                                 Done::Control(c) => {
@@ -236,7 +236,7 @@ fn worker(
                 Item::Parsed(mention, at) => Ok((*mention, Some(at))),
                 Item::Tick(now) => Err(Done::Tick(now)),
                 Item::Delete(ids) => Err(Done::Delete(ids)),
-                Item::Cluster(c) => Err(Done::Cluster(c)),
+                Item::Fleet(c) => Err(Done::Fleet(c)),
                 Item::Control(c) => Err(Done::Control(c)),
             });
         }

@@ -1,10 +1,11 @@
-//! The hook through which several engine instances act as one (see `store::redis::shared`).
+//! The hook through which several engine instances act as one fleet (see
+//! `store::redis::shared`).
 //!
-//! The engine stays synchronous and owns its state. Two moments need the cluster: opening an
+//! The engine stays synchronous and owns its state. Two moments need the fleet: opening an
 //! incident (rare: one round trip to agree on the id, so a burst seen by two instances opens
 //! one incident) and counting an emergency mention (frequent: only buffered here, merged in
 //! Redis every ~100 ms by a task off the engine thread, whose answers come back as
-//! [`crate::ingest::Item::Cluster`]). Without a coordinator (the embedded default and
+//! [`crate::ingest::Item::Fleet`]). Without a coordinator (the embedded default and
 //! `huiying replay`) the engine does exactly what it did alone.
 
 /// A counted emergency mention, as the engine hands it to the coordinator.
@@ -24,9 +25,9 @@ pub struct Hit<'a> {
     pub author: u64,
 }
 
-/// Distinct authors of one emergency key over the whole cluster, read from Redis.
+/// Distinct authors of one emergency key over the whole fleet, read from Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterCount {
+pub struct FleetCount {
     /// The shared key (`em|{category}|{region code or -}`).
     pub key: String,
     /// The newest bucket index of the window that was counted.
@@ -35,15 +36,15 @@ pub struct ClusterCount {
     pub authors: u64,
 }
 
-/// What the engine asks of the cluster. Called on the engine thread only.
+/// What the engine asks of the fleet. Called on the engine thread only.
 pub trait Coordinator: Send {
     /// Agree on the id of an incident about to open under `key`: the first instance's
     /// proposal wins and every later one adopts it. Must answer quickly (fall back to
-    /// `proposed` when the cluster cannot be reached).
+    /// `proposed` when the fleet cannot be reached).
     fn claim_open(&mut self, key: &str, proposed: &str) -> String;
     /// The incident `id` under `key` closed here: the key may open a new incident later.
     fn release(&mut self, key: &str, id: &str);
-    /// Count a mention in the cluster-wide window (buffered, never a round trip).
+    /// Count a mention in the fleet-wide window (buffered, never a round trip).
     fn record(&mut self, hit: Hit<'_>);
 }
 

@@ -1,5 +1,5 @@
-//! Rumor clusters: which claim a mention belongs to, by repost cascade (a bounded map from
-//! mention id to cluster) and by near-duplicate text (SimHash looked up by 8-bit bands).
+//! Claim-group look-ups: which claim group a mention belongs to, by repost cascade (a bounded
+//! map from post id to group) and by near-duplicate text (SimHash looked up by 8-bit bands).
 
 use crate::detect::simhash::{bands, distance};
 use ahash::AHashMap;
@@ -50,7 +50,7 @@ impl<V: Copy> BoundedMap<V> {
     }
 }
 
-/// Index of cluster SimHashes for near-duplicate look-up.
+/// Index of claim groups' SimHashes for near-duplicate look-up.
 #[derive(Debug, Default)]
 pub struct SimIndex {
     bands: AHashMap<(u8, u8), Vec<u64>>,
@@ -58,7 +58,7 @@ pub struct SimIndex {
 }
 
 impl SimIndex {
-    /// Add cluster `id` with hash `h`.
+    /// Add claim group `id` with hash `h`.
     pub fn insert(&mut self, id: u64, h: u64) {
         for b in bands(h) {
             self.bands.entry(b).or_default().push(id);
@@ -66,7 +66,7 @@ impl SimIndex {
         self.hashes.insert(id, h);
     }
 
-    /// Remove cluster `id`.
+    /// Remove claim group `id`.
     pub fn remove(&mut self, id: u64) {
         if let Some(h) = self.hashes.remove(&id) {
             for b in bands(h) {
@@ -80,7 +80,7 @@ impl SimIndex {
         }
     }
 
-    /// The nearest cluster within `max_distance` (ties: the oldest, i.e. smallest id).
+    /// The nearest claim group within `max_distance` (ties: the oldest, i.e. smallest id).
     pub fn nearest(&self, h: u64, max_distance: u32) -> Option<u64> {
         let mut best: Option<(u32, u64)> = None;
         for b in bands(h) {
@@ -96,7 +96,7 @@ impl SimIndex {
         best.map(|(_, id)| id)
     }
 
-    /// Clusters indexed.
+    /// Claim groups indexed.
     pub fn len(&self) -> usize {
         self.hashes.len()
     }

@@ -4,7 +4,7 @@
 //! The automaton runs once per mention. Tokenising (jieba) and SimHash cost far more, so they
 //! run only for mentions that hit a category, a rumor cue or a known claim.
 
-use super::rules::{CueKind, PatRef, RuleSet};
+use super::rules::{CueKind, PatternRef, RuleSet};
 use super::simhash::{features, simhash};
 use crate::normalize::{Mention, Normalizer};
 use jieba_rs::Jieba;
@@ -139,28 +139,28 @@ impl Analyzer {
             let mut weak = false;
             for r in &p.refs {
                 match *r {
-                    PatRef::Keyword(c) => push_unique(&mut a.categories, c),
-                    PatRef::Exclude(c) => push_unique(&mut excluded, c),
-                    PatRef::Booster(c) => boosters.push(c),
-                    PatRef::Cue(k) => {
+                    PatternRef::Keyword(c) => push_unique(&mut a.categories, c),
+                    PatternRef::Exclude(c) => push_unique(&mut excluded, c),
+                    PatternRef::Booster(c) => boosters.push(c),
+                    PatternRef::Cue(k) => {
                         a.cues.0 |= match k {
                             CueKind::Enquiry => Cues::ENQUIRY,
                             CueKind::Correction => Cues::CORRECTION,
                             CueKind::Spreading => Cues::SPREADING,
                         }
                     }
-                    PatRef::Claim(c) => push_unique(&mut claim_hits, c),
-                    PatRef::ClaimRequire(c, i) => {
+                    PatternRef::Claim(c) => push_unique(&mut claim_hits, c),
+                    PatternRef::ClaimRequire(c, i) => {
                         if !claim_req.contains(&(c, i)) {
                             claim_req.push((c, i));
                         }
                     }
-                    PatRef::Region(i) => regions.push(i),
-                    PatRef::WeakRegion(i) => {
+                    PatternRef::Region(i) => regions.push(i),
+                    PatternRef::WeakRegion(i) => {
                         weak = true;
                         regions.push(i)
                     }
-                    PatRef::Request(k) => push_unique(&mut a.requests, k),
+                    PatternRef::Request(k) => push_unique(&mut a.requests, k),
                 }
             }
             if !regions.is_empty() {

@@ -1,5 +1,12 @@
 //! Detect: the rule set (one Aho-Corasick automaton over every pattern in `rules/`), the pure
 //! per-mention analysis, the gazetteer, SimHash, spike statistics and hot reload.
+//!
+//! - `rules/`: the [`RuleSet`] model, its settings, loading and validation.
+//! - `analyze.rs`: the pure per-mention [`Analyzer`] (one automaton pass, regions, terms).
+//! - `gazetteer.rs`: regions and the resolution of ambiguous names.
+//! - `simhash.rs`: SimHash of a claim's tokens and its bands.
+//! - `spike.rs`: bucketed author windows, the EWMA baseline and the Poisson tail.
+//! - `reload.rs`: the shared, hot-reloaded rule set.
 
 pub mod analyze;
 pub mod gazetteer;

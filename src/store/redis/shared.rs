@@ -11,7 +11,7 @@
 //!   sync task writes the buffer with one pipeline (`PFADD` into a HyperLogLog per key and
 //!   bucket, `PEXPIRE`) and in the same round trip reads `PFCOUNT` over each watched key's
 //!   window buckets (the cardinality of their union: distinct authors over every instance). The
-//!   counts go back to the engine as [`Item::Cluster`].
+//!   counts go back to the engine as [`Item::Fleet`].
 //! - **Redis down.** Claims fall back to the local id at once (counted, logged by the health
 //!   tracker); the buffer is kept (one window's worth) and written when Redis answers again.
 //!
@@ -19,7 +19,7 @@
 //! Redis Cluster.
 
 use super::{metrics, round_trip, Redis};
-use crate::cluster::coord::{ClusterCount, Coordinator, Hit};
+use crate::cluster::coord::{Coordinator, FleetCount, Hit};
 use crate::ingest::Item;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -260,14 +260,14 @@ impl SyncTask {
                         let head = w.head;
                         if w.sent != Some((head, n)) {
                             w.sent = Some((head, n));
-                            out.push(ClusterCount {
+                            out.push(FleetCount {
                                 key: k.clone(),
                                 head,
                                 authors: n,
                             });
                         }
                     }
-                    if !out.is_empty() && tx.send(Item::Cluster(out)).await.is_err() {
+                    if !out.is_empty() && tx.send(Item::Fleet(out)).await.is_err() {
                         break;
                     }
                 }

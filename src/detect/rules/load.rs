@@ -1,7 +1,9 @@
-//! Loading `rules/` into an immutable [`RuleSet`]: validated, every pattern normalised and
-//! compiled into one leftmost-longest Aho-Corasick DFA. Errors name `file:line`.
+//! Loading a `rules/` directory into a [`RuleSet`]: the file formats, validation (every
+//! problem reported as `file:line: message`), pattern normalisation and the automaton build.
 
-use super::gazetteer::{Gazetteer, Level, Region};
+use super::settings::{EmergencySettings, RumorSettings, Settings, WindowSettings};
+use super::{Category, Claim, CueKind, Pattern, PatternRef, RequestKind, RuleSet};
+use crate::detect::gazetteer::{Gazetteer, Level, Region};
 use crate::normalize::Normalizer;
 use ahash::{AHashMap, AHashSet};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
@@ -81,96 +83,6 @@ impl fmt::Display for RuleErrors {
     }
 }
 
-/// Window and spike settings (`detection.toml`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WindowSettings {
-    /// Width of one counting bucket.
-    pub bucket_secs: u32,
-    /// Detection window (a multiple of the bucket).
-    pub window_secs: u32,
-    /// How far behind the newest event time a mention may arrive and still count in its bucket.
-    pub allowed_lateness_secs: u32,
-    /// `incident.updated` is emitted at most this often per incident.
-    pub update_interval_secs: u32,
-    /// The slow window that catches events building up over an hour (0 turns it off).
-    pub long_window_secs: u32,
-    /// Bucket width of the slow window.
-    pub long_bucket_secs: u32,
-}
-
-impl Default for WindowSettings {
-    fn default() -> Self {
-        WindowSettings {
-            bucket_secs: 10,
-            window_secs: 300,
-            allowed_lateness_secs: 30,
-            update_interval_secs: 60,
-            long_window_secs: 3600,
-            long_bucket_secs: 300,
-        }
-    }
-}
-
-/// Emergency spike settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EmergencySettings {
-    /// Distinct authors in the window needed to open an incident.
-    pub min_authors: u32,
-    /// Poisson upper-tail probability under the baseline below which the window is a spike.
-    pub alpha: f64,
-    /// An open incident counts as still active while the tail probability is below this.
-    pub close_alpha: f64,
-    /// Close after this long without activity.
-    pub quiet_secs: u32,
-    /// Half-life of the EWMA baseline.
-    pub baseline_half_life_secs: u32,
-    /// Floor of the baseline for a (category, region) key, distinct authors per hour.
-    pub prior_per_hour: f64,
-    /// Floor for mentions with no region (they all share one key per category).
-    pub prior_per_hour_no_region: f64,
-}
-
-impl Default for EmergencySettings {
-    fn default() -> Self {
-        EmergencySettings {
-            min_authors: 5,
-            alpha: 1e-6,
-            close_alpha: 1e-3,
-            quiet_secs: 900,
-            baseline_half_life_secs: 3600,
-            prior_per_hour: 0.5,
-            prior_per_hour_no_region: 6.0,
-        }
-    }
-}
-
-/// Rumor cluster settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RumorSettings {
-    /// Window in which distinct spreading/asking authors are counted.
-    pub window_secs: u32,
-    /// Distinct authors needed to open a rumor incident (known claims open at once).
-    pub min_authors: u32,
-    /// Close after this long without a new mention in the cluster.
-    pub quiet_secs: u32,
-    /// Largest SimHash Hamming distance at which two texts are the same claim.
-    pub simhash_max_distance: u32,
-}
-
-impl Default for RumorSettings {
-    fn default() -> Self {
-        RumorSettings {
-            window_secs: 1800,
-            min_authors: 5,
-            quiet_secs: 1800,
-            simhash_max_distance: 6,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct SeverityFile {
@@ -184,17 +96,6 @@ struct DetectionFile {
     emergency: EmergencySettings,
     rumor: RumorSettings,
     severity: SeverityFile,
-}
-
-/// Global settings of a rule set.
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    /// Windows and buckets.
-    pub window: WindowSettings,
-    /// Emergency spikes.
-    pub emergency: EmergencySettings,
-    /// Rumor clusters.
-    pub rumor: RumorSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -286,109 +187,6 @@ struct RegionsFile {
     region: Vec<RegionDef>,
 }
 
-/// An emergency category.
-#[derive(Debug, Clone)]
-pub struct Category {
-    /// Public id (see [`CATEGORY_IDS`]).
-    pub id: Arc<str>,
-    /// Chinese name.
-    pub name_zh: String,
-    /// English name.
-    pub name_en: String,
-    /// Base severity 1–5.
-    pub severity: u8,
-    /// Distinct authors needed to open.
-    pub min_authors: u32,
-    /// Baseline floor per key, authors per hour.
-    pub prior_per_hour: f64,
-}
-
-/// A known, officially debunked claim.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Claim {
-    /// Stable id.
-    pub id: Arc<str>,
-    /// Category id or "other".
-    pub category: Arc<str>,
-    /// Official rebuttal, Chinese.
-    pub rebuttal_zh: String,
-    /// Official rebuttal, English.
-    pub rebuttal_en: String,
-    /// Link to the official debunk.
-    pub link: String,
-    /// Who debunked it.
-    pub source: Option<String>,
-    #[serde(skip)]
-    pub(crate) required: usize,
-}
-
-/// A citizen-request kind (help, complaint, report, inquiry).
-#[derive(Debug, Clone)]
-pub struct RequestKind {
-    /// Stable id.
-    pub id: Arc<str>,
-    /// Chinese name.
-    pub name_zh: String,
-    /// English name.
-    pub name_en: String,
-}
-
-/// Rumor cue kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CueKind {
-    /// Someone asks whether it is true.
-    Enquiry,
-    /// Someone says it is false.
-    Correction,
-    /// Someone spreads it.
-    Spreading,
-}
-
-/// What one automaton pattern stands for (a pattern may stand for several rules).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PatRef {
-    Keyword(u16),
-    Exclude(u16),
-    Booster(Option<u16>),
-    Cue(CueKind),
-    Claim(u16),
-    ClaimRequire(u16, u8),
-    Region(u32),
-    /// A region name that is also an everyday word (东区, 矿区): it needs a co-mentioned parent.
-    WeakRegion(u32),
-    Request(u8),
-}
-
-#[derive(Debug)]
-pub(crate) struct Pattern {
-    pub(crate) text: String,
-    pub(crate) refs: Vec<PatRef>,
-    /// The pattern starts / ends with an ASCII letter or digit, so a word boundary is required.
-    pub(crate) word_start: bool,
-    pub(crate) word_end: bool,
-}
-
-/// Immutable, validated rules with their compiled automaton. Shared behind an `ArcSwap`.
-#[derive(Debug)]
-pub struct RuleSet {
-    /// Global settings.
-    pub settings: Settings,
-    /// Emergency categories, in file order.
-    pub categories: Vec<Category>,
-    /// Known debunked claims.
-    pub claims: Vec<Claim>,
-    /// Citizen-request kinds.
-    pub requests: Vec<RequestKind>,
-    /// Chinese regions.
-    pub gazetteer: Gazetteer,
-    pub(crate) automaton: AhoCorasick,
-    pub(crate) patterns: Vec<Pattern>,
-    /// Normalised texts of rumor cues (kept out of similarity tokens).
-    pub(crate) cue_words: AHashSet<String>,
-    /// Where the rules were loaded from.
-    pub dir: PathBuf,
-}
-
 struct Loader<'a> {
     normalizer: &'a Normalizer,
     errors: Vec<RuleError>,
@@ -464,7 +262,7 @@ impl Loader<'_> {
         }
     }
 
-    fn add(&mut self, file: &Path, src: &str, raw: &Spanned<String>, r: PatRef) {
+    fn add(&mut self, file: &Path, src: &str, raw: &Spanned<String>, r: PatternRef) {
         let line = line_of(src, raw.span().start);
         let norm = self.normalizer.normalize(raw.get_ref().trim()).into_owned();
         if norm.is_empty() {
@@ -485,7 +283,7 @@ impl Loader<'_> {
         self.add_normalized(norm, r);
     }
 
-    fn add_normalized(&mut self, norm: String, r: PatRef) {
+    fn add_normalized(&mut self, norm: String, r: PatternRef) {
         let idx = match self.by_text.get(&norm) {
             Some(i) => *i,
             None => {
@@ -569,7 +367,7 @@ impl RuleSet {
                 l.err(&path, 0, "min_authors must be at least 1");
             }
             for b in &d.severity.boosters {
-                l.add(&path, &src, b, PatRef::Booster(None));
+                l.add(&path, &src, b, PatternRef::Booster(None));
             }
             settings = Settings {
                 window: d.window,
@@ -624,13 +422,13 @@ impl RuleSet {
                             format!("keyword {:?} is also an exclusion of {id:?}", k.get_ref()),
                         );
                     }
-                    l.add(&path, &src, k, PatRef::Keyword(ci));
+                    l.add(&path, &src, k, PatternRef::Keyword(ci));
                 }
                 for e in &c.exclude {
-                    l.add(&path, &src, e, PatRef::Exclude(ci));
+                    l.add(&path, &src, e, PatternRef::Exclude(ci));
                 }
                 for b in &c.boosters {
-                    l.add(&path, &src, b, PatRef::Booster(Some(ci)));
+                    l.add(&path, &src, b, PatternRef::Booster(Some(ci)));
                 }
                 cat_index.insert(id.clone(), ci);
                 categories.push(Category {
@@ -669,7 +467,7 @@ impl RuleSet {
             ] {
                 for p in list {
                     cue_words.insert(normalizer.normalize(p.get_ref().trim()).into_owned());
-                    l.add(&path, &src, p, PatRef::Cue(kind));
+                    l.add(&path, &src, p, PatternRef::Cue(kind));
                 }
             }
         }
@@ -704,10 +502,10 @@ impl RuleSet {
                 }
                 let ci = claims.len() as u16;
                 for p in &c.phrases {
-                    l.add(&path, &src, p, PatRef::Claim(ci));
+                    l.add(&path, &src, p, PatternRef::Claim(ci));
                 }
                 for (ri, p) in c.require.iter().take(8).enumerate() {
-                    l.add(&path, &src, p, PatRef::ClaimRequire(ci, ri as u8));
+                    l.add(&path, &src, p, PatternRef::ClaimRequire(ci, ri as u8));
                 }
                 claims.push(Claim {
                     id: Arc::from(id.as_str()),
@@ -726,7 +524,7 @@ impl RuleSet {
             for r in f.request {
                 let ri = requests.len() as u8;
                 for p in &r.cues {
-                    l.add(&path, &src, p, PatRef::Request(ri));
+                    l.add(&path, &src, p, PatternRef::Request(ri));
                 }
                 requests.push(RequestKind {
                     id: Arc::from(r.id.get_ref().as_str()),
@@ -803,9 +601,9 @@ impl RuleSet {
                         // Two-character names ending in 区 (东区, 矿区, 城区) are ordinary words.
                         let weak = len == 2 && norm.ends_with('区');
                         let r = if weak {
-                            PatRef::WeakRegion(i as u32)
+                            PatternRef::WeakRegion(i as u32)
                         } else {
-                            PatRef::Region(i as u32)
+                            PatternRef::Region(i as u32)
                         };
                         l.add_normalized(norm, r);
                     }
@@ -848,52 +646,6 @@ impl RuleSet {
             patterns: l.patterns,
             cue_words,
             dir: dir.to_path_buf(),
-        })
-    }
-
-    /// Number of patterns in the automaton.
-    pub fn pattern_count(&self) -> usize {
-        self.patterns.len()
-    }
-
-    /// Index of a category by id.
-    pub fn category_index(&self, id: &str) -> Option<u16> {
-        self.categories
-            .iter()
-            .position(|c| &*c.id == id)
-            .map(|i| i as u16)
-    }
-
-    /// The text of pattern `i`.
-    pub fn pattern_text(&self, i: u32) -> &str {
-        &self.patterns[i as usize].text
-    }
-}
-
-impl RuleSet {
-    /// What `huiying rules test` prints for one analysed mention.
-    pub fn describe(&self, id: &str, a: &super::Analysis) -> serde_json::Value {
-        let mut excluded = Vec::new();
-        let mut cues = Vec::new();
-        for &p in &a.matched {
-            let pat = &self.patterns[p as usize];
-            if pat.refs.iter().any(|r| matches!(r, PatRef::Exclude(_)))
-                && !excluded.contains(&pat.text)
-            {
-                excluded.push(pat.text.clone());
-            }
-            if pat.refs.iter().any(|r| matches!(r, PatRef::Cue(_))) && !cues.contains(&pat.text) {
-                cues.push(pat.text.clone());
-            }
-        }
-        serde_json::json!({
-            "id": id,
-            "categories": a.categories.iter().map(|c| &*self.categories[*c as usize].id).collect::<Vec<_>>(),
-            "excluded": excluded,
-            "rumor_cues": cues,
-            "known_claims": a.claims.iter().map(|c| &*self.claims[*c as usize].id).collect::<Vec<_>>(),
-            "regions": a.regions.iter().map(|r| self.gazetteer.region_ref(*r)).collect::<Vec<_>>(),
-            "request": a.requests.iter().map(|r| &*self.requests[*r as usize].id).collect::<Vec<_>>(),
         })
     }
 }

@@ -1,0 +1,272 @@
+//! The lifecycle every open incident shares, emergency or rumor: opening with the pending
+//! mentions, joining, due updates, the periodic sweep that closes quiet incidents, closing.
+
+use super::{round2, Engine, OpenIncident, OpenKey, PendingMention, MAX_SAMPLES, TOP_TERMS};
+use crate::cluster::incident::{Event, EventKind, Incident, IncidentKind, IncidentState};
+use crate::detect::spike::poisson_sf;
+use ahash::{AHashMap, AHashSet};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+impl Engine {
+    pub(super) fn open_incident(
+        &mut self,
+        inc: Incident,
+        key: OpenKey,
+        pending: VecDeque<PendingMention>,
+        fleet_authors: u64,
+        out: &mut Vec<Event>,
+        severity: impl Fn(&OpenIncident) -> u8,
+    ) {
+        let id = inc.id.clone();
+        let kind = inc.kind;
+        let mut o = OpenIncident {
+            inc,
+            key,
+            authors: AHashSet::new(),
+            authors_base: 0,
+            boosted: AHashSet::new(),
+            verified: AHashSet::new(),
+            terms: AHashMap::new(),
+            last_emit: self.now,
+            last_active: self.now,
+            dirty: false,
+            prior: 0.0,
+            close_authors: 1,
+            shared_key: None,
+            fleet_authors,
+        };
+        let ids: Vec<String> = pending.iter().map(|p| p.mention.id.clone()).collect();
+        for p in pending {
+            absorb(&mut o, p);
+        }
+        let s = severity(&o);
+        o.inc.severity = o.inc.severity.max(s).clamp(1, 5);
+        finish(&mut o);
+        self.stats.opened[usize::from(kind == IncidentKind::Rumor)] += 1;
+        crate::metrics::global().incident_opened(kind);
+        out.push(Event::Incident {
+            kind: EventKind::Opened,
+            at: self.now,
+            incident: Arc::new(o.inc.clone()),
+        });
+        let iid: Arc<str> = Arc::from(id.as_str());
+        for mid in ids {
+            out.push(Event::Assigned {
+                at: self.now,
+                mention_id: mid,
+                incident_id: iid.clone(),
+            });
+        }
+        self.open.insert(id, o);
+    }
+
+    pub(super) fn join(
+        &mut self,
+        id: &str,
+        p: PendingMention,
+        elevated: bool,
+        rates: Option<(f64, f64, u64)>,
+        out: &mut Vec<Event>,
+    ) {
+        let now = self.now;
+        let interval = i64::from(self.settings.window.update_interval_secs) * 1000;
+        let Some(o) = self.open.get_mut(id) else {
+            return;
+        };
+        let mid = p.mention.id.clone();
+        absorb(o, p);
+        if elevated {
+            o.last_active = now;
+        }
+        if let Some((rate, base, _)) = rates {
+            o.inc.rate_per_min = round2(rate);
+            o.inc.baseline_per_min = round2(base);
+        }
+        o.inc.updated_at = now;
+        o.dirty = true;
+        out.push(Event::Assigned {
+            at: now,
+            mention_id: mid,
+            incident_id: Arc::from(id),
+        });
+        if now - o.last_emit >= interval {
+            emit_update(o, now, out);
+        }
+    }
+
+    /// Periodic work at each bucket boundary: close quiet incidents, emit due updates, forget
+    /// idle state.
+    pub(super) fn sweep(&mut self, out: &mut Vec<Event>) {
+        self.sweeps += 1;
+        let now = self.now;
+        let (bms, nb, decay) = (self.bucket_ms(), self.buckets(), self.decay());
+        let (lbms, lnb, ldecay) = (
+            self.long_bucket_ms(),
+            self.long_buckets(),
+            self.long_decay(),
+        );
+        let long_on = self.settings.window.long_window_secs > self.settings.window.window_secs;
+        let interval = i64::from(self.settings.window.update_interval_secs) * 1000;
+        let quiet_e = i64::from(self.settings.emergency.quiet_secs) * 1000;
+        let quiet_r = i64::from(self.settings.rumor.quiet_secs) * 1000;
+        let minutes = f64::from(self.settings.window.window_secs) / 60.0;
+        let mut to_close = Vec::new();
+        for (id, o) in self.open.iter_mut() {
+            match &o.key {
+                OpenKey::Emergency(k) => {
+                    if let Some(st) = self.emergency.get_mut(k) {
+                        st.window.advance(now / bms, decay);
+                        st.long.advance(now / lbms, ldecay);
+                        let a = st.authors(now / bms);
+                        let expected = st.window.baseline(o.prior) * nb as f64;
+                        let la = st.long.authors();
+                        let lexpected =
+                            st.long.baseline(o.prior * lbms as f64 / bms as f64) * lnb as f64;
+                        let close_alpha = self.settings.emergency.close_alpha;
+                        // The slow window alone never keeps an incident open here; a mention
+                        // joining while it is elevated does (see `emergency_hit`).
+                        let _ = (la, lexpected, long_on);
+                        if a >= o.close_authors || poisson_sf(a, expected) < close_alpha {
+                            o.last_active = now;
+                        }
+                        let rate = round2(a as f64 / minutes);
+                        if rate != o.inc.rate_per_min {
+                            o.inc.rate_per_min = rate;
+                            o.dirty = true;
+                        }
+                    }
+                    if now - o.last_active >= quiet_e {
+                        to_close.push(id.clone());
+                        continue;
+                    }
+                }
+                OpenKey::Rumor(c) => {
+                    let last = self
+                        .claim_groups
+                        .get(c)
+                        .map_or(o.last_active, |c| c.last_seen);
+                    if now - last >= quiet_r {
+                        to_close.push(id.clone());
+                        continue;
+                    }
+                }
+            }
+            if o.dirty && now - o.last_emit >= interval {
+                emit_update(o, now, out);
+            }
+        }
+        for id in to_close {
+            self.close_open(&id, now, out);
+        }
+        // Forget idle state now and then (every 60 buckets of event time).
+        if self.sweeps.is_multiple_of(60) {
+            let prior = self.prior_bucket(self.settings.emergency.prior_per_hour);
+            let lprior = prior * lbms as f64 / bms as f64;
+            self.emergency.retain(|_, st| {
+                st.window.advance(now / bms, decay);
+                st.long.advance(now / lbms, ldecay);
+                let window_ms = (bms * nb as i64).max(if long_on { lbms * lnb as i64 } else { 0 });
+                while st.pending.front().is_some_and(|f| f.ts < now - window_ms) {
+                    st.pending.pop_front();
+                }
+                st.incident.is_some()
+                    || !st.window.is_idle(prior)
+                    || !st.long.is_idle(lprior)
+                    || !st.pending.is_empty()
+            });
+            let horizon = i64::from(self.settings.rumor.window_secs) * 1000;
+            let stale: Vec<u64> = self
+                .claim_groups
+                .iter()
+                .filter(|(_, c)| c.incident.is_none() && now - c.last_seen > horizon)
+                .map(|(id, _)| *id)
+                .collect();
+            for c in stale {
+                self.drop_claim_group(c);
+            }
+        }
+    }
+
+    /// Close the open incident `id` at `now`: its windows (or claim group) are cleared so the
+    /// same authors cannot reopen it. False if it is not open.
+    pub(super) fn close_open(&mut self, id: &str, now: i64, out: &mut Vec<Event>) -> bool {
+        let Some(mut o) = self.open.remove(id) else {
+            return false;
+        };
+        if let (Some(c), Some(k)) = (self.coord.as_mut(), &o.shared_key) {
+            c.release(k, &o.inc.id);
+        }
+        o.inc.state = IncidentState::Closed;
+        o.inc.updated_at = now;
+        finish(&mut o);
+        match &o.key {
+            OpenKey::Emergency(k) => {
+                if let Some(st) = self.emergency.get_mut(k) {
+                    st.incident = None;
+                    // The authors behind the closed incident must not reopen it.
+                    st.window.clear();
+                    st.long.clear();
+                    st.fleet = None;
+                }
+            }
+            OpenKey::Rumor(c) => self.drop_claim_group(*c),
+        }
+        self.stats.closed += 1;
+        crate::metrics::global().incident_closed(o.inc.kind);
+        out.push(Event::Incident {
+            kind: EventKind::Closed,
+            at: now,
+            incident: Arc::new(o.inc),
+        });
+        true
+    }
+}
+
+pub(super) fn absorb(o: &mut OpenIncident, p: PendingMention) {
+    o.inc.mentions += 1;
+    o.authors.insert(p.author);
+    if p.boosted {
+        o.boosted.insert(p.author);
+    }
+    if p.verified {
+        o.verified.insert(p.author);
+    }
+    if o.inc.sample_mention_ids.len() < MAX_SAMPLES {
+        o.inc.sample_mention_ids.push(p.mention.id.clone());
+        o.inc.samples.push(p.mention);
+    }
+    for t in p.terms {
+        *o.terms.entry(t).or_insert(0) += 1;
+    }
+    if o.terms.len() > 2_000 {
+        // Keep the most frequent half; the long tail never reaches the top anyway.
+        let mut v: Vec<(String, u32)> = o.terms.drain().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(1_000);
+        o.terms = v.into_iter().collect();
+    }
+}
+
+pub(super) fn finish(o: &mut OpenIncident) {
+    o.inc.authors = (o.authors_base + o.authors.len() as u64).max(o.fleet_authors);
+    let mut v: Vec<(&String, &u32)> = o.terms.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    o.inc.top_terms = v
+        .into_iter()
+        .take(TOP_TERMS)
+        .map(|(t, _)| t.clone())
+        .collect();
+}
+
+pub(super) fn emit_update(o: &mut OpenIncident, now: i64, out: &mut Vec<Event>) {
+    finish(o);
+    o.inc.updated_at = now;
+    o.last_emit = now;
+    o.dirty = false;
+    out.push(Event::Incident {
+        kind: EventKind::Updated,
+        at: now,
+        incident: Arc::new(o.inc.clone()),
+    });
+}

@@ -1,0 +1,400 @@
+//! The detection engine: the single-threaded state machine that turns analysed mentions into
+//! incidents. One thread owns it; mentions are applied strictly in input order and every
+//! decision uses event time, so a replay prints the same bytes every run.
+//!
+//! - `mod.rs`: the [`Engine`] and its state, event time, `process`, `tick`, `delete`, `control`,
+//!   stats.
+//! - `emergency.rs`: spike windows per (category, region), opening emergencies, the fleet merge
+//!   (window counts from the other instances).
+//! - `rumor.rs`: claim groups (the posts carrying one claim: a repost cascade plus copy-paste
+//!   variants) and opening rumor incidents.
+//! - `lifecycle.rs`: what every open incident goes through: opening, joining, updating,
+//!   sweeping and closing.
+//! - `restore.rs`: re-creating state for incidents open before a restart.
+//! - `severity.rs`: the severity scores of both kinds.
+
+mod emergency;
+mod lifecycle;
+mod restore;
+mod rumor;
+mod severity;
+
+use super::coord::Coordinator;
+use super::incident::{Event, Incident};
+use super::rumor::{BoundedMap, SimIndex};
+use crate::detect::analyze::Analysis;
+use crate::detect::rules::{RuleSet, Settings};
+use crate::normalize::{Mention, SeenIds};
+use ahash::{AHashMap, AHashSet};
+use emergency::{EmergencyKey, EmergencyState};
+use lifecycle::emit_update;
+use rumor::ClaimGroup;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Mentions kept per key while no incident is open (to assign them when one opens).
+const MAX_PENDING: usize = 5_000;
+/// Sample mentions kept per incident.
+const MAX_SAMPLES: usize = 5;
+/// Top terms reported per incident.
+const TOP_TERMS: usize = 8;
+/// Cascade entries remembered (two generations of this many).
+const CASCADE_CAP: usize = 500_000;
+/// Event time during which a mention id is remembered for de-duplication.
+const DEDUP_HORIZON_MS: i64 = 15 * 60 * 1000;
+/// Ids per de-duplication generation (at most twice this many are held: ~40 MB).
+const DEDUP_CAP: usize = 1_000_000;
+/// Buckets in a rumor window.
+const RUMOR_BUCKETS: u32 = 30;
+
+/// Counters of what the engine did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Mentions applied (after de-duplication).
+    pub mentions: u64,
+    /// Duplicate mention ids dropped.
+    pub duplicates: u64,
+    /// Mentions older than the allowed lateness (still counted, in the oldest bucket).
+    pub late: u64,
+    /// Incidents opened, emergency and rumor.
+    pub opened: [u64; 2],
+    /// Incidents closed.
+    pub closed: u64,
+    /// Mentions not kept for assignment because a key's pending list was full.
+    pub pending_overflow: u64,
+    /// Deletions received from the sources.
+    pub deleted: u64,
+}
+
+/// A relevant mention as the engine keeps it: held under its key until an incident opens (then
+/// assigned to it), or joined to the open incident at once.
+#[derive(Debug, Clone)]
+struct PendingMention {
+    ts: i64,
+    author: u64,
+    boosted: bool,
+    verified: bool,
+    mention: Mention,
+    terms: Vec<String>,
+}
+
+/// What an open incident was opened on.
+enum OpenKey {
+    /// An emergency key: (category, region code).
+    Emergency(EmergencyKey),
+    /// A claim group, by its id.
+    Rumor(u64),
+}
+
+/// An open incident with what the engine counts for it beyond the public [`Incident`].
+struct OpenIncident {
+    inc: Incident,
+    key: OpenKey,
+    authors: AHashSet<u64>,
+    authors_base: u64,
+    boosted: AHashSet<u64>,
+    verified: AHashSet<u64>,
+    terms: AHashMap<String, u32>,
+    last_emit: i64,
+    last_active: i64,
+    dirty: bool,
+    /// Emergency only: baseline floor per bucket and the authors that keep it active.
+    prior: f64,
+    close_authors: u64,
+    /// The key under which the id was claimed in the fleet (with a coordinator).
+    shared_key: Option<String>,
+    /// Distinct authors in the window over the fleet, at most (merged counts).
+    fleet_authors: u64,
+}
+
+/// The detection state machine.
+pub struct Engine {
+    settings: Settings,
+    /// The rule set `settings` were copied from (a reload swaps the whole set).
+    rules: Option<Arc<RuleSet>>,
+    now: i64,
+    started: bool,
+    next_sweep: i64,
+    sweeps: u64,
+    seen: SeenIds,
+    emergency: AHashMap<EmergencyKey, EmergencyState>,
+    /// Claim groups by id.
+    claim_groups: AHashMap<u64, ClaimGroup>,
+    /// The claim group of each known (debunked) claim id.
+    known_claim_groups: AHashMap<Arc<str>, u64>,
+    /// The claim group of each post seen in a cascade (bounded: two generations).
+    group_of_post: BoundedMap<u64>,
+    /// Claim groups started by a rumor cue, by SimHash (for copy-paste variants).
+    sim: SimIndex,
+    next_claim_group: u64,
+    open: BTreeMap<String, OpenIncident>,
+    stats: EngineStats,
+    coord: Option<Box<dyn Coordinator>>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn hash32(s: &str) -> u32 {
+    crate::stable_hash(s.as_bytes()) as u32
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+impl Engine {
+    /// An empty engine.
+    pub fn new() -> Self {
+        Engine {
+            settings: Settings::default(),
+            rules: None,
+            now: i64::MIN,
+            started: false,
+            next_sweep: i64::MIN,
+            sweeps: 0,
+            seen: SeenIds::new(DEDUP_HORIZON_MS, DEDUP_CAP),
+            emergency: AHashMap::new(),
+            claim_groups: AHashMap::new(),
+            known_claim_groups: AHashMap::new(),
+            group_of_post: BoundedMap::new(CASCADE_CAP),
+            sim: SimIndex::default(),
+            next_claim_group: 1,
+            open: BTreeMap::new(),
+            stats: EngineStats::default(),
+            coord: None,
+        }
+    }
+
+    /// An engine that shares incidents and window counts with other instances through `c`.
+    pub fn with_coordinator(mut self, c: Box<dyn Coordinator>) -> Self {
+        self.coord = Some(c);
+        self
+    }
+
+    /// What the engine did so far.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Newest event time seen (ms), if any.
+    pub fn now(&self) -> Option<i64> {
+        self.started.then_some(self.now)
+    }
+
+    /// Open incidents (sorted by id).
+    pub fn open_incidents(&self) -> impl Iterator<Item = &Incident> {
+        self.open.values().map(|o| &o.inc)
+    }
+
+    /// Number of per-key states held (for memory checks).
+    pub fn state_sizes(&self) -> (usize, usize, usize) {
+        (
+            self.emergency.len(),
+            self.claim_groups.len(),
+            self.group_of_post.len(),
+        )
+    }
+
+    fn bucket_ms(&self) -> i64 {
+        i64::from(self.settings.window.bucket_secs.max(1)) * 1000
+    }
+
+    fn buckets(&self) -> usize {
+        (self.settings.window.window_secs / self.settings.window.bucket_secs.max(1)).max(1) as usize
+    }
+
+    fn long_bucket_ms(&self) -> i64 {
+        i64::from(self.settings.window.long_bucket_secs.max(1)) * 1000
+    }
+
+    fn long_buckets(&self) -> usize {
+        (self.settings.window.long_window_secs / self.settings.window.long_bucket_secs.max(1))
+            .max(1) as usize
+    }
+
+    fn long_decay(&self) -> f64 {
+        let half = f64::from(self.settings.emergency.baseline_half_life_secs.max(1));
+        0.5f64.powf(f64::from(self.settings.window.long_bucket_secs) / half)
+    }
+
+    fn rumor_bucket_ms(&self) -> i64 {
+        (i64::from(self.settings.rumor.window_secs) * 1000 / i64::from(RUMOR_BUCKETS)).max(1000)
+    }
+
+    fn decay(&self) -> f64 {
+        let half = f64::from(self.settings.emergency.baseline_half_life_secs.max(1));
+        0.5f64.powf(f64::from(self.settings.window.bucket_secs) / half)
+    }
+
+    /// Copy the settings of `rules` when they are not the set seen last (after a reload).
+    fn sync_settings(&mut self, rules: &Arc<RuleSet>) {
+        if !self.rules.as_ref().is_some_and(|r| Arc::ptr_eq(r, rules)) {
+            self.rules = Some(Arc::clone(rules));
+            self.settings = rules.settings.clone();
+        }
+    }
+
+    /// Mentions deleted at the source: a later copy of them is dropped as a duplicate, and they
+    /// leave the samples of open incidents (the next update shows it). Counts stay: they
+    /// happened.
+    pub fn delete(&mut self, ids: &[String], out: &mut Vec<Event>) {
+        let at = if self.started { self.now } else { 0 };
+        for id in ids {
+            self.seen.insert(crate::stable_hash(id.as_bytes()), at);
+            for o in self.open.values_mut() {
+                if let Some(i) = o.inc.sample_mention_ids.iter().position(|s| s == id) {
+                    o.inc.sample_mention_ids.remove(i);
+                    o.inc.samples.retain(|m| &m.id != id);
+                    o.dirty = true;
+                }
+            }
+        }
+        self.stats.deleted += ids.len() as u64;
+        let _ = out;
+    }
+
+    /// Advance event time without a mention (live mode: quiet feeds still close incidents).
+    pub fn tick(&mut self, rules: &Arc<RuleSet>, now: i64, out: &mut Vec<Event>) {
+        self.sync_settings(rules);
+        self.advance(now, out);
+    }
+
+    fn advance(&mut self, t: i64, out: &mut Vec<Event>) {
+        if !self.started {
+            self.started = true;
+            self.now = t;
+            self.next_sweep = (t / self.bucket_ms() + 1) * self.bucket_ms();
+            return;
+        }
+        if t <= self.now {
+            return;
+        }
+        self.now = t;
+        if self.now >= self.next_sweep {
+            self.sweep(out);
+            self.next_sweep = (self.now / self.bucket_ms() + 1) * self.bucket_ms();
+        }
+    }
+
+    /// Apply one analysed mention.
+    pub fn process(
+        &mut self,
+        rules: &Arc<RuleSet>,
+        m: &Mention,
+        a: &Analysis,
+        out: &mut Vec<Event>,
+    ) {
+        self.sync_settings(rules);
+        let ts = m.ts;
+        let id_key = crate::stable_hash(m.id.as_bytes());
+        if !self
+            .seen
+            .insert(id_key, ts.max(if self.started { self.now } else { ts }))
+        {
+            self.stats.duplicates += 1;
+            crate::metrics::global().duplicates.inc();
+            return;
+        }
+        self.stats.mentions += 1;
+        if self.started
+            && ts < self.now - i64::from(self.settings.window.allowed_lateness_secs) * 1000
+        {
+            self.stats.late += 1;
+            crate::metrics::global().late.inc();
+        }
+        self.advance(ts, out);
+        let parent = m.repost_of.as_deref().or(m.reply_to.as_deref());
+        if !a.is_relevant() && parent.is_none() {
+            return;
+        }
+        let pending_mention = || PendingMention {
+            ts,
+            author: m.author_key(),
+            boosted: a.boosted,
+            verified: m.verified(),
+            mention: m.clone(),
+            terms: a.terms.clone(),
+        };
+        // A post that spreads, questions or corrects a claim is evidence of the rumor, not of
+        // an emergency: counting it would turn every "网传…停水" into an outage spike.
+        if !a.cues.any() && a.claims.is_empty() {
+            for &ci in &a.categories {
+                self.emergency_hit(rules, ci, a, pending_mention(), out);
+            }
+        }
+        self.rumor_hit(rules, m, a, parent, pending_mention, out);
+    }
+
+    /// Apply an operator's change (close, merge) at the current event time. Unknown or already
+    /// closed incidents, and merges across kinds, change nothing (logged): the request raced
+    /// with the engine closing them itself.
+    pub fn control(&mut self, c: &crate::cluster::Control, out: &mut Vec<Event>) {
+        use crate::cluster::Control;
+        let now = if self.started {
+            self.now
+        } else {
+            chrono::Utc::now().timestamp_millis()
+        };
+        match c {
+            Control::Close { id } => {
+                if !self.close_open(id, now, out) {
+                    tracing::info!(incident = %id, "Close requested for an incident that is not open.");
+                }
+            }
+            Control::Merge { into, from } => {
+                let same_kind = match (self.open.get(into), self.open.get(from)) {
+                    (Some(a), Some(b)) => into != from && a.inc.kind == b.inc.kind,
+                    _ => false,
+                };
+                if !same_kind {
+                    tracing::info!(into = %into, from = %from, "Merge refused: both must be open, distinct and of one kind.");
+                    return;
+                }
+                let Some(src) = self.open.get(from).map(|o| {
+                    (
+                        o.inc.mentions,
+                        o.authors.clone(),
+                        o.boosted.clone(),
+                        o.verified.clone(),
+                        o.terms.clone(),
+                        o.inc.samples.clone(),
+                        o.inc.severity,
+                        o.authors_base,
+                    )
+                }) else {
+                    return;
+                };
+                self.close_open(from, now, out);
+                let Some(o) = self.open.get_mut(into) else {
+                    return;
+                };
+                let (mentions, authors, boosted, verified, terms, samples, severity, base) = src;
+                o.inc.mentions += mentions;
+                o.authors.extend(authors);
+                o.authors_base += base;
+                o.boosted.extend(boosted);
+                o.verified.extend(verified);
+                for (t, n) in terms {
+                    *o.terms.entry(t).or_insert(0) += n;
+                }
+                for m in samples {
+                    if o.inc.sample_mention_ids.len() >= MAX_SAMPLES {
+                        break;
+                    }
+                    if !o.inc.sample_mention_ids.contains(&m.id) {
+                        o.inc.sample_mention_ids.push(m.id.clone());
+                        o.inc.samples.push(m);
+                    }
+                }
+                // Severity never goes down within an incident.
+                o.inc.severity = o.inc.severity.max(severity);
+                o.last_active = now;
+                emit_update(o, now, out);
+            }
+        }
+    }
+}

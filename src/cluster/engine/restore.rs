@@ -1,0 +1,139 @@
+//! Restoring the engine's state for incidents that were open when the process last stopped.
+
+use super::emergency::{EmergencyKey, EmergencyState};
+use super::rumor::{rumor_key, ClaimGroup};
+use super::{Engine, OpenIncident, OpenKey, RUMOR_BUCKETS, TOP_TERMS};
+use crate::cluster::coord::emergency_key;
+use crate::cluster::incident::{Incident, IncidentKind, IncidentState};
+use crate::detect::rules::RuleSet;
+use crate::detect::spike::Window;
+use ahash::AHashSet;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+impl Engine {
+    /// Re-create state for incidents that were open when the process last stopped.
+    pub fn restore(&mut self, rules: &Arc<RuleSet>, incidents: Vec<Incident>) {
+        self.sync_settings(rules);
+        for inc in incidents
+            .into_iter()
+            .filter(|i| i.state == IncidentState::Open)
+        {
+            if !self.started || inc.updated_at > self.now {
+                self.now = inc.updated_at;
+                self.started = true;
+            }
+            let key = match inc.kind {
+                IncidentKind::Emergency => {
+                    let k: EmergencyKey = (
+                        Arc::from(inc.category.as_str()),
+                        inc.region.as_ref().map(|r| Arc::from(r.code.as_str())),
+                    );
+                    let mut window = Window::new(self.buckets(), inc.updated_at / self.bucket_ms());
+                    window.frozen = true;
+                    let mut long =
+                        Window::new(self.long_buckets(), inc.updated_at / self.long_bucket_ms());
+                    long.frozen = true;
+                    self.emergency.insert(
+                        k.clone(),
+                        EmergencyState {
+                            window,
+                            long,
+                            incident: Some(inc.id.clone()),
+                            pending: VecDeque::new(),
+                            fleet: None,
+                            region: inc.region.clone(),
+                        },
+                    );
+                    OpenKey::Emergency(k)
+                }
+                IncidentKind::Rumor => {
+                    let gid = self.next_claim_group;
+                    self.next_claim_group += 1;
+                    let root = inc
+                        .root_mention_id
+                        .clone()
+                        .unwrap_or_else(|| inc.id.clone());
+                    self.group_of_post.insert(&root, gid);
+                    for s in &inc.sample_mention_ids {
+                        self.group_of_post.insert(s, gid);
+                    }
+                    if let Some(r) = &inc.rebuttal {
+                        self.known_claim_groups
+                            .insert(Arc::from(r.claim_id.as_str()), gid);
+                    }
+                    self.claim_groups.insert(
+                        gid,
+                        ClaimGroup {
+                            root,
+                            window: Window::new(
+                                RUMOR_BUCKETS as usize,
+                                inc.updated_at / self.rumor_bucket_ms(),
+                            ),
+                            pending: VecDeque::new(),
+                            incident: Some(inc.id.clone()),
+                            first_seen: inc.first_seen,
+                            last_seen: inc.updated_at,
+                            region: inc.region.clone(),
+                            category: Some(Arc::from(inc.category.as_str())),
+                            rebuttal: inc.rebuttal.clone(),
+                            indexed: false,
+                            spread: inc
+                                .spread
+                                .iter()
+                                .map(|p| (p.id.clone(), (p.shares, p.source.clone())))
+                                .collect(),
+                        },
+                    );
+                    OpenKey::Rumor(gid)
+                }
+            };
+            let shared_key = self.coord.as_ref().map(|_| match &key {
+                OpenKey::Emergency(k) => emergency_key(&k.0, k.1.as_deref()),
+                OpenKey::Rumor(c) => self.claim_groups.get(c).map(rumor_key).unwrap_or_default(),
+            });
+            let terms = inc
+                .top_terms
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.clone(), (TOP_TERMS - i.min(TOP_TERMS)) as u32))
+                .collect();
+            // The same floor and activity threshold the incident had before the restart.
+            let (prior, close_authors) = match rules.category_index(&inc.category) {
+                Some(ci) if inc.kind == IncidentKind::Emergency => {
+                    let c = &rules.categories[ci as usize];
+                    let per_hour = if inc.region.is_some() {
+                        c.prior_per_hour
+                    } else {
+                        c.prior_per_hour
+                            .max(self.settings.emergency.prior_per_hour_no_region)
+                    };
+                    (
+                        self.prior_bucket(per_hour),
+                        u64::from(c.min_authors.div_ceil(2)),
+                    )
+                }
+                _ => (0.0, 1),
+            };
+            self.open.insert(
+                inc.id.clone(),
+                OpenIncident {
+                    authors_base: inc.authors,
+                    last_emit: inc.updated_at,
+                    last_active: inc.updated_at,
+                    inc,
+                    key,
+                    authors: AHashSet::new(),
+                    boosted: AHashSet::new(),
+                    verified: AHashSet::new(),
+                    terms,
+                    dirty: false,
+                    prior,
+                    close_authors,
+                    shared_key,
+                    fleet_authors: 0,
+                },
+            );
+        }
+    }
+}

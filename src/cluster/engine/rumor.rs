@@ -1,0 +1,286 @@
+//! Rumors: which claim group a mention joins, and opening a rumor incident when enough
+//! authors spread it. A claim group is the set of posts carrying one claim: a known debunked
+//! claim, a repost/reply cascade, or copy-paste variants of a post with a rumor cue.
+
+use super::severity::rumor_severity;
+use super::{hash32, round2, Engine, OpenKey, PendingMention, MAX_PENDING, RUMOR_BUCKETS};
+use crate::cluster::incident::{
+    Event, Incident, IncidentKind, IncidentState, Rebuttal, SpreadPost, SPREAD_TOP,
+};
+use crate::detect::analyze::{Analysis, Cues};
+use crate::detect::gazetteer::RegionRef;
+use crate::detect::rules::RuleSet;
+use crate::detect::spike::Window;
+use crate::normalize::Mention;
+use ahash::AHashMap;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// The posts carrying one claim, and their window of spreading authors.
+pub(super) struct ClaimGroup {
+    /// The post the group started from (its cascade root, or the first copy).
+    pub(super) root: String,
+    /// Distinct spreading or asking authors (corrections do not count).
+    pub(super) window: Window,
+    /// Mentions held to assign when an incident opens.
+    pub(super) pending: VecDeque<PendingMention>,
+    /// The open rumor incident of this group, if any.
+    pub(super) incident: Option<String>,
+    pub(super) first_seen: i64,
+    pub(super) last_seen: i64,
+    /// The first region and category its mentions named.
+    pub(super) region: Option<RegionRef>,
+    pub(super) category: Option<Arc<str>>,
+    /// The known claim's rebuttal, when the group is a known claim.
+    pub(super) rebuttal: Option<Rebuttal>,
+    /// Whether the group is in the SimHash index (to remove it from there when dropped).
+    pub(super) indexed: bool,
+    /// Post id → (reposts and replies that spread it, where it is); at most [`MAX_SPREAD`].
+    pub(super) spread: AHashMap<String, (u32, Option<String>)>,
+}
+
+/// Posts whose spread a claim group counts (beyond that, only the posts already counted grow).
+const MAX_SPREAD: usize = 512;
+
+impl ClaimGroup {
+    /// A repost or reply (from `source`) spread `parent`.
+    pub(super) fn spread(&mut self, parent: &str, source: Option<&str>) {
+        if let Some(e) = self.spread.get_mut(parent) {
+            e.0 += 1;
+        } else if self.spread.len() < MAX_SPREAD {
+            self.spread
+                .insert(parent.to_string(), (1, source.map(str::to_string)));
+        }
+    }
+
+    /// The most-spread posts, most shares first (ties: smaller id).
+    pub(super) fn top_spread(&self) -> Vec<SpreadPost> {
+        let mut v: Vec<(&String, &(u32, Option<String>))> = self.spread.iter().collect();
+        v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(b.0)));
+        v.into_iter()
+            .take(SPREAD_TOP)
+            .map(|(id, (shares, source))| SpreadPost {
+                id: id.clone(),
+                source: source.clone(),
+                shares: *shares,
+            })
+            .collect()
+    }
+}
+
+impl Engine {
+    /// Put a mention into its claim group (known claim, then the parent's group, then a new
+    /// cascade or the nearest copy when it carries a rumor cue); join the group's incident or
+    /// open one when enough authors spread it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn rumor_hit(
+        &mut self,
+        rules: &RuleSet,
+        m: &Mention,
+        a: &Analysis,
+        parent: Option<&str>,
+        pending_mention: impl Fn() -> PendingMention,
+        out: &mut Vec<Event>,
+    ) {
+        let live = |s: &Self, c: u64| s.claim_groups.contains_key(&c);
+        let mut gid = None;
+        if let Some(&ci) = a.claims.first() {
+            let claim = &rules.claims[ci as usize];
+            let existing = self
+                .known_claim_groups
+                .get(&claim.id)
+                .copied()
+                .filter(|c| live(self, *c));
+            gid = Some(match existing {
+                Some(c) => c,
+                None => {
+                    let c = self.new_claim_group(m.id.clone(), m.ts);
+                    self.known_claim_groups.insert(claim.id.clone(), c);
+                    if let Some(group) = self.claim_groups.get_mut(&c) {
+                        group.rebuttal = Some(Rebuttal {
+                            claim_id: claim.id.to_string(),
+                            zh: claim.rebuttal_zh.clone(),
+                            en: claim.rebuttal_en.clone(),
+                            link: claim.link.clone(),
+                            source: claim.source.clone(),
+                        });
+                        if &*claim.category != "other" {
+                            group.category = Some(claim.category.clone());
+                        }
+                    }
+                    c
+                }
+            });
+        }
+        if gid.is_none() {
+            if let Some(c) = parent
+                .and_then(|p| self.group_of_post.get(p))
+                .filter(|c| live(self, *c))
+            {
+                gid = Some(c);
+            }
+        }
+        if gid.is_none() && a.cues.any() {
+            if let Some(p) = parent {
+                let c = self.new_claim_group(p.to_string(), m.ts);
+                self.group_of_post.insert(p, c);
+                gid = Some(c);
+            } else if a.simhash != 0 && a.terms.len() >= 3 {
+                let near = self
+                    .sim
+                    .nearest(a.simhash, self.settings.rumor.simhash_max_distance);
+                gid = Some(match near.filter(|c| live(self, *c)) {
+                    Some(c) => c,
+                    None => {
+                        let c = self.new_claim_group(m.id.clone(), m.ts);
+                        self.sim.insert(c, a.simhash);
+                        if let Some(group) = self.claim_groups.get_mut(&c) {
+                            group.indexed = true;
+                        }
+                        c
+                    }
+                });
+            }
+        }
+        let Some(gid) = gid else { return };
+        self.group_of_post.insert(&m.id, gid);
+        let (rbms, decay) = (self.rumor_bucket_ms(), self.decay());
+        let now = self.now;
+        let counts = !(a.cues.has(Cues::CORRECTION)
+            && !a.cues.has(Cues::SPREADING)
+            && !a.cues.has(Cues::ENQUIRY));
+        let Some(group) = self.claim_groups.get_mut(&gid) else {
+            return;
+        };
+        group.last_seen = now;
+        group.window.advance(now / rbms, decay);
+        let p = pending_mention();
+        if counts {
+            group.window.add(p.ts / rbms, p.author);
+            if let Some(parent) = parent {
+                group.spread(parent, m.source.as_deref());
+            }
+        }
+        if group.region.is_none() {
+            group.region = a.regions.first().map(|r| rules.gazetteer.region_ref(*r));
+        }
+        if group.category.is_none() {
+            group.category = a
+                .categories
+                .first()
+                .map(|c| rules.categories[*c as usize].id.clone());
+        }
+        let minutes = f64::from(self.settings.rumor.window_secs) / 60.0;
+        let authors = group.window.authors();
+        if let Some(id) = group.incident.clone() {
+            let top = if counts && parent.is_some() {
+                Some(group.top_spread())
+            } else {
+                None
+            };
+            if let (Some(top), Some(o)) = (top, self.open.get_mut(&id)) {
+                o.inc.spread = top;
+            }
+            self.join(
+                &id,
+                p,
+                true,
+                Some((authors as f64 / minutes, 0.0, authors)),
+                out,
+            );
+            if let Some(o) = self.open.get_mut(&id) {
+                o.inc.severity = o.inc.severity.max(rumor_severity(rules, o));
+            }
+            return;
+        }
+        group.pending.push_back(p);
+        if group.pending.len() > MAX_PENDING {
+            group.pending.pop_front();
+            self.stats.pending_overflow += 1;
+        }
+        let known = group.rebuttal.is_some();
+        if !known && authors < u64::from(self.settings.rumor.min_authors) {
+            return;
+        }
+        let pending = std::mem::take(&mut group.pending);
+        let mut id = format!("ru-{}-{:08x}", now, hash32(&group.root));
+        let shared_key = self.coord.as_ref().map(|_| rumor_key(group));
+        if let (Some(c), Some(k)) = (self.coord.as_mut(), &shared_key) {
+            id = c.claim_open(k, &id);
+        }
+        group.incident = Some(id.clone());
+        let inc = Incident {
+            id,
+            kind: IncidentKind::Rumor,
+            category: group.category.as_deref().unwrap_or("other").to_string(),
+            region: group.region.clone(),
+            first_seen: group
+                .first_seen
+                .min(pending.iter().map(|p| p.ts).min().unwrap_or(now)),
+            opened_at: now,
+            updated_at: now,
+            mentions: 0,
+            authors: 0,
+            rate_per_min: round2(authors as f64 / minutes),
+            baseline_per_min: 0.0,
+            severity: if known { 3 } else { 2 },
+            top_terms: Vec::new(),
+            sample_mention_ids: Vec::new(),
+            root_mention_id: Some(group.root.clone()),
+            rebuttal: group.rebuttal.clone(),
+            state: IncidentState::Open,
+            spread: group.top_spread(),
+            samples: Vec::new(),
+        };
+        let oid = inc.id.clone();
+        self.open_incident(inc, OpenKey::Rumor(gid), pending, 0, out, |o| {
+            rumor_severity(rules, o)
+        });
+        if let Some(o) = self.open.get_mut(&oid) {
+            o.shared_key = shared_key;
+        }
+    }
+
+    /// A new, empty claim group starting from post `root`.
+    pub(super) fn new_claim_group(&mut self, root: String, ts: i64) -> u64 {
+        let c = self.next_claim_group;
+        self.next_claim_group += 1;
+        self.claim_groups.insert(
+            c,
+            ClaimGroup {
+                root,
+                window: Window::new(RUMOR_BUCKETS as usize, self.now / self.rumor_bucket_ms()),
+                pending: VecDeque::new(),
+                incident: None,
+                first_seen: ts,
+                last_seen: self.now,
+                region: None,
+                category: None,
+                rebuttal: None,
+                indexed: false,
+                spread: AHashMap::new(),
+            },
+        );
+        c
+    }
+
+    /// Forget a claim group and its entries in the claim and SimHash indexes.
+    pub(super) fn drop_claim_group(&mut self, c: u64) {
+        if let Some(group) = self.claim_groups.remove(&c) {
+            if group.indexed {
+                self.sim.remove(c);
+            }
+            if let Some(r) = group.rebuttal {
+                self.known_claim_groups.remove(r.claim_id.as_str());
+            }
+        }
+    }
+}
+
+/// The fleet-wide key of a claim group: its known claim, else its root post.
+pub(super) fn rumor_key(group: &ClaimGroup) -> String {
+    match &group.rebuttal {
+        Some(r) => format!("ru|claim|{}", r.claim_id),
+        None => format!("ru|root|{}", group.root),
+    }
+}
