@@ -785,7 +785,7 @@ pub struct ServiceOptions {
     /// Play the demo drill (and create ephemeral console users, see [`demo_logins`]).
     pub demo: bool,
     /// The clock of sessions and login limits (`None`: the system clock).
-    pub auth_clock: Option<Arc<dyn crate::api::auth::Clock>>,
+    pub auth_clock: Option<Arc<dyn crate::clock::Clock>>,
 }
 
 /// `demo`: an `admin` and an `operator` user with random passwords, kept in memory only; the
@@ -1053,7 +1053,7 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     }
     let clock = opts
         .auth_clock
-        .unwrap_or_else(|| Arc::new(crate::api::auth::SystemClock));
+        .unwrap_or_else(|| Arc::new(crate::clock::SystemClock));
     let acfg = cfg.auth.clone();
     let metrics_elsewhere = cfg.metrics_listen.is_some();
     let auth = Arc::new(

@@ -30,6 +30,7 @@
 pub mod api;
 pub mod app;
 pub mod cases;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod detect;
