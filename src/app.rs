@@ -3,11 +3,12 @@
 
 use crate::api::{self, ApiState, LiveIncidents, StreamMsg};
 use crate::cluster::{Engine, Event};
-use crate::config::{Config, FeedConfig, FeedKind};
+use crate::config::Config;
 use crate::detect::reload::SharedRules;
 use crate::detect::{Analyzer, RuleSet};
 use crate::feeds::jsonl::{read_batches, Speed};
 use crate::feeds::{self, Ingest};
+use crate::feeds::{FeedConfig, FeedKind};
 use crate::pipeline::{Item, Outcome, Pipeline, PipelineConfig};
 use crate::store::Store;
 use anyhow::Context;

@@ -14,8 +14,8 @@
 
 use super::health::FeedHealth;
 use super::websocket::{self, Frame, Protocol};
+use super::FeedConfig;
 use super::Ingest;
-use crate::config::FeedConfig;
 use crate::normalize::mention::parse_time;
 use crate::normalize::{Author, Mention};
 use serde::Deserialize;
@@ -1156,7 +1156,7 @@ mod tests {
     fn proto(streams: &[&str]) -> Mastodon {
         let cfg = FeedConfig {
             name: "m".into(),
-            kind: crate::config::FeedKind::Mastodon,
+            kind: crate::feeds::FeedKind::Mastodon,
             url: "wss://social.example/api/v1/streaming".into(),
             streams: streams.iter().map(|s| s.to_string()).collect(),
             ..FeedConfig::default()

@@ -2,12 +2,15 @@
 //! pushes [`Mention`]s into the one bounded ingest queue; when the queue is full the feed waits
 //! (back-pressure reaches its socket), and nothing is dropped silently.
 
+pub mod config;
 pub mod demo;
 pub mod health;
 pub mod jetstream;
 pub mod jsonl;
 pub mod mastodon;
 pub mod websocket;
+
+pub use config::{FeedConfig, FeedKind};
 
 use crate::normalize::Mention;
 use crate::pipeline::Item;
