@@ -205,7 +205,7 @@ pub async fn start(
     }
 
     // Limits on the real clock, a publisher per account.
-    let limits = Arc::new(Limits::new(governor::clock::DefaultClock::default()));
+    let limits = Arc::new(Limits::new(crate::clock::SystemClock));
     if let Some(l) = limiter {
         limits.share(l);
     }
