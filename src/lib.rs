@@ -23,6 +23,7 @@
 //! | [`respond`] | account matrix and plans, templates, notices and approval, hash-chained audit log, durable outbox, GCRA limits, dispatcher, publishers (Mastodon, Weibo, webhook, file), rebuttal replies to the most-spread rumor posts |
 //! | [`cases`] | citizen requests: not built yet |
 //! | [`app`] | wiring: `replay`, `run`, `demo`, `rules check|test` |
+//! | [`clock`] | the one injected clock (sessions, login limits, publishing limiters, dispatcher); `ManualClock` for tests |
 //! | [`config`] | `huiying.toml` |
 //!
 //! See `ARCHITECTURE.md` for the channels, their bounds and the reasons behind the design.
@@ -31,6 +32,7 @@ pub mod api;
 pub mod app;
 pub mod bus;
 pub mod cases;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod detect;

@@ -424,9 +424,9 @@ mod tests {
         frames.clear();
         enc.injected(&stamped, &mut frames);
         assert_eq!(frames.len(), 3, "one update per status");
-        let cfg = huiying::config::FeedConfig {
+        let cfg = huiying::feeds::FeedConfig {
             name: "t".into(),
-            kind: huiying::config::FeedKind::Mastodon,
+            kind: huiying::feeds::FeedKind::Mastodon,
             url: "ws://127.0.0.1:9/api/v1/streaming".into(),
             ..Default::default()
         };

@@ -2,9 +2,10 @@
 //! the ingest queue and the respond stage, served on `listen` (and `/metrics` alone on
 //! `metrics_listen` when set) until the service is cancelled.
 
-use super::auth::{Auth, Clock, Role, SystemClock};
+use super::auth::AuthConfig;
+use super::auth::{Auth, Role};
 use super::ApiState;
-use crate::config::AuthConfig;
+use crate::clock::{Clock, SystemClock};
 use crate::ingest::Ingest;
 use crate::stage::{Context, Handle};
 use anyhow::Context as _;

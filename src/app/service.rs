@@ -77,7 +77,7 @@ pub struct ServiceOptions {
     /// Play the demo drill (and create ephemeral console users, see [`demo_logins`]).
     pub demo: bool,
     /// The clock of sessions and login limits (`None`: the system clock).
-    pub auth_clock: Option<Arc<dyn crate::api::auth::Clock>>,
+    pub auth_clock: Option<Arc<dyn crate::clock::Clock>>,
 }
 
 /// `demo`: an `admin` and an `operator` user with random passwords, kept in memory only; the
@@ -193,7 +193,7 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
 /// `[respond] operators` as operator tokens.
 fn api_options(
     cfg: &Config,
-    clock: Option<Arc<dyn crate::api::auth::Clock>>,
+    clock: Option<Arc<dyn crate::clock::Clock>>,
 ) -> crate::api::serve::ApiOptions {
     let mut extra_tokens = Vec::new();
     for op in &cfg.respond.operators {

@@ -12,8 +12,8 @@
 
 use super::health::FeedHealth;
 use super::websocket::{self, Frame, Protocol};
+use super::FeedConfig;
 use super::Ingest;
-use crate::config::FeedConfig;
 use crate::normalize::{Author, Mention};
 use crate::store::Store;
 use ahash::AHashSet;

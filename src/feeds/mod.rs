@@ -2,6 +2,7 @@
 //! pushes [`Mention`]s into the one bounded ingest queue; when the queue is full the feed waits
 //! (back-pressure reaches its socket), and nothing is dropped silently.
 
+pub mod config;
 pub mod demo;
 pub mod file;
 pub mod health;
@@ -10,7 +11,8 @@ pub mod jsonl;
 pub mod mastodon;
 pub mod websocket;
 
-use crate::config::{FeedConfig, FeedKind};
+pub use config::{FeedConfig, FeedKind};
+
 use crate::ingest::{Ingest, Item};
 use crate::normalize::Mention;
 

@@ -4,7 +4,8 @@
 //!
 //! # One step
 //!
-//! [`Dispatcher::step`] (`now_ms` is an input; the limiter has its own injected governor clock):
+//! [`Dispatcher::step`] (`now_ms` is an input; [`Dispatcher::run`] reads it from the clock the
+//! limiters run on, so one injected [`crate::clock`] clock drives both):
 //!
 //! 1. Nothing while the outbox is paused.
 //! 2. [`OutboxStore::next_due`] (lane order: emergency, rebuttal, routine). At most **one job per
@@ -44,13 +45,13 @@
 //! The outbox and the audit log are blocking (each commit is fsynced); the dispatcher calls them
 //! from its task between platform calls, which is fine for one dispatcher task.
 
+use crate::clock::{Clock, SystemClock};
 use crate::respond::audit::{AuditAction, AuditLog};
 use crate::respond::limits::{LimitError, LimitKind, Limits, Scope, HOUR};
 use crate::respond::outbox::{
     Action, Backoff, Job, JobId, JobState, OutboxError, OutboxStore, Recovery,
 };
 use crate::respond::publish::{self, AnyPublisher, PostRequest, Posted, PublishError, Publisher};
-use governor::clock::{Clock, DefaultClock};
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -165,7 +166,7 @@ enum Outcome {
 }
 
 /// Takes jobs from the outbox and publishes them. See the module docs.
-pub struct Dispatcher<C: Clock = DefaultClock> {
+pub struct Dispatcher<C: governor::clock::Clock = SystemClock> {
     outbox: Arc<dyn OutboxStore>,
     limits: Arc<Limits<C>>,
     routes: HashMap<String, Route>,
@@ -173,7 +174,6 @@ pub struct Dispatcher<C: Clock = DefaultClock> {
     backoff: Backoff,
     batch: usize,
     notify: Arc<Notify>,
-    now: Arc<dyn Fn() -> i64 + Send + Sync>,
     recovered: bool,
     /// Retry times scheduled (by this process or found at recovery), to wake `run`.
     wakes: BTreeSet<i64>,
@@ -190,9 +190,9 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-impl<C: Clock + Clone> Dispatcher<C> {
+impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
     /// A dispatcher over `outbox` and `limits`, with no accounts, no audit log, a backoff of
-    /// 2 s … 10 min, batches of 256 and the system clock for [`Dispatcher::run`].
+    /// 2 s … 10 min and batches of 256; [`Dispatcher::run`] reads the limits' clock.
     pub fn new(outbox: Arc<dyn OutboxStore>, limits: Arc<Limits<C>>) -> Self {
         Dispatcher {
             outbox,
@@ -202,7 +202,6 @@ impl<C: Clock + Clone> Dispatcher<C> {
             backoff: Backoff::with_seed(system_now_ms() as u64),
             batch: 256,
             notify: Arc::new(Notify::new()),
-            now: Arc::new(system_now_ms),
             recovered: false,
             wakes: BTreeSet::new(),
         }
@@ -228,12 +227,6 @@ impl<C: Clock + Clone> Dispatcher<C> {
     /// How many due jobs one step reads from the outbox (at least 1).
     pub fn with_batch(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);
-        self
-    }
-
-    /// The clock [`Dispatcher::run`] reads (Unix ms).
-    pub fn with_clock(mut self, now: Arc<dyn Fn() -> i64 + Send + Sync>) -> Self {
-        self.now = now;
         self
     }
 
@@ -581,7 +574,7 @@ impl<C: Clock + Clone> Dispatcher<C> {
             if cancel.is_cancelled() {
                 return;
             }
-            let now = (self.now)();
+            let now = self.limits.clock().now_ms();
             let wait = match self.step(now).await {
                 // A job just finished: its dependants (the amplifiers of a lead) may be due now.
                 Ok(r) if !r.done.is_empty() || !r.found.is_empty() => Duration::ZERO,

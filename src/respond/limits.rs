@@ -55,11 +55,13 @@
 //! reason to keep bursts small). The test `exhausting_after_a_restart_keeps_the_bound` checks
 //! the bound, and that without exhausting a restart can exceed it.
 //!
-//! Time comes from the injected governor clock: the default (monotonic) clock in the service,
-//! [`governor::clock::FakeRelativeClock`] in tests, which advance it instead of sleeping.
+//! Time comes from the injected clock ([`crate::clock`], through governor's clock trait):
+//! [`SystemClock`] (monotonic here) in the service, [`crate::clock::ManualClock`] in tests,
+//! which advance it instead of sleeping.
 
+use crate::clock::SystemClock;
 use crate::respond::outbox::Action;
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::{NotKeyed, StateStore};
@@ -348,7 +350,7 @@ struct Inner<C: Clock> {
 }
 
 /// The limiters of every account and of the app. Thread-safe; decisions are serialised.
-pub struct Limits<C: Clock = DefaultClock> {
+pub struct Limits<C: Clock = SystemClock> {
     clock: C,
     margin: Duration,
     inner: Mutex<Inner<C>>,
@@ -359,6 +361,11 @@ impl<C: Clock + Clone> Limits<C> {
     /// No accounts, no app limit, the default margin.
     pub fn new(clock: C) -> Self {
         Self::with_margin(clock, DEFAULT_MARGIN)
+    }
+
+    /// The clock the limiters run on.
+    pub fn clock(&self) -> &C {
+        &self.clock
     }
 
     /// With a safety margin other than [`DEFAULT_MARGIN`].
@@ -532,7 +539,7 @@ fn kind_index(k: LimitKind) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use governor::clock::FakeRelativeClock;
+    use crate::clock::ManualClock;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -561,7 +568,7 @@ mod tests {
         best
     }
 
-    fn now(c: &FakeRelativeClock) -> u64 {
+    fn now(c: &ManualClock) -> u64 {
         c.now().as_u64()
     }
 
@@ -569,7 +576,7 @@ mod tests {
     fn naive_per_hour_quota_allows_twice_the_limit() {
         // Why hourly_quota exists: governor's per_hour(n) lets 2n − 1 through in one hour.
         let n = 30;
-        let clock = FakeRelativeClock::default();
+        let clock = ManualClock::default();
         let q = Quota::per_hour(NonZeroU32::new(n).expect("n > 0"));
         let lim = RateLimiter::direct_with_clock(q, clock.clone());
         let mut times = Vec::new();
@@ -620,7 +627,7 @@ mod tests {
         let hour = HOUR.as_nanos() as u64;
         for seed in 0..12u64 {
             let mut rng = StdRng::seed_from_u64(seed);
-            let clock = FakeRelativeClock::default();
+            let clock = ManualClock::default();
             let limits = Limits::new(clock.clone());
             let app_limit = if seed % 3 == 0 { 0 } else { 120 };
             limits.set_app_limit(app_limit, 4);
@@ -689,7 +696,7 @@ mod tests {
         // hold exactly n (the quota is not needlessly strict).
         let hour = HOUR.as_nanos() as u64;
         for (n, b) in [(30, 1), (30, 5), (60, 60), (1, 1), (7, 3)] {
-            let clock = FakeRelativeClock::default();
+            let clock = ManualClock::default();
             let limits = Limits::new(clock.clone());
             limits.add_account("a", profile(n, 0, 0, b));
             let mut times = Vec::new();
@@ -710,7 +717,7 @@ mod tests {
 
     #[test]
     fn account_refusal_does_not_burn_the_app_and_vice_versa() {
-        let clock = FakeRelativeClock::default();
+        let clock = ManualClock::default();
         let limits = Limits::new(clock.clone());
         limits.set_app_limit(3, 3);
         limits.add_account("a", profile(1, 0, 0, 1));
@@ -753,7 +760,7 @@ mod tests {
         let hour = HOUR.as_nanos() as u64;
         let window = (HOUR + DEFAULT_MARGIN).as_nanos() as u64;
         let mut rng = StdRng::seed_from_u64(seed);
-        let clock = FakeRelativeClock::default();
+        let clock = ManualClock::default();
         let mut limits = Limits::new(clock.clone());
         limits.add_account("a", profile(n, 0, 0, b));
         let mut times: Vec<u64> = Vec::new();
@@ -803,7 +810,7 @@ mod tests {
     #[test]
     fn default_clock_and_sharing() {
         fn shared<T: Send + Sync>(_: &T) {}
-        let limits: Limits = Limits::new(DefaultClock::default());
+        let limits: Limits = Limits::new(SystemClock);
         shared(&limits);
         limits.add_account("a", profile(30, 60, 30, 1));
         assert!(limits.has_account("a"));
@@ -813,7 +820,7 @@ mod tests {
 
     #[test]
     fn unknown_disabled_and_wait_for() {
-        let clock = FakeRelativeClock::default();
+        let clock = ManualClock::default();
         let limits = Limits::new(clock.clone());
         limits.add_account("a", profile(2, 0, 1, 1));
         assert_eq!(

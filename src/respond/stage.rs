@@ -174,7 +174,7 @@ pub async fn start(
     let notices = Arc::new(Notices::new(store, outbox.clone(), audit.clone(), policy));
 
     // Limits on the real clock, a publisher per account.
-    let limits = Arc::new(Limits::new(governor::clock::DefaultClock::default()));
+    let limits = Arc::new(Limits::new(crate::clock::SystemClock));
     if let Some(l) = limiter {
         limits.share(l);
     }

@@ -7,9 +7,11 @@
 
 use crate::util::{self, metric, request, within, Answer};
 use crate::webdriver::{Chromedriver, CHROMIUM, CHROMIUM_ARGS};
-use huiying::api::auth::{ManualClock, Role, UsersFile};
+use huiying::api::auth::AuthConfig;
+use huiying::api::auth::{Role, UsersFile};
 use huiying::app::{Service, ServiceOptions};
-use huiying::config::{AuthConfig, Config};
+use huiying::clock::ManualClock;
+use huiying::config::Config;
 use huiying::respond::notices::ApprovalPolicy;
 use huiying::respond::RespondConfig;
 use huiying::store::MemoryStore;

@@ -1,9 +1,9 @@
 //! The dispatcher against the fake platform: fan-out order, rate limits on a fake clock,
 //! priority lanes, uncertain outcomes, crash recovery and pause. Time is driven by the test
-//! (`now_ms` and the limiter's `FakeRelativeClock` advance together); no test sleeps.
+//! (one `ManualClock` drives `now_ms` and the limiters); no test sleeps.
 
 use crate::fake_platform::{FakeHandle, FakePlatform};
-use governor::clock::FakeRelativeClock;
+use huiying::clock::{Clock, ManualClock};
 use huiying::respond::dispatch::{Dispatcher, Route};
 use huiying::respond::limits::{Limits, Profile};
 use huiying::respond::outbox::{
@@ -38,23 +38,25 @@ fn generous() -> Profile {
     }
 }
 
-/// The test's two clocks: `now` (ms, the outbox's and dispatcher's) and the limiter's.
+/// The test's one clock (the limiters' and the dispatcher's), and `now`: its reading in ms, for
+/// the outbox.
 struct Time {
     now: i64,
-    clock: FakeRelativeClock,
+    clock: ManualClock,
 }
 
 impl Time {
     fn new() -> Self {
+        let clock = ManualClock::new(wall_ms());
         Time {
-            now: wall_ms(),
-            clock: FakeRelativeClock::default(),
+            now: clock.now_ms(),
+            clock,
         }
     }
 
     fn advance(&mut self, ms: u64) {
-        self.now += ms as i64;
         self.clock.advance(Duration::from_millis(ms));
+        self.now = self.clock.now_ms();
     }
 }
 
@@ -68,7 +70,7 @@ fn dispatcher(
     outbox: Arc<dyn OutboxStore>,
     time: &Time,
     accounts: &[(&str, Kind, Profile)],
-) -> Dispatcher<FakeRelativeClock> {
+) -> Dispatcher<ManualClock> {
     let limits = Arc::new(Limits::new(time.clock.clone()));
     let mut d = Dispatcher::new(outbox, Arc::clone(&limits)).with_backoff(Backoff::new(
         Duration::from_secs(1),
@@ -92,7 +94,7 @@ fn dispatcher(
 
 /// Step, advancing `advance_ms` after each step, until nothing is unfinished (or `max` steps).
 async fn drain(
-    d: &mut Dispatcher<FakeRelativeClock>,
+    d: &mut Dispatcher<ManualClock>,
     outbox: &dyn OutboxStore,
     time: &mut Time,
     advance_ms: u64,

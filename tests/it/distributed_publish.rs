@@ -158,7 +158,7 @@ fn instance(
     idle_ms: u64,
 ) -> (Arc<RedisOutbox>, Dispatcher) {
     let ob = outbox(url, ns, name, idle_ms);
-    let limits = Arc::new(Limits::new(governor::clock::DefaultClock::default()));
+    let limits = Arc::new(Limits::new(huiying::clock::SystemClock));
     let db = Arc::new(Blocking::new(url, &Default::default()).expect("redis"));
     limits.share(Arc::new(RedisLimiter::new(db, ns)));
     let client = http_client(Duration::from_secs(5)).expect("client");

@@ -8,7 +8,8 @@ use crate::util::{
     Ws,
 };
 use futures::{SinkExt, StreamExt};
-use huiying::config::{Config, FeedConfig, FeedKind};
+use huiying::config::Config;
+use huiying::feeds::{FeedConfig, FeedKind};
 use huiying::store::{EmbeddedStore, MemoryStore, Store};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, VecDeque};

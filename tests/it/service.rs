@@ -9,7 +9,8 @@ use crate::util::{
 };
 use futures::{SinkExt, StreamExt};
 use huiying::cluster::Incident;
-use huiying::config::{Config, FeedConfig, FeedKind};
+use huiying::config::Config;
+use huiying::feeds::{FeedConfig, FeedKind};
 use huiying::store::{EmbeddedStore, MemoryStore, Store, StoreError};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

@@ -219,7 +219,7 @@ pub(crate) struct RespondEngine {
 
 impl RespondEngine {
     /// Start it, with `feeds` configured.
-    pub async fn start(feeds: Vec<huiying::config::FeedConfig>) -> RespondEngine {
+    pub async fn start(feeds: Vec<huiying::feeds::FeedConfig>) -> RespondEngine {
         let tag = format!("{}_{}", std::process::id(), now_ms());
         let env: Vec<String> = ["HD", "BJ", "ALICE", "BOB"]
             .iter()

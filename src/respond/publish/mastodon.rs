@@ -244,8 +244,7 @@ impl Publisher for MastodonPublisher {
                 if s.reblog.is_some() || answers.as_deref() != in_reply_to {
                     continue;
                 }
-                let plain =
-                    crate::feeds::mastodon::html_to_text(s.content.as_deref().unwrap_or(""));
+                let plain = crate::normalize::html_to_text(s.content.as_deref().unwrap_or(""));
                 if match_key(&plain, false) == want {
                     return Ok(Self::posted(s, &headers, now));
                 }

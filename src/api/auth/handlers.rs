@@ -1,0 +1,243 @@
+//! The login, logout, identity and admin routes.
+
+use super::middleware::session_cookie;
+use super::{Auth, AuthError, ClientIp, LoginFailure, Principal, Role, SESSION_COOKIE};
+use crate::api::{ApiError, ApiState};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The login, logout, identity and admin routes.
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/me", get(me))
+        .route("/api/admin/users", get(admin_users))
+        .route("/api/admin/users/reload", post(admin_reload_users))
+        .route("/api/admin/tokens", post(admin_create_token))
+        .route("/api/admin/tokens/{name}/revoke", post(admin_revoke_token))
+        .route("/api/admin/rules/reload", post(admin_reload_rules))
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginBody {
+    user: String,
+    password: String,
+}
+
+fn cookie(auth: &Auth, value: &str, max_age: u64) -> String {
+    let secure = if auth.secure_cookie() { "; Secure" } else { "" };
+    format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    )
+}
+
+async fn login(
+    State(s): State<ApiState>,
+    Extension(ip): Extension<ClientIp>,
+    body: axum::body::Bytes,
+) -> Response {
+    let b: LoginBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            LoginFailure::BadRequest.emit();
+            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string())
+                .into_response();
+        }
+    };
+    let auth = s.auth.clone();
+    let res = tokio::task::spawn_blocking(move || auth.login(&b.user, &b.password, ip.0)).await;
+    match res {
+        Ok(Ok(li)) => {
+            tracing::info!(actor = %li.user, role = %li.role, "Logged in.");
+            crate::api::audit(&s, &li.user, "login", json!({"role": li.role})).await;
+            let mut r = Json(json!({
+                "user": li.user, "role": li.role, "csrf": li.csrf, "expires_at": li.expires_at,
+            }))
+            .into_response();
+            if let Ok(v) =
+                HeaderValue::from_str(&cookie(&s.auth, &li.session, s.auth.session_secs()))
+            {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Ok(Err(refused)) => {
+            refused.reason.emit();
+            if let Some(secs) = refused.retry_after_secs {
+                let mut r = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    format!("too many failed logins; try again in {secs} s; 登录失败次数过多，请稍后再试"),
+                )
+                .into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                return r;
+            }
+            // The same answer for an unknown user and a wrong password.
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "wrong user name or password; 用户名或密码错误",
+            )
+            .into_response()
+        }
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            .into_response(),
+    }
+}
+
+async fn logout(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(id) = session_cookie(&headers) {
+        s.auth.logout(id);
+        crate::api::audit(&s, &p.name, "logout", json!({})).await;
+    }
+    let mut r = Json(json!({"ok": true})).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie(&s.auth, "", 0)) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn me(Extension(p): Extension<Principal>) -> Json<Value> {
+    Json(json!({
+        "user": p.name, "role": p.role, "csrf": p.csrf, "expires_at": p.expires_at,
+    }))
+}
+
+async fn admin_users(State(s): State<ApiState>) -> Json<Value> {
+    Json(s.auth.listing())
+}
+
+fn auth_error(e: AuthError) -> ApiError {
+    match e {
+        AuthError::BadName(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+        AuthError::Invalid { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_users_file",
+            e.to_string(),
+        ),
+        _ => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Run users-file work (hashing, file I/O) off the async threads.
+async fn off_thread<T: Send + 'static>(
+    s: &ApiState,
+    f: impl FnOnce(&Auth) -> Result<T, AuthError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let auth = s.auth.clone();
+    tokio::task::spawn_blocking(move || f(&auth))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(auth_error)
+}
+
+async fn admin_reload_users(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let (users, tokens) = off_thread(&s, |a| a.reload_users()).await?;
+    crate::api::audit(
+        &s,
+        &p.name,
+        "users_reload",
+        json!({"users": users, "tokens": tokens}),
+    )
+    .await;
+    Ok(Json(json!({"users": users, "tokens": tokens})))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewToken {
+    name: String,
+    role: Role,
+}
+
+async fn admin_create_token(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: NewToken = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
+    let (name, role) = (b.name.clone(), b.role);
+    let token = off_thread(&s, move |a| a.create_token(&name, role)).await?;
+    crate::api::audit(
+        &s,
+        &p.name,
+        "token_create",
+        json!({"name": b.name, "role": b.role}),
+    )
+    .await;
+    tracing::info!(actor = %p.name, token = %b.name, role = %b.role, "Token created.");
+    Ok(Json(
+        json!({"name": b.name, "role": b.role, "token": token}),
+    ))
+}
+
+async fn admin_revoke_token(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let n2 = name.clone();
+    let revoked = off_thread(&s, move |a| a.revoke_tokens(&n2)).await?;
+    crate::api::audit(
+        &s,
+        &p.name,
+        "token_revoke",
+        json!({"name": name, "revoked": revoked}),
+    )
+    .await;
+    Ok(Json(json!({"name": name, "revoked": revoked})))
+}
+
+async fn admin_reload_rules(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let rules = s.rules.clone();
+    let dir = s.rules_dir.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let normalizer = crate::normalize::Normalizer::new();
+        crate::detect::reload::reload(&rules, &dir, &normalizer)
+            .map(|()| rules.load().pattern_count())
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    match res {
+        Ok(patterns) => {
+            crate::api::audit(&s, &p.name, "rules_reload", json!({"patterns": patterns})).await;
+            Ok(Json(json!({"ok": true, "patterns": patterns})))
+        }
+        Err(e) => {
+            crate::api::audit(
+                &s,
+                &p.name,
+                "rules_reload_failed",
+                json!({"errors": e.to_string()}),
+            )
+            .await;
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_rules",
+                e.to_string(),
+            ))
+        }
+    }
+}

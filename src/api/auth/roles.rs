@@ -1,0 +1,80 @@
+//! Roles: what a user or token may do, and how they nest.
+
+use serde::{Deserialize, Serialize};
+
+/// A role: what a user or token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads incidents, feeds, notices, the stream and the wall.
+    Viewer,
+    /// Viewer, plus approve/reject/edit notices, close and merge incidents, pause publishing.
+    Operator,
+    /// Everything: users, tokens, rules reload.
+    Admin,
+    /// Only `POST /api/mentions`.
+    Ingest,
+}
+
+impl Role {
+    /// Every role, for help texts and validation.
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Operator, Role::Admin, Role::Ingest];
+
+    /// The name used in files, the API and the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+            Role::Ingest => "ingest",
+        }
+    }
+
+    /// Whether this role may do what `need` allows. Admin may do everything; operator what a
+    /// viewer may; ingest only ingest.
+    pub fn allows(self, need: Role) -> bool {
+        matches!(
+            (self, need),
+            (Role::Admin, _)
+                | (Role::Operator, Role::Operator | Role::Viewer)
+                | (Role::Viewer, Role::Viewer)
+                | (Role::Ingest, Role::Ingest)
+        )
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?} (viewer, operator, admin, ingest)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_nest_except_ingest() {
+        let table = [
+            (Role::Admin, [true, true, true, true]),
+            (Role::Operator, [true, true, false, false]),
+            (Role::Viewer, [true, false, false, false]),
+            (Role::Ingest, [false, false, false, true]),
+        ];
+        for (have, allowed) in table {
+            for (need, want) in Role::ALL.into_iter().zip(allowed) {
+                assert_eq!(have.allows(need), want, "{have} → {need}");
+            }
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! [`Auth`]: the directory of users and token hashes, sessions with their CSRF tokens on the
+//! injected clock, and logins checked against the login limits.
+
+use super::limits::{login_failures, Attempts, LoginFailure};
+use super::users::{check_name, hash_password, new_secret, token_hash, verify_password};
+use super::{AuthConfig, AuthError, Role, UsersFile};
+use crate::clock::Clock;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Who made a request, as the handlers see it (a request extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// User or token name: the actor of the audit log.
+    pub name: String,
+    /// The role.
+    pub role: Role,
+    /// The CSRF token, when authenticated by the session cookie.
+    pub csrf: Option<String>,
+    /// Session expiry (unix ms), when authenticated by the session cookie.
+    pub expires_at: Option<i64>,
+}
+
+/// The client's address, as the middleware saw it (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+#[derive(Debug, Clone)]
+struct Session {
+    user: String,
+    role: Role,
+    csrf: String,
+    expires_at: i64,
+}
+
+/// Users and token hashes by lookup key.
+#[derive(Debug, Default)]
+struct Directory {
+    users: HashMap<String, (Role, String)>,
+    tokens: HashMap<String, (String, Role)>,
+}
+
+impl Directory {
+    fn add_file(&mut self, f: &UsersFile) {
+        for u in &f.users {
+            self.users
+                .insert(u.name.clone(), (u.role, u.password.clone()));
+        }
+        for t in &f.tokens {
+            self.tokens
+                .insert(t.sha256.to_ascii_lowercase(), (t.name.clone(), t.role));
+        }
+    }
+}
+
+/// Authentication state shared by the middleware and the handlers.
+pub struct Auth {
+    pub(super) cfg: AuthConfig,
+    pub(super) metrics_elsewhere: bool,
+    dir: RwLock<Directory>,
+    sessions: Mutex<HashMap<String, Session>>,
+    attempts: Mutex<Attempts>,
+    clock: Arc<dyn Clock>,
+    /// Verified against for unknown users so both failures cost the same time.
+    dummy_hash: String,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.dir.read().unwrap_or_else(|p| p.into_inner());
+        f.debug_struct("Auth")
+            .field("users", &d.users.len())
+            .field("tokens", &d.tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a login hands back.
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    /// The session id (the cookie's value).
+    pub session: String,
+    /// The user.
+    pub user: String,
+    /// The role.
+    pub role: Role,
+    /// The CSRF token for state-changing requests.
+    pub csrf: String,
+    /// Expiry, unix ms.
+    pub expires_at: i64,
+}
+
+/// A refused login: the reason and, when rate limited, the seconds until the next try.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused {
+    /// Why.
+    pub reason: LoginFailure,
+    /// Seconds to wait (rate limited only).
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Auth {
+    /// Build from the config: the users file (if any) plus extra in-memory tokens (the legacy
+    /// `[respond] operators`, tests). `metrics_elsewhere`: `/metrics` has its own address, so
+    /// the main one requires a viewer.
+    pub fn new(
+        cfg: AuthConfig,
+        extra_tokens: Vec<(String, String, Role)>,
+        metrics_elsewhere: bool,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Auth, AuthError> {
+        let mut dir = Directory::default();
+        if let Some(p) = &cfg.users_file {
+            dir.add_file(&UsersFile::load(p)?);
+        }
+        for t in &cfg.tokens {
+            dir.tokens
+                .insert(t.sha256.to_ascii_lowercase(), (t.name.clone(), t.role));
+        }
+        for (name, token, role) in extra_tokens {
+            dir.tokens.insert(token_hash(&token), (name, role));
+        }
+        let dummy_hash = hash_password(&new_secret(""))?;
+        // Exported from the start (at zero), not from the first failure.
+        login_failures();
+        Ok(Auth {
+            cfg,
+            metrics_elsewhere,
+            dir: RwLock::new(dir),
+            sessions: Mutex::default(),
+            attempts: Mutex::default(),
+            clock,
+            dummy_hash,
+        })
+    }
+
+    /// Users and tokens loaded.
+    pub fn counts(&self) -> (usize, usize) {
+        let d = self.dir.read().unwrap_or_else(|p| p.into_inner());
+        (d.users.len(), d.tokens.len())
+    }
+
+    /// Add (or replace) an in-memory user, e.g. the demo's ephemeral accounts.
+    pub fn add_user(&self, name: &str, role: Role, password: &str) -> Result<(), AuthError> {
+        check_name(name)?;
+        let hash = hash_password(password)?;
+        self.dir
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .users
+            .insert(name.to_string(), (role, hash));
+        Ok(())
+    }
+
+    /// Re-read the users file (new users and tokens take effect; removed ones stop working;
+    /// sessions of removed users end).
+    pub fn reload_users(&self) -> Result<(usize, usize), AuthError> {
+        let Some(p) = &self.cfg.users_file else {
+            return Ok(self.counts());
+        };
+        let f = UsersFile::load(p)?;
+        let mut d = self.dir.write().unwrap_or_else(|p| p.into_inner());
+        // In-memory entries (demo users, config tokens) are kept; the file's are replaced.
+        let file_tokens: std::collections::HashSet<String> = f
+            .tokens
+            .iter()
+            .map(|t| t.sha256.to_ascii_lowercase())
+            .collect();
+        d.tokens.retain(|h, _| {
+            file_tokens.contains(h) || self.cfg.tokens.iter().any(|t| &t.sha256 == h)
+        });
+        d.add_file(&f);
+        let users: std::collections::HashSet<&str> = d.users.keys().map(String::as_str).collect();
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, s| users.contains(s.user.as_str()));
+        Ok((d.users.len(), d.tokens.len()))
+    }
+
+    /// Create a token, persist its hash in the users file (when there is one) and return it.
+    pub fn create_token(&self, name: &str, role: Role) -> Result<String, AuthError> {
+        let token = match &self.cfg.users_file {
+            Some(p) => {
+                let mut f = UsersFile::load(p)?;
+                let t = f.add_token(name, role)?;
+                f.save(p)?;
+                t
+            }
+            None => {
+                check_name(name)?;
+                new_secret("hy_")
+            }
+        };
+        self.dir
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .tokens
+            .insert(token_hash(&token), (name.to_string(), role));
+        Ok(token)
+    }
+
+    /// Revoke every token named `name` (in memory and in the users file); how many went.
+    pub fn revoke_tokens(&self, name: &str) -> Result<usize, AuthError> {
+        if let Some(p) = &self.cfg.users_file {
+            let mut f = UsersFile::load(p)?;
+            let before = f.tokens.len();
+            f.tokens.retain(|t| t.name != name);
+            if f.tokens.len() != before {
+                f.save(p)?;
+            }
+        }
+        let mut d = self.dir.write().unwrap_or_else(|p| p.into_inner());
+        let before = d.tokens.len();
+        d.tokens.retain(|_, (n, _)| n != name);
+        Ok(before - d.tokens.len())
+    }
+
+    /// Users (name, role) and token names with roles, sorted; never a hash.
+    pub fn listing(&self) -> Value {
+        let d = self.dir.read().unwrap_or_else(|p| p.into_inner());
+        let mut users: Vec<_> = d
+            .users
+            .iter()
+            .map(|(n, (r, _))| json!({"name": n, "role": r}))
+            .collect();
+        users.sort_by_key(|v| v["name"].as_str().unwrap_or_default().to_string());
+        let mut tokens: Vec<_> = d
+            .tokens
+            .values()
+            .map(|(n, r)| json!({"name": n, "role": r}))
+            .collect();
+        tokens.sort_by_key(|v| v["name"].as_str().unwrap_or_default().to_string());
+        json!({ "users": users, "tokens": tokens })
+    }
+
+    pub(super) fn by_token(&self, token: &str) -> Option<Principal> {
+        let d = self.dir.read().unwrap_or_else(|p| p.into_inner());
+        d.tokens
+            .get(&token_hash(token))
+            .map(|(name, role)| Principal {
+                name: name.clone(),
+                role: *role,
+                csrf: None,
+                expires_at: None,
+            })
+    }
+
+    pub(super) fn by_session(&self, id: &str) -> Option<Principal> {
+        let now = self.clock.now_ms();
+        let mut g = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let key = token_hash(id);
+        let s = g.get(&key)?;
+        if s.expires_at <= now {
+            g.remove(&key);
+            return None;
+        }
+        Some(Principal {
+            name: s.user.clone(),
+            role: s.role,
+            csrf: Some(s.csrf.clone()),
+            expires_at: Some(s.expires_at),
+        })
+    }
+
+    /// Check a password (argon2: call off the async threads). On success a new session.
+    pub fn login(
+        &self,
+        user: &str,
+        password: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<LoggedIn, Refused> {
+        let now = self.clock.now_ms();
+        let window = i64::try_from(self.cfg.login_window_secs)
+            .unwrap_or(i64::MAX / 2000)
+            .saturating_mul(1000);
+        let ukey = format!("u:{user}");
+        let ikey = ip.map(|i| format!("ip:{i}"));
+        {
+            let mut a = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+            let mut blocked = None;
+            if a.count(&ukey, now, window) >= self.cfg.login_max_failures_per_user {
+                blocked = a.free_at(&ukey, window);
+            }
+            if let Some(k) = &ikey {
+                if a.count(k, now, window) >= self.cfg.login_max_failures_per_ip {
+                    blocked = blocked.max(a.free_at(k, window));
+                }
+            }
+            if let Some(at) = blocked {
+                return Err(Refused {
+                    reason: LoginFailure::RateLimited,
+                    retry_after_secs: Some(u64::try_from((at - now).max(1000) / 1000).unwrap_or(1)),
+                });
+            }
+        }
+        let found = self
+            .dir
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .users
+            .get(user)
+            .cloned();
+        let outcome = match &found {
+            Some((role, hash)) if verify_password(hash, password) => Ok(*role),
+            Some(_) => Err(LoginFailure::WrongPassword),
+            None => {
+                // Same cost as a real check: response time does not reveal who exists.
+                let _ = verify_password(&self.dummy_hash, password);
+                Err(LoginFailure::UnknownUser)
+            }
+        };
+        let role = match outcome {
+            Ok(r) => r,
+            Err(reason) => {
+                let mut a = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+                a.record(ukey, now, window);
+                if let Some(k) = ikey {
+                    a.record(k, now, window);
+                }
+                return Err(Refused {
+                    reason,
+                    retry_after_secs: None,
+                });
+            }
+        };
+        let session = new_secret("");
+        let ttl = i64::try_from(self.cfg.session_secs)
+            .unwrap_or(i64::MAX / 2000)
+            .saturating_mul(1000);
+        let s = Session {
+            user: user.to_string(),
+            role,
+            csrf: new_secret(""),
+            expires_at: now.saturating_add(ttl),
+        };
+        let mut g = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        // Expired sessions go whenever someone logs in: memory stays bounded by live sessions.
+        g.retain(|_, s| s.expires_at > now);
+        g.insert(token_hash(&session), s.clone());
+        Ok(LoggedIn {
+            session,
+            user: s.user,
+            role,
+            csrf: s.csrf,
+            expires_at: s.expires_at,
+        })
+    }
+
+    /// End a session.
+    pub fn logout(&self, session: &str) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&token_hash(session));
+    }
+
+    /// Session lifetime, seconds.
+    pub fn session_secs(&self) -> u64 {
+        self.cfg.session_secs
+    }
+
+    /// Whether the session cookie is marked `Secure` (HTTPS in front).
+    pub fn secure_cookie(&self) -> bool {
+        self.cfg.secure_cookie
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    pub(in crate::api::auth) fn auth(clock: Arc<ManualClock>) -> Auth {
+        let cfg = AuthConfig {
+            login_max_failures_per_user: 3,
+            login_max_failures_per_ip: 5,
+            login_window_secs: 60,
+            session_secs: 600,
+            ..AuthConfig::default()
+        };
+        let a = Auth::new(cfg, vec![], false, clock).expect("auth");
+        a.add_user("alice", Role::Operator, "correct horse")
+            .expect("user");
+        a
+    }
+
+    #[test]
+    fn per_user_limit_opens_again_after_the_window() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let a = auth(clock.clone());
+        for _ in 0..3 {
+            let r = a.login("alice", "wrong", None).expect_err("wrong password");
+            assert_eq!(r.reason, LoginFailure::WrongPassword);
+        }
+        let r = a
+            .login("alice", "correct horse", None)
+            .expect_err("limited");
+        assert_eq!(r.reason, LoginFailure::RateLimited);
+        assert_eq!(r.retry_after_secs, Some(60));
+        clock.advance(std::time::Duration::from_secs(30));
+        let r = a
+            .login("alice", "correct horse", None)
+            .expect_err("still limited");
+        assert_eq!(r.retry_after_secs, Some(30));
+        clock.advance(std::time::Duration::from_secs(30));
+        a.login("alice", "correct horse", None)
+            .expect("window passed");
+    }
+
+    #[test]
+    fn sessions_expire_on_the_clock() {
+        let clock = Arc::new(ManualClock::new(0));
+        let a = auth(clock.clone());
+        let li = a.login("alice", "correct horse", None).expect("login");
+        assert_eq!(
+            a.by_session(&li.session).map(|p| p.name),
+            Some("alice".into())
+        );
+        clock.advance(std::time::Duration::from_secs(599));
+        assert!(a.by_session(&li.session).is_some());
+        clock.advance(std::time::Duration::from_secs(1));
+        assert!(a.by_session(&li.session).is_none());
+    }
+}
