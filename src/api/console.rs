@@ -5,7 +5,8 @@
 //! the accounts, the audit log, and (admins) tokens and reloads. The audit log's read endpoint,
 //! `GET /api/audit`, lives here too.
 
-use super::auth::Principal;
+use super::auth::{Access, Principal, Role};
+use super::routes::Routes;
 use super::{ApiError, ApiState};
 use crate::cluster::Control;
 use crate::ingest::Item;
@@ -13,7 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -22,15 +23,16 @@ const SCRIPT: &str = include_str!("console/app.js");
 const STYLE: &str = include_str!("console/app.css");
 
 /// The console routes.
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/console", get(index))
-        .route("/console/", get(index))
-        .route("/console/app.js", get(script))
-        .route("/console/app.css", get(style))
-        .route("/api/audit", get(audit_log))
-        .route("/api/incidents/{id}/close", post(close_incident))
-        .route("/api/incidents/merge", post(merge_incidents))
+pub fn routes() -> Routes<ApiState> {
+    let operator = Access::Role(Role::Operator);
+    Routes::new()
+        .route("/console", Access::Public, get(index))
+        .route("/console/", Access::Public, get(index))
+        .route("/console/app.js", Access::Public, get(script))
+        .route("/console/app.css", Access::Public, get(style))
+        .route("/api/audit", operator, get(audit_log))
+        .route("/api/incidents/{id}/close", operator, post(close_incident))
+        .route("/api/incidents/merge", operator, post(merge_incidents))
 }
 
 /// Pages must not be cached: a logged-out browser's back button shows nothing stale.

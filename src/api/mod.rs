@@ -4,6 +4,8 @@
 //! `POST /api/login` passes [`auth::require`] (token or session, role, CSRF); every answer gets
 //! the security headers of [`auth::security_headers`].
 
+use crate::api::auth::{Access, Role};
+use crate::api::routes::Routes;
 use crate::cluster::Incident;
 use crate::detect::reload::SharedRules;
 use crate::feeds::parse_payload;
@@ -24,6 +26,7 @@ use tokio::sync::broadcast;
 pub mod auth;
 pub mod console;
 pub mod notices;
+pub mod routes;
 pub mod serve;
 pub mod wall;
 
@@ -126,30 +129,36 @@ pub fn router(state: ApiState, wall_events: crate::bus::Subscription) -> Router 
         m.init_feed(&f.name);
     }
     let wall = wall::Wall::start(&state, wall_events);
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/incidents", get(list_incidents))
-        .route("/api/feeds", get(list_feeds))
-        .route("/api/incidents/{id}", get(get_incident))
-        .route("/api/stream", get(stream))
+    let not_found =
+        || async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") };
+    let ingest = post(post_mentions)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(json_413));
+    Routes::new()
+        .route("/healthz", Access::Public, get(healthz))
+        .route("/metrics", Access::Metrics, get(metrics))
+        .route("/api/incidents", Access::WallRead, get(list_incidents))
+        .route("/api/feeds", Access::WallRead, get(list_feeds))
+        .route("/api/incidents/{id}", Access::WallRead, get(get_incident))
+        .route("/api/stream", Access::WallRead, get(stream))
+        .route("/api/mentions", Access::Role(Role::Ingest), ingest)
         .merge(notices::routes())
         .merge(wall::routes())
         .merge(auth::routes())
         .merge(console::routes())
-        .route(
-            "/api/mentions",
-            post(post_mentions)
-                .layer(DefaultBodyLimit::max(limit))
-                .layer(axum::middleware::map_response(json_413)),
-        )
+        .into_router()
         .layer(axum::Extension(wall))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-        })
+        // Deny by default: an unknown path answers 404 to a viewer, 401 to nobody.
+        .fallback(
+            get(not_found)
+                .post(not_found)
+                .route_layer(axum::middleware::from_fn(|req, next| {
+                    auth::guard(Access::Role(Role::Viewer), req, next)
+                })),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),
-            auth::require,
+            auth::authenticate,
         ))
         .layer(axum::middleware::map_response(auth::security_headers))
         .with_state(state)

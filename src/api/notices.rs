@@ -9,7 +9,8 @@
 //! `invalid_state` (409), `too_long` (422), `unknown_account` (422), `invalid` (400),
 //! `respond_disabled` (503, the stage is off).
 
-use super::auth::Principal;
+use super::auth::{Access, Principal, Role};
+use super::routes::Routes;
 use super::{ApiError, ApiState};
 use crate::respond::audit::AuditAction;
 use crate::respond::dispatch::system_now_ms;
@@ -19,22 +20,24 @@ use crate::respond::stage::Respond;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// The respond routes.
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/api/notices", get(list).post(create))
-        .route("/api/notices/{id}", get(show))
-        .route("/api/notices/{id}/approve", post(approve))
-        .route("/api/notices/{id}/reject", post(reject))
-        .route("/api/notices/{id}/edit", post(edit))
-        .route("/api/publishing/pause", post(pause))
-        .route("/api/publishing/resume", post(resume))
-        .route("/api/accounts", get(accounts))
+pub fn routes() -> Routes<ApiState> {
+    let operator = Access::Role(Role::Operator);
+    Routes::new()
+        .route("/api/notices", Access::WallRead, get(list))
+        .route("/api/notices", operator, post(create))
+        .route("/api/notices/{id}", Access::WallRead, get(show))
+        .route("/api/notices/{id}/approve", operator, post(approve))
+        .route("/api/notices/{id}/reject", operator, post(reject))
+        .route("/api/notices/{id}/edit", operator, post(edit))
+        .route("/api/publishing/pause", operator, post(pause))
+        .route("/api/publishing/resume", operator, post(resume))
+        .route("/api/accounts", Access::Role(Role::Viewer), get(accounts))
 }
 
 type ApiResult = Result<Json<Value>, ApiError>;

@@ -14,6 +14,8 @@
 //! open incident) to the stream clients that asked for it. Replay output and the
 //! `incident.*`/`mention.assigned` lines are untouched.
 
+use super::auth::Access;
+use super::routes::Routes;
 use super::ApiState;
 use crate::bus::Subscription;
 use crate::cluster::Event;
@@ -21,7 +23,7 @@ use crate::live::LiveIncidents;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{extract::State, Json, Router};
+use axum::{extract::State, Json};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -48,12 +50,13 @@ const ASSETS: [(&str, &str, &str); 5] = [
 ];
 
 /// The wall routes.
-pub fn routes() -> Router<ApiState> {
-    let mut r = Router::new();
+pub fn routes() -> Routes<ApiState> {
+    let mut r = Routes::new();
     for (path, content_type, body) in ASSETS {
-        r = r.route(path, get(move || async move { asset(content_type, body) }));
+        let page = get(move || async move { asset(content_type, body) });
+        r = r.route(path, Access::Public, page);
     }
-    r.route("/api/wall/labels", get(labels))
+    r.route("/api/wall/labels", Access::WallRead, get(labels))
 }
 
 /// An embedded asset. `no-cache`: a new binary's page is picked up on the next reload. (The

@@ -1,6 +1,7 @@
 //! The integration suite: one test binary (faster to link than one per file), one module per
 //! concern. Shared helpers live in `util`.
 
+mod access;
 mod console;
 mod crash;
 mod crisislex;

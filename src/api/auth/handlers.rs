@@ -1,27 +1,34 @@
 //! The login, logout, identity and admin routes.
 
 use super::middleware::session_cookie;
+use super::Access;
 use super::{Auth, AuthError, ClientIp, LoginFailure, Principal, Role, SESSION_COOKIE};
+use crate::api::routes::Routes;
 use crate::api::{ApiError, ApiState};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// The login, logout, identity and admin routes.
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/api/login", post(login))
-        .route("/api/logout", post(logout))
-        .route("/api/me", get(me))
-        .route("/api/admin/users", get(admin_users))
-        .route("/api/admin/users/reload", post(admin_reload_users))
-        .route("/api/admin/tokens", post(admin_create_token))
-        .route("/api/admin/tokens/{name}/revoke", post(admin_revoke_token))
-        .route("/api/admin/rules/reload", post(admin_reload_rules))
+pub fn routes() -> Routes<ApiState> {
+    let (viewer, admin) = (Access::Role(Role::Viewer), Access::Role(Role::Admin));
+    Routes::new()
+        .route("/api/login", Access::Public, post(login))
+        .route("/api/logout", viewer, post(logout))
+        .route("/api/me", viewer, get(me))
+        .route("/api/admin/users", admin, get(admin_users))
+        .route("/api/admin/users/reload", admin, post(admin_reload_users))
+        .route("/api/admin/tokens", admin, post(admin_create_token))
+        .route(
+            "/api/admin/tokens/{name}/revoke",
+            admin,
+            post(admin_revoke_token),
+        )
+        .route("/api/admin/rules/reload", admin, post(admin_reload_rules))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,5 +1,6 @@
-//! The middleware: what each request needs ([`Auth::requirement`]), which credential it carries,
-//! the role and CSRF checks, and the security headers on every answer.
+//! The middleware: which credential a request carries ([`authenticate`], on every request),
+//! what each route needs ([`Access`], declared with the route) and its check ([`guard`]: role,
+//! CSRF), and the security headers on every answer.
 
 use super::sessions::Auth;
 use super::{ClientIp, Principal, Role, CSRF_HEADER, SESSION_COOKIE};
@@ -35,44 +36,30 @@ impl Auth {
         None
     }
 
-    /// What a request needs: `None` for public endpoints, else the least role.
-    pub fn requirement(&self, method: &Method, path: &str) -> Option<Role> {
-        let read = matches!(*method, Method::GET | Method::HEAD);
-        match path {
-            "/healthz" | "/api/login" => return None,
-            "/metrics" if !self.metrics_elsewhere => return None,
-            "/console" => return None,
-            p if p.starts_with("/console/") => return None,
-            // The wall's page and assets hold no data (that is under /api), and a page
-            // navigation cannot carry a bearer token: `/wall#token=…` must load.
-            "/wall" => return None,
-            p if p.starts_with("/wall/") => return None,
-            "/api/mentions" => return Some(Role::Ingest),
-            "/api/audit" => return Some(Role::Operator),
-            p if p.starts_with("/api/admin/") => return Some(Role::Admin),
-            _ => {}
-        }
-        // The wall and the reads it makes are public when configured so (not the accounts,
-        // the audit log or who is logged in).
-        if read && self.cfg.public_wall && wall_read(path) {
-            return None;
-        }
-        if read || path == "/api/logout" {
-            Some(Role::Viewer)
-        } else {
-            // Anything else that changes state: notices, publishing, incidents.
-            Some(Role::Operator)
+    /// What a route declared with `access` needs: `None` when it is open to anyone.
+    pub fn need(&self, access: Access) -> Option<Role> {
+        match access {
+            Access::Public => None,
+            Access::Metrics => self.metrics_elsewhere.then_some(Role::Viewer),
+            Access::WallRead => (!self.cfg.public_wall).then_some(Role::Viewer),
+            Access::Role(r) => Some(r),
         }
     }
 }
 
-/// What the wall display reads: the page and its assets, incidents, feeds, notices, the stream.
-fn wall_read(path: &str) -> bool {
-    let under = |p: &str| path == p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/'));
-    ["/api/wall", "/api/incidents", "/api/feeds", "/api/notices"]
-        .into_iter()
-        .any(under)
-        || path == "/api/stream"
+/// The access a route needs, declared where the route is (see [`crate::api::routes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: health, the login page and call, the console's and the wall's static pages (a
+    /// page navigation cannot carry a bearer token: `/wall#token=…` must load).
+    Public,
+    /// `/metrics`: public, unless it has its own address (`metrics_listen`): then a viewer.
+    Metrics,
+    /// What the wall reads (incidents, feeds, notices, labels, the stream): a viewer, or anyone
+    /// with `[auth] public_wall` (never the accounts, the audit log or who is logged in).
+    WallRead,
+    /// At least this role.
+    Role(Role),
 }
 
 pub(super) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
@@ -88,18 +75,44 @@ fn unauthorized(message: &str) -> Response {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response()
 }
 
-/// The middleware: resolves the credential, checks the role and, for cookie requests that
-/// change state, the CSRF token; puts [`Principal`] and [`ClientIp`] into the request.
-pub async fn require(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
+/// Who sent a request: the principal of a valid credential, and whether it came by cookie.
+#[derive(Clone)]
+pub struct Credential(pub Option<(Principal, bool)>);
+
+/// The outer middleware, on every request: the client address, the credential (if any) and the
+/// [`Auth`] go into the request for the route's [`guard`]. It refuses nothing itself: every
+/// route declares its [`Access`], and the router's fallback needs a viewer.
+pub async fn authenticate(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    req.extensions_mut().insert(ClientIp(ip));
-    let Some(need) = auth.requirement(req.method(), req.uri().path()) else {
+    let cred = Credential(auth.authenticate(&req));
+    let ext = req.extensions_mut();
+    ext.insert(ClientIp(ip));
+    ext.insert(cred);
+    ext.insert(auth);
+    next.run(req).await
+}
+
+/// The guard of one route: its [`Access`] against the request's credential and, for cookie
+/// requests that change state, the CSRF token; puts the [`Principal`] into the request. A
+/// request that did not pass [`authenticate`] is refused (deny by default).
+pub async fn guard(access: Access, mut req: Request, next: Next) -> Response {
+    let Some(auth) = req.extensions().get::<Arc<Auth>>().cloned() else {
+        tracing::error!(path = %req.uri().path(), "A guarded route without the authentication layer.");
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "no authentication",
+        )
+        .into_response();
+    };
+    let Some(need) = auth.need(access) else {
         return next.run(req).await;
     };
-    let Some((p, by_cookie)) = auth.authenticate(&req) else {
+    let cred = req.extensions_mut().remove::<Credential>();
+    let Some((p, by_cookie)) = cred.and_then(|c| c.0) else {
         return unauthorized(
             "log in, or send a token (Authorization: Bearer …); 请先登录或提供访问令牌",
         );
@@ -155,69 +168,4 @@ pub async fn security_headers(mut r: Response) -> Response {
     set(h, "x-content-type-options", "nosniff");
     set(h, "referrer-policy", "no-referrer");
     r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::sessions::tests::auth;
-    use super::*;
-    use crate::api::auth::AuthConfig;
-    use crate::clock::ManualClock;
-
-    #[test]
-    fn what_each_route_needs() {
-        let clock = Arc::new(ManualClock::new(0));
-        let closed = auth(clock.clone());
-        let public = Auth::new(
-            AuthConfig {
-                public_wall: true,
-                ..AuthConfig::default()
-            },
-            vec![],
-            true,
-            clock,
-        )
-        .expect("auth");
-        use Role::*;
-        let (get, post) = (Method::GET, Method::POST);
-        let table: [(&Method, &str, Option<Role>, Option<Role>); 19] = [
-            (&get, "/healthz", None, None),
-            (&get, "/metrics", None, Some(Viewer)),
-            (&get, "/console", None, None),
-            (&get, "/console/app.js", None, None),
-            (&post, "/api/login", None, None),
-            (&post, "/api/logout", Some(Viewer), Some(Viewer)),
-            (&get, "/api/me", Some(Viewer), Some(Viewer)),
-            (&get, "/wall", None, None),
-            (&get, "/wall/wall.js", None, None),
-            (&get, "/api/wall/labels", Some(Viewer), None),
-            (&get, "/api/stream", Some(Viewer), None),
-            (&get, "/api/incidents/i-1", Some(Viewer), None),
-            (&get, "/api/notices", Some(Viewer), None),
-            (&get, "/api/accounts", Some(Viewer), Some(Viewer)),
-            (&get, "/api/audit", Some(Operator), Some(Operator)),
-            (
-                &post,
-                "/api/notices/n-1/approve",
-                Some(Operator),
-                Some(Operator),
-            ),
-            (
-                &post,
-                "/api/incidents/i-1/close",
-                Some(Operator),
-                Some(Operator),
-            ),
-            (&post, "/api/mentions", Some(Ingest), Some(Ingest)),
-            (&get, "/api/admin/users", Some(Admin), Some(Admin)),
-        ];
-        for (m, path, want_closed, want_public) in table {
-            assert_eq!(closed.requirement(m, path), want_closed, "{m} {path}");
-            assert_eq!(
-                public.requirement(m, path),
-                want_public,
-                "{m} {path} (public wall)"
-            );
-        }
-    }
 }

@@ -20,8 +20,8 @@
 //!
 //! Files: `config.rs` (the `[auth]` section and config tokens), `roles.rs` ([`Role`]),
 //! `users.rs` (the users file and hashing), `limits.rs` (login limits and their metric),
-//! `sessions.rs` ([`Auth`]: directory, sessions, logins), `middleware.rs` ([`require`],
-//! [`security_headers`], what each route needs), `handlers.rs` ([`routes`]).
+//! `sessions.rs` ([`Auth`]: directory, sessions, logins), `middleware.rs` ([`authenticate`],
+//! [`guard`], [`Access`], [`security_headers`]), `handlers.rs` ([`routes`]).
 
 mod config;
 mod handlers;
@@ -34,7 +34,7 @@ mod users;
 pub use config::{AuthConfig, TokenEntry};
 pub use handlers::routes;
 pub use limits::{login_failures, LoginFailure};
-pub use middleware::{require, security_headers};
+pub use middleware::{authenticate, guard, security_headers, Access, Credential};
 pub use roles::Role;
 pub use sessions::{Auth, ClientIp, LoggedIn, Principal, Refused};
 pub use users::{

@@ -1,0 +1,223 @@
+//! Who may call what, over the real router: every route of every stage, anonymously and with a
+//! token of each role, with the wall closed and public. Each route's access is declared beside
+//! it (`Routes::route(path, Access, handler)`); removing or weakening one fails this table.
+
+use crate::util::{self, request};
+use huiying::api::auth::{token_hash, Role, TokenEntry};
+use huiying::config::Config;
+use huiying::store::MemoryStore;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+const ROLES: [(Role, &str); 4] = [
+    (Role::Viewer, "hy_access_viewer"),
+    (Role::Operator, "hy_access_operator"),
+    (Role::Admin, "hy_access_admin"),
+    (Role::Ingest, "hy_access_ingest"),
+];
+
+/// (method, path, least role with the wall closed, least role with `public_wall`); `None`:
+/// anyone. The paths use ids that do not exist: passing the guard answers 2xx, 4xx other than
+/// 401/403 (not found, bad request), or 503 (the respond stage off) — never 401/403.
+const TABLE: &[(&str, &str, Option<Role>, Option<Role>)] = &[
+    ("GET", "/healthz", None, None),
+    ("GET", "/console", None, None),
+    ("GET", "/console/app.js", None, None),
+    ("GET", "/wall", None, None),
+    ("GET", "/wall/wall.js", None, None),
+    ("POST", "/api/login", None, None),
+    (
+        "POST",
+        "/api/logout",
+        Some(Role::Viewer),
+        Some(Role::Viewer),
+    ),
+    ("GET", "/api/me", Some(Role::Viewer), Some(Role::Viewer)),
+    ("GET", "/api/wall/labels", Some(Role::Viewer), None),
+    ("GET", "/api/incidents", Some(Role::Viewer), None),
+    ("GET", "/api/incidents/i-none", Some(Role::Viewer), None),
+    ("GET", "/api/feeds", Some(Role::Viewer), None),
+    ("GET", "/api/notices", Some(Role::Viewer), None),
+    ("GET", "/api/notices/n-none", Some(Role::Viewer), None),
+    (
+        "GET",
+        "/api/accounts",
+        Some(Role::Viewer),
+        Some(Role::Viewer),
+    ),
+    (
+        "GET",
+        "/api/audit",
+        Some(Role::Operator),
+        Some(Role::Operator),
+    ),
+    (
+        "POST",
+        "/api/notices",
+        Some(Role::Operator),
+        Some(Role::Operator),
+    ),
+    (
+        "POST",
+        "/api/notices/n-none/approve",
+        Some(Role::Operator),
+        Some(Role::Operator),
+    ),
+    (
+        "POST",
+        "/api/notices/n-none/reject",
+        Some(Role::Operator),
+        Some(Role::Operator),
+    ),
+    (
+        "POST",
+        "/api/notices/n-none/edit",
+        Some(Role::Operator),
+        Some(Role::Operator),
+    ),
+    (
+        "POST",
+        "/api/publishing/pause",
+        Some(Role::Operator),
+        Some(Role::Operator),
+    ),
+    (
+        "POST",
+        "/api/publishing/resume",
+        Some(Role::Operator),
+        Some(Role::Operator),
+    ),
+    (
+        "POST",
+        "/api/incidents/i-none/close",
+        Some(Role::Operator),
+        Some(Role::Operator),
+    ),
+    (
+        "POST",
+        "/api/incidents/merge",
+        Some(Role::Operator),
+        Some(Role::Operator),
+    ),
+    (
+        "POST",
+        "/api/mentions",
+        Some(Role::Ingest),
+        Some(Role::Ingest),
+    ),
+    (
+        "GET",
+        "/api/admin/users",
+        Some(Role::Admin),
+        Some(Role::Admin),
+    ),
+    (
+        "POST",
+        "/api/admin/users/reload",
+        Some(Role::Admin),
+        Some(Role::Admin),
+    ),
+    (
+        "POST",
+        "/api/admin/tokens",
+        Some(Role::Admin),
+        Some(Role::Admin),
+    ),
+    (
+        "POST",
+        "/api/admin/tokens/none/revoke",
+        Some(Role::Admin),
+        Some(Role::Admin),
+    ),
+    (
+        "POST",
+        "/api/admin/rules/reload",
+        Some(Role::Admin),
+        Some(Role::Admin),
+    ),
+    // Deny by default: a path no stage declared needs a viewer before it says "not found".
+    (
+        "GET",
+        "/api/nothing-here",
+        Some(Role::Viewer),
+        Some(Role::Viewer),
+    ),
+    (
+        "POST",
+        "/api/nothing-here",
+        Some(Role::Viewer),
+        Some(Role::Viewer),
+    ),
+];
+
+async fn start(public_wall: bool, data: &std::path::Path) -> huiying::app::Service {
+    let mut cfg: Config = util::respond_config(util::rules_dir(), data.to_path_buf(), &[]);
+    cfg.auth.public_wall = public_wall;
+    for (role, token) in ROLES {
+        cfg.auth.tokens.push(TokenEntry {
+            name: format!("access-{role}"),
+            role,
+            sha256: token_hash(token),
+        });
+    }
+    util::start_service(cfg, Arc::new(MemoryStore::default())).await
+}
+
+/// The status of `method path` with `token` (none: anonymous). The stream needs a websocket
+/// upgrade: a plain GET that passed the guard is refused by the upgrade (400/426), not 401/403.
+async fn status(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> u16 {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    request(addr, method, path, &headers, b"{}").await.status
+}
+
+async fn check(public_wall: bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = start(public_wall, dir.path()).await;
+    let mut wrong = Vec::new();
+    let mut paths: Vec<(&str, &str, Option<Role>)> = TABLE
+        .iter()
+        .map(|(m, p, closed, open)| (*m, *p, if public_wall { *open } else { *closed }))
+        .collect();
+    paths.push((
+        "GET",
+        "/api/stream",
+        if public_wall {
+            None
+        } else {
+            Some(Role::Viewer)
+        },
+    ));
+    for (method, path, need) in paths {
+        let anon = status(svc.addr, method, path, None).await;
+        let want_anon_refused = need.is_some();
+        if (anon == 401) != want_anon_refused {
+            wrong.push(format!("{method} {path} anonymous: {anon}"));
+        }
+        for (role, token) in ROLES {
+            let got = status(svc.addr, method, path, Some(token)).await;
+            let allowed = need.is_none_or(|n| role.allows(n));
+            let refused = got == 401 || got == 403;
+            if allowed == refused {
+                wrong.push(format!("{method} {path} as {role}: {got}"));
+            }
+        }
+    }
+    util::stop(svc).await;
+    assert!(
+        wrong.is_empty(),
+        "public_wall={public_wall}: {} wrong answers:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_only_the_roles_it_declares() {
+    check(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_wall_opens_only_what_the_wall_reads() {
+    check(true).await;
+}
