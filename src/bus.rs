@@ -29,15 +29,19 @@ pub enum Delivery {
 pub enum Interest {
     /// `incident.opened`, `incident.updated`, `incident.closed`.
     Incidents,
-    /// Every event, `mention.assigned` included.
-    Everything,
+    /// Incident events and `mention.assigned`.
+    IncidentsAndAssignments,
+    /// `mention.request`: mentions with a citizen-request cue (the engine emits them only when
+    /// a stage subscribed to them).
+    Requests,
 }
 
 impl Interest {
     fn wants(self, e: &Event) -> bool {
         match self {
-            Interest::Everything => true,
-            Interest::Incidents => !e.is_assignment(),
+            Interest::Incidents => e.is_incident(),
+            Interest::IncidentsAndAssignments => e.is_incident() || e.is_assignment(),
+            Interest::Requests => matches!(e, Event::Request { .. }),
         }
     }
 }
@@ -115,6 +119,13 @@ impl Bus {
     pub fn is_empty(&self) -> bool {
         self.subscribers.is_empty()
     }
+
+    /// Whether a stage subscribed to `mention.request` events.
+    pub fn wants_requests(&self) -> bool {
+        self.subscribers
+            .iter()
+            .any(|s| s.interest == Interest::Requests)
+    }
 }
 
 #[cfg(test)]
@@ -148,8 +159,9 @@ mod tests {
     #[test]
     fn subscribers_get_what_they_asked_for_and_a_full_drop_queue_does_not_block() {
         let mut bus = Bus::default();
-        let mut all = bus.subscribe("all", 8, Delivery::Wait, Interest::Everything);
+        let mut all = bus.subscribe("all", 8, Delivery::Wait, Interest::IncidentsAndAssignments);
         let mut inc = bus.subscribe("inc", 1, Delivery::DropWhenFull, Interest::Incidents);
+        assert!(!bus.wants_requests());
         bus.publish(&assigned());
         bus.publish(&opened());
         bus.publish(&opened()); // `inc` is full: dropped, not waited for

@@ -107,9 +107,12 @@ impl Live {
 /// The stage: this engine's events into the view and onto the stream, every one, in order.
 pub fn start(cx: &mut crate::stage::Context) -> crate::stage::Handle {
     use crate::bus::{Delivery, Interest};
-    let mut rx = cx
-        .bus
-        .subscribe("live", 65_536, Delivery::Wait, Interest::Everything);
+    let mut rx = cx.bus.subscribe(
+        "live",
+        65_536,
+        Delivery::Wait,
+        Interest::IncidentsAndAssignments,
+    );
     let live = cx.live.clone();
     let task = tokio::spawn(async move {
         while let Some(e) = rx.recv().await {

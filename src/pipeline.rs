@@ -128,7 +128,7 @@ impl Pipeline {
                                     let (mention, analysis) = &*ma;
                                     engine.process(&b.rules, mention, analysis, &mut events);
                                     if let Some(a) = arrived {
-                                        if events.iter().any(|e| !e.is_assignment()) {
+                                        if events.iter().any(Event::is_incident) {
                                             e2e.observe(a.elapsed().as_secs_f64());
                                         }
                                     }

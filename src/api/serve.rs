@@ -88,7 +88,7 @@ pub async fn start(
         "wall",
         4096,
         crate::bus::Delivery::DropWhenFull,
-        crate::bus::Interest::Everything,
+        crate::bus::Interest::IncidentsAndAssignments,
     );
     let app = super::router(state, wall_events);
     let c = cx.cancel.clone();

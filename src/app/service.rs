@@ -156,7 +156,12 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     stages.push(api.handle);
 
     // The engine: batches → analysis workers → engine thread → the bus, in input order.
-    let Context { bus, engine, .. } = cx;
+    let Context {
+        bus, mut engine, ..
+    } = cx;
+    if bus.wants_requests() {
+        engine = engine.emitting_requests();
+    }
     let mut pcfg = PipelineConfig::default();
     if cfg.workers > 0 {
         pcfg.workers = cfg.workers;

@@ -147,6 +147,17 @@ pub enum Event {
         /// The incident after the change.
         incident: Arc<Incident>,
     },
+    /// A mention carries a citizen-request cue (求助, 投诉, …): for the stage that takes
+    /// citizen requests. Emitted only when a stage asked for them
+    /// ([`crate::cluster::Engine::emitting_requests`]), so replay output is unchanged.
+    Request {
+        /// Event time (ms).
+        at: i64,
+        /// The mention.
+        mention: Arc<Mention>,
+        /// The request kinds hit (ids from `rules/requests.toml`).
+        kinds: Vec<Arc<str>>,
+    },
     /// A mention joined an incident.
     Assigned {
         /// Event time (ms).
@@ -163,6 +174,14 @@ struct IncidentEventJson<'a> {
     event: &'static str,
     at: i64,
     incident: &'a Incident,
+}
+
+#[derive(Serialize)]
+struct RequestJson<'a> {
+    event: &'static str,
+    at: i64,
+    mention_id: &'a str,
+    kinds: &'a [Arc<str>],
 }
 
 #[derive(Serialize)]
@@ -192,6 +211,12 @@ impl Event {
                 mention_id,
                 incident_id,
             }),
+            Event::Request { at, mention, kinds } => serde_json::to_string(&RequestJson {
+                event: "mention.request",
+                at: *at,
+                mention_id: &mention.id,
+                kinds,
+            }),
         };
         // Serialising these plain structs cannot fail.
         r.unwrap_or_default()
@@ -200,5 +225,10 @@ impl Event {
     /// Whether this is a `mention.assigned` event.
     pub fn is_assignment(&self) -> bool {
         matches!(self, Event::Assigned { .. })
+    }
+
+    /// Whether this is an `incident.*` event.
+    pub fn is_incident(&self) -> bool {
+        matches!(self, Event::Incident { .. })
     }
 }

@@ -11,9 +11,12 @@ use std::time::Duration;
 /// The stage: every event, waited for (the store must see them all).
 pub fn start(cx: &mut crate::stage::Context) -> crate::stage::Handle {
     use crate::bus::{Delivery, Interest};
-    let rx = cx
-        .bus
-        .subscribe("store", 65_536, Delivery::Wait, Interest::Everything);
+    let rx = cx.bus.subscribe(
+        "store",
+        65_536,
+        Delivery::Wait,
+        Interest::IncidentsAndAssignments,
+    );
     let store = cx.store.clone();
     let task = tokio::spawn(async move {
         let failed = run(store, rx).await;
@@ -69,6 +72,8 @@ pub fn write_batch(store: &dyn Store, batch: &[Arc<Event>]) -> bool {
                 incident_id,
                 ..
             } => pairs.push((incident_id.clone(), mention_id.clone())),
+            // Other stages' events (requests) are theirs to keep.
+            _ => {}
         }
     }
     let incidents: Vec<_> = incidents.into_values().collect();

@@ -355,3 +355,41 @@ fn invalid_reload_keeps_the_old_rules() {
         parse_mention(r#"{"id":"2","ts":1,"text":"楼下冒烟的奶茶店"}"#.as_bytes()).expect("parse");
     assert_eq!(a.analyze(&shared.load(), &m).categories.len(), 1);
 }
+
+/// A mention with a request cue becomes a `mention.request` event only for an engine that a
+/// stage asked for them (the citizen-request stage); the replay engine emits none.
+#[test]
+fn request_mentions_reach_the_bus_only_when_asked_for() {
+    use huiying::cluster::{Engine, Event};
+    let analyzer = Analyzer::new();
+    let rules = std::sync::Arc::new(
+        RuleSet::load(&rules_dir(), &analyzer.normalizer).expect("shipped rules"),
+    );
+    let m = parse_mention(
+        r#"{"id":"r1","ts":1700000000000,"author":"u1","text":"我要投诉小区物业乱收费，一直没解决"}"#
+            .as_bytes(),
+    )
+    .expect("mention");
+    let a = analyzer.analyze(&rules, &m);
+    let mut events = Vec::new();
+    Engine::new().process(&rules, &m, &a, &mut events);
+    assert!(events.iter().all(|e| !matches!(e, Event::Request { .. })));
+    events.clear();
+    Engine::new()
+        .emitting_requests()
+        .process(&rules, &m, &a, &mut events);
+    let kinds: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Request { mention, kinds, .. } if mention.id == "r1" => {
+                Some(kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>())
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(kinds, ["complaint"]);
+    assert!(events[0]
+        .to_json()
+        .starts_with(r#"{"event":"mention.request","#));
+}

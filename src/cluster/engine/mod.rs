@@ -130,6 +130,8 @@ pub struct Engine {
     open: BTreeMap<String, OpenIncident>,
     stats: EngineStats,
     coord: Option<Box<dyn Coordinator>>,
+    /// Emit `mention.request` events (a stage subscribed to them).
+    requests: bool,
 }
 
 impl Default for Engine {
@@ -166,12 +168,19 @@ impl Engine {
             open: BTreeMap::new(),
             stats: EngineStats::default(),
             coord: None,
+            requests: false,
         }
     }
 
     /// An engine that shares incidents and window counts with other instances through `c`.
     pub fn with_coordinator(mut self, c: Box<dyn Coordinator>) -> Self {
         self.coord = Some(c);
+        self
+    }
+
+    /// An engine that also emits [`Event::Request`] for every new mention with a request cue.
+    pub fn emitting_requests(mut self) -> Self {
+        self.requests = true;
         self
     }
 
@@ -307,6 +316,17 @@ impl Engine {
             crate::metrics::global().late.inc();
         }
         self.advance(ts, out);
+        if self.requests && !a.requests.is_empty() {
+            out.push(Event::Request {
+                at: ts,
+                mention: Arc::new(m.clone()),
+                kinds: a
+                    .requests
+                    .iter()
+                    .filter_map(|k| rules.requests.get(usize::from(*k)).map(|r| r.id.clone()))
+                    .collect(),
+            });
+        }
         let parent = m.repost_of.as_deref().or(m.reply_to.as_deref());
         if !a.is_relevant() && parent.is_none() {
             return;
