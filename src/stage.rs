@@ -43,6 +43,8 @@ pub struct Context {
     pub redis: Option<crate::store::redis::Redis>,
     /// Feed health, shared by the feeds and the API.
     pub feeds: Arc<crate::feeds::health::FeedRegistry>,
+    /// The HTTP routes of the stages, each declared with its access; the API stage serves them.
+    pub routes: crate::api::routes::Routes,
     /// Fires on shutdown.
     pub cancel: CancellationToken,
 }

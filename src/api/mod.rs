@@ -25,7 +25,6 @@ use tokio::sync::broadcast;
 
 pub mod auth;
 pub mod console;
-pub mod notices;
 pub mod routes;
 pub mod serve;
 pub mod wall;
@@ -121,7 +120,11 @@ impl IntoResponse for ApiError {
 
 /// The router. Also starts the wall's sampler (it stops with `state.cancel`) and creates the
 /// inputs' metric series at zero.
-pub fn router(state: ApiState, wall_events: crate::bus::Subscription) -> Router {
+pub fn router(
+    state: ApiState,
+    wall_events: crate::bus::Subscription,
+    stage_routes: Routes,
+) -> Router {
     let limit = state.max_body_bytes;
     let m = crate::metrics::global();
     m.init_input(&state.ingest.feed);
@@ -142,12 +145,13 @@ pub fn router(state: ApiState, wall_events: crate::bus::Subscription) -> Router 
         .route("/api/incidents/{id}", Access::WallRead, get(get_incident))
         .route("/api/stream", Access::WallRead, get(stream))
         .route("/api/mentions", Access::Role(Role::Ingest), ingest)
-        .merge(notices::routes())
         .merge(wall::routes())
         .merge(auth::routes())
         .merge(console::routes())
         .into_router()
         .layer(axum::Extension(wall))
+        .with_state(state.clone())
+        .merge(stage_routes.into_router())
         // Deny by default: an unknown path answers 404 to a viewer, 401 to nobody.
         .fallback(
             get(not_found)
@@ -161,7 +165,6 @@ pub fn router(state: ApiState, wall_events: crate::bus::Subscription) -> Router 
             auth::authenticate,
         ))
         .layer(axum::middleware::map_response(auth::security_headers))
-        .with_state(state)
 }
 
 /// The router of the separate metrics address (`metrics_listen`): `/metrics` only, public.

@@ -90,7 +90,7 @@ pub async fn start(
         crate::bus::Delivery::DropWhenFull,
         crate::bus::Interest::IncidentsAndAssignments,
     );
-    let app = super::router(state, wall_events);
+    let app = super::router(state, wall_events, std::mem::take(&mut cx.routes));
     let c = cx.cancel.clone();
     // The client address feeds the per-address login limit.
     let mut tasks = vec![tokio::spawn(async move {

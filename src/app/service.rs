@@ -136,6 +136,7 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         ingest: ingest_tx,
         redis: redis.clone(),
         feeds: Default::default(),
+        routes: Default::default(),
         cancel: cancel.clone(),
     };
 

@@ -4,6 +4,7 @@
 //! [`stage`] wires them into the service (drafting from incidents, the dispatcher task); the
 //! API's notice endpoints are in `crate::api::notices`.
 
+pub mod api;
 pub mod audit;
 pub mod config;
 pub mod dispatch;

@@ -113,10 +113,14 @@ pub async fn start(
     cfg: &RespondConfig,
     cx: &mut Context,
 ) -> anyhow::Result<(Handle, Option<Arc<Respond>>)> {
-    let off = || Ok((Handle::new("respond", Vec::new()), None));
+    let off = |cx: &mut Context| {
+        // Its routes answer 503 `respond_disabled` while the stage is off.
+        add_routes(cx, None);
+        Ok((Handle::new("respond", Vec::new()), None))
+    };
     if !cfg.enabled {
         tracing::info!("The respond stage is disabled in the config.");
-        return off();
+        return off(cx);
     }
     let rd = cx.rules_dir.clone();
     let rules = cx.rules.clone();
@@ -124,7 +128,7 @@ pub async fn start(
     let Some((matrix, templates)) =
         tokio::task::spawn_blocking(move || load_rules(&rd, &r2)).await?
     else {
-        return off();
+        return off(cx);
     };
     let shared = cx
         .redis
@@ -283,7 +287,13 @@ pub async fn start(
         rx,
         cx.cancel.clone(),
     )));
+    add_routes(cx, Some(respond.clone()));
     Ok((Handle::new("respond", tasks), Some(respond)))
+}
+
+fn add_routes(cx: &mut Context, stage: Option<Arc<Respond>>) {
+    let routes = std::mem::take(&mut cx.routes);
+    cx.routes = routes.merge(super::api::routes(stage));
 }
 
 /// Refresh the gauges that are read off the stores (notices by state, outbox depth by lane and

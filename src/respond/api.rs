@@ -1,7 +1,8 @@
-//! The respond API: notices (draft by hand, list, show with plan and per-account job status,
+//! The respond stage's routes (served by the API stage, each with its access beside it):
+//! notices (draft by hand, list, show with plan and per-account job status,
 //! approve, reject, edit), the publishing pause switch and the accounts with their limits.
 //!
-//! The actor is the [`Principal`] that [`super::auth::require`] resolved (a user's session or an
+//! The actor is the [`Principal`] that [`crate::api::auth::guard`] resolved (a user's session or an
 //! API token; the legacy `[respond] operators` are tokens with the `operator` role); writes
 //! need the `operator` role (401 `unauthorized` without a credential, 403 `forbidden` with a
 //! lesser role, 403 `csrf` for a cookie request without the CSRF token). Errors are
@@ -9,9 +10,9 @@
 //! `invalid_state` (409), `too_long` (422), `unknown_account` (422), `invalid` (400),
 //! `respond_disabled` (503, the stage is off).
 
-use super::auth::{Access, Principal, Role};
-use super::routes::Routes;
-use super::{ApiError, ApiState};
+use crate::api::auth::{Access, Principal, Role};
+use crate::api::routes::Routes;
+use crate::api::ApiError;
 use crate::respond::audit::AuditAction;
 use crate::respond::dispatch::system_now_ms;
 use crate::respond::notices::{EditTarget, ManualDraft, NoticeError, NoticeFilter, NoticeState};
@@ -26,7 +27,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// The respond routes.
-pub fn routes() -> Routes<ApiState> {
+pub fn routes(stage: Option<Arc<Respond>>) -> Routes {
     let operator = Access::Role(Role::Operator);
     Routes::new()
         .route("/api/notices", Access::WallRead, get(list))
@@ -38,12 +39,16 @@ pub fn routes() -> Routes<ApiState> {
         .route("/api/publishing/pause", operator, post(pause))
         .route("/api/publishing/resume", operator, post(resume))
         .route("/api/accounts", Access::Role(Role::Viewer), get(accounts))
+        .with_state(stage)
 }
+
+/// The handlers' state: the stage, `None` when it is off.
+type Stage = Option<Arc<Respond>>;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-fn stage(s: &ApiState) -> Result<Arc<Respond>, ApiError> {
-    s.respond.clone().ok_or_else(|| {
+fn stage(s: &Stage) -> Result<Arc<Respond>, ApiError> {
+    s.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "respond_disabled",
@@ -94,7 +99,7 @@ struct ListParams {
     incident_id: Option<String>,
 }
 
-async fn list(State(s): State<ApiState>, Query(p): Query<ListParams>) -> ApiResult {
+async fn list(State(s): State<Stage>, Query(p): Query<ListParams>) -> ApiResult {
     let r = stage(&s)?;
     let state = match p.state.as_deref() {
         None | Some("") => None,
@@ -117,7 +122,7 @@ async fn list(State(s): State<ApiState>, Query(p): Query<ListParams>) -> ApiResu
     Ok(Json(json!({ "notices": v })))
 }
 
-async fn show(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+async fn show(State(s): State<Stage>, Path(id): Path<String>) -> ApiResult {
     let r = stage(&s)?;
     blocking(move || {
         // A publishing notice whose jobs all finished moves to `done` here.
@@ -135,7 +140,7 @@ async fn show(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
 }
 
 async fn create(
-    State(s): State<ApiState>,
+    State(s): State<Stage>,
     Extension(p): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> ApiResult {
@@ -163,7 +168,7 @@ async fn create(
 }
 
 async fn approve(
-    State(s): State<ApiState>,
+    State(s): State<Stage>,
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult {
@@ -188,7 +193,7 @@ struct RejectBody {
 }
 
 async fn reject(
-    State(s): State<ApiState>,
+    State(s): State<Stage>,
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
@@ -213,7 +218,7 @@ struct EditBody {
 }
 
 async fn edit(
-    State(s): State<ApiState>,
+    State(s): State<Stage>,
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
@@ -234,7 +239,7 @@ async fn edit(
     Ok(Json(to_value(&n)?))
 }
 
-async fn set_paused(s: ApiState, p: Principal, paused: bool) -> ApiResult {
+async fn set_paused(s: Stage, p: Principal, paused: bool) -> ApiResult {
     let r = stage(&s)?;
     let who = p.name;
     blocking(move || {
@@ -267,15 +272,15 @@ async fn set_paused(s: ApiState, p: Principal, paused: bool) -> ApiResult {
     .await
 }
 
-async fn pause(State(s): State<ApiState>, Extension(p): Extension<Principal>) -> ApiResult {
+async fn pause(State(s): State<Stage>, Extension(p): Extension<Principal>) -> ApiResult {
     set_paused(s, p, true).await
 }
 
-async fn resume(State(s): State<ApiState>, Extension(p): Extension<Principal>) -> ApiResult {
+async fn resume(State(s): State<Stage>, Extension(p): Extension<Principal>) -> ApiResult {
     set_paused(s, p, false).await
 }
 
-async fn accounts(State(s): State<ApiState>) -> ApiResult {
+async fn accounts(State(s): State<Stage>) -> ApiResult {
     let r = stage(&s)?;
     blocking(move || {
         let paused = r.outbox.is_paused().map_err(internal)?;
