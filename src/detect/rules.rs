@@ -1,6 +1,7 @@
 //! Loading `rules/` into an immutable [`RuleSet`]: validated, every pattern normalised and
 //! compiled into one leftmost-longest Aho-Corasick DFA. Errors name `file:line`.
 
+use super::diagnostics::{line_at, read_toml, LineIndex};
 use super::gazetteer::{Gazetteer, Level, Region};
 use crate::normalize::Normalizer;
 use ahash::{AHashMap, AHashSet};
@@ -396,37 +397,6 @@ struct Loader<'a> {
     by_text: AHashMap<String, usize>,
 }
 
-fn line_of(src: &str, offset: usize) -> usize {
-    LineIndex::new(src).line(offset)
-}
-
-/// Line starts of one file, for the thousands of look-ups in a large file (regions.toml).
-struct LineIndex {
-    newlines: Vec<usize>,
-    len: usize,
-}
-
-impl LineIndex {
-    fn new(src: &str) -> Self {
-        LineIndex {
-            newlines: src
-                .bytes()
-                .enumerate()
-                .filter(|(_, b)| *b == b'\n')
-                .map(|(i, _)| i)
-                .collect(),
-            len: src.len(),
-        }
-    }
-
-    /// 1-based line of byte `offset`.
-    fn line(&self, offset: usize) -> usize {
-        self.newlines
-            .partition_point(|nl| *nl < offset.min(self.len))
-            + 1
-    }
-}
-
 fn is_word_char(c: char) -> bool {
     c.is_ascii_alphanumeric()
 }
@@ -446,26 +416,17 @@ impl Loader<'_> {
         name: &str,
     ) -> Option<(PathBuf, String, T)> {
         let path = dir.join(name);
-        let src = match std::fs::read_to_string(&path) {
-            Ok(s) => s,
+        match read_toml::<T>(&path) {
+            Ok((src, v)) => Some((path, src, v)),
             Err(e) => {
-                self.err(&path, 0, format!("cannot read: {e}"));
-                return None;
-            }
-        };
-        match toml::from_str::<T>(&src) {
-            Ok(v) => Some((path, src, v)),
-            Err(e) => {
-                let line = e.span().map(|s| line_of(&src, s.start)).unwrap_or(0);
-                let msg = e.message().trim().to_string();
-                self.err(&path, line, msg);
+                self.errors.push(e);
                 None
             }
         }
     }
 
     fn add(&mut self, file: &Path, src: &str, raw: &Spanned<String>, r: PatRef) {
-        let line = line_of(src, raw.span().start);
+        let line = line_at(src, raw.span().start);
         let norm = self.normalizer.normalize(raw.get_ref().trim()).into_owned();
         if norm.is_empty() {
             self.err(file, line, "empty pattern");
@@ -582,7 +543,7 @@ impl RuleSet {
         let mut cat_index: AHashMap<String, u16> = AHashMap::new();
         if let Some((path, src, f)) = l.parse::<CategoriesFile>(dir, "categories.toml") {
             for c in f.category {
-                let line = line_of(&src, c.id.span().start);
+                let line = line_at(&src, c.id.span().start);
                 let id = c.id.get_ref().clone();
                 if id.is_empty()
                     || !id
@@ -603,7 +564,7 @@ impl RuleSet {
                 if !(1..=5).contains(&sev) {
                     l.err(
                         &path,
-                        line_of(&src, c.severity.span().start),
+                        line_at(&src, c.severity.span().start),
                         format!("severity {sev} is not in 1..=5"),
                     );
                 }
@@ -620,7 +581,7 @@ impl RuleSet {
                     if excl.contains(normalizer.normalize(k.get_ref().trim()).as_ref()) {
                         l.err(
                             &path,
-                            line_of(&src, k.span().start),
+                            line_at(&src, k.span().start),
                             format!("keyword {:?} is also an exclusion of {id:?}", k.get_ref()),
                         );
                     }
@@ -678,7 +639,7 @@ impl RuleSet {
         if let Some((path, src, f)) = l.parse::<ClaimsFile>(dir, "claims.toml") {
             let mut seen = AHashSet::new();
             for c in f.claim {
-                let line = line_of(&src, c.id.span().start);
+                let line = line_at(&src, c.id.span().start);
                 let id = c.id.get_ref().clone();
                 if !seen.insert(id.clone()) {
                     l.err(&path, line, format!("duplicate claim id {id:?}"));
@@ -688,7 +649,7 @@ impl RuleSet {
                 if cat != "other" && !cat_index.contains_key(cat) {
                     l.err(
                         &path,
-                        line_of(&src, c.category.span().start),
+                        line_at(&src, c.category.span().start),
                         format!("claim {id:?}: unknown category {cat:?}"),
                     );
                 }
@@ -895,17 +856,5 @@ impl RuleSet {
             "regions": a.regions.iter().map(|r| self.gazetteer.region_ref(*r)).collect::<Vec<_>>(),
             "request": a.requests.iter().map(|r| &*self.requests[*r as usize].id).collect::<Vec<_>>(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_numbers_are_one_based() {
-        assert_eq!(line_of("a\nb\nc", 0), 1);
-        assert_eq!(line_of("a\nb\nc", 2), 2);
-        assert_eq!(line_of("a\nb\nc", 4), 3);
     }
 }

@@ -8,6 +8,7 @@
 
 use super::templates::Lang;
 use crate::cluster::{Incident, IncidentKind};
+use crate::detect::diagnostics::{line_at, read_dir_toml, Problems};
 use crate::detect::gazetteer::{Gazetteer, Level, RegionRef};
 use crate::detect::rules::{RuleError, RuleErrors, RuleSet};
 use ahash::{AHashMap, AHashSet};
@@ -414,86 +415,6 @@ struct MatrixFile {
     profile: Vec<ProfileDef>,
     #[serde(default)]
     link: Vec<LinkDef>,
-}
-
-/// 1-based line of a byte offset.
-pub(crate) fn line_at(src: &str, offset: usize) -> usize {
-    let end = offset.min(src.len());
-    src.as_bytes()[..end]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
-}
-
-/// Collects `file:line: message` problems.
-pub(crate) struct Problems {
-    pub(crate) errors: Vec<RuleError>,
-}
-
-impl Problems {
-    pub(crate) fn new() -> Self {
-        Problems { errors: Vec::new() }
-    }
-
-    pub(crate) fn at(&mut self, file: &Path, line: usize, message: impl Into<String>) {
-        self.errors.push(RuleError {
-            file: file.to_path_buf(),
-            line,
-            message: message.into(),
-        });
-    }
-
-    /// Sorted by file and line (stable, so discovery order breaks ties).
-    pub(crate) fn finish(mut self) -> Result<(), RuleErrors> {
-        if self.errors.is_empty() {
-            return Ok(());
-        }
-        self.errors
-            .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-        Err(RuleErrors(self.errors))
-    }
-}
-
-/// Read and parse every `*.toml` of `dir` (sorted by name). Parse errors go to `p`.
-pub(crate) fn read_dir_toml<T: serde::de::DeserializeOwned>(
-    dir: &Path,
-    p: &mut Problems,
-) -> Vec<(PathBuf, String, T)> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) => {
-            p.at(dir, 0, format!("cannot read directory: {e}"));
-            return Vec::new();
-        }
-    };
-    let mut paths: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
-    if paths.is_empty() {
-        p.at(dir, 0, "no *.toml files");
-    }
-    let mut out = Vec::new();
-    for path in paths {
-        let src = match std::fs::read_to_string(&path) {
-            Ok(s) => s,
-            Err(e) => {
-                p.at(&path, 0, format!("cannot read: {e}"));
-                continue;
-            }
-        };
-        match toml::from_str::<T>(&src) {
-            Ok(v) => out.push((path, src, v)),
-            Err(e) => {
-                let line = e.span().map(|s| line_at(&src, s.start)).unwrap_or(0);
-                p.at(&path, line, e.message().trim().to_string());
-            }
-        }
-    }
-    out
 }
 
 /// Region codes from `i` up to its province (guarded against a malformed parent loop).
@@ -1372,12 +1293,5 @@ mod tests {
             ..a
         };
         assert_eq!(c.token().expect("none"), None);
-    }
-
-    #[test]
-    fn line_at_is_one_based() {
-        assert_eq!(line_at("a\nb\nc", 0), 1);
-        assert_eq!(line_at("a\nb\nc", 2), 2);
-        assert_eq!(line_at("a\nb\nc", 99), 3);
     }
 }
