@@ -20,11 +20,11 @@ use crate::respond::notices::{
     NoticeError, NoticeFilter, NoticeState, NoticeStore, Notices, SYSTEM,
 };
 use crate::respond::outbox::{Outbox, OutboxStore};
+use crate::respond::outbox::{RedisOutbox, RedisOutboxConfig};
 use crate::respond::publish::{
     http_client, AnyPublisher, FilePublisher, MastodonPublisher, WebhookPublisher, WeiboPublisher,
 };
 use crate::respond::redis::limits::RedisLimiter;
-use crate::respond::redis::outbox::{RedisOutbox, RedisOutboxConfig};
 use crate::respond::redis::Blocking;
 use crate::respond::replies;
 use crate::respond::templates::Templates;

@@ -10,7 +10,6 @@
 //! record of the attempt.
 
 pub mod limits;
-pub mod outbox;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
