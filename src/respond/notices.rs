@@ -36,7 +36,7 @@
 
 use super::audit::{AuditAction, AuditError, AuditLog};
 use super::matrix::{Matrix, Platform};
-use super::outbox::{Action, NewJob, OutboxError, OutboxStore, Priority};
+use super::outbox::{ActionKind, NewJob, OutboxError, OutboxStore, Priority};
 use super::templates::{check_length, Lang, TemplateError, Templates};
 use crate::cluster::{Incident, IncidentKind, IncidentState};
 use crate::detect::gazetteer::RegionRef;
@@ -1131,20 +1131,20 @@ impl Notices {
         let lead = NewJob::new(
             &n.id,
             &n.plan.lead,
-            Action::Post,
+            ActionKind::Post,
             priority,
             text(&n.plan.lead),
         );
         let lead_id = lead.id();
         let mut jobs = vec![lead];
         for a in &n.plan.co_publishers {
-            jobs.push(NewJob::new(&n.id, a, Action::Post, priority, text(a)));
+            jobs.push(NewJob::new(&n.id, a, ActionKind::Post, priority, text(a)));
         }
         for a in &n.plan.amplifiers {
             // A text of its own means a cross-platform amplifier: it posts after the lead.
             let job = match n.texts.get(a) {
-                Some(t) => NewJob::new(&n.id, a, Action::Post, priority, &t.text),
-                None => NewJob::new(&n.id, a, Action::Repost, priority, ""),
+                Some(t) => NewJob::new(&n.id, a, ActionKind::Post, priority, &t.text),
+                None => NewJob::new(&n.id, a, ActionKind::Repost, priority, ""),
             };
             jobs.push(job.depends_on(&lead_id));
         }

@@ -68,7 +68,7 @@ mod redis;
 
 pub use self::redis::RedisLimiter;
 
-use crate::respond::outbox::Action;
+use crate::respond::outbox::ActionKind;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
@@ -146,12 +146,12 @@ impl LimitKind {
 /// The usual mapping of outbox actions: a reply counts as a comment (Weibo's
 /// `comments/create`). A publisher whose platform counts replies as posts (Mastodon statuses)
 /// passes [`LimitKind::Post`] instead.
-impl From<Action> for LimitKind {
-    fn from(a: Action) -> Self {
+impl From<ActionKind> for LimitKind {
+    fn from(a: ActionKind) -> Self {
         match a {
-            Action::Post => LimitKind::Post,
-            Action::Repost => LimitKind::Repost,
-            Action::Reply | Action::Comment => LimitKind::Comment,
+            ActionKind::Post => LimitKind::Post,
+            ActionKind::Repost => LimitKind::Repost,
+            ActionKind::Reply | ActionKind::Comment => LimitKind::Comment,
         }
     }
 }

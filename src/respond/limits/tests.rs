@@ -309,5 +309,5 @@ fn unknown_disabled_and_wait_for() {
     assert_eq!(limits.check("a", LimitKind::Post), Ok(()));
     // Kinds are separate.
     assert_eq!(limits.check("a", LimitKind::Repost), Ok(()));
-    assert_eq!(LimitKind::from(Action::Reply), LimitKind::Comment);
+    assert_eq!(LimitKind::from(ActionKind::Reply), LimitKind::Comment);
 }

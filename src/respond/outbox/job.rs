@@ -7,10 +7,11 @@ use std::fmt;
 /// A job's id (deterministic, see [`job_id`]).
 pub type JobId = String;
 
-/// What a job does on the platform.
+/// What a job does on the platform, without the post it acts on (a job keeps that in
+/// `in_reply_to`; [`crate::respond::publish::Action`] carries both). Stored as `action`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub enum ActionKind {
     /// An original post (status, weibo).
     Post,
     /// A repost / reblog / share of another post.
@@ -21,14 +22,14 @@ pub enum Action {
     Comment,
 }
 
-impl Action {
+impl ActionKind {
     /// The name.
     pub fn as_str(self) -> &'static str {
         match self {
-            Action::Post => "post",
-            Action::Repost => "repost",
-            Action::Reply => "reply",
-            Action::Comment => "comment",
+            ActionKind::Post => "post",
+            ActionKind::Repost => "repost",
+            ActionKind::Reply => "reply",
+            ActionKind::Comment => "comment",
         }
     }
 }
@@ -113,7 +114,7 @@ pub struct NewJob {
     /// The account that posts.
     pub account_id: String,
     /// What it does.
-    pub action: Action,
+    pub action: ActionKind,
     /// Its lane.
     pub priority: Priority,
     /// The text (empty for a plain repost).
@@ -130,7 +131,7 @@ impl NewJob {
     pub fn new(
         notice_id: &str,
         account_id: &str,
-        action: Action,
+        action: ActionKind,
         priority: Priority,
         body: &str,
     ) -> Self {
@@ -172,7 +173,7 @@ fn identity_digest(
     domain: &[u8],
     notice: &str,
     account: &str,
-    action: Action,
+    action: ActionKind,
     target: Option<&str>,
 ) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -193,7 +194,7 @@ fn identity_digest(
 }
 
 /// The id of the job (notice, account, action, target): `j` + 32 hex digits.
-pub fn job_id(notice: &str, account: &str, action: Action, target: Option<&str>) -> JobId {
+pub fn job_id(notice: &str, account: &str, action: ActionKind, target: Option<&str>) -> JobId {
     let d = identity_digest(b"huiying/job\0", notice, account, action, target);
     format!("j{}", hex::encode(&d[..16]))
 }
@@ -203,7 +204,7 @@ pub fn job_id(notice: &str, account: &str, action: Action, target: Option<&str>)
 pub fn idempotency_key(
     notice: &str,
     account: &str,
-    action: Action,
+    action: ActionKind,
     target: Option<&str>,
 ) -> String {
     hex::encode(identity_digest(
@@ -225,7 +226,7 @@ pub struct Job {
     /// The account that posts.
     pub account_id: String,
     /// What it does.
-    pub action: Action,
+    pub action: ActionKind,
     /// Its lane.
     pub priority: Priority,
     /// The text.

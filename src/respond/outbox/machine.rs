@@ -1,7 +1,7 @@
 //! The state machine, shared by every store: each store offers a [`Backend`] view of one atomic
 //! step, and the transitions below run on it, so the stores behave alike.
 
-use super::{idempotency_key, Action, Enqueued, Job, JobId, JobState, NewJob, OutboxError};
+use super::{idempotency_key, ActionKind, Enqueued, Job, JobId, JobState, NewJob, OutboxError};
 use std::time::Duration;
 
 /// What a store offers the shared transition code (inside one atomic step).
@@ -29,14 +29,17 @@ pub(crate) fn enqueue_in<B: Backend>(
         return Err(OutboxError::Invalid("empty notice or account id".into()));
     }
     if new.body.trim().is_empty()
-        && matches!(new.action, Action::Post | Action::Reply | Action::Comment)
+        && matches!(
+            new.action,
+            ActionKind::Post | ActionKind::Reply | ActionKind::Comment
+        )
     {
         return Err(OutboxError::Invalid(format!(
             "a {} needs a body",
             new.action.as_str()
         )));
     }
-    if new.action != Action::Post && new.in_reply_to.is_none() && new.depends_on.is_none() {
+    if new.action != ActionKind::Post && new.in_reply_to.is_none() && new.depends_on.is_none() {
         return Err(OutboxError::Invalid(format!(
             "a {} needs in_reply_to or depends_on",
             new.action.as_str()

@@ -10,7 +10,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `mod.rs` | the [`OutboxStore`] trait and [`OutboxError`] |
-//! | `job.rs` | the job model: [`Job`], [`NewJob`], [`Action`], [`Priority`], [`JobState`], ids |
+//! | `job.rs` | the job model: [`Job`], [`NewJob`], [`ActionKind`], [`Priority`], [`JobState`], ids |
 //! | `machine.rs` | the transitions every store runs inside one atomic step |
 //! | `redb.rs` | [`Outbox`], the embedded store |
 //! | `memory.rs` | [`MemoryOutbox`] |
@@ -72,7 +72,7 @@ mod tests;
 
 pub use backoff::Backoff;
 pub use job::{
-    idempotency_key, job_id, Action, Enqueued, Job, JobId, JobState, NewJob, Priority, Recovery,
+    idempotency_key, job_id, ActionKind, Enqueued, Job, JobId, JobState, NewJob, Priority, Recovery,
 };
 pub use memory::MemoryOutbox;
 pub use redb::Outbox;

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 
 fn post(notice: &str, account: &str, p: Priority) -> NewJob {
-    NewJob::new(notice, account, Action::Post, p, "暴雨预警：请避免外出")
+    NewJob::new(notice, account, ActionKind::Post, p, "暴雨预警：请避免外出")
 }
 
 fn stores() -> Vec<(
@@ -25,17 +25,17 @@ fn stores() -> Vec<(
 
 #[test]
 fn ids_are_deterministic_and_distinct() {
-    let a = job_id("n1", "acct", Action::Post, None);
-    assert_eq!(a, job_id("n1", "acct", Action::Post, None));
+    let a = job_id("n1", "acct", ActionKind::Post, None);
+    assert_eq!(a, job_id("n1", "acct", ActionKind::Post, None));
     assert_eq!(a.len(), 33);
-    assert_ne!(a, job_id("n1", "acct", Action::Repost, None));
-    assert_ne!(a, job_id("n1", "acct", Action::Post, Some("")));
+    assert_ne!(a, job_id("n1", "acct", ActionKind::Repost, None));
+    assert_ne!(a, job_id("n1", "acct", ActionKind::Post, Some("")));
     // No ambiguity from concatenation.
     assert_ne!(
-        job_id("a/b", "c", Action::Post, None),
-        job_id("a", "b/c", Action::Post, None)
+        job_id("a/b", "c", ActionKind::Post, None),
+        job_id("a", "b/c", ActionKind::Post, None)
     );
-    let k = idempotency_key("n1", "acct", Action::Post, None);
+    let k = idempotency_key("n1", "acct", ActionKind::Post, None);
     assert_eq!(k.len(), 64);
     assert!(!k.contains(&a[1..]));
 }
@@ -100,10 +100,16 @@ fn failure_cascades_to_dependants_and_invalid_jobs_are_refused() {
             .id
             .clone();
         let amp =
-            NewJob::new("n2", "amp", Action::Repost, Priority::Emergency, "").depends_on(&lead);
+            NewJob::new("n2", "amp", ActionKind::Repost, Priority::Emergency, "").depends_on(&lead);
         let amp_id = s.enqueue(amp, 1).expect("amp").job().id.clone();
-        let amp2 = NewJob::new("n2", "amp2", Action::Comment, Priority::Emergency, "转发")
-            .depends_on(&amp_id);
+        let amp2 = NewJob::new(
+            "n2",
+            "amp2",
+            ActionKind::Comment,
+            Priority::Emergency,
+            "转发",
+        )
+        .depends_on(&amp_id);
         let amp2_id = s.enqueue(amp2, 1).expect("amp2").job().id.clone();
         assert!(matches!(
             s.mark_attempting(&amp_id, 2),
@@ -119,7 +125,7 @@ fn failure_cascades_to_dependants_and_invalid_jobs_are_refused() {
         assert_eq!(s.depth().expect("depth"), 0, "{name}");
         // Enqueued after the lead failed: created failed.
         let late =
-            NewJob::new("n2", "late", Action::Repost, Priority::Routine, "").depends_on(&lead);
+            NewJob::new("n2", "late", ActionKind::Repost, Priority::Routine, "").depends_on(&lead);
         assert_eq!(
             s.enqueue(late, 4).expect("late").job().state,
             JobState::Failed
@@ -127,21 +133,21 @@ fn failure_cascades_to_dependants_and_invalid_jobs_are_refused() {
         // Refusals.
         assert!(matches!(
             s.enqueue(
-                NewJob::new("n2", "x", Action::Repost, Priority::Routine, "").depends_on("jzz"),
+                NewJob::new("n2", "x", ActionKind::Repost, Priority::Routine, "").depends_on("jzz"),
                 5
             ),
             Err(OutboxError::UnknownDependency { .. })
         ));
         assert!(matches!(
             s.enqueue(
-                NewJob::new("n2", "x", Action::Post, Priority::Routine, " "),
+                NewJob::new("n2", "x", ActionKind::Post, Priority::Routine, " "),
                 5
             ),
             Err(OutboxError::Invalid(_))
         ));
         assert!(matches!(
             s.enqueue(
-                NewJob::new("n2", "x", Action::Reply, Priority::Routine, "hi"),
+                NewJob::new("n2", "x", ActionKind::Reply, Priority::Routine, "hi"),
                 5
             ),
             Err(OutboxError::Invalid(_))
@@ -152,7 +158,7 @@ fn failure_cascades_to_dependants_and_invalid_jobs_are_refused() {
             .enqueue_all(
                 vec![
                     post("n2", "ok", Priority::Routine),
-                    NewJob::new("n2", "", Action::Post, Priority::Routine, "x"),
+                    NewJob::new("n2", "", ActionKind::Post, Priority::Routine, "x"),
                 ],
                 6
             )
@@ -259,9 +265,9 @@ fn redb_and_memory_agree_under_random_operations() {
                 let p = prios[rng.random_range(0..3)];
                 let j = if !ids.is_empty() && rng.random_bool(0.4) {
                     let dep = pick(&mut rng);
-                    NewJob::new(&notice, &acct, Action::Repost, p, "").depends_on(&dep)
+                    NewJob::new(&notice, &acct, ActionKind::Repost, p, "").depends_on(&dep)
                 } else {
-                    NewJob::new(&notice, &acct, Action::Post, p, "body")
+                    NewJob::new(&notice, &acct, ActionKind::Post, p, "body")
                 };
                 let r: Vec<String> = stores
                     .iter()
