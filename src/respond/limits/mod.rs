@@ -98,12 +98,17 @@ pub struct Profile {
     pub reposts_per_hour: u32,
     /// How many actions of one kind may go back to back (default 1). Each extra cell of burst
     /// lowers the steady hourly rate by one (see the module docs).
-    #[serde(default = "one")]
+    #[serde(default = "one", skip_serializing_if = "is_one")]
     pub burst: u32,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// The default burst is left out when serialising (the matrix's profiles never set one).
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 impl Profile {

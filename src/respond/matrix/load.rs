@@ -123,7 +123,7 @@ impl Matrix {
         let g = &rules.gazetteer;
 
         // Profiles first: accounts refer to them.
-        let mut profiles: Vec<Profile> = Vec::new();
+        let mut profiles: Vec<NamedProfile> = Vec::new();
         let mut profile_at: AHashMap<String, (PathBuf, usize)> = AHashMap::new();
         for (path, src, f) in &files {
             for d in &f.profile {
@@ -172,12 +172,15 @@ impl Matrix {
                     }
                 }
                 profile_at.insert(id.clone(), (path.clone(), line));
-                profiles.push(Profile {
+                profiles.push(NamedProfile {
                     id,
                     platform,
-                    posts_per_hour: *d.posts_per_hour.get_ref(),
-                    comments_per_hour: *d.comments_per_hour.get_ref(),
-                    reposts_per_hour: *d.reposts_per_hour.get_ref(),
+                    limits: crate::respond::limits::Profile {
+                        posts_per_hour: *d.posts_per_hour.get_ref(),
+                        comments_per_hour: *d.comments_per_hour.get_ref(),
+                        reposts_per_hour: *d.reposts_per_hour.get_ref(),
+                        burst: 1,
+                    },
                 });
             }
         }

@@ -9,7 +9,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `mod.rs` | [`Matrix`] and its look-ups |
-//! | `model.rs` | [`Platform`], [`AccountId`], [`TokenSource`], [`Profile`], [`Account`], [`Link`], [`Plan`] |
+//! | `model.rs` | [`Platform`], [`AccountId`], [`TokenSource`], [`NamedProfile`], [`Account`], [`Link`], [`Plan`] |
 //! | `load.rs` | [`Matrix::load`]: parsing and validation |
 //! | `plan.rs` | [`Matrix::plan`] |
 
@@ -39,7 +39,7 @@ pub struct Matrix {
     by_region: AHashMap<String, Vec<usize>>,
     /// For each region with a publicity account: the nearest ancestor region with one.
     publicity_parent: Vec<(String, Option<String>)>,
-    profiles: Vec<Profile>,
+    profiles: Vec<NamedProfile>,
     links: AHashMap<String, Link>,
     star: Option<Link>,
     /// Reverse of `amplifies`: who reposts account i's posts.
@@ -58,7 +58,7 @@ impl Matrix {
     }
 
     /// Every profile, in file order.
-    pub fn profiles(&self) -> &[Profile] {
+    pub fn profiles(&self) -> &[NamedProfile] {
         &self.profiles
     }
 

@@ -178,19 +178,25 @@ pub enum TokenError {
     },
 }
 
-/// A platform's rate limits (`[[profile]]`), per account.
+/// A `[[profile]]`: a platform's rate limits under a name, per account. The limits are the
+/// limiter's own [`crate::respond::limits::Profile`] (reachable directly through `Deref`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Profile {
+pub struct NamedProfile {
     /// Stable id.
     pub id: String,
     /// The platform the limits are for.
     pub platform: Platform,
-    /// Original posts per hour.
-    pub posts_per_hour: u32,
-    /// Comments / replies per hour.
-    pub comments_per_hour: u32,
-    /// Reposts / reblogs / quotes per hour.
-    pub reposts_per_hour: u32,
+    /// The limits (serialised inline: `posts_per_hour`, `comments_per_hour`, …).
+    #[serde(flatten)]
+    pub limits: crate::respond::limits::Profile,
+}
+
+impl std::ops::Deref for NamedProfile {
+    type Target = crate::respond::limits::Profile;
+
+    fn deref(&self) -> &Self::Target {
+        &self.limits
+    }
 }
 
 /// One official account.
@@ -213,7 +219,7 @@ pub struct Account {
     /// Language the account publishes in (`zh` unless set).
     pub lang: Lang,
     /// Rate limits.
-    pub profile: Profile,
+    pub profile: NamedProfile,
     /// Where the token comes from.
     pub token_source: TokenSource,
     /// Base URL (Mastodon, Weibo), URL (webhook) or path (file), as configured.

@@ -38,12 +38,15 @@ fn debug_and_serialisation_show_the_source_not_the_token() {
         level: Level::Province,
         function: PUBLICITY.into(),
         lang: Lang::Zh,
-        profile: Profile {
+        profile: NamedProfile {
             id: "p".into(),
             platform: Platform::Weibo,
-            posts_per_hour: 30,
-            comments_per_hour: 60,
-            reposts_per_hour: 30,
+            limits: crate::respond::limits::Profile {
+                posts_per_hour: 30,
+                comments_per_hour: 60,
+                reposts_per_hour: 30,
+                burst: 1,
+            },
         },
         token_source: TokenSource::Env("HUIYING_TEST_MATRIX_SECRET_VAR".into()),
         endpoint: None,
@@ -80,4 +83,23 @@ fn debug_and_serialisation_show_the_source_not_the_token() {
         ..a
     };
     assert_eq!(c.token().expect("none"), None);
+}
+
+#[test]
+fn a_profile_serialises_as_before_the_limits_were_shared() {
+    let p = NamedProfile {
+        id: "p".into(),
+        platform: Platform::Weibo,
+        limits: crate::respond::limits::Profile {
+            posts_per_hour: 30,
+            comments_per_hour: 60,
+            reposts_per_hour: 20,
+            burst: 1,
+        },
+    };
+    assert_eq!(
+        serde_json::to_string(&p).expect("json"),
+        r#"{"id":"p","platform":"weibo","posts_per_hour":30,"comments_per_hour":60,"reposts_per_hour":20}"#
+    );
+    assert_eq!(p.posts_per_hour, 30);
 }
