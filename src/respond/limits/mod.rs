@@ -362,6 +362,22 @@ struct Inner<C: Clock> {
     app: Option<Limiter<C>>,
 }
 
+impl<C: Clock> Inner<C> {
+    /// The limiter of `account`'s `kind`.
+    fn limiter(&self, account: &str, kind: LimitKind) -> Result<&Limiter<C>, LimitError> {
+        let slots = self
+            .accounts
+            .get(account)
+            .ok_or_else(|| LimitError::UnknownAccount(account.to_string()))?;
+        slots[kind_index(kind)]
+            .as_ref()
+            .ok_or_else(|| LimitError::NotAllowed {
+                account: account.to_string(),
+                kind,
+            })
+    }
+}
+
 /// The limiters of every account and of the app. Thread-safe; decisions are serialised.
 pub struct Limits<C: Clock = DefaultClock> {
     clock: C,
@@ -430,16 +446,7 @@ impl<C: Clock + Clone> Limits<C> {
     /// and from the app's; on `Err` none was taken from either.
     pub fn check(&self, account: &str, kind: LimitKind) -> Result<(), LimitError> {
         let g = self.lock();
-        let slots = g
-            .accounts
-            .get(account)
-            .ok_or_else(|| LimitError::UnknownAccount(account.to_string()))?;
-        let lim = slots[kind_index(kind)]
-            .as_ref()
-            .ok_or_else(|| LimitError::NotAllowed {
-                account: account.to_string(),
-                kind,
-            })?;
+        let lim = g.limiter(account, kind)?;
         let before = lim.cell.snapshot();
         lim.take(&self.clock).map_err(|wait| LimitError::Wait {
             wait,
@@ -490,16 +497,7 @@ impl<C: Clock + Clone> Limits<C> {
     /// How long until `check(account, kind)` would succeed (zero: now), without taking anything.
     pub fn wait_for(&self, account: &str, kind: LimitKind) -> Result<Duration, LimitError> {
         let g = self.lock();
-        let slots = g
-            .accounts
-            .get(account)
-            .ok_or_else(|| LimitError::UnknownAccount(account.to_string()))?;
-        let lim = slots[kind_index(kind)]
-            .as_ref()
-            .ok_or_else(|| LimitError::NotAllowed {
-                account: account.to_string(),
-                kind,
-            })?;
+        let lim = g.limiter(account, kind)?;
         let mut wait = Duration::ZERO;
         for l in std::iter::once(lim).chain(g.app.as_ref()) {
             let before = l.cell.snapshot();
