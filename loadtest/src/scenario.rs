@@ -1,6 +1,7 @@
 //! `scenarios/<name>/scenario.toml`: the traffic (rate profile, generator mix), the injections
 //! and, for `fanout-300`, the publishing drill. Errors name the file and line.
 
+use huiying::detect::diagnostics::line_at;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -303,10 +304,7 @@ impl Scenario {
     pub fn parse(src: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         let s: Scenario = toml::from_str(src).map_err(|e| ScenarioError::Parse {
             path: path.to_path_buf(),
-            line: e
-                .span()
-                .map(|sp| src[..sp.start].matches('\n').count() + 1)
-                .unwrap_or(0),
+            line: e.span().map(|sp| line_at(src, sp.start)).unwrap_or(0),
             message: e.message().trim().to_string(),
         })?;
         let invalid = |message: String| ScenarioError::Invalid {

@@ -49,7 +49,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::respond::audit::{AuditAction, AuditLog};
 use crate::respond::limits::{LimitError, LimitKind, Limits, Scope, HOUR};
 use crate::respond::outbox::{
-    Action, Backoff, Job, JobId, JobState, OutboxError, OutboxStore, Recovery,
+    ActionKind, Backoff, Job, JobId, JobState, OutboxError, OutboxStore, Recovery,
 };
 use crate::respond::publish::{self, AnyPublisher, PostRequest, Posted, PublishError, Publisher};
 use serde_json::json;
@@ -92,9 +92,9 @@ impl Route {
 
     /// Which limiter an action uses on this account's platform: Mastodon counts replies and
     /// comments (statuses) as posts.
-    pub fn limit_kind(&self, action: Action) -> LimitKind {
+    pub fn limit_kind(&self, action: ActionKind) -> LimitKind {
         match (self.publisher.platform(), action) {
-            ("mastodon", Action::Reply | Action::Comment) => LimitKind::Post,
+            ("mastodon", ActionKind::Reply | ActionKind::Comment) => LimitKind::Post,
             (_, a) => LimitKind::from(a),
         }
     }
@@ -605,7 +605,7 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
 /// `None` for an original post.
 fn target_of(job: &Job) -> Option<&str> {
     match job.action {
-        Action::Post => None,
+        ActionKind::Post => None,
         _ => job
             .in_reply_to
             .as_deref()
@@ -650,12 +650,8 @@ async fn attempt(route: &Route, job: &Job) -> Outcome {
         }
     }
     let target = target_of(job).map(str::to_string);
-    let action = match (job.action, target) {
-        (Action::Post, _) => publish::Action::Post,
-        (Action::Repost, Some(target)) => publish::Action::Repost { target },
-        (Action::Reply, Some(target)) => publish::Action::Reply { target },
-        (Action::Comment, Some(target)) => publish::Action::Comment { target },
-        (a, None) => return Outcome::Failed(format!("{} without a target post", a.as_str())),
+    let Some(action) = publish::Action::with_target(job.action, target) else {
+        return Outcome::Failed(format!("{} without a target post", job.action.as_str()));
     };
     let req = PostRequest {
         idempotency_key: job.idempotency_key.clone(),

@@ -23,7 +23,7 @@
 use crate::cluster::{Incident, IncidentKind, SpreadPost};
 use crate::respond::matrix::{Matrix, Platform};
 use crate::respond::notices::{Notice, NoticeState};
-use crate::respond::outbox::{Action, Job, NewJob, Priority};
+use crate::respond::outbox::{ActionKind, Job, NewJob, Priority};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -146,7 +146,7 @@ pub fn answered(jobs: &[Job]) -> (HashSet<String>, usize) {
     let mut posts = HashSet::new();
     let mut n = 0;
     for j in jobs {
-        if matches!(j.action, Action::Reply | Action::Comment) {
+        if matches!(j.action, ActionKind::Reply | ActionKind::Comment) {
             if let Some(t) = &j.in_reply_to {
                 posts.insert(t.clone());
                 n += 1;
@@ -171,10 +171,9 @@ pub fn plan(
     {
         return Vec::new();
     }
-    let Some(lead_job) = existing
-        .iter()
-        .find(|j| j.notice_id == n.id && j.account_id == n.plan.lead && j.action == Action::Post)
-    else {
+    let Some(lead_job) = existing.iter().find(|j| {
+        j.notice_id == n.id && j.account_id == n.plan.lead && j.action == ActionKind::Post
+    }) else {
         return Vec::new();
     };
     let (mut done, mut count) = answered(existing);
@@ -207,8 +206,8 @@ pub fn plan(
             continue;
         };
         let action = match target.platform() {
-            Platform::Weibo => Action::Comment,
-            _ => Action::Reply,
+            Platform::Weibo => ActionKind::Comment,
+            _ => ActionKind::Reply,
         };
         jobs.push(
             NewJob::new(&n.id, account, action, Priority::Rebuttal, &text.text)

@@ -13,6 +13,7 @@ use crate::detect::reload::SharedRules;
 use crate::metrics::respond::{LANES, NOTICE_STATES};
 use crate::respond::audit::AuditLog;
 use crate::respond::dispatch::{system_now_ms, Dispatcher, Route};
+use crate::respond::limits::RedisLimiter;
 use crate::respond::limits::SharedLimiter;
 use crate::respond::limits::{Limits, Profile};
 use crate::respond::matrix::{Matrix, Platform};
@@ -20,11 +21,10 @@ use crate::respond::notices::{
     NoticeError, NoticeFilter, NoticeState, NoticeStore, Notices, SYSTEM,
 };
 use crate::respond::outbox::{Outbox, OutboxStore};
+use crate::respond::outbox::{RedisOutbox, RedisOutboxConfig};
 use crate::respond::publish::{
     http_client, AnyPublisher, FilePublisher, MastodonPublisher, WebhookPublisher, WeiboPublisher,
 };
-use crate::respond::redis::limits::RedisLimiter;
-use crate::respond::redis::outbox::{RedisOutbox, RedisOutboxConfig};
 use crate::respond::redis::Blocking;
 use crate::respond::replies;
 use crate::respond::templates::Templates;

@@ -4,8 +4,9 @@
 //! the template's short variant is tried, and if that does not fit either rendering fails with
 //! [`TemplateError::TooLong`]. The format is documented in `rules/README.md` ("`templates/`").
 
-use super::matrix::{line_at, read_dir_toml, Platform, Problems};
+use super::matrix::Platform;
 use crate::cluster::{Incident, IncidentKind};
+use crate::detect::diagnostics::{line_at, read_dir_toml, Problems};
 use crate::detect::rules::{RuleErrors, RuleSet};
 use ahash::AHashMap;
 use serde::{Deserialize, Serialize};

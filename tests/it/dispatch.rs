@@ -7,7 +7,7 @@ use huiying::clock::{Clock, ManualClock};
 use huiying::respond::dispatch::{Dispatcher, Route};
 use huiying::respond::limits::{Limits, Profile};
 use huiying::respond::outbox::{
-    Action, Backoff, JobState, MemoryOutbox, NewJob, Outbox, OutboxStore, Priority,
+    ActionKind, Backoff, JobState, MemoryOutbox, NewJob, Outbox, OutboxStore, Priority,
 };
 use huiying::respond::publish::{
     http_client, Action as PublishAction, MastodonPublisher, PostRequest, Publisher, WeiboPublisher,
@@ -118,7 +118,13 @@ async fn drain(
 fn fan_out(notice: &str) -> Vec<NewJob> {
     let mut v = Vec::new();
     for (lead, amps) in [("m-lead", &AMPS[..3]), ("w-lead", &AMPS[3..])] {
-        let l = NewJob::new(notice, lead, Action::Post, Priority::Emergency, LEAD_TEXT);
+        let l = NewJob::new(
+            notice,
+            lead,
+            ActionKind::Post,
+            Priority::Emergency,
+            LEAD_TEXT,
+        );
         let lead_id = l.id();
         v.push(l);
         for a in amps {
@@ -126,7 +132,7 @@ fn fan_out(notice: &str) -> Vec<NewJob> {
                 NewJob::new(
                     notice,
                     a,
-                    Action::Repost,
+                    ActionKind::Repost,
                     Priority::Emergency,
                     &format!("转发 {a}"),
                 )
@@ -224,7 +230,7 @@ async fn the_limiter_keeps_an_account_within_its_hourly_limit() {
             NewJob::new(
                 &format!("r{i}"),
                 "m-slow",
-                Action::Post,
+                ActionKind::Post,
                 Priority::Routine,
                 &format!("例行通知第{i}号"),
             )
@@ -281,7 +287,7 @@ async fn an_emergency_job_goes_before_a_routine_backlog() {
             NewJob::new(
                 &format!("r{i}"),
                 "m-busy",
-                Action::Post,
+                ActionKind::Post,
                 Priority::Routine,
                 &format!("例行通知第{i}号"),
             )
@@ -297,7 +303,7 @@ async fn an_emergency_job_goes_before_a_routine_backlog() {
     let emergency = NewJob::new(
         "e1",
         "m-busy",
-        Action::Post,
+        ActionKind::Post,
         Priority::Emergency,
         "【紧急】山洪预警，请立即转移。",
     );
@@ -326,7 +332,7 @@ async fn an_uncertain_post_is_found_not_reposted() {
         ],
     );
     for acct in ["m-lead", "w-lead"] {
-        let job = NewJob::new("n1", acct, Action::Post, Priority::Emergency, LEAD_TEXT);
+        let job = NewJob::new("n1", acct, ActionKind::Post, Priority::Emergency, LEAD_TEXT);
         let id = job.id();
         outbox.enqueue(job, time.now).expect("enqueue");
         f.drop_after_accept_next(1);
@@ -356,7 +362,13 @@ async fn a_server_error_is_retried_and_posts_once() {
         &time,
         &[("w-lead", Kind::Weibo, generous())],
     );
-    let job = NewJob::new("n1", "w-lead", Action::Post, Priority::Emergency, LEAD_TEXT);
+    let job = NewJob::new(
+        "n1",
+        "w-lead",
+        ActionKind::Post,
+        Priority::Emergency,
+        LEAD_TEXT,
+    );
     let id = job.id();
     outbox.enqueue(job, time.now).expect("enqueue");
     f.fail_next(1, 503);
@@ -404,7 +416,7 @@ async fn an_account_without_limits_fails_without_blocking_the_others() {
     let revoked = NewJob::new(
         "n1",
         "m-revoked",
-        Action::Repost,
+        ActionKind::Repost,
         Priority::Emergency,
         "转发",
     )

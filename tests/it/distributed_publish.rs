@@ -7,11 +7,11 @@ use crate::fake_platform::{FakeHandle, FakePlatform};
 use crate::redis_server::{namespace, require_shared, OwnRedis};
 use crate::util::within;
 use huiying::respond::dispatch::{system_now_ms, Dispatcher, Route};
+use huiying::respond::limits::RedisLimiter;
 use huiying::respond::limits::{Limits, Profile};
-use huiying::respond::outbox::{Action, JobState, NewJob, OutboxError, OutboxStore, Priority};
+use huiying::respond::outbox::{ActionKind, JobState, NewJob, OutboxError, OutboxStore, Priority};
+use huiying::respond::outbox::{RedisOutbox, RedisOutboxConfig};
 use huiying::respond::publish::{http_client, MastodonPublisher};
-use huiying::respond::redis::limits::RedisLimiter;
-use huiying::respond::redis::outbox::{RedisOutbox, RedisOutboxConfig};
 use huiying::respond::redis::Blocking;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ fn outbox(url: &str, ns: &str, consumer: &str, idle_ms: u64) -> Arc<RedisOutbox>
 }
 
 fn lead(notice: &str, account: &str, text: &str, p: Priority) -> NewJob {
-    NewJob::new(notice, account, Action::Post, p, text)
+    NewJob::new(notice, account, ActionKind::Post, p, text)
 }
 
 #[test]
@@ -48,7 +48,7 @@ fn the_redis_outbox_keeps_the_outbox_contract() {
     // A plan: the lead, and an amplifier waiting for it.
     let l = lead("n1", "bj", "北京发布：暴雨预警", Priority::Routine);
     let lid = l.id();
-    let amp = NewJob::new("n1", "hd", Action::Repost, Priority::Routine, "").depends_on(&lid);
+    let amp = NewJob::new("n1", "hd", ActionKind::Repost, Priority::Routine, "").depends_on(&lid);
     let e = ob
         .enqueue_all(vec![l.clone(), amp.clone()], now)
         .expect("enqueue");
@@ -91,7 +91,8 @@ fn the_redis_outbox_keeps_the_outbox_contract() {
 
     // A failed lead fails its amplifiers.
     let l3 = lead("n3", "bj", "第三条", Priority::Routine);
-    let a3 = NewJob::new("n3", "hd", Action::Repost, Priority::Routine, "").depends_on(&l3.id());
+    let a3 =
+        NewJob::new("n3", "hd", ActionKind::Repost, Priority::Routine, "").depends_on(&l3.id());
     ob.enqueue_all(vec![l3.clone(), a3.clone()], now)
         .expect("enqueue");
     ob.mark_failed(&l3.id(), now + 50, "401 invalid token")
@@ -298,7 +299,9 @@ fn fan_out(notices: usize, districts: &[(&str, &str)]) -> Vec<NewJob> {
         let lid = l.id();
         v.push(l);
         for (d, _) in districts {
-            v.push(NewJob::new(&nid, d, Action::Repost, Priority::Emergency, "").depends_on(&lid));
+            v.push(
+                NewJob::new(&nid, d, ActionKind::Repost, Priority::Emergency, "").depends_on(&lid),
+            );
         }
     }
     v

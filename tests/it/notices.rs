@@ -11,7 +11,7 @@ use huiying::respond::notices::{
     notice_id_for_incident, ApprovalPolicy, EditTarget, ManualDraft, NoticeError, NoticeFilter,
     NoticeState, NoticeStore, Notices,
 };
-use huiying::respond::outbox::{Action, MemoryOutbox, Outbox, OutboxStore, Priority};
+use huiying::respond::outbox::{ActionKind, MemoryOutbox, Outbox, OutboxStore, Priority};
 use huiying::respond::templates::{check_length, TemplateError, Templates};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -226,12 +226,12 @@ fn flood_draft_has_the_plan_and_texts_within_limits_then_one_operator_enqueues_i
     );
     let lead = &jobs[0];
     assert_eq!(lead.account_id, n.plan.lead);
-    assert_eq!(lead.action, Action::Post);
+    assert_eq!(lead.action, ActionKind::Post);
     assert_eq!(lead.priority, Priority::Emergency);
     assert_eq!(lead.body, n.texts[&n.plan.lead].text);
     assert_eq!(lead.depends_on, None);
     for j in &jobs[1..=n.plan.co_publishers.len()] {
-        assert_eq!(j.action, Action::Post);
+        assert_eq!(j.action, ActionKind::Post);
         assert_eq!(j.priority, Priority::Emergency);
         assert_eq!(j.depends_on, None);
         assert_eq!(j.body, n.texts[&j.account_id].text);
@@ -240,10 +240,15 @@ fn flood_draft_has_the_plan_and_texts_within_limits_then_one_operator_enqueues_i
         assert!(n.plan.amplifiers.contains(&j.account_id));
         match n.texts.get(&j.account_id) {
             Some(t) => {
-                assert_eq!(j.action, Action::Post, "{}: cross-platform", j.account_id);
+                assert_eq!(
+                    j.action,
+                    ActionKind::Post,
+                    "{}: cross-platform",
+                    j.account_id
+                );
                 assert_eq!(j.body, t.text);
             }
-            None => assert_eq!(j.action, Action::Repost),
+            None => assert_eq!(j.action, ActionKind::Repost),
         }
         assert_eq!(j.depends_on.as_deref(), Some(lead.id.as_str()));
         assert!(j.is_blocked());
@@ -517,7 +522,7 @@ fn edit_resets_approvals_and_an_over_length_edit_is_refused() {
     let jobs = e.outbox.jobs_for_notice(&n.id).expect("jobs");
     assert!(jobs
         .iter()
-        .filter(|j| j.action == Action::Post)
+        .filter(|j| j.action == ActionKind::Post)
         .all(|j| j.body == text));
 
     let trail = e.audit_trail();

@@ -2,7 +2,7 @@
 //! lanes, dependencies, pause; and the audit log's tamper detection, library and CLI.
 
 use huiying::respond::audit::{self, AuditAction, AuditLog, Problem, VerifyError};
-use huiying::respond::outbox::{Action, JobState, NewJob, Outbox, OutboxStore, Priority};
+use huiying::respond::outbox::{ActionKind, JobState, NewJob, Outbox, OutboxStore, Priority};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,14 +13,14 @@ fn lead(notice: &str) -> NewJob {
     NewJob::new(
         notice,
         "bj-haidian-publicity",
-        Action::Post,
+        ActionKind::Post,
         Priority::Emergency,
         BODY,
     )
 }
 
 fn amplifier(notice: &str, account: &str, lead_id: &str) -> NewJob {
-    NewJob::new(notice, account, Action::Repost, Priority::Emergency, "").depends_on(lead_id)
+    NewJob::new(notice, account, ActionKind::Repost, Priority::Emergency, "").depends_on(lead_id)
 }
 
 /// A plan: a lead, three amplifiers after it, five routine posts of another notice.
@@ -35,7 +35,7 @@ fn plan() -> Vec<NewJob> {
         v.push(NewJob::new(
             "n-routine",
             &format!("acct-{i}"),
-            Action::Post,
+            ActionKind::Post,
             Priority::Routine,
             "周末天气晴好。",
         ));
@@ -108,7 +108,14 @@ fn crash_child() {
     ob.enqueue_all(plan(), 1_000).expect("enqueue");
     ob.mark_attempting(&lead("n-flood").id(), 1_001)
         .expect("attempting");
-    let routine = NewJob::new("n-routine", "acct-0", Action::Post, Priority::Routine, "x").id();
+    let routine = NewJob::new(
+        "n-routine",
+        "acct-0",
+        ActionKind::Post,
+        Priority::Routine,
+        "x",
+    )
+    .id();
     ob.mark_attempting(&routine, 1_002).expect("attempting");
     ob.mark_done(&routine, "r-1", 1_003).expect("done");
     std::process::abort();
@@ -164,7 +171,14 @@ fn enqueue_twice_is_one_job() {
     assert_eq!(ob.depth().expect("depth"), 2);
     // The identity includes the target: two replies to two posts are two jobs.
     let reply = |to: &str| {
-        NewJob::new("n1", "bj-police", Action::Reply, Priority::Rebuttal, "不实").in_reply_to(to)
+        NewJob::new(
+            "n1",
+            "bj-police",
+            ActionKind::Reply,
+            Priority::Rebuttal,
+            "不实",
+        )
+        .in_reply_to(to)
     };
     assert!(ob.enqueue(reply("p1"), 4).expect("r1").created());
     assert!(ob.enqueue(reply("p2"), 4).expect("r2").created());
@@ -183,7 +197,7 @@ fn an_emergency_overtakes_a_routine_backlog() {
             NewJob::new(
                 "n-routine",
                 &format!("acct-{i}"),
-                Action::Post,
+                ActionKind::Post,
                 Priority::Routine,
                 "例行发布",
             ),
@@ -195,7 +209,7 @@ fn an_emergency_overtakes_a_routine_backlog() {
         NewJob::new(
             "n-rumor",
             "bj-police",
-            Action::Post,
+            ActionKind::Post,
             Priority::Rebuttal,
             "辟谣",
         ),

@@ -3,6 +3,7 @@
 
 use super::settings::{EmergencySettings, RumorSettings, Settings, WindowSettings};
 use super::{Category, Claim, CueKind, Pattern, PatternRef, RequestKind, RuleSet};
+use crate::detect::diagnostics::{line_at, read_toml, LineIndex};
 use crate::detect::gazetteer::{Gazetteer, Level, Region};
 use crate::normalize::Normalizer;
 use ahash::{AHashMap, AHashSet};
@@ -194,37 +195,6 @@ struct Loader<'a> {
     by_text: AHashMap<String, usize>,
 }
 
-fn line_of(src: &str, offset: usize) -> usize {
-    LineIndex::new(src).line(offset)
-}
-
-/// Line starts of one file, for the thousands of look-ups in a large file (regions.toml).
-struct LineIndex {
-    newlines: Vec<usize>,
-    len: usize,
-}
-
-impl LineIndex {
-    fn new(src: &str) -> Self {
-        LineIndex {
-            newlines: src
-                .bytes()
-                .enumerate()
-                .filter(|(_, b)| *b == b'\n')
-                .map(|(i, _)| i)
-                .collect(),
-            len: src.len(),
-        }
-    }
-
-    /// 1-based line of byte `offset`.
-    fn line(&self, offset: usize) -> usize {
-        self.newlines
-            .partition_point(|nl| *nl < offset.min(self.len))
-            + 1
-    }
-}
-
 fn is_word_char(c: char) -> bool {
     c.is_ascii_alphanumeric()
 }
@@ -244,26 +214,17 @@ impl Loader<'_> {
         name: &str,
     ) -> Option<(PathBuf, String, T)> {
         let path = dir.join(name);
-        let src = match std::fs::read_to_string(&path) {
-            Ok(s) => s,
+        match read_toml::<T>(&path) {
+            Ok((src, v)) => Some((path, src, v)),
             Err(e) => {
-                self.err(&path, 0, format!("cannot read: {e}"));
-                return None;
-            }
-        };
-        match toml::from_str::<T>(&src) {
-            Ok(v) => Some((path, src, v)),
-            Err(e) => {
-                let line = e.span().map(|s| line_of(&src, s.start)).unwrap_or(0);
-                let msg = e.message().trim().to_string();
-                self.err(&path, line, msg);
+                self.errors.push(e);
                 None
             }
         }
     }
 
     fn add(&mut self, file: &Path, src: &str, raw: &Spanned<String>, r: PatternRef) {
-        let line = line_of(src, raw.span().start);
+        let line = line_at(src, raw.span().start);
         let norm = self.normalizer.normalize(raw.get_ref().trim()).into_owned();
         if norm.is_empty() {
             self.err(file, line, "empty pattern");
@@ -380,7 +341,7 @@ impl RuleSet {
         let mut cat_index: AHashMap<String, u16> = AHashMap::new();
         if let Some((path, src, f)) = l.parse::<CategoriesFile>(dir, "categories.toml") {
             for c in f.category {
-                let line = line_of(&src, c.id.span().start);
+                let line = line_at(&src, c.id.span().start);
                 let id = c.id.get_ref().clone();
                 if id.is_empty()
                     || !id
@@ -401,7 +362,7 @@ impl RuleSet {
                 if !(1..=5).contains(&sev) {
                     l.err(
                         &path,
-                        line_of(&src, c.severity.span().start),
+                        line_at(&src, c.severity.span().start),
                         format!("severity {sev} is not in 1..=5"),
                     );
                 }
@@ -418,7 +379,7 @@ impl RuleSet {
                     if excl.contains(normalizer.normalize(k.get_ref().trim()).as_ref()) {
                         l.err(
                             &path,
-                            line_of(&src, k.span().start),
+                            line_at(&src, k.span().start),
                             format!("keyword {:?} is also an exclusion of {id:?}", k.get_ref()),
                         );
                     }
@@ -476,7 +437,7 @@ impl RuleSet {
         if let Some((path, src, f)) = l.parse::<ClaimsFile>(dir, "claims.toml") {
             let mut seen = AHashSet::new();
             for c in f.claim {
-                let line = line_of(&src, c.id.span().start);
+                let line = line_at(&src, c.id.span().start);
                 let id = c.id.get_ref().clone();
                 if !seen.insert(id.clone()) {
                     l.err(&path, line, format!("duplicate claim id {id:?}"));
@@ -486,7 +447,7 @@ impl RuleSet {
                 if cat != "other" && !cat_index.contains_key(cat) {
                     l.err(
                         &path,
-                        line_of(&src, c.category.span().start),
+                        line_at(&src, c.category.span().start),
                         format!("claim {id:?}: unknown category {cat:?}"),
                     );
                 }
@@ -647,17 +608,5 @@ impl RuleSet {
             cue_words,
             dir: dir.to_path_buf(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_numbers_are_one_based() {
-        assert_eq!(line_of("a\nb\nc", 0), 1);
-        assert_eq!(line_of("a\nb\nc", 2), 2);
-        assert_eq!(line_of("a\nb\nc", 4), 3);
     }
 }

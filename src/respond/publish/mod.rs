@@ -58,11 +58,13 @@ pub use mastodon::MastodonPublisher;
 pub use webhook::WebhookPublisher;
 pub use weibo::WeiboPublisher;
 
+use crate::respond::outbox::ActionKind;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::time::Duration;
 
-/// What to do with the text.
+/// What to do with the text: an [`ActionKind`] with the post it acts on (the outbox stores the
+/// two apart, as `action` and `in_reply_to`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
@@ -86,14 +88,30 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action of `kind` on `target`; `None` when the kind needs a target and has none.
+    pub fn with_target(kind: ActionKind, target: Option<String>) -> Option<Action> {
+        Some(match (kind, target) {
+            (ActionKind::Post, _) => Action::Post,
+            (ActionKind::Repost, Some(target)) => Action::Repost { target },
+            (ActionKind::Reply, Some(target)) => Action::Reply { target },
+            (ActionKind::Comment, Some(target)) => Action::Comment { target },
+            (_, None) => return None,
+        })
+    }
+
+    /// What it does, without the target.
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Post => ActionKind::Post,
+            Action::Repost { .. } => ActionKind::Repost,
+            Action::Reply { .. } => ActionKind::Reply,
+            Action::Comment { .. } => ActionKind::Comment,
+        }
+    }
+
     /// `post`, `repost`, `reply` or `comment`.
     pub fn name(&self) -> &'static str {
-        match self {
-            Action::Post => "post",
-            Action::Repost { .. } => "repost",
-            Action::Reply { .. } => "reply",
-            Action::Comment { .. } => "comment",
-        }
+        self.kind().as_str()
     }
 
     /// The target post's id, if the action has one.

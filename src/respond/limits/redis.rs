@@ -4,7 +4,7 @@
 //! taken together or not at all. Keys: `{NS:limits}:acct:{account}:{kind}`, `{NS:limits}:app`
 //! (one hash tag: one slot for the script), expiring once the state no longer matters.
 
-use crate::respond::limits::{Gcra, LimitKind, Scope, SharedLimiter, SharedRefusal};
+use super::{Gcra, LimitKind, Scope, SharedLimiter, SharedRefusal};
 use crate::respond::redis::Blocking;
 use std::sync::Arc;
 use std::time::Duration;

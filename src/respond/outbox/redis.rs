@@ -16,7 +16,7 @@
 //!   delivered to a consumer stays in its pending list (PEL) until acknowledged. Due jobs among
 //!   the entries this instance holds are returned in lane order; rate-limited or retrying ones
 //!   stay held.
-//! - The state transitions are the shared state machine of [`crate::respond::outbox`], run under
+//! - The state transitions are the shared state machine of [`super`], run under
 //!   a short Redis lock and committed in one `MULTI`/`EXEC`; `mark_attempting` refuses a job
 //!   that is not `pending`/`retry`, so two instances never attempt the same job at once.
 //! - A job that finishes (done, failed) is acknowledged and deleted from its stream (`XACK`,
@@ -30,9 +30,8 @@
 //!   posted twice. The job record in Redis *is* the idempotency record.
 //! - The pause switch is a key: every instance stops at once.
 
-use crate::respond::outbox::{
-    Backend, Enqueued, Job, JobId, JobState, NewJob, OutboxError, OutboxStore, Recovery,
-};
+use super::machine::{attempt_in, done_in, enqueue_in, fail_in, retry_in, Backend};
+use super::{Enqueued, Job, JobId, JobState, NewJob, OutboxError, OutboxStore, Recovery};
 use crate::respond::redis::{lock_on, unlock_on, Blocking};
 use redis::streams::{StreamAutoClaimReply, StreamReadReply};
 use redis::Connection;
@@ -89,24 +88,22 @@ impl Keys {
     }
 }
 
+/// Wrap a Redis error of operation `op`.
 fn io(op: &'static str) -> impl Fn(redis::RedisError) -> OutboxError {
-    move |e| OutboxError::Storage {
-        op,
-        message: format!("redis: {e}"),
-    }
+    move |e| OutboxError::Redis { op, source: e }
 }
 
 fn decode(id: &str, s: &str) -> Result<Job, OutboxError> {
     serde_json::from_str(s).map_err(|e| OutboxError::Decode {
         id: id.to_string(),
-        message: e.to_string(),
+        source: e,
     })
 }
 
 fn encode(j: &Job) -> Result<String, OutboxError> {
     serde_json::to_string(j).map_err(|e| OutboxError::Decode {
         id: j.id.clone(),
-        message: e.to_string(),
+        source: e,
     })
 }
 
@@ -353,10 +350,7 @@ impl RedisOutbox {
             .run(|c| {
                 let Some(tok) = lock_on(c, &lock, Duration::from_secs(10), Duration::from_secs(5))?
                 else {
-                    return Ok(Err(OutboxError::Storage {
-                        op,
-                        message: "the outbox lock is busy".into(),
-                    }));
+                    return Ok(Err(OutboxError::Busy { op }));
                 };
                 let out = self.transition_locked(c, ids, f);
                 unlock_on(c, &lock, &tok)?;
@@ -606,7 +600,7 @@ impl OutboxStore for RedisOutbox {
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         self.transition("enqueue", &refs, |tx| {
             jobs.into_iter()
-                .map(|j| crate::respond::outbox::enqueue_in(tx, j, now_ms))
+                .map(|j| enqueue_in(tx, j, now_ms))
                 .collect()
         })
     }
@@ -647,15 +641,11 @@ impl OutboxStore for RedisOutbox {
     }
 
     fn mark_attempting(&self, id: &str, now_ms: i64) -> Result<Job, OutboxError> {
-        self.transition("attempt", &[id], |tx| {
-            crate::respond::outbox::attempt_in(tx, id, now_ms)
-        })
+        self.transition("attempt", &[id], |tx| attempt_in(tx, id, now_ms))
     }
 
     fn mark_done(&self, id: &str, post_id: &str, now_ms: i64) -> Result<Job, OutboxError> {
-        self.transition("done", &[id], |tx| {
-            crate::respond::outbox::done_in(tx, id, post_id, now_ms)
-        })
+        self.transition("done", &[id], |tx| done_in(tx, id, post_id, now_ms))
     }
 
     fn mark_retry(
@@ -665,15 +655,11 @@ impl OutboxStore for RedisOutbox {
         at_ms: i64,
         error: &str,
     ) -> Result<Job, OutboxError> {
-        self.transition("retry", &[id], |tx| {
-            crate::respond::outbox::retry_in(tx, id, now_ms, at_ms, error)
-        })
+        self.transition("retry", &[id], |tx| retry_in(tx, id, now_ms, at_ms, error))
     }
 
     fn mark_failed(&self, id: &str, now_ms: i64, error: &str) -> Result<Job, OutboxError> {
-        self.transition("fail", &[id], |tx| {
-            crate::respond::outbox::fail_in(tx, id, now_ms, error)
-        })
+        self.transition("fail", &[id], |tx| fail_in(tx, id, now_ms, error))
     }
 
     fn pause(&self) -> Result<(), OutboxError> {

@@ -1,6 +1,7 @@
-//! The respond stage on Redis, for several instances acting as one: the outbox on Redis Streams
-//! with a consumer group ([`outbox::RedisOutbox`]), cluster-wide GCRA limits in a Lua script
-//! ([`limits::RedisLimiter`]), and the shared notices.
+//! What the respond stage's Redis backends share: the blocking connection and the short lock.
+//! The backends live beside their traits: [`crate::respond::outbox::RedisOutbox`] (Redis
+//! Streams with a consumer group), [`crate::respond::limits::RedisLimiter`] (GCRA in a Lua
+//! script), the shared notices and the shared audit log.
 //!
 //! The respond stage's stores are blocking traits (the dispatcher calls them between platform
 //! calls, drafting and the API from `spawn_blocking`), so these use a blocking connection,
@@ -8,9 +9,6 @@
 //! [`crate::store::redis::Redis`] context. When Redis is down every call fails: the dispatcher
 //! waits and retries, and nothing is posted without the cluster-wide limit and the outbox's
 //! record of the attempt.
-
-pub mod limits;
-pub mod outbox;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -58,9 +58,19 @@
 //! Time comes from the injected clock ([`crate::clock`], through governor's clock trait):
 //! [`SystemClock`] (monotonic here) in the service, [`crate::clock::ManualClock`] in tests,
 //! which advance it instead of sleeping.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | profiles, quotas, the local limiters ([`Limits`]) and the [`SharedLimiter`] trait |
+//! | `redis.rs` | [`RedisLimiter`]: the same GCRA, fleet-wide, in a Lua script |
+//! | `tests.rs` | the bound, both-or-nothing, restarts |
+
+mod redis;
+
+pub use self::redis::RedisLimiter;
 
 use crate::clock::SystemClock;
-use crate::respond::outbox::Action;
+use crate::respond::outbox::ActionKind;
 use governor::clock::Clock;
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
@@ -90,12 +100,17 @@ pub struct Profile {
     pub reposts_per_hour: u32,
     /// How many actions of one kind may go back to back (default 1). Each extra cell of burst
     /// lowers the steady hourly rate by one (see the module docs).
-    #[serde(default = "one")]
+    #[serde(default = "one", skip_serializing_if = "is_one")]
     pub burst: u32,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// The default burst is left out when serialising (the matrix's profiles never set one).
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 impl Profile {
@@ -138,12 +153,12 @@ impl LimitKind {
 /// The usual mapping of outbox actions: a reply counts as a comment (Weibo's
 /// `comments/create`). A publisher whose platform counts replies as posts (Mastodon statuses)
 /// passes [`LimitKind::Post`] instead.
-impl From<Action> for LimitKind {
-    fn from(a: Action) -> Self {
+impl From<ActionKind> for LimitKind {
+    fn from(a: ActionKind) -> Self {
         match a {
-            Action::Post => LimitKind::Post,
-            Action::Repost => LimitKind::Repost,
-            Action::Reply | Action::Comment => LimitKind::Comment,
+            ActionKind::Post => LimitKind::Post,
+            ActionKind::Repost => LimitKind::Repost,
+            ActionKind::Reply | ActionKind::Comment => LimitKind::Comment,
         }
     }
 }
@@ -241,7 +256,7 @@ pub enum SharedRefusal {
     Unavailable(String),
 }
 
-/// A limiter shared by every instance of a cluster (Redis: [`crate::respond::redis::limits`]),
+/// A limiter shared by every instance of a cluster (Redis: [`RedisLimiter`]),
 /// consulted after the local limiters allowed: the local ones are the fast path (a refusal
 /// there needs no round trip, since the shared state includes every local take), the shared
 /// one is the authority.
@@ -349,6 +364,22 @@ struct Inner<C: Clock> {
     app: Option<Limiter<C>>,
 }
 
+impl<C: Clock> Inner<C> {
+    /// The limiter of `account`'s `kind`.
+    fn limiter(&self, account: &str, kind: LimitKind) -> Result<&Limiter<C>, LimitError> {
+        let slots = self
+            .accounts
+            .get(account)
+            .ok_or_else(|| LimitError::UnknownAccount(account.to_string()))?;
+        slots[kind_index(kind)]
+            .as_ref()
+            .ok_or_else(|| LimitError::NotAllowed {
+                account: account.to_string(),
+                kind,
+            })
+    }
+}
+
 /// The limiters of every account and of the app. Thread-safe; decisions are serialised.
 pub struct Limits<C: Clock = SystemClock> {
     clock: C,
@@ -422,16 +453,7 @@ impl<C: Clock + Clone> Limits<C> {
     /// and from the app's; on `Err` none was taken from either.
     pub fn check(&self, account: &str, kind: LimitKind) -> Result<(), LimitError> {
         let g = self.lock();
-        let slots = g
-            .accounts
-            .get(account)
-            .ok_or_else(|| LimitError::UnknownAccount(account.to_string()))?;
-        let lim = slots[kind_index(kind)]
-            .as_ref()
-            .ok_or_else(|| LimitError::NotAllowed {
-                account: account.to_string(),
-                kind,
-            })?;
+        let lim = g.limiter(account, kind)?;
         let before = lim.cell.snapshot();
         lim.take(&self.clock).map_err(|wait| LimitError::Wait {
             wait,
@@ -482,16 +504,7 @@ impl<C: Clock + Clone> Limits<C> {
     /// How long until `check(account, kind)` would succeed (zero: now), without taking anything.
     pub fn wait_for(&self, account: &str, kind: LimitKind) -> Result<Duration, LimitError> {
         let g = self.lock();
-        let slots = g
-            .accounts
-            .get(account)
-            .ok_or_else(|| LimitError::UnknownAccount(account.to_string()))?;
-        let lim = slots[kind_index(kind)]
-            .as_ref()
-            .ok_or_else(|| LimitError::NotAllowed {
-                account: account.to_string(),
-                kind,
-            })?;
+        let lim = g.limiter(account, kind)?;
         let mut wait = Duration::ZERO;
         for l in std::iter::once(lim).chain(g.app.as_ref()) {
             let before = l.cell.snapshot();
@@ -537,315 +550,4 @@ fn kind_index(k: LimitKind) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::ManualClock;
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
-    fn profile(posts: u32, comments: u32, reposts: u32, burst: u32) -> Profile {
-        Profile {
-            posts_per_hour: posts,
-            comments_per_hour: comments,
-            reposts_per_hour: reposts,
-            burst,
-        }
-    }
-
-    /// The largest number of events in any closed window `[t, t + w]`.
-    fn max_in_window(times: &[u64], w: u64) -> usize {
-        let mut best = 0;
-        let mut j = 0;
-        for i in 0..times.len() {
-            if j < i {
-                j = i;
-            }
-            while j < times.len() && times[j] - times[i] <= w {
-                j += 1;
-            }
-            best = best.max(j - i);
-        }
-        best
-    }
-
-    fn now(c: &ManualClock) -> u64 {
-        c.now().as_u64()
-    }
-
-    #[test]
-    fn naive_per_hour_quota_allows_twice_the_limit() {
-        // Why hourly_quota exists: governor's per_hour(n) lets 2n − 1 through in one hour.
-        let n = 30;
-        let clock = ManualClock::default();
-        let q = Quota::per_hour(NonZeroU32::new(n).expect("n > 0"));
-        let lim = RateLimiter::direct_with_clock(q, clock.clone());
-        let mut times = Vec::new();
-        while now(&clock) < HOUR.as_nanos() as u64 {
-            match lim.check() {
-                Ok(()) => times.push(now(&clock)),
-                Err(nu) => clock.advance(nu.wait_time_from(clock.now())),
-            }
-        }
-        let half_open = times
-            .iter()
-            .filter(|&&t| t < HOUR.as_nanos() as u64)
-            .count();
-        assert_eq!(half_open, 2 * n as usize - 1);
-    }
-
-    #[test]
-    fn quota_arithmetic() {
-        assert!(hourly_quota(0, 1, DEFAULT_MARGIN).is_none());
-        let q = hourly_quota(30, 1, Duration::ZERO).expect("quota");
-        assert_eq!(q.burst_size().get(), 1);
-        assert_eq!(
-            q.replenish_interval(),
-            Duration::from_nanos(120_000_000_001)
-        );
-        let q = hourly_quota(30, 5, DEFAULT_MARGIN).expect("quota");
-        assert_eq!(q.burst_size().get(), 5);
-        // k = 26: 3630 s / 26 + 1 ns.
-        assert_eq!(
-            q.replenish_interval(),
-            Duration::from_nanos(3_630_000_000_000 / 26 + 1)
-        );
-        // Burst clamped to n.
-        assert_eq!(
-            hourly_quota(3, 10, DEFAULT_MARGIN)
-                .expect("quota")
-                .burst_size()
-                .get(),
-            3
-        );
-    }
-
-    /// Three simulated hours of random attempts by several accounts, each kind and burst; no
-    /// closed one-hour window (sliding over every allowed event) holds more than the limit, for
-    /// accounts and for the app; and greedy attempts reach the limit exactly.
-    #[test]
-    fn random_attempts_never_exceed_the_hourly_limit() {
-        let hour = HOUR.as_nanos() as u64;
-        for seed in 0..12u64 {
-            let mut rng = StdRng::seed_from_u64(seed);
-            let clock = ManualClock::default();
-            let limits = Limits::new(clock.clone());
-            let app_limit = if seed % 3 == 0 { 0 } else { 120 };
-            limits.set_app_limit(app_limit, 4);
-            let accounts: Vec<(String, Profile)> = (0..4)
-                .map(|i| {
-                    let burst = [1, 3, 10, 60][(seed as usize + i) % 4];
-                    (
-                        format!("acct-{i}"),
-                        profile(30 + 7 * i as u32, 60, 1 + 50 * i as u32, burst),
-                    )
-                })
-                .collect();
-            for (id, p) in &accounts {
-                limits.add_account(id, *p);
-            }
-            let mut allowed: HashMap<(usize, LimitKind), Vec<u64>> = HashMap::new();
-            let mut app_times = Vec::new();
-            let greedy = seed % 2 == 0;
-            while now(&clock) < 3 * hour {
-                let a = rng.random_range(0..accounts.len());
-                let kind = LimitKind::ALL[rng.random_range(0..3)];
-                match limits.check(&accounts[a].0, kind) {
-                    Ok(()) => {
-                        allowed.entry((a, kind)).or_default().push(now(&clock));
-                        app_times.push(now(&clock));
-                    }
-                    Err(LimitError::Wait { wait, .. }) => {
-                        assert!(wait > Duration::ZERO);
-                        if greedy && rng.random_bool(0.5) {
-                            // Come back exactly when allowed: the limiter's edge case.
-                            clock.advance(wait);
-                            continue;
-                        }
-                    }
-                    Err(e) => panic!("{e}"),
-                }
-                let gap = match rng.random_range(0..10) {
-                    0..=3 => 0,
-                    4..=7 => rng.random_range(0..20_000_000_000u64),
-                    _ => rng.random_range(0..900_000_000_000u64),
-                };
-                clock.advance(Duration::from_nanos(gap));
-            }
-            for ((a, kind), times) in &allowed {
-                let n = accounts[*a].1.per_hour(*kind) as usize;
-                let m = max_in_window(times, hour);
-                assert!(
-                    m <= n,
-                    "seed {seed}: {} {kind:?} had {m} in an hour, limit {n}",
-                    accounts[*a].0
-                );
-            }
-            if app_limit > 0 {
-                let m = max_in_window(&app_times, hour);
-                assert!(
-                    m <= app_limit as usize,
-                    "seed {seed}: app {m} > {app_limit}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn saturation_is_tight() {
-        // Always retry the moment we are allowed: every closed hour holds at most n, and some
-        // hold exactly n (the quota is not needlessly strict).
-        let hour = HOUR.as_nanos() as u64;
-        for (n, b) in [(30, 1), (30, 5), (60, 60), (1, 1), (7, 3)] {
-            let clock = ManualClock::default();
-            let limits = Limits::new(clock.clone());
-            limits.add_account("a", profile(n, 0, 0, b));
-            let mut times = Vec::new();
-            while now(&clock) < 3 * hour {
-                match limits.check("a", LimitKind::Post) {
-                    Ok(()) => times.push(now(&clock)),
-                    Err(e) => clock.advance(e.wait().expect("a wait")),
-                }
-            }
-            let m = max_in_window(&times, hour);
-            assert_eq!(m, n as usize, "n={n} b={b}");
-            // The margin holds too: n even in a window of 1 h + margin.
-            assert!(max_in_window(&times, (HOUR + DEFAULT_MARGIN).as_nanos() as u64) <= n as usize);
-            // And b really go back to back.
-            assert_eq!(times.iter().take_while(|&&t| t == 0).count(), b as usize);
-        }
-    }
-
-    #[test]
-    fn account_refusal_does_not_burn_the_app_and_vice_versa() {
-        let clock = ManualClock::default();
-        let limits = Limits::new(clock.clone());
-        limits.set_app_limit(3, 3);
-        limits.add_account("a", profile(1, 0, 0, 1));
-        limits.add_account("b", profile(10, 0, 0, 10));
-        assert_eq!(limits.check("a", LimitKind::Post), Ok(()));
-        // "a" is limited now; hammering it must not touch the app's remaining 2.
-        for _ in 0..10 {
-            let e = limits.check("a", LimitKind::Post).expect_err("limited");
-            assert!(matches!(
-                e,
-                LimitError::Wait {
-                    scope: Scope::Account,
-                    ..
-                }
-            ));
-        }
-        assert_eq!(limits.check("b", LimitKind::Post), Ok(()));
-        assert_eq!(limits.check("b", LimitKind::Post), Ok(()));
-        // The app is exhausted; "b" has 8 left, and refusals by the app must not take them.
-        for _ in 0..10 {
-            let e = limits.check("b", LimitKind::Post).expect_err("app limited");
-            assert!(matches!(
-                e,
-                LimitError::Wait {
-                    scope: Scope::App,
-                    ..
-                }
-            ));
-        }
-        let r = limits.remaining("b").expect("known");
-        assert_eq!(r[0].per_hour, 10);
-        assert_eq!(r[0].now, 0, "app-bound");
-        // Once the app has a cell again, "b" still has its 8 (minus time refill, capped at 10).
-        clock.advance(limits.wait_for("b", LimitKind::Post).expect("known"));
-        assert_eq!(limits.check("b", LimitKind::Post), Ok(()));
-    }
-
-    /// Greedy-ish posting for four hours with random restarts; returns (posts, max per hour).
-    fn with_restarts(n: u32, b: u32, exhaust: bool, seed: u64) -> (usize, usize) {
-        let hour = HOUR.as_nanos() as u64;
-        let window = (HOUR + DEFAULT_MARGIN).as_nanos() as u64;
-        let mut rng = StdRng::seed_from_u64(seed);
-        let clock = ManualClock::default();
-        let mut limits = Limits::new(clock.clone());
-        limits.add_account("a", profile(n, 0, 0, b));
-        let mut times: Vec<u64> = Vec::new();
-        while now(&clock) < 4 * hour {
-            if rng.random_bool(0.05) {
-                // The process dies and a new one starts; it exhausts if the old one posted
-                // within the hour + margin.
-                limits = Limits::new(clock.clone());
-                limits.add_account("a", profile(n, 0, 0, b));
-                if exhaust && times.last().is_some_and(|&t| now(&clock) - t <= window) {
-                    limits.exhaust("a", LimitKind::Post);
-                }
-            }
-            match limits.check("a", LimitKind::Post) {
-                Ok(()) => times.push(now(&clock)),
-                Err(e) => {
-                    let w = e.wait().expect("a wait");
-                    let extra = rng.random_range(0..w.as_nanos() as u64 / 4 + 1);
-                    clock.advance(w + Duration::from_nanos(extra));
-                }
-            }
-        }
-        (times.len(), max_in_window(&times, hour))
-    }
-
-    #[test]
-    fn exhausting_after_a_restart_keeps_the_bound() {
-        let mut unsafe_exceeded = false;
-        for (n, b) in [(30, 1), (30, 6), (10, 10), (2, 1), (60, 20)] {
-            for seed in 0..4 {
-                let (posts, max) = with_restarts(n, b, true, seed);
-                // Still live: a restart costs at most one period T, so about the steady rate
-                // of n − b + 1 per hour remains.
-                let k = (n - b + 1) as usize;
-                assert!(posts >= 2 * k, "n={n} b={b}: only {posts} posts");
-                assert!(
-                    max <= n as usize,
-                    "n={n} b={b} seed {seed}: {max} in an hour"
-                );
-                // Without exhausting, a restart lets a fresh burst through.
-                unsafe_exceeded |= with_restarts(n, b, false, seed).1 > n as usize;
-            }
-        }
-        assert!(unsafe_exceeded, "the test must be able to see a violation");
-    }
-
-    #[test]
-    fn default_clock_and_sharing() {
-        fn shared<T: Send + Sync>(_: &T) {}
-        let limits: Limits = Limits::new(SystemClock);
-        shared(&limits);
-        limits.add_account("a", profile(30, 60, 30, 1));
-        assert!(limits.has_account("a"));
-        assert_eq!(limits.check("a", LimitKind::Post), Ok(()));
-        assert!(limits.check("a", LimitKind::Post).is_err());
-    }
-
-    #[test]
-    fn unknown_disabled_and_wait_for() {
-        let clock = ManualClock::default();
-        let limits = Limits::new(clock.clone());
-        limits.add_account("a", profile(2, 0, 1, 1));
-        assert_eq!(
-            limits.check("zz", LimitKind::Post),
-            Err(LimitError::UnknownAccount("zz".into()))
-        );
-        assert!(matches!(
-            limits.check("a", LimitKind::Comment),
-            Err(LimitError::NotAllowed { .. })
-        ));
-        assert_eq!(
-            limits.wait_for("a", LimitKind::Post).expect("known"),
-            Duration::ZERO
-        );
-        assert_eq!(limits.check("a", LimitKind::Post), Ok(()));
-        let w = limits.wait_for("a", LimitKind::Post).expect("known");
-        assert_eq!(w, Duration::from_nanos(3_630_000_000_000 / 2 + 1));
-        // wait_for takes nothing.
-        assert_eq!(limits.wait_for("a", LimitKind::Post).expect("known"), w);
-        clock.advance(w - Duration::from_nanos(1));
-        assert!(limits.check("a", LimitKind::Post).is_err());
-        clock.advance(Duration::from_nanos(1));
-        assert_eq!(limits.check("a", LimitKind::Post), Ok(()));
-        // Kinds are separate.
-        assert_eq!(limits.check("a", LimitKind::Repost), Ok(()));
-        assert_eq!(LimitKind::from(Action::Reply), LimitKind::Comment);
-    }
-}
+mod tests;

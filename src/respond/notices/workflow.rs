@@ -1,0 +1,638 @@
+//! The workflow: drafting, editing, approval, rejection, the hand-over to the outbox and the
+//! refresh of a publishing notice from its jobs.
+
+use super::store::NoticeStore;
+use super::*;
+use crate::cluster::{Incident, IncidentKind, IncidentState};
+use crate::detect::RuleSet;
+use crate::respond::audit::{AuditAction, AuditLog};
+use crate::respond::matrix::Matrix;
+use crate::respond::outbox::{ActionKind, NewJob, OutboxStore, Priority};
+use crate::respond::templates::{check_length, Templates};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Holds the right to change notices: the local mutex and, on Redis, the cluster-wide lock.
+struct WriteGuard<'a> {
+    _local: MutexGuard<'a, ()>,
+    _shared: Option<crate::respond::redis::RedisLock>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The notice workflow (see the module docs). Mutations are serialised.
+pub struct Notices {
+    store: NoticeStore,
+    outbox: Arc<dyn OutboxStore>,
+    audit: Arc<Mutex<AuditLog>>,
+    policy: ApprovalPolicy,
+    write: Mutex<()>,
+}
+
+fn check_actor(actor: &str) -> Result<(), NoticeError> {
+    if actor.trim().is_empty() {
+        return Err(NoticeError::Invalid("empty actor".into()));
+    }
+    Ok(())
+}
+
+impl Notices {
+    /// The service over a store, the outbox its approved notices go to, and the audit log.
+    pub fn new(
+        store: NoticeStore,
+        outbox: Arc<dyn OutboxStore>,
+        audit: Arc<Mutex<AuditLog>>,
+        policy: ApprovalPolicy,
+    ) -> Notices {
+        Notices {
+            store,
+            outbox,
+            audit,
+            policy,
+            write: Mutex::new(()),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &ApprovalPolicy {
+        &self.policy
+    }
+
+    fn audit(
+        &self,
+        at: i64,
+        actor: &str,
+        action: AuditAction,
+        notice: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), NoticeError> {
+        lock(&self.audit).append(at, actor, action, Some(notice), detail)?;
+        Ok(())
+    }
+
+    /// The right to change notices (local, and cluster-wide on Redis).
+    fn exclusive(&self) -> Result<WriteGuard<'_>, NoticeError> {
+        let local = lock(&self.write);
+        Ok(WriteGuard {
+            _shared: self.store.shared_lock()?,
+            _local: local,
+        })
+    }
+
+    fn load(&self, id: &str) -> Result<Notice, NoticeError> {
+        self.store
+            .get(id)?
+            .ok_or_else(|| NoticeError::NotFound(id.to_string()))
+    }
+
+    /// One notice.
+    pub fn get(&self, id: &str) -> Result<Option<Notice>, NoticeError> {
+        self.store.get(id)
+    }
+
+    /// The notices matching `filter`, oldest first (then by id).
+    pub fn list(&self, filter: &NoticeFilter) -> Result<Vec<Notice>, NoticeError> {
+        let mut v: Vec<Notice> = self
+            .store
+            .all()?
+            .into_iter()
+            .filter(|n| filter.matches(n))
+            .collect();
+        v.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(v)
+    }
+
+    /// Draft the notice for an incident (severity ≥ the policy's threshold, else
+    /// [`NoticeError::BelowThreshold`]). Idempotent: if a notice for this incident was drafted
+    /// before, it is returned unchanged, whatever its state. Pre-approved categories are
+    /// approved (by `policy`) and enqueued at once.
+    pub fn draft_from_incident(
+        &self,
+        incident: &Incident,
+        rules: &RuleSet,
+        matrix: &Matrix,
+        templates: &Templates,
+        now_ms: i64,
+        actor: &str,
+    ) -> Result<Notice, NoticeError> {
+        check_actor(actor)?;
+        let _g = self.exclusive()?;
+        let id = notice_id_for_incident(&incident.id);
+        if let Some(n) = self.store.get(&id)? {
+            return Ok(n);
+        }
+        if !self.policy.drafts(incident.severity) {
+            return Err(NoticeError::BelowThreshold {
+                incident: incident.id.clone(),
+                severity: incident.severity,
+                threshold: self.policy.draft_threshold,
+            });
+        }
+        self.create(id, incident, None, rules, matrix, templates, now_ms, actor)
+    }
+
+    /// Draft a notice by hand. The plan comes from the matrix for the given kind, category and
+    /// region; the texts are rendered from the templates, or `draft.text` for every posting
+    /// account (length-checked per platform). The policy applies as for automatic drafts.
+    pub fn draft_manual(
+        &self,
+        draft: &ManualDraft,
+        rules: &RuleSet,
+        matrix: &Matrix,
+        templates: &Templates,
+        now_ms: i64,
+        actor: &str,
+    ) -> Result<Notice, NoticeError> {
+        check_actor(actor)?;
+        if !(1..=5).contains(&draft.severity) {
+            return Err(NoticeError::Invalid(format!(
+                "severity {} (1 to 5)",
+                draft.severity
+            )));
+        }
+        let known = rules.category_index(&draft.category).is_some()
+            || (draft.kind == IncidentKind::Rumor && draft.category == "other");
+        if !known {
+            return Err(NoticeError::Invalid(format!(
+                "unknown category {:?}",
+                draft.category
+            )));
+        }
+        let region = match &draft.region {
+            None => None,
+            Some(code) => {
+                let g = &rules.gazetteer;
+                let i = g
+                    .by_code(code)
+                    .ok_or_else(|| NoticeError::Invalid(format!("unknown region code {code:?}")))?;
+                Some(g.region_ref(i))
+            }
+        };
+        if let Some(t) = &draft.text {
+            if t.trim().is_empty() {
+                return Err(NoticeError::Invalid("empty text".into()));
+            }
+        }
+        let _g = self.exclusive()?;
+        let seq = self.store.next_seq()?;
+        let id = {
+            let d = Sha256::digest(format!("huiying/manual-notice\0{seq}\0{actor}\0{now_ms}"));
+            format!("n-{}", hex::encode(&d[..8]))
+        };
+        let incident = Incident {
+            id: draft
+                .incident_id
+                .clone()
+                .unwrap_or_else(|| format!("manual-{seq}")),
+            kind: draft.kind,
+            category: draft.category.clone(),
+            region,
+            first_seen: now_ms,
+            opened_at: now_ms,
+            updated_at: now_ms,
+            mentions: 0,
+            authors: 0,
+            rate_per_min: 0.0,
+            baseline_per_min: 0.0,
+            severity: draft.severity,
+            top_terms: Vec::new(),
+            sample_mention_ids: Vec::new(),
+            root_mention_id: None,
+            rebuttal: None,
+            state: IncidentState::Open,
+            spread: Vec::new(),
+            samples: Vec::new(),
+        };
+        self.create(
+            id,
+            &incident,
+            draft.text.as_deref(),
+            rules,
+            matrix,
+            templates,
+            now_ms,
+            actor,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &self,
+        id: String,
+        incident: &Incident,
+        text: Option<&str>,
+        rules: &RuleSet,
+        matrix: &Matrix,
+        templates: &Templates,
+        now_ms: i64,
+        actor: &str,
+    ) -> Result<Notice, NoticeError> {
+        let plan = matrix.plan(incident, rules);
+        let mut texts = BTreeMap::new();
+        // An amplifier on another platform than the lead cannot repost the lead's post: it posts
+        // the notice itself (after the lead), so it needs a text of its own.
+        let lead_platform = matrix.account(plan.lead.as_str()).map(|a| a.platform);
+        let cross_platform: Vec<&crate::respond::matrix::AccountId> = plan
+            .amplifiers
+            .iter()
+            .filter(|a| matrix.account(a.as_str()).map(|x| x.platform) != lead_platform)
+            .collect();
+        for acc_id in std::iter::once(&plan.lead)
+            .chain(&plan.co_publishers)
+            .chain(cross_platform)
+        {
+            let acc = matrix
+                .account(acc_id.as_str())
+                .ok_or_else(|| NoticeError::MissingAccount(acc_id.to_string()))?;
+            let too_long = |source| NoticeError::TooLong {
+                account: acc_id.to_string(),
+                source,
+            };
+            let body = match text {
+                Some(t) => {
+                    check_length(acc.platform, t).map_err(too_long)?;
+                    t.to_string()
+                }
+                None => templates
+                    .render(incident, acc.lang, acc.platform)
+                    .map_err(too_long)?,
+            };
+            texts.insert(
+                acc_id.to_string(),
+                AccountText {
+                    platform: acc.platform,
+                    lang: acc.lang,
+                    text: body,
+                },
+            );
+        }
+        let strs =
+            |v: &[crate::respond::matrix::AccountId]| v.iter().map(|a| a.to_string()).collect();
+        let required =
+            self.policy
+                .required_approvals(incident.kind, &incident.category, incident.severity);
+        let mut n = Notice {
+            id,
+            incident_id: incident.id.clone(),
+            kind: incident.kind,
+            category: incident.category.clone(),
+            severity: incident.severity,
+            region: incident.region.clone(),
+            texts,
+            plan: NoticePlan {
+                lead: plan.lead.to_string(),
+                co_publishers: strs(&plan.co_publishers),
+                amplifiers: strs(&plan.amplifiers),
+            },
+            state: NoticeState::Draft,
+            approvals: Vec::new(),
+            required_approvals: required,
+            created_by: actor.to_string(),
+            created_at: now_ms,
+            updated_at: now_ms,
+            rejection: None,
+            jobs: Vec::new(),
+            history: Vec::new(),
+        };
+        self.audit(
+            now_ms,
+            actor,
+            AuditAction::Draft,
+            &n.id,
+            json!({
+                "incident": n.incident_id,
+                "kind": n.kind.as_str(),
+                "category": n.category,
+                "severity": n.severity,
+                "region": n.region.as_ref().map(|r| r.code.as_str()),
+                "lead": n.plan.lead,
+                "co_publishers": n.plan.co_publishers,
+                "amplifiers": n.plan.amplifiers,
+                "required_approvals": required,
+            }),
+        )?;
+        n.record(
+            now_ms,
+            actor,
+            "draft",
+            format!(
+                "{} {} severity {} ({} approval(s) needed)",
+                n.kind.as_str(),
+                n.category,
+                n.severity,
+                required
+            ),
+        );
+        self.store.put(&n)?;
+        if required == 0 {
+            self.audit(
+                now_ms,
+                POLICY,
+                AuditAction::Approve,
+                &n.id,
+                json!({"auto": true, "category": n.category, "severity": n.severity}),
+            )?;
+            n.approvals.push(Approval {
+                actor: POLICY.into(),
+                at: now_ms,
+            });
+            n.record(now_ms, POLICY, "approve", "pre-approved category");
+            n.state = NoticeState::Approved;
+            self.store.put(&n)?;
+            n = self.enqueue(n, now_ms)?;
+        }
+        Ok(n)
+    }
+
+    /// Replace one account's text, or every posting account's, in a draft. The text is checked
+    /// against each account's platform limit (nothing is stored if one does not fit) and the
+    /// approvals collected so far are reset.
+    pub fn edit(
+        &self,
+        id: &str,
+        target: &EditTarget,
+        text: &str,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Notice, NoticeError> {
+        check_actor(actor)?;
+        if text.trim().is_empty() {
+            return Err(NoticeError::Invalid("empty text".into()));
+        }
+        let _g = self.exclusive()?;
+        let mut n = self.load(id)?;
+        if n.state != NoticeState::Draft {
+            return Err(NoticeError::InvalidState {
+                id: n.id,
+                state: n.state,
+                op: "edit",
+            });
+        }
+        let accounts: Vec<String> = match target {
+            EditTarget::All => n.texts.keys().cloned().collect(),
+            EditTarget::Account(a) => {
+                if !n.texts.contains_key(a) {
+                    return Err(NoticeError::UnknownAccount {
+                        id: n.id,
+                        account: a.clone(),
+                    });
+                }
+                vec![a.clone()]
+            }
+        };
+        for a in &accounts {
+            if let Some(t) = n.texts.get(a) {
+                check_length(t.platform, text).map_err(|source| NoticeError::TooLong {
+                    account: a.clone(),
+                    source,
+                })?;
+            }
+        }
+        let reset = n.approvals.len();
+        self.audit(
+            now_ms,
+            actor,
+            AuditAction::Edit,
+            &n.id,
+            json!({"accounts": accounts, "text": text, "approvals_reset": reset}),
+        )?;
+        for a in &accounts {
+            if let Some(t) = n.texts.get_mut(a) {
+                t.text = text.to_string();
+            }
+        }
+        n.approvals.clear();
+        n.record(
+            now_ms,
+            actor,
+            "edit",
+            format!(
+                "{} ({reset} approval(s) reset)",
+                match target {
+                    EditTarget::All => "all accounts".to_string(),
+                    EditTarget::Account(a) => a.clone(),
+                }
+            ),
+        );
+        self.store.put(&n)?;
+        Ok(n)
+    }
+
+    /// Approve a draft as `actor`. Refused for the drafter ([`NoticeError::SelfApproval`]) and
+    /// for the reserved actors `system` and `policy`; a second approval by the same operator
+    /// changes nothing (it is audited). Once enough distinct operators approved, the notice is
+    /// enqueued and returned in state `publishing`.
+    pub fn approve(&self, id: &str, actor: &str, now_ms: i64) -> Result<Notice, NoticeError> {
+        check_actor(actor)?;
+        if actor == SYSTEM || actor == POLICY {
+            return Err(NoticeError::Invalid(format!(
+                "{actor:?} is reserved and cannot approve"
+            )));
+        }
+        let _g = self.exclusive()?;
+        let mut n = self.load(id)?;
+        if n.state != NoticeState::Draft {
+            return Err(NoticeError::InvalidState {
+                id: n.id,
+                state: n.state,
+                op: "approve",
+            });
+        }
+        if n.created_by == actor {
+            return Err(NoticeError::SelfApproval {
+                id: n.id,
+                actor: actor.to_string(),
+            });
+        }
+        let repeat = n.approvals.iter().any(|a| a.actor == actor);
+        let count = n.approvals.len() + usize::from(!repeat);
+        let required = usize::from(n.required_approvals);
+        self.audit(
+            now_ms,
+            actor,
+            AuditAction::Approve,
+            &n.id,
+            json!({"repeat": repeat, "approvals": count, "required": required}),
+        )?;
+        if repeat {
+            return Ok(n);
+        }
+        n.approvals.push(Approval {
+            actor: actor.to_string(),
+            at: now_ms,
+        });
+        n.record(now_ms, actor, "approve", format!("{count} of {required}"));
+        if count >= required {
+            n.state = NoticeState::Approved;
+            self.store.put(&n)?;
+            return self.enqueue(n, now_ms);
+        }
+        self.store.put(&n)?;
+        Ok(n)
+    }
+
+    /// Reject a draft (final; nothing is enqueued).
+    pub fn reject(
+        &self,
+        id: &str,
+        actor: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Notice, NoticeError> {
+        check_actor(actor)?;
+        let _g = self.exclusive()?;
+        let mut n = self.load(id)?;
+        if n.state != NoticeState::Draft {
+            return Err(NoticeError::InvalidState {
+                id: n.id,
+                state: n.state,
+                op: "reject",
+            });
+        }
+        self.audit(
+            now_ms,
+            actor,
+            AuditAction::Reject,
+            &n.id,
+            json!({"reason": reason}),
+        )?;
+        n.state = NoticeState::Rejected;
+        n.rejection = Some(reason.to_string());
+        n.record(now_ms, actor, "reject", reason);
+        self.store.put(&n)?;
+        Ok(n)
+    }
+
+    /// (Re-)enqueue an approved or publishing notice's jobs: after an outbox failure during
+    /// approval, or on restart. A no-op for jobs already in the outbox.
+    pub fn publish(&self, id: &str, now_ms: i64) -> Result<Notice, NoticeError> {
+        let _g = self.exclusive()?;
+        let n = self.load(id)?;
+        match n.state {
+            NoticeState::Approved | NoticeState::Publishing => self.enqueue(n, now_ms),
+            state => Err(NoticeError::InvalidState {
+                id: n.id,
+                state,
+                op: "publish",
+            }),
+        }
+    }
+
+    /// The jobs of an approved notice (lead, co-publishers, amplifiers depending on the lead).
+    pub fn jobs(n: &Notice) -> Vec<NewJob> {
+        let priority = match n.kind {
+            IncidentKind::Emergency => Priority::Emergency,
+            IncidentKind::Rumor => Priority::Rebuttal,
+        };
+        let text = |a: &str| n.texts.get(a).map(|t| t.text.as_str()).unwrap_or("");
+        let lead = NewJob::new(
+            &n.id,
+            &n.plan.lead,
+            ActionKind::Post,
+            priority,
+            text(&n.plan.lead),
+        );
+        let lead_id = lead.id();
+        let mut jobs = vec![lead];
+        for a in &n.plan.co_publishers {
+            jobs.push(NewJob::new(&n.id, a, ActionKind::Post, priority, text(a)));
+        }
+        for a in &n.plan.amplifiers {
+            // A text of its own means a cross-platform amplifier: it posts after the lead.
+            let job = match n.texts.get(a) {
+                Some(t) => NewJob::new(&n.id, a, ActionKind::Post, priority, &t.text),
+                None => NewJob::new(&n.id, a, ActionKind::Repost, priority, ""),
+            };
+            jobs.push(job.depends_on(&lead_id));
+        }
+        jobs
+    }
+
+    fn enqueue(&self, mut n: Notice, now_ms: i64) -> Result<Notice, NoticeError> {
+        let jobs = Self::jobs(&n);
+        let done = self.outbox.enqueue_all(jobs, now_ms)?;
+        let created = done.iter().filter(|e| e.created()).count();
+        n.jobs = done.iter().map(|e| e.job().id.clone()).collect();
+        if n.state != NoticeState::Publishing || created > 0 {
+            n.state = NoticeState::Publishing;
+            n.record(
+                now_ms,
+                SYSTEM,
+                "enqueue",
+                format!("{} job(s), {created} new", n.jobs.len()),
+            );
+            self.store.put(&n)?;
+        }
+        Ok(n)
+    }
+
+    /// Add rebuttal replies ([`crate::respond::replies::plan`]) to an approved notice: enqueued
+    /// with the notice's jobs, audited, and the notice back to `publishing` while they run.
+    /// Jobs that exist already are not added twice.
+    pub fn add_replies(
+        &self,
+        id: &str,
+        jobs: Vec<NewJob>,
+        now_ms: i64,
+    ) -> Result<Notice, NoticeError> {
+        let _g = self.exclusive()?;
+        let mut n = self.load(id)?;
+        if jobs.is_empty() || !matches!(n.state, NoticeState::Publishing | NoticeState::Done) {
+            return Ok(n);
+        }
+        let targets: Vec<String> = jobs.iter().filter_map(|j| j.in_reply_to.clone()).collect();
+        let done = self.outbox.enqueue_all(jobs, now_ms)?;
+        let new: Vec<String> = done
+            .iter()
+            .filter(|e| e.created())
+            .map(|e| e.job().id.clone())
+            .filter(|j| !n.jobs.contains(j))
+            .collect();
+        if new.is_empty() {
+            return Ok(n);
+        }
+        self.audit(
+            now_ms,
+            SYSTEM,
+            AuditAction::Other("enqueue_replies".into()),
+            &n.id,
+            serde_json::json!({"jobs": new, "in_reply_to": targets}),
+        )?;
+        n.jobs.extend(new.iter().cloned());
+        n.state = NoticeState::Publishing;
+        n.record(
+            now_ms,
+            SYSTEM,
+            "replies",
+            format!("{} rebuttal repl(ies) to the most-spread posts", new.len()),
+        );
+        self.store.put(&n)?;
+        Ok(n)
+    }
+
+    /// Move a publishing notice to `done` once every one of its jobs is finished (posted or
+    /// failed). Returns the notice as stored.
+    pub fn refresh(&self, id: &str, now_ms: i64) -> Result<Notice, NoticeError> {
+        let _g = self.exclusive()?;
+        let mut n = self.load(id)?;
+        if n.state != NoticeState::Publishing {
+            return Ok(n);
+        }
+        let jobs = self.outbox.jobs_for_notice(&n.id)?;
+        if !jobs.is_empty() && jobs.iter().all(|j| j.state.is_finished()) {
+            n.state = NoticeState::Done;
+            n.record(
+                now_ms,
+                SYSTEM,
+                "done",
+                format!("{} job(s) finished", jobs.len()),
+            );
+            self.store.put(&n)?;
+        }
+        Ok(n)
+    }
+}
