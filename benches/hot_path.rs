@@ -7,9 +7,9 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use huiying::app::{replay, Emit};
-use huiying::cluster::{Engine, Event};
 use huiying::detect::{Analysis, Analyzer, RuleSet};
 use huiying::feeds::jsonl::Speed;
+use huiying::incidents::{Engine, Event};
 use huiying::normalize::{parse_mention, Mention};
 use std::hint::black_box;
 use std::io::Write;

@@ -10,7 +10,7 @@
 //!   detection (drafting is idempotent and every update carries the incident again; the other
 //!   instances read the shared store after a gap; the wall's counts are for display).
 
-use crate::cluster::Event;
+use crate::incidents::Event;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -131,7 +131,7 @@ impl Bus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{Event, EventKind, Incident};
+    use crate::incidents::{Event, EventKind, Incident};
 
     fn assigned() -> Event {
         Event::Assigned {

@@ -2,8 +2,8 @@
 //! fleet-wide window counts, operator changes) and [`Ingest`], the sending end of the bounded
 //! ingest queue that the feeds, `POST /api/mentions` and the Redis sync share.
 
-use crate::cluster::coord::FleetCount;
-use crate::cluster::Control;
+use crate::incidents::coord::FleetCount;
+use crate::incidents::Control;
 use crate::normalize::Mention;
 use std::time::Instant;
 

@@ -3,7 +3,7 @@
 //! events; `store::redis::events` applies the other instances' (an incident opened on several
 //! instances is announced once per stream). Read by the API, the wall and the metrics.
 
-use crate::cluster::{Event, EventKind, Incident, IncidentState};
+use crate::incidents::{Event, EventKind, Incident, IncidentState};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::broadcast;

@@ -8,11 +8,11 @@
 //! Every hand-off carries a batch, never a single mention: a cross-core wake-up costs more than
 //! analysing dozens of mentions.
 
-use crate::cluster::coord::FleetCount;
-use crate::cluster::Control;
-use crate::cluster::{Engine, EngineStats, Event};
 use crate::detect::reload::SharedRules;
 use crate::detect::{Analysis, Analyzer, RuleSet};
+use crate::incidents::coord::FleetCount;
+use crate::incidents::Control;
+use crate::incidents::{Engine, EngineStats, Event};
 use crate::ingest::Item;
 use crate::normalize::{parse_mention, Mention, RejectReason};
 use crossbeam_channel::{bounded, Receiver, Sender};

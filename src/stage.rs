@@ -10,9 +10,9 @@
 //! event, when the bus closes after the engine has drained.
 
 use crate::bus::Bus;
-use crate::cluster::Engine;
 use crate::detect::reload::SharedRules;
 use crate::detect::Analyzer;
+use crate::incidents::Engine;
 use crate::ingest::Item;
 use crate::live::Live;
 use crate::store::Store;

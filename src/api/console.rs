@@ -8,7 +8,7 @@
 use super::auth::{Access, Principal, Role};
 use super::routes::Routes;
 use super::{ApiError, ApiState};
-use crate::cluster::Control;
+use crate::incidents::Control;
 use crate::ingest::Item;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -105,7 +105,7 @@ async fn audit_log(
 fn open_incident(
     s: &ApiState,
     id: &str,
-) -> Result<std::sync::Arc<crate::cluster::Incident>, ApiError> {
+) -> Result<std::sync::Arc<crate::incidents::Incident>, ApiError> {
     s.live
         .read()
         .unwrap_or_else(|p| p.into_inner())

@@ -6,9 +6,9 @@
 
 use crate::api::auth::{Access, Role};
 use crate::api::routes::Routes;
-use crate::cluster::Incident;
 use crate::detect::reload::SharedRules;
 use crate::feeds::parse_payload;
+use crate::incidents::Incident;
 use crate::ingest::Ingest;
 use crate::live::{LiveIncidents, StreamMsg};
 use crate::store::Store;

@@ -18,7 +18,7 @@ use super::auth::Access;
 use super::routes::Routes;
 use super::ApiState;
 use crate::bus::Subscription;
-use crate::cluster::Event;
+use crate::incidents::Event;
 use crate::live::LiveIncidents;
 use axum::http::header;
 use axum::response::IntoResponse;

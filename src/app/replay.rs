@@ -3,11 +3,11 @@
 
 use super::commands::load_rules;
 use super::service::open_store;
-use crate::cluster::{Engine, Event};
 use crate::config::Config;
 use crate::detect::reload::SharedRules;
 use crate::detect::Analyzer;
 use crate::feeds::jsonl::{read_batches, Speed};
+use crate::incidents::{Engine, Event};
 use crate::ingest::Item;
 use crate::pipeline::{Outcome, Pipeline, PipelineConfig};
 use anyhow::Context;

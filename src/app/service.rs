@@ -3,11 +3,11 @@
 
 use super::commands::load_rules;
 use crate::bus::Bus;
-use crate::cluster::Engine;
 use crate::config::Config;
 use crate::detect::reload::SharedRules;
 use crate::detect::Analyzer;
 use crate::feeds;
+use crate::incidents::Engine;
 use crate::ingest::Item;
 use crate::live::Live;
 use crate::pipeline::{Outcome, Pipeline, PipelineConfig};

@@ -2,7 +2,7 @@
 //! labels come from small fixed sets (feed names from the config, reasons, kinds, stages) and
 //! never from ids, handles or keywords.
 
-use crate::cluster::IncidentKind;
+use crate::incidents::IncidentKind;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,

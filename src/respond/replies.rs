@@ -20,7 +20,7 @@
 //!   count against posts per hour (Mastodon), comments against comments per hour (Weibo).
 //! - The reply carries the account's approved text: nothing unapproved is ever posted.
 
-use crate::cluster::{Incident, IncidentKind, SpreadPost};
+use crate::incidents::{Incident, IncidentKind, SpreadPost};
 use crate::respond::matrix::{Matrix, Platform};
 use crate::respond::notices::{Notice, NoticeState};
 use crate::respond::outbox::{ActionKind, Job, NewJob, Priority};

@@ -8,8 +8,8 @@
 //! and the API's notice endpoints answer 503 `respond_disabled`.
 
 use crate::bus::{Delivery, Interest};
-use crate::cluster::{Event, EventKind, Incident, IncidentKind, IncidentState};
 use crate::detect::reload::SharedRules;
+use crate::incidents::{Event, EventKind, Incident, IncidentKind, IncidentState};
 use crate::metrics::respond::{LANES, NOTICE_STATES};
 use crate::respond::audit::AuditLog;
 use crate::respond::dispatch::{system_now_ms, Dispatcher, Route};

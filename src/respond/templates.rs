@@ -5,9 +5,9 @@
 //! [`TemplateError::TooLong`]. The format is documented in `rules/README.md` ("`templates/`").
 
 use super::matrix::Platform;
-use crate::cluster::{Incident, IncidentKind};
 use crate::detect::diagnostics::{line_at, read_dir_toml, Problems};
 use crate::detect::rules::{RuleErrors, RuleSet};
+use crate::incidents::{Incident, IncidentKind};
 use ahash::AHashMap;
 use serde::{Deserialize, Serialize};
 use std::fmt;

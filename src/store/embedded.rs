@@ -2,7 +2,7 @@
 //! the writer batches many events into one transaction.
 
 use super::{Store, StoreError, StoredIncident};
-use crate::cluster::{Incident, IncidentState};
+use crate::incidents::{Incident, IncidentState};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The in-memory store, for throwaway runs and tests.
 
 use super::{Store, StoreError, StoredIncident};
-use crate::cluster::{Incident, IncidentState};
+use crate::incidents::{Incident, IncidentState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 

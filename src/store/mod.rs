@@ -10,7 +10,7 @@ pub mod memory;
 pub mod redis;
 pub mod writer;
 
-use crate::cluster::Incident;
+use crate::incidents::Incident;
 use crate::normalize::Mention;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

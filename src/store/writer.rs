@@ -3,7 +3,7 @@
 //! bus to its end, so every event the engine emitted is written.
 
 use super::Store;
-use crate::cluster::Event;
+use crate::incidents::Event;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

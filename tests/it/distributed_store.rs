@@ -7,8 +7,8 @@
 use crate::redis_server::{namespace, require_shared, OwnRedis};
 use crate::util::{self, get_json, http, mention, next_event, now_ms, stop, stream, within, Ws};
 use huiying::app::Service;
-use huiying::cluster::Incident;
 use huiying::config::Config;
+use huiying::incidents::Incident;
 use huiying::store::redis::RedisConfig;
 use huiying::store::{EmbeddedStore, MemoryStore, Store};
 use serde_json::{json, Value};
@@ -200,7 +200,7 @@ fn check_store_contract(s: &dyn Store) {
     assert_eq!(open_ids(), ["em-1"]);
     assert_eq!(
         s.get_incident("em-2").expect("get").map(|i| i.state),
-        Some(huiying::cluster::IncidentState::Closed)
+        Some(huiying::incidents::IncidentState::Closed)
     );
     // The mention index: id order, limited, idempotent.
     let a: Arc<str> = Arc::from("em-1");

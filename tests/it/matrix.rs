@@ -4,8 +4,8 @@
 //! the short variant, `TooLong`, and no word ever cut.
 
 use super::util::rules_dir;
-use huiying::cluster::{Incident, IncidentKind, IncidentState, Rebuttal};
 use huiying::detect::RuleSet;
+use huiying::incidents::{Incident, IncidentKind, IncidentState, Rebuttal};
 use huiying::respond::matrix::{Matrix, Platform, TokenSource};
 use huiying::respond::templates::{
     check_length, text_len, Lang, TemplateError, Templates, WEIBO_LIMIT,

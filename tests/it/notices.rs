@@ -3,8 +3,8 @@
 //! self-approval, auto-approval), edits and rejection, the hand-over to the outbox (lead first,
 //! amplifiers depending on it, deterministic ids) and the audit trail that `audit verify` accepts.
 
-use huiying::cluster::{Incident, IncidentKind, IncidentState};
 use huiying::detect::RuleSet;
+use huiying::incidents::{Incident, IncidentKind, IncidentState};
 use huiying::respond::audit::{self, AuditLog};
 use huiying::respond::matrix::Matrix;
 use huiying::respond::notices::{

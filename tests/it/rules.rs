@@ -360,7 +360,7 @@ fn invalid_reload_keeps_the_old_rules() {
 /// stage asked for them (the citizen-request stage); the replay engine emits none.
 #[test]
 fn request_mentions_reach_the_bus_only_when_asked_for() {
-    use huiying::cluster::{Engine, Event};
+    use huiying::incidents::{Engine, Event};
     let analyzer = Analyzer::new();
     let rules = std::sync::Arc::new(
         RuleSet::load(&rules_dir(), &analyzer.normalizer).expect("shipped rules"),

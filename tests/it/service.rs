@@ -8,9 +8,9 @@ use crate::util::{
     start_service, stop, stream, within, Ws,
 };
 use futures::{SinkExt, StreamExt};
-use huiying::cluster::Incident;
 use huiying::config::Config;
 use huiying::feeds::{FeedConfig, FeedKind};
+use huiying::incidents::Incident;
 use huiying::store::{EmbeddedStore, MemoryStore, Store, StoreError};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

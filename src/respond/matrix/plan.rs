@@ -1,9 +1,9 @@
 //! Planning: from an incident to its lead, co-publishers and amplifiers.
 
 use super::*;
-use crate::cluster::{Incident, IncidentKind};
 use crate::detect::gazetteer::Gazetteer;
 use crate::detect::rules::RuleSet;
+use crate::incidents::{Incident, IncidentKind};
 use ahash::{AHashMap, AHashSet};
 
 /// Region codes from `i` up to its province (guarded against a malformed parent loop).

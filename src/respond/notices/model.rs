@@ -1,8 +1,8 @@
 //! The notice model: its states, texts, plan, approvals and history, the edit and manual-draft
 //! inputs, list filters, and the id of an incident's notice.
 
-use crate::cluster::IncidentKind;
 use crate::detect::gazetteer::RegionRef;
+use crate::incidents::IncidentKind;
 use crate::respond::matrix::Platform;
 use crate::respond::templates::Lang;
 use serde::{Deserialize, Serialize};

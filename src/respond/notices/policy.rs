@@ -1,6 +1,6 @@
 //! Who must approve a notice before it goes out.
 
-use crate::cluster::IncidentKind;
+use crate::incidents::IncidentKind;
 use serde::{Deserialize, Serialize};
 
 /// The approval policy.

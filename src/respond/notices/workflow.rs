@@ -3,8 +3,8 @@
 
 use super::store::NoticeStore;
 use super::*;
-use crate::cluster::{Incident, IncidentKind, IncidentState};
 use crate::detect::RuleSet;
+use crate::incidents::{Incident, IncidentKind, IncidentState};
 use crate::respond::audit::{AuditAction, AuditLog};
 use crate::respond::matrix::Matrix;
 use crate::respond::outbox::{ActionKind, NewJob, OutboxStore, Priority};

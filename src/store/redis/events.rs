@@ -9,7 +9,7 @@
 //! `/api/incidents`.
 
 use super::{metrics, round_trip, Redis};
-use crate::cluster::{Event, EventKind, Incident};
+use crate::incidents::{Event, EventKind, Incident};
 use crate::live::Live;
 use crate::store::Store;
 use futures::StreamExt;

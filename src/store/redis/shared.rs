@@ -19,7 +19,7 @@
 //! Redis Cluster.
 
 use super::{metrics, round_trip, Redis};
-use crate::cluster::coord::{Coordinator, FleetCount, Hit};
+use crate::incidents::coord::{Coordinator, FleetCount, Hit};
 use crate::ingest::Item;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

@@ -14,7 +14,7 @@
 //! as one pipeline on the shared connection through the runtime's [`Handle`].
 
 use super::Redis;
-use crate::cluster::{Incident, IncidentState};
+use crate::incidents::{Incident, IncidentState};
 use crate::store::{Store, StoreError, StoredIncident};
 use std::sync::Arc;
 use std::time::Duration;

@@ -149,7 +149,7 @@ pub enum Event {
     },
     /// A mention carries a citizen-request cue (求助, 投诉, …): for the stage that takes
     /// citizen requests. Emitted only when a stage asked for them
-    /// ([`crate::cluster::Engine::emitting_requests`]), so replay output is unchanged.
+    /// ([`crate::incidents::Engine::emitting_requests`]), so replay output is unchanged.
     Request {
         /// Event time (ms).
         at: i64,

@@ -3,12 +3,12 @@
 
 use super::severity::emergency_severity;
 use super::{hash32, round2, Engine, OpenKey, PendingMention, MAX_PENDING};
-use crate::cluster::coord::{emergency_key, parse_emergency_key, FleetCount, Hit};
-use crate::cluster::incident::{Event, Incident, IncidentKind, IncidentState};
 use crate::detect::analyze::Analysis;
 use crate::detect::gazetteer::RegionRef;
 use crate::detect::rules::RuleSet;
 use crate::detect::spike::{poisson_sf, Window};
+use crate::incidents::coord::{emergency_key, parse_emergency_key, FleetCount, Hit};
+use crate::incidents::incident::{Event, Incident, IncidentKind, IncidentState};
 use std::collections::VecDeque;
 use std::sync::Arc;
 

@@ -3,10 +3,10 @@
 use super::emergency::{EmergencyKey, EmergencyState};
 use super::rumor::{rumor_key, ClaimGroup};
 use super::{Engine, OpenIncident, OpenKey, RUMOR_BUCKETS, TOP_TERMS};
-use crate::cluster::coord::emergency_key;
-use crate::cluster::incident::{Incident, IncidentKind, IncidentState};
 use crate::detect::rules::RuleSet;
 use crate::detect::spike::Window;
+use crate::incidents::coord::emergency_key;
+use crate::incidents::incident::{Incident, IncidentKind, IncidentState};
 use ahash::AHashSet;
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -352,8 +352,8 @@ impl Engine {
     /// Apply an operator's change (close, merge) at the current event time. Unknown or already
     /// closed incidents, and merges across kinds, change nothing (logged): the request raced
     /// with the engine closing them itself.
-    pub fn control(&mut self, c: &crate::cluster::Control, out: &mut Vec<Event>) {
-        use crate::cluster::Control;
+    pub fn control(&mut self, c: &crate::incidents::Control, out: &mut Vec<Event>) {
+        use crate::incidents::Control;
         let now = if self.started {
             self.now
         } else {

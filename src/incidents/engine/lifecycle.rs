@@ -2,8 +2,8 @@
 //! mentions, joining, due updates, the periodic sweep that closes quiet incidents, closing.
 
 use super::{round2, Engine, OpenIncident, OpenKey, PendingMention, MAX_SAMPLES, TOP_TERMS};
-use crate::cluster::incident::{Event, EventKind, Incident, IncidentKind, IncidentState};
 use crate::detect::spike::poisson_sf;
+use crate::incidents::incident::{Event, EventKind, Incident, IncidentKind, IncidentState};
 use ahash::{AHashMap, AHashSet};
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -4,13 +4,13 @@
 
 use super::severity::rumor_severity;
 use super::{hash32, round2, Engine, OpenKey, PendingMention, MAX_PENDING, RUMOR_BUCKETS};
-use crate::cluster::incident::{
-    Event, Incident, IncidentKind, IncidentState, Rebuttal, SpreadPost, SPREAD_TOP,
-};
 use crate::detect::analyze::{Analysis, Cues};
 use crate::detect::gazetteer::RegionRef;
 use crate::detect::rules::RuleSet;
 use crate::detect::spike::Window;
+use crate::incidents::incident::{
+    Event, Incident, IncidentKind, IncidentState, Rebuttal, SpreadPost, SPREAD_TOP,
+};
 use crate::normalize::Mention;
 use ahash::AHashMap;
 use std::collections::VecDeque;
