@@ -4,27 +4,34 @@
 //! # The map
 //!
 //! ```text
-//! feeds ──► normalize ──► detect (analyze) ──► cluster (engine) ──► events ──► api / store
-//! (ws, HTTP,  (parse,       (one Aho-Corasick    (spike windows per     (broadcast)
-//!  JSONL,      reject,       automaton, regions,  category+region, rumor
-//!  demo)       NFKC/t2s)     tokens, SimHash)     clusters, incidents)
+//! feeds ──► ingest ──► pipeline: normalize + detect (analysis workers, pure) ──► incidents (engine
+//! (ws, HTTP,  (one bounded   (parse, reject, NFKC/t2s; one Aho-Corasick pass,     thread: windows,
+//!  JSONL,      queue of       regions, tokens, SimHash)                           claim groups,
+//!  demo)       Items)                                                             incidents)
+//!                                                                                      │
+//!        live view + /api/stream ◄── store writer ◄── respond ◄── fleet ◄── wall ◄── bus (one
+//!        (every stage subscribes to the bus and starts from one stage::Context)      queue per stage)
 //! ```
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`feeds`] | inputs: one websocket loop (ping, read timeout, backoff, bad-frame accounting) with protocols for the generic format, Mastodon streaming (+ REST backfill) and Bluesky Jetstream (+ cursor); JSON Lines files; the demo drill; per-feed health |
-//! | [`normalize`] | the [`normalize::Mention`] type, parsing and rejection reasons, text normalisation, de-duplication |
-//! | [`detect`] | `rules/` loading and validation, the automaton, the pure per-mention analysis, gazetteer, SimHash, spike maths, hot reload |
-//! | [`cluster`] | the single-threaded state machine that opens, updates and closes incidents on event time; the `Coordinator` hook through which instances share ids and window counts |
+//! | [`feeds`] | the feeds stage: one websocket loop (ping, read timeout, backoff, bad-frame accounting) with protocols for the generic format, Mastodon streaming (+ REST backfill) and Bluesky Jetstream (+ cursor); JSON Lines files; the demo drill; per-feed health; `[[feeds]]` |
+//! | [`ingest`] | the engine's input: [`ingest::Item`] and [`ingest::Ingest`], the sending end of the bounded queue |
+//! | [`normalize`] | the [`normalize::Mention`] type, parsing and rejection reasons, text and HTML normalisation, de-duplication |
+//! | [`detect`] | `rules/` loading and validation (`file:line` diagnostics), the automaton, the pure per-mention analysis, gazetteer, SimHash, spike maths, hot reload |
 //! | [`pipeline`] | threads and bounded channels: batches → analysis workers → engine, in input order |
-//! | [`store`] | the `Store` trait (incidents, mention index, feed cursors), the embedded `redb` store (default), the in-memory one, and Redis (`store::redis`: the shared store, incident id claims, window counts merged across instances, live events between instances) |
-//! | [`api`] | the axum HTTP server: incidents, feeds, `/api/stream`, `POST /api/mentions`, health, metrics; login, roles, tokens, CSRF (`api::auth`); the operator console (`api::console`); the wall display (`api::wall`) |
+//! | [`incidents`] | the engine thread: the single owner of detection state, which opens, updates and closes incidents on event time and emits the events; the `Coordinator` hook of a fleet |
+//! | [`bus`] | the event bus: every engine event to every subscribed stage, waited for or dropped when full, as each asked |
+//! | [`stage`] | the stage contract: one `Context` every stage starts from, one `Handle` it returns |
+//! | [`live`] | the live view of open incidents and the event stream (`/api/stream`) |
+//! | [`store`] | the `Store` trait (incidents, mention index, feed cursors), the embedded `redb` store (default), the in-memory one, the writer stage, and Redis (`store::redis`: the shared store, incident id claims, window counts merged across the fleet, events between instances; `[redis]`) |
+//! | [`respond`] | the respond stage: account matrix and plans, templates, notices and approval, hash-chained audit log, durable outbox, GCRA limits, dispatcher, publishers (Mastodon, Weibo, webhook, file), rebuttal replies, its HTTP routes; `[respond]` |
+//! | [`api`] | the API stage (axum): incidents, feeds, `/api/stream`, `POST /api/mentions`, health, metrics; routes declared with their access (`api::routes`); login, roles, tokens, CSRF (`api::auth`, `[auth]`); the operator console; the wall display |
+//! | [`cases`] | citizen requests: not built yet (it will subscribe to `mention.request` on the bus) |
 //! | [`metrics`] | the Prometheus registry |
-//! | [`respond`] | account matrix and plans, templates, notices and approval, hash-chained audit log, durable outbox, GCRA limits, dispatcher, publishers (Mastodon, Weibo, webhook, file), rebuttal replies to the most-spread rumor posts |
-//! | [`cases`] | citizen requests: not built yet |
-//! | [`app`] | wiring: `replay`, `run`, `demo`, `rules check|test` |
 //! | [`clock`] | the one injected clock (sessions, login limits, publishing limiters, dispatcher); `ManualClock` for tests |
-//! | [`config`] | `huiying.toml` |
+//! | [`app`] | wiring: the command line, the one-shot commands, `replay`, and the service as a list of stages |
+//! | [`config`] | `huiying.toml`: the top-level keys and one section per stage (read only by [`app`]) |
 //!
 //! See `ARCHITECTURE.md` for the channels, their bounds and the reasons behind the design.
 
@@ -47,11 +54,15 @@ pub mod stage;
 pub mod store;
 
 /// Make `wss://`, `rediss://` and `https://` work: rustls with the `ring` provider and the
-/// Mozilla roots (`webpki-roots`), so no system certificate store or OpenSSL is needed. Called
-/// once by [`app::main`] and by [`app::start`] (the entry point of embedders and tests);
-/// idempotent.
+/// Mozilla roots (`webpki-roots`), so no system certificate store or OpenSSL is needed. The one
+/// place TLS is set up: run once per process (by [`app::start`], and by the builders of the
+/// HTTP and Redis clients, so a library user or a test never meets rustls's "no provider"
+/// panic).
 pub fn install_tls() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// A hash that is the same in every process and run (FNV-1a, 64 bit), for ids, author keys and

@@ -1,4 +1,4 @@
-//! Cluster: the single owner of detection state. Applies analysed mentions in input order on
+//! Incidents: the single owner of detection state. Applies analysed mentions in input order on
 //! event time, keeps spike windows per (category, region) and claim groups (the posts carrying
 //! one claim: a repost cascade plus copy-paste variants), and turns them into incidents with a
 //! lifecycle and a severity.
@@ -6,6 +6,7 @@
 //! - `engine/`: the [`Engine`] state machine (see its module doc for its files).
 //! - `incident.rs`: the incident and event types the engine emits.
 //! - `rumor.rs`: claim-group look-ups (cascade map, SimHash index).
+//! - `control.rs`: operator changes (close, merge) that travel the pipeline as items.
 //! - `coord.rs`: the [`coord::Coordinator`] hook through which a fleet of instances shares
 //!   incident ids and window counts.
 

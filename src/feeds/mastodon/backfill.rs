@@ -185,6 +185,7 @@ impl HttpResponse {
 /// The backfill's HTTP client settings: rustls with Mozilla's roots (`webpki-roots`, no system
 /// store), a timeout per request covering the body, no redirects, our user agent.
 pub(super) fn client_builder() -> reqwest::ClientBuilder {
+    crate::install_tls();
     reqwest::Client::builder()
         .timeout(HTTP_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
@@ -325,7 +326,6 @@ mod tests {
                 // Dropped without close_notify.
             }
         });
-        crate::install_tls();
         let ca = reqwest::Certificate::from_der(&unhex(TEST_CA)).unwrap();
         let trusting = client_builder()
             .tls_built_in_root_certs(false)

@@ -374,6 +374,7 @@ pub const FIND_RECENT_SKEW_MS: i64 = 60_000;
 /// `timeout`, a connect timeout of at most 10 s, and **no redirects** (a redirected POST would
 /// be re-sent as a GET, or re-sent at all). Share one client between many publishers.
 pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    crate::install_tls();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))

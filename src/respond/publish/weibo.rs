@@ -434,7 +434,6 @@ mod tests {
 
     #[test]
     fn debug_hides_token() {
-        crate::install_tls();
         let client = crate::respond::publish::http_client(Duration::from_secs(1)).expect("client");
         let p = WeiboPublisher::new(client, WEIBO_API, "2.00SECRETTOKEN");
         assert!(!format!("{p:?}").contains("SECRET"));

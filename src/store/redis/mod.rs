@@ -67,6 +67,7 @@ pub fn is_redis_url(spec: &str) -> bool {
 /// A client for `url` with the `[redis]` password and, for `rediss://`, the CA file. The
 /// password is never part of an error.
 pub fn client(url: &str, cfg: &RedisConfig) -> Result<redis::Client, RedisError> {
+    crate::install_tls();
     let mut info: redis::ConnectionInfo = url
         .into_connection_info()
         .map_err(|e| RedisError::Config(format!("bad URL: {e}")))?;
