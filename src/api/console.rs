@@ -87,8 +87,7 @@ async fn audit_log(
         .path()
         .to_path_buf();
     let records = tokio::task::spawn_blocking(move || crate::respond::audit::read_all(&path))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .await?
         .map_err(|e| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

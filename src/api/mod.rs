@@ -105,6 +105,32 @@ impl ApiError {
     }
 }
 
+/// A task that panicked or was cancelled: an internal error.
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+/// Serialising an answer failed: an internal error (bad input JSON is answered as
+/// `invalid_json` where it is parsed, never through this).
+impl From<serde_json::Error> for ApiError {
+    fn from(e: serde_json::Error) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+/// The store cannot be read: 503, the caller may retry.
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        )
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
@@ -276,15 +302,8 @@ async fn get_incident(
         let ids = store.incident_mentions(&id2, 100);
         (inc, ids)
     })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    let stored = stored.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            e.to_string(),
-        )
-    })?;
+    .await?;
+    let stored = stored?;
     // The live copy is newer; the stored one has the samples if the live one lost them.
     let inc = match (live, stored) {
         (Some(l), Some(st)) => {
@@ -304,8 +323,7 @@ async fn get_incident(
             ))
         }
     };
-    let mut v = serde_json::to_value(&inc)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let mut v = serde_json::to_value(&inc)?;
     v["samples"] = serde_json::to_value(&inc.samples).unwrap_or_default();
     v["mention_ids"] = serde_json::to_value(mention_ids.unwrap_or_default()).unwrap_or_default();
     Ok(Json(v))

@@ -57,21 +57,28 @@ fn stage(s: &Stage) -> Result<Arc<Respond>, ApiError> {
     })
 }
 
-fn notice_error(e: NoticeError) -> ApiError {
-    let (status, code) = match &e {
-        NoticeError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        NoticeError::BelowThreshold { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "below_threshold"),
-        NoticeError::TooLong { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "too_long"),
-        NoticeError::InvalidState { .. } => (StatusCode::CONFLICT, "invalid_state"),
-        NoticeError::SelfApproval { .. } => (StatusCode::FORBIDDEN, "self_approval"),
-        NoticeError::UnknownAccount { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_account"),
-        NoticeError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
-        NoticeError::MissingAccount(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        NoticeError::Storage { .. } | NoticeError::Audit(_) | NoticeError::Outbox(_) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
-        }
-    };
-    ApiError::new(status, code, e.to_string())
+/// Each notice error with its status and stable code.
+impl From<NoticeError> for ApiError {
+    fn from(e: NoticeError) -> Self {
+        let (status, code) = match &e {
+            NoticeError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            NoticeError::BelowThreshold { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "below_threshold")
+            }
+            NoticeError::TooLong { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "too_long"),
+            NoticeError::InvalidState { .. } => (StatusCode::CONFLICT, "invalid_state"),
+            NoticeError::SelfApproval { .. } => (StatusCode::FORBIDDEN, "self_approval"),
+            NoticeError::UnknownAccount { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "unknown_account")
+            }
+            NoticeError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            NoticeError::MissingAccount(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            NoticeError::Storage { .. } | NoticeError::Audit(_) | NoticeError::Outbox(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -86,11 +93,11 @@ fn bad_json(e: impl std::fmt::Display) -> ApiError {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(internal)?
+    tokio::task::spawn_blocking(f).await?
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
-    serde_json::to_value(v).map_err(internal)
+    Ok(serde_json::to_value(v)?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,7 +125,7 @@ async fn list(State(s): State<Stage>, Query(p): Query<ListParams>) -> ApiResult 
         incident_id: p.incident_id.filter(|i| !i.is_empty()),
         kind: None,
     };
-    let v = blocking(move || r.notices.list(&filter).map_err(notice_error)).await?;
+    let v = blocking(move || r.notices.list(&filter).map_err(ApiError::from)).await?;
     Ok(Json(json!({ "notices": v })))
 }
 
@@ -129,7 +136,7 @@ async fn show(State(s): State<Stage>, Path(id): Path<String>) -> ApiResult {
         let n = r
             .notices
             .refresh(&id, system_now_ms())
-            .map_err(notice_error)?;
+            .map_err(ApiError::from)?;
         let jobs = r.outbox.jobs_for_notice(&id).map_err(internal)?;
         let mut v = to_value(&n)?;
         v["jobs_status"] = to_value(&jobs)?;
@@ -159,7 +166,7 @@ async fn create(
                 system_now_ms(),
                 &who,
             )
-            .map_err(notice_error)?;
+            .map_err(ApiError::from)?;
         r.wake_if_publishing(n.state);
         Ok(n)
     })
@@ -178,7 +185,7 @@ async fn approve(
         let n = r
             .notices
             .approve(&id, &who, system_now_ms())
-            .map_err(notice_error)?;
+            .map_err(ApiError::from)?;
         r.wake_if_publishing(n.state);
         Ok(n)
     })
@@ -204,7 +211,7 @@ async fn reject(
     let n = blocking(move || {
         r.notices
             .reject(&id, &who, &b.reason, system_now_ms())
-            .map_err(notice_error)
+            .map_err(ApiError::from)
     })
     .await?;
     Ok(Json(to_value(&n)?))
@@ -233,7 +240,7 @@ async fn edit(
     let n = blocking(move || {
         r.notices
             .edit(&id, &target, &b.text, &who, system_now_ms())
-            .map_err(notice_error)
+            .map_err(ApiError::from)
     })
     .await?;
     Ok(Json(to_value(&n)?))
@@ -287,7 +294,7 @@ async fn accounts(State(s): State<Stage>) -> ApiResult {
         // Last post and failures per account, from the jobs of the notices on record.
         let mut last: std::collections::HashMap<String, (i64, Option<String>)> = Default::default();
         let mut failures: std::collections::HashMap<String, Vec<Value>> = Default::default();
-        let notices = r.notices.list(&NoticeFilter::default()).map_err(notice_error)?;
+        let notices = r.notices.list(&NoticeFilter::default()).map_err(ApiError::from)?;
         for n in notices.iter().filter(|n| !n.jobs.is_empty()) {
             for j in r.outbox.jobs_for_notice(&n.id).map_err(internal)? {
                 match j.state {

@@ -126,19 +126,23 @@ async fn admin_users(State(s): State<ApiState>) -> Json<Value> {
     Json(s.auth.listing())
 }
 
-fn auth_error(e: AuthError) -> ApiError {
-    match e {
-        AuthError::BadName(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
-        AuthError::Invalid { .. } => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_users_file",
-            e.to_string(),
-        ),
-        _ => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
-            e.to_string(),
-        ),
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::BadName(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string())
+            }
+            AuthError::Invalid { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_users_file",
+                e.to_string(),
+            ),
+            _ => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                e.to_string(),
+            ),
+        }
     }
 }
 
@@ -149,9 +153,8 @@ async fn off_thread<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let auth = s.auth.clone();
     tokio::task::spawn_blocking(move || f(&auth))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(auth_error)
+        .await?
+        .map_err(ApiError::from)
 }
 
 async fn admin_reload_users(
@@ -225,8 +228,7 @@ async fn admin_reload_rules(
         crate::detect::reload::reload(&rules, &dir, &normalizer)
             .map(|()| rules.load().pattern_count())
     })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    .await?;
     match res {
         Ok(patterns) => {
             crate::api::audit(&s, &p.name, "rules_reload", json!({"patterns": patterns})).await;
