@@ -4,6 +4,9 @@
 //! reads to the end has seen every event.
 //!
 //! Each subscriber says what it needs:
+//! - [`Bus::inline`]: a callback run on the engine thread itself, for cheap in-memory work that
+//!   must see every event at once (the live view and the stream: no queue, no wake-up between
+//!   the engine and `/api/stream` clients);
 //! - [`Delivery::Wait`]: every event, even if the engine has to wait for room (the store
 //!   writer, the live view: nothing may be lost there, and they keep up);
 //! - [`Delivery::DropWhenFull`]: a full queue drops the event with a warning rather than stall
@@ -57,9 +60,13 @@ struct Subscriber {
     dropped: AtomicU64,
 }
 
+/// A callback run on the engine thread for every event it wants.
+type Inline = Box<dyn Fn(&Event) + Send>;
+
 /// The bus. Built while stages start, then moved to the engine thread.
 #[derive(Default)]
 pub struct Bus {
+    inline: Vec<(Interest, Inline)>,
     subscribers: Vec<Subscriber>,
 }
 
@@ -83,9 +90,20 @@ impl Bus {
         rx
     }
 
+    /// Run `f` on the engine thread for every event of `interest`, before the queued
+    /// subscribers get it. Only for work that never blocks and takes microseconds.
+    pub fn inline(&mut self, interest: Interest, f: impl Fn(&Event) + Send + 'static) {
+        self.inline.push((interest, Box::new(f)));
+    }
+
     /// Hand `e` to every subscriber that wants it. Runs on the engine thread (blocking where a
     /// subscriber asked to be waited for); never on a runtime thread.
     pub fn publish(&self, e: &Event) {
+        for (interest, f) in &self.inline {
+            if interest.wants(e) {
+                f(e);
+            }
+        }
         let mut shared: Option<Arc<Event>> = None;
         for s in &self.subscribers {
             if !s.interest.wants(e) {
@@ -117,7 +135,7 @@ impl Bus {
 
     /// Whether no stage subscribed.
     pub fn is_empty(&self) -> bool {
-        self.subscribers.is_empty()
+        self.subscribers.is_empty() && self.inline.is_empty()
     }
 
     /// Whether a stage subscribed to `mention.request` events.

@@ -104,22 +104,16 @@ impl Live {
     }
 }
 
-/// The stage: this engine's events into the view and onto the stream, every one, in order.
+/// The stage: this engine's events into the view and onto the stream, every one, in order, on
+/// the engine thread (an update and a broadcast send: no queue between the engine and the
+/// stream's clients).
 pub fn start(cx: &mut crate::stage::Context) -> crate::stage::Handle {
-    use crate::bus::{Delivery, Interest};
-    let mut rx = cx.bus.subscribe(
-        "live",
-        65_536,
-        Delivery::Wait,
-        Interest::IncidentsAndAssignments,
-    );
     let live = cx.live.clone();
-    let task = tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
-            live.apply(&e);
-        }
-    });
-    crate::stage::Handle::new("live", vec![task])
+    cx.bus
+        .inline(crate::bus::Interest::IncidentsAndAssignments, move |e| {
+            live.apply(e)
+        });
+    crate::stage::Handle::new("live", Vec::new())
 }
 
 // Counted from the view rather than inc/dec per event: severity changes while open.

@@ -43,6 +43,9 @@ pub struct Context {
     pub redis: Option<crate::store::redis::Redis>,
     /// Feed health, shared by the feeds and the API.
     pub feeds: Arc<crate::feeds::health::FeedRegistry>,
+    /// The hash-chained audit log every stage appends its actions to (kept by the respond
+    /// stage, on a file or the fleet's Redis; `None` while it is off).
+    pub audit: Option<crate::respond::audit::SharedAudit>,
     /// The HTTP routes of the stages, each declared with its access; the API stage serves them.
     pub routes: crate::api::routes::Routes,
     /// Fires on shutdown.

@@ -72,7 +72,7 @@ async fn audit_log(
     State(s): State<ApiState>,
     Query(q): Query<AuditParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let r = s.respond.clone().ok_or_else(|| {
+    let log = s.audit.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "respond_disabled",
@@ -80,8 +80,7 @@ async fn audit_log(
         )
     })?;
     let limit = q.limit.unwrap_or(200).clamp(1, 2000);
-    let path = r
-        .audit
+    let path = log
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .path()

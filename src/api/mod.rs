@@ -48,8 +48,10 @@ pub struct ApiState {
     pub cancel: tokio_util::sync::CancellationToken,
     /// Feed health.
     pub feeds: Arc<crate::feeds::health::FeedRegistry>,
-    /// The respond stage (`None`: off; its endpoints answer 503 `respond_disabled`).
+    /// The respond stage (`None`: off), for the account names the wall shows.
     pub respond: Option<Arc<crate::respond::stage::Respond>>,
+    /// The audit log (`None` while the respond stage that keeps it is off).
+    pub audit: Option<crate::respond::audit::SharedAudit>,
     /// The shared Redis, when `store` is a Redis URL (its health is in `/healthz`).
     pub redis: Option<crate::store::redis::Redis>,
     /// Users, tokens and sessions.
@@ -60,15 +62,14 @@ pub struct ApiState {
     pub control: tokio::sync::mpsc::Sender<crate::ingest::Item>,
 }
 
-/// Append an action of `who` to the audit log (when the respond stage, which owns the log, is
-/// on). A failed append is logged, not fatal: the action itself already happened.
+/// Append an action of `who` to the audit log (the context's, when the respond stage that keeps
+/// it is on). A failed append is logged, not fatal: the action itself already happened.
 pub(crate) async fn audit(s: &ApiState, who: &str, action: &str, detail: serde_json::Value) {
-    let Some(r) = s.respond.clone() else { return };
+    let Some(log) = s.audit.clone() else { return };
     let (who, action) = (who.to_string(), action.to_string());
     let res = tokio::task::spawn_blocking(move || {
         let now = crate::respond::dispatch::system_now_ms();
-        r.audit
-            .lock()
+        log.lock()
             .unwrap_or_else(|p| p.into_inner())
             .append(
                 now,

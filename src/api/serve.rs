@@ -77,6 +77,7 @@ pub async fn start(
         cancel: cx.cancel.clone(),
         feeds: cx.feeds.clone(),
         respond,
+        audit: cx.audit.clone(),
         redis: cx.redis.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&opts.listen)

@@ -137,6 +137,7 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         redis: redis.clone(),
         feeds: Default::default(),
         routes: Default::default(),
+        audit: None,
         cancel: cancel.clone(),
     };
 

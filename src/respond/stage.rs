@@ -288,6 +288,7 @@ pub async fn start(
         cx.cancel.clone(),
     )));
     add_routes(cx, Some(respond.clone()));
+    cx.audit = Some(respond.audit.clone());
     Ok((Handle::new("respond", tasks), Some(respond)))
 }
 

@@ -62,6 +62,9 @@ mod tests;
 mod verify;
 
 pub use record::{AuditAction, Record, GENESIS};
+
+/// The audit log as the stages share it (appends are serialised).
+pub type SharedAudit = std::sync::Arc<std::sync::Mutex<AuditLog>>;
 pub use redis::export_shared;
 pub use verify::{
     read_all, verify, verify_anchored, verify_command, Problem, VerifyError, VerifyReport,
