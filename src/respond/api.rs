@@ -15,7 +15,9 @@ use crate::api::routes::Routes;
 use crate::api::ApiError;
 use crate::respond::audit::AuditAction;
 use crate::respond::dispatch::system_now_ms;
-use crate::respond::notices::{EditTarget, ManualDraft, NoticeError, NoticeFilter, NoticeState};
+use crate::respond::notices::{
+    EditTarget, ManualDraft, Notice, NoticeError, NoticeFilter, NoticeState,
+};
 use crate::respond::outbox::JobState;
 use crate::respond::stage::Respond;
 use axum::extract::{Path, Query, State};
@@ -89,6 +91,22 @@ fn bad_json(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string())
 }
 
+/// One change to a notice by an operator, off the async threads: the changed notice as JSON
+/// (the dispatcher is woken when it is now publishing).
+async fn on_notices(
+    s: &Stage,
+    f: impl FnOnce(&Respond) -> Result<Notice, NoticeError> + Send + 'static,
+) -> ApiResult {
+    let r = stage(s)?;
+    let n = blocking(move || {
+        let n = f(&r)?;
+        r.wake_if_publishing(n.state);
+        Ok(n)
+    })
+    .await?;
+    Ok(Json(to_value(&n)?))
+}
+
 /// Run blocking notice work off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -151,27 +169,19 @@ async fn create(
     Extension(p): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let r = stage(&s)?;
-    let who = p.name;
     let draft: ManualDraft = serde_json::from_slice(&body).map_err(bad_json)?;
-    let n = blocking(move || {
+    on_notices(&s, move |r| {
         let rules = r.rules.load();
-        let n = r
-            .notices
-            .draft_manual(
-                &draft,
-                &rules,
-                &r.matrix,
-                &r.templates,
-                system_now_ms(),
-                &who,
-            )
-            .map_err(ApiError::from)?;
-        r.wake_if_publishing(n.state);
-        Ok(n)
+        r.notices.draft_manual(
+            &draft,
+            &rules,
+            &r.matrix,
+            &r.templates,
+            system_now_ms(),
+            &p.name,
+        )
     })
-    .await?;
-    Ok(Json(to_value(&n)?))
+    .await
 }
 
 async fn approve(
@@ -179,18 +189,10 @@ async fn approve(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let r = stage(&s)?;
-    let who = p.name;
-    let n = blocking(move || {
-        let n = r
-            .notices
-            .approve(&id, &who, system_now_ms())
-            .map_err(ApiError::from)?;
-        r.wake_if_publishing(n.state);
-        Ok(n)
+    on_notices(&s, move |r| {
+        r.notices.approve(&id, &p.name, system_now_ms())
     })
-    .await?;
-    Ok(Json(to_value(&n)?))
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,16 +207,11 @@ async fn reject(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let r = stage(&s)?;
-    let who = p.name;
     let b: RejectBody = serde_json::from_slice(&body).map_err(bad_json)?;
-    let n = blocking(move || {
-        r.notices
-            .reject(&id, &who, &b.reason, system_now_ms())
-            .map_err(ApiError::from)
+    on_notices(&s, move |r| {
+        r.notices.reject(&id, &p.name, &b.reason, system_now_ms())
     })
-    .await?;
-    Ok(Json(to_value(&n)?))
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,20 +227,16 @@ async fn edit(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let r = stage(&s)?;
-    let who = p.name;
     let b: EditBody = serde_json::from_slice(&body).map_err(bad_json)?;
     let target = match b.account {
         Some(a) => EditTarget::Account(a),
         None => EditTarget::All,
     };
-    let n = blocking(move || {
+    on_notices(&s, move |r| {
         r.notices
-            .edit(&id, &target, &b.text, &who, system_now_ms())
-            .map_err(ApiError::from)
+            .edit(&id, &target, &b.text, &p.name, system_now_ms())
     })
-    .await?;
-    Ok(Json(to_value(&n)?))
+    .await
 }
 
 async fn set_paused(s: Stage, p: Principal, paused: bool) -> ApiResult {

@@ -19,6 +19,29 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// One read transaction for `f` (errors counted as `read`).
+    fn read_with<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let run = || f(&self.db.begin_read()?);
+        run().map_err(|e| StoreError::new("read", e))
+    }
+
+    /// One write transaction: `f` fills it, then it commits (errors counted as `write`).
+    fn write_with(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,
+    ) -> Result<(), StoreError> {
+        let run = || {
+            let tx = self.db.begin_write()?;
+            f(&tx)?;
+            tx.commit()?;
+            Ok::<_, redb::Error>(())
+        };
+        run().map_err(|e| StoreError::new("write", e))
+    }
+
     /// Open (or create) the file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -162,59 +185,30 @@ impl Store for EmbeddedStore {
     }
 
     fn get_cursor(&self, feed: &str) -> Result<Option<i64>, StoreError> {
-        let tx = self
-            .db
-            .begin_read()
-            .map_err(|e| StoreError::new("read", e))?;
-        let t = tx
-            .open_table(CURSORS)
-            .map_err(|e| StoreError::new("read", e))?;
-        Ok(t.get(feed)
-            .map_err(|e| StoreError::new("read", e))?
-            .map(|v| v.value()))
+        self.read_with(|tx| Ok(tx.open_table(CURSORS)?.get(feed)?.map(|v| v.value())))
     }
 
     fn put_cursor(&self, feed: &str, cursor: i64) -> Result<(), StoreError> {
-        let tx = self
-            .db
-            .begin_write()
-            .map_err(|e| StoreError::new("write", e))?;
-        {
-            let mut t = tx
-                .open_table(CURSORS)
-                .map_err(|e| StoreError::new("write", e))?;
-            t.insert(feed, cursor)
-                .map_err(|e| StoreError::new("write", e))?;
-        }
-        tx.commit().map_err(|e| StoreError::new("write", e))
+        self.write_with(|tx| {
+            tx.open_table(CURSORS)?.insert(feed, cursor)?;
+            Ok(())
+        })
     }
 
     fn get_feed_state(&self, feed: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self
-            .db
-            .begin_read()
-            .map_err(|e| StoreError::new("read", e))?;
-        let t = tx
-            .open_table(FEED_STATE)
-            .map_err(|e| StoreError::new("read", e))?;
-        Ok(t.get(feed)
-            .map_err(|e| StoreError::new("read", e))?
-            .map(|v| v.value().to_vec()))
+        self.read_with(|tx| {
+            Ok(tx
+                .open_table(FEED_STATE)?
+                .get(feed)?
+                .map(|v| v.value().to_vec()))
+        })
     }
 
     fn put_feed_state(&self, feed: &str, state: &[u8]) -> Result<(), StoreError> {
-        let tx = self
-            .db
-            .begin_write()
-            .map_err(|e| StoreError::new("write", e))?;
-        {
-            let mut t = tx
-                .open_table(FEED_STATE)
-                .map_err(|e| StoreError::new("write", e))?;
-            t.insert(feed, state)
-                .map_err(|e| StoreError::new("write", e))?;
-        }
-        tx.commit().map_err(|e| StoreError::new("write", e))
+        self.write_with(|tx| {
+            tx.open_table(FEED_STATE)?.insert(feed, state)?;
+            Ok(())
+        })
     }
 
     fn flush(&self) -> Result<(), StoreError> {
