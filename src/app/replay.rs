@@ -299,7 +299,8 @@ pub fn replay_into<W: Write + Send + 'static>(
         }
         pipeline.submit(b)
     };
-    let lines = read_batches(open_input(file)?, 512, speed, &mut submit)?;
+    let lines = read_batches(open_input(file)?, 512, speed, &mut submit)
+        .with_context(|| format!("reading {}", file.display()))?;
     let engine = pipeline.finish();
     if let Some(b) = backend {
         if b.finish() > 0 {

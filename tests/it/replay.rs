@@ -215,3 +215,30 @@ fn duplicate_ids_are_dropped() {
         "four distinct authors are below the minimum of five"
     );
 }
+
+/// A gzip input that is cut short (a copy interrupted) is an error naming the file, after the
+/// lines before the cut were replayed; a file that is not gzip at all, too.
+#[test]
+fn a_truncated_or_bogus_gzip_input_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let whole = std::fs::read(data("crisislex/crisislex_t6.jsonl.gz")).expect("read gz");
+    for (name, bytes) in [
+        ("cut.jsonl.gz", &whole[..50_000]),
+        ("bogus.jsonl.gz", &b"not gzip"[..]),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        let err = huiying::app::replay(
+            &path,
+            &super::util::rules_dir(),
+            huiying::feeds::jsonl::Speed::Max,
+            Emit::Incidents,
+            Some(1),
+            std::io::sink(),
+            &mut std::io::sink(),
+        )
+        .expect_err("a broken gzip input must fail");
+        let msg = format!("{err:#}");
+        assert!(msg.contains(name), "{msg}");
+    }
+}
