@@ -10,6 +10,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`bursts`] | the labelled dev burst set (real background, real crises injected) for `huiying eval bursts` |
 //! | [`gen`] | realistic mentions (heavy-tailed authors, cascades, topics, emoji, links, regions) |
 //! | [`vocab`] | the generator's vocabulary |
 //! | [`scenario`] | `scenarios/<name>/scenario.toml`: rate profiles, injections, the drill |
@@ -21,6 +22,7 @@
 //! | [`report`] | the result, the Markdown report and the SVG chart |
 //! | [`run`] | one run, end to end (engine in-process or as a pinned child process) |
 
+pub mod bursts;
 pub mod driver;
 #[path = "../../tests/fake_platform/mod.rs"]
 pub mod fake_platform;

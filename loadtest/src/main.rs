@@ -1,8 +1,9 @@
-//! `huiying-loadtest`: `gen` writes realistic mentions as JSON Lines; `run` runs a scenario
+//! `huiying-loadtest`: `gen` writes realistic mentions as JSON Lines; `bursts` the labelled
+//! dev burst set for `huiying eval bursts`; `run` runs a scenario
 //! against huiying and writes a report (see README.md).
 
 use clap::{Parser, Subcommand};
-use huiying_loadtest::{gen, run};
+use huiying_loadtest::{bursts, gen, run};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -38,6 +39,34 @@ enum Cmd {
         /// Zipf exponent of author activity (higher = a few authors post more).
         #[arg(long, default_value_t = 0.8, value_parser = positive)]
         zipf: f64,
+    },
+    /// Write the labelled dev burst set for `huiying eval bursts` (deterministic per seed):
+    /// hours of real background with real crises injected as bursts.
+    Bursts {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// CED dev cascades (never commit them).
+        #[arg(long, default_value = "/work/shared/data/ced-dev/ced_dev.jsonl.gz")]
+        ced: PathBuf,
+        /// CrisisLex T6.
+        #[arg(long, default_value = "tests/data/crisislex/crisislex_t6.jsonl.gz")]
+        t6: PathBuf,
+        /// RNG seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Hours of background.
+        #[arg(long, default_value_t = 10.0, value_parser = positive)]
+        hours: f64,
+        /// Background mentions per second.
+        #[arg(long, default_value_t = 8.0, value_parser = positive)]
+        rate: f64,
+        /// Bursts per T6 crisis.
+        #[arg(long, default_value_t = 4)]
+        per_crisis: usize,
+        /// CED cascades per category at most.
+        #[arg(long, default_value_t = 2)]
+        zh_per_category: usize,
     },
     /// Run a scenario (`scenarios/<name>`) against huiying and write result.json, report.md
     /// and chart.svg.
@@ -92,6 +121,38 @@ fn main() -> anyhow::Result<()> {
                 ..gen::GenConfig::default()
             };
             gen::run(cfg, std::io::stdout().lock())?;
+        }
+        Cmd::Bursts {
+            out,
+            ced,
+            t6,
+            seed,
+            hours,
+            rate,
+            per_crisis,
+            zh_per_category,
+        } => {
+            let cfg = bursts::BurstsConfig {
+                ced,
+                t6,
+                seed,
+                hours,
+                rate,
+                per_crisis,
+                zh_per_category,
+                ..bursts::BurstsConfig::default()
+            };
+            let f = std::fs::File::create(&out)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
+            let s = bursts::run(&cfg, std::io::BufWriter::new(f))?;
+            eprintln!(
+                "{}: {} background lines, {} English and {} Chinese bursts ({} posts)",
+                out.display(),
+                s.background,
+                s.en_bursts,
+                s.zh_bursts,
+                s.burst_posts
+            );
         }
         Cmd::Run {
             scenario,

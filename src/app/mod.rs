@@ -1,13 +1,14 @@
 //! Wiring: the command line ([`cli`]), the one-shot commands ([`commands`]), `replay`
-//! ([`replay`]) and the service ([`service`]: `run`, `demo`, and what the tests start).
+//! ([`replay`]), `eval` ([`eval`]: detection measured on labelled files) and the service ([`service`]: `run`, `demo`, and what the tests start).
 
 mod cli;
 mod commands;
+pub mod eval;
 pub mod replay;
 pub mod service;
 
 pub use cli::main;
-pub use replay::{replay, replay_into, Emit, ReplayStore, ReplaySummary};
+pub use replay::{replay, replay_events, replay_into, Emit, EventSink, ReplayStore, ReplaySummary};
 pub use service::{open_store, start, Service, ServiceOptions};
 
 use std::path::PathBuf;

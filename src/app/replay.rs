@@ -215,6 +215,58 @@ pub fn replay_into<W: Write + Send + 'static>(
     out: W,
     diag: &mut (dyn Write + Send),
 ) -> anyhow::Result<ReplaySummary> {
+    let sink = JsonSink {
+        out,
+        with_assign: emit == Emit::Assignments,
+    };
+    let input = open_input(file)?;
+    let (summary, mut sink) =
+        replay_events(input, file, rules_dir, speed, workers, store, sink, diag)?;
+    sink.out.flush().context("writing events")?;
+    Ok(summary)
+}
+
+/// Where a replay's events go: each item's events, in input order, with the item's 0-based
+/// index among the input's non-blank lines (rejected lines count too).
+pub trait EventSink: Send + 'static {
+    /// The events one item caused (possibly none).
+    fn events(&mut self, item: u64, events: &[Event]) -> std::io::Result<()>;
+}
+
+/// `huiying replay`'s sink: one JSON line per event.
+struct JsonSink<W> {
+    out: W,
+    with_assign: bool,
+}
+
+impl<W: Write + Send + 'static> EventSink for JsonSink<W> {
+    fn events(&mut self, _item: u64, evs: &[Event]) -> std::io::Result<()> {
+        for e in evs {
+            if e.is_assignment() && !self.with_assign {
+                continue;
+            }
+            let mut line = e.to_json();
+            line.push('\n');
+            self.out.write_all(line.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// The replay pipeline over any JSON Lines input (`file` only names it in diagnostics), its
+/// events to `sink`. The first error of the sink stops the calls and is returned; the sink is
+/// handed back so the caller can read what it collected.
+#[allow(clippy::too_many_arguments)]
+pub fn replay_events<S: EventSink>(
+    input: Box<dyn std::io::BufRead + Send>,
+    file: &Path,
+    rules_dir: &Path,
+    speed: Speed,
+    workers: Option<usize>,
+    store: Option<ReplayStore>,
+    sink: S,
+    diag: &mut (dyn Write + Send),
+) -> anyhow::Result<(ReplaySummary, S)> {
     let started = Instant::now();
     let trips0 = redis_round_trips();
     let is_redis = store
@@ -241,15 +293,15 @@ pub fn replay_into<W: Write + Send + 'static>(
         cfg.workers = w.max(1);
     }
     let (diag_tx, diag_rx) = std::sync::mpsc::channel::<String>();
-    let with_assign = emit == Emit::Assignments;
     let file_name = file.display().to_string();
     let state = Arc::new(std::sync::Mutex::new((
         ReplaySummary::default(),
-        out,
+        sink,
         None::<std::io::Error>,
     )));
     let st = state.clone();
     let mut shown = 0;
+    let mut item = 0u64;
     let mut pipeline = Pipeline::start(cfg, rules, analyzer, engine, move |o| {
         if let (Some(tx), Outcome::Events(evs)) = (&store_tx, &o) {
             for e in evs.iter() {
@@ -257,8 +309,10 @@ pub fn replay_into<W: Write + Send + 'static>(
                 let _ = tx.blocking_send(Arc::new(e.clone()));
             }
         }
+        let index = item;
+        item += 1;
         let mut g = st.lock().unwrap_or_else(|p| p.into_inner());
-        let (summary, out, err) = &mut *g;
+        let (summary, sink, err) = &mut *g;
         match o {
             Outcome::Rejected { line, reason } => {
                 *summary.rejected.entry(reason.as_str()).or_insert(0) += 1;
@@ -276,16 +330,8 @@ pub fn replay_into<W: Write + Send + 'static>(
                 if err.is_some() {
                     return;
                 }
-                for e in evs {
-                    if e.is_assignment() && !with_assign {
-                        continue;
-                    }
-                    let mut line = e.to_json();
-                    line.push('\n');
-                    if let Err(x) = out.write_all(line.as_bytes()) {
-                        *err = Some(x);
-                        return;
-                    }
+                if let Err(x) = sink.events(index, evs) {
+                    *err = Some(x);
                 }
             }
         }
@@ -299,7 +345,7 @@ pub fn replay_into<W: Write + Send + 'static>(
         }
         pipeline.submit(b)
     };
-    let lines = read_batches(open_input(file)?, 512, speed, &mut submit)
+    let lines = read_batches(input, 512, speed, &mut submit)
         .with_context(|| format!("reading {}", file.display()))?;
     let engine = pipeline.finish();
     if let Some(b) = backend {
@@ -310,13 +356,15 @@ pub fn replay_into<W: Write + Send + 'static>(
     for d in diag_rx.try_iter() {
         let _ = writeln!(diag, "{d}");
     }
-    let mut g = state.lock().unwrap_or_else(|p| p.into_inner());
-    let (summary, out, err) = &mut *g;
-    if let Some(e) = err.take() {
+    // The pipeline has finished, so the sink (and its clone of the state) is gone.
+    let (summary, sink, err) = match Arc::try_unwrap(state) {
+        Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+        Err(_) => anyhow::bail!("the replay sink outlived the pipeline"),
+    };
+    if let Some(e) = err {
         return Err(e).context("writing events");
     }
-    out.flush().context("writing events")?;
-    let mut s = summary.clone();
+    let mut s = summary;
     if let Some(e) = engine {
         let st = e.stats();
         s.duplicates = st.duplicates;
@@ -328,5 +376,5 @@ pub fn replay_into<W: Write + Send + 'static>(
     if is_redis {
         s.redis_round_trips = Some(redis_round_trips() - trips0);
     }
-    Ok(s)
+    Ok((s, sink))
 }

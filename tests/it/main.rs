@@ -9,6 +9,7 @@ mod dashboards;
 mod dispatch;
 mod distributed_publish;
 mod distributed_store;
+mod eval;
 mod jetstream;
 mod mastodon;
 mod matrix;
