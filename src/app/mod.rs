@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 pub mod replay;
 pub mod service;
+mod train;
 
 pub use cli::main;
 pub use replay::{replay, replay_into, Emit, ReplayStore, ReplaySummary};
