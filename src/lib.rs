@@ -6,7 +6,7 @@
 //! ```text
 //! feeds ──► ingest ──► pipeline: normalize + detect (analysis workers, pure) ──► incidents (engine
 //! (ws, HTTP,  (one bounded   (parse, reject, NFKC/t2s; one Aho-Corasick pass,     thread: windows,
-//!  JSONL,      queue of       regions, tokens, SimHash)                           claim groups,
+//!  JSONL,      queue of       regions, tokens, sketches)                          claim groups,
 //!  demo)       Items)                                                             incidents)
 //!                                                                                      │
 //!        live view + /api/stream ◄── store writer ◄── respond ◄── fleet ◄── wall ◄── bus (one
@@ -18,7 +18,7 @@
 //! | [`feeds`] | the feeds stage: one websocket loop (ping, read timeout, backoff, bad-frame accounting) with protocols for the generic format, Mastodon streaming (+ REST backfill) and Bluesky Jetstream (+ cursor); JSON Lines files; the demo drill; per-feed health; `[[feeds]]` |
 //! | [`ingest`] | the engine's input: [`ingest::Item`] and [`ingest::Ingest`], the sending end of the bounded queue |
 //! | [`normalize`] | the [`normalize::Mention`] type, parsing and rejection reasons, text and HTML normalisation, de-duplication |
-//! | [`detect`] | `rules/` loading and validation (`file:line` diagnostics), the automaton, the pure per-mention analysis, gazetteer, SimHash, spike maths, hot reload |
+//! | [`detect`] | `rules/` loading and validation (`file:line` diagnostics), the automaton, the pure per-mention analysis, gazetteer, near-duplicate sketches, the rumor model, spike maths, hot reload |
 //! | [`pipeline`] | threads and bounded channels: batches → analysis workers → engine, in input order |
 //! | [`incidents`] | the engine thread: the single owner of detection state, which opens, updates and closes incidents on event time and emits the events; the `Coordinator` hook of a fleet |
 //! | [`bus`] | the event bus: every engine event to every subscribed stage, waited for or dropped when full, as each asked |
@@ -66,7 +66,7 @@ pub fn install_tls() {
 }
 
 /// A hash that is the same in every process and run (FNV-1a, 64 bit), for ids, author keys and
-/// SimHash features. Determinism of replay depends on it.
+/// sketch features. Determinism of replay depends on it.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {

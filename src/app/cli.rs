@@ -78,6 +78,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// Train a model from labelled data.
+    Train {
+        #[command(subcommand)]
+        cmd: TrainCmd,
+    },
     /// Check the audit log.
     Audit {
         #[command(subcommand)]
@@ -123,6 +128,37 @@ enum TokenCmd {
         /// The users file.
         #[arg(long, default_value = "users.toml")]
         users: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TrainCmd {
+    /// Train the rumor model on labelled cascades (JSON Lines, `.gz` too: the mention fields plus
+    /// `event` and `label` = "rumor" | "non-rumor"), cross-validate it and write it.
+    Rumor {
+        /// The labelled file.
+        file: PathBuf,
+        /// Where to write the model (the rules load `models/rumor.bin`).
+        #[arg(long, default_value = "rules/models/rumor.bin")]
+        out: PathBuf,
+        /// Rules directory (its rumor cues are model features).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Cross-validation folds over events (0: none; the threshold stays 0.5).
+        #[arg(long, default_value_t = 5)]
+        folds: u32,
+        /// 2^bits hash buckets per text part.
+        #[arg(long, default_value_t = 16)]
+        bits: u8,
+        /// Inverse L2 regularisation.
+        #[arg(long, default_value_t = 4.0)]
+        c: f64,
+        /// Full-batch iterations.
+        #[arg(long, default_value_t = 300)]
+        iterations: u32,
+        /// Posts a cascade needs before it can be flagged.
+        #[arg(long, default_value_t = 2)]
+        min_posts: u32,
     },
 }
 
@@ -319,6 +355,39 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             cmd: TokenCmd::Create { name, role, users },
         } => {
             commands::token_create(&name, role, &users)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Train {
+            cmd:
+                TrainCmd::Rumor {
+                    file,
+                    out,
+                    rules,
+                    folds,
+                    bits,
+                    c,
+                    iterations,
+                    min_posts,
+                },
+        } => {
+            if !(8..=24).contains(&bits) {
+                anyhow::bail!("--bits must be between 8 and 24");
+            }
+            let settings = crate::detect::rumor_model::train::TrainSettings {
+                bits,
+                c,
+                iterations,
+                folds,
+                min_posts: min_posts.max(1),
+                ..Default::default()
+            };
+            super::train::train_rumor(
+                &file,
+                &rules.unwrap_or_else(default_rules_dir),
+                &out,
+                &settings,
+                &mut std::io::stdout(),
+            )?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Run { config, listen } => {

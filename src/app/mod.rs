@@ -6,6 +6,7 @@ mod commands;
 pub mod eval;
 pub mod replay;
 pub mod service;
+mod train;
 
 pub use cli::main;
 pub use replay::{replay, replay_events, replay_into, Emit, EventSink, ReplayStore, ReplaySummary};

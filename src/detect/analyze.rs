@@ -1,11 +1,12 @@
 //! The pure per-mention analysis: `(&RuleSet, &Mention) -> Analysis`. It runs on a pool of
 //! worker threads over batches; it touches no shared mutable state.
 //!
-//! The automaton runs once per mention. Tokenising (jieba) and SimHash cost far more, so they
+//! The automaton runs once per mention. Tokenising (jieba) and sketches cost far more, so they
 //! run only for mentions that hit a category, a rumor cue or a known claim.
 
 use super::rules::{CueKind, PatternRef, RuleSet};
-use super::simhash::{features, simhash};
+use super::rumor_model::PostSignals;
+use super::sketch::{sketch, Sketch};
 use crate::normalize::{Mention, Normalizer};
 use jieba_rs::Jieba;
 
@@ -50,8 +51,11 @@ pub struct Analysis {
     pub matched: Vec<u32>,
     /// Significant tokens (only when something hit).
     pub terms: Vec<String>,
-    /// SimHash of the tokens without cue words (only when a cue or claim hit).
-    pub simhash: u64,
+    /// Near-duplicate sketch of the text without cue words (only when a cue or claim hit and
+    /// the text has enough of its own).
+    pub sketch: Option<Box<Sketch>>,
+    /// What the post brings to a cascade's rumor score (only with a rumor model).
+    pub signals: Option<PostSignals>,
 }
 
 impl Analysis {
@@ -185,16 +189,17 @@ impl Analyzer {
         if !region_hits.is_empty() || m.region.is_some() {
             a.regions = rules.gazetteer.resolve(&region_hits, m.region.as_deref());
         }
+        if let Some(model) = &rules.rumor_model {
+            a.signals = Some(PostSignals::of(&text, model));
+        }
         if a.is_relevant() {
             a.terms = self.terms(&text);
             if a.cues.any() || !a.claims.is_empty() {
-                let f = features(
-                    a.terms
-                        .iter()
-                        .filter(|t| !rules.cue_words.contains(t.as_str()))
-                        .map(String::as_str),
-                );
-                a.simhash = simhash(f.iter().map(String::as_str));
+                let cues = a.matched.iter().filter_map(|p| {
+                    let t = rules.pattern_text(*p);
+                    rules.cue_words.contains(t).then_some(t)
+                });
+                a.sketch = sketch(&text, cues).map(Box::new);
             }
         }
         a

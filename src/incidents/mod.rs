@@ -5,7 +5,7 @@
 //!
 //! - `engine/`: the [`Engine`] state machine (see its module doc for its files).
 //! - `incident.rs`: the incident and event types the engine emits.
-//! - `rumor.rs`: claim-group look-ups (cascade map, SimHash index).
+//! - `rumor.rs`: claim-group look-ups (cascade map, sketch index).
 //! - `control.rs`: operator changes (close, merge) that travel the pipeline as items.
 //! - `coord.rs`: the [`coord::Coordinator`] hook through which a fleet of instances shares
 //!   incident ids and window counts.

@@ -1,7 +1,7 @@
 //! Claim-group look-ups: which claim group a mention belongs to, by repost cascade (a bounded
-//! map from post id to group) and by near-duplicate text (SimHash looked up by 8-bit bands).
+//! map from post id to group) and by near-duplicate text (MinHash sketches looked up by bands).
 
-use crate::detect::simhash::{bands, distance};
+use crate::detect::sketch::{bands, similarity, Sketch};
 use ahash::AHashMap;
 
 /// A map that remembers roughly the last `cap`..`2*cap` insertions (two generations), so a
@@ -39,6 +39,12 @@ impl<V: Copy> BoundedMap<V> {
         self.current.insert(k.to_owned(), v);
     }
 
+    /// Forget `k`.
+    pub fn remove(&mut self, k: &str) {
+        self.current.remove(k);
+        self.previous.remove(k);
+    }
+
     /// Entries held.
     pub fn len(&self) -> usize {
         self.current.len() + self.previous.len()
@@ -50,26 +56,26 @@ impl<V: Copy> BoundedMap<V> {
     }
 }
 
-/// Index of claim groups' SimHashes for near-duplicate look-up.
+/// Index of claim groups' sketches for near-duplicate look-up (banded MinHash).
 #[derive(Debug, Default)]
-pub struct SimIndex {
-    bands: AHashMap<(u8, u8), Vec<u64>>,
-    hashes: AHashMap<u64, u64>,
+pub struct SketchIndex {
+    bands: AHashMap<(u8, u64), Vec<u64>>,
+    sketches: AHashMap<u64, Sketch>,
 }
 
-impl SimIndex {
-    /// Add claim group `id` with hash `h`.
-    pub fn insert(&mut self, id: u64, h: u64) {
-        for b in bands(h) {
+impl SketchIndex {
+    /// Add claim group `id` with sketch `s`.
+    pub fn insert(&mut self, id: u64, s: Sketch) {
+        for b in bands(&s) {
             self.bands.entry(b).or_default().push(id);
         }
-        self.hashes.insert(id, h);
+        self.sketches.insert(id, s);
     }
 
     /// Remove claim group `id`.
     pub fn remove(&mut self, id: u64) {
-        if let Some(h) = self.hashes.remove(&id) {
-            for b in bands(h) {
+        if let Some(s) = self.sketches.remove(&id) {
+            for b in bands(&s) {
                 if let Some(v) = self.bands.get_mut(&b) {
                     v.retain(|x| *x != id);
                     if v.is_empty() {
@@ -80,15 +86,23 @@ impl SimIndex {
         }
     }
 
-    /// The nearest claim group within `max_distance` (ties: the oldest, i.e. smallest id).
-    pub fn nearest(&self, h: u64, max_distance: u32) -> Option<u64> {
-        let mut best: Option<(u32, u64)> = None;
-        for b in bands(h) {
+    /// The most similar claim group at `min_similarity` or more (ties: the oldest, i.e.
+    /// smallest id).
+    pub fn nearest(&self, s: &Sketch, min_similarity: f64) -> Option<u64> {
+        let mut best: Option<(f64, u64)> = None;
+        for b in bands(s) {
             if let Some(ids) = self.bands.get(&b) {
                 for id in ids {
-                    let d = distance(h, self.hashes[id]);
-                    if d <= max_distance && best.is_none_or(|(bd, bid)| (d, *id) < (bd, bid)) {
-                        best = Some((d, *id));
+                    let Some(other) = self.sketches.get(id) else {
+                        continue;
+                    };
+                    let sim = similarity(s, other);
+                    let better = match best {
+                        None => true,
+                        Some((bs, bid)) => sim > bs || (sim == bs && *id < bid),
+                    };
+                    if sim >= min_similarity && better {
+                        best = Some((sim, *id));
                     }
                 }
             }
@@ -98,12 +112,12 @@ impl SimIndex {
 
     /// Claim groups indexed.
     pub fn len(&self) -> usize {
-        self.hashes.len()
+        self.sketches.len()
     }
 
     /// Whether empty.
     pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
+        self.sketches.is_empty()
     }
 }
 
@@ -126,14 +140,19 @@ mod tests {
     }
 
     #[test]
-    fn sim_index_finds_near_and_forgets_removed() {
-        let mut s = SimIndex::default();
-        s.insert(1, 0xFFFF_0000_FFFF_0000);
-        s.insert(2, 0x0000_FFFF_0000_FFFF);
-        assert_eq!(s.nearest(0xFFFF_0000_FFFF_0003, 3), Some(1));
-        assert_eq!(s.nearest(0xFFFF_0000_FFFF_00FF, 3), None);
+    fn sketch_index_finds_near_and_forgets_removed() {
+        use crate::detect::sketch::sketch;
+        let mut s = SketchIndex::default();
+        let a = sketch("明天起全市停水三天请大家提前储水", []).expect("sketch");
+        let b = sketch("某小学门口有人贩子抢孩子注意安全", []).expect("sketch");
+        s.insert(1, a);
+        s.insert(2, b);
+        let near = sketch("明天起全市要停水三天请大家提前储水", []).expect("sketch");
+        assert_eq!(s.nearest(&near, 0.6), Some(1));
+        let far = sketch("今天天气不错适合出去跑步公园里人多", []).expect("sketch");
+        assert_eq!(s.nearest(&far, 0.6), None);
         s.remove(1);
-        assert_eq!(s.nearest(0xFFFF_0000_FFFF_0000, 3), None);
+        assert_eq!(s.nearest(&near, 0.6), None);
         assert_eq!(s.len(), 1);
     }
 }

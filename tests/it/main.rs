@@ -21,6 +21,7 @@ mod replay;
 mod replies;
 mod respond;
 mod rules;
+mod rumor;
 mod service;
 mod util;
 mod wall;

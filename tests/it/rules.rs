@@ -224,7 +224,7 @@ fn rumor_cues_claims_and_requests() {
                 strings(&d, "known_claims").contains(&claim.to_string()),
                 "{text}: {d}"
             );
-            assert!(a.simhash != 0, "{text}: a claim gets a SimHash");
+            assert!(a.sketch.is_some(), "{text}: a claim gets a sketch");
         }
         if !request.is_empty() {
             assert!(
@@ -248,7 +248,7 @@ fn explicit_region_field_wins_and_accepts_names() {
 #[test]
 fn tokens_only_when_something_hit() {
     let (a, _) = see(r#"{"id":"1","ts":1,"text":"今天天气不错，适合出去走走"}"#);
-    assert!(a.terms.is_empty() && a.simhash == 0);
+    assert!(a.terms.is_empty() && a.sketch.is_none());
     let (a, _) = see(r#"{"id":"1","ts":1,"text":"海淀区暴雨，路口积水严重"}"#);
     assert!(a.terms.iter().any(|t| t == "积水"), "{:?}", a.terms);
 }

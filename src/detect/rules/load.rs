@@ -573,6 +573,29 @@ impl RuleSet {
             gazetteer = Gazetteer::new(regions, by_code);
         }
 
+        // The trained rumor scorer, when the rules ship one (`huiying train rumor`).
+        let model_path = dir.join(super::super::rumor_model::MODEL_PATH);
+        let rumor_model = if model_path.is_file() {
+            match super::super::rumor_model::RumorModel::load(&model_path) {
+                Ok(m) => Some(Arc::new(m)),
+                Err(e) => {
+                    l.errors.push(RuleError {
+                        file: model_path.clone(),
+                        line: 0,
+                        message: match e {
+                            super::super::rumor_model::ModelError::Io { source, .. } => {
+                                source.to_string()
+                            }
+                            super::super::rumor_model::ModelError::Format { what, .. } => what,
+                        },
+                    });
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
         if !l.errors.is_empty() {
             return Err(RuleErrors(l.errors));
         }
@@ -606,6 +629,7 @@ impl RuleSet {
             automaton,
             patterns: l.patterns,
             cue_words,
+            rumor_model,
             dir: dir.to_path_buf(),
         })
     }

@@ -119,6 +119,8 @@ pub struct RuleSet {
     pub(crate) patterns: Vec<Pattern>,
     /// Normalised texts of rumor cues (kept out of similarity tokens).
     pub(crate) cue_words: AHashSet<String>,
+    /// The trained rumor scorer (`models/rumor.bin`), when present.
+    pub rumor_model: Option<Arc<super::rumor_model::RumorModel>>,
     /// Where the rules were loaded from.
     pub dir: PathBuf,
 }

@@ -78,8 +78,12 @@ pub struct RumorSettings {
     pub min_authors: u32,
     /// Close after this long without a new mention in the claim group.
     pub quiet_secs: u32,
-    /// Largest SimHash Hamming distance at which two texts are the same claim.
-    pub simhash_max_distance: u32,
+    /// Estimated Jaccard similarity of two posts' character bigrams (cue words left out) from
+    /// which they are copies of one claim.
+    pub near_duplicate_similarity: f64,
+    /// With a rumor model: how long a cascade with no incident is kept after its last post
+    /// (slow cascades, reposts hours or days apart, are still scored).
+    pub cascade_idle_secs: u32,
 }
 
 impl Default for RumorSettings {
@@ -88,7 +92,8 @@ impl Default for RumorSettings {
             window_secs: 1800,
             min_authors: 5,
             quiet_secs: 1800,
-            simhash_max_distance: 6,
+            near_duplicate_similarity: 0.6,
+            cascade_idle_secs: 7 * 24 * 3600,
         }
     }
 }

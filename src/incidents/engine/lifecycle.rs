@@ -175,7 +175,13 @@ impl Engine {
                     || !st.long.is_idle(lprior)
                     || !st.pending.is_empty()
             });
-            let horizon = i64::from(self.settings.rumor.window_secs) * 1000;
+            // A cascade the rumor model scores is kept while it may still grow (reposts can
+            // come days apart); without a model a group lives for its counting window.
+            let horizon = if self.rules.as_ref().is_some_and(|r| r.rumor_model.is_some()) {
+                i64::from(self.settings.rumor.cascade_idle_secs) * 1000
+            } else {
+                i64::from(self.settings.rumor.window_secs) * 1000
+            };
             let stale: Vec<u64> = self
                 .claim_groups
                 .iter()

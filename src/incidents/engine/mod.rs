@@ -21,7 +21,7 @@ mod severity;
 
 use super::coord::Coordinator;
 use super::incident::{Event, Incident};
-use super::rumor::{BoundedMap, SimIndex};
+use super::rumor::{BoundedMap, SketchIndex};
 use crate::detect::analyze::Analysis;
 use crate::detect::rules::{RuleSet, Settings};
 use crate::normalize::{Mention, SeenIds};
@@ -44,6 +44,8 @@ const CASCADE_CAP: usize = 500_000;
 const DEDUP_HORIZON_MS: i64 = 15 * 60 * 1000;
 /// Ids per de-duplication generation (at most twice this many are held: ~40 MB).
 const DEDUP_CAP: usize = 1_000_000;
+/// Original posts remembered for the rumor model (two generations of this many).
+const SEED_CAP: usize = 200_000;
 /// Buckets in a rumor window.
 const RUMOR_BUCKETS: u32 = 30;
 
@@ -64,6 +66,8 @@ pub struct EngineStats {
     pub pending_overflow: u64,
     /// Deletions received from the sources.
     pub deleted: u64,
+    /// Cascades not started because the claim groups held were at their bound.
+    pub group_overflow: u64,
 }
 
 /// A relevant mention as the engine keeps it: held under its key until an incident opens (then
@@ -124,8 +128,10 @@ pub struct Engine {
     known_claim_groups: AHashMap<Arc<str>, u64>,
     /// The claim group of each post seen in a cascade (bounded: two generations).
     group_of_post: BoundedMap<u64>,
-    /// Claim groups started by a rumor cue, by SimHash (for copy-paste variants).
-    sim: SimIndex,
+    /// Claim groups started by a rumor cue, by sketch (for copy-paste variants).
+    sim: SketchIndex,
+    /// Original posts with text of their own, for the rumor model (bounded: two generations).
+    seeds: BoundedMap<rumor::Seed>,
     next_claim_group: u64,
     open: BTreeMap<String, OpenIncident>,
     stats: EngineStats,
@@ -163,7 +169,8 @@ impl Engine {
             claim_groups: AHashMap::new(),
             known_claim_groups: AHashMap::new(),
             group_of_post: BoundedMap::new(CASCADE_CAP),
-            sim: SimIndex::default(),
+            sim: SketchIndex::default(),
+            seeds: BoundedMap::new(SEED_CAP),
             next_claim_group: 1,
             open: BTreeMap::new(),
             stats: EngineStats::default(),
@@ -328,6 +335,19 @@ impl Engine {
             });
         }
         let parent = m.repost_of.as_deref().or(m.reply_to.as_deref());
+        if let (None, Some(sig)) = (parent, &a.signals) {
+            if sig.nontrivial {
+                self.seeds.insert(
+                    &m.id,
+                    rumor::Seed {
+                        signals: *sig,
+                        cues: rumor::post_cues(a.cues),
+                        ts,
+                        author: m.author_key(),
+                    },
+                );
+            }
+        }
         if !a.is_relevant() && parent.is_none() {
             return;
         }

@@ -83,6 +83,10 @@ impl Engine {
                                 .iter()
                                 .map(|p| (p.id.clone(), (p.shares, p.source.clone())))
                                 .collect(),
+                            // The incident is open already: the model's counts are not needed
+                            // to decide it again.
+                            stats: Default::default(),
+                            revived: false,
                         },
                     );
                     OpenKey::Rumor(gid)

@@ -7,6 +7,7 @@ use super::{hash32, round2, Engine, OpenKey, PendingMention, MAX_PENDING, RUMOR_
 use crate::detect::analyze::{Analysis, Cues};
 use crate::detect::gazetteer::RegionRef;
 use crate::detect::rules::RuleSet;
+use crate::detect::rumor_model::{CascadeStats, PostCues, PostSignals};
 use crate::detect::spike::Window;
 use crate::incidents::incident::{
     Event, Incident, IncidentKind, IncidentState, Rebuttal, SpreadPost, SPREAD_TOP,
@@ -33,10 +34,36 @@ pub(super) struct ClaimGroup {
     pub(super) category: Option<Arc<str>>,
     /// The known claim's rebuttal, when the group is a known claim.
     pub(super) rebuttal: Option<Rebuttal>,
-    /// Whether the group is in the SimHash index (to remove it from there when dropped).
+    /// Whether the group is in the sketch index (to remove it from there when dropped).
     pub(super) indexed: bool,
     /// Post id → (reposts and replies that spread it, where it is); at most [`MAX_SPREAD`].
     pub(super) spread: AHashMap<String, (u32, Option<String>)>,
+    /// What the rumor model reads of the cascade.
+    pub(super) stats: CascadeStats,
+    /// Started by a repost of a post whose group had closed or gone idle.
+    pub(super) revived: bool,
+}
+
+/// An original post remembered so that a cascade starting from it later is scored with its
+/// text (the model's strongest evidence).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Seed {
+    pub(super) signals: PostSignals,
+    pub(super) cues: PostCues,
+    pub(super) ts: i64,
+    pub(super) author: u64,
+}
+
+/// Claim groups held at most (beyond that no new cascade is started; counted).
+pub(super) const MAX_GROUPS: usize = 200_000;
+
+/// The cues of an analysis, as the rumor model reads them.
+pub(super) fn post_cues(c: Cues) -> PostCues {
+    PostCues {
+        enquiry: c.has(Cues::ENQUIRY),
+        correction: c.has(Cues::CORRECTION),
+        spreading: c.has(Cues::SPREADING),
+    }
 }
 
 /// Posts whose spread a claim group counts (beyond that, only the posts already counted grow).
@@ -94,7 +121,9 @@ impl Engine {
             gid = Some(match existing {
                 Some(c) => c,
                 None => {
-                    let c = self.new_claim_group(m.id.clone(), m.ts);
+                    let Some(c) = self.new_claim_group(m.id.clone(), m.ts) else {
+                        return;
+                    };
                     self.known_claim_groups.insert(claim.id.clone(), c);
                     if let Some(group) = self.claim_groups.get_mut(&c) {
                         group.rebuttal = Some(Rebuttal {
@@ -112,34 +141,53 @@ impl Engine {
                 }
             });
         }
+        // A parent whose group is gone: its cascade had an incident (closed) or went idle.
+        let mut revived = false;
         if gid.is_none() {
-            if let Some(c) = parent
-                .and_then(|p| self.group_of_post.get(p))
-                .filter(|c| live(self, *c))
-            {
-                gid = Some(c);
+            if let Some(c) = parent.and_then(|p| self.group_of_post.get(p)) {
+                if live(self, c) {
+                    gid = Some(c);
+                } else {
+                    revived = true;
+                }
+            }
+        }
+        if gid.is_none() && rules.rumor_model.is_some() {
+            // A repost of an original seen earlier: its cascade starts now, scored from the
+            // original's text on.
+            if let Some((p, seed)) = parent.and_then(|p| self.seeds.get(p).map(|s| (p, s))) {
+                if let Some(c) = self.new_claim_group(p.to_string(), seed.ts) {
+                    self.group_of_post.insert(p, c);
+                    if let Some(g) = self.claim_groups.get_mut(&c) {
+                        g.stats
+                            .add(seed.ts, seed.author, &seed.signals, seed.cues, true);
+                    }
+                    gid = Some(c);
+                }
             }
         }
         if gid.is_none() && a.cues.any() {
             if let Some(p) = parent {
-                let c = self.new_claim_group(p.to_string(), m.ts);
-                self.group_of_post.insert(p, c);
-                gid = Some(c);
-            } else if a.simhash != 0 && a.terms.len() >= 3 {
+                if let Some(c) = self.new_claim_group(p.to_string(), m.ts) {
+                    self.group_of_post.insert(p, c);
+                    if let Some(g) = self.claim_groups.get_mut(&c) {
+                        g.revived = revived;
+                    }
+                    gid = Some(c);
+                }
+            } else if let Some(sk) = &a.sketch {
                 let near = self
                     .sim
-                    .nearest(a.simhash, self.settings.rumor.simhash_max_distance);
-                gid = Some(match near.filter(|c| live(self, *c)) {
-                    Some(c) => c,
-                    None => {
-                        let c = self.new_claim_group(m.id.clone(), m.ts);
-                        self.sim.insert(c, a.simhash);
-                        if let Some(group) = self.claim_groups.get_mut(&c) {
+                    .nearest(sk, self.settings.rumor.near_duplicate_similarity);
+                gid = match near.filter(|c| live(self, *c)) {
+                    Some(c) => Some(c),
+                    None => self.new_claim_group(m.id.clone(), m.ts).inspect(|c| {
+                        self.sim.insert(*c, (**sk).clone());
+                        if let Some(group) = self.claim_groups.get_mut(c) {
                             group.indexed = true;
                         }
-                        c
-                    }
-                });
+                    }),
+                };
             }
         }
         let Some(gid) = gid else { return };
@@ -155,6 +203,13 @@ impl Engine {
         group.last_seen = now;
         group.window.advance(now / rbms, decay);
         let p = pending_mention();
+        let model = rules.rumor_model.as_deref();
+        if let Some(sig) = &a.signals {
+            let original = parent.is_none() && group.stats.original.is_none() && group.root == m.id;
+            group
+                .stats
+                .add(p.ts, p.author, sig, post_cues(a.cues), original);
+        }
         if counts {
             group.window.add(p.ts / rbms, p.author);
             if let Some(parent) = parent {
@@ -199,7 +254,16 @@ impl Engine {
             self.stats.pending_overflow += 1;
         }
         let known = group.rebuttal.is_some();
-        if !known && authors < u64::from(self.settings.rumor.min_authors) {
+        // A trained model decides when the rules ship one; else enough spreading authors.
+        // A cascade coming back after its incident closed must spread again as a burst (enough
+        // authors in the window) before the model's word counts.
+        let enough_authors = authors >= u64::from(self.settings.rumor.min_authors);
+        let flagged = match model {
+            _ if known => true,
+            Some(model) => model.flags(&group.stats) && (!group.revived || enough_authors),
+            None => enough_authors,
+        };
+        if !flagged {
             return;
         }
         let pending = std::mem::take(&mut group.pending);
@@ -241,8 +305,12 @@ impl Engine {
         }
     }
 
-    /// A new, empty claim group starting from post `root`.
-    pub(super) fn new_claim_group(&mut self, root: String, ts: i64) -> u64 {
+    /// A new, empty claim group starting from post `root` (none when [`MAX_GROUPS`] are held).
+    pub(super) fn new_claim_group(&mut self, root: String, ts: i64) -> Option<u64> {
+        if self.claim_groups.len() >= MAX_GROUPS {
+            self.stats.group_overflow += 1;
+            return None;
+        }
         let c = self.next_claim_group;
         self.next_claim_group += 1;
         self.claim_groups.insert(
@@ -259,14 +327,20 @@ impl Engine {
                 rebuttal: None,
                 indexed: false,
                 spread: AHashMap::new(),
+                stats: CascadeStats::default(),
+                revived: false,
             },
         );
-        c
+        Some(c)
     }
 
-    /// Forget a claim group and its entries in the claim and SimHash indexes.
+    /// Forget a claim group and its entries in the claim and sketch indexes. A cascade that
+    /// had an incident forgets its original too, so its late reposts do not start it again.
     pub(super) fn drop_claim_group(&mut self, c: u64) {
         if let Some(group) = self.claim_groups.remove(&c) {
+            if group.incident.is_some() {
+                self.seeds.remove(&group.root);
+            }
             if group.indexed {
                 self.sim.remove(c);
             }

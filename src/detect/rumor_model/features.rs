@@ -1,0 +1,344 @@
+//! What the rumor model reads: hashed character n-grams of a post's text, the features of one
+//! post beyond its words, and the running counts of a cascade. The engine and the trainer use
+//! exactly these functions, so a cascade scored live scores as it did in training.
+
+use ahash::AHashSet;
+
+/// Character n-gram orders hashed (1, 2 and 3).
+const MAX_N: usize = 3;
+/// Characters of a text looked at (a long post's tail adds little).
+const MAX_CHARS: usize = 280;
+
+/// Mix a character sequence into a bucket hash (the same in every process and run).
+#[inline]
+fn mix(h: u64, c: u32) -> u64 {
+    (h ^ u64::from(c))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(29)
+}
+
+#[inline]
+fn finish(h: u64, bits: u8) -> u32 {
+    let h = (h ^ (h >> 32)).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    (h >> (64 - u32::from(bits))) as u32
+}
+
+/// The text the model sees of a post: a repost's own words (Weibo's "//@who: …" chain of
+/// earlier reposts and the placeholder "转发微博" removed), whitespace runs as one space.
+pub fn own_text(normalised: &str) -> &str {
+    let t = match normalised.find("//@") {
+        Some(i) => &normalised[..i],
+        None => normalised,
+    };
+    let t = t.trim();
+    match t.strip_prefix("转发微博") {
+        Some(rest) => rest.trim_start_matches(['。', '.', ' ']),
+        None => t,
+    }
+}
+
+/// Whether a post has words of its own (a bare repost, an empty comment or one emoticon
+/// carries nothing to score).
+pub fn is_trivial(own: &str) -> bool {
+    own.chars().filter(|c| c.is_alphanumeric()).count() < 2
+}
+
+/// Call `f(bucket)` for every character 1-, 2- and 3-gram of `text` (whitespace runs as one
+/// space) and return how many there were.
+pub fn for_each_gram(text: &str, bits: u8, mut f: impl FnMut(u32)) -> u32 {
+    let mut window = [0u32; MAX_N];
+    let mut len = 0usize;
+    let mut count = 0u32;
+    let mut last_space = true;
+    for (i, ch) in text.chars().enumerate() {
+        if i >= MAX_CHARS {
+            break;
+        }
+        let c = if ch.is_whitespace() {
+            if last_space {
+                continue;
+            }
+            last_space = true;
+            ' '
+        } else {
+            last_space = false;
+            ch
+        };
+        window.rotate_right(1);
+        window[0] = c as u32;
+        len = (len + 1).min(MAX_N);
+        let mut h = 0x51_7CC1_B727_220Au64;
+        for (n, c) in window.iter().take(len).enumerate() {
+            h = mix(h, *c);
+            // Orders are told apart so "水" and "水水" never share a bucket by design.
+            f(finish(h ^ n as u64, bits));
+            count += 1;
+        }
+    }
+    count
+}
+
+/// `w · x` for the n-gram vector `x` of `text` (each occurrence weighs 1/√count).
+pub fn dot(w: &[f32], text: &str, bits: u8) -> f32 {
+    let mut s = 0.0f32;
+    let n = for_each_gram(text, bits, |b| {
+        if let Some(v) = w.get(b as usize) {
+            s += *v;
+        }
+    });
+    if n == 0 {
+        0.0
+    } else {
+        s / (n as f32).sqrt()
+    }
+}
+
+/// The sparse n-gram vector of `text`, as the trainer needs it: (bucket, value) pairs, merged.
+pub fn vector(text: &str, bits: u8) -> Vec<(u32, f32)> {
+    let mut v: Vec<u32> = Vec::new();
+    let n = for_each_gram(text, bits, |b| v.push(b));
+    if n == 0 {
+        return Vec::new();
+    }
+    v.sort_unstable();
+    let unit = 1.0 / (n as f32).sqrt();
+    let mut out: Vec<(u32, f32)> = Vec::with_capacity(v.len());
+    for b in v {
+        match out.last_mut() {
+            Some((lb, lv)) if *lb == b => *lv += unit,
+            _ => out.push((b, unit)),
+        }
+    }
+    out
+}
+
+/// What one post brings to its cascade besides its words, computed by the analysis workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PostSignals {
+    /// `w_orig · x` (the post read as a cascade's original).
+    pub as_original: f32,
+    /// `w_repost · x` (the post read as a repost or reply).
+    pub as_repost: f32,
+    /// Whether the post has words of its own.
+    pub nontrivial: bool,
+    /// Characters of its own text.
+    pub chars: u16,
+    /// Digits in it.
+    pub digits: u8,
+    /// Exclamation and question marks in it.
+    pub exclaims: u8,
+    pub questions: u8,
+    /// A link, and @-mentions.
+    pub link: bool,
+    pub ats: u8,
+}
+
+impl PostSignals {
+    /// The signals of a post's normalised text under a model's weights.
+    pub fn of(normalised: &str, model: &super::RumorModel) -> PostSignals {
+        let own = own_text(normalised);
+        let mut s = Self::shape(own);
+        if s.nontrivial {
+            s.as_original = dot(&model.w_orig, own, model.bits);
+            s.as_repost = dot(&model.w_repost, own, model.bits);
+        }
+        s
+    }
+
+    /// Everything but the two scores, from a post's own text (see [`own_text`]).
+    pub fn shape(own: &str) -> PostSignals {
+        let sat = |n: usize| n.min(255) as u8;
+        PostSignals {
+            as_original: 0.0,
+            as_repost: 0.0,
+            nontrivial: !is_trivial(own),
+            chars: own.chars().count().min(u16::MAX as usize) as u16,
+            digits: sat(own.chars().filter(char::is_ascii_digit).count()),
+            exclaims: sat(own.matches('!').count()),
+            questions: sat(own.matches('?').count()),
+            link: own.contains("http://") || own.contains("https://"),
+            ats: sat(own.matches('@').count()),
+        }
+    }
+}
+
+/// Rumor cues of a post (the rules' enquiry, correction and spreading words).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PostCues {
+    pub enquiry: bool,
+    pub correction: bool,
+    pub spreading: bool,
+}
+
+/// Distinct authors a cascade remembers exactly (beyond that it counts new ones approximately).
+const MAX_AUTHORS: usize = 4096;
+
+/// The running counts of one cascade (its original and the reposts and replies after it).
+#[derive(Debug, Clone, Default)]
+pub struct CascadeStats {
+    /// The original post, when seen.
+    pub original: Option<(PostSignals, PostCues)>,
+    /// Time of the first post (ms).
+    pub first_ts: i64,
+    /// Time of the newest post (ms).
+    pub last_ts: i64,
+    /// Posts counted, the original included.
+    pub posts: u32,
+    /// Reposts with words of their own, and the sum of their repost scores.
+    pub nontrivial: u32,
+    pub repost_score: f32,
+    /// Reposts asking whether it is true, saying it is false, urging to spread it.
+    pub enquiry: u32,
+    pub correction: u32,
+    pub spreading: u32,
+    authors: AHashSet<u64>,
+    extra_authors: u32,
+}
+
+/// Number of cascade features.
+pub const CASCADE_FEATURES: usize = 20;
+
+/// Names of the cascade features, in order (printed in the model's description).
+pub const CASCADE_FEATURE_NAMES: [&str; CASCADE_FEATURES] = [
+    "log_posts",
+    "log_authors",
+    "log_enquiry",
+    "log_correction",
+    "log_spreading",
+    "enquiry_ratio",
+    "correction_ratio",
+    "spreading_ratio",
+    "log_hours",
+    "log_posts_per_hour",
+    "nontrivial_ratio",
+    "orig_log_chars",
+    "orig_log_digits",
+    "orig_exclaims",
+    "orig_questions",
+    "orig_link",
+    "orig_log_ats",
+    "orig_enquiry",
+    "orig_spreading",
+    "orig_correction",
+];
+
+impl CascadeStats {
+    /// Count one post. `original` is true for the cascade's root post.
+    pub fn add(&mut self, ts: i64, author: u64, s: &PostSignals, cues: PostCues, original: bool) {
+        if self.posts == 0 {
+            self.first_ts = ts;
+        }
+        self.first_ts = self.first_ts.min(ts);
+        self.last_ts = self.last_ts.max(ts);
+        self.posts += 1;
+        if self.authors.len() < MAX_AUTHORS {
+            self.authors.insert(author);
+        } else if !self.authors.contains(&author) {
+            self.extra_authors += 1;
+        }
+        if original && self.original.is_none() {
+            self.original = Some((*s, cues));
+            return;
+        }
+        if s.nontrivial {
+            self.nontrivial += 1;
+            self.repost_score += s.as_repost;
+        }
+        self.enquiry += u32::from(cues.enquiry);
+        self.correction += u32::from(cues.correction);
+        self.spreading += u32::from(cues.spreading);
+    }
+
+    /// Distinct authors (approximate past [`MAX_AUTHORS`]).
+    pub fn authors(&self) -> u64 {
+        self.authors.len() as u64 + u64::from(self.extra_authors)
+    }
+
+    /// The cascade features, raw (the model standardises them).
+    pub fn features(&self) -> [f32; CASCADE_FEATURES] {
+        let ln = |x: f64| (1.0 + x.max(0.0)).ln() as f32;
+        let reposts = f64::from(self.posts.saturating_sub(1));
+        let ratio = |n: u32| {
+            if reposts > 0.0 {
+                (f64::from(n) / reposts) as f32
+            } else {
+                0.0
+            }
+        };
+        let hours = (self.last_ts - self.first_ts).max(0) as f64 / 3_600_000.0;
+        let (o, c) = self.original.unwrap_or_default();
+        [
+            ln(f64::from(self.posts)),
+            ln(self.authors() as f64),
+            ln(f64::from(self.enquiry)),
+            ln(f64::from(self.correction)),
+            ln(f64::from(self.spreading)),
+            ratio(self.enquiry),
+            ratio(self.correction),
+            ratio(self.spreading),
+            ln(hours),
+            ln(reposts / hours.max(1.0 / 60.0)),
+            ratio(self.nontrivial),
+            ln(f64::from(o.chars)),
+            ln(f64::from(o.digits)),
+            f32::from(o.exclaims.min(5)),
+            f32::from(o.questions.min(5)),
+            f32::from(u8::from(o.link)),
+            ln(f64::from(o.ats)),
+            f32::from(u8::from(c.enquiry)),
+            f32::from(u8::from(c.spreading)),
+            f32::from(u8::from(c.correction)),
+        ]
+    }
+
+    /// The mean repost score (0 without reposts of substance).
+    pub fn mean_repost_score(&self) -> f32 {
+        if self.nontrivial == 0 {
+            0.0
+        } else {
+            self.repost_score / self.nontrivial as f32
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_text_drops_the_repost_chain_and_the_placeholder() {
+        assert_eq!(own_text("真的假的？//@某人: 网传明天停水"), "真的假的？");
+        assert_eq!(own_text("转发微博。"), "");
+        assert_eq!(own_text("转发微博"), "");
+        assert!(is_trivial(own_text("转发微博。//@a: 求证")));
+        assert!(is_trivial("[哈]"));
+        assert!(!is_trivial("求证"));
+    }
+
+    #[test]
+    fn grams_are_counted_and_stable() {
+        let mut a = Vec::new();
+        let n = for_each_gram("停水", 16, |b| a.push(b));
+        // 停, 停水, 水 (a 2-char text has 1+2 grams)
+        assert_eq!(n, 3);
+        let mut b = Vec::new();
+        for_each_gram("停水", 16, |x| b.push(x));
+        assert_eq!(a, b);
+        assert!(a.iter().all(|x| *x < 1 << 16));
+        // Whitespace runs count once.
+        assert_eq!(
+            for_each_gram("a  b", 16, |_| {}),
+            for_each_gram("a b", 16, |_| {})
+        );
+    }
+
+    #[test]
+    fn vector_and_dot_agree() {
+        let bits = 12;
+        let w: Vec<f32> = (0..1u32 << bits).map(|i| (i % 7) as f32 - 3.0).collect();
+        let text = "网传明天全市停水，请转发扩散！";
+        let v = vector(text, bits);
+        let d: f32 = v.iter().map(|(b, x)| w[*b as usize] * x).sum();
+        assert!((d - dot(&w, text, bits)).abs() < 1e-4);
+    }
+}

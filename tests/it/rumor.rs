@@ -1,0 +1,257 @@
+//! Rumors end to end: near-duplicate copies, a rumor's severity, the trained model scoring a
+//! cascade as posts arrive (slow cascades too), the model file and `huiying train rumor`.
+
+use crate::util::{copy_dir, json_lines, rules_dir, SharedBuf};
+use huiying::detect::rumor_model::{
+    ModelInfo, RumorModel, CASCADE_FEATURES, CASCADE_FEATURE_NAMES, FEATURE_VERSION,
+};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Replay `lines` with the rules in `rules`; the output events.
+fn replay(rules: &Path, lines: &[Value]) -> Vec<Value> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("in.jsonl");
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&f, body).expect("write input");
+    let out = SharedBuf::default();
+    let mut diag = Vec::new();
+    huiying::app::replay(
+        &f,
+        rules,
+        huiying::feeds::jsonl::Speed::Max,
+        huiying::app::Emit::Assignments,
+        Some(2),
+        out.clone(),
+        &mut diag,
+    )
+    .expect("replay runs");
+    json_lines(&out.text())
+}
+
+fn post(id: &str, author: &str, text: &str, ts: i64, repost_of: Option<&str>) -> Value {
+    json!({"id": id, "ts": ts, "author": author, "text": text, "repost_of": repost_of})
+}
+
+fn opened_rumors(events: &[Value]) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "incident.opened" && e["incident"]["kind"] == "rumor")
+        .map(|e| &e["incident"])
+        .collect()
+}
+
+/// The shipped rules without the trained model (the cue-count rule decides).
+fn rules_without_model() -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    copy_dir(&rules_dir(), d.path());
+    let _ = std::fs::remove_file(d.path().join("models/rumor.bin"));
+    d
+}
+
+const T0: i64 = 1_780_000_000_000;
+
+#[test]
+fn copies_that_add_or_change_a_character_stay_in_one_claim_group() {
+    let rules = rules_without_model();
+    let texts = [
+        "紧急扩散：明天起全市停水三天，请大家提前储水，告诉家人！",
+        "紧急扩散：明天起全市要停水三天，请大家提前储水，告诉家人！",
+        "紧急扩散：明天起全市停水三天，请大家提前储水，告诉家人!!",
+        "紧急扩散：明天起全市停水3天，请大家提前储水，告诉家人！",
+        "紧急扩散:明天起全市停水三天,请大家提前储水,告诉家人",
+        "紧急扩散：明天全市停水三天，请大家提前储水，告诉家人！",
+        "紧急扩散：明天起全市停水三天，请大家提前存水，告诉家人！",
+    ];
+    let lines: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            post(
+                &format!("c{i}"),
+                &format!("u{i}"),
+                t,
+                T0 + i as i64 * 30_000,
+                None,
+            )
+        })
+        .collect();
+    let events = replay(rules.path(), &lines);
+    let opened = opened_rumors(&events);
+    assert_eq!(opened.len(), 1, "one claim, one incident: {events:#?}");
+    let id = opened[0]["id"].as_str().expect("id");
+    let assigned: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "mention.assigned" && e["incident_id"] == id)
+        .filter_map(|e| e["mention_id"].as_str())
+        .collect();
+    for (i, text) in texts.iter().enumerate() {
+        assert!(
+            assigned.contains(&format!("c{i}").as_str()),
+            "copy c{i} ({text}) fell out of the claim group: {assigned:?}"
+        );
+    }
+}
+
+#[test]
+fn a_spreading_water_outage_rumor_is_severe_enough_for_a_rebuttal_draft() {
+    let rules = rules_without_model();
+    let lines: Vec<Value> = (0..6)
+        .map(|i| {
+            post(
+                &format!("w{i}"),
+                &format!("u{i}"),
+                "网传明天全市停水三天，真的假的？",
+                T0 + i * 60_000,
+                (i > 0).then_some("w0"),
+            )
+        })
+        .collect();
+    let events = replay(rules.path(), &lines);
+    let opened = opened_rumors(&events);
+    assert_eq!(opened.len(), 1, "{events:#?}");
+    let sev = opened[0]["severity"].as_u64().expect("severity");
+    let threshold = huiying::respond::notices::ApprovalPolicy::default().draft_threshold;
+    assert!(
+        sev >= u64::from(threshold),
+        "a rumor about an outage that people act on opens at {sev}, below the draft threshold {threshold}"
+    );
+    // The same spread without a hazard or public service in it stays below.
+    let lines: Vec<Value> = (0..6)
+        .map(|i| {
+            post(
+                &format!("g{i}"),
+                &format!("u{i}"),
+                "网传某明星下个月要结婚了，真的假的？",
+                T0 + i * 60_000,
+                (i > 0).then_some("g0"),
+            )
+        })
+        .collect();
+    let events = replay(rules.path(), &lines);
+    let opened = opened_rumors(&events);
+    assert_eq!(opened.len(), 1, "{events:#?}");
+    assert!(opened[0]["severity"].as_u64().expect("severity") < u64::from(threshold));
+}
+
+/// A model that weighs only what is easy to reason about: the share of reposts asking whether
+/// the post is true.
+fn enquiry_model() -> RumorModel {
+    let bits = 8;
+    let mut w_cascade = [0f32; CASCADE_FEATURES];
+    let i = CASCADE_FEATURE_NAMES
+        .iter()
+        .position(|n| *n == "enquiry_ratio")
+        .expect("feature");
+    w_cascade[i] = 10.0;
+    RumorModel {
+        bits,
+        w_orig: vec![0.0; 1 << bits],
+        w_repost: vec![0.0; 1 << bits],
+        w_cascade,
+        mean: [0.0; CASCADE_FEATURES],
+        std: [1.0; CASCADE_FEATURES],
+        bias: -6.0,
+        threshold: 0.9,
+        min_posts: 3,
+        info: ModelInfo {
+            version: FEATURE_VERSION,
+            trained_on: "test".into(),
+            cv: vec![],
+            cv_median_flag_post: None,
+            settings: String::new(),
+        },
+    }
+}
+
+fn rules_with(model: &RumorModel) -> tempfile::TempDir {
+    let d = rules_without_model();
+    model
+        .save(&d.path().join("models/rumor.bin"))
+        .expect("save model");
+    d
+}
+
+#[test]
+fn the_model_scores_a_slow_cascade_and_opens_once() {
+    let rules = rules_with(&enquiry_model());
+    let hour = 3_600_000;
+    let mut lines = vec![post("o", "a0", "某地化工厂要搬到我们小区旁边了", T0, None)];
+    // Reposts three hours apart: far beyond the 30-minute counting window.
+    let texts = [
+        "真的吗？",
+        "求证，是真的吗",
+        "有人知道吗？真的假的",
+        "真的假的",
+    ];
+    for (i, t) in texts.iter().enumerate() {
+        lines.push(post(
+            &format!("r{i}"),
+            &format!("a{}", i + 1),
+            t,
+            T0 + (i as i64 + 1) * 3 * hour,
+            Some("o"),
+        ));
+    }
+    // Later reposts after the incident closed (quiet) do not open it again.
+    for i in 0..4 {
+        lines.push(post(
+            &format!("late{i}"),
+            &format!("b{i}"),
+            "真的假的？",
+            T0 + 40 * hour + i * hour,
+            Some("o"),
+        ));
+    }
+    let events = replay(rules.path(), &lines);
+    let opened = opened_rumors(&events);
+    assert_eq!(opened.len(), 1, "{events:#?}");
+    assert_eq!(opened[0]["root_mention_id"], "o");
+    // min_posts 3 and two enquiring reposts of two: flagged at the third post.
+    assert_eq!(opened[0]["opened_at"], T0 + 2 * 3 * hour);
+
+    // Reposts that do not ask: the same cascade never opens.
+    let calm: Vec<Value> =
+        std::iter::once(post("o", "a0", "某地化工厂要搬到我们小区旁边了", T0, None))
+            .chain((0..6).map(|i| {
+                post(
+                    &format!("r{i}"),
+                    &format!("a{}", i + 1),
+                    "支持",
+                    T0 + (i + 1) * 3 * hour,
+                    Some("o"),
+                )
+            }))
+            .collect();
+    assert!(opened_rumors(&replay(rules.path(), &calm)).is_empty());
+}
+
+#[test]
+fn a_damaged_model_is_a_rules_error_naming_the_file() {
+    let rules = rules_with(&enquiry_model());
+    let p = rules.path().join("models/rumor.bin");
+    let mut bytes = std::fs::read(&p).expect("read model");
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x10;
+    std::fs::write(&p, &bytes).expect("write");
+    let analyzer = huiying::detect::Analyzer::new();
+    let err = huiying::detect::RuleSet::load(rules.path(), &analyzer.normalizer)
+        .expect_err("a corrupt model is refused")
+        .to_string();
+    assert!(
+        err.contains("models/rumor.bin") && err.contains("checksum"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_shipped_model_loads_with_its_provenance() {
+    let rules = crate::util::shipped_rules();
+    let m = rules
+        .rumor_model
+        .as_ref()
+        .expect("rules/models/rumor.bin ships");
+    assert!(m.info.trained_on.contains("events"), "{:?}", m.info);
+    assert!(m.info.cv.iter().any(|p| p.by_post == 100 && p.f1 > 0.0));
+    assert!(m.threshold > 0.0 && m.threshold < 1.0);
+}
