@@ -207,6 +207,10 @@ enum EvalCmd {
         /// Analysis worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
+        /// Cross-validate the rumor model through the engine: train on K-1 folds of events,
+        /// replay the K-th, for every fold (the figures of a model that never saw the event).
+        #[arg(long)]
+        cv: Option<u32>,
     },
     /// Emergency incidents against injected bursts (`event` = none for background, `label` =
     /// a category or off-topic): recall (zh/en), delay, false alarms per 10 h, off-topic rate.
@@ -411,9 +415,15 @@ fn eval(cmd: EvalCmd) -> anyhow::Result<std::process::ExitCode> {
             table,
             json,
             workers,
+            cv,
         } => {
             let rules = rules.unwrap_or_else(default_rules_dir);
-            let r = super::eval::rumors::eval(&file, &rules, workers, &mut std::io::stderr())?;
+            let r = match cv {
+                Some(k) => {
+                    super::eval::rumors::eval_cv(&file, &rules, k, workers, &mut std::io::stderr())?
+                }
+                None => super::eval::rumors::eval(&file, &rules, workers, &mut std::io::stderr())?,
+            };
             if let Some(t) = table {
                 let mut f = std::io::BufWriter::new(
                     std::fs::File::create(&t)

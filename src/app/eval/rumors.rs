@@ -148,6 +148,28 @@ fn score(file: &Path, l: &Labelled, run: &Replayed) -> RumorReport {
             }
         })
         .collect();
+    summarize(
+        file,
+        l.records.len(),
+        l.bad_lines,
+        events,
+        rumor_incidents,
+        run.opened
+            .iter()
+            .filter(|o| o.kind == IncidentKind::Emergency)
+            .count(),
+    )
+}
+
+/// The figures of a list of scored events.
+fn summarize(
+    file: &Path,
+    lines: usize,
+    bad_lines: u64,
+    events: Vec<EventRow>,
+    rumor_incidents: usize,
+    emergency_incidents: usize,
+) -> RumorReport {
     let counts = |by: Option<usize>| {
         let (mut tp, mut fp, mut fnn) = (0, 0, 0);
         for e in &events {
@@ -189,16 +211,12 @@ fn score(file: &Path, l: &Labelled, run: &Replayed) -> RumorReport {
     };
     RumorReport {
         file: file.display().to_string(),
-        lines: l.records.len(),
-        bad_lines: l.bad_lines,
+        lines,
+        bad_lines,
         rumor_events: events.iter().filter(|e| e.label == "rumor").count(),
         non_rumor_events: events.iter().filter(|e| e.label != "rumor").count(),
         rumor_incidents,
-        emergency_incidents: run
-            .opened
-            .iter()
-            .filter(|o| o.kind == IncidentKind::Emergency)
-            .count(),
+        emergency_incidents,
         true_positives: tp,
         false_positives: fp,
         false_negatives: fnn,
@@ -209,6 +227,89 @@ fn score(file: &Path, l: &Labelled, run: &Replayed) -> RumorReport {
         curve,
         events,
     }
+}
+
+/// Cross-validation through the engine: events split into `k` folds by a stable hash of their
+/// id; for each fold a model is trained (`huiying train rumor`, its own inner cross-validation
+/// choosing the threshold) on the other folds into a copy of the rules, and the fold is replayed
+/// with it. The figures are those of every event scored by a model that never saw it.
+pub fn eval_cv(
+    file: &Path,
+    rules_dir: &Path,
+    k: u32,
+    workers: Option<usize>,
+    diag: &mut (dyn Write + Send),
+) -> anyhow::Result<RumorReport> {
+    use anyhow::Context;
+    use std::io::BufRead;
+    let k = k.max(2);
+    let tmp = std::env::temp_dir().join(format!("huiying-cv-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let result = (|| -> anyhow::Result<RumorReport> {
+        let mut folds: Vec<Vec<u8>> = vec![Vec::new(); k as usize];
+        let input = super::super::replay::open_input(file)?;
+        for line in input.split(b'\n') {
+            let line = line.with_context(|| format!("{}: read error", file.display()))?;
+            let event = serde_json::from_slice::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|v| v.get("event").and_then(|e| e.as_str()).map(str::to_string));
+            // Lines without an event go to fold 0, where `eval` names them.
+            let f = event.map_or(0, |e| {
+                (crate::stable_hash(e.as_bytes()) % u64::from(k)) as usize
+            });
+            folds[f].extend_from_slice(&line);
+            folds[f].push(b'\n');
+        }
+        let mut events = Vec::new();
+        let (mut lines, mut bad, mut ri, mut ei) = (0, 0, 0, 0);
+        for f in 0..k as usize {
+            let train_file = tmp.join(format!("train{f}.jsonl"));
+            let test_file = tmp.join(format!("test{f}.jsonl"));
+            let train: Vec<u8> = folds
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != f)
+                .flat_map(|(_, b)| b.iter().copied())
+                .collect();
+            std::fs::write(&train_file, train)?;
+            std::fs::write(&test_file, &folds[f])?;
+            let rules = tmp.join(format!("rules{f}"));
+            copy_rules(rules_dir, &rules)?;
+            let _ = writeln!(diag, "fold {}/{k}: training", f + 1);
+            super::super::train::train_rumor(
+                &train_file,
+                &rules,
+                &rules.join(crate::detect::rumor_model::MODEL_PATH),
+                &Default::default(),
+                &mut std::io::sink(),
+            )?;
+            let r = eval(&test_file, &rules, workers, diag)?;
+            lines += r.lines;
+            bad += r.bad_lines;
+            ri += r.rumor_incidents;
+            ei += r.emergency_incidents;
+            events.extend(r.events);
+        }
+        events.sort_by(|a, b| a.event.cmp(&b.event));
+        Ok(summarize(file, lines, bad, events, ri, ei))
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// Copy a rules directory without its rumor model.
+fn copy_rules(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let p = e.path();
+        if p.is_dir() {
+            copy_rules(&p, &to.join(e.file_name()))?;
+        } else if p.file_name().is_some_and(|n| n != "rumor.bin") {
+            std::fs::copy(&p, to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
 }
 
 impl RumorReport {
