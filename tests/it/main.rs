@@ -13,6 +13,7 @@ mod jetstream;
 mod mastodon;
 mod matrix;
 mod notices;
+mod one_incident;
 mod outbox;
 mod publish;
 mod redis_server;

@@ -34,6 +34,9 @@ pub struct Category {
     pub min_authors: u32,
     /// Baseline floor per key, authors per hour.
     pub prior_per_hour: f64,
+    /// The group of related categories it belongs to (`group` in `categories.toml`; its own
+    /// id when it has none). Categories of one group firing on one place are one incident.
+    pub group: Arc<str>,
 }
 
 /// A known, officially debunked claim.
