@@ -17,6 +17,7 @@ mod one_incident;
 mod outbox;
 mod publish;
 mod redis_server;
+mod regions;
 mod replay;
 mod replies;
 mod respond;

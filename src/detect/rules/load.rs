@@ -257,6 +257,7 @@ impl Loader<'_> {
                     refs: Vec::new(),
                     word_start,
                     word_end,
+                    short_region: false,
                 });
                 self.by_text.insert(norm, self.patterns.len() - 1);
                 self.patterns.len() - 1
@@ -614,6 +615,10 @@ impl RuleSet {
                     }
                 }
             }
+            let full_names: AHashSet<String> = regions
+                .iter()
+                .map(|r| normalizer.normalize(r.name.trim()).into_owned())
+                .collect();
             for (i, r) in regions.iter().enumerate() {
                 let mut names = vec![r.name.clone()];
                 names.extend(r.aliases.iter().cloned());
@@ -632,6 +637,15 @@ impl RuleSet {
                         l.add_normalized(norm, r);
                     }
                 }
+            }
+            // Short forms are often inside other words (天全 in 明天全天, 道真 in 知道真相):
+            // they need a word boundary; full names (…县, …区, …市) are taken as they are.
+            for p in l.patterns.iter_mut() {
+                p.short_region = !p.text.is_ascii()
+                    && !full_names.contains(&p.text)
+                    && p.refs
+                        .iter()
+                        .all(|r| matches!(r, PatternRef::Region(_) | PatternRef::WeakRegion(_)));
             }
             gazetteer = Gazetteer::new(regions, by_code);
         }

@@ -103,6 +103,9 @@ pub(crate) struct Pattern {
     /// The pattern starts / ends with an ASCII letter or digit, so a word boundary is required.
     pub(crate) word_start: bool,
     pub(crate) word_end: bool,
+    /// A Chinese short form of a region (海淀, 天全) that is no region's full name: it counts
+    /// only where it stands as a word (see [`Gazetteer::stands_as_word`]).
+    pub(crate) short_region: bool,
 }
 
 /// Immutable, validated rules with their compiled automaton. Shared behind an `ArcSwap`.
