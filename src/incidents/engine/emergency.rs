@@ -4,8 +4,8 @@
 //! One event, one incident. Windows stay per (category, most specific region): each category
 //! keeps its own baseline, prior and `min_authors`. What is shared is the incident: a key
 //! without an incident whose category is in the group (`rules/categories.toml`) of an open
-//! incident, and whose region is the incident's region, one of its ancestors or one of its
-//! descendants (both without a region counts as the same place), *joins* that incident
+//! incident, and whose region is the incident's region, its parent or one of its children
+//! (both without a region counts as the same place), *joins* that incident
 //! instead of counting towards one of its own: its pending mentions and every later hit are
 //! assigned to it. So 暴雨 and 积水 posts about 海淀区 are one incident, and 北京 posts during a
 //! 海淀区 burst (or 海淀 posts during a 北京市 one) join it rather than open a second. The
@@ -234,7 +234,7 @@ impl Engine {
             return;
         }
         // Open, taking along the mentions waiting under related keys (same group, same place,
-        // an ancestor or a descendant): the first event already is the one incident.
+        // its parent or a child): the first event already is the one incident.
         let mut keys = vec![key.clone()];
         keys.extend(self.related_waiting(rules, &cat.group, region_idx, key));
         let mut pending: VecDeque<PendingMention> = VecDeque::new();
@@ -310,6 +310,7 @@ impl Engine {
             o.close_authors = u64::from(min_a.div_ceil(2));
             o.shared_key = shared_key;
             o.group = Some(group.clone());
+            *self.open_groups.entry(group.clone()).or_insert(0) += 1;
             o.cats = cats;
             o.recent = recent;
         }
@@ -323,7 +324,8 @@ impl Engine {
         }
     }
 
-    /// Keys without an incident that have mentions waiting and are related to an incident
+    /// Keys without an incident that have mentions waiting and are related (same group; same
+    /// region, its parent or a child) to an incident
     /// about to open on `own` (group `group`, region `region`), in key order.
     fn related_waiting(
         &self,
@@ -377,7 +379,7 @@ impl Engine {
     }
 
     /// The open emergency incident a key of group `group` in region `region` joins, if any:
-    /// same group, and the region is the incident's, an ancestor or a descendant of it.
+    /// same group, and the region is the incident's, its parent or a child of it.
     /// Nearest region first, then opened first, then id (deterministic).
     pub(super) fn related_open(
         &self,
@@ -385,7 +387,7 @@ impl Engine {
         group: &str,
         region: Option<u32>,
     ) -> Option<String> {
-        if self.open.is_empty() {
+        if self.open_groups.get(group).is_none_or(|n| *n == 0) {
             return None;
         }
         self.open
@@ -455,8 +457,14 @@ impl Engine {
         let Some(o) = self.open.get_mut(id) else {
             return;
         };
-        *o.cats.entry(cat.clone()).or_insert(0) += 1;
-        set_categories(rules, o);
+        let n = o.cats.entry(cat.clone()).or_insert(0);
+        *n += 1;
+        // The primary or the list can only move when a category is new or passes the primary.
+        if **cat != *o.inc.category
+            && (*n == 1 || *n > o.cats.get(o.inc.category.as_str()).copied().unwrap_or(0))
+        {
+            set_categories(rules, o);
+        }
         let h = crate::stable_hash(p.mention.id.as_bytes());
         if o.recent.insert(h, p.ts).is_some() {
             if elevated {
@@ -559,14 +567,22 @@ pub(super) fn set_categories(rules: &RuleSet, o: &mut super::OpenIncident) {
     }
 }
 
-/// Parent steps from one region to the other when one is the other or an ancestor of it;
-/// two mentions without a region are at the same (unknown) place.
+/// How far up or down the regions a key may be from an incident's region and still join it:
+/// the region itself, its parent or a child (海淀区 and 北京市, 西湖区 and 杭州市, 杭州市 and
+/// 浙江省), not further: a province-wide incident must not swallow every district's.
+const MAX_LINEAGE_STEPS: u32 = 1;
+
+/// Parent steps from one region to the other when one is the other or an ancestor of it, at
+/// most [`MAX_LINEAGE_STEPS`]; two mentions without a region are at the same (unknown) place.
 fn lineage_distance(g: &Gazetteer, a: Option<u32>, b: Option<u32>) -> Option<u32> {
     let up = |from: u32, to: u32| {
         let (mut i, mut d) = (from, 0);
         loop {
             if i == to {
                 return Some(d);
+            }
+            if d == MAX_LINEAGE_STEPS {
+                return None;
             }
             i = g.get(i).parent?;
             d += 1;

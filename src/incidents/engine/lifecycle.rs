@@ -207,6 +207,9 @@ impl Engine {
         let Some(mut o) = self.open.remove(id) else {
             return false;
         };
+        if let Some(n) = o.group.as_ref().and_then(|g| self.open_groups.get_mut(g)) {
+            *n = n.saturating_sub(1);
+        }
         if let Some(c) = self.coord.as_mut() {
             for k in o.shared_key.iter().chain(&o.extra_keys) {
                 c.release(k, &o.inc.id);

@@ -139,6 +139,8 @@ pub struct Engine {
     sim: SimIndex,
     next_claim_group: u64,
     open: BTreeMap<String, OpenIncident>,
+    /// Open emergency incidents per group (to skip looking for one to join when none is open).
+    open_groups: AHashMap<Arc<str>, u32>,
     stats: EngineStats,
     coord: Option<Box<dyn Coordinator>>,
     /// Emit `mention.request` events (a stage subscribed to them).
@@ -177,6 +179,7 @@ impl Engine {
             sim: SimIndex::default(),
             next_claim_group: 1,
             open: BTreeMap::new(),
+            open_groups: AHashMap::new(),
             stats: EngineStats::default(),
             coord: None,
             requests: false,

@@ -108,6 +108,9 @@ impl Engine {
                     |ci| rules.categories[ci as usize].group.clone(),
                 )
             });
+            if let Some(g) = &group {
+                *self.open_groups.entry(g.clone()).or_insert(0) += 1;
+            }
             let shared_key = self.coord.as_ref().map(|_| match &key {
                 OpenKey::Emergency(_) => incident_key(
                     group.as_deref().unwrap_or(&inc.category),
