@@ -171,6 +171,8 @@ PROVINCE_ALIASES = {
     "香港特别行政区": ["香港"],
     "澳门特别行政区": ["澳门"],
     "台湾省": ["台湾"],
+    # 上海宁 is Shanghainese for 上海人; without it the segmenter reads 上|海宁 (海宁市).
+    "上海市": ["上海", "上海宁"],
 }
 PROVINCE_SUFFIXES = ["特别行政区", "自治区", "省", "市"]
 CITY_SUFFIXES = ["自治州", "地区", "盟", "市"]
@@ -207,6 +209,7 @@ ZONE_MARKERS = [
 #   * plain words:            比如 公安 资源 合作 友好 前进 安定 延长 天台 小店 上街 ...
 #   * road / park / brand names found in every city, which would misplace real reports
 #     ("中山路积水", "解放路塌陷"): 中山 解放 和平 新华 光明 东风 红旗 建设 人民 ...
+#   * slang and adjectives:   尼玛 (a swear word, 尼玛县), 平和 (mild, 平和县)
 #   * famous things elsewhere: 钟南山 (南山), 九龙 (Hong Kong), 晋江 (晋江文学城),
 #     阿里 (Alibaba), 新北 (Taiwan's 新北市), 东湖 (Wuhan's lake, not 南昌东湖区) ...
 #   * substrings of common words: 大城 (大城市), 大新 (大新闻), 新市 (新市民),
@@ -231,6 +234,7 @@ STOPLIST = set(
     西山 北山 金山 天山 恒山 盘山 名山 黑山 白沙 白云 白银 沙河 高台 灵台 灵山 钟山 方城
     商城 江山 凤凰 玉泉 六合 三门 三江 大观 大通 中原 西华 西夏 咸丰 故城 武陵 武功
     平原 黄龙 东坡 桃源 华容 九龙 晋江 阿里 新北 新罗 小金 海伦 天涯 日照 长治
+    尼玛 平和
     """.split()
 )
 

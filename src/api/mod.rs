@@ -269,7 +269,12 @@ async fn list_incidents(
     let mut v: Vec<&Arc<Incident>> = g
         .values()
         .filter(|i| f.kind.as_deref().is_none_or(|k| i.kind.as_str() == k))
-        .filter(|i| f.category.as_deref().is_none_or(|c| i.category == c))
+        .filter(|i| {
+            // An incident lists the related categories it also covers (flood + rainstorm).
+            f.category
+                .as_deref()
+                .is_none_or(|c| i.category == c || i.categories.iter().any(|x| x == c))
+        })
         .filter(|i| {
             f.region.as_deref().is_none_or(|r| {
                 i.region

@@ -137,6 +137,19 @@ impl Analyzer {
                 }
                 continue;
             }
+            if p.short_region
+                && !rules
+                    .gazetteer
+                    .stands_as_word(&self.jieba, &text, mat.start(), mat.end())
+            {
+                // A region's short form inside other words (天全 in 明天全天): not a place;
+                // look again one character later, as for an English pattern inside a word.
+                pos = mat.start() + 1;
+                while pos < bytes.len() && !text.is_char_boundary(pos) {
+                    pos += 1;
+                }
+                continue;
+            }
             pos = mat.end();
             a.matched.push(mat.pattern().as_u32());
             let mut regions: Vec<u32> = Vec::new();

@@ -5,7 +5,11 @@
 //! mention is not pinned to a city it may not be about.
 
 use ahash::AHashMap;
+use jieba_rs::Jieba;
 use serde::Serialize;
+
+/// Characters of context on each side of a short region name given to the segmenter.
+const CONTEXT_CHARS: usize = 8;
 
 /// Administrative level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -117,6 +121,56 @@ impl Gazetteer {
                 None => return false,
             }
         }
+    }
+
+    /// Whether the short region name at bytes `start..end` of `text` stands as a word of its
+    /// own. jieba segments the name with up to eight characters of context on each side; no
+    /// word may straddle either end of the name, and a two-character name must also be one
+    /// word (or begin one: 北京 in 北京大学, 海淀 in 海淀区). A word that begins before the name
+    /// counts as a boundary when what precedes the name in it is a region name itself (兰州 in
+    /// 甘肃兰州). So 天全 in 明天|全天, 道真 in 知道|真相, 山东 in 中山|东路 and 巴马 in 奥巴马
+    /// do not count. A short form that is itself a word keeps counting (花都 in 花都谢了):
+    /// those are for the generator's stoplist.
+    pub fn stands_as_word(&self, jieba: &Jieba, text: &str, start: usize, end: usize) -> bool {
+        let from = text[..start]
+            .char_indices()
+            .rev()
+            .nth(CONTEXT_CHARS - 1)
+            .map_or(0, |(i, _)| i);
+        let to = text[end..]
+            .char_indices()
+            .nth(CONTEXT_CHARS)
+            .map_or(text.len(), |(i, _)| end + i);
+        let window = &text[from..to];
+        let (s, e) = (start - from, end - from);
+        let two_chars = text[start..end].chars().count() <= 2;
+        let mut started = false;
+        for tok in jieba.cut(window, true) {
+            let (ts, te) = (tok.byte_start, tok.byte_end);
+            if !started {
+                if te <= s {
+                    continue;
+                }
+                // The word covering the name's first character.
+                if ts < s && self.by_name(&window[ts..s]).is_empty() {
+                    return false;
+                }
+                if te >= e {
+                    return true;
+                }
+                if two_chars {
+                    return false;
+                }
+                started = true;
+            }
+            if te == e {
+                return true;
+            }
+            if te > e {
+                return false;
+            }
+        }
+        false
     }
 
     /// Resolve the region names found in a text (each hit a list of candidates and whether the

@@ -53,6 +53,14 @@ pub fn emergency_key(category: &str, region: Option<&str>) -> String {
     format!("em|{category}|{}", region.unwrap_or("-"))
 }
 
+/// The fleet-wide claim key of an emergency incident: `em|{group}|{region code or -}`. One
+/// incident per group and place (see `rules/categories.toml`), so two instances opening
+/// `flood` and `rainstorm` in one district agree on one id. An ungrouped category is its own
+/// group: its claim key is its window key, as before groups existed.
+pub fn incident_key(group: &str, region: Option<&str>) -> String {
+    format!("em|{group}|{}", region.unwrap_or("-"))
+}
+
 /// Category and region code of an emergency key (the inverse of [`emergency_key`]).
 pub fn parse_emergency_key(key: &str) -> Option<(&str, Option<&str>)> {
     let rest = key.strip_prefix("em|")?;

@@ -76,6 +76,11 @@ pub struct Incident {
     pub kind: IncidentKind,
     /// Category id (rumors: the claim's category, or the first emergency category seen, or "other").
     pub category: String,
+    /// Emergencies: every category of the incident, the primary (`category`, the one most of
+    /// its mentions hit) first, then the others in rule order. Related categories (a `group`
+    /// of `rules/categories.toml`) firing on one place are one incident. Empty for rumors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
     /// Most specific region, if any.
     pub region: Option<RegionRef>,
     /// Event time of the first mention that counted towards it.

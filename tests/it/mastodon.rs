@@ -455,12 +455,15 @@ async fn feed_status(addr: SocketAddr, name: &str) -> Value {
         .clone()
 }
 
-/// Wait for the rainstorm/海淀区 `incident.opened`, then for a `mention.assigned` to it of every
-/// id in `ids`; any other mention assigned to it fails the test. Returns the incident id.
+/// Wait for the rainstorm/海淀区 `incident.opened` (the statuses also name standing water: one
+/// incident listing rainstorm and flood), then for a `mention.assigned` to it of every id in
+/// `ids`; any other mention assigned to it fails the test. Returns the incident id.
 async fn wait_incident(ws: &mut Ws, ids: &BTreeSet<String>) -> String {
     let opened = next_event(ws, "incident.opened rainstorm/110108", |v| {
         v["event"] == "incident.opened"
-            && v["incident"]["category"] == RAINSTORM
+            && v["incident"]["categories"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c == RAINSTORM))
             && v["incident"]["region"]["code"] == HAIDIAN
     })
     .await;

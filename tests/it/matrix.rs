@@ -39,6 +39,7 @@ fn incident(kind: IncidentKind, category: &str, region: Option<&str>) -> Inciden
         id: format!("test-{category}"),
         kind,
         category: category.into(),
+        categories: vec![category.into()],
         region,
         first_seen: OPENED_AT - 60_000,
         opened_at: OPENED_AT,

@@ -41,6 +41,7 @@ fn incident(id: &str, kind: IncidentKind, category: &str, region: &str, severity
         id: id.into(),
         kind,
         category: category.into(),
+        categories: vec![category.into()],
         region: Some(g.region_ref(i)),
         first_seen: T0 - 60_000,
         opened_at: T0,

@@ -217,7 +217,7 @@ async function loadIncidents() {
   const rows = data.incidents.map((i) => el("tr", { "data-incident": i.id },
     el("td", {}, el("span", { class: `sev sev${i.severity}` }, i.severity)),
     el("td", {}, t(i.kind)),
-    el("td", {}, i.category),
+    el("td", {}, categoryLabel(i)),
     el("td", {}, regionName(i.region)),
     el("td", {}, i.authors),
     el("td", {}, fmtTime(i.opened_at)),
@@ -229,6 +229,12 @@ async function loadIncidents() {
 function authorName(a) {
   if (!a) return "";
   return `@${a.name || a.id}${a.verified ? " ✔" : ""}`;
+}
+
+// The primary category, then the related ones the incident also lists (flood (+rainstorm)).
+function categoryLabel(i) {
+  const more = (i.categories || []).filter((c) => c !== i.category);
+  return more.length ? `${i.category} (+${more.join(", ")})` : i.category;
 }
 
 function regionName(r) {
@@ -243,7 +249,7 @@ async function openIncident(id) {
   const target = el("input", { id: "merge-target", placeholder: t("merge_help"), size: 24 });
   const operator = me.role === "operator" || me.role === "admin";
   box.replaceChildren(
-    el("h2", {}, `${t(i.kind)} · ${i.category} · ${regionName(i.region)} `,
+    el("h2", {}, `${t(i.kind)} · ${categoryLabel(i)} · ${regionName(i.region)} `,
       el("code", {}, i.id), " ", el("span", { class: "state" }, i.state)),
     el("p", {}, `${t("severity")} ${i.severity} · ${t("authors")} ${i.authors} · ${t("mentions")} ${i.mentions} · ${t("opened")} ${fmtTime(i.opened_at)}`),
     el("p", {}, `${t("terms")}: ${(i.top_terms || []).join("、")}`),

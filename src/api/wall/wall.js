@@ -236,7 +236,9 @@ function renderIncidents(now) {
       title.append(el("span", "cat", claimGist(inc)));
       if (inc.region) title.append(el("span", "region", regionLabel(inc.region)));
     } else {
-      title.append(el("span", "cat", catName(inc.category)), el("span", "region", regionLabel(inc.region)));
+      // The primary category, then the related ones it also lists (内涝 · 暴雨).
+      const cats = [inc.category, ...(inc.categories || []).filter((c) => c !== inc.category)];
+      title.append(el("span", "cat", cats.map(catName).join(" · ")), el("span", "region", regionLabel(inc.region)));
     }
     const meta = el("div", "meta");
     meta.append(el("span", `kind-tag kind-${inc.kind}`, T[inc.kind]));

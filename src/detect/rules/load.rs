@@ -115,6 +115,8 @@ struct CategoryDef {
     min_authors: Option<u32>,
     #[serde(default)]
     prior_per_hour: Option<f64>,
+    #[serde(default)]
+    group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -255,6 +257,7 @@ impl Loader<'_> {
                     refs: Vec::new(),
                     word_start,
                     word_end,
+                    short_region: false,
                 });
                 self.by_text.insert(norm, self.patterns.len() - 1);
                 self.patterns.len() - 1
@@ -264,6 +267,60 @@ impl Loader<'_> {
         if !refs.contains(&r) {
             refs.push(r);
         }
+    }
+}
+
+/// Validate the `group` fields of the categories and set them: a group id is written like a
+/// category id, names at least two categories (a group of one says nothing) and is not the id
+/// of a category outside it (the fleet claims incident ids per group, under the same key shape
+/// as an ungrouped category's).
+fn check_groups(
+    l: &mut Loader<'_>,
+    path: &Path,
+    categories: &mut [Category],
+    groups: Vec<(usize, u16, String)>,
+) {
+    let mut members: AHashMap<&str, usize> = AHashMap::new();
+    for (_, _, g) in &groups {
+        *members.entry(g.as_str()).or_insert(0) += 1;
+    }
+    for (line, ci, g) in &groups {
+        let own = &*categories[*ci as usize].id;
+        if g.is_empty()
+            || !g
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            l.err(
+                path,
+                *line,
+                format!("group {g:?} must be lower-case letters, digits and _"),
+            );
+            continue;
+        }
+        if members.get(g.as_str()).copied().unwrap_or(0) < 2 {
+            l.err(
+                path,
+                *line,
+                format!("group {g:?} of {own:?} has no other category"),
+            );
+            continue;
+        }
+        let clash = categories.iter().enumerate().any(|(j, c)| {
+            &*c.id == g
+                && !groups
+                    .iter()
+                    .any(|(_, cj, gj)| usize::from(*cj) == j && gj == g)
+        });
+        if clash {
+            l.err(
+                path,
+                *line,
+                format!("group {g:?} is the id of a category outside the group"),
+            );
+            continue;
+        }
+        categories[*ci as usize].group = Arc::from(g.as_str());
     }
 }
 
@@ -339,6 +396,8 @@ impl RuleSet {
 
         let mut categories = Vec::new();
         let mut cat_index: AHashMap<String, u16> = AHashMap::new();
+        // (line, category, group) of every `group` field, checked once all ids are known.
+        let mut groups: Vec<(usize, u16, String)> = Vec::new();
         if let Some((path, src, f)) = l.parse::<CategoriesFile>(dir, "categories.toml") {
             for c in f.category {
                 let line = line_at(&src, c.id.span().start);
@@ -404,8 +463,13 @@ impl RuleSet {
                     prior_per_hour: c
                         .prior_per_hour
                         .unwrap_or(settings.emergency.prior_per_hour),
+                    group: Arc::from(id.as_str()),
                 });
+                if let Some(g) = &c.group {
+                    groups.push((line_at(&src, g.span().start), ci, g.get_ref().clone()));
+                }
             }
+            check_groups(&mut l, &path, &mut categories, groups);
             for want in CATEGORY_IDS {
                 if !cat_index.contains_key(want) {
                     l.err(
@@ -551,6 +615,10 @@ impl RuleSet {
                     }
                 }
             }
+            let full_names: AHashSet<String> = regions
+                .iter()
+                .map(|r| normalizer.normalize(r.name.trim()).into_owned())
+                .collect();
             for (i, r) in regions.iter().enumerate() {
                 let mut names = vec![r.name.clone()];
                 names.extend(r.aliases.iter().cloned());
@@ -569,6 +637,15 @@ impl RuleSet {
                         l.add_normalized(norm, r);
                     }
                 }
+            }
+            // Short forms are often inside other words (天全 in 明天全天, 道真 in 知道真相):
+            // they need a word boundary; full names (…县, …区, …市) are taken as they are.
+            for p in l.patterns.iter_mut() {
+                p.short_region = !p.text.is_ascii()
+                    && !full_names.contains(&p.text)
+                    && p.refs
+                        .iter()
+                        .all(|r| matches!(r, PatternRef::Region(_) | PatternRef::WeakRegion(_)));
             }
             gazetteer = Gazetteer::new(regions, by_code);
         }

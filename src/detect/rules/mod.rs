@@ -34,6 +34,9 @@ pub struct Category {
     pub min_authors: u32,
     /// Baseline floor per key, authors per hour.
     pub prior_per_hour: f64,
+    /// The group of related categories it belongs to (`group` in `categories.toml`; its own
+    /// id when it has none). Categories of one group firing on one place are one incident.
+    pub group: Arc<str>,
 }
 
 /// A known, officially debunked claim.
@@ -100,6 +103,9 @@ pub(crate) struct Pattern {
     /// The pattern starts / ends with an ASCII letter or digit, so a word boundary is required.
     pub(crate) word_start: bool,
     pub(crate) word_end: bool,
+    /// A Chinese short form of a region (海淀, 天全) that is no region's full name: it counts
+    /// only where it stands as a word (see [`Gazetteer::stands_as_word`]).
+    pub(crate) short_region: bool,
 }
 
 /// Immutable, validated rules with their compiled automaton. Shared behind an `ArcSwap`.

@@ -1,15 +1,30 @@
 //! Emergencies: spike windows per (category, region), opening an incident when they are
 //! improbable under the baseline, and the fleet merge of window counts.
+//!
+//! One event, one incident. Windows stay per (category, most specific region): each category
+//! keeps its own baseline, prior and `min_authors`. What is shared is the incident: a key
+//! without an incident whose category is in the group (`rules/categories.toml`) of an open
+//! incident, and whose region is the incident's region, its parent or one of its children
+//! (both without a region counts as the same place), *joins* that incident
+//! instead of counting towards one of its own: its pending mentions and every later hit are
+//! assigned to it. So 暴雨 and 积水 posts about 海淀区 are one incident, and 北京 posts during a
+//! 海淀区 burst (or 海淀 posts during a 北京市 one) join it rather than open a second. The
+//! incident keeps the region it opened on (the first key to be improbable); when several
+//! open incidents fit, the nearest region wins, then the one opened first, then the smaller
+//! id. A mention counted under two keys of one incident is assigned once. The primary
+//! category (`Incident::category`, what templates and plans use) is the one most of its
+//! mentions hit; it changes only when another category has strictly more.
 
 use super::severity::emergency_severity;
 use super::{hash32, round2, Engine, OpenKey, PendingMention, MAX_PENDING};
 use crate::detect::analyze::Analysis;
+use crate::detect::gazetteer::Gazetteer;
 use crate::detect::gazetteer::RegionRef;
 use crate::detect::rules::RuleSet;
 use crate::detect::spike::{poisson_sf, Window};
-use crate::incidents::coord::{emergency_key, parse_emergency_key, FleetCount, Hit};
+use crate::incidents::coord::{emergency_key, incident_key, parse_emergency_key, FleetCount, Hit};
 use crate::incidents::incident::{Event, Incident, IncidentKind, IncidentState};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// An emergency window's key: (category id, most specific region code or none).
@@ -111,6 +126,19 @@ impl Engine {
                 author: p.author,
             });
         }
+        if self
+            .emergency
+            .get(&key)
+            .is_some_and(|s| s.incident.is_none())
+        {
+            let region_idx = a.regions.first().copied();
+            if let Some(id) = self.related_open(rules, &cat.group, region_idx) {
+                self.attach(rules, ci, &key, &id, out);
+            }
+        }
+        let Some(st) = self.emergency.get_mut(&key) else {
+            return;
+        };
         if let Some(id) = st.incident.clone() {
             let authors = st.authors(now_b);
             let expected = st.window.baseline(prior) * nb as f64;
@@ -125,7 +153,15 @@ impl Engine {
                         && poisson_sf(long_authors, long_expected) < close_alpha));
             let rate = authors as f64 / (f64::from(self.settings.window.window_secs) / 60.0);
             let base = expected / (f64::from(self.settings.window.window_secs) / 60.0);
-            self.join(&id, p, elevated, Some((rate, base, authors)), out);
+            self.join_emergency(
+                rules,
+                &id,
+                &cat.id,
+                p,
+                elevated,
+                Some((rate, base, authors)),
+                out,
+            );
             if let Some(o) = self.open.get_mut(&id) {
                 let s = emergency_severity(cat.severity, cat.min_authors, o, rate, base, authors);
                 o.inc.severity = o.inc.severity.max(s);
@@ -173,6 +209,17 @@ impl Engine {
         if st.incident.is_some() {
             return;
         }
+        let region_idx = st
+            .region
+            .as_ref()
+            .and_then(|r| rules.gazetteer.by_code(&r.code));
+        if let Some(id) = self.related_open(rules, &cat.group, region_idx) {
+            self.attach(rules, ci, key, &id, out);
+            return;
+        }
+        let Some(st) = self.emergency.get(key) else {
+            return;
+        };
         let authors = st.authors(self.now / bms);
         let expected = st.window.baseline(prior) * nb as f64;
         let long_authors = st.long.authors();
@@ -186,13 +233,34 @@ impl Engine {
         if !fast && !slow {
             return;
         }
-        // Open.
-        let st = self.emergency.get_mut(key).map(|s| {
+        // Open, taking along the mentions waiting under related keys (same group, same place,
+        // its parent or a child): the first event already is the one incident.
+        let mut keys = vec![key.clone()];
+        keys.extend(self.related_waiting(rules, &cat.group, region_idx, key));
+        let mut pending: VecDeque<PendingMention> = VecDeque::new();
+        let mut cats: BTreeMap<Arc<str>, u64> = BTreeMap::new();
+        let mut recent: ahash::AHashMap<u64, i64> = ahash::AHashMap::new();
+        let mut region = None;
+        for (n, k) in keys.iter().enumerate() {
+            let Some(s) = self.emergency.get_mut(k) else {
+                continue;
+            };
             s.window.frozen = true;
             s.long.frozen = true;
-            (std::mem::take(&mut s.pending), s.region.clone())
-        });
-        let (pending, region) = st.unwrap_or_default();
+            if n == 0 {
+                region = s.region.clone();
+            }
+            for p in std::mem::take(&mut s.pending) {
+                *cats.entry(k.0.clone()).or_insert(0) += 1;
+                if recent
+                    .insert(crate::stable_hash(p.mention.id.as_bytes()), p.ts)
+                    .is_none()
+                {
+                    pending.push_back(p);
+                }
+            }
+        }
+        let (primary, categories) = categories_of(rules, &cat.id, &cats);
         // Opened on the fleet's count: the incident says so from its first event.
         let fleet_authors = if self.coord.is_some() { authors } else { 0 };
         let mut id = format!(
@@ -203,7 +271,7 @@ impl Engine {
         let shared_key = self
             .coord
             .as_ref()
-            .map(|_| emergency_key(&key.0, key.1.as_deref()));
+            .map(|_| incident_key(&cat.group, key.1.as_deref()));
         if let (Some(c), Some(k)) = (self.coord.as_mut(), &shared_key) {
             id = c.claim_open(k, &id);
         }
@@ -212,7 +280,8 @@ impl Engine {
         let inc = Incident {
             id: id.clone(),
             kind: IncidentKind::Emergency,
-            category: cat.id.to_string(),
+            category: primary,
+            categories,
             region,
             first_seen: pending.iter().map(|p| p.ts).min().unwrap_or(self.now),
             opened_at: self.now,
@@ -231,7 +300,8 @@ impl Engine {
             samples: Vec::new(),
         };
         let (sev, min_a) = (cat.severity, cat.min_authors);
-        let okey = OpenKey::Emergency(key.clone());
+        let group = cat.group.clone();
+        let okey = OpenKey::Emergency(keys.clone());
         self.open_incident(inc, okey, pending, fleet_authors, out, |o| {
             emergency_severity(sev, min_a, o, rate, base, authors)
         });
@@ -239,10 +309,170 @@ impl Engine {
             o.prior = prior;
             o.close_authors = u64::from(min_a.div_ceil(2));
             o.shared_key = shared_key;
+            o.group = Some(group.clone());
+            *self.open_groups.entry(group.clone()).or_insert(0) += 1;
+            o.cats = cats;
+            o.recent = recent;
         }
-        if let Some(s) = self.emergency.get_mut(key) {
-            s.incident = Some(id);
+        for k in &keys {
+            if let Some(s) = self.emergency.get_mut(k) {
+                s.incident = Some(id.clone());
+            }
+            if k.1 != key.1 {
+                self.claim_extra(&group, k.1.as_deref(), &id);
+            }
         }
+    }
+
+    /// Keys without an incident that have mentions waiting and are related (same group; same
+    /// region, its parent or a child) to an incident
+    /// about to open on `own` (group `group`, region `region`), in key order.
+    fn related_waiting(
+        &self,
+        rules: &RuleSet,
+        group: &str,
+        region: Option<u32>,
+        own: &EmergencyKey,
+    ) -> Vec<EmergencyKey> {
+        let mut v: Vec<EmergencyKey> = self
+            .emergency
+            .iter()
+            .filter(|(k, st)| *k != own && st.incident.is_none() && !st.pending.is_empty())
+            .filter(|(k, _)| {
+                rules
+                    .category_index(&k.0)
+                    .is_some_and(|ci| &*rules.categories[ci as usize].group == group)
+            })
+            .filter(|(_, st)| {
+                let r = match &st.region {
+                    Some(r) => match rules.gazetteer.by_code(&r.code) {
+                        Some(i) => Some(i),
+                        None => return false,
+                    },
+                    None => None,
+                };
+                lineage_distance(&rules.gazetteer, region, r).is_some()
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        // The map's order is not deterministic; the output must be.
+        v.sort();
+        v
+    }
+
+    /// In a fleet, claim the place `region` of group `group` for the incident `id` too (a key
+    /// of another region joined it), so that another instance opening there adopts its id.
+    fn claim_extra(&mut self, group: &str, region: Option<&str>, id: &str) {
+        let (Some(c), Some(o)) = (self.coord.as_mut(), self.open.get_mut(id)) else {
+            return;
+        };
+        let k = incident_key(group, region);
+        if o.shared_key.as_ref() == Some(&k) || o.extra_keys.contains(&k) {
+            return;
+        }
+        if c.claim_open(&k, id) == id {
+            o.extra_keys.push(k);
+        } else {
+            // Another instance has its own incident there: leave its claim alone.
+            c.release(&k, id);
+        }
+    }
+
+    /// The open emergency incident a key of group `group` in region `region` joins, if any:
+    /// same group, and the region is the incident's, its parent or a child of it.
+    /// Nearest region first, then opened first, then id (deterministic).
+    pub(super) fn related_open(
+        &self,
+        rules: &RuleSet,
+        group: &str,
+        region: Option<u32>,
+    ) -> Option<String> {
+        if self.open_groups.get(group).is_none_or(|n| *n == 0) {
+            return None;
+        }
+        self.open
+            .iter()
+            .filter(|(_, o)| o.group.as_deref() == Some(group))
+            .filter_map(|(id, o)| {
+                let r = match &o.inc.region {
+                    Some(r) => Some(rules.gazetteer.by_code(&r.code)?),
+                    None => None,
+                };
+                lineage_distance(&rules.gazetteer, region, r).map(|d| (d, o.inc.opened_at, id))
+            })
+            .min()
+            .map(|(_, _, id)| id.clone())
+    }
+
+    /// Make the open incident `id` the incident of `key` (category `ci`): the key's pending
+    /// mentions join it, its windows freeze as on opening, and (in a fleet) the incident also
+    /// claims the key's region so that another instance opening there adopts its id.
+    pub(super) fn attach(
+        &mut self,
+        rules: &RuleSet,
+        ci: u16,
+        key: &EmergencyKey,
+        id: &str,
+        out: &mut Vec<Event>,
+    ) {
+        let cat = &rules.categories[ci as usize];
+        let Some(st) = self.emergency.get_mut(key) else {
+            return;
+        };
+        let Some(o) = self.open.get_mut(id) else {
+            return;
+        };
+        st.incident = Some(id.to_string());
+        st.window.frozen = true;
+        st.long.frozen = true;
+        let pending = std::mem::take(&mut st.pending);
+        if let OpenKey::Emergency(keys) = &mut o.key {
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+        let group = cat.group.clone();
+        self.claim_extra(&group, key.1.as_deref(), id);
+        let cat_id = cat.id.clone();
+        for p in pending {
+            self.join_emergency(rules, id, &cat_id, p, false, None, out);
+        }
+    }
+
+    /// A mention of category `cat` joins the emergency incident `id`: counted for the category
+    /// (and the primary category updated), assigned unless another key of the incident
+    /// assigned it already.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn join_emergency(
+        &mut self,
+        rules: &RuleSet,
+        id: &str,
+        cat: &Arc<str>,
+        p: PendingMention,
+        elevated: bool,
+        rates: Option<(f64, f64, u64)>,
+        out: &mut Vec<Event>,
+    ) {
+        let now = self.now;
+        let Some(o) = self.open.get_mut(id) else {
+            return;
+        };
+        let n = o.cats.entry(cat.clone()).or_insert(0);
+        *n += 1;
+        // The primary or the list can only move when a category is new or passes the primary.
+        if **cat != *o.inc.category
+            && (*n == 1 || *n > o.cats.get(o.inc.category.as_str()).copied().unwrap_or(0))
+        {
+            set_categories(rules, o);
+        }
+        let h = crate::stable_hash(p.mention.id.as_bytes());
+        if o.recent.insert(h, p.ts).is_some() {
+            if elevated {
+                o.last_active = now;
+            }
+            return;
+        }
+        self.join(id, p, elevated, rates, out);
     }
 
     /// Distinct authors per emergency key over the whole fleet (from the coordinator's sync
@@ -294,5 +524,73 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// The primary category and the list of categories of an incident whose mentions hit
+/// `cats`: the primary is `current` unless another category has strictly more mentions (then
+/// the one with the most, the first in rule order among equals); the list is the primary,
+/// then the others in rule order.
+fn categories_of(
+    rules: &RuleSet,
+    current: &str,
+    cats: &BTreeMap<Arc<str>, u64>,
+) -> (String, Vec<String>) {
+    let order = |c: &str| rules.category_index(c).unwrap_or(u16::MAX);
+    let have = cats.get(current).copied().unwrap_or(0);
+    let primary = cats
+        .iter()
+        .filter(|(_, n)| **n > have)
+        .max_by(|a, b| a.1.cmp(b.1).then_with(|| order(b.0).cmp(&order(a.0))))
+        .map_or(current, |(c, _)| &**c);
+    let mut others: Vec<&str> = cats
+        .keys()
+        .map(|c| &**c)
+        .filter(|c| *c != primary)
+        .collect();
+    others.sort_by_key(|c| order(c));
+    let list = std::iter::once(primary)
+        .chain(others)
+        .map(str::to_string)
+        .collect();
+    (primary.to_string(), list)
+}
+
+/// Update the primary category and the list of an open incident after its counts changed
+/// (see [`categories_of`]); marks it changed when either moved.
+pub(super) fn set_categories(rules: &RuleSet, o: &mut super::OpenIncident) {
+    let (primary, list) = categories_of(rules, &o.inc.category, &o.cats);
+    if primary != o.inc.category || list != o.inc.categories {
+        o.inc.category = primary;
+        o.inc.categories = list;
+        o.dirty = true;
+    }
+}
+
+/// How far up or down the regions a key may be from an incident's region and still join it:
+/// the region itself, its parent or a child (海淀区 and 北京市, 西湖区 and 杭州市, 杭州市 and
+/// 浙江省), not further: a province-wide incident must not swallow every district's.
+const MAX_LINEAGE_STEPS: u32 = 1;
+
+/// Parent steps from one region to the other when one is the other or an ancestor of it, at
+/// most [`MAX_LINEAGE_STEPS`]; two mentions without a region are at the same (unknown) place.
+fn lineage_distance(g: &Gazetteer, a: Option<u32>, b: Option<u32>) -> Option<u32> {
+    let up = |from: u32, to: u32| {
+        let (mut i, mut d) = (from, 0);
+        loop {
+            if i == to {
+                return Some(d);
+            }
+            if d == MAX_LINEAGE_STEPS {
+                return None;
+            }
+            i = g.get(i).parent?;
+            d += 1;
+        }
+    };
+    match (a, b) {
+        (None, None) => Some(0),
+        (Some(a), Some(b)) => up(a, b).or_else(|| up(b, a)),
+        _ => None,
     }
 }

@@ -5,7 +5,7 @@ use super::{round2, Engine, OpenIncident, OpenKey, PendingMention, MAX_SAMPLES, 
 use crate::detect::spike::poisson_sf;
 use crate::incidents::incident::{Event, EventKind, Incident, IncidentKind, IncidentState};
 use ahash::{AHashMap, AHashSet};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 impl Engine {
@@ -34,6 +34,10 @@ impl Engine {
             prior: 0.0,
             close_authors: 1,
             shared_key: None,
+            extra_keys: Vec::new(),
+            group: None,
+            cats: BTreeMap::new(),
+            recent: AHashMap::new(),
             fleet_authors,
         };
         let ids: Vec<String> = pending.iter().map(|p| p.mention.id.clone()).collect();
@@ -107,6 +111,7 @@ impl Engine {
             self.long_decay(),
         );
         let long_on = self.settings.window.long_window_secs > self.settings.window.window_secs;
+        let recent_ms = (bms * nb as i64).max(if long_on { lbms * lnb as i64 } else { 0 });
         let interval = i64::from(self.settings.window.update_interval_secs) * 1000;
         let quiet_e = i64::from(self.settings.emergency.quiet_secs) * 1000;
         let quiet_r = i64::from(self.settings.rumor.quiet_secs) * 1000;
@@ -114,22 +119,26 @@ impl Engine {
         let mut to_close = Vec::new();
         for (id, o) in self.open.iter_mut() {
             match &o.key {
-                OpenKey::Emergency(k) => {
-                    if let Some(st) = self.emergency.get_mut(k) {
+                OpenKey::Emergency(keys) => {
+                    // Active while any of its windows is; the rate is the busiest window's.
+                    let mut best: Option<u64> = None;
+                    for k in keys {
+                        let Some(st) = self.emergency.get_mut(k) else {
+                            continue;
+                        };
                         st.window.advance(now / bms, decay);
                         st.long.advance(now / lbms, ldecay);
                         let a = st.authors(now / bms);
                         let expected = st.window.baseline(o.prior) * nb as f64;
-                        let la = st.long.authors();
-                        let lexpected =
-                            st.long.baseline(o.prior * lbms as f64 / bms as f64) * lnb as f64;
                         let close_alpha = self.settings.emergency.close_alpha;
                         // The slow window alone never keeps an incident open here; a mention
                         // joining while it is elevated does (see `emergency_hit`).
-                        let _ = (la, lexpected, long_on);
                         if a >= o.close_authors || poisson_sf(a, expected) < close_alpha {
                             o.last_active = now;
                         }
+                        best = Some(best.map_or(a, |b| b.max(a)));
+                    }
+                    if let Some(a) = best {
                         let rate = round2(a as f64 / minutes);
                         if rate != o.inc.rate_per_min {
                             o.inc.rate_per_min = rate;
@@ -161,6 +170,10 @@ impl Engine {
         }
         // Forget idle state now and then (every 60 buckets of event time).
         if self.sweeps.is_multiple_of(60) {
+            // A mention older than every window is in no pending list any more.
+            for o in self.open.values_mut() {
+                o.recent.retain(|_, ts| *ts >= now - recent_ms);
+            }
             let prior = self.prior_bucket(self.settings.emergency.prior_per_hour);
             let lprior = prior * lbms as f64 / bms as f64;
             self.emergency.retain(|_, st| {
@@ -200,20 +213,27 @@ impl Engine {
         let Some(mut o) = self.open.remove(id) else {
             return false;
         };
-        if let (Some(c), Some(k)) = (self.coord.as_mut(), &o.shared_key) {
-            c.release(k, &o.inc.id);
+        if let Some(n) = o.group.as_ref().and_then(|g| self.open_groups.get_mut(g)) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(c) = self.coord.as_mut() {
+            for k in o.shared_key.iter().chain(&o.extra_keys) {
+                c.release(k, &o.inc.id);
+            }
         }
         o.inc.state = IncidentState::Closed;
         o.inc.updated_at = now;
         finish(&mut o);
         match &o.key {
-            OpenKey::Emergency(k) => {
-                if let Some(st) = self.emergency.get_mut(k) {
-                    st.incident = None;
-                    // The authors behind the closed incident must not reopen it.
-                    st.window.clear();
-                    st.long.clear();
-                    st.fleet = None;
+            OpenKey::Emergency(keys) => {
+                for k in keys {
+                    if let Some(st) = self.emergency.get_mut(k) {
+                        st.incident = None;
+                        // The authors behind the closed incident must not reopen it.
+                        st.window.clear();
+                        st.long.clear();
+                        st.fleet = None;
+                    }
                 }
             }
             OpenKey::Rumor(c) => self.drop_claim_group(*c),

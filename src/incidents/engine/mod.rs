@@ -84,8 +84,9 @@ struct PendingMention {
 
 /// What an open incident was opened on.
 enum OpenKey {
-    /// An emergency key: (category, region code).
-    Emergency(EmergencyKey),
+    /// Emergency keys: (category, region code), the one it opened on first, then the keys of
+    /// related categories and regions that joined it (see `emergency.rs`).
+    Emergency(Vec<EmergencyKey>),
     /// A claim group, by its id.
     Rumor(u64),
 }
@@ -107,6 +108,16 @@ struct OpenIncident {
     close_authors: u64,
     /// The key under which the id was claimed in the fleet (with a coordinator).
     shared_key: Option<String>,
+    /// Emergency only: further fleet claims held for it (regions of keys that joined it).
+    extra_keys: Vec<String>,
+    /// Emergency only: the group of its categories (`rules/categories.toml`).
+    group: Option<Arc<str>>,
+    /// Emergency only: mentions assigned per category (a mention hitting two categories
+    /// counts for both); the primary category is the one with the most.
+    cats: BTreeMap<Arc<str>, u64>,
+    /// Emergency only: the mentions assigned (hashed id → event time) within the last window,
+    /// so a mention counted under two keys of the incident is assigned once.
+    recent: AHashMap<u64, i64>,
     /// Distinct authors in the window over the fleet, at most (merged counts).
     fleet_authors: u64,
 }
@@ -134,6 +145,8 @@ pub struct Engine {
     seeds: BoundedMap<rumor::Seed>,
     next_claim_group: u64,
     open: BTreeMap<String, OpenIncident>,
+    /// Open emergency incidents per group (to skip looking for one to join when none is open).
+    open_groups: AHashMap<Arc<str>, u32>,
     stats: EngineStats,
     coord: Option<Box<dyn Coordinator>>,
     /// Emit `mention.request` events (a stage subscribed to them).
@@ -173,6 +186,7 @@ impl Engine {
             seeds: BoundedMap::new(SEED_CAP),
             next_claim_group: 1,
             open: BTreeMap::new(),
+            open_groups: AHashMap::new(),
             stats: EngineStats::default(),
             coord: None,
             requests: false,
@@ -408,10 +422,41 @@ impl Engine {
                 }) else {
                     return;
                 };
+                // Emergencies: its windows and category counts move to `into`, so later
+                // mentions of its keys join the merged incident.
+                let moved = self.open.get(from).map(|o| {
+                    let keys = match &o.key {
+                        OpenKey::Emergency(k) => k.clone(),
+                        OpenKey::Rumor(_) => Vec::new(),
+                    };
+                    (keys, o.cats.clone(), o.recent.clone())
+                });
                 self.close_open(from, now, out);
+                let (keys, cats, recent) = moved.unwrap_or_default();
+                for k in &keys {
+                    if let Some(st) = self.emergency.get_mut(k) {
+                        st.incident = Some(into.clone());
+                        st.window.frozen = true;
+                        st.long.frozen = true;
+                    }
+                }
                 let Some(o) = self.open.get_mut(into) else {
                     return;
                 };
+                if let OpenKey::Emergency(own) = &mut o.key {
+                    for k in keys {
+                        if !own.contains(&k) {
+                            own.push(k);
+                        }
+                    }
+                }
+                for (c, n) in cats {
+                    *o.cats.entry(c).or_insert(0) += n;
+                }
+                o.recent.extend(recent);
+                if let Some(rules) = &self.rules {
+                    emergency::set_categories(rules, o);
+                }
                 let (mentions, authors, boosted, verified, terms, samples, severity, base) = src;
                 o.inc.mentions += mentions;
                 o.authors.extend(authors);

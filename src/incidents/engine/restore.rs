@@ -5,10 +5,10 @@ use super::rumor::{rumor_key, ClaimGroup};
 use super::{Engine, OpenIncident, OpenKey, RUMOR_BUCKETS, TOP_TERMS};
 use crate::detect::rules::RuleSet;
 use crate::detect::spike::Window;
-use crate::incidents::coord::emergency_key;
+use crate::incidents::coord::incident_key;
 use crate::incidents::incident::{Incident, IncidentKind, IncidentState};
 use ahash::AHashSet;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 impl Engine {
@@ -25,27 +25,41 @@ impl Engine {
             }
             let key = match inc.kind {
                 IncidentKind::Emergency => {
-                    let k: EmergencyKey = (
-                        Arc::from(inc.category.as_str()),
-                        inc.region.as_ref().map(|r| Arc::from(r.code.as_str())),
-                    );
-                    let mut window = Window::new(self.buckets(), inc.updated_at / self.bucket_ms());
-                    window.frozen = true;
-                    let mut long =
-                        Window::new(self.long_buckets(), inc.updated_at / self.long_bucket_ms());
-                    long.frozen = true;
-                    self.emergency.insert(
-                        k.clone(),
-                        EmergencyState {
-                            window,
-                            long,
-                            incident: Some(inc.id.clone()),
-                            pending: VecDeque::new(),
-                            fleet: None,
-                            region: inc.region.clone(),
-                        },
-                    );
-                    OpenKey::Emergency(k)
+                    // One window per category of the incident (older incidents list none:
+                    // their one category).
+                    let cats: Vec<&str> = if inc.categories.is_empty() {
+                        vec![inc.category.as_str()]
+                    } else {
+                        inc.categories.iter().map(String::as_str).collect()
+                    };
+                    let mut keys = Vec::new();
+                    for c in cats {
+                        let k: EmergencyKey = (
+                            Arc::from(c),
+                            inc.region.as_ref().map(|r| Arc::from(r.code.as_str())),
+                        );
+                        let mut window =
+                            Window::new(self.buckets(), inc.updated_at / self.bucket_ms());
+                        window.frozen = true;
+                        let mut long = Window::new(
+                            self.long_buckets(),
+                            inc.updated_at / self.long_bucket_ms(),
+                        );
+                        long.frozen = true;
+                        self.emergency.insert(
+                            k.clone(),
+                            EmergencyState {
+                                window,
+                                long,
+                                incident: Some(inc.id.clone()),
+                                pending: VecDeque::new(),
+                                fleet: None,
+                                region: inc.region.clone(),
+                            },
+                        );
+                        keys.push(k);
+                    }
+                    OpenKey::Emergency(keys)
                 }
                 IncidentKind::Rumor => {
                     let gid = self.next_claim_group;
@@ -92,8 +106,20 @@ impl Engine {
                     OpenKey::Rumor(gid)
                 }
             };
+            let group = (inc.kind == IncidentKind::Emergency).then(|| {
+                rules.category_index(&inc.category).map_or_else(
+                    || Arc::from(inc.category.as_str()),
+                    |ci| rules.categories[ci as usize].group.clone(),
+                )
+            });
+            if let Some(g) = &group {
+                *self.open_groups.entry(g.clone()).or_insert(0) += 1;
+            }
             let shared_key = self.coord.as_ref().map(|_| match &key {
-                OpenKey::Emergency(k) => emergency_key(&k.0, k.1.as_deref()),
+                OpenKey::Emergency(_) => incident_key(
+                    group.as_deref().unwrap_or(&inc.category),
+                    inc.region.as_ref().map(|r| r.code.as_str()),
+                ),
                 OpenKey::Rumor(c) => self.claim_groups.get(c).map(rumor_key).unwrap_or_default(),
             });
             let terms = inc
@@ -119,6 +145,19 @@ impl Engine {
                 }
                 _ => (0.0, 1),
             };
+            // Counts per category are not stored: the primary keeps every mention so far.
+            let cats = match inc.kind {
+                IncidentKind::Emergency => inc
+                    .categories
+                    .iter()
+                    .chain(std::iter::once(&inc.category))
+                    .map(|c| {
+                        let n = if *c == inc.category { inc.mentions } else { 0 };
+                        (Arc::from(c.as_str()), n)
+                    })
+                    .collect(),
+                IncidentKind::Rumor => BTreeMap::new(),
+            };
             self.open.insert(
                 inc.id.clone(),
                 OpenIncident {
@@ -135,6 +174,10 @@ impl Engine {
                     prior,
                     close_authors,
                     shared_key,
+                    extra_keys: Vec::new(),
+                    group,
+                    cats,
+                    recent: ahash::AHashMap::new(),
                     fleet_authors: 0,
                 },
             );

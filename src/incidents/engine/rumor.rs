@@ -277,6 +277,7 @@ impl Engine {
             id,
             kind: IncidentKind::Rumor,
             category: group.category.as_deref().unwrap_or("other").to_string(),
+            categories: Vec::new(),
             region: group.region.clone(),
             first_seen: group
                 .first_seen

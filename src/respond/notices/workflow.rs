@@ -190,6 +190,7 @@ impl Notices {
                 .unwrap_or_else(|| format!("manual-{seq}")),
             kind: draft.kind,
             category: draft.category.clone(),
+            categories: Vec::new(),
             region,
             first_seen: now_ms,
             opened_at: now_ms,

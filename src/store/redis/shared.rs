@@ -2,7 +2,8 @@
 //! over every instance.
 //!
 //! - **Opened once.** When the engine is about to open an incident it proposes an id for the
-//!   key (`em|{category}|{region}`, `ru|claim|{claim}`, `ru|root|{post}`); a Lua script sets
+//!   key (`em|{group}|{region}`: one per group of related categories and place, see
+//!   `incidents::coord::incident_key`; `ru|claim|{claim}`, `ru|root|{post}`); a Lua script sets
 //!   `{ns}:claim:{key}` to it unless another instance got there first, and returns the id that
 //!   holds. One round trip on the engine thread, only when opening. The claim lives while the
 //!   incident is open (refreshed every 10 s, expiring after 60 s without refresh) and is deleted,
