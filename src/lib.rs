@@ -30,7 +30,7 @@
 //! | [`cases`] | citizen requests: not built yet (it will subscribe to `mention.request` on the bus) |
 //! | [`metrics`] | the Prometheus registry |
 //! | [`clock`] | the one injected clock (sessions, login limits, publishing limiters, dispatcher); `ManualClock` for tests |
-//! | [`app`] | wiring: the command line, the one-shot commands, `replay`, and the service as a list of stages |
+//! | [`app`] | wiring: the command line, the one-shot commands, `replay`, `eval` (detection on labelled files), `train rumor`, and the service as a list of stages |
 //! | [`config`] | `huiying.toml`: the top-level keys and one section per stage (read only by [`app`]) |
 //!
 //! See `ARCHITECTURE.md` for the channels, their bounds and the reasons behind the design.

@@ -1,5 +1,7 @@
 //! Wiring: the command line ([`cli`]), the one-shot commands ([`commands`]), `replay`
-//! ([`replay`]), `eval` ([`eval`]: detection measured on labelled files) and the service ([`service`]: `run`, `demo`, and what the tests start).
+//! ([`replay`]), `eval` ([`eval`]: detection measured on labelled files), `train` (`train.rs`:
+//! the rumor model from labelled cascades) and the service ([`service`]: `run`, `demo`, and
+//! what the tests start).
 
 mod cli;
 mod commands;

@@ -156,6 +156,9 @@ fn classify_json_error(e: serde_json::Error) -> RejectReason {
     RejectReason::InvalidJson(msg)
 }
 
+/// The fields a mention line may carry (anything else is unknown to the parser).
+pub const MENTION_FIELDS: &[&str] = FIELDS.split_at(10).0;
+
 const FIELDS: [&str; 11] = [
     "id",
     "text",

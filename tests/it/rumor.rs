@@ -2,9 +2,7 @@
 //! cascade as posts arrive (slow cascades too), the model file and `huiying train rumor`.
 
 use crate::util::{copy_dir, json_lines, rules_dir, SharedBuf};
-use huiying::detect::rumor_model::{
-    ModelInfo, RumorModel, CASCADE_FEATURES, CASCADE_FEATURE_NAMES, FEATURE_VERSION,
-};
+use huiying::detect::rumor_model::{RumorModel, CASCADE_FEATURES, CASCADE_FEATURE_NAMES};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -145,22 +143,11 @@ fn enquiry_model() -> RumorModel {
         .expect("feature");
     w_cascade[i] = 10.0;
     RumorModel {
-        bits,
-        w_orig: vec![0.0; 1 << bits],
-        w_repost: vec![0.0; 1 << bits],
         w_cascade,
-        mean: [0.0; CASCADE_FEATURES],
-        std: [1.0; CASCADE_FEATURES],
         bias: -6.0,
         threshold: 0.9,
         min_posts: 3,
-        info: ModelInfo {
-            version: FEATURE_VERSION,
-            trained_on: "test".into(),
-            cv: vec![],
-            cv_median_flag_post: None,
-            settings: String::new(),
-        },
+        ..RumorModel::blank(bits)
     }
 }
 
@@ -254,4 +241,83 @@ fn the_shipped_model_loads_with_its_provenance() {
     assert!(m.info.trained_on.contains("events"), "{:?}", m.info);
     assert!(m.info.cv.iter().any(|p| p.by_post == 100 && p.f1 > 0.0));
     assert!(m.threshold > 0.0 && m.threshold < 1.0);
+}
+
+#[test]
+fn train_rumor_writes_a_model_the_rules_load_and_names_bad_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("cascades.jsonl");
+    let mut lines = Vec::new();
+    for e in 0..16 {
+        let rumor = e % 2 == 0;
+        let (orig, reply) = if rumor {
+            ("紧急扩散！网传明天全市停水三天，赶紧储水", "真的假的？求证")
+        } else {
+            (
+                "市气象台发布天气预报：明天多云，气温十五到二十二度",
+                "转发微博",
+            )
+        };
+        let label = if rumor { "rumor" } else { "non-rumor" };
+        let root = format!("e{e}");
+        lines.push(
+            json!({"id": root, "ts": T0 + e * 1000, "author": format!("a{e}"),
+            "text": format!("{orig}（{e}）"), "repost_of": null, "event": root, "label": label}),
+        );
+        for r in 0..6 {
+            lines.push(
+                json!({"id": format!("e{e}r{r}"), "ts": T0 + e * 1000 + (r + 1) * 60_000,
+                "author": format!("u{e}-{r}"), "text": reply, "repost_of": root,
+                "event": root, "label": label}),
+            );
+        }
+    }
+    let mut body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    body.push_str("{\"id\":\"x\",\"ts\":1,\"text\":\"没有标签\"}\n");
+    std::fs::write(&data, body).expect("write");
+    let rules = rules_without_model();
+    let out_model = rules.path().join("models/rumor.bin");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_huiying"))
+        .args(["train", "rumor"])
+        .arg(&data)
+        .arg("--rules")
+        .arg(rules.path())
+        .arg("--out")
+        .arg(&out_model)
+        .args(["--folds", "2", "--iterations", "60", "--bits", "10"])
+        .output()
+        .expect("run huiying train rumor");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("16 events (8 rumor)"), "{stdout}");
+    assert!(stdout.contains("by post 100"), "{stdout}");
+    assert!(
+        stderr.contains("cascades.jsonl:113: skipped: field `event`"),
+        "the unlabelled line is named: {stderr}"
+    );
+    let m = RumorModel::load(&out_model).expect("the model loads");
+    assert_eq!(m.bits, 10);
+    assert!(m.info.trained_on.contains("cascades.jsonl"));
+    // The rules load it, and it tells these cascades apart.
+    let unlabelled: Vec<Value> = lines
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            if let Some(o) = l.as_object_mut() {
+                o.remove("event");
+                o.remove("label");
+            }
+            l
+        })
+        .collect();
+    let events = replay(rules.path(), &unlabelled);
+    let flagged: std::collections::BTreeSet<&str> = opened_rumors(&events)
+        .iter()
+        .filter_map(|i| i["root_mention_id"].as_str())
+        .collect();
+    assert!(
+        flagged.contains("e0") && !flagged.contains("e1"),
+        "{flagged:?}"
+    );
 }

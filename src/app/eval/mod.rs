@@ -22,18 +22,7 @@ use std::path::Path;
 
 /// The fields of a mention (see `normalize::mention`): everything else is a label and is
 /// stripped before the engine sees the line.
-const MENTION_FIELDS: [&str; 10] = [
-    "id",
-    "text",
-    "ts",
-    "created_at",
-    "author",
-    "repost_of",
-    "reply_to",
-    "region",
-    "lang",
-    "source",
-];
+use crate::normalize::mention::MENTION_FIELDS;
 
 /// How many bad-line diagnostics are kept (all are counted).
 const MAX_ERRORS: usize = 20;

@@ -101,6 +101,29 @@ struct Header {
 }
 
 impl RumorModel {
+    /// A model with every weight zero (probability 0.5 for everything): a start for tests and
+    /// hand-made models.
+    pub fn blank(bits: u8) -> RumorModel {
+        RumorModel {
+            bits,
+            w_orig: vec![0.0; 1 << bits],
+            w_repost: vec![0.0; 1 << bits],
+            w_cascade: [0.0; CASCADE_FEATURES],
+            mean: [0.0; CASCADE_FEATURES],
+            std: [1.0; CASCADE_FEATURES],
+            bias: 0.0,
+            threshold: 0.5,
+            min_posts: 1,
+            info: ModelInfo {
+                version: FEATURE_VERSION,
+                trained_on: String::new(),
+                cv: Vec::new(),
+                cv_median_flag_post: None,
+                settings: String::new(),
+            },
+        }
+    }
+
     /// The probability that the cascade is a rumor.
     pub fn probability(&self, c: &CascadeStats) -> f32 {
         let z = self.logit(c);
@@ -246,22 +269,13 @@ mod tests {
     fn tiny() -> RumorModel {
         let bits = 10;
         RumorModel {
-            bits,
             w_orig: (0..1 << bits).map(|i| (i % 5) as f32 * 0.1).collect(),
             w_repost: (0..1 << bits).map(|i| (i % 3) as f32 * -0.1).collect(),
             w_cascade: [0.5; CASCADE_FEATURES],
-            mean: [0.0; CASCADE_FEATURES],
-            std: [1.0; CASCADE_FEATURES],
             bias: -1.0,
             threshold: 0.6,
             min_posts: 3,
-            info: ModelInfo {
-                version: FEATURE_VERSION,
-                trained_on: "test".into(),
-                cv: vec![],
-                cv_median_flag_post: None,
-                settings: String::new(),
-            },
+            ..RumorModel::blank(bits)
         }
     }
 
