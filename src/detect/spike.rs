@@ -73,8 +73,6 @@ pub struct Window {
     ewma: f64,
     /// Whether the baseline is frozen (an incident is open on this key).
     pub frozen: bool,
-    /// Whether `ewma` already holds the start-up bias correction (baked in when frozen).
-    baked: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -93,7 +91,6 @@ impl Window {
             mentions: 0,
             ewma: 0.0,
             frozen: false,
-            baked: false,
         }
     }
 
@@ -170,36 +167,6 @@ impl Window {
     /// Baseline distinct authors per bucket, floored by `prior`.
     pub fn baseline(&self, prior: f64) -> f64 {
         self.ewma.max(prior)
-    }
-
-    /// The baseline corrected for start-up bias, floored by `prior`. A zero-started EWMA
-    /// underestimates the rate by the factor `corr` = 1 − decay^(buckets that have left the
-    /// window since the engine started): the same for every key, since a key created later had
-    /// zero counts before. Without it, an engine that just started takes ordinary background
-    /// for a spike.
-    pub fn baseline_corrected(&self, prior: f64, corr: f64) -> f64 {
-        let e = if self.baked || corr <= 0.0 {
-            self.ewma
-        } else {
-            self.ewma / corr.min(1.0)
-        };
-        e.max(prior)
-    }
-
-    /// Whether the baseline has learned from history (it was frozen with a start-up
-    /// correction baked in); a window frozen before it knew anything has only its prior.
-    pub fn learned(&self) -> bool {
-        self.baked
-    }
-
-    /// Freeze the baseline (an incident opened on the key), baking in the start-up correction
-    /// so that the frozen value does not drift as the engine ages.
-    pub fn freeze(&mut self, corr: f64) {
-        if !self.frozen && !self.baked && corr > 0.0 {
-            self.ewma /= corr.min(1.0);
-            self.baked = true;
-        }
-        self.frozen = true;
     }
 
     /// Number of buckets.

@@ -54,12 +54,11 @@ pub struct Mention {
 }
 
 impl Mention {
-    /// A 64-bit key for the author; a mention without author (or with an empty one, as in
-    /// data sets that strip user ids) is an author of its own.
+    /// A 64-bit key for the author; a mention without author is an author of its own.
     pub fn author_key(&self) -> u64 {
         match &self.author {
-            Some(a) if !a.id.trim().is_empty() => crate::stable_hash(a.id.as_bytes()),
-            _ => crate::stable_hash(format!("\u{0}anon:{}", self.id).as_bytes()),
+            Some(a) => crate::stable_hash(a.id.as_bytes()),
+            None => crate::stable_hash(format!("\u{0}anon:{}", self.id).as_bytes()),
         }
     }
 

@@ -136,29 +136,19 @@ impl Engine {
                 self.attach(rules, ci, &key, &id, out);
             }
         }
-        let ((corr, _), (lcorr, _)) = (self.fast_correction(), self.long_correction());
         let Some(st) = self.emergency.get_mut(&key) else {
             return;
         };
         if let Some(id) = st.incident.clone() {
             let authors = st.authors(now_b);
-            let expected = st.window.baseline_corrected(prior, corr) * nb as f64;
+            let expected = st.window.baseline(prior) * nb as f64;
             let long_authors = st.long.authors();
-            let long_expected = st.long.baseline_corrected(lprior, lcorr) * lnb as f64;
+            let long_expected = st.long.baseline(lprior) * lnb as f64;
             let close_alpha = self.settings.emergency.close_alpha;
             let min = u64::from(cat.min_authors);
-            // Active only while above what the key ordinarily sees: background that keeps
-            // mentioning the category's words does not keep an incident open for hours.
-            // The slow window keeps an incident active only when it is what opened it: after
-            // a fast burst it stays elevated for an hour and would keep background attached.
-            let slow_opened = self.open.get(&id).is_some_and(|o| o.slow);
-            let Some(st) = self.emergency.get(&key) else {
-                return;
-            };
-            let elevated = poisson_sf(authors, expected) < close_alpha
+            let elevated = authors >= min.div_ceil(2)
+                || poisson_sf(authors, expected) < close_alpha
                 || (long_on
-                    && slow_opened
-                    && st.long.learned()
                     && (long_authors >= min
                         && poisson_sf(long_authors, long_expected) < close_alpha));
             let rate = authors as f64 / (f64::from(self.settings.window.window_secs) / 60.0);
@@ -227,24 +217,19 @@ impl Engine {
             self.attach(rules, ci, key, &id, out);
             return;
         }
-        let ((corr, warm), (lcorr, lwarm)) = (self.fast_correction(), self.long_correction());
         let Some(st) = self.emergency.get(key) else {
             return;
         };
         let authors = st.authors(self.now / bms);
-        let expected = st.window.baseline_corrected(prior, corr) * nb as f64;
+        let expected = st.window.baseline(prior) * nb as f64;
         let long_authors = st.long.authors();
-        let long_expected = st.long.baseline_corrected(lprior, lcorr) * lnb as f64;
+        let long_expected = st.long.baseline(lprior) * lnb as f64;
         let alpha = self.settings.emergency.alpha;
         let min = u64::from(cat.min_authors);
-        // Nothing opens before a window of history has taught the baseline what ordinary
-        // traffic is (the slow window: an hour of history).
-        let fast = warm && authors >= min && poisson_sf(authors, expected) < alpha;
+        let fast = authors >= min && poisson_sf(authors, expected) < alpha;
         // The slow window needs twice the authors: it sees twelve times the time.
-        let slow = long_on
-            && lwarm
-            && long_authors >= 2 * min
-            && poisson_sf(long_authors, long_expected) < alpha;
+        let slow =
+            long_on && long_authors >= 2 * min && poisson_sf(long_authors, long_expected) < alpha;
         if !fast && !slow {
             return;
         }
@@ -253,12 +238,6 @@ impl Engine {
         let mut keys = vec![key.clone()];
         keys.extend(self.related_waiting(rules, &cat.group, region_idx, key));
         let mut pending: VecDeque<PendingMention> = VecDeque::new();
-        let since = self.now
-            - i64::from(if fast {
-                self.settings.window.window_secs
-            } else {
-                self.settings.window.long_window_secs
-            }) * 1000;
         let mut cats: BTreeMap<Arc<str>, u64> = BTreeMap::new();
         let mut recent: ahash::AHashMap<u64, i64> = ahash::AHashMap::new();
         let mut region = None;
@@ -266,17 +245,12 @@ impl Engine {
             let Some(s) = self.emergency.get_mut(k) else {
                 continue;
             };
-            s.window.freeze(corr);
-            s.long.freeze(lcorr);
+            s.window.frozen = true;
+            s.long.frozen = true;
             if n == 0 {
                 region = s.region.clone();
             }
             for p in std::mem::take(&mut s.pending) {
-                // The burst is what the window that opened it saw: mentions from before it
-                // (kept for the slow window) are ordinary traffic unless the slow window opened.
-                if p.ts < since {
-                    continue;
-                }
                 *cats.entry(k.0.clone()).or_insert(0) += 1;
                 if recent
                     .insert(crate::stable_hash(p.mention.id.as_bytes()), p.ts)
@@ -333,7 +307,6 @@ impl Engine {
         });
         if let Some(o) = self.open.get_mut(&id) {
             o.prior = prior;
-            o.slow = !fast;
             o.close_authors = u64::from(min_a.div_ceil(2));
             o.shared_key = shared_key;
             o.group = Some(group.clone());
@@ -417,13 +390,9 @@ impl Engine {
         if self.open_groups.get(group).is_none_or(|n| *n == 0) {
             return None;
         }
-        // Without a place, only the burst an incident opened on ties related categories to
-        // it: hours later a storm and a flood with no region in common are other events.
-        let young = self.now - i64::from(self.settings.window.window_secs) * 1000;
         self.open
             .iter()
             .filter(|(_, o)| o.group.as_deref() == Some(group))
-            .filter(|(_, o)| region.is_some() || o.inc.region.is_some() || o.inc.opened_at >= young)
             .filter_map(|(id, o)| {
                 let r = match &o.inc.region {
                     Some(r) => Some(rules.gazetteer.by_code(&r.code)?),
@@ -447,7 +416,6 @@ impl Engine {
         out: &mut Vec<Event>,
     ) {
         let cat = &rules.categories[ci as usize];
-        let ((corr, _), (lcorr, _)) = (self.fast_correction(), self.long_correction());
         let Some(st) = self.emergency.get_mut(key) else {
             return;
         };
@@ -455,13 +423,9 @@ impl Engine {
             return;
         };
         st.incident = Some(id.to_string());
-        st.window.freeze(corr);
-        st.long.freeze(lcorr);
-        let since = self.now - i64::from(self.settings.window.window_secs) * 1000;
-        let pending: Vec<PendingMention> = std::mem::take(&mut st.pending)
-            .into_iter()
-            .filter(|p| p.ts >= since)
-            .collect();
+        st.window.frozen = true;
+        st.long.frozen = true;
+        let pending = std::mem::take(&mut st.pending);
         if let OpenKey::Emergency(keys) = &mut o.key {
             if !keys.contains(key) {
                 keys.push(key.clone());

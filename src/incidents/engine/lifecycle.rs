@@ -33,7 +33,6 @@ impl Engine {
             dirty: false,
             prior: 0.0,
             close_authors: 1,
-            slow: false,
             shared_key: None,
             extra_keys: Vec::new(),
             group: None,
@@ -118,7 +117,6 @@ impl Engine {
         let quiet_r = i64::from(self.settings.rumor.quiet_secs) * 1000;
         let minutes = f64::from(self.settings.window.window_secs) / 60.0;
         let mut to_close = Vec::new();
-        let (corr, _) = self.fast_correction();
         for (id, o) in self.open.iter_mut() {
             match &o.key {
                 OpenKey::Emergency(keys) => {
@@ -131,12 +129,11 @@ impl Engine {
                         st.window.advance(now / bms, decay);
                         st.long.advance(now / lbms, ldecay);
                         let a = st.authors(now / bms);
-                        let expected = st.window.baseline_corrected(o.prior, corr) * nb as f64;
+                        let expected = st.window.baseline(o.prior) * nb as f64;
                         let close_alpha = self.settings.emergency.close_alpha;
                         // The slow window alone never keeps an incident open here; a mention
-                        // joining while it is elevated does (see `emergency_hit`). A window at
-                        // the key's ordinary level is not activity.
-                        if poisson_sf(a, expected) < close_alpha {
+                        // joining while it is elevated does (see `emergency_hit`).
+                        if a >= o.close_authors || poisson_sf(a, expected) < close_alpha {
                             o.last_active = now;
                         }
                         best = Some(best.map_or(a, |b| b.max(a)));

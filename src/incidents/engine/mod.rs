@@ -106,8 +106,6 @@ struct OpenIncident {
     /// Emergency only: baseline floor per bucket and the authors that keep it active.
     prior: f64,
     close_authors: u64,
-    /// Emergency only: opened by the slow window (not the fast one).
-    slow: bool,
     /// The key under which the id was claimed in the fleet (with a coordinator).
     shared_key: Option<String>,
     /// Emergency only: further fleet claims held for it (regions of keys that joined it).
@@ -131,8 +129,6 @@ pub struct Engine {
     rules: Option<Arc<RuleSet>>,
     now: i64,
     started: bool,
-    /// Event time of the first mention (the baselines' start-up correction counts from it).
-    started_at: i64,
     next_sweep: i64,
     sweeps: u64,
     seen: SeenIds,
@@ -179,7 +175,6 @@ impl Engine {
             rules: None,
             now: i64::MIN,
             started: false,
-            started_at: 0,
             next_sweep: i64::MIN,
             sweeps: 0,
             seen: SeenIds::new(DEDUP_HORIZON_MS, DEDUP_CAP),
@@ -256,24 +251,6 @@ impl Engine {
         0.5f64.powf(f64::from(self.settings.window.long_bucket_secs) / half)
     }
 
-    /// Start-up correction of the fast baselines (see `Window::baseline_corrected`), and
-    /// whether a full window of history has left the window (before that no key opens: the
-    /// baseline is not known yet).
-    fn fast_correction(&self) -> (f64, bool) {
-        let nb = self.buckets() as i64;
-        let expired = ((self.now - self.started_at) / self.bucket_ms() - nb).max(0);
-        let corr = 1.0 - self.decay().powf(expired as f64);
-        (corr, expired >= nb)
-    }
-
-    /// The same for the slow windows.
-    fn long_correction(&self) -> (f64, bool) {
-        let nb = self.long_buckets() as i64;
-        let expired = ((self.now - self.started_at) / self.long_bucket_ms() - nb).max(0);
-        let corr = 1.0 - self.long_decay().powf(expired as f64);
-        (corr, expired >= nb)
-    }
-
     fn rumor_bucket_ms(&self) -> i64 {
         (i64::from(self.settings.rumor.window_secs) * 1000 / i64::from(RUMOR_BUCKETS)).max(1000)
     }
@@ -319,7 +296,6 @@ impl Engine {
     fn advance(&mut self, t: i64, out: &mut Vec<Event>) {
         if !self.started {
             self.started = true;
-            self.started_at = t;
             self.now = t;
             self.next_sweep = (t / self.bucket_ms() + 1) * self.bucket_ms();
             return;
@@ -457,12 +433,11 @@ impl Engine {
                 });
                 self.close_open(from, now, out);
                 let (keys, cats, recent) = moved.unwrap_or_default();
-                let ((corr, _), (lcorr, _)) = (self.fast_correction(), self.long_correction());
                 for k in &keys {
                     if let Some(st) = self.emergency.get_mut(k) {
                         st.incident = Some(into.clone());
-                        st.window.freeze(corr);
-                        st.long.freeze(lcorr);
+                        st.window.frozen = true;
+                        st.long.frozen = true;
                     }
                 }
                 let Some(o) = self.open.get_mut(into) else {
