@@ -59,42 +59,43 @@ fn t6_category(label: &str) -> &str {
     }
 }
 
-/// What to generate.
-#[derive(Debug, Clone)]
+/// What to generate (also the command line of `huiying-loadtest bursts`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct BurstsConfig {
-    /// CED dev (`ced_dev.jsonl.gz`).
+    /// CED dev (`ced_dev.jsonl.gz`; kept outside the repository, never commit it).
+    #[arg(long)]
     pub ced: PathBuf,
     /// CrisisLex T6 (`crisislex_t6.jsonl` or `.gz`).
+    #[arg(long, default_value = "tests/data/crisislex/crisislex_t6.jsonl.gz")]
     pub t6: PathBuf,
     /// RNG seed.
+    #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Hours of background.
+    #[arg(long, default_value_t = 10.0, value_parser = positive)]
     pub hours: f64,
     /// Background mentions per second.
+    #[arg(long, default_value_t = 8.0, value_parser = positive)]
     pub rate: f64,
     /// Share of background posts that are English tweets.
+    #[arg(long, default_value_t = 0.3)]
     pub en_share: f64,
     /// Bursts per T6 crisis.
+    #[arg(long, default_value_t = 4)]
     pub per_crisis: usize,
     /// CED cascades per category at most.
+    #[arg(long, default_value_t = 2)]
     pub zh_per_category: usize,
     /// Event time of the start, unix ms.
+    #[arg(long, default_value_t = 1_780_000_000_000)]
     pub start_ms: i64,
 }
 
-impl Default for BurstsConfig {
-    fn default() -> Self {
-        BurstsConfig {
-            ced: PathBuf::from("/work/shared/data/ced-dev/ced_dev.jsonl.gz"),
-            t6: PathBuf::from("tests/data/crisislex/crisislex_t6.jsonl.gz"),
-            seed: 7,
-            hours: 10.0,
-            rate: 8.0,
-            en_share: 0.3,
-            per_crisis: 4,
-            zh_per_category: 2,
-            start_ms: 1_780_000_000_000,
-        }
+/// A command-line value that must be a positive, finite number.
+pub fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
+        _ => Err(format!("must be a positive number, not {s:?}")),
     }
 }
 

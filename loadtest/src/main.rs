@@ -3,7 +3,8 @@
 //! against huiying and writes a report (see README.md).
 
 use clap::{Parser, Subcommand};
-use huiying_loadtest::{bursts, gen, run};
+use huiying_loadtest::bursts::{self, positive};
+use huiying_loadtest::{gen, run};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -46,27 +47,8 @@ enum Cmd {
         /// Output file.
         #[arg(long)]
         out: PathBuf,
-        /// CED dev cascades (never commit them).
-        #[arg(long, default_value = "/work/shared/data/ced-dev/ced_dev.jsonl.gz")]
-        ced: PathBuf,
-        /// CrisisLex T6.
-        #[arg(long, default_value = "tests/data/crisislex/crisislex_t6.jsonl.gz")]
-        t6: PathBuf,
-        /// RNG seed.
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-        /// Hours of background.
-        #[arg(long, default_value_t = 10.0, value_parser = positive)]
-        hours: f64,
-        /// Background mentions per second.
-        #[arg(long, default_value_t = 8.0, value_parser = positive)]
-        rate: f64,
-        /// Bursts per T6 crisis.
-        #[arg(long, default_value_t = 4)]
-        per_crisis: usize,
-        /// CED cascades per category at most.
-        #[arg(long, default_value_t = 2)]
-        zh_per_category: usize,
+        #[command(flatten)]
+        cfg: bursts::BurstsConfig,
     },
     /// Run a scenario (`scenarios/<name>`) against huiying and write result.json, report.md
     /// and chart.svg.
@@ -94,13 +76,6 @@ enum Cmd {
     },
 }
 
-fn positive(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
-        _ => Err(format!("must be a positive number, not {s:?}")),
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Gen {
@@ -122,26 +97,7 @@ fn main() -> anyhow::Result<()> {
             };
             gen::run(cfg, std::io::stdout().lock())?;
         }
-        Cmd::Bursts {
-            out,
-            ced,
-            t6,
-            seed,
-            hours,
-            rate,
-            per_crisis,
-            zh_per_category,
-        } => {
-            let cfg = bursts::BurstsConfig {
-                ced,
-                t6,
-                seed,
-                hours,
-                rate,
-                per_crisis,
-                zh_per_category,
-                ..bursts::BurstsConfig::default()
-            };
+        Cmd::Bursts { out, cfg } => {
             let f = std::fs::File::create(&out)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
             let s = bursts::run(&cfg, std::io::BufWriter::new(f))?;

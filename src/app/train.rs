@@ -4,8 +4,7 @@
 use super::commands::load_rules;
 use super::replay::open_input;
 use crate::detect::rumor_model::train::{cascades, train, LabelledPost, TrainSettings};
-use crate::detect::rumor_model::PostCues;
-use crate::detect::{Analyzer, Cues};
+use crate::detect::Analyzer;
 use anyhow::Context;
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -114,10 +113,6 @@ fn labelled_post(
         author: m.author_key(),
         text,
         original: m.repost_of.is_none() && m.reply_to.is_none(),
-        cues: PostCues {
-            enquiry: a.cues.has(Cues::ENQUIRY),
-            correction: a.cues.has(Cues::CORRECTION),
-            spreading: a.cues.has(Cues::SPREADING),
-        },
+        cues: a.cues,
     })
 }

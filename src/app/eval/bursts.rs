@@ -105,10 +105,7 @@ pub fn eval(
     workers: Option<usize>,
     diag: &mut (dyn Write + Send),
 ) -> anyhow::Result<BurstReport> {
-    let l = Labelled::read(file)?;
-    for e in &l.errors {
-        let _ = writeln!(diag, "{e}");
-    }
+    let l = Labelled::read_reporting(file, diag)?;
     let (off_topic, off_topic_with_category) = off_topic_rate(&l, rules_dir)?;
     let run = Replayed::run(&l, file, rules_dir, workers, diag)?;
     let mut r = score(file, &l, &run);

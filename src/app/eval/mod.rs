@@ -16,7 +16,7 @@ use super::replay::{open_input, replay_events, EventSink, ReplaySummary};
 use crate::feeds::jsonl::Speed;
 use crate::incidents::{Event, EventKind, IncidentKind};
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::ops::Range;
 use std::path::Path;
 
@@ -102,6 +102,15 @@ impl Labelled {
                     l.input.push(b'\n');
                 }
             }
+        }
+        Ok(l)
+    }
+
+    /// [`Labelled::read`], writing the bad lines it names to `diag`.
+    pub fn read_reporting(file: &Path, diag: &mut (dyn Write + Send)) -> anyhow::Result<Labelled> {
+        let l = Labelled::read(file)?;
+        for e in &l.errors {
+            let _ = writeln!(diag, "{e}");
         }
         Ok(l)
     }

@@ -87,10 +87,7 @@ pub fn eval(
     workers: Option<usize>,
     diag: &mut (dyn Write + Send),
 ) -> anyhow::Result<RumorReport> {
-    let l = Labelled::read(file)?;
-    for e in &l.errors {
-        let _ = writeln!(diag, "{e}");
-    }
+    let l = Labelled::read_reporting(file, diag)?;
     let run = Replayed::run(&l, file, rules_dir, workers, diag)?;
     Ok(score(file, &l, &run))
 }

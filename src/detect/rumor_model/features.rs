@@ -2,6 +2,7 @@
 //! post beyond its words, and the running counts of a cascade. The engine and the trainer use
 //! exactly these functions, so a cascade scored live scores as it did in training.
 
+use crate::detect::analyze::Cues;
 use ahash::AHashSet;
 
 /// Character n-gram orders hashed (1, 2 and 3).
@@ -162,14 +163,6 @@ impl PostSignals {
     }
 }
 
-/// Rumor cues of a post (the rules' enquiry, correction and spreading words).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PostCues {
-    pub enquiry: bool,
-    pub correction: bool,
-    pub spreading: bool,
-}
-
 /// Distinct authors a cascade remembers exactly (beyond that it counts new ones approximately).
 const MAX_AUTHORS: usize = 4096;
 
@@ -177,7 +170,7 @@ const MAX_AUTHORS: usize = 4096;
 #[derive(Debug, Clone, Default)]
 pub struct CascadeStats {
     /// The original post, when seen.
-    pub original: Option<(PostSignals, PostCues)>,
+    pub original: Option<(PostSignals, Cues)>,
     /// Time of the first post (ms).
     pub first_ts: i64,
     /// Time of the newest post (ms).
@@ -222,9 +215,18 @@ pub const CASCADE_FEATURE_NAMES: [&str; CASCADE_FEATURES] = [
     "orig_correction",
 ];
 
+/// Cascade features in standard units (the model's means and standard deviations).
+pub fn standardise(
+    f: &[f32; CASCADE_FEATURES],
+    mean: &[f32; CASCADE_FEATURES],
+    std: &[f32; CASCADE_FEATURES],
+) -> [f32; CASCADE_FEATURES] {
+    std::array::from_fn(|i| (f[i] - mean[i]) / std[i])
+}
+
 impl CascadeStats {
     /// Count one post. `original` is true for the cascade's root post.
-    pub fn add(&mut self, ts: i64, author: u64, s: &PostSignals, cues: PostCues, original: bool) {
+    pub fn add(&mut self, ts: i64, author: u64, s: &PostSignals, cues: Cues, original: bool) {
         if self.posts == 0 {
             self.first_ts = ts;
         }
@@ -244,9 +246,9 @@ impl CascadeStats {
             self.nontrivial += 1;
             self.repost_score += s.as_repost;
         }
-        self.enquiry += u32::from(cues.enquiry);
-        self.correction += u32::from(cues.correction);
-        self.spreading += u32::from(cues.spreading);
+        self.enquiry += u32::from(cues.has(Cues::ENQUIRY));
+        self.correction += u32::from(cues.has(Cues::CORRECTION));
+        self.spreading += u32::from(cues.has(Cues::SPREADING));
     }
 
     /// Distinct authors (approximate past [`MAX_AUTHORS`]).
@@ -285,9 +287,9 @@ impl CascadeStats {
             f32::from(o.questions.min(5)),
             f32::from(u8::from(o.link)),
             ln(f64::from(o.ats)),
-            f32::from(u8::from(c.enquiry)),
-            f32::from(u8::from(c.spreading)),
-            f32::from(u8::from(c.correction)),
+            f32::from(u8::from(c.has(Cues::ENQUIRY))),
+            f32::from(u8::from(c.has(Cues::SPREADING))),
+            f32::from(u8::from(c.has(Cues::CORRECTION))),
         ]
     }
 

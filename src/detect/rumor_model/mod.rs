@@ -16,7 +16,7 @@
 pub mod features;
 pub mod train;
 
-pub use features::{CascadeStats, PostCues, PostSignals, CASCADE_FEATURES, CASCADE_FEATURE_NAMES};
+pub use features::{CascadeStats, PostSignals, CASCADE_FEATURES, CASCADE_FEATURE_NAMES};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -132,13 +132,13 @@ impl RumorModel {
 
     /// The model's logit for a cascade.
     pub fn logit(&self, c: &CascadeStats) -> f32 {
-        let f = c.features();
+        let f = features::standardise(&c.features(), &self.mean, &self.std);
         let mut z = self.bias + c.mean_repost_score();
         if let Some((o, _)) = &c.original {
             z += o.as_original;
         }
-        for (i, x) in f.iter().enumerate() {
-            z += self.w_cascade[i] * (x - self.mean[i]) / self.std[i];
+        for (w, x) in self.w_cascade.iter().zip(f) {
+            z += w * x;
         }
         z
     }
@@ -265,6 +265,7 @@ impl RumorModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::analyze::Cues;
 
     fn tiny() -> RumorModel {
         let bits = 10;
@@ -311,13 +312,10 @@ mod tests {
             as_original: 0.3,
             ..Default::default()
         };
-        c.add(0, 1, &s, PostCues::default(), true);
+        c.add(0, 1, &s, Cues::default(), true);
         assert!(!m.flags(&c), "one post is below min_posts");
         let p1 = m.probability(&c);
-        let ask = PostCues {
-            enquiry: true,
-            ..Default::default()
-        };
+        let ask = Cues(Cues::ENQUIRY);
         for i in 0..4 {
             c.add(
                 60_000 * (i + 1),

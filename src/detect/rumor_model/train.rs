@@ -7,8 +7,9 @@
 //! [`CascadeStats`] and [`RumorModel::flags`] the engine uses, so its curve is what the engine
 //! does on such data.
 
-use super::features::{own_text, vector, CascadeStats, PostCues, PostSignals, CASCADE_FEATURES};
+use super::features::{own_text, standardise, vector, CascadeStats, PostSignals, CASCADE_FEATURES};
 use super::{CvPoint, ModelInfo, RumorModel, FEATURE_VERSION};
+use crate::detect::analyze::Cues;
 use ahash::AHashMap;
 
 /// One labelled post, as the command reads it (text already normalised).
@@ -25,7 +26,7 @@ pub struct LabelledPost {
     /// The cascade's original post (not a repost or reply).
     pub original: bool,
     /// Rumor cues the rules find in it.
-    pub cues: PostCues,
+    pub cues: Cues,
 }
 
 /// Training settings.
@@ -159,13 +160,7 @@ fn fit(cascades: &[&Cascade], s: &TrainSettings) -> RumorModel {
     }
     let z: Vec<[f32; CASCADE_FEATURES]> = rows
         .iter()
-        .map(|r| {
-            let mut z = [0f32; CASCADE_FEATURES];
-            for i in 0..CASCADE_FEATURES {
-                z[i] = (r.cascade[i] - meanf[i]) / stdf[i];
-            }
-            z
-        })
+        .map(|r| standardise(&r.cascade, &meanf, &stdf))
         .collect();
     // Parameters: 2n sparse weights, then the cascade weights, then the bias.
     let dim = 2 * n + CASCADE_FEATURES + 1;
@@ -212,22 +207,14 @@ fn fit(cascades: &[&Cascade], s: &TrainSettings) -> RumorModel {
         w_cascade[i] = w[2 * n + i] as f32;
     }
     RumorModel {
-        bits: s.bits,
         w_orig: w[..n].iter().map(|x| *x as f32).collect(),
         w_repost: w[n..2 * n].iter().map(|x| *x as f32).collect(),
         w_cascade,
         mean: meanf,
         std: stdf,
         bias: w[dim - 1] as f32,
-        threshold: 0.5,
         min_posts: s.min_posts,
-        info: ModelInfo {
-            version: FEATURE_VERSION,
-            trained_on: String::new(),
-            cv: Vec::new(),
-            cv_median_flag_post: None,
-            settings: String::new(),
-        },
+        ..RumorModel::blank(s.bits)
     }
 }
 

@@ -355,7 +355,7 @@ impl Engine {
                     &m.id,
                     rumor::Seed {
                         signals: *sig,
-                        cues: rumor::post_cues(a.cues),
+                        cues: a.cues,
                         ts,
                         author: m.author_key(),
                     },

@@ -7,7 +7,7 @@ use super::{hash32, round2, Engine, OpenKey, PendingMention, MAX_PENDING, RUMOR_
 use crate::detect::analyze::{Analysis, Cues};
 use crate::detect::gazetteer::RegionRef;
 use crate::detect::rules::RuleSet;
-use crate::detect::rumor_model::{CascadeStats, PostCues, PostSignals};
+use crate::detect::rumor_model::{CascadeStats, PostSignals};
 use crate::detect::spike::Window;
 use crate::incidents::incident::{
     Event, Incident, IncidentKind, IncidentState, Rebuttal, SpreadPost, SPREAD_TOP,
@@ -49,22 +49,13 @@ pub(super) struct ClaimGroup {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Seed {
     pub(super) signals: PostSignals,
-    pub(super) cues: PostCues,
+    pub(super) cues: Cues,
     pub(super) ts: i64,
     pub(super) author: u64,
 }
 
 /// Claim groups held at most (beyond that no new cascade is started; counted).
 pub(super) const MAX_GROUPS: usize = 200_000;
-
-/// The cues of an analysis, as the rumor model reads them.
-pub(super) fn post_cues(c: Cues) -> PostCues {
-    PostCues {
-        enquiry: c.has(Cues::ENQUIRY),
-        correction: c.has(Cues::CORRECTION),
-        spreading: c.has(Cues::SPREADING),
-    }
-}
 
 /// Posts whose spread a claim group counts (beyond that, only the posts already counted grow).
 const MAX_SPREAD: usize = 512;
@@ -206,9 +197,7 @@ impl Engine {
         let model = rules.rumor_model.as_deref();
         if let Some(sig) = &a.signals {
             let original = parent.is_none() && group.stats.original.is_none() && group.root == m.id;
-            group
-                .stats
-                .add(p.ts, p.author, sig, post_cues(a.cues), original);
+            group.stats.add(p.ts, p.author, sig, a.cues, original);
         }
         if counts {
             group.window.add(p.ts / rbms, p.author);
