@@ -321,3 +321,33 @@ fn train_rumor_writes_a_model_the_rules_load_and_names_bad_lines() {
         "{flagged:?}"
     );
 }
+
+#[test]
+fn the_demo_drills_rumor_opens_with_the_shipped_model() {
+    let analyzer = huiying::detect::Analyzer::new();
+    let rules = std::sync::Arc::new(
+        huiying::detect::RuleSet::load(&rules_dir(), &analyzer.normalizer).expect("rules"),
+    );
+    assert!(
+        rules.rumor_model.is_some(),
+        "the shipped rules carry the model"
+    );
+    let mut drill = huiying::feeds::demo::Drill::new(2026, T0);
+    let mut engine = huiying::incidents::Engine::new();
+    let mut out = Vec::new();
+    // Two and a half minutes of the drill, in 100 ms steps as the service plays it.
+    for step in 1..=1_500 {
+        for m in drill.advance(T0 + step * 100) {
+            let a = analyzer.analyze(&rules, &m);
+            engine.process(&rules, &m, &a, &mut out);
+        }
+    }
+    let rumors: Vec<_> = engine
+        .open_incidents()
+        .filter(|i| i.kind == huiying::incidents::IncidentKind::Rumor)
+        .collect();
+    assert!(
+        rumors.iter().any(|i| i.rebuttal.is_none()),
+        "the 停水 cascade opens a rumor incident: {rumors:#?}"
+    );
+}
