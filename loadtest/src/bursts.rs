@@ -1,8 +1,9 @@
 //! `bursts`: a labelled dev set for `huiying eval bursts`, deterministic per seed. Hours of
 //! real background (CED dev Weibo posts, CrisisLex T6 off-topic tweets; re-timed, fresh ids when
 //! reused) at a steady rate, with real crises injected as bursts: slices of each T6 crisis's
-//! on-topic tweets, and CED dev cascades whose original post names an emergency (a fixed list
-//! of nouns below, written for this generator, not the rules' keywords).
+//! on-topic tweets, and CED dev non-rumor cascades (true reports) whose original post names an
+//! emergency (a fixed list of nouns below, written for this generator, not the rules'
+//! keywords).
 //!
 //! Lines: `{"id","ts","author","text","repost_of","event","label"}`, sorted by `ts`.
 //! Background: `event` = `none`, `label` = `off-topic` (tweets) or `background` (Weibo).
@@ -184,6 +185,11 @@ pub fn run(cfg: &BurstsConfig, mut out: impl Write) -> anyhow::Result<BurstsSumm
         let Some(orig) = posts.iter().find(|p| p.id == *ev) else {
             continue;
         };
+        // A real crisis is a true report: a rumor cascade ("网传…地震", a celebrity's faked
+        // death in a 车祸) is for the rumor detector, and stays in the background.
+        if orig.label != "non-rumor" {
+            continue;
+        }
         let head: String = orig.text.chars().take(HEADLINE_CHARS).collect();
         if let Some((_, cat)) = EMERGENCY_NOUNS.iter().find(|(n, _)| head.contains(n)) {
             candidates.entry(cat).or_default().push(ev);

@@ -73,6 +73,10 @@ pub struct Window {
     ewma: f64,
     /// Whether the baseline is frozen (an incident is open on this key).
     pub frozen: bool,
+    /// Whether `ewma` already holds the start-up bias correction (baked in when frozen).
+    baked: bool,
+    /// Expirations still to come of slots emptied by `clear` (their time is accounted for).
+    skip: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -91,6 +95,8 @@ impl Window {
             mentions: 0,
             ewma: 0.0,
             frozen: false,
+            baked: false,
+            skip: 0,
         }
     }
 
@@ -110,7 +116,9 @@ impl Window {
         for k in 1..=expire {
             let s = self.slot(self.head + k);
             let b = std::mem::take(&mut self.buckets[s]);
-            if !self.frozen {
+            if self.skip > 0 {
+                self.skip -= 1;
+            } else if !self.frozen {
                 self.ewma = self.ewma * decay + (1.0 - decay) * b.authors.len() as f64;
             }
             self.mentions -= b.mentions;
@@ -144,11 +152,20 @@ impl Window {
         }
     }
 
-    /// Empty the ring (the baseline stays) and unfreeze the baseline.
-    pub fn clear(&mut self) {
-        for b in &mut self.buckets {
-            *b = Bucket::default();
+    /// Empty the ring and unfreeze the baseline. A baseline that was learning takes in what
+    /// the ring held now (oldest first, as if it had expired); a frozen one keeps its value.
+    /// Either way the emptied slots do not count again when they expire: an hour of zeros
+    /// after every closed incident would teach the slow window that nothing ever happens.
+    pub fn clear(&mut self, decay: f64) {
+        let n = self.buckets.len() as i64;
+        for k in 1..=n {
+            let s = self.slot(self.head + k);
+            let b = std::mem::take(&mut self.buckets[s]);
+            if !self.frozen {
+                self.ewma = self.ewma * decay + (1.0 - decay) * b.authors.len() as f64;
+            }
         }
+        self.skip = self.buckets.len();
         self.authors.clear();
         self.mentions = 0;
         self.frozen = false;
@@ -167,6 +184,36 @@ impl Window {
     /// Baseline distinct authors per bucket, floored by `prior`.
     pub fn baseline(&self, prior: f64) -> f64 {
         self.ewma.max(prior)
+    }
+
+    /// The baseline corrected for start-up bias, floored by `prior`. A zero-started EWMA
+    /// underestimates the rate by the factor `corr` = 1 − decay^(buckets that have left the
+    /// window since the engine started): the same for every key, since a key created later had
+    /// zero counts before. Without it, an engine that just started takes ordinary background
+    /// for a spike.
+    pub fn baseline_corrected(&self, prior: f64, corr: f64) -> f64 {
+        let e = if self.baked || corr <= 0.0 {
+            self.ewma
+        } else {
+            self.ewma / corr.min(1.0)
+        };
+        e.max(prior)
+    }
+
+    /// Freeze the baseline (an incident opened on the key), baking in the start-up correction
+    /// so that the frozen value does not drift as the engine ages. `corr` = 0 means nothing
+    /// is known yet (the engine just started): then the baseline keeps learning, since
+    /// freezing it at its prior would make the key's ordinary traffic look like an event
+    /// for as long as the incident lasts.
+    pub fn freeze(&mut self, corr: f64) {
+        if corr <= 0.0 {
+            return;
+        }
+        if !self.frozen && !self.baked {
+            self.ewma /= corr.min(1.0);
+            self.baked = true;
+        }
+        self.frozen = true;
     }
 
     /// Number of buckets.
@@ -230,6 +277,42 @@ mod tests {
         assert_eq!(w.mentions(), 1);
         w.advance(12, 0.9); // slot of bucket 8 (holding the late one) expires at 11
         assert_eq!(w.mentions(), 0);
+    }
+
+    #[test]
+    fn clear_takes_in_a_learning_ring_once_and_not_its_empty_slots_again() {
+        let mut w = Window::new(4, 0);
+        for i in 0..40 {
+            w.add(i, i as u64);
+            w.add(i, 1_000 + i as u64);
+            w.advance(i + 1, 0.9);
+        }
+        let before = w.baseline(0.0);
+        assert!((before - 2.0).abs() < 0.1, "{before}");
+        w.add(40, 7);
+        w.add(40, 8);
+        w.clear(0.9);
+        assert_eq!((w.authors(), w.mentions()), (0, 0));
+        // Two authors a bucket go on: the emptied slots expiring must not pull it to zero.
+        for i in 41..45 {
+            w.add(i, i as u64);
+            w.add(i, 2_000 + i as u64);
+            w.advance(i + 1, 0.9);
+        }
+        assert!(w.baseline(0.0) > 1.6, "{}", w.baseline(0.0));
+        // A frozen baseline keeps its value through a clear.
+        let mut f = Window::new(4, 0);
+        for i in 0..40 {
+            f.add(i, i as u64);
+            f.advance(i + 1, 0.9);
+        }
+        f.freeze(1.0);
+        for a in 0..50 {
+            f.add(40, a);
+        }
+        let frozen = f.baseline(0.0);
+        f.clear(0.9);
+        assert!((f.baseline(0.0) - frozen).abs() < 1e-12);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! concern. Shared helpers live in `util`.
 
 mod access;
+mod background;
 mod console;
 mod crash;
 mod crisislex;

@@ -1,21 +1,15 @@
 //! One incident per event: related categories (a `group` of `rules/categories.toml`) and a
 //! region with its ancestors are one incident; unrelated categories or places stay apart.
 
-use super::util::rules_dir;
+use super::util::{analyzer_and_rules, rules_dir};
 use huiying::detect::{Analyzer, RuleSet};
 use huiying::incidents::{Engine, Event, EventKind, Incident};
 use huiying::normalize::parse_mention;
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 fn setup() -> &'static (Analyzer, Arc<RuleSet>) {
-    static S: OnceLock<(Analyzer, Arc<RuleSet>)> = OnceLock::new();
-    S.get_or_init(|| {
-        let a = Analyzer::new();
-        let r = RuleSet::load(&rules_dir(), &a.normalizer)
-            .unwrap_or_else(|e| panic!("shipped rules invalid:\n{e}"));
-        (a, Arc::new(r))
-    })
+    analyzer_and_rules()
 }
 
 const T0: i64 = 1_795_833_158_000;

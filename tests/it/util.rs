@@ -450,6 +450,24 @@ pub fn respond_config(
     }
 }
 
+/// The pipeline's analyzer and the shipped rules it normalised, built once per test binary.
+pub fn analyzer_and_rules() -> &'static (
+    huiying::detect::Analyzer,
+    std::sync::Arc<huiying::detect::RuleSet>,
+) {
+    type Pair = (
+        huiying::detect::Analyzer,
+        std::sync::Arc<huiying::detect::RuleSet>,
+    );
+    static S: std::sync::OnceLock<Pair> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        let a = huiying::detect::Analyzer::new();
+        let r = huiying::detect::RuleSet::load(&rules_dir(), &a.normalizer)
+            .unwrap_or_else(|e| panic!("shipped rules invalid:\n{e}"));
+        (a, std::sync::Arc::new(r))
+    })
+}
+
 /// The shipped rules, loaded once per test binary.
 pub fn shipped_rules() -> &'static huiying::detect::RuleSet {
     static R: std::sync::OnceLock<huiying::detect::RuleSet> = std::sync::OnceLock::new();

@@ -48,6 +48,8 @@ pub struct FalseAlarm {
     pub mentions: usize,
     /// Of which background or off-topic.
     pub noise: usize,
+    /// The injected events among the rest, most mentions first (at most three).
+    pub events: Vec<(String, usize)>,
 }
 
 /// Recall over some events.
@@ -189,12 +191,23 @@ fn score(file: &Path, l: &Labelled, run: &Replayed) -> BurstReport {
             Some((event, _, _)) if event != NOISE && noise * 2 < members.len() => {
                 mapped.entry(event).or_default().push(o);
             }
-            _ => false_alarms.push(FalseAlarm {
-                incident: o.id.clone(),
-                category: o.category.clone(),
-                mentions: members.len(),
-                noise,
-            }),
+            _ => {
+                let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+                for e in members.iter().map(key).filter(|k| *k != NOISE) {
+                    *by.entry(e).or_default() += 1;
+                }
+                let mut events: Vec<(String, usize)> =
+                    by.into_iter().map(|(e, n)| (e.to_string(), n)).collect();
+                events.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                events.truncate(3);
+                false_alarms.push(FalseAlarm {
+                    incident: o.id.clone(),
+                    category: o.category.clone(),
+                    mentions: members.len(),
+                    noise,
+                    events,
+                })
+            }
         }
     }
     let events: Vec<BurstEvent> = acc
@@ -344,8 +357,8 @@ impl BurstReport {
             for f in &self.false_alarms {
                 writeln!(
                     w,
-                    "    {} {} ({} of {} mentions background/off-topic)",
-                    f.incident, f.category, f.noise, f.mentions
+                    "    {} {} ({} of {} mentions background/off-topic) {:?}",
+                    f.incident, f.category, f.noise, f.mentions, f.events
                 )?;
             }
         }

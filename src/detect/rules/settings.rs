@@ -46,6 +46,12 @@ pub struct EmergencySettings {
     pub close_alpha: f64,
     /// Close after this long without activity.
     pub quiet_secs: u32,
+    /// The same for an incident without a place: time is all that ties its mentions to one
+    /// event, so after a lull the next burst of its words is another event.
+    pub quiet_secs_no_region: u32,
+    /// How long after a report its reposts and replies that name no category still count
+    /// for the report's categories (echoes); 0 counts no echoes.
+    pub echo_horizon_secs: u32,
     /// Half-life of the EWMA baseline.
     pub baseline_half_life_secs: u32,
     /// Floor of the baseline for a (category, region) key, distinct authors per hour.
@@ -61,6 +67,8 @@ impl Default for EmergencySettings {
             alpha: 1e-6,
             close_alpha: 1e-3,
             quiet_secs: 900,
+            quiet_secs_no_region: 300,
+            echo_horizon_secs: 3600,
             baseline_half_life_secs: 3600,
             prior_per_hour: 0.5,
             prior_per_hour_no_region: 6.0,

@@ -17,7 +17,6 @@
 
 use super::severity::emergency_severity;
 use super::{hash32, round2, Engine, OpenKey, PendingMention, MAX_PENDING};
-use crate::detect::analyze::Analysis;
 use crate::detect::gazetteer::Gazetteer;
 use crate::detect::gazetteer::RegionRef;
 use crate::detect::rules::RuleSet;
@@ -29,6 +28,66 @@ use std::sync::Arc;
 
 /// An emergency window's key: (category id, most specific region code or none).
 pub(super) type EmergencyKey = (Arc<str>, Option<Arc<str>>);
+
+/// What a counted post was about, for the reposts and replies that do not repeat it: up to
+/// [`TOPIC_CATS`] categories and the region.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Topic {
+    cats: [u16; TOPIC_CATS],
+    n: u8,
+    region: Option<u32>,
+    /// Event time of the post that named the categories (echoes keep it).
+    pub(super) ts: i64,
+}
+
+/// How many times `min_authors` a window carried by echoes needs (see `try_open_emergency`).
+const ECHO_FACTOR: u64 = 3;
+
+/// Terms of an incident a place-less key's mentions are compared with (`talks_about`).
+const TALK_TERMS: usize = 20;
+/// The key's most recent mentions compared.
+const TALK_SAMPLE: usize = 40;
+
+/// Categories a [`Topic`] keeps.
+const TOPIC_CATS: usize = 4;
+
+impl Topic {
+    /// The topic of a post at `ts` with categories `cats` (rule order) and region `region`.
+    pub(super) fn new(cats: &[u16], region: Option<u32>, ts: i64) -> Option<Topic> {
+        if cats.is_empty() {
+            return None;
+        }
+        let mut t = Topic {
+            cats: [0; TOPIC_CATS],
+            n: 0,
+            region,
+            ts,
+        };
+        for (i, c) in cats.iter().take(TOPIC_CATS).enumerate() {
+            t.cats[i] = *c;
+            t.n += 1;
+        }
+        Some(t)
+    }
+
+    /// Its categories.
+    pub(super) fn cats(&self) -> &[u16] {
+        &self.cats[..usize::from(self.n)]
+    }
+
+    /// Its region.
+    pub(super) fn region(&self) -> Option<u32> {
+        self.region
+    }
+
+    /// The same topic at `region` when that is known (a reply naming its own place).
+    pub(super) fn placed(self, region: Option<u32>) -> Topic {
+        Topic {
+            region: region.or(self.region),
+            ..self
+        }
+    }
+}
 
 /// The windows of one emergency key and what waits on them.
 pub(super) struct EmergencyState {
@@ -80,12 +139,12 @@ impl Engine {
         &mut self,
         rules: &RuleSet,
         ci: u16,
-        a: &Analysis,
+        region_idx: Option<u32>,
         p: PendingMention,
         out: &mut Vec<Event>,
     ) {
         let cat = &rules.categories[ci as usize];
-        let region = a.regions.first().map(|r| rules.gazetteer.region_ref(*r));
+        let region = region_idx.map(|r| rules.gazetteer.region_ref(r));
         let key: EmergencyKey = (
             cat.id.clone(),
             region.as_ref().map(|r| Arc::from(r.code.as_str())),
@@ -131,24 +190,29 @@ impl Engine {
             .get(&key)
             .is_some_and(|s| s.incident.is_none())
         {
-            let region_idx = a.regions.first().copied();
-            if let Some(id) = self.related_open(rules, &cat.group, region_idx) {
+            if let Some(id) = self.related_open(rules, &cat.group, region_idx, &key, prior) {
                 self.attach(rules, ci, &key, &id, out);
             }
         }
+        let ((corr, _), (lcorr, _)) = (self.fast_correction(), self.long_correction());
         let Some(st) = self.emergency.get_mut(&key) else {
             return;
         };
         if let Some(id) = st.incident.clone() {
             let authors = st.authors(now_b);
-            let expected = st.window.baseline(prior) * nb as f64;
+            let expected = st.window.baseline_corrected(prior, corr) * nb as f64;
             let long_authors = st.long.authors();
-            let long_expected = st.long.baseline(lprior) * lnb as f64;
+            let long_expected = st.long.baseline_corrected(lprior, lcorr) * lnb as f64;
             let close_alpha = self.settings.emergency.close_alpha;
             let min = u64::from(cat.min_authors);
-            let elevated = authors >= min.div_ceil(2)
-                || poisson_sf(authors, expected) < close_alpha
+            // Active only while above what the key ordinarily sees: background that keeps
+            // mentioning the category's words does not keep an incident open for hours.
+            // The slow window keeps an incident active only when it is what opened it: after
+            // a fast burst it stays elevated for an hour and would keep background attached.
+            let slow_opened = self.open.get(&id).is_some_and(|o| o.slow);
+            let elevated = poisson_sf(authors, expected) < close_alpha
                 || (long_on
+                    && slow_opened
                     && (long_authors >= min
                         && poisson_sf(long_authors, long_expected) < close_alpha));
             let rate = authors as f64 / (f64::from(self.settings.window.window_secs) / 60.0);
@@ -213,23 +277,51 @@ impl Engine {
             .region
             .as_ref()
             .and_then(|r| rules.gazetteer.by_code(&r.code));
-        if let Some(id) = self.related_open(rules, &cat.group, region_idx) {
+        if let Some(id) = self.related_open(rules, &cat.group, region_idx, key, prior) {
             self.attach(rules, ci, key, &id, out);
             return;
         }
+        let ((corr, warm), (lcorr, _)) = (self.fast_correction(), self.long_correction());
+        let (fcorr, flcorr) = self.freeze_corrections();
         let Some(st) = self.emergency.get(key) else {
             return;
         };
+        // A key without a place pools the whole country's mentions of its words: until a
+        // window of history has shown what that pool ordinarily holds (ten minutes after
+        // start), its prior is only a guess, and it does not open.
+        if st.region.is_none() && !warm {
+            return;
+        }
         let authors = st.authors(self.now / bms);
-        let expected = st.window.baseline(prior) * nb as f64;
+        let expected = st.window.baseline_corrected(prior, corr) * nb as f64;
         let long_authors = st.long.authors();
-        let long_expected = st.long.baseline(lprior) * lnb as f64;
+        let long_expected = st.long.baseline_corrected(lprior, lcorr) * lnb as f64;
         let alpha = self.settings.emergency.alpha;
         let min = u64::from(cat.min_authors);
-        let fast = authors >= min && poisson_sf(authors, expected) < alpha;
-        // The slow window needs twice the authors: it sees twelve times the time.
-        let slow =
-            long_on && long_authors >= 2 * min && poisson_sf(long_authors, long_expected) < alpha;
+        // Authors counted by other instances of a fleet: whether they echo or report is not
+        // known here, so they count as reports.
+        let remote = authors.saturating_sub(st.window.authors());
+        let fast_ms = i64::from(self.settings.window.window_secs) * 1000;
+        // A category may open on fewer own reports than the default (a rare, serious kind),
+        // never on fewer echoes.
+        let echo_min = min.max(u64::from(self.settings.emergency.min_authors));
+        // One post echoed by its reposts is one report: a window carried by echoes (reposts
+        // and replies that name no category themselves) needs three times the authors, unless
+        // `min` of them wrote their own report.
+        let fast = authors >= min
+            && poisson_sf(authors, expected) < alpha
+            && (authors >= ECHO_FACTOR * echo_min
+                || own_authors(st, self.now - fast_ms) + remote >= min);
+        // The slow window needs twice the authors: it sees twelve times the time. It counts
+        // only authors of their own reports: a post reposted through the afternoon is not a
+        // slowly building event. A key without a place has no slow window: its pool is a
+        // whole country's mentions, where an hour's drift is the news cycle (on real
+        // background every slow opening without a place was a false alarm), not an event.
+        let slow = long_on
+            && st.region.is_some()
+            && long_authors >= 2 * min
+            && poisson_sf(long_authors, long_expected) < alpha
+            && own_authors(st, i64::MIN) >= 2 * min;
         if !fast && !slow {
             return;
         }
@@ -238,6 +330,12 @@ impl Engine {
         let mut keys = vec![key.clone()];
         keys.extend(self.related_waiting(rules, &cat.group, region_idx, key));
         let mut pending: VecDeque<PendingMention> = VecDeque::new();
+        let since = self.now
+            - i64::from(if fast {
+                self.settings.window.window_secs
+            } else {
+                self.settings.window.long_window_secs
+            }) * 1000;
         let mut cats: BTreeMap<Arc<str>, u64> = BTreeMap::new();
         let mut recent: ahash::AHashMap<u64, i64> = ahash::AHashMap::new();
         let mut region = None;
@@ -245,12 +343,17 @@ impl Engine {
             let Some(s) = self.emergency.get_mut(k) else {
                 continue;
             };
-            s.window.frozen = true;
-            s.long.frozen = true;
+            s.window.freeze(fcorr);
+            s.long.freeze(flcorr);
             if n == 0 {
                 region = s.region.clone();
             }
             for p in std::mem::take(&mut s.pending) {
+                // The burst is what the window that opened it saw: mentions from before it
+                // (kept for the slow window) are ordinary traffic unless the slow window opened.
+                if p.ts < since {
+                    continue;
+                }
                 *cats.entry(k.0.clone()).or_insert(0) += 1;
                 if recent
                     .insert(crate::stable_hash(p.mention.id.as_bytes()), p.ts)
@@ -307,6 +410,7 @@ impl Engine {
         });
         if let Some(o) = self.open.get_mut(&id) {
             o.prior = prior;
+            o.slow = !fast;
             o.close_authors = u64::from(min_a.div_ceil(2));
             o.shared_key = shared_key;
             o.group = Some(group.clone());
@@ -324,6 +428,37 @@ impl Engine {
         }
     }
 
+    /// Whether `key`'s fast window is above what it ordinarily sees (the level that keeps an
+    /// incident active).
+    fn key_elevated(&self, key: &EmergencyKey, prior: f64) -> bool {
+        let Some(st) = self.emergency.get(key) else {
+            return false;
+        };
+        let (corr, _) = self.fast_correction();
+        let expected = st.window.baseline_corrected(prior, corr) * self.buckets() as f64;
+        let authors = st.authors(self.now / self.bucket_ms());
+        poisson_sf(authors, expected) < self.settings.emergency.close_alpha
+    }
+
+    /// Whether most of the mentions `key` holds from the last window share a term with the
+    /// most frequent terms of the incident `o`: without a place, a tornado and a flood
+    /// bursting at the same time are one event only if they are talked about in the same
+    /// words (Queensland's floods and rain, not Oklahoma's tornado).
+    fn talks_about(&self, key: &EmergencyKey, o: &super::OpenIncident) -> bool {
+        let mut top: Vec<(&str, u32)> = o.terms.iter().map(|(t, n)| (t.as_str(), *n)).collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        top.truncate(TALK_TERMS);
+        let top: Vec<&str> = top.into_iter().map(|(t, _)| t).collect();
+        self.emergency
+            .get(key)
+            .is_some_and(|st| shares_terms(&st.pending, &top, self.fast_since()))
+    }
+
+    /// Event time the fast window starts at.
+    fn fast_since(&self) -> i64 {
+        self.now - i64::from(self.settings.window.window_secs) * 1000
+    }
+
     /// Keys without an incident that have mentions waiting and are related (same group; same
     /// region, its parent or a child) to an incident
     /// about to open on `own` (group `group`, region `region`), in key order.
@@ -334,6 +469,12 @@ impl Engine {
         region: Option<u32>,
         own: &EmergencyKey,
     ) -> Vec<EmergencyKey> {
+        let own_top = self
+            .emergency
+            .get(own)
+            .map(|st| top_terms(&st.pending, self.fast_since()))
+            .unwrap_or_default();
+        let own_top: Vec<&str> = own_top.iter().map(String::as_str).collect();
         let mut v: Vec<EmergencyKey> = self
             .emergency
             .iter()
@@ -352,6 +493,15 @@ impl Engine {
                     None => None,
                 };
                 lineage_distance(&rules.gazetteer, region, r).is_some()
+            })
+            // Without a place, only a key bursting now, in the same words, is this event.
+            .filter(|(k, st)| {
+                region.is_some()
+                    || st.region.is_some()
+                    || (rules.category_index(&k.0).is_some_and(|ci| {
+                        let p = rules.categories[ci as usize].prior_per_hour;
+                        self.key_elevated(k, self.emergency_prior(p, false))
+                    }) && shares_terms(&st.pending, &own_top, self.fast_since()))
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -386,13 +536,25 @@ impl Engine {
         rules: &RuleSet,
         group: &str,
         region: Option<u32>,
+        key: &EmergencyKey,
+        prior: f64,
     ) -> Option<String> {
         if self.open_groups.get(group).is_none_or(|n| *n == 0) {
             return None;
         }
+        // Without a place, only time ties related categories to an incident: a key joins
+        // one opened within the last window, and only while it is bursting itself (the
+        // ordinary background of a category's words is not part of another's event).
+        let young = self.now - i64::from(self.settings.window.window_secs) * 1000;
+        let placeless_ok = region.is_some() || self.key_elevated(key, prior);
         self.open
             .iter()
             .filter(|(_, o)| o.group.as_deref() == Some(group))
+            .filter(|(_, o)| {
+                region.is_some()
+                    || o.inc.region.is_some()
+                    || (o.inc.opened_at >= young && placeless_ok && self.talks_about(key, o))
+            })
             .filter_map(|(id, o)| {
                 let r = match &o.inc.region {
                     Some(r) => Some(rules.gazetteer.by_code(&r.code)?),
@@ -416,6 +578,7 @@ impl Engine {
         out: &mut Vec<Event>,
     ) {
         let cat = &rules.categories[ci as usize];
+        let (fcorr, flcorr) = self.freeze_corrections();
         let Some(st) = self.emergency.get_mut(key) else {
             return;
         };
@@ -423,9 +586,13 @@ impl Engine {
             return;
         };
         st.incident = Some(id.to_string());
-        st.window.frozen = true;
-        st.long.frozen = true;
-        let pending = std::mem::take(&mut st.pending);
+        st.window.freeze(fcorr);
+        st.long.freeze(flcorr);
+        let since = self.now - i64::from(self.settings.window.window_secs) * 1000;
+        let pending: Vec<PendingMention> = std::mem::take(&mut st.pending)
+            .into_iter()
+            .filter(|p| p.ts >= since)
+            .collect();
         if let OpenKey::Emergency(keys) = &mut o.key {
             if !keys.contains(key) {
                 keys.push(key.clone());
@@ -593,4 +760,53 @@ fn lineage_distance(g: &Gazetteer, a: Option<u32>, b: Option<u32>) -> Option<u32
         (Some(a), Some(b)) => up(a, b).or_else(|| up(b, a)),
         _ => None,
     }
+}
+
+/// Distinct authors of the mentions held on `st` since `since` that name the category
+/// themselves (not echoes of a parent's).
+fn own_authors(st: &EmergencyState, since: i64) -> u64 {
+    let mut seen: Vec<u64> = Vec::new();
+    for p in st.pending.iter().rev() {
+        if p.ts < since {
+            continue;
+        }
+        if !p.echo && !seen.contains(&p.author) {
+            seen.push(p.author);
+        }
+    }
+    seen.len() as u64
+}
+
+/// The [`TALK_TERMS`] most frequent terms of the mentions in `pending` since `since`.
+fn top_terms(pending: &VecDeque<PendingMention>, since: i64) -> Vec<String> {
+    let mut n: BTreeMap<&str, u32> = BTreeMap::new();
+    for p in pending.iter().rev().take_while(|p| p.ts >= since) {
+        for t in &p.terms {
+            *n.entry(t.as_str()).or_insert(0) += 1;
+        }
+    }
+    let mut v: Vec<(&str, u32)> = n.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    v.into_iter()
+        .take(TALK_TERMS)
+        .map(|(t, _)| t.to_string())
+        .collect()
+}
+
+/// Whether at least half of the (at most [`TALK_SAMPLE`]) latest mentions in `pending` since
+/// `since` have a term in `top`.
+fn shares_terms(pending: &VecDeque<PendingMention>, top: &[&str], since: i64) -> bool {
+    let (mut n, mut shared) = (0usize, 0usize);
+    for p in pending
+        .iter()
+        .rev()
+        .take_while(|p| p.ts >= since)
+        .take(TALK_SAMPLE)
+    {
+        n += 1;
+        if p.terms.iter().any(|t| top.contains(&t.as_str())) {
+            shared += 1;
+        }
+    }
+    n > 0 && shared * 2 >= n
 }

@@ -33,6 +33,7 @@ impl Engine {
             dirty: false,
             prior: 0.0,
             close_authors: 1,
+            slow: false,
             shared_key: None,
             extra_keys: Vec::new(),
             group: None,
@@ -114,9 +115,11 @@ impl Engine {
         let recent_ms = (bms * nb as i64).max(if long_on { lbms * lnb as i64 } else { 0 });
         let interval = i64::from(self.settings.window.update_interval_secs) * 1000;
         let quiet_e = i64::from(self.settings.emergency.quiet_secs) * 1000;
+        let quiet_n = i64::from(self.settings.emergency.quiet_secs_no_region) * 1000;
         let quiet_r = i64::from(self.settings.rumor.quiet_secs) * 1000;
         let minutes = f64::from(self.settings.window.window_secs) / 60.0;
         let mut to_close = Vec::new();
+        let (corr, _) = self.fast_correction();
         for (id, o) in self.open.iter_mut() {
             match &o.key {
                 OpenKey::Emergency(keys) => {
@@ -129,11 +132,12 @@ impl Engine {
                         st.window.advance(now / bms, decay);
                         st.long.advance(now / lbms, ldecay);
                         let a = st.authors(now / bms);
-                        let expected = st.window.baseline(o.prior) * nb as f64;
+                        let expected = st.window.baseline_corrected(o.prior, corr) * nb as f64;
                         let close_alpha = self.settings.emergency.close_alpha;
                         // The slow window alone never keeps an incident open here; a mention
-                        // joining while it is elevated does (see `emergency_hit`).
-                        if a >= o.close_authors || poisson_sf(a, expected) < close_alpha {
+                        // joining while it is elevated does (see `emergency_hit`). A window at
+                        // the key's ordinary level is not activity.
+                        if poisson_sf(a, expected) < close_alpha {
                             o.last_active = now;
                         }
                         best = Some(best.map_or(a, |b| b.max(a)));
@@ -145,7 +149,12 @@ impl Engine {
                             o.dirty = true;
                         }
                     }
-                    if now - o.last_active >= quiet_e {
+                    let quiet = if o.inc.region.is_some() {
+                        quiet_e
+                    } else {
+                        quiet_e.min(quiet_n)
+                    };
+                    if now - o.last_active >= quiet {
                         to_close.push(id.clone());
                         continue;
                     }
@@ -213,6 +222,7 @@ impl Engine {
         let Some(mut o) = self.open.remove(id) else {
             return false;
         };
+        let (decay, ldecay) = (self.decay(), self.long_decay());
         if let Some(n) = o.group.as_ref().and_then(|g| self.open_groups.get_mut(g)) {
             *n = n.saturating_sub(1);
         }
@@ -230,8 +240,8 @@ impl Engine {
                     if let Some(st) = self.emergency.get_mut(k) {
                         st.incident = None;
                         // The authors behind the closed incident must not reopen it.
-                        st.window.clear();
-                        st.long.clear();
+                        st.window.clear(decay);
+                        st.long.clear(ldecay);
                         st.fleet = None;
                     }
                 }

@@ -26,7 +26,7 @@ use crate::detect::analyze::Analysis;
 use crate::detect::rules::{RuleSet, Settings};
 use crate::normalize::{Mention, SeenIds};
 use ahash::{AHashMap, AHashSet};
-use emergency::{EmergencyKey, EmergencyState};
+use emergency::{EmergencyKey, EmergencyState, Topic};
 use lifecycle::emit_update;
 use rumor::ClaimGroup;
 use std::collections::BTreeMap;
@@ -80,6 +80,8 @@ struct PendingMention {
     verified: bool,
     mention: Mention,
     terms: Vec<String>,
+    /// A repost or reply counted for its parent's categories (it names none itself).
+    echo: bool,
 }
 
 /// What an open incident was opened on.
@@ -106,6 +108,8 @@ struct OpenIncident {
     /// Emergency only: baseline floor per bucket and the authors that keep it active.
     prior: f64,
     close_authors: u64,
+    /// Emergency only: opened by the slow window (not the fast one).
+    slow: bool,
     /// The key under which the id was claimed in the fleet (with a coordinator).
     shared_key: Option<String>,
     /// Emergency only: further fleet claims held for it (regions of keys that joined it).
@@ -129,6 +133,8 @@ pub struct Engine {
     rules: Option<Arc<RuleSet>>,
     now: i64,
     started: bool,
+    /// Event time of the first mention (the baselines' start-up correction counts from it).
+    started_at: i64,
     next_sweep: i64,
     sweeps: u64,
     seen: SeenIds,
@@ -143,6 +149,8 @@ pub struct Engine {
     sim: SketchIndex,
     /// Original posts with text of their own, for the rumor model (bounded: two generations).
     seeds: BoundedMap<rumor::Seed>,
+    /// Posts counted for an emergency and what they were about (their reposts inherit it).
+    topics: BoundedMap<Topic>,
     next_claim_group: u64,
     open: BTreeMap<String, OpenIncident>,
     /// Open emergency incidents per group (to skip looking for one to join when none is open).
@@ -175,6 +183,7 @@ impl Engine {
             rules: None,
             now: i64::MIN,
             started: false,
+            started_at: 0,
             next_sweep: i64::MIN,
             sweeps: 0,
             seen: SeenIds::new(DEDUP_HORIZON_MS, DEDUP_CAP),
@@ -184,6 +193,7 @@ impl Engine {
             group_of_post: BoundedMap::new(CASCADE_CAP),
             sim: SketchIndex::default(),
             seeds: BoundedMap::new(SEED_CAP),
+            topics: BoundedMap::new(SEED_CAP),
             next_claim_group: 1,
             open: BTreeMap::new(),
             open_groups: AHashMap::new(),
@@ -251,6 +261,36 @@ impl Engine {
         0.5f64.powf(f64::from(self.settings.window.long_bucket_secs) / half)
     }
 
+    /// Start-up correction of the fast baselines (see `Window::baseline_corrected`), and
+    /// whether a full window of history has left the window (before that a baseline is not
+    /// frozen: it would be frozen on a guess; see [`Engine::freeze_corrections`]).
+    fn fast_correction(&self) -> (f64, bool) {
+        self.correction(self.bucket_ms(), self.buckets(), self.decay())
+    }
+
+    /// The same for the slow windows.
+    fn long_correction(&self) -> (f64, bool) {
+        self.correction(
+            self.long_bucket_ms(),
+            self.long_buckets(),
+            self.long_decay(),
+        )
+    }
+
+    /// 1 − decay^(buckets of `bucket_ms` that have left a window of `nb` since the engine's
+    /// first mention), and whether `nb` of them have.
+    fn correction(&self, bucket_ms: i64, nb: usize, decay: f64) -> (f64, bool) {
+        let nb = nb as i64;
+        let expired = ((self.now - self.started_at) / bucket_ms - nb).max(0);
+        (1.0 - decay.powf(expired as f64), expired >= nb)
+    }
+
+    /// The corrections to freeze baselines with: 0 (do not freeze) before a window of history.
+    fn freeze_corrections(&self) -> (f64, f64) {
+        let ((c, w), (lc, lw)) = (self.fast_correction(), self.long_correction());
+        (if w { c } else { 0.0 }, if lw { lc } else { 0.0 })
+    }
+
     fn rumor_bucket_ms(&self) -> i64 {
         (i64::from(self.settings.rumor.window_secs) * 1000 / i64::from(RUMOR_BUCKETS)).max(1000)
     }
@@ -296,6 +336,7 @@ impl Engine {
     fn advance(&mut self, t: i64, out: &mut Vec<Event>) {
         if !self.started {
             self.started = true;
+            self.started_at = t;
             self.now = t;
             self.next_sweep = (t / self.bucket_ms() + 1) * self.bucket_ms();
             return;
@@ -372,12 +413,34 @@ impl Engine {
             verified: m.verified(),
             mention: m.clone(),
             terms: a.terms.clone(),
+            echo: false,
         };
         // A post that spreads, questions or corrects a claim is evidence of the rumor, not of
         // an emergency: counting it would turn every "网传…停水" into an outage spike.
         if !a.cues.any() && a.claims.is_empty() {
-            for &ci in &a.categories {
-                self.emergency_hit(rules, ci, a, pending_mention(), out);
+            // A repost or reply that names no category of its own ("转发微博", "天哪") is
+            // about what its parent was about, when the parent counted and the report it
+            // echoes is fresh: a repost today of yesterday's report is not a new one.
+            let horizon = i64::from(self.settings.emergency.echo_horizon_secs) * 1000;
+            let (topic, echo) = match Topic::new(&a.categories, a.regions.first().copied(), ts) {
+                Some(t) => (Some(t), false),
+                None => (
+                    parent
+                        .and_then(|p| self.topics.get(p))
+                        .filter(|t| ts - t.ts <= horizon)
+                        .map(|t| t.placed(a.regions.first().copied())),
+                    true,
+                ),
+            };
+            if let Some(t) = topic {
+                self.topics.insert(&m.id, t);
+                for &ci in t.cats() {
+                    let p = PendingMention {
+                        echo,
+                        ..pending_mention()
+                    };
+                    self.emergency_hit(rules, ci, t.region(), p, out);
+                }
             }
         }
         self.rumor_hit(rules, m, a, parent, pending_mention, out);
@@ -433,11 +496,12 @@ impl Engine {
                 });
                 self.close_open(from, now, out);
                 let (keys, cats, recent) = moved.unwrap_or_default();
+                let (corr, lcorr) = self.freeze_corrections();
                 for k in &keys {
                     if let Some(st) = self.emergency.get_mut(k) {
                         st.incident = Some(into.clone());
-                        st.window.frozen = true;
-                        st.long.frozen = true;
+                        st.window.freeze(corr);
+                        st.long.freeze(lcorr);
                     }
                 }
                 let Some(o) = self.open.get_mut(into) else {

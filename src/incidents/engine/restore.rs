@@ -173,6 +173,7 @@ impl Engine {
                     dirty: false,
                     prior,
                     close_authors,
+                    slow: false,
                     shared_key,
                     extra_keys: Vec::new(),
                     group,
