@@ -80,6 +80,10 @@ fn what_the_rules_see() {
         c("南京鼓楼区发生车祸", &["traffic_accident"], "320106"),
         c("海淀区学院路积水太深，车被淹了", &["flood"], "110108"),
         c("内蒙地震了吗", &["earthquake"], "150000"),
+        // Informal Chinese (issue 12): how people say it, not how a bulletin does.
+        c("刚才地动了，好吓人", &["earthquake"], ""),
+        c("整条街都淹了，水漫金山", &["flood"], ""),
+        c("隔壁厨房起火了", &["fire"], ""),
         c(
             "四川九寨沟发生7级地震，房屋倒塌",
             &["collapse", "earthquake"],
