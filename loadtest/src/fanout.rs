@@ -241,7 +241,7 @@ pub async fn drill(
             addr,
             &format!("/api/notices/{id}/approve"),
             approver,
-            None,
+            Some(serde_json::json!({"version": 0})),
         )
         .await?;
         // The limits bound the wait: a period per notice, plus slack for a slow machine.

@@ -70,6 +70,7 @@ impl From<NoticeError> for ApiError {
             NoticeError::TooLong { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "too_long"),
             NoticeError::InvalidState { .. } => (StatusCode::CONFLICT, "invalid_state"),
             NoticeError::SelfApproval { .. } => (StatusCode::FORBIDDEN, "self_approval"),
+            NoticeError::Changed { .. } => (StatusCode::CONFLICT, "changed"),
             NoticeError::UnknownAccount { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unknown_account")
             }
@@ -184,13 +185,24 @@ async fn create(
     .await
 }
 
+/// What an approval says: the version of the notice the approver read (`version` of
+/// `GET /api/notices/{id}`). Required: an approval of unread text is no approval.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    version: u32,
+}
+
 async fn approve(
     State(s): State<Stage>,
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> ApiResult {
+    stage(&s)?;
+    let b: ApproveBody = serde_json::from_slice(&body).map_err(bad_json)?;
     on_notices(&s, move |r| {
-        r.notices.approve(&id, &p.name, system_now_ms())
+        r.notices.approve(&id, b.version, &p.name, system_now_ms())
     })
     .await
 }

@@ -234,7 +234,7 @@ token_env = "HY_CRASH_BOB"
             "POST",
             &format!("/api/notices/{id}/approve"),
             Some(&bob),
-            b"",
+            br#"{"version":0}"#,
         )
         .await;
         assert_eq!(status, 200, "{body}");

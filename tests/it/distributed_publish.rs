@@ -565,14 +565,28 @@ async fn two_instances_share_approvals_the_pause_switch_the_fan_out_and_the_audi
     .await;
     assert_eq!(status, 200, "{body}");
     let approve = format!("{path}/approve");
-    let (status, body) = call(a.addr, "POST", &approve, Some(&tok("bob")), b"").await;
+    let (status, body) = call(
+        a.addr,
+        "POST",
+        &approve,
+        Some(&tok("bob")),
+        br#"{"version":0}"#,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         json_body("approve", &body)["state"],
         "draft",
         "one of two approvals"
     );
-    let (status, body) = call(b.addr, "POST", &approve, Some(&tok("carol")), b"").await;
+    let (status, body) = call(
+        b.addr,
+        "POST",
+        &approve,
+        Some(&tok("carol")),
+        br#"{"version":0}"#,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(json_body("approve", &body)["state"], "publishing", "{body}");
     // Paused on every instance: the jobs stay pending, nothing is posted.

@@ -68,18 +68,17 @@ struct Env {
     notices: Notices,
 }
 
-fn env_with(outbox: Option<Arc<dyn OutboxStore>>) -> Env {
+fn env_with(policy: ApprovalPolicy) -> Env {
+    env_of(None, policy)
+}
+
+fn env_of(outbox: Option<Arc<dyn OutboxStore>>, policy: ApprovalPolicy) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let audit_path = dir.path().join("audit.jsonl");
     let log = AuditLog::open(&audit_path).expect("audit log");
     let outbox = outbox.unwrap_or_else(|| Arc::new(MemoryOutbox::new()));
     let store = NoticeStore::open(&dir.path().join("notices.redb")).expect("notice store");
-    let notices = Notices::new(
-        store,
-        outbox.clone(),
-        Arc::new(Mutex::new(log)),
-        ApprovalPolicy::default(),
-    );
+    let notices = Notices::new(store, outbox.clone(), Arc::new(Mutex::new(log)), policy);
     Env {
         _dir: dir,
         audit_path,
@@ -89,7 +88,7 @@ fn env_with(outbox: Option<Arc<dyn OutboxStore>>) -> Env {
 }
 
 fn env() -> Env {
-    env_with(None)
+    env_of(None, ApprovalPolicy::default())
 }
 
 impl Env {
@@ -211,7 +210,7 @@ fn flood_draft_has_the_plan_and_texts_within_limits_then_one_operator_enqueues_i
     // One operator approves: jobs enqueued, lead first, amplifiers depend on the lead.
     let n = e
         .notices
-        .approve(&n.id, "op:li", T0 + 1_000)
+        .approve(&n.id, 0, "op:li", T0 + 1_000)
         .expect("approve");
     assert_eq!(n.state, NoticeState::Publishing);
     assert_eq!(n.approvals.len(), 1);
@@ -267,7 +266,7 @@ fn flood_draft_has_the_plan_and_texts_within_limits_then_one_operator_enqueues_i
     );
     // No more approvals once publishing.
     assert!(matches!(
-        e.notices.approve(&n.id, "op:wang", T0 + 4_000),
+        e.notices.approve(&n.id, 0, "op:wang", T0 + 4_000),
         Err(NoticeError::InvalidState { .. })
     ));
 
@@ -323,27 +322,30 @@ fn severity_five_explosion_needs_two_different_operators_and_no_self_approval() 
     assert_eq!(n.required_approvals, 2);
     let err = e
         .notices
-        .approve(&n.id, "op:zhang", T0 + 1)
+        .approve(&n.id, 0, "op:zhang", T0 + 1)
         .expect_err("self-approval");
     assert!(matches!(err, NoticeError::SelfApproval { .. }), "{err}");
     assert!(err.to_string().contains("may not approve"), "{err}");
     // Reserved actors cannot approve by hand.
     assert!(matches!(
-        e.notices.approve(&n.id, "policy", T0 + 1),
+        e.notices.approve(&n.id, 0, "policy", T0 + 1),
         Err(NoticeError::Invalid(_))
     ));
 
-    let n1 = e.notices.approve(&n.id, "op:li", T0 + 2).expect("first");
+    let n1 = e.notices.approve(&n.id, 0, "op:li", T0 + 2).expect("first");
     assert_eq!(n1.state, NoticeState::Draft);
     let n2 = e
         .notices
-        .approve(&n.id, "op:li", T0 + 3)
+        .approve(&n.id, 0, "op:li", T0 + 3)
         .expect("same again");
     assert_eq!(n2.state, NoticeState::Draft);
     assert_eq!(n2.approvals.len(), 1, "the same operator counts once");
     assert!(e.outbox.jobs_for_notice(&n.id).expect("jobs").is_empty());
 
-    let n3 = e.notices.approve(&n.id, "op:wang", T0 + 4).expect("second");
+    let n3 = e
+        .notices
+        .approve(&n.id, 0, "op:wang", T0 + 4)
+        .expect("second");
     assert_eq!(n3.state, NoticeState::Publishing);
     assert_eq!(
         n3.approvals
@@ -383,8 +385,8 @@ fn rumor_rebuttal_needs_two_operators_and_goes_to_the_rebuttal_lane() {
     let inc = incident("inc-rumor", IncidentKind::Rumor, "other", "110000", 3);
     let n = e.draft(&inc, "system").expect("draft");
     assert_eq!(n.required_approvals, 2);
-    e.notices.approve(&n.id, "op:li", T0 + 1).expect("one");
-    let n = e.notices.approve(&n.id, "op:wang", T0 + 2).expect("two");
+    e.notices.approve(&n.id, 0, "op:li", T0 + 1).expect("one");
+    let n = e.notices.approve(&n.id, 0, "op:wang", T0 + 2).expect("two");
     assert_eq!(n.state, NoticeState::Publishing);
     let jobs = e.outbox.jobs_for_notice(&n.id).expect("jobs");
     assert!(!jobs.is_empty());
@@ -412,7 +414,7 @@ fn a_rejected_notice_enqueues_nothing() {
     );
     for op in ["op:wang", "op:zhao"] {
         assert!(matches!(
-            e.notices.approve(&n.id, op, T0 + 2),
+            e.notices.approve(&n.id, 0, op, T0 + 2),
             Err(NoticeError::InvalidState {
                 state: NoticeState::Rejected,
                 ..
@@ -445,7 +447,7 @@ fn edit_resets_approvals_and_an_over_length_edit_is_refused() {
         4,
     );
     let n = e.draft(&inc, "system").expect("draft");
-    let n = e.notices.approve(&n.id, "op:li", T0 + 1).expect("first");
+    let n = e.notices.approve(&n.id, 0, "op:li", T0 + 1).expect("first");
     assert_eq!(n.approvals.len(), 1);
 
     // Too long for a Weibo account (if the plan has one) or Mastodon: refused, nothing stored.
@@ -515,10 +517,27 @@ fn edit_resets_approvals_and_an_over_length_edit_is_refused() {
         .expect("edit all");
     assert!(n3.texts.values().all(|t| t.text == text));
 
-    // Two approvals needed again; the editor is not the drafter, so may approve.
-    let n4 = e.notices.approve(&n.id, "op:li", T0 + 5).expect("again");
+    // Two approvals needed again, of the version now shown (two edits: version 2), and not
+    // from the editor: the two-person rule is about the words that go out.
+    assert_eq!(n3.version, 2);
+    assert!(matches!(
+        e.notices.approve(&n.id, 2, "op:wang", T0 + 5),
+        Err(NoticeError::SelfApproval { .. })
+    ));
+    assert!(matches!(
+        e.notices.approve(&n.id, 1, "op:li", T0 + 5),
+        Err(NoticeError::Changed {
+            current: 2,
+            seen: 1,
+            ..
+        })
+    ));
+    let n4 = e.notices.approve(&n.id, 2, "op:li", T0 + 5).expect("again");
     assert_eq!(n4.state, NoticeState::Draft);
-    let n5 = e.notices.approve(&n.id, "op:wang", T0 + 6).expect("second");
+    let n5 = e
+        .notices
+        .approve(&n.id, 2, "op:zhang", T0 + 6)
+        .expect("second");
     assert_eq!(n5.state, NoticeState::Publishing);
     let jobs = e.outbox.jobs_for_notice(&n.id).expect("jobs");
     assert!(jobs
@@ -535,8 +554,34 @@ fn edit_resets_approvals_and_an_over_length_edit_is_refused() {
 }
 
 #[test]
-fn pre_approved_category_is_approved_by_policy_and_enqueued_at_draft_time() {
+fn the_shipped_policy_lets_nothing_out_without_an_operator() {
+    // A rainstorm burst any five accounts can make: its draft waits for an operator.
     let e = env();
+    let inc = incident(
+        "inc-rain",
+        IncidentKind::Emergency,
+        "rainstorm",
+        "110108",
+        3,
+    );
+    let n = e.draft(&inc, "system").expect("draft");
+    assert_eq!(n.state, NoticeState::Draft);
+    assert_eq!(n.required_approvals, 1);
+    assert!(n.approvals.is_empty());
+    assert!(e.outbox.jobs_for_notice(&n.id).expect("jobs").is_empty());
+    let p = ApprovalPolicy::default();
+    for c in ["rainstorm", "typhoon", "extreme_weather", "flood", "fire"] {
+        assert!(!p.auto_approves(IncidentKind::Emergency, c, 1), "{c}");
+    }
+}
+
+#[test]
+fn pre_approved_category_is_approved_by_policy_and_enqueued_at_draft_time() {
+    // An office that opted in (`[respond.policy] pre_approved = ["rainstorm"]`).
+    let e = env_with(ApprovalPolicy {
+        pre_approved: vec!["rainstorm".into()],
+        ..ApprovalPolicy::default()
+    });
     let inc = incident(
         "inc-rain",
         IncidentKind::Emergency,
@@ -637,7 +682,7 @@ fn drafting_is_idempotent_per_incident_and_respects_the_threshold() {
     assert_eq!(m.created_by, "op:li");
     assert!(m.texts.values().all(|t| t.text.contains("积水")));
     assert!(matches!(
-        e.notices.approve(&m.id, "op:li", T0 + 2),
+        e.notices.approve(&m.id, 0, "op:li", T0 + 2),
         Err(NoticeError::SelfApproval { .. })
     ));
     assert_eq!(
@@ -688,7 +733,7 @@ fn notices_and_jobs_survive_a_reopen_and_the_audit_log_verifies_with_the_cli() {
         let n = notices
             .draft_from_incident(&inc, rules(), matrix(), templates(), T0, "system")
             .expect("draft");
-        let n = notices.approve(&n.id, "op:li", T0 + 1).expect("approve");
+        let n = notices.approve(&n.id, 0, "op:li", T0 + 1).expect("approve");
         let jobs = outbox.jobs_for_notice(&n.id).expect("jobs");
         (n.id, jobs)
     };

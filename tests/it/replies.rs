@@ -253,14 +253,14 @@ async fn an_approved_rebuttal_answers_the_most_spread_posts_once_each_within_the
     let id = notice["id"].as_str().expect("id").to_string();
     assert_eq!(notice["required_approvals"], 2, "{notice}");
     let approve = format!("/api/notices/{id}/approve");
-    let (status, body) = call(addr, "POST", &approve, Some(&tok(2)), b"").await;
+    let (status, body) = call(addr, "POST", &approve, Some(&tok(2)), br#"{"version":0}"#).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         fake.posts().len(),
         seeded,
         "nothing posted before the second approval"
     );
-    let (status, body) = call(addr, "POST", &approve, Some(&tok(3)), b"").await;
+    let (status, body) = call(addr, "POST", &approve, Some(&tok(3)), br#"{"version":0}"#).await;
     assert_eq!(status, 200, "{body}");
 
     // Lead post + co-publisher post + three answers, then done.

@@ -234,22 +234,22 @@ async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
     .await;
     assert_eq!(status, 404, "{body}");
 
-    let (status, body) = call(addr, "POST", &approve, Some(&alice), b"").await;
+    let (status, body) = call(addr, "POST", &approve, Some(&alice), br#"{"version":0}"#).await;
     assert_eq!(status, 200, "{body}");
     if required == 2 {
         // Alice twice still counts once.
-        let (status, body) = call(addr, "POST", &approve, Some(&alice), b"").await;
+        let (status, body) = call(addr, "POST", &approve, Some(&alice), br#"{"version":0}"#).await;
         assert_eq!(status, 200, "{body}");
         let n = json_body("approve", &body);
         assert_eq!(n["state"], "draft", "{n}");
         assert_eq!(n["approvals"].as_array().map(Vec::len), Some(1), "{n}");
-        let (status, body) = call(addr, "POST", &approve, Some(&bob), b"").await;
+        let (status, body) = call(addr, "POST", &approve, Some(&bob), br#"{"version":0}"#).await;
         assert_eq!(status, 200, "{body}");
     }
     let n = get_json(addr, &format!("/api/notices/{id}")).await;
     assert!(n["state"] == "publishing" || n["state"] == "done", "{n}");
     // Approving a notice that is no longer a draft: 409.
-    let (status, body) = call(addr, "POST", &approve, Some(&bob), b"").await;
+    let (status, body) = call(addr, "POST", &approve, Some(&bob), br#"{"version":0}"#).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(json_body("approve", &body)["error"], "invalid_state");
 
@@ -327,10 +327,29 @@ async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
     assert_eq!(manual["created_by"], "bob");
     // The drafter may not approve their own notice.
     let mapprove = format!("/api/notices/{mid}/approve");
-    let (status, body) = call(addr, "POST", &mapprove, Some(&bob), b"").await;
+    let (status, body) = call(addr, "POST", &mapprove, Some(&bob), br#"{"version":0}"#).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(json_body("approve", &body)["error"], "self_approval");
-    let (status, body) = call(addr, "POST", &mapprove, Some(&alice), b"").await;
+    // An approval names the version read: none is a bad request naming the field; an edit
+    // after the read makes it stale (409), and the version now shown is what gets approved.
+    let (status, body) = call(addr, "POST", &mapprove, Some(&alice), b"{}").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("version"), "{body}");
+    let edit = serde_json::json!({"text": "海淀区某小区火情已扑灭，请市民不要靠近现场。"});
+    let (status, body) = call(
+        addr,
+        "POST",
+        &format!("/api/notices/{mid}/edit"),
+        Some(&bob),
+        &serde_json::to_vec(&edit).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_body("edit", &body)["version"], 1, "{body}");
+    let (status, body) = call(addr, "POST", &mapprove, Some(&alice), br#"{"version":0}"#).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(json_body("approve", &body)["error"], "changed");
+    let (status, body) = call(addr, "POST", &mapprove, Some(&alice), br#"{"version":1}"#).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(json_body("approve", &body)["state"], "publishing", "{body}");
     // While paused the dispatcher attempts nothing: the jobs stay pending.

@@ -298,6 +298,7 @@ async fn post_as(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, V
         reqwest::Client::new()
             .post(format!("http://{addr}{path}"))
             .bearer_auth(token)
+            .json(&serde_json::json!({"version": 0}))
             .send(),
     )
     .await

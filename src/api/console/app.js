@@ -58,6 +58,8 @@ let lang = localStorage.getItem("huiying.lang") || "zh";
 let me = null;
 let page = "incidents";
 let currentNotice = null;
+// The version of the notice on screen: an approval names what was read (409 if it changed).
+let currentVersion = 0;
 let timer = null;
 
 const $ = (id) => document.getElementById(id);
@@ -315,6 +317,7 @@ function preview(account, at, roleName) {
 async function openNotice(id) {
   currentNotice = id;
   const n = await api("GET", `/api/notices/${encodeURIComponent(id)}`);
+  currentVersion = n.version || 0;
   $("notice-detail").hidden = false;
   $("nd-id").textContent = n.id;
   $("nd-state").replaceChildren(stateBadge(n.state, "st_"));
@@ -325,7 +328,8 @@ async function openNotice(id) {
     n.approvals.map((a) => `${a.actor} (${fmtTime(a.at)})`).join(", ")));
   const draft = n.state === "draft";
   const canAct = draft && me.role !== "viewer";
-  $("approve").disabled = !canAct || n.approvals.some((a) => a.actor === me.user);
+  $("approve").disabled = !canAct || n.approvals.some((a) => a.actor === me.user)
+    || n.created_by === me.user || (n.editors || []).includes(me.user);
   $("reject").disabled = !canAct;
   const roles = {};
   roles[n.plan.lead] = t("lead");
@@ -400,7 +404,7 @@ function wire() {
   $("incident-filter").addEventListener("submit", (e) => { e.preventDefault(); act(loadIncidents); });
   $("notice-filter").addEventListener("submit", (e) => { e.preventDefault(); act(loadNotices); });
   $("approve").addEventListener("click", () => act(async () => {
-    await api("POST", `/api/notices/${currentNotice}/approve`, {});
+    await api("POST", `/api/notices/${currentNotice}/approve`, { version: currentVersion });
     await openNotice(currentNotice);
   }));
   $("reject").addEventListener("click", () => act(async () => {

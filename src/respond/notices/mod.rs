@@ -100,13 +100,25 @@ pub enum NoticeError {
         /// The operation.
         op: &'static str,
     },
-    /// The drafter tried to approve their own notice.
-    #[error("notice {id}: {actor} drafted it and may not approve it (another operator must)")]
+    /// The drafter or an editor tried to approve the notice.
+    #[error(
+        "notice {id}: {actor} drafted or edited it and may not approve it (another operator must)"
+    )]
     SelfApproval {
         /// The notice.
         id: String,
-        /// The drafter.
+        /// The drafter or editor.
         actor: String,
+    },
+    /// The approval names a version the notice no longer has (it was edited since it was read).
+    #[error("notice {id}: changed since it was read (version {current}, approval for {seen}): read it again")]
+    Changed {
+        /// The notice.
+        id: String,
+        /// Its version now.
+        current: u32,
+        /// The version the approver saw.
+        seen: u32,
     },
     /// The account is not one of the notice's posting accounts.
     #[error("notice {id}: account {account} does not post this notice")]

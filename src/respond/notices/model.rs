@@ -121,6 +121,14 @@ pub struct Notice {
     pub required_approvals: u8,
     /// The drafter (`system` for automatic drafts).
     pub created_by: String,
+    /// The version of its texts: 0 as drafted, one more per edit. An approval names the
+    /// version it approves (what the approver read); a changed notice refuses it.
+    #[serde(default)]
+    pub version: u32,
+    /// Everyone who edited its texts: none of them may approve (the two-person rule is about
+    /// the words published, not only who drafted them).
+    #[serde(default)]
+    pub editors: Vec<String>,
     /// Drafted at (ms).
     pub created_at: i64,
     /// Last change (ms).

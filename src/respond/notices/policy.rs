@@ -10,12 +10,14 @@ use serde::{Deserialize, Serialize};
 /// | setting | default |
 /// |---|---|
 /// | `draft_threshold` | 3: incidents of severity ≥ 3 get an automatic draft |
-/// | `pre_approved` | `extreme_weather`, `rainstorm`, `typhoon` (official weather alerts) |
-/// | `pre_approved_max_severity` | 3: those categories up to severity 3 are approved by `policy` at draft time |
+/// | `pre_approved` | none: nothing goes out without an operator |
+/// | `pre_approved_max_severity` | 3: categories an office lists in `pre_approved` are approved by `policy` at draft time up to this severity |
 /// | `two_operator_severity` | 4: severity ≥ 4 needs two different operators |
 /// | `rumor_two_operators` | true: every rumor rebuttal needs two different operators |
 ///
-/// Everything else needs one operator. Rumor rebuttals are never pre-approved.
+/// Everything else needs one operator. Rumor rebuttals are never pre-approved. Nothing is
+/// pre-approved as shipped: drafts come from crowd input (five throwaway accounts can make a
+/// rainstorm burst), so an automatic approval would let strangers make official accounts post.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApprovalPolicy {
@@ -38,11 +40,7 @@ impl Default for ApprovalPolicy {
     fn default() -> Self {
         ApprovalPolicy {
             draft_threshold: 3,
-            pre_approved: vec![
-                "extreme_weather".into(),
-                "rainstorm".into(),
-                "typhoon".into(),
-            ],
+            pre_approved: Vec::new(),
             pre_approved_max_severity: 3,
             two_operator_severity: 4,
             rumor_two_operators: true,

@@ -293,6 +293,8 @@ impl Notices {
             approvals: Vec::new(),
             required_approvals: required,
             created_by: actor.to_string(),
+            version: 0,
+            editors: Vec::new(),
             created_at: now_ms,
             updated_at: now_ms,
             rejection: None,
@@ -407,6 +409,10 @@ impl Notices {
             }
         }
         n.approvals.clear();
+        n.version += 1;
+        if !n.editors.iter().any(|e| e == actor) {
+            n.editors.push(actor.to_string());
+        }
         n.record(
             now_ms,
             actor,
@@ -423,11 +429,19 @@ impl Notices {
         Ok(n)
     }
 
-    /// Approve a draft as `actor`. Refused for the drafter ([`NoticeError::SelfApproval`]) and
-    /// for the reserved actors `system` and `policy`; a second approval by the same operator
-    /// changes nothing (it is audited). Once enough distinct operators approved, the notice is
-    /// enqueued and returned in state `publishing`.
-    pub fn approve(&self, id: &str, actor: &str, now_ms: i64) -> Result<Notice, NoticeError> {
+    /// Approve version `version` of a draft (the one `actor` read) as `actor`. Refused for
+    /// the drafter and every editor ([`NoticeError::SelfApproval`]), for a version the notice
+    /// no longer has ([`NoticeError::Changed`]) and for the reserved actors `system` and
+    /// `policy`; a second approval by the same operator changes nothing (it is audited). Once
+    /// enough distinct operators approved, the notice is enqueued and returned in state
+    /// `publishing`.
+    pub fn approve(
+        &self,
+        id: &str,
+        version: u32,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Notice, NoticeError> {
         check_actor(actor)?;
         if actor == SYSTEM || actor == POLICY {
             return Err(NoticeError::Invalid(format!(
@@ -443,10 +457,17 @@ impl Notices {
                 op: "approve",
             });
         }
-        if n.created_by == actor {
+        if n.created_by == actor || n.editors.iter().any(|e| e == actor) {
             return Err(NoticeError::SelfApproval {
                 id: n.id,
                 actor: actor.to_string(),
+            });
+        }
+        if n.version != version {
+            return Err(NoticeError::Changed {
+                id: n.id,
+                current: n.version,
+                seen: version,
             });
         }
         let repeat = n.approvals.iter().any(|a| a.actor == actor);
