@@ -120,11 +120,15 @@ enum UserCmd {
 enum TokenCmd {
     /// Create an API token and print it once (only its hash is stored).
     Create {
-        /// The token's name (the actor in the audit log).
+        /// The token's name (not a user's name, not a reserved one such as `system`).
         name: String,
         /// viewer, operator, admin or ingest.
         #[arg(long)]
         role: crate::api::auth::Role,
+        /// The user the token acts for (the actor of its approvals and in the audit log);
+        /// required for operator and admin tokens.
+        #[arg(long)]
+        owner: Option<String>,
         /// The users file.
         #[arg(long, default_value = "users.toml")]
         users: PathBuf,
@@ -356,9 +360,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Token {
-            cmd: TokenCmd::Create { name, role, users },
+            cmd:
+                TokenCmd::Create {
+                    name,
+                    role,
+                    owner,
+                    users,
+                },
         } => {
-            commands::token_create(&name, role, &users)?;
+            commands::token_create(&name, role, owner.as_deref(), &users)?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Train {

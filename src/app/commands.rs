@@ -125,9 +125,14 @@ pub fn audit_export(
 }
 
 /// `huiying token create`: a new token into the users file (as its hash), printed once.
-pub fn token_create(name: &str, role: crate::api::auth::Role, users: &Path) -> anyhow::Result<()> {
+pub fn token_create(
+    name: &str,
+    role: crate::api::auth::Role,
+    owner: Option<&str>,
+    users: &Path,
+) -> anyhow::Result<()> {
     let mut f = crate::api::auth::UsersFile::load(users)?;
-    let token = f.add_token(name, role)?;
+    let token = f.add_token(name, role, owner)?;
     f.save(users)?;
     eprintln!(
         "{}: token {name} ({role}) saved as a hash; it is shown only now:",

@@ -158,6 +158,7 @@ async fn start(public_wall: bool, data: &std::path::Path) -> huiying::app::Servi
             name: format!("access-{role}"),
             role,
             sha256: token_hash(token),
+            owner: None,
         });
     }
     util::start_service(cfg, Arc::new(MemoryStore::default())).await

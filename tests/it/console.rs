@@ -79,11 +79,14 @@ async fn secured(metrics_listen: bool) -> Secured {
             f.set_user("vera", Role::Viewer, "vera-viewer-pw")
                 .expect("vera");
             let t = (
-                f.add_token("bob", Role::Operator).expect("bob token"),
-                f.add_token("wall-screen", Role::Viewer)
+                f.add_token("bob-cli", Role::Operator, Some("bob"))
+                    .expect("bob token"),
+                f.add_token("wall-screen", Role::Viewer, None)
                     .expect("viewer token"),
-                f.add_token("feeder", Role::Ingest).expect("ingest token"),
-                f.add_token("root", Role::Admin).expect("admin token"),
+                f.add_token("feeder", Role::Ingest, None)
+                    .expect("ingest token"),
+                f.add_token("root-cli", Role::Admin, Some("root"))
+                    .expect("admin token"),
             );
             f.save(&users).expect("save users");
             t
@@ -769,6 +772,50 @@ async fn an_admin_creates_uses_and_revokes_a_token_and_the_users_file_keeps_only
     util::stop(s.svc).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_admin_minting_two_tokens_is_still_one_approver() {
+    let s = secured(false).await;
+    let addr = s.svc.addr;
+    let admin = s.admin_token.clone();
+    let mint = |name: &'static str| {
+        let (body, admin) = (json!({"name": name, "role": "operator"}), admin.clone());
+        async move { call(addr, "POST", "/api/admin/tokens", &admin, &body).await }
+    };
+    // Reserved names and users' names are refused for tokens.
+    for name in ["system", "policy", "dispatcher", "alice", "bob"] {
+        let a = mint(name).await;
+        assert_eq!(a.status, 422, "{name}: {}", a.body);
+        assert_eq!(json_of(&a)["error"], "token_refused", "{}", a.body);
+    }
+    // Two operator tokens minted by root both act for root.
+    let mut tokens = Vec::new();
+    for name in ["op-1", "op-2"] {
+        let a = mint(name).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(json_of(&a)["owner"], "root", "{}", a.body);
+        tokens.push(json_of(&a)["token"].as_str().expect("token").to_string());
+    }
+    // A severity-4 notice needs two different people.
+    let draft = json!({
+        "kind": "emergency", "category": "fire", "severity": 4, "region": "110108",
+        "text": "海淀区某工厂火灾，请附近居民关闭门窗，听从现场指挥。"
+    });
+    let a = call(addr, "POST", "/api/notices", &s.bob_token, &draft).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let id = json_of(&a)["id"].as_str().expect("id").to_string();
+    assert_eq!(json_of(&a)["required_approvals"], 2, "{}", a.body);
+    let approve = format!("/api/notices/{id}/approve");
+    for t in &tokens {
+        let a = call(addr, "POST", &approve, t, &json!({"version": 0})).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        let n = json_of(&a);
+        assert_eq!(n["state"], "draft", "one person, one approval: {n}");
+        assert_eq!(n["approvals"].as_array().map(Vec::len), Some(1), "{n}");
+        assert_eq!(n["approvals"][0]["actor"], "root", "{n}");
+    }
+    util::stop(s.svc).await;
+}
+
 /// `huiying ARGS… --users USERS` with `stdin`; its output.
 fn huiying(args: &[&str], users: &Path, stdin: &[u8]) -> std::process::Output {
     use std::io::Write;
@@ -790,6 +837,15 @@ fn huiying(args: &[&str], users: &Path, stdin: &[u8]) -> std::process::Output {
     child.wait_with_output().expect("huiying ends")
 }
 
+/// A command that must have succeeded (its stderr otherwise).
+fn succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn user_add_reads_the_password_from_stdin_and_token_create_prints_the_token_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -799,11 +855,7 @@ fn user_add_reads_the_password_from_stdin_and_token_create_prints_the_token_once
         &users,
         b"carol-secret-pw\n",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let text = std::fs::read_to_string(&users).expect("users file");
     assert!(!text.contains("carol-secret-pw"), "{text}");
     let f = UsersFile::load(&users).expect("valid users file");
@@ -814,16 +866,44 @@ fn user_add_reads_the_password_from_stdin_and_token_create_prints_the_token_once
         "carol-secret-pw"
     ));
 
+    // A user's name, a reserved name, an operator token without an owner: refused, named.
+    for (args, why) in [
+        (
+            &["token", "create", "carol", "--role", "viewer"][..],
+            "user's name",
+        ),
+        (
+            &["token", "create", "system", "--role", "viewer"][..],
+            "reserved",
+        ),
+        (
+            &["token", "create", "ci", "--role", "operator"][..],
+            "owner",
+        ),
+    ] {
+        let out = huiying(args, &users, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "{args:?}: {err}"
+        );
+    }
+    let out = huiying(
+        &[
+            "token", "create", "ci", "--role", "operator", "--owner", "carol",
+        ],
+        &users,
+        b"",
+    );
+    succeeded(&out);
+    let f = UsersFile::load(&users).expect("valid users file");
+    assert_eq!(f.tokens[0].actor(), "carol");
     let out = huiying(
         &["token", "create", "wall", "--role", "viewer"],
         &users,
         b"",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let token = String::from_utf8(out.stdout)
         .expect("utf-8")
         .trim()
@@ -833,7 +913,8 @@ fn user_add_reads_the_password_from_stdin_and_token_create_prints_the_token_once
     assert!(!text.contains(&token), "only the hash is stored");
     let f = UsersFile::load(&users).expect("valid users file");
     assert_eq!(f.users.len(), 1, "carol kept");
-    assert_eq!(f.tokens[0].sha256, huiying::api::auth::token_hash(&token));
+    assert_eq!(f.tokens[1].name, "wall");
+    assert_eq!(f.tokens[1].sha256, huiying::api::auth::token_hash(&token));
 
     // A short password is refused with a clear message.
     let out = huiying(

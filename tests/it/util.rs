@@ -107,6 +107,7 @@ pub fn with_test_auth(mut config: huiying::config::Config) -> huiying::config::C
         name: "test-suite".into(),
         role: huiying::api::auth::Role::Admin,
         sha256: huiying::api::auth::token_hash(TEST_TOKEN),
+        owner: None,
     });
     config
 }

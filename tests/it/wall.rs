@@ -248,6 +248,7 @@ impl RespondEngine {
             name: "wall-screen".into(),
             role: Role::Viewer,
             sha256: token_hash(&viewer),
+            owner: None,
         });
         let svc = start_service(config, Arc::new(MemoryStore::default())).await;
         RespondEngine {

@@ -52,4 +52,16 @@ pub struct TokenEntry {
     pub role: Role,
     /// Hex SHA-256 of the token.
     pub sha256: String,
+    /// The user the token acts for: the actor of its requests and approvals (one person with
+    /// two tokens is still one approver). Required for operator and admin tokens created
+    /// since tokens had owners; a token without one acts under its own name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+impl TokenEntry {
+    /// Who the token acts for: its owner, else its name.
+    pub fn actor(&self) -> &str {
+        self.owner.as_deref().unwrap_or(&self.name)
+    }
 }

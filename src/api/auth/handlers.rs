@@ -132,6 +132,11 @@ impl From<AuthError> for ApiError {
             AuthError::BadName(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string())
             }
+            AuthError::Refused(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "token_refused",
+                e.to_string(),
+            ),
             AuthError::Invalid { .. } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_users_file",
@@ -186,17 +191,18 @@ async fn admin_create_token(
     let b: NewToken = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
     let (name, role) = (b.name.clone(), b.role);
-    let token = off_thread(&s, move |a| a.create_token(&name, role)).await?;
+    let owner = p.name.clone();
+    let token = off_thread(&s, move |a| a.create_token(&name, role, &owner)).await?;
     crate::api::audit(
         &s,
         &p.name,
         "token_create",
-        json!({"name": b.name, "role": b.role}),
+        json!({"name": b.name, "role": b.role, "owner": p.name}),
     )
     .await;
     tracing::info!(actor = %p.name, token = %b.name, role = %b.role, "Token created.");
     Ok(Json(
-        json!({"name": b.name, "role": b.role, "token": token}),
+        json!({"name": b.name, "role": b.role, "owner": p.name, "token": token}),
     ))
 }
 

@@ -2,7 +2,9 @@
 //! injected clock, and logins checked against the login limits.
 
 use super::limits::{login_failures, Attempts, LoginFailure};
-use super::users::{check_name, hash_password, new_secret, token_hash, verify_password};
+use super::users::{
+    check_name, check_token, hash_password, new_secret, token_hash, verify_password,
+};
 use super::{AuthConfig, AuthError, Role, UsersFile};
 use crate::clock::Clock;
 use serde_json::{json, Value};
@@ -39,7 +41,8 @@ struct Session {
 #[derive(Debug, Default)]
 struct Directory {
     users: HashMap<String, (Role, String)>,
-    tokens: HashMap<String, (String, Role)>,
+    /// Hash → (token name, role, the user it acts for).
+    tokens: HashMap<String, (String, Role, Option<String>)>,
 }
 
 impl Directory {
@@ -49,8 +52,10 @@ impl Directory {
                 .insert(u.name.clone(), (u.role, u.password.clone()));
         }
         for t in &f.tokens {
-            self.tokens
-                .insert(t.sha256.to_ascii_lowercase(), (t.name.clone(), t.role));
+            self.tokens.insert(
+                t.sha256.to_ascii_lowercase(),
+                (t.name.clone(), t.role, t.owner.clone()),
+            );
         }
     }
 }
@@ -116,11 +121,13 @@ impl Auth {
             dir.add_file(&UsersFile::load(p)?);
         }
         for t in &cfg.tokens {
-            dir.tokens
-                .insert(t.sha256.to_ascii_lowercase(), (t.name.clone(), t.role));
+            dir.tokens.insert(
+                t.sha256.to_ascii_lowercase(),
+                (t.name.clone(), t.role, t.owner.clone()),
+            );
         }
         for (name, token, role) in extra_tokens {
-            dir.tokens.insert(token_hash(&token), (name, role));
+            dir.tokens.insert(token_hash(&token), (name, role, None));
         }
         let dummy_hash = hash_password(&new_secret(""))?;
         // Exported from the start (at zero), not from the first failure.
@@ -180,25 +187,35 @@ impl Auth {
         Ok((d.users.len(), d.tokens.len()))
     }
 
-    /// Create a token, persist its hash in the users file (when there is one) and return it.
-    pub fn create_token(&self, name: &str, role: Role) -> Result<String, AuthError> {
+    /// Create a token acting for `owner` (the admin who asks for it: one person minting
+    /// tokens is still one approver), persist its hash in the users file (when there is one)
+    /// and return it. Reserved names and users' names are refused.
+    pub fn create_token(&self, name: &str, role: Role, owner: &str) -> Result<String, AuthError> {
+        let is_user = |n: &str| {
+            self.dir
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .users
+                .contains_key(n)
+        };
+        check_token(name, role, Some(owner), is_user).map_err(AuthError::Refused)?;
         let token = match &self.cfg.users_file {
             Some(p) => {
                 let mut f = UsersFile::load(p)?;
-                let t = f.add_token(name, role)?;
+                let t = f.add_token(name, role, Some(owner))?;
                 f.save(p)?;
                 t
             }
-            None => {
-                check_name(name)?;
-                new_secret("hy_")
-            }
+            None => new_secret("hy_"),
         };
         self.dir
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .tokens
-            .insert(token_hash(&token), (name.to_string(), role));
+            .insert(
+                token_hash(&token),
+                (name.to_string(), role, Some(owner.to_string())),
+            );
         Ok(token)
     }
 
@@ -214,7 +231,7 @@ impl Auth {
         }
         let mut d = self.dir.write().unwrap_or_else(|p| p.into_inner());
         let before = d.tokens.len();
-        d.tokens.retain(|_, (n, _)| n != name);
+        d.tokens.retain(|_, (n, _, _)| n != name);
         Ok(before - d.tokens.len())
     }
 
@@ -230,7 +247,7 @@ impl Auth {
         let mut tokens: Vec<_> = d
             .tokens
             .values()
-            .map(|(n, r)| json!({"name": n, "role": r}))
+            .map(|(n, r, o)| json!({"name": n, "role": r, "owner": o}))
             .collect();
         tokens.sort_by_key(|v| v["name"].as_str().unwrap_or_default().to_string());
         json!({ "users": users, "tokens": tokens })
@@ -240,8 +257,8 @@ impl Auth {
         let d = self.dir.read().unwrap_or_else(|p| p.into_inner());
         d.tokens
             .get(&token_hash(token))
-            .map(|(name, role)| Principal {
-                name: name.clone(),
+            .map(|(name, role, owner)| Principal {
+                name: owner.clone().unwrap_or_else(|| name.clone()),
                 role: *role,
                 csrf: None,
                 expires_at: None,

@@ -32,6 +32,9 @@ pub enum AuthError {
     /// A name is empty or has characters outside `[A-Za-z0-9._@-]`.
     #[error("invalid name {0:?}: use letters, digits, '.', '_', '-' or '@'")]
     BadName(String),
+    /// A token that may not be made (reserved name, a user's name, no owner).
+    #[error("{0}")]
+    Refused(String),
     /// Hashing failed (should not happen with valid parameters).
     #[error("password hashing: {0}")]
     Hash(String),
@@ -59,6 +62,53 @@ pub struct UsersFile {
     /// API tokens.
     #[serde(default, rename = "token")]
     pub tokens: Vec<TokenEntry>,
+}
+
+/// Names the system acts under (drafts, policy approvals, the dispatcher, the engine…): no
+/// token may be named after them or act for them.
+pub const RESERVED_NAMES: [&str; 7] = [
+    "system",
+    "policy",
+    "dispatcher",
+    "engine",
+    "replies",
+    "huiying",
+    "demo",
+];
+
+/// Why a token cannot be made or kept: a reserved name, a user's name, or an operator or
+/// admin token that belongs to nobody.
+pub(super) fn check_token(
+    name: &str,
+    role: Role,
+    owner: Option<&str>,
+    is_user: impl Fn(&str) -> bool,
+) -> Result<(), String> {
+    check_name(name).map_err(|e| e.to_string())?;
+    if RESERVED_NAMES.contains(&name) {
+        return Err(format!("token name {name:?} is reserved"));
+    }
+    if is_user(name) {
+        return Err(format!(
+            "token name {name:?} is a user's name: name it otherwise and give it --owner {name}"
+        ));
+    }
+    match owner {
+        Some(o) => {
+            check_name(o).map_err(|e| e.to_string())?;
+            if RESERVED_NAMES.contains(&o) {
+                return Err(format!("token owner {o:?} is reserved"));
+            }
+        }
+        None if matches!(role, Role::Operator | Role::Admin) => {
+            return Err(format!(
+                "an {role} token belongs to a user: give it an owner (--owner USER); \
+                 the two-person rule counts the user, not the token"
+            ));
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// Names of users and tokens: 1–64 of `[A-Za-z0-9._@-]`.
@@ -132,6 +182,13 @@ impl UsersFile {
         for (i, t) in f.tokens.iter().enumerate() {
             let at = line_of("[[token]]", i);
             check_name(&t.name).map_err(|e| invalid(at, e.to_string()))?;
+            // Tokens written before tokens had owners still load (they act under their name);
+            // a reserved name or a user's name never does.
+            let owner = t.owner.as_deref().or(Some(t.name.as_str()));
+            check_token(&t.name, t.role, owner, |n| {
+                f.users.iter().any(|u| u.name == n)
+            })
+            .map_err(|m| invalid(at, m))?;
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(invalid(
                     at,
@@ -177,14 +234,25 @@ impl UsersFile {
         Ok(())
     }
 
-    /// Add a token named `name` (names may repeat: rotation); returns the token, shown once.
-    pub fn add_token(&mut self, name: &str, role: Role) -> Result<String, AuthError> {
-        check_name(name)?;
+    /// Add a token named `name` acting for `owner` (required for operator and admin tokens;
+    /// names may repeat: rotation); returns the token, shown once. Reserved names and users'
+    /// names are refused ([`RESERVED_NAMES`]).
+    pub fn add_token(
+        &mut self,
+        name: &str,
+        role: Role,
+        owner: Option<&str>,
+    ) -> Result<String, AuthError> {
+        check_token(name, role, owner, |n| {
+            self.users.iter().any(|u| u.name == n)
+        })
+        .map_err(AuthError::Refused)?;
         let token = new_secret("hy_");
         self.tokens.push(TokenEntry {
             name: name.to_string(),
             role,
             sha256: token_hash(&token),
+            owner: owner.map(str::to_string),
         });
         Ok(token)
     }
@@ -246,7 +314,7 @@ mod tests {
         let p = dir.path().join("users.toml");
         let mut f = UsersFile::default();
         f.set_user("alice", Role::Admin, "pw").expect("user");
-        let token = f.add_token("wall", Role::Viewer).expect("token");
+        let token = f.add_token("wall", Role::Viewer, None).expect("token");
         f.save(&p).expect("save");
         let text = std::fs::read_to_string(&p).expect("read");
         assert!(!text.contains(&token) && !text.contains("\"pw\""), "{text}");
