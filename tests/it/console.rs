@@ -57,6 +57,8 @@ struct Secured {
     viewer_token: String,
     ingest_token: String,
     admin_token: String,
+    /// A legacy `[respond] operators` token (name `legacy-ops`).
+    legacy_token: String,
     users: PathBuf,
     sink: PathBuf,
     _dir: tempfile::TempDir,
@@ -95,6 +97,9 @@ async fn secured(metrics_listen: bool) -> Secured {
     .await
     .expect("users file");
     let clock = Arc::new(ManualClock::new(util::now_ms()));
+    let legacy_token = huiying::api::auth::new_secret("hy_");
+    let legacy_file = dir.path().join("legacy.token");
+    std::fs::write(&legacy_file, &legacy_token).expect("legacy token file");
     let config = Config {
         listen: "127.0.0.1:0".into(),
         watch_rules: false,
@@ -102,6 +107,11 @@ async fn secured(metrics_listen: bool) -> Secured {
         metrics_listen: metrics_listen.then(|| "127.0.0.1:0".to_string()),
         respond: RespondConfig {
             data_dir: dir.path().join("data"),
+            operators: vec![huiying::respond::config::Operator {
+                name: "legacy-ops".into(),
+                token_env: None,
+                token_file: Some(legacy_file),
+            }],
             policy: ApprovalPolicy {
                 // Only the notices this test drafts by hand.
                 draft_threshold: 6,
@@ -137,6 +147,7 @@ async fn secured(metrics_listen: bool) -> Secured {
         viewer_token,
         ingest_token,
         admin_token,
+        legacy_token,
         users,
         sink,
         _dir: dir,
@@ -769,6 +780,64 @@ async fn an_admin_creates_uses_and_revokes_a_token_and_the_users_file_keeps_only
     .await;
     assert_eq!(a.status, 400, "{}", a.body);
     assert!(a.body.contains("boss"), "{}", a.body);
+    util::stop(s.svc).await;
+}
+
+/// The session cookie of a successful login of `user`.
+async fn session_of(addr: SocketAddr, user: &str, password: &str) -> String {
+    let a = login(addr, user, password).await;
+    assert_eq!(a.status, 200, "{user}: {}", a.body);
+    a.header("set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("cookie pair")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_file_reload_ends_the_access_of_removed_and_demoted_users_and_keeps_legacy_tokens()
+{
+    let s = secured(false).await;
+    let addr = s.svc.addr;
+    let me = |cookie: String| async move {
+        request(addr, "GET", "/api/me", &[("Cookie", cookie.as_str())], b"").await
+    };
+    let (alice, bob) = (
+        session_of(addr, "alice", ALICE_PW).await,
+        session_of(addr, "bob", BOB_PW).await,
+    );
+    let vera = session_of(addr, "vera", "vera-viewer-pw").await;
+    // alice leaves; bob becomes a viewer (same password); vera is unchanged.
+    let users = s.users.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut f = UsersFile::load(&users).expect("users file");
+        f.users.retain(|u| u.name != "alice");
+        for u in f.users.iter_mut().filter(|u| u.name == "bob") {
+            u.role = Role::Viewer;
+        }
+        f.save(&users).expect("save");
+    })
+    .await
+    .expect("edit users file");
+    let a = call(
+        addr,
+        "POST",
+        "/api/admin/users/reload",
+        &s.admin_token,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(me(alice).await.status, 401, "a removed user's session ends");
+    assert_eq!(login(addr, "alice", ALICE_PW).await.status, 401);
+    assert_eq!(me(bob).await.status, 401, "a demoted user's session ends");
+    let bob = session_of(addr, "bob", BOB_PW).await;
+    assert_eq!(json_of(&me(bob).await)["role"], "viewer");
+    assert_eq!(me(vera).await.status, 200, "an unchanged user stays");
+    // The legacy [respond] operators token survives the reload.
+    let a = call(addr, "GET", "/api/notices", &s.legacy_token, &json!({})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
     util::stop(s.svc).await;
 }
 

@@ -33,6 +33,9 @@ pub struct ClientIp(pub Option<IpAddr>);
 struct Session {
     user: String,
     role: Role,
+    /// The user's password hash at login: a changed password (or role) ends the session at the
+    /// next users-file reload.
+    password: String,
     csrf: String,
     expires_at: i64,
 }
@@ -43,9 +46,20 @@ struct Directory {
     users: HashMap<String, (Role, String)>,
     /// Hash → (token name, role, the user it acts for).
     tokens: HashMap<String, (String, Role, Option<String>)>,
+    /// What does not come from the users file (the demo's users; config and legacy
+    /// `[respond] operators` tokens): kept by every reload.
+    memory_users: HashMap<String, (Role, String)>,
+    memory_tokens: HashMap<String, (String, Role, Option<String>)>,
 }
 
 impl Directory {
+    /// The in-memory entries plus the file's (the file's win on a name or hash both have).
+    fn rebuild(&mut self, f: &UsersFile) {
+        self.users = self.memory_users.clone();
+        self.tokens = self.memory_tokens.clone();
+        self.add_file(f);
+    }
+
     fn add_file(&mut self, f: &UsersFile) {
         for u in &f.users {
             self.users
@@ -67,6 +81,8 @@ pub struct Auth {
     dir: RwLock<Directory>,
     sessions: Mutex<HashMap<String, Session>>,
     attempts: Mutex<Attempts>,
+    /// Held while the users file is read-modified-written or reloaded.
+    file_lock: Mutex<()>,
     clock: Arc<dyn Clock>,
     /// Verified against for unknown users so both failures cost the same time.
     dummy_hash: String,
@@ -117,18 +133,21 @@ impl Auth {
         clock: Arc<dyn Clock>,
     ) -> Result<Auth, AuthError> {
         let mut dir = Directory::default();
-        if let Some(p) = &cfg.users_file {
-            dir.add_file(&UsersFile::load(p)?);
-        }
         for t in &cfg.tokens {
-            dir.tokens.insert(
+            dir.memory_tokens.insert(
                 t.sha256.to_ascii_lowercase(),
                 (t.name.clone(), t.role, t.owner.clone()),
             );
         }
         for (name, token, role) in extra_tokens {
-            dir.tokens.insert(token_hash(&token), (name, role, None));
+            dir.memory_tokens
+                .insert(token_hash(&token), (name, role, None));
         }
+        let f = match &cfg.users_file {
+            Some(p) => UsersFile::load(p)?,
+            None => UsersFile::default(),
+        };
+        dir.rebuild(&f);
         let dummy_hash = hash_password(&new_secret(""))?;
         // Exported from the start (at zero), not from the first failure.
         login_failures();
@@ -138,6 +157,7 @@ impl Auth {
             dir: RwLock::new(dir),
             sessions: Mutex::default(),
             attempts: Mutex::default(),
+            file_lock: Mutex::default(),
             clock,
             dummy_hash,
         })
@@ -153,37 +173,33 @@ impl Auth {
     pub fn add_user(&self, name: &str, role: Role, password: &str) -> Result<(), AuthError> {
         check_name(name)?;
         let hash = hash_password(password)?;
-        self.dir
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .users
-            .insert(name.to_string(), (role, hash));
+        let mut d = self.dir.write().unwrap_or_else(|p| p.into_inner());
+        d.memory_users
+            .insert(name.to_string(), (role, hash.clone()));
+        d.users.insert(name.to_string(), (role, hash));
         Ok(())
     }
 
-    /// Re-read the users file (new users and tokens take effect; removed ones stop working;
-    /// sessions of removed users end).
+    /// Re-read the users file and rebuild users and tokens from it plus the in-memory ones
+    /// (demo users, config and legacy `[respond] operators` tokens): new entries take effect,
+    /// removed ones stop working, and the sessions of users removed, demoted or promoted, or
+    /// whose password changed, end (they log in again under what the file now says).
     pub fn reload_users(&self) -> Result<(usize, usize), AuthError> {
         let Some(p) = &self.cfg.users_file else {
             return Ok(self.counts());
         };
+        let _file = self.file_lock.lock().unwrap_or_else(|p| p.into_inner());
         let f = UsersFile::load(p)?;
         let mut d = self.dir.write().unwrap_or_else(|p| p.into_inner());
-        // In-memory entries (demo users, config tokens) are kept; the file's are replaced.
-        let file_tokens: std::collections::HashSet<String> = f
-            .tokens
-            .iter()
-            .map(|t| t.sha256.to_ascii_lowercase())
-            .collect();
-        d.tokens.retain(|h, _| {
-            file_tokens.contains(h) || self.cfg.tokens.iter().any(|t| &t.sha256 == h)
-        });
-        d.add_file(&f);
-        let users: std::collections::HashSet<&str> = d.users.keys().map(String::as_str).collect();
+        d.rebuild(&f);
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, s| users.contains(s.user.as_str()));
+            .retain(|_, s| {
+                d.users
+                    .get(&s.user)
+                    .is_some_and(|(role, hash)| *role == s.role && *hash == s.password)
+            });
         Ok((d.users.len(), d.tokens.len()))
     }
 
@@ -199,6 +215,9 @@ impl Auth {
                 .contains_key(n)
         };
         check_token(name, role, Some(owner), is_user).map_err(AuthError::Refused)?;
+        // One rewrite of the file at a time: a revoke racing a create must not bring the
+        // revoked token back.
+        let _file = self.file_lock.lock().unwrap_or_else(|p| p.into_inner());
         let token = match &self.cfg.users_file {
             Some(p) => {
                 let mut f = UsersFile::load(p)?;
@@ -221,6 +240,7 @@ impl Auth {
 
     /// Revoke every token named `name` (in memory and in the users file); how many went.
     pub fn revoke_tokens(&self, name: &str) -> Result<usize, AuthError> {
+        let _file = self.file_lock.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = &self.cfg.users_file {
             let mut f = UsersFile::load(p)?;
             let before = f.tokens.len();
@@ -232,6 +252,7 @@ impl Auth {
         let mut d = self.dir.write().unwrap_or_else(|p| p.into_inner());
         let before = d.tokens.len();
         d.tokens.retain(|_, (n, _, _)| n != name);
+        d.memory_tokens.retain(|_, (n, _, _)| n != name);
         Ok(before - d.tokens.len())
     }
 
@@ -321,7 +342,7 @@ impl Auth {
             .get(user)
             .cloned();
         let outcome = match &found {
-            Some((role, hash)) if verify_password(hash, password) => Ok(*role),
+            Some((role, hash)) if verify_password(hash, password) => Ok((*role, hash.clone())),
             Some(_) => Err(LoginFailure::WrongPassword),
             None => {
                 // Same cost as a real check: response time does not reveal who exists.
@@ -329,7 +350,7 @@ impl Auth {
                 Err(LoginFailure::UnknownUser)
             }
         };
-        let role = match outcome {
+        let (role, password_hash) = match outcome {
             Ok(r) => r,
             Err(reason) => {
                 let mut a = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
@@ -350,6 +371,7 @@ impl Auth {
         let s = Session {
             user: user.to_string(),
             role,
+            password: password_hash,
             csrf: new_secret(""),
             expires_at: now.saturating_add(ttl),
         };
