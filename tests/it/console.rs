@@ -783,6 +783,26 @@ async fn an_admin_creates_uses_and_revokes_a_token_and_the_users_file_keeps_only
     util::stop(s.svc).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_password_guesses_are_limited_like_sequential_ones() {
+    let s = secured(false).await;
+    let addr = s.svc.addr;
+    // Ten guesses at once for one user (3 failures allowed per user): the attempts in flight
+    // count, so no more than 3 are checked; the others are refused at once.
+    let guesses = (0..10).map(|i| async move { login(addr, "vera", &format!("guess-{i}")).await });
+    let answers = futures::future::join_all(guesses).await;
+    let checked = answers.iter().filter(|a| a.status == 401).count();
+    let limited = answers.iter().filter(|a| a.status == 429).count();
+    assert_eq!(checked + limited, 10, "{answers:?}");
+    assert!(checked <= 3, "{checked} guesses checked in parallel");
+    // A name no user can have (10 KB) is refused without becoming a limiter key, and the
+    // right password still works for another user.
+    let long = "x".repeat(10_000);
+    assert_eq!(login(addr, &long, "whatever").await.status, 401);
+    assert_eq!(login(addr, "alice", ALICE_PW).await.status, 200);
+    util::stop(s.svc).await;
+}
+
 /// The session cookie of a successful login of `user`.
 async fn session_of(addr: SocketAddr, user: &str, password: &str) -> String {
     let a = login(addr, user, password).await;

@@ -57,6 +57,14 @@ async fn login(
                 .into_response();
         }
     };
+    let Some(_slot) = s.auth.password_slot().await else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the service is stopping",
+        )
+        .into_response();
+    };
     let auth = s.auth.clone();
     let res = tokio::task::spawn_blocking(move || auth.login(&b.user, &b.password, ip.0)).await;
     match res {

@@ -70,6 +70,9 @@ pub fn login_failures() -> &'static prometheus::IntCounterVec {
     })
 }
 
+/// Keys the limiter holds at most (about 1 MB).
+const MAX_KEYS: usize = 10_000;
+
 /// Failure timestamps per key (`u:<name>` / `ip:<addr>`), pruned to the window.
 #[derive(Debug, Default)]
 pub(super) struct Attempts(HashMap<String, VecDeque<i64>>);
@@ -94,11 +97,52 @@ impl Attempts {
     }
 
     pub(super) fn record(&mut self, key: String, now: i64, window_ms: i64) {
-        // Bounded memory under a spray of user names: drop keys with nothing in the window.
-        if self.0.len() > 10_000 {
+        // Bounded memory under a spray of user names: drop keys with nothing in the window,
+        // and when that is not enough, every user-name key (the address keys still hold the
+        // sprayer back).
+        if self.0.len() > MAX_KEYS {
             self.0
                 .retain(|_, q| q.back().is_some_and(|t| *t > now - window_ms));
+            if self.0.len() > MAX_KEYS {
+                self.0.retain(|k, _| !k.starts_with("u:"));
+            }
         }
         self.0.entry(key).or_default().push_back(now);
+    }
+
+    /// Take back one failure of `key` recorded at `at` (a reserved attempt that succeeded).
+    pub(super) fn unrecord(&mut self, key: &str, at: i64) {
+        if let Some(q) = self.0.get_mut(key) {
+            if let Some(i) = q.iter().rposition(|t| *t == at) {
+                q.remove(i);
+            }
+            if q.is_empty() {
+                self.0.remove(key);
+            }
+        }
+    }
+
+    /// Keys held.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spray_of_user_names_stays_bounded_and_reserved_attempts_can_be_taken_back() {
+        let mut a = Attempts::default();
+        for i in 0..30_000 {
+            a.record(format!("u:spray-{i}"), 1_000, 60_000);
+        }
+        assert!(a.len() <= MAX_KEYS + 1, "{}", a.len());
+        a.record("ip:1.2.3.4".into(), 2_000, 60_000);
+        a.record("ip:1.2.3.4".into(), 2_000, 60_000);
+        a.unrecord("ip:1.2.3.4", 2_000);
+        assert_eq!(a.count("ip:1.2.3.4", 2_000, 60_000), 1);
     }
 }

@@ -40,6 +40,9 @@ struct Session {
     expires_at: i64,
 }
 
+/// Password checks at once (argon2id, 19 MiB each).
+pub const ARGON_SLOTS: usize = 4;
+
 /// Users and token hashes by lookup key.
 #[derive(Debug, Default)]
 struct Directory {
@@ -83,6 +86,9 @@ pub struct Auth {
     attempts: Mutex<Attempts>,
     /// Held while the users file is read-modified-written or reloaded.
     file_lock: Mutex<()>,
+    /// Password checks running at once (argon2id takes 19 MiB each): a flood of logins
+    /// queues here instead of exhausting memory.
+    argon: tokio::sync::Semaphore,
     clock: Arc<dyn Clock>,
     /// Verified against for unknown users so both failures cost the same time.
     dummy_hash: String,
@@ -158,9 +164,16 @@ impl Auth {
             sessions: Mutex::default(),
             attempts: Mutex::default(),
             file_lock: Mutex::default(),
+            argon: tokio::sync::Semaphore::new(ARGON_SLOTS),
             clock,
             dummy_hash,
         })
+    }
+
+    /// A slot to check a password in (at most [`ARGON_SLOTS`] at once); `None` when the
+    /// service is shutting down.
+    pub async fn password_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.argon.acquire().await.ok()
     }
 
     /// Users and tokens loaded.
@@ -314,6 +327,13 @@ impl Auth {
         let window = i64::try_from(self.cfg.login_window_secs)
             .unwrap_or(i64::MAX / 2000)
             .saturating_mul(1000);
+        // A name no user can have is refused before it becomes a limiter key.
+        if check_name(user).is_err() {
+            return Err(Refused {
+                reason: LoginFailure::BadRequest,
+                retry_after_secs: None,
+            });
+        }
         let ukey = format!("u:{user}");
         let ikey = ip.map(|i| format!("ip:{i}"));
         {
@@ -333,6 +353,13 @@ impl Auth {
                     retry_after_secs: Some(u64::try_from((at - now).max(1000) / 1000).unwrap_or(1)),
                 });
             }
+            // Reserve the attempt as a failure before the slow check: attempts in flight
+            // count, so parallel guesses are limited like sequential ones. Taken back on
+            // success.
+            a.record(ukey.clone(), now, window);
+            if let Some(k) = &ikey {
+                a.record(k.clone(), now, window);
+            }
         }
         let found = self
             .dir
@@ -351,13 +378,15 @@ impl Auth {
             }
         };
         let (role, password_hash) = match outcome {
-            Ok(r) => r,
-            Err(reason) => {
+            Ok(r) => {
                 let mut a = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-                a.record(ukey, now, window);
-                if let Some(k) = ikey {
-                    a.record(k, now, window);
+                a.unrecord(&ukey, now);
+                if let Some(k) = &ikey {
+                    a.unrecord(k, now);
                 }
+                r
+            }
+            Err(reason) => {
                 return Err(Refused {
                     reason,
                     retry_after_secs: None,
