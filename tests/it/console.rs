@@ -795,6 +795,16 @@ async fn parallel_password_guesses_are_limited_like_sequential_ones() {
     let limited = answers.iter().filter(|a| a.status == 429).count();
     assert_eq!(checked + limited, 10, "{answers:?}");
     assert!(checked <= 3, "{checked} guesses checked in parallel");
+    // Only JSON logs in: a cross-site text/plain form cannot.
+    let form = reqwest::Client::new()
+        .post(format!("http://{addr}/api/login"))
+        .header("Content-Type", "text/plain")
+        .body(format!(r#"{{"user":"alice","password":"{ALICE_PW}"}}"#))
+        .send()
+        .await
+        .expect("login request");
+    assert_eq!(form.status().as_u16(), 415);
+    assert!(form.headers().get("set-cookie").is_none());
     // A name no user can have (10 KB) is refused without becoming a limiter key, and the
     // right password still works for another user.
     let long = "x".repeat(10_000);

@@ -47,8 +47,25 @@ fn cookie(auth: &Auth, value: &str, max_age: u64) -> String {
 async fn login(
     State(s): State<ApiState>,
     Extension(ip): Extension<ClientIp>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    // JSON only: a cross-site `text/plain` form (no preflight) must not log a victim's
+    // browser into an attacker's session.
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        LoginFailure::BadRequest.emit();
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "POST /api/login takes Content-Type: application/json",
+        )
+        .into_response();
+    }
     let b: LoginBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
