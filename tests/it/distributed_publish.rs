@@ -654,3 +654,33 @@ async fn two_instances_share_approvals_the_pause_switch_the_fan_out_and_the_audi
     crate::util::stop(a).await;
     crate::util::stop(b).await;
 }
+
+/// Reading a notice takes no write lock: with another instance holding the cluster-wide notice
+/// lock, an unknown id is a prompt 404, not a wait for the lock and a 503.
+#[test]
+fn reading_a_notice_takes_no_cluster_lock() {
+    use huiying::respond::notices::{ApprovalPolicy, NoticeError, NoticeStore, Notices};
+    let url = require_shared();
+    let ns = namespace("readlock");
+    let db = Arc::new(Blocking::new(url, &Default::default()).expect("redis"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = huiying::respond::audit::AuditLog::open(&dir.path().join("audit.jsonl"))
+        .expect("audit log");
+    let notices = Notices::new(
+        NoticeStore::redis(db, &ns),
+        outbox(url, &ns, "reader", 1_000),
+        Arc::new(std::sync::Mutex::new(log)),
+        ApprovalPolicy::default(),
+    );
+    let held = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", "6379", "SET"])
+        .arg(format!("{{{ns}:notices}}:lock"))
+        .args(["another-instance", "EX", "60"])
+        .output()
+        .expect("redis-cli");
+    assert_eq!(String::from_utf8_lossy(&held.stdout).trim(), "OK");
+    let t = std::time::Instant::now();
+    let r = notices.refresh("n-0000000000000000", system_now_ms());
+    assert!(matches!(r, Err(NoticeError::NotFound(_))), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}

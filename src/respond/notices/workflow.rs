@@ -639,22 +639,36 @@ impl Notices {
     /// Move a publishing notice to `done` once every one of its jobs is finished (posted or
     /// failed). Returns the notice as stored.
     pub fn refresh(&self, id: &str, now_ms: i64) -> Result<Notice, NoticeError> {
+        // A read takes no write lock (local or cluster-wide): only a notice that is about to
+        // change does, and it is read again under the lock.
+        let n = self.load(id)?;
+        if n.state != NoticeState::Publishing || !self.all_finished(&n.id)? {
+            return Ok(n);
+        }
         let _g = self.exclusive()?;
         let mut n = self.load(id)?;
         if n.state != NoticeState::Publishing {
             return Ok(n);
         }
-        let jobs = self.outbox.jobs_for_notice(&n.id)?;
-        if !jobs.is_empty() && jobs.iter().all(|j| j.state.is_finished()) {
+        if self.all_finished(&n.id)? {
             n.state = NoticeState::Done;
             n.record(
                 now_ms,
                 SYSTEM,
                 "done",
-                format!("{} job(s) finished", jobs.len()),
+                format!(
+                    "{} job(s) finished",
+                    self.outbox.jobs_for_notice(&n.id)?.len()
+                ),
             );
             self.store.put(&n)?;
         }
         Ok(n)
+    }
+
+    /// Whether notice `id` has jobs and all of them finished.
+    fn all_finished(&self, id: &str) -> Result<bool, NoticeError> {
+        let jobs = self.outbox.jobs_for_notice(id)?;
+        Ok(!jobs.is_empty() && jobs.iter().all(|j| j.state.is_finished()))
     }
 }
