@@ -624,6 +624,21 @@ async fn an_operator_closes_an_incident_through_the_engine_and_metrics_get_their
         .expect("stream with access_token");
         ws
     };
+    // A token that can change things is not taken in a URL (it would end up in logs).
+    for token in [&s.bob_token, &s.admin_token] {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("ws://{addr}/api/stream?access_token={token}");
+        let r = within(
+            "the refused stream",
+            tokio_tungstenite::connect_async(url.into_client_request().expect("request")),
+        )
+        .await;
+        let err = r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("401"),
+            "an operator/admin token in the URL: {err:?}"
+        );
+    }
     // A flood and a fire in 海淀区: two emergency incidents an operator sees as one event.
     let ts = util::now_ms();
     let mut opened = Vec::new();

@@ -584,10 +584,7 @@ async fn slow_stream_client_does_not_block() {
         let (ws, _) = within(
             "the slow client handshake",
             tokio_tungstenite::client_async(
-                format!(
-                    "ws://{addr}/api/stream?assignments=true&access_token={}",
-                    util::TEST_TOKEN
-                ),
+                util::stream_request(&format!("ws://{addr}/api/stream?assignments=true")),
                 tcp,
             ),
         )

@@ -281,17 +281,25 @@ pub type Ws =
 /// Connect to `/api/stream` (with `mention.assigned` events when `assignments`). Once this
 /// returns the server has subscribed the client to the event bus.
 pub async fn stream(addr: std::net::SocketAddr, assignments: bool) -> Ws {
-    let url = if assignments {
-        format!("ws://{addr}/api/stream?assignments=true")
-    } else {
-        format!("ws://{addr}/api/stream")
-    };
+    stream_with(addr, if assignments { "?assignments=true" } else { "" }).await
+}
+
+/// A websocket request to `url` with the test token in the `Authorization` header (an admin
+/// token is not taken in the URL).
+pub fn stream_request(url: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = url.as_str().into_client_request().expect("stream request");
+    let mut req = url.into_client_request().expect("stream request");
     let auth = format!("Bearer {TEST_TOKEN}")
         .parse()
         .expect("header value");
     req.headers_mut().insert("authorization", auth);
+    req
+}
+
+/// `/api/stream{query}` with the test token.
+pub async fn stream_with(addr: std::net::SocketAddr, query: &str) -> Ws {
+    let url = format!("ws://{addr}/api/stream{query}");
+    let req = stream_request(&url);
     let (ws, resp) = within(
         "the stream to connect",
         tokio_tungstenite::connect_async(req),

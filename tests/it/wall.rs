@@ -661,14 +661,7 @@ async fn the_wall_assets_are_served_from_the_binary() {
 #[tokio::test]
 async fn the_stream_sends_stats_only_to_clients_that_ask() {
     let svc = start_service(plain_config(), Arc::new(MemoryStore::default())).await;
-    let url = format!(
-        "ws://{}/api/stream?stats=true&access_token={}",
-        svc.addr,
-        util::TEST_TOKEN
-    );
-    let (mut ws, _) = within("stats stream", tokio_tungstenite::connect_async(&url))
-        .await
-        .expect("connect");
+    let mut ws = util::stream_with(svc.addr, "?stats=true").await;
     let v = util::next_event(&mut ws, "the first stats message", |v| {
         v["event"] == "stats"
     })

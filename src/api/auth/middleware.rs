@@ -29,7 +29,12 @@ impl Auth {
             let q = req.uri().query().unwrap_or("");
             for pair in q.split('&') {
                 if let Some(t) = pair.strip_prefix("access_token=") {
-                    return self.by_token(t).map(|p| (p, false));
+                    // A token in a URL ends up in proxy and browser logs: only a viewer's
+                    // (a wall screen's) is taken there, never one that can change anything.
+                    return self
+                        .by_token(t)
+                        .filter(|p| p.role == Role::Viewer)
+                        .map(|p| (p, false));
                 }
             }
         }
