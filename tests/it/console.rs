@@ -512,7 +512,8 @@ async fn roles_csrf_wrong_passwords_login_limits_and_session_expiry() {
         );
     }
 
-    // alice logs in: an HttpOnly, SameSite=Strict cookie and a CSRF token.
+    // alice logs in: an HttpOnly, SameSite=Strict cookie and a CSRF token, in an answer no
+    // cache keeps.
     let a = login(addr, "alice", ALICE_PW).await;
     assert_eq!(a.status, 200, "{}", a.body);
     let set = a.header("set-cookie").expect("cookie").to_string();
@@ -520,6 +521,7 @@ async fn roles_csrf_wrong_passwords_login_limits_and_session_expiry() {
         set.contains("HttpOnly") && set.contains("SameSite=Strict"),
         "{set}"
     );
+    assert_eq!(a.header("cache-control"), Some("no-store"));
     let cookie = set.split(';').next().expect("cookie pair").to_string();
     let csrf = json_of(&a)["csrf"].as_str().expect("csrf").to_string();
     assert!(!a

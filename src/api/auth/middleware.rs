@@ -172,5 +172,14 @@ pub async fn security_headers(mut r: Response) -> Response {
     set(h, "x-frame-options", "DENY");
     set(h, "x-content-type-options", "nosniff");
     set(h, "referrer-policy", "no-referrer");
+    // JSON answers carry data and sometimes secrets (a new token, a session's CSRF token):
+    // no browser or proxy cache keeps them.
+    let json = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json && !h.contains_key(header::CACHE_CONTROL) {
+        set(h, "cache-control", "no-store");
+    }
     r
 }
