@@ -2,9 +2,9 @@
 """Generate rules/regions.toml (the gazetteer) from the national division codes.
 
 Usage:
-    python3 rules/regions/generate.py [DATA_DIR] [-o OUTPUT]
+    python3 rules/regions/generate.py DATA_DIR [-o OUTPUT]
 
-DATA_DIR defaults to <repo>/../shared/data/regions and must hold provinces.csv,
+DATA_DIR (required: the data stays outside the repository) must hold provinces.csv,
 cities.csv, areas.csv and HK-MO-TW.json as published by
 modood/Administrative-divisions-of-China (2023 codes, WTFPL).
 OUTPUT defaults to <repo>/rules/regions.toml.
@@ -22,7 +22,6 @@ from collections import Counter, defaultdict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "regions")
 DEFAULT_OUT = os.path.join(REPO, "rules", "regions.toml")
 
 HEADER = (
@@ -322,7 +321,7 @@ def toml_list(items):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data_dir", nargs="?", default=DEFAULT_DATA)
+    ap.add_argument("data_dir", help="the division-code files (e.g. ../shared/data/regions)")
     ap.add_argument("-o", "--output", default=DEFAULT_OUT)
     args = ap.parse_args()
     data = args.data_dir

@@ -15,6 +15,7 @@
 //! category (`Incident::category`, what templates and plans use) is the one most of its
 //! mentions hit; it changes only when another category has strictly more.
 
+use super::lifecycle::most_frequent;
 use super::severity::emergency_severity;
 use super::{hash32, round2, Engine, OpenKey, PendingMention, MAX_PENDING};
 use crate::detect::gazetteer::Gazetteer;
@@ -107,6 +108,21 @@ pub(super) struct EmergencyState {
 }
 
 impl EmergencyState {
+    /// Whether the fast window at bucket `now_b` is above what the key ordinarily sees (the
+    /// start-up corrected baseline, floored by `prior`, over `nb` buckets): what keeps an
+    /// incident active and lets a related key join one.
+    pub(super) fn above_ordinary(
+        &self,
+        now_b: i64,
+        prior: f64,
+        corr: f64,
+        nb: usize,
+        close_alpha: f64,
+    ) -> bool {
+        let expected = self.window.baseline_corrected(prior, corr) * nb as f64;
+        poisson_sf(self.authors(now_b), expected) < close_alpha
+    }
+
     /// Distinct authors in the fast window: this instance's, or the fleet's when it is fresh
     /// and larger.
     pub(super) fn authors(&self, now_b: i64) -> u64 {
@@ -210,7 +226,7 @@ impl Engine {
             // The slow window keeps an incident active only when it is what opened it: after
             // a fast burst it stays elevated for an hour and would keep background attached.
             let slow_opened = self.open.get(&id).is_some_and(|o| o.slow);
-            let elevated = poisson_sf(authors, expected) < close_alpha
+            let elevated = st.above_ordinary(now_b, prior, corr, nb, close_alpha)
                 || (long_on
                     && slow_opened
                     && (long_authors >= min
@@ -311,7 +327,7 @@ impl Engine {
         let fast = authors >= min
             && poisson_sf(authors, expected) < alpha
             && (authors >= ECHO_FACTOR * echo_min
-                || own_authors(st, self.now - fast_ms) + remote >= min);
+                || own_authors_at_least(st, self.now - fast_ms, min.saturating_sub(remote)));
         // The slow window needs twice the authors: it sees twelve times the time. It counts
         // only authors of their own reports: a post reposted through the afternoon is not a
         // slowly building event. A key without a place has no slow window: its pool is a
@@ -321,7 +337,7 @@ impl Engine {
             && st.region.is_some()
             && long_authors >= 2 * min
             && poisson_sf(long_authors, long_expected) < alpha
-            && own_authors(st, i64::MIN) >= 2 * min;
+            && own_authors_at_least(st, i64::MIN, 2 * min);
         if !fast && !slow {
             return;
         }
@@ -411,7 +427,6 @@ impl Engine {
         if let Some(o) = self.open.get_mut(&id) {
             o.prior = prior;
             o.slow = !fast;
-            o.close_authors = u64::from(min_a.div_ceil(2));
             o.shared_key = shared_key;
             o.group = Some(group.clone());
             *self.open_groups.entry(group.clone()).or_insert(0) += 1;
@@ -431,13 +446,16 @@ impl Engine {
     /// Whether `key`'s fast window is above what it ordinarily sees (the level that keeps an
     /// incident active).
     fn key_elevated(&self, key: &EmergencyKey, prior: f64) -> bool {
-        let Some(st) = self.emergency.get(key) else {
-            return false;
-        };
         let (corr, _) = self.fast_correction();
-        let expected = st.window.baseline_corrected(prior, corr) * self.buckets() as f64;
-        let authors = st.authors(self.now / self.bucket_ms());
-        poisson_sf(authors, expected) < self.settings.emergency.close_alpha
+        self.emergency.get(key).is_some_and(|st| {
+            st.above_ordinary(
+                self.now / self.bucket_ms(),
+                prior,
+                corr,
+                self.buckets(),
+                self.settings.emergency.close_alpha,
+            )
+        })
     }
 
     /// Whether most of the mentions `key` holds from the last window share a term with the
@@ -445,10 +463,8 @@ impl Engine {
     /// bursting at the same time are one event only if they are talked about in the same
     /// words (Queensland's floods and rain, not Oklahoma's tornado).
     fn talks_about(&self, key: &EmergencyKey, o: &super::OpenIncident) -> bool {
-        let mut top: Vec<(&str, u32)> = o.terms.iter().map(|(t, n)| (t.as_str(), *n)).collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-        top.truncate(TALK_TERMS);
-        let top: Vec<&str> = top.into_iter().map(|(t, _)| t).collect();
+        let top = most_frequent(o.terms.iter().map(|(t, n)| (t.as_str(), *n)), TALK_TERMS);
+        let top: Vec<&str> = top.iter().map(String::as_str).collect();
         self.emergency
             .get(key)
             .is_some_and(|st| shares_terms(&st.pending, &top, self.fast_since()))
@@ -655,7 +671,9 @@ impl Engine {
         if !self.started {
             return;
         }
-        let (bms, decay) = (self.bucket_ms(), self.decay());
+        let (bms, decay, nb) = (self.bucket_ms(), self.decay(), self.buckets());
+        let (corr, _) = self.fast_correction();
+        let close_alpha = self.settings.emergency.close_alpha;
         let now_b = self.now / bms;
         for c in counts {
             let Some((cat, region)) = parse_emergency_key(&c.key) else {
@@ -670,11 +688,10 @@ impl Engine {
             };
             st.window.advance(now_b, decay);
             st.fleet = Some((c.head.min(now_b), c.authors));
-            let authors = st.authors(now_b);
             match st.incident.clone() {
                 Some(id) => {
                     if let Some(o) = self.open.get_mut(&id) {
-                        if authors >= o.close_authors {
+                        if st.above_ordinary(now_b, o.prior, corr, nb, close_alpha) {
                             o.last_active = self.now;
                         }
                         if c.authors > o.fleet_authors {
@@ -762,19 +779,20 @@ fn lineage_distance(g: &Gazetteer, a: Option<u32>, b: Option<u32>) -> Option<u32
     }
 }
 
-/// Distinct authors of the mentions held on `st` since `since` that name the category
-/// themselves (not echoes of a parent's).
-fn own_authors(st: &EmergencyState, since: i64) -> u64 {
+/// Whether at least `need` distinct authors of the mentions held on `st` since `since` name
+/// the category themselves (not echoes of a parent's). Stops at `need`: the pending list can
+/// hold thousands of mentions.
+fn own_authors_at_least(st: &EmergencyState, since: i64, need: u64) -> bool {
     let mut seen: Vec<u64> = Vec::new();
-    for p in st.pending.iter().rev() {
-        if p.ts < since {
-            continue;
+    for p in st.pending.iter().rev().filter(|p| p.ts >= since && !p.echo) {
+        if seen.len() as u64 >= need {
+            break;
         }
-        if !p.echo && !seen.contains(&p.author) {
+        if !seen.contains(&p.author) {
             seen.push(p.author);
         }
     }
-    seen.len() as u64
+    seen.len() as u64 >= need
 }
 
 /// The [`TALK_TERMS`] most frequent terms of the mentions in `pending` since `since`.
@@ -785,12 +803,7 @@ fn top_terms(pending: &VecDeque<PendingMention>, since: i64) -> Vec<String> {
             *n.entry(t.as_str()).or_insert(0) += 1;
         }
     }
-    let mut v: Vec<(&str, u32)> = n.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    v.into_iter()
-        .take(TALK_TERMS)
-        .map(|(t, _)| t.to_string())
-        .collect()
+    most_frequent(n.into_iter(), TALK_TERMS)
 }
 
 /// Whether at least half of the (at most [`TALK_SAMPLE`]) latest mentions in `pending` since

@@ -2,7 +2,6 @@
 //! mentions, joining, due updates, the periodic sweep that closes quiet incidents, closing.
 
 use super::{round2, Engine, OpenIncident, OpenKey, PendingMention, MAX_SAMPLES, TOP_TERMS};
-use crate::detect::spike::poisson_sf;
 use crate::incidents::incident::{Event, EventKind, Incident, IncidentKind, IncidentState};
 use ahash::{AHashMap, AHashSet};
 use std::collections::{BTreeMap, VecDeque};
@@ -32,7 +31,6 @@ impl Engine {
             last_active: self.now,
             dirty: false,
             prior: 0.0,
-            close_authors: 1,
             slow: false,
             shared_key: None,
             extra_keys: Vec::new(),
@@ -120,6 +118,7 @@ impl Engine {
         let minutes = f64::from(self.settings.window.window_secs) / 60.0;
         let mut to_close = Vec::new();
         let (corr, _) = self.fast_correction();
+        let close_alpha = self.settings.emergency.close_alpha;
         for (id, o) in self.open.iter_mut() {
             match &o.key {
                 OpenKey::Emergency(keys) => {
@@ -132,12 +131,10 @@ impl Engine {
                         st.window.advance(now / bms, decay);
                         st.long.advance(now / lbms, ldecay);
                         let a = st.authors(now / bms);
-                        let expected = st.window.baseline_corrected(o.prior, corr) * nb as f64;
-                        let close_alpha = self.settings.emergency.close_alpha;
                         // The slow window alone never keeps an incident open here; a mention
                         // joining while it is elevated does (see `emergency_hit`). A window at
                         // the key's ordinary level is not activity.
-                        if poisson_sf(a, expected) < close_alpha {
+                        if st.above_ordinary(now / bms, o.prior, corr, nb, close_alpha) {
                             o.last_active = now;
                         }
                         best = Some(best.map_or(a, |b| b.max(a)));
@@ -286,13 +283,17 @@ pub(super) fn absorb(o: &mut OpenIncident, p: PendingMention) {
 
 pub(super) fn finish(o: &mut OpenIncident) {
     o.inc.authors = (o.authors_base + o.authors.len() as u64).max(o.fleet_authors);
-    let mut v: Vec<(&String, &u32)> = o.terms.iter().collect();
-    v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-    o.inc.top_terms = v
-        .into_iter()
-        .take(TOP_TERMS)
-        .map(|(t, _)| t.clone())
-        .collect();
+    o.inc.top_terms = most_frequent(o.terms.iter().map(|(t, n)| (t.as_str(), *n)), TOP_TERMS);
+}
+
+/// The `n` terms with the highest counts, most frequent first, then by term (deterministic).
+pub(super) fn most_frequent<'a>(
+    counts: impl Iterator<Item = (&'a str, u32)>,
+    n: usize,
+) -> Vec<String> {
+    let mut v: Vec<(&str, u32)> = counts.collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    v.into_iter().take(n).map(|(t, _)| t.to_string()).collect()
 }
 
 pub(super) fn emit_update(o: &mut OpenIncident, now: i64, out: &mut Vec<Event>) {

@@ -105,9 +105,8 @@ struct OpenIncident {
     last_emit: i64,
     last_active: i64,
     dirty: bool,
-    /// Emergency only: baseline floor per bucket and the authors that keep it active.
+    /// Emergency only: baseline floor per bucket.
     prior: f64,
-    close_authors: u64,
     /// Emergency only: opened by the slow window (not the fast one).
     slow: bool,
     /// The key under which the id was claimed in the fleet (with a coordinator).

@@ -128,22 +128,13 @@ impl Engine {
                 .enumerate()
                 .map(|(i, t)| (t.clone(), (TOP_TERMS - i.min(TOP_TERMS)) as u32))
                 .collect();
-            // The same floor and activity threshold the incident had before the restart.
-            let (prior, close_authors) = match rules.category_index(&inc.category) {
-                Some(ci) if inc.kind == IncidentKind::Emergency => {
-                    let c = &rules.categories[ci as usize];
-                    let per_hour = if inc.region.is_some() {
-                        c.prior_per_hour
-                    } else {
-                        c.prior_per_hour
-                            .max(self.settings.emergency.prior_per_hour_no_region)
-                    };
-                    (
-                        self.prior_bucket(per_hour),
-                        u64::from(c.min_authors.div_ceil(2)),
-                    )
-                }
-                _ => (0.0, 1),
+            // The same baseline floor the incident had before the restart.
+            let prior = match rules.category_index(&inc.category) {
+                Some(ci) if inc.kind == IncidentKind::Emergency => self.emergency_prior(
+                    rules.categories[ci as usize].prior_per_hour,
+                    inc.region.is_some(),
+                ),
+                _ => 0.0,
             };
             // Counts per category are not stored: the primary keeps every mention so far.
             let cats = match inc.kind {
@@ -172,7 +163,6 @@ impl Engine {
                     terms,
                     dirty: false,
                     prior,
-                    close_authors,
                     slow: false,
                     shared_key,
                     extra_keys: Vec::new(),
