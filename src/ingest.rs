@@ -36,6 +36,8 @@ pub struct Ingest {
     pub feed: String,
     tx: tokio::sync::mpsc::Sender<Item>,
     live: bool,
+    official: bool,
+    platform_verified: bool,
 }
 
 impl Ingest {
@@ -45,11 +47,33 @@ impl Ingest {
             feed: feed.into(),
             tx,
             live,
+            official: false,
+            platform_verified: true,
         }
+    }
+
+    /// Mark every mention of this feed as official (`official = true` in its `[[feeds]]`
+    /// section): what an office's opt-in automatic approval trusts.
+    pub fn official(mut self, official: bool) -> Self {
+        self.official = official;
+        self
+    }
+
+    /// Whether the input's `author.verified` is the platform's word (feeds) or only a claim
+    /// (`POST /api/mentions`: cleared, so an ingest token cannot make verified authors).
+    pub fn platform_verified(mut self, yes: bool) -> Self {
+        self.platform_verified = yes;
+        self
     }
 
     /// Queue one mention, waiting while the queue is full. False once the pipeline is gone.
     pub async fn send(&self, mut m: Mention) -> bool {
+        m.official = self.official;
+        if !self.platform_verified {
+            if let Some(a) = m.author.as_mut() {
+                a.verified = false;
+            }
+        }
         if self.live {
             let now = chrono::Utc::now().timestamp_millis();
             if m.ts > now + 1_000 {

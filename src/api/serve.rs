@@ -71,7 +71,7 @@ pub async fn start(
         live: cx.live.incidents.clone(),
         store: cx.store.clone(),
         events: cx.live.stream.clone(),
-        ingest: Ingest::new("http", cx.ingest.clone(), true),
+        ingest: Ingest::new("http", cx.ingest.clone(), true).platform_verified(false),
         rules: cx.rules.clone(),
         max_body_bytes: opts.max_body_bytes,
         cancel: cx.cancel.clone(),

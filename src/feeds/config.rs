@@ -94,6 +94,10 @@ pub struct FeedConfig {
     /// Ping interval (default 20 s).
     #[serde(default)]
     pub ping_secs: Option<u64>,
+    /// An official source (say the weather bureau's warnings): incidents its mentions count
+    /// towards may be approved automatically where `[respond.policy]` opts in (default false).
+    #[serde(default)]
+    pub official: bool,
 }
 
 impl FeedConfig {

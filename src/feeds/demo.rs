@@ -113,6 +113,7 @@ impl Drill {
             region: None,
             lang: None,
             source: Some("demo".into()),
+            official: false,
         }
     }
 
@@ -167,6 +168,7 @@ impl Drill {
                 region: None,
                 lang: None,
                 source: Some("demo".into()),
+                official: false,
             });
         }
         if (41_000..130_000).contains(&in_cycle) && self.rng.random_bool(0.1) {

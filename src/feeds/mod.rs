@@ -25,7 +25,7 @@ pub fn start(
 ) -> Result<crate::stage::Handle, String> {
     let mut tasks = Vec::new();
     for f in feeds {
-        let ingest = Ingest::new(f.name.clone(), cx.ingest.clone(), true);
+        let ingest = Ingest::new(f.name.clone(), cx.ingest.clone(), true).official(f.official);
         tasks.push(spawn(f.clone(), ingest, cx)?);
     }
     if demo {

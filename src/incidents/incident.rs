@@ -113,6 +113,14 @@ pub struct Incident {
     /// [`SPREAD_TOP`]; what the rebuttal replies answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spread: Vec<SpreadPost>,
+    /// Emergencies: a mention of an official feed (`official = true` in its `[[feeds]]`
+    /// section) counted towards it. What an office's opt-in automatic approval trusts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub official: bool,
+    /// Distinct authors verified by their platform among its mentions (as the feeds report them;
+    /// `POST /api/mentions` cannot claim verification).
+    #[serde(default)]
+    pub verified_authors: u64,
     /// The first few mentions themselves (kept by the store and API detail, not in events).
     #[serde(skip)]
     pub samples: Vec<Mention>,

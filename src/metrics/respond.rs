@@ -12,7 +12,14 @@ pub const PLATFORMS: [&str; 4] = ["mastodon", "weibo", "webhook", "file"];
 /// found on the platform after an uncertain outcome (not sent again).
 pub const OUTCOMES: [&str; 4] = ["ok", "retry", "failed", "recovered"];
 /// Notice states (the `state` label).
-pub const NOTICE_STATES: [&str; 5] = ["draft", "approved", "rejected", "publishing", "done"];
+pub const NOTICE_STATES: [&str; 6] = [
+    "draft",
+    "held",
+    "approved",
+    "rejected",
+    "publishing",
+    "done",
+];
 /// Outbox lanes (the `lane` label).
 pub const LANES: [&str; 3] = ["emergency", "rebuttal", "routine"];
 /// Limiter scopes (the `scope` label).

@@ -51,6 +51,10 @@ pub struct Mention {
     /// Where the mention came from (platform or feed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// From a feed configured as official (`official = true` in its `[[feeds]]` section): set
+    /// by the feed's [`crate::ingest::Ingest`], never read from input.
+    #[serde(skip)]
+    pub official: bool,
 }
 
 impl Mention {
@@ -217,6 +221,7 @@ impl RawMention {
             region: self.region.filter(|s| !s.is_empty()),
             lang: self.lang,
             source: self.source,
+            official: false,
         })
     }
 }

@@ -417,6 +417,23 @@ async fn reply(r: &Arc<Respond>, incidents: Vec<Arc<Incident>>) {
     }
 }
 
+/// Send the automatically approved notices whose hold has ended.
+async fn release_held(r: &Arc<Respond>) {
+    let r2 = r.clone();
+    match tokio::task::spawn_blocking(move || r2.notices.release_held(system_now_ms())).await {
+        Ok(Ok(sent)) => {
+            for n in &sent {
+                tracing::info!(notice = %n.id, "Hold ended: the notice is published.");
+            }
+            if !sent.is_empty() {
+                r.wake.notify_one();
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "Cannot release held notices."),
+        Err(e) => tracing::error!(error = %e, "Hold release task failed."),
+    }
+}
+
 /// Draft a notice for every open incident at or above the threshold (once per incident), and
 /// keep the open rumor incidents' latest state to answer their most-spread posts once their
 /// rebuttal is approved.
@@ -433,6 +450,7 @@ async fn drafter(r: Arc<Respond>, mut rx: mpsc::Receiver<Arc<Event>>, cancel: Ca
                 if !rumors.is_empty() {
                     reply(&r, rumors.values().cloned().collect()).await;
                 }
+                release_held(&r).await;
                 continue;
             }
         };

@@ -65,6 +65,11 @@ struct Secured {
 }
 
 async fn secured(metrics_listen: bool) -> Secured {
+    secured_with(metrics_listen, |_| {}).await
+}
+
+/// [`secured`], with `change` applied to the config before the service starts.
+async fn secured_with(metrics_listen: bool, change: impl FnOnce(&mut Config)) -> Secured {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = dir.path().join("sink");
     std::fs::create_dir_all(&sink).expect("mkdir sink");
@@ -100,7 +105,7 @@ async fn secured(metrics_listen: bool) -> Secured {
     let legacy_token = huiying::api::auth::new_secret("hy_");
     let legacy_file = dir.path().join("legacy.token");
     std::fs::write(&legacy_file, &legacy_token).expect("legacy token file");
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".into(),
         watch_rules: false,
         rules,
@@ -129,6 +134,7 @@ async fn secured(metrics_listen: bool) -> Secured {
         },
         ..Default::default()
     };
+    change(&mut config);
     let svc = within(
         "the service to start",
         huiying::app::start(ServiceOptions {
@@ -338,6 +344,27 @@ impl Driver {
         std::fs::write(path, png).expect("write screenshot");
     }
 
+    /// Open the console and log in as alice (an operator).
+    async fn log_in_as_alice(&self, addr: SocketAddr) {
+        self.goto(&format!("http://{addr}/console")).await;
+        let user = self
+            .wait_for("the login form", "#login-user", |_| true)
+            .await;
+        self.type_into(&user, "alice").await;
+        let pass = self
+            .find_all("#login-pass")
+            .await
+            .pop()
+            .expect("password box");
+        self.type_into(&pass, ALICE_PW).await;
+        let submit = self.find_all("#login-submit").await.pop().expect("submit");
+        self.click(&submit).await;
+        self.wait_for("alice to be logged in", "#whoami", |t| {
+            t.contains("alice") && t.contains("operator")
+        })
+        .await;
+    }
+
     async fn quit(self) {
         self.cmd(reqwest::Method::DELETE, "", None).await;
     }
@@ -349,22 +376,7 @@ async fn an_operator_logs_in_approves_a_notice_and_sees_the_fan_out_in_chromium(
     let addr = s.svc.addr;
     let id = draft_by_bob(&s).await;
     let wd = Driver::start().await;
-
-    wd.goto(&format!("http://{addr}/console")).await;
-    let user = wd.wait_for("the login form", "#login-user", |_| true).await;
-    wd.type_into(&user, "alice").await;
-    let pass = wd
-        .find_all("#login-pass")
-        .await
-        .pop()
-        .expect("password box");
-    wd.type_into(&pass, ALICE_PW).await;
-    let submit = wd.find_all("#login-submit").await.pop().expect("submit");
-    wd.click(&submit).await;
-    wd.wait_for("alice to be logged in", "#whoami", |t| {
-        t.contains("alice") && t.contains("operator")
-    })
-    .await;
+    wd.log_in_as_alice(addr).await;
 
     let tab = wd
         .find_all("#tab-notices")
@@ -1040,4 +1052,140 @@ fn user_add_reads_the_password_from_stdin_and_token_create_prints_the_token_once
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8"));
+}
+
+/// An office that opted in to automatic approval of rainstorm notices: a burst that an official
+/// feed reports is drafted, approved by the policy and **held**. The console says why and until
+/// when, and an operator cancels it before it goes out; the wall shows the hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_held_notice_shows_its_hold_and_an_operator_cancels_it_in_chromium() {
+    use crate::service::{burst, fake_feed, feed, Script};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind feed");
+    let feed_addr = listener.local_addr().expect("feed addr");
+    let frames = burst(
+        "held",
+        8,
+        "海淀区暴雨，路口积水已经没过膝盖了，气象台发布暴雨预警",
+    )
+    .into_iter()
+    .map(|m| Message::text(m.to_string()))
+    .collect();
+    let (_server, _) = fake_feed(
+        listener,
+        vec![Script {
+            gate: None,
+            frames,
+            close: false,
+        }],
+    );
+    let s = secured_with(false, |c| {
+        c.respond.policy = ApprovalPolicy {
+            draft_threshold: 1,
+            pre_approved: vec!["rainstorm".into(), "flood".into()],
+            pre_approved_max_severity: 5,
+            ..Default::default()
+        };
+        c.feeds = vec![huiying::feeds::FeedConfig {
+            official: true,
+            ..feed("weather-bureau", feed_addr)
+        }];
+    })
+    .await;
+    let addr = s.svc.addr;
+    let held = within("the held notice", async {
+        loop {
+            let a = call(
+                addr,
+                "GET",
+                "/api/notices?state=held",
+                &s.bob_token,
+                &json!({}),
+            )
+            .await;
+            if let Some(n) = json_of(&a)["notices"]
+                .as_array()
+                .and_then(|v| v.first().cloned())
+            {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let id = held["id"].as_str().expect("id").to_string();
+    assert_eq!(held["approvals"][0]["actor"], "policy", "{held}");
+    let until = held["hold_until"].as_i64().expect("hold_until");
+    assert!(
+        until >= held["created_at"].as_i64().unwrap_or(0) + 300_000,
+        "{held}"
+    );
+
+    let wd = Driver::start().await;
+    wd.log_in_as_alice(addr).await;
+    // The wall (same session) shows the hold and when it ends.
+    wd.goto(&format!("http://{addr}/wall")).await;
+    wd.wait_for(
+        "the hold on the wall",
+        &format!(".notice[data-id=\"{id}\"] .approvals.held"),
+        |t| t.contains("可取消"),
+    )
+    .await;
+    let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/wall-held.png");
+    wd.screenshot(&shot).await;
+    wd.goto(&format!("http://{addr}/console")).await;
+    let tab = wd
+        .wait_for("the notices tab", "#tab-notices", |_| true)
+        .await;
+    wd.click(&tab).await;
+    let open = wd
+        .wait_for(
+            "the held notice in the list",
+            &format!("tr[data-notice=\"{id}\"] button.open-notice"),
+            |_| true,
+        )
+        .await;
+    wd.click(&open).await;
+    wd.wait_for("the hold explained", "#nd-rule", |t| {
+        t.contains("自动发布") && t.contains("官方数据源")
+    })
+    .await;
+    wd.wait_for("the publish-now button", "#approve", |t| t == "立即发布")
+        .await;
+    let shot =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/console-held.png");
+    wd.screenshot(&shot).await;
+    let cancel = wd
+        .wait_for("the cancel button", "#reject", |t| t == "取消发布")
+        .await;
+    let reason = wd
+        .find_all("#reject-reason")
+        .await
+        .pop()
+        .expect("reason box");
+    wd.type_into(&reason, "气象台未发布预警").await;
+    wd.click(&cancel).await;
+    wd.wait_for("the notice rejected", "#nd-state", |t| t.contains("已驳回"))
+        .await;
+
+    wd.quit().await;
+    let a = call(
+        addr,
+        "GET",
+        &format!("/api/notices/{id}"),
+        &s.bob_token,
+        &json!({}),
+    )
+    .await;
+    let n = json_of(&a);
+    assert_eq!(n["state"], "rejected", "{n}");
+    assert!(n.get("hold_until").is_none(), "{n}");
+    // Nothing was posted (the sink files exist from the start, empty).
+    for f in ["hd-publicity.jsonl", "bj-publicity.jsonl"] {
+        let posted = std::fs::read_to_string(s.sink.join(f)).unwrap_or_default();
+        assert!(posted.is_empty(), "{f}: {posted}");
+    }
+    util::stop(s.svc).await;
 }

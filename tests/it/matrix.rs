@@ -56,6 +56,8 @@ fn incident(kind: IncidentKind, category: &str, region: Option<&str>) -> Inciden
         state: IncidentState::Open,
         spread: Vec::new(),
         samples: Vec::new(),
+        official: false,
+        verified_authors: 0,
     }
 }
 

@@ -58,6 +58,8 @@ fn incident(id: &str, kind: IncidentKind, category: &str, region: &str, severity
         state: IncidentState::Open,
         spread: Vec::new(),
         samples: Vec::new(),
+        official: false,
+        verified_authors: 0,
     }
 }
 
@@ -555,15 +557,17 @@ fn edit_resets_approvals_and_an_over_length_edit_is_refused() {
 
 #[test]
 fn the_shipped_policy_lets_nothing_out_without_an_operator() {
-    // A rainstorm burst any five accounts can make: its draft waits for an operator.
+    // A rainstorm burst any five accounts can make: its draft waits for an operator, even
+    // with an official feed among its sources.
     let e = env();
-    let inc = incident(
+    let mut inc = incident(
         "inc-rain",
         IncidentKind::Emergency,
         "rainstorm",
         "110108",
         3,
     );
+    inc.official = true;
     let n = e.draft(&inc, "system").expect("draft");
     assert_eq!(n.state, NoticeState::Draft);
     assert_eq!(n.required_approvals, 1);
@@ -571,54 +575,158 @@ fn the_shipped_policy_lets_nothing_out_without_an_operator() {
     assert!(e.outbox.jobs_for_notice(&n.id).expect("jobs").is_empty());
     let p = ApprovalPolicy::default();
     for c in ["rainstorm", "typhoon", "extreme_weather", "flood", "fire"] {
-        assert!(!p.auto_approves(IncidentKind::Emergency, c, 1), "{c}");
+        let mut i = inc.clone();
+        i.category = c.into();
+        i.severity = 1;
+        assert!(!p.auto_approves(&i), "{c}");
     }
 }
 
-#[test]
-fn pre_approved_category_is_approved_by_policy_and_enqueued_at_draft_time() {
+fn opted_in() -> Env {
     // An office that opted in (`[respond.policy] pre_approved = ["rainstorm"]`).
-    let e = env_with(ApprovalPolicy {
+    env_with(ApprovalPolicy {
         pre_approved: vec!["rainstorm".into()],
         ..ApprovalPolicy::default()
-    });
-    let inc = incident(
-        "inc-rain",
-        IncidentKind::Emergency,
-        "rainstorm",
-        "110108",
-        3,
+    })
+}
+
+fn rain(id: &str, severity: u8) -> Incident {
+    incident(id, IncidentKind::Emergency, "rainstorm", "110108", severity)
+}
+
+#[test]
+fn crowd_input_alone_is_not_a_trusted_source_even_where_an_office_opted_in() {
+    let e = opted_in();
+    // Thirty authors, two of them verified (the quorum is three): strangers can make that.
+    let mut inc = rain("inc-rain-crowd", 3);
+    inc.verified_authors = 2;
+    let n = e.draft(&inc, "system").expect("draft");
+    assert_eq!(n.state, NoticeState::Draft);
+    assert_eq!(n.required_approvals, 1);
+    assert!(e.outbox.jobs_for_notice(&n.id).expect("jobs").is_empty());
+    // The quorum of verified authors, or one mention of an official feed, is a trusted source.
+    let mut q = rain("inc-rain-quorum", 3);
+    q.verified_authors = 3;
+    assert_eq!(
+        e.draft(&q, "system").expect("draft").state,
+        NoticeState::Held
     );
+    let mut o = rain("inc-rain-official", 3);
+    o.official = true;
+    assert_eq!(
+        e.draft(&o, "system").expect("draft").state,
+        NoticeState::Held
+    );
+    // A quorum of 0 in the config still needs one verified author.
+    let p = ApprovalPolicy {
+        pre_approved: vec!["rainstorm".into()],
+        verified_quorum: 0,
+        ..ApprovalPolicy::default()
+    };
+    assert!(!p.auto_approves(&rain("x", 3)));
+}
+
+#[test]
+fn an_auto_approved_notice_is_held_then_published_when_the_hold_ends() {
+    let e = opted_in();
+    let mut inc = rain("inc-rain", 3);
+    inc.official = true;
     let n = e.draft(&inc, "system").expect("draft");
     assert_eq!(n.required_approvals, 0);
-    assert_eq!(n.state, NoticeState::Publishing);
+    assert_eq!(n.state, NoticeState::Held);
+    let hold = ApprovalPolicy::default().hold_ms();
+    assert_eq!(hold, 300_000);
+    assert_eq!(n.hold_until, Some(T0 + hold));
     assert_eq!(n.approvals.len(), 1);
     assert_eq!(n.approvals[0].actor, "policy");
+    assert!(e.outbox.jobs_for_notice(&n.id).expect("jobs").is_empty());
+    // Not before the hold ends.
+    let early = e.notices.release_held(T0 + hold - 1).expect("release");
+    assert!(early.is_empty());
+    assert!(e.outbox.jobs_for_notice(&n.id).expect("jobs").is_empty());
+    let out = e.notices.release_held(T0 + hold).expect("release");
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].state, NoticeState::Publishing);
+    assert_eq!(out[0].hold_until, None);
     let jobs = e.outbox.jobs_for_notice(&n.id).expect("jobs");
     assert_eq!(jobs[0].account_id, n.plan.lead);
     assert_eq!(
         jobs.len(),
         1 + n.plan.co_publishers.len() + n.plan.amplifiers.len()
     );
+    let trail: Vec<(String, String)> = e
+        .audit_trail()
+        .into_iter()
+        .map(|(who, what, _)| (who, what))
+        .collect();
     assert_eq!(
-        e.audit_trail(),
+        trail,
         vec![
-            ("system".into(), "draft".into(), Some(n.id.clone())),
-            ("policy".into(), "approve".into(), Some(n.id.clone())),
+            ("system".into(), "draft".into()),
+            ("policy".into(), "approve".into()),
+            ("policy".into(), "approve".into()),
         ]
     );
+    // Released once.
+    assert!(e
+        .notices
+        .release_held(T0 + 2 * hold)
+        .expect("again")
+        .is_empty());
 
     // The same category above the pre-approved severity needs operators.
-    let inc = incident(
-        "inc-rain-5",
-        IncidentKind::Emergency,
-        "rainstorm",
-        "110108",
-        5,
-    );
+    let mut inc = rain("inc-rain-5", 5);
+    inc.official = true;
     let n = e.draft(&inc, "system").expect("draft");
     assert_eq!(n.state, NoticeState::Draft);
     assert_eq!(n.required_approvals, 2);
+}
+
+#[test]
+fn an_operator_can_cancel_a_held_notice_or_publish_it_at_once() {
+    let e = opted_in();
+    let mut a = rain("inc-rain-a", 3);
+    a.official = true;
+    let na = e.draft(&a, "system").expect("draft");
+    let cancelled = e
+        .notices
+        .reject(&na.id, "op:li", "气象台未发布预警", T0 + 1)
+        .expect("cancel");
+    assert_eq!(cancelled.state, NoticeState::Rejected);
+    assert_eq!(cancelled.hold_until, None);
+    // The end of the hold does not bring it back.
+    assert!(e
+        .notices
+        .release_held(T0 + 3_600_000)
+        .expect("release")
+        .is_empty());
+    assert!(e.outbox.jobs_for_notice(&na.id).expect("jobs").is_empty());
+
+    let mut b = rain("inc-rain-b", 3);
+    b.official = true;
+    let nb = e.draft(&b, "system").expect("draft");
+    // Held texts cannot be edited (cancel and draft anew).
+    assert!(matches!(
+        e.notices
+            .edit(&nb.id, &EditTarget::All, "改过的", "op:li", T0 + 2),
+        Err(NoticeError::InvalidState { .. })
+    ));
+    let now = e
+        .notices
+        .approve(&nb.id, nb.version, "op:li", T0 + 3)
+        .expect("publish now");
+    assert_eq!(now.state, NoticeState::Publishing);
+    assert!(now.approvals.iter().any(|x| x.actor == "op:li"));
+    assert!(!e.outbox.jobs_for_notice(&nb.id).expect("jobs").is_empty());
+    // Reserved names cannot release a hold early.
+    let mut c = rain("inc-rain-c", 3);
+    c.official = true;
+    let nc = e.draft(&c, "system").expect("draft");
+    assert!(e.notices.approve(&nc.id, 0, "policy", T0 + 4).is_err());
+    assert_eq!(
+        e.notices.get(&nc.id).expect("get").expect("some").state,
+        NoticeState::Held
+    );
 }
 
 #[test]

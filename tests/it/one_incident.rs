@@ -4,7 +4,7 @@
 use super::util::{analyzer_and_rules, rules_dir};
 use huiying::detect::{Analyzer, RuleSet};
 use huiying::incidents::{Engine, Event, EventKind, Incident};
-use huiying::normalize::parse_mention;
+use huiying::normalize::{parse_mention, Mention};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -32,6 +32,11 @@ impl Run {
 /// Apply `posts` (author, text) 5 seconds apart, each by its own mention id, then 2 minutes
 /// of quiet so updates are emitted.
 fn run(posts: &[(&str, &str)]) -> Run {
+    run_with(posts, |_, _| {})
+}
+
+/// [`run`], with `change` applied to the i-th mention after parsing (what a feed sets).
+fn run_with(posts: &[(&str, &str)], change: impl Fn(usize, &mut Mention)) -> Run {
     let (analyzer, rules) = setup();
     let mut engine = Engine::new();
     let mut events = Vec::new();
@@ -43,7 +48,8 @@ fn run(posts: &[(&str, &str)]) -> Run {
             "text": text,
         })
         .to_string();
-        let m = parse_mention(line.as_bytes()).expect("mention");
+        let mut m = parse_mention(line.as_bytes()).expect("mention");
+        change(i, &mut m);
         let a = analyzer.analyze(rules, &m);
         engine.process(rules, &m, &a, &mut events);
     }
@@ -125,6 +131,35 @@ fn haidian_waterlogging_with_rain_and_flood_words_is_one_incident() {
     assert_eq!(cats, ["flood", "rainstorm"]);
     assert_each_assigned_once(&r, texts.len());
     assert_eq!(inc.mentions, texts.len() as u64);
+}
+
+/// What an office's opt-in automatic approval trusts: whether an official feed's mention and
+/// how many verified authors counted towards the incident. Neither comes from the input text.
+#[test]
+fn an_incident_knows_its_official_and_verified_sources() {
+    let texts: Vec<(String, String)> = (0..8)
+        .map(|i| (format!("hd{i}"), format!("海淀区暴雨，路口积水很深 {i}")))
+        .collect();
+    let posts: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(a, t)| (a.as_str(), t.as_str()))
+        .collect();
+    let crowd = run(&posts);
+    assert!(!crowd.only().official);
+    assert_eq!(crowd.only().verified_authors, 0);
+    let with = run_with(&posts, |i, m| {
+        m.official = i == 5;
+        if i % 2 == 0 {
+            if let Some(a) = m.author.as_mut() {
+                a.verified = true;
+            }
+        }
+    });
+    assert!(with.only().official);
+    assert_eq!(with.only().verified_authors, 4);
+    // The JSON cannot say it is official.
+    let line = r#"{"id":"x","ts":1,"text":"t","official":true}"#;
+    assert!(!parse_mention(line.as_bytes()).expect("mention").official);
 }
 
 /// Primary category: the one most of the incident's mentions hit.

@@ -55,6 +55,17 @@ pub(crate) fn burst(prefix: &str, n: usize, text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The mentions with their authors marked verified by the platform.
+fn verified(ms: Vec<Value>) -> Vec<Value> {
+    ms.into_iter()
+        .map(|mut m| {
+            let id = m["author"].clone();
+            m["author"] = serde_json::json!({"id": id, "verified": true});
+            m
+        })
+        .collect()
+}
+
 fn ids_of(ms: &[Value]) -> BTreeSet<String> {
     ms.iter()
         .map(|m| m["id"].as_str().expect("mention id").to_string())
@@ -263,11 +274,11 @@ pub(crate) fn feed(name: &str, addr: std::net::SocketAddr) -> FeedConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_feed_end_to_end() {
     const FEED: &str = "ws_e2e";
-    let ms = burst("wsf", 10, RAIN_FLOOD);
+    let ms = verified(burst("wsf", 10, RAIN_FLOOD));
     let ids = ids_of(&ms);
     let authors: BTreeSet<String> = ms
         .iter()
-        .map(|m| m["author"].as_str().unwrap().to_string())
+        .map(|m| m["author"]["id"].as_str().unwrap().to_string())
         .collect();
     let mut frames = vec![
         Message::text(ms[0].to_string()),
@@ -290,7 +301,10 @@ async fn websocket_feed_end_to_end() {
 
     let store = WatchedStore::new();
     let mut cfg = config();
-    cfg.feeds = vec![feed(FEED, feed_addr)];
+    cfg.feeds = vec![FeedConfig {
+        official: true,
+        ..feed(FEED, feed_addr)
+    }];
     let svc = start_service(cfg, store.clone()).await;
     let mut ws = stream(svc.addr, true).await;
     go.send(()).expect("the feed server waits");
@@ -299,6 +313,12 @@ async fn websocket_feed_end_to_end() {
     let id = incident["id"].as_str().unwrap().to_string();
     assert_eq!(incident["region"]["name"], "海淀区", "{incident}");
     assert!(incident["authors"].as_u64().unwrap() >= 5, "{incident}");
+    // A feed configured `official` is a trusted source; its authors' verification counts.
+    assert_eq!(incident["official"], true, "{incident}");
+    assert!(
+        incident["verified_authors"].as_u64().unwrap_or(0) >= 5,
+        "{incident}"
+    );
 
     let l = listed(svc.addr, &id).await;
     assert!(has_category(&l, RAINSTORM), "{l}");
@@ -529,7 +549,9 @@ async fn post_mentions() {
 async fn restart_keeps_open_incidents() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("huiying.redb");
-    let ms = burst("restart", 6, RAIN);
+    // Authors claimed verified through `POST /api/mentions`: the API is not a platform, so
+    // the claim is dropped (an ingest token cannot make a quorum of verified authors).
+    let ms = verified(burst("restart", 6, RAIN));
     let ids = ids_of(&ms);
 
     let store = EmbeddedStore::open(&path).expect("open the store");
@@ -539,6 +561,8 @@ async fn restart_keeps_open_incidents() {
     assert_eq!(s, 202, "{v}");
     let incident = wait_incident_with(&mut ws, RAINSTORM, HAIDIAN, &ids).await;
     let id = incident["id"].as_str().unwrap().to_string();
+    assert_eq!(incident["verified_authors"], 0, "{incident}");
+    assert!(incident.get("official").is_none(), "{incident}");
     drop(ws);
     stop(svc).await;
 

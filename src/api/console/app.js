@@ -11,6 +11,9 @@ const T = {
     rumor: "谣言", category: "类别", region: "地区", filter: "筛选", severity: "级别",
     authors: "作者数", opened: "开始", none: "暂无", state: "状态", st_draft: "草稿",
     st_approved: "已批准", st_publishing: "发布中", st_done: "已完成", st_rejected: "已驳回",
+    st_held: "待自动发布", publish_now: "立即发布", cancel_publish: "取消发布",
+    src_official: "官方数据源", src_verified: (n) => `${n} 名认证作者`,
+    held_rule: (src, at) => `已按策略自动批准（可信来源：${src}），将于 ${at} 自动发布；任何值班员可取消或立即发布`,
     approvals: "审批", created: "创建", notice: "通报", approve: "批准", reject: "驳回",
     reason: "驳回理由", preview: "各平台预览", fanout: "分发进度", account: "账号",
     action: "动作", post: "帖子", error: "错误", no_jobs: "批准后开始分发",
@@ -35,6 +38,9 @@ const T = {
     filter: "Filter", severity: "Severity", authors: "Authors", opened: "Opened", none: "None",
     state: "State", st_draft: "Draft", st_approved: "Approved", st_publishing: "Publishing",
     st_done: "Done", st_rejected: "Rejected", approvals: "Approvals", created: "Created",
+    st_held: "Held", publish_now: "Publish now", cancel_publish: "Cancel",
+    src_official: "an official feed", src_verified: (n) => `${n} verified authors`,
+    held_rule: (src, at) => `Approved by policy (trusted source: ${src}); publishes automatically at ${at} unless an operator cancels it or publishes it now`,
     notice: "Notice", approve: "Approve", reject: "Reject", reason: "Reason",
     preview: "Preview per platform", fanout: "Fan-out", account: "Account", action: "Action",
     post: "Post", error: "Error", no_jobs: "Fan-out starts once approved", pause: "Pause publishing",
@@ -95,6 +101,15 @@ function toast(msg, bad) {
   b.hidden = false;
   clearTimeout(toast.h);
   toast.h = setTimeout(() => { b.hidden = true; }, 4000);
+}
+
+// A held notice: why it was trusted (the policy's history entry) and when it goes out.
+function heldRule(n) {
+  const h = (n.history || []).find((e) => e.action === "hold");
+  const raw = h ? (h.detail.match(/category, ([^:]+):/) || [])[1] || "" : "";
+  const verified = raw.match(/^(\d+) verified authors$/);
+  const src = raw === "official feed" ? t("src_official") : verified ? t("src_verified")(verified[1]) : raw;
+  return t("held_rule")(src, fmtTime(n.hold_until));
 }
 
 function fmtTime(ms) {
@@ -322,14 +337,19 @@ async function openNotice(id) {
   $("nd-id").textContent = n.id;
   $("nd-state").replaceChildren(stateBadge(n.state, "st_"));
   $("nd-meta").textContent = `${t(n.kind)} · ${n.category} · ${t("severity")} ${n.severity} · ${regionName(n.region)} · ${t("created")} ${fmtTime(n.created_at)} ${n.created_by}`;
-  $("nd-rule").textContent = n.required_approvals >= 2 ? t("two_person") : t("one_person");
+  const held = n.state === "held";
+  $("nd-rule").textContent = held ? heldRule(n)
+    : n.required_approvals >= 2 ? t("two_person") : t("one_person");
+  $("nd-rule").classList.toggle("held", held);
+  $("approve").textContent = held ? t("publish_now") : t("approve");
+  $("reject").textContent = held ? t("cancel_publish") : t("reject");
   $("nd-approvals").replaceChildren(el("p", { id: "approval-count" },
     `${t("approvals")} ${n.approvals.length}/${n.required_approvals}: `,
     n.approvals.map((a) => `${a.actor} (${fmtTime(a.at)})`).join(", ")));
   const draft = n.state === "draft";
-  const canAct = draft && me.role !== "viewer";
-  $("approve").disabled = !canAct || n.approvals.some((a) => a.actor === me.user)
-    || n.created_by === me.user || (n.editors || []).includes(me.user);
+  const canAct = (draft || held) && me.role !== "viewer";
+  $("approve").disabled = !canAct || (draft && (n.approvals.some((a) => a.actor === me.user)
+    || n.created_by === me.user || (n.editors || []).includes(me.user)));
   $("reject").disabled = !canAct;
   const roles = {};
   roles[n.plan.lead] = t("lead");

@@ -23,7 +23,8 @@ const I18N = {
     legend: ["1 级", "2 级", "3 级", "4 级", "5 级"], noRegion: "未定位",
     rebutNone: "未辟谣", rebutDraft: "辟谣待审批", rebutRun: "辟谣发布中", rebutDone: "已辟谣",
     rebutKnown: "已有官方辟谣",
-    notice: { draft: "待审批", approved: "已批准", publishing: "发布中", done: "已完成", rejected: "已驳回" },
+    notice: { draft: "待审批", held: "待自动发布", approved: "已批准", publishing: "发布中", done: "已完成", rejected: "已驳回" },
+    held: (t) => `自动批准，${t} 发布，可取消`,
     job: { pending: "待发布", attempting: "发布中", retry: "重试中", done: "已发布", failed: "失败" },
     approvals: (a, n) => `审批 ${a}/${n}`, lead: "主发", co: "联发", amp: "转发",
     amps: (n) => `转发账号 ${n} 个`,
@@ -44,7 +45,8 @@ const I18N = {
     legend: ["sev 1", "sev 2", "sev 3", "sev 4", "sev 5"], noRegion: "no region",
     rebutNone: "Not rebutted", rebutDraft: "Rebuttal awaiting approval", rebutRun: "Rebuttal publishing",
     rebutDone: "Rebutted", rebutKnown: "Official rebuttal exists",
-    notice: { draft: "awaiting approval", approved: "approved", publishing: "publishing", done: "done", rejected: "rejected" },
+    notice: { draft: "awaiting approval", held: "held", approved: "approved", publishing: "publishing", done: "done", rejected: "rejected" },
+    held: (t) => `approved by policy: publishes at ${t} unless cancelled`,
     job: { pending: "pending", attempting: "posting", retry: "retrying", done: "posted", failed: "failed" },
     approvals: (a, n) => `approvals ${a}/${n}`, lead: "lead", co: "co-publisher", amp: "repost",
     amps: (n) => `${n} reposting accounts`,
@@ -309,7 +311,7 @@ function rebuttalStatus(inc) {
   if (n) {
     if (n.state === "done") return ["done", T.rebutDone];
     if (n.state === "publishing" || n.state === "approved") return ["run", T.rebutRun];
-    if (n.state === "draft") return ["wait", T.rebutDraft];
+    if (n.state === "draft" || n.state === "held") return ["wait", T.rebutDraft];
   }
   if (inc.rebuttal) return ["known", T.rebutKnown];
   return ["none", T.rebutNone];
@@ -372,6 +374,9 @@ function renderFanout() {
     card.append(head);
     if (notice.state === "draft") {
       card.append(el("div", "approvals", T.approvals(notice.approvals.length, notice.required_approvals)));
+    }
+    if (notice.state === "held" && notice.hold_until) {
+      card.append(el("div", "approvals held", T.held(hhmmss(new Date(notice.hold_until)))));
     }
     const rows = el("div", "jobs");
     const plan = notice.plan || { lead: "", co_publishers: [], amplifiers: [] };

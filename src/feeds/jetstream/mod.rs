@@ -321,6 +321,7 @@ impl Jetstream {
                         region: None,
                         lang,
                         source: Some(SOURCE.to_string()),
+                        official: false,
                     }],
                     event_ms,
                     ..Frame::default()

@@ -124,6 +124,7 @@ impl Mastodon {
             region: None,
             lang: s.language.clone().filter(|l| !l.is_empty()),
             source: Some(source.to_string()),
+            official: false,
         })
     }
 }

@@ -417,6 +417,8 @@ impl Engine {
             state: IncidentState::Open,
             spread: Vec::new(),
             samples: Vec::new(),
+            official: false,
+            verified_authors: 0,
         };
         let (sev, min_a) = (cat.severity, cat.min_authors);
         let group = cat.group.clone();

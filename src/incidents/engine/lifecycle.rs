@@ -265,6 +265,7 @@ pub(super) fn absorb(o: &mut OpenIncident, p: PendingMention) {
     if p.verified {
         o.verified.insert(p.author);
     }
+    o.inc.official |= p.mention.official;
     if o.inc.sample_mention_ids.len() < MAX_SAMPLES {
         o.inc.sample_mention_ids.push(p.mention.id.clone());
         o.inc.samples.push(p.mention);
@@ -283,6 +284,7 @@ pub(super) fn absorb(o: &mut OpenIncident, p: PendingMention) {
 
 pub(super) fn finish(o: &mut OpenIncident) {
     o.inc.authors = (o.authors_base + o.authors.len() as u64).max(o.fleet_authors);
+    o.inc.verified_authors = o.inc.verified_authors.max(o.verified.len() as u64);
     o.inc.top_terms = most_frequent(o.terms.iter().map(|(t, n)| (t.as_str(), *n)), TOP_TERMS);
 }
 

@@ -480,6 +480,7 @@ impl Engine {
                         o.inc.samples.clone(),
                         o.inc.severity,
                         o.authors_base,
+                        o.inc.official,
                     )
                 }) else {
                     return;
@@ -520,8 +521,19 @@ impl Engine {
                 if let Some(rules) = &self.rules {
                     emergency::set_categories(rules, o);
                 }
-                let (mentions, authors, boosted, verified, terms, samples, severity, base) = src;
+                let (
+                    mentions,
+                    authors,
+                    boosted,
+                    verified,
+                    terms,
+                    samples,
+                    severity,
+                    base,
+                    official,
+                ) = src;
                 o.inc.mentions += mentions;
+                o.inc.official |= official;
                 o.authors.extend(authors);
                 o.authors_base += base;
                 o.boosted.extend(boosted);

@@ -285,6 +285,8 @@ impl Engine {
             state: IncidentState::Open,
             spread: group.top_spread(),
             samples: Vec::new(),
+            official: false,
+            verified_authors: 0,
         };
         let oid = inc.id.clone();
         self.open_incident(inc, OpenKey::Rumor(gid), pending, 0, out, |o| {

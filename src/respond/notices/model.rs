@@ -21,6 +21,10 @@ pub const POLICY: &str = "policy";
 pub enum NoticeState {
     /// Being written and collecting approvals.
     Draft,
+    /// Approved by the policy (a pre-approved category with a trusted source) and waiting out
+    /// its hold (`hold_until`): any operator can cancel it (reject) or publish it at once
+    /// (approve); when the hold ends it is approved and enqueued.
+    Held,
     /// Approved; its jobs are being enqueued.
     Approved,
     /// Refused by an operator (final).
@@ -36,6 +40,7 @@ impl NoticeState {
     pub fn as_str(self) -> &'static str {
         match self {
             NoticeState::Draft => "draft",
+            NoticeState::Held => "held",
             NoticeState::Approved => "approved",
             NoticeState::Rejected => "rejected",
             NoticeState::Publishing => "publishing",
@@ -133,6 +138,9 @@ pub struct Notice {
     pub created_at: i64,
     /// Last change (ms).
     pub updated_at: i64,
+    /// Held notices: when the hold ends (unix ms) and it is published unless cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_until: Option<i64>,
     /// Why it was rejected.
     pub rejection: Option<String>,
     /// Outbox job ids, once enqueued (lead first).

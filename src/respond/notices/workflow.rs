@@ -207,6 +207,8 @@ impl Notices {
             state: IncidentState::Open,
             spread: Vec::new(),
             samples: Vec::new(),
+            official: false,
+            verified_authors: 0,
         };
         self.create(
             id,
@@ -273,9 +275,7 @@ impl Notices {
         }
         let strs =
             |v: &[crate::respond::matrix::AccountId]| v.iter().map(|a| a.to_string()).collect();
-        let required =
-            self.policy
-                .required_approvals(incident.kind, &incident.category, incident.severity);
+        let required = self.policy.required_approvals(incident);
         let mut n = Notice {
             id,
             incident_id: incident.id.clone(),
@@ -297,6 +297,7 @@ impl Notices {
             editors: Vec::new(),
             created_at: now_ms,
             updated_at: now_ms,
+            hold_until: None,
             rejection: None,
             jobs: Vec::new(),
             history: Vec::new(),
@@ -332,21 +333,31 @@ impl Notices {
         );
         self.store.put(&n)?;
         if required == 0 {
+            // A pre-approved category with a trusted source: held, not sent. Any operator can
+            // still stop it; `release_held` sends it when the hold ends.
+            let source = self.policy.trusted_source(incident).unwrap_or_default();
+            let until = now_ms.saturating_add(self.policy.hold_ms());
             self.audit(
                 now_ms,
                 POLICY,
                 AuditAction::Approve,
                 &n.id,
-                json!({"auto": true, "category": n.category, "severity": n.severity}),
+                json!({"auto": true, "category": n.category, "severity": n.severity,
+                       "source": source, "hold_until": until}),
             )?;
             n.approvals.push(Approval {
                 actor: POLICY.into(),
                 at: now_ms,
             });
-            n.record(now_ms, POLICY, "approve", "pre-approved category");
-            n.state = NoticeState::Approved;
+            n.record(
+                now_ms,
+                POLICY,
+                "hold",
+                format!("pre-approved category, {source}: published at {until} unless cancelled"),
+            );
+            n.state = NoticeState::Held;
+            n.hold_until = Some(until);
             self.store.put(&n)?;
-            n = self.enqueue(n, now_ms)?;
         }
         Ok(n)
     }
@@ -450,6 +461,9 @@ impl Notices {
         }
         let _g = self.exclusive()?;
         let mut n = self.load(id)?;
+        if n.state == NoticeState::Held {
+            return self.release(n, actor, now_ms);
+        }
         if n.state != NoticeState::Draft {
             return Err(NoticeError::InvalidState {
                 id: n.id,
@@ -508,7 +522,7 @@ impl Notices {
         check_actor(actor)?;
         let _g = self.exclusive()?;
         let mut n = self.load(id)?;
-        if n.state != NoticeState::Draft {
+        if !matches!(n.state, NoticeState::Draft | NoticeState::Held) {
             return Err(NoticeError::InvalidState {
                 id: n.id,
                 state: n.state,
@@ -523,10 +537,64 @@ impl Notices {
             json!({"reason": reason}),
         )?;
         n.state = NoticeState::Rejected;
+        n.hold_until = None;
         n.rejection = Some(reason.to_string());
         n.record(now_ms, actor, "reject", reason);
         self.store.put(&n)?;
         Ok(n)
+    }
+
+    /// Send the held notices whose hold has ended (approved by `policy`, enqueued). Called
+    /// periodically by the respond stage; the notices it enqueued are returned.
+    pub fn release_held(&self, now_ms: i64) -> Result<Vec<Notice>, NoticeError> {
+        let due: Vec<String> = self
+            .list(&NoticeFilter {
+                state: Some(NoticeState::Held),
+                ..Default::default()
+            })?
+            .into_iter()
+            .filter(|n| n.hold_until.is_none_or(|t| t <= now_ms))
+            .map(|n| n.id)
+            .collect();
+        let mut out = Vec::new();
+        for id in due {
+            let _g = self.exclusive()?;
+            let n = self.load(&id)?;
+            // Cancelled, or sent by an operator, since the list was read.
+            if n.state != NoticeState::Held || n.hold_until.is_some_and(|t| t > now_ms) {
+                continue;
+            }
+            out.push(self.release(n, POLICY, now_ms)?);
+        }
+        Ok(out)
+    }
+
+    /// A held notice goes out: at the end of its hold (`policy`) or at once (an operator).
+    fn release(&self, mut n: Notice, actor: &str, now_ms: i64) -> Result<Notice, NoticeError> {
+        let early = actor != POLICY;
+        self.audit(
+            now_ms,
+            actor,
+            AuditAction::Approve,
+            &n.id,
+            json!({"release": true, "early": early, "hold_until": n.hold_until}),
+        )?;
+        if early {
+            n.approvals.push(Approval {
+                actor: actor.to_string(),
+                at: now_ms,
+            });
+        }
+        let detail = if early {
+            "published before the end of the hold"
+        } else {
+            "hold ended"
+        };
+        n.record(now_ms, actor, "release", detail);
+        n.state = NoticeState::Approved;
+        n.hold_until = None;
+        self.store.put(&n)?;
+        self.enqueue(n, now_ms)
     }
 
     /// (Re-)enqueue an approved or publishing notice's jobs: after an outbox failure during
