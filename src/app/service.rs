@@ -105,6 +105,8 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     let rs = tokio::task::spawn_blocking(move || load_rules(&rules_dir, &a2)).await??;
     let rules: SharedRules = Arc::new(ArcSwap::from_pointee(rs));
     let cancel = CancellationToken::new();
+    // A start that fails half-way stops what it started (else the process waits on it forever).
+    let stop_on_error = cancel.clone().drop_guard();
 
     // Restore what was open.
     let store = opts.store;
@@ -183,6 +185,7 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     } else {
         None
     };
+    stop_on_error.disarm();
     let done = tokio::spawn(async move { cancel_then_drain(stages, batcher, pipeline).await });
     Ok(Service {
         addr: api.addr,

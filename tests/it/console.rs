@@ -1189,3 +1189,155 @@ async fn a_held_notice_shows_its_hold_and_an_operator_cancels_it_in_chromium() {
     }
     util::stop(s.svc).await;
 }
+
+async fn login_via(addr: SocketAddr, user: &str, password: &str, forwarded_for: &str) -> Answer {
+    let body = serde_json::to_vec(&json!({"user": user, "password": password})).expect("json");
+    request(
+        addr,
+        "POST",
+        "/api/login",
+        &[("X-Forwarded-For", forwarded_for)],
+        &body,
+    )
+    .await
+}
+
+/// Behind a reverse proxy named in `[auth] trusted_proxies`, the per-address login limit
+/// counts the client `X-Forwarded-For` names, so one guesser does not lock everyone out; where
+/// the peer is not a trusted proxy the header is ignored, so a guesser cannot dodge the limit
+/// by writing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_limit_counts_the_client_a_trusted_proxy_names_and_only_then() {
+    let guesser = "203.0.113.5";
+    // Six failures per address (three per user name): six names, one guess each.
+    let guess = |addr| async move {
+        for i in 0..6 {
+            let a = login_via(addr, &format!("nobody{i}"), "guess", guesser).await;
+            assert_eq!(a.status, 401, "{}", a.body);
+        }
+        assert_eq!(
+            login_via(addr, "alice", ALICE_PW, guesser).await.status,
+            429
+        );
+    };
+
+    let s = secured_with(false, |c| {
+        c.auth.trusted_proxies = vec!["127.0.0.0/8".into()]
+    })
+    .await;
+    guess(s.svc.addr).await;
+    // Another client behind the same proxy still logs in.
+    let a = login_via(s.svc.addr, "alice", ALICE_PW, "198.51.100.7").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // A forged left-most entry does not help the guesser: the proxy appended the real one.
+    let a = login_via(
+        s.svc.addr,
+        "bob",
+        BOB_PW,
+        &format!("198.51.100.7, {guesser}"),
+    )
+    .await;
+    assert_eq!(a.status, 429, "{}", a.body);
+    util::stop(s.svc).await;
+
+    // No trusted proxy: the header is the client's own words and changes nothing.
+    let s = secured(false).await;
+    guess(s.svc.addr).await;
+    let a = login_via(s.svc.addr, "alice", ALICE_PW, "198.51.100.7").await;
+    assert_eq!(a.status, 429, "{}", a.body);
+    util::stop(s.svc).await;
+}
+
+/// `[auth]` settings that cannot be used stop the start with the setting named.
+#[test]
+fn bad_trusted_proxies_and_config_tokens_named_after_users_or_the_system_are_refused() {
+    use huiying::api::auth::{token_hash, TokenEntry};
+    let users = tempfile::NamedTempFile::new().expect("users file");
+    let mut f = UsersFile::default();
+    f.set_user("alice", Role::Operator, ALICE_PW)
+        .expect("alice");
+    f.save(users.path()).expect("save");
+    let cases: Vec<(AuthConfig, &str)> = vec![
+        (
+            AuthConfig {
+                trusted_proxies: vec!["127.0.0.1".into(), "proxy.internal".into()],
+                ..Default::default()
+            },
+            "[auth] trusted_proxies[1]",
+        ),
+        (
+            AuthConfig {
+                users_file: Some(users.path().to_path_buf()),
+                tokens: vec![TokenEntry {
+                    name: "alice".into(),
+                    role: Role::Viewer,
+                    sha256: token_hash("x"),
+                    owner: None,
+                }],
+                ..Default::default()
+            },
+            "[auth] tokens[0]: the name \"alice\" is a user's name",
+        ),
+        (
+            AuthConfig {
+                tokens: vec![TokenEntry {
+                    name: "policy".into(),
+                    role: Role::Operator,
+                    sha256: token_hash("x"),
+                    owner: None,
+                }],
+                ..Default::default()
+            },
+            "[auth] tokens[0]: the name \"policy\" is reserved",
+        ),
+    ];
+    for (auth, want) in cases {
+        let clock = Arc::new(ManualClock::new(0));
+        match huiying::api::auth::Auth::new(auth, Vec::new(), false, clock) {
+            Ok(_) => panic!("accepted despite {want}"),
+            Err(e) => assert!(e.to_string().contains(want), "{e}"),
+        }
+    }
+}
+
+/// `huiying run` with an `[auth]` setting it cannot use exits with the setting named, after
+/// stopping the stages it had started (it used to wait on them forever).
+#[test]
+fn a_run_with_a_bad_auth_setting_exits_with_the_setting_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("huiying.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nrules = \"{}\"\nwatch_rules = false\n\n[respond]\n\
+             data_dir = \"{}\"\n\n[auth]\ntrusted_proxies = [\"proxy.internal\"]\n",
+            util::rules_dir().display(),
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write config");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_huiying"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("huiying run");
+    // Bounded wait for the exit (a start takes well under a second here).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("huiying run did not exit after a failed start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("[auth] trusted_proxies[0]"), "{err}");
+}

@@ -25,6 +25,10 @@ pub struct AuthConfig {
     pub login_window_secs: u64,
     /// Mark the session cookie `Secure` (set when HTTPS terminates in front of the engine).
     pub secure_cookie: bool,
+    /// Reverse proxies (addresses or CIDR blocks, e.g. `["127.0.0.1", "10.0.0.0/8"]`) whose
+    /// `X-Forwarded-For` names the client: the per-address login limit then counts clients,
+    /// not the proxy. Empty (default): the header is ignored, the peer's address counts.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -38,6 +42,7 @@ impl Default for AuthConfig {
             login_max_failures_per_ip: 20,
             login_window_secs: 15 * 60,
             secure_cookie: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -88,10 +88,11 @@ pub struct Credential(pub Option<(Principal, bool)>);
 /// [`Auth`] go into the request for the route's [`guard`]. It refuses nothing itself: every
 /// route declares its [`Access`], and the router's fallback needs a viewer.
 pub async fn authenticate(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
-    let ip = req
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    let ip = auth.client_ip(peer, req.headers());
     let cred = Credential(auth.authenticate(&req));
     let ext = req.extensions_mut();
     ext.insert(ClientIp(ip));

@@ -27,6 +27,7 @@ mod config;
 mod handlers;
 mod limits;
 mod middleware;
+mod proxies;
 mod roles;
 mod sessions;
 mod users;

@@ -3,7 +3,7 @@
 
 use super::limits::{login_failures, Attempts, LoginFailure};
 use super::users::{
-    check_name, check_token, hash_password, new_secret, token_hash, verify_password,
+    check_name, check_token, hash_password, new_secret, token_hash, verify_password, RESERVED_NAMES,
 };
 use super::{AuthConfig, AuthError, Role, UsersFile};
 use crate::clock::Clock;
@@ -86,6 +86,8 @@ pub struct Auth {
     attempts: Mutex<Attempts>,
     /// Held while the users file is read-modified-written or reloaded.
     file_lock: Mutex<()>,
+    /// `[auth] trusted_proxies`, parsed.
+    proxies: Vec<super::proxies::Block>,
     /// Password checks running at once (argon2id takes 19 MiB each): a flood of logins
     /// queues here instead of exhausting memory.
     argon: tokio::sync::Semaphore,
@@ -138,6 +140,7 @@ impl Auth {
         metrics_elsewhere: bool,
         clock: Arc<dyn Clock>,
     ) -> Result<Auth, AuthError> {
+        let proxies = super::proxies::parse_all(&cfg.trusted_proxies)?;
         let mut dir = Directory::default();
         for t in &cfg.tokens {
             dir.memory_tokens.insert(
@@ -154,6 +157,22 @@ impl Auth {
             None => UsersFile::default(),
         };
         dir.rebuild(&f);
+        // A config token may not act as the system or as a user (that user would approve twice).
+        for (i, t) in cfg.tokens.iter().enumerate() {
+            let why = if RESERVED_NAMES.contains(&t.name.as_str()) {
+                Some("is reserved")
+            } else if dir.users.contains_key(&t.name) {
+                Some("is a user's name")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(AuthError::Config(format!(
+                    "[auth] tokens[{i}]: the name {:?} {why}",
+                    t.name
+                )));
+            }
+        }
         let dummy_hash = hash_password(&new_secret(""))?;
         // Exported from the start (at zero), not from the first failure.
         login_failures();
@@ -165,6 +184,7 @@ impl Auth {
             attempts: Mutex::default(),
             file_lock: Mutex::default(),
             argon: tokio::sync::Semaphore::new(ARGON_SLOTS),
+            proxies,
             clock,
             dummy_hash,
         })
@@ -174,6 +194,15 @@ impl Auth {
     /// service is shutting down.
     pub async fn password_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.argon.acquire().await.ok()
+    }
+
+    /// The client's address: the peer's, or the one a trusted proxy forwarded.
+    pub fn client_ip(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<std::net::IpAddr> {
+        super::proxies::client_ip(peer, headers, &self.proxies)
     }
 
     /// Users and tokens loaded.

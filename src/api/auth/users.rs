@@ -32,6 +32,9 @@ pub enum AuthError {
     /// A name is empty or has characters outside `[A-Za-z0-9._@-]`.
     #[error("invalid name {0:?}: use letters, digits, '.', '_', '-' or '@'")]
     BadName(String),
+    /// A setting of `[auth]` that cannot be used (named in the message).
+    #[error("{0}")]
+    Config(String),
     /// A token that may not be made (reserved name, a user's name, no owner).
     #[error("{0}")]
     Refused(String),
