@@ -161,16 +161,17 @@ pub fn router(
     let wall = wall::Wall::start(&state, wall_events);
     let not_found =
         || async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") };
+    let viewer = Access::Role(Role::Viewer);
     let ingest = post(post_mentions)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(json_413));
     Routes::new()
         .route("/healthz", Access::Public, get(healthz))
         .route("/metrics", Access::Metrics, get(metrics))
-        .route("/api/incidents", Access::WallRead, get(list_incidents))
-        .route("/api/feeds", Access::WallRead, get(list_feeds))
-        .route("/api/incidents/{id}", Access::WallRead, get(get_incident))
-        .route("/api/stream", Access::WallRead, get(stream))
+        .route("/api/incidents", viewer, get(list_incidents))
+        .route("/api/feeds", viewer, get(list_feeds))
+        .route("/api/incidents/{id}", viewer, get(get_incident))
+        .route("/api/stream", viewer, get(stream))
         .route("/api/mentions", Access::Role(Role::Ingest), ingest)
         .merge(wall::routes())
         .merge(auth::routes())

@@ -6,10 +6,15 @@
 //! | `GET /wall` | the page (`?lang=en` for English; Chinese by default) |
 //! | `GET /wall/wall.css`, `/wall/wall.js` | its style and script |
 //! | `GET /wall/china-tiles.json` | the tile-grid cartogram of the 34 provincial divisions |
-//! | `GET /api/wall/labels` | category names (zh, en) from the live rules, account names |
+//! | `GET /api/wall/summary` | everything the page shows, in one answer (below) |
 //!
-//! The page also reads `/api/incidents`, `/api/feeds`, `/api/notices` and `/api/notices/{id}`:
-//! what `[auth] public_wall` opens (with a token: `/wall#token=…`). The sampler here adds what the events do not carry: every
+//! The summary is all a wall reads, and all that `[auth] public_wall` opens: the open incidents
+//! (no sample posts, so no authors), the latest rate histories, feed health (names, not
+//! addresses), category and account names, and the current notices reduced to what the
+//! fan-out board shows (state, approvals counted not named, each account's job state and post
+//! id; no texts, operators, errors or rejected notices; drafts and held notices only for a
+//! signed-in viewer). A viewer's wall (`/wall#token=…` or a console session) also opens
+//! `/api/stream?stats=true` for live updates; the public one polls the summary. The sampler here adds what the events do not carry: every
 //! [`STEP_MS`] it sends a `stats` message (global mention rate and a short rate history per
 //! open incident) to the stream clients that asked for it. Replay output and the
 //! `incident.*`/`mention.assigned` lines are untouched.
@@ -56,7 +61,135 @@ pub fn routes() -> Routes<ApiState> {
         let page = get(move || async move { asset(content_type, body) });
         r = r.route(path, Access::Public, page);
     }
-    r.route("/api/wall/labels", Access::WallRead, get(labels))
+    r.route("/api/wall/summary", Access::WallRead, get(summary))
+}
+
+/// Notices the fan-out board shows.
+pub const WALL_NOTICES: usize = 4;
+
+/// `GET /api/wall/summary` (see the module docs).
+async fn summary(
+    State(s): State<ApiState>,
+    axum::Extension(wall): axum::Extension<Wall>,
+    principal: Option<axum::Extension<super::auth::Principal>>,
+) -> Json<serde_json::Value> {
+    let signed_in = principal.is_some();
+    let mut incidents: Vec<Arc<crate::incidents::Incident>> = s
+        .live
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    incidents.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(b.opened_at.cmp(&a.opened_at))
+    });
+    let stats: serde_json::Value =
+        serde_json::from_str(&wall.stats.borrow()).unwrap_or(serde_json::Value::Null);
+    let feeds: Vec<serde_json::Value> = s
+        .feeds
+        .snapshot()
+        .into_iter()
+        .map(|f| {
+            serde_json::json!({
+                "name": f.name, "kind": f.kind, "connected": f.connected,
+                "last_message_at": f.last_message_at, "lag_ms": f.lag_ms,
+                "reconnects": f.reconnects,
+            })
+        })
+        .collect();
+    let notices = match &s.respond {
+        None => serde_json::json!(null),
+        Some(r) => {
+            let r = r.clone();
+            tokio::task::spawn_blocking(move || public_notices(&r, signed_in))
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(serde_json::Value::Null)
+        }
+    };
+    let Json(labels) = labels(State(s)).await;
+    Json(serde_json::json!({
+        "incidents": incidents,
+        "stats": stats,
+        "feeds": feeds,
+        "respond": if notices.is_null() { "off" } else { "on" },
+        "notices": notices,
+        "labels": labels,
+    }))
+}
+
+/// The notices as the wall shows them: the latest per incident (its state, for the rumor
+/// watch) and the [`WALL_NOTICES`] current ones (moving first, then the latest finished) with
+/// their jobs. `None` when the store cannot be read.
+fn public_notices(
+    r: &crate::respond::stage::Respond,
+    signed_in: bool,
+) -> Option<serde_json::Value> {
+    use crate::respond::notices::{NoticeFilter, NoticeState};
+    let now = crate::respond::dispatch::system_now_ms();
+    let all: Vec<_> = r
+        .notices
+        .list(&NoticeFilter::default())
+        .map_err(|e| tracing::warn!(error = %e, "The wall cannot read the notices."))
+        .ok()?
+        .into_iter()
+        .filter(|n| match n.state {
+            NoticeState::Rejected => false,
+            NoticeState::Draft | NoticeState::Held => signed_in,
+            _ => true,
+        })
+        .collect();
+    let mut by_incident: BTreeMap<&str, (i64, &str)> = BTreeMap::new();
+    for n in &all {
+        let e = by_incident
+            .entry(n.incident_id.as_str())
+            .or_insert((n.updated_at, n.state.as_str()));
+        if n.updated_at > e.0 {
+            *e = (n.updated_at, n.state.as_str());
+        }
+    }
+    let by_incident: BTreeMap<&str, &str> = by_incident
+        .into_iter()
+        .map(|(k, (_, st))| (k, st))
+        .collect();
+    let mut current: Vec<_> = all.iter().collect();
+    current.sort_by(|a, b| {
+        (a.state == NoticeState::Done)
+            .cmp(&(b.state == NoticeState::Done))
+            .then(b.updated_at.cmp(&a.updated_at))
+    });
+    let current: Vec<serde_json::Value> = current
+        .into_iter()
+        .take(WALL_NOTICES)
+        .map(|n| {
+            // A publishing notice whose jobs all finished moves to `done` here.
+            let n = r.notices.refresh(&n.id, now).unwrap_or_else(|_| n.clone());
+            let jobs: Vec<serde_json::Value> = r
+                .outbox
+                .jobs_for_notice(&n.id)
+                .unwrap_or_default()
+                .iter()
+                .map(|j| {
+                    serde_json::json!({
+                        "account_id": j.account_id, "state": j.state,
+                        "platform_post_id": j.platform_post_id,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "id": n.id, "incident_id": n.incident_id, "kind": n.kind,
+                "category": n.category, "severity": n.severity, "region": n.region,
+                "state": n.state, "approvals": n.approvals.len(),
+                "required_approvals": n.required_approvals, "hold_until": n.hold_until,
+                "updated_at": n.updated_at, "plan": n.plan, "jobs": jobs,
+            })
+        })
+        .collect();
+    Some(serde_json::json!({ "current": current, "by_incident": by_incident }))
 }
 
 /// An embedded asset. `no-cache`: a new binary's page is picked up on the next reload. (The

@@ -32,9 +32,9 @@ use std::sync::Arc;
 pub fn routes(stage: Option<Arc<Respond>>) -> Routes {
     let operator = Access::Role(Role::Operator);
     Routes::new()
-        .route("/api/notices", Access::WallRead, get(list))
+        .route("/api/notices", Access::Role(Role::Viewer), get(list))
         .route("/api/notices", operator, post(create))
-        .route("/api/notices/{id}", Access::WallRead, get(show))
+        .route("/api/notices/{id}", Access::Role(Role::Viewer), get(show))
         .route("/api/notices/{id}/approve", operator, post(approve))
         .route("/api/notices/{id}/reject", operator, post(reject))
         .route("/api/notices/{id}/edit", operator, post(edit))

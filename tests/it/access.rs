@@ -6,6 +6,7 @@ use crate::util::{self, request};
 use huiying::api::auth::{token_hash, Role, TokenEntry};
 use huiying::config::Config;
 use huiying::store::MemoryStore;
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -33,12 +34,32 @@ const TABLE: &[(&str, &str, Option<Role>, Option<Role>)] = &[
         Some(Role::Viewer),
     ),
     ("GET", "/api/me", Some(Role::Viewer), Some(Role::Viewer)),
-    ("GET", "/api/wall/labels", Some(Role::Viewer), None),
-    ("GET", "/api/incidents", Some(Role::Viewer), None),
-    ("GET", "/api/incidents/i-none", Some(Role::Viewer), None),
-    ("GET", "/api/feeds", Some(Role::Viewer), None),
-    ("GET", "/api/notices", Some(Role::Viewer), None),
-    ("GET", "/api/notices/n-none", Some(Role::Viewer), None),
+    ("GET", "/api/wall/summary", Some(Role::Viewer), None),
+    (
+        "GET",
+        "/api/incidents",
+        Some(Role::Viewer),
+        Some(Role::Viewer),
+    ),
+    (
+        "GET",
+        "/api/incidents/i-none",
+        Some(Role::Viewer),
+        Some(Role::Viewer),
+    ),
+    ("GET", "/api/feeds", Some(Role::Viewer), Some(Role::Viewer)),
+    (
+        "GET",
+        "/api/notices",
+        Some(Role::Viewer),
+        Some(Role::Viewer),
+    ),
+    (
+        "GET",
+        "/api/notices/n-none",
+        Some(Role::Viewer),
+        Some(Role::Viewer),
+    ),
     (
         "GET",
         "/api/accounts",
@@ -180,15 +201,7 @@ async fn check(public_wall: bool) {
         .iter()
         .map(|(m, p, closed, open)| (*m, *p, if public_wall { *open } else { *closed }))
         .collect();
-    paths.push((
-        "GET",
-        "/api/stream",
-        if public_wall {
-            None
-        } else {
-            Some(Role::Viewer)
-        },
-    ));
+    paths.push(("GET", "/api/stream", Some(Role::Viewer)));
     for (method, path, need) in paths {
         let anon = status(svc.addr, method, path, None).await;
         let want_anon_refused = need.is_some();
@@ -221,4 +234,89 @@ async fn every_route_answers_only_the_roles_it_declares() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_public_wall_opens_only_what_the_wall_reads() {
     check(true).await;
+}
+
+/// What the public wall's one endpoint gives away: open incidents without sample posts, notices
+/// without texts, operators or errors, and no drafts; a signed-in viewer also sees the drafts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_summary_carries_no_drafts_texts_operators_or_authors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = start(true, dir.path()).await;
+    let ts = util::now_ms();
+    let burst: Vec<Value> = (0..8)
+        .map(|i| {
+            util::mention(
+                &format!("pub-{i}"),
+                &format!("secret-author-{i}"),
+                "海淀区暴雨，路口积水很深，大家注意安全",
+                ts + i,
+            )
+        })
+        .collect();
+    let a = util::request(
+        svc.addr,
+        "POST",
+        "/api/mentions",
+        &[("Authorization", "Bearer hy_access_ingest")],
+        Value::Array(burst).to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let draft = serde_json::json!({
+        "kind": "emergency", "category": "fire", "severity": 3, "region": "110108",
+        "text": "海淀区某小区火情已得到控制，草稿内容不应公开。"
+    });
+    let a = util::request(
+        svc.addr,
+        "POST",
+        "/api/notices",
+        &[("Authorization", "Bearer hy_access_operator")],
+        draft.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let public = util::within("the incident on the public summary", async {
+        loop {
+            let a = util::request(svc.addr, "GET", "/api/wall/summary", &[], b"").await;
+            assert_eq!(a.status, 200, "{}", a.body);
+            let v: Value = serde_json::from_str(&a.body).expect("json");
+            if v["incidents"].as_array().is_some_and(|i| !i.is_empty()) {
+                return a.body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    for secret in [
+        "secret-author",
+        "草稿内容",
+        "access-operator",
+        "\"texts\"",
+        "created_by",
+        "last_error",
+    ] {
+        assert!(!public.contains(secret), "{secret} in {public}");
+    }
+    let v: Value = serde_json::from_str(&public).expect("json");
+    assert_eq!(v["notices"]["current"], serde_json::json!([]), "{v}");
+    assert!(v["labels"]["categories"]["fire"]["zh"].is_string(), "{v}");
+    // A viewer's wall shows the draft (its state and approvals counted, still no text).
+    let a = util::request(
+        svc.addr,
+        "GET",
+        "/api/wall/summary",
+        &[("Authorization", "Bearer hy_access_viewer")],
+        b"",
+    )
+    .await;
+    let v: Value = serde_json::from_str(&a.body).expect("json");
+    let current = v["notices"]["current"].as_array().expect("current");
+    assert!(!current.is_empty(), "{v}");
+    for n in current {
+        assert_eq!(n["state"], "draft", "{v}");
+        assert_eq!(n["approvals"], 0, "{v}");
+    }
+    assert!(current.iter().any(|n| n["category"] == "fire"), "{v}");
+    assert!(!a.body.contains("草稿内容"), "{}", a.body);
+    util::stop(svc).await;
 }

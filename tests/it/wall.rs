@@ -611,9 +611,9 @@ async fn the_wall_assets_are_served_from_the_binary() {
         }
     }
     // The data is not public unless the wall is configured so.
-    let a = util::request(svc.addr, "GET", "/api/wall/labels", &[], b"").await;
+    let a = util::request(svc.addr, "GET", "/api/wall/summary", &[], b"").await;
     assert_eq!(a.status, 401, "{}", a.body);
-    let labels = get_json(svc.addr, "/api/wall/labels").await;
+    let labels = get_json(svc.addr, "/api/wall/summary").await["labels"].clone();
     assert_eq!(labels["categories"]["flood"]["zh"], "洪涝", "{labels}");
     assert_eq!(labels["categories"]["flood"]["en"], "Flood", "{labels}");
     // The cartogram covers exactly the province-level regions of the shipped gazetteer.
@@ -639,14 +639,15 @@ async fn the_wall_assets_are_served_from_the_binary() {
     assert_eq!(codes, provinces);
     stop(svc).await;
 
-    // `[auth] public_wall`: what the wall reads is open, the rest is not.
+    // `[auth] public_wall`: the wall's summary is open, nothing else is.
     let mut config = plain_config();
     config.auth.public_wall = true;
     let svc = start_service(config, Arc::new(MemoryStore::default())).await;
     for (path, want) in [
-        ("/api/wall/labels", 200),
-        ("/api/incidents", 200),
-        ("/api/feeds", 200),
+        ("/api/wall/summary", 200),
+        ("/api/incidents", 401),
+        ("/api/feeds", 401),
+        ("/api/notices", 401),
         ("/api/accounts", 401),
         ("/api/audit", 401),
     ] {

@@ -60,8 +60,8 @@ pub enum Access {
     Public,
     /// `/metrics`: public, unless it has its own address (`metrics_listen`): then a viewer.
     Metrics,
-    /// What the wall reads (incidents, feeds, notices, labels, the stream): a viewer, or anyone
-    /// with `[auth] public_wall` (never the accounts, the audit log or who is logged in).
+    /// The wall's summary (`/api/wall/summary`, nothing else): a viewer, or anyone with
+    /// `[auth] public_wall`.
     WallRead,
     /// At least this role.
     Role(Role),

@@ -4,7 +4,6 @@
 
 const STALE_MS = 15000; // three missed `stats` steps
 const POLL_MS = 5000;
-const RESYNC_MS = 30000;
 const FLASH_MS = 20000;
 const MAX_NOTICES = 4;
 const MAX_ROWS = 5; // accounts listed per notice before the amplifiers are folded
@@ -109,6 +108,7 @@ const state = {
   lastMsg: 0,
   wsOpen: false,
   stats: 0,
+  summaries: 0,
   loadedAt: Date.now(),
 };
 
@@ -373,7 +373,7 @@ function renderFanout() {
     head.append(el("span", "what", what), el("span", "state", T.notice[notice.state] || notice.state));
     card.append(head);
     if (notice.state === "draft") {
-      card.append(el("div", "approvals", T.approvals(notice.approvals.length, notice.required_approvals)));
+      card.append(el("div", "approvals", T.approvals(notice.approvals, notice.required_approvals)));
     }
     if (notice.state === "held" && notice.hold_until) {
       card.append(el("div", "approvals held", T.held(hhmmss(new Date(notice.hold_until)))));
@@ -410,7 +410,6 @@ function renderFanout() {
         st.append(`${label} #${job.platform_post_id}`);
       } else if (job && job.state === "failed") {
         st.append(label);
-        if (job.last_error) st.title = job.last_error;
       } else {
         st.append(label);
       }
@@ -469,8 +468,8 @@ function renderRate() {
 
 function renderClock(now) {
   $("clock").textContent = hhmmss(new Date(now));
-  // Stale: the socket is down, or nothing came for three `stats` steps (a stuck engine).
-  const stale = !state.wsOpen || !state.lastMsg || now - state.lastMsg > STALE_MS;
+  // Stale: neither the stream nor the summary answered for three `stats` steps.
+  const stale = !state.lastMsg || now - state.lastMsg > STALE_MS;
   const everLive = state.lastMsg > 0 || now - state.loadedAt > STALE_MS;
   const mode = stale ? (everLive ? "stale" : "connecting") : "live";
   document.body.dataset.stream = mode;
@@ -502,9 +501,15 @@ function upsert(inc, fresh) {
   state.incidents.set(inc.id, inc);
 }
 
-async function resync() {
+// Everything the wall shows comes from one answer (all a public wall may read); a viewer's
+// wall also keeps the stream open for live updates between polls.
+async function pollSummary() {
   try {
-    const v = await api("/api/incidents");
+    const v = await api("/api/wall/summary");
+    state.lastMsg = Date.now();
+    const labels = v.labels || {};
+    state.categories = labels.categories || {};
+    state.accounts = new Map(Object.entries(labels.accounts || {}));
     const ids = new Set(v.incidents.map((i) => i.id));
     for (const id of [...state.incidents.keys()]) {
       if (!ids.has(id)) {
@@ -512,54 +517,32 @@ async function resync() {
         state.seenAt.delete(id);
       }
     }
-    for (const inc of v.incidents) upsert(inc, false);
-    dirty = true;
-  } catch (e) {
-    console.warn("incidents", e);
-  }
-}
-
-async function pollFeeds() {
-  try {
-    state.feeds = (await api("/api/feeds")).feeds || [];
-    dirty = true;
-  } catch (e) {
-    console.warn("feeds", e);
-  }
-}
-
-async function pollNotices() {
-  try {
-    const v = await api("/api/notices");
-    state.respondOff = false;
-    const all = v.notices.filter((n) => n.state !== "rejected");
-    const byIncident = new Map();
-    for (const n of all) {
-      const cur = byIncident.get(n.incident_id);
-      if (!cur || n.updated_at > cur.updated_at) byIncident.set(n.incident_id, n);
+    // After the first answer, an incident the wall has not seen flashes.
+    for (const inc of v.incidents) upsert(inc, state.summaries > 0);
+    state.summaries += 1;
+    if (!state.wsOpen && v.stats) {
+      state.rate = v.stats.mentions_per_min || [];
+      state.series = v.stats.incidents || {};
     }
-    state.noticeByIncident = byIncident;
-    // The current notices: the ones moving (draft, approved, publishing) first, then the
-    // latest finished, newest first.
-    const rank = (n) => (n.state === "done" ? 1 : 0);
-    const current = all
-      .sort((a, b) => rank(a) - rank(b) || b.updated_at - a.updated_at)
-      .slice(0, MAX_NOTICES);
-    state.notices = await Promise.all(
-      current.map(async (n) => {
-        const d = await api(`/api/notices/${encodeURIComponent(n.id)}`);
-        return { notice: d, jobs: d.jobs_status || [] };
-      }),
-    );
+    state.feeds = v.feeds || [];
+    if (v.respond !== "on" || !v.notices) {
+      state.respondOff = "off";
+      state.notices = [];
+      state.noticeByIncident = new Map();
+    } else {
+      state.respondOff = false;
+      state.noticeByIncident = new Map(
+        Object.entries(v.notices.by_incident || {}).map(([id, st]) => [id, { state: st }]));
+      state.notices = (v.notices.current || []).map((n) => ({ notice: n, jobs: n.jobs || [] }));
+    }
     dirty = true;
   } catch (e) {
-    if (e.code === "respond_disabled" || e.code === "forbidden") {
-      state.respondOff = e.code === "respond_disabled" ? "off" : "forbidden";
+    if (e.code === "forbidden") {
+      state.respondOff = "forbidden";
       state.notices = [];
       dirty = true;
-    } else {
-      console.warn("notices", e);
     }
+    console.warn("summary", e);
   }
 }
 
@@ -571,7 +554,7 @@ function connect(attempt) {
   ws.onopen = () => {
     attempt = 0;
     state.wsOpen = true;
-    resync();
+    pollSummary();
   };
   ws.onmessage = (m) => {
     let v;
@@ -588,7 +571,7 @@ function connect(attempt) {
       state.series = v.incidents || {};
     } else if (v.event && v.event.startsWith("incident.") && v.incident) {
       upsert(v.incident, v.event === "incident.opened");
-      if (v.event === "incident.opened") pollNotices();
+      if (v.event === "incident.opened") pollSummary();
     }
     dirty = true;
   };
@@ -604,21 +587,15 @@ function connect(attempt) {
 async function start() {
   applyLanguage();
   try {
-    const [tiles, labels] = await Promise.all([api("/wall/china-tiles.json"), api("/api/wall/labels")]);
+    const tiles = await api("/wall/china-tiles.json");
     state.tiles = tiles.tiles;
     for (const t of tiles.tiles) state.provinces.set(t.code.slice(0, 2), t);
-    state.categories = labels.categories || {};
-    state.accounts = new Map(Object.entries(labels.accounts || {}));
   } catch (e) {
     console.warn("wall assets", e);
   }
-  await resync();
+  await pollSummary();
   connect(0);
-  pollFeeds();
-  pollNotices();
-  setInterval(pollFeeds, POLL_MS);
-  setInterval(pollNotices, POLL_MS);
-  setInterval(resync, RESYNC_MS);
+  setInterval(pollSummary, POLL_MS);
   // Ages, the clock and staleness move every second even without data.
   setInterval(() => {
     dirty = true;
