@@ -292,8 +292,11 @@ async fn resume(State(s): State<Stage>, Extension(p): Extension<Principal>) -> A
     set_paused(s, p, false).await
 }
 
-async fn accounts(State(s): State<Stage>) -> ApiResult {
+/// The matrix's accounts with their limits, last post and failures. Where each account's
+/// credential comes from (an environment variable's name, a file's path) is for operators.
+async fn accounts(State(s): State<Stage>, Extension(p): Extension<Principal>) -> ApiResult {
     let r = stage(&s)?;
+    let operator = p.role.allows(Role::Operator);
     blocking(move || {
         let paused = r.outbox.is_paused().map_err(internal)?;
         // Last post and failures per account, from the jobs of the notices on record.
@@ -322,7 +325,7 @@ async fn accounts(State(s): State<Stage>) -> ApiResult {
             .iter()
             .map(|a| {
                 let id = a.id.as_str();
-                json!({
+                let mut v = json!({
                     "id": id,
                     "name": a.name,
                     "platform": a.platform,
@@ -335,7 +338,13 @@ async fn accounts(State(s): State<Stage>) -> ApiResult {
                     "remaining": r.limits.remaining(id),
                     "last_post": last.get(id).map(|(at, post)| json!({"at": at, "post_id": post})),
                     "failures": failures.get(id).cloned().unwrap_or_default(),
-                })
+                });
+                if !operator {
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("token_source");
+                    }
+                }
+                v
             })
             .collect();
         Ok(Json(json!({ "paused": paused, "accounts": v })))

@@ -1341,3 +1341,63 @@ fn a_run_with_a_bad_auth_setting_exits_with_the_setting_named() {
     assert!(!status.success(), "{err}");
     assert!(err.contains("[auth] trusted_proxies[0]"), "{err}");
 }
+
+/// Open `/api/stream` with a session cookie and, if given, an `Origin`: the handshake's status.
+async fn stream_with_cookie(addr: SocketAddr, cookie: &str, origin: Option<&str>) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/api/stream")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("cookie", cookie.parse().expect("cookie header"));
+    if let Some(o) = origin {
+        req.headers_mut()
+            .insert("origin", o.parse().expect("origin header"));
+    }
+    match within("the handshake", tokio_tungstenite::connect_async(req)).await {
+        Ok((_, resp)) => resp.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("handshake: {e}"),
+    }
+}
+
+/// The browser-facing edges: a page of another site cannot open the stream with the browser's
+/// cookie (Origin check); with `secure_cookie` the session cookie is `__Host-` prefixed and
+/// `Secure`, and a plain-named cookie (planted over HTTP or by a subdomain) is not read; a
+/// viewer does not see where the accounts' credentials come from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_origin_host_prefixed_cookie_and_credential_sources_for_operators_only() {
+    let s = secured(false).await;
+    let addr = s.svc.addr;
+    let cookie = session_of(addr, "alice", ALICE_PW).await;
+    assert_eq!(
+        stream_with_cookie(addr, &cookie, Some("https://evil.example")).await,
+        403
+    );
+    assert_eq!(
+        stream_with_cookie(addr, &cookie, Some(&format!("http://{addr}"))).await,
+        101
+    );
+    // Credential sources are for operators.
+    let a = call(addr, "GET", "/api/accounts", &s.viewer_token, &json!({})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(!a.body.contains("token_source"), "{}", a.body);
+    let a = call(addr, "GET", "/api/accounts", &s.bob_token, &json!({})).await;
+    assert!(a.body.contains("token_source"), "{}", a.body);
+    util::stop(s.svc).await;
+
+    let s = secured_with(false, |c| c.auth.secure_cookie = true).await;
+    let addr = s.svc.addr;
+    let a = login(addr, "alice", ALICE_PW).await;
+    let set = a.header("set-cookie").expect("set-cookie").to_string();
+    assert!(set.starts_with("__Host-huiying_session="), "{set}");
+    assert!(set.contains("; Secure") && set.contains("Path=/"), "{set}");
+    assert!(!set.to_ascii_lowercase().contains("domain="), "{set}");
+    let pair = set.split(';').next().expect("pair").to_string();
+    let me =
+        |c: String| async move { request(addr, "GET", "/api/me", &[("Cookie", &c)], b"").await };
+    assert_eq!(me(pair.clone()).await.status, 200);
+    let planted = pair.replacen("__Host-", "", 1);
+    assert_eq!(me(planted).await.status, 401);
+    util::stop(s.svc).await;
+}

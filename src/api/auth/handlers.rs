@@ -2,7 +2,7 @@
 
 use super::middleware::session_cookie;
 use super::Access;
-use super::{Auth, AuthError, ClientIp, LoginFailure, Principal, Role, SESSION_COOKIE};
+use super::{Auth, AuthError, ClientIp, LoginFailure, Principal, Role};
 use crate::api::routes::Routes;
 use crate::api::{ApiError, ApiState};
 use axum::extract::{Path, State};
@@ -40,7 +40,8 @@ struct LoginBody {
 fn cookie(auth: &Auth, value: &str, max_age: u64) -> String {
     let secure = if auth.secure_cookie() { "; Secure" } else { "" };
     format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+        "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
+        auth.cookie_name()
     )
 }
 
@@ -130,7 +131,7 @@ async fn logout(
     Extension(p): Extension<Principal>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(id) = session_cookie(&headers) {
+    if let Some(id) = session_cookie(&headers, s.auth.cookie_name()) {
         s.auth.logout(id);
         crate::api::audit(&s, &p.name, "logout", json!({})).await;
     }

@@ -3,7 +3,7 @@
 //! CSRF), and the security headers on every answer.
 
 use super::sessions::Auth;
-use super::{ClientIp, Principal, Role, CSRF_HEADER, SESSION_COOKIE};
+use super::{ClientIp, Principal, Role, CSRF_HEADER};
 use crate::api::ApiError;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -20,7 +20,7 @@ impl Auth {
             let t = v.to_str().ok()?.strip_prefix("Bearer ")?.trim();
             return self.by_token(t).map(|p| (p, false));
         }
-        if let Some(id) = session_cookie(req.headers()) {
+        if let Some(id) = session_cookie(req.headers(), self.cookie_name()) {
             if let Some(p) = self.by_session(id) {
                 return Some((p, true));
             }
@@ -67,13 +67,14 @@ pub enum Access {
     Role(Role),
 }
 
-pub(super) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+/// The value of the cookie `name` (the session cookie's name, see [`Auth::cookie_name`]).
+pub(super) fn session_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -132,6 +133,15 @@ pub async fn guard(access: Access, mut req: Request, next: Next) -> Response {
         )
         .into_response();
     }
+    if by_cookie && is_websocket(req.headers()) && !same_origin(req.headers()) {
+        // A page of another site opening the stream with the browser's cookie.
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin",
+            "a cookie-authenticated websocket must come from this host's own pages",
+        )
+        .into_response();
+    }
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if by_cookie && !safe {
         let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
@@ -150,6 +160,30 @@ pub async fn guard(access: Access, mut req: Request, next: Next) -> Response {
     }
     req.extensions_mut().insert(p);
     next.run(req).await
+}
+
+fn is_websocket(h: &HeaderMap) -> bool {
+    h.get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Whether the request's `Origin` (if it has one: browsers always send it on a websocket) names
+/// the host it was sent to.
+fn same_origin(h: &HeaderMap) -> bool {
+    let Some(origin) = h.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    match (origin_host, host) {
+        (Some(o), Some(h)) => o.eq_ignore_ascii_case(h),
+        _ => false,
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -45,5 +45,9 @@ pub use users::{
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "huiying_session";
+/// The session cookie's name with `[auth] secure_cookie`: the `__Host-` prefix makes browsers
+/// refuse it unless it is `Secure`, has `Path=/` and no `Domain`, so neither a plain-HTTP
+/// answer nor a sibling subdomain can plant or overwrite it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-huiying_session";
 /// The header carrying the per-session CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";

@@ -463,6 +463,16 @@ impl Auth {
     pub fn secure_cookie(&self) -> bool {
         self.cfg.secure_cookie
     }
+
+    /// The session cookie's name: [`super::SECURE_SESSION_COOKIE`] with `secure_cookie`, and
+    /// then only that name is read.
+    pub fn cookie_name(&self) -> &'static str {
+        if self.cfg.secure_cookie {
+            super::SECURE_SESSION_COOKIE
+        } else {
+            super::SESSION_COOKIE
+        }
+    }
 }
 
 #[cfg(test)]
