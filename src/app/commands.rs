@@ -30,6 +30,7 @@ pub fn user_add(
     if pw.chars().count() < 8 {
         anyhow::bail!("the password must have at least 8 characters");
     }
+    let _held = crate::api::auth::UsersFile::lock(users)?;
     let mut f = crate::api::auth::UsersFile::load(users)?;
     f.set_user(name, role, pw)?;
     f.save(users)?;
@@ -131,6 +132,7 @@ pub fn token_create(
     owner: Option<&str>,
     users: &Path,
 ) -> anyhow::Result<()> {
+    let _held = crate::api::auth::UsersFile::lock(users)?;
     let mut f = crate::api::auth::UsersFile::load(users)?;
     let token = f.add_token(name, role, owner)?;
     f.save(users)?;

@@ -1401,3 +1401,40 @@ async fn websocket_origin_host_prefixed_cookie_and_credential_sources_for_operat
     assert_eq!(me(planted).await.status, 401);
     util::stop(s.svc).await;
 }
+
+/// `huiying token create` waits for the users file's lock (held here as the service holds it
+/// during a create, revoke or reload), then writes on top of what the holder wrote: neither
+/// change is lost.
+#[test]
+fn the_cli_waits_for_the_users_file_lock_and_loses_no_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = dir.path().join("users.toml");
+    UsersFile::default().save(&users).expect("save");
+    let held = UsersFile::lock(&users).expect("lock");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_huiying"))
+        .args(["token", "create", "screen", "--role", "viewer", "--users"])
+        .arg(&users)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("huiying token create");
+    // While the lock is held the command must not finish (it would write back a copy that
+    // misses the change below). Bounded: two seconds is twenty times its usual run.
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < until {
+        if let Some(s) = child.try_wait().expect("wait") {
+            panic!("token create finished ({s}) while the users file was locked");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut f = UsersFile::load(&users).expect("load");
+    f.set_user("carol", Role::Operator, "carol-long-password")
+        .expect("carol");
+    f.save(&users).expect("save");
+    drop(held);
+    let out = child.wait_with_output().expect("token create ends");
+    succeeded(&out);
+    let f = UsersFile::load(&users).expect("load");
+    assert!(f.users.iter().any(|u| u.name == "carol"), "{f:?}");
+    assert!(f.tokens.iter().any(|t| t.name == "screen"), "{f:?}");
+}

@@ -231,6 +231,7 @@ impl Auth {
             return Ok(self.counts());
         };
         let _file = self.file_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _held = UsersFile::lock(p)?;
         let f = UsersFile::load(p)?;
         let mut d = self.dir.write().unwrap_or_else(|p| p.into_inner());
         d.rebuild(&f);
@@ -262,6 +263,7 @@ impl Auth {
         let _file = self.file_lock.lock().unwrap_or_else(|p| p.into_inner());
         let token = match &self.cfg.users_file {
             Some(p) => {
+                let _held = UsersFile::lock(p)?;
                 let mut f = UsersFile::load(p)?;
                 let t = f.add_token(name, role, Some(owner))?;
                 f.save(p)?;
@@ -284,6 +286,7 @@ impl Auth {
     pub fn revoke_tokens(&self, name: &str) -> Result<usize, AuthError> {
         let _file = self.file_lock.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = &self.cfg.users_file {
+            let _held = UsersFile::lock(p)?;
             let mut f = UsersFile::load(p)?;
             let before = f.tokens.len();
             f.tokens.retain(|t| t.name != name);

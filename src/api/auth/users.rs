@@ -129,6 +129,31 @@ pub(super) fn check_name(name: &str) -> Result<(), AuthError> {
 }
 
 impl UsersFile {
+    /// Hold the users file for a read-modify-write (an exclusive lock on `FILE.lock` beside
+    /// it, released when the returned file is dropped): the service (token create/revoke,
+    /// reload) and `huiying user add` / `token create` wait for each other, so neither writes
+    /// back a copy that misses the other's change.
+    pub fn lock(path: &FsPath) -> Result<std::fs::File, AuthError> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock_path = std::path::PathBuf::from(name);
+        let io = |source| AuthError::Io {
+            path: lock_path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        f.lock().map_err(io)?;
+        Ok(f)
+    }
+
     /// Read and validate a users file; a missing file is an empty one.
     pub fn load(path: &FsPath) -> Result<UsersFile, AuthError> {
         let src = match std::fs::read_to_string(path) {
