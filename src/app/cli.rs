@@ -98,6 +98,34 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Citizen requests: route them to departments (`rules/routing/`).
+    Cases {
+        #[command(subcommand)]
+        cmd: CasesCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CasesCmd {
+    /// Print one JSON line per request: `{"id","department","kinds","confidence"}`.
+    Classify {
+        /// Rules directory (with `routing/`).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// JSON Lines of requests (the mention format; `.gz` too; `-` for stdin).
+        file: PathBuf,
+    },
+    /// Measure the router on requests labelled with `department` (and `kinds`).
+    Eval {
+        /// Rules directory (with `routing/`).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Labelled JSON Lines.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -283,6 +311,42 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Eval { cmd } => eval(cmd),
+        Cmd::Cases {
+            cmd: CasesCmd::Classify { rules, file },
+        } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let bad = super::cases::classify(
+                &rules.unwrap_or_else(default_rules_dir),
+                &file,
+                &mut out,
+                &mut std::io::stderr(),
+            )?;
+            std::io::Write::flush(&mut out)?;
+            Ok(if bad > 0 {
+                std::process::ExitCode::from(1)
+            } else {
+                std::process::ExitCode::SUCCESS
+            })
+        }
+        Cmd::Cases {
+            cmd: CasesCmd::Eval { rules, json, file },
+        } => {
+            let r = super::cases::eval(
+                &rules.unwrap_or_else(default_rules_dir),
+                &file,
+                &mut std::io::stderr(),
+            )?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                std::io::Write::write_all(
+                    &mut out,
+                    format!("{}\n", serde_json::to_string(&r)?).as_bytes(),
+                )?;
+            } else {
+                r.write_text(&mut out)?;
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Cmd::Replay {
             file,
             rules,

@@ -91,6 +91,12 @@ pub fn rules_check(dir: &Path) -> std::process::ExitCode {
             Err(e) => errors.extend(e.0),
         }
     }
+    if dir.join("routing").is_dir() {
+        match crate::cases::Departments::load(&dir.join("routing"), &analyzer.normalizer) {
+            Ok(d) => extra += &format!(", {} departments", d.all().len()),
+            Err(e) => errors.extend(e.0),
+        }
+    }
     if !errors.is_empty() {
         eprintln!("{}", crate::detect::RuleErrors(errors));
         return std::process::ExitCode::from(1);

@@ -3,6 +3,7 @@
 //! the rumor model from labelled cascades) and the service ([`service`]: `run`, `demo`, and
 //! what the tests start).
 
+mod cases;
 mod cli;
 mod commands;
 pub mod eval;

@@ -1,5 +1,10 @@
-//! Cases: citizen requests (求助/投诉/咨询) and their accept → transfer → supervise → feedback
-//! workflow.
+//! Cases: citizen requests (求助/投诉/举报/咨询/建议/表扬) and their accept (受理) → transfer (转办)
+//! → supervise (督办) → feedback (反馈) workflow.
 //!
-//! Not built yet. The detect stage already tags request cues (`Analysis::requests`), which this
-//! stage will consume.
+//! Built so far: [`routing`], the departments of `rules/routing/` and the rules router that
+//! picks a request's department and kinds (`huiying cases classify`, `huiying cases eval`).
+//! Not built yet: intake, the case store and states, deadlines, answers, Open311 (issue 14).
+
+pub mod routing;
+
+pub use routing::{Department, Departments, Router, Routing, DEPARTMENT_IDS};

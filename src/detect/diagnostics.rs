@@ -47,6 +47,24 @@ impl LineIndex {
     }
 }
 
+/// A pattern (keyword, cue…) as the automaton matches it: normalised, or why it cannot be one
+/// (empty, or a single Chinese character: too noisy to match).
+pub(crate) fn normalized_pattern(
+    normalizer: &crate::normalize::Normalizer,
+    raw: &str,
+) -> Result<String, String> {
+    let norm = normalizer.normalize(raw.trim()).into_owned();
+    if norm.is_empty() {
+        return Err("empty pattern".into());
+    }
+    if norm.chars().count() == 1 && !norm.is_ascii() {
+        return Err(format!(
+            "pattern {raw:?} is a single character; too noisy to match"
+        ));
+    }
+    Ok(norm)
+}
+
 /// Collects `file:line: message` problems.
 pub(crate) struct Problems {
     pub(crate) errors: Vec<RuleError>,

@@ -3,6 +3,7 @@
 
 mod access;
 mod background;
+mod cases;
 mod console;
 mod crash;
 mod crisislex;

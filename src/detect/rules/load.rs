@@ -227,23 +227,10 @@ impl Loader<'_> {
 
     fn add(&mut self, file: &Path, src: &str, raw: &Spanned<String>, r: PatternRef) {
         let line = line_at(src, raw.span().start);
-        let norm = self.normalizer.normalize(raw.get_ref().trim()).into_owned();
-        if norm.is_empty() {
-            self.err(file, line, "empty pattern");
-            return;
+        match crate::detect::diagnostics::normalized_pattern(self.normalizer, raw.get_ref()) {
+            Ok(norm) => self.add_normalized(norm, r),
+            Err(message) => self.err(file, line, message),
         }
-        if norm.chars().count() == 1 && !norm.is_ascii() {
-            self.err(
-                file,
-                line,
-                format!(
-                    "pattern {:?} is a single character; too noisy to match",
-                    raw.get_ref()
-                ),
-            );
-            return;
-        }
-        self.add_normalized(norm, r);
     }
 
     fn add_normalized(&mut self, norm: String, r: PatternRef) {

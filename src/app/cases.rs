@@ -1,0 +1,262 @@
+//! `huiying cases classify` and `huiying cases eval`: the router of [`crate::cases::routing`]
+//! over JSON Lines of requests (the generic mention format; `.gz` too). `eval` reads the labels
+//! `department` (and optionally `kinds`), strips them before routing, and reports accuracy.
+
+use super::replay::open_input;
+use crate::cases::{Router, Routing};
+use crate::normalize::mention::parse_value;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+/// How many bad lines are named on stderr (all are counted).
+const MAX_ERRORS: usize = 20;
+
+/// One routed line: its labels (if any) and what the router said.
+struct Routed {
+    id: String,
+    department: Option<String>,
+    kinds: Option<Vec<String>>,
+    routing: Routing,
+}
+
+/// Route every line of `file`; bad lines are named (`file:line: message`) on `diag` and
+/// counted, never fatal. Returns the routed lines and the number of bad ones.
+fn route_file(
+    router: &Router,
+    file: &Path,
+    diag: &mut dyn Write,
+) -> anyhow::Result<(Vec<Routed>, u64)> {
+    let mut r = open_input(file)?;
+    let name = file.display();
+    let (mut out, mut bad, mut line) = (Vec::new(), 0u64, 0u64);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if r.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        line += 1;
+        let text = String::from_utf8_lossy(&buf);
+        if text.trim().is_empty() {
+            continue;
+        }
+        let parsed = serde_json::from_str::<Value>(&text)
+            .map_err(|e| format!("not JSON: {e}"))
+            .and_then(|v| match v {
+                Value::Object(o) => Ok(o),
+                _ => Err("not a JSON object".to_string()),
+            })
+            .and_then(|mut o| {
+                let department = match o.remove("department") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(s),
+                    Some(_) => return Err("field `department`: not a string".to_string()),
+                };
+                let kinds = match o.remove("kinds") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(
+                        serde_json::from_value::<Vec<String>>(v)
+                            .map_err(|_| "field `kinds`: not a list of strings".to_string())?,
+                    ),
+                };
+                o.retain(|k, _| crate::normalize::mention::MENTION_FIELDS.contains(&k.as_str()));
+                let m = parse_value(&Value::Object(o)).map_err(|e| e.to_string())?;
+                Ok((m, department, kinds))
+            });
+        match parsed {
+            Ok((m, department, kinds)) => {
+                let routing = router.classify(&m);
+                out.push(Routed {
+                    id: m.id,
+                    department,
+                    kinds,
+                    routing,
+                });
+            }
+            Err(msg) => {
+                bad += 1;
+                if bad <= MAX_ERRORS as u64 {
+                    writeln!(diag, "{name}:{line}: {msg}")?;
+                }
+            }
+        }
+    }
+    if bad > MAX_ERRORS as u64 {
+        writeln!(diag, "{name}: {bad} bad lines in all")?;
+    }
+    Ok((out, bad))
+}
+
+/// `huiying cases classify`: one JSON line per good input line,
+/// `{"id","department","kinds","confidence"}`.
+pub fn classify(
+    rules: &Path,
+    file: &Path,
+    out: &mut dyn Write,
+    diag: &mut dyn Write,
+) -> anyhow::Result<u64> {
+    let router = Router::load(rules).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (routed, bad) = route_file(&router, file, diag)?;
+    for r in routed {
+        writeln!(
+            out,
+            "{}",
+            json!({"id": r.id, "department": r.routing.department, "kinds": r.routing.kinds,
+                   "confidence": r.routing.confidence})
+        )?;
+    }
+    Ok(bad)
+}
+
+/// The router measured on labelled lines.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoutingEval {
+    /// Lines with a `department` label.
+    pub labelled: usize,
+    /// Routed to the labelled department.
+    pub correct: usize,
+    /// Routed nowhere (no keyword).
+    pub unrouted: usize,
+    /// `correct / labelled`.
+    pub accuracy: f64,
+    /// Accuracy among the routed lines.
+    pub accuracy_routed: f64,
+    /// Per department: (labelled, routed there, correct), precision, recall.
+    pub departments: BTreeMap<String, DepartmentScore>,
+    /// Lines with a `kinds` label.
+    pub kinds_labelled: usize,
+    /// The predicted kinds equal the labelled ones.
+    pub kinds_exact: usize,
+    /// The first labelled kind is among the predicted ones.
+    pub kinds_primary: usize,
+    /// The most frequent confusions: (labelled, routed) → count.
+    pub confusions: Vec<(String, String, usize)>,
+    /// Bad lines.
+    pub bad_lines: u64,
+}
+
+/// One department's scores.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DepartmentScore {
+    /// Lines labelled with it.
+    pub labelled: usize,
+    /// Lines routed to it.
+    pub routed: usize,
+    /// Both.
+    pub correct: usize,
+    /// `correct / routed`.
+    pub precision: f64,
+    /// `correct / labelled`.
+    pub recall: f64,
+}
+
+fn ratio(n: usize, d: usize) -> f64 {
+    if d == 0 {
+        0.0
+    } else {
+        (n as f64 / d as f64 * 1000.0).round() / 1000.0
+    }
+}
+
+/// `huiying cases eval`: route labelled lines and score the router.
+pub fn eval(rules: &Path, file: &Path, diag: &mut dyn Write) -> anyhow::Result<RoutingEval> {
+    let router = Router::load(rules).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (routed, bad_lines) = route_file(&router, file, diag)?;
+    let mut deps: BTreeMap<String, DepartmentScore> = BTreeMap::new();
+    let mut confusions: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let (mut labelled, mut correct, mut unrouted) = (0, 0, 0);
+    let (mut kinds_labelled, mut kinds_exact, mut kinds_primary) = (0, 0, 0);
+    for r in &routed {
+        if let Some(want) = &r.department {
+            labelled += 1;
+            deps.entry(want.clone()).or_default().labelled += 1;
+            match &r.routing.department {
+                None => unrouted += 1,
+                Some(got) => {
+                    let d = deps.entry(got.clone()).or_default();
+                    d.routed += 1;
+                    if got == want {
+                        d.correct += 1;
+                        correct += 1;
+                    } else {
+                        *confusions.entry((want.clone(), got.clone())).or_default() += 1;
+                    }
+                }
+            }
+        }
+        if let Some(want) = &r.kinds {
+            kinds_labelled += 1;
+            let mut a = want.clone();
+            a.sort();
+            let mut b = r.routing.kinds.clone();
+            b.sort();
+            kinds_exact += usize::from(a == b);
+            kinds_primary += usize::from(want.first().is_some_and(|k| r.routing.kinds.contains(k)));
+        }
+    }
+    for d in deps.values_mut() {
+        d.precision = ratio(d.correct, d.routed);
+        d.recall = ratio(d.correct, d.labelled);
+    }
+    let mut confusions: Vec<(String, String, usize)> = confusions
+        .into_iter()
+        .map(|((a, b), n)| (a, b, n))
+        .collect();
+    confusions.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1))));
+    confusions.truncate(10);
+    Ok(RoutingEval {
+        labelled,
+        correct,
+        unrouted,
+        accuracy: ratio(correct, labelled),
+        accuracy_routed: ratio(correct, labelled - unrouted),
+        departments: deps,
+        kinds_labelled,
+        kinds_exact,
+        kinds_primary,
+        confusions,
+        bad_lines,
+    })
+}
+
+impl RoutingEval {
+    /// A readable report (Chinese and English).
+    pub fn write_text(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(
+            w,
+            "部门准确率 department accuracy: {:.3} ({}/{}); 未分派 unrouted: {}; 已分派中准确率 accuracy of routed: {:.3}",
+            self.accuracy, self.correct, self.labelled, self.unrouted, self.accuracy_routed
+        )?;
+        writeln!(
+            w,
+            "诉求类型 kinds: exact {:.3}, first kind found {:.3} (of {})",
+            ratio(self.kinds_exact, self.kinds_labelled),
+            ratio(self.kinds_primary, self.kinds_labelled),
+            self.kinds_labelled
+        )?;
+        writeln!(
+            w,
+            "{:<22} {:>8} {:>7} {:>8} {:>9} {:>7}",
+            "department", "labelled", "routed", "correct", "precision", "recall"
+        )?;
+        for (id, d) in &self.departments {
+            writeln!(
+                w,
+                "{id:<22} {:>8} {:>7} {:>8} {:>9.3} {:>7.3}",
+                d.labelled, d.routed, d.correct, d.precision, d.recall
+            )?;
+        }
+        if !self.confusions.is_empty() {
+            writeln!(w, "most frequent confusions (labelled → routed):")?;
+            for (a, b, n) in &self.confusions {
+                writeln!(w, "  {a} → {b}: {n}")?;
+            }
+        }
+        if self.bad_lines > 0 {
+            writeln!(w, "bad lines: {}", self.bad_lines)?;
+        }
+        Ok(())
+    }
+}
