@@ -2,9 +2,14 @@
 //! → supervise (督办) → feedback (反馈) workflow.
 //!
 //! Built so far: [`routing`], the departments of `rules/routing/` and the rules router that
-//! picks a request's department and kinds (`huiying cases classify`, `huiying cases eval`).
-//! Not built yet: intake, the case store and states, deadlines, answers, Open311 (issue 14).
+//! picks a request's department and kinds (`huiying cases classify`, `huiying cases eval`), and
+//! [`model`], the case, its states and transitions and the reading of a rating.
+//! Not built yet: intake, the case store, deadlines, answers through the outbox, Open311 (issue 14).
 
+pub mod model;
 pub mod routing;
 
+pub use model::{
+    read_satisfaction, Case, CaseError, CaseEvent, CaseState, Requester, Satisfaction,
+};
 pub use routing::{Department, Departments, Router, Routing, DEPARTMENT_IDS};
