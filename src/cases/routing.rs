@@ -100,7 +100,8 @@ pub struct Routing {
     pub department: Option<String>,
     /// Its share of all the departments' scores (0 without a department).
     pub confidence: f64,
-    /// Request kinds (`rules/requests.toml` ids), in rule order.
+    /// Request kinds (`rules/requests.toml` ids), in rule order; without any cue, `inquiry` for
+    /// a question and `complaint` otherwise.
     pub kinds: Vec<String>,
 }
 
@@ -303,14 +304,21 @@ impl Router {
         let a = self.analyzer.analyze(&self.rules, m);
         let mut kinds: Vec<u8> = a.requests.clone();
         kinds.sort_unstable();
+        let mut kinds: Vec<String> = kinds
+            .iter()
+            .filter_map(|k| self.rules.requests.get(usize::from(*k)))
+            .map(|k| k.id.to_string())
+            .collect();
+        if kinds.is_empty() {
+            // No cue: a question is an inquiry; anything else addressed to an office is a
+            // complaint until a person says otherwise.
+            let question = m.text.contains('?') || m.text.contains('？');
+            kinds.push(if question { "inquiry" } else { "complaint" }.to_string());
+        }
         Routing {
             department: department.map(|d| d.id.clone()),
             confidence: (confidence * 1000.0).round() / 1000.0,
-            kinds: kinds
-                .iter()
-                .filter_map(|k| self.rules.requests.get(usize::from(*k)))
-                .map(|k| k.id.to_string())
-                .collect(),
+            kinds,
         }
     }
 }

@@ -87,3 +87,36 @@ fn rules_check_reports_a_bad_routing_file_at_its_line() {
         "{stderr}"
     );
 }
+
+/// `cases eval` on the development split (requests written and labelled for this project by
+/// its developers, `tests/data/cases/README.md`): the figures are reported, and the rules do not
+/// fall below what they reach on it today (the held-out split's figures are in the README).
+#[test]
+fn eval_scores_the_router_on_labelled_requests() {
+    let file = util::data("cases/routing-dev.jsonl");
+    let out = huiying(&[
+        "cases",
+        "eval",
+        "--json",
+        "--rules",
+        rules_dir().to_str().expect("path"),
+        file.to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["labelled"], 260, "{v}");
+    assert_eq!(v["bad_lines"], 0, "{v}");
+    assert!(v["accuracy"].as_f64().unwrap_or(0.0) >= 0.85, "{v}");
+    assert!(v["unrouted"].as_u64().unwrap_or(999) <= 10, "{v}");
+    assert!(
+        v["kinds_primary"].as_u64().unwrap_or(0) * 100
+            >= 75 * v["kinds_labelled"].as_u64().unwrap_or(1),
+        "{v}"
+    );
+    for d in huiying::cases::DEPARTMENT_IDS {
+        assert!(
+            v["departments"][d]["labelled"].as_u64().unwrap_or(0) >= 10,
+            "{d}: {v}"
+        );
+    }
+}
