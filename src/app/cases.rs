@@ -16,6 +16,7 @@ const MAX_ERRORS: usize = 20;
 /// One routed line: its labels (if any) and what the router said.
 struct Routed {
     id: String,
+    text: String,
     department: Option<String>,
     kinds: Option<Vec<String>>,
     routing: Routing,
@@ -70,6 +71,7 @@ fn route_file(
                 let routing = router.classify(&m);
                 out.push(Routed {
                     id: m.id,
+                    text: m.text,
                     department,
                     kinds,
                     routing,
@@ -160,9 +162,58 @@ fn ratio(n: usize, d: usize) -> f64 {
     }
 }
 
-/// `huiying cases eval`: route labelled lines and score the router.
-pub fn eval(rules: &Path, file: &Path, diag: &mut dyn Write) -> anyhow::Result<RoutingEval> {
-    let router = Router::load(rules).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// `huiying cases train`: a department classifier from past cases labelled `department`
+/// (lines naming a department `routing/` does not know are named and skipped), written to
+/// `out`. Returns the number of examples.
+pub fn train(rules: &Path, file: &Path, out: &Path, diag: &mut dyn Write) -> anyhow::Result<usize> {
+    let router = Router::load(rules)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .rules_only();
+    let (routed, _bad) = route_file(&router, file, diag)?;
+    let mut examples = Vec::new();
+    for r in routed {
+        match r.department {
+            Some(d) if router.departments.get(&d).is_some() => {
+                examples.push((router.normalizer().normalize(&r.text).into_owned(), d))
+            }
+            Some(d) => writeln!(
+                diag,
+                "{}: {}: unknown department {d:?}",
+                file.display(),
+                r.id
+            )?,
+            None => writeln!(diag, "{}: {}: no `department` label", file.display(), r.id)?,
+        }
+    }
+    if examples.is_empty() {
+        anyhow::bail!("{}: no labelled examples", file.display());
+    }
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let c = crate::cases::classifier::Classifier::train(
+        &examples,
+        Default::default(),
+        format!("{name}: {} examples", examples.len()),
+    );
+    c.save(out)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+    Ok(examples.len())
+}
+
+/// `huiying cases eval`: route labelled lines and score the router (`rules_only`: without the
+/// trained model).
+pub fn eval(
+    rules: &Path,
+    file: &Path,
+    rules_only: bool,
+    diag: &mut dyn Write,
+) -> anyhow::Result<RoutingEval> {
+    let mut router = Router::load(rules).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if rules_only {
+        router = router.rules_only();
+    }
     let (routed, bad_lines) = route_file(&router, file, diag)?;
     let mut deps: BTreeMap<String, DepartmentScore> = BTreeMap::new();
     let mut confusions: BTreeMap<(String, String), usize> = BTreeMap::new();

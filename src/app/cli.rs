@@ -123,6 +123,20 @@ enum CasesCmd {
         /// Print the figures as JSON.
         #[arg(long)]
         json: bool,
+        /// The keyword rules alone, without `routing/model.bin`.
+        #[arg(long)]
+        rules_only: bool,
+        /// Labelled JSON Lines.
+        file: PathBuf,
+    },
+    /// Train the department classifier on past cases labelled `department`.
+    Train {
+        /// Rules directory (with `routing/`).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Where to write the model.
+        #[arg(long, default_value = "rules/routing/model.bin")]
+        out: PathBuf,
         /// Labelled JSON Lines.
         file: PathBuf,
     },
@@ -312,6 +326,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Cmd::Eval { cmd } => eval(cmd),
         Cmd::Cases {
+            cmd: CasesCmd::Train { rules, out, file },
+        } => {
+            let n = super::cases::train(
+                &rules.unwrap_or_else(default_rules_dir),
+                &file,
+                &out,
+                &mut std::io::stderr(),
+            )?;
+            eprintln!("{}: trained on {n} cases", out.display());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Cases {
             cmd: CasesCmd::Classify { rules, file },
         } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -329,11 +355,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             })
         }
         Cmd::Cases {
-            cmd: CasesCmd::Eval { rules, json, file },
+            cmd:
+                CasesCmd::Eval {
+                    rules,
+                    json,
+                    rules_only,
+                    file,
+                },
         } => {
             let r = super::cases::eval(
                 &rules.unwrap_or_else(default_rules_dir),
                 &file,
+                rules_only,
                 &mut std::io::stderr(),
             )?;
             let mut out = std::io::stdout().lock();

@@ -2,10 +2,12 @@
 //! → supervise (督办) → feedback (反馈) workflow.
 //!
 //! Built so far: [`routing`], the departments of `rules/routing/` and the rules router that
-//! picks a request's department and kinds (`huiying cases classify`, `huiying cases eval`), and
+//! picks a request's department and kinds, with [`classifier`], the trained model an office
+//! fits on its past cases (`huiying cases classify`, `eval`, `train`), and
 //! [`model`], the case, its states and transitions and the reading of a rating.
 //! Not built yet: intake, the case store, deadlines, answers through the outbox, Open311 (issue 14).
 
+pub mod classifier;
 pub mod model;
 pub mod routing;
 

@@ -276,12 +276,18 @@ impl Departments {
     }
 }
 
-/// The router: the departments with the detect rules (for the request kinds).
+/// The rules' confidence from which they decide alone; below it a trained model, when there is
+/// one, picks the department.
+pub const RULES_DECIDE: f64 = 0.6;
+
+/// The router: the departments with the detect rules (for the request kinds), and the trained
+/// classifier of `routing/model.bin` when an office has trained one.
 pub struct Router {
     /// The departments.
     pub departments: Departments,
     analyzer: Analyzer,
     rules: RuleSet,
+    model: Option<super::classifier::Classifier>,
 }
 
 impl Router {
@@ -290,17 +296,57 @@ impl Router {
         let analyzer = Analyzer::new();
         let rules = RuleSet::load(rules_dir, &analyzer.normalizer)?;
         let departments = Departments::load(&rules_dir.join("routing"), &analyzer.normalizer)?;
+        let path = rules_dir.join(super::classifier::MODEL_PATH);
+        let model = if path.is_file() {
+            let m = super::classifier::Classifier::load(&path).map_err(|message| {
+                RuleErrors(vec![crate::detect::RuleError {
+                    file: path.clone(),
+                    line: 0,
+                    message,
+                }])
+            })?;
+            if let Some(l) = m.labels.iter().find(|l| departments.get(l).is_none()) {
+                return Err(RuleErrors(vec![crate::detect::RuleError {
+                    file: path,
+                    line: 0,
+                    message: format!("the model knows department {l:?}, which routing/ does not"),
+                }]));
+            }
+            Some(m)
+        } else {
+            None
+        };
         Ok(Router {
             departments,
             analyzer,
             rules,
+            model,
         })
+    }
+
+    /// Without the trained model (the rules alone).
+    pub fn rules_only(mut self) -> Router {
+        self.model = None;
+        self
+    }
+
+    /// The normaliser the router reads texts with.
+    pub fn normalizer(&self) -> &Normalizer {
+        &self.analyzer.normalizer
     }
 
     /// Route one request.
     pub fn classify(&self, m: &Mention) -> Routing {
         let normalized = self.analyzer.normalizer.normalize(&m.text);
-        let (department, confidence) = self.departments.route(&normalized);
+        let (rules_dep, rules_conf) = self.departments.route(&normalized);
+        let mut department = rules_dep.map(|d| d.id.clone());
+        let mut confidence = rules_conf;
+        if rules_conf < RULES_DECIDE {
+            if let Some((label, p)) = self.model.as_ref().and_then(|c| c.predict(&normalized)) {
+                department = Some(label.to_string());
+                confidence = f64::from(p);
+            }
+        }
         let a = self.analyzer.analyze(&self.rules, m);
         let mut kinds: Vec<u8> = a.requests.clone();
         kinds.sort_unstable();
@@ -316,7 +362,7 @@ impl Router {
             kinds.push(if question { "inquiry" } else { "complaint" }.to_string());
         }
         Routing {
-            department: department.map(|d| d.id.clone()),
+            department,
             confidence: (confidence * 1000.0).round() / 1000.0,
             kinds,
         }

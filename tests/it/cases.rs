@@ -120,3 +120,79 @@ fn eval_scores_the_router_on_labelled_requests() {
         );
     }
 }
+
+fn eval_json(rules: &std::path::Path, file: &str, extra: &[&str]) -> Value {
+    let file = util::data(file);
+    let mut args = vec![
+        "cases",
+        "eval",
+        "--json",
+        "--rules",
+        rules.to_str().expect("path"),
+    ];
+    args.extend_from_slice(extra);
+    args.push(file.to_str().expect("path"));
+    let out = huiying(&args);
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// The router learns: a classifier trained on the development split routes the held-out split
+/// better than the keywords alone (it decides where the keywords are unsure or silent). A model
+/// that does not fit the departments, or a broken file, stops the router with the reason.
+#[test]
+fn a_trained_model_routes_the_held_out_split_better_than_the_rules_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    util::copy_dir(&rules_dir(), dir.path());
+    let model = dir.path().join("routing/model.bin");
+    // A line naming a department routing/ does not know is named and skipped.
+    let history = dir.path().join("history.jsonl");
+    let mut text = std::fs::read_to_string(util::data("cases/routing-dev.jsonl")).expect("dev");
+    text.push_str("{\"id\":\"x1\",\"ts\":1,\"text\":\"公园长椅坏了\",\"department\":\"parks\"}\n");
+    std::fs::write(&history, text).expect("history");
+    let out = huiying(&[
+        "cases",
+        "train",
+        "--rules",
+        dir.path().to_str().expect("path"),
+        "--out",
+        model.to_str().expect("path"),
+        history.to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("x1: unknown department \"parks\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("trained on 260 cases"), "{stderr}");
+
+    let rules = eval_json(dir.path(), "cases/routing-test.jsonl", &["--rules-only"]);
+    let both = eval_json(dir.path(), "cases/routing-test.jsonl", &[]);
+    let acc = |v: &Value| v["accuracy"].as_f64().expect("accuracy");
+    assert!(
+        acc(&both) > acc(&rules),
+        "rules {rules}\nwith the model {both}"
+    );
+    assert!(
+        both["unrouted"].as_u64() < rules["unrouted"].as_u64(),
+        "{both}"
+    );
+
+    // Broken model: the reason, with the file.
+    let bytes = std::fs::read(&model).expect("model");
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).expect("truncate");
+    let out = huiying(&[
+        "cases",
+        "classify",
+        "--rules",
+        dir.path().to_str().expect("path"),
+        util::data("cases/sample.jsonl").to_str().expect("path"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("model.bin") && stderr.contains("truncated or wrong bits"),
+        "{stderr}"
+    );
+}
