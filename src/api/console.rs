@@ -10,6 +10,7 @@ use super::routes::Routes;
 use super::{ApiError, ApiState};
 use crate::incidents::Control;
 use crate::ingest::Item;
+use crate::respond::audit::MAX_TAIL;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -67,7 +68,9 @@ struct AuditParams {
     limit: Option<usize>,
 }
 
-/// The newest records of the audit log (default 200, at most 2,000), newest first.
+/// The newest records of the audit log (default 200, at most [`MAX_TAIL`]), newest first.
+/// Only the records appended since the last call are read and checked (`checked`); on Redis
+/// the tail of the shared list is read with `LRANGE`.
 async fn audit_log(
     State(s): State<ApiState>,
     Query(q): Query<AuditParams>,
@@ -79,24 +82,23 @@ async fn audit_log(
             "the respond stage (which keeps the audit log) is off",
         )
     })?;
-    let limit = q.limit.unwrap_or(200).clamp(1, 2000);
-    let path = log
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .path()
-        .to_path_buf();
-    let records = tokio::task::spawn_blocking(move || crate::respond::audit::read_all(&path))
-        .await?
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "audit_unreadable",
-                e.to_string(),
-            )
-        })?;
-    let total = records.len();
-    let newest: Vec<_> = records.into_iter().rev().take(limit).collect();
-    Ok(Json(json!({ "total": total, "records": newest })))
+    let limit = q.limit.unwrap_or(200).clamp(1, MAX_TAIL);
+    let view = tokio::task::spawn_blocking(move || {
+        log.lock().unwrap_or_else(|p| p.into_inner()).tail(limit)
+    })
+    .await?
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unreadable",
+            e.to_string(),
+        )
+    })?;
+    Ok(Json(json!({
+        "total": view.total,
+        "checked": view.checked,
+        "records": view.records,
+    })))
 }
 
 /// The open incident `id` from the live view, or 404.
@@ -143,7 +145,7 @@ async fn close_incident(
         "incident_close",
         json!({"incident": id, "kind": inc.kind, "category": inc.category}),
     )
-    .await;
+    .await?;
     send_control(&s, Control::Close { id: id.clone() }).await?;
     tracing::info!(actor = %p.name, incident = %id, "Incident close requested.");
     Ok((
@@ -180,7 +182,7 @@ async fn merge_incidents(
         "incident_merge",
         json!({"into": b.into, "from": b.from}),
     )
-    .await;
+    .await?;
     send_control(
         &s,
         Control::Merge {

@@ -52,6 +52,9 @@ pub struct ApiState {
     pub respond: Option<Arc<crate::respond::stage::Respond>>,
     /// The audit log (`None` while the respond stage that keeps it is off).
     pub audit: Option<crate::respond::audit::SharedAudit>,
+    /// Whether the audit log takes writes and the dispatcher waits for it (read without the
+    /// log's lock).
+    pub audit_status: Option<Arc<crate::respond::audit::AuditStatus>>,
     /// The shared Redis, when `store` is a Redis URL (its health is in `/healthz`).
     pub redis: Option<crate::store::redis::Redis>,
     /// Users, tokens and sessions.
@@ -63,29 +66,69 @@ pub struct ApiState {
 }
 
 /// Append an action of `who` to the audit log (the context's, when the respond stage that keeps
-/// it is on). A failed append is logged, not fatal: the action itself already happened.
-pub(crate) async fn audit(s: &ApiState, who: &str, action: &str, detail: serde_json::Value) {
-    let Some(log) = s.audit.clone() else { return };
+/// it is on), off the async threads. Audit first: call it *before* the action takes effect; an
+/// `Err` (503 `audit_unavailable`) means the action must not happen.
+pub(crate) async fn audit(
+    s: &ApiState,
+    who: &str,
+    action: &str,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    let log = s.audit.clone();
     let (who, action) = (who.to_string(), action.to_string());
-    let res = tokio::task::spawn_blocking(move || {
-        let now = crate::respond::dispatch::system_now_ms();
-        log.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .append(
-                now,
-                &who,
-                crate::respond::audit::AuditAction::Other(action),
-                None,
-                detail,
-            )
-            .map(|_| ())
-    })
-    .await;
-    match res {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "Cannot append to the audit log."),
-        Err(e) => tracing::error!(error = %e, "Audit task failed."),
-    }
+    tokio::task::spawn_blocking(move || audit_blocking(log.as_ref(), &who, &action, detail)).await?
+}
+
+/// [`audit`] from a blocking thread (inside an action that holds its own locks).
+pub(crate) fn audit_blocking(
+    log: Option<&crate::respond::audit::SharedAudit>,
+    who: &str,
+    action: &str,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    append_action(log, who, action, detail).map_err(audit_unavailable)
+}
+
+fn append_action(
+    log: Option<&crate::respond::audit::SharedAudit>,
+    who: &str,
+    action: &str,
+    detail: serde_json::Value,
+) -> Result<(), crate::respond::audit::AuditError> {
+    let Some(log) = log else { return Ok(()) };
+    let now = crate::respond::dispatch::system_now_ms();
+    log.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .append(
+            now,
+            who,
+            crate::respond::audit::AuditAction::Other(action.to_string()),
+            None,
+            detail,
+        )
+        .map(|_| ())
+}
+
+/// An [`auth::AuditFirst`] that writes `action` by `who` to the audit log.
+pub(crate) fn audit_gate(
+    s: &ApiState,
+    who: &str,
+    action: &'static str,
+) -> impl Fn(serde_json::Value) -> Result<(), String> + Send + Sync + 'static {
+    let log = s.audit.clone();
+    let who = who.to_string();
+    move |detail| append_action(log.as_ref(), &who, action, detail).map_err(|e| e.to_string())
+}
+
+/// The audit log refused a record: 503 `audit_unavailable`, nothing was done.
+pub(crate) fn audit_unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit_unavailable",
+        format!(
+            "审计日志无法写入，操作未执行；the audit log cannot be written, so nothing was done: {e}"
+        ),
+    )
 }
 
 /// An API error: logged with its cause, answered as `{ "error": code, "message": … }`.
@@ -228,9 +271,23 @@ async fn healthz(State(s): State<ApiState>) -> Json<serde_json::Value> {
         .redis
         .as_ref()
         .map(|r| if r.is_up() { "up" } else { "down" });
+    // The audit log refused a write: actions are refused and publishing waits (degraded, 200:
+    // detection goes on).
+    let audit = s.audit_status.as_ref().map(|a| {
+        json!({
+            "writable": a.writable(),
+            "dispatcher_paused": a.dispatcher_paused_since().is_some(),
+            "paused_since": a.dispatcher_paused_since(),
+        })
+    });
+    let audit_down = s
+        .audit_status
+        .as_ref()
+        .is_some_and(|a| !a.writable() || a.dispatcher_paused_since().is_some());
     Json(json!({
-        "status": if redis == Some("down") { "degraded" } else { "ok" },
+        "status": if redis == Some("down") || audit_down { "degraded" } else { "ok" },
         "redis": redis,
+        "audit": audit,
         "store": s.store.kind(),
         "open_incidents": open,
         "rule_patterns": rules.pattern_count(),

@@ -78,6 +78,10 @@ pub async fn start(
         feeds: cx.feeds.clone(),
         respond,
         audit: cx.audit.clone(),
+        audit_status: cx
+            .audit
+            .as_ref()
+            .map(|a| a.lock().unwrap_or_else(|p| p.into_inner()).status()),
         redis: cx.redis.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&opts.listen)

@@ -72,8 +72,11 @@ async fn summary(
     State(s): State<ApiState>,
     axum::Extension(wall): axum::Extension<Wall>,
     principal: Option<axum::Extension<super::auth::Principal>>,
+    cred: Option<axum::Extension<super::auth::Credential>>,
 ) -> Json<serde_json::Value> {
-    let signed_in = principal.is_some();
+    // With `public_wall` the guard lets everyone through and leaves the credential as the
+    // authentication layer found it; otherwise it turned it into the principal.
+    let signed_in = principal.is_some() || cred.is_some_and(|c| c.0 .0.is_some());
     let mut incidents: Vec<Arc<crate::incidents::Incident>> = s
         .live
         .read()

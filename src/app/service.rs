@@ -36,6 +36,9 @@ pub struct Service {
     pub auth: Arc<crate::api::auth::Auth>,
     /// `demo` only: the 0600 file with the ephemeral console logins.
     pub demo_logins: Option<PathBuf>,
+    /// The audit log (`None` while the respond stage is off); its
+    /// [`crate::respond::audit::AuditStatus`] injects failures in tests and drills.
+    pub audit: Option<crate::respond::audit::SharedAudit>,
     cancel: CancellationToken,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -155,6 +158,7 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     stages.push(respond_stage);
     stages.push(feeds::start(&cfg.feeds, opts.demo, &cx).map_err(anyhow::Error::msg)?);
     stages.push(crate::detect::reload::start(cfg.watch_rules, &cx));
+    let audit = cx.audit.clone();
     let api =
         crate::api::serve::start(api_options(&cfg, opts.auth_clock), respond, &mut cx).await?;
     stages.push(api.handle);
@@ -194,6 +198,7 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         metrics_addr: api.metrics_addr,
         auth: api.auth,
         demo_logins,
+        audit,
         cancel,
         done,
     })

@@ -19,25 +19,31 @@ pub fn reload(
     dir: &Path,
     normalizer: &Normalizer,
 ) -> Result<(), RuleErrors> {
-    match RuleSet::load(dir, normalizer) {
-        Ok(rs) => {
-            shared.store(Arc::new(rs));
-            crate::metrics::global()
-                .rules_reloads
-                .with_label_values(&["ok"])
-                .inc();
-            tracing::info!(dir = %dir.display(), "Rules reloaded.");
-            Ok(())
-        }
-        Err(e) => {
-            crate::metrics::global()
-                .rules_reloads
-                .with_label_values(&["error"])
-                .inc();
-            tracing::error!(dir = %dir.display(), errors = %e, "Rules reload failed; keeping the old rules.");
-            Err(e)
-        }
-    }
+    let rs = load_checked(dir, normalizer)?;
+    install(shared, rs, dir);
+    Ok(())
+}
+
+/// Load the rules in `dir` without putting them in force; a failure is counted and logged (the
+/// rules in force stay).
+pub fn load_checked(dir: &Path, normalizer: &Normalizer) -> Result<RuleSet, RuleErrors> {
+    RuleSet::load(dir, normalizer).inspect_err(|e| {
+        crate::metrics::global()
+            .rules_reloads
+            .with_label_values(&["error"])
+            .inc();
+        tracing::error!(dir = %dir.display(), errors = %e, "Rules reload failed; keeping the old rules.");
+    })
+}
+
+/// Put rules loaded by [`load_checked`] in force (counted as a reload).
+pub fn install(shared: &ArcSwap<RuleSet>, rs: RuleSet, dir: &Path) {
+    shared.store(Arc::new(rs));
+    crate::metrics::global()
+        .rules_reloads
+        .with_label_values(&["ok"])
+        .inc();
+    tracing::info!(dir = %dir.display(), "Rules reloaded.");
 }
 
 /// Watch `dir` and reload on change (debounced by 300 ms) until `cancel` fires.

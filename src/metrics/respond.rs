@@ -1,9 +1,10 @@
 //! Metrics of the respond stage: notices by state, posts by platform and outcome, publish
-//! latency, rate-limit waits and the outbox's depth and oldest job. Registered in the global
+//! latency, rate-limit waits, the outbox's depth and oldest job, whether the audit log takes
+//! writes and whether the dispatcher waits for it. Registered in the global
 //! registry the first time [`respond`] is called (the respond stage calls it when it starts),
 //! so an engine with the stage off does not export them.
 
-use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use std::sync::OnceLock;
 
 /// Platforms (the `platform` label).
@@ -39,6 +40,10 @@ pub struct RespondMetrics {
     pub outbox_jobs: IntGaugeVec,
     /// Age of the oldest unfinished job (0 when none).
     pub outbox_oldest_age: Gauge,
+    /// 1 while the audit log takes writes, 0 after a failed write until one succeeds.
+    pub audit_writable: IntGauge,
+    /// Dispatchers paused, by reason (`audit`: its record could not be written).
+    pub dispatcher_paused: IntGaugeVec,
 }
 
 /// Register `c` in the global registry (once: `respond` is behind a `OnceLock`).
@@ -104,6 +109,25 @@ impl RespondMetrics {
             )
             .expect("valid metric"),
         );
+        let audit_writable = register(
+            IntGauge::new(
+                "huiying_audit_writable",
+                "1 while the audit log takes writes; 0 after a failed write, until one succeeds.",
+            )
+            .expect("valid metric"),
+        );
+        audit_writable.set(1);
+        let dispatcher_paused = register(
+            IntGaugeVec::new(
+                Opts::new(
+                    "huiying_dispatcher_paused",
+                    "1 while the dispatcher is paused, by reason (audit: its record cannot be written).",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+        );
+        dispatcher_paused.with_label_values(&["audit"]);
         for s in NOTICE_STATES {
             notices.with_label_values(&[s]);
         }
@@ -126,6 +150,8 @@ impl RespondMetrics {
             rate_limit_waits,
             outbox_jobs,
             outbox_oldest_age,
+            audit_writable,
+            dispatcher_paused,
         }
     }
 

@@ -76,7 +76,8 @@ impl From<NoticeError> for ApiError {
             }
             NoticeError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
             NoticeError::MissingAccount(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            NoticeError::Storage { .. } | NoticeError::Audit(_) | NoticeError::Outbox(_) => {
+            NoticeError::Audit(_) => return crate::api::audit_unavailable(e),
+            NoticeError::Storage { .. } | NoticeError::Outbox(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
             }
         };
@@ -265,13 +266,7 @@ async fn set_paused(s: Stage, p: Principal, paused: bool) -> ApiResult {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .append(now, &who, action, None, json!({}))
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage_unavailable",
-                    e.to_string(),
-                )
-            })?;
+            .map_err(crate::api::audit_unavailable)?;
         if paused {
             r.outbox.pause().map_err(internal)?;
         } else {

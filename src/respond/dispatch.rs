@@ -14,7 +14,7 @@
 //! 3. For each chosen job, [`Limits::check`] takes a cell or refuses: a refused job stays
 //!    `pending` (nothing consumed) and the wait is recorded ([`StepReport::next_wake_ms`]). An
 //!    account without a publisher or limits, or whose profile forbids the action, fails the job.
-//! 4. `mark_attempting` is committed, and `publish_attempt` audited, **before** the call.
+//! 4. `publish_attempt` is audited, then `mark_attempting` committed, **before** the call.
 //! 5. The calls of one step run concurrently (`join_all`), then each outcome is recorded:
 //!    - accepted → `mark_done(post id)`, audit `publish_ok`;
 //!    - `Uncertain` / `Duplicate` ([`PublishError::must_check_before_retry`]) →
@@ -33,6 +33,21 @@
 //! rebuttal reply to a rumor post), else its dependency's post ([`Job::dependency_post_id`]: an
 //! amplifier reposting the lead). `find_recent` is asked for posts answering that same target.
 //!
+//! # Audit first
+//!
+//! Every record is written before the state it reports: `publish_attempt` before
+//! `mark_attempting` (and the call), `publish_ok` / `publish_failed` before `mark_done`,
+//! `mark_retry` or `mark_failed`. When the audit log refuses a record the dispatcher **pauses**:
+//! a job whose attempt record failed stays pending (its limiter cell is spent), an answered
+//! call whose outcome record failed is held in memory with its job left `attempting`, and
+//! nothing more is sent. [`AuditStatus`] shows the pause (`/healthz`, the console,
+//! `huiying_dispatcher_paused{reason="audit"}`). Each later step (every [`AUDIT_PROBE_MS`])
+//! first writes a `dispatcher_resume` record as a probe; once it is written the held outcomes
+//! are recorded and publishing goes on. (A process that stops while holding outcomes leaves
+//! those jobs `attempting`: recovery resolves them with `find_recent`.) A `publish_attempt`
+//! whose `mark_attempting` then fails (paused, taken by another instance) has no outcome
+//! record: nothing was sent.
+//!
 //! # Recovery
 //!
 //! [`Dispatcher::recover`] (called by the first step if not called before) resolves the jobs a
@@ -46,7 +61,7 @@
 //! from its task between platform calls, which is fine for one dispatcher task.
 
 use crate::clock::{Clock, SystemClock};
-use crate::respond::audit::{AuditAction, AuditLog};
+use crate::respond::audit::{AuditAction, AuditLog, AuditStatus};
 use crate::respond::limits::{LimitError, LimitKind, Limits, Scope, HOUR};
 use crate::respond::outbox::{
     ActionKind, Backoff, Job, JobId, JobState, OutboxError, OutboxStore, Recovery,
@@ -65,6 +80,9 @@ pub const UNCHECKED: &str = "uncertain, unchecked: ";
 
 /// The actor written in the audit log.
 pub const ACTOR: &str = "dispatcher";
+
+/// While paused for the audit log, how often (ms) a step probes it with a record.
+pub const AUDIT_PROBE_MS: i64 = 2_000;
 
 /// How the dispatcher posts as one account.
 #[derive(Debug)]
@@ -103,8 +121,11 @@ impl Route {
 /// What one step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StepReport {
-    /// The outbox is paused: nothing was attempted.
+    /// The outbox is paused, or the dispatcher waits for the audit log: nothing was attempted.
     pub paused: bool,
+    /// The dispatcher is paused because an audit record could not be written: nothing is sent
+    /// and no outcome is recorded until a probe record is written.
+    pub audit_paused: bool,
     /// Jobs attempted (publish called, or an unchecked outcome checked).
     pub attempted: Vec<JobId>,
     /// Jobs done (accepted, or found by `find_recent`).
@@ -171,6 +192,12 @@ pub struct Dispatcher<C: governor::clock::Clock = SystemClock> {
     limits: Arc<Limits<C>>,
     routes: HashMap<String, Route>,
     audit: Option<Arc<Mutex<AuditLog>>>,
+    status: Option<Arc<AuditStatus>>,
+    /// Since when (ms) nothing is sent because an audit record could not be written.
+    audit_paused: Option<i64>,
+    /// Answered calls whose record the audit log refused: their jobs stay `attempting` until
+    /// the record is written (first thing after the pause).
+    held: Vec<(Job, Outcome)>,
     backoff: Backoff,
     batch: usize,
     notify: Arc<Notify>,
@@ -199,6 +226,9 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
             limits,
             routes: HashMap::new(),
             audit: None,
+            status: None,
+            audit_paused: None,
+            held: Vec::new(),
             backoff: Backoff::with_seed(system_now_ms() as u64),
             batch: 256,
             notify: Arc::new(Notify::new()),
@@ -214,8 +244,14 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
 
     /// Append publish attempts and outcomes to `audit`.
     pub fn with_audit(mut self, audit: Arc<Mutex<AuditLog>>) -> Self {
+        self.status = Some(audit.lock().unwrap_or_else(|p| p.into_inner()).status());
         self.audit = Some(audit);
         self
+    }
+
+    /// Since when (ms) the dispatcher waits for the audit log, if it does.
+    pub fn audit_paused_since(&self) -> Option<i64> {
+        self.audit_paused
     }
 
     /// Use this backoff (seeded, for reproducible tests).
@@ -235,25 +271,163 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
         Arc::clone(&self.notify)
     }
 
+    /// Append the record of `job`'s `action`; `Err` when the log refused it.
     fn audit(
         &self,
         now: i64,
         action: AuditAction,
         job: &Job,
         detail: serde_json::Value,
-    ) -> Option<String> {
-        let log = self.audit.as_ref()?;
-        let mut g = log.lock().unwrap_or_else(|p| p.into_inner());
+    ) -> Result<(), String> {
         let mut detail = detail;
         if let Some(o) = detail.as_object_mut() {
             o.insert("job".into(), json!(job.id));
             o.insert("account".into(), json!(job.account_id));
             o.insert("action".into(), json!(job.action.as_str()));
-            o.insert("attempt".into(), json!(job.attempts));
+            o.entry("attempt").or_insert(json!(job.attempts));
         }
-        g.append(now, ACTOR, action, Some(&job.notice_id), detail)
-            .err()
-            .map(|e| format!("audit {}: {e}", job.id))
+        self.append(now, action, Some(&job.notice_id), detail)
+    }
+
+    fn append(
+        &self,
+        now: i64,
+        action: AuditAction,
+        notice: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Result<(), String> {
+        let Some(log) = self.audit.as_ref() else {
+            return Ok(());
+        };
+        let mut g = log.lock().unwrap_or_else(|p| p.into_inner());
+        g.append(now, ACTOR, action, notice, detail)
+            .map(|_| ())
+            .map_err(|e| format!("audit: {e}"))
+    }
+
+    /// A record could not be written: send nothing more and record no outcome until a probe
+    /// record is written (see "Audit first" in the module docs).
+    fn pause_for_audit(&mut self, now_ms: i64, error: &str) {
+        if self.audit_paused.is_none() {
+            tracing::error!(
+                error,
+                "Dispatcher paused: the audit log cannot be written; nothing is sent until it can."
+            );
+            self.audit_paused = Some(now_ms);
+            if let Some(s) = &self.status {
+                s.set_dispatcher_paused(Some(now_ms));
+            }
+        }
+    }
+
+    fn report_audit_pause(&self, now_ms: i64, report: &mut StepReport) {
+        report.paused = true;
+        report.audit_paused = true;
+        report.wake(now_ms.saturating_add(AUDIT_PROBE_MS));
+    }
+
+    /// While paused for the audit log, probe it with a `dispatcher_resume` record; then record
+    /// the held outcomes. False while the log still refuses.
+    fn audit_ready(&mut self, now_ms: i64, report: &mut StepReport) -> bool {
+        if let Some(since) = self.audit_paused {
+            let detail = json!({"paused_at": since, "held": self.held.len()});
+            let probe = self.append(
+                now_ms,
+                AuditAction::Other("dispatcher_resume".into()),
+                None,
+                detail,
+            );
+            if let Err(e) = probe {
+                report.errors.push(e);
+                self.report_audit_pause(now_ms, report);
+                return false;
+            }
+            tracing::info!(
+                paused_at = since,
+                "Dispatcher resumed: the audit log takes writes again."
+            );
+            self.audit_paused = None;
+            if let Some(s) = &self.status {
+                s.set_dispatcher_paused(None);
+            }
+        }
+        let mut held = std::mem::take(&mut self.held).into_iter();
+        while let Some((job, outcome)) = held.next() {
+            if let Err(outcome) = self.settle(now_ms, &job, outcome, report) {
+                self.held.push((job, outcome));
+                self.held.extend(held);
+                self.report_audit_pause(now_ms, report);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Record an answered call: its audit record first, then the outbox. `Err` gives the
+    /// outcome back when the log refused the record (nothing recorded; the job stays
+    /// `attempting`; the dispatcher is paused).
+    fn settle(
+        &mut self,
+        now_ms: i64,
+        job: &Job,
+        outcome: Outcome,
+        report: &mut StepReport,
+    ) -> Result<(), Outcome> {
+        let mut retry_at = now_ms;
+        let (action, detail) = match &outcome {
+            Outcome::Posted(p) => (
+                AuditAction::PublishOk,
+                json!({"post_id": p.post_id, "url": p.url}),
+            ),
+            Outcome::Found(p) => (
+                AuditAction::PublishOk,
+                json!({"post_id": p.post_id, "url": p.url, "resolved": "find_recent"}),
+            ),
+            Outcome::Retry {
+                message,
+                retry_after,
+            } => {
+                retry_at = self.backoff.retry_at(job.attempts, now_ms, *retry_after);
+                (
+                    AuditAction::PublishFailed,
+                    json!({"retryable": true, "retry_at": retry_at, "error": message}),
+                )
+            }
+            Outcome::Failed(message) => (
+                AuditAction::PublishFailed,
+                json!({"retryable": false, "error": message}),
+            ),
+        };
+        if let Err(e) = self.audit(now_ms, action, job, detail) {
+            report.errors.push(e.clone());
+            self.pause_for_audit(now_ms, &e);
+            return Err(outcome);
+        }
+        let recorded = match &outcome {
+            Outcome::Posted(p) | Outcome::Found(p) => {
+                self.outbox.mark_done(&job.id, &p.post_id, now_ms).map(|_| {
+                    if matches!(outcome, Outcome::Found(_)) {
+                        report.found.push(job.id.clone());
+                    }
+                    report.done.push(job.id.clone());
+                })
+            }
+            Outcome::Retry { message, .. } => self
+                .outbox
+                .mark_retry(&job.id, now_ms, retry_at, message)
+                .map(|_| {
+                    self.wakes.insert(retry_at);
+                    report.retried.push(job.id.clone());
+                }),
+            Outcome::Failed(message) => self
+                .outbox
+                .mark_failed(&job.id, now_ms, message)
+                .map(|_| report.failed.push(job.id.clone())),
+        };
+        if let Err(e) = recorded {
+            self.stranded(report, e);
+        }
+        Ok(())
     }
 
     /// Exhaust the limiters of the accounts that posted within the last hour (+ margin): the
@@ -333,17 +507,18 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
                 .await
             {
                 Ok(Some(p)) if !job.body.trim().is_empty() => {
+                    // Audit first: without its record the job stays `attempting`.
+                    let detail =
+                        json!({"post_id": p.post_id, "url": p.url, "resolved": "find_recent"});
+                    if let Err(e) = self.audit(now_ms, AuditAction::PublishOk, &job, detail) {
+                        self.pause_for_audit(now_ms, &e);
+                        return Ok(report);
+                    }
                     self.outbox.mark_done(&job.id, &p.post_id, now_ms)?;
                     crate::metrics::respond::respond().post(
                         route.publisher.platform(),
                         "recovered",
                         None,
-                    );
-                    self.audit(
-                        now_ms,
-                        AuditAction::PublishOk,
-                        &job,
-                        json!({"post_id": p.post_id, "url": p.url, "resolved": "find_recent"}),
                     );
                     report.found.push(job.id);
                 }
@@ -379,10 +554,17 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
 
     /// Attempt every due job that may go now (see the module docs).
     pub async fn step(&mut self, now_ms: i64) -> Result<StepReport, DispatchError> {
+        let mut report = StepReport::default();
+        if !self.audit_ready(now_ms, &mut report) {
+            return Ok(report);
+        }
         if !self.recovered || self.outbox.needs_recovery() {
             self.recover(now_ms).await?;
+            if self.audit_paused.is_some() {
+                self.report_audit_pause(now_ms, &mut report);
+                return Ok(report);
+            }
         }
-        let mut report = StepReport::default();
         let stale: Vec<i64> = self.wakes.range(..=now_ms).copied().collect();
         for w in stale {
             self.wakes.remove(&w);
@@ -398,6 +580,7 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
         // Choose at most one job per account, in lane order.
         let mut busy: HashSet<String> = HashSet::new();
         let mut chosen: Vec<Job> = Vec::new();
+        let mut refused: Option<String> = None;
         for job in due {
             if busy.contains(&job.account_id) {
                 report.more_due = true;
@@ -405,7 +588,10 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
             }
             let Some(route) = self.routes.get(&job.account_id) else {
                 let msg = format!("no publisher for account {}", job.account_id);
-                self.fail(now_ms, &job, &msg, &mut report)?;
+                if let Err(e) = self.fail(now_ms, &job, &msg, &mut report)? {
+                    refused = Some(e);
+                    break;
+                }
                 continue;
             };
             match self
@@ -434,9 +620,21 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
                     continue;
                 }
                 Err(e) => {
-                    self.fail(now_ms, &job, &e.to_string(), &mut report)?;
+                    if let Err(e) = self.fail(now_ms, &job, &e.to_string(), &mut report)? {
+                        refused = Some(e);
+                        break;
+                    }
                     continue;
                 }
+            }
+            // Audit first: no record, no attempt (the job stays pending).
+            let detail = json!({
+                "platform": route.publisher.platform(),
+                "attempt": job.attempts.saturating_add(1),
+            });
+            if let Err(e) = self.audit(now_ms, AuditAction::PublishAttempt, &job, detail) {
+                refused = Some(e);
+                break;
             }
             let job = match self.outbox.mark_attempting(&job.id, now_ms) {
                 Ok(j) => j,
@@ -449,17 +647,13 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
                     continue;
                 }
             };
-            if let Some(e) = self.audit(
-                now_ms,
-                AuditAction::PublishAttempt,
-                &job,
-                json!({"platform": route.publisher.platform()}),
-            ) {
-                report.errors.push(e);
-            }
             busy.insert(job.account_id.clone());
             report.attempted.push(job.id.clone());
             chosen.push(job);
+        }
+        if let Some(e) = refused {
+            report.errors.push(e.clone());
+            self.pause_for_audit(now_ms, &e);
         }
 
         let routes = &self.routes;
@@ -480,54 +674,20 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
         }))
         .await;
 
-        for (job, outcome) in chosen.iter().zip(outcomes) {
-            let (p, found) = match outcome {
-                Outcome::Posted(p) => (p, false),
-                Outcome::Found(p) => (p, true),
-                Outcome::Retry {
-                    message,
-                    retry_after,
-                } => {
-                    let at = self.backoff.retry_at(job.attempts, now_ms, retry_after);
-                    if let Err(e) = self.outbox.mark_retry(&job.id, now_ms, at, &message) {
-                        self.stranded(&mut report, e);
-                        continue;
-                    }
-                    if let Some(e) = self.audit(
-                        now_ms,
-                        AuditAction::PublishFailed,
-                        job,
-                        json!({"retryable": true, "retry_at": at, "error": message}),
-                    ) {
-                        report.errors.push(e);
-                    }
-                    self.wakes.insert(at);
-                    report.retried.push(job.id.clone());
-                    continue;
-                }
-                Outcome::Failed(message) => {
-                    if let Err(e) = self.fail(now_ms, job, &message, &mut report) {
-                        self.stranded(&mut report, e);
-                    }
-                    continue;
-                }
-            };
-            if let Err(e) = self.outbox.mark_done(&job.id, &p.post_id, now_ms) {
-                self.stranded(&mut report, e);
+        for (job, outcome) in chosen.into_iter().zip(outcomes) {
+            if self.audit_paused.is_some() {
+                self.held.push((job, outcome));
                 continue;
             }
-            let detail = if found {
-                json!({"post_id": p.post_id, "url": p.url, "resolved": "find_recent"})
-            } else {
-                json!({"post_id": p.post_id, "url": p.url})
-            };
-            if let Some(e) = self.audit(now_ms, AuditAction::PublishOk, job, detail) {
-                report.errors.push(e);
+            if let Err(outcome) = self.settle(now_ms, &job, outcome, &mut report) {
+                self.held.push((job, outcome));
             }
-            if found {
-                report.found.push(job.id.clone());
-            }
-            report.done.push(job.id.clone());
+        }
+        if self.audit_paused.is_some() {
+            // Only the probe wakes a paused dispatcher.
+            report.next_wake_ms = None;
+            self.report_audit_pause(now_ms, &mut report);
+            return Ok(report);
         }
         if report.more_due {
             report.wake(now_ms);
@@ -546,24 +706,22 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
         report.more_due = true;
     }
 
+    /// Fail a job that is not attempted (no publisher, the profile forbids the action): audit
+    /// first; `Ok(Err(..))` when the log refused the record (the job stays pending).
     fn fail(
         &self,
         now_ms: i64,
         job: &Job,
         message: &str,
         report: &mut StepReport,
-    ) -> Result<(), DispatchError> {
-        self.outbox.mark_failed(&job.id, now_ms, message)?;
-        if let Some(e) = self.audit(
-            now_ms,
-            AuditAction::PublishFailed,
-            job,
-            json!({"retryable": false, "error": message}),
-        ) {
-            report.errors.push(e);
+    ) -> Result<Result<(), String>, DispatchError> {
+        let detail = json!({"retryable": false, "error": message});
+        if let Err(e) = self.audit(now_ms, AuditAction::PublishFailed, job, detail) {
+            return Ok(Err(e));
         }
+        self.outbox.mark_failed(&job.id, now_ms, message)?;
         report.failed.push(job.id.clone());
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Step until `cancel`: after a step that finished a job, step again at once (its

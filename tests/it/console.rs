@@ -627,17 +627,7 @@ async fn an_operator_closes_an_incident_through_the_engine_and_metrics_get_their
     let text = metrics_text(maddr).await;
     assert!(text.contains("huiying_login_failures_total"), "registered");
 
-    let mut ws = {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = format!("ws://{addr}/api/stream?access_token={}", s.viewer_token);
-        let (ws, _) = within(
-            "the stream",
-            tokio_tungstenite::connect_async(url.into_client_request().expect("request")),
-        )
-        .await
-        .expect("stream with access_token");
-        ws
-    };
+    let mut ws = viewer_stream(&s).await;
     // A token that can change things is not taken in a URL (it would end up in logs).
     for token in [&s.bob_token, &s.admin_token] {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -654,44 +644,7 @@ async fn an_operator_closes_an_incident_through_the_engine_and_metrics_get_their
         );
     }
     // A flood and a fire in 海淀区: two emergency incidents an operator sees as one event.
-    let ts = util::now_ms();
-    let mut opened = Vec::new();
-    for (tag, text, category) in [
-        (
-            "fl",
-            "北京海淀区路口积水严重，车被淹了，水已经没过车顶",
-            "flood",
-        ),
-        ("fi", "北京海淀区小区着火了，火势很大，消防车来了", "fire"),
-    ] {
-        let ms: Vec<Value> = (0..8)
-            .map(|i| {
-                util::mention(
-                    &format!("{tag}-{i}"),
-                    &format!("{tag}-author-{i}"),
-                    text,
-                    ts,
-                )
-            })
-            .collect();
-        let a = call(
-            addr,
-            "POST",
-            "/api/mentions",
-            &s.ingest_token,
-            &Value::Array(ms),
-        )
-        .await;
-        assert_eq!(a.status, 202, "{}", a.body);
-        let v = util::next_event(&mut ws, &format!("the {category} incident"), |v| {
-            v["event"] == "incident.opened"
-                && v["incident"]["category"] == category
-                && v["incident"]["region"]["code"] == "110108"
-        })
-        .await;
-        opened.push(v["incident"]["id"].as_str().expect("id").to_string());
-    }
-    let (id, fire) = (opened[0].clone(), opened[1].clone());
+    let (id, fire) = flood_and_fire(&s, &mut ws).await;
 
     // Merge the fire into the flood: the fire closes, the flood carries its mentions.
     let merge = json!({"into": id, "from": fire});
@@ -1052,6 +1005,270 @@ fn user_add_reads_the_password_from_stdin_and_token_create_prints_the_token_once
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8"));
+}
+
+/// Open one emergency incident in 海淀区 per (tag, text, category) and wait for each on `ws`;
+/// their ids.
+async fn open_incidents(
+    s: &Secured,
+    ws: &mut util::Ws,
+    which: &[(&str, &str, &str)],
+) -> Vec<String> {
+    let ts = util::now_ms();
+    let mut opened = Vec::new();
+    for (tag, text, category) in which {
+        let ms: Vec<Value> = (0..8)
+            .map(|i| {
+                util::mention(
+                    &format!("{tag}-{i}"),
+                    &format!("{tag}-author-{i}"),
+                    text,
+                    ts,
+                )
+            })
+            .collect();
+        let a = call(
+            s.svc.addr,
+            "POST",
+            "/api/mentions",
+            &s.ingest_token,
+            &Value::Array(ms),
+        )
+        .await;
+        assert_eq!(a.status, 202, "{}", a.body);
+        let v = util::next_event(ws, &format!("the {category} incident"), |v| {
+            v["event"] == "incident.opened"
+                && v["incident"]["category"] == *category
+                && v["incident"]["region"]["code"] == "110108"
+        })
+        .await;
+        opened.push(v["incident"]["id"].as_str().expect("id").to_string());
+    }
+    opened
+}
+
+/// A flood and a fire in 海淀区 (two emergency incidents an operator sees as one event).
+async fn flood_and_fire(s: &Secured, ws: &mut util::Ws) -> (String, String) {
+    let v = open_incidents(
+        s,
+        ws,
+        &[
+            (
+                "fl",
+                "北京海淀区路口积水严重，车被淹了，水已经没过车顶",
+                "flood",
+            ),
+            ("fi", "北京海淀区小区着火了，火势很大，消防车来了", "fire"),
+        ],
+    )
+    .await;
+    (v[0].clone(), v[1].clone())
+}
+
+/// The event stream with the viewer token in the URL.
+async fn viewer_stream(s: &Secured) -> util::Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "ws://{}/api/stream?access_token={}",
+        s.svc.addr, s.viewer_token
+    );
+    let (ws, _) = within(
+        "the stream",
+        tokio_tungstenite::connect_async(url.into_client_request().expect("request")),
+    )
+    .await
+    .expect("stream with access_token");
+    ws
+}
+
+fn assert_audit_refused(what: &str, a: &Answer) {
+    assert_eq!(a.status, 503, "{what}: {}", a.body);
+    assert_eq!(
+        json_of(a)["error"],
+        "audit_unavailable",
+        "{what}: {}",
+        a.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_action_happens_while_its_audit_record_cannot_be_written() {
+    let s = secured(false).await;
+    let addr = s.svc.addr;
+    let mut ws = viewer_stream(&s).await;
+    let (flood, fire) = flood_and_fire(&s, &mut ws).await;
+    let a = login(addr, "alice", ALICE_PW).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let cookie = a
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("cookie")
+        .to_string();
+    let csrf = json_of(&a)["csrf"].as_str().expect("csrf").to_string();
+    let records_before = json_of(&call(addr, "GET", "/api/audit", &s.bob_token, &json!({})).await)
+        ["total"]
+        .as_u64()
+        .expect("total");
+
+    let status = s
+        .svc
+        .audit
+        .as_ref()
+        .expect("the respond stage keeps an audit log")
+        .lock()
+        .expect("audit log")
+        .status();
+    status.inject_failure(true);
+
+    // Login: the password is right, but no session is made.
+    let a = login(addr, "bob", BOB_PW).await;
+    assert_audit_refused("login", &a);
+    assert!(a.header("set-cookie").is_none(), "no session cookie");
+    // Logout: the session stays valid.
+    let session_headers = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+    let a = request(addr, "POST", "/api/logout", &session_headers, b"").await;
+    assert_audit_refused("logout", &a);
+    assert_eq!(
+        request(addr, "GET", "/api/me", &session_headers, b"")
+            .await
+            .status,
+        200,
+        "still logged in"
+    );
+    // Tokens: none created, none revoked.
+    let new = json!({"name": "feeder-2", "role": "ingest"});
+    let a = call(addr, "POST", "/api/admin/tokens", &s.admin_token, &new).await;
+    assert_audit_refused("token create", &a);
+    let listing = call(addr, "GET", "/api/admin/users", &s.admin_token, &json!({})).await;
+    assert!(!listing.body.contains("feeder-2"), "{}", listing.body);
+    assert!(!std::fs::read_to_string(&s.users)
+        .expect("users file")
+        .contains("feeder-2"));
+    let revoke = "/api/admin/tokens/bob-cli/revoke";
+    let a = call(addr, "POST", revoke, &s.admin_token, &json!({})).await;
+    assert_audit_refused("token revoke", &a);
+    assert_eq!(
+        call(addr, "GET", "/api/me", &s.bob_token, &json!({}))
+            .await
+            .status,
+        200,
+        "bob's token still works"
+    );
+    // Users reload: the viewer token removed from the file keeps working.
+    tokio::task::spawn_blocking({
+        let users = s.users.clone();
+        move || {
+            let mut f = UsersFile::load(&users).expect("users file");
+            f.tokens.retain(|t| t.name != "wall-screen");
+            f.save(&users).expect("save");
+        }
+    })
+    .await
+    .expect("edit the users file");
+    let reload = "/api/admin/users/reload";
+    let a = call(addr, "POST", reload, &s.admin_token, &json!({})).await;
+    assert_audit_refused("users reload", &a);
+    let me = call(addr, "GET", "/api/me", &s.viewer_token, &json!({})).await;
+    assert_eq!(me.status, 200, "not reloaded: {}", me.body);
+    // Rules reload.
+    let rules = "/api/admin/rules/reload";
+    let a = call(addr, "POST", rules, &s.admin_token, &json!({})).await;
+    assert_audit_refused("rules reload", &a);
+    // Close and merge: both incidents stay open.
+    let close = format!("/api/incidents/{flood}/close");
+    let a = call(addr, "POST", &close, &s.bob_token, &json!({})).await;
+    assert_audit_refused("close", &a);
+    let merge = json!({"into": flood, "from": fire});
+    let a = call(addr, "POST", "/api/incidents/merge", &s.bob_token, &merge).await;
+    assert_audit_refused("merge", &a);
+    // A notice and the publishing switch.
+    let draft = json!({
+        "kind": "emergency", "category": "fire", "severity": 3, "region": "110108",
+        "text": "海淀区某小区火情已得到控制，请市民不要靠近。"
+    });
+    let a = call(addr, "POST", "/api/notices", &s.bob_token, &draft).await;
+    assert_audit_refused("draft", &a);
+    let a = call(
+        addr,
+        "POST",
+        "/api/publishing/pause",
+        &s.bob_token,
+        &json!({}),
+    )
+    .await;
+    assert_audit_refused("pause", &a);
+
+    let h = util::get_json(addr, "/healthz").await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(h["audit"]["writable"], false, "{h}");
+    let m = metrics_text(addr).await;
+    assert!(
+        m.contains("huiying_dispatcher_paused{reason=\"audit\"}"),
+        "exported"
+    );
+    assert_eq!(metric(&m, "huiying_audit_writable"), Some(0.0));
+    assert!(login_failures(&m, "audit_unavailable") >= 1.0);
+    // Nothing happened, and nothing was written.
+    let a = call(addr, "GET", "/api/incidents", &s.viewer_token, &json!({})).await;
+    assert!(
+        a.body.contains(&flood) && a.body.contains(&fire),
+        "{}",
+        a.body
+    );
+    let a = call(addr, "GET", "/api/notices", &s.bob_token, &json!({})).await;
+    assert_eq!(json_of(&a)["notices"], json!([]), "{}", a.body);
+    let a = call(addr, "GET", "/api/accounts", &s.bob_token, &json!({})).await;
+    assert_eq!(json_of(&a)["paused"], false, "{}", a.body);
+    let a = call(addr, "GET", "/api/audit", &s.bob_token, &json!({})).await;
+    assert_eq!(json_of(&a)["total"], records_before, "{}", a.body);
+
+    // Writable again: the same actions go through.
+    status.inject_failure(false);
+    let a = call(addr, "POST", "/api/admin/tokens", &s.admin_token, &new).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = call(addr, "POST", reload, &s.admin_token, &json!({})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let me = call(addr, "GET", "/api/me", &s.viewer_token, &json!({})).await;
+    assert_eq!(me.status, 401, "reloaded: {}", me.body);
+    assert_eq!(login(addr, "bob", BOB_PW).await.status, 200);
+    let h = util::get_json(addr, "/healthz").await;
+    assert_eq!(h["audit"]["writable"], true, "{h}");
+    assert_eq!(h["audit"]["dispatcher_paused"], false, "{h}");
+    util::stop(s.svc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_api_reads_only_the_records_appended_since_its_last_call() {
+    let s = secured(false).await;
+    let addr = s.svc.addr;
+    for _ in 0..3 {
+        assert_eq!(login(addr, "alice", ALICE_PW).await.status, 200);
+    }
+    let a = call(addr, "GET", "/api/audit", &s.bob_token, &json!({})).await;
+    let v = json_of(&a);
+    assert_eq!(
+        (v["total"].as_u64(), v["checked"].as_u64()),
+        (Some(3), Some(3)),
+        "{v}"
+    );
+    let a = call(addr, "GET", "/api/audit", &s.bob_token, &json!({})).await;
+    let v = json_of(&a);
+    assert_eq!(
+        (v["total"].as_u64(), v["checked"].as_u64()),
+        (Some(3), Some(0)),
+        "{v}"
+    );
+    assert_eq!(login(addr, "bob", BOB_PW).await.status, 200);
+    let a = call(addr, "GET", "/api/audit?limit=1", &s.bob_token, &json!({})).await;
+    let v = json_of(&a);
+    assert_eq!(
+        (v["total"].as_u64(), v["checked"].as_u64()),
+        (Some(4), Some(1)),
+        "{v}"
+    );
+    assert_eq!(v["records"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["records"][0]["actor"], "bob", "newest first: {v}");
+    util::stop(s.svc).await;
 }
 
 /// An office that opted in to automatic approval of rainstorm notices: a burst that an official

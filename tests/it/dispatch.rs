@@ -547,3 +547,219 @@ async fn pause_stops_every_post_and_resume_sends_them() {
     drain(&mut d, outbox.as_ref(), &mut time, 1_000, 20).await;
     assert_fan_out_once(&f);
 }
+
+/// A file audit log shared like the service shares it, and its status (failure injection).
+fn audit_log(
+    dir: &std::path::Path,
+) -> (
+    huiying::respond::audit::SharedAudit,
+    Arc<huiying::respond::audit::AuditStatus>,
+) {
+    let log = huiying::respond::audit::AuditLog::open(&dir.join("audit.jsonl")).expect("audit");
+    let status = log.status();
+    (Arc::new(std::sync::Mutex::new(log)), status)
+}
+
+/// The fan-out accounts' dispatcher with a file audit log.
+struct Audited {
+    f: FakeHandle,
+    dir: tempfile::TempDir,
+    status: Arc<huiying::respond::audit::AuditStatus>,
+    time: Time,
+    outbox: Arc<MemoryOutbox>,
+    d: Dispatcher<ManualClock>,
+}
+
+async fn audited() -> Audited {
+    let (_, f) = FakePlatform::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, status) = audit_log(dir.path());
+    let time = Time::new();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let d = dispatcher(&f, outbox.clone(), &time, &fan_out_accounts()).with_audit(log);
+    Audited {
+        f,
+        dir,
+        status,
+        time,
+        outbox,
+        d,
+    }
+}
+
+/// The actions of the audit file, in order.
+fn audit_actions(dir: &std::path::Path) -> Vec<String> {
+    huiying::respond::audit::read_all(&dir.join("audit.jsonl"))
+        .expect("the audit log verifies")
+        .into_iter()
+        .map(|r| r.action)
+        .collect()
+}
+
+fn job_states(outbox: &dyn OutboxStore, notice: &str) -> Vec<JobState> {
+    outbox
+        .jobs_for_notice(notice)
+        .expect("jobs")
+        .into_iter()
+        .map(|j| j.state)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unwritable_audit_log_pauses_the_dispatcher_until_a_probe_record_is_written() {
+    let mut a = audited().await;
+    a.outbox
+        .enqueue_all(fan_out("n1"), a.time.now)
+        .expect("enqueue");
+    a.status.inject_failure(true);
+    for _ in 0..3 {
+        let r = a.d.step(a.time.now).await.expect("step");
+        assert!(
+            r.paused && r.audit_paused && r.attempted.is_empty(),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.next_wake_ms,
+            Some(a.time.now + huiying::respond::dispatch::AUDIT_PROBE_MS),
+            "the next probe"
+        );
+        assert!(a.d.audit_paused_since().is_some());
+        assert!(a.status.dispatcher_paused_since().is_some() && !a.status.writable());
+        a.time.advance(60_000);
+    }
+    // Nothing sent, nothing marked: every job is still pending.
+    assert!(a.f.posts().is_empty());
+    assert!(job_states(a.outbox.as_ref(), "n1")
+        .iter()
+        .all(|s| *s == JobState::Pending));
+    assert!(audit_actions(a.dir.path()).is_empty());
+
+    a.status.inject_failure(false);
+    drain(&mut a.d, a.outbox.as_ref(), &mut a.time, 1_000, 20).await;
+    assert_fan_out_once(&a.f);
+    assert!(a.status.dispatcher_paused_since().is_none() && a.status.writable());
+    let actions = audit_actions(a.dir.path());
+    assert_eq!(
+        actions[0], "dispatcher_resume",
+        "the probe first: {actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| *a == "publish_attempt").count(),
+        8,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| *a == "publish_ok").count(),
+        8,
+        "{actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_post_whose_outcome_cannot_be_recorded_is_held_not_sent_again() {
+    let mut a = audited().await;
+    let lead = NewJob::new(
+        "n1",
+        "m-lead",
+        ActionKind::Post,
+        Priority::Emergency,
+        LEAD_TEXT,
+    );
+    let lead_id = lead.id();
+    let amp = NewJob::new(
+        "n1",
+        AMPS[0],
+        ActionKind::Repost,
+        Priority::Emergency,
+        "转发",
+    )
+    .depends_on(&lead_id);
+    a.outbox
+        .enqueue_all(vec![lead, amp], a.time.now)
+        .expect("enqueue");
+    // The attempt's record is written, the post goes out, its outcome's record fails.
+    a.status.inject_failure_after(1);
+    let r = a.d.step(a.time.now).await.expect("step");
+    assert!(r.audit_paused && r.done.is_empty(), "{r:?}");
+    assert_eq!(a.f.posts().len(), 1);
+    let lead_job = a.outbox.get(&lead_id).expect("get").expect("lead");
+    assert_eq!(
+        lead_job.state,
+        JobState::Attempting,
+        "the outcome is pending"
+    );
+    for _ in 0..3 {
+        a.time.advance(10_000);
+        let r = a.d.step(a.time.now).await.expect("step");
+        assert!(r.audit_paused && r.attempted.is_empty(), "{r:?}");
+    }
+    assert_eq!(a.f.posts().len(), 1, "nothing more is sent while paused");
+    assert_eq!(audit_actions(a.dir.path()), vec!["publish_attempt"]);
+
+    a.status.inject_failure(false);
+    a.time.advance(10_000);
+    let r = a.d.step(a.time.now).await.expect("step");
+    assert_eq!(
+        r.done.first(),
+        Some(&lead_id),
+        "the held outcome is recorded first, then the repost goes: {r:?}"
+    );
+    drain(&mut a.d, a.outbox.as_ref(), &mut a.time, 1_000, 10).await;
+    let posts = a.f.posts();
+    assert_eq!(posts.len(), 2, "the lead once, then its repost: {posts:?}");
+    assert_eq!(
+        audit_actions(a.dir.path()),
+        vec![
+            "publish_attempt",
+            "dispatcher_resume",
+            "publish_ok",
+            "publish_attempt",
+            "publish_ok"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_redis_audit_log_pauses_publishing_and_a_restarted_one_resumes_it() {
+    use crate::redis_server::OwnRedis;
+    use huiying::respond::redis::Blocking;
+    let (_, f) = FakePlatform::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut redis = OwnRedis::start(dir.path(), false);
+    let db = Arc::new(Blocking::new(&redis.url(), &Default::default()).expect("redis url"));
+    let ns = crate::redis_server::namespace("audit-pause");
+    let log = huiying::respond::audit::AuditLog::shared(db.clone(), &ns).expect("shared log");
+    let status = log.status();
+    let log = Arc::new(std::sync::Mutex::new(log));
+    let mut time = Time::new();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let mut d = dispatcher(&f, outbox.clone(), &time, &fan_out_accounts()).with_audit(log.clone());
+    outbox
+        .enqueue_all(fan_out("n1"), time.now)
+        .expect("enqueue");
+    redis.kill();
+    for _ in 0..2 {
+        let r = d.step(time.now).await.expect("step");
+        assert!(r.audit_paused && r.attempted.is_empty(), "{r:?}");
+        time.advance(5_000);
+    }
+    assert!(f.posts().is_empty());
+    assert!(!status.writable());
+    redis.restart();
+    drain(&mut d, outbox.as_ref(), &mut time, 1_000, 20).await;
+    assert_fan_out_once(&f);
+    assert!(status.dispatcher_paused_since().is_none());
+    let tail = log
+        .lock()
+        .expect("log")
+        .tail(1000)
+        .expect("the shared chain verifies");
+    let actions: Vec<&str> = tail
+        .records
+        .iter()
+        .rev()
+        .map(|r| r.action.as_str())
+        .collect();
+    assert_eq!(actions[0], "dispatcher_resume", "{actions:?}");
+    assert_eq!(actions.iter().filter(|a| **a == "publish_ok").count(), 8);
+}

@@ -684,3 +684,51 @@ fn reading_a_notice_takes_no_cluster_lock() {
     assert!(matches!(r, Err(NoticeError::NotFound(_))), "{r:?}");
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_api_reads_the_tail_of_the_shared_log_on_redis() {
+    use crate::util::{get_json, http};
+    let url = require_shared();
+    let ns = namespace("audit-api");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = respond_instance(
+        url,
+        &ns,
+        "a",
+        &crate::util::rules_dir(),
+        &dir.path().join("a"),
+        &[],
+    )
+    .await;
+    let v = get_json(svc.addr, "/api/audit").await;
+    assert_eq!(
+        (v["total"].as_u64(), v["checked"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+    for path in ["/api/publishing/pause", "/api/publishing/resume"] {
+        let (status, body) = http(svc.addr, "POST", path, b"").await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let v = get_json(svc.addr, "/api/audit").await;
+    assert_eq!(
+        (v["total"].as_u64(), v["checked"].as_u64()),
+        (Some(2), Some(2)),
+        "{v}"
+    );
+    let actions: Vec<&str> = v["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["resume", "pause"], "newest first");
+    let v = get_json(svc.addr, "/api/audit?limit=1").await;
+    assert_eq!(
+        (v["total"].as_u64(), v["checked"].as_u64()),
+        (Some(2), Some(0)),
+        "{v}"
+    );
+    assert_eq!(v["records"].as_array().map(Vec::len), Some(1), "{v}");
+    crate::util::stop(svc).await;
+}

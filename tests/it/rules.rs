@@ -93,7 +93,11 @@ fn what_the_rules_see() {
         // Ambiguous district with no province or city: left unresolved.
         c("朝阳区着火了", &["fire"], ""),
         // Traditional characters and full-width forms.
-        c("發生火災，有人被困，救命", &["fire"], ""),
+        // 救命 is also a plea for help (a request cue).
+        Case {
+            request: "help",
+            ..c("發生火災，有人被困，救命", &["fire"], "")
+        },
         c(
             "ＦＬＯＯＤ warning: Brisbane flooding, people trapped",
             &["flood"],

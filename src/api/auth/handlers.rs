@@ -84,11 +84,12 @@ async fn login(
         .into_response();
     };
     let auth = s.auth.clone();
-    let res = tokio::task::spawn_blocking(move || auth.login(&b.user, &b.password, ip.0)).await;
+    let gate = crate::api::audit_gate(&s, &b.user, "login");
+    let res =
+        tokio::task::spawn_blocking(move || auth.login(&b.user, &b.password, ip.0, &gate)).await;
     match res {
         Ok(Ok(li)) => {
             tracing::info!(actor = %li.user, role = %li.role, "Logged in.");
-            crate::api::audit(&s, &li.user, "login", json!({"role": li.role})).await;
             let mut r = Json(json!({
                 "user": li.user, "role": li.role, "csrf": li.csrf, "expires_at": li.expires_at,
             }))
@@ -102,6 +103,9 @@ async fn login(
         }
         Ok(Err(refused)) => {
             refused.reason.emit();
+            if refused.reason == LoginFailure::AuditUnavailable {
+                return crate::api::audit_unavailable("login").into_response();
+            }
             if let Some(secs) = refused.retry_after_secs {
                 let mut r = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -132,8 +136,11 @@ async fn logout(
     headers: HeaderMap,
 ) -> Response {
     if let Some(id) = session_cookie(&headers, s.auth.cookie_name()) {
+        // Audit first: the session ends only once its record is written.
+        if let Err(e) = crate::api::audit(&s, &p.name, "logout", json!({})).await {
+            return e.into_response();
+        }
         s.auth.logout(id);
-        crate::api::audit(&s, &p.name, "logout", json!({})).await;
     }
     let mut r = Json(json!({"ok": true})).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie(&s.auth, "", 0)) {
@@ -163,6 +170,7 @@ impl From<AuthError> for ApiError {
                 "token_refused",
                 e.to_string(),
             ),
+            AuthError::Audit(m) => crate::api::audit_unavailable(m),
             AuthError::Invalid { .. } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_users_file",
@@ -192,14 +200,8 @@ async fn admin_reload_users(
     State(s): State<ApiState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
-    let (users, tokens) = off_thread(&s, |a| a.reload_users()).await?;
-    crate::api::audit(
-        &s,
-        &p.name,
-        "users_reload",
-        json!({"users": users, "tokens": tokens}),
-    )
-    .await;
+    let gate = crate::api::audit_gate(&s, &p.name, "users_reload");
+    let (users, tokens) = off_thread(&s, move |a| a.reload_users(&gate)).await?;
     Ok(Json(json!({"users": users, "tokens": tokens})))
 }
 
@@ -218,14 +220,8 @@ async fn admin_create_token(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
     let (name, role) = (b.name.clone(), b.role);
     let owner = p.name.clone();
-    let token = off_thread(&s, move |a| a.create_token(&name, role, &owner)).await?;
-    crate::api::audit(
-        &s,
-        &p.name,
-        "token_create",
-        json!({"name": b.name, "role": b.role, "owner": p.name}),
-    )
-    .await;
+    let gate = crate::api::audit_gate(&s, &p.name, "token_create");
+    let token = off_thread(&s, move |a| a.create_token(&name, role, &owner, &gate)).await?;
     tracing::info!(actor = %p.name, token = %b.name, role = %b.role, "Token created.");
     Ok(Json(
         json!({"name": b.name, "role": b.role, "owner": p.name, "token": token}),
@@ -238,14 +234,8 @@ async fn admin_revoke_token(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let n2 = name.clone();
-    let revoked = off_thread(&s, move |a| a.revoke_tokens(&n2)).await?;
-    crate::api::audit(
-        &s,
-        &p.name,
-        "token_revoke",
-        json!({"name": name, "revoked": revoked}),
-    )
-    .await;
+    let gate = crate::api::audit_gate(&s, &p.name, "token_revoke");
+    let revoked = off_thread(&s, move |a| a.revoke_tokens(&n2, &gate)).await?;
     Ok(Json(json!({"name": name, "revoked": revoked})))
 }
 
@@ -255,30 +245,34 @@ async fn admin_reload_rules(
 ) -> Result<Json<Value>, ApiError> {
     let rules = s.rules.clone();
     let dir = s.rules_dir.clone();
-    let res = tokio::task::spawn_blocking(move || {
+    let log = s.audit.clone();
+    let who = p.name.clone();
+    tokio::task::spawn_blocking(move || {
         let normalizer = crate::normalize::Normalizer::new();
-        crate::detect::reload::reload(&rules, &dir, &normalizer)
-            .map(|()| rules.load().pattern_count())
+        match crate::detect::reload::load_checked(&dir, &normalizer) {
+            Ok(rs) => {
+                // Audit first: the new rules go into force once their record is written.
+                let patterns = rs.pattern_count();
+                let detail = json!({"patterns": patterns});
+                crate::api::audit_blocking(log.as_ref(), &who, "rules_reload", detail)?;
+                crate::detect::reload::install(&rules, rs, &dir);
+                Ok(Json(json!({"ok": true, "patterns": patterns})))
+            }
+            Err(e) => {
+                // Nothing changed; the failed attempt is recorded when the log takes it.
+                let detail = json!({"errors": e.to_string()});
+                if let Err(a) =
+                    crate::api::audit_blocking(log.as_ref(), &who, "rules_reload_failed", detail)
+                {
+                    tracing::error!(error = %a.message, "Cannot record a failed rules reload.");
+                }
+                Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_rules",
+                    e.to_string(),
+                ))
+            }
+        }
     })
-    .await?;
-    match res {
-        Ok(patterns) => {
-            crate::api::audit(&s, &p.name, "rules_reload", json!({"patterns": patterns})).await;
-            Ok(Json(json!({"ok": true, "patterns": patterns})))
-        }
-        Err(e) => {
-            crate::api::audit(
-                &s,
-                &p.name,
-                "rules_reload_failed",
-                json!({"errors": e.to_string()}),
-            )
-            .await;
-            Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_rules",
-                e.to_string(),
-            ))
-        }
-    }
+    .await?
 }

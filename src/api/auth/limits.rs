@@ -15,15 +15,18 @@ pub enum LoginFailure {
     RateLimited,
     /// The request is not a login request (bad JSON, missing fields).
     BadRequest,
+    /// The password was right but the login's audit record could not be written.
+    AuditUnavailable,
 }
 
 impl LoginFailure {
     /// Every reason, for the metric's label set.
-    pub const ALL: [LoginFailure; 4] = [
+    pub const ALL: [LoginFailure; 5] = [
         LoginFailure::UnknownUser,
         LoginFailure::WrongPassword,
         LoginFailure::RateLimited,
         LoginFailure::BadRequest,
+        LoginFailure::AuditUnavailable,
     ];
 
     /// The label value.
@@ -33,6 +36,7 @@ impl LoginFailure {
             LoginFailure::WrongPassword => "wrong_password",
             LoginFailure::RateLimited => "rate_limited",
             LoginFailure::BadRequest => "bad_request",
+            LoginFailure::AuditUnavailable => "audit_unavailable",
         }
     }
 

@@ -37,7 +37,7 @@ pub use handlers::routes;
 pub use limits::{login_failures, LoginFailure};
 pub use middleware::{authenticate, guard, security_headers, Access, Credential};
 pub use roles::Role;
-pub use sessions::{Auth, ClientIp, LoggedIn, Principal, Refused};
+pub use sessions::{no_audit, AuditFirst, Auth, ClientIp, LoggedIn, Principal, Refused};
 pub use users::{
     hash_password, new_secret, token_hash, verify_password, write_private, AuthError, UserEntry,
     UsersFile,

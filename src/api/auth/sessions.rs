@@ -106,6 +106,16 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// Writes an action's audit record before the action takes effect (audit first): called with
+/// the record's `detail` once the action is checked, under the locks that make it; an `Err`
+/// (why the record could not be written) refuses the action and nothing changes.
+pub type AuditFirst<'a> = &'a (dyn Fn(Value) -> Result<(), String> + Sync);
+
+/// No audit log (tests, the command line): every action goes ahead.
+pub fn no_audit(_: Value) -> Result<(), String> {
+    Ok(())
+}
+
 /// What a login hands back.
 #[derive(Debug, Clone)]
 pub struct LoggedIn {
@@ -226,15 +236,29 @@ impl Auth {
     /// (demo users, config and legacy `[respond] operators` tokens): new entries take effect,
     /// removed ones stop working, and the sessions of users removed, demoted or promoted, or
     /// whose password changed, end (they log in again under what the file now says).
-    pub fn reload_users(&self) -> Result<(usize, usize), AuthError> {
+    pub fn reload_users(&self, audit: AuditFirst<'_>) -> Result<(usize, usize), AuthError> {
         let Some(p) = &self.cfg.users_file else {
-            return Ok(self.counts());
+            let (users, tokens) = self.counts();
+            audit(json!({"users": users, "tokens": tokens})).map_err(AuthError::Audit)?;
+            return Ok((users, tokens));
         };
         let _file = self.file_lock.lock().unwrap_or_else(|p| p.into_inner());
         let _held = UsersFile::lock(p)?;
         let f = UsersFile::load(p)?;
+        let mut next = {
+            let d = self.dir.read().unwrap_or_else(|p| p.into_inner());
+            Directory {
+                memory_users: d.memory_users.clone(),
+                memory_tokens: d.memory_tokens.clone(),
+                ..Directory::default()
+            }
+        };
+        next.rebuild(&f);
+        let counts = (next.users.len(), next.tokens.len());
+        audit(json!({"users": counts.0, "tokens": counts.1})).map_err(AuthError::Audit)?;
         let mut d = self.dir.write().unwrap_or_else(|p| p.into_inner());
-        d.rebuild(&f);
+        // In-memory entries change only at start-up (demo users, config tokens).
+        *d = next;
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -243,13 +267,19 @@ impl Auth {
                     .get(&s.user)
                     .is_some_and(|(role, hash)| *role == s.role && *hash == s.password)
             });
-        Ok((d.users.len(), d.tokens.len()))
+        Ok(counts)
     }
 
     /// Create a token acting for `owner` (the admin who asks for it: one person minting
     /// tokens is still one approver), persist its hash in the users file (when there is one)
     /// and return it. Reserved names and users' names are refused.
-    pub fn create_token(&self, name: &str, role: Role, owner: &str) -> Result<String, AuthError> {
+    pub fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        owner: &str,
+        audit: AuditFirst<'_>,
+    ) -> Result<String, AuthError> {
         let is_user = |n: &str| {
             self.dir
                 .read()
@@ -261,15 +291,21 @@ impl Auth {
         // One rewrite of the file at a time: a revoke racing a create must not bring the
         // revoked token back.
         let _file = self.file_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let record =
+            || audit(json!({"name": name, "role": role, "owner": owner})).map_err(AuthError::Audit);
         let token = match &self.cfg.users_file {
             Some(p) => {
                 let _held = UsersFile::lock(p)?;
                 let mut f = UsersFile::load(p)?;
                 let t = f.add_token(name, role, Some(owner))?;
+                record()?;
                 f.save(p)?;
                 t
             }
-            None => new_secret("hy_"),
+            None => {
+                record()?;
+                new_secret("hy_")
+            }
         };
         self.dir
             .write()
@@ -283,16 +319,33 @@ impl Auth {
     }
 
     /// Revoke every token named `name` (in memory and in the users file); how many went.
-    pub fn revoke_tokens(&self, name: &str) -> Result<usize, AuthError> {
+    pub fn revoke_tokens(&self, name: &str, audit: AuditFirst<'_>) -> Result<usize, AuthError> {
         let _file = self.file_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = &self.cfg.users_file {
-            let _held = UsersFile::lock(p)?;
-            let mut f = UsersFile::load(p)?;
-            let before = f.tokens.len();
-            f.tokens.retain(|t| t.name != name);
-            if f.tokens.len() != before {
-                f.save(p)?;
+        // Held to the end: the save below happens under the lock the CLI also takes.
+        let _held = match &self.cfg.users_file {
+            Some(p) => Some(UsersFile::lock(p)?),
+            None => None,
+        };
+        let file = match &self.cfg.users_file {
+            Some(p) => {
+                let mut f = UsersFile::load(p)?;
+                let before = f.tokens.len();
+                f.tokens.retain(|t| t.name != name);
+                (f.tokens.len() != before).then_some((p, f))
             }
+            None => None,
+        };
+        let revoked = self
+            .dir
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .tokens
+            .values()
+            .filter(|(n, _, _)| n == name)
+            .count();
+        audit(json!({"name": name, "revoked": revoked})).map_err(AuthError::Audit)?;
+        if let Some((p, f)) = file {
+            f.save(p)?;
         }
         let mut d = self.dir.write().unwrap_or_else(|p| p.into_inner());
         let before = d.tokens.len();
@@ -348,12 +401,15 @@ impl Auth {
         })
     }
 
-    /// Check a password (argon2: call off the async threads). On success a new session.
+    /// Check a password (argon2: call off the async threads). On success `audit` writes the
+    /// login's record (audit first), then a new session; a refused record refuses the login
+    /// ([`LoginFailure::AuditUnavailable`]) and no session is made.
     pub fn login(
         &self,
         user: &str,
         password: &str,
         ip: Option<IpAddr>,
+        audit: AuditFirst<'_>,
     ) -> Result<LoggedIn, Refused> {
         let now = self.clock.now_ms();
         let window = i64::try_from(self.cfg.login_window_secs)
@@ -425,6 +481,13 @@ impl Auth {
                 });
             }
         };
+        if let Err(e) = audit(json!({"role": role})) {
+            tracing::error!(actor = %user, error = %e, "Login refused: its audit record cannot be written.");
+            return Err(Refused {
+                reason: LoginFailure::AuditUnavailable,
+                retry_after_secs: None,
+            });
+        }
         let session = new_secret("");
         let ttl = i64::try_from(self.cfg.session_secs)
             .unwrap_or(i64::MAX / 2000)
@@ -502,21 +565,23 @@ pub(super) mod tests {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let a = auth(clock.clone());
         for _ in 0..3 {
-            let r = a.login("alice", "wrong", None).expect_err("wrong password");
+            let r = a
+                .login("alice", "wrong", None, &no_audit)
+                .expect_err("wrong password");
             assert_eq!(r.reason, LoginFailure::WrongPassword);
         }
         let r = a
-            .login("alice", "correct horse", None)
+            .login("alice", "correct horse", None, &no_audit)
             .expect_err("limited");
         assert_eq!(r.reason, LoginFailure::RateLimited);
         assert_eq!(r.retry_after_secs, Some(60));
         clock.advance(std::time::Duration::from_secs(30));
         let r = a
-            .login("alice", "correct horse", None)
+            .login("alice", "correct horse", None, &no_audit)
             .expect_err("still limited");
         assert_eq!(r.retry_after_secs, Some(30));
         clock.advance(std::time::Duration::from_secs(30));
-        a.login("alice", "correct horse", None)
+        a.login("alice", "correct horse", None, &no_audit)
             .expect("window passed");
     }
 
@@ -524,7 +589,9 @@ pub(super) mod tests {
     fn sessions_expire_on_the_clock() {
         let clock = Arc::new(ManualClock::new(0));
         let a = auth(clock.clone());
-        let li = a.login("alice", "correct horse", None).expect("login");
+        let li = a
+            .login("alice", "correct horse", None, &no_audit)
+            .expect("login");
         assert_eq!(
             a.by_session(&li.session).map(|p| p.name),
             Some("alice".into())

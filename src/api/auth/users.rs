@@ -38,6 +38,9 @@ pub enum AuthError {
     /// A token that may not be made (reserved name, a user's name, no owner).
     #[error("{0}")]
     Refused(String),
+    /// The action's audit record could not be written: nothing was done.
+    #[error("the audit log cannot be written: {0}")]
+    Audit(String),
     /// Hashing failed (should not happen with valid parameters).
     #[error("password hashing: {0}")]
     Hash(String),

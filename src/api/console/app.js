@@ -29,6 +29,7 @@ const T = {
     j_failed: "失败", j_retry: "重试", done: "完成", login_failed: "登录失败",
     expired: "会话已过期，请重新登录", forbidden: "权限不足", mentions: "提及数",
     merged: "已合并", closed: "已关闭", merge_help: "目标事件编号", users: "用户", tokens: "令牌",
+    audit_down: "审计日志无法写入：操作被拒绝，发布已暂停，恢复写入后自动继续",
   },
   en: {
     console: "Console", incidents: "Incidents", notices: "Notices", accounts: "Accounts",
@@ -57,6 +58,7 @@ const T = {
     done: "Done", login_failed: "Login failed", expired: "Session expired: log in again",
     forbidden: "Not allowed for your role", mentions: "Mentions", merged: "Merged",
     closed: "Closed", merge_help: "target incident id", users: "User", tokens: "Token",
+    audit_down: "The audit log cannot be written: actions are refused and publishing is paused until it can",
   },
 };
 
@@ -217,6 +219,10 @@ function refresh() {
     await loaders[page]();
     const a = await api("GET", "/api/accounts").catch(() => null);
     $("paused-badge").hidden = !(a && a.paused);
+    // Audit first: while the audit log refuses writes nothing changes and nothing is sent.
+    const h = await fetch("/healthz", { cache: "no-store" }).then((r) => r.json()).catch(() => null);
+    const au = h && h.audit;
+    $("audit-banner").hidden = !(au && (!au.writable || au.dispatcher_paused));
   });
 }
 

@@ -1,7 +1,7 @@
 //! The log as a JSON Lines file: an exclusive advisory lock (one writer), a torn last line
 //! truncated away on open, every append written whole and `fdatasync`ed before it returns.
 
-use super::verify::{scan, Scan, VerifyError};
+use super::verify::{read_file_since, scan, Scan, Tail, VerifyError};
 use super::{AuditError, Record, Sink};
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Write};
@@ -81,6 +81,10 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
+    fn read_since(&self, t: &mut Tail) -> Result<(), VerifyError> {
+        read_file_since(&self.path, t)
+    }
+
     fn check(&self) -> Result<(), AuditError> {
         if self.poisoned {
             return Err(AuditError::Poisoned(self.path.clone()));

@@ -49,7 +49,8 @@
 //! |---|---|
 //! | `mod.rs` | [`AuditLog`] (validates and chains records) over a `Sink`, and [`AuditError`] |
 //! | `record.rs` | [`Record`], [`AuditAction`], canonical bytes and hashes |
-//! | `verify.rs` | [`verify`], [`verify_anchored`], [`read_all`], [`verify_command`] |
+//! | `verify.rs` | [`verify`], [`verify_anchored`], [`read_all`], [`verify_command`], the incremental check of [`AuditLog::tail`] |
+//! | `status.rs` | [`AuditStatus`]: writable or not, the dispatcher waiting for it, the gauges |
 //! | `file.rs` | the JSON Lines file: lock, recovery of a torn line, write-through appends |
 //! | `redis.rs` | the chain shared by a cluster, and [`export_shared`] |
 //! | `tests.rs` | the file log's guarantees |
@@ -57,17 +58,20 @@
 mod file;
 mod record;
 mod redis;
+mod status;
 #[cfg(test)]
 mod tests;
 mod verify;
 
 pub use record::{AuditAction, Record, GENESIS};
+pub use status::AuditStatus;
 
 /// The audit log as the stages share it (appends are serialised).
 pub type SharedAudit = std::sync::Arc<std::sync::Mutex<AuditLog>>;
 pub use redis::export_shared;
 pub use verify::{
-    read_all, verify, verify_anchored, verify_command, Problem, VerifyError, VerifyReport,
+    read_all, verify, verify_anchored, verify_command, Problem, TailView, VerifyError,
+    VerifyReport, MAX_TAIL,
 };
 
 use record::line_hash;
@@ -120,6 +124,8 @@ trait Sink: Send + std::fmt::Debug {
     /// Hash `rec` (chained after the head the log knows, or the shared head) and store it
     /// durably; return it as stored.
     fn append(&mut self, rec: Record) -> Result<Record, AuditError>;
+    /// Read and check the records stored after those `t` verified.
+    fn read_since(&self, t: &mut verify::Tail) -> Result<(), VerifyError>;
 }
 
 /// The open log, ready to append. One per file (see the module docs).
@@ -130,6 +136,8 @@ pub struct AuditLog {
     seq: u64,
     head: String,
     truncated: Option<u64>,
+    status: Arc<AuditStatus>,
+    tail: verify::Tail,
 }
 
 impl AuditLog {
@@ -144,6 +152,8 @@ impl AuditLog {
             seq: scan.records,
             head: scan.head,
             truncated,
+            status: Arc::default(),
+            tail: verify::Tail::new(),
         })
     }
 
@@ -162,10 +172,13 @@ impl AuditLog {
             seq,
             head,
             truncated: None,
+            status: Arc::default(),
+            tail: verify::Tail::new(),
         })
     }
 
-    /// Append one record and make it durable (`fdatasync`) before returning it.
+    /// Append one record and make it durable (`fdatasync`) before returning it. A storage
+    /// failure marks the log unwritable ([`AuditStatus::writable`]) until an append succeeds.
     pub fn append(
         &mut self,
         at: i64,
@@ -174,32 +187,46 @@ impl AuditLog {
         notice: Option<&str>,
         detail: Value,
     ) -> Result<Record, AuditError> {
-        self.sink.check()?;
-        if actor.trim().is_empty() {
-            return Err(AuditError::Invalid("empty actor".into()));
+        let r = (|| {
+            self.sink.check()?;
+            if self.status.injected() {
+                return Err(AuditError::Io {
+                    path: self.path.clone(),
+                    source: std::io::Error::other("write refused (injected failure)"),
+                });
+            }
+            if actor.trim().is_empty() {
+                return Err(AuditError::Invalid("empty actor".into()));
+            }
+            if action.as_str().trim().is_empty() {
+                return Err(AuditError::Invalid("empty action".into()));
+            }
+            let detail = match detail {
+                Value::Null => Value::Object(Default::default()),
+                d @ Value::Object(_) => d,
+                _ => return Err(AuditError::Invalid("detail must be a JSON object".into())),
+            };
+            let rec = Record {
+                seq: self.seq + 1,
+                at,
+                actor: actor.to_string(),
+                action: action.as_str().to_string(),
+                notice: notice.map(str::to_string),
+                detail,
+                prev: self.head.clone(),
+                hash: String::new(),
+            };
+            let rec = self.sink.append(rec)?;
+            self.seq = rec.seq;
+            self.head = line_hash(&rec.line()?);
+            Ok(rec)
+        })();
+        match &r {
+            Ok(_) => self.status.set_writable(true),
+            Err(AuditError::Invalid(_) | AuditError::Encode(_)) => {}
+            Err(_) => self.status.set_writable(false),
         }
-        if action.as_str().trim().is_empty() {
-            return Err(AuditError::Invalid("empty action".into()));
-        }
-        let detail = match detail {
-            Value::Null => Value::Object(Default::default()),
-            d @ Value::Object(_) => d,
-            _ => return Err(AuditError::Invalid("detail must be a JSON object".into())),
-        };
-        let rec = Record {
-            seq: self.seq + 1,
-            at,
-            actor: actor.to_string(),
-            action: action.as_str().to_string(),
-            notice: notice.map(str::to_string),
-            detail,
-            prev: self.head.clone(),
-            hash: String::new(),
-        };
-        let rec = self.sink.append(rec)?;
-        self.seq = rec.seq;
-        self.head = line_hash(&rec.line()?);
-        Ok(rec)
+        r
     }
 
     /// Records in the log.
@@ -220,6 +247,25 @@ impl AuditLog {
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the log takes writes (and whether the dispatcher waits for it), readable
+    /// without this log's lock.
+    pub fn status(&self) -> Arc<AuditStatus> {
+        Arc::clone(&self.status)
+    }
+
+    /// The newest `limit` records (at most [`MAX_TAIL`]), newest first, as stored: the file
+    /// (or the Redis list) is read from where the last call stopped and only the records
+    /// appended since are checked ([`TailView::checked`]); the first call checks them all.
+    pub fn tail(&mut self, limit: usize) -> Result<TailView, VerifyError> {
+        let before = self.tail.checked();
+        self.sink.read_since(&mut self.tail)?;
+        Ok(TailView {
+            total: self.tail.records,
+            checked: self.tail.checked() - before,
+            records: self.tail.newest(limit.min(MAX_TAIL)),
+        })
     }
 
     /// Bytes of a torn last line that [`AuditLog::open`] dropped, if it did.

@@ -1,6 +1,7 @@
 //! The log shared by the instances of a cluster, in Redis, and its export as a file.
 
 use super::record::{line_hash, Record, GENESIS};
+use super::verify::{Tail, VerifyError};
 use super::{AuditError, Sink};
 use crate::respond::redis::{Blocking, RedisLock};
 use std::io::Write;
@@ -47,6 +48,44 @@ impl RedisSink {
 }
 
 impl Sink for RedisSink {
+    /// `LRANGE` from the first record not yet verified, 1,000 at a time.
+    fn read_since(&self, t: &mut Tail) -> Result<(), VerifyError> {
+        let key = format!("{}:log", self.tag);
+        let io = |e: ::redis::RedisError| VerifyError::Io {
+            path: PathBuf::from(format!("redis:{key}")),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let len: u64 = self
+            .db
+            .run(|c| redis::cmd("LLEN").arg(&key).query(c))
+            .map_err(io)?;
+        if len < t.records {
+            return Err(VerifyError::Shrunk {
+                verified: t.records,
+            });
+        }
+        while t.records < len {
+            let end = (t.records + 1000).min(len) - 1;
+            let lines: Vec<Vec<u8>> = self
+                .db
+                .run(|c| {
+                    redis::cmd("LRANGE")
+                        .arg(&key)
+                        .arg(t.records)
+                        .arg(end)
+                        .query(c)
+                })
+                .map_err(io)?;
+            if lines.is_empty() {
+                break;
+            }
+            for l in &lines {
+                t.push(l, 0)?;
+            }
+        }
+        Ok(())
+    }
+
     fn append(&mut self, mut rec: Record) -> Result<Record, AuditError> {
         let _lock = RedisLock::acquire(
             &self.db,

@@ -310,3 +310,63 @@ fn empty_log_verifies() {
         Err(VerifyError::Io { .. })
     ));
 }
+
+#[test]
+fn tail_checks_only_the_records_appended_since_the_last_call() {
+    let (_d, p) = tmp();
+    let mut log = write_n(&p, 1_500);
+    let v = log.tail(200).expect("tail");
+    assert_eq!((v.total, v.checked, v.records.len()), (1_500, 1_500, 200));
+    assert_eq!(v.records[0].seq, 1_500, "newest first");
+    let v = log.tail(200).expect("tail");
+    assert_eq!(
+        (v.total, v.checked),
+        (1_500, 0),
+        "nothing new: nothing read"
+    );
+    log.append(9, "op:wang", AuditAction::Pause, None, json!({}))
+        .expect("append");
+    let v = log.tail(5_000).expect("tail");
+    assert_eq!((v.total, v.checked), (1_501, 1));
+    assert_eq!(v.records.len(), MAX_TAIL, "at most MAX_TAIL");
+    assert_eq!(v.records[0].actor, "op:wang");
+}
+
+#[test]
+fn tail_finds_a_forged_new_record_and_a_log_that_shrank() {
+    let (_d, p) = tmp();
+    let mut log = write_n(&p, 3);
+    log.tail(10).expect("tail");
+    // Another writer appends a line that does not chain.
+    let mut l = lines(&p);
+    let forged = l[2].replace("\"seq\":3", "\"seq\":4");
+    l.push(forged);
+    write_lines(&p, &l);
+    let e = log.tail(10).expect_err("forged");
+    assert!(e.is_tampering() && e.line() == Some(4), "{e}");
+    // The file is cut back: records already verified are gone.
+    write_lines(&p, &l[..2]);
+    let e = log.tail(10).expect_err("shrunk");
+    assert!(matches!(e, VerifyError::Shrunk { verified: 3 }), "{e}");
+}
+
+#[test]
+fn an_injected_failure_writes_nothing_and_marks_the_log_unwritable_until_an_append_succeeds() {
+    let (_d, p) = tmp();
+    let mut log = write_n(&p, 1);
+    let status = log.status();
+    status.inject_failure_after(1);
+    log.append(2, "op:li", AuditAction::Edit, Some("n-1"), json!({}))
+        .expect("one more append goes through");
+    let e = log
+        .append(3, "op:li", AuditAction::Edit, Some("n-1"), json!({}))
+        .expect_err("injected");
+    assert!(matches!(e, AuditError::Io { .. }), "{e}");
+    assert!(!status.writable());
+    assert_eq!(lines(&p).len(), 2, "nothing written");
+    status.inject_failure(false);
+    log.append(4, "op:li", AuditAction::Edit, Some("n-1"), json!({}))
+        .expect("writable again");
+    assert!(status.writable());
+    assert_eq!(verify(&p).expect("verifies").records, 3);
+}

@@ -1,9 +1,10 @@
 //! Reading a log back: checking every line and the chain, anchors, `huiying audit verify`.
 
 use super::record::{line_hash, Record, GENESIS};
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// What is wrong with a line (see [`VerifyError::Broken`]).
@@ -100,6 +101,16 @@ pub enum VerifyError {
         /// Records in the log.
         records: u64,
     },
+    /// The log is shorter than what was already verified: records were removed or the log
+    /// was replaced.
+    #[error(
+        "the log is shorter than the {verified} records already verified: records were removed \
+         or the log was replaced"
+    )]
+    Shrunk {
+        /// Records verified before.
+        verified: u64,
+    },
 }
 
 impl VerifyError {
@@ -116,7 +127,9 @@ impl VerifyError {
     pub fn is_tampering(&self) -> bool {
         matches!(
             self,
-            VerifyError::Broken { .. } | VerifyError::AnchorNotFound { .. }
+            VerifyError::Broken { .. }
+                | VerifyError::AnchorNotFound { .. }
+                | VerifyError::Shrunk { .. }
         )
     }
 
@@ -281,7 +294,102 @@ pub fn verify_anchored(path: &Path, anchor: &str) -> Result<VerifyReport, Verify
     })
 }
 
-/// Every record of a verified log (for the API's audit trail), in order.
+/// Most records [`super::AuditLog::tail`] returns, and keeps in memory.
+pub const MAX_TAIL: usize = 1000;
+
+/// The incremental check behind `/api/audit`: how far the log is verified (records, head,
+/// bytes of the file) and the newest records, so that each call reads and checks only what was
+/// appended since the last one. Records verified once are not read again: rewriting them is
+/// found by `huiying audit verify`, and a log that shrank by [`VerifyError::Shrunk`].
+#[derive(Debug)]
+pub(super) struct Tail {
+    pub(super) records: u64,
+    head: String,
+    /// Bytes of the file verified (unused for Redis, which reads by index).
+    pub(super) offset: u64,
+    recent: VecDeque<Record>,
+    /// Records checked since the log was opened.
+    checked: u64,
+}
+
+/// The newest records of a log, as [`super::AuditLog::tail`] returns them.
+#[derive(Debug, Clone)]
+pub struct TailView {
+    /// Records in the log (all verified).
+    pub total: u64,
+    /// Records read and checked by this call (only the ones appended since the last).
+    pub checked: u64,
+    /// The newest records, newest first.
+    pub records: Vec<Record>,
+}
+
+impl Tail {
+    pub(super) fn new() -> Tail {
+        Tail {
+            records: 0,
+            head: GENESIS.to_string(),
+            offset: 0,
+            recent: VecDeque::new(),
+            checked: 0,
+        }
+    }
+
+    /// Check the record after the verified ones (`bytes` of the file, newline included).
+    pub(super) fn push(&mut self, line: &[u8], bytes: u64) -> Result<(), VerifyError> {
+        let line_no = self.records + 1;
+        let rec = check_line(line, line_no, &self.head).map_err(|problem| VerifyError::Broken {
+            line: line_no,
+            problem,
+        })?;
+        self.records = line_no;
+        self.head = line_hash(line);
+        self.offset += bytes;
+        self.checked += 1;
+        if self.recent.len() == MAX_TAIL {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(rec);
+        Ok(())
+    }
+
+    pub(super) fn checked(&self) -> u64 {
+        self.checked
+    }
+
+    /// The newest `limit` records (at most [`MAX_TAIL`]), newest first.
+    pub(super) fn newest(&self, limit: usize) -> Vec<Record> {
+        self.recent.iter().rev().take(limit).cloned().collect()
+    }
+}
+
+/// Read and check the lines of the file at `path` after those `t` verified. A torn last line
+/// (a crash's, dropped when the log is opened) is left for later.
+pub(super) fn read_file_since(path: &Path, t: &mut Tail) -> Result<(), VerifyError> {
+    let io = |e| VerifyError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut f = File::open(path).map_err(io)?;
+    if f.metadata().map_err(io)?.len() < t.offset {
+        return Err(VerifyError::Shrunk {
+            verified: t.records,
+        });
+    }
+    f.seek(SeekFrom::Start(t.offset)).map_err(io)?;
+    let mut r = BufReader::with_capacity(1 << 16, f);
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        buf.clear();
+        let n = r.read_until(b'\n', &mut buf).map_err(io)?;
+        if n == 0 || buf.last() != Some(&b'\n') {
+            return Ok(());
+        }
+        buf.pop();
+        t.push(&buf, n as u64)?;
+    }
+}
+
+/// Every record of a verified log, in order.
 pub fn read_all(path: &Path) -> Result<Vec<Record>, VerifyError> {
     let mut r = open_read(path)?;
     let mut out = Vec::new();
