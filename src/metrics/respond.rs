@@ -1,5 +1,5 @@
 //! Metrics of the respond stage: notices by state, posts by platform and outcome, publish
-//! latency, rate-limit waits and the outbox's depth and oldest job. Registered in the global
+//! latency, rate-limit waits, failed checks of uncertain outcomes and the outbox's depth and oldest job. Registered in the global
 //! registry the first time [`respond`] is called (the respond stage calls it when it starts),
 //! so an engine with the stage off does not export them.
 
@@ -28,6 +28,8 @@ pub struct RespondMetrics {
     pub publish_seconds: HistogramVec,
     /// Due jobs held back by a limiter, by scope.
     pub rate_limit_waits: IntCounterVec,
+    /// Checks of an uncertain outcome (`find_recent`) that failed, by platform.
+    pub check_failures: IntCounterVec,
     /// Unfinished jobs, by lane.
     pub outbox_jobs: IntGaugeVec,
     /// Age of the oldest unfinished job (0 when none).
@@ -83,6 +85,16 @@ impl RespondMetrics {
             )
             .expect("valid metric"),
         );
+        let check_failures = register(
+            IntCounterVec::new(
+                Opts::new(
+                    "huiying_publish_check_failures_total",
+                    "Checks of an uncertain post outcome on the platform (find_recent) that failed, by platform.",
+                ),
+                &["platform"],
+            )
+            .expect("valid metric"),
+        );
         let outbox_jobs = register(
             IntGaugeVec::new(
                 Opts::new("huiying_outbox_jobs", "Unfinished outbox jobs, by lane."),
@@ -102,6 +114,7 @@ impl RespondMetrics {
         }
         for p in PLATFORMS {
             publish_seconds.with_label_values(&[p]);
+            check_failures.with_label_values(&[p]);
             for o in OUTCOMES {
                 posts.with_label_values(&[p, o]);
             }
@@ -117,6 +130,7 @@ impl RespondMetrics {
             posts,
             publish_seconds,
             rate_limit_waits,
+            check_failures,
             outbox_jobs,
             outbox_oldest_age,
         }
