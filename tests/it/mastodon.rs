@@ -88,6 +88,8 @@ struct Fake {
     timeline: Mutex<Vec<Value>>,
     /// Answer REST requests with HTTP 429.
     rate_limited: bool,
+    /// REST timelines answer only while this is true (a test holds them until it listens).
+    rest_open: watch::Sender<bool>,
     seen: watch::Sender<Seen>,
 }
 
@@ -242,6 +244,7 @@ async fn public_timeline(
     headers: HeaderMap,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Response {
+    let _ = f.rest_open.subscribe().wait_for(|open| *open).await;
     let (req, refusal) = f.rest("/api/v1/timelines/public".into(), &headers, q);
     if let Some(r) = refusal {
         return r;
@@ -283,6 +286,7 @@ async fn fake_mastodon(o: FakeOptions) -> (Arc<Fake>, SocketAddr, tokio::task::J
         conns: Mutex::new(o.conns.into()),
         timeline: Mutex::new(o.timeline),
         rate_limited: o.rate_limited,
+        rest_open: watch::Sender::new(true),
         seen: watch::Sender::new(Seen::default()),
     });
     let app = Router::new()
@@ -718,11 +722,13 @@ async fn a_restart_backfills_what_was_posted_while_down() {
     // A's first connection backfilled nothing (nothing was stored yet).
     assert!(fake.seen(|s| s.rest.is_empty()));
 
-    // Posted while huiying was down.
+    // Posted while huiying was down. B's backfill is answered once the test listens.
     *fake.timeline.lock().unwrap() = all.clone();
+    fake.rest_open.send_replace(false);
     let store = Arc::new(EmbeddedStore::open(&path).expect("reopen the store"));
     let svc = start_service_on(vec![cfg], store).await;
     let mut ws = stream(svc.addr, true).await;
+    fake.rest_open.send_replace(true);
     wait_assigned(&mut ws, &id, &ids(addr, K + 1..=M)).await;
     let rest = fake.seen(|s| s.rest.clone());
     let since = (ID_BASE + K).to_string();
