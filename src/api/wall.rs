@@ -171,24 +171,29 @@ fn public_notices(
         .map(|n| {
             // A publishing notice whose jobs all finished moves to `done` here.
             let n = r.notices.refresh(&n.id, now).unwrap_or_else(|_| n.clone());
-            let jobs: Vec<serde_json::Value> = r
-                .outbox
-                .jobs_for_notice(&n.id)
-                .unwrap_or_default()
+            let all = r.outbox.jobs_for_notice(&n.id).unwrap_or_default();
+            let jobs: Vec<serde_json::Value> = all
                 .iter()
                 .map(|j| {
                     serde_json::json!({
                         "account_id": j.account_id, "state": j.state,
                         "platform_post_id": j.platform_post_id,
+                        "waiting_for_limit_until":
+                            crate::respond::api::waiting_for_limit_until(r, j, now),
                     })
                 })
                 .collect();
+            let check_failed = all
+                .iter()
+                .filter(|j| j.state == crate::respond::outbox::JobState::CheckFailed)
+                .count();
             serde_json::json!({
                 "id": n.id, "incident_id": n.incident_id, "kind": n.kind,
                 "category": n.category, "severity": n.severity, "region": n.region,
                 "state": n.state, "approvals": n.approvals.len(),
                 "required_approvals": n.required_approvals, "hold_until": n.hold_until,
                 "updated_at": n.updated_at, "plan": n.plan, "jobs": jobs,
+                "check_failed": check_failed,
             })
         })
         .collect();

@@ -65,7 +65,14 @@ fn spawn(
             f.ws_options(),
             cancel,
         )),
-        FeedKind::Mastodon => tokio::spawn(mastodon::run(f, token, ingest, health, cancel)),
+        FeedKind::Mastodon => tokio::spawn(mastodon::run(
+            f,
+            token,
+            cx.store.clone(),
+            ingest,
+            health,
+            cancel,
+        )),
         FeedKind::Jetstream => {
             tokio::spawn(jetstream::run(f, cx.store.clone(), ingest, health, cancel))
         }

@@ -1,6 +1,6 @@
 //! Metrics of the respond stage: notices by state, posts by platform and outcome, publish
-//! latency, rate-limit waits, the outbox's depth and oldest job, whether the audit log takes
-//! writes and whether the dispatcher waits for it. Registered in the global
+//! latency, rate-limit waits, failed checks of uncertain outcomes, the outbox's depth and oldest
+//! job, whether the audit log takes writes and whether the dispatcher waits for it. Registered in the global
 //! registry the first time [`respond`] is called (the respond stage calls it when it starts),
 //! so an engine with the stage off does not export them.
 
@@ -36,6 +36,8 @@ pub struct RespondMetrics {
     pub publish_seconds: HistogramVec,
     /// Due jobs held back by a limiter, by scope.
     pub rate_limit_waits: IntCounterVec,
+    /// Checks of an uncertain outcome (`find_recent`) that failed, by platform.
+    pub check_failures: IntCounterVec,
     /// Unfinished jobs, by lane.
     pub outbox_jobs: IntGaugeVec,
     /// Age of the oldest unfinished job (0 when none).
@@ -95,6 +97,16 @@ impl RespondMetrics {
             )
             .expect("valid metric"),
         );
+        let check_failures = register(
+            IntCounterVec::new(
+                Opts::new(
+                    "huiying_publish_check_failures_total",
+                    "Checks of an uncertain post outcome on the platform (find_recent) that failed, by platform.",
+                ),
+                &["platform"],
+            )
+            .expect("valid metric"),
+        );
         let outbox_jobs = register(
             IntGaugeVec::new(
                 Opts::new("huiying_outbox_jobs", "Unfinished outbox jobs, by lane."),
@@ -133,6 +145,7 @@ impl RespondMetrics {
         }
         for p in PLATFORMS {
             publish_seconds.with_label_values(&[p]);
+            check_failures.with_label_values(&[p]);
             for o in OUTCOMES {
                 posts.with_label_values(&[p, o]);
             }
@@ -148,6 +161,7 @@ impl RespondMetrics {
             posts,
             publish_seconds,
             rate_limit_waits,
+            check_failures,
             outbox_jobs,
             outbox_oldest_age,
             audit_writable,

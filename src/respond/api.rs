@@ -14,7 +14,7 @@ use crate::api::auth::{Access, Principal, Role};
 use crate::api::routes::Routes;
 use crate::api::ApiError;
 use crate::respond::audit::AuditAction;
-use crate::respond::dispatch::system_now_ms;
+use crate::respond::dispatch::{limit_kind, system_now_ms};
 use crate::respond::notices::{
     EditTarget, ManualDraft, Notice, NoticeError, NoticeFilter, NoticeState,
 };
@@ -149,6 +149,21 @@ async fn list(State(s): State<Stage>, Query(p): Query<ListParams>) -> ApiResult 
     Ok(Json(json!({ "notices": v })))
 }
 
+/// A due job its account's (or the app's) limiter holds back: until when (unix ms).
+pub fn waiting_for_limit_until(
+    r: &Respond,
+    j: &crate::respond::outbox::Job,
+    now: i64,
+) -> Option<i64> {
+    if !j.is_due(now) {
+        return None;
+    }
+    let a = r.matrix.account(&j.account_id)?;
+    let kind = limit_kind(a.platform.as_str(), j.action);
+    let w = r.limits.wait_for(&j.account_id, kind).ok()?;
+    (!w.is_zero()).then(|| now.saturating_add(i64::try_from(w.as_millis()).unwrap_or(i64::MAX)))
+}
+
 async fn show(State(s): State<Stage>, Path(id): Path<String>) -> ApiResult {
     let r = stage(&s)?;
     blocking(move || {
@@ -158,9 +173,24 @@ async fn show(State(s): State<Stage>, Path(id): Path<String>) -> ApiResult {
             .refresh(&id, system_now_ms())
             .map_err(ApiError::from)?;
         let jobs = r.outbox.jobs_for_notice(&id).map_err(internal)?;
+        let now = system_now_ms();
         let mut v = to_value(&n)?;
-        v["jobs_status"] = to_value(&jobs)?;
+        let mut status = Vec::with_capacity(jobs.len());
+        for j in &jobs {
+            let mut jv = to_value(j)?;
+            if let Some(t) = waiting_for_limit_until(&r, j, now) {
+                jv["waiting_for_limit_until"] = json!(t);
+            }
+            status.push(jv);
+        }
+        v["jobs_status"] = Value::Array(status);
         v["all_done"] = json!(!jobs.is_empty() && jobs.iter().all(|j| j.state == JobState::Done));
+        // Jobs given up because their uncertain outcome could not be checked: an operator
+        // must look on the platform.
+        v["check_failed"] = json!(jobs
+            .iter()
+            .filter(|j| j.state == JobState::CheckFailed)
+            .count());
         Ok(Json(v))
     })
     .await
@@ -294,6 +324,7 @@ async fn accounts(State(s): State<Stage>, Extension(p): Extension<Principal>) ->
     let operator = p.role.allows(Role::Operator);
     blocking(move || {
         let paused = r.outbox.is_paused().map_err(internal)?;
+        let now = system_now_ms();
         // Last post and failures per account, from the jobs of the notices on record.
         let mut last: std::collections::HashMap<String, (i64, Option<String>)> = Default::default();
         let mut failures: std::collections::HashMap<String, Vec<Value>> = Default::default();
@@ -307,8 +338,8 @@ async fn accounts(State(s): State<Stage>, Extension(p): Extension<Principal>) ->
                             *e = (j.updated_at, j.platform_post_id.clone());
                         }
                     }
-                    JobState::Failed => failures.entry(j.account_id.clone()).or_default().push(
-                        json!({"job": j.id, "notice": j.notice_id, "at": j.updated_at, "error": j.last_error}),
+                    JobState::Failed | JobState::CheckFailed => failures.entry(j.account_id.clone()).or_default().push(
+                        json!({"job": j.id, "notice": j.notice_id, "at": j.updated_at, "error": j.last_error, "state": j.state}),
                     ),
                     _ => {}
                 }
@@ -330,7 +361,14 @@ async fn accounts(State(s): State<Stage>, Extension(p): Extension<Principal>) ->
                     "function": a.function,
                     "profile": a.profile,
                     "token_source": a.token_source,
-                    "remaining": r.limits.remaining(id),
+                    "remaining": r.limits.remaining(id).map(|rs| rs.iter().map(|x| {
+                        let mut v = json!(x);
+                        if x.wait_ms > 0 {
+                            let ms = i64::try_from(x.wait_ms).unwrap_or(i64::MAX);
+                            v["waiting_until"] = json!(now.saturating_add(ms));
+                        }
+                        v
+                    }).collect::<Vec<_>>()),
                     "last_post": last.get(id).map(|(at, post)| json!({"at": at, "post_id": post})),
                     "failures": failures.get(id).cloned().unwrap_or_default(),
                 });

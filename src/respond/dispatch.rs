@@ -21,8 +21,7 @@
 //!      [`Publisher::find_recent`]`(text, job.created_at)`: found → `mark_done` with that post's
 //!      id (nothing is sent again); not found → `Uncertain` is retried with backoff, `Duplicate`
 //!      fails (the publish module's rule: never resend an unchanged body blindly); the check
-//!      itself failed → retried, and the next attempt checks again *before* sending (the job's
-//!      `last_error` carries [`UNCHECKED`]);
+//!      itself failed → see "When the check fails" below;
 //!    - other retryable errors → `mark_retry` at [`Backoff::retry_at`] (at least `Retry-After`),
 //!      audit `publish_failed` with `retryable: true`;
 //!    - permanent errors (401, 403, 422…) → `mark_failed` with the platform's message, audit
@@ -48,11 +47,31 @@
 //! whose `mark_attempting` then fails (paused, taken by another instance) has no outcome
 //! record: nothing was sent.
 //!
+//! # When the check fails
+//!
+//! A failed `find_recent` is counted in `huiying_publish_check_failures_total{platform}`. Then:
+//!
+//! 1. the platform honours the job's idempotency key ([`Publisher::idempotency_window`],
+//!    Mastodon: 1 h) and the job was enqueued less than that window minus [`KEY_MARGIN`] ago →
+//!    retried at once; the next attempt checks first and, if the check fails again and the key
+//!    is *still* honoured, **resends with the same key** (WARN) instead of waiting: the platform
+//!    returns the first post if there was one. (Decided when sending: a job that waited past
+//!    the window is not resent blindly.)
+//! 2. the error is permanent (the stand-in has no `verify_credentials`: 404; a revoked token),
+//!    or the job has made [`MAX_UNCHECKED_ATTEMPTS`] attempts → **`check_failed`** (WARN, audit
+//!    `publish_failed` with `check_failed: true`): the job is finished, so the notice is no
+//!    longer held by it, and the notice JSON, console and wall show it for an operator to look
+//!    on the platform (its dependants fail: their target is unknown);
+//! 3. otherwise → retried with [`UNCHECKED`] in `last_error`: the next attempt checks *before*
+//!    sending.
+//!
+//! Only Weibo answers `Duplicate`, and it has no idempotency key: case 1 never applies to it.
+//!
 //! # Recovery
 //!
 //! [`Dispatcher::recover`] (called by the first step if not called before) resolves the jobs a
 //! crash left `attempting` with `find_recent` before anything else: found → done; not found →
-//! retry now. It also exhausts the limiters of the accounts that posted in the last hour (see
+//! retry now; the check failed → as above. It also exhausts the limiters of the accounts that posted in the last hour (see
 //! "After a restart" in [`crate::respond::limits`]).
 //!
 //! # Blocking calls
@@ -77,6 +96,17 @@ use tokio_util::sync::CancellationToken;
 /// Prefix of `last_error` for a job whose uncertain outcome could not be checked: the next
 /// attempt calls `find_recent` before sending.
 pub const UNCHECKED: &str = "uncertain, unchecked: ";
+
+/// Prefix of `last_error` for a job given up as `check_failed`.
+pub const CHECK_FAILED: &str = "the post may exist; it could not be checked: ";
+
+/// A job whose uncertain outcome still cannot be checked when it has made this many attempts
+/// is given up as `check_failed` (unless resending under the idempotency key is safe).
+pub const MAX_UNCHECKED_ATTEMPTS: u32 = 6;
+
+/// Resend under the platform's idempotency window only while the job is younger than the
+/// window minus this margin (clock skew; the first attempt came after the enqueue).
+pub const KEY_MARGIN: Duration = Duration::from_secs(5 * 60);
 
 /// The actor written in the audit log.
 pub const ACTOR: &str = "dispatcher";
@@ -111,10 +141,16 @@ impl Route {
     /// Which limiter an action uses on this account's platform: Mastodon counts replies and
     /// comments (statuses) as posts.
     pub fn limit_kind(&self, action: ActionKind) -> LimitKind {
-        match (self.publisher.platform(), action) {
-            ("mastodon", ActionKind::Reply | ActionKind::Comment) => LimitKind::Post,
-            (_, a) => LimitKind::from(a),
-        }
+        limit_kind(self.publisher.platform(), action)
+    }
+}
+
+/// Which limiter an action uses on `platform`: Mastodon counts replies and comments (statuses)
+/// as posts.
+pub fn limit_kind(platform: &str, action: ActionKind) -> LimitKind {
+    match (platform, action) {
+        ("mastodon", ActionKind::Reply | ActionKind::Comment) => LimitKind::Post,
+        (_, a) => LimitKind::from(a),
     }
 }
 
@@ -136,6 +172,8 @@ pub struct StepReport {
     pub retried: Vec<JobId>,
     /// Jobs failed permanently (with their dependants).
     pub failed: Vec<JobId>,
+    /// Jobs given up as `check_failed`: their uncertain outcome could not be checked.
+    pub check_failed: Vec<JobId>,
     /// Due jobs left pending because their account's (or the app's) limiter refused.
     pub rate_limited: Vec<JobId>,
     /// Due jobs left for the next step (one job per account per step).
@@ -162,6 +200,13 @@ pub struct RecoveryReport {
     /// Uncertain jobs that could not be checked (no route, the check failed): retried with the
     /// [`UNCHECKED`] mark, so the next attempt checks first.
     pub unchecked: Vec<JobId>,
+    /// Uncertain jobs that could not be checked but whose idempotency key the platform still
+    /// honours: retried now; the next attempt checks once more and, if that fails too, resends
+    /// with the same key.
+    pub resent: Vec<JobId>,
+    /// Uncertain jobs that cannot be checked (a permanent error) and may not be resent: given
+    /// up as `check_failed`.
+    pub check_failed: Vec<JobId>,
     /// Jobs pending or retry.
     pub runnable: usize,
     /// Jobs waiting for their dependency.
@@ -184,6 +229,56 @@ enum Outcome {
         retry_after: Option<Duration>,
     },
     Failed(String),
+    /// The outcome of an earlier attempt cannot be checked and resending is not safe.
+    CheckFailed(String),
+}
+
+/// What to do when a check of an uncertain outcome (`find_recent`) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unchecked {
+    /// The platform still honours the job's idempotency key: resend with it (decided again
+    /// when sending: a job that waits past the window is not resent blindly).
+    Resend,
+    /// Check again on the next attempt.
+    Later,
+    /// Give up: `check_failed`.
+    GiveUp,
+}
+
+/// Whether resending `job` with its idempotency key is safe at `now_ms`: the platform honours
+/// the key for a window, and the job was enqueued (so every attempt, and the post if one was
+/// made, came after) less than that window minus [`KEY_MARGIN`] ago.
+fn key_still_honoured(route: &Route, job: &Job, now_ms: i64) -> bool {
+    route.publisher.idempotency_window().is_some_and(|w| {
+        now_ms.saturating_sub(job.created_at) < ms(w).saturating_sub(ms(KEY_MARGIN))
+    })
+}
+
+/// Decide after a failed check of `job`'s uncertain outcome (and count it in
+/// `huiying_publish_check_failures_total`): resend under the idempotency key while it is
+/// still honoured; give up on a permanent error or after [`MAX_UNCHECKED_ATTEMPTS`]; else
+/// check again later.
+fn after_failed_check(route: &Route, job: &Job, now_ms: i64, err: &PublishError) -> Unchecked {
+    let platform = route.publisher.platform();
+    crate::metrics::respond::respond()
+        .check_failures
+        .with_label_values(&[platform])
+        .inc();
+    if key_still_honoured(route, job, now_ms) {
+        Unchecked::Resend
+    } else if !err.retryable || job.attempts >= MAX_UNCHECKED_ATTEMPTS {
+        Unchecked::GiveUp
+    } else {
+        tracing::info!(
+            job = %job.id,
+            account = %route.handle,
+            platform,
+            attempts = job.attempts,
+            error = %err,
+            "Cannot check whether an uncertain post exists yet; checking again later."
+        );
+        Unchecked::Later
+    }
 }
 
 /// Takes jobs from the outbox and publishes them. See the module docs.
@@ -397,6 +492,10 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
                 AuditAction::PublishFailed,
                 json!({"retryable": false, "error": message}),
             ),
+            Outcome::CheckFailed(message) => (
+                AuditAction::PublishFailed,
+                json!({"retryable": false, "check_failed": true, "error": message}),
+            ),
         };
         if let Err(e) = self.audit(now_ms, action, job, detail) {
             report.errors.push(e.clone());
@@ -423,6 +522,13 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
                 .outbox
                 .mark_failed(&job.id, now_ms, message)
                 .map(|_| report.failed.push(job.id.clone())),
+            Outcome::CheckFailed(message) => self
+                .outbox
+                .mark_check_failed(&job.id, now_ms, message)
+                .map(|_| {
+                    warn_check_failed(job, message);
+                    report.check_failed.push(job.id.clone());
+                }),
         };
         if let Err(e) = recorded {
             self.stranded(report, e);
@@ -531,19 +637,46 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
                     )?;
                     report.retried.push(job.id);
                 }
-                Err(e) => {
-                    self.outbox
-                        .mark_retry(&job.id, now_ms, now_ms, &format!("{UNCHECKED}{e}"))?;
-                    report.unchecked.push(job.id);
-                }
+                Err(e) => match after_failed_check(route, &job, now_ms, &e) {
+                    Unchecked::GiveUp => {
+                        let message = format!("{CHECK_FAILED}{e}");
+                        // Audit first: without its record the job stays `attempting`.
+                        if let Err(e) = self.give_up(now_ms, &job, &message)? {
+                            self.pause_for_audit(now_ms, &e);
+                            return Ok(report);
+                        }
+                        report.check_failed.push(job.id);
+                    }
+                    // The next attempt checks again, and resends if the check still fails
+                    // and the key is still honoured then.
+                    u => {
+                        self.outbox.mark_retry(
+                            &job.id,
+                            now_ms,
+                            now_ms,
+                            &format!("{UNCHECKED}{e}"),
+                        )?;
+                        match u {
+                            Unchecked::Resend => report.resent.push(job.id),
+                            _ => report.unchecked.push(job.id),
+                        }
+                    }
+                },
             }
         }
         self.recovered = true;
-        if !(report.found.is_empty() && report.retried.is_empty() && report.unchecked.is_empty()) {
+        if !(report.found.is_empty()
+            && report.retried.is_empty()
+            && report.unchecked.is_empty()
+            && report.resent.is_empty()
+            && report.check_failed.is_empty())
+        {
             tracing::info!(
                 found = report.found.len(),
                 retried = report.retried.len(),
                 unchecked = report.unchecked.len(),
+                resent = report.resent.len(),
+                check_failed = report.check_failed.len(),
                 runnable = report.runnable,
                 blocked = report.blocked,
                 "Outbox recovered: jobs a crash left in flight are resolved."
@@ -661,7 +794,7 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
             match routes.get(&job.account_id) {
                 Some(route) => {
                     let started = std::time::Instant::now();
-                    let outcome = attempt(route, job).await;
+                    let outcome = attempt(route, job, now_ms).await;
                     count_outcome(
                         route.publisher.platform(),
                         &outcome,
@@ -724,6 +857,23 @@ impl<C: governor::clock::Clock + Clock + Clone> Dispatcher<C> {
         Ok(Ok(()))
     }
 
+    /// Give up `job` as `check_failed` (its dependants fail) after recovery could not check
+    /// it: the audit record first (`Ok(Err(..))` when the log refused it: nothing changed).
+    fn give_up(
+        &self,
+        now_ms: i64,
+        job: &Job,
+        message: &str,
+    ) -> Result<Result<(), String>, DispatchError> {
+        let detail = json!({"retryable": false, "check_failed": true, "error": message});
+        if let Err(e) = self.audit(now_ms, AuditAction::PublishFailed, job, detail) {
+            return Ok(Err(e));
+        }
+        self.outbox.mark_check_failed(&job.id, now_ms, message)?;
+        warn_check_failed(job, message);
+        Ok(Ok(()))
+    }
+
     /// Step until `cancel`: after a step that finished a job, step again at once (its
     /// dependants may be due); otherwise wait until the earliest wake time, a
     /// [`Dispatcher::notifier`] notification, or at most `idle` (a safety net).
@@ -777,14 +927,14 @@ fn count_outcome(platform: &str, outcome: &Outcome, seconds: f64) {
         Outcome::Posted(_) => "ok",
         Outcome::Found(_) => "recovered",
         Outcome::Retry { .. } => "retry",
-        Outcome::Failed(_) => "failed",
+        Outcome::Failed(_) | Outcome::CheckFailed(_) => "failed",
     };
     crate::metrics::respond::respond().post(platform, o, Some(seconds));
 }
 
 /// One attempt: check first if an earlier outcome was left unchecked, then publish, then
 /// resolve an uncertain or duplicate answer with `find_recent`.
-async fn attempt(route: &Route, job: &Job) -> Outcome {
+async fn attempt(route: &Route, job: &Job, now_ms: i64) -> Outcome {
     let checkable = !job.body.trim().is_empty();
     if checkable
         && job
@@ -799,12 +949,22 @@ async fn attempt(route: &Route, job: &Job) -> Outcome {
         {
             Ok(Some(p)) => return Outcome::Found(p),
             Ok(None) => {}
-            Err(e) => {
-                return Outcome::Retry {
-                    message: format!("{UNCHECKED}{e}"),
-                    retry_after: e.retry_after,
+            Err(e) => match after_failed_check(route, job, now_ms, &e) {
+                Unchecked::Resend => tracing::warn!(
+                    job = %job.id,
+                    account = %route.handle,
+                    platform = route.publisher.platform(),
+                    error = %e,
+                    "Cannot check whether an uncertain post exists; resending it with the same idempotency key, which the platform still honours."
+                ),
+                Unchecked::Later => {
+                    return Outcome::Retry {
+                        message: format!("{UNCHECKED}{e}"),
+                        retry_after: e.retry_after,
+                    }
                 }
-            }
+                Unchecked::GiveUp => return Outcome::CheckFailed(format!("{CHECK_FAILED}{e}")),
+            },
         }
     }
     let target = target_of(job).map(str::to_string);
@@ -821,7 +981,7 @@ async fn attempt(route: &Route, job: &Job) -> Outcome {
     };
     match route.publisher.publish(&req).await {
         Ok(p) => Outcome::Posted(p),
-        Err(e) if e.must_check_before_retry() => resolve(route, job, e).await,
+        Err(e) if e.must_check_before_retry() => resolve(route, job, e, now_ms).await,
         Err(e) if e.retryable => Outcome::Retry {
             message: e.to_string(),
             retry_after: e.retry_after,
@@ -830,7 +990,7 @@ async fn attempt(route: &Route, job: &Job) -> Outcome {
     }
 }
 
-async fn resolve(route: &Route, job: &Job, err: PublishError) -> Outcome {
+async fn resolve(route: &Route, job: &Job, err: PublishError, now_ms: i64) -> Outcome {
     let found = if job.body.trim().is_empty() {
         // Nothing to match by text (a Mastodon reblog, idempotent per target): resend.
         Ok(None)
@@ -847,9 +1007,25 @@ async fn resolve(route: &Route, job: &Job, err: PublishError) -> Outcome {
             message: err.to_string(),
             retry_after: err.retry_after,
         },
-        Err(e) => Outcome::Retry {
-            message: format!("{UNCHECKED}{err}; check failed: {e}"),
-            retry_after: e.retry_after,
+        // The next attempt checks again, and resends if the check still fails and the key is
+        // still honoured then.
+        Err(e) => match after_failed_check(route, job, now_ms, &e) {
+            Unchecked::Resend | Unchecked::Later => Outcome::Retry {
+                message: format!("{UNCHECKED}{err}; check failed: {e}"),
+                retry_after: e.retry_after,
+            },
+            Unchecked::GiveUp => Outcome::CheckFailed(format!("{CHECK_FAILED}{e} (after: {err})")),
         },
     }
+}
+
+/// One WARN per job given up as `check_failed`.
+fn warn_check_failed(job: &Job, message: &str) {
+    tracing::warn!(
+        job = %job.id,
+        notice = %job.notice_id,
+        account = %job.account_id,
+        error = %message,
+        "An uncertain post cannot be checked and may not be resent: marked check_failed; look on the platform whether it exists."
+    );
 }

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `POST /api/v1/statuses` | Mastodon: `Authorization: Bearer`, JSON or form `status`, `in_reply_to_id`, `visibility`, `language`; honours `Idempotency-Key` for an hour (same key → the same status, nothing new) |
 //! | `POST /api/v1/statuses/{id}/reblog` | Mastodon: a second reblog of the same status by the same account returns the first |
-//! | `GET /api/v1/accounts/verify_credentials` | Mastodon account |
+//! | `GET /api/v1/accounts/verify_credentials` | Mastodon account (404 after [`FakeHandle::remove_verify_credentials`]) |
 //! | `GET /api/v1/accounts/{id}/statuses?limit&max_id` | newest first; `content` is HTML (paragraphs, `<br />`, linkified URLs) |
 //! | `POST /2/statuses/share.json` | Weibo, form `access_token`, `status`; identical consecutive text → 400 `error_code` 20019 |
 //! | `POST /2/statuses/repost.json` | form `access_token`, `id`, `status` |
@@ -127,6 +127,7 @@ struct St {
     fail: VecDeque<u16>,
     delay: VecDeque<Duration>,
     drop_next: u32,
+    no_verify: bool,
     violations: HashMap<String, u64>,
     requests: u64,
 }
@@ -257,6 +258,13 @@ impl FakeHandle {
     /// The next `n` accepted posts get no answer: the connection is dropped.
     pub fn drop_after_accept_next(&self, n: u32) {
         self.inner.st().drop_next += n;
+    }
+
+    /// From now on `GET /api/v1/accounts/verify_credentials` answers 404, like a stand-in that
+    /// does not implement it: a Mastodon client cannot learn its account id, so it cannot read
+    /// its own statuses.
+    pub fn remove_verify_credentials(&self) {
+        self.inner.st().no_verify = true;
     }
 
     /// Posts refused for being over a limit (429 / 10023), all accounts.
@@ -961,6 +969,9 @@ async fn m_verify(State(s): State<Arc<Inner>>, headers: HeaderMap) -> Response {
     let Some((_, acct)) = s.account(bearer(&headers).as_deref()) else {
         return mastodon_error(401, "The access token is invalid").into_response();
     };
+    if s.st().no_verify {
+        return mastodon_error(404, "Not Found").into_response();
+    }
     Json(mastodon_account(&acct, &s.base)).into_response()
 }
 

@@ -763,3 +763,137 @@ async fn a_stopped_redis_audit_log_pauses_publishing_and_a_restarted_one_resumes
     assert_eq!(actions[0], "dispatcher_resume", "{actions:?}");
     assert_eq!(actions.iter().filter(|a| **a == "publish_ok").count(), 8);
 }
+
+fn check_failures(platform: &str) -> u64 {
+    huiying::metrics::respond::respond()
+        .check_failures
+        .with_label_values(&[platform])
+        .get()
+}
+
+/// The stand-in has no `verify_credentials` (404): an uncertain Mastodon post cannot be
+/// checked. Within the hour Mastodon honours the idempotency key, so the job is resent with
+/// it (the platform answers with the first status) instead of waiting forever.
+#[tokio::test]
+async fn an_uncheckable_post_is_resent_with_its_key_within_the_hour() {
+    let (_, f) = FakePlatform::start().await;
+    let mut time = Time::new();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let mut d = dispatcher(
+        &f,
+        outbox.clone(),
+        &time,
+        &[("m-lead", Kind::Mastodon, generous())],
+    );
+    f.remove_verify_credentials();
+    let job = NewJob::new(
+        "n1",
+        "m-lead",
+        ActionKind::Post,
+        Priority::Emergency,
+        LEAD_TEXT,
+    );
+    let id = job.id();
+    outbox.enqueue(job, time.now).expect("enqueue");
+    let before = check_failures("mastodon");
+    f.drop_after_accept_next(1);
+    let r = d.step(time.now).await.expect("step");
+    assert_eq!(r.retried, vec![id.clone()], "{r:?}");
+    drain(&mut d, outbox.as_ref(), &mut time, 15_000, 5).await;
+    let j = outbox.get(&id).expect("get").expect("job");
+    assert_eq!(j.state, JobState::Done, "{j:?}");
+    let copies: Vec<_> = f
+        .posts()
+        .into_iter()
+        .filter(|p| p.account == "m-lead")
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(j.platform_post_id.as_deref(), Some(copies[0].id.as_str()));
+    assert!(check_failures("mastodon") > before);
+}
+
+/// Past the idempotency key's hour an uncheckable uncertain post may not be resent: the job
+/// is given up as `check_failed` at once (a 404 is permanent), its amplifier fails, and the
+/// notice has nothing left unfinished.
+#[tokio::test]
+async fn an_uncheckable_post_past_the_hour_is_marked_check_failed() {
+    let (_, f) = FakePlatform::start().await;
+    let mut time = Time::new();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let mut d = dispatcher(
+        &f,
+        outbox.clone(),
+        &time,
+        &[
+            ("m-lead", Kind::Mastodon, generous()),
+            ("m-a1", Kind::Mastodon, generous()),
+        ],
+    );
+    f.remove_verify_credentials();
+    let lead = NewJob::new(
+        "n1",
+        "m-lead",
+        ActionKind::Post,
+        Priority::Emergency,
+        LEAD_TEXT,
+    );
+    let id = lead.id();
+    let amp =
+        NewJob::new("n1", "m-a1", ActionKind::Repost, Priority::Emergency, "").depends_on(&id);
+    let amp_id = amp.id();
+    outbox
+        .enqueue_all(vec![lead, amp], time.now)
+        .expect("enqueue");
+    // Publishing was held for two hours (paused, say): the key would be forgotten by now.
+    time.advance(2 * 3_600_000);
+    let before = check_failures("mastodon");
+    f.drop_after_accept_next(1);
+    let r = d.step(time.now).await.expect("step");
+    assert_eq!(r.check_failed, vec![id.clone()], "{r:?}");
+    let j = outbox.get(&id).expect("get").expect("job");
+    assert_eq!(j.state, JobState::CheckFailed, "{j:?}");
+    let msg = j.last_error.clone().unwrap_or_default();
+    assert!(
+        msg.starts_with(huiying::respond::dispatch::CHECK_FAILED),
+        "{msg}"
+    );
+    let a = outbox.get(&amp_id).expect("get").expect("amp");
+    assert_eq!(a.state, JobState::Failed, "{a:?}");
+    assert_eq!(outbox.depth().expect("depth"), 0);
+    assert!(check_failures("mastodon") > before);
+    // Nothing more is sent: one post (the one whose answer was lost).
+    time.advance(60_000);
+    let r = d.step(time.now).await.expect("step");
+    assert!(r.attempted.is_empty(), "{r:?}");
+    assert_eq!(f.posts().len(), 1);
+}
+
+/// After a crash, an uncertain job that cannot be checked and is past the key's hour is given
+/// up by recovery, not retried forever.
+#[tokio::test]
+async fn recovery_gives_up_an_uncheckable_post_past_the_hour() {
+    let (_, f) = FakePlatform::start().await;
+    let mut time = Time::new();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let accounts = [("m-lead", Kind::Mastodon, generous())];
+    let job = NewJob::new(
+        "n1",
+        "m-lead",
+        ActionKind::Post,
+        Priority::Emergency,
+        LEAD_TEXT,
+    );
+    let id = job.id();
+    outbox.enqueue(job, time.now).expect("enqueue");
+    time.advance(2 * 3_600_000);
+    // The process died while the post was in flight.
+    outbox.mark_attempting(&id, time.now).expect("attempting");
+    f.remove_verify_credentials();
+    let mut d = dispatcher(&f, outbox.clone(), &time, &accounts);
+    let rec = d.recover(time.now).await.expect("recover");
+    assert_eq!(rec.check_failed, vec![id.clone()], "{rec:?}");
+    let j = outbox.get(&id).expect("get").expect("job");
+    assert_eq!(j.state, JobState::CheckFailed, "{j:?}");
+    assert_eq!(outbox.depth().expect("depth"), 0);
+    assert!(f.posts().is_empty());
+}

@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use huiying::app::{start, Service, ServiceOptions};
 use huiying::config::Config;
 use huiying::feeds::{FeedConfig, FeedKind};
-use huiying::store::MemoryStore;
+use huiying::store::{EmbeddedStore, MemoryStore, Store};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -88,6 +88,8 @@ struct Fake {
     timeline: Mutex<Vec<Value>>,
     /// Answer REST requests with HTTP 429.
     rate_limited: bool,
+    /// REST timelines answer only while this is true (a test holds them until it listens).
+    rest_open: watch::Sender<bool>,
     seen: watch::Sender<Seen>,
 }
 
@@ -242,6 +244,7 @@ async fn public_timeline(
     headers: HeaderMap,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Response {
+    let _ = f.rest_open.subscribe().wait_for(|open| *open).await;
     let (req, refusal) = f.rest("/api/v1/timelines/public".into(), &headers, q);
     if let Some(r) = refusal {
         return r;
@@ -283,6 +286,7 @@ async fn fake_mastodon(o: FakeOptions) -> (Arc<Fake>, SocketAddr, tokio::task::J
         conns: Mutex::new(o.conns.into()),
         timeline: Mutex::new(o.timeline),
         rate_limited: o.rate_limited,
+        rest_open: watch::Sender::new(true),
         seen: watch::Sender::new(Seen::default()),
     });
     let app = Router::new()
@@ -418,6 +422,10 @@ fn feed(name: &str, fake: SocketAddr, token_env: &str, streams: &[&str]) -> Feed
 }
 
 async fn start_service(feeds: Vec<FeedConfig>) -> Service {
+    start_service_on(feeds, Arc::new(MemoryStore::default())).await
+}
+
+async fn start_service_on(feeds: Vec<FeedConfig>, store: Arc<dyn Store>) -> Service {
     let config = Config {
         listen: "127.0.0.1:0".into(),
         watch_rules: false,
@@ -434,7 +442,7 @@ async fn start_service(feeds: Vec<FeedConfig>) -> Service {
         "the service to start",
         start(ServiceOptions {
             config: util::with_test_auth(config),
-            store: Arc::new(MemoryStore::default()),
+            store,
             demo: false,
             auth_clock: None,
         }),
@@ -667,6 +675,78 @@ async fn reconnect_backfills_exactly_once() {
         "{m}"
     );
 
+    stop(svc).await;
+    server.abort();
+}
+
+/// Service A streams statuses 1..K and stops (its last ids go to the store); statuses
+/// K+1..M are posted while nobody listens; service B on the same store backfills them on its
+/// first connection (`since_id` = K). Every status reaches the pipeline exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_backfills_what_was_posted_while_down() {
+    const FEED: &str = "masto_restart";
+    const K: u64 = 5;
+    const M: u64 = 12;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("huiying.redb");
+    let (fake, addr, server) = fake_mastodon(FakeOptions {
+        token: "restart-token".into(),
+        subscriptions: 1,
+        conns: Vec::new(),
+        timeline: Vec::new(),
+        rate_limited: false,
+    })
+    .await;
+    let all: Vec<Value> = (1..=M).map(|n| rain(addr, n)).collect();
+    *fake.timeline.lock().unwrap() = all[..K as usize].to_vec();
+    let (go, gate) = oneshot::channel();
+    fake.conns.lock().unwrap().push_back(Conn {
+        gate: Some(gate),
+        frames: all[..K as usize].iter().map(update).collect(),
+        end: End::Stay,
+    });
+    let mut cfg = feed(FEED, addr, "HUIYING_TEST_MASTO_RESTART", &[]);
+    cfg.token_env = None;
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "restart-token\n").expect("write the token file");
+    cfg.token_file = Some(token_file);
+
+    // A: live, statuses 1..K.
+    let store = Arc::new(EmbeddedStore::open(&path).expect("open the store"));
+    let svc = start_service_on(vec![cfg.clone()], store).await;
+    let mut ws = stream(svc.addr, true).await;
+    go.send(()).expect("the fake server waits");
+    let id = wait_incident(&mut ws, &ids(addr, 1..=K)).await;
+    drop(ws);
+    stop(svc).await;
+    // A's first connection backfilled nothing (nothing was stored yet).
+    assert!(fake.seen(|s| s.rest.is_empty()));
+
+    // Posted while huiying was down. B's backfill is answered once the test listens.
+    *fake.timeline.lock().unwrap() = all.clone();
+    fake.rest_open.send_replace(false);
+    let store = Arc::new(EmbeddedStore::open(&path).expect("reopen the store"));
+    let svc = start_service_on(vec![cfg], store).await;
+    let mut ws = stream(svc.addr, true).await;
+    fake.rest_open.send_replace(true);
+    wait_assigned(&mut ws, &id, &ids(addr, K + 1..=M)).await;
+    let rest = fake.seen(|s| s.rest.clone());
+    let since = (ID_BASE + K).to_string();
+    assert_eq!(rest.len(), 1, "{rest:#?}");
+    assert_eq!(rest[0].param("since_id"), Some(since.as_str()), "{rest:?}");
+    let m = get_metrics(svc.addr).await;
+    assert_eq!(
+        series(
+            &m,
+            "huiying_ingest_mentions_total",
+            FEED,
+            "result",
+            "accepted"
+        ),
+        M as f64,
+        "every status exactly once across A and B (one process, one registry): {m}"
+    );
+    drop(ws);
     stop(svc).await;
     server.abort();
 }

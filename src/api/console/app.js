@@ -26,7 +26,8 @@ const T = {
     approved_by: "已批准", edit: "修改文本", save: "保存", revoke: "吊销",
     token_once: "新令牌（只显示这一次）：", chars: "字", lead: "首发", co: "同步发布",
     amp: "转发", j_pending: "等待", j_attempting: "发送中", j_done: "已发布",
-    j_failed: "失败", j_retry: "重试", done: "完成", login_failed: "登录失败",
+    j_failed: "失败", j_retry: "重试", j_check_failed: "无法核实", done: "完成",
+    wait_limit: "等待额度至", check_failed_note: "条发布无法核实是否已发出：请到平台上查看，勿盲目重发", login_failed: "登录失败",
     expired: "会话已过期，请重新登录", forbidden: "权限不足", mentions: "提及数",
     merged: "已合并", closed: "已关闭", merge_help: "目标事件编号", users: "用户", tokens: "令牌",
     audit_down: "审计日志无法写入：操作被拒绝，发布已暂停，恢复写入后自动继续",
@@ -55,6 +56,8 @@ const T = {
     save: "Save", revoke: "Revoke", token_once: "New token (shown only once):", chars: "chars",
     lead: "lead", co: "co-publisher", amp: "amplifier", j_pending: "pending",
     j_attempting: "sending", j_done: "posted", j_failed: "failed", j_retry: "retrying",
+    j_check_failed: "unverified", wait_limit: "waiting for limit until",
+    check_failed_note: "post(s) could not be checked: look on the platform whether they exist; do not resend blindly",
     done: "Done", login_failed: "Login failed", expired: "Session expired: log in again",
     forbidden: "Not allowed for your role", mentions: "Mentions", merged: "Merged",
     closed: "Closed", merge_help: "target incident id", users: "User", tokens: "Token",
@@ -367,10 +370,16 @@ async function openNotice(id) {
     $("nd-previews").replaceChildren(...cards);
   }
   const jobs = n.jobs_status || [];
+  const unchecked = $("nd-check-failed");
+  unchecked.hidden = !n.check_failed;
+  unchecked.textContent = n.check_failed ? `⚠ ${n.check_failed} ${t("check_failed_note")}` : "";
   $("fanout").replaceChildren(...jobs.map((j) => el("tr", { "data-job": j.id, "data-state": j.state },
     el("td", {}, j.account_id, " ", el("span", { class: "muted" }, roles[j.account_id] || "")),
     el("td", {}, j.action),
-    el("td", {}, el("span", { class: `state s-${j.state}` }, t(`j_${j.state}`))),
+    el("td", {}, el("span", { class: `state s-${j.state}` }, t(`j_${j.state}`)),
+      j.waiting_for_limit_until
+        ? el("span", { class: "muted wait-limit" }, ` ${t("wait_limit")} ${fmtTime(j.waiting_for_limit_until)}`)
+        : null),
     el("td", {}, j.platform_post_id || ""),
     el("td", { class: "error" }, j.last_error || ""))));
   $("fanout-empty").hidden = jobs.length > 0;
@@ -383,7 +392,8 @@ async function loadAccounts() {
     el("td", {}, a.name, " ", el("span", { class: "muted" }, a.handle)),
     el("td", {}, a.platform),
     el("td", {}, regionName(a.region)),
-    el("td", {}, (a.remaining || []).map((r) => `${r.kind} ${r.now} (${r.per_hour}/h)`).join(" · ")),
+    el("td", {}, (a.remaining || []).map((r) => `${r.kind} ${r.now} (${r.per_hour}/h)`
+      + (r.waiting_until ? ` ${t("wait_limit")} ${fmtTime(r.waiting_until)}` : "")).join(" · ")),
     el("td", {}, a.last_post ? `${fmtTime(a.last_post.at)} ${a.last_post.post_id || ""}` : ""),
     el("td", { class: a.failures.length ? "error" : "" }, a.failures.length))));
 }

@@ -24,7 +24,8 @@ const I18N = {
     rebutKnown: "已有官方辟谣",
     notice: { draft: "待审批", held: "待自动发布", approved: "已批准", publishing: "发布中", done: "已完成", rejected: "已驳回" },
     held: (t) => `自动批准，${t} 发布，可取消`,
-    job: { pending: "待发布", attempting: "发布中", retry: "重试中", done: "已发布", failed: "失败" },
+    job: { pending: "待发布", attempting: "发布中", retry: "重试中", done: "已发布", failed: "失败", check_failed: "无法核实" },
+    checkFailed: (n) => `⚠ ${n} 条无法核实是否已发出，请人工查看`, waitLimit: "等额度至",
     approvals: (a, n) => `审批 ${a}/${n}`, lead: "主发", co: "联发", amp: "转发",
     amps: (n) => `转发账号 ${n} 个`,
     respondOff: "发布模块未启用", forbidden: "无权查看", httpOnly: "仅 HTTP 接入", connected: "已连接",
@@ -46,7 +47,8 @@ const I18N = {
     rebutDone: "Rebutted", rebutKnown: "Official rebuttal exists",
     notice: { draft: "awaiting approval", held: "held", approved: "approved", publishing: "publishing", done: "done", rejected: "rejected" },
     held: (t) => `approved by policy: publishes at ${t} unless cancelled`,
-    job: { pending: "pending", attempting: "posting", retry: "retrying", done: "posted", failed: "failed" },
+    job: { pending: "pending", attempting: "posting", retry: "retrying", done: "posted", failed: "failed", check_failed: "unverified" },
+    checkFailed: (n) => `⚠ ${n} post(s) could not be checked: look on the platform`, waitLimit: "limit until",
     approvals: (a, n) => `approvals ${a}/${n}`, lead: "lead", co: "co-publisher", amp: "repost",
     amps: (n) => `${n} reposting accounts`,
     respondOff: "Respond stage off", forbidden: "Not permitted", httpOnly: "HTTP ingest only", connected: "connected",
@@ -340,7 +342,7 @@ function renderRumors() {
   fit($("rumors-panel"), list, () => {});
 }
 
-const JOB_CLASS = { pending: "pending", retry: "active", attempting: "active", done: "done", failed: "failed" };
+const JOB_CLASS = { pending: "pending", retry: "active", attempting: "active", done: "done", failed: "failed", check_failed: "failed" };
 
 function postLink(account, job) {
   if (!job.platform_post_id) return null;
@@ -378,6 +380,7 @@ function renderFanout() {
     if (notice.state === "held" && notice.hold_until) {
       card.append(el("div", "approvals held", T.held(hhmmss(new Date(notice.hold_until)))));
     }
+    if (notice.check_failed) card.append(el("div", "check-failed", T.checkFailed(notice.check_failed)));
     const rows = el("div", "jobs");
     const plan = notice.plan || { lead: "", co_publishers: [], amplifiers: [] };
     const roleOf = (id) => (id === plan.lead ? T.lead : plan.amplifiers.includes(id) ? T.amp : T.co);
@@ -387,7 +390,7 @@ function renderFanout() {
     // Many amplifiers: one summary row for those not failed; failures stay named.
     let folded = [];
     if (entries.length > MAX_ROWS) {
-      const fold = ([id, job]) => plan.amplifiers.includes(id) && !(job && job.state === "failed");
+      const fold = ([id, job]) => plan.amplifiers.includes(id) && !(job && JOB_CLASS[job.state] === "failed");
       folded = entries.filter(fold);
       entries = entries.filter((e) => !fold(e));
     }
@@ -408,8 +411,12 @@ function renderFanout() {
         st.append(a);
       } else if (job && job.state === "done" && job.platform_post_id) {
         st.append(`${label} #${job.platform_post_id}`);
-      } else if (job && job.state === "failed") {
+      } else if (job && JOB_CLASS[job.state] === "failed") {
         st.append(label);
+      } else if (job && job.waiting_for_limit_until) {
+        const d = new Date(job.waiting_for_limit_until);
+        const p = (n) => String(n).padStart(2, "0");
+        st.append(`${label} · ${T.waitLimit} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`);
       } else {
         st.append(label);
       }

@@ -9,6 +9,13 @@
 //! does not send them twice (a status on two subscribed streams arrives twice; the backfill
 //! overlaps the live stream).
 //!
+//! **Across restarts.** The last ids (per stream, the newest on any stream, the last
+//! notification) are kept in the [`Store`] as the feed's state (JSON, like the Jetstream
+//! cursor): written at most once a second while frames arrive, and on stop. On start a stored
+//! state is read back and the first connection backfills from it too, so statuses posted while
+//! huiying was down are fetched (a kill -9 loses at most the last second of progress: those
+//! statuses are fetched again, and the engine drops the repeated ids).
+//!
 //! Files: `stream.rs` (the configured streams: subscribe messages, matching REST timelines),
 //! `status.rs` (the Mastodon JSON read and statuses as [`Mention`]s), `backfill.rs` (the REST
 //! backfill over `reqwest`: `since_id`, paging with `max_id`), `ids.rs` (id order, the ids
@@ -29,10 +36,16 @@ use super::websocket::{self, Frame, Protocol};
 use super::FeedConfig;
 use super::Ingest;
 use crate::normalize::Mention;
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// Write the feed's state at most this often while frames arrive.
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
 /// Streams subscribed to when none are configured.
 pub const DEFAULT_STREAMS: [&str; 1] = ["public:local"];
@@ -41,22 +54,70 @@ const SOURCE: &str = "mastodon";
 /// `source` of mentions of our account (notifications of type `mention`).
 const SOURCE_NOTIFICATION: &str = "mastodon:notification";
 
-/// Run a Mastodon feed until `cancel` fires.
+/// Run a Mastodon feed until `cancel` fires, resuming from (and keeping) its last ids in
+/// `store`.
 pub async fn run(
     cfg: FeedConfig,
     token: Option<String>,
+    store: Arc<dyn Store>,
     ingest: Ingest,
     health: Arc<FeedHealth>,
     cancel: CancellationToken,
 ) {
-    let proto = match Mastodon::new(&cfg, token.clone()) {
+    let mut proto = match Mastodon::new(&cfg, token.clone()) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(feed = %cfg.name, error = %e, "Invalid Mastodon feed; feed stopped.");
             return;
         }
     };
+    let feed = cfg.name.clone();
+    let (st, name) = (store.clone(), feed.clone());
+    match tokio::task::spawn_blocking(move || st.get_feed_state(&name)).await {
+        Ok(Ok(Some(state))) => proto.resume(&state),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(feed = %feed, error = %e, "Cannot read the Mastodon feed's last ids; no backfill at start.")
+        }
+        Err(e) => {
+            tracing::warn!(feed = %feed, error = %e, "Cannot read the Mastodon feed's last ids; no backfill at start.")
+        }
+    }
+    proto.store = Some(store.clone());
+    let latest = Arc::clone(&proto.latest);
     websocket::run(proto, token, ingest, health, cfg.ws_options(), cancel).await;
+    // Stopped: keep where we are.
+    let last = latest.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(state) = last {
+        put_state(store, feed, state).await;
+    }
+}
+
+/// Write a feed's state; a failure is logged (the next write may succeed).
+async fn put_state(store: Arc<dyn Store>, feed: String, state: Vec<u8>) -> bool {
+    let name = feed.clone();
+    match tokio::task::spawn_blocking(move || store.put_feed_state(&name, &state)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(feed = %feed, error = %e, "Cannot store the Mastodon feed's last ids.");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(feed = %feed, error = %e, "Cannot store the Mastodon feed's last ids.");
+            false
+        }
+    }
+}
+
+/// The ids a restart resumes from (the feed's state in the store, JSON).
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Resume {
+    #[serde(default)]
+    last_seen: HashMap<String, String>,
+    #[serde(default)]
+    newest: Option<String>,
+    #[serde(default)]
+    last_notification: Option<String>,
 }
 
 /// The Mastodon streaming protocol.
@@ -80,6 +141,16 @@ pub struct Mastodon {
     recent: Recent,
     /// The REST client of the backfill.
     client: reqwest::Client,
+    /// Where the last ids are kept across restarts (none in unit tests).
+    store: Option<Arc<dyn Store>>,
+    /// Last ids were restored at start: the first connection backfills too.
+    resumed: bool,
+    /// The state after the last delivered frame or backfill, not yet written on stop.
+    latest: Arc<Mutex<Option<Vec<u8>>>>,
+    /// The state last written to the store.
+    persisted: Option<Vec<u8>>,
+    /// When it was written.
+    last_persist: Instant,
 }
 
 /// Never shows the token.
@@ -155,7 +226,65 @@ impl Mastodon {
             last_notification: None,
             recent: Recent::default(),
             client,
+            store: None,
+            resumed: false,
+            latest: Arc::new(Mutex::new(None)),
+            persisted: None,
+            last_persist: Instant::now(),
         })
+    }
+
+    /// The last ids, encoded for the store.
+    fn state(&self) -> Vec<u8> {
+        let r = Resume {
+            last_seen: self.last_seen.clone(),
+            newest: self.newest.clone(),
+            last_notification: self.last_notification.clone(),
+        };
+        serde_json::to_vec(&r).unwrap_or_default()
+    }
+
+    /// Resume from a stored state: the first connection backfills from these ids. Ids of
+    /// streams no longer configured are dropped; an unreadable state is ignored (logged).
+    pub fn resume(&mut self, state: &[u8]) {
+        let r: Resume = match serde_json::from_slice(state) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(feed = %self.feed, error = %e, "Unreadable Mastodon feed state; no backfill at start.");
+                return;
+            }
+        };
+        let keys: Vec<String> = self.streams.iter().map(Stream::key).collect();
+        self.last_seen = r
+            .last_seen
+            .into_iter()
+            .filter(|(k, _)| keys.contains(k))
+            .collect();
+        self.newest = r.newest;
+        self.last_notification = r.last_notification;
+        self.resumed = self.newest.is_some() || self.last_notification.is_some();
+        self.persisted = Some(self.state());
+        tracing::info!(feed = %self.feed, newest = ?self.newest, "Mastodon feed resumes from its stored last ids.");
+    }
+
+    /// Note the current state for the write on stop; write it if a second passed since the
+    /// last write.
+    async fn keep(&mut self) {
+        let state = self.state();
+        if self.persisted.as_ref() == Some(&state) {
+            return;
+        }
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.clone());
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        if self.last_persist.elapsed() >= PERSIST_EVERY {
+            self.last_persist = Instant::now();
+            if put_state(store, self.feed.clone(), state.clone()).await {
+                self.persisted = Some(state);
+                *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+        }
     }
 
     fn mention_id(&self, status_id: &str) -> String {
@@ -218,11 +347,23 @@ impl Protocol for Mastodon {
     }
 
     async fn catch_up(&mut self, reconnect: bool) -> Vec<Mention> {
-        if reconnect {
-            self.backfill().await
+        // After a restart the first connection backfills from the stored ids too.
+        let resumed = std::mem::take(&mut self.resumed);
+        if reconnect || resumed {
+            let missed = self.backfill().await;
+            // Written with the next delivered frame or on stop, after these were queued.
+            let state = self.state();
+            if self.persisted.as_ref() != Some(&state) {
+                *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+            }
+            missed
         } else {
             Vec::new()
         }
+    }
+
+    async fn delivered(&mut self, _frame: &Frame) {
+        self.keep().await;
     }
 
     fn on_text(&mut self, text: &str) -> Frame {

@@ -357,6 +357,10 @@ pub struct Remaining {
     pub per_hour: u32,
     /// Actions that may go right now.
     pub now: u32,
+    /// When `now` is 0: how long until one may go (ms; the account's limiter or the app's,
+    /// whichever is later). After a restart the limiters of accounts that posted in the last
+    /// hour start used up, so this is up to one period. 0 when one may go now.
+    pub wait_ms: u64,
 }
 
 struct Inner<C: Clock> {
@@ -522,18 +526,27 @@ impl<C: Clock + Clone> Limits<C> {
         let g = self.lock();
         let slots = g.accounts.get(account)?;
         let app_now = g.app.as_ref().map(|a| a.available(&self.clock));
+        // How long until a take would succeed, without taking (snapshot and restore).
+        let wait = |l: &Limiter<C>| {
+            let before = l.cell.snapshot();
+            let w = l.take(&self.clock).err().unwrap_or(Duration::ZERO);
+            l.cell.restore(before);
+            w
+        };
+        let app_wait = g.app.as_ref().map_or(Duration::ZERO, wait);
         Some(
             LimitKind::ALL
                 .iter()
                 .map(|&kind| {
-                    let (per_hour, now) = match &slots[kind_index(kind)] {
-                        Some(l) => (l.per_hour, l.available(&self.clock)),
-                        None => (0, 0),
+                    let (per_hour, now, w) = match &slots[kind_index(kind)] {
+                        Some(l) => (l.per_hour, l.available(&self.clock), wait(l).max(app_wait)),
+                        None => (0, 0, Duration::ZERO),
                     };
                     Remaining {
                         kind,
                         per_hour,
                         now: app_now.map_or(now, |a| a.min(now)),
+                        wait_ms: u64::try_from(w.as_millis()).unwrap_or(u64::MAX),
                     }
                 })
                 .collect(),

@@ -311,3 +311,40 @@ fn unknown_disabled_and_wait_for() {
     assert_eq!(limits.check("a", LimitKind::Repost), Ok(()));
     assert_eq!(LimitKind::from(ActionKind::Reply), LimitKind::Comment);
 }
+
+/// After a restart the limiters start used up: `remaining` says how long the account waits
+/// (one period, about 36 s at 100 posts/hour), which the console shows as "waiting for limit
+/// until …"; once the clock passed it, nothing is waited for.
+#[test]
+fn remaining_shows_the_wait_after_a_restart() {
+    let clock = ManualClock::default();
+    let limits = Limits::new(clock.clone());
+    limits.add_account("a", profile(100, 100, 100, 1));
+    let post = |l: &Limits<ManualClock>| {
+        l.remaining("a")
+            .expect("known")
+            .into_iter()
+            .find(|r| r.kind == LimitKind::Post)
+            .expect("post")
+    };
+    assert_eq!(post(&limits).wait_ms, 0);
+    limits.exhaust("a", LimitKind::Post);
+    let r = post(&limits);
+    assert_eq!(r.now, 0);
+    let period_ms = (3_600_000 + DEFAULT_MARGIN.as_millis() as u64) / 100;
+    assert!(
+        r.wait_ms > 0 && r.wait_ms <= period_ms + 1,
+        "{} ms, period {period_ms} ms",
+        r.wait_ms
+    );
+    assert_eq!(
+        limits
+            .wait_for("a", LimitKind::Post)
+            .expect("wait")
+            .as_millis() as u64,
+        r.wait_ms
+    );
+    clock.advance(Duration::from_millis(r.wait_ms + 1));
+    assert_eq!(post(&limits).wait_ms, 0);
+    assert_eq!(limits.check("a", LimitKind::Post), Ok(()));
+}

@@ -80,6 +80,10 @@ pub enum JobState {
     Failed,
     /// Waiting until `next_attempt_at` to try again.
     Retry,
+    /// Given up because an uncertain outcome could not be checked (the platform's read API
+    /// failed for good, or kept failing) and resending was not safe: the post may or may not
+    /// exist, an operator must look on the platform. Finished, like `failed`.
+    CheckFailed,
 }
 
 impl JobState {
@@ -91,12 +95,16 @@ impl JobState {
             JobState::Done => "done",
             JobState::Failed => "failed",
             JobState::Retry => "retry",
+            JobState::CheckFailed => "check_failed",
         }
     }
 
-    /// Done or failed.
+    /// Done, failed or check failed.
     pub fn is_finished(self) -> bool {
-        matches!(self, JobState::Done | JobState::Failed)
+        matches!(
+            self,
+            JobState::Done | JobState::Failed | JobState::CheckFailed
+        )
     }
 }
 

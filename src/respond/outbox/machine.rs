@@ -68,6 +68,13 @@ pub(crate) fn enqueue_in<B: Backend>(
                         dj.last_error.unwrap_or_default()
                     )),
                 ),
+                JobState::CheckFailed => (
+                    None,
+                    Some(format!(
+                        "dependency {d} could not be checked: {}",
+                        dj.last_error.unwrap_or_default()
+                    )),
+                ),
                 _ => (None, None),
             }
         }
@@ -206,24 +213,65 @@ pub(crate) fn fail_in<B: Backend>(
     now: i64,
     error: &str,
 ) -> Result<Job, OutboxError> {
+    give_up_in(b, id, now, error, JobState::Failed)
+}
+
+/// `attempting` → `check_failed` (no-op when already there), with the dependants failed,
+/// transitively: nobody knows the post id they would act on.
+pub(crate) fn check_failed_in<B: Backend>(
+    b: &mut B,
+    id: &str,
+    now: i64,
+    error: &str,
+) -> Result<Job, OutboxError> {
+    give_up_in(b, id, now, error, JobState::CheckFailed)
+}
+
+/// → `to` (`failed`: from any unfinished state; `check_failed`: from `attempting`); a no-op
+/// when already there. Fails the dependants, transitively.
+fn give_up_in<B: Backend>(
+    b: &mut B,
+    id: &str,
+    now: i64,
+    error: &str,
+    to: JobState,
+) -> Result<Job, OutboxError> {
     let old = load_existing(b, id)?;
-    match old.state {
-        JobState::Failed => return Ok(old),
-        JobState::Done => {
-            return Err(OutboxError::InvalidTransition {
-                id: id.to_string(),
-                op: "fail",
-                from: JobState::Done,
-            })
-        }
-        _ => {}
+    if old.state == to {
+        return Ok(old);
+    }
+    let (allowed, op, why) = match to {
+        JobState::CheckFailed => (
+            old.state == JobState::Attempting,
+            "give up checking",
+            format!("could not be checked: {error}"),
+        ),
+        _ => (!old.state.is_finished(), "fail", format!("failed: {error}")),
+    };
+    if !allowed {
+        return Err(OutboxError::InvalidTransition {
+            id: id.to_string(),
+            op,
+            from: old.state,
+        });
     }
     let mut j = old.clone();
-    j.state = JobState::Failed;
+    j.state = to;
     j.last_error = Some(error.to_string());
     j.updated_at = now;
     b.save(Some(&old), &j)?;
-    // Dependants can never run: fail them, transitively.
+    fail_dependants(b, id, now, &why)?;
+    Ok(j)
+}
+
+/// Fail the unfinished dependants of `id`, transitively (they can never run); `why` follows
+/// "dependency {id} ".
+fn fail_dependants<B: Backend>(
+    b: &mut B,
+    id: &str,
+    now: i64,
+    why: &str,
+) -> Result<(), OutboxError> {
     let mut stack = vec![id.to_string()];
     while let Some(failed) = stack.pop() {
         for d in b.dependants(&failed)? {
@@ -233,13 +281,13 @@ pub(crate) fn fail_in<B: Backend>(
             }
             let mut dj = dold.clone();
             dj.state = JobState::Failed;
-            dj.last_error = Some(format!("dependency {failed} failed: {error}"));
+            dj.last_error = Some(format!("dependency {failed} {why}"));
             dj.updated_at = now;
             b.save(Some(&dold), &dj)?;
             stack.push(d);
         }
     }
-    Ok(j)
+    Ok(())
 }
 
 /// How long ago `created` was, at `now` (ms).

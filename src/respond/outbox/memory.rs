@@ -1,6 +1,8 @@
 //! The outbox in memory: the same state machine, nothing survives the process.
 
-use super::machine::{age, attempt_in, done_in, enqueue_in, fail_in, retry_in, Backend};
+use super::machine::{
+    age, attempt_in, check_failed_in, done_in, enqueue_in, fail_in, retry_in, Backend,
+};
 use super::{Enqueued, Job, JobId, JobState, NewJob, OutboxError, OutboxStore, Recovery};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -128,6 +130,10 @@ impl OutboxStore for MemoryOutbox {
         self.write(|s| fail_in(s, id, now_ms, error))
     }
 
+    fn mark_check_failed(&self, id: &str, now_ms: i64, error: &str) -> Result<Job, OutboxError> {
+        self.write(|s| check_failed_in(s, id, now_ms, error))
+    }
+
     fn pause(&self) -> Result<(), OutboxError> {
         self.lock().paused = true;
         Ok(())
@@ -150,7 +156,7 @@ impl OutboxStore for MemoryOutbox {
                 JobState::Attempting => r.uncertain.push(j.clone()),
                 JobState::Pending | JobState::Retry if j.is_blocked() => r.blocked.push(j.clone()),
                 JobState::Pending | JobState::Retry => r.runnable.push(j.clone()),
-                JobState::Done | JobState::Failed => {}
+                JobState::Done | JobState::Failed | JobState::CheckFailed => {}
             }
         }
         r.runnable = Self::sorted(r.runnable);

@@ -27,6 +27,9 @@
 //!              mark_failed │   └─ blocked while its      │  └─ mark_retry(at) ──► retry ─┐
 //!                          ▼      lead is not done       ▼                               │
 //!                        failed ◄────── mark_failed ─────┘◄──── mark_attempting ─────────┘
+//!
+//!    attempting ── mark_check_failed ──► check_failed   (an uncertain outcome that cannot be
+//!                                                        checked, and may not be resent)
 //! ```
 //!
 //! - **Deterministic identity.** A job's id and idempotency key derive from (notice, account,
@@ -204,6 +207,10 @@ pub trait OutboxStore: Send + Sync {
     /// A permanent failure (from any unfinished state; no-op when already failed). Fails the
     /// job's dependants, transitively.
     fn mark_failed(&self, id: &str, now_ms: i64, error: &str) -> Result<Job, OutboxError>;
+    /// Give up an uncertain job whose outcome cannot be checked (from `attempting`; no-op when
+    /// already `check_failed`): the post may exist, an operator must look. Fails the job's
+    /// dependants, transitively.
+    fn mark_check_failed(&self, id: &str, now_ms: i64, error: &str) -> Result<Job, OutboxError>;
     /// Stop every attempt: `next_due` returns nothing and `mark_attempting` fails.
     fn pause(&self) -> Result<(), OutboxError>;
     /// Undo [`OutboxStore::pause`].

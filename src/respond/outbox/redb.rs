@@ -1,7 +1,9 @@
 //! The durable outbox in its own `redb` file: the jobs plus indexes (queue by lane, blocked,
 //! attempting, per notice, dependants), every mutation one fsynced transaction.
 
-use super::machine::{age, attempt_in, done_in, enqueue_in, fail_in, retry_in, Backend};
+use super::machine::{
+    age, attempt_in, check_failed_in, done_in, enqueue_in, fail_in, retry_in, Backend,
+};
 use super::{storage, Enqueued, Job, JobId, JobState, NewJob, OutboxError, OutboxStore, Recovery};
 use ::redb::{
     Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
@@ -110,7 +112,7 @@ impl Backend for WriteTables<'_> {
                 JobState::Attempting => {
                     self.attempting.remove(o.id.as_str()).map_err(&w)?;
                 }
-                JobState::Done | JobState::Failed => {}
+                JobState::Done | JobState::Failed | JobState::CheckFailed => {}
             },
         }
         match new.state {
@@ -125,7 +127,7 @@ impl Backend for WriteTables<'_> {
             JobState::Attempting => {
                 self.attempting.insert(new.id.as_str(), ()).map_err(&w)?;
             }
-            JobState::Done | JobState::Failed => {}
+            JobState::Done | JobState::Failed | JobState::CheckFailed => {}
         }
         let bytes = serde_json::to_vec(new).map_err(|e| OutboxError::Decode {
             id: new.id.clone(),
@@ -307,6 +309,10 @@ impl OutboxStore for Outbox {
 
     fn mark_failed(&self, id: &str, now_ms: i64, error: &str) -> Result<Job, OutboxError> {
         self.write("fail", |t| fail_in(t, id, now_ms, error))
+    }
+
+    fn mark_check_failed(&self, id: &str, now_ms: i64, error: &str) -> Result<Job, OutboxError> {
+        self.write("check_failed", |t| check_failed_in(t, id, now_ms, error))
     }
 
     fn pause(&self) -> Result<(), OutboxError> {

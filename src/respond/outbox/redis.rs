@@ -30,7 +30,9 @@
 //!   posted twice. The job record in Redis *is* the idempotency record.
 //! - The pause switch is a key: every instance stops at once.
 
-use super::machine::{attempt_in, done_in, enqueue_in, fail_in, retry_in, Backend};
+use super::machine::{
+    attempt_in, check_failed_in, done_in, enqueue_in, fail_in, retry_in, Backend,
+};
 use super::{Enqueued, Job, JobId, JobState, NewJob, OutboxError, OutboxStore, Recovery};
 use crate::respond::redis::{lock_on, unlock_on, Blocking};
 use redis::streams::{StreamAutoClaimReply, StreamReadReply};
@@ -215,7 +217,7 @@ impl Backend for Tx<'_> {
                     .arg(&new.id)
                     .ignore();
             }
-            JobState::Done | JobState::Failed => {
+            JobState::Done | JobState::Failed | JobState::CheckFailed => {
                 if old.is_some_and(|o| !o.state.is_finished()) {
                     self.pipe
                         .cmd("ZREM")
@@ -660,6 +662,12 @@ impl OutboxStore for RedisOutbox {
 
     fn mark_failed(&self, id: &str, now_ms: i64, error: &str) -> Result<Job, OutboxError> {
         self.transition("fail", &[id], |tx| fail_in(tx, id, now_ms, error))
+    }
+
+    fn mark_check_failed(&self, id: &str, now_ms: i64, error: &str) -> Result<Job, OutboxError> {
+        self.transition("check_failed", &[id], |tx| {
+            check_failed_in(tx, id, now_ms, error)
+        })
     }
 
     fn pause(&self) -> Result<(), OutboxError> {

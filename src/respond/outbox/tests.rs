@@ -355,3 +355,53 @@ fn redb_and_memory_agree_under_random_operations() {
         })
     );
 }
+
+#[test]
+fn check_failed_is_finished_and_fails_the_dependants() {
+    for (name, s, _d) in stores() {
+        let lead = s
+            .enqueue(post("n3", "lead", Priority::Emergency), 1)
+            .expect("lead")
+            .job()
+            .id
+            .clone();
+        let amp =
+            NewJob::new("n3", "amp", ActionKind::Repost, Priority::Emergency, "").depends_on(&lead);
+        let amp_id = s.enqueue(amp, 1).expect("amp").job().id.clone();
+        // Only an attempt in flight can be given up unchecked.
+        assert!(matches!(
+            s.mark_check_failed(&lead, 2, "x"),
+            Err(OutboxError::InvalidTransition { .. })
+        ));
+        s.mark_attempting(&lead, 2).expect("attempting");
+        let j = s.mark_check_failed(&lead, 3, "HTTP 404").expect("give up");
+        assert_eq!(j.state, JobState::CheckFailed, "{name}");
+        assert_eq!(
+            s.mark_check_failed(&lead, 4, "again")
+                .expect("no-op")
+                .updated_at,
+            3
+        );
+        let a = s.get(&amp_id).expect("get").expect("amp");
+        assert_eq!(a.state, JobState::Failed, "{name}");
+        assert!(a
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("could not be checked"));
+        assert_eq!(s.depth().expect("depth"), 0, "{name}");
+        assert!(s.recover().expect("recover").uncertain.is_empty(), "{name}");
+        assert!(matches!(
+            s.mark_failed(&lead, 5, "x"),
+            Err(OutboxError::InvalidTransition { .. })
+        ));
+        // Enqueued after: created failed.
+        let late =
+            NewJob::new("n3", "late", ActionKind::Repost, Priority::Routine, "").depends_on(&lead);
+        assert_eq!(
+            s.enqueue(late, 6).expect("late").job().state,
+            JobState::Failed,
+            "{name}"
+        );
+    }
+}

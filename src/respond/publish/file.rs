@@ -209,4 +209,8 @@ impl Publisher for FilePublisher {
     fn platform(&self) -> &'static str {
         "file"
     }
+
+    fn idempotency_window(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

@@ -25,6 +25,10 @@ use super::{
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+/// How long Mastodon keeps an `Idempotency-Key` (per account): a resend with the same key
+/// within it returns the first status.
+pub const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Pages of 20 statuses `find_recent` reads at most.
 const FIND_PAGES: usize = 5;
 
@@ -258,5 +262,9 @@ impl Publisher for MastodonPublisher {
 
     fn platform(&self) -> &'static str {
         "mastodon"
+    }
+
+    fn idempotency_window(&self) -> Option<std::time::Duration> {
+        Some(IDEMPOTENCY_WINDOW)
     }
 }

@@ -291,6 +291,12 @@ pub trait Publisher: Send + Sync {
 
     /// `mastodon`, `weibo`, `webhook` or `file`.
     fn platform(&self) -> &'static str;
+
+    /// How long after a post the platform still honours its [`PostRequest::idempotency_key`]
+    /// (a resend with the same key within it creates nothing new), if it does at all
+    /// (Mastodon: 1 h). The dispatcher resends within it when an uncertain outcome cannot be
+    /// checked with [`Publisher::find_recent`].
+    fn idempotency_window(&self) -> Option<Duration>;
 }
 
 /// Any publisher, for callers that hold several platforms in one collection.
@@ -336,6 +342,15 @@ impl Publisher for AnyPublisher {
             AnyPublisher::Weibo(p) => p.platform(),
             AnyPublisher::Webhook(p) => p.platform(),
             AnyPublisher::File(p) => p.platform(),
+        }
+    }
+
+    fn idempotency_window(&self) -> Option<Duration> {
+        match self {
+            AnyPublisher::Mastodon(p) => p.idempotency_window(),
+            AnyPublisher::Weibo(p) => p.idempotency_window(),
+            AnyPublisher::Webhook(p) => p.idempotency_window(),
+            AnyPublisher::File(p) => p.idempotency_window(),
         }
     }
 }

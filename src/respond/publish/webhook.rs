@@ -205,6 +205,10 @@ impl Publisher for WebhookPublisher {
     fn platform(&self) -> &'static str {
         "webhook"
     }
+
+    fn idempotency_window(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -350,6 +350,10 @@ impl Publisher for WeiboPublisher {
     fn platform(&self) -> &'static str {
         "weibo"
     }
+
+    fn idempotency_window(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 #[cfg(test)]
