@@ -355,6 +355,16 @@ async fn feed_status(addr: SocketAddr, name: &str) -> Value {
 }
 
 /// Wait for the `incident.opened` of the rainstorm in 海淀区; returns the incident.
+/// Six rain posts tagged `tag` now: they open an incident and every one is assigned to it.
+async fn rain_incident(fake: &FakeJetstream, ws: &mut Ws, tag: &str) -> BTreeSet<String> {
+    let posts = rain_posts(tag, 0, 6, now_us(), 1_000);
+    let ids = ids_of(&posts);
+    fake.append(&posts);
+    let incident = wait_opened(ws).await;
+    wait_assigned(ws, incident["id"].as_str().unwrap(), &ids).await;
+    ids
+}
+
 async fn wait_opened(ws: &mut Ws) -> Value {
     let v = next_event(ws, "incident.opened rainstorm/110108", |v| {
         v["event"] == "incident.opened"
@@ -578,11 +588,7 @@ async fn garbage_is_counted_and_survived() {
     let svc = start_service(config(feed(FEED, &fake)), Arc::new(MemoryStore::default())).await;
     let mut ws = stream(svc.addr, true).await;
     fake.wait_connections(1, util::WAIT).await;
-    let posts = rain_posts("g", 0, 6, now_us(), 1_000);
-    let ids = ids_of(&posts);
-    fake.append(&posts);
-    let incident = wait_opened(&mut ws).await;
-    wait_assigned(&mut ws, incident["id"].as_str().unwrap(), &ids).await;
+    let ids = rain_incident(&fake, &mut ws, "g").await;
 
     let (status, m) = http(svc.addr, "GET", "/metrics", b"").await;
     assert_eq!(status, 200, "{m}");
@@ -630,11 +636,7 @@ async fn oversize_frame_is_not_buffered_and_the_feed_reconnects() {
     let svc = start_service(config(fcfg), Arc::new(MemoryStore::default())).await;
     let mut ws = stream(svc.addr, true).await;
     fake.wait_connections(2, util::WAIT).await;
-    let posts = rain_posts("o", 0, 6, now_us(), 1_000);
-    let ids = ids_of(&posts);
-    fake.append(&posts);
-    let incident = wait_opened(&mut ws).await;
-    wait_assigned(&mut ws, incident["id"].as_str().unwrap(), &ids).await;
+    rain_incident(&fake, &mut ws, "o").await;
     let (status, m) = http(svc.addr, "GET", "/metrics", b"").await;
     assert_eq!(status, 200, "{m}");
     assert!(messages(&m, FEED, "oversize") >= 1.0, "{m}");
