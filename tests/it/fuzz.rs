@@ -503,3 +503,26 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Findings, each with its concrete input.
+
+/// Found by `mention_field_replaced`: an author given as a non-integer number became an author
+/// id spelt from the float, and a JSON line and the same mention in a POSTed array spelt it
+/// differently (`…5571e134` and `…5573e134`): two authors for one. A number is an author id only
+/// when it is an integer, as for `id`.
+#[test]
+fn finding_float_author_is_a_bad_field() {
+    for author in [json!(-1.7840357757005573e134), json!(1.5)] {
+        let v = mutate(valid_mention(), "author", Some(author));
+        for r in [parse_mention(v.to_string().as_bytes()), parse_value(&v)] {
+            match r {
+                Err(RejectReason::BadField { field, .. }) => assert_eq!(field, "author"),
+                other => panic!("{v}: {other:?}"),
+            }
+        }
+    }
+    let v = mutate(valid_mention(), "author", Some(json!(42)));
+    let m = parse_value(&v).expect("an integer author id");
+    assert_eq!(m.author.map(|a| a.id), Some("42".to_string()));
+}
