@@ -157,7 +157,16 @@ proptest! {
         if mutated.is_char_boundary(at) {
             mutated.insert_str(at, &junk);
         }
-        let _ = parse_time(&mutated);
+        // In a mention without `ts`, the date decides the time or is the field named.
+        for date in [s, mutated] {
+            let mut v = mutate(valid_mention(), "ts", None);
+            v["created_at"] = json!(date);
+            match parse_value(&v) {
+                Ok(m) => prop_assert_eq!(Some(m.ts), parse_time(&date)),
+                Err(RejectReason::BadField { field, .. }) => prop_assert_eq!(field, "created_at"),
+                Err(e) => prop_assert!(false, "{}: {:?}", date, e),
+            }
+        }
     }
 }
 
