@@ -26,6 +26,8 @@ pub struct Config {
     pub workers: usize,
     /// Largest accepted `POST /api/mentions` body.
     pub max_body_bytes: usize,
+    /// `/api/stream` clients at once; the next one is answered 503.
+    pub max_stream_clients: usize,
     /// Mentions that may wait between the feeds and the pipeline.
     pub ingest_queue: usize,
     /// Feeds to connect to.
@@ -50,6 +52,7 @@ impl Default for Config {
             watch_rules: true,
             workers: 0,
             max_body_bytes: 1 << 20,
+            max_stream_clients: 256,
             ingest_queue: 65_536,
             feeds: Vec::new(),
             respond: RespondConfig::default(),

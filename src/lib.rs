@@ -65,6 +65,38 @@ pub fn install_tls() {
     });
 }
 
+/// Read a response body, never more than `limit` bytes of it: `(body, complete)`. When the
+/// body is longer, reading stops at the chunk that crossed the limit, `body` is its first
+/// `limit` bytes and `complete` is false.
+pub async fn read_body_capped(
+    resp: &mut reqwest::Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            body.extend_from_slice(&chunk[..limit - body.len()]);
+            return Ok((body, false));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, true))
+}
+
+/// `text` cut to at most `max` characters (at a character boundary), with `…` when cut: for
+/// text from another party (a platform's error) before it reaches logs, the audit log or a
+/// screen.
+pub fn truncate_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => {
+            let mut out = text[..end].to_string();
+            out.push('…');
+            out
+        }
+    }
+}
+
 /// A hash that is the same in every process and run (FNV-1a, 64 bit), for ids, author keys and
 /// sketch features. Determinism of replay depends on it.
 pub fn stable_hash(bytes: &[u8]) -> u64 {

@@ -44,6 +44,8 @@ pub struct ApiState {
     pub rules: SharedRules,
     /// Largest accepted POST body.
     pub max_body_bytes: usize,
+    /// `/api/stream` clients at once: one permit each; the next one is refused (503).
+    pub stream_slots: Arc<tokio::sync::Semaphore>,
     /// Fires on shutdown (stream clients close).
     pub cancel: tokio_util::sync::CancellationToken,
     /// Feed health.
@@ -402,16 +404,34 @@ struct StreamParams {
     stats: bool,
 }
 
+/// The largest message a `/api/stream` client may send. Clients only ever send pings, pongs and
+/// a close (at most 125 bytes of payload each); anything larger closes the connection.
+pub const STREAM_CLIENT_MESSAGE_BYTES: usize = 1024;
+
 async fn stream(
     ws: WebSocketUpgrade,
     State(s): State<ApiState>,
     axum::Extension(wall): axum::Extension<wall::Wall>,
     Query(p): Query<StreamParams>,
-) -> Response {
+) -> Result<Response, ApiError> {
+    let Ok(slot) = s.stream_slots.clone().try_acquire_owned() else {
+        crate::metrics::global().stream_refused.inc();
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_stream_clients",
+            "实时事件流的连接数已满，请稍后再试。 Too many /api/stream clients; try again later.",
+        ));
+    };
     let rx = s.events.subscribe();
     let stats = p.stats.then(|| wall.stats());
     let cancel = s.cancel.clone();
-    ws.on_upgrade(move |socket| stream_client(socket, rx, p.assignments, stats, cancel))
+    Ok(ws
+        .max_message_size(STREAM_CLIENT_MESSAGE_BYTES)
+        .max_frame_size(STREAM_CLIENT_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            stream_client(socket, rx, p.assignments, stats, cancel).await;
+            drop(slot);
+        }))
 }
 
 /// The next `stats` message, or never (no subscription, or the sampler is gone).

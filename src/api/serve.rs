@@ -18,6 +18,8 @@ pub struct ApiOptions {
     pub listen: String,
     /// Largest accepted `POST /api/mentions` body.
     pub max_body_bytes: usize,
+    /// `/api/stream` clients at once.
+    pub max_stream_clients: usize,
     /// A separate, public address for `/metrics` alone.
     pub metrics_listen: Option<String>,
     /// `[auth]`.
@@ -74,6 +76,7 @@ pub async fn start(
         ingest: Ingest::new("http", cx.ingest.clone(), true).platform_verified(false),
         rules: cx.rules.clone(),
         max_body_bytes: opts.max_body_bytes,
+        stream_slots: Arc::new(tokio::sync::Semaphore::new(opts.max_stream_clients)),
         cancel: cx.cancel.clone(),
         feeds: cx.feeds.clone(),
         respond,

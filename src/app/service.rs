@@ -220,6 +220,7 @@ fn api_options(
     crate::api::serve::ApiOptions {
         listen: cfg.listen.clone(),
         max_body_bytes: cfg.max_body_bytes,
+        max_stream_clients: cfg.max_stream_clients,
         metrics_listen: cfg.metrics_listen.clone(),
         auth: cfg.auth.clone(),
         extra_tokens,

@@ -85,7 +85,8 @@ pub struct FeedConfig {
     /// Jetstream: how far before the stored cursor to resume, seconds (default 5).
     #[serde(default)]
     pub rewind_secs: Option<u64>,
-    /// Frames larger than this are skipped and counted (default 1 MiB).
+    /// Frames larger than this are refused before they are buffered, counted as `oversize`, and
+    /// restart the connection (default 1 MiB).
     #[serde(default)]
     pub max_frame_bytes: Option<usize>,
     /// No frame or pong for this long: the connection is dead (default 60 s).

@@ -2,7 +2,9 @@
 //! configured), send the protocol's subscriptions, let it catch up on what was missed, read
 //! text frames, keep the connection alive with pings, declare it dead after a read timeout, and
 //! reconnect forever with capped exponential backoff and full jitter. One bad frame (malformed,
-//! oversize, binary, unknown) is counted by reason and skipped; it never kills the connection.
+//! binary, unknown) is counted by reason and skipped; it never kills the connection. A frame
+//! over `max_frame_bytes` is refused by the socket layer before it is buffered: counted as
+//! `oversize`, it costs a reconnect.
 //!
 //! What a frame means is the [`Protocol`]'s business: [`Generic`] here, Mastodon and Jetstream
 //! in their own modules.
@@ -29,7 +31,8 @@ pub struct WsOptions {
     pub ping_every: Duration,
     /// No frame (data or pong) for this long: the connection is dead.
     pub read_timeout: Duration,
-    /// Frames larger than this are counted as `oversize` and skipped.
+    /// Largest frame or message the socket accepts; a larger one is counted as `oversize` and
+    /// closes the connection (it is never buffered).
     pub max_frame_bytes: usize,
 }
 
@@ -44,10 +47,6 @@ impl Default for WsOptions {
         }
     }
 }
-
-/// Frames beyond this are refused by the socket layer itself (the connection then restarts);
-/// below it, [`WsOptions::max_frame_bytes`] decides, frame by frame.
-const HARD_FRAME_LIMIT: usize = 64 << 20;
 
 /// Full jitter: a uniform delay in `[0, min(max, base·2^attempt)]`.
 pub fn backoff(attempt: u32, opts: &WsOptions) -> Duration {
@@ -171,8 +170,8 @@ pub async fn run<P: Protocol>(
             }
         };
         let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .max_frame_size(Some(HARD_FRAME_LIMIT))
-            .max_message_size(Some(HARD_FRAME_LIMIT));
+            .max_frame_size(Some(opts.max_frame_bytes))
+            .max_message_size(Some(opts.max_frame_bytes));
         let conn = tokio::select! {
             _ = cancel.cancelled() => break,
             c = tokio_tungstenite::connect_async_with_config(req, Some(cfg), false) => c,
@@ -225,11 +224,6 @@ pub async fn run<P: Protocol>(
                             last_seen = tokio::time::Instant::now();
                             match msg {
                                 Some(Ok(Message::Text(t))) => {
-                                    if t.len() > opts.max_frame_bytes {
-                                        health.message("oversize", None);
-                                        ingest.rejected("oversize_frame");
-                                        continue;
-                                    }
                                     let mut frame = proto.on_text(t.as_str());
                                     health.message(frame.kind, frame.event_ms);
                                     for r in &frame.rejects {
@@ -253,6 +247,12 @@ pub async fn run<P: Protocol>(
                                 }
                                 Some(Ok(Message::Close(_))) | None => break,
                                 Some(Ok(_)) => {}
+                                Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
+                                    health.message("oversize", None);
+                                    ingest.rejected("oversize_frame");
+                                    tracing::warn!(feed = %feed, error = %e, max = opts.max_frame_bytes, "Feed frame over max_frame_bytes; reconnecting.");
+                                    break;
+                                }
                                 Some(Err(e)) => {
                                     tracing::warn!(feed = %feed, error = %e, "Feed read error; reconnecting.");
                                     break;

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub stream_clients: IntGauge,
     /// Stream clients disconnected for being too slow.
     pub stream_slow_disconnects: IntCounter,
+    /// Stream clients refused because `max_stream_clients` were connected.
+    pub stream_refused: IntCounter,
     /// Store errors by operation.
     pub store_errors: IntCounterVec,
     /// Feed connection state (1 connected), by feed.
@@ -168,6 +170,13 @@ impl Metrics {
         .expect("valid");
         r.register(Box::new(stream_slow_disconnects.clone()))
             .expect("unique");
+        let stream_refused = IntCounter::new(
+            "huiying_stream_refused_total",
+            "Stream clients refused because max_stream_clients were connected.",
+        )
+        .expect("valid");
+        r.register(Box::new(stream_refused.clone()))
+            .expect("unique");
         let store_errors = counter_vec(
             &r,
             "huiying_store_errors_total",
@@ -228,6 +237,7 @@ impl Metrics {
             backpressure,
             stream_clients,
             stream_slow_disconnects,
+            stream_refused,
             store_errors,
             feed_connected,
             feed_reconnects,

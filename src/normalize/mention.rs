@@ -281,7 +281,7 @@ impl<'de> Deserialize<'de> for IdLike {
     }
 }
 
-/// An author: a string, an object `{id, name, followers, verified}`, or null.
+/// An author: a string, an integer (its decimal string), an object `{id, name, followers, verified}`, or null.
 struct AuthorLike(Option<Author>);
 
 impl<'de> Deserialize<'de> for AuthorLike {
@@ -304,10 +304,15 @@ impl<'de> Deserialize<'de> for AuthorLike {
                 id: s,
                 ..Author::default()
             }))),
-            serde_json::Value::Number(n) => Ok(AuthorLike(Some(Author {
-                id: n.to_string(),
-                ..Author::default()
-            }))),
+            // A number is an id only when it is an integer (as for `id`): a float would be
+            // spelt differently by different parsing paths.
+            n @ serde_json::Value::Number(_) => {
+                let id = IdLike::deserialize(n).map_err(|e| bad("author", e))?;
+                Ok(AuthorLike(id.0.map(|id| Author {
+                    id,
+                    ..Author::default()
+                })))
+            }
             obj @ serde_json::Value::Object(_) => {
                 let o: Obj = serde_json::from_value(obj).map_err(|e| bad("author", e))?;
                 let id =

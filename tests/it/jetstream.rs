@@ -355,6 +355,16 @@ async fn feed_status(addr: SocketAddr, name: &str) -> Value {
 }
 
 /// Wait for the `incident.opened` of the rainstorm in 海淀区; returns the incident.
+/// Six rain posts tagged `tag` now: they open an incident and every one is assigned to it.
+async fn rain_incident(fake: &FakeJetstream, ws: &mut Ws, tag: &str) -> BTreeSet<String> {
+    let posts = rain_posts(tag, 0, 6, now_us(), 1_000);
+    let ids = ids_of(&posts);
+    fake.append(&posts);
+    let incident = wait_opened(ws).await;
+    wait_assigned(ws, incident["id"].as_str().unwrap(), &ids).await;
+    ids
+}
+
 async fn wait_opened(ws: &mut Ws) -> Value {
     let v = next_event(ws, "incident.opened rainstorm/110108", |v| {
         v["event"] == "incident.opened"
@@ -548,24 +558,19 @@ async fn silent_server_is_detected_and_left() {
     stop(svc).await;
 }
 
-/// Garbage on one connection (non-JSON, binary, oversize, identity, account, unknown kind, a
-/// commit without its record) is counted and skipped; the posts after it get through on the
-/// same connection.
+/// Garbage on one connection (non-JSON, binary, identity, account, unknown kind, a commit
+/// without its record) is counted and skipped; the posts after it get through on the same
+/// connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_is_counted_and_survived() {
     const FEED: &str = "js_garbage";
     let t = now_us();
     let d = did(9_000);
-    // Were the oversize frame read, this post would join the incident and fail the test.
-    let mut oversize = post(&d, "oversize", t, RAIN).json;
-    oversize = oversize.replace(RAIN, &format!("{RAIN}{}", " ".repeat(10 * 1024)));
-    assert!(oversize.len() > 10 * 1024);
     let missing_record = json!({"did": d, "time_us": t + 4, "kind": "commit",
         "commit": {"rev": "x", "operation": "create", "collection": POST, "rkey": "norecord"}});
     let garbage = vec![
         Message::text("this is not JSON {"),
         Message::binary(vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x01]),
-        Message::text(oversize),
         Message::text(
             json!({"did": d, "time_us": t + 1, "kind": "identity",
                 "identity": {"did": d, "handle": "x.bsky.social", "seq": 1, "time": created_at(t)}})
@@ -580,22 +585,15 @@ async fn garbage_is_counted_and_survived() {
         Message::text(missing_record.to_string()),
     ];
     let fake = FakeJetstream::start(vec![Conn::Serve(garbage)]).await;
-    let mut fcfg = feed(FEED, &fake);
-    fcfg.max_frame_bytes = Some(2048);
-    let svc = start_service(config(fcfg), Arc::new(MemoryStore::default())).await;
+    let svc = start_service(config(feed(FEED, &fake)), Arc::new(MemoryStore::default())).await;
     let mut ws = stream(svc.addr, true).await;
     fake.wait_connections(1, util::WAIT).await;
-    let posts = rain_posts("g", 0, 6, now_us(), 1_000);
-    let ids = ids_of(&posts);
-    fake.append(&posts);
-    let incident = wait_opened(&mut ws).await;
-    wait_assigned(&mut ws, incident["id"].as_str().unwrap(), &ids).await;
+    let ids = rain_incident(&fake, &mut ws, "g").await;
 
     let (status, m) = http(svc.addr, "GET", "/metrics", b"").await;
     assert_eq!(status, 200, "{m}");
     for (kind, at_least) in [
         ("malformed", 2.0),
-        ("oversize", 1.0),
         ("binary", 1.0),
         ("identity", 1.0),
         ("account", 1.0),
@@ -615,6 +613,35 @@ async fn garbage_is_counted_and_survived() {
     assert_eq!(fake.connection_count(), 1, "the garbage cost a connection");
     let f = feed_status(svc.addr, FEED).await;
     assert_eq!(f["reconnects"], 0, "{f}");
+    stop(svc).await;
+}
+
+/// A frame over `max_frame_bytes` is refused by the socket layer before it is buffered: counted
+/// as `oversize`, it closes the connection and the feed reconnects (from its cursor).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_frame_is_not_buffered_and_the_feed_reconnects() {
+    const FEED: &str = "js_oversize";
+    let t = now_us();
+    // Were the oversize frame read, this post would join the incident and fail the test.
+    let mut oversize = post(&did(9_100), "oversize", t, RAIN).json;
+    oversize = oversize.replace(RAIN, &format!("{RAIN}{}", " ".repeat(10 * 1024)));
+    assert!(oversize.len() > 10 * 1024);
+    let fake = FakeJetstream::start(vec![
+        Conn::Serve(vec![Message::text(oversize)]),
+        Conn::Serve(Vec::new()),
+    ])
+    .await;
+    let mut fcfg = feed(FEED, &fake);
+    fcfg.max_frame_bytes = Some(2048);
+    let svc = start_service(config(fcfg), Arc::new(MemoryStore::default())).await;
+    let mut ws = stream(svc.addr, true).await;
+    fake.wait_connections(2, util::WAIT).await;
+    rain_incident(&fake, &mut ws, "o").await;
+    let (status, m) = http(svc.addr, "GET", "/metrics", b"").await;
+    assert_eq!(status, 200, "{m}");
+    assert!(messages(&m, FEED, "oversize") >= 1.0, "{m}");
+    let f = feed_status(svc.addr, FEED).await;
+    assert!(f["reconnects"].as_u64().unwrap_or(0) >= 1, "{f}");
     stop(svc).await;
 }
 

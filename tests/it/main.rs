@@ -12,6 +12,7 @@ mod dispatch;
 mod distributed_publish;
 mod distributed_store;
 mod eval;
+mod fuzz;
 mod jetstream;
 mod mastodon;
 mod matrix;

@@ -532,6 +532,93 @@ async fn connection_refused_is_a_retryable_network_error() {
     assert!(!e.must_check_before_retry());
 }
 
+/// Serve `app` on a port of its own: its base URL.
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// A platform that answers every POST with `status` and `body`.
+async fn answering(status: StatusCode, body: String) -> String {
+    serve(Router::new().fallback(post(move || {
+        let body = body.clone();
+        async move { (status, [("content-type", "application/json")], body) }
+    })))
+    .await
+}
+
+/// A long error text from the platform is cut to a few hundred characters (at a character
+/// boundary) before it can reach `last_error`, the audit log or the wall; of a 10 MiB error
+/// answer only the first 64 KiB are read.
+#[tokio::test]
+async fn huge_platform_error_text_is_truncated() {
+    let text = "限流".repeat(5_000);
+    let base = answering(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        json!({ "error": text }).to_string(),
+    )
+    .await;
+    let p = MastodonPublisher::new(client(), &base, "tok");
+    let e = expect_err(p.publish(&req("k", "bjfabu", FLOOD, Action::Post)).await);
+    assert_eq!((e.kind, e.status), (ErrorKind::Rejected, Some(422)), "{e}");
+    let chars = e.message.chars().count();
+    assert!(chars <= 301, "{chars} characters kept");
+    assert!(e.message.starts_with("限流限流") && e.message.ends_with('…'));
+    // An error answer announced as 10 MiB, of which 128 KiB come and then nothing: the first
+    // 64 KiB are all that is read (reading it whole would wait for the client's timeout and
+    // lose the text).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (done, hold) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let _ = s.read(&mut [0u8; 8192]).await;
+        let head = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\n\r\n",
+            10 << 20
+        );
+        let _ = s.write_all(head.as_bytes()).await;
+        let _ = s.write_all("x".repeat(128 << 10).as_bytes()).await;
+        let _ = hold.await;
+    });
+    let w = WeiboPublisher::new(client(), &format!("http://{addr}"), "tok");
+    let e = expect_err(w.publish(&req("k", "bjfabu", FLOOD, Action::Post)).await);
+    drop(done);
+    assert_eq!(e.status, Some(400), "{e}");
+    assert!(
+        e.message.starts_with("xxxx") && e.message.ends_with('…'),
+        "{e}"
+    );
+    assert!(e.to_string().chars().count() < 500, "{}", e.message.len());
+}
+
+/// A 10 MiB answer to a post is not read whole: after 64 KiB the outcome is uncertain (the
+/// platform acted; `find_recent` will tell).
+#[tokio::test]
+async fn huge_answer_to_a_post_is_not_read_and_is_uncertain() {
+    let status = json!({
+        "id": "1", "url": "https://m.example/@b/1", "content": "x".repeat(10 << 20),
+        "created_at": "2026-01-01T00:00:00Z",
+    });
+    let base = answering(StatusCode::OK, status.to_string()).await;
+    let p = MastodonPublisher::new(client(), &base, "tok");
+    let e = expect_err(p.publish(&req("k", "bjfabu", FLOOD, Action::Post)).await);
+    assert_eq!((e.kind, e.status), (ErrorKind::Uncertain, Some(200)), "{e}");
+    assert!(e.must_check_before_retry());
+    assert!(e.message.contains("answer over"), "{e}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Webhook and file
 
@@ -592,14 +679,7 @@ async fn webhook_is_signed_verifiable_and_tampering_fails() {
     let app = Router::new()
         .route("/hook", post(receive))
         .with_state(receiver.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let url = format!("http://{addr}/hook");
+    let url = format!("{}/hook", serve(app).await);
     let p = WebhookPublisher::new(client(), url.clone(), b"hook-secret-1".to_vec());
     let mut r = req(
         "n1:ops:post",

@@ -700,3 +700,73 @@ async fn metrics_pass_promtool() {
 
     util::promtool(&["check", "metrics"], &m).await;
 }
+
+/// `max_stream_clients` bounds `/api/stream`: the next client is refused with 503 and a
+/// reason, counted in `huiying_stream_refused_total`; the clients already there keep their
+/// stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_clients_beyond_the_limit_are_refused() {
+    let mut cfg = config();
+    cfg.max_stream_clients = 2;
+    let svc = start_service(cfg, Arc::new(MemoryStore::default())).await;
+    let addr = svc.addr;
+    let mut first = stream(addr, false).await;
+    let _second = stream(addr, false).await;
+    let url = format!("ws://{addr}/api/stream");
+    let third = within(
+        "the third stream client to be answered",
+        tokio_tungstenite::connect_async(util::stream_request(&url)),
+    )
+    .await;
+    match third {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 503);
+            let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default());
+            assert!(body.contains("too_many_stream_clients"), "{body}");
+        }
+        Err(e) => panic!("the third client failed otherwise: {e}"),
+        Ok(_) => panic!("the third client was let in beyond max_stream_clients = 2"),
+    }
+    let m = get_metrics(addr).await;
+    assert!(
+        metric(&m, "huiying_stream_refused_total").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    // The first client is still connected.
+    first
+        .send(Message::Ping(b"still there".to_vec().into()))
+        .await
+        .expect("ping");
+    within("the pong", async {
+        loop {
+            match first.next().await {
+                Some(Ok(Message::Pong(_))) => break,
+                Some(Ok(_)) => {}
+                other => panic!("the first client lost its stream: {other:?}"),
+            }
+        }
+    })
+    .await;
+    stop(svc).await;
+}
+
+/// A stream client only ever sends control frames: a message over
+/// `STREAM_CLIENT_MESSAGE_BYTES` closes its connection instead of being buffered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_stream_client_message_closes_the_connection() {
+    let svc = start_service(config(), Arc::new(MemoryStore::default())).await;
+    let mut ws = stream(svc.addr, false).await;
+    let big = "x".repeat(10 * huiying::api::STREAM_CLIENT_MESSAGE_BYTES);
+    // The server may close while the message is still going out: either way is fine.
+    let _ = ws.send(Message::text(big)).await;
+    within("the server to close the connection", async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    stop(svc).await;
+}

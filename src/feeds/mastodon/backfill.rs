@@ -19,8 +19,8 @@ const PAGE: usize = 40;
 const MAX_PAGES: usize = 10;
 /// One backfill HTTP request may take this long.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
-/// Largest backfill response body.
-const MAX_BODY: usize = 16 << 20;
+/// Largest backfill response body: a page of 40 statuses or notifications is well under 1 MiB.
+const MAX_BODY: usize = 2 << 20;
 
 impl Mastodon {
     /// Fetch one stream's timeline newer than `since`: every item (newest pages first).
@@ -49,8 +49,7 @@ impl Mastodon {
                 ));
             }
             if resp.status != 200 {
-                let body = String::from_utf8_lossy(&resp.body);
-                let body: String = body.chars().take(200).collect();
+                let body = crate::truncate_chars(&String::from_utf8_lossy(&resp.body), 200);
                 return Err(Fetch::Failed(format!("HTTP {}: {body}", resp.status)));
             }
             let page: Vec<Value> = serde_json::from_slice(&resp.body)
@@ -209,12 +208,11 @@ async fn http_get(
     let mut resp = req.send().await.map_err(|e| describe(&e))?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(format!("response over {MAX_BODY} bytes"));
-        }
-        body.extend_from_slice(&chunk);
+    let (body, complete) = crate::read_body_capped(&mut resp, MAX_BODY)
+        .await
+        .map_err(|e| describe(&e))?;
+    if !complete {
+        return Err(format!("response over {MAX_BODY} bytes"));
     }
     Ok(HttpResponse {
         status,
@@ -354,5 +352,29 @@ mod tests {
         let default = client_builder().build().unwrap();
         let e = http_get(&default, &url, None).await.unwrap_err();
         assert!(e.contains("TLS handshake"), "{e}");
+    }
+
+    /// A 10 MiB answer is not read whole: past [`MAX_BODY`] the page is an error.
+    #[tokio::test]
+    async fn huge_page_is_refused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = s.read(&mut [0u8; 4096]).await;
+            let body = format!("[\"{}\"]", "x".repeat(10 << 20));
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(body.as_bytes()).await;
+        });
+        let client = client_builder().build().unwrap();
+        let url = format!("http://127.0.0.1:{port}/api/v1/timelines/home");
+        match http_get(&client, &url, None).await {
+            Ok(r) => panic!("a {}-byte page was read", r.body.len()),
+            Err(e) => assert!(e.contains("response over"), "{e}"),
+        }
     }
 }

@@ -231,15 +231,31 @@ fn http_suffix(status: Option<u16>) -> String {
     status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
 }
 
+/// Platform text kept in an error message, in characters (the rest is cut, with `…`).
+pub const MAX_PLATFORM_TEXT_CHARS: usize = 300;
+/// A whole error message at most, in characters: the platform's text and our context around it.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 400;
+/// The largest answer to a post that is read (one status or an acknowledgement: a few KiB).
+pub const MAX_POST_ANSWER_BYTES: usize = 64 << 10;
+/// The largest answer to a lookup that is read (an account, a page of 20 statuses).
+pub const MAX_LOOKUP_ANSWER_BYTES: usize = 1 << 20;
+
 impl PublishError {
-    /// An error of `kind` with its default retryability.
+    /// An error of `kind` with its default retryability; the message is cut to
+    /// [`MAX_ERROR_MESSAGE_CHARS`] (it goes to `last_error`, the audit log and the wall).
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> PublishError {
+        let message = message.into();
+        let message = if message.len() > MAX_ERROR_MESSAGE_CHARS {
+            crate::truncate_chars(&message, MAX_ERROR_MESSAGE_CHARS)
+        } else {
+            message
+        };
         PublishError {
             kind,
             retryable: kind.default_retryable(),
             retry_after: None,
             status: None,
-            message: message.into(),
+            message,
         }
     }
 
@@ -461,13 +477,14 @@ pub(crate) fn status_error(
 }
 
 /// The platform's message from an error body: the JSON `error_description`, `error` or `message`
-/// field, else the body text (trimmed, at most 300 characters), else the status reason.
+/// field, else the body text; trimmed and cut to [`MAX_PLATFORM_TEXT_CHARS`]; else the status
+/// reason.
 pub(crate) fn platform_message(status: u16, body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         for k in ["error_description", "error", "message"] {
             if let Some(s) = v.get(k).and_then(|s| s.as_str()) {
                 if !s.trim().is_empty() {
-                    return s.trim().to_string();
+                    return crate::truncate_chars(s.trim(), MAX_PLATFORM_TEXT_CHARS);
                 }
             }
         }
@@ -475,7 +492,7 @@ pub(crate) fn platform_message(status: u16, body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     if !text.is_empty() {
-        return text.chars().take(300).collect();
+        return crate::truncate_chars(text, MAX_PLATFORM_TEXT_CHARS);
     }
     reqwest::StatusCode::from_u16(status)
         .ok()
@@ -601,16 +618,32 @@ pub(crate) fn check_target(target: &str) -> Result<&str, PublishError> {
     }
 }
 
-/// Read a response: `Ok((status, headers, body))`, or the transport error classified.
+/// Read a response: `Ok((status, headers, body))`, or the transport error classified. At most
+/// [`MAX_POST_ANSWER_BYTES`] of the answer to a post (`mutating`) are read, at most
+/// [`MAX_LOOKUP_ANSWER_BYTES`] of any other: a longer 2xx answer is an error (`Uncertain` after a
+/// post: the platform acted), a longer error answer is cut (its status decides).
 pub(crate) async fn read_response(
     resp: Result<reqwest::Response, reqwest::Error>,
     mutating: bool,
 ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), PublishError> {
-    let resp = resp.map_err(|e| transport_error(e, mutating))?;
+    let mut resp = resp.map_err(|e| transport_error(e, mutating))?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    match resp.bytes().await {
-        Ok(b) => Ok((status, headers, b.to_vec())),
+    let limit = if mutating {
+        MAX_POST_ANSWER_BYTES
+    } else {
+        MAX_LOOKUP_ANSWER_BYTES
+    };
+    match crate::read_body_capped(&mut resp, limit).await {
+        Ok((_, false)) if (200..300).contains(&status) => {
+            let kind = if mutating {
+                ErrorKind::Uncertain
+            } else {
+                ErrorKind::Server
+            };
+            Err(PublishError::new(kind, format!("answer over {limit} bytes")).with_status(status))
+        }
+        Ok((b, _)) => Ok((status, headers, b)),
         // The platform answered 2xx but the body was cut: it acted, we do not know the id.
         Err(e) if (200..300).contains(&status) => {
             let mut err = transport_error(e, mutating);
