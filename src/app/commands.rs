@@ -97,6 +97,14 @@ pub fn rules_check(dir: &Path) -> std::process::ExitCode {
             Err(e) => errors.extend(e.0),
         }
     }
+    let calendar = dir.join("cases/calendar.toml");
+    if calendar.is_file() {
+        let kinds: Vec<&str> = rs.requests.iter().map(|k| &*k.id).collect();
+        match crate::cases::deadlines::Calendar::load(&calendar, &kinds) {
+            Ok(_) => extra += ", a calendar",
+            Err(e) => errors.extend(e.0),
+        }
+    }
     if !errors.is_empty() {
         eprintln!("{}", crate::detect::RuleErrors(errors));
         return std::process::ExitCode::from(1);

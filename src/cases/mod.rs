@@ -4,10 +4,12 @@
 //! Built so far: [`routing`], the departments of `rules/routing/` and the rules router that
 //! picks a request's department and kinds, with [`classifier`], the trained model an office
 //! fits on its past cases (`huiying cases classify`, `eval`, `train`), and
-//! [`model`], the case, its states and transitions and the reading of a rating.
+//! [`model`], the case, its states and transitions and the reading of a rating, and
+//! [`deadlines`], the office's calendar (`rules/cases/calendar.toml`) and when a case is due.
 //! Not built yet: intake, the case store, deadlines, answers through the outbox, Open311 (issue 14).
 
 pub mod classifier;
+pub mod deadlines;
 pub mod model;
 pub mod routing;
 

@@ -69,7 +69,7 @@ fn rules_check_reports_a_bad_routing_file_at_its_line() {
     let ok = huiying(&["rules", "check", rules_dir().to_str().expect("path")]);
     assert!(ok.status.success(), "{ok:?}");
     assert!(
-        String::from_utf8_lossy(&ok.stdout).contains("16 departments"),
+        String::from_utf8_lossy(&ok.stdout).contains("16 departments, a calendar"),
         "{ok:?}"
     );
     let dir = tempfile::tempdir().expect("tempdir");
@@ -79,11 +79,23 @@ fn rules_check_reports_a_bad_routing_file_at_its_line() {
         "[[department]]\nid = \"parks\"\nname_zh = \"园林局\"\nname_en = \"Parks\"\nkeywords = [\"停水\"]\n",
     )
     .expect("write");
+    // And the calendar of deadlines (督办).
+    let cal = dir.path().join("cases/calendar.toml");
+    let text = std::fs::read_to_string(&cal).expect("calendar");
+    std::fs::write(
+        &cal,
+        text.replacen("answer = \"5wd\"", "answer = \"5 days\"", 1),
+    )
+    .expect("write");
     let bad = huiying(&["rules", "check", dir.path().to_str().expect("path")]);
     assert_eq!(bad.status.code(), Some(1), "{bad:?}");
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(
         stderr.contains("office.toml:5: keyword \"停水\" is already a keyword of \"water\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("calendar.toml:") && stderr.contains("\"5 days\": unit must be"),
         "{stderr}"
     );
 }
