@@ -27,7 +27,7 @@
 //! | [`store`] | the `Store` trait (incidents, mention index, feed cursors), the embedded `redb` store (default), the in-memory one, the writer stage, and Redis (`store::redis`: the shared store, incident id claims, window counts merged across the fleet, events between instances; `[redis]`) |
 //! | [`respond`] | the respond stage: account matrix and plans, templates, notices and approval, hash-chained audit log, durable outbox, GCRA limits, dispatcher, publishers (Mastodon, Weibo, webhook, file), rebuttal replies, its HTTP routes; `[respond]` |
 //! | [`api`] | the API stage (axum): incidents, feeds, `/api/stream`, `POST /api/mentions`, health, metrics; routes declared with their access (`api::routes`); login, roles, tokens, CSRF (`api::auth`, `[auth]`); the operator console; the wall display |
-//! | [`cases`] | citizen requests: so far the departments of `rules/routing/` and the rules router (`huiying cases classify` / `eval`); the stage itself (intake from `mention.request`, states, deadlines, answers) is not built yet |
+//! | [`cases`] | citizen requests, so far: the departments of `rules/routing/`, the router (keywords, then a trained classifier: `huiying cases classify` / `eval` / `train`), the case model and its transitions, the calendar and deadlines of `rules/cases/calendar.toml`; the stage itself (intake from `mention.request`, the case store, answers) is not built yet |
 //! | [`metrics`] | the Prometheus registry |
 //! | [`clock`] | the one injected clock (sessions, login limits, publishing limiters, dispatcher); `ManualClock` for tests |
 //! | [`app`] | wiring: the command line, the one-shot commands, `replay`, `eval` (detection on labelled files), `train rumor`, and the service as a list of stages |

@@ -261,6 +261,13 @@ async fn json_413(r: Response) -> Response {
     r
 }
 
+/// The order incidents are listed in: most severe first, then the most recently opened.
+pub(crate) fn most_severe_first(a: &Incident, b: &Incident) -> std::cmp::Ordering {
+    b.severity
+        .cmp(&a.severity)
+        .then(b.opened_at.cmp(&a.opened_at))
+}
+
 async fn list_feeds(State(s): State<ApiState>) -> Json<serde_json::Value> {
     Json(json!({ "feeds": s.feeds.snapshot() }))
 }
@@ -343,11 +350,7 @@ async fn list_incidents(
             })
         })
         .collect();
-    v.sort_by(|a, b| {
-        b.severity
-            .cmp(&a.severity)
-            .then(b.opened_at.cmp(&a.opened_at))
-    });
+    v.sort_by(|a, b| most_severe_first(a, b));
     Json(json!({ "incidents": v }))
 }
 

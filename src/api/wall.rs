@@ -84,11 +84,7 @@ async fn summary(
         .values()
         .cloned()
         .collect();
-    incidents.sort_by(|a, b| {
-        b.severity
-            .cmp(&a.severity)
-            .then(b.opened_at.cmp(&a.opened_at))
-    });
+    incidents.sort_by(|a, b| super::most_severe_first(a, b));
     let stats: serde_json::Value =
         serde_json::from_str(&wall.stats.borrow()).unwrap_or(serde_json::Value::Null);
     let feeds: Vec<serde_json::Value> = s

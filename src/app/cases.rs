@@ -4,10 +4,12 @@
 
 use super::replay::open_input;
 use crate::cases::{Router, Routing};
+use crate::feeds::jsonl::{read_batches, Speed};
+use crate::ingest::Item;
 use crate::normalize::mention::parse_value;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// How many bad lines are named on stderr (all are counted).
@@ -29,66 +31,78 @@ fn route_file(
     file: &Path,
     diag: &mut dyn Write,
 ) -> anyhow::Result<(Vec<Routed>, u64)> {
-    let mut r = open_input(file)?;
     let name = file.display();
-    let (mut out, mut bad, mut line) = (Vec::new(), 0u64, 0u64);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        if r.read_until(b'\n', &mut buf)? == 0 {
-            break;
-        }
-        line += 1;
-        let text = String::from_utf8_lossy(&buf);
-        if text.trim().is_empty() {
-            continue;
-        }
-        let parsed = serde_json::from_str::<Value>(&text)
-            .map_err(|e| format!("not JSON: {e}"))
-            .and_then(|v| match v {
-                Value::Object(o) => Ok(o),
-                _ => Err("not a JSON object".to_string()),
-            })
-            .and_then(|mut o| {
-                let department = match o.remove("department") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(s)) => Some(s),
-                    Some(_) => return Err("field `department`: not a string".to_string()),
-                };
-                let kinds = match o.remove("kinds") {
-                    None | Some(Value::Null) => None,
-                    Some(v) => Some(
-                        serde_json::from_value::<Vec<String>>(v)
-                            .map_err(|_| "field `kinds`: not a list of strings".to_string())?,
-                    ),
-                };
-                o.retain(|k, _| crate::normalize::mention::MENTION_FIELDS.contains(&k.as_str()));
-                let m = parse_value(&Value::Object(o)).map_err(|e| e.to_string())?;
-                Ok((m, department, kinds))
-            });
-        match parsed {
-            Ok((m, department, kinds)) => {
-                let routing = router.classify(&m);
-                out.push(Routed {
-                    id: m.id,
-                    text: m.text,
-                    department,
-                    kinds,
-                    routing,
-                });
-            }
-            Err(msg) => {
-                bad += 1;
-                if bad <= MAX_ERRORS as u64 {
-                    writeln!(diag, "{name}:{line}: {msg}")?;
+    let (mut out, mut bad) = (Vec::new(), 0u64);
+    let mut io: std::io::Result<()> = Ok(());
+    read_batches(open_input(file)?, 256, Speed::Max, |items| {
+        for it in items {
+            let Item::Raw { line, bytes } = it else {
+                continue;
+            };
+            match labelled_request(&bytes) {
+                Ok(r) => {
+                    let routing = router.classify(&r.mention);
+                    out.push(Routed {
+                        id: r.mention.id,
+                        text: r.mention.text,
+                        department: r.department,
+                        kinds: r.kinds,
+                        routing,
+                    });
+                }
+                Err(msg) => {
+                    bad += 1;
+                    if bad <= MAX_ERRORS as u64 {
+                        if let Err(e) = writeln!(diag, "{name}:{line}: {msg}") {
+                            io = Err(e);
+                            return false;
+                        }
+                    }
                 }
             }
         }
-    }
+        true
+    })?;
+    io?;
     if bad > MAX_ERRORS as u64 {
         writeln!(diag, "{name}: {bad} bad lines in all")?;
     }
     Ok((out, bad))
+}
+
+/// One line: the request (the mention fields) and its labels.
+struct LabelledRequest {
+    mention: crate::normalize::Mention,
+    department: Option<String>,
+    kinds: Option<Vec<String>>,
+}
+
+/// Read one line: the labels `department` and `kinds` are taken off, the rest is the mention.
+fn labelled_request(bytes: &[u8]) -> Result<LabelledRequest, String> {
+    let Value::Object(mut o) =
+        serde_json::from_slice::<Value>(bytes).map_err(|e| format!("not JSON: {e}"))?
+    else {
+        return Err("not a JSON object".into());
+    };
+    let department = match o.remove("department") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err("field `department`: not a string".into()),
+    };
+    let kinds = match o.remove("kinds") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            serde_json::from_value::<Vec<String>>(v)
+                .map_err(|_| "field `kinds`: not a list of strings".to_string())?,
+        ),
+    };
+    o.retain(|k, _| crate::normalize::mention::MENTION_FIELDS.contains(&k.as_str()));
+    let mention = parse_value(&Value::Object(o)).map_err(|e| e.to_string())?;
+    Ok(LabelledRequest {
+        mention,
+        department,
+        kinds,
+    })
 }
 
 /// `huiying cases classify`: one JSON line per good input line,

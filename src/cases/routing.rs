@@ -122,7 +122,9 @@ impl Departments {
         let mut departments: Vec<Department> = Vec::new();
         let mut keywords: Vec<String> = Vec::new();
         let mut patterns: Vec<(usize, u32)> = Vec::new();
-        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut seen: std::collections::BTreeSet<String> = Default::default();
+        // Keyword → its pattern index (a keyword belongs to one department).
+        let mut owner: std::collections::HashMap<String, usize> = Default::default();
         for (path, src, file) in &files {
             for d in &file.department {
                 let line = line_at(src, d.id.span().start);
@@ -139,15 +141,14 @@ impl Departments {
                     );
                     continue;
                 }
-                if seen.contains_key(&id) {
+                if seen.contains(&id) {
                     p.at(path, line, format!("department {id:?} is defined twice"));
                     continue;
                 }
                 if d.keywords.is_empty() {
                     p.at(path, line, format!("department {id:?} has no keywords"));
                 }
-                let index = departments.len();
-                seen.insert(id.clone(), index);
+                seen.insert(id.clone());
                 let mut regions = BTreeMap::new();
                 for r in &d.region {
                     let code = r.code.get_ref();
@@ -161,6 +162,14 @@ impl Departments {
                     }
                     regions.insert(code.clone(), r.account.clone());
                 }
+                let index = departments.len();
+                departments.push(Department {
+                    id,
+                    name_zh: d.name_zh.clone(),
+                    name_en: d.name_en.clone(),
+                    account: d.account.clone(),
+                    regions,
+                });
                 for k in &d.keywords {
                     let kline = line_at(src, k.span().start);
                     let norm = match normalized_pattern(normalizer, k.get_ref()) {
@@ -170,11 +179,8 @@ impl Departments {
                             continue;
                         }
                     };
-                    if let Some(i) = keywords.iter().position(|x| *x == norm) {
-                        let other = &departments
-                            .get(patterns[i].0)
-                            .map_or(id.as_str(), |d: &Department| d.id.as_str())
-                            .to_string();
+                    if let Some(&i) = owner.get(&norm) {
+                        let other = &departments[patterns[i].0].id;
                         p.at(
                             path,
                             kline,
@@ -182,16 +188,10 @@ impl Departments {
                         );
                         continue;
                     }
+                    owner.insert(norm.clone(), keywords.len());
                     patterns.push((index, weight(&norm)));
                     keywords.push(norm);
                 }
-                departments.push(Department {
-                    id,
-                    name_zh: d.name_zh.clone(),
-                    name_en: d.name_en.clone(),
-                    account: d.account.clone(),
-                    regions,
-                });
             }
         }
         if departments.is_empty() && p.errors.is_empty() {

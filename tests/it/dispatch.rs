@@ -65,6 +65,23 @@ enum Kind {
     Weibo,
 }
 
+/// The fake platform, a clock and an empty outbox: what the tests here start from.
+async fn start() -> (FakeHandle, Time, Arc<MemoryOutbox>) {
+    let (_, f) = FakePlatform::start().await;
+    (f, Time::new(), Arc::new(MemoryOutbox::new()))
+}
+
+/// Notice `n1`'s lead post from `account`.
+fn lead_post(account: &str) -> NewJob {
+    NewJob::new(
+        "n1",
+        account,
+        ActionKind::Post,
+        Priority::Emergency,
+        LEAD_TEXT,
+    )
+}
+
 fn dispatcher(
     f: &FakeHandle,
     outbox: Arc<dyn OutboxStore>,
@@ -189,9 +206,7 @@ fn assert_fan_out_once(f: &FakeHandle) {
 
 #[tokio::test]
 async fn fan_out_posts_the_lead_first_and_every_amplifier_reposts_it_once() {
-    let (_, f) = FakePlatform::start().await;
-    let mut time = Time::new();
-    let outbox = Arc::new(MemoryOutbox::new());
+    let (f, mut time, outbox) = start().await;
     let mut d = dispatcher(&f, outbox.clone(), &time, &fan_out_accounts());
     outbox
         .enqueue_all(fan_out("n1"), time.now)
@@ -210,9 +225,7 @@ async fn fan_out_posts_the_lead_first_and_every_amplifier_reposts_it_once() {
 
 #[tokio::test]
 async fn the_limiter_keeps_an_account_within_its_hourly_limit() {
-    let (_, f) = FakePlatform::start().await;
-    let mut time = Time::new();
-    let outbox = Arc::new(MemoryOutbox::new());
+    let (f, mut time, outbox) = start().await;
     let profile = Profile {
         posts_per_hour: 3,
         ..generous()
@@ -273,9 +286,7 @@ async fn the_limiter_keeps_an_account_within_its_hourly_limit() {
 
 #[tokio::test]
 async fn an_emergency_job_goes_before_a_routine_backlog() {
-    let (_, f) = FakePlatform::start().await;
-    let mut time = Time::new();
-    let outbox = Arc::new(MemoryOutbox::new());
+    let (f, mut time, outbox) = start().await;
     let mut d = dispatcher(
         &f,
         outbox.clone(),
@@ -319,9 +330,7 @@ async fn an_emergency_job_goes_before_a_routine_backlog() {
 
 #[tokio::test]
 async fn an_uncertain_post_is_found_not_reposted() {
-    let (_, f) = FakePlatform::start().await;
-    let mut time = Time::new();
-    let outbox = Arc::new(MemoryOutbox::new());
+    let (f, mut time, outbox) = start().await;
     let mut d = dispatcher(
         &f,
         outbox.clone(),
@@ -332,7 +341,7 @@ async fn an_uncertain_post_is_found_not_reposted() {
         ],
     );
     for acct in ["m-lead", "w-lead"] {
-        let job = NewJob::new("n1", acct, ActionKind::Post, Priority::Emergency, LEAD_TEXT);
+        let job = lead_post(acct);
         let id = job.id();
         outbox.enqueue(job, time.now).expect("enqueue");
         f.drop_after_accept_next(1);
@@ -353,9 +362,7 @@ async fn an_uncertain_post_is_found_not_reposted() {
 
 #[tokio::test]
 async fn a_server_error_is_retried_and_posts_once() {
-    let (_, f) = FakePlatform::start().await;
-    let mut time = Time::new();
-    let outbox = Arc::new(MemoryOutbox::new());
+    let (f, mut time, outbox) = start().await;
     let mut d = dispatcher(
         &f,
         outbox.clone(),
@@ -400,9 +407,7 @@ async fn a_server_error_is_retried_and_posts_once() {
 
 #[tokio::test]
 async fn an_account_without_limits_fails_without_blocking_the_others() {
-    let (_, f) = FakePlatform::start().await;
-    let mut time = Time::new();
-    let outbox = Arc::new(MemoryOutbox::new());
+    let (f, mut time, outbox) = start().await;
     let mut d = dispatcher(&f, outbox.clone(), &time, &fan_out_accounts());
     // An account with a publisher but no limits configured.
     d.add_account(
@@ -436,9 +441,7 @@ async fn an_account_without_limits_fails_without_blocking_the_others() {
 
 #[tokio::test]
 async fn a_401_fails_with_the_platform_message_while_others_complete() {
-    let (_, f) = FakePlatform::start().await;
-    let mut time = Time::new();
-    let outbox = Arc::new(MemoryOutbox::new());
+    let (f, mut time, outbox) = start().await;
     let mut d = dispatcher(&f, outbox.clone(), &time, &fan_out_accounts());
     let plan = fan_out("n1");
     outbox.enqueue_all(plan, time.now).expect("enqueue");
@@ -529,9 +532,7 @@ async fn after_a_crash_every_post_goes_exactly_once() {
 
 #[tokio::test]
 async fn pause_stops_every_post_and_resume_sends_them() {
-    let (_, f) = FakePlatform::start().await;
-    let mut time = Time::new();
-    let outbox = Arc::new(MemoryOutbox::new());
+    let (f, mut time, outbox) = start().await;
     let mut d = dispatcher(&f, outbox.clone(), &time, &fan_out_accounts());
     outbox
         .enqueue_all(fan_out("n1"), time.now)
@@ -658,13 +659,7 @@ async fn an_unwritable_audit_log_pauses_the_dispatcher_until_a_probe_record_is_w
 #[tokio::test]
 async fn a_post_whose_outcome_cannot_be_recorded_is_held_not_sent_again() {
     let mut a = audited().await;
-    let lead = NewJob::new(
-        "n1",
-        "m-lead",
-        ActionKind::Post,
-        Priority::Emergency,
-        LEAD_TEXT,
-    );
+    let lead = lead_post("m-lead");
     let lead_id = lead.id();
     let amp = NewJob::new(
         "n1",
@@ -776,9 +771,7 @@ fn check_failures(platform: &str) -> u64 {
 /// it (the platform answers with the first status) instead of waiting forever.
 #[tokio::test]
 async fn an_uncheckable_post_is_resent_with_its_key_within_the_hour() {
-    let (_, f) = FakePlatform::start().await;
-    let mut time = Time::new();
-    let outbox = Arc::new(MemoryOutbox::new());
+    let (f, mut time, outbox) = start().await;
     let mut d = dispatcher(
         &f,
         outbox.clone(),
@@ -786,13 +779,7 @@ async fn an_uncheckable_post_is_resent_with_its_key_within_the_hour() {
         &[("m-lead", Kind::Mastodon, generous())],
     );
     f.remove_verify_credentials();
-    let job = NewJob::new(
-        "n1",
-        "m-lead",
-        ActionKind::Post,
-        Priority::Emergency,
-        LEAD_TEXT,
-    );
+    let job = lead_post("m-lead");
     let id = job.id();
     outbox.enqueue(job, time.now).expect("enqueue");
     let before = check_failures("mastodon");
@@ -817,9 +804,7 @@ async fn an_uncheckable_post_is_resent_with_its_key_within_the_hour() {
 /// notice has nothing left unfinished.
 #[tokio::test]
 async fn an_uncheckable_post_past_the_hour_is_marked_check_failed() {
-    let (_, f) = FakePlatform::start().await;
-    let mut time = Time::new();
-    let outbox = Arc::new(MemoryOutbox::new());
+    let (f, mut time, outbox) = start().await;
     let mut d = dispatcher(
         &f,
         outbox.clone(),
@@ -830,13 +815,7 @@ async fn an_uncheckable_post_past_the_hour_is_marked_check_failed() {
         ],
     );
     f.remove_verify_credentials();
-    let lead = NewJob::new(
-        "n1",
-        "m-lead",
-        ActionKind::Post,
-        Priority::Emergency,
-        LEAD_TEXT,
-    );
+    let lead = lead_post("m-lead");
     let id = lead.id();
     let amp =
         NewJob::new("n1", "m-a1", ActionKind::Repost, Priority::Emergency, "").depends_on(&id);
@@ -872,17 +851,9 @@ async fn an_uncheckable_post_past_the_hour_is_marked_check_failed() {
 /// up by recovery, not retried forever.
 #[tokio::test]
 async fn recovery_gives_up_an_uncheckable_post_past_the_hour() {
-    let (_, f) = FakePlatform::start().await;
-    let mut time = Time::new();
-    let outbox = Arc::new(MemoryOutbox::new());
+    let (f, mut time, outbox) = start().await;
     let accounts = [("m-lead", Kind::Mastodon, generous())];
-    let job = NewJob::new(
-        "n1",
-        "m-lead",
-        ActionKind::Post,
-        Priority::Emergency,
-        LEAD_TEXT,
-    );
+    let job = lead_post("m-lead");
     let id = job.id();
     outbox.enqueue(job, time.now).expect("enqueue");
     time.advance(2 * 3_600_000);

@@ -483,6 +483,17 @@ async fn wait_incident(ws: &mut Ws, ids: &BTreeSet<String>) -> String {
     id
 }
 
+/// Mentions of `feed` accepted, from a metrics exposition.
+fn accepted(m: &str, feed: &str) -> f64 {
+    series(
+        m,
+        "huiying_ingest_mentions_total",
+        feed,
+        "result",
+        "accepted",
+    )
+}
+
 fn series(m: &str, name: &str, feed: &str, label: &str, value: &str) -> f64 {
     metric(m, &format!(r#"{name}{{feed="{feed}",{label}="{value}"}}"#)).unwrap_or(0.0)
 }
@@ -570,17 +581,7 @@ async fn statuses_open_an_incident() {
         "{m}"
     );
     // The copy on the hashtag stream was not sent again.
-    assert_eq!(
-        series(
-            &m,
-            "huiying_ingest_mentions_total",
-            FEED,
-            "result",
-            "accepted"
-        ),
-        6.0,
-        "{m}"
-    );
+    assert_eq!(accepted(&m, FEED), 6.0, "{m}");
     assert_eq!(fake.seen(|s| (s.connections, s.refused)), (1, 0));
 
     stop(svc).await;
@@ -655,13 +656,7 @@ async fn reconnect_backfills_exactly_once() {
 
     let m = get_metrics(svc.addr).await;
     assert_eq!(
-        series(
-            &m,
-            "huiying_ingest_mentions_total",
-            FEED,
-            "result",
-            "accepted"
-        ),
+        accepted(&m, FEED),
         M as f64,
         "every status is sent exactly once: {m}"
     );
@@ -736,13 +731,7 @@ async fn a_restart_backfills_what_was_posted_while_down() {
     assert_eq!(rest[0].param("since_id"), Some(since.as_str()), "{rest:?}");
     let m = get_metrics(svc.addr).await;
     assert_eq!(
-        series(
-            &m,
-            "huiying_ingest_mentions_total",
-            FEED,
-            "result",
-            "accepted"
-        ),
+        accepted(&m, FEED),
         M as f64,
         "every status exactly once across A and B (one process, one registry): {m}"
     );
@@ -859,17 +848,7 @@ async fn other_frames_are_counted_and_skipped() {
         "{m}"
     );
     // Statuses 1, 3..6 and the deleted 30 (the engine drops it); the mention notification.
-    assert_eq!(
-        series(
-            &m,
-            "huiying_ingest_mentions_total",
-            FEED,
-            "result",
-            "accepted"
-        ),
-        7.0,
-        "{m}"
-    );
+    assert_eq!(accepted(&m, FEED), 7.0, "{m}");
     assert_eq!(fake.seen(|s| (s.connections, s.refused)), (1, 0));
     assert_eq!(
         metric(
@@ -951,13 +930,7 @@ async fn feed_health_and_reconnect() {
     assert_eq!(fake.seen(|s| s.connections), 2);
     let m = get_metrics(svc.addr).await;
     assert_eq!(
-        series(
-            &m,
-            "huiying_ingest_mentions_total",
-            FEED,
-            "result",
-            "accepted"
-        ),
+        accepted(&m, FEED),
         7.0,
         "status 7 was only on the refused REST timeline: {m}"
     );

@@ -108,12 +108,11 @@ function toast(msg, bad) {
   toast.h = setTimeout(() => { b.hidden = true; }, 4000);
 }
 
-// A held notice: why it was trusted (the policy's history entry) and when it goes out.
+// A held notice: why it was trusted and when it goes out.
 function heldRule(n) {
-  const h = (n.history || []).find((e) => e.action === "hold");
-  const raw = h ? (h.detail.match(/category, ([^:]+):/) || [])[1] || "" : "";
-  const verified = raw.match(/^(\d+) verified authors$/);
-  const src = raw === "official feed" ? t("src_official") : verified ? t("src_verified")(verified[1]) : raw;
+  const s = n.trusted_source || {};
+  const src = s === "official_feed" ? t("src_official")
+    : s.verified_authors ? t("src_verified")(s.verified_authors) : "";
   return t("held_rule")(src, fmtTime(n.hold_until));
 }
 

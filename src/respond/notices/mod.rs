@@ -56,7 +56,7 @@ pub use model::{
     notice_id_for_incident, AccountText, Approval, EditTarget, HistoryEntry, ManualDraft, Notice,
     NoticeFilter, NoticePlan, NoticeState, POLICY, SYSTEM,
 };
-pub use policy::ApprovalPolicy;
+pub use policy::{ApprovalPolicy, TrustedSource};
 pub use store::NoticeStore;
 pub use workflow::Notices;
 

@@ -141,6 +141,9 @@ pub struct Notice {
     /// Held notices: when the hold ends (unix ms) and it is published unless cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_until: Option<i64>,
+    /// Automatically approved notices: why their incident was trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_source: Option<super::TrustedSource>,
     /// Why it was rejected.
     pub rejection: Option<String>,
     /// Outbox job ids, once enqueued (lead first).

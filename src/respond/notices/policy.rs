@@ -3,6 +3,25 @@
 use crate::incidents::{Incident, IncidentKind};
 use serde::{Deserialize, Serialize};
 
+/// Why an automatically approved notice's incident was trusted (what the console shows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustedSource {
+    /// A mention of a feed marked `official`.
+    OfficialFeed,
+    /// This many distinct platform-verified authors (at least `verified_quorum`).
+    VerifiedAuthors(u64),
+}
+
+impl std::fmt::Display for TrustedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrustedSource::OfficialFeed => f.write_str("official feed"),
+            TrustedSource::VerifiedAuthors(n) => write!(f, "{n} verified authors"),
+        }
+    }
+}
+
 /// The shortest hold of an automatically approved notice, seconds.
 pub const MIN_HOLD_SECS: u64 = 60;
 
@@ -76,11 +95,11 @@ impl ApprovalPolicy {
 
     /// Why the incident's source is trusted, if it is: an official feed, or a quorum of
     /// verified authors (at least 1 whatever the setting).
-    pub fn trusted_source(&self, inc: &Incident) -> Option<String> {
+    pub fn trusted_source(&self, inc: &Incident) -> Option<TrustedSource> {
         if inc.official {
-            Some("official feed".into())
+            Some(TrustedSource::OfficialFeed)
         } else if inc.verified_authors >= self.verified_quorum.max(1) {
-            Some(format!("{} verified authors", inc.verified_authors))
+            Some(TrustedSource::VerifiedAuthors(inc.verified_authors))
         } else {
             None
         }

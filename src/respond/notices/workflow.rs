@@ -298,6 +298,7 @@ impl Notices {
             created_at: now_ms,
             updated_at: now_ms,
             hold_until: None,
+            trusted_source: None,
             rejection: None,
             jobs: Vec::new(),
             history: Vec::new(),
@@ -335,7 +336,8 @@ impl Notices {
         if required == 0 {
             // A pre-approved category with a trusted source: held, not sent. Any operator can
             // still stop it; `release_held` sends it when the hold ends.
-            let source = self.policy.trusted_source(incident).unwrap_or_default();
+            let source = self.policy.trusted_source(incident);
+            let shown = source.map(|s| s.to_string()).unwrap_or_default();
             let until = now_ms.saturating_add(self.policy.hold_ms());
             self.audit(
                 now_ms,
@@ -343,7 +345,7 @@ impl Notices {
                 AuditAction::Approve,
                 &n.id,
                 json!({"auto": true, "category": n.category, "severity": n.severity,
-                       "source": source, "hold_until": until}),
+                       "source": shown, "hold_until": until}),
             )?;
             n.approvals.push(Approval {
                 actor: POLICY.into(),
@@ -353,10 +355,11 @@ impl Notices {
                 now_ms,
                 POLICY,
                 "hold",
-                format!("pre-approved category, {source}: published at {until} unless cancelled"),
+                format!("pre-approved category, {shown}: published at {until} unless cancelled"),
             );
             n.state = NoticeState::Held;
             n.hold_until = Some(until);
+            n.trusted_source = source;
             self.store.put(&n)?;
         }
         Ok(n)
