@@ -14,6 +14,7 @@ pub mod model;
 pub mod routing;
 
 pub use model::{
-    read_satisfaction, Case, CaseError, CaseEvent, CaseState, Requester, Satisfaction,
+    read_satisfaction, Case, CaseError, CaseEvent, CaseState, Channel, Contact, Intake, Requester,
+    Satisfaction,
 };
 pub use routing::{Department, Departments, Router, Routing, DEPARTMENT_IDS};

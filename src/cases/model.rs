@@ -151,6 +151,74 @@ pub struct CaseEvent {
     pub detail: String,
 }
 
+/// Where a case came in, and so where its acknowledgement and answer go back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "via", rename_all = "snake_case")]
+pub enum Channel {
+    /// A mention on a platform addressed to a matrix account: answered by that account, as a
+    /// reply (Mastodon) or comment (Weibo) to each requester's post.
+    Platform {
+        /// The matrix account that was addressed.
+        account: String,
+    },
+    /// `POST /api/cases` (a web form, a hotline system, an operator): answered by e-mail when a
+    /// contact address was given, otherwise read back through the API.
+    #[default]
+    Api,
+    /// Open311 GeoReport v2 (`POST /open311/v2/requests.json`): read back through Open311.
+    Open311,
+}
+
+/// A requester's contact details: given only by forms and Open311, kept apart from the case
+/// (the case store's `contacts` table / key), never on the wall, shown to operators and the
+/// case's department only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// Name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// E-mail address (answers go there for API and Open311 cases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Telephone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+/// A request as it comes in, from any channel, before it is a case (or joins one).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Intake {
+    /// The source item's id, unique per source (a mention id; `open311:…` / `api:…` for the
+    /// others): the same item never makes two cases.
+    pub source_id: String,
+    /// When it was raised (ms).
+    pub at: i64,
+    /// The citizen's words.
+    pub text: String,
+    /// A title, if the channel has one.
+    pub title: Option<String>,
+    /// Who: platform handle, or the form's / hotline's reference.
+    pub handle: String,
+    /// Contact details, when given.
+    pub contact: Option<Contact>,
+    /// Region: a division code or name (resolved by the gazetteer).
+    pub region: Option<String>,
+    /// A street address, as given.
+    pub address: Option<String>,
+    /// WGS84 latitude and longitude, as given.
+    pub lat: Option<f64>,
+    /// Longitude.
+    pub long: Option<f64>,
+    /// Request kind given by the channel (an Open311 service names one); else read from the text.
+    pub kind: Option<String>,
+    /// Department given by the channel; else routed.
+    pub department: Option<String>,
+    /// Where it came in.
+    pub channel: Channel,
+    /// Links to attachments (photos).
+    pub media: Vec<String>,
+}
+
 /// A citizen request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Case {
@@ -186,6 +254,36 @@ pub struct Case {
     pub updated_at: i64,
     /// Everything that happened, in order.
     pub history: Vec<CaseEvent>,
+    /// A title (forms, Open311, imports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// A street address, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Latitude (WGS84), as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lat: Option<f64>,
+    /// Longitude (WGS84), as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long: Option<f64>,
+    /// Links to attachments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<String>,
+    /// Where it came in (and where answers go).
+    #[serde(default)]
+    pub channel: Channel,
+    /// Top priority: a 求助 during an open emergency in its region.
+    #[serde(default)]
+    pub urgent: bool,
+    /// When it must be accepted by (ms), from the calendar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_due: Option<i64>,
+    /// When it must be answered by (ms), from the calendar; set on assignment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_due: Option<i64>,
+    /// Bumped by every change (optimistic concurrency between instances and editors).
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// Why a transition cannot happen.
@@ -235,6 +333,16 @@ impl Case {
             created_at: at,
             updated_at: at,
             history: Vec::new(),
+            title: None,
+            address: None,
+            lat: None,
+            long: None,
+            media: Vec::new(),
+            channel: Channel::Api,
+            urgent: false,
+            accept_due: None,
+            answer_due: None,
+            version: 0,
         };
         let detail = format!("from {}", requester.handle);
         c.requesters.push(requester);
@@ -242,8 +350,10 @@ impl Case {
         c
     }
 
-    fn record(&mut self, at: i64, actor: &str, action: &str, detail: impl Into<String>) {
+    /// Add an entry to the history (and bump the version).
+    pub fn record(&mut self, at: i64, actor: &str, action: &str, detail: impl Into<String>) {
         self.updated_at = self.updated_at.max(at);
+        self.version += 1;
         self.history.push(CaseEvent {
             at,
             actor: actor.to_string(),

@@ -114,6 +114,7 @@ impl Drill {
             lang: None,
             source: Some("demo".into()),
             official: false,
+            to: None,
         }
     }
 
@@ -169,6 +170,7 @@ impl Drill {
                 lang: None,
                 source: Some("demo".into()),
                 official: false,
+                to: None,
             });
         }
         if (41_000..130_000).contains(&in_cycle) && self.rng.random_bool(0.1) {

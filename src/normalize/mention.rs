@@ -55,6 +55,11 @@ pub struct Mention {
     /// by the feed's [`crate::ingest::Ingest`], never read from input.
     #[serde(skip)]
     pub official: bool,
+    /// The account this mention addresses, when the source says so (a Mastodon `mention`
+    /// notification or `direct` message, a Weibo mention or comment to the account, the `to`
+    /// field of the generic format): the account's handle or id. Read by the cases stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 impl Mention {
@@ -160,9 +165,9 @@ fn classify_json_error(e: serde_json::Error) -> RejectReason {
 }
 
 /// The fields a mention line may carry (anything else is unknown to the parser).
-pub const MENTION_FIELDS: &[&str] = FIELDS.split_at(10).0;
+pub const MENTION_FIELDS: &[&str] = FIELDS.split_at(11).0;
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 12] = [
     "id",
     "text",
     "ts",
@@ -173,6 +178,7 @@ const FIELDS: [&str; 11] = [
     "region",
     "lang",
     "source",
+    "to",
     "unknown",
 ];
 
@@ -188,6 +194,7 @@ struct RawMention {
     region: Option<String>,
     lang: Option<String>,
     source: Option<String>,
+    to: Option<String>,
 }
 
 impl RawMention {
@@ -222,6 +229,7 @@ impl RawMention {
             lang: self.lang,
             source: self.source,
             official: false,
+            to: self.to.filter(|s| !s.is_empty()),
         })
     }
 }
@@ -404,6 +412,7 @@ impl<'de> Deserialize<'de> for RawMention {
                                 .next_value::<Option<String>>()
                                 .map_err(|e| bad("source", e))?
                         }
+                        "to" => r.to = map.next_value::<IdLike>().map_err(|e| bad("to", e))?.0,
                         _ => {
                             map.next_value::<de::IgnoredAny>()?;
                         }

@@ -322,6 +322,7 @@ impl Jetstream {
                         lang,
                         source: Some(SOURCE.to_string()),
                         official: false,
+                        to: None,
                     }],
                     event_ms,
                     ..Frame::default()

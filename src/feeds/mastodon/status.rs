@@ -125,6 +125,7 @@ impl Mastodon {
             lang: s.language.clone().filter(|l| !l.is_empty()),
             source: Some(source.to_string()),
             official: false,
+            to: None,
         })
     }
 }
