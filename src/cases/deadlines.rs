@@ -189,6 +189,16 @@ impl Calendar {
         })
     }
 
+    /// The office's local day of `ms` as `YYYYMMDD` (case numbers restart each day).
+    pub fn day_key(&self, ms: i64) -> String {
+        self.local(ms).format("%Y%m%d").to_string()
+    }
+
+    /// The office's local time of `ms` as `YYYY-MM-DD HH:MM` (texts to citizens).
+    pub fn local_text(&self, ms: i64) -> String {
+        self.local(ms).format("%Y-%m-%d %H:%M").to_string()
+    }
+
     /// The deadlines of a kind.
     pub fn deadlines(&self, kind: &str) -> Option<KindDeadlines> {
         self.kinds.get(kind).copied()

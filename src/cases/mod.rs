@@ -1,20 +1,39 @@
 //! Cases: citizen requests (求助/投诉/举报/咨询/建议/表扬) and their accept (受理) → transfer (转办)
 //! → supervise (督办) → feedback (反馈) workflow.
 //!
-//! Built so far: [`routing`], the departments of `rules/routing/` and the rules router that
-//! picks a request's department and kinds, with [`classifier`], the trained model an office
-//! fits on its past cases (`huiying cases classify`, `eval`, `train`), and
-//! [`model`], the case, its states and transitions and the reading of a rating, and
-//! [`deadlines`], the office's calendar (`rules/cases/calendar.toml`) and when a case is due.
-//! Not built yet: intake, the case store, deadlines, answers through the outbox, Open311 (issue 14).
+//! | file | owns |
+//! |---|---|
+//! | [`routing`] | the departments of `rules/routing/` and the router (keywords, then the trained [`classifier`]) |
+//! | [`model`] | the case, its states and pure transitions, requesters, the reading of a rating |
+//! | [`deadlines`] | the calendar of `rules/cases/calendar.toml` and when a case is due |
+//! | [`texts`] | the acknowledgement, answer and e-mail texts of `rules/cases/replies.toml` |
+//! | [`store`] | [`store::CaseStore`]: `redb` (default), memory, Redis |
+//! | [`workflow`] | [`workflow::Cases`]: intake, duplicates, incident links, transitions with audit, answers through the outbox, ratings, supervision |
+//! | [`config`] | `[cases]` |
 
 pub mod classifier;
+pub mod config;
 pub mod deadlines;
 pub mod model;
 pub mod routing;
+pub mod store;
+pub mod texts;
+pub mod workflow;
 
+pub use config::CasesConfig;
 pub use model::{
-    read_satisfaction, Case, CaseError, CaseEvent, CaseState, Channel, Contact, Intake, Requester,
-    Satisfaction,
+    read_satisfaction, Case, CaseError, CaseEvent, CaseState, Channel, Contact, Intake,
+    PendingAnswer, Requester, Satisfaction,
 };
 pub use routing::{Department, Departments, Router, Routing, DEPARTMENT_IDS};
+pub use workflow::{Actor, CaseFilter, Cases, IntakeOutcome, MentionOutcome, WorkflowError};
+
+/// The request kinds a case may have (`rules/requests.toml` ids).
+pub const KINDS: [&str; 6] = [
+    "help",
+    "complaint",
+    "report",
+    "inquiry",
+    "suggestion",
+    "praise",
+];

@@ -77,6 +77,20 @@ pub struct Requester {
     pub mention_id: String,
     /// When (ms).
     pub at: i64,
+    /// The platform post an acknowledgement or answer replies to (platform cases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+/// An answer written by a department, waiting for an operator's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAnswer {
+    /// The text.
+    pub text: String,
+    /// Who wrote it (may not approve it).
+    pub by: String,
+    /// When (ms).
+    pub at: i64,
 }
 
 /// A requester's verdict on the answer.
@@ -217,6 +231,8 @@ pub struct Intake {
     pub channel: Channel,
     /// Links to attachments (photos).
     pub media: Vec<String>,
+    /// The platform post an acknowledgement or answer replies to (platform intake).
+    pub reply_target: Option<String>,
 }
 
 /// A citizen request.
@@ -284,6 +300,9 @@ pub struct Case {
     /// Bumped by every change (optimistic concurrency between instances and editors).
     #[serde(default)]
     pub version: u64,
+    /// An answer waiting for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_answer: Option<PendingAnswer>,
 }
 
 /// Why a transition cannot happen.
@@ -343,6 +362,7 @@ impl Case {
             accept_due: None,
             answer_due: None,
             version: 0,
+            pending_answer: None,
         };
         let detail = format!("from {}", requester.handle);
         c.requesters.push(requester);
@@ -494,6 +514,7 @@ mod tests {
                 handle: "金凤小王".into(),
                 mention_id: "m1".into(),
                 at: 1_000,
+                target: None,
             },
             "小区停水两天了",
             vec!["complaint".into()],
@@ -510,12 +531,14 @@ mod tests {
             handle: "老张".into(),
             mention_id: "m2".into(),
             at: 2_000,
+            target: None,
         }));
         // The same citizen twice is one requester.
         assert!(!c.join(Requester {
             handle: "老张".into(),
             mention_id: "m3".into(),
             at: 2_500,
+            target: None,
         }));
         c.accept("duty", 3_000).expect("accept");
         c.assign("water", "duty", 4_000).expect("assign");

@@ -103,6 +103,9 @@ pub struct Routing {
     /// Request kinds (`rules/requests.toml` ids), in rule order; without any cue, `inquiry` for
     /// a question and `complaint` otherwise.
     pub kinds: Vec<String>,
+    /// The most specific region the text (or the mention's `region`) names: its code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// A keyword's weight: its length in characters (an English keyword: 3), at most 4.
@@ -335,6 +338,11 @@ impl Router {
         &self.analyzer.normalizer
     }
 
+    /// The gazetteer of the rules the router reads (region codes and names).
+    pub fn gazetteer(&self) -> &crate::detect::gazetteer::Gazetteer {
+        &self.rules.gazetteer
+    }
+
     /// Route one request.
     pub fn classify(&self, m: &Mention) -> Routing {
         let normalized = self.analyzer.normalizer.normalize(&m.text);
@@ -361,10 +369,15 @@ impl Router {
             let question = m.text.contains('?') || m.text.contains('？');
             kinds.push(if question { "inquiry" } else { "complaint" }.to_string());
         }
+        let region = a
+            .regions
+            .first()
+            .map(|i| self.rules.gazetteer.region_ref(*i).code);
         Routing {
             department,
             confidence: (confidence * 1000.0).round() / 1000.0,
             kinds,
+            region,
         }
     }
 }

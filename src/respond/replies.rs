@@ -66,7 +66,13 @@ pub enum Target {
 impl Target {
     /// Where `post` is, if a publisher can answer it.
     pub fn of(post: &SpreadPost) -> Option<Target> {
-        if let Some(rest) = post.id.strip_prefix("mastodon:") {
+        Target::from_id(&post.id, post.source.as_deref())
+    }
+
+    /// Where the post with mention id `id` (from `source`) is: `mastodon:HOST:ID`,
+    /// `weibo:MID`, or a bare number from a Weibo source.
+    pub fn from_id(id: &str, source: Option<&str>) -> Option<Target> {
+        if let Some(rest) = id.strip_prefix("mastodon:") {
             let (host, id) = rest.rsplit_once(':')?;
             if host.is_empty() || id.is_empty() {
                 return None;
@@ -76,12 +82,9 @@ impl Target {
                 status_id: id.to_string(),
             });
         }
-        let mid = post.id.strip_prefix("weibo:").or_else(|| {
-            let weibo = post
-                .source
-                .as_deref()
-                .is_some_and(|s| s.eq_ignore_ascii_case("weibo"));
-            (weibo && post.id.bytes().all(|b| b.is_ascii_digit())).then_some(post.id.as_str())
+        let mid = id.strip_prefix("weibo:").or_else(|| {
+            let weibo = source.is_some_and(|s| s.eq_ignore_ascii_case("weibo"));
+            (weibo && id.bytes().all(|b| b.is_ascii_digit())).then_some(id)
         })?;
         (!mid.is_empty()).then(|| Target::Weibo {
             mid: mid.to_string(),
@@ -127,7 +130,7 @@ fn origin_host(url: &str) -> Option<String> {
 }
 
 /// Whether account `id` of the matrix can answer `target`.
-fn reaches(matrix: &Matrix, id: &str, target: &Target) -> bool {
+pub fn reaches(matrix: &Matrix, id: &str, target: &Target) -> bool {
     let Some(a) = matrix.account(id) else {
         return false;
     };
