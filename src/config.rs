@@ -4,6 +4,7 @@
 //! `[[feeds]]` in [`crate::feeds`]). Only the wiring ([`crate::app`]) reads this module.
 
 use crate::api::auth::AuthConfig;
+use crate::cases::CasesConfig;
 use crate::feeds::{FeedConfig, FeedKind};
 use crate::respond::RespondConfig;
 use crate::store::redis::RedisConfig;
@@ -34,6 +35,8 @@ pub struct Config {
     pub feeds: Vec<FeedConfig>,
     /// The response stage: notices, approval and publishing.
     pub respond: RespondConfig,
+    /// Citizen requests: intake, routing, deadlines, answers.
+    pub cases: CasesConfig,
     /// `[redis]`: settings used when `store` is a `redis://` URL.
     pub redis: RedisConfig,
     /// A separate address for `/metrics` (unauthenticated there; the main address then asks
@@ -56,6 +59,7 @@ impl Default for Config {
             ingest_queue: 65_536,
             feeds: Vec::new(),
             respond: RespondConfig::default(),
+            cases: CasesConfig::default(),
             redis: RedisConfig::default(),
             metrics_listen: None,
             auth: AuthConfig::default(),
@@ -85,6 +89,9 @@ impl Config {
             && Path::new(&c.store).is_relative()
         {
             c.store = base.join(&c.store).to_string_lossy().into_owned();
+        }
+        if let Some(d) = c.cases.data_dir.as_mut().filter(|d| d.is_relative()) {
+            *d = base.join(&*d);
         }
         if c.respond.data_dir.is_relative() {
             c.respond.data_dir = base.join(&c.respond.data_dir);

@@ -156,6 +156,11 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         .await
         .context("respond stage")?;
     stages.push(respond_stage);
+    let (cases_stage, _cases) =
+        crate::cases::stage::start(&cfg.cases, &mut cx, &cfg.respond.data_dir, respond.as_ref())
+            .await
+            .context("cases stage")?;
+    stages.push(cases_stage);
     stages.push(feeds::start(&cfg.feeds, opts.demo, &cx).map_err(anyhow::Error::msg)?);
     stages.push(crate::detect::reload::start(cfg.watch_rules, &cx));
     let audit = cx.audit.clone();

@@ -10,7 +10,8 @@ pub struct CasesConfig {
     /// Run the stage (it also needs `rules/routing/` and `rules/cases/`).
     pub enabled: bool,
     /// Where `cases.redb` lives (relative to the config file; ignored with a Redis store).
-    pub data_dir: PathBuf,
+    /// Unset: the respond stage's `data_dir`.
+    pub data_dir: Option<PathBuf>,
     /// Matrix accounts that take requests (an @ of them, a reply or comment to them, a message);
     /// empty: every Mastodon and Weibo account of the matrix.
     pub accounts: Vec<String>,
@@ -34,13 +35,16 @@ pub struct CasesConfig {
     pub mail_account: Option<String>,
     /// Seconds between supervision rounds (reminders, escalations, unrated closes, post ids).
     pub supervise_secs: u64,
+    /// Department users (`department` role): department id → user and token names. A
+    /// department user not listed here sees no case.
+    pub members: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for CasesConfig {
     fn default() -> Self {
         CasesConfig {
             enabled: true,
-            data_dir: PathBuf::from("data"),
+            data_dir: None,
             accounts: Vec::new(),
             auto_accept: true,
             auto_assign: 0.6,
@@ -52,6 +56,7 @@ impl Default for CasesConfig {
             duty_addresses: Default::default(),
             mail_account: None,
             supervise_secs: 30,
+            members: Default::default(),
         }
     }
 }

@@ -9,13 +9,17 @@
 //! | [`texts`] | the acknowledgement, answer and e-mail texts of `rules/cases/replies.toml` |
 //! | [`store`] | [`store::CaseStore`]: `redb` (default), memory, Redis |
 //! | [`workflow`] | [`workflow::Cases`]: intake, duplicates, incident links, transitions with audit, answers through the outbox, ratings, supervision |
+//! | [`stage`] | the stage: intake from `mention.request` (waited for), supervision rounds, the routes |
+//! | [`api`] | `/api/cases…`, `/api/departments` with their access |
 //! | [`config`] | `[cases]` |
 
+pub mod api;
 pub mod classifier;
 pub mod config;
 pub mod deadlines;
 pub mod model;
 pub mod routing;
+pub mod stage;
 pub mod store;
 pub mod texts;
 pub mod workflow;

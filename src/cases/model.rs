@@ -303,6 +303,9 @@ pub struct Case {
     /// An answer waiting for approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_answer: Option<PendingAnswer>,
+    /// The outbox groups (`notice_id`s) of its acknowledgements, answers and e-mails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<String>,
 }
 
 /// Why a transition cannot happen.
@@ -363,6 +366,7 @@ impl Case {
             answer_due: None,
             version: 0,
             pending_answer: None,
+            outbox: Vec::new(),
         };
         let detail = format!("from {}", requester.handle);
         c.requesters.push(requester);

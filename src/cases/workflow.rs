@@ -201,6 +201,8 @@ pub struct Cases {
     learned: Mutex<Vec<Learned>>,
     feedback: Option<std::path::PathBuf>,
     lock: Mutex<()>,
+    /// Requests the store or the audit log refused, retried each supervision round.
+    pub(crate) pending: super::stage::Pending,
 }
 
 impl std::fmt::Debug for Cases {
@@ -283,6 +285,7 @@ impl Cases {
             learned: Mutex::new(Vec::new()),
             feedback: None,
             lock: Mutex::new(()),
+            pending: Default::default(),
         }
     }
 
@@ -403,7 +406,7 @@ impl Cases {
     /// `index` (the order of the module docs).
     fn commit(
         &self,
-        c: &Case,
+        c: &mut Case,
         from: usize,
         jobs: Vec<NewJob>,
         index: &[String],
@@ -414,6 +417,11 @@ impl Cases {
         }
         if !jobs.is_empty() {
             if let Some(o) = &self.outlet {
+                for j in &jobs {
+                    if !c.outbox.contains(&j.notice_id) {
+                        c.outbox.push(j.notice_id.clone());
+                    }
+                }
                 o.outbox.enqueue_all(jobs, now)?;
                 o.wake.notify_one();
             }
@@ -502,7 +510,13 @@ impl Cases {
     }
 
     fn answer_jobs(&self, c: &Case, answer: &str, requesters: &[Requester]) -> Vec<NewJob> {
-        let n = c.history.iter().filter(|e| e.action == "answer").count();
+        // The latest answer's number (0 for the first): a requester who joins later gets it too.
+        let n = c
+            .history
+            .iter()
+            .filter(|e| e.action == "answer")
+            .count()
+            .saturating_sub(1);
         self.replies(
             c,
             &format!("case:{}:answer:{n}", c.id),
@@ -515,7 +529,10 @@ impl Cases {
     fn mail(&self, c: &Case, what: &str, to: &str, text: String) -> Option<NewJob> {
         let account = self.cfg.mail_account.as_deref()?;
         self.outlet.as_ref()?;
-        let _ = (c, what, to, text, account);
+        // The case's version makes each e-mail its own job, and the same on a retry.
+        let notice = format!("case:{}:mail:{what}:{}", c.id, c.version);
+        // MAIL-PENDING: ActionKind::Mail arrives with the e-mail publisher.
+        let _ = (notice, account, to, text);
         None
     }
 
@@ -743,7 +760,7 @@ impl Cases {
                     }
                     _ => self.ack_jobs(&c, &new),
                 };
-                self.commit(&c, from, jobs, &[src_key], now)?;
+                self.commit(&mut c, from, jobs, &[src_key], now)?;
                 if let Some(k) = &i.contact {
                     self.store.put_contact(&c.id, &requester.handle, k)?;
                 }
@@ -794,7 +811,7 @@ impl Cases {
             }
             jobs.extend(self.ack_jobs(&c, std::slice::from_ref(&requester)));
         }
-        self.commit(&c, 0, jobs, &[src_key], now)?;
+        self.commit(&mut c, 0, jobs, &[src_key], now)?;
         if let Some(k) = &i.contact {
             self.store.put_contact(&c.id, &requester.handle, k)?;
         }
@@ -827,7 +844,7 @@ impl Cases {
         }
         let from = c.history.len();
         let jobs = f(&mut c)?;
-        self.commit(&c, from, jobs, &[], now)?;
+        self.commit(&mut c, from, jobs, &[], now)?;
         Ok(c)
     }
 
@@ -1010,6 +1027,18 @@ impl Cases {
     ) -> Result<Vec<NewJob>, WorkflowError> {
         c.answer(text, by, now)?;
         c.pending_answer = None;
+        if let Some(acc) = c.history.iter().rev().find(|e| e.action == "accept") {
+            let kind = c
+                .kinds
+                .first()
+                .map(String::as_str)
+                .filter(|k| super::KINDS.contains(k))
+                .unwrap_or("other");
+            crate::metrics::cases::cases()
+                .answer_seconds
+                .with_label_values(&[kind])
+                .observe((now - acc.at).max(0) as f64 / 1000.0);
+        }
         let rs = c.requesters.clone();
         Ok(self.answer_jobs(c, text, &rs))
     }
@@ -1113,6 +1142,134 @@ impl Cases {
             c.reopen(actor.name, why.trim(), now)?;
             Ok(Vec::new())
         })
+    }
+
+    /// Retry the requests that failed (in order; those failing again stay).
+    pub fn retry_pending(&self, now: i64) {
+        let items: Vec<_> = {
+            let mut q = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            q.drain(..).collect()
+        };
+        let mut failed = Vec::new();
+        for (m, kinds) in items {
+            match self.on_mention(&m, &kinds, now) {
+                Ok(_) => crate::metrics::cases::cases()
+                    .intake
+                    .with_label_values(&["retried"])
+                    .inc(),
+                Err(e) => {
+                    tracing::warn!(mention = %m.id, error = %e, "A request still cannot be taken in.");
+                    failed.push((m, kinds));
+                }
+            }
+        }
+        if !failed.is_empty() {
+            let mut q = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            for f in failed.into_iter().rev() {
+                q.push_front(f);
+            }
+        }
+    }
+
+    /// Set the gauges: cases by state and primary kind, overdue ones.
+    pub fn gauges(&self, now: i64) {
+        let m = crate::metrics::cases::cases();
+        let Ok(all) = self.store.all() else {
+            return;
+        };
+        let mut n = std::collections::HashMap::<(&str, &str), i64>::new();
+        let mut overdue = 0;
+        for c in &all {
+            let kind = c
+                .kinds
+                .first()
+                .map(String::as_str)
+                .filter(|k| super::KINDS.contains(k))
+                .unwrap_or("other");
+            *n.entry((c.state.as_str(), kind)).or_default() += 1;
+            if self.overdue(c, now) {
+                overdue += 1;
+            }
+        }
+        for s in CaseState::ALL {
+            for k in super::KINDS.iter().copied().chain(["other"]) {
+                m.cases
+                    .with_label_values(&[s.as_str(), k])
+                    .set(n.get(&(s.as_str(), k)).copied().unwrap_or(0));
+            }
+        }
+        m.overdue.set(overdue);
+    }
+
+    /// The replies of a case (acknowledgements, answers, e-mails) as the outbox has them.
+    pub fn replies_of(&self, c: &Case) -> Result<Vec<serde_json::Value>, WorkflowError> {
+        let Some(o) = &self.outlet else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for n in &c.outbox {
+            for j in o.outbox.jobs_for_notice(n)? {
+                out.push(serde_json::json!({
+                    "what": n.split(':').nth(2).unwrap_or("reply"),
+                    "account": j.account_id,
+                    "action": j.action.as_str(),
+                    "to": j.in_reply_to,
+                    "state": j.state.as_str(),
+                    "post_id": j.platform_post_id,
+                    "error": j.last_error,
+                    "at": j.updated_at,
+                }));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts for the wall's board (民生诉求): no texts, no handles.
+    pub fn summary(&self, now: i64) -> Result<serde_json::Value, WorkflowError> {
+        let all = self.store.all()?;
+        let today = self.calendar.day_key(now);
+        let mut by_kind = std::collections::BTreeMap::<String, usize>::new();
+        let (mut open, mut overdue, mut answered_today, mut received_today) = (0, 0, 0, 0);
+        let (mut satisfied, mut rated, mut urgent) = (0, 0, 0);
+        for c in &all {
+            if c.state.is_open() {
+                open += 1;
+                if let Some(k) = c.kinds.first() {
+                    *by_kind.entry(k.clone()).or_default() += 1;
+                }
+                if c.urgent {
+                    urgent += 1;
+                }
+            }
+            if self.overdue(c, now) {
+                overdue += 1;
+            }
+            if self.calendar.day_key(c.created_at) == today {
+                received_today += 1;
+            }
+            if c.history
+                .iter()
+                .any(|e| e.action == "answer" && self.calendar.day_key(e.at) == today)
+            {
+                answered_today += 1;
+            }
+            if let Some(s) = c.satisfaction {
+                rated += 1;
+                if s == Satisfaction::Satisfied {
+                    satisfied += 1;
+                }
+            }
+        }
+        Ok(serde_json::json!({
+            "open": open,
+            "overdue": overdue,
+            "urgent": urgent,
+            "received_today": received_today,
+            "answered_today": answered_today,
+            "rated": rated,
+            "satisfaction": if rated > 0 { Some((satisfied as f64 / rated as f64 * 1000.0).round() / 1000.0) } else { None },
+            "open_by_kind": by_kind,
+        }))
     }
 
     /// Whether `m` addresses intake account `id`: the feed says so (`to`), or the text has
@@ -1254,11 +1411,8 @@ impl Cases {
             return Ok(0);
         }
         let mut keys = Vec::new();
-        let answers = c.history.iter().filter(|e| e.action == "answer").count();
-        let notices = std::iter::once(format!("case:{}:ack", c.id))
-            .chain((0..answers).map(|n| format!("case:{}:answer:{n}", c.id)));
-        for n in notices {
-            for j in o.outbox.jobs_for_notice(&n)? {
+        for n in c.outbox.iter().filter(|n| !n.contains(":mail:")) {
+            for j in o.outbox.jobs_for_notice(n)? {
                 if let Some(p) = j.platform_post_id.as_deref() {
                     let k = format!("post:{}", native(p));
                     if self.store.find(&k)?.is_none() {

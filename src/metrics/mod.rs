@@ -9,6 +9,7 @@ use prometheus::{
 };
 use std::sync::OnceLock;
 
+pub mod cases;
 pub mod respond;
 
 /// The `severity` label values of `huiying_incidents_open`.

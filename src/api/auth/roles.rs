@@ -12,13 +12,22 @@ pub enum Role {
     Operator,
     /// Everything: users, tokens, rules reload.
     Admin,
-    /// Only `POST /api/mentions`.
+    /// Only `POST /api/mentions` (and `POST /api/cases`, Open311 requests).
     Ingest,
+    /// A department's staff: its own citizen requests only (the cases stage's `[cases.members]`
+    /// names each one's department; not listed there, nothing).
+    Department,
 }
 
 impl Role {
     /// Every role, for help texts and validation.
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Operator, Role::Admin, Role::Ingest];
+    pub const ALL: [Role; 5] = [
+        Role::Viewer,
+        Role::Operator,
+        Role::Admin,
+        Role::Ingest,
+        Role::Department,
+    ];
 
     /// The name used in files, the API and the audit log.
     pub fn as_str(self) -> &'static str {
@@ -27,18 +36,23 @@ impl Role {
             Role::Operator => "operator",
             Role::Admin => "admin",
             Role::Ingest => "ingest",
+            Role::Department => "department",
         }
     }
 
     /// Whether this role may do what `need` allows. Admin may do everything; operator what a
-    /// viewer may; ingest only ingest.
+    /// viewer or a department may; ingest only ingest; a department only department routes.
     pub fn allows(self, need: Role) -> bool {
         matches!(
             (self, need),
             (Role::Admin, _)
-                | (Role::Operator, Role::Operator | Role::Viewer)
+                | (
+                    Role::Operator,
+                    Role::Operator | Role::Viewer | Role::Department
+                )
                 | (Role::Viewer, Role::Viewer)
                 | (Role::Ingest, Role::Ingest)
+                | (Role::Department, Role::Department)
         )
     }
 }
@@ -55,7 +69,9 @@ impl std::str::FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role {s:?} (viewer, operator, admin, ingest)"))
+            .ok_or_else(|| {
+                format!("unknown role {s:?} (viewer, operator, admin, ingest, department)")
+            })
     }
 }
 
@@ -66,10 +82,11 @@ mod tests {
     #[test]
     fn roles_nest_except_ingest() {
         let table = [
-            (Role::Admin, [true, true, true, true]),
-            (Role::Operator, [true, true, false, false]),
-            (Role::Viewer, [true, false, false, false]),
-            (Role::Ingest, [false, false, false, true]),
+            (Role::Admin, [true, true, true, true, true]),
+            (Role::Operator, [true, true, false, false, true]),
+            (Role::Viewer, [true, false, false, false, false]),
+            (Role::Ingest, [false, false, false, true, false]),
+            (Role::Department, [false, false, false, false, true]),
         ];
         for (have, allowed) in table {
             for (need, want) in Role::ALL.into_iter().zip(allowed) {

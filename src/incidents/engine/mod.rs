@@ -208,7 +208,8 @@ impl Engine {
         self
     }
 
-    /// An engine that also emits [`Event::Request`] for every new mention with a request cue.
+    /// An engine that also emits [`Event::Request`] for every new mention with a request cue,
+    /// and for every reply or mention addressed to an account (`to`): the cases stage reads them.
     pub fn emitting_requests(mut self) -> Self {
         self.requests = true;
         self
@@ -377,7 +378,9 @@ impl Engine {
             crate::metrics::global().late.inc();
         }
         self.advance(ts, out);
-        if self.requests && !a.requests.is_empty() {
+        // The cases stage also reads replies (a rating of an answer, a follow-up) and mentions
+        // a feed marked as addressed to an account, even without a request cue.
+        if self.requests && (!a.requests.is_empty() || m.reply_to.is_some() || m.to.is_some()) {
             out.push(Event::Request {
                 at: ts,
                 mention: Arc::new(m.clone()),
