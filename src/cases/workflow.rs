@@ -201,6 +201,10 @@ pub struct Cases {
     learned: Mutex<Vec<Learned>>,
     feedback: Option<std::path::PathBuf>,
     lock: Mutex<()>,
+    /// Cases with replies whose posts are not all indexed yet.
+    unindexed: Mutex<HashSet<String>>,
+    /// Whether every case was looked at once since the start (then only `unindexed`).
+    scanned: std::sync::atomic::AtomicBool,
     /// Requests the store or the audit log refused, retried each supervision round.
     pub(crate) pending: super::stage::Pending,
 }
@@ -286,6 +290,8 @@ impl Cases {
             feedback: None,
             lock: Mutex::new(()),
             pending: Default::default(),
+            unindexed: Default::default(),
+            scanned: Default::default(),
         }
     }
 
@@ -423,6 +429,10 @@ impl Cases {
                     }
                 }
                 o.outbox.enqueue_all(jobs, now)?;
+                self.unindexed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(c.id.clone());
                 o.wake.notify_one();
             }
         }
@@ -1306,7 +1316,20 @@ impl Cases {
     ) -> Result<MentionOutcome, WorkflowError> {
         let author = m.author.as_ref().map(|a| a.id.clone());
         if let Some(parent) = m.reply_to.as_deref() {
-            if let Some(id) = self.store.find(&format!("post:{}", native(parent)))? {
+            let key = format!("post:{}", native(parent));
+            let mut found = self.store.find(&key)?;
+            if found.is_none()
+                && !self
+                    .unindexed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_empty()
+            {
+                // A reply can come before the next supervision round indexed the post it answers.
+                self.index_pending()?;
+                found = self.store.find(&key)?;
+            }
+            if let Some(id) = found {
                 let c = self.get(&id)?;
                 let who = author.clone().unwrap_or_default();
                 if c.requesters.iter().any(|r| r.handle == who) {
@@ -1391,11 +1414,13 @@ impl Cases {
     /// went out, remind before a deadline, escalate after it (once each), and close answered
     /// cases nobody rated within `rating_days`.
     pub fn supervise(&self, now: i64) -> Result<Supervision, WorkflowError> {
-        let mut out = Supervision::default();
+        let mut out = Supervision {
+            posts_indexed: self.index_pending()?,
+            ..Supervision::default()
+        };
         let ids: Vec<String> = self.store.all()?.into_iter().map(|c| c.id).collect();
         for id in ids {
             let c = self.get(&id)?;
-            out.posts_indexed += self.index_posts(&c)?;
             if !matches!(c.state, CaseState::Closed) {
                 self.supervise_one(&c, now, &mut out)?;
             }
@@ -1403,16 +1428,51 @@ impl Cases {
         Ok(out)
     }
 
-    fn index_posts(&self, c: &Case) -> Result<usize, WorkflowError> {
+    /// Index the platform posts of the replies that went out since the last call (every case's
+    /// on the first call after a start), so a reply to one of them finds its case.
+    fn index_pending(&self) -> Result<usize, WorkflowError> {
+        let ids: Vec<String> = if self.scanned.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            self.unindexed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain()
+                .collect()
+        } else {
+            self.store.all()?.into_iter().map(|c| c.id).collect()
+        };
+        let mut n = 0;
+        let mut again = Vec::new();
+        for id in ids {
+            let Some(c) = self.store.get(&id)? else {
+                continue;
+            };
+            let (k, finished) = self.index_posts(&c)?;
+            n += k;
+            if !finished {
+                again.push(id);
+            }
+        }
+        self.unindexed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(again);
+        Ok(n)
+    }
+
+    /// Index the posts of case `c`'s replies that are out: (new keys, whether every reply job
+    /// is finished).
+    fn index_posts(&self, c: &Case) -> Result<(usize, bool), WorkflowError> {
         let Some(o) = &self.outlet else {
-            return Ok(0);
+            return Ok((0, true));
         };
         if !matches!(c.channel, Channel::Platform { .. }) {
-            return Ok(0);
+            return Ok((0, true));
         }
         let mut keys = Vec::new();
+        let mut finished = true;
         for n in c.outbox.iter().filter(|n| !n.contains(":mail:")) {
             for j in o.outbox.jobs_for_notice(n)? {
+                finished &= j.state.is_finished();
                 if let Some(p) = j.platform_post_id.as_deref() {
                     let k = format!("post:{}", native(p));
                     if self.store.find(&k)?.is_none() {
@@ -1421,12 +1481,10 @@ impl Cases {
                 }
             }
         }
-        if keys.is_empty() {
-            return Ok(0);
+        if !keys.is_empty() {
+            self.store.put_index(&c.id, &keys)?;
         }
-        let n = keys.len();
-        self.store.put(c, &keys)?;
-        Ok(n)
+        Ok((keys.len(), finished))
     }
 
     fn supervise_one(

@@ -3,6 +3,7 @@
 
 mod access;
 mod background;
+mod case_e2e;
 mod case_flow;
 mod cases;
 mod console;

@@ -168,6 +168,15 @@ impl CaseStore {
         self.backend.put_all(&w)
     }
 
+    /// Point index keys at case `id` (without writing the case).
+    pub fn put_index(&self, id: &str, keys: &[String]) -> Result<(), CaseStoreError> {
+        let w: Vec<_> = keys
+            .iter()
+            .map(|k| (Table::Index, k.clone(), id.as_bytes().to_vec()))
+            .collect();
+        self.backend.put_all(&w)
+    }
+
     /// Every case, in id order.
     pub fn all(&self) -> Result<Vec<Case>, CaseStoreError> {
         self.backend
