@@ -870,3 +870,82 @@ fn the_redb_store_keeps_cases_and_indexes_across_a_reopen() {
     .case;
     assert_eq!(next.id, "20261203-0002");
 }
+
+fn redis_store(ns: &str) -> CaseStore {
+    let url = crate::redis_server::require_shared();
+    let client = redis::Client::open(url).expect("redis url");
+    CaseStore::redis(
+        Arc::new(huiying::respond::redis::Blocking::with_client(client)),
+        ns,
+    )
+}
+
+#[test]
+fn two_instances_on_one_redis_make_one_case_per_request_and_unique_numbers() {
+    let ns = crate::redis_server::namespace("cases");
+    let a = setup_with(CasesConfig::default(), redis_store(&ns));
+    let b = setup_with(CasesConfig::default(), redis_store(&ns));
+    let m = weibo("9401", "居民", WATER, T0);
+    let first = intake(
+        a.cases
+            .on_mention(&m, &kinds(&["complaint"]), T0)
+            .expect("a"),
+    );
+    let second = intake(
+        b.cases
+            .on_mention(&m, &kinds(&["complaint"]), T0)
+            .expect("b"),
+    );
+    assert!(first.created && !second.created);
+    assert_eq!(first.case.id, second.case.id);
+    // Concurrent intakes of different requests on both instances: unique numbers.
+    let texts = [
+        "@北京发布 朝阳区望京路灯坏了",
+        "@北京发布 西城区某小区电梯坏了一周",
+        "@北京发布 东城区噪音扰民，工地夜间施工",
+        "@北京发布 丰台区学校门口交通拥堵",
+    ];
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let w = if i % 2 == 0 { &a } else { &b };
+                let m = weibo(&format!("95{i:02}"), &format!("居民{i}"), t, T0);
+                s.spawn(move || {
+                    intake(
+                        w.cases
+                            .on_mention(&m, &kinds(&["complaint"]), T0)
+                            .expect("intake"),
+                    )
+                    .case
+                    .id
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("join")).collect()
+    });
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), texts.len(), "{ids:?}");
+    // Both see every case, and a change made on one is seen by the other.
+    assert_eq!(
+        b.cases.list(&Default::default(), T0).expect("list").len(),
+        5
+    );
+    let c = a
+        .cases
+        .start(&first.case.id, &water_staff(), None, T0 + MIN)
+        .expect("start");
+    assert_eq!(
+        b.cases.get(&c.id).expect("get").state,
+        CaseState::InProgress
+    );
+    // A stale version from the other instance is refused.
+    assert!(matches!(
+        b.cases
+            .answer(&c.id, "已处理", &water_staff(), Some(c.version - 1), T0),
+        Err(WorkflowError::Changed { .. })
+    ));
+}
