@@ -9,7 +9,7 @@
 //!  JSONL,      queue of       regions, tokens, sketches)                          claim groups,
 //!  demo)       Items)                                                             incidents)
 //!                                                                                      │
-//!        live view + /api/stream ◄── store writer ◄── respond ◄── fleet ◄── wall ◄── bus (one
+//!  cases ◄── live view + /api/stream ◄── store writer ◄── respond ◄── fleet ◄── wall ◄── bus (one
 //!        (every stage subscribes to the bus and starts from one stage::Context)      queue per stage)
 //! ```
 //!
@@ -27,7 +27,7 @@
 //! | [`store`] | the `Store` trait (incidents, mention index, feed cursors), the embedded `redb` store (default), the in-memory one, the writer stage, and Redis (`store::redis`: the shared store, incident id claims, window counts merged across the fleet, events between instances; `[redis]`) |
 //! | [`respond`] | the respond stage: account matrix and plans, templates, notices and approval, hash-chained audit log, durable outbox, GCRA limits, dispatcher, publishers (Mastodon, Weibo, webhook, file), rebuttal replies, its HTTP routes; `[respond]` |
 //! | [`api`] | the API stage (axum): incidents, feeds, `/api/stream`, `POST /api/mentions`, health, metrics; routes declared with their access (`api::routes`); login, roles, tokens, CSRF (`api::auth`, `[auth]`); the operator console; the wall display |
-//! | [`cases`] | citizen requests, so far: the departments of `rules/routing/`, the router (keywords, then a trained classifier: `huiying cases classify` / `eval` / `train`), the case model and its transitions, the calendar and deadlines of `rules/cases/calendar.toml`; the stage itself (intake from `mention.request`, the case store, answers) is not built yet |
+//! | [`cases`] | the cases stage: citizen requests taken in from mentions addressed to the matrix's accounts and `POST /api/cases`, the router to departments (keywords, learned corrections, a trained classifier: `huiying cases classify` / `eval` / `train`), duplicates and incident links, the 受理 → 转办 → 督办 → 反馈 workflow audited first with replies through the respond stage's outbox, ratings read from replies, deadlines on the calendar of `rules/cases/`, the case store (redb, Redis), its routes; `[cases]` |
 //! | [`metrics`] | the Prometheus registry |
 //! | [`clock`] | the one injected clock (sessions, login limits, publishing limiters, dispatcher); `ManualClock` for tests |
 //! | [`app`] | wiring: the command line, the one-shot commands, `replay`, `eval` (detection on labelled files), `train rumor`, and the service as a list of stages |

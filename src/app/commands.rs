@@ -105,6 +105,12 @@ pub fn rules_check(dir: &Path) -> std::process::ExitCode {
             Err(e) => errors.extend(e.0),
         }
     }
+    if dir.join(crate::cases::texts::TEXTS_PATH).is_file() {
+        match crate::cases::texts::Texts::load(dir) {
+            Ok(_) => extra += ", case texts",
+            Err(e) => errors.extend(e.0),
+        }
+    }
     if !errors.is_empty() {
         eprintln!("{}", crate::detect::RuleErrors(errors));
         return std::process::ExitCode::from(1);
