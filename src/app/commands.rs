@@ -91,9 +91,13 @@ pub fn rules_check(dir: &Path) -> std::process::ExitCode {
             Err(e) => errors.extend(e.0),
         }
     }
+    let mut departments = None;
     if dir.join("routing").is_dir() {
         match crate::cases::Departments::load(&dir.join("routing"), &analyzer.normalizer) {
-            Ok(d) => extra += &format!(", {} departments", d.all().len()),
+            Ok(d) => {
+                extra += &format!(", {} departments", d.all().len());
+                departments = Some(d);
+            }
             Err(e) => errors.extend(e.0),
         }
     }
@@ -101,7 +105,18 @@ pub fn rules_check(dir: &Path) -> std::process::ExitCode {
     if calendar.is_file() {
         let kinds: Vec<&str> = rs.requests.iter().map(|k| &*k.id).collect();
         match crate::cases::deadlines::Calendar::load(&calendar, &kinds) {
-            Ok(_) => extra += ", a calendar",
+            Ok(c) => {
+                extra += ", a calendar";
+                if let Some(d) = &departments {
+                    for unknown in c.departments().filter(|x| d.get(x).is_none()) {
+                        errors.push(crate::detect::RuleError {
+                            file: calendar.clone(),
+                            line: 0,
+                            message: format!("a deadline names department {unknown:?}, which routing/ does not have"),
+                        });
+                    }
+                }
+            }
             Err(e) => errors.extend(e.0),
         }
     }

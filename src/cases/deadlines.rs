@@ -87,6 +87,9 @@ pub struct Calendar {
 #[serde(deny_unknown_fields)]
 struct DeadlineDef {
     kind: Spanned<String>,
+    /// Only for this department's cases (overrides the kind's own line).
+    #[serde(default)]
+    department: Option<String>,
     accept: Spanned<String>,
     answer: Spanned<String>,
 }
@@ -167,14 +170,24 @@ impl Calendar {
                     .ok()
             };
             let (a, b) = (parse(&mut p, &d.accept), parse(&mut p, &d.answer));
-            if map.contains_key(kind) {
+            let key = match &d.department {
+                Some(dep) => format!("{kind}@{dep}"),
+                None => kind.clone(),
+            };
+            if map.contains_key(&key) {
                 p.at(
                     path,
                     line(&d.kind),
-                    format!("kind {kind:?} has two deadlines"),
+                    format!(
+                        "kind {kind:?} has two deadlines{}",
+                        d.department
+                            .as_ref()
+                            .map(|d| format!(" for {d}"))
+                            .unwrap_or_default()
+                    ),
                 );
             } else if let (Some(accept), Some(answer)) = (a, b) {
-                map.insert(kind.clone(), KindDeadlines { accept, answer });
+                map.insert(key, KindDeadlines { accept, answer });
             }
         }
         p.finish()?;
@@ -202,6 +215,22 @@ impl Calendar {
     /// The deadlines of a kind.
     pub fn deadlines(&self, kind: &str) -> Option<KindDeadlines> {
         self.kinds.get(kind).copied()
+    }
+
+    /// The deadlines of a kind for a department's cases: its own line if the calendar has one
+    /// (`department = "…"`), else the kind's.
+    pub fn deadlines_for(&self, kind: &str, department: Option<&str>) -> Option<KindDeadlines> {
+        department
+            .and_then(|d| self.kinds.get(&format!("{kind}@{d}")))
+            .or_else(|| self.kinds.get(kind))
+            .copied()
+    }
+
+    /// The departments named by department-specific deadlines (checked against `routing/`).
+    pub fn departments(&self) -> impl Iterator<Item = &str> {
+        self.kinds
+            .keys()
+            .filter_map(|k| k.split_once('@').map(|(_, d)| d))
     }
 
     /// Whether `day` is a working day (a weekday not a holiday, or a weekend day worked).

@@ -76,6 +76,12 @@ pub async fn start(
         matrix: r.matrix.clone(),
         wake: r.wake.clone(),
     });
+    if let Some(d) = calendar
+        .departments()
+        .find(|d| router.departments.get(d).is_none())
+    {
+        anyhow::bail!("rules/cases/calendar.toml: a deadline names department {d:?}, which routing/ does not have");
+    }
     if let (Some(m), Some(o)) = (&cfg.mail_account, &outlet) {
         if o.matrix.account(m).is_none() {
             anyhow::bail!("[cases] mail_account: no account {m:?} in the matrix");

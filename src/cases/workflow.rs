@@ -356,6 +356,21 @@ impl Cases {
         Ok(v)
     }
 
+    fn deadlines(&self, c: &Case) -> Option<super::deadlines::KindDeadlines> {
+        self.calendar.deadlines_for(
+            c.kinds.first().map_or("", String::as_str),
+            c.department.as_deref(),
+        )
+    }
+
+    /// When case `c` must be answered: from its (last) acceptance, by its kind's and
+    /// department's deadline.
+    fn answer_due(&self, c: &Case) -> Option<i64> {
+        let accepted = c.history.iter().rev().find(|e| e.action == "accept")?.at;
+        self.deadlines(c)
+            .map(|d| self.calendar.due(accepted, d.answer))
+    }
+
     /// Whether an open case is past its accept or answer deadline at `now`.
     pub fn overdue(&self, c: &Case, now: i64) -> bool {
         match c.state {
@@ -804,19 +819,20 @@ impl Cases {
         if let Some(inc) = &incident {
             c.record(i.at, SYSTEM, "link", format!("incident {inc}"));
         }
-        let primary = c.kinds.first().cloned().unwrap_or_default();
-        let dl = self.calendar.deadlines(&primary);
-        c.accept_due = dl.map(|d| self.calendar.due(c.created_at, d.accept));
+        c.accept_due = self
+            .deadlines(&c)
+            .map(|d| self.calendar.due(c.created_at, d.accept));
         let mut jobs = Vec::new();
         if self.cfg.auto_accept {
             c.accept(actor, now)?;
-            c.answer_due = dl.map(|d| self.calendar.due(now, d.answer));
+            c.answer_due = self.answer_due(&c);
             if let Some(d) = c
                 .department
                 .clone()
                 .filter(|_| c.confidence >= self.cfg.auto_assign)
             {
                 c.assign(&d, actor, now)?;
+                c.answer_due = self.answer_due(&c);
                 jobs.extend(self.mail_department(&c, "assign", &d, ""));
             }
             jobs.extend(self.ack_jobs(&c, std::slice::from_ref(&requester)));
@@ -887,10 +903,7 @@ impl Cases {
         Self::operator_only(actor, "accept")?;
         self.change(id, version, now, |c| {
             c.accept(actor.name, now)?;
-            let dl = self
-                .calendar
-                .deadlines(c.kinds.first().map_or("", String::as_str));
-            c.answer_due = dl.map(|d| self.calendar.due(now, d.answer));
+            c.answer_due = self.answer_due(c);
             let rs = c.requesters.clone();
             Ok(self.ack_jobs(c, &rs))
         })
@@ -918,12 +931,8 @@ impl Cases {
             let returned = !c.returned_by.is_empty();
             c.assign(department, actor.name, now)?;
             c.confidence = 0.0;
-            if c.answer_due.is_none() {
-                let dl = self
-                    .calendar
-                    .deadlines(c.kinds.first().map_or("", String::as_str));
-                c.answer_due = dl.map(|d| self.calendar.due(now, d.answer));
-            }
+            // The department's own deadline for the kind, if the calendar has one.
+            c.answer_due = self.answer_due(c);
             if returned || suggested.as_deref() != Some(department) {
                 self.learn(&c.text, department);
             }

@@ -150,9 +150,10 @@ fn a_request_to_an_account_becomes_a_case_acknowledged_and_transferred() {
         }
     );
     assert!(c.id.starts_with("20261203-"), "{}", c.id);
-    // Deadlines from the calendar: a complaint is accepted within 1 h, answered in 5 working days.
+    // Deadlines from the calendar: a complaint is accepted within 1 h; the water department's
+    // own line answers it within 2 working days (Thursday → the end of Monday, 17:30).
     assert_eq!(c.accept_due, Some(T0 + HOUR));
-    assert!(c.answer_due.expect("answer due") > T0 + 5 * DAY);
+    assert_eq!(c.answer_due, Some(T0 + 4 * DAY + 7 * HOUR + 30 * MIN));
     // The acknowledgement: a comment on the citizen's weibo, naming the case number.
     let jobs = s
         .outbox
@@ -251,6 +252,9 @@ fn the_same_problem_from_several_citizens_is_one_case_and_each_is_answered() {
             .expect("c"),
     );
     assert!(other.created);
+    // Not water: a complaint's 5 working days (Thursday → the end of the next Thursday).
+    assert_ne!(other.case.department.as_deref(), Some("water"));
+    assert_eq!(other.case.answer_due, Some(T0 + 7 * DAY + 7 * HOUR + 30 * MIN));
     // Both requesters got an acknowledgement; the answer goes to both.
     let ack = s
         .outbox
