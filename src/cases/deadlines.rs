@@ -174,8 +174,8 @@ impl Calendar {
                 Some(dep) => format!("{kind}@{dep}"),
                 None => kind.clone(),
             };
-            if map.contains_key(&key) {
-                p.at(
+            match map.entry(key) {
+                std::collections::btree_map::Entry::Occupied(_) => p.at(
                     path,
                     line(&d.kind),
                     format!(
@@ -185,9 +185,12 @@ impl Calendar {
                             .map(|d| format!(" for {d}"))
                             .unwrap_or_default()
                     ),
-                );
-            } else if let (Some(accept), Some(answer)) = (a, b) {
-                map.insert(key, KindDeadlines { accept, answer });
+                ),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    if let (Some(accept), Some(answer)) = (a, b) {
+                        v.insert(KindDeadlines { accept, answer });
+                    }
+                }
             }
         }
         p.finish()?;

@@ -254,7 +254,10 @@ fn the_same_problem_from_several_citizens_is_one_case_and_each_is_answered() {
     assert!(other.created);
     // Not water: a complaint's 5 working days (Thursday → the end of the next Thursday).
     assert_ne!(other.case.department.as_deref(), Some("water"));
-    assert_eq!(other.case.answer_due, Some(T0 + 7 * DAY + 7 * HOUR + 30 * MIN));
+    assert_eq!(
+        other.case.answer_due,
+        Some(T0 + 7 * DAY + 7 * HOUR + 30 * MIN)
+    );
     // Both requesters got an acknowledgement; the answer goes to both.
     let ack = s
         .outbox
