@@ -50,6 +50,32 @@ const STORM: [&str; 8] = [
     "{c}{p}积水太深了，有老人被困在车里，救命",
 ];
 
+/// Citizens' requests to the office's account (the cases stage takes them in): (second of the
+/// cycle, author, text). The first two are one problem from two citizens; the third a plea for
+/// help during the storm (linked to its incident); the last a suggestion.
+const REQUESTS: [(i64, &str, &str); 4] = [
+    (
+        20_000,
+        "citizen-a",
+        "@北京发布 {c}{p}幸福小区门口的路灯坏了一个多月了，晚上很黑，请尽快维修",
+    ),
+    (
+        24_000,
+        "citizen-b",
+        "@北京发布 {c}{p}幸福小区路灯坏了一个月，晚上太黑了，希望尽快修好",
+    ),
+    (
+        60_000,
+        "citizen-c",
+        "@北京发布 求助！{c}{p}地下车库进水了，有老人被困在里面出不来",
+    ),
+    (
+        100_000,
+        "citizen-d",
+        "@北京发布 建议{c}{p}实验小学门口早高峰增派交警疏导，太堵了",
+    ),
+];
+
 const RUMOR_ROOT: &str = "网传明天{c}全城停水三天，赶紧储水，速转！";
 const RUMOR_COPY: [&str; 3] = [
     "紧急扩散：明天{c}全城停水三天，赶紧储水！",
@@ -189,6 +215,32 @@ impl Drill {
             };
             out.push(m);
         }
+        // Citizens' requests, as Weibo mentions of 北京发布 (acknowledged on the drill sink).
+        for (at, who, tpl) in REQUESTS {
+            if in_cycle == at {
+                self.seq += 1;
+                out.push(Mention {
+                    id: format!(
+                        "weibo:{}{:04}{cycle:03}",
+                        self.start_ms % 1_000_000,
+                        self.seq % 10_000
+                    ),
+                    ts: t,
+                    text: tpl.replace("{c}", city).replace("{p}", district),
+                    author: Some(Author {
+                        id: format!("{who}-{cycle}"),
+                        ..Author::default()
+                    }),
+                    repost_of: None,
+                    reply_to: None,
+                    region: None,
+                    lang: None,
+                    source: Some("weibo".into()),
+                    official: false,
+                    to: None,
+                });
+            }
+        }
         // A known debunked claim at 70 s.
         if in_cycle == 70_000 || in_cycle == 72_000 {
             let text = CLAIM[usize::from(in_cycle == 72_000)].to_string();
@@ -229,5 +281,7 @@ mod tests {
         assert!(x.iter().any(|m| m.reply_to.is_some()));
         let ids: std::collections::HashSet<_> = x.iter().map(|m| &m.id).collect();
         assert_eq!(ids.len(), x.len(), "ids are unique");
+        let requests = x.iter().filter(|m| m.text.starts_with("@北京发布")).count();
+        assert_eq!(requests, 4, "citizens' requests to the office");
     }
 }
