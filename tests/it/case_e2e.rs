@@ -284,3 +284,198 @@ async fn a_mention_becomes_a_case_acknowledged_routed_answered_and_rated() {
     assert_eq!(fake.violations(), 0);
     stop(svc).await;
 }
+
+const INGEST_TOKEN: &str = "hy_case_api_ingest";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_api_names_bad_input_keeps_contacts_to_the_office_and_exports_csv() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = util::respond_config(util::rules_dir(), dir.path().join("data"), &[]);
+    cfg.cases
+        .members
+        .insert("water".into(), vec!["water-duty".into()]);
+    cfg.cases
+        .members
+        .insert("housing".into(), vec!["housing-duty".into()]);
+    for (name, role, token) in [
+        ("water-duty", Role::Department, DEPT_TOKEN),
+        ("housing-duty", Role::Department, "hy_case_api_housing"),
+        ("unlisted", Role::Department, "hy_case_api_unlisted"),
+        ("duty-li", Role::Operator, OP_TOKEN),
+        ("hotline", Role::Ingest, INGEST_TOKEN),
+    ] {
+        cfg.auth.tokens.push(TokenEntry {
+            name: name.into(),
+            role,
+            sha256: token_hash(token),
+            owner: None,
+        });
+    }
+    let svc = start_service(cfg, Arc::new(MemoryStore::default())).await;
+    let post = |token: &'static str, body: Value| {
+        let addr = svc.addr;
+        async move { call(addr, "POST", "/api/cases", token, &body).await }
+    };
+    // Bad input: named, nothing created.
+    for (body, code, needle) in [
+        (json!({"title": "no text"}), "invalid_json", "text"),
+        (
+            json!({"text": "路灯坏了", "colour": "red"}),
+            "invalid_json",
+            "colour",
+        ),
+        (json!({"text": "  "}), "invalid", "text"),
+        (
+            json!({"text": "路灯坏了", "department": "ministry_of_magic"}),
+            "invalid",
+            "department",
+        ),
+        (
+            json!({"text": "路灯坏了", "kind": "wish"}),
+            "invalid",
+            "kind",
+        ),
+        (json!({"text": "路灯坏了", "lat": 123.0}), "invalid", "lat"),
+        (
+            json!({"text": "路灯坏了", "media": ["javascript:alert(1)"]}),
+            "invalid",
+            "media",
+        ),
+        (json!({"text": "长".repeat(5_001)}), "invalid", "text"),
+    ] {
+        let (st, e) = post(INGEST_TOKEN, body.clone()).await;
+        assert_eq!(st, 400, "{body}: {e}");
+        assert_eq!(e["error"], code, "{body}: {e}");
+        assert!(
+            e["message"].as_str().unwrap_or("").contains(needle),
+            "{body}: {e}"
+        );
+    }
+    assert_eq!(get_json(svc.addr, "/api/cases").await["total"], 0);
+    // A hotline system's request, with contact details; the same reference twice is one case.
+    let body = json!({
+        "reference": "12345-0001",
+        "text": "朝阳区望京西园三区自来水发黄，已经三天了，请尽快处理",
+        "handle": "12345热线",
+        "contact": {"name": "王女士", "phone": "13800000000", "email": "wang@example.org"},
+        "region": "朝阳区",
+    });
+    let (st, first) = post(INGEST_TOKEN, body.clone()).await;
+    assert_eq!(st, 201, "{first}");
+    let (st, again) = post(INGEST_TOKEN, body).await;
+    assert_eq!(
+        (st, again["created"].as_bool()),
+        (200, Some(false)),
+        "{again}"
+    );
+    assert_eq!(again["case"]["id"], first["case"]["id"]);
+    let id = first["case"]["id"].as_str().expect("id").to_string();
+    assert_eq!(first["case"]["region"], "110105", "{first}");
+    assert_eq!(first["case"]["department"], "water", "{first}");
+    // Contacts: on the case page for operators and the case's department only.
+    let page = format!("/api/cases/{id}");
+    let (_, op) = call(svc.addr, "GET", &page, OP_TOKEN, &Value::Null).await;
+    assert_eq!(op["contacts"]["12345热线"]["phone"], "13800000000", "{op}");
+    let (_, dept) = call(svc.addr, "GET", &page, DEPT_TOKEN, &Value::Null).await;
+    assert_eq!(
+        dept["contacts"]["12345热线"]["email"], "wang@example.org",
+        "{dept}"
+    );
+    let (st, _) = call(svc.addr, "GET", &page, "hy_case_api_housing", &Value::Null).await;
+    assert_eq!(st, 404, "another department's case is not shown");
+    let (st, _) = call(
+        svc.addr,
+        "GET",
+        "/api/cases",
+        "hy_case_api_unlisted",
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(
+        st, 403,
+        "a department user not in [cases.members] sees nothing"
+    );
+    let (_, list) = call(svc.addr, "GET", "/api/cases", OP_TOKEN, &Value::Null).await;
+    assert!(!list.to_string().contains("13800000000"), "{list}");
+    // Unknown case, bad state.
+    let (st, e) = call(
+        svc.addr,
+        "POST",
+        "/api/cases/20990101-0001/accept",
+        OP_TOKEN,
+        &json!({}),
+    )
+    .await;
+    assert_eq!((st, e["error"].as_str()), (404, Some("not_found")));
+    let (st, e) = call(
+        svc.addr,
+        "POST",
+        &format!("/api/cases/{id}/close"),
+        OP_TOKEN,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (409, Some("invalid_state")),
+        "{e}"
+    );
+    let (st, e) = call(
+        svc.addr,
+        "POST",
+        &format!("/api/cases/{id}/assign"),
+        OP_TOKEN,
+        &json!({"department": "nowhere"}),
+    )
+    .await;
+    assert_eq!((st, e["error"].as_str()), (400, Some("invalid")), "{e}");
+    let (st, e) = call(
+        svc.addr,
+        "GET",
+        "/api/cases?state=lost",
+        OP_TOKEN,
+        &Value::Null,
+    )
+    .await;
+    assert_eq!((st, e["error"].as_str()), (400, Some("invalid")), "{e}");
+    // The CSV export: one row, no contact details; formulas defused.
+    let (st, _) = post(
+        INGEST_TOKEN,
+        json!({"text": "=HYPERLINK(\"http://x\") 路灯坏了", "reference": "f1"}),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let a = util::request(
+        svc.addr,
+        "GET",
+        "/api/cases/export.csv",
+        &[("Authorization", &format!("Bearer {OP_TOKEN}"))],
+        b"",
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert!(a
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/csv"));
+    assert_eq!(a.body.lines().count(), 3, "{}", a.body);
+    assert!(
+        a.body.contains(&id) && !a.body.contains("13800000000"),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("\"'=HYPERLINK"), "{}", a.body);
+    // The wall's board: counts, no texts.
+    let s = get_json(svc.addr, "/api/cases/summary").await;
+    assert_eq!(s["open"], 2, "{s}");
+    assert!(!s.to_string().contains("望京"), "{s}");
+    // The metrics pass promtool with the cases series.
+    let m = util::get_metrics(svc.addr).await;
+    assert!(
+        m.contains("huiying_cases{kind=\"complaint\",state=\"assigned\"}")
+            || m.contains("huiying_case_intake_total"),
+        "{m}"
+    );
+    util::promtool(&["check", "metrics"], &m).await;
+    stop(svc).await;
+}
