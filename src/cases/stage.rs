@@ -4,7 +4,7 @@
 //! from the bus (waited for: a request is never dropped) and one that supervises deadlines.
 //!
 //! Off (with a warning, its routes answering 503 `cases_disabled`) when `[cases] enabled =
-//! false` or the rules have no valid `routing/` and `cases/`.
+//! false`, the respond stage is off, or the rules have no valid `routing/` and `cases/`.
 
 use super::api;
 use super::config::CasesConfig;
@@ -52,6 +52,11 @@ pub async fn start(
         return off(cx);
     }
     cfg.validate().map_err(anyhow::Error::msg)?;
+    let Some(respond) = respond else {
+        // Acknowledgements, answers and the audit log are the respond stage's.
+        tracing::warn!("The respond stage is off: the cases stage is off too.");
+        return off(cx);
+    };
     let rd = cx.rules_dir.clone();
     let loaded = tokio::task::spawn_blocking(move || load(&rd)).await?;
     let (router, calendar, texts) = match loaded {
@@ -71,10 +76,10 @@ pub async fn start(
             anyhow::bail!("[cases]: unknown department {d:?} (not in rules/routing/)");
         }
     }
-    let outlet = respond.map(|r| Outlet {
-        outbox: r.outbox.clone(),
-        matrix: r.matrix.clone(),
-        wake: r.wake.clone(),
+    let outlet = Some(Outlet {
+        outbox: respond.outbox.clone(),
+        matrix: respond.matrix.clone(),
+        wake: respond.wake.clone(),
     });
     if let Some(d) = calendar
         .departments()
@@ -149,6 +154,13 @@ pub async fn start(
             })
             .await;
             match r {
+                Ok((Ok(MentionOutcome::Deferred), m, kinds)) => {
+                    crate::metrics::cases::cases()
+                        .intake
+                        .with_label_values(&["deferred"])
+                        .inc();
+                    retry_later(&c2, m, kinds, system_now_ms());
+                }
                 Ok((Ok(out), _, _)) => count(&out),
                 Ok((Err(e), m, kinds)) => {
                     tracing::warn!(mention = %m.id, error = %e, "A request could not be taken in: kept for a retry.");
@@ -156,7 +168,7 @@ pub async fn start(
                         .intake
                         .with_label_values(&["retry"])
                         .inc();
-                    retry_later(&c2, m, kinds);
+                    retry_later(&c2, m, kinds, system_now_ms());
                 }
                 Err(e) => tracing::error!(error = %e, "The intake task failed."),
             }
@@ -215,6 +227,7 @@ fn count(out: &MentionOutcome) {
         MentionOutcome::Intake(_) => "duplicate",
         MentionOutcome::Rated(_) => "rated",
         MentionOutcome::FollowUp(_) => "follow_up",
+        MentionOutcome::Deferred => "deferred",
     };
     crate::metrics::cases::cases()
         .intake
@@ -222,7 +235,7 @@ fn count(out: &MentionOutcome) {
         .inc();
 }
 
-fn retry_later(c: &Cases, m: Arc<crate::normalize::Mention>, kinds: Vec<String>) {
+fn retry_later(c: &Cases, m: Arc<crate::normalize::Mention>, kinds: Vec<String>, now: i64) {
     let mut q = c.pending.lock().unwrap_or_else(|p| p.into_inner());
     if q.len() >= RETRY_CAP {
         q.pop_front();
@@ -232,8 +245,8 @@ fn retry_later(c: &Cases, m: Arc<crate::normalize::Mention>, kinds: Vec<String>)
             .inc();
         tracing::error!("The request retry queue is full: the oldest request was dropped.");
     }
-    q.push_back((m, kinds));
+    q.push_back((m, kinds, now));
 }
 
-/// Requests waiting for a retry.
-pub type Pending = std::sync::Mutex<VecDeque<(Arc<crate::normalize::Mention>, Vec<String>)>>;
+/// Requests waiting for a retry, with when they were first put aside (ms).
+pub type Pending = std::sync::Mutex<VecDeque<(Arc<crate::normalize::Mention>, Vec<String>, i64)>>;

@@ -144,7 +144,14 @@ pub enum MentionOutcome {
     Rated(Case),
     /// A follow-up on a case: recorded (and a closed case reopened).
     FollowUp(Case),
+    /// A requester's reply to a post not known yet while a reply of theirs is still on its way
+    /// out: looked at again in the next supervision rounds (for [`DEFER_MS`] at most).
+    Deferred,
 }
+
+/// How long a requester's reply to an unknown post may wait for the reply it answers to be
+/// indexed.
+pub const DEFER_MS: i64 = 10 * 60_000;
 
 /// What one supervision round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -1169,22 +1176,23 @@ impl Cases {
             let mut q = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             q.drain(..).collect()
         };
-        let mut failed = Vec::new();
-        for (m, kinds) in items {
-            match self.on_mention(&m, &kinds, now) {
+        let mut again = Vec::new();
+        for (m, kinds, since) in items {
+            match self.on_mention_deferring(&m, &kinds, now, now - since < DEFER_MS) {
+                Ok(MentionOutcome::Deferred) => again.push((m, kinds, since)),
                 Ok(_) => crate::metrics::cases::cases()
                     .intake
                     .with_label_values(&["retried"])
                     .inc(),
                 Err(e) => {
                     tracing::warn!(mention = %m.id, error = %e, "A request still cannot be taken in.");
-                    failed.push((m, kinds));
+                    again.push((m, kinds, since));
                 }
             }
         }
-        if !failed.is_empty() {
+        if !again.is_empty() {
             let mut q = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            for f in failed.into_iter().rev() {
+            for f in again.into_iter().rev() {
                 q.push_front(f);
             }
         }
@@ -1323,6 +1331,19 @@ impl Cases {
         kinds: &[String],
         now: i64,
     ) -> Result<MentionOutcome, WorkflowError> {
+        self.on_mention_deferring(m, kinds, now, true)
+    }
+
+    /// [`Cases::on_mention`]; with `may_defer`, a requester's reply to a post that may still
+    /// be on its way out (a reply job of one of their cases is not finished) is
+    /// [`MentionOutcome::Deferred`] rather than taken for a new request.
+    pub fn on_mention_deferring(
+        &self,
+        m: &Mention,
+        kinds: &[String],
+        now: i64,
+        may_defer: bool,
+    ) -> Result<MentionOutcome, WorkflowError> {
         let author = m.author.as_ref().map(|a| a.id.clone());
         if let Some(parent) = m.reply_to.as_deref() {
             let key = format!("post:{}", native(parent));
@@ -1343,6 +1364,22 @@ impl Cases {
                 let who = author.clone().unwrap_or_default();
                 if c.requesters.iter().any(|r| r.handle == who) {
                     return self.follow_up(&id, m, &who, now);
+                }
+            } else if may_defer {
+                let who = author.clone().unwrap_or_default();
+                let waiting: Vec<String> = self
+                    .unindexed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect();
+                for id in waiting {
+                    if let Some(c) = self.store.get(&id)? {
+                        if c.requesters.iter().any(|r| r.handle == who) {
+                            return Ok(MentionOutcome::Deferred);
+                        }
+                    }
                 }
             }
         }

@@ -6,13 +6,14 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeV
 use std::sync::OnceLock;
 
 /// Intake outcomes (the `outcome` label).
-pub const INTAKE_OUTCOMES: [&str; 9] = [
+pub const INTAKE_OUTCOMES: [&str; 10] = [
     "created",
     "joined",
     "duplicate",
     "rated",
     "follow_up",
     "ignored",
+    "deferred",
     "retry",
     "retried",
     "lost",

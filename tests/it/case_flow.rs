@@ -956,3 +956,68 @@ fn two_instances_on_one_redis_make_one_case_per_request_and_unique_numbers() {
         Err(WorkflowError::Changed { .. })
     ));
 }
+
+#[test]
+fn a_reply_that_comes_before_its_answer_is_marked_sent_waits_for_it() {
+    let s = setup();
+    let c = intake(
+        s.cases
+            .on_mention(
+                &weibo("9501", "居民", WATER, T0),
+                &kinds(&["complaint"]),
+                T0,
+            )
+            .expect("intake"),
+    )
+    .case;
+    let c = s
+        .cases
+        .answer(&c.id, "已恢复供水。", &water_staff(), None, T0 + HOUR)
+        .expect("answer");
+    s.cases
+        .approve_answer(&c.id, &operator(), Some(c.version), T0 + HOUR)
+        .expect("approve");
+    let job = s
+        .outbox
+        .jobs_for_notice(&format!("case:{}:answer:0", c.id))
+        .expect("jobs")
+        .remove(0);
+    s.outbox
+        .mark_attempting(&job.id, T0 + HOUR)
+        .expect("attempt");
+    // The platform took the answer (post 990501) and the requester already replied to it, but
+    // the outbox has not recorded the post yet.
+    let mut reply = weibo("9502", "居民", "收到，谢谢，水已经来了", T0 + HOUR);
+    reply.reply_to = Some("weibo:990501".into());
+    assert_eq!(
+        s.cases
+            .on_mention(&reply, &kinds(&["praise"]), T0 + HOUR)
+            .expect("deferred"),
+        MentionOutcome::Deferred
+    );
+    // A stranger's reply is not held back.
+    let mut other = weibo("9503", "路人", "谢谢", T0 + HOUR);
+    other.reply_to = Some("weibo:990501".into());
+    assert_ne!(
+        s.cases.on_mention(&other, &[], T0 + HOUR).expect("ok"),
+        MentionOutcome::Deferred
+    );
+    s.outbox
+        .mark_done(&job.id, "990501", T0 + HOUR + 1_000)
+        .expect("done");
+    let MentionOutcome::Rated(c) = s
+        .cases
+        .on_mention(&reply, &kinds(&["praise"]), T0 + HOUR + 2_000)
+        .expect("rated")
+    else {
+        panic!("not rated");
+    };
+    assert_eq!(
+        c.satisfaction,
+        Some(huiying::cases::Satisfaction::Satisfied)
+    );
+    assert_eq!(
+        s.cases.list(&Default::default(), T0).expect("list").len(),
+        1
+    );
+}
