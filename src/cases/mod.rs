@@ -11,6 +11,7 @@
 //! | [`workflow`] | [`workflow::Cases`]: intake, duplicates, incident links, transitions with audit, answers through the outbox, ratings, supervision |
 //! | [`stage`] | the stage: intake from `mention.request` (waited for), supervision rounds, the routes |
 //! | [`api`] | `/api/cases…`, `/api/departments` with their access |
+//! | [`open311`] | Open311 GeoReport v2 (`/open311/v2/…`, JSON and XML) |
 //! | [`config`] | `[cases]` |
 
 pub mod api;
@@ -18,6 +19,7 @@ pub mod classifier;
 pub mod config;
 pub mod deadlines;
 pub mod model;
+pub mod open311;
 pub mod routing;
 pub mod stage;
 pub mod store;

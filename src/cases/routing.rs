@@ -338,6 +338,15 @@ impl Router {
         &self.analyzer.normalizer
     }
 
+    /// The request kinds of the rules: (id, Chinese name, English name).
+    pub fn request_kinds(&self) -> Vec<(String, String, String)> {
+        self.rules
+            .requests
+            .iter()
+            .map(|k| (k.id.to_string(), k.name_zh.clone(), k.name_en.clone()))
+            .collect()
+    }
+
     /// The gazetteer of the rules the router reads (region codes and names).
     pub fn gazetteer(&self) -> &crate::detect::gazetteer::Gazetteer {
         &self.rules.gazetteer

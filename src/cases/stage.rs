@@ -44,7 +44,9 @@ pub async fn start(
 ) -> anyhow::Result<(Handle, Option<Arc<Cases>>)> {
     let off = |cx: &mut Context| {
         let routes = std::mem::take(&mut cx.routes);
-        cx.routes = routes.merge(api::routes(None));
+        cx.routes = routes
+            .merge(api::routes(None))
+            .merge(super::open311::routes(None));
         Ok((Handle::new("cases", Vec::new()), None))
     };
     if !cfg.enabled {
@@ -211,7 +213,9 @@ pub async fn start(
         }
     });
     let routes = std::mem::take(&mut cx.routes);
-    cx.routes = routes.merge(api::routes(Some(cases.clone())));
+    cx.routes = routes
+        .merge(api::routes(Some(cases.clone())))
+        .merge(super::open311::routes(Some(cases.clone())));
     tracing::info!(
         departments = cases.router().departments.all().len(),
         "Cases stage started."

@@ -314,6 +314,15 @@ impl Cases {
         &self.router
     }
 
+    /// The request kinds a case may have: (id, Chinese name, English name).
+    pub fn kinds(&self) -> Vec<(String, String, String)> {
+        self.router
+            .request_kinds()
+            .into_iter()
+            .filter(|(k, _, _)| super::KINDS.contains(&k.as_str()))
+            .collect()
+    }
+
     /// The calendar.
     pub fn calendar(&self) -> &Calendar {
         &self.calendar

@@ -20,6 +20,7 @@ mod mastodon;
 mod matrix;
 mod notices;
 mod one_incident;
+mod open311;
 mod outbox;
 mod publish;
 mod redis_server;

@@ -372,6 +372,12 @@ impl Auth {
         json!({ "users": users, "tokens": tokens })
     }
 
+    /// The principal of an API token given outside the `Authorization` header (Open311 puts
+    /// its `api_key` in the request body); `None` for an unknown one.
+    pub fn token_principal(&self, token: &str) -> Option<Principal> {
+        self.by_token(token)
+    }
+
     pub(super) fn by_token(&self, token: &str) -> Option<Principal> {
         let d = self.dir.read().unwrap_or_else(|p| p.into_inner());
         d.tokens
