@@ -325,3 +325,165 @@ impl RoutingEval {
         Ok(())
     }
 }
+
+/// One history line: `id`, `ts` (ms, RFC 3339 or Weibo time), `author`, `text`, `title`,
+/// `department`, `reply`, `reply_ts`, `state`, `kind`, `region`, `satisfaction`; anything else is
+/// an error naming the field.
+fn history_line(bytes: &[u8]) -> Result<crate::cases::workflow::Imported, String> {
+    use crate::cases::{CaseState, Satisfaction};
+    let Value::Object(o) =
+        serde_json::from_slice::<Value>(bytes).map_err(|e| format!("not JSON: {e}"))?
+    else {
+        return Err("not a JSON object".into());
+    };
+    const FIELDS: [&str; 12] = [
+        "id",
+        "ts",
+        "author",
+        "text",
+        "title",
+        "department",
+        "reply",
+        "reply_ts",
+        "state",
+        "kind",
+        "region",
+        "satisfaction",
+    ];
+    if let Some(k) = o.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(format!("field `{k}`: unknown ({})", FIELDS.join(", ")));
+    }
+    let text = |k: &str| -> Result<Option<String>, String> {
+        match o.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) if k == "id" => Ok(Some(n.to_string())),
+            Some(_) => Err(format!("field `{k}`: not a string")),
+        }
+    };
+    let time = |k: &str| -> Result<Option<i64>, String> {
+        match o.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| format!("field `{k}`: not whole milliseconds")),
+            Some(Value::String(s)) => crate::normalize::mention::parse_time(s)
+                .map(Some)
+                .ok_or_else(|| format!("field `{k}`: cannot parse {s:?} as a time")),
+            Some(_) => Err(format!("field `{k}`: not a time")),
+        }
+    };
+    let id = text("id")?.ok_or("field `id`: missing")?;
+    let at = time("ts")?.ok_or("field `ts`: missing")?;
+    let state = match text("state")? {
+        None => None,
+        Some(s) => Some(
+            CaseState::ALL
+                .into_iter()
+                .find(|x| x.as_str() == s)
+                .ok_or_else(|| format!("field `state`: unknown {s:?}"))?,
+        ),
+    };
+    let satisfaction = match text("satisfaction")?.as_deref() {
+        None => None,
+        Some("satisfied") => Some(Satisfaction::Satisfied),
+        Some("dissatisfied") => Some(Satisfaction::Dissatisfied),
+        Some(s) => {
+            return Err(format!(
+                "field `satisfaction`: unknown {s:?} (satisfied, dissatisfied)"
+            ))
+        }
+    };
+    Ok(crate::cases::workflow::Imported {
+        id,
+        at,
+        author: text("author")?,
+        text: text("text")?.ok_or("field `text`: missing")?,
+        title: text("title")?,
+        department: text("department")?,
+        reply: text("reply")?,
+        reply_at: time("reply_ts")?,
+        state,
+        kind: text("kind")?,
+        region: text("region")?,
+        satisfaction,
+    })
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ImportReport {
+    /// New cases.
+    pub imported: u64,
+    /// Lines already imported (nothing changed).
+    pub existing: u64,
+    /// Lines refused (named on the diagnostics).
+    pub bad: u64,
+}
+
+/// `huiying cases import`: every line of `file` into `store` (see [`history_line`]); bad lines
+/// are named (`file:line: field …`) and counted, never fatal.
+pub fn import(
+    rules: &Path,
+    file: &Path,
+    store: crate::cases::store::CaseStore,
+    diag: &mut dyn Write,
+) -> anyhow::Result<ImportReport> {
+    let router = Router::load(rules).map_err(|e| anyhow::anyhow!("invalid rules:\n{e}"))?;
+    let calendar = crate::cases::deadlines::Calendar::load(
+        &rules.join("cases/calendar.toml"),
+        &crate::cases::KINDS,
+    )
+    .map_err(|e| anyhow::anyhow!("invalid calendar:\n{e}"))?;
+    let texts = crate::cases::texts::Texts::load(rules)
+        .map_err(|e| anyhow::anyhow!("invalid case texts:\n{e}"))?;
+    let cases = crate::cases::Cases::new(
+        store,
+        router,
+        calendar,
+        texts,
+        crate::cases::CasesConfig::default(),
+        None,
+        None,
+        None,
+    );
+    let name = file.display();
+    let mut r = ImportReport::default();
+    let mut failure: Option<anyhow::Error> = None;
+    read_batches(open_input(file)?, 256, Speed::Max, |items| {
+        for it in items {
+            let Item::Raw { line, bytes } = it else {
+                continue;
+            };
+            let res = history_line(&bytes).and_then(|h| {
+                cases.import(h).map_err(|e| match e {
+                    crate::cases::WorkflowError::Invalid { field, message } => {
+                        format!("field `{field}`: {message}")
+                    }
+                    other => format!("STORE {other}"),
+                })
+            });
+            match res {
+                Ok(true) => r.imported += 1,
+                Ok(false) => r.existing += 1,
+                Err(m) if m.starts_with("STORE ") => {
+                    failure = Some(anyhow::anyhow!("{name}:{line}: {}", &m[6..]));
+                    return false;
+                }
+                Err(m) => {
+                    r.bad += 1;
+                    if r.bad <= MAX_ERRORS as u64 {
+                        let _ = writeln!(diag, "{name}:{line}: {m}");
+                    }
+                }
+            }
+        }
+        true
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(r)
+}

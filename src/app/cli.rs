@@ -129,6 +129,23 @@ enum CasesCmd {
         /// Labelled JSON Lines.
         file: PathBuf,
     },
+    /// Load an existing system's history into the case store (the same line twice changes
+    /// nothing): one JSON object a line with id, ts, author, text, title, department, reply,
+    /// reply_ts, state (and kind, region, satisfaction).
+    Import {
+        /// Rules directory (with `routing/` and `cases/`).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// The case store: a `.redb` file or `redis://…` (default: the config's, else
+        /// `huiying-data/cases.redb`). Not while a service has the file open.
+        #[arg(long)]
+        store: Option<String>,
+        /// The service's config (its store, data directory and `[redis]` settings).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// History JSON Lines (`.gz` too).
+        file: PathBuf,
+    },
     /// Train the department classifier on past cases labelled `department`.
     Train {
         /// Rules directory (with `routing/`).
@@ -336,6 +353,61 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             )?;
             eprintln!("{}: trained on {n} cases", out.display());
             Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Cases {
+            cmd:
+                CasesCmd::Import {
+                    rules,
+                    store,
+                    config,
+                    file,
+                },
+        } => {
+            let cfg = match &config {
+                Some(p) => crate::config::Config::load(p)?,
+                None => crate::config::Config::default(),
+            };
+            let target = store.unwrap_or_else(|| {
+                if crate::store::redis::is_redis_url(&cfg.store) {
+                    return cfg.store.clone();
+                }
+                cfg.cases
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(|| cfg.respond.data_dir.clone())
+                    .join("cases.redb")
+                    .to_string_lossy()
+                    .into_owned()
+            });
+            let case_store = if crate::store::redis::is_redis_url(&target) {
+                crate::install_tls();
+                let db = crate::respond::redis::Blocking::new(&target, &cfg.redis)
+                    .map_err(|e| anyhow::anyhow!("{target}: {e}"))?;
+                crate::cases::store::CaseStore::redis(std::sync::Arc::new(db), &cfg.redis.namespace)
+            } else {
+                crate::cases::store::CaseStore::open(std::path::Path::new(&target))
+                    .map_err(|e| anyhow::anyhow!("{e} (is a service using it?)"))?
+            };
+            let rules = rules.unwrap_or_else(|| {
+                if config.is_some() {
+                    cfg.rules.clone()
+                } else {
+                    default_rules_dir()
+                }
+            });
+            let r = super::cases::import(&rules, &file, case_store, &mut std::io::stderr())?;
+            eprintln!(
+                "{}: {} imported, {} already there, {} bad",
+                file.display(),
+                r.imported,
+                r.existing,
+                r.bad
+            );
+            Ok(if r.bad > 0 {
+                std::process::ExitCode::from(1)
+            } else {
+                std::process::ExitCode::SUCCESS
+            })
         }
         Cmd::Cases {
             cmd: CasesCmd::Classify { rules, file },

@@ -31,6 +31,38 @@ use tokio::sync::Notify;
 /// The actor of the audit log for what the system does on its own.
 pub const SYSTEM: &str = "system";
 
+/// The actor of imported history.
+pub const IMPORT: &str = "import";
+
+/// One case of an existing system's history, as `huiying cases import` read it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Imported {
+    /// The old system's id.
+    pub id: String,
+    /// When it came in (ms).
+    pub at: i64,
+    /// The requester.
+    pub author: Option<String>,
+    /// The request.
+    pub text: String,
+    /// Its title.
+    pub title: Option<String>,
+    /// The department that handled it.
+    pub department: Option<String>,
+    /// The answer given.
+    pub reply: Option<String>,
+    /// When (ms).
+    pub reply_at: Option<i64>,
+    /// Where it stands (default: closed with a reply, else accepted).
+    pub state: Option<CaseState>,
+    /// Its kind.
+    pub kind: Option<String>,
+    /// A region code or name.
+    pub region: Option<String>,
+    /// The requester's rating.
+    pub satisfaction: Option<Satisfaction>,
+}
+
 /// Longest request text taken (characters).
 pub const MAX_TEXT_CHARS: usize = 5_000;
 
@@ -862,6 +894,110 @@ impl Cases {
             created: true,
             joined: false,
         })
+    }
+
+    /// Load one case of an existing system's history (`huiying cases import`): kept as
+    /// `import-<id>`, indexed by `src:import:<id>` so a second import of the same line changes
+    /// nothing (`Ok(false)`). Its history says what the old system recorded, by `import`.
+    pub fn import(&self, r: Imported) -> Result<bool, WorkflowError> {
+        if r.id.trim().is_empty() {
+            return Err(invalid("id", "empty"));
+        }
+        if r.text.trim().is_empty() {
+            return Err(invalid("text", "empty"));
+        }
+        if let Some(d) = &r.department {
+            if self.router.departments.get(d).is_none() {
+                return Err(invalid("department", format!("unknown department {d:?}")));
+            }
+        }
+        if let Some(k) = &r.kind {
+            if !super::KINDS.contains(&k.as_str()) {
+                return Err(invalid("kind", format!("unknown request kind {k:?}")));
+            }
+        }
+        let (_g, _shared) = self.locked()?;
+        let src = format!("src:import:{}", r.id);
+        if self.store.find(&src)?.is_some() {
+            return Ok(false);
+        }
+        let probe = Mention {
+            id: r.id.clone(),
+            ts: r.at,
+            text: r.text.clone(),
+            author: None,
+            repost_of: None,
+            reply_to: None,
+            region: r.region.clone(),
+            lang: None,
+            source: None,
+            official: false,
+            to: None,
+        };
+        let routing = self.router.classify(&probe);
+        let mut kinds = routing.kinds.clone();
+        if let Some(k) = &r.kind {
+            kinds.retain(|x| x != k);
+            kinds.insert(0, k.clone());
+        }
+        let region = self.resolve_region(r.region.as_deref(), routing.region.clone());
+        let id: String = format!("import-{}", r.id)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let requester = Requester {
+            handle: r.author.clone().unwrap_or_else(|| "imported".into()),
+            mention_id: format!("import:{}", r.id),
+            at: r.at,
+            target: None,
+        };
+        let mut c = Case::receive(
+            &id,
+            requester,
+            r.text.trim(),
+            kinds,
+            r.department.clone(),
+            if r.department.is_some() {
+                1.0
+            } else {
+                routing.confidence
+            },
+            region,
+        );
+        c.title = r.title.clone();
+        c.history.clear();
+        c.record(r.at, IMPORT, "receive", "imported");
+        let state = r.state.unwrap_or(if r.reply.is_some() {
+            CaseState::Closed
+        } else {
+            CaseState::Accepted
+        });
+        if state != CaseState::Received {
+            c.record(r.at, IMPORT, "accept", "");
+        }
+        if let (Some(d), true) = (
+            &r.department,
+            !matches!(state, CaseState::Received | CaseState::Accepted),
+        ) {
+            c.record(r.at, IMPORT, "assign", d.clone());
+        }
+        if let Some(reply) = &r.reply {
+            c.answer = Some(reply.clone());
+            c.record(r.reply_at.unwrap_or(r.at), IMPORT, "answer", "");
+        }
+        if state == CaseState::Closed {
+            c.record(r.reply_at.unwrap_or(r.at), IMPORT, "close", "");
+        }
+        c.satisfaction = r.satisfaction;
+        c.state = state;
+        self.store.put(&c, &[src])?;
+        Ok(true)
     }
 
     /// Change case `id` by `f` (checked on a copy), with the version the caller read when

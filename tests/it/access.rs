@@ -248,7 +248,12 @@ const TABLE: &[(&str, &str, Option<Role>, Option<Role>)] = &[
     ),
     ("GET", "/open311/v2/discovery.json", None, None),
     ("GET", "/open311/v2/services.xml", None, None),
-    ("GET", "/open311/v2/services/complaint.water.json", None, None),
+    (
+        "GET",
+        "/open311/v2/services/complaint.water.json",
+        None,
+        None,
+    ),
     ("GET", "/open311/v2/requests.json", None, None),
     ("GET", "/open311/v2/requests/c-none.xml", None, None),
     (

@@ -208,3 +208,72 @@ fn a_trained_model_routes_the_held_out_split_better_than_the_rules_alone() {
         "{stderr}"
     );
 }
+
+/// `huiying cases import`: history into the store; the same file twice changes nothing; bad
+/// lines named by line and field; the service then shows the cases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_imports_once_names_bad_lines_and_the_service_shows_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let store = data.join("cases.redb");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_huiying"))
+            .args(["cases", "import", "--rules"])
+            .arg(crate::util::rules_dir())
+            .arg("--store")
+            .arg(&store)
+            .arg(crate::util::data("cases/history.jsonl"))
+            .output()
+            .expect("run")
+    };
+    let first = run();
+    let err = String::from_utf8_lossy(&first.stderr).to_string();
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "bad lines make it exit 1: {err}"
+    );
+    assert!(err.contains("7 imported, 0 already there, 5 bad"), "{err}");
+    for needle in [
+        "history.jsonl:8: field `text`: missing",
+        "history.jsonl:9: field `department`: unknown department \"ministry_of_magic\"",
+        "history.jsonl:10: field `ts`: cannot parse",
+        "history.jsonl:11: field `colour`: unknown",
+        "history.jsonl:12: not JSON",
+    ] {
+        assert!(err.contains(needle), "{needle} in {err}");
+    }
+    let second = run();
+    let err = String::from_utf8_lossy(&second.stderr).to_string();
+    assert!(err.contains("0 imported, 7 already there, 5 bad"), "{err}");
+    // The service on the same data directory shows the history.
+    let cfg = crate::util::respond_config(crate::util::rules_dir(), data.clone(), &[]);
+    let svc = crate::util::start_service(
+        cfg,
+        std::sync::Arc::new(huiying::store::MemoryStore::default()),
+    )
+    .await;
+    let v = crate::util::get_json(svc.addr, "/api/cases?department=water").await;
+    assert_eq!(v["total"], 1, "{v}");
+    let c = &v["cases"][0];
+    assert_eq!(c["id"], "import-RX2026-0001");
+    assert_eq!(c["state"], "closed");
+    assert_eq!(c["region"], "640106", "金凤区");
+    assert_eq!(c["satisfaction"], "satisfied");
+    assert!(c["answer"].as_str().unwrap_or("").contains("恢复供水"));
+    let all = crate::util::get_json(svc.addr, "/api/cases").await;
+    assert_eq!(all["total"], 7, "{all}");
+    let states: Vec<&str> = all["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .filter_map(|c| c["state"].as_str())
+        .collect();
+    assert!(
+        states.contains(&"in_progress")
+            && states.contains(&"answered")
+            && states.contains(&"accepted"),
+        "{states:?}"
+    );
+    crate::util::stop(svc).await;
+}
