@@ -1692,17 +1692,22 @@ impl Cases {
                 .find(|e| e.action == "answer")
                 .map_or(c.updated_at, |e| e.at);
             if now - answered_at > i64::from(self.cfg.rating_days) * 86_400_000 {
+                let unrated = c.satisfaction.is_none();
                 self.change(&c.id, None, now, |c| {
-                    c.record(
-                        now,
-                        SYSTEM,
-                        "no_rating",
-                        format!("{} days", self.cfg.rating_days),
-                    );
+                    if unrated {
+                        c.record(
+                            now,
+                            SYSTEM,
+                            "no_rating",
+                            format!("{} days", self.cfg.rating_days),
+                        );
+                    }
                     c.close(SYSTEM, now)?;
                     Ok(Vec::new())
                 })?;
-                out.closed_unrated += 1;
+                if unrated {
+                    out.closed_unrated += 1;
+                }
             }
             return Ok(());
         }

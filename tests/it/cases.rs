@@ -271,9 +271,15 @@ async fn history_imports_once_names_bad_lines_and_the_service_shows_it() {
         .collect();
     assert!(
         states.contains(&"in_progress")
-            && states.contains(&"answered")
+            && states.contains(&"assigned")
             && states.contains(&"accepted"),
         "{states:?}"
     );
+    // An answered case whose rating days are long past is closed by the first supervision round
+    // (rated: no `no_rating` entry).
+    let answered = crate::util::get_json(svc.addr, "/api/cases/import-RX2026-0006").await;
+    assert_eq!(answered["satisfaction"], "dissatisfied", "{answered}");
+    let h = answered["history"].to_string();
+    assert!(!h.contains("no_rating"), "{h}");
     crate::util::stop(svc).await;
 }
