@@ -31,8 +31,6 @@ pub struct CasesConfig {
     pub supervisor: Option<String>,
     /// Departments' duty e-mail addresses (department id → address).
     pub duty_addresses: std::collections::BTreeMap<String, String>,
-    /// The matrix account (platform `email`) that sends e-mail; none: no e-mail.
-    pub mail_account: Option<String>,
     /// Seconds between supervision rounds (reminders, escalations, unrated closes, post ids).
     pub supervise_secs: u64,
     /// Department users (`department` role): department id → user and token names. A
@@ -54,7 +52,6 @@ impl Default for CasesConfig {
             rating_days: 7,
             supervisor: None,
             duty_addresses: Default::default(),
-            mail_account: None,
             supervise_secs: 30,
             members: Default::default(),
         }

@@ -82,17 +82,13 @@ pub async fn start(
         outbox: respond.outbox.clone(),
         matrix: respond.matrix.clone(),
         wake: respond.wake.clone(),
+        mail: respond.mail,
     });
     if let Some(d) = calendar
         .departments()
         .find(|d| router.departments.get(d).is_none())
     {
         anyhow::bail!("rules/cases/calendar.toml: a deadline names department {d:?}, which routing/ does not have");
-    }
-    if let (Some(m), Some(o)) = (&cfg.mail_account, &outlet) {
-        if o.matrix.account(m).is_none() {
-            anyhow::bail!("[cases] mail_account: no account {m:?} in the matrix");
-        }
     }
     for a in &cfg.accounts {
         if outlet

@@ -152,6 +152,8 @@ pub struct Outlet {
     pub matrix: Arc<Matrix>,
     /// Wakes the dispatcher after an enqueue.
     pub wake: Arc<Notify>,
+    /// Whether e-mail goes out (the respond stage's `smtp` account).
+    pub mail: bool,
 }
 
 /// What an intake did.
@@ -600,13 +602,21 @@ impl Cases {
 
     /// An e-mail job to `to` (none without a mail account).
     fn mail(&self, c: &Case, what: &str, to: &str, text: String) -> Option<NewJob> {
-        let account = self.cfg.mail_account.as_deref()?;
-        self.outlet.as_ref()?;
-        // The case's version makes each e-mail its own job, and the same on a retry.
+        if !self.outlet.as_ref()?.mail {
+            return None;
+        }
+        // The case's version makes each e-mail its own job, and the same one on a retry.
         let notice = format!("case:{}:mail:{what}:{}", c.id, c.version);
-        // MAIL-PENDING: ActionKind::Mail arrives with the e-mail publisher.
-        let _ = (notice, account, to, text);
-        None
+        Some(
+            NewJob::new(
+                &notice,
+                crate::respond::publish::email::MAIL_ACCOUNT,
+                ActionKind::Mail,
+                Priority::Routine,
+                &text,
+            )
+            .in_reply_to(to),
+        )
     }
 
     fn mail_department(

@@ -19,6 +19,37 @@ pub struct RespondConfig {
     /// Drills and the demo: every account publishes to this JSON Lines file instead of its
     /// platform (same plan, limits, outbox and audit; nothing leaves the machine).
     pub drill_sink: Option<PathBuf>,
+    /// `[respond.smtp]`: e-mail (to departments' duty addresses) through the outbox, as the
+    /// account `smtp`; none: no e-mail.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// `[respond.smtp]`: the SMTP server e-mail goes through.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// `smtp://host:port` (plain: a relay on the office's network), `smtps://host:port`
+    /// (implicit TLS) or `smtp+starttls://host:port`.
+    pub url: String,
+    /// The sender address (`huiying@office.example`, or `回应 <huiying@office.example>`).
+    pub from: String,
+    /// Environment variable holding `user:password` (never logged); none: no authentication.
+    #[serde(default)]
+    pub credentials_env: Option<String>,
+    /// E-mails per hour at most (the limiter of the `smtp` account).
+    #[serde(default = "default_mail_per_hour")]
+    pub per_hour: u32,
+    /// Seconds an SMTP exchange may take.
+    #[serde(default = "default_mail_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_mail_per_hour() -> u32 {
+    600
+}
+
+fn default_mail_timeout() -> u64 {
+    20
 }
 
 impl Default for RespondConfig {
@@ -29,6 +60,7 @@ impl Default for RespondConfig {
             policy: Default::default(),
             operators: Vec::new(),
             drill_sink: None,
+            smtp: None,
         }
     }
 }

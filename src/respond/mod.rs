@@ -18,4 +18,4 @@ pub mod replies;
 pub mod stage;
 pub mod templates;
 
-pub use config::{Operator, RespondConfig};
+pub use config::{Operator, RespondConfig, SmtpConfig};

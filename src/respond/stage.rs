@@ -56,6 +56,8 @@ pub struct Respond {
     pub rules: SharedRules,
     /// Wakes the dispatcher (a notice became `publishing`, publishing resumed).
     pub wake: Arc<Notify>,
+    /// Whether e-mail goes out (`[respond.smtp]`, through the account `smtp`).
+    pub mail: bool,
 }
 
 impl std::fmt::Debug for Respond {
@@ -246,6 +248,41 @@ pub async fn start(
         dispatcher.add_account(id, route);
         routed += 1;
     }
+    let mail = match &cfg.smtp {
+        None => false,
+        Some(smtp) => {
+            let creds = match &smtp.credentials_env {
+                None => None,
+                Some(var) => Some(std::env::var(var).map_err(|_| {
+                    anyhow::anyhow!("[respond.smtp] credentials_env: {var} is not set")
+                })?),
+            };
+            let publisher = crate::respond::publish::EmailPublisher::new(
+                &smtp.url,
+                &smtp.from,
+                creds.as_deref(),
+                Duration::from_secs(smtp.timeout_secs.max(1)),
+            )
+            .map_err(|e| anyhow::anyhow!("[respond.smtp] {e}"))?;
+            let id = crate::respond::publish::email::MAIL_ACCOUNT;
+            limits.add_account(
+                id,
+                Profile {
+                    posts_per_hour: smtp.per_hour,
+                    comments_per_hour: 0,
+                    reposts_per_hour: 0,
+                    burst: 1,
+                },
+            );
+            let route = match &drill {
+                Some(d) => Route::new(d.clone(), &smtp.from),
+                None => Route::new(publisher, &smtp.from),
+            };
+            dispatcher.add_account(id, route);
+            tracing::info!(from = %smtp.from, "E-mail on: the `smtp` account sends mail jobs.");
+            true
+        }
+    };
     tracing::info!(
         accounts = matrix.accounts().len(),
         publishing = routed,
@@ -262,6 +299,7 @@ pub async fn start(
         audit,
         rules,
         wake,
+        mail,
     });
 
     let mut tasks = Vec::new();

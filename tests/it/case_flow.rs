@@ -50,6 +50,7 @@ pub fn setup_with(cfg: CasesConfig, store: CaseStore) -> Setup {
         outbox: outbox.clone(),
         matrix: Arc::new(shipped_matrix().clone()),
         wake: Default::default(),
+        mail: true,
     };
     let cases = Cases::new(
         store,
@@ -530,6 +531,12 @@ fn deadlines_remind_then_escalate_once_each_on_an_injected_time() {
         CasesConfig {
             auto_accept: false,
             supervisor: Some("emergency_management".into()),
+            duty_addresses: [(
+                "emergency_management".to_string(),
+                "duty@yjj.example".to_string(),
+            )]
+            .into_iter()
+            .collect(),
             ..CasesConfig::default()
         },
         CaseStore::memory(),
@@ -578,6 +585,19 @@ fn deadlines_remind_then_escalate_once_each_on_an_injected_time() {
     assert_eq!(c.answer_due, Some(T0 + 31 * MIN + 2 * HOUR));
     assert!(!s.cases.overdue(&c, T0 + 32 * MIN));
     assert!(audit_actions(&s).iter().any(|a| a == "case.escalate"));
+    // The escalation went to the supervisor's duty address as an e-mail job, once.
+    let c = s.cases.get(&c.id).expect("case");
+    let mails: Vec<_> = c
+        .outbox
+        .iter()
+        .filter(|n| n.contains(":mail:escalate:"))
+        .flat_map(|n| s.outbox.jobs_for_notice(n).expect("jobs"))
+        .collect();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].action, ActionKind::Mail);
+    assert_eq!(mails[0].account_id, "smtp");
+    assert_eq!(mails[0].in_reply_to.as_deref(), Some("duty@yjj.example"));
+    assert!(mails[0].body.starts_with("督办：诉求"), "{}", mails[0].body);
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod dashboards;
 mod dispatch;
 mod distributed_publish;
 mod distributed_store;
+mod email;
 mod eval;
 mod fuzz;
 mod jetstream;

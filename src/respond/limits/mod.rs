@@ -156,7 +156,7 @@ impl LimitKind {
 impl From<ActionKind> for LimitKind {
     fn from(a: ActionKind) -> Self {
         match a {
-            ActionKind::Post => LimitKind::Post,
+            ActionKind::Post | ActionKind::Mail => LimitKind::Post,
             ActionKind::Repost => LimitKind::Repost,
             ActionKind::Reply | ActionKind::Comment => LimitKind::Comment,
         }

@@ -20,6 +20,9 @@ pub enum ActionKind {
     Reply,
     /// A comment on a post.
     Comment,
+    /// An e-mail (`in_reply_to` holds the recipient's address; the body's first line is the
+    /// subject).
+    Mail,
 }
 
 impl ActionKind {
@@ -30,6 +33,7 @@ impl ActionKind {
             ActionKind::Repost => "repost",
             ActionKind::Reply => "reply",
             ActionKind::Comment => "comment",
+            ActionKind::Mail => "mail",
         }
     }
 }

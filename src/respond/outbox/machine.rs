@@ -31,7 +31,7 @@ pub(crate) fn enqueue_in<B: Backend>(
     if new.body.trim().is_empty()
         && matches!(
             new.action,
-            ActionKind::Post | ActionKind::Reply | ActionKind::Comment
+            ActionKind::Post | ActionKind::Reply | ActionKind::Comment | ActionKind::Mail
         )
     {
         return Err(OutboxError::Invalid(format!(

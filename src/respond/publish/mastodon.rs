@@ -134,6 +134,7 @@ impl Publisher for MastodonPublisher {
     async fn publish(&self, req: &PostRequest) -> Result<Posted, PublishError> {
         let mut body = Map::new();
         let url = match &req.action {
+            Action::Mail { .. } => return Err(super::not_mail("Mastodon")),
             Action::Repost { target } => {
                 format!(
                     "{}/api/v1/statuses/{}/reblog",

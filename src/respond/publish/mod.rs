@@ -7,6 +7,7 @@
 //! | Weibo | [`weibo`] | `POST /2/statuses/share.json`, `/2/statuses/repost.json`, `/2/comments/create.json` | none: the outbox records the attempt before sending, and an uncertain outcome is resolved with [`Publisher::find_recent`] |
 //! | webhook | [`webhook`] | `POST <url>` (JSON, HMAC-SHA256 signed) | `Idempotency-Key` header and body field: receivers must de-duplicate by it |
 //! | file | [`file`](mod@file) | one JSON line per post (drills) | exact: the keys already in the file are loaded on open |
+//! | e-mail | [`email`] | SMTP (`[respond.smtp]`): `MAIL FROM`, `RCPT TO`, `DATA` | `Message-ID: <idempotency key@huiying>`: a resend after an uncertain outcome carries the same id, receivers de-duplicate by it |
 //!
 //! # One publisher per account
 //!
@@ -48,11 +49,13 @@
 //!    that id; `None` → for `Uncertain`, resend; for `Duplicate`, fail permanently with the message.
 //! 3. otherwise (permanent) → fail this account's post with `message`.
 
+pub mod email;
 pub mod file;
 pub mod mastodon;
 pub mod webhook;
 pub mod weibo;
 
+pub use email::EmailPublisher;
 pub use file::FilePublisher;
 pub use mastodon::MastodonPublisher;
 pub use webhook::WebhookPublisher;
@@ -85,6 +88,11 @@ pub enum Action {
         /// The platform's id of the post to comment on.
         target: String,
     },
+    /// An e-mail to `to` (the e-mail publisher only; the text's first line is the subject).
+    Mail {
+        /// The recipient's address.
+        to: String,
+    },
 }
 
 impl Action {
@@ -95,6 +103,7 @@ impl Action {
             (ActionKind::Repost, Some(target)) => Action::Repost { target },
             (ActionKind::Reply, Some(target)) => Action::Reply { target },
             (ActionKind::Comment, Some(target)) => Action::Comment { target },
+            (ActionKind::Mail, Some(to)) => Action::Mail { to },
             (_, None) => return None,
         })
     }
@@ -106,6 +115,7 @@ impl Action {
             Action::Repost { .. } => ActionKind::Repost,
             Action::Reply { .. } => ActionKind::Reply,
             Action::Comment { .. } => ActionKind::Comment,
+            Action::Mail { .. } => ActionKind::Mail,
         }
     }
 
@@ -121,6 +131,7 @@ impl Action {
             Action::Repost { target } | Action::Reply { target } | Action::Comment { target } => {
                 Some(target)
             }
+            Action::Mail { to } => Some(to),
         }
     }
 }
@@ -231,6 +242,14 @@ fn http_suffix(status: Option<u16>) -> String {
     status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
 }
 
+/// The refusal of an e-mail job routed to a social platform's publisher (a plan error).
+pub(crate) fn not_mail(platform: &str) -> PublishError {
+    PublishError::new(
+        ErrorKind::Rejected,
+        format!("{platform} does not send e-mail: route mail jobs to the `smtp` account"),
+    )
+}
+
 /// Platform text kept in an error message, in characters (the rest is cut, with `…`).
 pub const MAX_PLATFORM_TEXT_CHARS: usize = 300;
 /// A whole error message at most, in characters: the platform's text and our context around it.
@@ -322,6 +341,8 @@ pub enum AnyPublisher {
     Mastodon(MastodonPublisher),
     /// Weibo.
     Weibo(WeiboPublisher),
+    /// E-mail over SMTP.
+    Email(EmailPublisher),
     /// Signed webhook.
     Webhook(WebhookPublisher),
     /// JSON Lines file.
@@ -333,6 +354,7 @@ impl Publisher for AnyPublisher {
         match self {
             AnyPublisher::Mastodon(p) => p.publish(req).await,
             AnyPublisher::Weibo(p) => p.publish(req).await,
+            AnyPublisher::Email(p) => p.publish(req).await,
             AnyPublisher::Webhook(p) => p.publish(req).await,
             AnyPublisher::File(p) => p.publish(req).await,
         }
@@ -347,6 +369,7 @@ impl Publisher for AnyPublisher {
         match self {
             AnyPublisher::Mastodon(p) => p.find_recent(text, in_reply_to, since_ms).await,
             AnyPublisher::Weibo(p) => p.find_recent(text, in_reply_to, since_ms).await,
+            AnyPublisher::Email(p) => p.find_recent(text, in_reply_to, since_ms).await,
             AnyPublisher::Webhook(p) => p.find_recent(text, in_reply_to, since_ms).await,
             AnyPublisher::File(p) => p.find_recent(text, in_reply_to, since_ms).await,
         }
@@ -356,6 +379,7 @@ impl Publisher for AnyPublisher {
         match self {
             AnyPublisher::Mastodon(p) => p.platform(),
             AnyPublisher::Weibo(p) => p.platform(),
+            AnyPublisher::Email(p) => p.platform(),
             AnyPublisher::Webhook(p) => p.platform(),
             AnyPublisher::File(p) => p.platform(),
         }
@@ -365,6 +389,7 @@ impl Publisher for AnyPublisher {
         match self {
             AnyPublisher::Mastodon(p) => p.idempotency_window(),
             AnyPublisher::Weibo(p) => p.idempotency_window(),
+            AnyPublisher::Email(p) => p.idempotency_window(),
             AnyPublisher::Webhook(p) => p.idempotency_window(),
             AnyPublisher::File(p) => p.idempotency_window(),
         }
@@ -374,6 +399,12 @@ impl Publisher for AnyPublisher {
 impl From<MastodonPublisher> for AnyPublisher {
     fn from(p: MastodonPublisher) -> Self {
         AnyPublisher::Mastodon(p)
+    }
+}
+
+impl From<EmailPublisher> for AnyPublisher {
+    fn from(p: EmailPublisher) -> Self {
+        AnyPublisher::Email(p)
     }
 }
 

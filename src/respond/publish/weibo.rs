@@ -259,6 +259,7 @@ impl Publisher for WeiboPublisher {
     async fn publish(&self, req: &PostRequest) -> Result<Posted, PublishError> {
         let mut form: Vec<(&str, &str)> = vec![("access_token", &self.token)];
         let path = match &req.action {
+            Action::Mail { .. } => return Err(super::not_mail("Weibo")),
             Action::Post => {
                 form.push(("status", &req.text));
                 "/2/statuses/share.json"
