@@ -113,9 +113,16 @@ impl Config {
                 }
             }
         }
-        for f in &mut c.feeds {
+        for (i, f) in c.feeds.iter_mut().enumerate() {
+            f.validate()
+                .map_err(|e| anyhow::anyhow!("{}: [[feeds]] #{}: {e}", path.display(), i + 1))?;
             if f.kind == FeedKind::File && Path::new(&f.url).is_relative() {
                 f.url = base.join(&f.url).to_string_lossy().into_owned();
+            }
+            if let Some(t) = &f.token_file {
+                if t.is_relative() {
+                    f.token_file = Some(base.join(t));
+                }
             }
         }
         Ok(c)

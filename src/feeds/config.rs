@@ -1,5 +1,5 @@
 //! A feed's section of `huiying.toml` (`[[feeds]]`): kind, URL, token source and the
-//! per-protocol options.
+//! per-protocol options, and their validation ([`FeedConfig::validate`], naming the field).
 
 use super::websocket::WsOptions;
 use serde::Deserialize;
@@ -27,6 +27,16 @@ pub enum FeedConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// A setting has a value the feed cannot work with.
+    #[error("feed {feed:?}: field `{field}`: {message}")]
+    Invalid {
+        /// The feed.
+        feed: String,
+        /// The setting.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// Feed kinds.
@@ -42,6 +52,8 @@ pub enum FeedKind {
     Mastodon,
     /// Bluesky Jetstream (`wss://HOST/subscribe`).
     Jetstream,
+    /// Weibo open API v2, polled: the mentions of one account and the comments to it.
+    Weibo,
 }
 
 impl FeedKind {
@@ -52,6 +64,7 @@ impl FeedKind {
             FeedKind::File => "file",
             FeedKind::Mastodon => "mastodon",
             FeedKind::Jetstream => "jetstream",
+            FeedKind::Weibo => "weibo",
         }
     }
 }
@@ -64,7 +77,8 @@ pub struct FeedConfig {
     pub name: String,
     /// Kind.
     pub kind: FeedKind,
-    /// `ws://` / `wss://` URL (generic) or file path (file).
+    /// `ws://` / `wss://` URL (generic, Mastodon, Jetstream), the API's base URL (Weibo:
+    /// `https://api.weibo.com`) or a file path (file).
     pub url: String,
     /// Environment variable holding a bearer token sent on connect (never logged).
     #[serde(default)]
@@ -73,7 +87,7 @@ pub struct FeedConfig {
     #[serde(default)]
     pub token_file: Option<PathBuf>,
     /// Mastodon: streams to subscribe to, e.g. `["public:local", "hashtag:暴雨", "user",
-    /// "user:notification", "list:42"]` (default `["public:local"]`).
+    /// "user:notification", "direct", "list:42"]` (default `["public:local"]`).
     #[serde(default)]
     pub streams: Vec<String>,
     /// Mastodon: base URL of the REST API for backfill (default: the streaming URL's origin).
@@ -95,6 +109,22 @@ pub struct FeedConfig {
     /// Ping interval (default 20 s).
     #[serde(default)]
     pub ping_secs: Option<u64>,
+    /// Mastodon, Weibo: the account the feed's token belongs to, as the matrix names it
+    /// (`wenzheng@gov.example`, `@问政银川`): mentions addressed to it carry it as `to`
+    /// (required for Weibo).
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Weibo: requests this feed may make per hour for its account (default 150, Weibo's
+    /// per-user limit for an app), spread evenly over the hour.
+    #[serde(default)]
+    pub requests_per_hour: Option<u32>,
+    /// Weibo: items asked for per request (`count`, 1–200, default 200).
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// Weibo: on the first start (nothing stored), also deliver what was posted this long
+    /// before it, seconds (default 3600).
+    #[serde(default)]
+    pub lookback_secs: Option<u64>,
     /// An official source (say the weather bureau's warnings): incidents its mentions count
     /// towards may be approved automatically where `[respond.policy]` opts in (default false).
     #[serde(default)]
@@ -117,6 +147,58 @@ impl FeedConfig {
         o
     }
 
+    /// Check the settings a feed cannot start without; the error names the field.
+    pub fn validate(&self) -> Result<(), FeedConfigError> {
+        let bad = |field: &'static str, message: &str| FeedConfigError::Invalid {
+            feed: self.name.clone(),
+            field,
+            message: message.to_string(),
+        };
+        if self.name.trim().is_empty() {
+            return Err(bad("name", "must not be empty"));
+        }
+        if self.account.as_deref().is_some_and(|a| a.trim().is_empty()) {
+            return Err(bad("account", "must not be empty when set"));
+        }
+        if self.kind != FeedKind::Weibo {
+            for (field, set) in [
+                ("requests_per_hour", self.requests_per_hour.is_some()),
+                ("count", self.count.is_some()),
+                ("lookback_secs", self.lookback_secs.is_some()),
+            ] {
+                if set {
+                    return Err(bad(field, "is a setting of kind \"weibo\" only"));
+                }
+            }
+            return Ok(());
+        }
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return Err(bad(
+                "url",
+                "must be the API's http(s) base URL (https://api.weibo.com)",
+            ));
+        }
+        if self.account.is_none() {
+            return Err(bad(
+                "account",
+                "required for kind \"weibo\": the handle of the account polled",
+            ));
+        }
+        if self.token_env.is_none() && self.token_file.is_none() {
+            return Err(bad(
+                "token_env",
+                "kind \"weibo\" needs the account's access token (token_env or token_file)",
+            ));
+        }
+        if self.requests_per_hour == Some(0) {
+            return Err(bad("requests_per_hour", "must be at least 1"));
+        }
+        if self.count.is_some_and(|c| !(1..=200).contains(&c)) {
+            return Err(bad("count", "must be 1 to 200 (Weibo's maximum)"));
+        }
+        Ok(())
+    }
+
     /// The feed's bearer token, if configured.
     pub fn token(&self) -> Result<Option<String>, FeedConfigError> {
         if let Some(var) = &self.token_env {
@@ -136,5 +218,126 @@ impl FeedConfig {
             return Ok(Some(t.trim().to_string()));
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weibo() -> FeedConfig {
+        FeedConfig {
+            name: "weibo-wenzheng".into(),
+            kind: FeedKind::Weibo,
+            url: "https://api.weibo.com".into(),
+            token_env: Some("WEIBO_TOKEN".into()),
+            account: Some("@问政银川".into()),
+            ..FeedConfig::default()
+        }
+    }
+
+    /// Every bad setting is refused naming its field; a complete Weibo feed passes.
+    #[test]
+    fn validation_names_the_field() {
+        assert!(weibo().validate().is_ok());
+        let cases: Vec<(FeedConfig, &str)> = vec![
+            (
+                FeedConfig {
+                    name: " ".into(),
+                    ..weibo()
+                },
+                "name",
+            ),
+            (
+                FeedConfig {
+                    url: "wss://api.weibo.com".into(),
+                    ..weibo()
+                },
+                "url",
+            ),
+            (
+                FeedConfig {
+                    account: None,
+                    ..weibo()
+                },
+                "account",
+            ),
+            (
+                FeedConfig {
+                    account: Some("".into()),
+                    ..weibo()
+                },
+                "account",
+            ),
+            (
+                FeedConfig {
+                    token_env: None,
+                    ..weibo()
+                },
+                "token_env",
+            ),
+            (
+                FeedConfig {
+                    requests_per_hour: Some(0),
+                    ..weibo()
+                },
+                "requests_per_hour",
+            ),
+            (
+                FeedConfig {
+                    count: Some(201),
+                    ..weibo()
+                },
+                "count",
+            ),
+            (
+                FeedConfig {
+                    count: Some(0),
+                    ..weibo()
+                },
+                "count",
+            ),
+            (
+                FeedConfig {
+                    kind: FeedKind::Mastodon,
+                    url: "wss://m.example/api/v1/streaming".into(),
+                    requests_per_hour: Some(10),
+                    ..weibo()
+                },
+                "requests_per_hour",
+            ),
+        ];
+        for (cfg, field) in cases {
+            match cfg.validate() {
+                Err(FeedConfigError::Invalid {
+                    field: f, ref feed, ..
+                }) => {
+                    assert_eq!((f, feed.as_str()), (field, cfg.name.as_str()));
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let e = FeedConfig {
+            count: Some(500),
+            ..weibo()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "feed \"weibo-wenzheng\": field `count`: must be 1 to 200 (Weibo's maximum)"
+        );
+        let masto = FeedConfig {
+            kind: FeedKind::Mastodon,
+            url: "wss://m.example/api/v1/streaming".into(),
+            account: Some("wenzheng@m.example".into()),
+            ..FeedConfig::default()
+        };
+        assert!(FeedConfig {
+            name: "m".into(),
+            ..masto
+        }
+        .validate()
+        .is_ok());
     }
 }

@@ -11,13 +11,15 @@ use std::sync::{Arc, RwLock};
 pub struct FeedHealth {
     /// Feed name.
     pub name: String,
-    /// Feed kind (`generic`, `mastodon`, `jetstream`, `file`, `http`, `demo`).
+    /// Feed kind (`generic`, `mastodon`, `jetstream`, `weibo`, `file`, `http`, `demo`).
     pub kind: String,
     connected: AtomicBool,
     last_message_at: AtomicI64,
     reconnects: AtomicU64,
     lag_ms: AtomicI64,
     messages: AtomicU64,
+    /// Why the feed stopped for good (`token_expired`, …), if it did.
+    failed: RwLock<Option<String>>,
 }
 
 impl FeedHealth {
@@ -54,6 +56,22 @@ impl FeedHealth {
             .inc();
     }
 
+    /// Mark the feed stopped for a reason it cannot recover from by itself (a token that no
+    /// longer works): disconnected, and unhealthy in `GET /api/feeds` with the reason (a short
+    /// fixed word, never secret material).
+    pub fn set_failed(&self, reason: &str) {
+        *self.failed.write().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+        self.set_connected(false);
+    }
+
+    /// Why the feed stopped for good, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Whether the feed is connected now.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
@@ -67,9 +85,12 @@ impl FeedHealth {
     /// A snapshot for the API.
     pub fn snapshot(&self) -> FeedStatus {
         let last = self.last_message_at.load(Ordering::Relaxed);
+        let error = self.failure();
         FeedStatus {
             name: self.name.clone(),
             kind: self.kind.clone(),
+            healthy: error.is_none(),
+            error,
             connected: self.connected(),
             last_message_at: (last > 0).then_some(last),
             reconnects: self.reconnects(),
@@ -86,7 +107,11 @@ pub struct FeedStatus {
     pub name: String,
     /// Feed kind.
     pub kind: String,
-    /// Connected now.
+    /// False once the feed stopped for good (see `error`).
+    pub healthy: bool,
+    /// Why it stopped (`token_expired`, `no_token`, `invalid_config`).
+    pub error: Option<String>,
+    /// Connected now (a polled feed: its last request was answered).
     pub connected: bool,
     /// Wall time (ms) of the last message received.
     pub last_message_at: Option<i64>,

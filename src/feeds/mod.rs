@@ -6,15 +6,19 @@ pub mod config;
 pub mod demo;
 pub mod file;
 pub mod health;
+pub mod http;
 pub mod jetstream;
 pub mod jsonl;
 pub mod mastodon;
 pub mod websocket;
+pub mod weibo;
 
 pub use config::{FeedConfig, FeedKind};
 
 use crate::ingest::{Ingest, Item};
 use crate::normalize::Mention;
+use crate::store::Store;
+use std::sync::Arc;
 
 /// The stage: one task per configured feed, the demo drill when asked, and the tick that moves
 /// event time on when every feed is quiet.
@@ -76,8 +80,50 @@ fn spawn(
         FeedKind::Jetstream => {
             tokio::spawn(jetstream::run(f, cx.store.clone(), ingest, health, cancel))
         }
+        FeedKind::Weibo => tokio::spawn(weibo::run(
+            f,
+            token,
+            cx.store.clone(),
+            ingest,
+            health,
+            Arc::new(crate::clock::SystemClock),
+            cancel,
+        )),
         FeedKind::File => tokio::spawn(file::run(f.name, f.url, ingest, cancel)),
     })
+}
+
+/// A feed's stored resume state (read off the async threads). A failure is logged and reads as
+/// none: the feed then starts without it.
+pub(crate) async fn load_state(store: &Arc<dyn Store>, feed: &str) -> Option<Vec<u8>> {
+    let (st, name) = (store.clone(), feed.to_string());
+    match tokio::task::spawn_blocking(move || st.get_feed_state(&name)).await {
+        Ok(Ok(state)) => state,
+        Ok(Err(e)) => {
+            tracing::warn!(feed = %feed, error = %e, "Cannot read the feed's stored state; starting without it.");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(feed = %feed, error = %e, "Cannot read the feed's stored state; starting without it.");
+            None
+        }
+    }
+}
+
+/// Write a feed's resume state; a failure is logged (the next write may succeed).
+pub(crate) async fn save_state(store: Arc<dyn Store>, feed: String, state: Vec<u8>) -> bool {
+    let name = feed.clone();
+    match tokio::task::spawn_blocking(move || store.put_feed_state(&name, &state)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(feed = %feed, error = %e, "Cannot store the feed's state.");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(feed = %feed, error = %e, "Cannot store the feed's state.");
+            false
+        }
+    }
 }
 
 /// Mentions parsed from one payload, and the rejected elements with their index.

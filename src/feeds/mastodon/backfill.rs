@@ -1,24 +1,21 @@
 //! The REST backfill after a reconnect: each stream's timeline newer than the last id seen
-//! (`since_id`), paged with `max_id`, over `reqwest` (rustls with Mozilla's roots, no
-//! redirects, one timeout per request).
+//! (`since_id`), paged with `max_id`, over the feeds' shared client ([`crate::feeds::http`]).
 
 use super::ids::{bump, id_cmp, value_id};
 use super::status::{Notification, Status};
 use super::stream::Stream;
 use super::url::url_encode;
-use super::{Mastodon, SOURCE, SOURCE_NOTIFICATION};
+use super::{Mastodon, SOURCE, SOURCE_DIRECT, SOURCE_NOTIFICATION};
+use crate::feeds::http::{self, HttpResponse};
 use crate::normalize::Mention;
 use serde::Deserialize;
 use serde_json::Value;
 use std::cmp::Ordering;
-use std::time::Duration;
 
 /// Items per backfill page (Mastodon's maximum for timelines).
 const PAGE: usize = 40;
 /// Pages per stream and backfill round at most.
 const MAX_PAGES: usize = 10;
-/// One backfill HTTP request may take this long.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest backfill response body: a page of 40 statuses or notifications is well under 1 MiB.
 const MAX_BODY: usize = 2 << 20;
 
@@ -83,11 +80,45 @@ impl Mastodon {
         Ok(items)
     }
 
+    /// Learn the newest mention notification's id when none is known yet (nothing is
+    /// delivered), so that the next backfill of the notification streams has a `since_id`: a
+    /// feed on `direct` alone sees no notification ids on its stream.
+    pub(super) async fn anchor_notifications(&mut self) {
+        if self.last_notification.is_some() || !self.streams.iter().any(Stream::is_notifications) {
+            return;
+        }
+        let url = format!(
+            "{}/api/v1/notifications?types%5B%5D=mention&limit=1",
+            self.rest_base
+        );
+        let page = match http_get(&self.client, &url, self.token.as_deref()).await {
+            Ok(r) if r.status == 200 => serde_json::from_slice::<Vec<Value>>(&r.body)
+                .map_err(|e| format!("not a JSON array: {e}")),
+            Ok(r) => Err(format!("HTTP {}", r.status)),
+            Err(e) => Err(e),
+        };
+        match page {
+            Ok(page) => {
+                self.last_notification = page.first().and_then(value_id);
+                // Nothing yet: every notification from now on is newer than "0".
+                if self.last_notification.is_none() {
+                    self.last_notification = Some("0".to_string());
+                }
+            }
+            Err(e) => {
+                tracing::warn!(feed = %self.feed, error = %e, "Cannot read the newest notification; no notification backfill until one is seen.")
+            }
+        }
+    }
+
     pub(super) async fn backfill(&mut self) -> Vec<Mention> {
         let base = self.rest_base.clone();
         let mut out = Vec::new();
+        // Both notification streams backfill from the same list: once, keeping only direct
+        // messages when `user:notification` itself is not subscribed.
+        let all_mentions = self.streams.contains(&Stream::Notifications);
         for stream in self.streams.clone() {
-            if stream.timeline().is_none() {
+            if stream.timeline().is_none() || (stream == Stream::Direct && all_mentions) {
                 continue;
             }
             let key = stream.key();
@@ -126,7 +157,15 @@ impl Mastodon {
                             kind,
                             status: Some(s),
                             ..
-                        }) if kind == "mention" => self.mention(&s, false, SOURCE_NOTIFICATION),
+                        }) if kind == "mention" => {
+                            if all_mentions {
+                                self.mention(&s, false, SOURCE_NOTIFICATION)
+                            } else if s.visibility.as_deref() == Some("direct") {
+                                self.mention(&s, false, SOURCE_DIRECT)
+                            } else {
+                                continue;
+                            }
+                        }
                         Ok(_) => continue,
                         Err(e) => Err(("bad_field", e.to_string())),
                     }
@@ -167,77 +206,17 @@ enum Fetch {
     Failed(String),
 }
 
-/// An answer of the REST API, its body read whole.
-#[derive(Debug)]
-struct HttpResponse {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name)?.to_str().ok()
-    }
-}
-
-/// The backfill's HTTP client settings: rustls with Mozilla's roots (`webpki-roots`, no system
-/// store), a timeout per request covering the body, no redirects, our user agent.
-pub(super) fn client_builder() -> reqwest::ClientBuilder {
-    crate::install_tls();
-    reqwest::Client::builder()
-        .timeout(HTTP_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("huiying/", env!("CARGO_PKG_VERSION")))
-        // Header names as the hand-written client this replaced sent them (`Authorization`).
-        .http1_title_case_headers()
-}
-
 /// `GET url` (JSON), with a bearer token if given; a body over [`MAX_BODY`] is an error.
 async fn http_get(
     client: &reqwest::Client,
     url: &str,
     token: Option<&str>,
 ) -> Result<HttpResponse, String> {
-    let mut req = client
-        .get(url)
-        .header(reqwest::header::ACCEPT, "application/json");
+    let mut req = client.get(url);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    let mut resp = req.send().await.map_err(|e| describe(&e))?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let (body, complete) = crate::read_body_capped(&mut resp, MAX_BODY)
-        .await
-        .map_err(|e| describe(&e))?;
-    if !complete {
-        return Err(format!("response over {MAX_BODY} bytes"));
-    }
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
-}
-
-/// A transport error for the log: what failed and the chain of causes (reqwest's own message
-/// names only the URL).
-fn describe(e: &reqwest::Error) -> String {
-    let mut out = if e.is_timeout() {
-        format!("timed out after {HTTP_TIMEOUT:?}")
-    } else if e.is_connect() {
-        "connect or TLS handshake".to_string()
-    } else {
-        e.to_string()
-    };
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
+    http::get(req, MAX_BODY).await
 }
 
 #[cfg(test)]
@@ -325,7 +304,7 @@ mod tests {
             }
         });
         let ca = reqwest::Certificate::from_der(&unhex(TEST_CA)).unwrap();
-        let trusting = client_builder()
+        let trusting = http::client_builder()
             .tls_built_in_root_certs(false)
             .add_root_certificate(ca)
             .build()
@@ -349,7 +328,7 @@ mod tests {
             "{req}"
         );
 
-        let default = client_builder().build().unwrap();
+        let default = http::client_builder().build().unwrap();
         let e = http_get(&default, &url, None).await.unwrap_err();
         assert!(e.contains("TLS handshake"), "{e}");
     }
@@ -370,7 +349,7 @@ mod tests {
             let _ = s.write_all(head.as_bytes()).await;
             let _ = s.write_all(body.as_bytes()).await;
         });
-        let client = client_builder().build().unwrap();
+        let client = http::client_builder().build().unwrap();
         let url = format!("http://127.0.0.1:{port}/api/v1/timelines/home");
         match http_get(&client, &url, None).await {
             Ok(r) => panic!("a {}-byte page was read", r.body.len()),

@@ -28,10 +28,11 @@ mod stream;
 mod url;
 
 use self::ids::{bump, Recent};
-use self::status::{json_reject, Notification, Reject, Status};
+use self::status::{full_acct, json_reject, Conversation, Notification, Reject, Status};
 use self::stream::Stream;
 use self::url::{host_name, split_origin, strip_default_port};
 use super::health::FeedHealth;
+use super::save_state;
 use super::websocket::{self, Frame, Protocol};
 use super::FeedConfig;
 use super::Ingest;
@@ -53,6 +54,8 @@ pub const DEFAULT_STREAMS: [&str; 1] = ["public:local"];
 const SOURCE: &str = "mastodon";
 /// `source` of mentions of our account (notifications of type `mention`).
 const SOURCE_NOTIFICATION: &str = "mastodon:notification";
+/// `source` of direct messages to our account (the `direct` stream's conversations).
+const SOURCE_DIRECT: &str = "mastodon:direct";
 
 /// Run a Mastodon feed until `cancel` fires, resuming from (and keeping) its last ids in
 /// `store`.
@@ -72,16 +75,8 @@ pub async fn run(
         }
     };
     let feed = cfg.name.clone();
-    let (st, name) = (store.clone(), feed.clone());
-    match tokio::task::spawn_blocking(move || st.get_feed_state(&name)).await {
-        Ok(Ok(Some(state))) => proto.resume(&state),
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(feed = %feed, error = %e, "Cannot read the Mastodon feed's last ids; no backfill at start.")
-        }
-        Err(e) => {
-            tracing::warn!(feed = %feed, error = %e, "Cannot read the Mastodon feed's last ids; no backfill at start.")
-        }
+    if let Some(state) = super::load_state(&store, &feed).await {
+        proto.resume(&state);
     }
     proto.store = Some(store.clone());
     let latest = Arc::clone(&proto.latest);
@@ -89,23 +84,7 @@ pub async fn run(
     // Stopped: keep where we are.
     let last = latest.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(state) = last {
-        put_state(store, feed, state).await;
-    }
-}
-
-/// Write a feed's state; a failure is logged (the next write may succeed).
-async fn put_state(store: Arc<dyn Store>, feed: String, state: Vec<u8>) -> bool {
-    let name = feed.clone();
-    match tokio::task::spawn_blocking(move || store.put_feed_state(&name, &state)).await {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::warn!(feed = %feed, error = %e, "Cannot store the Mastodon feed's last ids.");
-            false
-        }
-        Err(e) => {
-            tracing::warn!(feed = %feed, error = %e, "Cannot store the Mastodon feed's last ids.");
-            false
-        }
+        save_state(store, feed, state).await;
     }
 }
 
@@ -129,6 +108,9 @@ pub struct Mastodon {
     host: String,
     /// Instance host name (no port) completing local account handles.
     domain: String,
+    /// The feed's own account: the handle as configured (set as `to` on mentions addressed
+    /// to it) and its `user@domain` for comparing.
+    account: Option<(String, String)>,
     streams: Vec<Stream>,
     /// `http(s)://host[:port]` of the REST API.
     rest_base: String,
@@ -210,7 +192,16 @@ impl Mastodon {
                 streams.push(s);
             }
         }
-        let client = backfill::client_builder()
+        let account = cfg
+            .account
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| (a.to_string(), full_acct(a, &domain)));
+        if account.is_none() && streams.iter().any(Stream::is_notifications) {
+            tracing::warn!(feed = %cfg.name, "Notifications or direct messages without `account`: their mentions are not marked as addressed to it.");
+        }
+        let client = super::http::client_builder()
             .build()
             .map_err(|e| anyhow::anyhow!("feed {}: HTTP client: {e}", cfg.name))?;
         Ok(Mastodon {
@@ -219,6 +210,7 @@ impl Mastodon {
             token,
             host,
             domain,
+            account,
             streams,
             rest_base: rest,
             last_seen: HashMap::new(),
@@ -280,11 +272,18 @@ impl Mastodon {
         };
         if self.last_persist.elapsed() >= PERSIST_EVERY {
             self.last_persist = Instant::now();
-            if put_state(store, self.feed.clone(), state.clone()).await {
+            if save_state(store, self.feed.clone(), state.clone()).await {
                 self.persisted = Some(state);
                 *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
         }
+    }
+
+    /// Whether the feed's own account wrote `s`.
+    fn is_ours(&self, s: &Status) -> bool {
+        self.account
+            .as_ref()
+            .is_some_and(|(_, key)| full_acct(&s.account.acct, &self.domain) == *key)
     }
 
     fn mention_id(&self, status_id: &str) -> String {
@@ -349,6 +348,7 @@ impl Protocol for Mastodon {
     async fn catch_up(&mut self, reconnect: bool) -> Vec<Mention> {
         // After a restart the first connection backfills from the stored ids too.
         let resumed = std::mem::take(&mut self.resumed);
+        self.anchor_notifications().await;
         if reconnect || resumed {
             let missed = self.backfill().await;
             // Written with the next delivered frame or on stop, after these were queued.
@@ -406,6 +406,7 @@ impl Protocol for Mastodon {
             "status.update" => "status.update",
             "delete" => "delete",
             "notification" => "notification",
+            "conversation" => "conversation",
             _ => return Frame::skipped("unknown"),
         };
         let payload = match obj.get("payload") {
@@ -446,6 +447,20 @@ impl Protocol for Mastodon {
                             Err(r) => self.malformed(r),
                         }
                     }
+                    _ => Frame::skipped(kind),
+                }
+            }
+            "conversation" => {
+                let c: Conversation = match serde_json::from_str(payload) {
+                    Ok(c) => c,
+                    Err(e) => return self.malformed(json_reject(e)),
+                };
+                // Our own message (an answer we sent) updates the conversation too.
+                match c.last_status {
+                    Some(s) if !self.is_ours(&s) => match self.mention(&s, false, SOURCE_DIRECT) {
+                        Ok(m) => self.status_frame(kind, m),
+                        Err(r) => self.malformed(r),
+                    },
                     _ => Frame::skipped(kind),
                 }
             }
@@ -651,6 +666,82 @@ pub(super) mod tests {
         assert_eq!(f.event_ms, Some(f.mentions[0].ts));
     }
 
+    /// With `account` set: mention notifications, direct messages (the `direct` stream's
+    /// conversations) and statuses naming the account carry `to`; the account's own messages
+    /// are not intake (its own direct answer is skipped, its own statuses carry no `to`).
+    #[test]
+    fn addressed_mentions_carry_to() {
+        let cfg = FeedConfig {
+            name: "m".into(),
+            url: "wss://social.example/api/v1/streaming".into(),
+            streams: vec![
+                "public:local".into(),
+                "user:notification".into(),
+                "direct".into(),
+            ],
+            account: Some("wenzheng@Social.Example".into()),
+            ..FeedConfig::default()
+        };
+        let mut p = Mastodon::new(&cfg, None).expect("valid config");
+        let to = Some("wenzheng@Social.Example");
+        let conv = |id: &str, last: Value| {
+            json!({"stream": ["direct"], "event": "conversation",
+                   "payload": json!({"id": id, "unread": true, "accounts": [], "last_status": last}).to_string()})
+            .to_string()
+        };
+        let mut dm = status("300", "citizen", "<p>@wenzheng 小区停水三天了</p>");
+        dm["visibility"] = json!("direct");
+        let mut answer = status("301", "wenzheng", "<p>@citizen 已收到，编号 1</p>");
+        answer["visibility"] = json!("direct");
+        let mut naming = status("302", "bob@other.example", "<p>@wenzheng 路灯坏了</p>");
+        naming["mentions"] = json!([{"id": "9", "username": "wenzheng", "acct": "wenzheng",
+                                     "url": "https://social.example/@wenzheng"}]);
+        let mut own = status("303", "wenzheng", "<p>@bob 收到</p>");
+        own["mentions"] = json!([{"acct": "bob@other.example"}]);
+        let notif = json!({"id": "12", "type": "mention", "status": status("304", "dan", "<p>@wenzheng 求助</p>")});
+        // (frame, mentions, their source, their `to`)
+        let cases: Vec<(String, usize, Option<&str>, Option<&str>)> = vec![
+            (conv("1", dm.clone()), 1, Some(SOURCE_DIRECT), to),
+            // The same message again (read marks update the conversation): not sent twice.
+            (conv("1", dm), 0, None, None),
+            (conv("1", answer), 0, None, None),
+            (conv("2", Value::Null), 0, None, None),
+            (frame("update", &naming), 1, Some(SOURCE), to),
+            (frame("update", &own), 1, Some(SOURCE), None),
+            (
+                frame("update", &status("305", "erin", "<p>暴雨</p>")),
+                1,
+                Some(SOURCE),
+                None,
+            ),
+            (
+                frame("notification", &notif),
+                1,
+                Some(SOURCE_NOTIFICATION),
+                to,
+            ),
+        ];
+        for (text, n, source, want_to) in cases {
+            let f = p.on_text(&text);
+            assert_eq!(f.mentions.len(), n, "{text}");
+            if let Some(m) = f.mentions.first() {
+                assert_eq!(m.source.as_deref(), source, "{text}");
+                assert_eq!(m.to.as_deref(), want_to, "{text}");
+            }
+        }
+        let f = p.on_text(&json!({"event": "conversation", "payload": "{oops"}).to_string());
+        assert_eq!(
+            (f.kind, f.rejects.as_slice()),
+            ("malformed", &["invalid_json"][..])
+        );
+        // Without `account` nothing is marked.
+        let f = proto(&["user:notification"]).on_text(&frame(
+            "notification",
+            &json!({"id": "13", "type": "mention", "status": status("306", "fay", "<p>x</p>")}),
+        ));
+        assert_eq!(f.mentions[0].to, None);
+    }
+
     #[test]
     fn subscriptions_and_timelines() {
         let p = proto(&[
@@ -694,7 +785,7 @@ pub(super) mod tests {
                 s("/api/v1/timelines/home", ""),
                 s("/api/v1/notifications", "types%5B%5D=mention"),
                 s("/api/v1/timelines/public", ""),
-                None,
+                s("/api/v1/notifications", "types%5B%5D=mention"),
             ]
         );
         let keys: Vec<String> = p.streams.iter().map(Stream::key).collect();

@@ -1,6 +1,6 @@
 //! The Mastodon JSON this feed reads (only the fields it uses), and statuses as [`Mention`]s.
 
-use super::Mastodon;
+use super::{Mastodon, SOURCE};
 use crate::normalize::html_to_text;
 use crate::normalize::mention::parse_time;
 use crate::normalize::{Author, Mention};
@@ -40,6 +40,26 @@ pub(super) struct Status {
     pub(super) account: Account,
     #[serde(default)]
     pub(super) reblog: Option<Box<Status>>,
+    /// `public`, `unlisted`, `private` or `direct`.
+    #[serde(default)]
+    pub(super) visibility: Option<String>,
+    /// The accounts the status mentions.
+    #[serde(default)]
+    pub(super) mentions: Vec<MentionRef>,
+}
+
+/// An account a status mentions (Mastodon's `Status::Mention`).
+#[derive(Debug, Deserialize)]
+pub(super) struct MentionRef {
+    #[serde(default)]
+    pub(super) acct: String,
+}
+
+/// A direct conversation (the `conversation` event of the `direct` stream).
+#[derive(Debug, Deserialize)]
+pub(super) struct Conversation {
+    #[serde(default)]
+    pub(super) last_status: Option<Status>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,7 +93,10 @@ pub(super) fn json_reject(e: serde_json::Error) -> Reject {
 }
 
 impl Mastodon {
-    /// A status as a mention. `edit`: the status was edited (its time is `edited_at`).
+    /// A status as a mention. `edit`: the status was edited (its time is `edited_at`). `to` is
+    /// the configured account when the status addresses it: a mention notification or a direct
+    /// message (any `source` but the streams'), or a status whose mentions name it; never on
+    /// the account's own statuses.
     pub(super) fn mention(&self, s: &Status, edit: bool, source: &str) -> Result<Mention, Reject> {
         let id = s.id.clone().into_string();
         if id.is_empty() {
@@ -104,6 +127,11 @@ impl Mastodon {
         } else {
             format!("{}@{}", a.acct, self.domain)
         };
+        let to = self.account.as_ref().and_then(|(handle, key)| {
+            let ours = |acct: &str| full_acct(acct, &self.domain) == *key;
+            let addressed = source != SOURCE || s.mentions.iter().any(|m| ours(&m.acct));
+            (addressed && !ours(&a.acct)).then(|| handle.clone())
+        });
         Ok(Mention {
             id: self.mention_id(&id),
             ts,
@@ -125,8 +153,19 @@ impl Mastodon {
             lang: s.language.clone().filter(|l| !l.is_empty()),
             source: Some(source.to_string()),
             official: false,
-            to: None,
+            to,
         })
+    }
+}
+
+/// An account's `user@domain`, lower case, for comparing: a local `acct` (no domain) is
+/// completed with the instance's `domain`, a leading `@` dropped.
+pub(super) fn full_acct(acct: &str, domain: &str) -> String {
+    let a = acct.trim().trim_start_matches('@').to_lowercase();
+    if a.contains('@') {
+        a
+    } else {
+        format!("{a}@{}", domain.to_lowercase())
     }
 }
 

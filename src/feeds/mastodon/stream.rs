@@ -21,7 +21,9 @@ pub(super) enum Stream {
     User,
     /// `user:notification`.
     Notifications,
-    /// Anything else (`direct`, …): subscribed to as is, no backfill.
+    /// `direct`: conversations (direct messages) of the account.
+    Direct,
+    /// Anything else: subscribed to as is, no backfill.
     Other(String),
 }
 
@@ -44,6 +46,7 @@ impl Stream {
             }
             "user" => return Stream::User,
             "user:notification" => return Stream::Notifications,
+            "direct" => return Stream::Direct,
             _ => {}
         }
         if let Some(tag) = s.strip_prefix("hashtag:local:") {
@@ -75,6 +78,7 @@ impl Stream {
             Stream::List(id) => format!("list:{id}"),
             Stream::User => "user".into(),
             Stream::Notifications => "user:notification".into(),
+            Stream::Direct => "direct".into(),
         }
     }
 
@@ -96,6 +100,7 @@ impl Stream {
             Stream::Notifications => {
                 serde_json::json!({"type": "subscribe", "stream": "user:notification"})
             }
+            Stream::Direct => serde_json::json!({"type": "subscribe", "stream": "direct"}),
         };
         v.to_string()
     }
@@ -129,7 +134,9 @@ impl Stream {
             }
             Stream::List(id) => format!("/api/v1/timelines/list/{}", url_encode(id)),
             Stream::User => "/api/v1/timelines/home".to_string(),
-            Stream::Notifications => {
+            // A direct message to the account is also a `mention` notification: both backfill
+            // from the notifications (the conversations list keeps only each one's last status).
+            Stream::Notifications | Stream::Direct => {
                 params.push("types%5B%5D=mention");
                 "/api/v1/notifications".to_string()
             }
@@ -138,7 +145,8 @@ impl Stream {
         Some((path, params.join("&")))
     }
 
+    /// Whether the stream backfills from the notifications (and their ids).
     pub(super) fn is_notifications(&self) -> bool {
-        matches!(self, Stream::Notifications)
+        matches!(self, Stream::Notifications | Stream::Direct)
     }
 }
