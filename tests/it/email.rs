@@ -18,10 +18,12 @@ pub struct Received {
     pub data: String,
 }
 
-/// What the receiver answers to `MAIL FROM` next (`None`: 250).
+/// What the receiver answers to `MAIL FROM` next (`None`: 250), and how many messages it
+/// takes and then drops the connection without answering (a broken exchange after DATA).
 #[derive(Default)]
 struct Script {
     mail_from: std::collections::VecDeque<&'static str>,
+    drop_after_data: u32,
 }
 
 /// A local SMTP receiver on 127.0.0.1:0.
@@ -58,6 +60,11 @@ impl Receiver {
             .expect("script")
             .mail_from
             .push_back(reply);
+    }
+
+    /// Take the next message, then close the connection before answering it.
+    pub fn drop_after_data_next(&self) {
+        self.script.lock().expect("script").drop_after_data += 1;
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -115,6 +122,15 @@ async fn session(
                 to: to.clone(),
                 data,
             });
+            let drop = {
+                let mut sc = script.lock().expect("script");
+                let d = sc.drop_after_data > 0;
+                sc.drop_after_data = sc.drop_after_data.saturating_sub(1);
+                d
+            };
+            if drop {
+                return Ok(());
+            }
             w.write_all(b"250 queued\r\n").await?;
         } else if upper == "QUIT" {
             w.write_all(b"221 bye\r\n").await?;
@@ -278,5 +294,30 @@ async fn a_transfer_mails_the_departments_duty_address_once_through_the_outbox()
         1,
         "only the first e-mail was accepted"
     );
+
+    // The connection breaks after the message was taken: uncertain, so it is sent again under
+    // the same Message-ID (receivers de-duplicate by it), and the job ends done.
+    smtp.drop_after_data_next();
+    let id3 = create("丰台区某小区供水管破裂，路面积水", "mail-3").await;
+    within("the resent mail", async {
+        loop {
+            let v = get_json(svc.addr, &format!("/api/cases/{id3}")).await;
+            if v["replies"].as_array().is_some_and(|r| {
+                r.iter()
+                    .any(|x| x["action"] == "mail" && x["state"] == "done")
+            }) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let got = smtp.received();
+    let ids: Vec<&str> = got[1..]
+        .iter()
+        .filter_map(|m| m.data.lines().find(|l| l.starts_with("Message-ID:")))
+        .collect();
+    assert_eq!(ids.len(), 2, "sent twice: {got:#?}");
+    assert_eq!(ids[0], ids[1], "the same Message-ID");
     stop(svc).await;
 }

@@ -8,7 +8,7 @@
 //! | 535 / 530 (authentication) | `Auth` |
 //! | other 5xx reply | `Rejected` (the server's text kept) |
 //! | a bad recipient or sender address | `Rejected` |
-//! | a connection or I/O failure, a timeout | `Uncertain`: the message may have been accepted; [`Publisher::find_recent`] cannot look into a mailbox, so it is resent under the same `Message-ID` (`<idempotency key@huiying>`), by which receivers de-duplicate |
+//! | a connection or I/O failure, a timeout, an incomplete answer | `Uncertain`: the message may have been accepted; [`Publisher::find_recent`] cannot look into a mailbox, so it is resent under the same `Message-ID` (`<idempotency key@huiying>`), by which receivers de-duplicate |
 //!
 //! The password (from the environment variable `[respond.smtp] credentials_env`, as
 //! `user:password`) is never logged.
@@ -42,10 +42,10 @@ impl std::fmt::Debug for EmailPublisher {
 pub fn split_mail(text: &str) -> (String, String) {
     match text.split_once("\n\n") {
         Some((subject, body)) => (subject.trim().to_string(), body.to_string()),
-        None => (
-            text.lines().next().unwrap_or_default().trim().to_string(),
-            text.to_string(),
-        ),
+        None => match text.split_once('\n') {
+            Some((subject, body)) => (subject.trim().to_string(), body.to_string()),
+            None => (text.trim().to_string(), text.to_string()),
+        },
     }
 }
 
@@ -67,8 +67,12 @@ fn classify(e: &lettre::transport::smtp::Error) -> PublishError {
         (kind, format!("SMTP {c}: {e}"))
     } else if e.is_tls() {
         (ErrorKind::Network, format!("SMTP TLS: {e}"))
-    } else if e.is_response() || e.is_client() {
+    } else if e.is_client() {
         (ErrorKind::Rejected, format!("SMTP: {e}"))
+    } else if e.is_response() {
+        // An incomplete or unreadable answer: the exchange broke, possibly after the message
+        // was taken (a connection closed before the `250` after DATA).
+        (ErrorKind::Uncertain, format!("SMTP answer: {e}"))
     } else {
         (ErrorKind::Uncertain, format!("SMTP connection: {e}"))
     };
@@ -121,6 +125,16 @@ impl EmailPublisher {
                 ))
             }
         };
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if scheme == "smtp" && credentials.is_some() && !loopback {
+            return Err(format!(
+                "url: {url:?}: credentials go over TLS only (smtp+starttls:// or smtps://); plain smtp:// is for a relay on this machine"
+            ));
+        }
         if let Some(c) = credentials {
             let (user, password) = c.split_once(':').ok_or("credentials: `user:password`")?;
             b = b.credentials(Credentials::new(user.to_string(), password.to_string()));
@@ -196,6 +210,10 @@ mod tests {
             ("新转办诉求 1".to_string(), "正文\n\n第二段".to_string())
         );
         assert_eq!(split_mail("only a line").0, "only a line");
+        assert_eq!(
+            split_mail("subject\nbody"),
+            ("subject".to_string(), "body".to_string())
+        );
     }
 
     #[test]
