@@ -209,7 +209,8 @@ fn filter(q: ListParams, who: &Who) -> Result<(CaseFilter, usize), ApiError> {
     ))
 }
 
-/// A case as the API shows it: the case, whether it is overdue now, and the department's name.
+/// A case as the API shows it: the case, whether it is overdue now, the department's and the
+/// region's names.
 fn view(c: &Cases, case: &Case, now: i64) -> Value {
     let mut v = serde_json::to_value(case).unwrap_or(Value::Null);
     if let Some(o) = v.as_object_mut() {
@@ -221,6 +222,12 @@ fn view(c: &Cases, case: &Case, now: i64) -> Value {
         o.insert(
             "department_name".into(),
             json!(d.map(|d| json!({"zh": d.name_zh, "en": d.name_en}))),
+        );
+        let gaz = c.router().gazetteer();
+        let region = case.region.as_deref().and_then(|r| gaz.by_code(r));
+        o.insert(
+            "region_name".into(),
+            json!(region.map(|i| gaz.get(i).name.clone())),
         );
     }
     v

@@ -420,9 +420,16 @@ impl Case {
 
     /// 转办: transferred to `department` (a department that returned it may not get it back).
     pub fn assign(&mut self, department: &str, actor: &str, at: i64) -> Result<(), CaseError> {
-        self.need(&[CaseState::Accepted], "assign")?;
+        // Accepted, or assigned and not started yet (改派: an operator corrects the routing).
+        self.need(&[CaseState::Accepted, CaseState::Assigned], "assign")?;
         if department.trim().is_empty() {
             return Err(CaseError::Invalid("empty department".into()));
+        }
+        if self.state == CaseState::Assigned && self.department.as_deref() == Some(department) {
+            return Err(CaseError::Invalid(format!(
+                "case {} is already with {department}",
+                self.id
+            )));
         }
         if self.returned_by.iter().any(|d| d == department) {
             return Err(CaseError::Invalid(format!(
@@ -588,6 +595,26 @@ mod tests {
             Err(CaseError::Invalid(_))
         ));
         assert_eq!(c, accepted);
+    }
+
+    #[test]
+    fn an_assigned_case_not_started_may_go_to_another_department_once_started_not() {
+        let mut c = case();
+        c.accept("duty", 2).expect("accept");
+        c.assign("housing", "duty", 3).expect("assign");
+        // The same department again is no change.
+        assert!(matches!(
+            c.assign("housing", "duty", 4),
+            Err(CaseError::Invalid(_))
+        ));
+        c.assign("water", "duty", 5).expect("改派");
+        assert_eq!(c.department.as_deref(), Some("water"));
+        assert_eq!(c.state, CaseState::Assigned);
+        c.start("water", 6).expect("start");
+        assert!(matches!(
+            c.assign("housing", "duty", 7),
+            Err(CaseError::InvalidState { .. })
+        ));
     }
 
     #[test]

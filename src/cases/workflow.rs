@@ -13,7 +13,7 @@
 
 use super::config::CasesConfig;
 use super::deadlines::{Calendar, Standing};
-use super::model::{Case, CaseError, CaseState, Channel, Intake, Requester, Satisfaction};
+use super::model::{Case, CaseError, CaseState, Channel, Contact, Intake, Requester, Satisfaction};
 use super::routing::Router;
 use super::store::{CaseStore, CaseStoreError};
 use super::texts::Texts;
@@ -24,7 +24,7 @@ use crate::respond::matrix::{Matrix, Platform};
 use crate::respond::outbox::{ActionKind, NewJob, OutboxError, OutboxStore, Priority};
 use crate::respond::replies::Target;
 use crate::respond::templates::Lang;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -296,11 +296,29 @@ fn native(id: &str) -> &str {
     id.rsplit(':').next().unwrap_or(id)
 }
 
-/// A mention's post to reply to: the comment's weibo for a Weibo comment (`weibo:c:…`), else
-/// the mention's own post.
-fn reply_target(m_id: &str, reply_to: Option<&str>, source: Option<&str>) -> Option<String> {
-    if m_id.starts_with("weibo:c:") {
-        return reply_to.map(|r| native(r).to_string());
+/// The contact `requester` just gave, by handle (for the e-mails that acknowledge them before
+/// the contact is stored).
+fn new_contact(requester: &Requester, contact: Option<&Contact>) -> BTreeMap<String, Contact> {
+    contact
+        .map(|k| BTreeMap::from([(requester.handle.clone(), k.clone())]))
+        .unwrap_or_default()
+}
+
+/// A mention's post to reply to: for a Weibo comment (`weibo:c:…`) the comment itself on its
+/// weibo, as `{status}/{comment}` (the Weibo publisher answers it with `comments/reply`, so the
+/// citizen is notified and the answer sits under the comment); else the mention's own post.
+/// A Weibo comment whose weibo is unknown cannot be answered on the platform: `None`.
+fn reply_target(
+    m_id: &str,
+    reply_to: Option<&str>,
+    thread: Option<&str>,
+    source: Option<&str>,
+) -> Option<String> {
+    if let Some(cid) = m_id.strip_prefix("weibo:c:") {
+        let status = thread
+            .or(reply_to)
+            .filter(|s| s.starts_with("weibo:") && !s.starts_with("weibo:c:"))?;
+        return Some(format!("{}/{cid}", native(status)));
     }
     Target::from_id(m_id, source).map(|t| t.native_id().to_string())
 }
@@ -552,22 +570,62 @@ impl Cases {
             .collect()
     }
 
-    fn ack_jobs(&self, c: &Case, requesters: &[Requester]) -> Vec<NewJob> {
+    /// E-mails carrying `text` (Chinese, then English) to the requesters of a form or Open311
+    /// case who gave an address (`contacts` by handle); platform cases are answered on the
+    /// platform instead.
+    fn mail_requesters(
+        &self,
+        c: &Case,
+        what: &str,
+        requesters: &[Requester],
+        contacts: &BTreeMap<String, Contact>,
+        text: impl Fn(Lang) -> String,
+    ) -> Vec<NewJob> {
+        if matches!(c.channel, Channel::Platform { .. }) {
+            return Vec::new();
+        }
+        let body = format!("{}\n\n---\n\n{}", text(Lang::Zh), text(Lang::En));
+        requesters
+            .iter()
+            .filter_map(|r| contacts.get(&r.handle)?.email.as_deref())
+            .filter(|to| !to.trim().is_empty())
+            .filter_map(|to| self.mail(c, what, to, body.clone()))
+            .collect()
+    }
+
+    fn ack_text(&self, c: &Case, lang: Lang) -> String {
         let due = c.answer_due.or(c.accept_due).unwrap_or(c.created_at);
         let due = self.calendar.local_text(due);
-        self.replies(c, &format!("case:{}:ack", c.id), requesters, |lang| {
-            self.texts.ack.render(
-                lang,
-                &[
-                    ("id", &c.id),
-                    (
-                        "department",
-                        &self.department_name(c.department.as_deref(), lang),
-                    ),
-                    ("due", &due),
-                ],
-            )
-        })
+        self.texts.ack.render(
+            lang,
+            &[
+                ("id", &c.id),
+                (
+                    "department",
+                    &self.department_name(c.department.as_deref(), lang),
+                ),
+                ("due", &due),
+            ],
+        )
+    }
+
+    /// The acknowledgement to `requesters`: a reply on the platform, or an e-mail to those of
+    /// `contacts` who gave an address.
+    fn ack_jobs(
+        &self,
+        c: &Case,
+        requesters: &[Requester],
+        contacts: &BTreeMap<String, Contact>,
+    ) -> Vec<NewJob> {
+        let mut jobs = self.replies(c, &format!("case:{}:ack", c.id), requesters, |lang| {
+            self.ack_text(c, lang)
+        });
+        jobs.extend(
+            self.mail_requesters(c, "ack", requesters, contacts, |lang| {
+                self.ack_text(c, lang)
+            }),
+        );
+        jobs
     }
 
     fn answer_text(&self, c: &Case, answer: &str, lang: Lang) -> String {
@@ -584,7 +642,13 @@ impl Cases {
         )
     }
 
-    fn answer_jobs(&self, c: &Case, answer: &str, requesters: &[Requester]) -> Vec<NewJob> {
+    fn answer_jobs(
+        &self,
+        c: &Case,
+        answer: &str,
+        requesters: &[Requester],
+        contacts: &BTreeMap<String, Contact>,
+    ) -> Vec<NewJob> {
         // The latest answer's number (0 for the first): a requester who joins later gets it too.
         let n = c
             .history
@@ -592,12 +656,20 @@ impl Cases {
             .filter(|e| e.action == "answer")
             .count()
             .saturating_sub(1);
-        self.replies(
+        let mut jobs = self.replies(
             c,
             &format!("case:{}:answer:{n}", c.id),
             requesters,
             |lang| self.answer_text(c, answer, lang),
-        )
+        );
+        jobs.extend(self.mail_requesters(
+            c,
+            &format!("answer:{n}"),
+            requesters,
+            contacts,
+            |lang| self.answer_text(c, answer, lang),
+        ));
+        jobs
     }
 
     /// An e-mail job to `to` (none without a mail account).
@@ -770,6 +842,7 @@ impl Cases {
             source: None,
             official: false,
             to: None,
+            thread: None,
         };
         let routing = self.router.classify(&probe);
         let normalized = self.router.normalizer().normalize(&full);
@@ -835,13 +908,14 @@ impl Cases {
                         joined: false,
                     });
                 }
+                let contacts = new_contact(&requester, i.contact.as_ref());
                 let jobs = match c.state {
                     CaseState::Received => Vec::new(),
                     CaseState::Answered | CaseState::Closed => {
                         let a = c.answer.clone().unwrap_or_default();
-                        self.answer_jobs(&c, &a, &new)
+                        self.answer_jobs(&c, &a, &new, &contacts)
                     }
-                    _ => self.ack_jobs(&c, &new),
+                    _ => self.ack_jobs(&c, &new, &contacts),
                 };
                 self.commit(&mut c, from, jobs, &[src_key], now)?;
                 if let Some(k) = &i.contact {
@@ -893,7 +967,8 @@ impl Cases {
                 c.answer_due = self.answer_due(&c);
                 jobs.extend(self.mail_department(&c, "assign", &d, ""));
             }
-            jobs.extend(self.ack_jobs(&c, std::slice::from_ref(&requester)));
+            let contacts = new_contact(&requester, i.contact.as_ref());
+            jobs.extend(self.ack_jobs(&c, std::slice::from_ref(&requester), &contacts));
         }
         self.commit(&mut c, 0, jobs, &[src_key], now)?;
         if let Some(k) = &i.contact {
@@ -943,6 +1018,7 @@ impl Cases {
             source: None,
             official: false,
             to: None,
+            thread: None,
         };
         let routing = self.router.classify(&probe);
         let mut kinds = routing.kinds.clone();
@@ -1067,7 +1143,8 @@ impl Cases {
             c.accept(actor.name, now)?;
             c.answer_due = self.answer_due(c);
             let rs = c.requesters.clone();
-            Ok(self.ack_jobs(c, &rs))
+            let contacts = self.store.contacts(&c.id)?;
+            Ok(self.ack_jobs(c, &rs, &contacts))
         })
     }
 
@@ -1221,7 +1298,8 @@ impl Cases {
                 .observe((now - acc.at).max(0) as f64 / 1000.0);
         }
         let rs = c.requesters.clone();
-        Ok(self.answer_jobs(c, text, &rs))
+        let contacts = self.store.contacts(&c.id)?;
+        Ok(self.answer_jobs(c, text, &rs, &contacts))
     }
 
     /// 反馈: the department's answer. With `answer_approvals = 1` it waits for an operator
@@ -1411,6 +1489,8 @@ impl Cases {
         let all = self.store.all()?;
         let today = self.calendar.day_key(now);
         let mut by_kind = std::collections::BTreeMap::<String, usize>::new();
+        // department → (open, overdue)
+        let mut by_dept = std::collections::BTreeMap::<String, (usize, usize)>::new();
         let (mut open, mut overdue, mut answered_today, mut received_today) = (0, 0, 0, 0);
         let (mut satisfied, mut rated, mut urgent) = (0, 0, 0);
         for c in &all {
@@ -1423,8 +1503,16 @@ impl Cases {
                     urgent += 1;
                 }
             }
-            if self.overdue(c, now) {
+            let late = self.overdue(c, now);
+            if late {
                 overdue += 1;
+            }
+            if c.state.is_open() {
+                let d = by_dept
+                    .entry(c.department.clone().unwrap_or_default())
+                    .or_default();
+                d.0 += 1;
+                d.1 += usize::from(late);
             }
             if self.calendar.day_key(c.created_at) == today {
                 received_today += 1;
@@ -1442,7 +1530,23 @@ impl Cases {
                 }
             }
         }
+        let mut depts: Vec<(String, (usize, usize))> = by_dept.into_iter().collect();
+        depts.sort_by(|a, b| (b.1 .1, b.1 .0).cmp(&(a.1 .1, a.1 .0)).then(a.0.cmp(&b.0)));
+        let departments: Vec<serde_json::Value> = depts
+            .into_iter()
+            .map(|(id, (open, overdue))| {
+                let d = self.router.departments.get(&id);
+                serde_json::json!({
+                    "id": id,
+                    "zh": d.map_or("待分派", |d| d.name_zh.as_str()),
+                    "en": d.map_or("Unassigned", |d| d.name_en.as_str()),
+                    "open": open,
+                    "overdue": overdue,
+                })
+            })
+            .collect();
         Ok(serde_json::json!({
+            "open_by_department": departments,
             "open": open,
             "overdue": overdue,
             "urgent": urgent,
@@ -1557,7 +1661,12 @@ impl Cases {
             region: m.region.clone(),
             kind: kinds.first().cloned(),
             channel: Channel::Platform { account },
-            reply_target: reply_target(&m.id, m.reply_to.as_deref(), m.source.as_deref()),
+            reply_target: reply_target(
+                &m.id,
+                m.reply_to.as_deref(),
+                m.thread.as_deref(),
+                m.source.as_deref(),
+            ),
             ..Intake::default()
         };
         Ok(MentionOutcome::Intake(self.intake(intake, SYSTEM, now)?))
@@ -1786,6 +1895,35 @@ impl Cases {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_weibo_comment_is_answered_under_itself() {
+        // A comment on a weibo: `{status}/{comment}`.
+        assert_eq!(
+            reply_target("weibo:c:5001", Some("weibo:4942"), None, Some("weibo")).as_deref(),
+            Some("4942/5001")
+        );
+        // A comment answering a comment: the weibo comes from `thread`, not from the parent
+        // comment's id.
+        assert_eq!(
+            reply_target(
+                "weibo:c:5002",
+                Some("weibo:c:5001"),
+                Some("weibo:4942"),
+                None
+            )
+            .as_deref(),
+            Some("4942/5002")
+        );
+        assert_eq!(
+            reply_target("weibo:c:5002", Some("weibo:c:5001"), None, None),
+            None
+        );
+        assert_eq!(
+            reply_target("mastodon:gov.example:77", None, None, None).as_deref(),
+            Some("77")
+        );
+    }
 
     #[test]
     fn similar_texts_are_similar_and_handles_do_not_count() {

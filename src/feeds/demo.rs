@@ -141,6 +141,7 @@ impl Drill {
             source: Some("demo".into()),
             official: false,
             to: None,
+            thread: None,
         }
     }
 
@@ -197,6 +198,7 @@ impl Drill {
                 source: Some("demo".into()),
                 official: false,
                 to: None,
+                thread: None,
             });
         }
         if (41_000..130_000).contains(&in_cycle) && self.rng.random_bool(0.1) {
@@ -238,6 +240,7 @@ impl Drill {
                     source: Some("weibo".into()),
                     official: false,
                     to: None,
+                    thread: None,
                 });
             }
         }

@@ -60,6 +60,11 @@ pub struct Mention {
     /// field of the generic format): the account's handle or id. Read by the cases stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// The post a comment thread hangs from, when the source gives it and `reply_to` is not
+    /// it: a Weibo comment answering another comment carries its status here (answering it
+    /// takes `comments/reply` with both ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
 }
 
 impl Mention {
@@ -165,9 +170,9 @@ fn classify_json_error(e: serde_json::Error) -> RejectReason {
 }
 
 /// The fields a mention line may carry (anything else is unknown to the parser).
-pub const MENTION_FIELDS: &[&str] = FIELDS.split_at(11).0;
+pub const MENTION_FIELDS: &[&str] = FIELDS.split_at(12).0;
 
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 13] = [
     "id",
     "text",
     "ts",
@@ -179,6 +184,7 @@ const FIELDS: [&str; 12] = [
     "lang",
     "source",
     "to",
+    "thread",
     "unknown",
 ];
 
@@ -195,6 +201,7 @@ struct RawMention {
     lang: Option<String>,
     source: Option<String>,
     to: Option<String>,
+    thread: Option<String>,
 }
 
 impl RawMention {
@@ -230,6 +237,7 @@ impl RawMention {
             source: self.source,
             official: false,
             to: self.to.filter(|s| !s.is_empty()),
+            thread: self.thread.filter(|s| !s.is_empty()),
         })
     }
 }
@@ -413,6 +421,9 @@ impl<'de> Deserialize<'de> for RawMention {
                                 .map_err(|e| bad("source", e))?
                         }
                         "to" => r.to = map.next_value::<IdLike>().map_err(|e| bad("to", e))?.0,
+                        "thread" => {
+                            r.thread = map.next_value::<IdLike>().map_err(|e| bad("thread", e))?.0
+                        }
                         _ => {
                             map.next_value::<de::IgnoredAny>()?;
                         }

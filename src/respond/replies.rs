@@ -86,7 +86,8 @@ impl Target {
             let weibo = source.is_some_and(|s| s.eq_ignore_ascii_case("weibo"));
             (weibo && id.bytes().all(|b| b.is_ascii_digit())).then_some(id)
         })?;
-        (!mid.is_empty()).then(|| Target::Weibo {
+        // A comment (`weibo:c:…`) is answered on its weibo, which its id does not name.
+        (!mid.is_empty() && !mid.starts_with("c:")).then(|| Target::Weibo {
             mid: mid.to_string(),
         })
     }
@@ -233,6 +234,15 @@ mod tests {
             source: source.map(str::to_string),
             shares,
         }
+    }
+
+    #[test]
+    fn a_weibo_comment_is_not_a_weibo() {
+        assert_eq!(
+            Target::from_id("weibo:4942000000000001", None).map(|t| t.native_id().to_string()),
+            Some("4942000000000001".to_string())
+        );
+        assert!(Target::from_id("weibo:c:5001", None).is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! | `POST /2/statuses/share.json` | Weibo, form `access_token`, `status`; identical consecutive text → 400 `error_code` 20019 |
 //! | `POST /2/statuses/repost.json` | form `access_token`, `id`, `status` |
 //! | `POST /2/comments/create.json` | form `access_token`, `id`, `comment` |
+//! | `POST /2/comments/reply.json` | form `access_token`, `cid`, `id`, `comment` (recorded with target `{id}/{cid}`) |
 //! | `GET /2/statuses/user_timeline.json?access_token&count&max_id` | `{"statuses":[…]}`, links shortened to `http://t.cn/…` like Weibo does |
 //! | `GET /2/comments/by_me.json?access_token&count&max_id` | `{"comments":[…]}` |
 //!
@@ -171,6 +172,7 @@ impl FakePlatform {
             .route("/2/statuses/share.json", post(w_share))
             .route("/2/statuses/repost.json", post(w_repost))
             .route("/2/comments/create.json", post(w_comment))
+            .route("/2/comments/reply.json", post(w_reply))
             .route("/2/statuses/user_timeline.json", get(w_timeline))
             .route("/2/comments/by_me.json", get(w_by_me))
             .with_state(Arc::clone(&inner));
@@ -386,13 +388,17 @@ enum Endpoint {
     WeiboShare,
     WeiboRepost,
     WeiboComment,
+    WeiboReply,
 }
 
 impl Endpoint {
     fn weibo(self) -> bool {
         matches!(
             self,
-            Endpoint::WeiboShare | Endpoint::WeiboRepost | Endpoint::WeiboComment
+            Endpoint::WeiboShare
+                | Endpoint::WeiboRepost
+                | Endpoint::WeiboComment
+                | Endpoint::WeiboReply
         )
     }
 
@@ -403,6 +409,7 @@ impl Endpoint {
             Endpoint::WeiboShare => "/2/statuses/share.json",
             Endpoint::WeiboRepost => "/2/statuses/repost.json",
             Endpoint::WeiboComment => "/2/comments/create.json",
+            Endpoint::WeiboReply => "/2/comments/reply.json",
         }
     }
 }
@@ -578,7 +585,7 @@ impl St {
         let body = match a.ep {
             Endpoint::MastodonStatus | Endpoint::MastodonReblog => mastodon_json(self, idx, base),
             Endpoint::WeiboShare | Endpoint::WeiboRepost => weibo_status_json(self, idx),
-            Endpoint::WeiboComment => weibo_comment_json(self, idx),
+            Endpoint::WeiboComment | Endpoint::WeiboReply => weibo_comment_json(self, idx),
         };
         let mut out = Outcome::json(200, body);
         if !a.ep.weibo() {
@@ -657,7 +664,7 @@ impl St {
                     return self.ok(&a, &token, idx, base, now);
                 }
             }
-            Endpoint::WeiboShare | Endpoint::WeiboComment => {
+            Endpoint::WeiboShare | Endpoint::WeiboComment | Endpoint::WeiboReply => {
                 let field = if ep == Endpoint::WeiboShare {
                     "status"
                 } else {
@@ -679,6 +686,24 @@ impl St {
                     let target = a.target.clone().unwrap_or_default();
                     if self.find("weibo", &target).is_none() {
                         return weibo_error(400, 20101, "target weibo does not exist!", ep);
+                    }
+                } else if ep == Endpoint::WeiboReply {
+                    let target = a.target.clone().unwrap_or_default();
+                    let Some((status, cid)) = target.split_once('/') else {
+                        let msg = "miss required parameter (cid), see doc for more info.";
+                        return weibo_error(400, 10016, msg, ep);
+                    };
+                    if self.find("weibo", status).is_none() {
+                        return weibo_error(400, 20101, "target weibo does not exist!", ep);
+                    }
+                    let on_status = self.find("weibo", cid).is_some_and(|i| {
+                        let p = &self.stored[i].post;
+                        p.action == "comment"
+                            && p.target.as_deref().map(|t| t.split('/').next())
+                                == Some(Some(status))
+                    });
+                    if !on_status {
+                        return weibo_error(400, 20201, "target weibo comment does not exist!", ep);
                     }
                 } else if self.last_share.get(&token) == Some(&text) {
                     return weibo_error(400, 20019, "repeat content!", ep);
@@ -731,7 +756,7 @@ impl St {
             Endpoint::MastodonStatus if a.target.is_some() => "reply",
             Endpoint::MastodonStatus | Endpoint::WeiboShare => "post",
             Endpoint::MastodonReblog | Endpoint::WeiboRepost => "repost",
-            Endpoint::WeiboComment => "comment",
+            Endpoint::WeiboComment | Endpoint::WeiboReply => "comment",
         };
         let text = match ep {
             Endpoint::MastodonReblog => String::new(),
@@ -921,7 +946,7 @@ async fn w_post(s: Arc<Inner>, kill: Kill, req: Request, ep: Endpoint) -> Respon
                 .into_response()
         }
     };
-    let text_field = if ep == Endpoint::WeiboComment {
+    let text_field = if matches!(ep, Endpoint::WeiboComment | Endpoint::WeiboReply) {
         "comment"
     } else {
         "status"
@@ -930,7 +955,10 @@ async fn w_post(s: Arc<Inner>, kill: Kill, req: Request, ep: Endpoint) -> Respon
         ep,
         token: non_empty(&p, "access_token").or_else(|| bearer(&headers)),
         text: p.get(text_field).cloned(),
-        target: non_empty(&p, "id"),
+        target: match (non_empty(&p, "id"), ep) {
+            (Some(id), Endpoint::WeiboReply) => non_empty(&p, "cid").map(|c| format!("{id}/{c}")),
+            (id, _) => id,
+        },
         key: None,
         visibility: None,
         language: None,
@@ -952,6 +980,14 @@ async fn w_repost(
     req: Request,
 ) -> Response {
     w_post(s, kill, req, Endpoint::WeiboRepost).await
+}
+
+async fn w_reply(
+    State(s): State<Arc<Inner>>,
+    ConnectInfo(kill): ConnectInfo<Kill>,
+    req: Request,
+) -> Response {
+    w_post(s, kill, req, Endpoint::WeiboReply).await
 }
 
 async fn w_comment(
@@ -1247,11 +1283,15 @@ fn weibo_comment_json(st: &St, idx: usize) -> Value {
     let s = &st.stored[idx];
     let p = &s.post;
     let acct = account_of(st, &s.token);
-    let status = p
-        .target
-        .as_deref()
+    let (status_id, cid) = match p.target.as_deref().map(|t| t.split_once('/')) {
+        Some(Some((s, c))) => (Some(s), Some(c)),
+        Some(None) => (p.target.as_deref(), None),
+        None => (None, None),
+    };
+    let status = status_id
         .and_then(|t| st.find("weibo", t))
         .map(|i| weibo_status_json(st, i));
+    let reply_comment = cid.map(|c| json!({"id": id_num(c), "idstr": c}));
     json!({
         "created_at": weibo_date(p.at_ms),
         "id": id_num(&p.id),
@@ -1261,6 +1301,7 @@ fn weibo_comment_json(st: &St, idx: usize) -> Value {
         "source": "<a href=\"https://app.example\" rel=\"nofollow\">huiying</a>",
         "user": weibo_user(&acct),
         "status": status,
+        "reply_comment": reply_comment,
     })
 }
 

@@ -92,6 +92,7 @@ pub fn weibo(id: &str, author: &str, text: &str, ts: i64) -> Mention {
         source: Some("weibo".into()),
         official: false,
         to: None,
+        thread: None,
     }
 }
 
@@ -1040,4 +1041,111 @@ fn a_reply_that_comes_before_its_answer_is_marked_sent_waits_for_it() {
         s.cases.list(&Default::default(), T0).expect("list").len(),
         1
     );
+}
+
+/// The e-mails a case's outbox notices named `what` hold (`case:{id}:mail:{what}:…`).
+fn mails_of(s: &Setup, id: &str, what: &str) -> Vec<huiying::respond::outbox::Job> {
+    let c = s.cases.get(id).expect("case");
+    let prefix = format!("case:{id}:mail:{what}:");
+    c.outbox
+        .iter()
+        .filter(|n| n.starts_with(&prefix))
+        .flat_map(|n| s.outbox.jobs_for_notice(n).expect("jobs"))
+        .collect()
+}
+
+#[test]
+fn a_form_requester_who_gave_an_address_is_acknowledged_and_answered_by_e_mail() {
+    let s = setup();
+    let form = |handle: &str, email: Option<&str>| Intake {
+        source_id: format!("api:{handle}"),
+        at: T0,
+        text: "海淀区学院路小区停水两天了，自来水一直没来，什么时候恢复供水？".into(),
+        handle: handle.into(),
+        contact: email.map(|e| Contact {
+            email: Some(e.into()),
+            ..Contact::default()
+        }),
+        region: Some("110108".into()),
+        kind: Some("complaint".into()),
+        department: Some("water".into()),
+        channel: Channel::Api,
+        ..Intake::default()
+    };
+    let c = s
+        .cases
+        .intake(form("form-1", Some("zhang@example.org")), "form", T0)
+        .expect("intake")
+        .case;
+    let acks = mails_of(&s, &c.id, "ack");
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0].action, ActionKind::Mail);
+    assert_eq!(acks[0].in_reply_to.as_deref(), Some("zhang@example.org"));
+    assert!(acks[0].body.contains(&c.id), "{}", acks[0].body);
+    assert!(
+        acks[0].body.contains("---") && acks[0].body.contains("Hello"),
+        "Chinese then English: {}",
+        acks[0].body
+    );
+    // A second citizen with the same problem and no address joins without an e-mail; a third
+    // with an address gets their own acknowledgement.
+    let joined = s
+        .cases
+        .intake(form("form-2", None), "form", T0 + MIN)
+        .expect("intake");
+    assert!(joined.joined, "{:?}", joined.case.requesters);
+    assert_eq!(mails_of(&s, &c.id, "ack").len(), 1);
+    s.cases
+        .intake(form("form-3", Some("li@example.org")), "form", T0 + 2 * MIN)
+        .expect("intake");
+    let mut to: Vec<_> = mails_of(&s, &c.id, "ack")
+        .into_iter()
+        .filter_map(|j| j.in_reply_to)
+        .collect();
+    to.sort();
+    assert_eq!(to, ["li@example.org", "zhang@example.org"]);
+    // The answer goes to both addresses, once each, and to nobody else.
+    let c = s.cases.get(&c.id).expect("case");
+    let c = s
+        .cases
+        .answer(
+            &c.id,
+            "已恢复供水。",
+            &water_staff(),
+            Some(c.version),
+            T0 + HOUR,
+        )
+        .expect("answer");
+    assert!(
+        mails_of(&s, &c.id, "answer").is_empty(),
+        "not before approval"
+    );
+    s.cases
+        .approve_answer(&c.id, &operator(), Some(c.version), T0 + HOUR + MIN)
+        .expect("approve");
+    let answers = mails_of(&s, &c.id, "answer");
+    let mut to: Vec<_> = answers
+        .iter()
+        .filter_map(|j| j.in_reply_to.clone())
+        .collect();
+    to.sort();
+    assert_eq!(to, ["li@example.org", "zhang@example.org"]);
+    assert!(answers.iter().all(|j| j.body.contains("已恢复供水。")));
+    // A platform case's requester is answered on the platform, never by e-mail.
+    let p = intake(
+        s.cases
+            .on_mention(
+                &weibo(
+                    "7901",
+                    "居民",
+                    "@北京发布 朝阳区望京路灯不亮了，请尽快修",
+                    T0,
+                ),
+                &kinds(&["complaint"]),
+                T0,
+            )
+            .expect("intake"),
+    )
+    .case;
+    assert!(mails_of(&s, &p.id, "ack").is_empty());
 }

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 const ALICE_PW: &str = "alice-correct-horse";
 const BOB_PW: &str = "bob-battery-staple";
+const WENDY_PW: &str = "wendy-water-duty-pw";
 
 /// The shipped rules with a matrix of two file-sink accounts: 海淀发布 leads a 海淀区 notice,
 /// 北京发布 amplifies it (a repost of the lead's post).
@@ -85,6 +86,9 @@ async fn secured_with(metrics_listen: bool, change: impl FnOnce(&mut Config)) ->
             f.set_user("bob", Role::Operator, BOB_PW).expect("bob");
             f.set_user("vera", Role::Viewer, "vera-viewer-pw")
                 .expect("vera");
+            // A department user: what she may see is set by `[cases] members` (none here).
+            f.set_user("wendy", Role::Department, WENDY_PW)
+                .expect("wendy");
             let t = (
                 f.add_token("bob-cli", Role::Operator, Some("bob"))
                     .expect("bob token"),
@@ -346,23 +350,97 @@ impl Driver {
 
     /// Open the console and log in as alice (an operator).
     async fn log_in_as_alice(&self, addr: SocketAddr) {
+        self.log_in(addr, "alice", ALICE_PW, "operator").await;
+    }
+
+    /// Open the console and log in as `user` (whose role is `role`).
+    async fn log_in(&self, addr: SocketAddr, user: &str, password: &str, role: &str) {
         self.goto(&format!("http://{addr}/console")).await;
-        let user = self
+        let field = self
             .wait_for("the login form", "#login-user", |_| true)
             .await;
-        self.type_into(&user, "alice").await;
+        self.type_into(&field, user).await;
         let pass = self
             .find_all("#login-pass")
             .await
             .pop()
             .expect("password box");
-        self.type_into(&pass, ALICE_PW).await;
+        self.type_into(&pass, password).await;
         let submit = self.find_all("#login-submit").await.pop().expect("submit");
         self.click(&submit).await;
-        self.wait_for("alice to be logged in", "#whoami", |t| {
-            t.contains("alice") && t.contains("operator")
+        // Logged in, or the form says why not.
+        let e = self
+            .wait_for(
+                &format!("{user} to be logged in"),
+                "#whoami, #login-error",
+                |t| (t.contains(user) && t.contains(role)) || t.contains("登录失败"),
+            )
+            .await;
+        let text = self.text(&e).await;
+        assert!(!text.contains("登录失败"), "{user}: {text}");
+    }
+
+    /// Log out and wait until the engine has ended the session (the login form is back).
+    async fn log_out(&self) {
+        self.click_on("the logout button", "#logout").await;
+        within("the login form after logging out", async {
+            while !self.displayed("#login").await {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         })
         .await;
+    }
+
+    /// Click the first element matching `css` once it is there.
+    async fn click_on(&self, what: &str, css: &str) {
+        let e = self.wait_for(what, css, |_| true).await;
+        self.click(&e).await;
+    }
+
+    /// Whether the element matching `css` is displayed.
+    async fn displayed(&self, css: &str) -> bool {
+        match self.find_all(css).await.pop() {
+            None => false,
+            Some(e) => self
+                .cmd(
+                    reqwest::Method::GET,
+                    &format!("/element/{e}/displayed"),
+                    None,
+                )
+                .await
+                .as_bool()
+                .unwrap_or(false),
+        }
+    }
+
+    /// Size the window so that the page's viewport is `width` × `height` (the window's own
+    /// frame is measured, not guessed).
+    async fn set_viewport(&self, width: i64, height: i64) {
+        let (mut w, mut h) = (width, height);
+        for _ in 0..2 {
+            self.cmd(
+                reqwest::Method::POST,
+                "/window/rect",
+                Some(json!({"width": w, "height": h})),
+            )
+            .await;
+            let inner = self
+                .cmd(
+                    reqwest::Method::POST,
+                    "/execute/sync",
+                    Some(json!({"script": "return [window.innerWidth, window.innerHeight];", "args": []})),
+                )
+                .await;
+            let (iw, ih) = (
+                inner[0].as_i64().unwrap_or(width),
+                inner[1].as_i64().unwrap_or(height),
+            );
+            if (iw, ih) == (width, height) {
+                return;
+            }
+            w += width - iw;
+            h += height - ih;
+        }
     }
 
     async fn quit(self) {
@@ -1654,4 +1732,216 @@ fn the_cli_waits_for_the_users_file_lock_and_loses_no_change() {
     let f = UsersFile::load(&users).expect("load");
     assert!(f.users.iter().any(|u| u.name == "carol"), "{f:?}");
     assert!(f.tokens.iter().any(|t| t.name == "screen"), "{f:?}");
+}
+
+/// Citizens' requests in Chromium: an operator finds a form request in the 诉求 queue and
+/// transfers it to the water department; the department's user sees only that department's
+/// cases (no other tab), starts one and writes the answer; she cannot approve it, the operator
+/// does; the wall's 民生诉求 board counts what is open and overdue by department.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_are_transferred_answered_and_approved_in_chromium_and_counted_on_the_wall() {
+    let s = secured_with(false, |c| {
+        c.cases.members.insert("water".into(), vec!["wendy".into()]);
+    })
+    .await;
+    let addr = s.svc.addr;
+    let mut ids = Vec::new();
+    for (reference, text, kind, department) in [
+        (
+            "web-1",
+            "海淀区学院路小区停水两天了，自来水一直没来，什么时候恢复供水？",
+            "complaint",
+            Some("water"),
+        ),
+        (
+            "web-2",
+            "建议在朝阳区望京西园增设公交站，早高峰等车太久。",
+            "suggestion",
+            Some("transport"),
+        ),
+        (
+            "web-3",
+            "西城区金融街附近井盖松动，下雨天有积水，请派人看看。",
+            "report",
+            None,
+        ),
+    ] {
+        let mut body = json!({"reference": reference, "text": text, "kind": kind,
+            "handle": format!("市民-{reference}"),
+            "contact": {"name": "张先生", "phone": "13800000000"}});
+        if let Some(d) = department {
+            body["department"] = json!(d);
+        }
+        let a = call(addr, "POST", "/api/cases", &s.ingest_token, &body).await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        ids.push(json_of(&a)["case"]["id"].as_str().expect("id").to_string());
+    }
+    let (water, transport, unrouted) = (&ids[0], &ids[1], &ids[2]);
+
+    let wd = Driver::start().await;
+    wd.log_in_as_alice(addr).await;
+    wd.click_on("the requests tab", "#tab-cases").await;
+    for id in &ids {
+        wd.wait_for(
+            &format!("case {id} in the queue"),
+            &format!("tr[data-case=\"{id}\"]"),
+            |_| true,
+        )
+        .await;
+    }
+    // The operator transfers the third (whatever the router said) to the water department.
+    wd.click_on(
+        "the third case's open button",
+        &format!("tr[data-case=\"{unrouted}\"] button.open-case"),
+    )
+    .await;
+    wd.wait_for("the case text", "#cd-text", |t| t.contains("井盖松动"))
+        .await;
+    wd.wait_for("contacts shown to staff", "#cd-contacts", |t| {
+        t.contains("13800000000")
+    })
+    .await;
+    wd.click_on("the water department", "#case-dept option[value=\"water\"]")
+        .await;
+    wd.click_on("transfer", "#case-assign").await;
+    wd.wait_for("the transfer", "#cd-meta", |t| t.contains("水务"))
+        .await;
+    wd.wait_for("the history", "#cd-history", |t| t.contains("转办"))
+        .await;
+    wd.log_out().await;
+
+    // The department's user: only the requests tab, only the water department's cases.
+    wd.log_in(addr, "wendy", WENDY_PW, "department").await;
+    wd.wait_for(
+        "the water case",
+        &format!("tr[data-case=\"{water}\"]"),
+        |_| true,
+    )
+    .await;
+    wd.wait_for(
+        "the transferred case",
+        &format!("tr[data-case=\"{unrouted}\"]"),
+        |_| true,
+    )
+    .await;
+    assert!(
+        wd.find_all(&format!("tr[data-case=\"{transport}\"]"))
+            .await
+            .is_empty(),
+        "another department's case is not listed"
+    );
+    for tab in [
+        "#tab-incidents",
+        "#tab-notices",
+        "#tab-accounts",
+        "#tab-audit",
+    ] {
+        assert!(!wd.displayed(tab).await, "{tab} shown to a department user");
+    }
+    wd.click_on(
+        "the water case's open button",
+        &format!("tr[data-case=\"{water}\"] button.open-case"),
+    )
+    .await;
+    wd.click_on("start", "#case-start").await;
+    wd.wait_for("in progress", "#case-detail h2", |t| t.contains("办理中"))
+        .await;
+    let answer = wd
+        .wait_for("the answer box", "#case-answer", |_| true)
+        .await;
+    wd.type_into(&answer, "学院路小区因管网抢修停水，今晚 20 时前恢复供水。")
+        .await;
+    wd.click_on("submit the answer", "#case-submit-answer")
+        .await;
+    wd.wait_for("the answer waiting for approval", "#cd-pending", |t| {
+        t.contains("20 时前恢复供水") && t.contains("wendy")
+    })
+    .await;
+    // Neither an approve button for her, nor any operator action.
+    assert!(wd.find_all("#case-approve").await.is_empty());
+    assert!(wd.find_all("#case-assign").await.is_empty());
+    let shot =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/console-case.png");
+    wd.screenshot(&shot).await;
+    assert!(std::fs::metadata(&shot).expect("screenshot").len() > 10_000);
+    // The engine refuses her approval too (the button is not the check).
+    let c = call(
+        addr,
+        "GET",
+        &format!("/api/cases/{water}"),
+        &s.admin_token,
+        &json!({}),
+    )
+    .await;
+    let version = json_of(&c)["version"].clone();
+    let a = login(addr, "wendy", WENDY_PW).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let cookie = a
+        .header("set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("cookie pair")
+        .to_string();
+    let csrf = json_of(&a)["csrf"].as_str().expect("csrf").to_string();
+    let a = request(
+        addr,
+        "POST",
+        &format!("/api/cases/{water}/approve"),
+        &[
+            ("Cookie", &cookie),
+            ("X-CSRF-Token", &csrf),
+            ("Content-Type", "application/json"),
+        ],
+        json!({ "version": version }).to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    wd.log_out().await;
+
+    // The operator approves it: the case is answered.
+    wd.log_in_as_alice(addr).await;
+    wd.click_on("the requests tab", "#tab-cases").await;
+    wd.click_on(
+        "the water case's open button",
+        &format!("tr[data-case=\"{water}\"] button.open-case"),
+    )
+    .await;
+    wd.click_on("approve the answer", "#case-approve").await;
+    wd.wait_for("answered", "#case-detail h2", |t| t.contains("已答复"))
+        .await;
+    wd.wait_for("the answer on the case", "#cd-answer", |t| {
+        t.contains("20 时前恢复供水")
+    })
+    .await;
+
+    // The wall's board: two open (transport, and the transferred one), by department.
+    wd.set_viewport(1920, 1080).await;
+    wd.goto(&format!("http://{addr}/wall")).await;
+    wd.wait_for(
+        "the open count",
+        "#cases-kpis [data-kpi=\"open\"] .v",
+        |t| t == "2",
+    )
+    .await;
+    wd.wait_for("the departments", "#cases-depts", |t| {
+        t.contains("水务") && t.contains("交通")
+    })
+    .await;
+    let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/wall-cases.png");
+    wd.screenshot(&shot).await;
+    wd.quit().await;
+
+    // Every step is in the audit log under its actor.
+    let a = call(addr, "GET", "/api/audit", &s.admin_token, &json!({})).await;
+    let records = json_of(&a)["records"].as_array().expect("records").clone();
+    let by = |actor: &str, action: &str| {
+        records
+            .iter()
+            .any(|r| r["actor"] == actor && r["action"] == action)
+    };
+    assert!(by("alice", "case.assign"), "{records:#?}");
+    assert!(by("wendy", "case.start"), "{records:#?}");
+    assert!(by("alice", "case.approve_answer"), "{records:#?}");
+    util::stop(s.svc).await;
 }

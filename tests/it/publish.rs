@@ -375,6 +375,102 @@ async fn weibo_share_repost_and_comment_succeed() {
     }
 }
 
+/// A citizen's comment is answered under itself (`comments/reply` with the weibo and the
+/// comment): the platform refuses a comment that is not on that weibo, and an uncertain answer is
+/// found again among the account's comments as a reply to that comment only.
+#[tokio::test]
+async fn weibo_answers_a_comment_with_comments_reply() {
+    let f = fake().await;
+    f.add_account("wb-gov", "问政银川");
+    f.add_account("wb-citizen", "银川市民");
+    let gov = weibo(&f, "wb-gov");
+    let citizen = weibo(&f, "wb-citizen");
+    let status = gov
+        .publish(&req(
+            "n2:post",
+            "问政银川",
+            "欢迎留言反映问题。",
+            Action::Post,
+        ))
+        .await
+        .expect("share")
+        .post_id;
+    let mut comments = Vec::new();
+    for (i, text) in ["金凤区路灯不亮了，请尽快修", "兴庆区丽景街积水"]
+        .iter()
+        .enumerate()
+    {
+        let c = citizen
+            .publish(&req(
+                &format!("c{i}"),
+                "银川市民",
+                text,
+                Action::Comment {
+                    target: status.clone(),
+                },
+            ))
+            .await
+            .expect("citizen's comment");
+        comments.push(c.post_id);
+    }
+    let target = format!("{status}/{}", comments[1]);
+    let answer = gov
+        .publish(&req(
+            "case:1:ack",
+            "问政银川",
+            "您好，您的诉求已收到并受理。",
+            Action::Comment {
+                target: target.clone(),
+            },
+        ))
+        .await
+        .expect("reply");
+    let posts = f.posts();
+    let last = posts.last().expect("posts");
+    assert_eq!(
+        (last.action, last.target.as_deref(), last.id.as_str()),
+        ("comment", Some(target.as_str()), answer.post_id.as_str())
+    );
+    // Found again as the answer to that comment, not to the other one.
+    let since = posts[0].at_ms;
+    let found = gov
+        .find_recent("您好，您的诉求已收到并受理。", Some(&target), since)
+        .await
+        .expect("find");
+    assert_eq!(found.map(|p| p.post_id), Some(answer.post_id));
+    let other = format!("{status}/{}", comments[0]);
+    let found = gov
+        .find_recent("您好，您的诉求已收到并受理。", Some(&other), since)
+        .await
+        .expect("find");
+    assert_eq!(found, None);
+    // A comment that is not on that weibo, and a malformed target, are refused.
+    let e = expect_err(
+        gov.publish(&req(
+            "case:2:ack",
+            "问政银川",
+            "已收到。",
+            Action::Comment {
+                target: format!("{}/{}", comments[0], comments[1]),
+            },
+        ))
+        .await,
+    );
+    assert_eq!(e.kind, ErrorKind::Rejected, "{e}");
+    for bad in ["1/", "/2", "1/2/3", "1/../x"] {
+        let e = expect_err(
+            gov.publish(&req(
+                "case:3:ack",
+                "问政银川",
+                "已收到。",
+                Action::Comment { target: bad.into() },
+            ))
+            .await,
+        );
+        assert_eq!(e.kind, ErrorKind::Rejected, "{bad}: {e}");
+    }
+}
+
 #[tokio::test]
 async fn weibo_10023_is_rate_limited_until_the_next_hour() {
     let f = fake().await;

@@ -15,11 +15,11 @@ use serde_json::{json, Value};
 
 /// The login, logout, identity and admin routes.
 pub fn routes() -> Routes<ApiState> {
-    let (viewer, admin) = (Access::Role(Role::Viewer), Access::Role(Role::Admin));
+    let admin = Access::Role(Role::Admin);
     Routes::new()
         .route("/api/login", Access::Public, post(login))
-        .route("/api/logout", viewer, post(logout))
-        .route("/api/me", viewer, get(me))
+        .route("/api/logout", Access::Signed, post(logout))
+        .route("/api/me", Access::Signed, get(me))
         .route("/api/admin/users", admin, get(admin_users))
         .route("/api/admin/users/reload", admin, post(admin_reload_users))
         .route("/api/admin/tokens", admin, post(admin_create_token))

@@ -49,6 +49,7 @@ impl Auth {
             Access::WallRead => (!self.cfg.public_wall).then_some(Role::Viewer),
             Access::Role(r) => Some(r),
             Access::Intake => Some(Role::Operator),
+            Access::Signed => Some(Role::Viewer),
         }
     }
 }
@@ -68,6 +69,9 @@ pub enum Access {
     Role(Role),
     /// An operator, or an `ingest` token (a web form, a hotline system): `POST /api/cases`.
     Intake,
+    /// Any person signed in: a viewer (or more), or a department user (`/api/me`,
+    /// `/api/logout`); not an `ingest` token.
+    Signed,
 }
 
 /// The value of the cookie `name` (the session cookie's name, see [`Auth::cookie_name`]).
@@ -128,7 +132,8 @@ pub async fn guard(access: Access, mut req: Request, next: Next) -> Response {
         );
     };
     let intake = access == Access::Intake && p.role == Role::Ingest;
-    if !p.role.allows(need) && !intake {
+    let signed = access == Access::Signed && p.role == Role::Department;
+    if !p.role.allows(need) && !intake && !signed {
         tracing::info!(actor = %p.name, role = %p.role, need = %need, path = %req.uri().path(), "Forbidden.");
         return ApiError::new(
             StatusCode::FORBIDDEN,

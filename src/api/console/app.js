@@ -31,6 +31,29 @@ const T = {
     expired: "会话已过期，请重新登录", forbidden: "权限不足", mentions: "提及数",
     merged: "已合并", closed: "已关闭", merge_help: "目标事件编号", users: "用户", tokens: "令牌",
     audit_down: "审计日志无法写入：操作被拒绝，发布已暂停，恢复写入后自动继续",
+    cases: "诉求", cs_received: "待受理", cs_accepted: "已受理", cs_assigned: "已转办",
+    cs_in_progress: "办理中", cs_answered: "已答复", cs_closed: "已办结",
+    ck_help: "求助", ck_complaint: "投诉", ck_report: "举报", ck_inquiry: "咨询",
+    ck_suggestion: "建议", ck_praise: "表扬", department: "部门", overdue_only: "只看超期",
+    export_csv: "导出 CSV", case_no: "编号", request: "诉求", requesters: "诉求人", due: "期限",
+    left: (d) => `剩 ${d}`, late: (d) => `超期 ${d}`, urgent: "紧急", unassigned: "待分派",
+    linked_incident: "关联事件", history: "办理记录", replies: "回复与邮件",
+    contacts: "联系方式（仅办理人员可见，不上大屏）", accept: "受理", assign: "转办",
+    choose_dept: "选择部门", start: "开始办理", send_back: "退回", why: "理由（必填）",
+    answer: "答复", answer_hint: "答复内容：批准后发给每一位诉求人", submit_answer: "提交答复",
+    approve_answer: "批准答复", pending_answer: "待批准的答复", written_by: "撰写",
+    not_yours: "须由撰写人以外的值班员批准", close_case: "办结", reopen: "重新办理",
+    rate_ok: "记为满意", rate_bad: "记为不满意", satisfaction: "满意度",
+    sat_satisfied: "满意", sat_dissatisfied: "不满意", channel: "渠道",
+    ch_platform: (a) => `平台（${a}）`, ch_api: "表单/热线", ch_open311: "Open311",
+    answer_text: "答复", returned_by: "曾退回", reopened: "重新办理次数", minutes: "分钟",
+    hours: "小时", days: "天", address: "地址", media: "附件",
+    ca_receive: "收到", ca_join: "合并诉求人", ca_accept: "受理", ca_assign: "转办",
+    ca_start: "开始办理", ca_return: "退回", ca_draft_answer: "拟写答复", ca_answer: "答复",
+    ca_approve_answer: "批准答复", ca_close: "办结", ca_reopen: "重新办理", ca_rate: "评价",
+    ca_link: "关联事件", ca_remind: "到期提醒", ca_escalate: "督办升级", ca_follow_up: "追问",
+    ca_no_rating: "未评价", ca_import: "导入",
+    w_ack: "受理回复", w_answer: "答复", w_mail: "邮件",
   },
   en: {
     console: "Console", incidents: "Incidents", notices: "Notices", accounts: "Accounts",
@@ -62,6 +85,32 @@ const T = {
     forbidden: "Not allowed for your role", mentions: "Mentions", merged: "Merged",
     closed: "Closed", merge_help: "target incident id", users: "User", tokens: "Token",
     audit_down: "The audit log cannot be written: actions are refused and publishing is paused until it can",
+    cases: "Requests", cs_received: "received", cs_accepted: "accepted", cs_assigned: "assigned",
+    cs_in_progress: "in progress", cs_answered: "answered", cs_closed: "closed",
+    ck_help: "help", ck_complaint: "complaint", ck_report: "report", ck_inquiry: "inquiry",
+    ck_suggestion: "suggestion", ck_praise: "praise", department: "Department",
+    overdue_only: "Overdue only", export_csv: "Export CSV", case_no: "No.", request: "Request",
+    requesters: "Requesters", due: "Due", left: (d) => `${d} left`, late: (d) => `${d} overdue`,
+    urgent: "urgent", unassigned: "unassigned", linked_incident: "Linked incident",
+    history: "History", replies: "Replies and e-mails",
+    contacts: "Contact details (staff only, never on the wall)", accept: "Accept",
+    assign: "Transfer", choose_dept: "Choose a department", start: "Start", send_back: "Send back",
+    why: "Reason (required)", answer: "Answer",
+    answer_hint: "The answer: sent to every requester once approved", submit_answer: "Submit answer",
+    approve_answer: "Approve answer", pending_answer: "Answer awaiting approval",
+    written_by: "written by", not_yours: "Must be approved by an operator who did not write it",
+    close_case: "Close", reopen: "Reopen", rate_ok: "Record satisfied",
+    rate_bad: "Record dissatisfied", satisfaction: "Satisfaction", sat_satisfied: "satisfied",
+    sat_dissatisfied: "dissatisfied", channel: "Channel", ch_platform: (a) => `platform (${a})`,
+    ch_api: "form / hotline", ch_open311: "Open311", answer_text: "Answer",
+    returned_by: "Sent back by", reopened: "Reopened", minutes: "min", hours: "h", days: "d",
+    address: "Address", media: "Attachments",
+    ca_receive: "received", ca_join: "requester joined", ca_accept: "accepted", ca_assign: "transferred",
+    ca_start: "started", ca_return: "sent back", ca_draft_answer: "answer drafted", ca_answer: "answered",
+    ca_approve_answer: "answer approved", ca_close: "closed", ca_reopen: "reopened", ca_rate: "rated",
+    ca_link: "linked to incident", ca_remind: "reminder", ca_escalate: "escalated", ca_follow_up: "follow-up",
+    ca_no_rating: "no rating", ca_import: "imported",
+    w_ack: "acknowledgement", w_answer: "answer", w_mail: "e-mail",
   },
 };
 
@@ -69,6 +118,8 @@ let lang = localStorage.getItem("huiying.lang") || "zh";
 let me = null;
 let page = "incidents";
 let currentNotice = null;
+let currentCase = null;
+let departments = null; // [{id, name_zh, name_en}] from /api/departments
 // The version of the notice on screen: an approval names what was read (409 if it changed).
 let currentVersion = 0;
 let timer = null;
@@ -192,13 +243,21 @@ function enter() {
   $("whoami").textContent = `${me.user} · ${me.role}`;
   $("whoami").dataset.role = me.role;
   $("tab-admin").hidden = me.role !== "admin";
-  show(location.hash.slice(1) || "incidents");
+  // A department user works on its own cases and nothing else.
+  const dept = me.role === "department";
+  for (const b of document.querySelectorAll("#nav button")) {
+    if (b.id !== "tab-admin") b.hidden = dept && b.dataset.page !== "cases";
+  }
+  $("wall-link").hidden = dept;
+  // Its own department only: no department filter.
+  $("fc-department").closest("label").hidden = dept;
+  show(dept ? "cases" : location.hash.slice(1) || "incidents");
 }
 
 // ---- pages ---------------------------------------------------------------------------------
 
 const loaders = {
-  incidents: loadIncidents, notices: loadNotices, accounts: loadAccounts,
+  incidents: loadIncidents, notices: loadNotices, cases: loadCases, accounts: loadAccounts,
   audit: loadAudit, admin: loadAdmin,
 };
 
@@ -219,6 +278,7 @@ function show(name) {
 function refresh() {
   act(async () => {
     await loaders[page]();
+    if (me && me.role === "department") return;
     const a = await api("GET", "/api/accounts").catch(() => null);
     $("paused-badge").hidden = !(a && a.paused);
     // Audit first: while the audit log refuses writes nothing changes and nothing is sent.
@@ -384,6 +444,193 @@ async function openNotice(id) {
   $("fanout-empty").hidden = jobs.length > 0;
 }
 
+// ---- citizens' requests (诉求) -----------------------------------------------------------------
+
+const operatorRole = () => me && (me.role === "operator" || me.role === "admin");
+
+function deptName(id, names) {
+  if (!id) return t("unassigned");
+  if (names) return lang === "en" ? names.en : names.zh;
+  const d = (departments || []).find((x) => x.id === id);
+  return d ? (lang === "en" ? d.name_en : d.name_zh) : id;
+}
+
+function span(ms) {
+  const m = Math.max(0, Math.round(ms / 60000));
+  if (m < 60) return `${m} ${t("minutes")}`;
+  if (m < 48 * 60) return `${Math.floor(m / 60)} ${t("hours")}`;
+  return `${Math.floor(m / 1440)} ${t("days")}`;
+}
+
+// The deadline that runs now: to accept while received, to answer until answered.
+function dueCell(c) {
+  const due = c.state === "received" ? c.accept_due : c.answer_due;
+  if (!due || c.state === "answered" || c.state === "closed") return el("span", { class: "muted" }, due ? fmtTime(due) : "");
+  const left = due - Date.now();
+  return el("span", { class: c.overdue || left < 0 ? "late" : "due", title: fmtTime(due) },
+    c.overdue || left < 0 ? t("late")(span(-left)) : t("left")(span(left)));
+}
+
+function kindsLabel(c) {
+  return (c.kinds || []).map((k) => t(`ck_${k}`)).join("、");
+}
+
+async function loadDepartments() {
+  if (departments) return;
+  const d = await api("GET", "/api/departments");
+  departments = d.departments;
+  const sel = $("fc-department");
+  for (const x of departments) sel.append(el("option", { value: x.id, "data-dept": x.id }, deptName(x.id)));
+}
+
+async function loadCases() {
+  await loadDepartments();
+  if (currentCase) await openCase(currentCase);
+  const q = new URLSearchParams();
+  for (const f of ["state", "kind", "department", "region"]) {
+    const v = $(`fc-${f}`).value.trim();
+    if (v) q.set(f, v);
+  }
+  if ($("fc-overdue").checked) q.set("overdue", "true");
+  $("case-export").href = `/api/cases/export.csv?${q}`;
+  const data = await api("GET", `/api/cases?${q}`);
+  const rows = data.cases.map((c) => el("tr", { "data-case": c.id, "data-state": c.state, class: c.overdue ? "overdue" : "" },
+    el("td", {}, el("code", {}, c.id), c.urgent ? el("span", { class: "urgent" }, ` ${t("urgent")}`) : null),
+    el("td", {}, stateBadge(c.state, "cs_")),
+    el("td", {}, kindsLabel(c)),
+    el("td", {}, deptName(c.department, c.department_name)),
+    el("td", {}, c.region_name || c.region || ""),
+    el("td", { class: "case-text" }, c.title || c.text),
+    el("td", {}, c.requesters.length),
+    el("td", {}, dueCell(c)),
+    el("td", {}, el("button", { type: "button", class: "open-case",
+      onclick: () => act(() => openCase(c.id)) }, t("open")))));
+  $("cases").replaceChildren(...rows);
+  $("cases-empty").hidden = rows.length > 0;
+}
+
+function caseAction(path, body) {
+  return act(async () => {
+    const c = await api("POST", `/api/cases/${encodeURIComponent(currentCase)}/${path}`,
+      Object.assign({ version: openCase.version }, body || {}));
+    toast(`${c.id} · ${t(`cs_${c.state}`)}`);
+    // Done: what was typed for it is not kept.
+    $("case-detail").dataset.case = "";
+    await openCase(c.id);
+    await loadCases();
+  });
+}
+
+// What the person on screen may do to case `c` now (the engine checks the same again).
+function caseActions(c) {
+  const box = el("div", { class: "actions", id: "case-actions" });
+  const add = (...k) => box.append(...k);
+  const open = !["answered", "closed"].includes(c.state);
+  const btn = (id, label, cls, fn) => el("button", { type: "button", id, class: cls || "", onclick: fn }, label);
+  if (operatorRole()) {
+    if (c.state === "received") add(btn("case-accept", t("accept"), "primary", () => caseAction("accept")));
+    if (["accepted", "assigned"].includes(c.state)) {
+      const sel = el("select", { id: "case-dept" }, el("option", { value: "" }, t("choose_dept")),
+        ...(departments || []).map((d) => el("option", { value: d.id }, deptName(d.id))));
+      add(sel, btn("case-assign", t("assign"), "", () => {
+        if (sel.value) caseAction("assign", { department: sel.value });
+      }));
+    }
+    if (c.pending_answer) {
+      const mine = c.pending_answer.by === me.user;
+      const b = btn("case-approve", t("approve_answer"), "primary", () => caseAction("approve"));
+      b.disabled = mine;
+      if (mine) b.title = t("not_yours");
+      add(b);
+    }
+    if (c.state === "answered") {
+      add(btn("case-close", t("close_case"), "", () => caseAction("close")),
+        btn("case-rate-ok", t("rate_ok"), "small", () => caseAction("rate", { rating: "satisfied" })),
+        btn("case-rate-bad", t("rate_bad"), "small danger", () => caseAction("rate", { rating: "dissatisfied" })));
+    }
+    if (!open) {
+      const why = el("input", { id: "case-reopen-reason", placeholder: t("why"), size: 18 });
+      add(why, btn("case-reopen", t("reopen"), "danger", () => {
+        if (why.value.trim()) caseAction("reopen", { reason: why.value.trim() });
+      }));
+    }
+  }
+  const mayWork = me.role !== "viewer" && ["assigned", "in_progress"].includes(c.state);
+  if (mayWork) {
+    if (c.state === "assigned") add(btn("case-start", t("start"), "", () => caseAction("start")));
+    const why = el("input", { id: "case-return-reason", placeholder: t("why"), size: 18 });
+    add(why, btn("case-return", t("send_back"), "danger", () => {
+      if (why.value.trim()) caseAction("return", { reason: why.value.trim() });
+    }));
+  }
+  return { box, mayWork };
+}
+
+async function openCase(id) {
+  currentCase = id;
+  const c = await api("GET", `/api/cases/${encodeURIComponent(id)}`);
+  openCase.version = c.version;
+  const box = $("case-detail");
+  // Keep what the person is typing or choosing across the 2 s refresh (same case only).
+  const kept = {};
+  let focused = null;
+  if (box.dataset.case === id) {
+    for (const f of box.querySelectorAll("input[id], select[id], textarea[id]")) kept[f.id] = f.value;
+    if (document.activeElement && box.contains(document.activeElement)) focused = document.activeElement.id;
+  }
+  box.dataset.case = id;
+  box.dataset.version = String(c.version);
+  const ch = c.channel || {};
+  const channel = ch.via === "platform" ? t("ch_platform")(ch.account) : t(`ch_${ch.via || "api"}`);
+  const { box: actions, mayWork } = caseActions(c);
+  const contacts = Object.entries(c.contacts || {});
+  const answerForm = mayWork ? el("div", { class: "answer-form" },
+    el("label", {}, t("answer_hint")),
+    el("textarea", { id: "case-answer", rows: 4 }),
+    el("button", { type: "button", id: "case-submit-answer", class: "primary",
+      onclick: () => {
+        const text = $("case-answer").value.trim();
+        if (text) caseAction("answer", { text });
+      } }, t("submit_answer"))) : null;
+  box.replaceChildren(...[
+    el("h2", {}, `${t("request")} `, el("code", {}, c.id), " ", stateBadge(c.state, "cs_"),
+      c.urgent ? el("span", { class: "urgent" }, ` ${t("urgent")}`) : null),
+    el("p", { id: "cd-meta" }, `${kindsLabel(c)} · ${deptName(c.department, c.department_name)} · ${c.region_name || c.region || ""} · ${t("channel")} ${channel} · ${t("due")} `, dueCell(c)),
+    c.title ? el("h3", {}, c.title) : null,
+    el("blockquote", { id: "cd-text" }, c.text),
+    c.address ? el("p", {}, `${t("address")}: ${c.address}`) : null,
+    (c.media || []).length ? el("p", {}, `${t("media")}: `, ...c.media.map((u) => el("a", { href: u, rel: "noopener noreferrer", target: "_blank" }, u, " "))) : null,
+    c.incident_id ? el("p", {}, `${t("linked_incident")}: `, el("code", {}, c.incident_id)) : null,
+    (c.returned_by || []).length ? el("p", { class: "muted" }, `${t("returned_by")}: ${c.returned_by.map((d) => deptName(d)).join("、")}`) : null,
+    c.answer ? el("p", { id: "cd-answer" }, el("b", {}, `${t("answer_text")}: `), c.answer) : null,
+    c.satisfaction ? el("p", {}, `${t("satisfaction")}: ${t(`sat_${c.satisfaction}`)}`) : null,
+    c.pending_answer ? el("div", { id: "cd-pending", class: "pending" },
+      el("b", {}, `${t("pending_answer")} (${t("written_by")} ${c.pending_answer.by}, ${fmtTime(c.pending_answer.at)})`),
+      el("p", {}, c.pending_answer.text)) : null,
+    actions,
+    answerForm,
+    el("h3", {}, `${t("requesters")} (${c.requesters.length})`),
+    el("ul", { id: "cd-requesters" }, ...c.requesters.map((r) => el("li", {},
+      el("span", { class: "muted" }, `${fmtTime(r.at)} `), r.handle))),
+    contacts.length ? el("div", { id: "cd-contacts", class: "contacts" }, el("h3", {}, t("contacts")),
+      el("ul", {}, ...contacts.map(([h, k]) => el("li", {}, `${h}: ${[k.name, k.email, k.phone].filter(Boolean).join(" · ")}`)))) : null,
+    el("h3", {}, t("history")),
+    el("table", { class: "list", id: "cd-history" }, el("tbody", {}, ...c.history.slice().reverse().map((e) => el("tr", { "data-action": e.action },
+      el("td", {}, fmtTime(e.at)), el("td", {}, e.actor), el("td", {}, t(`ca_${e.action}`)), el("td", { class: "muted" }, e.detail))))),
+    (c.replies || []).length ? el("h3", {}, t("replies")) : null,
+    (c.replies || []).length ? el("table", { class: "list", id: "cd-replies" }, el("tbody", {}, ...c.replies.map((j) => el("tr", { "data-state": j.state },
+      el("td", {}, t(`w_${j.what}`)), el("td", {}, j.account), el("td", {}, j.to || ""),
+      el("td", {}, el("span", { class: `state s-${j.state}` }, t(`j_${j.state}`))),
+      el("td", {}, j.post_id || ""), el("td", { class: "error" }, j.error || ""))))) : null,
+  ].filter(Boolean));
+  for (const [fid, v] of Object.entries(kept)) {
+    const f = document.getElementById(fid);
+    if (f && box.contains(f)) f.value = v;
+  }
+  if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+  box.hidden = false;
+}
+
 async function loadAccounts() {
   const data = await api("GET", "/api/accounts");
   $("paused-badge").hidden = !data.paused;
@@ -438,6 +685,7 @@ function wire() {
   }
   $("incident-filter").addEventListener("submit", (e) => { e.preventDefault(); act(loadIncidents); });
   $("notice-filter").addEventListener("submit", (e) => { e.preventDefault(); act(loadNotices); });
+  $("case-filter").addEventListener("submit", (e) => { e.preventDefault(); act(loadCases); });
   $("approve").addEventListener("click", () => act(async () => {
     await api("POST", `/api/notices/${currentNotice}/approve`, { version: currentVersion });
     await openNotice(currentNotice);

@@ -31,6 +31,10 @@ const I18N = {
     respondOff: "发布模块未启用", forbidden: "无权查看", httpOnly: "仅 HTTP 接入", connected: "已连接",
     disconnected: "已断开", lag: "延迟", ago: (s) => (s < 60 ? `${s} 秒前` : `${Math.floor(s / 60)} 分钟前`),
     reconnects: "重连", langSwitch: "EN",
+    cases: "民生诉求", casesHint: "办理中 · 超期按部门", casesOff: "诉求办理未启用",
+    caseKpi: { open: "办理中", overdue: "超期", urgent: "紧急", received_today: "今日受理", answered_today: "今日答复", satisfaction: "满意率" },
+    caseOpen: (n) => `${n} 件`, caseLate: (n) => `超期 ${n}`, deptMore: (n) => `另有 ${n} 个部门`,
+    noCases: "暂无办理中的诉求",
   },
   en: {
     title: "Situation wall", rate: "Mentions / min", open: "Active incidents", updated: "Last update",
@@ -54,6 +58,10 @@ const I18N = {
     respondOff: "Respond stage off", forbidden: "Not permitted", httpOnly: "HTTP ingest only", connected: "connected",
     disconnected: "disconnected", lag: "lag", ago: (s) => (s < 60 ? `${s} s ago` : `${Math.floor(s / 60)} min ago`),
     reconnects: "reconnects", langSwitch: "中文",
+    cases: "Citizens' requests", casesHint: "open · overdue by department", casesOff: "Citizens' requests off",
+    caseKpi: { open: "open", overdue: "overdue", urgent: "urgent", received_today: "in today", answered_today: "answered today", satisfaction: "satisfied" },
+    caseOpen: (n) => `${n} open`, caseLate: (n) => `${n} late`, deptMore: (n) => `${n} more departments`,
+    noCases: "No open requests",
   },
 };
 
@@ -89,6 +97,7 @@ async function api(path) {
   if (!r.ok) {
     const e = new Error(`${path}: ${r.status}`);
     e.code = r.status === 403 ? "forbidden" : body.error;
+    e.status = r.status;
     throw e;
   }
   return body;
@@ -107,6 +116,7 @@ const state = {
   respondOff: false,
   accounts: new Map(), // id → {name, platform}, from /api/wall/labels
   feeds: [],
+  cases: null, // /api/cases/summary, or "off" / "forbidden"
   lastMsg: 0,
   wsOpen: false,
   stats: 0,
@@ -467,6 +477,47 @@ function renderFeeds(now) {
   fit($("feeds-panel"), list, () => {});
 }
 
+// 民生诉求: six counts, then the departments with open requests, most overdue first.
+function renderCases() {
+  const kpis = $("cases-kpis");
+  const list = $("cases-depts");
+  const empty = $("cases-empty");
+  const more = $("cases-more");
+  const c = state.cases;
+  kpis.replaceChildren();
+  list.replaceChildren();
+  more.textContent = "";
+  $("cases-panel").dataset.state = typeof c === "string" ? c : c ? "on" : "loading";
+  if (!c || typeof c === "string") {
+    empty.textContent = c === "forbidden" ? T.forbidden : c === "off" ? T.casesOff : "";
+    empty.classList.toggle("show", !!c);
+    return;
+  }
+  for (const k of ["open", "overdue", "urgent", "received_today", "answered_today", "satisfaction"]) {
+    const v = c[k];
+    const box = el("div", "case-kpi");
+    box.dataset.kpi = k;
+    if (k === "overdue" && v > 0) box.classList.add("bad");
+    if (k === "urgent" && v > 0) box.classList.add("warn");
+    const shown = k === "satisfaction" ? (v === null || v === undefined ? "—" : `${Math.round(v * 100)}%`) : String(v ?? 0);
+    box.append(el("div", "v", shown), el("div", "l", T.caseKpi[k]));
+    kpis.append(box);
+  }
+  const depts = c.open_by_department || [];
+  for (const d of depts) {
+    const li = el("li");
+    li.dataset.department = d.id;
+    li.append(el("span", "name", lang === "en" ? d.en : d.zh), el("span", "n", T.caseOpen(d.open)),
+      el("span", d.overdue ? "late bad" : "late", T.caseLate(d.overdue)));
+    list.append(li);
+  }
+  empty.textContent = T.noCases;
+  empty.classList.toggle("show", depts.length === 0);
+  fit($("cases-panel"), list, (n) => {
+    more.textContent = n ? T.deptMore(n) : "";
+  });
+}
+
 function renderRate() {
   const last = state.rate.length ? state.rate[state.rate.length - 1] : null;
   $("rate").textContent = last === null ? "—" : fmt(last);
@@ -491,6 +542,7 @@ function renderAll() {
   renderRumors();
   renderFanout();
   renderFeeds(now);
+  renderCases();
   renderRate();
   renderClock(now);
   dirty = false;
@@ -553,6 +605,18 @@ async function pollSummary() {
   }
 }
 
+// The 民生诉求 board: counts only, readable by whoever may read the wall.
+async function pollCases() {
+  try {
+    state.cases = await api("/api/cases/summary");
+  } catch (e) {
+    // Not built into this engine or switched off: say so; anything else keeps the last counts.
+    if (e.code === "forbidden") state.cases = "forbidden";
+    else if (e.status === 404 || e.status === 503) state.cases = "off";
+  }
+  dirty = true;
+}
+
 function connect(attempt) {
   const t = token();
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
@@ -601,8 +665,10 @@ async function start() {
     console.warn("wall assets", e);
   }
   await pollSummary();
+  pollCases();
   connect(0);
   setInterval(pollSummary, POLL_MS);
+  setInterval(pollCases, POLL_MS);
   // Ages, the clock and staleness move every second even without data.
   setInterval(() => {
     dirty = true;

@@ -323,6 +323,7 @@ impl Jetstream {
                         source: Some(SOURCE.to_string()),
                         official: false,
                         to: None,
+                        thread: None,
                     }],
                     event_ms,
                     ..Frame::default()

@@ -154,6 +154,7 @@ impl Mastodon {
             source: Some(source.to_string()),
             official: false,
             to,
+            thread: None,
         })
     }
 }

@@ -78,17 +78,18 @@ pub fn mention(ep: Endpoint, id: u64, v: &Value, to: &str) -> Result<Mention, Re
                 .ok_or_else(|| ("bad_field", format!("{field} has no id"))),
         }
     };
-    let (repost_of, reply_to) = match ep {
+    let (repost_of, reply_to, thread) = match ep {
         Endpoint::Mentions => (
             parent("retweeted_status")?.map(|p| mention_id(Endpoint::Mentions, p)),
             None,
+            None,
         ),
         Endpoint::Comments => {
-            let reply = match parent("reply_comment")? {
-                Some(c) => Some(mention_id(Endpoint::Comments, c)),
-                None => parent("status")?.map(|s| mention_id(Endpoint::Mentions, s)),
-            };
-            (None, reply)
+            let status = parent("status")?.map(|s| mention_id(Endpoint::Mentions, s));
+            match parent("reply_comment")? {
+                Some(c) => (None, Some(mention_id(Endpoint::Comments, c)), status),
+                None => (None, status, None),
+            }
         }
     };
     Ok(Mention {
@@ -103,6 +104,7 @@ pub fn mention(ep: Endpoint, id: u64, v: &Value, to: &str) -> Result<Mention, Re
         source: Some(SOURCE.to_string()),
         official: false,
         to: Some(to.to_string()),
+        thread,
     })
 }
 
@@ -167,6 +169,7 @@ mod tests {
         reply["reply_comment"] = json!({"idstr": "4999", "text": "已转交"});
         let m = mention(Endpoint::Comments, 5001, &reply, to).unwrap();
         assert_eq!(m.reply_to.as_deref(), Some("weibo:c:4999"));
+        assert_eq!(m.thread.as_deref(), Some("weibo:4942000000000001"));
     }
 
     #[test]

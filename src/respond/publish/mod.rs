@@ -4,7 +4,7 @@
 //! | platform | module | endpoint(s) | duplicate protection on the wire |
 //! |---|---|---|---|
 //! | Mastodon | [`mastodon`] | `POST /api/v1/statuses`, `POST /api/v1/statuses/{id}/reblog` | `Idempotency-Key` header (the server keeps keys for 1 h); a reblog is idempotent per account and target |
-//! | Weibo | [`weibo`] | `POST /2/statuses/share.json`, `/2/statuses/repost.json`, `/2/comments/create.json` | none: the outbox records the attempt before sending, and an uncertain outcome is resolved with [`Publisher::find_recent`] |
+//! | Weibo | [`weibo`] | `POST /2/statuses/share.json`, `/2/statuses/repost.json`, `/2/comments/create.json`, `/2/comments/reply.json` (a target `{status}/{comment}`) | none: the outbox records the attempt before sending, and an uncertain outcome is resolved with [`Publisher::find_recent`] |
 //! | webhook | [`webhook`] | `POST <url>` (JSON, HMAC-SHA256 signed) | `Idempotency-Key` header and body field: receivers must de-duplicate by it |
 //! | file | [`file`](mod@file) | one JSON line per post (drills) | exact: the keys already in the file are loaded on open |
 //! | e-mail | [`email`] | SMTP (`[respond.smtp]`): `MAIL FROM`, `RCPT TO`, `DATA` | `Message-ID: <idempotency key@huiying>`: a resend after an uncertain outcome carries the same id, receivers de-duplicate by it |
@@ -83,7 +83,8 @@ pub enum Action {
         /// The platform's id of the post to reply to.
         target: String,
     },
-    /// Comment on a post (Weibo: `comments/create`; Mastodon has no comments: a reply).
+    /// Comment on a post (Weibo: `comments/create`; a target `{status}/{comment}` answers that
+    /// comment with `comments/reply`; Mastodon has no comments: a reply).
     Comment {
         /// The platform's id of the post to comment on.
         target: String,

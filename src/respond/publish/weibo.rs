@@ -133,6 +133,8 @@ struct Find<'a> {
     want: &'a str,
     /// The post answered or reposted (`None`: a top-level post).
     target: Option<&'a str>,
+    /// The comment answered on `target` (`comments/reply`), if any.
+    comment: Option<&'a str>,
     floor: i64,
 }
 
@@ -143,7 +145,21 @@ impl Find<'_> {
         let parent = ["status", "retweeted_status"]
             .iter()
             .find_map(|k| item.get(*k).filter(|v| v.is_object()).and_then(id_of));
+        let answered = item
+            .get("reply_comment")
+            .filter(|v| v.is_object())
+            .and_then(id_of);
         parent.as_deref() == self.target
+            && (self.comment.is_none() || answered.is_none() || answered.as_deref() == self.comment)
+    }
+}
+
+/// A comment target: a weibo's id (`comments/create` on it), or `{status}/{comment}` (answer
+/// that comment on that weibo with `comments/reply`). Each part is checked like any target id.
+fn comment_target(target: &str) -> Result<(&str, Option<&str>), PublishError> {
+    match target.split_once('/') {
+        Some((status, cid)) => Ok((check_target(status)?, Some(check_target(cid)?))),
+        None => Ok((check_target(target)?, None)),
     }
 }
 
@@ -272,9 +288,19 @@ impl Publisher for WeiboPublisher {
                 "/2/statuses/repost.json"
             }
             Action::Reply { target } | Action::Comment { target } => {
-                form.push(("id", check_target(target)?));
-                form.push(("comment", &req.text));
-                "/2/comments/create.json"
+                match comment_target(target)? {
+                    (status, Some(cid)) => {
+                        form.push(("id", status));
+                        form.push(("cid", cid));
+                        form.push(("comment", &req.text));
+                        "/2/comments/reply.json"
+                    }
+                    (status, None) => {
+                        form.push(("id", status));
+                        form.push(("comment", &req.text));
+                        "/2/comments/create.json"
+                    }
+                }
             }
         };
         tracing::debug!(
@@ -328,9 +354,17 @@ impl Publisher for WeiboPublisher {
             want = DEFAULT_REPOST_TEXT.to_string();
         }
         let floor = since_ms.saturating_sub(FIND_RECENT_SKEW_MS);
+        let (target, comment) = match in_reply_to {
+            Some(t) => {
+                let (s, c) = comment_target(t)?;
+                (Some(s), c)
+            }
+            None => (None, None),
+        };
         let find = Find {
             want: &want,
-            target: in_reply_to,
+            target,
+            comment,
             floor,
         };
         // A repost is in the timeline (with `retweeted_status`), a comment in `by_me` (with
