@@ -28,6 +28,7 @@
 //! | [`respond`] | the respond stage: account matrix and plans, templates, notices and approval, hash-chained audit log, durable outbox, GCRA limits, dispatcher, publishers (Mastodon, Weibo, webhook, file), rebuttal replies, its HTTP routes; `[respond]` |
 //! | [`api`] | the API stage (axum): incidents, feeds, `/api/stream`, `POST /api/mentions`, health, metrics; routes declared with their access (`api::routes`); login, roles, tokens, CSRF (`api::auth`, `[auth]`); the operator console; the wall display |
 //! | [`cases`] | the cases stage: citizen requests taken in from mentions addressed to the matrix's accounts and `POST /api/cases`, the router to departments (keywords, learned corrections, a trained classifier: `huiying cases classify` / `eval` / `train`), duplicates and incident links, the 受理 → 转办 → 督办 → 反馈 workflow audited first with replies through the respond stage's outbox, ratings read from replies, deadlines on the calendar of `rules/cases/`, the case store (redb, Redis), its routes and Open311 GeoReport v2; `[cases]` |
+//! | [`evaluation`] | 绩效评估: every department and matrix account scored over a period from the case store (service, interaction, approval; reach not yet), silent ones marked, ranked among peers, against the previous period; weights in `rules/evaluation.toml`; `GET /api/evaluation`, `huiying report evaluation` (JSON, CSV) |
 //! | [`metrics`] | the Prometheus registry |
 //! | [`clock`] | the one injected clock (sessions, login limits, publishing limiters, dispatcher); `ManualClock` for tests |
 //! | [`app`] | wiring: the command line, the one-shot commands, `replay`, `eval` (detection on labelled files), `train rumor`, and the service as a list of stages |
@@ -42,6 +43,7 @@ pub mod cases;
 pub mod clock;
 pub mod config;
 pub mod detect;
+pub mod evaluation;
 pub mod feeds;
 pub mod incidents;
 pub mod ingest;

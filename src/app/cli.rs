@@ -98,10 +98,51 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Reports: `evaluation` (绩效评估 of every department and account).
+    Report {
+        #[command(subcommand)]
+        cmd: ReportCmd,
+    },
     /// Citizen requests: route them to departments (`rules/routing/`).
     Cases {
         #[command(subcommand)]
         cmd: CasesCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ReportCmd {
+    /// Score every department and matrix account over a period (service, interaction,
+    /// approval; silent ones; rank; trend against the previous period) from the case store.
+    Evaluation {
+        /// First day (`2026-11-01`, the office's local date), an RFC 3339 time or unix ms
+        /// (default: 30 days before `--to`).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, included (`2026-11-30`), an RFC 3339 time or unix ms (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this department.
+        #[arg(long)]
+        department: Option<String>,
+        /// Only this account.
+        #[arg(long)]
+        account: Option<String>,
+        /// The case store: a `.redb` file or `redis://…` (default: the config's).
+        #[arg(long)]
+        store: Option<String>,
+        /// The service's config (its store, data directory, rules and `[redis]`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Rules directory (with `routing/`, `cases/`, `matrix/`, `evaluation.toml`).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// `json` or `csv`.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Directory to write `evaluation-FROM-TO.{json,csv}` into (`-`: stdout).
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
     },
 }
 
@@ -328,6 +369,57 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
+/// The case store a one-shot command works on: `store` (a `.redb` file or `redis://…`), else
+/// the config's Redis store, else `cases.redb` in the cases (or respond) data directory.
+fn open_case_store(
+    store: Option<String>,
+    cfg: &crate::config::Config,
+) -> anyhow::Result<crate::cases::store::CaseStore> {
+    let target = store.unwrap_or_else(|| {
+        if crate::store::redis::is_redis_url(&cfg.store) {
+            return cfg.store.clone();
+        }
+        cfg.cases
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| cfg.respond.data_dir.clone())
+            .join("cases.redb")
+            .to_string_lossy()
+            .into_owned()
+    });
+    Ok(if crate::store::redis::is_redis_url(&target) {
+        crate::install_tls();
+        let db = crate::respond::redis::Blocking::new(&target, &cfg.redis)
+            .map_err(|e| anyhow::anyhow!("{target}: {e}"))?;
+        crate::cases::store::CaseStore::redis(std::sync::Arc::new(db), &cfg.redis.namespace)
+    } else {
+        crate::cases::store::CaseStore::open(std::path::Path::new(&target))
+            .map_err(|e| anyhow::anyhow!("{e} (is a service using it?)"))?
+    })
+}
+
+/// A case command's store and rules: `--store`, else the config's (see [`open_case_store`]);
+/// `--rules`, else the config's rules when a config is given, else the default rules.
+fn case_store_and_rules(
+    store: Option<String>,
+    config: Option<&std::path::Path>,
+    rules: Option<PathBuf>,
+) -> anyhow::Result<(crate::cases::store::CaseStore, PathBuf)> {
+    let cfg = match config {
+        Some(p) => crate::config::Config::load(p)?,
+        None => crate::config::Config::default(),
+    };
+    let case_store = open_case_store(store, &cfg)?;
+    let rules = rules.unwrap_or_else(|| {
+        if config.is_some() {
+            cfg.rules.clone()
+        } else {
+            default_rules_dir()
+        }
+    });
+    Ok((case_store, rules))
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.cmd {
         Cmd::Rules {
@@ -354,6 +446,36 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             eprintln!("{}: trained on {n} cases", out.display());
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Cmd::Report {
+            cmd:
+                ReportCmd::Evaluation {
+                    from,
+                    to,
+                    department,
+                    account,
+                    store,
+                    config,
+                    rules,
+                    format,
+                    out,
+                },
+        } => {
+            let (case_store, rules) = case_store_and_rules(store, config.as_deref(), rules)?;
+            super::report::evaluation(
+                &super::report::EvaluationArgs {
+                    rules,
+                    from,
+                    to,
+                    department,
+                    account,
+                    format,
+                    out,
+                },
+                &case_store,
+                &mut std::io::stdout(),
+            )?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Cmd::Cases {
             cmd:
                 CasesCmd::Import {
@@ -363,38 +485,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     file,
                 },
         } => {
-            let cfg = match &config {
-                Some(p) => crate::config::Config::load(p)?,
-                None => crate::config::Config::default(),
-            };
-            let target = store.unwrap_or_else(|| {
-                if crate::store::redis::is_redis_url(&cfg.store) {
-                    return cfg.store.clone();
-                }
-                cfg.cases
-                    .data_dir
-                    .clone()
-                    .unwrap_or_else(|| cfg.respond.data_dir.clone())
-                    .join("cases.redb")
-                    .to_string_lossy()
-                    .into_owned()
-            });
-            let case_store = if crate::store::redis::is_redis_url(&target) {
-                crate::install_tls();
-                let db = crate::respond::redis::Blocking::new(&target, &cfg.redis)
-                    .map_err(|e| anyhow::anyhow!("{target}: {e}"))?;
-                crate::cases::store::CaseStore::redis(std::sync::Arc::new(db), &cfg.redis.namespace)
-            } else {
-                crate::cases::store::CaseStore::open(std::path::Path::new(&target))
-                    .map_err(|e| anyhow::anyhow!("{e} (is a service using it?)"))?
-            };
-            let rules = rules.unwrap_or_else(|| {
-                if config.is_some() {
-                    cfg.rules.clone()
-                } else {
-                    default_rules_dir()
-                }
-            });
+            let (case_store, rules) = case_store_and_rules(store, config.as_deref(), rules)?;
             let r = super::cases::import(&rules, &file, case_store, &mut std::io::stderr())?;
             eprintln!(
                 "{}: {} imported, {} already there, {} bad",

@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 pub mod eval;
 pub mod replay;
+mod report;
 pub mod service;
 mod train;
 

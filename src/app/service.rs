@@ -156,11 +156,13 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         .await
         .context("respond stage")?;
     stages.push(respond_stage);
-    let (cases_stage, _cases) =
+    let (cases_stage, cases) =
         crate::cases::stage::start(&cfg.cases, &mut cx, &cfg.respond.data_dir, respond.as_ref())
             .await
             .context("cases stage")?;
     stages.push(cases_stage);
+    let matrix = respond.as_ref().map(|r| r.matrix.clone());
+    stages.push(crate::evaluation::stage::start(&mut cx, cases, matrix));
     stages.push(feeds::start(&cfg.feeds, opts.demo, &cx).map_err(anyhow::Error::msg)?);
     stages.push(crate::detect::reload::start(cfg.watch_rules, &cx));
     let audit = cx.audit.clone();

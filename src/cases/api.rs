@@ -521,7 +521,7 @@ async fn summary(State(s): State<Stage>) -> ApiResult {
 
 /// A CSV field, quoted when needed; a leading `=`, `+`, `-`, `@` is defused (a spreadsheet
 /// would run it as a formula).
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@']) {
         format!("'{s}")
     } else {

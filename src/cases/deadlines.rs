@@ -205,6 +205,11 @@ impl Calendar {
         })
     }
 
+    /// The office's offset from UTC (seconds east).
+    pub fn offset_secs(&self) -> i32 {
+        self.offset_secs
+    }
+
     /// The office's local day of `ms` as `YYYYMMDD` (case numbers restart each day).
     pub fn day_key(&self, ms: i64) -> String {
         self.local(ms).format("%Y%m%d").to_string()

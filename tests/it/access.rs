@@ -249,6 +249,12 @@ const TABLE: &[(&str, &str, Option<Role>, Option<Role>)] = &[
         Some(Role::Department),
         Some(Role::Department),
     ),
+    (
+        "GET",
+        "/api/evaluation",
+        Some(Role::Viewer),
+        Some(Role::Viewer),
+    ),
     ("GET", "/open311/v2/discovery.json", None, None),
     ("GET", "/open311/v2/services.xml", None, None),
     (

@@ -15,6 +15,7 @@ mod distributed_publish;
 mod distributed_store;
 mod email;
 mod eval;
+mod evaluation;
 mod fuzz;
 mod jetstream;
 mod mastodon;

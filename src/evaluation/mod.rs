@@ -1,0 +1,319 @@
+//! 绩效评估: every department and every account of the matrix scored over a period on what
+//! huiying sees of them — 服务力 (service), 互动力 (interaction), 认同度 (approval); 传播力
+//! (reach) is not measured yet — with the silent ones (聋哑) marked, ranked among peers and
+//! compared with the previous period.
+//!
+//! Figures (each in the JSON as named here; the README documents them for other systems):
+//!
+//! | figure | definition |
+//! |---|---|
+//! | `received` | cases created in the period (by the department they are with now, or the account they addressed) |
+//! | `accepted`, `accepted_on_time` | of those, accepted (受理) by the end of the period; at or before the accept deadline (from receipt, `rules/cases/calendar.toml`) |
+//! | `answered`, `answered_on_time` | the answer went out (反馈) by the end; at or before the answer deadline (from acceptance, in working days and hours, holidays and 调休 days counted) |
+//! | `overdue` | not answered at the end and past the deadline that applied then |
+//! | `returned` | a department: times it sent one of these requests back (退回); an account: returns of its requests |
+//! | `reopened` | requests reopened (不满意, a follow-up) |
+//! | `ack_secs`, `answer_secs` | `{median, p90, n}`: receipt → acceptance, acceptance → answer (nearest rank) |
+//! | `rated`, `satisfied`, `satisfaction_rate` | answers rated, rated satisfied, their share |
+//! | `addressed`, `acknowledged`, `answered`, `reply_share` | accounts: requests addressed to it on its platform, and what it did |
+//! | `scores` | 0–100 each: `service` (weighted shares of `received`), `interaction` (accounts), `approval` (`satisfaction_rate`), `reach` (`null`: not measured), `overall` (weighted mean of those present); weights in `rules/evaluation.toml` |
+//! | `rank`, `peers` | by `overall` among departments, or among accounts of the same level and function |
+//! | `previous`, `trend` | the same scores over the period of the same length just before; `overall − previous.overall` |
+//! | `silent`, `silent_reason` | 聋哑: answered under `min_answer_share` of at least `min_requests` |
+//! | `worst_overdue` | its three latest overdue cases: `{id, due, late_secs}` |
+//!
+//! Computed from the case store alone (`huiying cases import` history counts like live cases),
+//! so `huiying report evaluation` and `GET /api/evaluation` give the same figures.
+
+pub mod figures;
+pub mod report;
+pub mod stage;
+pub mod weights;
+
+use crate::cases::deadlines::Calendar;
+use crate::cases::model::{Case, Channel};
+use figures::{measure, scores, silence, Approval, Interaction, Overdue, Period, Scores, Service};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use weights::Weights;
+
+/// Something evaluated: a department or an account, and the peers it is ranked among.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// Its id (`water`, `bj-publicity`).
+    pub id: String,
+    /// Chinese name.
+    pub name_zh: String,
+    /// English name.
+    pub name_en: String,
+    /// Accounts: `level/function` (ranked among the same); departments: empty.
+    pub peer_group: String,
+}
+
+/// The departments and accounts to evaluate (every one of them appears, with or without cases).
+#[derive(Debug, Clone, Default)]
+pub struct Subjects {
+    /// The departments (`rules/routing/`).
+    pub departments: Vec<Subject>,
+    /// The matrix's accounts.
+    pub accounts: Vec<Subject>,
+}
+
+/// One department's or account's evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unit {
+    /// `department` or `account`.
+    pub kind: &'static str,
+    /// Its id.
+    pub id: String,
+    /// Chinese name.
+    pub name_zh: String,
+    /// English name.
+    pub name_en: String,
+    /// Accounts: the peer group (`level/function`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub peer_group: String,
+    /// 服务力 figures.
+    pub service: Service,
+    /// 认同度 figures.
+    pub approval: Approval,
+    /// 互动力 figures (accounts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interaction: Option<Interaction>,
+    /// Scores.
+    pub scores: Scores,
+    /// Scores of the previous period.
+    pub previous: Scores,
+    /// `overall − previous.overall`.
+    pub trend: Option<f64>,
+    /// Rank by `overall` among its peers (1 = best; none without a score).
+    pub rank: Option<usize>,
+    /// How many peers have a score.
+    pub peers: usize,
+    /// 聋哑.
+    pub silent: bool,
+    /// Why it is silent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silent_reason: Option<String>,
+    /// Its three latest overdue cases.
+    pub worst_overdue: Vec<Overdue>,
+}
+
+/// The evaluation of every department and account over a period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// The period.
+    pub period: Period,
+    /// The previous period (for `trend`).
+    pub previous_period: Period,
+    /// When the figures were computed (ms); a period not over yet is measured up to it.
+    pub generated_at: i64,
+    /// The weights used.
+    pub weights: Weights,
+    /// Departments, best first.
+    pub departments: Vec<Unit>,
+    /// Accounts, best first.
+    pub accounts: Vec<Unit>,
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// Evaluate `subjects` on `cases` over `period` at `now`.
+pub fn evaluate(
+    cases: &[Case],
+    subjects: &Subjects,
+    calendar: &Calendar,
+    weights: &Weights,
+    period: Period,
+    now: i64,
+) -> Evaluation {
+    let mut by_department: BTreeMap<&str, Vec<&Case>> = BTreeMap::new();
+    let mut by_account: BTreeMap<&str, Vec<&Case>> = BTreeMap::new();
+    for c in cases {
+        if let Some(d) = &c.department {
+            by_department.entry(d.as_str()).or_default().push(c);
+        }
+        if let Channel::Platform { account } = &c.channel {
+            by_account.entry(account.as_str()).or_default().push(c);
+        }
+    }
+    let previous_period = period.previous();
+    let unit = |kind: &'static str, s: &Subject, mine: &[&Case]| -> Unit {
+        let department = kind == "department";
+        let returned_by = department.then_some(s.id.as_str());
+        let m = measure(mine, cases, returned_by, calendar, period, now);
+        let p = measure(mine, cases, returned_by, calendar, previous_period, now);
+        let sc = scores(&m, weights, !department);
+        let prev = scores(&p, weights, !department);
+        let reason = silence(&m, weights);
+        Unit {
+            kind,
+            id: s.id.clone(),
+            name_zh: s.name_zh.clone(),
+            name_en: s.name_en.clone(),
+            peer_group: s.peer_group.clone(),
+            trend: match (sc.overall, prev.overall) {
+                (Some(a), Some(b)) => Some(round1(a - b)),
+                _ => None,
+            },
+            service: m.service,
+            approval: m.approval,
+            interaction: (!department).then_some(m.interaction),
+            scores: sc,
+            previous: prev,
+            rank: None,
+            peers: 0,
+            silent: reason.is_some(),
+            silent_reason: reason,
+            worst_overdue: m.overdue.into_iter().take(3).collect(),
+        }
+    };
+    let none: Vec<&Case> = Vec::new();
+    let mut departments: Vec<Unit> = subjects
+        .departments
+        .iter()
+        .map(|s| {
+            unit(
+                "department",
+                s,
+                by_department.get(s.id.as_str()).unwrap_or(&none),
+            )
+        })
+        .collect();
+    let mut accounts: Vec<Unit> = subjects
+        .accounts
+        .iter()
+        .map(|s| unit("account", s, by_account.get(s.id.as_str()).unwrap_or(&none)))
+        .collect();
+    rank(&mut departments);
+    rank(&mut accounts);
+    Evaluation {
+        period,
+        previous_period,
+        generated_at: now,
+        weights: weights.clone(),
+        departments,
+        accounts,
+    }
+}
+
+/// Rank units by `overall` within their peer group (ties share a rank), best first overall.
+fn rank(units: &mut [Unit]) {
+    units.sort_by(|a, b| {
+        let key = |u: &Unit| u.scores.overall.unwrap_or(f64::NEG_INFINITY);
+        key(b).total_cmp(&key(a)).then(a.id.cmp(&b.id))
+    });
+    let mut groups: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for u in units.iter() {
+        if let Some(o) = u.scores.overall {
+            groups.entry(u.peer_group.clone()).or_default().push(o);
+        }
+    }
+    for u in units.iter_mut() {
+        let scores = groups.get(&u.peer_group).cloned().unwrap_or_default();
+        u.peers = scores.len();
+        u.rank = u
+            .scores
+            .overall
+            .map(|o| 1 + scores.iter().filter(|s| **s > o).count());
+    }
+}
+
+impl Subjects {
+    /// The departments of `router` and the Mastodon and Weibo accounts of `matrix`.
+    pub fn of(
+        router: &crate::cases::Router,
+        matrix: Option<&crate::respond::matrix::Matrix>,
+    ) -> Subjects {
+        use crate::respond::matrix::Platform;
+        let departments = router
+            .departments
+            .all()
+            .iter()
+            .map(|d| Subject {
+                id: d.id.clone(),
+                name_zh: d.name_zh.clone(),
+                name_en: d.name_en.clone(),
+                peer_group: String::new(),
+            })
+            .collect();
+        let accounts = matrix
+            .map(|m| {
+                m.accounts()
+                    .iter()
+                    .filter(|a| matches!(a.platform, Platform::Mastodon | Platform::Weibo))
+                    .map(|a| Subject {
+                        id: a.id.as_str().to_string(),
+                        name_zh: a.name.clone(),
+                        name_en: a.handle.clone(),
+                        peer_group: format!(
+                            "{}/{}",
+                            format!("{:?}", a.level).to_lowercase(),
+                            a.function
+                        ),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Subjects {
+            departments,
+            accounts,
+        }
+    }
+
+    /// Only the department `id` (and no account), or only the account `id`.
+    pub fn only(mut self, department: Option<&str>, account: Option<&str>) -> Subjects {
+        if let Some(d) = department {
+            self.departments.retain(|s| s.id == d);
+            self.accounts.clear();
+        }
+        if let Some(a) = account {
+            self.accounts.retain(|s| s.id == a);
+            if department.is_none() {
+                self.departments.clear();
+            }
+        }
+        self
+    }
+}
+
+/// One end of a period as given: a local date (`2026-11-01`: its start; as `to`, the day is
+/// included), an RFC 3339 time, or unix ms.
+fn bound(s: &str, field: &str, offset_secs: i32, end: bool) -> Result<i64, String> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<i64>().map_err(|e| format!("{field}: {e}"));
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        format!("{field}: {s:?} is not a date (2026-11-01), an RFC 3339 time or unix ms")
+    })?;
+    let d = if end { d.succ_opt().unwrap_or(d) } else { d };
+    let local = d.and_time(chrono::NaiveTime::MIN);
+    Ok(local.and_utc().timestamp_millis() - i64::from(offset_secs) * 1000)
+}
+
+/// The period `from`..`to` (see [`bound`]); by default the 30 days up to `now`.
+pub fn period(
+    from: Option<&str>,
+    to: Option<&str>,
+    offset_secs: i32,
+    now: i64,
+) -> Result<Period, String> {
+    let to = match to.filter(|s| !s.trim().is_empty()) {
+        Some(s) => bound(s, "to", offset_secs, true)?,
+        None => now,
+    };
+    let from = match from.filter(|s| !s.trim().is_empty()) {
+        Some(s) => bound(s, "from", offset_secs, false)?,
+        None => to - 30 * 86_400_000,
+    };
+    if from >= to {
+        return Err(format!("from ({from}) must be before to ({to})"));
+    }
+    Ok(Period { from, to })
+}

@@ -1,0 +1,421 @@
+//! 绩效评估 on a fixture whose figures are worked out by hand below (Beijing time; the shipped
+//! calendar: complaints to the water department are answered within 2 working days, help
+//! within 2 hours, accepted within 1 hour / 15 minutes; 2026-09-25 … 27 and 10-01 … 07 are
+//! holidays, Saturday 10-10 a working day), on a memory, a redb and a Redis store, through the
+//! command line and the API.
+
+use crate::util::{rules_dir, shipped_matrix};
+use huiying::cases::deadlines::Calendar;
+use huiying::cases::model::{Case, CaseState, Channel, Requester, Satisfaction};
+use huiying::cases::store::CaseStore;
+use huiying::cases::Router;
+use huiying::evaluation::weights::Weights;
+use huiying::evaluation::{evaluate, period, Evaluation, Subjects, Unit};
+use std::sync::Arc;
+
+/// Unix ms of a Beijing local time.
+fn bj(m: u32, d: u32, h: u32, mi: u32) -> i64 {
+    chrono::NaiveDate::from_ymd_opt(2026, m, d)
+        .and_then(|x| x.and_hms_opt(h, mi, 0))
+        .expect("a time")
+        .and_utc()
+        .timestamp_millis()
+        - 8 * 3_600_000
+}
+
+/// A case received at `at` with `events` (action, time, detail) after it.
+#[allow(clippy::too_many_arguments)]
+fn case(
+    id: &str,
+    kind: &str,
+    department: &str,
+    at: i64,
+    platform: bool,
+    events: &[(&str, i64, &str)],
+    state: CaseState,
+    rating: Option<Satisfaction>,
+) -> Case {
+    let mut c = Case::receive(
+        id,
+        Requester {
+            handle: format!("citizen-{id}"),
+            mention_id: format!("m-{id}"),
+            at,
+            target: None,
+        },
+        "停水了",
+        vec![kind.to_string()],
+        Some(department.to_string()),
+        1.0,
+        Some("110108".into()),
+    );
+    for (action, t, detail) in events {
+        c.record(*t, "someone", action, *detail);
+    }
+    if platform {
+        c.channel = Channel::Platform {
+            account: "bj-publicity".into(),
+        };
+    }
+    c.state = state;
+    c.satisfaction = rating;
+    c
+}
+
+fn fixture() -> Vec<Case> {
+    use CaseState::*;
+    vec![
+        // A: Thu 09-24 10:00, accepted 10:10 (600 s; due 11:00), answered Tue 09-29 16:00:
+        // due 2 working days after 09-24 skipping the holiday 25–27 = Tue 09-29 17:30, on time;
+        // 453,000 s from acceptance. Rated satisfied. To @北京发布.
+        case(
+            "A",
+            "complaint",
+            "water",
+            bj(9, 24, 10, 0),
+            true,
+            &[
+                ("accept", bj(9, 24, 10, 10), ""),
+                ("assign", bj(9, 24, 10, 10), "water"),
+                ("answer", bj(9, 29, 16, 0), ""),
+                ("rate", bj(9, 30, 9, 0), "satisfied"),
+            ],
+            Answered,
+            Some(Satisfaction::Satisfied),
+        ),
+        // B: Wed 09-30 15:00, accepted 16:30 (5,400 s; due 16:00: late), due 2 working days
+        // after the National Day holiday = Fri 10-09 17:30, answered Sat 10-10 10:00: late;
+        // 840,600 s. Rated dissatisfied, reopened.
+        case(
+            "B",
+            "complaint",
+            "water",
+            bj(9, 30, 15, 0),
+            false,
+            &[
+                ("accept", bj(9, 30, 16, 30), ""),
+                ("assign", bj(9, 30, 16, 30), "water"),
+                ("answer", bj(10, 10, 10, 0), ""),
+                ("rate", bj(10, 10, 11, 0), "dissatisfied"),
+                ("reopen", bj(10, 10, 11, 0), "不满意"),
+            ],
+            Assigned,
+            Some(Satisfaction::Dissatisfied),
+        ),
+        // C: Fri 10-09 09:00, accepted 09:05 (300 s), due Sat 10-10 (a working day) + Mon 10-12
+        // 17:30: open but not overdue at the period's end (10-12 00:00). To @北京发布.
+        case(
+            "C",
+            "complaint",
+            "water",
+            bj(10, 9, 9, 0),
+            true,
+            &[
+                ("accept", bj(10, 9, 9, 5), ""),
+                ("assign", bj(10, 9, 9, 5), "water"),
+            ],
+            Assigned,
+            None,
+        ),
+        // D: help on Sun 10-11 08:00, accepted 08:20 (1,200 s; due 08:15: late), answer due
+        // 10:20, not answered: overdue by 13 h 40 min (49,200 s) at 10-12 00:00. To @北京发布.
+        case(
+            "D",
+            "help",
+            "water",
+            bj(10, 11, 8, 0),
+            true,
+            &[
+                ("accept", bj(10, 11, 8, 20), ""),
+                ("assign", bj(10, 11, 8, 20), "water"),
+            ],
+            Assigned,
+            None,
+        ),
+        // E: on the holiday Fri 09-25 11:00, accepted 11:20 (1,200 s), sent to housing, which
+        // returned it on Mon 09-28; then water, due 2 working days from 09-25 11:20 = Tue 09-29
+        // 17:30, answered 09-29 09:00: on time, 337,200 s.
+        case(
+            "E",
+            "complaint",
+            "water",
+            bj(9, 25, 11, 0),
+            false,
+            &[
+                ("accept", bj(9, 25, 11, 20), ""),
+                ("assign", bj(9, 25, 11, 30), "housing"),
+                ("return", bj(9, 28, 10, 0), "不归我们管"),
+                ("assign", bj(9, 28, 11, 0), "water"),
+                ("answer", bj(9, 29, 9, 0), ""),
+            ],
+            Answered,
+            None,
+        ),
+        // F: the previous period (08-31 … 09-20): Thu 09-10 10:00, accepted 10:05, answered Fri
+        // 09-11 10:00 (due Mon 09-14 17:30): everything on time.
+        case(
+            "F",
+            "complaint",
+            "water",
+            bj(9, 10, 10, 0),
+            false,
+            &[
+                ("accept", bj(9, 10, 10, 5), ""),
+                ("assign", bj(9, 10, 10, 5), "water"),
+                ("answer", bj(9, 11, 10, 0), ""),
+            ],
+            Answered,
+            None,
+        ),
+    ]
+}
+
+struct Rules {
+    router: Router,
+    calendar: Calendar,
+    weights: Weights,
+}
+
+fn rules() -> Rules {
+    Rules {
+        router: Router::load(&rules_dir()).expect("router"),
+        calendar: Calendar::load(
+            &rules_dir().join("cases/calendar.toml"),
+            &huiying::cases::KINDS,
+        )
+        .expect("calendar"),
+        weights: Weights::load(&rules_dir()).expect("weights"),
+    }
+}
+
+fn run(cases: &[Case]) -> Evaluation {
+    let r = rules();
+    let now = bj(12, 1, 0, 0);
+    let p = period(Some("2026-09-21"), Some("2026-10-11"), 8 * 3600, now).expect("period");
+    assert_eq!((p.from, p.to), (bj(9, 21, 0, 0), bj(10, 12, 0, 0)));
+    let subjects = Subjects::of(&r.router, Some(shipped_matrix()));
+    evaluate(cases, &subjects, &r.calendar, &r.weights, p, now)
+}
+
+fn unit<'a>(units: &'a [Unit], id: &str) -> &'a Unit {
+    units
+        .iter()
+        .find(|u| u.id == id)
+        .unwrap_or_else(|| panic!("no {id}"))
+}
+
+/// Every figure of the fixture, as worked out above.
+fn check(e: &Evaluation) {
+    let w = unit(&e.departments, "water");
+    let s = &w.service;
+    assert_eq!(
+        (
+            s.received,
+            s.accepted,
+            s.accepted_on_time,
+            s.answered,
+            s.answered_on_time,
+            s.overdue,
+            s.returned,
+            s.reopened
+        ),
+        (5, 5, 3, 3, 2, 1, 0, 1),
+        "{s:#?}"
+    );
+    assert_eq!(
+        (s.ack_secs.median, s.ack_secs.p90, s.ack_secs.n),
+        (Some(1200.0), Some(5400.0), 5)
+    );
+    assert_eq!(
+        (s.answer_secs.median, s.answer_secs.p90, s.answer_secs.n),
+        (Some(453_000.0), Some(840_600.0), 3)
+    );
+    assert_eq!(
+        (
+            w.approval.rated,
+            w.approval.satisfied,
+            w.approval.satisfaction_rate
+        ),
+        (2, 1, Some(0.5))
+    );
+    // 0.2·3/5 + 0.25·3/5 + 0.35·2/5 + 0.1·1 + 0.1·4/5 = 0.59.
+    assert_eq!(w.scores.service, Some(59.0));
+    assert_eq!(w.scores.approval, Some(50.0));
+    assert_eq!(w.scores.interaction, None);
+    assert_eq!(w.scores.reach, None);
+    // (0.35·59 + 0.2·50) / 0.55 = 55.73.
+    assert_eq!(w.scores.overall, Some(55.7));
+    // The previous period: F alone, everything on time.
+    assert_eq!(w.previous.service, Some(100.0));
+    assert_eq!(w.previous.overall, Some(100.0));
+    assert_eq!(w.trend, Some(-44.3));
+    assert_eq!((w.rank, w.peers), (Some(1), 1));
+    assert!(!w.silent);
+    assert_eq!(w.worst_overdue.len(), 1);
+    assert_eq!(
+        (
+            w.worst_overdue[0].id.as_str(),
+            w.worst_overdue[0].due,
+            w.worst_overdue[0].late_secs
+        ),
+        ("D", bj(10, 11, 10, 20), 49_200.0)
+    );
+    // Housing received nothing but sent E back once.
+    let h = unit(&e.departments, "housing");
+    assert_eq!((h.service.received, h.service.returned), (0, 1));
+    assert_eq!((h.scores.overall, h.rank), (None, None));
+
+    // @北京发布: A, C, D addressed to it.
+    let a = unit(&e.accounts, "bj-publicity");
+    let s = &a.service;
+    assert_eq!(
+        (
+            s.received,
+            s.accepted_on_time,
+            s.answered,
+            s.answered_on_time,
+            s.overdue
+        ),
+        (3, 2, 1, 1, 1)
+    );
+    let i = a.interaction.as_ref().expect("interaction");
+    assert_eq!(
+        (i.addressed, i.acknowledged, i.answered),
+        (3, 3, 1),
+        "{i:?}"
+    );
+    // 0.2·2/3 + 0.25·1/3 + 0.35·1/3 + 0.1 + 0.1 = 0.5333.
+    assert_eq!(a.scores.service, Some(53.3));
+    // 0.4·3/3 + 0.6·1/3 = 0.6.
+    assert_eq!(a.scores.interaction, Some(60.0));
+    assert_eq!(a.scores.approval, Some(100.0));
+    // (0.35·53.3 + 0.2·60 + 0.2·100) / 0.75 = 67.54.
+    assert_eq!(a.scores.overall, Some(67.5));
+    // Answered 1 of 3 < 50 %: silent (聋哑).
+    assert!(a.silent, "{a:#?}");
+    assert!(
+        a.silent_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("1 of 3")),
+        "{:?}",
+        a.silent_reason
+    );
+}
+
+#[test]
+fn every_figure_is_the_one_worked_out_by_hand() {
+    check(&run(&fixture()));
+}
+
+fn through(store: CaseStore) -> Evaluation {
+    for c in fixture() {
+        store.put(&c, &[]).expect("put");
+    }
+    run(&store.all().expect("all"))
+}
+
+#[test]
+fn redb_and_redis_stores_give_the_same_figures() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let redb = CaseStore::open(&dir.path().join("cases.redb")).expect("redb");
+    let e = through(redb);
+    check(&e);
+    let url = crate::redis_server::require_shared();
+    let client = redis::Client::open(url).expect("redis url");
+    let redis = CaseStore::redis(
+        Arc::new(huiying::respond::redis::Blocking::with_client(client)),
+        &crate::redis_server::namespace("evaluation"),
+    );
+    let r = through(redis);
+    check(&r);
+    assert_eq!(
+        serde_json::to_value(&e.departments).expect("json"),
+        serde_json::to_value(&r.departments).expect("json")
+    );
+}
+
+#[test]
+fn the_command_writes_the_same_figures_as_csv_and_json_and_names_bad_arguments() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("cases.redb");
+    {
+        let store = CaseStore::open(&path).expect("redb");
+        for c in fixture() {
+            store.put(&c, &[]).expect("put");
+        }
+    }
+    let bin = env!("CARGO_BIN_EXE_huiying");
+    let out = dir.path().join("reports");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(["report", "evaluation", "--rules"])
+            .arg(rules_dir())
+            .args(["--store"])
+            .arg(&path)
+            .args(args)
+            .output()
+            .expect("run huiying")
+    };
+    let o = run(&[
+        "--from",
+        "2026-09-21",
+        "--to",
+        "2026-10-11",
+        "--format",
+        "csv",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("evaluation-20260921-20261011.csv")).expect("csv");
+    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
+    let water: Vec<&str> = csv
+        .lines()
+        .find(|l| l.starts_with("department,water,"))
+        .expect("water row")
+        .split(',')
+        .collect();
+    let col = |name: &str| water[header.iter().position(|h| *h == name).expect(name)];
+    assert_eq!(
+        (
+            col("received"),
+            col("answered_on_time"),
+            col("overdue"),
+            col("service"),
+            col("overall"),
+            col("trend"),
+            col("rank")
+        ),
+        ("5", "2", "1", "59", "55.7", "-44.3", "1")
+    );
+    let o = run(&[
+        "--from",
+        "2026-09-21",
+        "--to",
+        "2026-10-11",
+        "--department",
+        "water",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json on stdout");
+    assert_eq!(v["departments"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        v["departments"][0]["service"]["answer_secs"]["median"],
+        453_000.0
+    );
+    assert_eq!(v["accounts"], serde_json::json!([]));
+    for (args, says) in [
+        (&["--department", "waterworks"][..], "no such department"),
+        (&["--from", "2026-13-01"][..], "not a date"),
+        (
+            &["--from", "2026-10-11", "--to", "2026-09-21"][..],
+            "must be before",
+        ),
+        (&["--format", "pdf"][..], "json or csv"),
+    ] {
+        let o = run(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
