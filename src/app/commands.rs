@@ -101,12 +101,6 @@ pub fn rules_check(dir: &Path) -> std::process::ExitCode {
             Err(e) => errors.extend(e.0),
         }
     }
-    if dir.join(crate::evaluation::weights::WEIGHTS_PATH).is_file() {
-        match crate::evaluation::weights::Weights::load(dir) {
-            Ok(_) => extra += ", evaluation weights",
-            Err(e) => errors.extend(e.0),
-        }
-    }
     let calendar = dir.join("cases/calendar.toml");
     if calendar.is_file() {
         let kinds: Vec<&str> = rs.requests.iter().map(|k| &*k.id).collect();
@@ -129,6 +123,12 @@ pub fn rules_check(dir: &Path) -> std::process::ExitCode {
     if dir.join(crate::cases::texts::TEXTS_PATH).is_file() {
         match crate::cases::texts::Texts::load(dir) {
             Ok(_) => extra += ", case texts",
+            Err(e) => errors.extend(e.0),
+        }
+    }
+    if dir.join(crate::evaluation::weights::WEIGHTS_PATH).is_file() {
+        match crate::evaluation::weights::Weights::load(dir) {
+            Ok(_) => extra += ", evaluation weights",
             Err(e) => errors.extend(e.0),
         }
     }
