@@ -137,10 +137,10 @@ enum ReportCmd {
         /// Rules directory (with `routing/`, `cases/`, `matrix/`, `evaluation.toml`).
         #[arg(long)]
         rules: Option<PathBuf>,
-        /// `json` or `csv`.
+        /// `json`, `csv` or `html` (one self-contained printable page with charts).
         #[arg(long, default_value = "json")]
         format: String,
-        /// Directory to write `evaluation-FROM-TO.{json,csv}` into (`-`: stdout).
+        /// Directory to write `evaluation-FROM-TO.{json,csv,html}` into (`-`: stdout).
         #[arg(long, default_value = "-")]
         out: PathBuf,
     },

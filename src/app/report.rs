@@ -17,7 +17,7 @@ pub struct EvaluationArgs {
     pub department: Option<String>,
     /// Only this account.
     pub account: Option<String>,
-    /// `json` or `csv`.
+    /// `json`, `csv` or `html`.
     pub format: String,
     /// A directory, or `-` for `stdout`.
     pub out: PathBuf,
@@ -30,8 +30,8 @@ pub fn evaluation(
     stdout: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let format = a.format.as_str();
-    if !matches!(format, "json" | "csv") {
-        anyhow::bail!("--format {format:?}: json or csv");
+    if !matches!(format, "json" | "csv" | "html") {
+        anyhow::bail!("--format {format:?}: json, csv or html");
     }
     let invalid = |what: &str, e: &dyn std::fmt::Display| anyhow::anyhow!("invalid {what}:\n{e}");
     let analyzer = Analyzer::new();
@@ -86,6 +86,7 @@ pub fn evaluation(
     let e = crate::evaluation::evaluate(&cases, &subjects, &calendar, &weights, period, now);
     let text = match format {
         "csv" => crate::evaluation::report::csv(&e),
+        "html" => crate::evaluation::report::html(&e),
         _ => crate::evaluation::report::json(&e) + "\n",
     };
     if a.out.as_os_str() == "-" {

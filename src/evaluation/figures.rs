@@ -303,6 +303,39 @@ pub fn measure(
     m
 }
 
+/// Time from acceptance to the answer (seconds) of each of `cases` received in `period` and
+/// answered by its end, by the weekday it came in (0 = Monday, in the office's time).
+pub fn answer_secs_by_weekday(
+    cases: &[&Case],
+    calendar: &Calendar,
+    period: Period,
+    now: i64,
+) -> [Vec<f64>; 7] {
+    use chrono::Datelike;
+    let end = period.to.min(now);
+    let mut out: [Vec<f64>; 7] = Default::default();
+    for c in cases
+        .iter()
+        .filter(|c| c.created_at >= period.from && c.created_at < period.to)
+    {
+        let f = facts(c, calendar, end);
+        let (Some(a), Some(t)) = (f.accepted_at, f.answered_at) else {
+            continue;
+        };
+        let local = c.created_at + i64::from(calendar.offset_secs()) * 1000;
+        let Some(day) = chrono::DateTime::from_timestamp_millis(local) else {
+            continue;
+        };
+        out[day.weekday().num_days_from_monday() as usize].push((t - a).max(0) as f64 / 1000.0);
+    }
+    out
+}
+
+/// The median of `v` (nearest rank), as [`Secs`] computes it.
+pub fn median(v: Vec<f64>) -> Option<f64> {
+    Secs::of(v).median
+}
+
 /// `n / d`, none of nothing.
 pub fn ratio(n: usize, d: usize) -> Option<f64> {
     (d > 0).then(|| n as f64 / d as f64)

@@ -26,6 +26,7 @@
 //! so `huiying report evaluation` and `GET /api/evaluation` give the same figures.
 
 pub mod figures;
+pub mod monthly;
 pub mod report;
 pub mod stage;
 pub mod weights;
@@ -108,12 +109,45 @@ pub struct Evaluation {
     pub previous_period: Period,
     /// When the figures were computed (ms); a period not over yet is measured up to it.
     pub generated_at: i64,
+    /// The office's offset from UTC (seconds east): local days and weekdays use it.
+    pub utc_offset_secs: i32,
     /// The weights used.
     pub weights: Weights,
     /// Departments, best first.
     pub departments: Vec<Unit>,
     /// Accounts, best first.
     pub accounts: Vec<Unit>,
+    /// The departments' `overall` score step by step through the period (a day each up to 14
+    /// days, else a week each).
+    pub series: Vec<Step>,
+    /// Median time to answer by department and the weekday requests came in.
+    pub heat: Vec<HeatRow>,
+}
+
+/// One step of [`Evaluation::series`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// Start (ms).
+    pub from: i64,
+    /// End (ms, exclusive).
+    pub to: i64,
+    /// `overall` by department id (those with requests in the period).
+    pub overall: BTreeMap<String, Option<f64>>,
+}
+
+/// One department's row of [`Evaluation::heat`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeatRow {
+    /// Department id.
+    pub department: String,
+    /// Chinese name.
+    pub name_zh: String,
+    /// English name.
+    pub name_en: String,
+    /// Median seconds from acceptance to answer, Monday first (none: nothing answered).
+    pub median_answer_secs: [Option<f64>; 7],
+    /// Answers counted, Monday first.
+    pub answered: [usize; 7],
 }
 
 fn round1(v: f64) -> f64 {
@@ -189,13 +223,61 @@ pub fn evaluate(
         .collect();
     rank(&mut departments);
     rank(&mut accounts);
+    let active: Vec<&Subject> = subjects
+        .departments
+        .iter()
+        .filter(|s| {
+            departments
+                .iter()
+                .any(|u| u.id == s.id && u.service.received > 0)
+        })
+        .collect();
+    let day = 86_400_000;
+    let step = if period.to - period.from <= 14 * day {
+        day
+    } else {
+        7 * day
+    };
+    let mut series = Vec::new();
+    let mut from = period.from;
+    while from < period.to && series.len() < 60 {
+        let to = (from + step).min(period.to);
+        let p = Period { from, to };
+        let overall = active
+            .iter()
+            .map(|s| {
+                let mine = by_department.get(s.id.as_str()).unwrap_or(&none);
+                let m = measure(mine, cases, Some(s.id.as_str()), calendar, p, now);
+                (s.id.clone(), scores(&m, weights, false).overall)
+            })
+            .collect();
+        series.push(Step { from, to, overall });
+        from = to;
+    }
+    let heat = active
+        .iter()
+        .map(|s| {
+            let mine = by_department.get(s.id.as_str()).unwrap_or(&none);
+            let by_day = figures::answer_secs_by_weekday(mine, calendar, period, now);
+            HeatRow {
+                department: s.id.clone(),
+                name_zh: s.name_zh.clone(),
+                name_en: s.name_en.clone(),
+                answered: std::array::from_fn(|i| by_day[i].len()),
+                median_answer_secs: by_day.map(figures::median),
+            }
+        })
+        .collect();
     Evaluation {
         period,
         previous_period,
         generated_at: now,
+        utc_offset_secs: calendar.offset_secs(),
         weights: weights.clone(),
         departments,
         accounts,
+        series,
+        heat,
     }
 }
 

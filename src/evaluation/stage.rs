@@ -1,4 +1,4 @@
-//! The evaluation stage: `GET /api/evaluation?from=&to=&department=&account=` over the cases
+//! The evaluation stage: `GET /api/evaluation?from=&to=&department=&account=&format=json|csv|html` over the cases
 //! stage's store (a viewer and up; off — 503 `evaluation_disabled` — without the cases stage or
 //! with invalid `rules/evaluation.toml`).
 
@@ -12,7 +12,8 @@ use crate::respond::dispatch::system_now_ms;
 use crate::respond::matrix::Matrix;
 use crate::stage::{Context, Handle};
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
 use serde::Deserialize;
@@ -28,8 +29,18 @@ pub struct Evaluator {
 
 type St = Option<Evaluator>;
 
-/// Start: register the route (answering 503 when off). No task of its own.
-pub fn start(cx: &mut Context, cases: Option<Arc<Cases>>, matrix: Option<Arc<Matrix>>) -> Handle {
+/// How often the department gauges are refreshed and the monthly report looked for.
+const EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Start: register the route (answering 503 when off) and, when on, the task that refreshes
+/// the department gauges (last 30 days) and writes last month's report into
+/// `{data_dir}/reports/` when it is not there yet.
+pub fn start(
+    cx: &mut Context,
+    cases: Option<Arc<Cases>>,
+    matrix: Option<Arc<Matrix>>,
+    data_dir: &std::path::Path,
+) -> Handle {
     let weights = match Weights::load(&cx.rules_dir) {
         Ok(w) => Some(Arc::new(w)),
         Err(e) => {
@@ -46,14 +57,135 @@ pub fn start(cx: &mut Context, cases: Option<Arc<Cases>>, matrix: Option<Arc<Mat
         _ => None,
     };
     let routes = std::mem::take(&mut cx.routes);
-    cx.routes = routes.merge(routes_for(st));
-    Handle::new("evaluation", Vec::new())
+    cx.routes = routes.merge(routes_for(st.clone()));
+    let Some(e) = st else {
+        return Handle::new("evaluation", Vec::new());
+    };
+    let dir = data_dir.join("reports");
+    let cancel = cx.cancel.clone();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EVERY);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let (e, dir) = (e.clone(), dir.clone());
+            let r = tokio::task::spawn_blocking(move || refresh(&e, &dir, system_now_ms())).await;
+            match r {
+                Ok(Ok(Some(written))) => {
+                    tracing::info!(files = ?written, "Wrote last month's evaluation report.")
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "The evaluation refresh failed."),
+                Err(err) => tracing::error!(error = %err, "The evaluation task failed."),
+            }
+        }
+    });
+    Handle::new("evaluation", vec![task])
+}
+
+/// Refresh the gauges (the 30 days up to `now`) and write last month's report into `dir` if it
+/// is missing: the files written, if any.
+pub fn refresh(
+    e: &Evaluator,
+    dir: &std::path::Path,
+    now: i64,
+) -> anyhow::Result<Option<Vec<std::path::PathBuf>>> {
+    let all = e.cases.store().all()?;
+    let subjects = Subjects::of(e.cases.router(), e.matrix.as_deref());
+    let cal = e.cases.calendar();
+    let recent = super::Period {
+        from: now - 30 * 86_400_000,
+        to: now,
+    };
+    super::monthly::gauges(&evaluate(&all, &subjects, cal, &e.weights, recent, now));
+    let (month, name) = super::monthly::last_month(now, cal.offset_secs());
+    if super::monthly::exists(dir, &name) {
+        return Ok(None);
+    }
+    let r = evaluate(&all, &subjects, cal, &e.weights, month, now);
+    Ok(Some(super::monthly::write(dir, &name, &r)?))
+}
+
+impl Evaluator {
+    /// An evaluator over `cases` with `weights` (and the matrix's accounts).
+    pub fn new(cases: Arc<Cases>, weights: Weights, matrix: Option<Arc<Matrix>>) -> Evaluator {
+        Evaluator {
+            cases,
+            weights: Arc::new(weights),
+            matrix,
+        }
+    }
 }
 
 fn routes_for(st: St) -> Routes {
     Routes::new()
         .route("/api/evaluation", Access::Role(Role::Viewer), get(show))
+        .route("/api/evaluation/summary", Access::WallRead, get(summary))
         .with_state(st)
+}
+
+/// The wall's line: the last 7 days' most and least responsive departments (names and
+/// figures only; the wall may be public).
+async fn summary(State(st): State<St>) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(e) = st else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "evaluation_disabled",
+            "the evaluation is off; 绩效评估未启用",
+        ));
+    };
+    let now = system_now_ms();
+    let v = tokio::task::spawn_blocking(move || {
+        let all = e.cases.store().all().map_err(|err| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", err.to_string())
+        })?;
+        let subjects = Subjects::of(e.cases.router(), None);
+        let week = super::Period {
+            from: now - 7 * 86_400_000,
+            to: now,
+        };
+        let r = evaluate(&all, &subjects, e.cases.calendar(), &e.weights, week, now);
+        Ok::<_, ApiError>(week_summary(&r))
+    })
+    .await
+    .map_err(|err| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            err.to_string(),
+        )
+    })??;
+    Ok(Json(v))
+}
+
+/// The best three and the worst three departments by `overall` (those with requests).
+pub fn week_summary(r: &super::Evaluation) -> serde_json::Value {
+    let scored: Vec<&super::Unit> = r
+        .departments
+        .iter()
+        .filter(|u| u.scores.overall.is_some())
+        .collect();
+    let item = |u: &&super::Unit| {
+        serde_json::json!({
+            "id": u.id,
+            "zh": u.name_zh,
+            "en": u.name_en,
+            "overall": u.scores.overall,
+            "received": u.service.received,
+            "answered_on_time": u.service.answered_on_time,
+            "overdue": u.service.overdue,
+        })
+    };
+    let best: Vec<serde_json::Value> = scored.iter().take(3).map(item).collect();
+    let worst: Vec<serde_json::Value> = scored
+        .iter()
+        .rev()
+        .take(3.min(scored.len().saturating_sub(best.len())))
+        .map(item)
+        .collect();
+    serde_json::json!({"period": r.period, "best": best, "worst": worst})
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,12 +195,18 @@ struct Params {
     to: Option<String>,
     department: Option<String>,
     account: Option<String>,
+    format: Option<String>,
 }
 
-async fn show(
-    State(st): State<St>,
-    Query(q): Query<Params>,
-) -> Result<Json<super::Evaluation>, ApiError> {
+async fn show(State(st): State<St>, Query(q): Query<Params>) -> Result<Response, ApiError> {
+    let format = q.format.clone().unwrap_or_else(|| "json".into());
+    if !matches!(format.as_str(), "json" | "csv" | "html") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("format: {format:?} (json, csv, html)"),
+        ));
+    }
     let Some(e) = st else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -107,5 +245,17 @@ async fn show(
             err.to_string(),
         )
     })??;
-    Ok(Json(r))
+    Ok(match format.as_str() {
+        "csv" => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            super::report::csv(&r),
+        )
+            .into_response(),
+        "html" => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            super::report::html(&r),
+        )
+            .into_response(),
+        _ => Json(r).into_response(),
+    })
 }

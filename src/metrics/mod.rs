@@ -10,6 +10,7 @@ use prometheus::{
 use std::sync::OnceLock;
 
 pub mod cases;
+pub mod evaluation;
 pub mod respond;
 
 /// The `severity` label values of `huiying_incidents_open`.

@@ -212,7 +212,7 @@ async fn metrics_text(addr: SocketAddr) -> String {
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-struct Driver {
+pub(crate) struct Driver {
     http: reqwest::Client,
     base: String,
     session: String,
@@ -222,7 +222,7 @@ struct Driver {
 impl Driver {
     /// Start chromedriver on a free port and open a headless Chromium session. Fails (never
     /// skips) when either binary is missing: `.ci/run` installs them.
-    async fn start() -> Driver {
+    pub(crate) async fn start() -> Driver {
         let driver = Chromedriver::start().await;
         let (http, base) = (driver.http.clone(), driver.base.clone());
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -255,7 +255,12 @@ impl Driver {
         }
     }
 
-    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn cmd(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let what = format!("WebDriver {method} {path}");
         within(&what, async {
@@ -275,13 +280,13 @@ impl Driver {
         .await
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url})))
             .await;
     }
 
     /// Elements matching `css` now (possibly none).
-    async fn find_all(&self, css: &str) -> Vec<String> {
+    pub(crate) async fn find_all(&self, css: &str) -> Vec<String> {
         let v = self
             .cmd(
                 reqwest::Method::POST,
@@ -298,7 +303,12 @@ impl Driver {
     }
 
     /// Poll until `css` matches at least `n` elements that `ok` accepts (by text).
-    async fn wait_for(&self, what: &str, css: &str, ok: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn wait_for(
+        &self,
+        what: &str,
+        css: &str,
+        ok: impl Fn(&str) -> bool,
+    ) -> String {
         within(what, async {
             loop {
                 for e in self.find_all(css).await {
@@ -313,14 +323,14 @@ impl Driver {
         .await
     }
 
-    async fn text(&self, el: &str) -> String {
+    pub(crate) async fn text(&self, el: &str) -> String {
         let v = self
             .cmd(reqwest::Method::GET, &format!("/element/{el}/text"), None)
             .await;
         v.as_str().unwrap_or_default().to_string()
     }
 
-    async fn click(&self, el: &str) {
+    pub(crate) async fn click(&self, el: &str) {
         self.cmd(
             reqwest::Method::POST,
             &format!("/element/{el}/click"),
@@ -329,7 +339,7 @@ impl Driver {
         .await;
     }
 
-    async fn type_into(&self, el: &str, text: &str) {
+    pub(crate) async fn type_into(&self, el: &str, text: &str) {
         self.cmd(
             reqwest::Method::POST,
             &format!("/element/{el}/value"),
@@ -338,7 +348,7 @@ impl Driver {
         .await;
     }
 
-    async fn screenshot(&self, path: &Path) {
+    pub(crate) async fn screenshot(&self, path: &Path) {
         use base64::Engine as _;
         let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD
@@ -349,12 +359,12 @@ impl Driver {
     }
 
     /// Open the console and log in as alice (an operator).
-    async fn log_in_as_alice(&self, addr: SocketAddr) {
+    pub(crate) async fn log_in_as_alice(&self, addr: SocketAddr) {
         self.log_in(addr, "alice", ALICE_PW, "operator").await;
     }
 
     /// Open the console and log in as `user` (whose role is `role`).
-    async fn log_in(&self, addr: SocketAddr, user: &str, password: &str, role: &str) {
+    pub(crate) async fn log_in(&self, addr: SocketAddr, user: &str, password: &str, role: &str) {
         self.goto(&format!("http://{addr}/console")).await;
         let field = self
             .wait_for("the login form", "#login-user", |_| true)
@@ -381,7 +391,7 @@ impl Driver {
     }
 
     /// Log out and wait until the engine has ended the session (the login form is back).
-    async fn log_out(&self) {
+    pub(crate) async fn log_out(&self) {
         self.click_on("the logout button", "#logout").await;
         within("the login form after logging out", async {
             while !self.displayed("#login").await {
@@ -392,13 +402,13 @@ impl Driver {
     }
 
     /// Click the first element matching `css` once it is there.
-    async fn click_on(&self, what: &str, css: &str) {
+    pub(crate) async fn click_on(&self, what: &str, css: &str) {
         let e = self.wait_for(what, css, |_| true).await;
         self.click(&e).await;
     }
 
     /// Whether the element matching `css` is displayed.
-    async fn displayed(&self, css: &str) -> bool {
+    pub(crate) async fn displayed(&self, css: &str) -> bool {
         match self.find_all(css).await.pop() {
             None => false,
             Some(e) => self
@@ -415,7 +425,7 @@ impl Driver {
 
     /// Size the window so that the page's viewport is `width` × `height` (the window's own
     /// frame is measured, not guessed).
-    async fn set_viewport(&self, width: i64, height: i64) {
+    pub(crate) async fn set_viewport(&self, width: i64, height: i64) {
         let (mut w, mut h) = (width, height);
         for _ in 0..2 {
             self.cmd(
@@ -443,7 +453,7 @@ impl Driver {
         }
     }
 
-    async fn quit(self) {
+    pub(crate) async fn quit(self) {
         self.cmd(reqwest::Method::DELETE, "", None).await;
     }
 }
@@ -1915,6 +1925,34 @@ async fn requests_are_transferred_answered_and_approved_in_chromium_and_counted_
     })
     .await;
 
+    // 绩效: the water department received two (one answered on time), transport one; the
+    // drill-down shows the figures by name.
+    wd.click_on("the evaluation tab", "#tab-evaluation").await;
+    let row = wd
+        .wait_for(
+            "the water department's row",
+            "#evaluation-departments tr[data-unit=\"water\"]",
+            |t| t.contains("水务局") && t.contains("50%"),
+        )
+        .await;
+    assert!(
+        wd.text(&row).await.contains("70.0"),
+        "{}",
+        wd.text(&row).await
+    );
+    wd.click_on(
+        "the drill-down",
+        "#evaluation-departments tr[data-unit=\"water\"] button.open-unit",
+    )
+    .await;
+    wd.wait_for("the figures", "#unit-figures", |t| {
+        t.contains("收到") && t.contains("70.0")
+    })
+    .await;
+    let shot =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/console-evaluation.png");
+    wd.screenshot(&shot).await;
+
     // The wall's board: two open (transport, and the transferred one), by department.
     wd.set_viewport(1920, 1080).await;
     wd.goto(&format!("http://{addr}/wall")).await;
@@ -1926,6 +1964,10 @@ async fn requests_are_transferred_answered_and_approved_in_chromium_and_counted_
     .await;
     wd.wait_for("the departments", "#cases-depts", |t| {
         t.contains("水务") && t.contains("交通")
+    })
+    .await;
+    wd.wait_for("the week's best", "#cases-week", |t| {
+        t.contains("本周最佳") && t.contains("水务局 70")
     })
     .await;
     let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/wall-cases.png");

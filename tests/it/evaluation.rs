@@ -260,6 +260,33 @@ fn check(e: &Evaluation) {
         ),
         ("D", bj(10, 11, 10, 20), 49_200.0)
     );
+    // Answer times by the weekday the request came in: B on a Wednesday, A a Thursday, E a
+    // Friday (a holiday).
+    let heat = e
+        .heat
+        .iter()
+        .find(|h| h.department == "water")
+        .expect("water's heat row");
+    assert_eq!(
+        heat.median_answer_secs,
+        [
+            None,
+            None,
+            Some(840_600.0),
+            Some(453_000.0),
+            Some(337_200.0),
+            None,
+            None
+        ]
+    );
+    assert_eq!(e.heat.len(), 1, "only departments with requests");
+    // Week by week, each as it stood at the week's end: A and E accepted on time, nothing
+    // answered yet (0.2 + 0.1 + 0.1 = 40); B accepted late, not yet answered (20); C on time, D
+    // late and overdue (0.2·½ + 0.2 = 30).
+    let weekly: Vec<Option<f64>> = e.series.iter().map(|s| s.overall["water"]).collect();
+    assert_eq!(weekly, [Some(40.0), Some(20.0), Some(30.0)]);
+    assert_eq!(e.series[0].from, bj(9, 21, 0, 0));
+    assert_eq!(e.series[2].to, bj(10, 12, 0, 0));
     // Housing received nothing but sent E back once.
     let h = unit(&e.departments, "housing");
     assert_eq!((h.service.received, h.service.returned), (0, 1));
@@ -411,11 +438,119 @@ fn the_command_writes_the_same_figures_as_csv_and_json_and_names_bad_arguments()
             &["--from", "2026-10-11", "--to", "2026-09-21"][..],
             "must be before",
         ),
-        (&["--format", "pdf"][..], "json or csv"),
+        (&["--format", "pdf"][..], "json, csv or html"),
     ] {
         let o = run(args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{args:?}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+/// The HTML report: one self-contained file (no address outside it), the figures in its tables,
+/// rendered by Chromium (the screenshot is `docs/evaluation-report.png`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_is_one_printable_file_chromium_renders() {
+    let e = run(&fixture());
+    let html = huiying::evaluation::report::html(&e);
+    for external in ["http://", "https://", "src=", "<script", "@import"] {
+        assert!(!html.contains(external), "{external} in the report");
+    }
+    for figure in [
+        "水务局",
+        "Water Authority",
+        "55.7",
+        "-44.3",
+        "聋哑 silent: answered 1 of 3",
+        "<svg",
+        "2026-09-21 – 2026-10-11",
+    ] {
+        assert!(html.contains(figure), "{figure} not in the report");
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("evaluation.html");
+    std::fs::write(&path, &html).expect("write");
+    huiying::install_tls();
+    let wd = crate::console::Driver::start().await;
+    wd.set_viewport(1200, 1500).await;
+    wd.goto(&format!("file://{}", path.display())).await;
+    let t = wd
+        .wait_for("the ranking", "h2", |t| t.contains("部门排名"))
+        .await;
+    assert!(!t.is_empty());
+    // The chart drew a bar per ranked department, and the heat map seven cells a row.
+    assert_eq!(wd.find_all("svg[aria-label=ranking] rect").await.len(), 1);
+    assert_eq!(
+        wd.find_all("svg[aria-label='heat map'] rect").await.len(),
+        7
+    );
+    let shot = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/screenshots/evaluation-report.png");
+    wd.screenshot(&shot).await;
+    wd.quit().await;
+    assert!(std::fs::metadata(&shot).expect("screenshot").len() > 20_000);
+}
+
+/// Last month's report is written once into the reports directory (JSON, CSV, HTML). (The
+/// department gauges are checked in the library's tests: services of other tests running in
+/// this process set them too.)
+#[test]
+fn the_monthly_report_is_written_once() {
+    let r = rules();
+    let store = CaseStore::memory();
+    for c in fixture() {
+        store.put(&c, &[]).expect("put");
+    }
+    let cases = Arc::new(huiying::cases::Cases::new(
+        store,
+        r.router,
+        r.calendar,
+        huiying::cases::texts::Texts::load(&rules_dir()).expect("texts"),
+        huiying::cases::CasesConfig::default(),
+        None,
+        None,
+        None,
+    ));
+    let ev = huiying::evaluation::stage::Evaluator::new(
+        cases,
+        r.weights,
+        Some(Arc::new(shipped_matrix().clone())),
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let now = bj(10, 15, 12, 0);
+    let written = huiying::evaluation::stage::refresh(&ev, dir.path(), now)
+        .expect("refresh")
+        .expect("September's report");
+    let names: Vec<String> = written
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "evaluation-202609.json",
+            "evaluation-202609.csv",
+            "evaluation-202609.html"
+        ]
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&written[0]).expect("json")).expect("json");
+    assert_eq!(v["period"]["from"], bj(9, 1, 0, 0));
+    assert_eq!(v["period"]["to"], bj(10, 1, 0, 0));
+    let water = v["departments"]
+        .as_array()
+        .expect("departments")
+        .iter()
+        .find(|d| d["id"] == "water")
+        .expect("water");
+    // September: F, A, E, B received; at 1 October A, E and F answered on time, B not yet due.
+    assert_eq!(water["service"]["received"], 4);
+    assert_eq!(water["service"]["answered_on_time"], 3);
+    assert_eq!(water["service"]["overdue"], 0);
+    // Once written, not again.
+    assert!(
+        huiying::evaluation::stage::refresh(&ev, dir.path(), now + 300_000)
+            .expect("refresh")
+            .is_none()
+    );
 }

@@ -54,6 +54,12 @@ const T = {
     ca_link: "关联事件", ca_remind: "到期提醒", ca_escalate: "督办升级", ca_follow_up: "追问",
     ca_no_rating: "未评价", ca_import: "导入",
     w_ack: "受理回复", w_answer: "答复", w_mail: "邮件",
+    evaluation: "绩效", from: "从", to: "到", report_html: "报告 HTML", report_csv: "CSV",
+    departments: "部门", rank: "名次", received: "收到", on_time: "按时答复", overdue: "超期",
+    returned: "退回", service: "服务力", overall: "综合", trend: "变化", addressed: "@诉求",
+    reply_share: "答复率", interaction: "互动力", note: "备注", silent: "聋哑",
+    approval: "认同度", previous: "上期", period: "期间", worst_overdue: "超期最久",
+    ack_median: "受理中位", answer_median: "答复中位", figures: "各项指标",
   },
   en: {
     console: "Console", incidents: "Incidents", notices: "Notices", accounts: "Accounts",
@@ -111,6 +117,13 @@ const T = {
     ca_link: "linked to incident", ca_remind: "reminder", ca_escalate: "escalated", ca_follow_up: "follow-up",
     ca_no_rating: "no rating", ca_import: "imported",
     w_ack: "acknowledgement", w_answer: "answer", w_mail: "e-mail",
+    evaluation: "Evaluation", from: "From", to: "To", report_html: "HTML report", report_csv: "CSV",
+    departments: "Departments", rank: "Rank", received: "Received", on_time: "On time",
+    overdue: "Overdue", returned: "Returned", service: "Service", overall: "Overall",
+    trend: "Trend", addressed: "Addressed", reply_share: "Answered", interaction: "Interaction",
+    note: "Note", silent: "silent", approval: "Approval", previous: "Previous", period: "Period",
+    worst_overdue: "Longest overdue", ack_median: "Median to accept",
+    answer_median: "Median to answer", figures: "Figures",
   },
 };
 
@@ -257,12 +270,14 @@ function enter() {
 // ---- pages ---------------------------------------------------------------------------------
 
 const loaders = {
-  incidents: loadIncidents, notices: loadNotices, cases: loadCases, accounts: loadAccounts,
+  incidents: loadIncidents, notices: loadNotices, cases: loadCases, evaluation: loadEvaluation,
+  accounts: loadAccounts,
   audit: loadAudit, admin: loadAdmin,
 };
 
 function show(name) {
   if (!loaders[name]) name = "incidents";
+  if (name === "evaluation") evaluationData = null;
   page = name;
   history.replaceState(null, "", `#${name}`);
   for (const p of document.querySelectorAll(".page")) p.hidden = p.id !== `page-${name}`;
@@ -631,6 +646,82 @@ async function openCase(id) {
   box.hidden = false;
 }
 
+// ---- evaluation (绩效) ---------------------------------------------------------------------
+
+const score = (v) => (v === null || v === undefined ? "—" : v.toFixed(1));
+const share = (n, d) => (d ? `${Math.round((100 * n) / d)}%` : "—");
+let evaluationData = null;
+
+function evaluationQuery() {
+  const q = new URLSearchParams();
+  if ($("fe-from").value) q.set("from", $("fe-from").value);
+  if ($("fe-to").value) q.set("to", $("fe-to").value);
+  return q;
+}
+
+async function loadEvaluation(force) {
+  const q = evaluationQuery();
+  // Scoring reads every case: once a minute is enough (the filter and the tab load it at once).
+  const key = q.toString();
+  if (!force && evaluationData && evaluationData.key === key && Date.now() - evaluationData.at < 60000) return;
+  const e = await api("GET", `/api/evaluation?${q}`);
+  evaluationData = { key, at: Date.now() };
+  for (const f of ["html", "csv"]) {
+    const fq = new URLSearchParams(q);
+    fq.set("format", f);
+    $(`evaluation-${f}`).href = `/api/evaluation?${fq}`;
+  }
+  $("evaluation-period").textContent = `${t("period")}: ${fmtTime(e.period.from)} – ${fmtTime(e.period.to)}`;
+  const open = (u) => el("button", { type: "button", class: "small open-unit", onclick: () => showUnit(u) }, t("open"));
+  $("evaluation-departments").replaceChildren(...e.departments.map((u) => el("tr", {
+    "data-unit": u.id, class: u.silent ? "silent" : "" },
+  el("td", {}, u.rank || "—"),
+  el("td", {}, lang === "en" ? u.name_en : u.name_zh),
+  el("td", {}, u.service.received),
+  el("td", {}, share(u.service.answered_on_time, u.service.received)),
+  el("td", { class: u.service.overdue ? "late" : "" }, u.service.overdue),
+  el("td", {}, u.service.returned),
+  el("td", {}, u.approval.satisfaction_rate === null ? "—" : `${Math.round(u.approval.satisfaction_rate * 100)}%`),
+  el("td", {}, score(u.scores.service)),
+  el("td", { class: "overall" }, score(u.scores.overall)),
+  el("td", {}, u.trend === null ? "—" : `${u.trend > 0 ? "+" : ""}${u.trend.toFixed(1)}`),
+  el("td", {}, open(u)))));
+  $("evaluation-accounts").replaceChildren(...e.accounts.map((u) => el("tr", {
+    "data-unit": u.id, class: u.silent ? "silent" : "" },
+  el("td", {}, u.rank ? `${u.rank}/${u.peers}` : "—"),
+  el("td", {}, u.name_zh, " ", el("span", { class: "muted" }, u.name_en)),
+  el("td", {}, u.interaction ? u.interaction.addressed : 0),
+  el("td", {}, u.interaction ? share(u.interaction.answered, u.interaction.addressed) : "—"),
+  el("td", {}, score(u.scores.interaction)),
+  el("td", {}, score(u.scores.service)),
+  el("td", { class: "overall" }, score(u.scores.overall)),
+  el("td", {}, u.silent ? `${t("silent")}: ${u.silent_reason}` : ""),
+  el("td", {}, open(u)))));
+}
+
+// One department's or account's figures, as the API names them.
+function showUnit(u) {
+  const s = u.service;
+  const hours = (x) => (x === null || x === undefined ? "—" : `${(x / 3600).toFixed(1)} h`);
+  const rows = [
+    [t("received"), s.received], [t("accept"), `${s.accepted} (${share(s.accepted_on_time, s.received)} ${t("on_time")})`],
+    [t("answer"), `${s.answered} (${share(s.answered_on_time, s.received)} ${t("on_time")})`],
+    [t("overdue"), s.overdue], [t("returned"), s.returned], [t("reopen"), s.reopened],
+    [t("ack_median"), hours(s.ack_secs.median)], [t("answer_median"), `${hours(s.answer_secs.median)} (p90 ${hours(s.answer_secs.p90)})`],
+    [t("satisfaction"), `${u.approval.satisfied}/${u.approval.rated}`],
+    [t("service"), score(u.scores.service)], [t("interaction"), score(u.scores.interaction)],
+    [t("approval"), score(u.scores.approval)], [t("overall"), score(u.scores.overall)],
+    [t("previous"), score(u.previous.overall)],
+  ];
+  const box = $("evaluation-detail");
+  box.replaceChildren(
+    el("h2", {}, `${u.name_zh} `, el("span", { class: "muted" }, u.name_en)),
+    el("table", { class: "list", id: "unit-figures" }, el("tbody", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, String(v)))))),
+    ...(u.worst_overdue.length ? [el("h3", {}, t("worst_overdue")), el("ul", {}, ...u.worst_overdue.map((o) =>
+      el("li", {}, el("code", {}, o.id), ` ${fmtTime(o.due)} · ${hours(o.late_secs)}`)))] : []));
+  box.hidden = false;
+}
+
 async function loadAccounts() {
   const data = await api("GET", "/api/accounts");
   $("paused-badge").hidden = !data.paused;
@@ -686,6 +777,7 @@ function wire() {
   $("incident-filter").addEventListener("submit", (e) => { e.preventDefault(); act(loadIncidents); });
   $("notice-filter").addEventListener("submit", (e) => { e.preventDefault(); act(loadNotices); });
   $("case-filter").addEventListener("submit", (e) => { e.preventDefault(); act(loadCases); });
+  $("evaluation-filter").addEventListener("submit", (e) => { e.preventDefault(); act(() => loadEvaluation(true)); });
   $("approve").addEventListener("click", () => act(async () => {
     await api("POST", `/api/notices/${currentNotice}/approve`, { version: currentVersion });
     await openNotice(currentNotice);

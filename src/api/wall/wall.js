@@ -35,6 +35,7 @@ const I18N = {
     caseKpi: { open: "办理中", overdue: "超期", urgent: "紧急", received_today: "今日受理", answered_today: "今日答复", satisfaction: "满意率" },
     caseOpen: (n) => `${n} 件`, caseLate: (n) => `超期 ${n}`, deptMore: (n) => `另有 ${n} 个部门`,
     noCases: "暂无办理中的诉求",
+    weekBest: "本周最佳", weekWorst: "待改进",
   },
   en: {
     title: "Situation wall", rate: "Mentions / min", open: "Active incidents", updated: "Last update",
@@ -62,6 +63,7 @@ const I18N = {
     caseKpi: { open: "open", overdue: "overdue", urgent: "urgent", received_today: "in today", answered_today: "answered today", satisfaction: "satisfied" },
     caseOpen: (n) => `${n} open`, caseLate: (n) => `${n} late`, deptMore: (n) => `${n} more departments`,
     noCases: "No open requests",
+    weekBest: "Best this week", weekWorst: "Needs attention",
   },
 };
 
@@ -117,6 +119,7 @@ const state = {
   accounts: new Map(), // id → {name, platform}, from /api/wall/labels
   feeds: [],
   cases: null, // /api/cases/summary, or "off" / "forbidden"
+  week: null, // /api/evaluation/summary: the week's best and worst departments
   lastMsg: 0,
   wsOpen: false,
   stats: 0,
@@ -503,6 +506,14 @@ function renderCases() {
     box.append(el("div", "v", shown), el("div", "l", T.caseKpi[k]));
     kpis.append(box);
   }
+  const week = $("cases-week");
+  week.replaceChildren();
+  const w = state.week;
+  if (w && (w.best || []).length) {
+    const name = (d) => `${lang === "en" ? d.en : d.zh} ${Math.round(d.overall)}`;
+    week.append(el("span", "best", `${T.weekBest}: ${w.best.map(name).join(" · ")}`));
+    if ((w.worst || []).length) week.append(el("span", "worst", `${T.weekWorst}: ${w.worst.map(name).join(" · ")}`));
+  }
   const depts = c.open_by_department || [];
   for (const d of depts) {
     const li = el("li");
@@ -606,6 +617,15 @@ async function pollSummary() {
 }
 
 // The 民生诉求 board: counts only, readable by whoever may read the wall.
+async function pollWeek() {
+  try {
+    state.week = await api("/api/evaluation/summary");
+  } catch (e) {
+    state.week = null;
+  }
+  dirty = true;
+}
+
 async function pollCases() {
   try {
     state.cases = await api("/api/cases/summary");
@@ -666,9 +686,11 @@ async function start() {
   }
   await pollSummary();
   pollCases();
+  pollWeek();
   connect(0);
   setInterval(pollSummary, POLL_MS);
   setInterval(pollCases, POLL_MS);
+  setInterval(pollWeek, 60000);
   // Ages, the clock and staleness move every second even without data.
   setInterval(() => {
     dirty = true;
