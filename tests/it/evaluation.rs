@@ -11,6 +11,7 @@ use huiying::cases::store::CaseStore;
 use huiying::cases::Router;
 use huiying::evaluation::weights::Weights;
 use huiying::evaluation::{evaluate, period, Evaluation, Subjects, Unit};
+use serde_json::json;
 use std::sync::Arc;
 
 /// Unix ms of a Beijing local time.
@@ -553,4 +554,122 @@ fn the_monthly_report_is_written_once() {
             .expect("refresh")
             .is_none()
     );
+}
+
+/// An existing system's history (`huiying cases import`) gives the same figures as the same
+/// requests lived through the workflow: received, accepted and transferred at once, answered,
+/// one rated satisfied, one still open past its deadline.
+#[test]
+fn an_imported_history_gives_the_same_figures_as_live_cases() {
+    use huiying::cases::workflow::{Actor, Imported};
+    use huiying::cases::{Cases, CasesConfig, Intake};
+    let new = || {
+        let r = rules();
+        Cases::new(
+            CaseStore::memory(),
+            r.router,
+            r.calendar,
+            huiying::cases::texts::Texts::load(&rules_dir()).expect("texts"),
+            CasesConfig {
+                answer_approvals: 0,
+                ..CasesConfig::default()
+            },
+            None,
+            None,
+            None,
+        )
+    };
+    let (live, imported) = (new(), new());
+    // (received, answered, rated satisfied)
+    let history = [
+        (bj(9, 24, 10, 0), Some(bj(9, 29, 16, 0)), true),
+        (bj(9, 30, 15, 0), Some(bj(10, 10, 10, 0)), false),
+        (bj(10, 9, 9, 0), None, false),
+        (bj(10, 11, 8, 0), None, false),
+    ];
+    let water = Actor {
+        name: "water-zhang",
+        department: Some("water"),
+    };
+    let texts = [
+        "海淀区学院路小区停水两天了",
+        "朝阳区望京西园自来水发黄三天了",
+        "西城区金融街附近水管漏水",
+        "丰台区南苑路小区水压太低",
+    ];
+    for (i, ((at, answered, satisfied), text)) in history.iter().zip(texts).enumerate() {
+        let c = live
+            .intake(
+                Intake {
+                    source_id: format!("api:live-{i}"),
+                    at: *at,
+                    text: text.into(),
+                    handle: format!("citizen-{i}"),
+                    kind: Some("complaint".into()),
+                    department: Some("water".into()),
+                    region: Some("110108".into()),
+                    ..Intake::default()
+                },
+                "form",
+                *at,
+            )
+            .expect("intake")
+            .case;
+        assert!(c.requesters.len() == 1, "not joined to another");
+        if let Some(t) = answered {
+            live.answer(&c.id, "已处理。", &water, None, *t)
+                .expect("answer");
+            if *satisfied {
+                live.rate(
+                    &c.id,
+                    Satisfaction::Satisfied,
+                    &Actor::operator("duty-li"),
+                    None,
+                    t + 3_600_000,
+                )
+                .expect("rate");
+            }
+        }
+        assert!(imported
+            .import(Imported {
+                id: format!("old-{i}"),
+                at: *at,
+                author: Some(format!("citizen-{i}")),
+                text: text.into(),
+                title: None,
+                department: Some("water".into()),
+                reply: answered.map(|_| "已处理。".to_string()),
+                reply_at: *answered,
+                state: None,
+                kind: Some("complaint".into()),
+                region: Some("110108".into()),
+                satisfaction: satisfied.then_some(Satisfaction::Satisfied),
+            })
+            .expect("import"));
+    }
+    let figures = |cases: &Cases| {
+        let e = run(&cases.store().all().expect("all"));
+        let w = unit(&e.departments, "water").clone();
+        (
+            serde_json::to_value(&w.service).expect("json"),
+            serde_json::to_value(&w.approval).expect("json"),
+            serde_json::to_value(&w.scores).expect("json"),
+            w.worst_overdue.len(),
+        )
+    };
+    let (a, b) = (figures(&live), figures(&imported));
+    assert_eq!(a, b);
+    // And they are what they should be: 4 received, 2 answered (the first on time, the second
+    // after the holiday's deadline of Fri 10-09), none overdue yet at 10-12 00:00 (the open ones
+    // are due Mon 10-12 and Tue 10-13 at 17:30), one rated satisfied.
+    assert_eq!(
+        (
+            &a.0["received"],
+            &a.0["answered"],
+            &a.0["answered_on_time"],
+            &a.0["overdue"]
+        ),
+        (&json!(4), &json!(2), &json!(1), &json!(0))
+    );
+    assert_eq!(a.1["satisfied"], 1);
 }
