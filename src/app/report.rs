@@ -83,7 +83,9 @@ pub fn evaluation(
         .map_err(|e| anyhow::anyhow!("reading the case store: {e}"))?;
     let subjects = crate::evaluation::Subjects::of(&router, matrix.as_ref())
         .only(a.department.as_deref(), a.account.as_deref());
-    let e = crate::evaluation::evaluate(&cases, &subjects, &calendar, &weights, period, now);
+    let posts = crate::evaluation::timeline::load(store).map_err(anyhow::Error::msg)?;
+    let e =
+        crate::evaluation::evaluate(&cases, &posts, &subjects, &calendar, &weights, period, now);
     let text = match format {
         "csv" => crate::evaluation::report::csv(&e),
         "html" => crate::evaluation::report::html(&e),

@@ -336,13 +336,113 @@ pub fn median(v: Vec<f64>) -> Option<f64> {
     Secs::of(v).median
 }
 
+/// 传播力 figures (accounts): its own posts as its timeline shows them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Reach {
+    /// Whether the account's timeline has been read at all (else nothing below is known).
+    pub read: bool,
+    /// Posts of any kind made in the period.
+    pub posts: usize,
+    /// Of those, its own posts (not reposts, not replies).
+    pub own_posts: usize,
+    /// Reposts it made (amplification).
+    pub reposts_made: usize,
+    /// Replies it made.
+    pub replies_made: usize,
+    /// Reposts, replies and likes of its own posts, as the platform reports them.
+    pub reposts: u64,
+    /// Replies to its own posts.
+    pub replies: u64,
+    /// Likes of its own posts.
+    pub likes: u64,
+    /// `(reposts + replies + likes) / own_posts`.
+    pub engagement_per_post: Option<f64>,
+    /// Share of the period's posts with public-service content.
+    pub public_service_share: Option<f64>,
+    /// Its last post before the period's end (ms).
+    pub last_post_at: Option<i64>,
+    /// Days from that post to the period's end.
+    pub quiet_days: Option<f64>,
+}
+
+/// Measure `posts` (one account's) over `period` as of its end (or `now`).
+pub fn measure_reach(posts: &[&super::timeline::OwnPost], period: Period, now: i64) -> Reach {
+    let end = period.to.min(now);
+    let mut r = Reach {
+        read: !posts.is_empty(),
+        ..Reach::default()
+    };
+    let mut public = 0;
+    for p in posts {
+        if p.at < end {
+            r.last_post_at = Some(r.last_post_at.map_or(p.at, |l| l.max(p.at)));
+        }
+        if p.at < period.from || p.at >= end {
+            continue;
+        }
+        r.posts += 1;
+        if p.public_service {
+            public += 1;
+        }
+        match p.kind.as_str() {
+            "repost" => r.reposts_made += 1,
+            "reply" => r.replies_made += 1,
+            _ => {
+                r.own_posts += 1;
+                r.reposts += p.reposts;
+                r.replies += p.replies;
+                r.likes += p.likes;
+            }
+        }
+    }
+    r.engagement_per_post =
+        (r.own_posts > 0).then(|| (r.reposts + r.replies + r.likes) as f64 / r.own_posts as f64);
+    r.public_service_share = ratio(public, r.posts);
+    r.quiet_days = r
+        .last_post_at
+        .map(|l| ((end - l) as f64 / 86_400_000.0 * 10.0).floor() / 10.0);
+    r
+}
+
+/// The reach score of `r` over `period` (none when the timeline was never read).
+pub fn reach_score(r: &Reach, w: &Weights, period: Period) -> Option<f64> {
+    if !r.read {
+        return None;
+    }
+    let weeks = ((period.to - period.from) as f64 / (7.0 * 86_400_000.0)).max(1.0 / 7.0);
+    let activity = (r.posts as f64 / (w.reach.posts_per_week * weeks)).min(1.0);
+    let engagement = r
+        .engagement_per_post
+        .map_or(0.0, |e| (e / w.reach.engagement_per_post).min(1.0));
+    weighted(&[
+        (w.reach.activity, Some(activity)),
+        (w.reach.engagement, Some(engagement)),
+    ])
+    .map(|v| round1(100.0 * v))
+}
+
+/// Why an account whose timeline was read counts as silent for its posting, if it does.
+pub fn quiet(r: &Reach, w: &Weights) -> Option<String> {
+    if !r.read {
+        return None;
+    }
+    match r.quiet_days {
+        Some(d) if d < w.silence.max_quiet_days => None,
+        Some(d) => Some(format!(
+            "no post for {d:.0} days (≥ {:.0}); {d:.0} 天无发布",
+            w.silence.max_quiet_days
+        )),
+        None => Some("no post before the period's end; 期末前无发布".into()),
+    }
+}
+
 /// `n / d`, none of nothing.
 pub fn ratio(n: usize, d: usize) -> Option<f64> {
     (d > 0).then(|| n as f64 / d as f64)
 }
 
 /// A weighted mean of the parts that exist (their weights shared among them).
-fn weighted(parts: &[(f64, Option<f64>)]) -> Option<f64> {
+pub(crate) fn weighted(parts: &[(f64, Option<f64>)]) -> Option<f64> {
     let (mut sum, mut w) = (0.0, 0.0);
     for (weight, v) in parts {
         if let Some(v) = v {
@@ -354,7 +454,7 @@ fn weighted(parts: &[(f64, Option<f64>)]) -> Option<f64> {
 }
 
 /// Round to one decimal (scores) so reports and tests read the same figure.
-fn round1(v: f64) -> f64 {
+pub(crate) fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 

@@ -1,7 +1,7 @@
 //! 绩效评估: every department and every account of the matrix scored over a period on what
-//! huiying sees of them — 服务力 (service), 互动力 (interaction), 认同度 (approval); 传播力
-//! (reach) is not measured yet — with the silent ones (聋哑) marked, ranked among peers and
-//! compared with the previous period.
+//! huiying sees of them — 服务力 (service), 互动力 (interaction), 认同度 (approval), 传播力
+//! (reach, from the accounts' own timelines: [`timeline`]) — with the silent ones (聋哑)
+//! marked, ranked among peers and compared with the previous period.
 //!
 //! Figures (each in the JSON as named here; the README documents them for other systems):
 //!
@@ -16,26 +16,33 @@
 //! | `ack_secs`, `answer_secs` | `{median, p90, n}`: receipt → acceptance, acceptance → answer (nearest rank) |
 //! | `rated`, `satisfied`, `satisfaction_rate` | answers rated, rated satisfied, their share |
 //! | `addressed`, `acknowledged`, `answered`, `reply_share` | accounts: requests addressed to it on its platform, and what it did |
-//! | `scores` | 0–100 each: `service` (weighted shares of `received`), `interaction` (accounts), `approval` (`satisfaction_rate`), `reach` (`null`: not measured), `overall` (weighted mean of those present); weights in `rules/evaluation.toml` |
+//! | `reach` | accounts: `posts` (`own_posts`, `reposts_made`, `replies_made`), `reposts`/`replies`/`likes` of its own posts, `engagement_per_post`, `public_service_share`, `last_post_at`, `quiet_days` |
+//! | `scores` | 0–100 each: `service` (weighted shares of `received`), `interaction` (accounts), `approval` (`satisfaction_rate`), `reach` (activity and engagement; `null` before its timeline was read), `overall` (weighted mean of those present); weights in `rules/evaluation.toml` |
 //! | `rank`, `peers` | by `overall` among departments, or among accounts of the same level and function |
 //! | `previous`, `trend` | the same scores over the period of the same length just before; `overall − previous.overall` |
-//! | `silent`, `silent_reason` | 聋哑: answered under `min_answer_share` of at least `min_requests` |
+//! | `silent`, `silent_reason` | 聋哑: answered under `min_answer_share` of at least `min_requests`; or (an account) no post for `max_quiet_days` |
 //! | `worst_overdue` | its three latest overdue cases: `{id, due, late_secs}` |
 //!
-//! Computed from the case store alone (`huiying cases import` history counts like live cases),
+//! Computed from the case store alone (cases, and the accounts' posts the stage reads into it;
+//! `huiying cases import` history counts like live cases),
 //! so `huiying report evaluation` and `GET /api/evaluation` give the same figures.
 
 pub mod figures;
 pub mod monthly;
 pub mod report;
 pub mod stage;
+pub mod timeline;
 pub mod weights;
 
 use crate::cases::deadlines::Calendar;
 use crate::cases::model::{Case, Channel};
-use figures::{measure, scores, silence, Approval, Interaction, Overdue, Period, Scores, Service};
+use figures::{
+    measure, measure_reach, quiet, reach_score, scores, silence, Approval, Interaction, Overdue,
+    Period, Reach, Scores, Service,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use timeline::OwnPost;
 use weights::Weights;
 
 /// Something evaluated: a department or an account, and the peers it is ranked among.
@@ -81,6 +88,9 @@ pub struct Unit {
     /// 互动力 figures (accounts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interaction: Option<Interaction>,
+    /// 传播力 figures (accounts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reach: Option<Reach>,
     /// Scores.
     pub scores: Scores,
     /// Scores of the previous period.
@@ -150,13 +160,12 @@ pub struct HeatRow {
     pub answered: [usize; 7],
 }
 
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
+use figures::round1;
 
-/// Evaluate `subjects` on `cases` over `period` at `now`.
+/// Evaluate `subjects` on `cases` (and the accounts' own `posts`) over `period` at `now`.
 pub fn evaluate(
     cases: &[Case],
+    posts: &[OwnPost],
     subjects: &Subjects,
     calendar: &Calendar,
     weights: &Weights,
@@ -173,15 +182,37 @@ pub fn evaluate(
             by_account.entry(account.as_str()).or_default().push(c);
         }
     }
+    let mut posts_of: BTreeMap<&str, Vec<&OwnPost>> = BTreeMap::new();
+    for p in posts {
+        posts_of.entry(p.account.as_str()).or_default().push(p);
+    }
     let previous_period = period.previous();
     let unit = |kind: &'static str, s: &Subject, mine: &[&Case]| -> Unit {
         let department = kind == "department";
         let returned_by = department.then_some(s.id.as_str());
         let m = measure(mine, cases, returned_by, calendar, period, now);
         let p = measure(mine, cases, returned_by, calendar, previous_period, now);
-        let sc = scores(&m, weights, !department);
-        let prev = scores(&p, weights, !department);
-        let reason = silence(&m, weights);
+        let reach = (!department).then(|| {
+            let own = posts_of.get(s.id.as_str()).map_or(&[][..], Vec::as_slice);
+            (
+                measure_reach(own, period, now),
+                measure_reach(own, previous_period, now),
+            )
+        });
+        let mut sc = scores(&m, weights, !department);
+        let mut prev = scores(&p, weights, !department);
+        if let Some((r, pr)) = &reach {
+            sc = with_reach(sc, reach_score(r, weights, period), weights);
+            prev = with_reach(prev, reach_score(pr, weights, previous_period), weights);
+        }
+        let reasons: Vec<String> = [
+            silence(&m, weights),
+            reach.as_ref().and_then(|(r, _)| quiet(r, weights)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let reason = (!reasons.is_empty()).then(|| reasons.join("; "));
         Unit {
             kind,
             id: s.id.clone(),
@@ -195,6 +226,7 @@ pub fn evaluate(
             service: m.service,
             approval: m.approval,
             interaction: (!department).then_some(m.interaction),
+            reach: reach.map(|(r, _)| r),
             scores: sc,
             previous: prev,
             rank: None,
@@ -279,6 +311,20 @@ pub fn evaluate(
         series,
         heat,
     }
+}
+
+/// `s` with its reach score set and `overall` recomputed with it.
+fn with_reach(mut s: Scores, reach: Option<f64>, w: &Weights) -> Scores {
+    s.reach = reach;
+    let d = &w.dimensions;
+    s.overall = figures::weighted(&[
+        (d.reach, s.reach),
+        (d.service, s.service),
+        (d.interaction, s.interaction),
+        (d.approval, s.approval),
+    ])
+    .map(round1);
+    s
 }
 
 /// Rank units by `overall` within their peer group (ties share a rank), best first overall.

@@ -4,7 +4,7 @@
 use super::{Evaluation, Unit};
 
 /// The CSV header: every column of [`csv`].
-pub const CSV_COLUMNS: [&str; 31] = [
+pub const CSV_COLUMNS: [&str; 35] = [
     "kind",
     "id",
     "name_zh",
@@ -36,6 +36,10 @@ pub const CSV_COLUMNS: [&str; 31] = [
     "rank",
     "peers",
     "silent",
+    "posts",
+    "engagement_per_post",
+    "public_service_share",
+    "quiet_days",
 ];
 
 fn field(s: &str) -> String {
@@ -82,6 +86,14 @@ fn row(u: &Unit) -> String {
         u.rank.map(|r| r.to_string()).unwrap_or_default(),
         u.peers.to_string(),
         u.silent.to_string(),
+        u.reach
+            .as_ref()
+            .filter(|r| r.read)
+            .map(|r| r.posts.to_string())
+            .unwrap_or_default(),
+        opt(u.reach.as_ref().and_then(|r| r.engagement_per_post)),
+        opt(u.reach.as_ref().and_then(|r| r.public_service_share)),
+        opt(u.reach.as_ref().and_then(|r| r.quiet_days)),
     ];
     cells.join(",")
 }
@@ -376,7 +388,8 @@ fn account_rows(e: &Evaluation) -> String {
         let i = u.interaction.clone().unwrap_or_default();
         out.push_str(&format!(
             "<tr class=\"{}\"><td>{}</td><td>{} <span class=\"en\">{}</span></td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><b>{}</b></td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td><b>{}</b></td><td>{}</td></tr>",
             if u.silent { "silent" } else { "" },
             u.rank
                 .map(|r| format!("{r}/{}", u.peers))
@@ -384,6 +397,12 @@ fn account_rows(e: &Evaluation) -> String {
             esc(&u.name_zh),
             esc(&u.name_en),
             esc(&u.peer_group),
+            u.reach
+                .as_ref()
+                .filter(|r| r.read)
+                .map(|r| r.posts.to_string())
+                .unwrap_or_else(|| "—".into()),
+            num(u.scores.reach),
             i.addressed,
             pct(i.answered, i.addressed),
             num(u.scores.interaction),
@@ -472,7 +491,7 @@ pub fn html(e: &Evaluation) -> String {
 <th>答复中位 h Median h</th><th>满意 % Satisfied</th><th>服务力 Service</th><th>综合 Overall</th><th>上期 Previous</th>\
 <th>变化 Trend</th></tr></thead><tbody>{departments}</tbody></table>\
 <h2>账号 <span class=\"en\">Accounts</span></h2>\
-<table><thead><tr><th>名次 Rank</th><th>账号 Account</th><th>同类 Peers</th><th>@诉求 Addressed</th>\
+<table><thead><tr><th>名次 Rank</th><th>账号 Account</th><th>同类 Peers</th><th>发布 Posts</th><th>传播力 Reach</th><th>@诉求 Addressed</th>\
 <th>答复 Answered</th><th>互动力 Interaction</th><th>服务力 Service</th><th>认同度 Approval</th><th>综合 Overall</th>\
 <th>备注 Note</th></tr></thead><tbody>{accounts}</tbody></table>\
 <h2>超期最久 <span class=\"en\">Longest overdue</span></h2>\
@@ -480,10 +499,11 @@ pub fn html(e: &Evaluation) -> String {
 <tbody>{overdue_rows}</tbody></table>\
 <h2>说明 <span class=\"en\">Notes</span></h2><div class=\"notes\">\
 <p>综合得分为各维度加权平均（传播力 {wr}，服务力 {ws}，互动力 {wi}，认同度 {wa}），无数据的维度不计；\
-传播力暂未测量。服务力按本期收到的诉求计算：按时受理、答复、按时答复、未退回、未重办。\
+传播力由各账号自己的时间线（平台接口，每 30 分钟读取）计算：发布活跃度与每条原创的转评赞。服务力按本期收到的诉求计算：按时受理、答复、按时答复、未退回、未重办。\
 期限按 rules/cases/calendar.toml 的工作日和节假日计算。权重见 rules/evaluation.toml。</p>\
 <p>Overall is the weighted mean of the dimensions with data (reach {wr}, service {ws}, interaction {wi}, \
-approval {wa}); reach is not measured yet. Service counts the requests received in the period: accepted \
+approval {wa}); reach comes from each account's own timeline (read through its platform's API every 30 \
+minutes): how often it posts and the reposts, replies and likes per own post. Service counts the requests received in the period: accepted \
 on time, answered, answered on time, not sent back, not reopened, as things stood at the period's end. \
 Deadlines follow the working days and holidays of rules/cases/calendar.toml; weights are in \
 rules/evaluation.toml. Silent (聋哑): answered under {share:.0}% of at least {min} requests.</p></div>\

@@ -32,6 +32,9 @@ type St = Option<Evaluator>;
 /// How often the department gauges are refreshed and the monthly report looked for.
 const EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// How often the accounts' own timelines are read (传播力).
+const TIMELINES_EVERY: std::time::Duration = std::time::Duration::from_secs(1800);
+
 /// Start: register the route (answering 503 when off) and, when on, the task that refreshes
 /// the department gauges (last 30 days) and writes last month's report into
 /// `{data_dir}/reports/` when it is not there yet.
@@ -63,6 +66,44 @@ pub fn start(
     };
     let dir = data_dir.join("reports");
     let cancel = cx.cancel.clone();
+    let timelines = e.matrix.clone().map(|matrix| {
+        let (e, cancel) = (e.clone(), cx.cancel.clone());
+        let (analyzer, rules) = (cx.analyzer.clone(), cx.rules.clone());
+        tokio::spawn(async move {
+            let client = match crate::respond::publish::http_client(std::time::Duration::from_secs(20)) {
+                Ok(c) => c,
+                Err(err) => {
+                    tracing::error!(error = %err, "No HTTP client: timelines are not read.");
+                    return;
+                }
+            };
+            // The first read one period after start: a restart loop never floods the platforms.
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + TIMELINES_EVERY,
+                TIMELINES_EVERY,
+            );
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let r = super::timeline::read_all(
+                    &client,
+                    &matrix,
+                    e.cases.store(),
+                    &e.weights.reach.public_service_words,
+                    &analyzer,
+                    &rules,
+                    crate::respond::publish::weibo::WEIBO_API,
+                )
+                .await;
+                for (account, why) in &r.failed {
+                    tracing::warn!(account = %account, error = %why, "Could not read the account's timeline.");
+                }
+                tracing::debug!(accounts = r.accounts, posts = r.posts, skipped = r.skipped.len(), "Read the accounts' timelines.");
+            }
+        })
+    });
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
         loop {
@@ -82,7 +123,10 @@ pub fn start(
             }
         }
     });
-    Handle::new("evaluation", vec![task])
+    Handle::new(
+        "evaluation",
+        std::iter::once(task).chain(timelines).collect(),
+    )
 }
 
 /// Refresh the gauges (the 30 days up to `now`) and write last month's report into `dir` if it
@@ -93,18 +137,21 @@ pub fn refresh(
     now: i64,
 ) -> anyhow::Result<Option<Vec<std::path::PathBuf>>> {
     let all = e.cases.store().all()?;
+    let posts = super::timeline::load(e.cases.store()).map_err(anyhow::Error::msg)?;
     let subjects = Subjects::of(e.cases.router(), e.matrix.as_deref());
     let cal = e.cases.calendar();
     let recent = super::Period {
         from: now - 30 * 86_400_000,
         to: now,
     };
-    super::monthly::gauges(&evaluate(&all, &subjects, cal, &e.weights, recent, now));
+    super::monthly::gauges(&evaluate(
+        &all, &posts, &subjects, cal, &e.weights, recent, now,
+    ));
     let (month, name) = super::monthly::last_month(now, cal.offset_secs());
     if super::monthly::exists(dir, &name) {
         return Ok(None);
     }
-    let r = evaluate(&all, &subjects, cal, &e.weights, month, now);
+    let r = evaluate(&all, &posts, &subjects, cal, &e.weights, month, now);
     Ok(Some(super::monthly::write(dir, &name, &r)?))
 }
 
@@ -146,7 +193,15 @@ async fn summary(State(st): State<St>) -> Result<Json<serde_json::Value>, ApiErr
             from: now - 7 * 86_400_000,
             to: now,
         };
-        let r = evaluate(&all, &subjects, e.cases.calendar(), &e.weights, week, now);
+        let r = evaluate(
+            &all,
+            &[],
+            &subjects,
+            e.cases.calendar(),
+            &e.weights,
+            week,
+            now,
+        );
         Ok::<_, ApiError>(week_summary(&r))
     })
     .await
@@ -228,8 +283,11 @@ async fn show(State(st): State<St>, Query(q): Query<Params>) -> Result<Response,
         })?;
         let subjects = Subjects::of(e.cases.router(), e.matrix.as_deref())
             .only(q.department.as_deref(), q.account.as_deref());
+        let posts = super::timeline::load(e.cases.store())
+            .map_err(|err| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", err))?;
         Ok::<_, ApiError>(evaluate(
             &all,
+            &posts,
             &subjects,
             e.cases.calendar(),
             &e.weights,

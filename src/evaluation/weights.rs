@@ -54,6 +54,23 @@ pub struct Silence {
     pub min_requests: usize,
     /// Silent when it answered a smaller share than this.
     pub min_answer_share: f64,
+    /// An account with no post for this many days at the period's end is silent.
+    pub max_quiet_days: f64,
+}
+
+/// 传播力: targets and weights.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReachWeights {
+    /// Posts a week for full activity.
+    pub posts_per_week: f64,
+    /// Reposts + replies + likes per own post for full engagement.
+    pub engagement_per_post: f64,
+    /// Weight of activity.
+    pub activity: f64,
+    /// Weight of engagement.
+    pub engagement: f64,
+    /// Words marking a post as public service.
+    pub public_service_words: Vec<String>,
 }
 
 /// Every weight and threshold of the evaluation.
@@ -67,6 +84,8 @@ pub struct Weights {
     pub interaction: InteractionWeights,
     /// 聋哑.
     pub silence: Silence,
+    /// 传播力.
+    pub reach: ReachWeights,
     /// 认同度 needs at least this many rated answers.
     pub min_rated: usize,
 }
@@ -104,6 +123,17 @@ struct InteractionDef {
 struct SilenceDef {
     min_requests: usize,
     min_answer_share: W,
+    max_quiet_days: W,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReachDef {
+    posts_per_week: W,
+    engagement_per_post: W,
+    activity: W,
+    engagement: W,
+    public_service_words: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +148,7 @@ struct WeightsFile {
     dimensions: Spanned<DimensionsDef>,
     service: Spanned<ServiceDef>,
     interaction: Spanned<InteractionDef>,
+    reach: Spanned<ReachDef>,
     silence: SilenceDef,
     approval: ApprovalDef,
 }
@@ -160,6 +191,31 @@ impl Weights {
             acknowledged: weight("interaction", "acknowledged", &i.acknowledged),
             answered: weight("interaction", "answered", &i.answered),
         };
+        let r = f.reach.get_ref();
+        let reach = ReachWeights {
+            posts_per_week: weight("reach", "posts_per_week", &r.posts_per_week),
+            engagement_per_post: weight("reach", "engagement_per_post", &r.engagement_per_post),
+            activity: weight("reach", "activity", &r.activity),
+            engagement: weight("reach", "engagement", &r.engagement),
+            public_service_words: r.public_service_words.clone(),
+        };
+        let quiet = weight("silence", "max_quiet_days", &f.silence.max_quiet_days);
+        for (name, v, w) in [
+            ("posts_per_week", reach.posts_per_week, &r.posts_per_week),
+            (
+                "engagement_per_post",
+                reach.engagement_per_post,
+                &r.engagement_per_post,
+            ),
+        ] {
+            if v <= 0.0 {
+                p.at(
+                    &path,
+                    line_at(&src, w.span().start),
+                    format!("[reach] {name}: a target above 0"),
+                );
+            }
+        }
         let share = *f.silence.min_answer_share.get_ref();
         if !(0.0..=1.0).contains(&share) {
             p.at(
@@ -191,6 +247,11 @@ impl Weights {
                 f.interaction.span().start,
                 interaction.acknowledged + interaction.answered,
             ),
+            (
+                "reach",
+                f.reach.span().start,
+                reach.activity + reach.engagement,
+            ),
         ];
         for (table, at, sum) in sums {
             if sum <= 0.0 {
@@ -209,7 +270,9 @@ impl Weights {
             silence: Silence {
                 min_requests: f.silence.min_requests,
                 min_answer_share: share,
+                max_quiet_days: quiet,
             },
+            reach,
             min_rated: f.approval.min_rated.max(1),
         })
     }

@@ -1205,8 +1205,8 @@ fn mastodon_json(st: &St, idx: usize, base: &str) -> Value {
         "language": p.language,
         "uri": format!("{base}/users/{}/statuses/{}", acct.handle, p.id),
         "url": url,
-        "replies_count": 0,
-        "reblogs_count": 0,
+        "replies_count": answers(st, "mastodon", "reply", &p.id),
+        "reblogs_count": answers(st, "mastodon", "repost", &p.id),
         "favourites_count": 0,
         "content": if reblog.is_some() { String::new() } else { mastodon_html(&p.text) },
         "reblog": reblog,
@@ -1251,6 +1251,22 @@ fn weibo_user(a: &Account) -> Value {
     })
 }
 
+/// How many accepted posts of `platform` are an `action` of post `id` (the counts a timeline
+/// reports: replies, reblogs, comments, reposts). A comment answering a comment on `id`
+/// (`{id}/{cid}`) counts for `id`.
+fn answers(st: &St, platform: &str, action: &str, id: &str) -> usize {
+    st.stored
+        .iter()
+        .filter(|s| s.post.platform == platform && s.post.action == action)
+        .filter(|s| {
+            s.post
+                .target
+                .as_deref()
+                .is_some_and(|t| t == id || t.split('/').next() == Some(id))
+        })
+        .count()
+}
+
 fn weibo_status_json(st: &St, idx: usize) -> Value {
     let s = &st.stored[idx];
     let p = &s.post;
@@ -1268,8 +1284,8 @@ fn weibo_status_json(st: &St, idx: usize) -> Value {
         "source": "<a href=\"https://app.example\" rel=\"nofollow\">huiying</a>",
         "favorited": false,
         "truncated": false,
-        "reposts_count": 0,
-        "comments_count": 0,
+        "reposts_count": answers(st, "weibo", "repost", &p.id),
+        "comments_count": answers(st, "weibo", "comment", &p.id),
         "attitudes_count": 0,
         "user": weibo_user(&acct),
     });

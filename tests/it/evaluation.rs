@@ -195,7 +195,7 @@ fn run(cases: &[Case]) -> Evaluation {
     let p = period(Some("2026-09-21"), Some("2026-10-11"), 8 * 3600, now).expect("period");
     assert_eq!((p.from, p.to), (bj(9, 21, 0, 0), bj(10, 12, 0, 0)));
     let subjects = Subjects::of(&r.router, Some(shipped_matrix()));
-    evaluate(cases, &subjects, &r.calendar, &r.weights, p, now)
+    evaluate(cases, &[], &subjects, &r.calendar, &r.weights, p, now)
 }
 
 fn unit<'a>(units: &'a [Unit], id: &str) -> &'a Unit {
@@ -672,4 +672,234 @@ fn an_imported_history_gives_the_same_figures_as_live_cases() {
         (&json!(4), &json!(2), &json!(1), &json!(0))
     );
     assert_eq!(a.1["satisfied"], 1);
+}
+
+/// 传播力 read from the accounts' own timelines on the (fake) platforms: posts, the reposts and
+/// replies others made of them, what carries public-service content, how quiet an account has
+/// been. (Bad timeline items are skipped by name: `timeline::tests`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reach_is_read_from_each_accounts_own_timeline() {
+    use huiying::respond::publish::mastodon::MastodonPublisher;
+    use huiying::respond::publish::weibo::WeiboPublisher;
+    use huiying::respond::publish::{http_client, Action, PostRequest, Publisher};
+    let (_, fake) = crate::fake_platform::FakePlatform::start().await;
+    fake.add_account("tok-m", "bjfabu");
+    fake.add_account("tok-w", "北京发布");
+    fake.add_account("tok-c", "citizen");
+    let var = |p: &str| format!("HUIYING_TEST_REACH_{p}_{}", std::process::id());
+    std::env::set_var(var("M"), "tok-m");
+    std::env::set_var(var("W"), "tok-w");
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = dir.path().join("rules");
+    crate::util::copy_dir(&rules_dir(), &rules);
+    std::fs::remove_dir_all(rules.join("matrix")).expect("rm matrix");
+    std::fs::create_dir_all(rules.join("matrix")).expect("mkdir matrix");
+    let base = fake.base_url();
+    std::fs::write(
+        rules.join("matrix/matrix.toml"),
+        format!(
+            r#"
+[matrix]
+default_region = "110000"
+
+[[profile]]
+id = "p"
+platform = "mastodon"
+posts_per_hour = 100
+comments_per_hour = 100
+reposts_per_hour = 100
+
+[[profile]]
+id = "w"
+platform = "weibo"
+posts_per_hour = 100
+comments_per_hour = 100
+reposts_per_hour = 100
+
+[[link]]
+category = "*"
+functions = []
+
+[[account]]
+id = "m-bj"
+name = "北京发布 (Mastodon)"
+platform = "mastodon"
+handle = "bjfabu"
+region = "110000"
+level = "province"
+function = "publicity"
+profile = "p"
+token_env = "{m}"
+endpoint = "{base}"
+
+[[account]]
+id = "w-bj"
+name = "北京发布"
+platform = "weibo"
+handle = "北京发布"
+region = "110000"
+level = "province"
+function = "publicity"
+profile = "w"
+token_env = "{w}"
+endpoint = "{base}"
+"#,
+            m = var("M"),
+            w = var("W"),
+        ),
+    )
+    .expect("matrix");
+    let analyzer = huiying::detect::Analyzer::new();
+    let rs = huiying::detect::RuleSet::load(&rules, &analyzer.normalizer).expect("rules");
+    let matrix =
+        huiying::respond::matrix::Matrix::load(&rules.join("matrix"), &rs).expect("matrix");
+    let shared: huiying::detect::reload::SharedRules =
+        Arc::new(arc_swap::ArcSwap::from_pointee(rs));
+
+    let client = http_client(std::time::Duration::from_secs(5)).expect("client");
+    let req = |key: &str, text: &str, action: Action| PostRequest {
+        idempotency_key: key.into(),
+        account_handle: "x".into(),
+        text: text.into(),
+        action,
+        language: None,
+        visibility: None,
+    };
+    let m = MastodonPublisher::new(client.clone(), &base, "tok-m");
+    let w = WeiboPublisher::new(client.clone(), &base, "tok-w");
+    let mc = MastodonPublisher::new(client.clone(), &base, "tok-c");
+    let wc = WeiboPublisher::new(client.clone(), &base, "tok-c");
+    // Mastodon: a warning (public service), a chat post; a citizen replies to the warning twice
+    // and reblogs it once.
+    let warn = m
+        .publish(&req(
+            "m1",
+            "【暴雨预警】今夜有大到暴雨，请减少外出。",
+            Action::Post,
+        ))
+        .await
+        .expect("post")
+        .post_id;
+    m.publish(&req("m2", "周末愉快！", Action::Post))
+        .await
+        .expect("post");
+    for (k, action) in [
+        (
+            "c1",
+            Action::Reply {
+                target: warn.clone(),
+            },
+        ),
+        (
+            "c2",
+            Action::Reply {
+                target: warn.clone(),
+            },
+        ),
+        (
+            "c3",
+            Action::Repost {
+                target: warn.clone(),
+            },
+        ),
+    ] {
+        mc.publish(&req(k, "收到", action)).await.expect("citizen");
+    }
+    // Weibo: one post, commented on once.
+    let wpost = w
+        .publish(&req("w1", "今日全市空气质量良。", Action::Post))
+        .await
+        .expect("share")
+        .post_id;
+    wc.publish(&req("c4", "好的", Action::Comment { target: wpost }))
+        .await
+        .expect("comment");
+
+    let store = CaseStore::memory();
+    let r = rules_for_reach(&rules);
+    let read = || {
+        huiying::evaluation::timeline::read_all(
+            &client,
+            &matrix,
+            &store,
+            &r.weights.reach.public_service_words,
+            &analyzer,
+            &shared,
+            &base,
+        )
+    };
+    let round = read().await;
+    assert_eq!((round.accounts, round.failed.len()), (2, 0), "{round:?}");
+    let posts = huiying::evaluation::timeline::load(&store).expect("posts");
+    // Reading again keeps one record per post.
+    read().await;
+    assert_eq!(
+        huiying::evaluation::timeline::load(&store)
+            .expect("posts")
+            .len(),
+        posts.len()
+    );
+    let now = crate::util::now_ms();
+    let period = huiying::evaluation::figures::Period {
+        from: now - 7 * 86_400_000,
+        to: now + 60_000,
+    };
+    let subjects = Subjects::of(&r.router, Some(&matrix));
+    let e = evaluate(
+        &[],
+        &posts,
+        &subjects,
+        &r.calendar,
+        &r.weights,
+        period,
+        now + 60_000,
+    );
+    let mb = unit(&e.accounts, "m-bj");
+    let reach = mb.reach.as_ref().expect("reach");
+    assert!(reach.read);
+    assert_eq!(
+        (reach.posts, reach.own_posts, reach.reposts, reach.replies),
+        (2, 2, 1, 2),
+        "{reach:?}"
+    );
+    // Engagement 3 reactions / 2 posts = 1.5 of 20; activity 2 posts of 7 a week.
+    assert_eq!(reach.engagement_per_post, Some(1.5));
+    assert_eq!(reach.public_service_share, Some(0.5));
+    // 0.5·2/7 + 0.5·1.5/20 = 0.1804.
+    assert_eq!(mb.scores.reach, Some(18.0));
+    assert_eq!(
+        mb.scores.overall,
+        Some(18.0),
+        "reach is the only dimension with data"
+    );
+    assert_eq!(reach.quiet_days, Some(0.0));
+    let wb = unit(&e.accounts, "w-bj");
+    let reach = wb.reach.as_ref().expect("reach");
+    assert_eq!((reach.posts, reach.replies), (1, 1), "{reach:?}");
+    // Eight days later with nothing new, both are quiet (聋哑).
+    let later = now + 8 * 86_400_000;
+    let p2 = huiying::evaluation::figures::Period {
+        from: later - 7 * 86_400_000,
+        to: later,
+    };
+    let e = evaluate(&[], &posts, &subjects, &r.calendar, &r.weights, p2, later);
+    let mb = unit(&e.accounts, "m-bj");
+    assert!(mb.silent, "{mb:?}");
+    assert!(
+        mb.silent_reason
+            .as_deref()
+            .is_some_and(|s| s.contains("no post for 8 days")),
+        "{:?}",
+        mb.silent_reason
+    );
+    assert_eq!(mb.reach.as_ref().map(|r| r.posts), Some(0));
+}
+
+fn rules_for_reach(dir: &std::path::Path) -> Rules {
+    Rules {
+        router: Router::load(dir).expect("router"),
+        calendar: Calendar::load(&dir.join("cases/calendar.toml"), &huiying::cases::KINDS)
+            .expect("calendar"),
+        weights: Weights::load(dir).expect("weights"),
+    }
 }

@@ -59,7 +59,8 @@ const T = {
     returned: "退回", service: "服务力", overall: "综合", trend: "变化", addressed: "@诉求",
     reply_share: "答复率", interaction: "互动力", note: "备注", silent: "聋哑",
     approval: "认同度", previous: "上期", period: "期间", worst_overdue: "超期最久",
-    ack_median: "受理中位", answer_median: "答复中位", figures: "各项指标",
+    ack_median: "受理中位", answer_median: "答复中位", figures: "各项指标", posts: "发布",
+    reach: "传播力", engagement: "每条互动", public_share: "公共服务内容占比", quiet_days: "未发布天数",
   },
   en: {
     console: "Console", incidents: "Incidents", notices: "Notices", accounts: "Accounts",
@@ -123,7 +124,8 @@ const T = {
     trend: "Trend", addressed: "Addressed", reply_share: "Answered", interaction: "Interaction",
     note: "Note", silent: "silent", approval: "Approval", previous: "Previous", period: "Period",
     worst_overdue: "Longest overdue", ack_median: "Median to accept",
-    answer_median: "Median to answer", figures: "Figures",
+    answer_median: "Median to answer", figures: "Figures", posts: "Posts", reach: "Reach",
+    engagement: "Reactions per post", public_share: "Public-service share", quiet_days: "Days without a post",
   },
 };
 
@@ -690,6 +692,8 @@ async function loadEvaluation(force) {
     "data-unit": u.id, class: u.silent ? "silent" : "" },
   el("td", {}, u.rank ? `${u.rank}/${u.peers}` : "—"),
   el("td", {}, u.name_zh, " ", el("span", { class: "muted" }, u.name_en)),
+  el("td", {}, u.reach && u.reach.read ? u.reach.posts : "—"),
+  el("td", {}, score(u.scores.reach)),
   el("td", {}, u.interaction ? u.interaction.addressed : 0),
   el("td", {}, u.interaction ? share(u.interaction.answered, u.interaction.addressed) : "—"),
   el("td", {}, score(u.scores.interaction)),
@@ -713,6 +717,12 @@ function showUnit(u) {
     [t("approval"), score(u.scores.approval)], [t("overall"), score(u.scores.overall)],
     [t("previous"), score(u.previous.overall)],
   ];
+  if (u.reach && u.reach.read) {
+    const r = u.reach;
+    rows.push([t("posts"), r.posts], [t("engagement"), r.engagement_per_post === null ? "—" : r.engagement_per_post.toFixed(1)],
+      [t("public_share"), r.public_service_share === null ? "—" : `${Math.round(r.public_service_share * 100)}%`],
+      [t("quiet_days"), r.quiet_days === null ? "—" : r.quiet_days], [t("reach"), score(u.scores.reach)]);
+  }
   const box = $("evaluation-detail");
   box.replaceChildren(
     el("h2", {}, `${u.name_zh} `, el("span", { class: "muted" }, u.name_en)),

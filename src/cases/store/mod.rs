@@ -24,6 +24,9 @@ pub enum Table {
     /// `<case id>` → the requesters' contact details (JSON map handle → contact): kept apart so
     /// no listing of cases carries them.
     Contacts,
+    /// `<account>:<post id>` → one of a matrix account's own posts as its timeline showed it
+    /// (JSON; written and read by the evaluation stage for 传播力).
+    AccountPosts,
 }
 
 impl Table {
@@ -33,6 +36,7 @@ impl Table {
             Table::Cases => "cases",
             Table::Index => "cases_index",
             Table::Contacts => "cases_contacts",
+            Table::AccountPosts => "account_posts",
         }
     }
 }
@@ -175,6 +179,25 @@ impl CaseStore {
             .map(|k| (Table::Index, k.clone(), id.as_bytes().to_vec()))
             .collect();
         self.backend.put_all(&w)
+    }
+
+    /// Write records of the accounts' own posts (`key` → JSON), replacing those with the same key.
+    pub fn put_account_posts(&self, posts: &[(String, Vec<u8>)]) -> Result<(), CaseStoreError> {
+        let writes: Vec<(Table, String, Vec<u8>)> = posts
+            .iter()
+            .map(|(k, v)| (Table::AccountPosts, k.clone(), v.clone()))
+            .collect();
+        self.backend.put_all(&writes)
+    }
+
+    /// Every record of the accounts' own posts.
+    pub fn account_posts(&self) -> Result<Vec<Vec<u8>>, CaseStoreError> {
+        Ok(self
+            .backend
+            .all(Table::AccountPosts)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
     }
 
     /// Every case, in id order.

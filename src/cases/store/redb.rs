@@ -28,7 +28,12 @@ impl RedbCases {
         }
         let db = Database::create(path).map_err(|e| open_err(path, e.into()))?;
         let tx = db.begin_write().map_err(redb_err("open"))?;
-        for t in [Table::Cases, Table::Index, Table::Contacts] {
+        for t in [
+            Table::Cases,
+            Table::Index,
+            Table::Contacts,
+            Table::AccountPosts,
+        ] {
             tx.open_table(def(t)).map_err(redb_err("open"))?;
         }
         tx.open_table(SEQ).map_err(redb_err("open"))?;
