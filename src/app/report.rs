@@ -78,14 +78,12 @@ pub fn evaluation(
         now,
     )
     .map_err(anyhow::Error::msg)?;
-    let cases = store
-        .all()
+    let loaded = crate::evaluation::Loaded::from_store(store)
         .map_err(|e| anyhow::anyhow!("reading the case store: {e}"))?;
     let subjects = crate::evaluation::Subjects::of(&router, matrix.as_ref())
         .only(a.department.as_deref(), a.account.as_deref());
-    let posts = crate::evaluation::timeline::load(store).map_err(anyhow::Error::msg)?;
     let e =
-        crate::evaluation::evaluate(&cases, &posts, &subjects, &calendar, &weights, period, now);
+        crate::evaluation::evaluate(loaded.inputs(), &subjects, &calendar, &weights, period, now);
     let text = match format {
         "csv" => crate::evaluation::report::csv(&e),
         "html" => crate::evaluation::report::html(&e),

@@ -161,11 +161,13 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
             .await
             .context("cases stage")?;
     stages.push(cases_stage);
-    let matrix = respond.as_ref().map(|r| r.matrix.clone());
     let reports = cfg.cases.data_dir.clone();
     let reports = reports.as_deref().unwrap_or(&cfg.respond.data_dir);
     stages.push(crate::evaluation::stage::start(
-        &mut cx, cases, matrix, reports,
+        &mut cx,
+        cases,
+        respond.clone(),
+        reports,
     ));
     stages.push(feeds::start(&cfg.feeds, opts.demo, &cx).map_err(anyhow::Error::msg)?);
     stages.push(crate::detect::reload::start(cfg.watch_rules, &cx));

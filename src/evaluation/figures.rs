@@ -363,15 +363,38 @@ pub struct Reach {
     pub last_post_at: Option<i64>,
     /// Days from that post to the period's end.
     pub quiet_days: Option<f64>,
+    /// Notices whose fan-out started in the period with this account in the plan.
+    pub planned: usize,
+    /// Of those, posted by the period's end.
+    pub fanned_out: usize,
+    /// `fanned_out / planned`.
+    pub coverage: Option<f64>,
+    /// From the fan-out's start to the account's post.
+    pub fanout_secs: Secs,
 }
 
 /// Measure `posts` (one account's) over `period` as of its end (or `now`).
-pub fn measure_reach(posts: &[&super::timeline::OwnPost], period: Period, now: i64) -> Reach {
+pub fn measure_reach(
+    posts: &[&super::timeline::OwnPost],
+    planned: &[&super::fanout::Planned],
+    period: Period,
+    now: i64,
+) -> Reach {
     let end = period.to.min(now);
     let mut r = Reach {
         read: !posts.is_empty(),
         ..Reach::default()
     };
+    let mut delays = Vec::new();
+    for p in planned.iter().filter(|p| p.at >= period.from && p.at < end) {
+        r.planned += 1;
+        if let Some(d) = p.done_at.filter(|d| *d < end) {
+            r.fanned_out += 1;
+            delays.push((d - p.at).max(0) as f64 / 1000.0);
+        }
+    }
+    r.coverage = ratio(r.fanned_out, r.planned);
+    r.fanout_secs = Secs::of(delays);
     let mut public = 0;
     for p in posts {
         if p.at < end {
@@ -421,8 +444,15 @@ pub fn reach_score(r: &Reach, w: &Weights, period: Period) -> Option<f64> {
     .map(|v| round1(100.0 * v))
 }
 
-/// Why an account whose timeline was read counts as silent for its posting, if it does.
+/// Why an account counts as silent for its posting, if it does: it posted none of the notices
+/// it was planned for, or (its timeline read) it has not posted for too long.
 pub fn quiet(r: &Reach, w: &Weights) -> Option<String> {
+    if r.planned > 0 && r.fanned_out == 0 {
+        return Some(format!(
+            "posted none of the {} notices it was planned for; 未转发 {} 条通报",
+            r.planned, r.planned
+        ));
+    }
     if !r.read {
         return None;
     }

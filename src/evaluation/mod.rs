@@ -27,6 +27,7 @@
 //! `huiying cases import` history counts like live cases),
 //! so `huiying report evaluation` and `GET /api/evaluation` give the same figures.
 
+pub mod fanout;
 pub mod figures;
 pub mod monthly;
 pub mod report;
@@ -162,16 +163,62 @@ pub struct HeatRow {
 
 use figures::round1;
 
-/// Evaluate `subjects` on `cases` (and the accounts' own `posts`) over `period` at `now`.
+/// What an evaluation reads: the cases, the accounts' own posts, the notices' fan-out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Inputs<'a> {
+    /// Every case.
+    pub cases: &'a [Case],
+    /// The accounts' own posts ([`timeline`]).
+    pub posts: &'a [OwnPost],
+    /// The accounts planned for notices ([`fanout`]).
+    pub fanout: &'a [fanout::Planned],
+}
+
+/// [`Inputs`] read from a case store.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    /// Every case.
+    pub cases: Vec<Case>,
+    /// The accounts' own posts.
+    pub posts: Vec<OwnPost>,
+    /// The fan-out records.
+    pub fanout: Vec<fanout::Planned>,
+}
+
+impl Loaded {
+    /// Everything the evaluation reads from `store`.
+    pub fn from_store(store: &crate::cases::store::CaseStore) -> Result<Loaded, String> {
+        Ok(Loaded {
+            cases: store.all().map_err(|e| e.to_string())?,
+            posts: timeline::load(store)?,
+            fanout: fanout::load(store)?,
+        })
+    }
+
+    /// The inputs borrowed.
+    pub fn inputs(&self) -> Inputs<'_> {
+        Inputs {
+            cases: &self.cases,
+            posts: &self.posts,
+            fanout: &self.fanout,
+        }
+    }
+}
+
+/// Evaluate `subjects` on `input` over `period` at `now`.
 pub fn evaluate(
-    cases: &[Case],
-    posts: &[OwnPost],
+    input: Inputs<'_>,
     subjects: &Subjects,
     calendar: &Calendar,
     weights: &Weights,
     period: Period,
     now: i64,
 ) -> Evaluation {
+    let (cases, posts) = (input.cases, input.posts);
+    let mut planned_of: BTreeMap<&str, Vec<&fanout::Planned>> = BTreeMap::new();
+    for p in input.fanout {
+        planned_of.entry(p.account.as_str()).or_default().push(p);
+    }
     let mut by_department: BTreeMap<&str, Vec<&Case>> = BTreeMap::new();
     let mut by_account: BTreeMap<&str, Vec<&Case>> = BTreeMap::new();
     for c in cases {
@@ -194,9 +241,10 @@ pub fn evaluate(
         let p = measure(mine, cases, returned_by, calendar, previous_period, now);
         let reach = (!department).then(|| {
             let own = posts_of.get(s.id.as_str()).map_or(&[][..], Vec::as_slice);
+            let planned = planned_of.get(s.id.as_str()).map_or(&[][..], Vec::as_slice);
             (
-                measure_reach(own, period, now),
-                measure_reach(own, previous_period, now),
+                measure_reach(own, planned, period, now),
+                measure_reach(own, planned, previous_period, now),
             )
         });
         let mut sc = scores(&m, weights, !department);

@@ -137,8 +137,17 @@ mod tests {
             from: bj(2026, 11, 1, 0),
             to: bj(2026, 12, 1, 0),
         };
-        let e =
-            super::super::evaluate(&[c], &[], &subjects, &calendar, &weights, period, period.to);
+        let e = super::super::evaluate(
+            super::super::Inputs {
+                cases: &[c],
+                ..Default::default()
+            },
+            &subjects,
+            &calendar,
+            &weights,
+            period,
+            period.to,
+        );
         gauges(&e);
         let m = crate::metrics::evaluation::evaluation();
         assert_eq!(m.received.with_label_values(&["water"]).get(), 1);

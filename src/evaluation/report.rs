@@ -4,7 +4,7 @@
 use super::{Evaluation, Unit};
 
 /// The CSV header: every column of [`csv`].
-pub const CSV_COLUMNS: [&str; 35] = [
+pub const CSV_COLUMNS: [&str; 37] = [
     "kind",
     "id",
     "name_zh",
@@ -40,6 +40,8 @@ pub const CSV_COLUMNS: [&str; 35] = [
     "engagement_per_post",
     "public_service_share",
     "quiet_days",
+    "notices_planned",
+    "fanout_coverage",
 ];
 
 fn field(s: &str) -> String {
@@ -94,6 +96,11 @@ fn row(u: &Unit) -> String {
         opt(u.reach.as_ref().and_then(|r| r.engagement_per_post)),
         opt(u.reach.as_ref().and_then(|r| r.public_service_share)),
         opt(u.reach.as_ref().and_then(|r| r.quiet_days)),
+        u.reach
+            .as_ref()
+            .map(|r| r.planned.to_string())
+            .unwrap_or_default(),
+        opt(u.reach.as_ref().and_then(|r| r.coverage)),
     ];
     cells.join(",")
 }
@@ -389,7 +396,7 @@ fn account_rows(e: &Evaluation) -> String {
         out.push_str(&format!(
             "<tr class=\"{}\"><td>{}</td><td>{} <span class=\"en\">{}</span></td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td><b>{}</b></td><td>{}</td></tr>",
+             <td>{}</td><td><b>{}</b></td><td>{}</td></tr>",
             if u.silent { "silent" } else { "" },
             u.rank
                 .map(|r| format!("{r}/{}", u.peers))
@@ -403,6 +410,10 @@ fn account_rows(e: &Evaluation) -> String {
                 .map(|r| r.posts.to_string())
                 .unwrap_or_else(|| "—".into()),
             num(u.scores.reach),
+            u.reach
+                .as_ref()
+                .map(|r| pct(r.fanned_out, r.planned))
+                .unwrap_or_else(|| "—".into()),
             i.addressed,
             pct(i.answered, i.addressed),
             num(u.scores.interaction),
@@ -491,7 +502,7 @@ pub fn html(e: &Evaluation) -> String {
 <th>答复中位 h Median h</th><th>满意 % Satisfied</th><th>服务力 Service</th><th>综合 Overall</th><th>上期 Previous</th>\
 <th>变化 Trend</th></tr></thead><tbody>{departments}</tbody></table>\
 <h2>账号 <span class=\"en\">Accounts</span></h2>\
-<table><thead><tr><th>名次 Rank</th><th>账号 Account</th><th>同类 Peers</th><th>发布 Posts</th><th>传播力 Reach</th><th>@诉求 Addressed</th>\
+<table><thead><tr><th>名次 Rank</th><th>账号 Account</th><th>同类 Peers</th><th>发布 Posts</th><th>传播力 Reach</th><th>通报转发 Notices posted</th><th>@诉求 Addressed</th>\
 <th>答复 Answered</th><th>互动力 Interaction</th><th>服务力 Service</th><th>认同度 Approval</th><th>综合 Overall</th>\
 <th>备注 Note</th></tr></thead><tbody>{accounts}</tbody></table>\
 <h2>超期最久 <span class=\"en\">Longest overdue</span></h2>\

@@ -10,6 +10,7 @@ use crate::api::ApiError;
 use crate::cases::Cases;
 use crate::respond::dispatch::system_now_ms;
 use crate::respond::matrix::Matrix;
+use crate::respond::stage::Respond;
 use crate::stage::{Context, Handle};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -25,6 +26,7 @@ pub struct Evaluator {
     cases: Arc<Cases>,
     weights: Arc<Weights>,
     matrix: Option<Arc<Matrix>>,
+    respond: Option<Arc<Respond>>,
 }
 
 type St = Option<Evaluator>;
@@ -41,7 +43,7 @@ const TIMELINES_EVERY: std::time::Duration = std::time::Duration::from_secs(1800
 pub fn start(
     cx: &mut Context,
     cases: Option<Arc<Cases>>,
-    matrix: Option<Arc<Matrix>>,
+    respond: Option<Arc<Respond>>,
     data_dir: &std::path::Path,
 ) -> Handle {
     let weights = match Weights::load(&cx.rules_dir) {
@@ -55,7 +57,8 @@ pub fn start(
         (Some(cases), Some(weights)) => Some(Evaluator {
             cases,
             weights,
-            matrix,
+            matrix: respond.as_ref().map(|r| r.matrix.clone()),
+            respond,
         }),
         _ => None,
     };
@@ -136,8 +139,8 @@ pub fn refresh(
     dir: &std::path::Path,
     now: i64,
 ) -> anyhow::Result<Option<Vec<std::path::PathBuf>>> {
-    let all = e.cases.store().all()?;
-    let posts = super::timeline::load(e.cases.store()).map_err(anyhow::Error::msg)?;
+    collect_fanout(e).map_err(anyhow::Error::msg)?;
+    let loaded = super::Loaded::from_store(e.cases.store()).map_err(anyhow::Error::msg)?;
     let subjects = Subjects::of(e.cases.router(), e.matrix.as_deref());
     let cal = e.cases.calendar();
     let recent = super::Period {
@@ -145,14 +148,33 @@ pub fn refresh(
         to: now,
     };
     super::monthly::gauges(&evaluate(
-        &all, &posts, &subjects, cal, &e.weights, recent, now,
+        loaded.inputs(),
+        &subjects,
+        cal,
+        &e.weights,
+        recent,
+        now,
     ));
     let (month, name) = super::monthly::last_month(now, cal.offset_secs());
     if super::monthly::exists(dir, &name) {
         return Ok(None);
     }
-    let r = evaluate(&all, &posts, &subjects, cal, &e.weights, month, now);
+    let r = evaluate(loaded.inputs(), &subjects, cal, &e.weights, month, now);
     Ok(Some(super::monthly::write(dir, &name, &r)?))
+}
+
+/// Bring the fan-out records in the case store up to date with the respond stage's notices and
+/// outbox (nothing without the respond stage).
+fn collect_fanout(e: &Evaluator) -> Result<(), String> {
+    let Some(r) = &e.respond else {
+        return Ok(());
+    };
+    let notices = r
+        .notices
+        .list(&Default::default())
+        .map_err(|err| err.to_string())?;
+    let planned = super::fanout::collect(&notices, r.outbox.as_ref())?;
+    super::fanout::keep(e.cases.store(), &planned)
 }
 
 impl Evaluator {
@@ -162,7 +184,15 @@ impl Evaluator {
             cases,
             weights: Arc::new(weights),
             matrix,
+            respond: None,
         }
+    }
+
+    /// Also collect the notices' fan-out from `respond` (its notices and outbox) on refresh.
+    pub fn with_respond(mut self, respond: Arc<Respond>) -> Evaluator {
+        self.matrix = Some(respond.matrix.clone());
+        self.respond = Some(respond);
+        self
     }
 }
 
@@ -193,15 +223,11 @@ async fn summary(State(st): State<St>) -> Result<Json<serde_json::Value>, ApiErr
             from: now - 7 * 86_400_000,
             to: now,
         };
-        let r = evaluate(
-            &all,
-            &[],
-            &subjects,
-            e.cases.calendar(),
-            &e.weights,
-            week,
-            now,
-        );
+        let input = super::Inputs {
+            cases: &all,
+            ..Default::default()
+        };
+        let r = evaluate(input, &subjects, e.cases.calendar(), &e.weights, week, now);
         Ok::<_, ApiError>(week_summary(&r))
     })
     .await
@@ -278,16 +304,14 @@ async fn show(State(st): State<St>, Query(q): Query<Params>) -> Result<Response,
     )
     .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid", m))?;
     let r = tokio::task::spawn_blocking(move || {
-        let all = e.cases.store().all().map_err(|err| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", err.to_string())
-        })?;
+        collect_fanout(&e)
+            .map_err(|err| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", err))?;
+        let loaded = super::Loaded::from_store(e.cases.store())
+            .map_err(|err| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", err))?;
         let subjects = Subjects::of(e.cases.router(), e.matrix.as_deref())
             .only(q.department.as_deref(), q.account.as_deref());
-        let posts = super::timeline::load(e.cases.store())
-            .map_err(|err| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", err))?;
         Ok::<_, ApiError>(evaluate(
-            &all,
-            &posts,
+            loaded.inputs(),
             &subjects,
             e.cases.calendar(),
             &e.weights,

@@ -343,7 +343,9 @@ mod tests {
 
 /// Every post record in `store` (a record that does not decode is skipped and logged).
 pub fn load(store: &crate::cases::store::CaseStore) -> Result<Vec<OwnPost>, String> {
-    let raw = store.account_posts().map_err(|e| e.to_string())?;
+    let raw = store
+        .records(crate::cases::store::Table::AccountPosts)
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(raw.len());
     for r in raw {
         match serde_json::from_slice::<OwnPost>(&r) {
@@ -360,7 +362,9 @@ pub fn keep(store: &crate::cases::store::CaseStore, posts: &[OwnPost]) -> Result
         .iter()
         .filter_map(|p| serde_json::to_vec(p).ok().map(|v| (p.key(), v)))
         .collect();
-    store.put_account_posts(&records).map_err(|e| e.to_string())
+    store
+        .put_records(crate::cases::store::Table::AccountPosts, &records)
+        .map_err(|e| e.to_string())
 }
 
 /// What one round of reading found.

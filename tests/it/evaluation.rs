@@ -10,7 +10,7 @@ use huiying::cases::model::{Case, CaseState, Channel, Requester, Satisfaction};
 use huiying::cases::store::CaseStore;
 use huiying::cases::Router;
 use huiying::evaluation::weights::Weights;
-use huiying::evaluation::{evaluate, period, Evaluation, Subjects, Unit};
+use huiying::evaluation::{evaluate, period, Evaluation, Inputs, Subjects, Unit};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -195,7 +195,11 @@ fn run(cases: &[Case]) -> Evaluation {
     let p = period(Some("2026-09-21"), Some("2026-10-11"), 8 * 3600, now).expect("period");
     assert_eq!((p.from, p.to), (bj(9, 21, 0, 0), bj(10, 12, 0, 0)));
     let subjects = Subjects::of(&r.router, Some(shipped_matrix()));
-    evaluate(cases, &[], &subjects, &r.calendar, &r.weights, p, now)
+    let input = Inputs {
+        cases,
+        ..Inputs::default()
+    };
+    evaluate(input, &subjects, &r.calendar, &r.weights, p, now)
 }
 
 fn unit<'a>(units: &'a [Unit], id: &str) -> &'a Unit {
@@ -845,9 +849,12 @@ endpoint = "{base}"
         to: now + 60_000,
     };
     let subjects = Subjects::of(&r.router, Some(&matrix));
+    let input = Inputs {
+        posts: &posts,
+        ..Inputs::default()
+    };
     let e = evaluate(
-        &[],
-        &posts,
+        input,
         &subjects,
         &r.calendar,
         &r.weights,
@@ -882,7 +889,7 @@ endpoint = "{base}"
         from: later - 7 * 86_400_000,
         to: later,
     };
-    let e = evaluate(&[], &posts, &subjects, &r.calendar, &r.weights, p2, later);
+    let e = evaluate(input, &subjects, &r.calendar, &r.weights, p2, later);
     let mb = unit(&e.accounts, "m-bj");
     assert!(mb.silent, "{mb:?}");
     assert!(
@@ -902,4 +909,72 @@ fn rules_for_reach(dir: &std::path::Path) -> Rules {
             .expect("calendar"),
         weights: Weights::load(dir).expect("weights"),
     }
+}
+
+/// Notice fan-out as the evaluation sees it, through a running service: the lead posted (planned
+/// 1, posted 1), the amplifier whose token the platform refuses posted nothing and is marked
+/// silent for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fan_out_coverage_comes_from_the_notices_and_the_outbox() {
+    let eng = crate::wall::RespondEngine::start(Vec::new()).await;
+    let addr = eng.svc.addr;
+    crate::wall::post_burst(
+        addr,
+        "ev",
+        8,
+        "北京海淀区路口积水严重，车被淹了，水已经没过车顶，有人被冲走",
+    )
+    .await;
+    let id = crate::util::within("a draft", async {
+        loop {
+            let v = crate::util::get_json(addr, "/api/notices").await;
+            if let Some(id) = v["notices"][0]["id"].as_str() {
+                return id.to_string();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    eng.approve(&id).await;
+    let v = crate::util::within("the lead's post and the amplifier's failure", async {
+        loop {
+            let v = crate::util::get_json(addr, "/api/evaluation").await;
+            let acc = |id: &str| {
+                v["accounts"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|u| u["id"] == id).cloned())
+                    .unwrap_or_default()
+            };
+            let (hd, bj) = (acc("hd-publicity"), acc("bj-publicity"));
+            if hd["reach"]["fanned_out"] == 1 && bj["silent"] == true {
+                return v;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let acc = |id: &str| {
+        v["accounts"]
+            .as_array()
+            .and_then(|a| a.iter().find(|u| u["id"] == id).cloned())
+            .unwrap_or_default()
+    };
+    let hd = acc("hd-publicity");
+    assert_eq!(hd["reach"]["planned"], 1, "{hd}");
+    assert_eq!(hd["reach"]["coverage"], 1.0, "{hd}");
+    assert_eq!(hd["reach"]["fanout_secs"]["n"], 1, "{hd}");
+    assert_eq!(hd["silent"], false, "{hd}");
+    let bj = acc("bj-publicity");
+    assert_eq!(
+        (&bj["reach"]["planned"], &bj["reach"]["fanned_out"]),
+        (&json!(1), &json!(0)),
+        "{bj}"
+    );
+    assert!(
+        bj["silent_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("posted none of the 1 notices")),
+        "{bj}"
+    );
+    crate::util::stop(eng.svc).await;
 }

@@ -60,7 +60,7 @@ const T = {
     reply_share: "答复率", interaction: "互动力", note: "备注", silent: "聋哑",
     approval: "认同度", previous: "上期", period: "期间", worst_overdue: "超期最久",
     ack_median: "受理中位", answer_median: "答复中位", figures: "各项指标", posts: "发布",
-    reach: "传播力", engagement: "每条互动", public_share: "公共服务内容占比", quiet_days: "未发布天数",
+    reach: "传播力", notices_posted: "通报已转发/计划", engagement: "每条互动", public_share: "公共服务内容占比", quiet_days: "未发布天数",
   },
   en: {
     console: "Console", incidents: "Incidents", notices: "Notices", accounts: "Accounts",
@@ -125,7 +125,7 @@ const T = {
     note: "Note", silent: "silent", approval: "Approval", previous: "Previous", period: "Period",
     worst_overdue: "Longest overdue", ack_median: "Median to accept",
     answer_median: "Median to answer", figures: "Figures", posts: "Posts", reach: "Reach",
-    engagement: "Reactions per post", public_share: "Public-service share", quiet_days: "Days without a post",
+    notices_posted: "Notices posted / planned", engagement: "Reactions per post", public_share: "Public-service share", quiet_days: "Days without a post",
   },
 };
 
@@ -717,6 +717,9 @@ function showUnit(u) {
     [t("approval"), score(u.scores.approval)], [t("overall"), score(u.scores.overall)],
     [t("previous"), score(u.previous.overall)],
   ];
+  if (u.reach && u.reach.planned) {
+    rows.push([t("notices_posted"), `${u.reach.fanned_out}/${u.reach.planned}`]);
+  }
   if (u.reach && u.reach.read) {
     const r = u.reach;
     rows.push([t("posts"), r.posts], [t("engagement"), r.engagement_per_post === null ? "—" : r.engagement_per_post.toFixed(1)],

@@ -27,6 +27,9 @@ pub enum Table {
     /// `<account>:<post id>` → one of a matrix account's own posts as its timeline showed it
     /// (JSON; written and read by the evaluation stage for 传播力).
     AccountPosts,
+    /// `<notice>:<account>` → whether and when a planned account posted a notice (JSON; written
+    /// by the evaluation stage from the notices and the outbox).
+    AccountFanout,
 }
 
 impl Table {
@@ -37,6 +40,7 @@ impl Table {
             Table::Index => "cases_index",
             Table::Contacts => "cases_contacts",
             Table::AccountPosts => "account_posts",
+            Table::AccountFanout => "account_fanout",
         }
     }
 }
@@ -181,20 +185,25 @@ impl CaseStore {
         self.backend.put_all(&w)
     }
 
-    /// Write records of the accounts' own posts (`key` → JSON), replacing those with the same key.
-    pub fn put_account_posts(&self, posts: &[(String, Vec<u8>)]) -> Result<(), CaseStoreError> {
-        let writes: Vec<(Table, String, Vec<u8>)> = posts
+    /// Write records (`key` → JSON) of the evaluation's tables ([`Table::AccountPosts`],
+    /// [`Table::AccountFanout`]), replacing those with the same key.
+    pub fn put_records(
+        &self,
+        table: Table,
+        records: &[(String, Vec<u8>)],
+    ) -> Result<(), CaseStoreError> {
+        let writes: Vec<(Table, String, Vec<u8>)> = records
             .iter()
-            .map(|(k, v)| (Table::AccountPosts, k.clone(), v.clone()))
+            .map(|(k, v)| (table, k.clone(), v.clone()))
             .collect();
         self.backend.put_all(&writes)
     }
 
-    /// Every record of the accounts' own posts.
-    pub fn account_posts(&self) -> Result<Vec<Vec<u8>>, CaseStoreError> {
+    /// Every record of one of the evaluation's tables.
+    pub fn records(&self, table: Table) -> Result<Vec<Vec<u8>>, CaseStoreError> {
         Ok(self
             .backend
-            .all(Table::AccountPosts)?
+            .all(table)?
             .into_iter()
             .map(|(_, v)| v)
             .collect())

@@ -33,6 +33,7 @@ impl RedbCases {
             Table::Index,
             Table::Contacts,
             Table::AccountPosts,
+            Table::AccountFanout,
         ] {
             tx.open_table(def(t)).map_err(redb_err("open"))?;
         }
