@@ -91,6 +91,53 @@ pub struct Approval {
     pub satisfied: usize,
     /// `satisfied / rated`.
     pub satisfaction_rate: Option<f64>,
+    /// Accounts: replies to its own posts that approve (点赞, 谢谢 …).
+    pub replies_positive: usize,
+    /// Replies that disapprove (敷衍, 不满意 …).
+    pub replies_negative: usize,
+    /// `replies_positive / (replies_positive + replies_negative)`.
+    pub reply_positive_share: Option<f64>,
+}
+
+impl Approval {
+    /// Count `replies` (an account's) made in `period` (as of its end, or `now`).
+    pub fn with_replies(
+        mut self,
+        replies: &[&super::replies::Reply],
+        period: Period,
+        now: i64,
+    ) -> Approval {
+        let end = period.to.min(now);
+        for r in replies.iter().filter(|r| r.at >= period.from && r.at < end) {
+            match r.verdict.as_str() {
+                "positive" => self.replies_positive += 1,
+                "negative" => self.replies_negative += 1,
+                _ => {}
+            }
+        }
+        self.reply_positive_share = ratio(
+            self.replies_positive,
+            self.replies_positive + self.replies_negative,
+        );
+        self
+    }
+}
+
+/// 认同度: the satisfaction rate (with at least `min_rated` ratings) and the share of positive
+/// replies (with at least `min_rated` replies saying either way), weighted.
+pub fn approval_score(a: &Approval, w: &Weights) -> Option<f64> {
+    let said = a.replies_positive + a.replies_negative;
+    weighted(&[
+        (
+            w.approval.satisfaction,
+            a.satisfaction_rate.filter(|_| a.rated >= w.min_rated),
+        ),
+        (
+            w.approval.replies,
+            a.reply_positive_share.filter(|_| said >= w.min_rated),
+        ),
+    ])
+    .map(|v| round1(100.0 * v))
 }
 
 /// 互动力 figures (accounts): the requests addressed to the account on its platform.
@@ -515,11 +562,7 @@ pub fn scores(m: &Measured, w: &Weights, account: bool) -> Scores {
     } else {
         None
     };
-    let approval = m
-        .approval
-        .satisfaction_rate
-        .filter(|_| m.approval.rated >= w.min_rated)
-        .map(|r| round1(100.0 * r));
+    let approval = approval_score(&m.approval, w);
     let d = &w.dimensions;
     let overall = weighted(&[
         (d.reach, None),

@@ -15,6 +15,7 @@
 //! | `reopened` | requests reopened (不满意, a follow-up) |
 //! | `ack_secs`, `answer_secs` | `{median, p90, n}`: receipt → acceptance, acceptance → answer (nearest rank) |
 //! | `rated`, `satisfied`, `satisfaction_rate` | answers rated, rated satisfied, their share |
+//! | `replies_positive`, `replies_negative`, `reply_positive_share` | accounts: replies to its own posts read for approval ([`replies`]) |
 //! | `addressed`, `acknowledged`, `answered`, `reply_share` | accounts: requests addressed to it on its platform, and what it did |
 //! | `reach` | accounts: `posts` (`own_posts`, `reposts_made`, `replies_made`), `reposts`/`replies`/`likes` of its own posts, `engagement_per_post`, `public_service_share`, `last_post_at`, `quiet_days` |
 //! | `scores` | 0–100 each: `service` (weighted shares of `received`), `interaction` (accounts), `approval` (`satisfaction_rate`), `reach` (activity and engagement; `null` before its timeline was read), `overall` (weighted mean of those present); weights in `rules/evaluation.toml` |
@@ -30,6 +31,7 @@
 pub mod fanout;
 pub mod figures;
 pub mod monthly;
+pub mod replies;
 pub mod report;
 pub mod stage;
 pub mod timeline;
@@ -172,6 +174,8 @@ pub struct Inputs<'a> {
     pub posts: &'a [OwnPost],
     /// The accounts planned for notices ([`fanout`]).
     pub fanout: &'a [fanout::Planned],
+    /// Replies to the accounts' own posts ([`replies`]).
+    pub replies: &'a [replies::Reply],
 }
 
 /// [`Inputs`] read from a case store.
@@ -183,6 +187,8 @@ pub struct Loaded {
     pub posts: Vec<OwnPost>,
     /// The fan-out records.
     pub fanout: Vec<fanout::Planned>,
+    /// The replies to the accounts' posts.
+    pub replies: Vec<replies::Reply>,
 }
 
 impl Loaded {
@@ -192,6 +198,7 @@ impl Loaded {
             cases: store.all().map_err(|e| e.to_string())?,
             posts: timeline::load(store)?,
             fanout: fanout::load(store)?,
+            replies: replies::load(store)?,
         })
     }
 
@@ -201,6 +208,7 @@ impl Loaded {
             cases: &self.cases,
             posts: &self.posts,
             fanout: &self.fanout,
+            replies: &self.replies,
         }
     }
 }
@@ -215,6 +223,10 @@ pub fn evaluate(
     now: i64,
 ) -> Evaluation {
     let (cases, posts) = (input.cases, input.posts);
+    let mut replies_of: BTreeMap<&str, Vec<&replies::Reply>> = BTreeMap::new();
+    for r in input.replies {
+        replies_of.entry(r.account.as_str()).or_default().push(r);
+    }
     let mut planned_of: BTreeMap<&str, Vec<&fanout::Planned>> = BTreeMap::new();
     for p in input.fanout {
         planned_of.entry(p.account.as_str()).or_default().push(p);
@@ -237,8 +249,13 @@ pub fn evaluate(
     let unit = |kind: &'static str, s: &Subject, mine: &[&Case]| -> Unit {
         let department = kind == "department";
         let returned_by = department.then_some(s.id.as_str());
-        let m = measure(mine, cases, returned_by, calendar, period, now);
-        let p = measure(mine, cases, returned_by, calendar, previous_period, now);
+        let mut m = measure(mine, cases, returned_by, calendar, period, now);
+        let mut p = measure(mine, cases, returned_by, calendar, previous_period, now);
+        if !department {
+            let said = replies_of.get(s.id.as_str()).map_or(&[][..], Vec::as_slice);
+            m.approval = m.approval.with_replies(said, period, now);
+            p.approval = p.approval.with_replies(said, previous_period, now);
+        }
         let reach = (!department).then(|| {
             let own = posts_of.get(s.id.as_str()).map_or(&[][..], Vec::as_slice);
             let planned = planned_of.get(s.id.as_str()).map_or(&[][..], Vec::as_slice);

@@ -4,7 +4,7 @@
 use super::{Evaluation, Unit};
 
 /// The CSV header: every column of [`csv`].
-pub const CSV_COLUMNS: [&str; 37] = [
+pub const CSV_COLUMNS: [&str; 38] = [
     "kind",
     "id",
     "name_zh",
@@ -42,6 +42,7 @@ pub const CSV_COLUMNS: [&str; 37] = [
     "quiet_days",
     "notices_planned",
     "fanout_coverage",
+    "reply_positive_share",
 ];
 
 fn field(s: &str) -> String {
@@ -101,6 +102,7 @@ fn row(u: &Unit) -> String {
             .map(|r| r.planned.to_string())
             .unwrap_or_default(),
         opt(u.reach.as_ref().and_then(|r| r.coverage)),
+        opt(u.approval.reply_positive_share),
     ];
     cells.join(",")
 }

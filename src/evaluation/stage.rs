@@ -67,6 +67,46 @@ pub fn start(
     let Some(e) = st else {
         return Handle::new("evaluation", Vec::new());
     };
+    // Replies to the accounts' own posts (the engine sends every reply as `mention.request`);
+    // dropped when this stage falls behind rather than slowing the engine.
+    let mut rx = cx.bus.subscribe(
+        "evaluation",
+        4_096,
+        crate::bus::Delivery::DropWhenFull,
+        crate::bus::Interest::Requests,
+    );
+    let e2 = e.clone();
+    let replies = tokio::spawn(async move {
+        let mut index: Option<(std::collections::HashMap<String, String>, i64)> = None;
+        while let Some(ev) = rx.recv().await {
+            let crate::incidents::Event::Request { mention, .. } = ev.as_ref() else {
+                continue;
+            };
+            if mention.reply_to.is_none() {
+                continue;
+            }
+            let (e, m) = (e2.clone(), mention.clone());
+            let old = index.take();
+            let r = tokio::task::spawn_blocking(move || {
+                let now = system_now_ms();
+                // The posts the accounts made, re-read every 5 minutes.
+                let idx = match old {
+                    Some((i, at)) if now - at < EVERY.as_millis() as i64 => (i, at),
+                    _ => (super::replies::post_index(e.cases.store())?, now),
+                };
+                if let Some(r) = super::replies::read(&m, &idx.0) {
+                    super::replies::keep(e.cases.store(), &r)?;
+                }
+                Ok::<_, String>(idx)
+            })
+            .await;
+            match r {
+                Ok(Ok(idx)) => index = Some(idx),
+                Ok(Err(err)) => tracing::warn!(error = %err, "Could not record a reply."),
+                Err(err) => tracing::error!(error = %err, "The replies task failed."),
+            }
+        }
+    });
     let dir = data_dir.join("reports");
     let cancel = cx.cancel.clone();
     let timelines = e.matrix.clone().map(|matrix| {
@@ -128,7 +168,7 @@ pub fn start(
     });
     Handle::new(
         "evaluation",
-        std::iter::once(task).chain(timelines).collect(),
+        [task, replies].into_iter().chain(timelines).collect(),
     )
 }
 
@@ -206,11 +246,10 @@ fn routes_for(st: St) -> Routes {
 /// The wall's line: the last 7 days' most and least responsive departments (names and
 /// figures only; the wall may be public).
 async fn summary(State(st): State<St>) -> Result<Json<serde_json::Value>, ApiError> {
+    // Off: an empty answer, not an error (the wall asks every minute and shows nothing).
     let Some(e) = st else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "evaluation_disabled",
-            "the evaluation is off; 绩效评估未启用",
+        return Ok(Json(
+            serde_json::json!({"enabled": false, "best": [], "worst": []}),
         ));
     };
     let now = system_now_ms();

@@ -86,8 +86,19 @@ pub struct Weights {
     pub silence: Silence,
     /// 传播力.
     pub reach: ReachWeights,
-    /// 认同度 needs at least this many rated answers.
+    /// 认同度 needs at least this many rated answers (or replies saying either way).
     pub min_rated: usize,
+    /// 认同度: weights of the satisfaction rate and of the replies' positive share.
+    pub approval: ApprovalWeights,
+}
+
+/// 认同度: weights.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApprovalWeights {
+    /// The satisfaction rate of rated answers.
+    pub satisfaction: f64,
+    /// The positive share of replies to the account's posts.
+    pub replies: f64,
 }
 
 type W = Spanned<f64>;
@@ -140,6 +151,8 @@ struct ReachDef {
 #[serde(deny_unknown_fields)]
 struct ApprovalDef {
     min_rated: usize,
+    satisfaction: W,
+    replies: W,
 }
 
 #[derive(Deserialize)]
@@ -150,7 +163,7 @@ struct WeightsFile {
     interaction: Spanned<InteractionDef>,
     reach: Spanned<ReachDef>,
     silence: SilenceDef,
-    approval: ApprovalDef,
+    approval: Spanned<ApprovalDef>,
 }
 
 impl Weights {
@@ -200,6 +213,11 @@ impl Weights {
             public_service_words: r.public_service_words.clone(),
         };
         let quiet = weight("silence", "max_quiet_days", &f.silence.max_quiet_days);
+        let ad = f.approval.get_ref();
+        let approval = ApprovalWeights {
+            satisfaction: weight("approval", "satisfaction", &ad.satisfaction),
+            replies: weight("approval", "replies", &ad.replies),
+        };
         for (name, v, w) in [
             ("posts_per_week", reach.posts_per_week, &r.posts_per_week),
             (
@@ -252,6 +270,11 @@ impl Weights {
                 f.reach.span().start,
                 reach.activity + reach.engagement,
             ),
+            (
+                "approval",
+                f.approval.span().start,
+                approval.satisfaction + approval.replies,
+            ),
         ];
         for (table, at, sum) in sums {
             if sum <= 0.0 {
@@ -273,7 +296,8 @@ impl Weights {
                 max_quiet_days: quiet,
             },
             reach,
-            min_rated: f.approval.min_rated.max(1),
+            min_rated: f.approval.get_ref().min_rated.max(1),
+            approval,
         })
     }
 }

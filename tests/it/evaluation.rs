@@ -880,6 +880,69 @@ endpoint = "{base}"
         "reach is the only dimension with data"
     );
     assert_eq!(reach.quiet_days, Some(0.0));
+    // Replies to its posts, read for approval: three approve, one does not, one says neither.
+    let replies: Vec<huiying::evaluation::replies::Reply> = [
+        ("点赞，提醒很及时", "positive"),
+        ("谢谢", "positive"),
+        ("感谢发布", "positive"),
+        ("太敷衍了", "negative"),
+        ("几点开始下？", "neutral"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (text, verdict))| {
+        let m = huiying::normalize::Mention {
+            id: format!("reply-{i}"),
+            ts: now,
+            text: (*text).into(),
+            author: None,
+            repost_of: None,
+            reply_to: Some(format!("mastodon:fake:{warn}")),
+            region: None,
+            lang: None,
+            source: None,
+            official: false,
+            to: None,
+            thread: None,
+        };
+        let index = huiying::evaluation::replies::post_index(&store).expect("index");
+        let r = huiying::evaluation::replies::read(&m, &index).expect("a reply to its post");
+        assert_eq!(r.verdict, *verdict, "{text}");
+        huiying::evaluation::replies::keep(&store, &r).expect("keep");
+        r
+    })
+    .collect();
+    assert_eq!(
+        huiying::evaluation::replies::load(&store)
+            .expect("load")
+            .len(),
+        5
+    );
+    let with_replies = Inputs {
+        posts: &posts,
+        replies: &replies,
+        ..Inputs::default()
+    };
+    let e = evaluate(
+        with_replies,
+        &subjects,
+        &r.calendar,
+        &r.weights,
+        period,
+        now + 60_000,
+    );
+    let mb = unit(&e.accounts, "m-bj");
+    assert_eq!(
+        (
+            mb.approval.replies_positive,
+            mb.approval.replies_negative,
+            mb.approval.reply_positive_share
+        ),
+        (3, 1, Some(0.75))
+    );
+    // No rated answers: approval is the replies' share alone; overall (0.25·18 + 0.2·75) / 0.45.
+    assert_eq!(mb.scores.approval, Some(75.0));
+    assert_eq!(mb.scores.overall, Some(43.3));
     let wb = unit(&e.accounts, "w-bj");
     let reach = wb.reach.as_ref().expect("reach");
     assert_eq!((reach.posts, reach.replies), (1, 1), "{reach:?}");

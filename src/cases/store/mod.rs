@@ -30,6 +30,9 @@ pub enum Table {
     /// `<notice>:<account>` → whether and when a planned account posted a notice (JSON; written
     /// by the evaluation stage from the notices and the outbox).
     AccountFanout,
+    /// `<mention id>` → a reply to one of an account's own posts and what it says (JSON; the
+    /// evaluation stage's 认同度).
+    AccountReplies,
 }
 
 impl Table {
@@ -41,6 +44,7 @@ impl Table {
             Table::Contacts => "cases_contacts",
             Table::AccountPosts => "account_posts",
             Table::AccountFanout => "account_fanout",
+            Table::AccountReplies => "account_replies",
         }
     }
 }

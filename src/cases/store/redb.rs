@@ -34,6 +34,7 @@ impl RedbCases {
             Table::Contacts,
             Table::AccountPosts,
             Table::AccountFanout,
+            Table::AccountReplies,
         ] {
             tx.open_table(def(t)).map_err(redb_err("open"))?;
         }
