@@ -225,6 +225,14 @@ pub fn router(
         .layer(axum::Extension(wall))
         .with_state(state.clone())
         .merge(stage_routes.into_router())
+        // A known path with a method it does not take: the API's JSON error, not an empty 405.
+        .method_not_allowed_fallback(|req: axum::extract::Request| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} is not allowed on {}", req.method(), req.uri().path()),
+            )
+        })
         // Deny by default: an unknown path answers 404 to a viewer, 401 to nobody.
         .fallback(
             get(not_found)

@@ -70,6 +70,7 @@ impl From<NoticeError> for ApiError {
             NoticeError::TooLong { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "too_long"),
             NoticeError::InvalidState { .. } => (StatusCode::CONFLICT, "invalid_state"),
             NoticeError::SelfApproval { .. } => (StatusCode::FORBIDDEN, "self_approval"),
+            NoticeError::AlreadyApproved { .. } => (StatusCode::CONFLICT, "already_approved"),
             NoticeError::Changed { .. } => (StatusCode::CONFLICT, "changed"),
             NoticeError::UnknownAccount { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unknown_account")
@@ -135,7 +136,9 @@ async fn list(State(s): State<Stage>, Query(p): Query<ListParams>) -> ApiResult 
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid",
-                    format!("unknown state {st:?}"),
+                    format!(
+                        "state: unknown {st:?} (draft, held, approved, rejected, publishing, done)"
+                    ),
                 )
             })?,
         ),
@@ -238,7 +241,7 @@ async fn approve(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 struct RejectBody {
     #[serde(default)]
     reason: String,
@@ -250,7 +253,12 @@ async fn reject(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let b: RejectBody = serde_json::from_slice(&body).map_err(bad_json)?;
+    // No body is an empty reason (refused for a draft by the workflow, with the field named).
+    let b: RejectBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RejectBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(bad_json)?
+    };
     on_notices(&s, move |r| {
         r.notices.reject(&id, &p.name, &b.reason, system_now_ms())
     })

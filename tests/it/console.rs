@@ -974,14 +974,25 @@ async fn one_admin_minting_two_tokens_is_still_one_approver() {
     let id = json_of(&a)["id"].as_str().expect("id").to_string();
     assert_eq!(json_of(&a)["required_approvals"], 2, "{}", a.body);
     let approve = format!("/api/notices/{id}/approve");
-    for t in &tokens {
-        let a = call(addr, "POST", &approve, t, &json!({"version": 0})).await;
-        assert_eq!(a.status, 200, "{}", a.body);
-        let n = json_of(&a);
-        assert_eq!(n["state"], "draft", "one person, one approval: {n}");
-        assert_eq!(n["approvals"].as_array().map(Vec::len), Some(1), "{n}");
-        assert_eq!(n["approvals"][0]["actor"], "root", "{n}");
-    }
+    let a = call(addr, "POST", &approve, &tokens[0], &json!({"version": 0})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // The second token is the same person: refused by name, and the notice keeps one approval.
+    let a = call(addr, "POST", &approve, &tokens[1], &json!({"version": 0})).await;
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert_eq!(json_of(&a)["error"], "already_approved", "{}", a.body);
+    let n = json_of(
+        &call(
+            addr,
+            "GET",
+            &format!("/api/notices/{id}"),
+            &admin,
+            &json!({}),
+        )
+        .await,
+    );
+    assert_eq!(n["state"], "draft", "one person, one approval: {n}");
+    assert_eq!(n["approvals"].as_array().map(Vec::len), Some(1), "{n}");
+    assert_eq!(n["approvals"][0]["actor"], "root", "{n}");
     util::stop(s.svc).await;
 }
 
@@ -1985,5 +1996,84 @@ async fn requests_are_transferred_answered_and_approved_in_chromium_and_counted_
     assert!(by("alice", "case.assign"), "{records:#?}");
     assert!(by("wendy", "case.start"), "{records:#?}");
     assert!(by("alice", "case.approve_answer"), "{records:#?}");
+    util::stop(s.svc).await;
+}
+
+/// The API's rough edges, each answered with a named JSON error: the same operator approving
+/// twice (409 `already_approved`), a draft rejected without a reason or without a body (400,
+/// the field named), an unknown `state` (400, the valid values listed), a method a path does not
+/// take (405 with a JSON body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_names_each_refusal() {
+    let s = secured(false).await;
+    let addr = s.svc.addr;
+    let draft = json!({
+        "kind": "emergency", "category": "fire", "severity": 5, "region": "110108",
+        "text": "海淀区某化工厂爆炸起火，请周边居民关闭门窗。"
+    });
+    let a = call(addr, "POST", "/api/notices", &s.bob_token, &draft).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let n = json_of(&a);
+    assert_eq!(n["required_approvals"], 2, "{n}");
+    let id = n["id"].as_str().expect("id").to_string();
+    let approve = format!("/api/notices/{id}/approve");
+    let v = json!({"version": n["version"]});
+    let notice = |id: &str| {
+        let (path, token) = (format!("/api/notices/{id}"), s.admin_token.clone());
+        async move { json_of(&call(addr, "GET", &path, &token, &json!({})).await) }
+    };
+    let first = call(addr, "POST", &approve, &s.admin_token, &v).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let again = call(addr, "POST", &approve, &s.admin_token, &v).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(
+        json_of(&again)["error"],
+        "already_approved",
+        "{}",
+        again.body
+    );
+    let n = notice(&id).await;
+    assert_eq!(n["approvals"].as_array().map(Vec::len), Some(1), "{n}");
+
+    let reject = format!("/api/notices/{id}/reject");
+    for body in [&b""[..], &b"{}"[..], &br#"{"reason": "   "}"#[..]] {
+        let auth = format!("Bearer {}", s.admin_token);
+        let a = request(addr, "POST", &reject, &[("Authorization", &auth)], body).await;
+        assert_eq!(
+            a.status,
+            400,
+            "{:?}: {}",
+            String::from_utf8_lossy(body),
+            a.body
+        );
+        let e = json_of(&a);
+        assert_eq!(e["error"], "invalid", "{e}");
+        assert!(
+            e["message"].as_str().is_some_and(|m| m.contains("reason")),
+            "{e}"
+        );
+    }
+    let n = notice(&id).await;
+    assert_eq!(n["state"], "draft", "nothing rejected: {n}");
+
+    let a = call(
+        addr,
+        "GET",
+        "/api/notices?state=pending",
+        &s.admin_token,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.body
+            .contains("draft, held, approved, rejected, publishing, done"),
+        "{}",
+        a.body
+    );
+
+    let a = call(addr, "GET", &approve, &s.admin_token, &json!({})).await;
+    assert_eq!(a.status, 405, "{}", a.body);
+    assert_eq!(json_of(&a)["error"], "method_not_allowed", "{}", a.body);
     util::stop(s.svc).await;
 }

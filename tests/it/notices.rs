@@ -336,10 +336,13 @@ fn severity_five_explosion_needs_two_different_operators_and_no_self_approval() 
 
     let n1 = e.notices.approve(&n.id, 0, "op:li", T0 + 2).expect("first");
     assert_eq!(n1.state, NoticeState::Draft);
-    let n2 = e
-        .notices
-        .approve(&n.id, 0, "op:li", T0 + 3)
-        .expect("same again");
+    // The same operator again: refused by name (409 `already_approved`), nothing changes.
+    let again = e.notices.approve(&n.id, 0, "op:li", T0 + 3);
+    assert!(
+        matches!(again, Err(NoticeError::AlreadyApproved { ref actor, .. }) if actor == "op:li"),
+        "{again:?}"
+    );
+    let n2 = e.notices.get(&n.id).expect("get").expect("notice");
     assert_eq!(n2.state, NoticeState::Draft);
     assert_eq!(n2.approvals.len(), 1, "the same operator counts once");
     assert!(e.outbox.jobs_for_notice(&n.id).expect("jobs").is_empty());
@@ -372,13 +375,12 @@ fn severity_five_explosion_needs_two_different_operators_and_no_self_approval() 
         vec![
             ("op:zhang", "draft"),
             ("op:li", "approve"),
-            ("op:li", "approve"),
             ("op:wang", "approve"),
         ]
     );
     let recs = audit::read_all(&e.audit_path).expect("read");
-    assert_eq!(recs[2].detail["repeat"], true);
-    assert_eq!(recs[3].detail["approvals"], 2);
+    assert_eq!(recs[1].detail["approvals"], 1);
+    assert_eq!(recs[2].detail["approvals"], 2);
 }
 
 #[test]

@@ -394,7 +394,7 @@ async function loadNotices() {
   $("notices-empty").hidden = rows.length > 0;
 }
 
-function preview(account, at, roleName) {
+function preview(account, at, roleName, editable) {
   const text = el("div", { class: "text" }, at.text);
   const edit = el("textarea", { rows: 4, hidden: true, value: at.text });
   const save = el("button", { type: "button", hidden: true }, t("save"));
@@ -411,7 +411,7 @@ function preview(account, at, roleName) {
     el("div", { class: "card-head" }, el("b", {}, account), ` · ${at.platform} · ${at.lang} · ${roleName}`),
     text,
     el("div", { class: "muted" }, `${[...at.text].length} ${t("chars")}`),
-    me.role === "viewer" ? null : editBtn, edit, save);
+    me.role === "viewer" || !editable ? null : editBtn, edit, save);
 }
 
 async function openNotice(id) {
@@ -440,7 +440,8 @@ async function openNotice(id) {
   roles[n.plan.lead] = t("lead");
   for (const c of n.plan.co_publishers) roles[c] = t("co");
   for (const a of n.plan.amplifiers) roles[a] = t("amp");
-  const cards = Object.entries(n.texts).map(([acc, at]) => preview(acc, at, roles[acc] || ""));
+  // Only a draft's text can change: no edit button once approved, held or published.
+  const cards = Object.entries(n.texts).map(([acc, at]) => preview(acc, at, roles[acc] || "", n.state === "draft"));
   // Keep an open editor open across the 2 s refresh.
   if (!document.querySelector("#nd-previews textarea:not([hidden])")) {
     $("nd-previews").replaceChildren(...cards);

@@ -110,6 +110,14 @@ pub enum NoticeError {
         /// The drafter or editor.
         actor: String,
     },
+    /// The same operator approved it already: nothing changes (one person counts once).
+    #[error("notice {id}: {actor} approved it already; another operator must (已批准过)")]
+    AlreadyApproved {
+        /// The notice.
+        id: String,
+        /// The operator.
+        actor: String,
+    },
     /// The approval names a version the notice no longer has (it was edited since it was read).
     #[error("notice {id}: changed since it was read (version {current}, approval for {seen}): read it again")]
     Changed {

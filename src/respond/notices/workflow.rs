@@ -487,19 +487,22 @@ impl Notices {
                 seen: version,
             });
         }
-        let repeat = n.approvals.iter().any(|a| a.actor == actor);
-        let count = n.approvals.len() + usize::from(!repeat);
+        // The same person again changes nothing and is refused, not logged as an action.
+        if n.approvals.iter().any(|a| a.actor == actor) {
+            return Err(NoticeError::AlreadyApproved {
+                id: n.id,
+                actor: actor.to_string(),
+            });
+        }
+        let count = n.approvals.len() + 1;
         let required = usize::from(n.required_approvals);
         self.audit(
             now_ms,
             actor,
             AuditAction::Approve,
             &n.id,
-            json!({"repeat": repeat, "approvals": count, "required": required}),
+            json!({"approvals": count, "required": required}),
         )?;
-        if repeat {
-            return Ok(n);
-        }
         n.approvals.push(Approval {
             actor: actor.to_string(),
             at: now_ms,
@@ -532,6 +535,17 @@ impl Notices {
                 op: "reject",
             });
         }
+        // A rejected draft says why; cancelling a held notice (approved by policy, not yet
+        // out) may go without a reason.
+        let reason = match reason.trim() {
+            "" if n.state == NoticeState::Held => "cancelled 取消发布",
+            "" => {
+                return Err(NoticeError::Invalid(
+                    "reason: required to reject a draft (驳回须说明理由)".into(),
+                ))
+            }
+            r => r,
+        };
         self.audit(
             now_ms,
             actor,
