@@ -512,6 +512,31 @@ async fn an_operator_logs_in_approves_a_notice_and_sees_the_fan_out_in_chromium(
         t.contains("已完成")
     })
     .await;
+    // Labels, not codes: the accounts by their names, the actions and the category in Chinese.
+    let rows: Vec<String> = {
+        let mut v = Vec::new();
+        for e in wd.find_all("#fanout tr").await {
+            v.push(wd.text(&e).await);
+        }
+        v
+    };
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("海淀发布") && r.contains("发布")),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("北京发布") && r.contains("转发")),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| !r.contains("hd-publicity") && !r.contains("repost")),
+        "{rows:?}"
+    );
+    wd.wait_for("the category's name", "#nd-meta", |t| t.contains("火灾"))
+        .await;
     let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/console.png");
     wd.screenshot(&shot).await;
     assert!(std::fs::metadata(&shot).expect("screenshot").len() > 10_000);

@@ -53,6 +53,9 @@ const T = {
     ca_approve_answer: "批准答复", ca_close: "办结", ca_reopen: "重新办理", ca_rate: "评价",
     ca_link: "关联事件", ca_remind: "到期提醒", ca_escalate: "督办升级", ca_follow_up: "追问",
     ca_no_rating: "未评价", ca_import: "导入",
+    is_open: "进行中", is_closed: "已关闭", is_merged: "已合并",
+    a_post: "发布", a_repost: "转发", a_reply: "回复", a_comment: "评论", a_mail: "邮件",
+    other: "其他",
     w_ack: "受理回复", w_answer: "答复", w_mail: "邮件",
     evaluation: "绩效", from: "从", to: "到", report_html: "报告 HTML", report_csv: "CSV",
     departments: "部门", rank: "名次", received: "收到", on_time: "按时答复", overdue: "超期",
@@ -117,6 +120,9 @@ const T = {
     ca_approve_answer: "answer approved", ca_close: "closed", ca_reopen: "reopened", ca_rate: "rated",
     ca_link: "linked to incident", ca_remind: "reminder", ca_escalate: "escalated", ca_follow_up: "follow-up",
     ca_no_rating: "no rating", ca_import: "imported",
+    is_open: "open", is_closed: "closed", is_merged: "merged",
+    a_post: "post", a_repost: "repost", a_reply: "reply", a_comment: "comment", a_mail: "e-mail",
+    other: "other",
     w_ack: "acknowledgement", w_answer: "answer", w_mail: "e-mail",
     evaluation: "Evaluation", from: "From", to: "To", report_html: "HTML report", report_csv: "CSV",
     departments: "Departments", rank: "Rank", received: "Received", on_time: "On time",
@@ -264,6 +270,7 @@ function enter() {
     if (b.id !== "tab-admin") b.hidden = dept && b.dataset.page !== "cases";
   }
   $("wall-link").hidden = dept;
+  if (!dept) loadLabels().then(() => refresh());
   // Its own department only: no department filter.
   $("fc-department").closest("label").hidden = dept;
   show(dept ? "cases" : location.hash.slice(1) || "incidents");
@@ -334,9 +341,27 @@ function authorName(a) {
 }
 
 // The primary category, then the related ones the incident also lists (flood (+rainstorm)).
+// Names for the rules' categories and the matrix's accounts (the wall's labels), loaded once.
+let labels = { categories: {}, accounts: {} };
+
+async function loadLabels() {
+  const v = await api("GET", "/api/wall/summary").catch(() => null);
+  if (v && v.labels) labels = v.labels;
+}
+
+function catName(id) {
+  const c = labels.categories && labels.categories[id];
+  return c ? (lang === "en" ? c.en : c.zh) : id === "other" ? t("other") : id;
+}
+
+function accountName(id) {
+  const a = labels.accounts && labels.accounts[id];
+  return a && a.name ? a.name : id;
+}
+
 function categoryLabel(i) {
   const more = (i.categories || []).filter((c) => c !== i.category);
-  return more.length ? `${i.category} (+${more.join(", ")})` : i.category;
+  return more.length ? `${catName(i.category)} (+${more.map(catName).join(", ")})` : catName(i.category);
 }
 
 function regionName(r) {
@@ -352,7 +377,7 @@ async function openIncident(id) {
   const operator = me.role === "operator" || me.role === "admin";
   box.replaceChildren(
     el("h2", {}, `${t(i.kind)} · ${categoryLabel(i)} · ${regionName(i.region)} `,
-      el("code", {}, i.id), " ", el("span", { class: "state" }, i.state)),
+      el("code", {}, i.id), " ", el("span", { class: "state", "data-state": i.state }, t(`is_${i.state}`))),
     el("p", {}, `${t("severity")} ${i.severity} · ${t("authors")} ${i.authors} · ${t("mentions")} ${i.mentions} · ${t("opened")} ${fmtTime(i.opened_at)}`),
     el("p", {}, `${t("terms")}: ${(i.top_terms || []).join("、")}`),
     operator ? el("div", { class: "actions" },
@@ -384,7 +409,7 @@ async function loadNotices() {
   const rows = data.notices.map((n) => el("tr", { "data-notice": n.id },
     el("td", {}, stateBadge(n.state, "st_")),
     el("td", {}, el("span", { class: `sev sev${n.severity}` }, n.severity)),
-    el("td", {}, n.category),
+    el("td", {}, catName(n.category)),
     el("td", {}, regionName(n.region)),
     el("td", {}, `${n.approvals.length}/${n.required_approvals}`),
     el("td", {}, `${fmtTime(n.created_at)} ${n.created_by}`),
@@ -408,7 +433,7 @@ function preview(account, at, roleName, editable) {
     await openNotice(currentNotice);
   }));
   return el("div", { class: `card p-${at.platform}`, "data-account": account },
-    el("div", { class: "card-head" }, el("b", {}, account), ` · ${at.platform} · ${at.lang} · ${roleName}`),
+    el("div", { class: "card-head" }, el("b", {}, accountName(account)), ` · ${at.platform} · ${at.lang} · ${roleName}`),
     text,
     el("div", { class: "muted" }, `${[...at.text].length} ${t("chars")}`),
     me.role === "viewer" || !editable ? null : editBtn, edit, save);
@@ -421,7 +446,7 @@ async function openNotice(id) {
   $("notice-detail").hidden = false;
   $("nd-id").textContent = n.id;
   $("nd-state").replaceChildren(stateBadge(n.state, "st_"));
-  $("nd-meta").textContent = `${t(n.kind)} · ${n.category} · ${t("severity")} ${n.severity} · ${regionName(n.region)} · ${t("created")} ${fmtTime(n.created_at)} ${n.created_by}`;
+  $("nd-meta").textContent = `${t(n.kind)} · ${catName(n.category)} · ${t("severity")} ${n.severity} · ${regionName(n.region)} · ${t("created")} ${fmtTime(n.created_at)} ${n.created_by}`;
   const held = n.state === "held";
   $("nd-rule").textContent = held ? heldRule(n)
     : n.required_approvals >= 2 ? t("two_person") : t("one_person");
@@ -451,8 +476,8 @@ async function openNotice(id) {
   unchecked.hidden = !n.check_failed;
   unchecked.textContent = n.check_failed ? `⚠ ${n.check_failed} ${t("check_failed_note")}` : "";
   $("fanout").replaceChildren(...jobs.map((j) => el("tr", { "data-job": j.id, "data-state": j.state },
-    el("td", {}, j.account_id, " ", el("span", { class: "muted" }, roles[j.account_id] || "")),
-    el("td", {}, j.action),
+    el("td", {}, accountName(j.account_id), " ", el("span", { class: "muted" }, roles[j.account_id] || "")),
+    el("td", {}, t(`a_${j.action}`)),
     el("td", {}, el("span", { class: `state s-${j.state}` }, t(`j_${j.state}`)),
       j.waiting_for_limit_until
         ? el("span", { class: "muted wait-limit" }, ` ${t("wait_limit")} ${fmtTime(j.waiting_for_limit_until)}`)
@@ -637,7 +662,7 @@ async function openCase(id) {
       el("td", {}, fmtTime(e.at)), el("td", {}, e.actor), el("td", {}, t(`ca_${e.action}`)), el("td", { class: "muted" }, e.detail))))),
     (c.replies || []).length ? el("h3", {}, t("replies")) : null,
     (c.replies || []).length ? el("table", { class: "list", id: "cd-replies" }, el("tbody", {}, ...c.replies.map((j) => el("tr", { "data-state": j.state },
-      el("td", {}, t(`w_${j.what}`)), el("td", {}, j.account), el("td", {}, j.to || ""),
+      el("td", {}, t(`w_${j.what}`)), el("td", {}, accountName(j.account)), el("td", {}, j.to || ""),
       el("td", {}, el("span", { class: `state s-${j.state}` }, t(`j_${j.state}`))),
       el("td", {}, j.post_id || ""), el("td", { class: "error" }, j.error || ""))))) : null,
   ].filter(Boolean));
