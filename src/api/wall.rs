@@ -99,11 +99,16 @@ async fn summary(
             })
         })
         .collect();
+    let open: std::collections::HashSet<String> = incidents
+        .iter()
+        .filter(|i| i.state == crate::incidents::IncidentState::Open)
+        .map(|i| i.id.clone())
+        .collect();
     let notices = match &s.respond {
         None => serde_json::json!(null),
         Some(r) => {
             let r = r.clone();
-            tokio::task::spawn_blocking(move || public_notices(&r, signed_in))
+            tokio::task::spawn_blocking(move || public_notices(&r, signed_in, &open))
                 .await
                 .ok()
                 .flatten()
@@ -122,11 +127,14 @@ async fn summary(
 }
 
 /// The notices as the wall shows them: the latest per incident (its state, for the rumor
-/// watch) and the [`WALL_NOTICES`] current ones (moving first, then the latest finished) with
-/// their jobs. `None` when the store cannot be read.
+/// watch) and the [`WALL_NOTICES`] current ones with their jobs — those still moving first,
+/// then the published ones of incidents still open (the warning went out: it stays on the wall
+/// while its incident lasts), then the rest, latest first — and how many there are in all
+/// (`total`, for the wall's "+N more"). `None` when the store cannot be read.
 fn public_notices(
     r: &crate::respond::stage::Respond,
     signed_in: bool,
+    open: &std::collections::HashSet<String>,
 ) -> Option<serde_json::Value> {
     use crate::respond::notices::{NoticeFilter, NoticeState};
     let now = crate::respond::dispatch::system_now_ms();
@@ -155,12 +163,17 @@ fn public_notices(
         .into_iter()
         .map(|(k, (_, st))| (k, st))
         .collect();
+    // 0: moving; 1: published, its incident open; 2: the rest.
+    let rank = |n: &crate::respond::notices::Notice| match n.state {
+        NoticeState::Done if open.contains(&n.incident_id) => 1,
+        NoticeState::Done => 2,
+        _ => 0,
+    };
     let mut current: Vec<_> = all.iter().collect();
-    current.sort_by(|a, b| {
-        (a.state == NoticeState::Done)
-            .cmp(&(b.state == NoticeState::Done))
-            .then(b.updated_at.cmp(&a.updated_at))
-    });
+    current.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.updated_at.cmp(&a.updated_at)));
+    // What the wall owes its viewers: every moving notice and every published one of an open
+    // incident (older finished ones only fill free room and are not counted as hidden).
+    let total = all.iter().filter(|n| rank(n) < 2).count();
     let current: Vec<serde_json::Value> = current
         .into_iter()
         .take(WALL_NOTICES)
@@ -193,7 +206,7 @@ fn public_notices(
             })
         })
         .collect();
-    Some(serde_json::json!({ "current": current, "by_incident": by_incident }))
+    Some(serde_json::json!({ "current": current, "total": total, "by_incident": by_incident }))
 }
 
 /// An embedded asset. `no-cache`: a new binary's page is picked up on the next reload. (The

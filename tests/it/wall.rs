@@ -699,3 +699,59 @@ async fn the_stream_sends_stats_only_to_clients_that_ask() {
     assert!(total > 0.0, "{v}");
     stop(svc).await;
 }
+
+/// The fan-out panel never drops a notice silently: with more waiting notices than the wall
+/// shows, the summary says how many there are and the panel says "+N more".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_fan_out_panel_says_how_many_notices_it_does_not_show() {
+    let eng = RespondEngine::start(Vec::new()).await;
+    let addr = eng.svc.addr;
+    for i in 0..6 {
+        let draft = serde_json::json!({
+            "kind": "emergency", "category": "fire", "severity": 3, "region": "110108",
+            "text": format!("海淀区第{i}处火情已得到控制，请市民不要靠近。"),
+        });
+        let r = reqwest::Client::new()
+            .post(format!("http://{addr}/api/notices"))
+            .bearer_auth(&eng.operators[0])
+            .json(&draft)
+            .send()
+            .await
+            .expect("draft");
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let v: Value = reqwest::Client::new()
+        .get(format!("http://{addr}/api/wall/summary"))
+        .bearer_auth(&eng.viewer)
+        .send()
+        .await
+        .expect("summary")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["notices"]["total"], 6, "{v}");
+    assert_eq!(
+        v["notices"]["current"].as_array().map(Vec::len),
+        Some(4),
+        "{v}"
+    );
+    huiying::install_tls();
+    let wd = crate::console::Driver::start().await;
+    wd.set_viewport(1920, 1080).await;
+    wd.goto(&format!("http://{addr}/wall#token={}", eng.viewer))
+        .await;
+    let more = wd
+        .wait_for("the +N more line", "#fanout-more", |t| t.contains("另有"))
+        .await;
+    let text = wd.text(&more).await;
+    let n: usize = text
+        .trim_start_matches("另有 ")
+        .split(' ')
+        .next()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0);
+    let shown = wd.find_all("#fanout .notice").await.len();
+    assert_eq!(n + shown, 6, "{text}, {shown} shown");
+    wd.quit().await;
+    stop(eng.svc).await;
+}

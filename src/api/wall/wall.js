@@ -35,7 +35,8 @@ const I18N = {
     caseKpi: { open: "办理中", overdue: "超期", urgent: "紧急", received_today: "今日受理", answered_today: "今日答复", satisfaction: "满意率" },
     caseOpen: (n) => `${n} 件`, caseLate: (n) => `超期 ${n}`, deptMore: (n) => `另有 ${n} 个部门`,
     noCases: "暂无办理中的诉求",
-    weekBest: "本周最佳", weekWorst: "待改进",
+    weekBest: "本周最佳", weekWorst: "待改进", moreNotices: (n) => `另有 ${n} 条通报`,
+    moreRumors: (n) => `另有 ${n} 条谣言`, moreFeeds: (n) => `另有 ${n} 个数据源`, publishedAt: (t) => `${t} 发布`,
   },
   en: {
     title: "Situation wall", rate: "Mentions / min", open: "Active incidents", updated: "Last update",
@@ -63,7 +64,8 @@ const I18N = {
     caseKpi: { open: "open", overdue: "overdue", urgent: "urgent", received_today: "in today", answered_today: "answered today", satisfaction: "satisfied" },
     caseOpen: (n) => `${n} open`, caseLate: (n) => `${n} late`, deptMore: (n) => `${n} more departments`,
     noCases: "No open requests",
-    weekBest: "Best this week", weekWorst: "Needs attention",
+    weekBest: "Best this week", weekWorst: "Needs attention", moreNotices: (n) => `${n} more notices`,
+    moreRumors: (n) => `${n} more rumors`, moreFeeds: (n) => `${n} more feeds`, publishedAt: (t) => `published ${t}`,
   },
 };
 
@@ -352,7 +354,10 @@ function renderRumors() {
     list.append(li);
   }
   $("rumors-empty").classList.toggle("show", rumors.length === 0);
-  fit($("rumors-panel"), list, () => {});
+  const beyond = Math.max(0, rumors.length - 20);
+  fit($("rumors-panel"), list, (n) => {
+    $("rumors-more").textContent = n + beyond > 0 ? T.moreRumors(n + beyond) : "";
+  });
 }
 
 const JOB_CLASS = { pending: "pending", retry: "active", attempting: "active", done: "done", failed: "failed", check_failed: "failed" };
@@ -387,6 +392,9 @@ function renderFanout() {
       : `${catName(notice.category)} · ${regionLabel(notice.region)}`;
     head.append(el("span", "what", what), el("span", "state", T.notice[notice.state] || notice.state));
     card.append(head);
+    if (notice.state === "done" && notice.updated_at) {
+      card.append(el("div", "approvals published", T.publishedAt(hhmmss(new Date(notice.updated_at)))));
+    }
     if (notice.state === "draft") {
       card.append(el("div", "approvals", T.approvals(notice.approvals, notice.required_approvals)));
     }
@@ -453,7 +461,12 @@ function renderFanout() {
     card.append(rows);
     box.append(card);
   }
-  fit(box, box, () => {});
+  // Cards the server did not send (it sends the first few) and cards the panel had no room
+  // for: both are said, never dropped silently.
+  const unsent = Math.max(0, (state.noticesTotal || 0) - state.notices.length);
+  fit(box, box, (n) => {
+    $("fanout-more").textContent = n + unsent > 0 ? T.moreNotices(n + unsent) : "";
+  });
 }
 
 function renderFeeds(now) {
@@ -477,7 +490,9 @@ function renderFeeds(now) {
       el("span", "detail", bits.join(" · ")));
     list.append(li);
   }
-  fit($("feeds-panel"), list, () => {});
+  fit($("feeds-panel"), list, (n) => {
+    $("feeds-more").textContent = n > 0 ? T.moreFeeds(n) : "";
+  });
 }
 
 // 民生诉求: six counts, then the departments with open requests, most overdue first.
@@ -604,6 +619,7 @@ async function pollSummary() {
       state.noticeByIncident = new Map(
         Object.entries(v.notices.by_incident || {}).map(([id, st]) => [id, { state: st }]));
       state.notices = (v.notices.current || []).map((n) => ({ notice: n, jobs: n.jobs || [] }));
+      state.noticesTotal = v.notices.total || 0;
     }
     dirty = true;
   } catch (e) {
