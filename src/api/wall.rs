@@ -201,7 +201,7 @@ fn public_notices(
                 "category": n.category, "severity": n.severity, "region": n.region,
                 "state": n.state, "approvals": n.approvals.len(),
                 "required_approvals": n.required_approvals, "hold_until": n.hold_until,
-                "updated_at": n.updated_at, "plan": n.plan, "jobs": jobs,
+                "created_at": n.created_at, "updated_at": n.updated_at, "plan": n.plan, "jobs": jobs,
                 "check_failed": check_failed,
             })
         })

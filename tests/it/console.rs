@@ -465,6 +465,10 @@ async fn an_operator_logs_in_approves_a_notice_and_sees_the_fan_out_in_chromium(
     let id = draft_by_bob(&s).await;
     let wd = Driver::start().await;
     wd.log_in_as_alice(addr).await;
+    // The wall's link to a waiting notice opens that notice.
+    wd.goto(&format!("http://{addr}/console#notice={id}")).await;
+    wd.wait_for("the linked notice", "#nd-id", |t| t == id)
+        .await;
 
     let tab = wd
         .find_all("#tab-notices")

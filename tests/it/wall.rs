@@ -752,6 +752,27 @@ async fn the_fan_out_panel_says_how_many_notices_it_does_not_show() {
         .unwrap_or(0);
     let shown = wd.find_all("#fanout .notice").await.len();
     assert_eq!(n + shown, 6, "{text}, {shown} shown");
+    // Each waiting draft says who must act, how long it has waited, and links to its page.
+    let line = wd
+        .wait_for(
+            "a draft's call to action",
+            "#fanout .notice .approvals",
+            |t| t.contains("审批 0/1") && t.contains("刚提交") && t.contains("值班员审批"),
+        )
+        .await;
+    assert!(!line.is_empty());
+    let links = wd.find_all("#fanout .notice a.act").await;
+    assert_eq!(links.len(), shown);
+    let href = wd
+        .cmd(
+            reqwest::Method::GET,
+            &format!("/element/{}/attribute/href", links[0]),
+            None,
+        )
+        .await;
+    let href = href.as_str().expect("href").to_string();
+    // (`console::an_operator_logs_in_approves…` follows such a link into the console.)
+    assert!(href.contains("/console#notice=n-"), "{href}");
     wd.quit().await;
     stop(eng.svc).await;
 }

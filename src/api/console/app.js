@@ -273,6 +273,20 @@ function enter() {
   if (!dept) loadLabels().then(() => refresh());
   // Its own department only: no department filter.
   $("fc-department").closest("label").hidden = dept;
+  fromHash();
+}
+
+// The page the address names: a tab (`#notices`), or one notice or case (`#notice=ID`,
+// `#case=ID`, as the wall links them).
+function fromHash() {
+  const dept = me && me.role === "department";
+  const deep = location.hash.match(/^#(notice|case)=(.+)$/);
+  if (deep && (deep[1] === "case" || !dept)) {
+    if (deep[1] === "notice") currentNotice = decodeURIComponent(deep[2]);
+    else currentCase = decodeURIComponent(deep[2]);
+    show(deep[1] === "notice" ? "notices" : "cases");
+    return;
+  }
   show(dept ? "cases" : location.hash.slice(1) || "incidents");
 }
 
@@ -406,7 +420,9 @@ async function loadNotices() {
   if (currentNotice) await openNotice(currentNotice);
   const st = $("f-state").value;
   const data = await api("GET", `/api/notices${st ? `?state=${st}` : ""}`);
-  const rows = data.notices.map((n) => el("tr", { "data-notice": n.id },
+  // Newest first: what needs a person now is at the top.
+  const newest = data.notices.slice().sort((a, b) => b.created_at - a.created_at);
+  const rows = newest.map((n) => el("tr", { "data-notice": n.id },
     el("td", {}, stateBadge(n.state, "st_")),
     el("td", {}, el("span", { class: `sev sev${n.severity}` }, n.severity)),
     el("td", {}, catName(n.category)),
@@ -799,6 +815,7 @@ async function loadAdmin() {
 // ---- wiring --------------------------------------------------------------------------------
 
 function wire() {
+  window.addEventListener("hashchange", () => { if (me) fromHash(); });
   $("login-form").addEventListener("submit", onLogin);
   $("lang").addEventListener("click", () => {
     lang = lang === "zh" ? "en" : "zh";

@@ -36,6 +36,7 @@ const I18N = {
     caseOpen: (n) => `${n} 件`, caseLate: (n) => `超期 ${n}`, deptMore: (n) => `另有 ${n} 个部门`,
     noCases: "暂无办理中的诉求",
     weekBest: "本周最佳", weekWorst: "待改进", moreNotices: (n) => `另有 ${n} 条通报`,
+    waiting: (m) => (m < 1 ? "刚提交" : `已等 ${m < 60 ? `${m} 分钟` : `${Math.floor(m / 60)} 小时 ${m % 60} 分`}`), act: "值班员审批 ↗",
     moreRumors: (n) => `另有 ${n} 条谣言`, moreFeeds: (n) => `另有 ${n} 个数据源`, publishedAt: (t) => `${t} 发布`,
   },
   en: {
@@ -65,6 +66,7 @@ const I18N = {
     caseOpen: (n) => `${n} open`, caseLate: (n) => `${n} late`, deptMore: (n) => `${n} more departments`,
     noCases: "No open requests",
     weekBest: "Best this week", weekWorst: "Needs attention", moreNotices: (n) => `${n} more notices`,
+    waiting: (m) => (m < 1 ? "just in" : `waiting ${m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`}`), act: "operators: approve ↗",
     moreRumors: (n) => `${n} more rumors`, moreFeeds: (n) => `${n} more feeds`, publishedAt: (t) => `published ${t}`,
   },
 };
@@ -396,7 +398,15 @@ function renderFanout() {
       card.append(el("div", "approvals published", T.publishedAt(hhmmss(new Date(notice.updated_at)))));
     }
     if (notice.state === "draft") {
-      card.append(el("div", "approvals", T.approvals(notice.approvals, notice.required_approvals)));
+      // Who must act, for how long it has waited, and where.
+      const line = el("div", "approvals", T.approvals(notice.approvals, notice.required_approvals));
+      if (notice.created_at) {
+        line.append(` · ${T.waiting(Math.floor((Date.now() - notice.created_at) / 60000))} · `);
+      }
+      const go = el("a", "act", T.act);
+      go.href = `/console#notice=${encodeURIComponent(notice.id)}`;
+      line.append(go);
+      card.append(line);
     }
     if (notice.state === "held" && notice.hold_until) {
       card.append(el("div", "approvals held", T.held(hhmmss(new Date(notice.hold_until)))));
