@@ -237,10 +237,11 @@ async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
     let (status, body) = call(addr, "POST", &approve, Some(&alice), br#"{"version":0}"#).await;
     assert_eq!(status, 200, "{body}");
     if required == 2 {
-        // Alice twice still counts once.
+        // Alice twice still counts once, and the second time is refused by name.
         let (status, body) = call(addr, "POST", &approve, Some(&alice), br#"{"version":0}"#).await;
-        assert_eq!(status, 200, "{body}");
-        let n = json_body("approve", &body);
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(json_body("approve", &body)["error"], "already_approved");
+        let n = get_json(addr, &format!("/api/notices/{id}")).await;
         assert_eq!(n["state"], "draft", "{n}");
         assert_eq!(n["approvals"].as_array().map(Vec::len), Some(1), "{n}");
         let (status, body) = call(addr, "POST", &approve, Some(&bob), br#"{"version":0}"#).await;
