@@ -535,8 +535,9 @@ pub(crate) fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 
-/// The scores of `m` under `w`; `interaction` only for accounts.
-pub fn scores(m: &Measured, w: &Weights, account: bool) -> Scores {
+/// The scores of `m` under `w`; `interaction` only for accounts, `reach` as measured
+/// ([`reach_score`], accounts whose timeline was read).
+pub fn scores(m: &Measured, w: &Weights, account: bool, reach: Option<f64>) -> Scores {
     let s = &m.service;
     let service = (s.received > 0).then(|| {
         let share = |n: usize| n as f64 / s.received as f64;
@@ -565,14 +566,14 @@ pub fn scores(m: &Measured, w: &Weights, account: bool) -> Scores {
     let approval = approval_score(&m.approval, w);
     let d = &w.dimensions;
     let overall = weighted(&[
-        (d.reach, None),
+        (d.reach, reach),
         (d.service, service),
         (d.interaction, interaction),
         (d.approval, approval),
     ])
     .map(round1);
     Scores {
-        reach: None,
+        reach,
         service,
         interaction,
         approval,

@@ -264,12 +264,22 @@ pub fn evaluate(
                 measure_reach(own, planned, previous_period, now),
             )
         });
-        let mut sc = scores(&m, weights, !department);
-        let mut prev = scores(&p, weights, !department);
-        if let Some((r, pr)) = &reach {
-            sc = with_reach(sc, reach_score(r, weights, period), weights);
-            prev = with_reach(prev, reach_score(pr, weights, previous_period), weights);
-        }
+        let sc = scores(
+            &m,
+            weights,
+            !department,
+            reach
+                .as_ref()
+                .and_then(|(r, _)| reach_score(r, weights, period)),
+        );
+        let prev = scores(
+            &p,
+            weights,
+            !department,
+            reach
+                .as_ref()
+                .and_then(|(_, pr)| reach_score(pr, weights, previous_period)),
+        );
         let reasons: Vec<String> = [
             silence(&m, weights),
             reach.as_ref().and_then(|(r, _)| quiet(r, weights)),
@@ -345,7 +355,7 @@ pub fn evaluate(
             .map(|s| {
                 let mine = by_department.get(s.id.as_str()).unwrap_or(&none);
                 let m = measure(mine, cases, Some(s.id.as_str()), calendar, p, now);
-                (s.id.clone(), scores(&m, weights, false).overall)
+                (s.id.clone(), scores(&m, weights, false, None).overall)
             })
             .collect();
         series.push(Step { from, to, overall });
@@ -376,20 +386,6 @@ pub fn evaluate(
         series,
         heat,
     }
-}
-
-/// `s` with its reach score set and `overall` recomputed with it.
-fn with_reach(mut s: Scores, reach: Option<f64>, w: &Weights) -> Scores {
-    s.reach = reach;
-    let d = &w.dimensions;
-    s.overall = figures::weighted(&[
-        (d.reach, s.reach),
-        (d.service, s.service),
-        (d.interaction, s.interaction),
-        (d.approval, s.approval),
-    ])
-    .map(round1);
-    s
 }
 
 /// Rank units by `overall` within their peer group (ties share a rank), best first overall.

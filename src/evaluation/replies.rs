@@ -7,6 +7,7 @@
 use crate::cases::model::{read_satisfaction, Satisfaction};
 use crate::cases::store::{CaseStore, Table};
 use crate::normalize::Mention;
+use crate::respond::replies::Target;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -25,18 +26,11 @@ pub struct Reply {
     pub verdict: String,
 }
 
-/// The platform's own id in a mention's `reply_to` (`mastodon:host:123` → `123`,
-/// `weibo:456` → `456`; a Weibo comment id `weibo:c:789` is not a post).
-fn native(reply_to: &str) -> Option<&str> {
-    if reply_to.starts_with("weibo:c:") {
-        return None;
-    }
-    reply_to.rsplit(':').next().filter(|s| !s.is_empty())
-}
-
 /// The reply `m` makes to one of the posts in `posts` (native post id → account), if it does.
 pub fn read(m: &Mention, posts: &HashMap<String, String>) -> Option<Reply> {
-    let post = native(m.reply_to.as_deref()?)?;
+    // The platform's own id of the post replied to (a Weibo comment id is not a post).
+    let target = Target::from_id(m.reply_to.as_deref()?, m.source.as_deref())?;
+    let post = target.native_id();
     let account = posts.get(post)?;
     let verdict = match read_satisfaction(&m.text) {
         Some(Satisfaction::Satisfied) => "positive",

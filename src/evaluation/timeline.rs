@@ -89,28 +89,6 @@ fn id_of(v: &Value) -> Option<String> {
     }
 }
 
-/// Strip tags from Mastodon's HTML `content` (enough to look for words).
-fn plain(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => tag = true,
-            '>' => {
-                tag = false;
-                out.push(' ');
-            }
-            c if !tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.replace("&amp;", "&")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-}
-
 /// Parse a Mastodon statuses array of `account`; `public` decides public service.
 pub fn parse_mastodon(account: &str, body: &Value, public: &dyn Fn(&str) -> bool) -> Read {
     let mut r = Read::default();
@@ -140,7 +118,7 @@ pub fn parse_mastodon(account: &str, body: &Value, public: &dyn Fn(&str) -> bool
         } else {
             "post"
         };
-        let text = plain(
+        let text = crate::normalize::html::html_to_text(
             reblog
                 .unwrap_or(v)
                 .get("content")
