@@ -9,7 +9,8 @@ cities.csv, areas.csv and HK-MO-TW.json as published by
 modood/Administrative-divisions-of-China (2023 codes, WTFPL).
 OUTPUT defaults to <repo>/rules/regions.toml.
 
-Python 3 standard library only. The output is deterministic: same input, same bytes.
+Python 3 with pypinyin (pip install pypinyin; only for the English names). The output is
+deterministic for a given pypinyin version: same input, same bytes.
 Statistics (regions per level, aliases kept/dropped) go to stderr.
 """
 
@@ -19,6 +20,9 @@ import json
 import os
 import sys
 from collections import Counter, defaultdict
+
+from pypinyin import Style, lazy_pinyin, load_phrases_dict, load_single_dict
+from pypinyin.seg.mmseg import seg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -155,6 +159,89 @@ CITY_EN = {
     "大庆市": ["daqing"],
     "喀什地区": ["kashgar", "kashi"],
 }
+
+# Display names in English: pinyin of the stem with the official English suffix
+# (海淀区 -> Haidian District, 东乡族自治县 -> Dongxiang Autonomous County). Prefecture-level
+# cities drop 市 (徐州市 -> Xuzhou), provinces are the names in PROVINCE_EN, and the cities in
+# CITY_EN keep their established spelling (Hohhot, Urumqi, Harbin).
+EN_SUFFIXES = [
+    ("特别行政区", ""), ("自治州", " Autonomous Prefecture"), ("自治县", " Autonomous County"),
+    ("自治旗", " Autonomous Banner"), ("林区", " Forestry District"), ("特区", " Special District"),
+    ("新区", " New Area"), ("开发区", " Development Zone"), ("管理区", " Administrative Zone"),
+    ("地区", " Prefecture"), ("盟", " League"), ("旗", " Banner"), ("区", " District"),
+    ("县", " County"), ("市", " City"),
+]
+PROVINCE_DISPLAY = {"54": "Tibet", "81": "Hong Kong", "82": "Macao", "15": "Inner Mongolia"}
+
+
+# Readings pypinyin gets wrong in place names: 都 and 长 are dū and cháng in nearly every name
+# (长子县 Zhangzi is the exception), plus whole names with a reading of their own.
+load_single_dict({ord("都"): "dū", ord("长"): "cháng"})
+load_phrases_dict({
+    "朝阳": [["cháo"], ["yáng"]], "长子": [["zhǎng"], ["zǐ"]], "闵行": [["mǐn"], ["háng"]],
+    "南乐": [["nán"], ["lè"]], "民乐": [["mín"], ["lè"]], "蚌山": [["bèng"], ["shān"]],
+    "枞阳": [["zōng"], ["yáng"]], "涡阳": [["guō"], ["yáng"]], "曾都": [["zēng"], ["dū"]],
+    "洪洞": [["hóng"], ["tóng"]], "乐亭": [["lào"], ["tíng"]], "六安": [["lù"], ["ān"]],
+    "六合": [["lù"], ["hé"]], "番禺": [["pān"], ["yú"]], "大埔": [["dà"], ["bù"]],
+    "铅山": [["yán"], ["shān"]], "乐清": [["yuè"], ["qīng"]], "蔚县": [["yù"], ["xiàn"]],
+    "尉犁": [["yù"], ["lí"]], "浚县": [["xùn"], ["xiàn"]], "莘县": [["shēn"], ["xiàn"]],
+    "单县": [["shàn"], ["xiàn"]], "荥阳": [["xíng"], ["yáng"]], "荥经": [["yíng"], ["jīng"]],
+    "吐鲁番": [["tǔ"], ["lǔ"], ["fān"]], "厦门": [["xià"], ["mén"]],
+})
+
+
+def pinyin_syllables(han):
+    """One word of pinyin: syllables joined, an apostrophe before a syllable that starts with
+    a vowel (西安 -> Xi'an), first letter upper case; non-Han characters kept."""
+    syl = lazy_pinyin(han, style=Style.NORMAL, errors="default", v_to_u=True)
+    out = ""
+    for i, sy in enumerate(syl):
+        sy = sy.replace("ü", "u") if sy not in ("lü", "nü", "lüe", "nüe") else sy.replace("ü", "v")
+        if i and sy[:1] in ("a", "o", "e"):
+            out += "'"
+        out += sy
+    return out[:1].upper() + out[1:]
+
+
+def pinyin_word(han, zone=False):
+    """pinyin_syllables for a place name; a long zone name (唐山芦台经济开发区) word by word,
+    runs of one-character words kept together (唐|山 -> Tangshan)."""
+    if len(han) <= 4 or not zone:
+        return pinyin_syllables(han)
+    words, run = [], ""
+    for w in seg.cut(han):
+        if len(w) == 1:
+            run += w
+            continue
+        if run:
+            words.append(run)
+            run = ""
+        words.append(w)
+    if run:
+        words.append(run)
+    return " ".join(pinyin_syllables(w) for w in words)
+
+
+def english_name(code, name, level):
+    if level == "province":
+        code2 = code[:2]
+        return PROVINCE_DISPLAY.get(code2) or PROVINCE_EN[code2][0].title()
+    if level == "city" and name in CITY_EN:
+        en = CITY_EN[name][0]
+        base = en[:1].upper() + en[1:]
+        if name.endswith("地区"):
+            return base + " Prefecture"
+        return base
+    for suf, en in EN_SUFFIXES:
+        if name.endswith(suf) and len(name) > len(suf):
+            stem = name[: -len(suf)]
+            if suf in ("自治州", "自治县", "自治旗"):
+                stem = strip_ethnic(stem)
+            if level == "city" and suf == "市":
+                en = ""
+            return pinyin_word(stem, is_zone(code, name)) + en
+    return pinyin_word(name, is_zone(code, name))
+
 
 # ---------------------------------------------------------------------------
 # Short forms
@@ -430,6 +517,7 @@ def main():
         out.append(f"aliases = {toml_list(r['aliases'])}\n")
         if r["en"]:
             out.append(f"en = {toml_list(r['en'])}\n")
+        out.append(f"name_en = {toml_str(english_name(r['code'], r['name'], r['level']))}\n")
     text = "".join(out)
     tmp = args.output + ".tmp"
     with open(tmp, "w", encoding="utf-8", newline="\n") as f:

@@ -366,18 +366,26 @@ async fn get_incident(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let live = s
-        .live
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&id)
-        .cloned();
+    let (live, others) = {
+        let all = s.live.read().unwrap_or_else(|p| p.into_inner());
+        let me = all.get(&id).cloned();
+        let others: Vec<_> = match &me {
+            Some(m) => all
+                .values()
+                .filter(|o| o.id != m.id && o.kind == m.kind)
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        (me, others)
+    };
     let store = s.store.clone();
     let id2 = id.clone();
-    let (stored, mention_ids) = tokio::task::spawn_blocking(move || {
+    let (stored, mention_ids, overlaps) = tokio::task::spawn_blocking(move || {
         let inc = store.get_incident(&id2);
         let ids = store.incident_mentions(&id2, 100);
-        (inc, ids)
+        let overlaps = overlapping(&*store, &id2, &others);
+        (inc, ids, overlaps)
     })
     .await?;
     let stored = stored?;
@@ -403,7 +411,51 @@ async fn get_incident(
     let mut v = serde_json::to_value(&inc)?;
     v["samples"] = serde_json::to_value(&inc.samples).unwrap_or_default();
     v["mention_ids"] = serde_json::to_value(mention_ids.unwrap_or_default()).unwrap_or_default();
+    v["overlaps"] = serde_json::Value::Array(overlaps);
     Ok(Json(v))
+}
+
+/// How many mentions of an incident another open incident also holds, at most this many read
+/// per incident.
+const OVERLAP_MENTIONS: usize = 500;
+
+/// The other open incidents of the same kind that share mentions with incident `id` — the same
+/// event seen twice (one burst read as 暴雨 and as 洪涝), which an operator merges with one
+/// click: `[{id, category, region, severity, opened_at, shared}]`, most shared first.
+fn overlapping(
+    store: &dyn crate::store::Store,
+    id: &str,
+    others: &[std::sync::Arc<crate::incidents::Incident>],
+) -> Vec<serde_json::Value> {
+    let Ok(mine) = store.incident_mentions(id, OVERLAP_MENTIONS) else {
+        return Vec::new();
+    };
+    let mine: std::collections::HashSet<String> = mine.into_iter().collect();
+    if mine.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<(usize, serde_json::Value)> = others
+        .iter()
+        .filter_map(|o| {
+            let theirs = store.incident_mentions(&o.id, OVERLAP_MENTIONS).ok()?;
+            let shared = theirs.iter().filter(|m| mine.contains(*m)).count();
+            (shared > 0).then(|| {
+                (
+                    shared,
+                    serde_json::json!({
+                        "id": o.id,
+                        "category": o.category,
+                        "region": o.region,
+                        "severity": o.severity,
+                        "opened_at": o.opened_at,
+                        "shared": shared,
+                    }),
+                )
+            })
+        })
+        .collect();
+    out.sort_by_key(|o| std::cmp::Reverse(o.0));
+    out.into_iter().map(|(_, v)| v).collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -570,6 +622,70 @@ async fn post_mentions(
 #[cfg(test)]
 mod tests {
     use super::region_matches;
+    use crate::incidents::{Incident, IncidentKind, IncidentState};
+    use crate::store::{MemoryStore, Store};
+    use std::sync::Arc;
+
+    fn incident(id: &str, category: &str) -> Arc<Incident> {
+        Arc::new(Incident {
+            id: id.into(),
+            kind: IncidentKind::Emergency,
+            category: category.into(),
+            categories: vec![category.into()],
+            region: None,
+            first_seen: 0,
+            opened_at: 0,
+            updated_at: 0,
+            mentions: 5,
+            authors: 5,
+            rate_per_min: 1.0,
+            baseline_per_min: 0.0,
+            severity: 4,
+            top_terms: Vec::new(),
+            sample_mention_ids: Vec::new(),
+            root_mention_id: None,
+            rebuttal: None,
+            state: IncidentState::Open,
+            spread: Vec::new(),
+            samples: Vec::new(),
+            official: false,
+            verified_authors: 0,
+            merged_into: None,
+        })
+    }
+
+    /// Issue 16, item 1: the incidents that hold the same mentions are offered for a merge,
+    /// most shared first; one sharing nothing is not.
+    #[test]
+    fn incidents_sharing_mentions_are_found() {
+        let store = MemoryStore::default();
+        let (rain, flood, fire, quake) = (
+            incident("i-rain", "rainstorm"),
+            incident("i-flood", "flood"),
+            incident("i-fire", "fire"),
+            incident("i-quake", "earthquake"),
+        );
+        let mut pairs: Vec<(Arc<str>, String)> = Vec::new();
+        for m in ["m1", "m2", "m3", "m4", "m5"] {
+            pairs.push((Arc::from("i-rain"), m.to_string()));
+            pairs.push((Arc::from("i-flood"), m.to_string()));
+        }
+        pairs.push((Arc::from("i-fire"), "m1".to_string()));
+        pairs.push((Arc::from("i-quake"), "m9".to_string()));
+        store.put_assignments(&pairs).expect("assign");
+        let found = super::overlapping(&store, "i-rain", &[fire, flood, quake]);
+        let ids: Vec<(&str, u64)> = found
+            .iter()
+            .map(|v| {
+                (
+                    v["id"].as_str().unwrap_or(""),
+                    v["shared"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        assert_eq!(ids, vec![("i-flood", 5), ("i-fire", 1)]);
+        assert!(super::overlapping(&store, "i-none", &[rain]).is_empty());
+    }
 
     #[test]
     fn region_filter_by_level() {

@@ -229,6 +229,12 @@ fn view(c: &Cases, case: &Case, now: i64) -> Value {
             "region_name".into(),
             json!(region.map(|i| gaz.get(i).name.clone())),
         );
+        o.insert(
+            "region_name_en".into(),
+            json!(region
+                .map(|i| gaz.english_name(i))
+                .filter(|n| !n.is_empty())),
+        );
     }
     v
 }

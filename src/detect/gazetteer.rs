@@ -36,8 +36,11 @@ pub struct Region {
     pub parent: Option<u32>,
     /// Short forms people write.
     pub aliases: Vec<String>,
-    /// English names (lower case).
+    /// English names (lower case), matched in English text.
     pub en: Vec<String>,
+    /// English display name: pinyin with the official suffix ("Haidian District"); empty when
+    /// the gazetteer has none.
+    pub name_en: String,
 }
 
 /// `{code, name}` as it appears in incidents and API answers.
@@ -47,6 +50,10 @@ pub struct RegionRef {
     pub code: String,
     /// Official name.
     pub name: String,
+    /// English display name with its province ("Haidian District, Beijing"); empty in records
+    /// written before English names existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name_en: String,
 }
 
 /// All regions, indexed by code and by name.
@@ -97,6 +104,26 @@ impl Gazetteer {
         RegionRef {
             code: r.code.clone(),
             name: r.name.clone(),
+            name_en: self.english_name(i),
+        }
+    }
+
+    /// English name of region `i` with its province after a comma ("Haidian District,
+    /// Beijing"; a province alone: "Beijing"). Empty when the gazetteer has no English name.
+    pub fn english_name(&self, i: u32) -> String {
+        let r = self.get(i);
+        if r.name_en.is_empty() {
+            return String::new();
+        }
+        let mut top = i;
+        while let Some(p) = self.get(top).parent {
+            top = p;
+        }
+        let province = &self.get(top).name_en;
+        if top == i || province.is_empty() {
+            r.name_en.clone()
+        } else {
+            format!("{}, {}", r.name_en, province)
         }
     }
 

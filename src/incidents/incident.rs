@@ -121,6 +121,10 @@ pub struct Incident {
     /// `POST /api/mentions` cannot claim verification).
     #[serde(default)]
     pub verified_authors: u64,
+    /// The incident it was merged into (set on the `incident.closed` event of a merge): its
+    /// notices not yet out are withdrawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
     /// The first few mentions themselves (kept by the store and API detail, not in events).
     #[serde(skip)]
     pub samples: Vec<Mention>,

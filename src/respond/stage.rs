@@ -455,6 +455,30 @@ async fn reply(r: &Arc<Respond>, incidents: Vec<Arc<Incident>>) {
     }
 }
 
+/// [`Notices::follow_incident`](crate::respond::notices::Notices::follow_incident) off the
+/// async threads, logged.
+async fn follow(r: &Arc<Respond>, inc: Arc<Incident>) {
+    let r2 = r.clone();
+    let id = inc.id.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let rules = r2.rules.load();
+        r2.notices
+            .follow_incident(&inc, &rules, &r2.matrix, &r2.templates, system_now_ms())
+    })
+    .await;
+    match res {
+        Ok(Ok(Some(n))) => {
+            tracing::info!(notice = %n.id, incident = %id, purpose = n.purpose.as_str(), state = %n.state, "Follow-up notice drafted.");
+            r.wake_if_publishing(n.state);
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(incident = %id, error = %e, "Cannot follow the incident's notices.")
+        }
+        Err(e) => tracing::error!(error = %e, "Follow-up task failed."),
+    }
+}
+
 /// Send the automatically approved notices whose hold has ended.
 async fn release_held(r: &Arc<Respond>) {
     let r2 = r.clone();
@@ -472,11 +496,26 @@ async fn release_held(r: &Arc<Respond>) {
     }
 }
 
-/// Draft a notice for every open incident at or above the threshold (once per incident), and
-/// keep the open rumor incidents' latest state to answer their most-spread posts once their
-/// rebuttal is approved.
+/// What of an incident its notices follow: severity, region, whether it is open.
+type Followed = (u8, Option<String>, bool);
+
+fn followed(inc: &Incident) -> Followed {
+    (
+        inc.severity,
+        inc.region.as_ref().map(|r| r.code.clone()),
+        inc.state == IncidentState::Open,
+    )
+}
+
+/// Draft a notice for every open incident at or above the threshold (once per incident), keep
+/// its notices in step when its severity, region or state changes
+/// ([`Notices::follow_incident`]), and keep the open rumor incidents' latest state to answer
+/// their most-spread posts once their rebuttal is approved.
+///
+/// [`Notices::follow_incident`]: crate::respond::notices::Notices::follow_incident
 async fn drafter(r: Arc<Respond>, mut rx: mpsc::Receiver<Arc<Event>>, cancel: CancellationToken) {
     let mut drafted: HashSet<String> = HashSet::new();
+    let mut seen: HashMap<String, Followed> = HashMap::new();
     let mut rumors: HashMap<String, Arc<Incident>> = HashMap::new();
     let mut tick = tokio::time::interval(REPLY_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -503,6 +542,19 @@ async fn drafter(r: Arc<Respond>, mut rx: mpsc::Receiver<Arc<Event>>, cancel: Ca
                 rumors.remove(&incident.id);
             }
         }
+        // Follow a change of an incident that has notices (after a restart `seen` is empty:
+        // the first event of each incident is checked once).
+        let now = followed(incident);
+        let changed = seen.get(&incident.id) != Some(&now);
+        if (drafted.contains(&incident.id) || *kind == EventKind::Closed) && changed {
+            seen.insert(incident.id.clone(), now);
+            if *kind == EventKind::Closed {
+                seen.remove(&incident.id);
+                drafted.remove(&incident.id);
+            }
+            follow(&r, incident.clone()).await;
+            continue;
+        }
         if !matches!(kind, EventKind::Opened | EventKind::Updated)
             || incident.state != IncidentState::Open
             || drafted.contains(&incident.id)
@@ -528,7 +580,11 @@ async fn drafter(r: Arc<Respond>, mut rx: mpsc::Receiver<Arc<Event>>, cancel: Ca
             Ok(Ok(n)) => {
                 tracing::info!(notice = %n.id, incident = %incident.id, state = %n.state, "Notice drafted.");
                 drafted.insert(incident.id.clone());
+                seen.insert(incident.id.clone(), followed(incident));
                 r.wake_if_publishing(n.state);
+                // Drafted before (a restart, another instance): the incident may have moved on
+                // since (a no-op when it has not).
+                follow(&r, incident.clone()).await;
             }
             Ok(Err(NoticeError::BelowThreshold { .. })) => {}
             Ok(Err(e)) => {

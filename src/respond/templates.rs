@@ -73,6 +73,14 @@ pub enum TemplateError {
         /// The platform's limit.
         limit: usize,
     },
+    /// The rules have no follow-up template of this purpose for this kind.
+    #[error("no {} template for {} notices in rules/templates/", purpose.as_str(), kind.as_str())]
+    NoTemplate {
+        /// The incident kind.
+        kind: IncidentKind,
+        /// The follow-up purpose.
+        purpose: Purpose,
+    },
 }
 
 /// The platform's text limit, if it has one.
@@ -147,6 +155,7 @@ fn find_url(s: &str) -> Option<(usize, usize)> {
 enum Var {
     Region,
     RegionEn,
+    RegionEnShort,
     CategoryZh,
     CategoryEn,
     Time,
@@ -158,9 +167,10 @@ enum Var {
     Link,
 }
 
-const VARS: [(&str, Var); 11] = [
+const VARS: [(&str, Var); 12] = [
     ("region", Var::Region),
     ("region_en", Var::RegionEn),
+    ("region_en_short", Var::RegionEnShort),
     ("category_zh", Var::CategoryZh),
     ("category_en", Var::CategoryEn),
     ("time", Var::Time),
@@ -269,11 +279,41 @@ fn uses(pieces: &[Piece], v: Var) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Loading
 
+/// What a notice is for: the first notice of an incident, an update when the incident grew,
+/// or the all-clear when it closed.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// The first notice (`[[template]]` without `purpose`).
+    #[default]
+    Notice,
+    /// The incident's severity rose or its region grew after a notice went out.
+    Update,
+    /// The incident closed after a notice went out.
+    AllClear,
+}
+
+impl Purpose {
+    /// The name (`notice`, `update`, `all_clear`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Notice => "notice",
+            Purpose::Update => "update",
+            Purpose::AllClear => "all_clear",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TemplateDef {
     kind: Spanned<String>,
     category: Spanned<String>,
+    /// `update` or `all_clear` for follow-up templates (one per kind, category "default").
+    #[serde(default)]
+    purpose: Option<Spanned<String>>,
     zh: Spanned<String>,
     en: Spanned<String>,
     #[serde(default)]
@@ -316,14 +356,42 @@ struct Template {
 #[derive(Debug, Clone)]
 pub struct Templates {
     by_key: AHashMap<(IncidentKind, String), Template>,
+    /// Follow-up texts per kind and purpose (update, all-clear); their advice and link come from
+    /// the incident's category template.
+    followups: AHashMap<(IncidentKind, Purpose), Template>,
     /// Category id → (Chinese, English) name.
     categories: AHashMap<String, (String, String)>,
-    /// Region code → English name (title case), where the gazetteer has one.
-    region_en: AHashMap<String, String>,
+    /// Region code → (English name with its province, the name without its suffix), where
+    /// the gazetteer has one ("Haidian District, Beijing", "Haidian").
+    region_en: AHashMap<String, (String, String)>,
 }
 
 fn kind_name(k: IncidentKind) -> &'static str {
     k.as_str()
+}
+
+/// An English region name without its generic suffix, for headlines ("Haidian District" →
+/// "Haidian", "Enshi Autonomous Prefecture" → "Enshi"); names of zones are kept whole.
+fn english_stem(name: &str) -> &str {
+    const SUFFIXES: [&str; 12] = [
+        " Autonomous Prefecture",
+        " Autonomous County",
+        " Autonomous Banner",
+        " Forestry District",
+        " Special District",
+        " New Area",
+        " Prefecture",
+        " District",
+        " County",
+        " League",
+        " Banner",
+        " City",
+    ];
+    SUFFIXES
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .filter(|stem| !stem.is_empty())
+        .unwrap_or(name)
 }
 
 fn title_case(s: &str) -> String {
@@ -356,9 +424,23 @@ impl Templates {
         }
         let mut by_key: AHashMap<(IncidentKind, String), Template> = AHashMap::new();
         let mut at: AHashMap<(IncidentKind, String), (std::path::PathBuf, usize)> = AHashMap::new();
+        let mut followups: AHashMap<(IncidentKind, Purpose), Template> = AHashMap::new();
         for (path, src, f) in &files {
             for d in &f.template {
                 let line = line_at(src, d.kind.span().start);
+                let purpose = match d.purpose.as_ref().map(|p| (p.get_ref().as_str(), p.span())) {
+                    None | Some(("notice", _)) => Purpose::Notice,
+                    Some(("update", _)) => Purpose::Update,
+                    Some(("all_clear", _)) => Purpose::AllClear,
+                    Some((other, span)) => {
+                        p.at(
+                            path,
+                            line_at(src, span.start),
+                            format!("unknown purpose {other:?} (notice, update or all_clear)"),
+                        );
+                        continue;
+                    }
+                };
                 let kind = match d.kind.get_ref().as_str() {
                     "emergency" => IncidentKind::Emergency,
                     "rumor" => IncidentKind::Rumor,
@@ -373,6 +455,17 @@ impl Templates {
                 };
                 let cat = d.category.get_ref().clone();
                 let cat_line = line_at(src, d.category.span().start);
+                if purpose != Purpose::Notice && cat != "default" {
+                    p.at(
+                        path,
+                        cat_line,
+                        format!(
+                            "{} templates are one per kind: category = \"default\" (the advice comes from the category's notice template)",
+                            purpose.as_str()
+                        ),
+                    );
+                    continue;
+                }
                 let known = cat == "default"
                     || rules.category_index(&cat).is_some()
                     || (kind == IncidentKind::Rumor && cat == "other");
@@ -392,7 +485,19 @@ impl Templates {
                     continue;
                 }
                 let key = (kind, cat.clone());
-                if let Some((f0, l0)) = at.get(&key) {
+                if purpose != Purpose::Notice && followups.contains_key(&(kind, purpose)) {
+                    p.at(
+                        path,
+                        cat_line,
+                        format!(
+                            "duplicate {} template for {}",
+                            purpose.as_str(),
+                            kind_name(kind)
+                        ),
+                    );
+                    continue;
+                }
+                if let Some((f0, l0)) = at.get(&key).filter(|_| purpose == Purpose::Notice) {
                     p.at(
                         path,
                         cat_line,
@@ -440,6 +545,23 @@ impl Templates {
                 ) else {
                     continue;
                 };
+                if purpose != Purpose::Notice {
+                    followups.insert(
+                        (kind, purpose),
+                        Template {
+                            zh,
+                            en,
+                            zh_short,
+                            en_short,
+                            advice_zh: None,
+                            advice_en: None,
+                            rebuttal_zh: None,
+                            rebuttal_en: None,
+                            link: None,
+                        },
+                    );
+                    continue;
+                }
                 at.insert(key.clone(), (path.clone(), cat_line));
                 by_key.insert(
                     key,
@@ -534,11 +656,21 @@ impl Templates {
             .or_insert_with(|| ("其他".into(), "Other".into()));
         let g = &rules.gazetteer;
         let region_en = (0..g.len() as u32)
-            .map(|i| g.get(i))
-            .filter_map(|r| r.en.first().map(|e| (r.code.clone(), title_case(e))))
+            .filter_map(|i| {
+                let r = g.get(i);
+                let full = g.english_name(i);
+                let short = if r.name_en.is_empty() {
+                    r.en.first().map(|e| title_case(e))?
+                } else {
+                    english_stem(&r.name_en).to_string()
+                };
+                let full = if full.is_empty() { short.clone() } else { full };
+                Some((r.code.clone(), (full, short)))
+            })
             .collect();
         Ok(Templates {
             by_key,
+            followups,
             categories,
             region_en,
         })
@@ -589,18 +721,65 @@ impl Templates {
             // Unreachable once loaded (each kind has a default); render nothing rather than panic.
             return Ok(String::new());
         };
-        let (full, short) = match lang {
-            Lang::Zh => (&t.zh, t.zh_short.as_ref()),
-            Lang::En => (&t.en, t.en_short.as_ref()),
+        self.render_texts(t, t, incident, lang, platform, link, incident.opened_at)
+    }
+
+    /// Whether a follow-up template (update or all-clear) exists for `kind`.
+    pub fn has_followup(&self, kind: IncidentKind, purpose: Purpose) -> bool {
+        purpose == Purpose::Notice || self.followups.contains_key(&(kind, purpose))
+    }
+
+    /// Render a notice of `purpose` for `incident` as it is at `at` (ms; `{time}` is this
+    /// time for follow-ups, the incident's opening for the first notice). The follow-up texts
+    /// take their advice and link from the incident's category template.
+    /// [`TemplateError::NoTemplate`] when the rules have no such follow-up template.
+    pub fn render_purpose(
+        &self,
+        incident: &Incident,
+        purpose: Purpose,
+        lang: Lang,
+        platform: Platform,
+        link: Option<&str>,
+        at: i64,
+    ) -> Result<String, TemplateError> {
+        if purpose == Purpose::Notice {
+            return self.render_with_link(incident, lang, platform, link);
+        }
+        let Some(base) = self.template(incident.kind, &incident.category) else {
+            return Ok(String::new());
         };
-        let text = self.fill(full, t, incident, lang, link);
+        let Some(texts) = self.followups.get(&(incident.kind, purpose)) else {
+            return Err(TemplateError::NoTemplate {
+                kind: incident.kind,
+                purpose,
+            });
+        };
+        self.render_texts(texts, base, incident, lang, platform, link, at)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn render_texts(
+        &self,
+        texts: &Template,
+        t: &Template,
+        incident: &Incident,
+        lang: Lang,
+        platform: Platform,
+        link: Option<&str>,
+        at: i64,
+    ) -> Result<String, TemplateError> {
+        let (full, short) = match lang {
+            Lang::Zh => (&texts.zh, texts.zh_short.as_ref()),
+            Lang::En => (&texts.en, texts.en_short.as_ref()),
+        };
+        let text = self.fill(full, t, incident, lang, link, at);
         let err = match check_length(platform, &text) {
             Ok(_) => return Ok(text),
             Err(e) => e,
         };
         match short {
             Some(s) => {
-                let text = self.fill(s, t, incident, lang, link);
+                let text = self.fill(s, t, incident, lang, link, at);
                 check_length(platform, &text).map(|_| text)
             }
             None => Err(err),
@@ -614,6 +793,7 @@ impl Templates {
         inc: &Incident,
         lang: Lang,
         link: Option<&str>,
+        at: i64,
     ) -> String {
         let (cat_zh, cat_en) = self
             .categories
@@ -621,11 +801,12 @@ impl Templates {
             .map(|(z, e)| (z.as_str(), e.as_str()))
             .unwrap_or((inc.category.as_str(), inc.category.as_str()));
         let region = inc.region.as_ref().map(|r| r.name.as_str());
-        let region_en = inc
+        let names_en = inc
             .region
             .as_ref()
-            .and_then(|r| self.region_en.get(&r.code).map(String::as_str))
-            .or(region);
+            .and_then(|r| self.region_en.get(&r.code));
+        let region_en = names_en.map(|(full, _)| full.as_str()).or(region);
+        let region_en_short = names_en.map(|(_, short)| short.as_str()).or(region);
         let rebuttal = inc.rebuttal.as_ref();
         let link = link
             .or(rebuttal.map(|r| r.link.as_str()).filter(|l| !l.is_empty()))
@@ -638,9 +819,10 @@ impl Templates {
                 Piece::Var(v) => match v {
                     Var::Region => out.push_str(region.unwrap_or("本地")),
                     Var::RegionEn => out.push_str(region_en.unwrap_or("Local")),
+                    Var::RegionEnShort => out.push_str(region_en_short.unwrap_or("Local")),
                     Var::CategoryZh => out.push_str(cat_zh),
                     Var::CategoryEn => out.push_str(cat_en),
-                    Var::Time => out.push_str(&clock(inc.opened_at)),
+                    Var::Time => out.push_str(&clock(at)),
                     Var::AdviceZh => out.push_str(t.advice_zh.as_deref().unwrap_or("")),
                     Var::AdviceEn => out.push_str(t.advice_en.as_deref().unwrap_or("")),
                     Var::Claim => out.push_str(&claim(inc, lang)),

@@ -679,6 +679,7 @@ fn emergency(category: &str, region: &str) -> Incident {
         samples: Vec::new(),
         official: false,
         verified_authors: 0,
+        merged_into: None,
     }
 }
 

@@ -8,7 +8,7 @@ use huiying::detect::RuleSet;
 use huiying::incidents::{Incident, IncidentKind, IncidentState, Rebuttal};
 use huiying::respond::matrix::{Matrix, Platform, TokenSource};
 use huiying::respond::templates::{
-    check_length, text_len, Lang, TemplateError, Templates, WEIBO_LIMIT,
+    check_length, text_len, Lang, Purpose, TemplateError, Templates, WEIBO_LIMIT,
 };
 use std::path::Path;
 
@@ -58,6 +58,7 @@ fn incident(kind: IncidentKind, category: &str, region: Option<&str>) -> Inciden
         samples: Vec::new(),
         official: false,
         verified_authors: 0,
+        merged_into: None,
     }
 }
 
@@ -739,7 +740,7 @@ fn renders_chinese_and_english_notices() {
         Platform,
         &'static str,
     );
-    let cases: [Case; 6] = [
+    let cases: [Case; 7] = [
         (
             IncidentKind::Emergency,
             "fire",
@@ -775,13 +776,22 @@ fn renders_chinese_and_english_notices() {
             "【朝阳区交通事故】14:05，朝阳区出现交通事故情况，相关部门正在处置。请市民远离危险区域，听从现场指挥，以官方发布为准。如遇险情请拨打110/119/120。https://www.12379.cn",
         ),
         (
-            // A district has no English name in the gazetteer: the Chinese name stands in.
+            // A district: its pinyin name with the official suffix, the province after it in
+            // the text (issue 16, item 7: no Chinese name in English text).
             IncidentKind::Emergency,
             "earthquake",
             Some("330106"),
             Lang::En,
             Platform::Mastodon,
-            "[西湖区 Earthquake] 14:05 (UTC+8) Shaking reported in 西湖区; official measurements will follow. Drop, cover and hold on, then move calmly to open ground. https://www.cea.gov.cn",
+            "[Xihu Earthquake] 14:05 (UTC+8) Shaking reported in Xihu District, Zhejiang; official measurements will follow. Drop, cover and hold on, then move calmly to open ground. https://www.cea.gov.cn",
+        ),
+        (
+            IncidentKind::Emergency,
+            "rainstorm",
+            Some("110108"),
+            Lang::En,
+            Platform::Mastodon,
+            "[Haidian Rainstorm] 14:05 (UTC+8) Heavy rain in Haidian District, Beijing. Stay in; keep away from low ground, basements and billboards. In danger call 110 or 119. https://www.12379.cn",
         ),
         (
             IncidentKind::Emergency,
@@ -883,9 +893,27 @@ fn every_shipped_template_fits_weibo_and_mastodon() {
                         inc.region.as_ref().map(|r| &r.name)
                     )),
                 }
+                // The follow-ups (update, all-clear) too.
+                for purpose in [Purpose::Update, Purpose::AllClear] {
+                    if !t.has_followup(inc.kind, purpose) {
+                        continue;
+                    }
+                    match t.render_purpose(inc, purpose, lang, platform, None, OPENED_AT) {
+                        Ok(s) => assert!(!s.contains('{') && !s.contains('}'), "{s}"),
+                        Err(e) => failures.push(format!(
+                            "{} {} {} in {:?} ({lang}, {platform}): {e}",
+                            purpose.as_str(),
+                            inc.kind.as_str(),
+                            inc.category,
+                            inc.region.as_ref().map(|r| &r.name)
+                        )),
+                    }
+                }
             }
         }
     };
+    assert!(t.has_followup(IncidentKind::Emergency, Purpose::Update));
+    assert!(t.has_followup(IncidentKind::Emergency, Purpose::AllClear));
     let long_region = "652300"; // 昌吉回族自治州, a long name
     for c in &rules().categories {
         for region in [Some("110108"), Some("110000"), Some(long_region), None] {

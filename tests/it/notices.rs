@@ -60,6 +60,7 @@ fn incident(id: &str, kind: IncidentKind, category: &str, region: &str, severity
         samples: Vec::new(),
         official: false,
         verified_authors: 0,
+        merged_into: None,
     }
 }
 
@@ -880,4 +881,167 @@ fn notices_and_jobs_survive_a_reopen_and_the_audit_log_verifies_with_the_cli() {
         vec![("system", "draft"), ("op:li", "approve")]
     );
     assert_eq!(recs[0].detail["lead"], n.plan.lead.as_str());
+}
+
+/// Issue 16, item 3: a notice follows its incident. Published at severity 4, the incident rises
+/// to 5: the published notice is flagged stale and an update is drafted that names it; the
+/// region grows from 海淀区 to 北京市: another update; the incident closes: the all-clear. An
+/// automatic draft not yet approved is redrafted (withdrawn, not left pending), and nothing
+/// happens twice for the same incident state.
+#[test]
+fn notices_follow_their_incident_update_and_all_clear() {
+    use huiying::respond::templates::Purpose;
+    let e = env();
+    let follow = |inc: &Incident, at: i64| {
+        e.notices
+            .follow_incident(inc, rules(), matrix(), templates(), at)
+            .expect("follow")
+    };
+    let mut inc = incident(
+        "inc-rain-hd",
+        IncidentKind::Emergency,
+        "rainstorm",
+        "110108",
+        4,
+    );
+    // No notice yet: nothing to follow.
+    assert!(follow(&inc, T0).is_none());
+    let first = e.draft(&inc, "system").expect("draft");
+    assert_eq!(first.purpose, Purpose::Notice);
+    // Same state: nothing.
+    assert!(follow(&inc, T0 + 1).is_none());
+
+    // Severity rises before anyone approved: the automatic draft is withdrawn and redrafted at
+    // the new severity (still the first notice, following the old draft).
+    inc.severity = 5;
+    let redraft = follow(&inc, T0 + 60_000).expect("redrafted");
+    assert_eq!(redraft.purpose, Purpose::Notice);
+    assert_eq!(redraft.severity, 5);
+    assert_eq!(redraft.follows.as_deref(), Some(first.id.as_str()));
+    let old = e.notices.get(&first.id).expect("get").expect("old");
+    assert_eq!(old.state, NoticeState::Rejected, "{:?}", old.history);
+    assert_eq!(old.superseded_by.as_deref(), Some(redraft.id.as_str()));
+    assert!(old
+        .rejection
+        .as_deref()
+        .unwrap_or("")
+        .contains("severity 4 → 5"));
+    assert!(follow(&inc, T0 + 61_000).is_none(), "idempotent");
+
+    // Published (two operators: severity 5).
+    e.notices
+        .approve(&redraft.id, 0, "op:li", T0 + 70_000)
+        .expect("1");
+    let out = e
+        .notices
+        .approve(&redraft.id, 0, "op:wang", T0 + 71_000)
+        .expect("2");
+    assert_eq!(out.state, NoticeState::Publishing);
+
+    // The region grows to all of Beijing: the published notice is stale, an update follows it.
+    let g = &rules().gazetteer;
+    inc.region = Some(g.region_ref(g.by_code("110000").expect("北京")));
+    let update = follow(&inc, T0 + 120_000).expect("update");
+    assert_eq!(update.purpose, Purpose::Update);
+    assert_eq!(update.state, NoticeState::Draft);
+    assert_eq!(update.follows.as_deref(), Some(redraft.id.as_str()));
+    assert_eq!(
+        update.region.as_ref().map(|r| r.code.as_str()),
+        Some("110000")
+    );
+    let zh = update
+        .texts
+        .values()
+        .find(|t| t.lang == huiying::respond::templates::Lang::Zh)
+        .expect("a Chinese text");
+    assert!(
+        zh.text.contains("最新情况") || zh.text.contains("更新"),
+        "{}",
+        zh.text
+    );
+    let stale = e.notices.get(&redraft.id).expect("get").expect("published");
+    assert_eq!(
+        stale.state,
+        NoticeState::Publishing,
+        "a published notice stays published"
+    );
+    assert!(
+        stale
+            .stale
+            .as_deref()
+            .unwrap_or("")
+            .contains("region 海淀区 → 北京市"),
+        "{:?}",
+        stale.stale
+    );
+    assert_eq!(stale.superseded_by.as_deref(), Some(update.id.as_str()));
+    // A narrower region afterwards is not growth.
+    let mut narrower = inc.clone();
+    narrower.region = Some(g.region_ref(g.by_code("110105").expect("朝阳")));
+    assert!(follow(&narrower, T0 + 130_000).is_none());
+
+    // The incident closes: the pending update is flagged, and the all-clear follows it
+    // (something went out, so the public is told it is over).
+    inc.state = IncidentState::Closed;
+    let clear = follow(&inc, T0 + 3_600_000).expect("all-clear");
+    assert_eq!(clear.purpose, Purpose::AllClear);
+    assert_eq!(clear.follows.as_deref(), Some(update.id.as_str()));
+    let en = clear
+        .texts
+        .values()
+        .find(|t| t.lang == huiying::respond::templates::Lang::En)
+        .map(|t| t.text.clone())
+        .unwrap_or_default();
+    assert!(en.is_empty() || en.contains("all clear"), "{en}");
+    assert!(follow(&inc, T0 + 3_700_000).is_none(), "one all-clear");
+    // Both ways: every notice of the incident is listed by its id.
+    let all = e
+        .notices
+        .list(&NoticeFilter {
+            incident_id: Some("inc-rain-hd".into()),
+            ..Default::default()
+        })
+        .expect("list");
+    assert_eq!(all.len(), 4);
+    // Every step is in the audit trail by `system`.
+    let trail = e.audit_trail();
+    assert!(trail.iter().any(|(a, act, n)| a == "system"
+        && act == "stale"
+        && n.as_deref() == Some(redraft.id.as_str())));
+}
+
+/// An incident closed before anything went out: the draft is flagged, no all-clear is drafted.
+/// Merged away: its drafts are withdrawn.
+#[test]
+fn a_closed_or_merged_incident_does_not_leave_a_draft_pending_unflagged() {
+    let e = env();
+    let follow = |inc: &Incident| {
+        e.notices
+            .follow_incident(inc, rules(), matrix(), templates(), T0 + 10)
+            .expect("follow")
+    };
+    let mut inc = incident("inc-fire-cy", IncidentKind::Emergency, "fire", "110105", 4);
+    let n = e.draft(&inc, "system").expect("draft");
+    inc.state = IncidentState::Closed;
+    assert!(follow(&inc).is_none());
+    let n = e.notices.get(&n.id).expect("get").expect("n");
+    assert_eq!(n.state, NoticeState::Draft);
+    assert!(n.stale.as_deref().unwrap_or("").contains("incident closed"));
+
+    let other = incident(
+        "inc-flood-cy",
+        IncidentKind::Emergency,
+        "flood",
+        "110105",
+        4,
+    );
+    let m = e.draft(&other, "system").expect("draft");
+    let changed = e
+        .notices
+        .withdraw("inc-flood-cy", "merged into inc-fire-cy 已合并", T0 + 20)
+        .expect("withdraw");
+    assert_eq!(changed.len(), 1);
+    let m = e.notices.get(&m.id).expect("get").expect("m");
+    assert_eq!(m.state, NoticeState::Rejected);
+    assert!(m.rejection.as_deref().unwrap_or("").contains("merged into"));
 }

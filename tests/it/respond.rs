@@ -155,8 +155,8 @@ fn register(f: &FakeHandle, env: &Env) {
     f.add_account(&Env::token(&env.en), "bj_release_en");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
+/// The service with the respond stage on the small matrix, the accounts known to the fake.
+async fn started() -> (Env, FakeHandle, tempfile::TempDir, huiying::app::Service) {
     let env = Env::new();
     let (_, fake) = FakePlatform::start().await;
     register(&fake, &env);
@@ -169,6 +169,12 @@ async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
         &[("alice", &env.alice), ("bob", &env.bob)],
     );
     let svc = start_service(config, Arc::new(MemoryStore::default())).await;
+    (env, fake, dir, svc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
+    let (env, fake, _dir, svc) = started().await;
     let addr = svc.addr;
     let (alice, bob) = (Env::token(&env.alice), Env::token(&env.bob));
 
@@ -463,4 +469,99 @@ operators = [{ name = "alice", token_env = "X_ALICE" }, { name = "bob", token_fi
     std::fs::write(&path, "[respond]\nenabeld = false\n").expect("write config");
     let e = Config::load(&path).expect_err("unknown key refused");
     assert!(e.to_string().contains("enabeld"), "{e}");
+}
+
+/// Issue 16, item 1: a flood and a fire in 海淀区 opened as two incidents, each with its draft.
+/// The operator merges the fire into the flood: the fire's draft is withdrawn (rejected by
+/// `system`, saying where it went), not left waiting for approvals nobody should give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_of_an_incident_merged_away_is_withdrawn() {
+    const FIRE_HD: &str = "北京海淀区小区着火了，火势很大，浓烟滚滚，消防车来了，有人被困";
+    let (env, _fake, _dir, svc) = started().await;
+    let addr = svc.addr;
+    let alice = Env::token(&env.alice);
+    let mut ws = util::stream(addr, false).await;
+    let ts = now_ms();
+    let mut ms: Vec<Value> = (0..8)
+        .map(|i| mention(&format!("fl-{i}"), &format!("fl-author-{i}"), FLOOD, ts))
+        .collect();
+    ms.extend((0..8).map(|i| mention(&format!("fi-{i}"), &format!("fi-author-{i}"), FIRE_HD, ts)));
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/api/mentions",
+        &serde_json::to_vec(&ms).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let mut ids = std::collections::HashMap::new();
+    util::next_event(&mut ws, "flood and fire opened", |v| {
+        if v["event"] == "incident.opened" {
+            if let Some(c) = v["incident"]["category"].as_str() {
+                ids.insert(
+                    c.to_string(),
+                    v["incident"]["id"].as_str().unwrap_or("").to_string(),
+                );
+            }
+        }
+        ids.contains_key("flood") && ids.contains_key("fire")
+    })
+    .await;
+    let (flood, fire) = (ids["flood"].clone(), ids["fire"].clone());
+    let draft_of = |incident: String| async move {
+        let path = format!("/api/notices?incident_id={incident}");
+        within("a draft", async {
+            loop {
+                let v = get_json(addr, &path).await;
+                if let Some(n) = v["notices"].as_array().and_then(|a| a.first()) {
+                    return n.clone();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+    };
+    let fire_notice = draft_of(fire.clone()).await;
+    let flood_notice = draft_of(flood.clone()).await;
+    assert_eq!(fire_notice["state"], "draft", "{fire_notice}");
+
+    let merge = serde_json::json!({"into": flood, "from": fire}).to_string();
+    let (status, body) = call(
+        addr,
+        "POST",
+        "/api/incidents/merge",
+        Some(&alice),
+        merge.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let path = format!("/api/notices/{}", fire_notice["id"].as_str().unwrap_or(""));
+    let withdrawn = within("the fire's draft withdrawn", async {
+        loop {
+            let v = get_json(addr, &path).await;
+            if v["state"] == "rejected" {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        withdrawn["rejection"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("merged into {flood}")),
+        "{withdrawn}"
+    );
+    let last = withdrawn["history"]
+        .as_array()
+        .and_then(|h| h.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["actor"], "system", "{withdrawn}");
+    assert_eq!(last["action"], "withdraw", "{withdrawn}");
+    // The flood's own draft is untouched.
+    let path = format!("/api/notices/{}", flood_notice["id"].as_str().unwrap_or(""));
+    assert_eq!(get_json(addr, &path).await["state"], "draft");
+    stop(svc).await;
 }

@@ -401,3 +401,32 @@ fn request_mentions_reach_the_bus_only_when_asked_for() {
         .to_json()
         .starts_with(r#"{"event":"mention.request","#));
 }
+
+/// Issue 16, item 7: every region of the shipped gazetteer has an English display name in
+/// Latin letters with its official suffix, and the name shown with its province.
+#[test]
+fn every_region_has_an_english_name() {
+    let g = &crate::util::shipped_rules().gazetteer;
+    assert!(g.len() > 3000);
+    for i in 0..g.len() as u32 {
+        let r = g.get(i);
+        assert!(
+            !r.name_en.is_empty() && r.name_en.is_ascii(),
+            "{} {}: English name {:?}",
+            r.code,
+            r.name,
+            r.name_en
+        );
+    }
+    let name = |code: &str| g.english_name(g.by_code(code).expect(code));
+    assert_eq!(name("110108"), "Haidian District, Beijing");
+    assert_eq!(name("110105"), "Chaoyang District, Beijing");
+    assert_eq!(name("110000"), "Beijing");
+    assert_eq!(name("320300"), "Xuzhou, Jiangsu");
+    assert_eq!(name("140400"), "Changzhi, Shanxi");
+    assert_eq!(name("341500"), "Lu'an, Anhui");
+    assert_eq!(name("422800"), "Enshi Autonomous Prefecture, Hubei");
+    assert_eq!(name("330106"), "Xihu District, Zhejiang");
+    let r = g.region_ref(g.by_code("110108").expect("海淀"));
+    assert_eq!(r.name_en, "Haidian District, Beijing");
+}

@@ -29,7 +29,11 @@ const T = {
     j_failed: "失败", j_retry: "重试", j_check_failed: "无法核实", done: "完成",
     wait_limit: "等待额度至", check_failed_note: "条发布无法核实是否已发出：请到平台上查看，勿盲目重发", login_failed: "登录失败",
     expired: "会话已过期，请重新登录", forbidden: "权限不足", mentions: "提及数",
-    merged: "已合并", closed: "已关闭", merge_help: "目标事件编号", users: "用户", tokens: "令牌",
+    merged: "已合并", closed: "已关闭", merge_help: "目标事件编号",
+    overlaps: "与本事件共享提及的事件（可能是同一事件）", shared: (n) => `共享 ${n} 条提及`,
+    merge_one: (c) => `一键合并（${c}）`, its_notices: "本事件的通告", no_notices: "尚无通告",
+    p_notice: "首发通告", p_update: "更新通告", p_all_clear: "解除通告", stale: "已过时",
+    stale_note: "本通告已与事件现状不符", incident: "事件", follows: "接续", followed_by: "后续", users: "用户", tokens: "令牌",
     audit_down: "审计日志无法写入：操作被拒绝，发布已暂停，恢复写入后自动继续",
     cases: "诉求", cs_received: "待受理", cs_accepted: "已受理", cs_assigned: "已转办",
     cs_in_progress: "办理中", cs_answered: "已答复", cs_closed: "已办结",
@@ -93,7 +97,11 @@ const T = {
     check_failed_note: "post(s) could not be checked: look on the platform whether they exist; do not resend blindly",
     done: "Done", login_failed: "Login failed", expired: "Session expired: log in again",
     forbidden: "Not allowed for your role", mentions: "Mentions", merged: "Merged",
-    closed: "Closed", merge_help: "target incident id", users: "User", tokens: "Token",
+    closed: "Closed", merge_help: "target incident id",
+    overlaps: "Incidents sharing mentions with this one (likely the same event)", shared: (n) => `${n} mentions shared`,
+    merge_one: (c) => `Merge (${c})`, its_notices: "Its notices", no_notices: "No notice yet",
+    p_notice: "First notice", p_update: "Update", p_all_clear: "All clear", stale: "stale",
+    stale_note: "This notice no longer matches its incident", incident: "Incident", follows: "follows", followed_by: "followed by", users: "User", tokens: "Token",
     audit_down: "The audit log cannot be written: actions are refused and publishing is paused until it can",
     cases: "Requests", cs_received: "received", cs_accepted: "accepted", cs_assigned: "assigned",
     cs_in_progress: "in progress", cs_answered: "answered", cs_closed: "closed",
@@ -139,6 +147,7 @@ let lang = localStorage.getItem("huiying.lang") || "zh";
 let me = null;
 let page = "incidents";
 let currentNotice = null;
+let currentIncident = null;
 let currentCase = null;
 let departments = null; // [{id, name_zh, name_en}] from /api/departments
 // The version of the notice on screen: an approval names what was read (409 if it changed).
@@ -280,11 +289,13 @@ function enter() {
 // `#case=ID`, as the wall links them).
 function fromHash() {
   const dept = me && me.role === "department";
-  const deep = location.hash.match(/^#(notice|case)=(.+)$/);
+  const deep = location.hash.match(/^#(notice|case|incident)=(.+)$/);
   if (deep && (deep[1] === "case" || !dept)) {
-    if (deep[1] === "notice") currentNotice = decodeURIComponent(deep[2]);
-    else currentCase = decodeURIComponent(deep[2]);
-    show(deep[1] === "notice" ? "notices" : "cases");
+    const id = decodeURIComponent(deep[2]);
+    if (deep[1] === "notice") currentNotice = id;
+    else if (deep[1] === "incident") currentIncident = id;
+    else currentCase = id;
+    show({ notice: "notices", incident: "incidents", case: "cases" }[deep[1]]);
     return;
   }
   show(dept ? "cases" : location.hash.slice(1) || "incidents");
@@ -347,6 +358,20 @@ async function loadIncidents() {
     el("td", {}, el("button", { type: "button", onclick: () => act(() => openIncident(i.id)) }, t("open")))));
   $("incidents").replaceChildren(...rows);
   $("incidents-empty").hidden = rows.length > 0;
+  if (currentIncident) {
+    const id = currentIncident;
+    currentIncident = null;
+    await openIncident(id);
+  }
+}
+
+// A link to a console page (`#notice=ID`, `#incident=ID`).
+function pageLink(kind, id, text) {
+  return el("a", { href: `#${kind}=${encodeURIComponent(id)}`, class: `link-${kind}` }, text || id);
+}
+
+function purposeLabel(n) {
+  return n.purpose && n.purpose !== "notice" ? t(`p_${n.purpose}`) : t("p_notice");
 }
 
 function authorName(a) {
@@ -379,7 +404,14 @@ function categoryLabel(i) {
 }
 
 function regionName(r) {
-  return r ? (r.name || r.code || "") : "";
+  if (!r) return "";
+  if (lang === "en" && r.name_en) return r.name_en;
+  return r.name || r.code || "";
+}
+
+// A case's region: `region_name` / `region_name_en` from the API, else the code.
+function caseRegion(c) {
+  return (lang === "en" && c.region_name_en) || c.region_name || c.region || "";
 }
 
 async function openIncident(id) {
@@ -389,6 +421,25 @@ async function openIncident(id) {
     el("span", { class: "muted" }, `${fmtTime(m.ts)} ${authorName(m.author)} `), m.text));
   const target = el("input", { id: "merge-target", placeholder: t("merge_help"), size: 24 });
   const operator = me.role === "operator" || me.role === "admin";
+  // The same event seen twice: merge the newer incident into the older with one click.
+  const overlaps = (i.overlaps || []).map((o) => {
+    const older = o.opened_at <= i.opened_at;
+    const [into, from] = older ? [o.id, i.id] : [i.id, o.id];
+    return el("li", { "data-overlap": o.id },
+      `${catName(o.category)} · ${regionName(o.region)} · ${t("severity")} ${o.severity} · `,
+      el("code", {}, o.id), ` · ${t("shared")(o.shared)} `,
+      operator ? el("button", { type: "button", class: "merge-overlap",
+        onclick: () => act(async () => {
+          await api("POST", "/api/incidents/merge", { into, from });
+          toast(t("merged"));
+          box.hidden = true;
+          await loadIncidents();
+        }) }, t("merge_one")(catName(o.category))) : null);
+  });
+  const notices = await api("GET", `/api/notices?incident_id=${encodeURIComponent(id)}`).catch(() => ({ notices: [] }));
+  const noticeRows = (notices.notices || []).map((n) => el("li", { "data-notice": n.id },
+    pageLink("notice", n.id, `${purposeLabel(n)} · ${t("st_" + n.state)}`), ` · ${fmtTime(n.created_at)}`,
+    n.stale ? el("span", { class: "stale" }, ` ⚠ ${t("stale")}: ${n.stale}`) : null));
   box.replaceChildren(
     el("h2", {}, `${t(i.kind)} · ${categoryLabel(i)} · ${regionName(i.region)} `,
       el("code", {}, i.id), " ", el("span", { class: "state", "data-state": i.state }, t(`is_${i.state}`))),
@@ -410,6 +461,9 @@ async function openIncident(id) {
           box.hidden = true;
           await loadIncidents();
         }) }, t("merge_into"))) : null,
+    overlaps.length ? el("div", { class: "overlaps" }, el("h3", {}, t("overlaps")), el("ul", {}, ...overlaps)) : null,
+    el("h3", {}, t("its_notices")),
+    noticeRows.length ? el("ul", { id: "incident-notices" }, ...noticeRows) : el("p", { class: "muted" }, t("no_notices")),
     el("h3", {}, t("samples")),
     el("ul", { class: "samples" }, ...samples));
   box.hidden = false;
@@ -425,7 +479,9 @@ async function loadNotices() {
   const rows = newest.map((n) => el("tr", { "data-notice": n.id },
     el("td", {}, stateBadge(n.state, "st_")),
     el("td", {}, el("span", { class: `sev sev${n.severity}` }, n.severity)),
-    el("td", {}, catName(n.category)),
+    el("td", {}, catName(n.category),
+      n.purpose && n.purpose !== "notice" ? el("span", { class: `purpose p-${n.purpose}` }, ` ${purposeLabel(n)}`) : null,
+      n.stale ? el("span", { class: "stale", title: n.stale }, ` ⚠ ${t("stale")}`) : null),
     el("td", {}, regionName(n.region)),
     el("td", {}, `${n.approvals.length}/${n.required_approvals}`),
     el("td", {}, `${fmtTime(n.created_at)} ${n.created_by}`),
@@ -462,7 +518,15 @@ async function openNotice(id) {
   $("notice-detail").hidden = false;
   $("nd-id").textContent = n.id;
   $("nd-state").replaceChildren(stateBadge(n.state, "st_"));
-  $("nd-meta").textContent = `${t(n.kind)} · ${catName(n.category)} · ${t("severity")} ${n.severity} · ${regionName(n.region)} · ${t("created")} ${fmtTime(n.created_at)} ${n.created_by}`;
+  $("nd-meta").replaceChildren(
+    el("span", { class: `purpose p-${n.purpose || "notice"}` }, purposeLabel(n)), " · ",
+    `${t(n.kind)} · ${catName(n.category)} · ${t("severity")} ${n.severity} · ${regionName(n.region)} · ${t("created")} ${fmtTime(n.created_at)} ${n.created_by} · ${t("incident")} `,
+    n.incident_id.startsWith("manual-") ? n.incident_id : pageLink("incident", n.incident_id),
+    n.follows ? el("span", {}, ` · ${t("follows")} `, pageLink("notice", n.follows)) : null,
+    n.superseded_by ? el("span", {}, ` · ${t("followed_by")} `, pageLink("notice", n.superseded_by)) : null);
+  const stale = $("nd-stale");
+  stale.hidden = !n.stale;
+  stale.textContent = n.stale ? `⚠ ${t("stale_note")}: ${n.stale}` : "";
   const held = n.state === "held";
   $("nd-rule").textContent = held ? heldRule(n)
     : n.required_approvals >= 2 ? t("two_person") : t("one_person");
@@ -558,7 +622,7 @@ async function loadCases() {
     el("td", {}, stateBadge(c.state, "cs_")),
     el("td", {}, kindsLabel(c)),
     el("td", {}, deptName(c.department, c.department_name)),
-    el("td", {}, c.region_name || c.region || ""),
+    el("td", {}, caseRegion(c)),
     el("td", { class: "case-text" }, c.title || c.text),
     el("td", {}, c.requesters.length),
     el("td", {}, dueCell(c)),
@@ -654,7 +718,7 @@ async function openCase(id) {
   box.replaceChildren(...[
     el("h2", {}, `${t("request")} `, el("code", {}, c.id), " ", stateBadge(c.state, "cs_"),
       c.urgent ? el("span", { class: "urgent" }, ` ${t("urgent")}`) : null),
-    el("p", { id: "cd-meta" }, `${kindsLabel(c)} · ${deptName(c.department, c.department_name)} · ${c.region_name || c.region || ""} · ${t("channel")} ${channel} · ${t("due")} `, dueCell(c)),
+    el("p", { id: "cd-meta" }, `${kindsLabel(c)} · ${deptName(c.department, c.department_name)} · ${caseRegion(c)} · ${t("channel")} ${channel} · ${t("due")} `, dueCell(c)),
     c.title ? el("h3", {}, c.title) : null,
     el("blockquote", { id: "cd-text" }, c.text),
     c.address ? el("p", {}, `${t("address")}: ${c.address}`) : null,

@@ -208,6 +208,7 @@ function regionLabel(region) {
   const tile = state.provinces.get(region.code.slice(0, 2));
   const en = tile ? tile.en.replaceAll("\u00ad", "") : "";
   if (lang === "en") {
+    if (region.name_en) return region.name_en;
     if (!tile) return region.name;
     return region.code.endsWith("0000") ? en : `${region.name}, ${en}`;
   }

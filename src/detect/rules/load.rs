@@ -182,6 +182,8 @@ struct RegionDef {
     aliases: Vec<String>,
     #[serde(default)]
     en: Vec<String>,
+    #[serde(default)]
+    name_en: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -590,6 +592,7 @@ impl RuleSet {
                     parent: None,
                     aliases: r.aliases,
                     en: r.en,
+                    name_en: r.name_en,
                 });
             }
             for (i, p) in parents.into_iter().enumerate() {

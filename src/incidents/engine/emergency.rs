@@ -419,6 +419,7 @@ impl Engine {
             samples: Vec::new(),
             official: false,
             verified_authors: 0,
+            merged_into: None,
         };
         let (sev, min_a) = (cat.severity, cat.min_authors);
         let group = cat.group.clone();

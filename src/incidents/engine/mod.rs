@@ -497,6 +497,9 @@ impl Engine {
                     };
                     (keys, o.cats.clone(), o.recent.clone())
                 });
+                if let Some(o) = self.open.get_mut(from) {
+                    o.inc.merged_into = Some(into.clone());
+                }
                 self.close_open(from, now, out);
                 let (keys, cats, recent) = moved.unwrap_or_default();
                 let (corr, lcorr) = self.freeze_corrections();

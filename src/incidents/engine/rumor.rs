@@ -287,6 +287,7 @@ impl Engine {
             samples: Vec::new(),
             official: false,
             verified_authors: 0,
+            merged_into: None,
         };
         let oid = inc.id.clone();
         self.open_incident(inc, OpenKey::Rumor(gid), pending, 0, out, |o| {

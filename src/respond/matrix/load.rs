@@ -586,6 +586,7 @@ impl Matrix {
         let mut default_region = RegionRef {
             code: String::new(),
             name: String::new(),
+            name_en: String::new(),
         };
         let mut default_chain = Vec::new();
         let mut default_lead = None;

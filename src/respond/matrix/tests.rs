@@ -34,6 +34,7 @@ fn debug_and_serialisation_show_the_source_not_the_token() {
         region: RegionRef {
             code: "110000".into(),
             name: "北京市".into(),
+            name_en: String::new(),
         },
         level: Level::Province,
         function: PUBLICITY.into(),

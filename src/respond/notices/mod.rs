@@ -30,6 +30,14 @@
 //!   caller saw fail), never the other way round.
 //! - **Idempotent drafting.** A notice drafted from an incident has an id derived from the
 //!   incident's id; drafting again for the same incident returns the stored notice unchanged.
+//! - **Following the incident** ([`Notices::follow_incident`]). When the incident's severity
+//!   rises or its region grows past what its latest notice says, that notice is flagged
+//!   `stale` and a follow-up is drafted (`purpose` `update`, `follows` the old one; the old one's
+//!   `superseded_by` names it); when the incident closes after a notice went out, an
+//!   `all_clear` is drafted. A follow-up is approved like any notice. An automatic draft not yet
+//!   approved is withdrawn (rejected by `system`) and redrafted instead of piling up; one an
+//!   operator wrote or edited is only flagged. [`Notices::withdraw`] does the same for an
+//!   incident merged into another.
 //!
 //! Notices are stored as JSON keyed by id, in a `redb` table ([`NoticeStore::open`]), in memory
 //! ([`NoticeStore::memory`]) or in a Redis hash shared by a cluster ([`NoticeStore::redis`]).
@@ -42,7 +50,7 @@
 //! | `policy.rs` | [`ApprovalPolicy`] |
 //! | `store.rs` | [`NoticeStore`] and the backend trait every store implements |
 //! | `redb.rs`, `memory.rs`, `redis.rs` | one backend each |
-//! | `workflow.rs` | [`Notices`]: draft, edit, approve, reject, publish, refresh |
+//! | `workflow.rs` | [`Notices`]: draft, edit, approve, reject, publish, refresh, follow, withdraw |
 
 mod memory;
 mod model;
@@ -53,8 +61,8 @@ mod store;
 mod workflow;
 
 pub use model::{
-    notice_id_for_incident, AccountText, Approval, EditTarget, HistoryEntry, ManualDraft, Notice,
-    NoticeFilter, NoticePlan, NoticeState, POLICY, SYSTEM,
+    followup_notice_id, notice_id_for_incident, AccountText, Approval, EditTarget, HistoryEntry,
+    ManualDraft, Notice, NoticeFilter, NoticePlan, NoticeState, POLICY, SYSTEM,
 };
 pub use policy::{ApprovalPolicy, TrustedSource};
 pub use store::NoticeStore;

@@ -4,7 +4,7 @@
 use crate::detect::gazetteer::RegionRef;
 use crate::incidents::IncidentKind;
 use crate::respond::matrix::Platform;
-use crate::respond::templates::Lang;
+use crate::respond::templates::{Lang, Purpose};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -150,6 +150,19 @@ pub struct Notice {
     pub jobs: Vec<String>,
     /// Everything that happened to it.
     pub history: Vec<HistoryEntry>,
+    /// What it is for: the incident's first notice, an update, or the all-clear.
+    #[serde(default)]
+    pub purpose: Purpose,
+    /// The notice of the same incident it follows or replaces (updates, all-clears, redrafts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<String>,
+    /// Why it no longer matches its incident ("severity 4 → 5", "incident closed"), once it
+    /// does not: the console and the wall flag it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<String>,
+    /// The notice drafted to follow or replace it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
 }
 
 impl Notice {
@@ -220,5 +233,12 @@ impl NoticeFilter {
 /// The id of the notice drafted from incident `incident_id`.
 pub fn notice_id_for_incident(incident_id: &str) -> String {
     let d = Sha256::digest([b"huiying/notice\0".as_slice(), incident_id.as_bytes()].concat());
+    format!("n-{}", hex::encode(&d[..8]))
+}
+
+/// The id of the `n`-th notice (n ≥ 1) that follows an incident's first: deterministic, so
+/// instances sharing Redis that see the same change draft the same notice once.
+pub fn followup_notice_id(incident_id: &str, n: usize) -> String {
+    let d = Sha256::digest(format!("huiying/notice-followup\0{incident_id}\0{n}"));
     format!("n-{}", hex::encode(&d[..8]))
 }

@@ -3,12 +3,13 @@
 
 use super::store::NoticeStore;
 use super::*;
+use crate::detect::gazetteer::RegionRef;
 use crate::detect::RuleSet;
 use crate::incidents::{Incident, IncidentKind, IncidentState};
 use crate::respond::audit::{AuditAction, AuditLog};
 use crate::respond::matrix::Matrix;
 use crate::respond::outbox::{ActionKind, NewJob, OutboxStore, Priority};
-use crate::respond::templates::{check_length, Templates};
+use crate::respond::templates::{check_length, Purpose, Templates};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -132,7 +133,224 @@ impl Notices {
                 threshold: self.policy.draft_threshold,
             });
         }
-        self.create(id, incident, None, rules, matrix, templates, now_ms, actor)
+        self.create(
+            id,
+            incident,
+            None,
+            (Purpose::Notice, None),
+            rules,
+            matrix,
+            templates,
+            now_ms,
+            actor,
+        )
+    }
+
+    /// Keep an incident's notices in step with it (see the module docs): when its severity
+    /// rose or its region grew past what its latest notice says, flag that notice stale and
+    /// draft an update (or redraft an unapproved automatic draft); when it closed after a notice
+    /// went out, draft the all-clear. Returns the notice drafted, if any. Idempotent: the same
+    /// incident state drafts nothing more.
+    pub fn follow_incident(
+        &self,
+        incident: &Incident,
+        rules: &RuleSet,
+        matrix: &Matrix,
+        templates: &Templates,
+        now_ms: i64,
+    ) -> Result<Option<Notice>, NoticeError> {
+        let _g = self.exclusive()?;
+        let mut chain: Vec<Notice> = self
+            .store
+            .all()?
+            .into_iter()
+            .filter(|n| n.incident_id == incident.id)
+            .collect();
+        chain.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        // The notice that speaks for the incident now: the newest one not rejected and not
+        // already followed by another.
+        let Some(current) = chain
+            .iter()
+            .rev()
+            .find(|n| n.state != NoticeState::Rejected && n.superseded_by.is_none())
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let out = |n: &Notice| {
+            matches!(
+                n.state,
+                NoticeState::Approved | NoticeState::Publishing | NoticeState::Done
+            )
+        };
+        let published = out(&current);
+        let anything_out = chain.iter().any(out);
+        let g = &rules.gazetteer;
+        if let Some(into) = incident.merged_into.as_deref() {
+            // Merged away: the incident it joined speaks for it. What is not out is withdrawn,
+            // what is out is flagged.
+            let reason = format!("merged into {into} 已并入其他事件");
+            self.withdraw_all(chain, &reason, now_ms)?;
+            return Ok(None);
+        }
+        let (purpose, reason) = if incident.state == IncidentState::Closed {
+            if current.purpose == Purpose::AllClear || current.stale.is_some() {
+                return Ok(None);
+            }
+            if !anything_out {
+                // Nothing went out: nothing to call off. The draft is flagged, not withdrawn
+                // (an operator may still want it out).
+                self.mark_stale(current, "incident closed 事件已结束", None, now_ms)?;
+                return Ok(None);
+            }
+            (Purpose::AllClear, "incident closed 事件已结束".to_string())
+        } else if incident.severity > current.severity {
+            (
+                Purpose::Update,
+                format!(
+                    "severity {} → {} 级别升高",
+                    current.severity, incident.severity
+                ),
+            )
+        } else if region_grew(current.region.as_ref(), incident.region.as_ref(), g) {
+            (
+                Purpose::Update,
+                format!(
+                    "region {} → {} 范围扩大",
+                    current.region.as_ref().map_or("-", |r| r.name.as_str()),
+                    incident.region.as_ref().map_or("-", |r| r.name.as_str())
+                ),
+            )
+        } else {
+            return Ok(None);
+        };
+        // An unpublished notice is replaced by one of its own purpose; a published one is
+        // followed by an update or the all-clear.
+        let purpose = if published || purpose == Purpose::AllClear {
+            purpose
+        } else {
+            current.purpose
+        };
+        if !templates.has_followup(incident.kind, purpose) {
+            self.mark_stale(current, &reason, None, now_ms)?;
+            return Ok(None);
+        }
+        let id = followup_notice_id(&incident.id, chain.len());
+        if let Some(n) = self.store.get(&id)? {
+            return Ok(Some(n));
+        }
+        if purpose != Purpose::AllClear && !self.policy.drafts(incident.severity) {
+            return Ok(None);
+        }
+        let automatic = current.created_by == SYSTEM && current.editors.is_empty();
+        let fresh = self.create(
+            id,
+            incident,
+            None,
+            (purpose, Some(current.id.clone())),
+            rules,
+            matrix,
+            templates,
+            now_ms,
+            SYSTEM,
+        )?;
+        if !published && automatic && current.state == NoticeState::Draft {
+            let why = format!("superseded by {}: {reason} 已由新稿替代", fresh.id);
+            self.withdraw_locked(current, &why, Some(&fresh.id), now_ms)?;
+        } else {
+            self.mark_stale(current, &reason, Some(&fresh.id), now_ms)?;
+        }
+        // `create` stored the fresh notice before the old one was flagged: read it back so
+        // the caller sees what is stored.
+        Ok(Some(self.load(&fresh.id)?))
+    }
+
+    /// Withdraw an incident's notices because the incident is gone (merged into `into`): every
+    /// draft or held notice is rejected by `system` with `reason`; a published one is flagged
+    /// stale. Returns the notices changed.
+    pub fn withdraw(
+        &self,
+        incident_id: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Vec<Notice>, NoticeError> {
+        let _g = self.exclusive()?;
+        let chain: Vec<Notice> = self
+            .store
+            .all()?
+            .into_iter()
+            .filter(|n| n.incident_id == incident_id)
+            .collect();
+        self.withdraw_all(chain, reason, now_ms)
+    }
+
+    /// Withdraw what is not out, flag what is (the write lock is held).
+    fn withdraw_all(
+        &self,
+        chain: Vec<Notice>,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Vec<Notice>, NoticeError> {
+        let mut changed = Vec::new();
+        for n in chain {
+            match n.state {
+                NoticeState::Draft | NoticeState::Held => {
+                    changed.push(self.withdraw_locked(n, reason, None, now_ms)?);
+                }
+                NoticeState::Rejected => {}
+                _ if n.stale.is_none() => changed.push(self.mark_stale(n, reason, None, now_ms)?),
+                _ => {}
+            }
+        }
+        Ok(changed)
+    }
+
+    fn withdraw_locked(
+        &self,
+        mut n: Notice,
+        reason: &str,
+        by: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Notice, NoticeError> {
+        self.audit(
+            now_ms,
+            SYSTEM,
+            AuditAction::Reject,
+            &n.id,
+            json!({"reason": reason, "withdrawn": true, "superseded_by": by}),
+        )?;
+        n.state = NoticeState::Rejected;
+        n.hold_until = None;
+        n.rejection = Some(reason.to_string());
+        n.superseded_by = by.map(str::to_string);
+        n.record(now_ms, SYSTEM, "withdraw", reason);
+        self.store.put(&n)?;
+        Ok(n)
+    }
+
+    fn mark_stale(
+        &self,
+        mut n: Notice,
+        reason: &str,
+        by: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Notice, NoticeError> {
+        self.audit(
+            now_ms,
+            SYSTEM,
+            AuditAction::Other("stale".into()),
+            &n.id,
+            json!({"reason": reason, "superseded_by": by}),
+        )?;
+        n.stale = Some(reason.to_string());
+        n.superseded_by = by.map(str::to_string);
+        let detail = match by {
+            Some(b) => format!("{reason}; followed by {b}"),
+            None => reason.to_string(),
+        };
+        n.record(now_ms, SYSTEM, "stale", detail);
+        self.store.put(&n)?;
+        Ok(n)
     }
 
     /// Draft a notice by hand. The plan comes from the matrix for the given kind, category and
@@ -209,11 +427,13 @@ impl Notices {
             samples: Vec::new(),
             official: false,
             verified_authors: 0,
+            merged_into: None,
         };
         self.create(
             id,
             &incident,
             draft.text.as_deref(),
+            (Purpose::Notice, None),
             rules,
             matrix,
             templates,
@@ -228,6 +448,7 @@ impl Notices {
         id: String,
         incident: &Incident,
         text: Option<&str>,
+        (purpose, follows): (Purpose, Option<String>),
         rules: &RuleSet,
         matrix: &Matrix,
         templates: &Templates,
@@ -261,7 +482,7 @@ impl Notices {
                     t.to_string()
                 }
                 None => templates
-                    .render(incident, acc.lang, acc.platform)
+                    .render_purpose(incident, purpose, acc.lang, acc.platform, None, now_ms)
                     .map_err(too_long)?,
             };
             texts.insert(
@@ -302,6 +523,10 @@ impl Notices {
             rejection: None,
             jobs: Vec::new(),
             history: Vec::new(),
+            purpose,
+            follows,
+            stale: None,
+            superseded_by: None,
         };
         self.audit(
             now_ms,
@@ -310,6 +535,8 @@ impl Notices {
             &n.id,
             json!({
                 "incident": n.incident_id,
+                "purpose": n.purpose.as_str(),
+                "follows": n.follows,
                 "kind": n.kind.as_str(),
                 "category": n.category,
                 "severity": n.severity,
@@ -325,7 +552,12 @@ impl Notices {
             actor,
             "draft",
             format!(
-                "{} {} severity {} ({} approval(s) needed)",
+                "{}{} {} severity {} ({} approval(s) needed)",
+                match n.purpose {
+                    Purpose::Notice => "",
+                    Purpose::Update => "update: ",
+                    Purpose::AllClear => "all-clear: ",
+                },
                 n.kind.as_str(),
                 n.category,
                 n.severity,
@@ -755,5 +987,24 @@ impl Notices {
     fn all_finished(&self, id: &str) -> Result<bool, NoticeError> {
         let jobs = self.outbox.jobs_for_notice(id)?;
         Ok(!jobs.is_empty() && jobs.iter().all(|j| j.state.is_finished()))
+    }
+}
+
+/// Whether the incident's region now reaches beyond the notice's: a different region the
+/// notice's does not contain (a notice without a region speaks for everywhere).
+fn region_grew(
+    notice: Option<&RegionRef>,
+    incident: Option<&RegionRef>,
+    g: &crate::detect::gazetteer::Gazetteer,
+) -> bool {
+    let (Some(n), Some(i)) = (notice, incident) else {
+        return false;
+    };
+    if n.code == i.code {
+        return false;
+    }
+    match (g.by_code(&n.code), g.by_code(&i.code)) {
+        (Some(ni), Some(ii)) => !g.is_ancestor_or_self(ni, ii),
+        _ => true,
     }
 }
