@@ -156,6 +156,7 @@ mod tests {
             at: 1,
             mention_id: "m".into(),
             incident_id: Arc::from("em-1"),
+            totals: (1, 1),
         }
     }
 

@@ -651,6 +651,8 @@ mod tests {
             official: false,
             verified_authors: 0,
             merged_into: None,
+            headline: None,
+            why: None,
         })
     }
 

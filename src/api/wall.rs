@@ -104,11 +104,15 @@ async fn summary(
         .filter(|i| i.state == crate::incidents::IncidentState::Open)
         .map(|i| i.id.clone())
         .collect();
+    let top = incidents
+        .iter()
+        .find(|i| i.state == crate::incidents::IncidentState::Open)
+        .map(|i| (i.id.clone(), i.opened_at));
     let notices = match &s.respond {
         None => serde_json::json!(null),
         Some(r) => {
             let r = r.clone();
-            tokio::task::spawn_blocking(move || public_notices(&r, signed_in, &open))
+            tokio::task::spawn_blocking(move || public_notices(&r, signed_in, &open, top))
                 .await
                 .ok()
                 .flatten()
@@ -130,11 +134,13 @@ async fn summary(
 /// watch) and the [`WALL_NOTICES`] current ones with their jobs — those still moving first,
 /// then the published ones of incidents still open (the warning went out: it stays on the wall
 /// while its incident lasts), then the rest, latest first — and how many there are in all
-/// (`total`, for the wall's "+N more"). `None` when the store cannot be read.
+/// (`total`, for the wall's "+N more"), and the `timeline` of the top incident (`top`: id and
+/// opening time). `None` when the store cannot be read.
 fn public_notices(
     r: &crate::respond::stage::Respond,
     signed_in: bool,
     open: &std::collections::HashSet<String>,
+    top: Option<(String, i64)>,
 ) -> Option<serde_json::Value> {
     use crate::respond::notices::{NoticeFilter, NoticeState};
     let now = crate::respond::dispatch::system_now_ms();
@@ -202,11 +208,51 @@ fn public_notices(
                 "state": n.state, "approvals": n.approvals.len(),
                 "required_approvals": n.required_approvals, "hold_until": n.hold_until,
                 "created_at": n.created_at, "updated_at": n.updated_at, "plan": n.plan, "jobs": jobs,
-                "check_failed": check_failed,
+                "check_failed": check_failed, "purpose": n.purpose,
+                "stale": n.stale.is_some(), "superseded_by": n.superseded_by,
             })
         })
         .collect();
-    Some(serde_json::json!({ "current": current, "total": total, "by_incident": by_incident }))
+    let timeline = top.map(|(id, opened_at)| timeline(r, &all, &id, opened_at));
+    Some(serde_json::json!({
+        "current": current, "total": total, "by_incident": by_incident, "timeline": timeline,
+    }))
+}
+
+/// The top incident's way from detection to the public (issue 16, item 10): opened, first
+/// notice drafted, approved, first and last post (ms; `null` for a step not reached yet).
+fn timeline(
+    r: &crate::respond::stage::Respond,
+    notices: &[crate::respond::notices::Notice],
+    incident: &str,
+    opened_at: i64,
+) -> serde_json::Value {
+    use crate::respond::outbox::{ActionKind, JobState};
+    let mut mine: Vec<_> = notices
+        .iter()
+        .filter(|n| n.incident_id == incident)
+        .collect();
+    mine.sort_by_key(|n| n.created_at);
+    let drafted = mine.first().map(|n| n.created_at);
+    let approved = mine
+        .iter()
+        .flat_map(|n| n.history.iter())
+        .filter(|h| h.action == "enqueue")
+        .map(|h| h.at)
+        .min();
+    let posts: Vec<i64> = mine
+        .iter()
+        .flat_map(|n| r.outbox.jobs_for_notice(&n.id).unwrap_or_default())
+        .filter(|j| {
+            matches!(j.action, ActionKind::Post | ActionKind::Repost) && j.state == JobState::Done
+        })
+        .map(|j| j.updated_at)
+        .collect();
+    serde_json::json!({
+        "incident_id": incident, "opened_at": opened_at, "drafted_at": drafted,
+        "approved_at": approved, "first_post_at": posts.iter().min(),
+        "last_post_at": posts.iter().max(), "notices": mine.len(),
+    })
 }
 
 /// An embedded asset. `no-cache`: a new binary's page is picked up on the next reload. (The
@@ -322,7 +368,13 @@ async fn sampler(
                 tx.send_replace(Arc::from(msg.to_json()));
             }
             ev = bus.recv() => match ev.as_deref() {
-                Some(Event::Assigned { incident_id, .. }) => rates.assigned(incident_id),
+                Some(Event::Assigned { incident_id, totals, .. }) => {
+                    rates.assigned(incident_id);
+                    rates.totals(incident_id, *totals);
+                }
+                Some(Event::Incident { incident, .. }) => {
+                    rates.totals(&incident.id, (incident.mentions, incident.authors));
+                }
                 Some(_) => {}
                 None => break,
             },
@@ -340,6 +392,8 @@ pub struct Rates {
     global: VecDeque<f64>,
     counts: HashMap<String, u64>,
     incidents: BTreeMap<String, VecDeque<f64>>,
+    /// Latest (mentions, authors) per incident.
+    totals: HashMap<String, (u64, u64)>,
 }
 
 /// One `stats` message.
@@ -356,6 +410,9 @@ pub struct Stats {
     /// Mentions assigned per minute, per open incident, oldest first (since the incident opened
     /// or the sampler started).
     pub incidents: BTreeMap<String, Vec<f64>>,
+    /// `[mentions, authors]` per open incident at the same instant as the rates: a card shows
+    /// its counts and its sparkline from one snapshot.
+    pub totals: BTreeMap<String, [u64; 2]>,
 }
 
 impl Stats {
@@ -376,6 +433,19 @@ impl Rates {
             global: VecDeque::new(),
             counts: HashMap::new(),
             incidents: BTreeMap::new(),
+            totals: HashMap::new(),
+        }
+    }
+
+    /// The incident's latest counts (the larger wins: events may arrive out of order between
+    /// an assignment and the update that counts it).
+    pub fn totals(&mut self, incident: &str, (mentions, authors): (u64, u64)) {
+        match self.totals.get_mut(incident) {
+            Some(t) => *t = (t.0.max(mentions), t.1.max(authors)),
+            None => {
+                self.totals
+                    .insert(incident.to_string(), (mentions, authors));
+            }
         }
     }
 
@@ -419,6 +489,8 @@ impl Rates {
                 next.insert(id, h);
             }
             self.incidents = next;
+            let open = &self.incidents;
+            self.totals.retain(|id, _| open.contains_key(id));
         }
         self.last = Some((now_ms, accepted_total));
         Stats {
@@ -430,6 +502,11 @@ impl Rates {
                 .incidents
                 .iter()
                 .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
+                .collect(),
+            totals: self
+                .incidents
+                .keys()
+                .filter_map(|k| self.totals.get(k).map(|t| (k.clone(), [t.0, t.1])))
                 .collect(),
         }
     }
@@ -472,6 +549,28 @@ mod tests {
         let line: serde_json::Value = serde_json::from_str(&s.to_json()).expect("JSON");
         assert_eq!(line["event"], "stats");
         assert_eq!(line["step_ms"], 5_000);
+    }
+
+    /// Issue 16, item 6: the counts a card shows travel in the same message as its rates, as
+    /// the assignments left them (not the last throttled `incident.updated`), and an older,
+    /// smaller count arriving late never takes a count back.
+    #[test]
+    fn counts_come_with_the_rates_in_one_snapshot() {
+        let mut r = Rates::new(5_000, 3);
+        r.sample(0, 0, ids(&["a"]));
+        r.totals("a", (5, 5));
+        for n in 6..=9 {
+            r.assigned("a");
+            r.totals("a", (n, 7));
+        }
+        r.totals("a", (5, 5));
+        r.totals("gone", (3, 3));
+        let s = r.sample(5_000, 4, ids(&["a"]));
+        assert_eq!(s.incidents["a"], vec![48.0]);
+        assert_eq!(s.totals["a"], [9, 7]);
+        assert!(!s.totals.contains_key("gone"));
+        let line: serde_json::Value = serde_json::from_str(&s.to_json()).expect("JSON");
+        assert_eq!(line["totals"]["a"], serde_json::json!([9, 7]));
     }
 
     #[test]

@@ -67,6 +67,55 @@ pub struct SpreadPost {
     pub shares: u32,
 }
 
+/// Why a rumor was flagged: what its cascade shows, for the people who must judge it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RumorWhy {
+    /// Posts in the cascade (original, reposts, replies).
+    pub posts: u32,
+    /// Posts asking whether it is true (求证, 真的吗).
+    pub enquiry: u32,
+    /// Posts saying it is false (辟谣, 假的).
+    pub correction: u32,
+    /// Posts urging others to spread it (扩散, 转发).
+    pub spreading: u32,
+    /// The original post carries one of these cues itself.
+    pub original_cue: bool,
+    /// The trained scorer flagged it (else: a known claim, or enough spreading authors).
+    pub scored: bool,
+}
+
+/// The longest headline, in characters.
+pub const HEADLINE_CHARS: usize = 60;
+
+/// A post's text as a headline: links and `#tags#`-style markers' hashes dropped, whitespace
+/// collapsed, at most [`HEADLINE_CHARS`] characters, cut after the last sentence or clause
+/// mark (。！？；，、 or a space; the mark itself dropped) in the second half when it is longer,
+/// with `…`.
+pub fn headline(text: &str) -> String {
+    let mut words = Vec::new();
+    for w in text.split_whitespace() {
+        if w.starts_with("http://") || w.starts_with("https://") {
+            continue;
+        }
+        words.push(w);
+    }
+    let clean: String = words.join(" ").replace('#', "");
+    let chars: Vec<char> = clean.chars().collect();
+    if chars.len() <= HEADLINE_CHARS {
+        return clean;
+    }
+    let head = &chars[..HEADLINE_CHARS];
+    let cut = head
+        .iter()
+        .rposition(|c| "。！？；，、!?;, ".contains(*c))
+        .filter(|&i| i >= HEADLINE_CHARS / 2)
+        .unwrap_or(HEADLINE_CHARS);
+    let mut out: String = head[..cut].iter().collect();
+    out = out.trim_end().to_string();
+    out.push('…');
+    out
+}
+
 /// An incident, as events and the API carry it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
@@ -125,6 +174,13 @@ pub struct Incident {
     /// notices not yet out are withdrawn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
+    /// What it is about as people wrote it: its first post (a rumor: the cascade's original
+    /// when seen), links removed, cut at a word boundary ([`headline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headline: Option<String>,
+    /// Rumors: why the cascade was flagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<RumorWhy>,
     /// The first few mentions themselves (kept by the store and API detail, not in events).
     #[serde(skip)]
     pub samples: Vec<Mention>,
@@ -183,6 +239,9 @@ pub enum Event {
         mention_id: String,
         /// The incident.
         incident_id: Arc<str>,
+        /// The incident's mentions and distinct authors with this one counted: what a display
+        /// shows between the throttled `incident.updated` events (not in the JSON line).
+        totals: (u64, u64),
     },
 }
 
@@ -222,6 +281,7 @@ impl Event {
                 at,
                 mention_id,
                 incident_id,
+                ..
             } => serde_json::to_string(&AssignedJson {
                 event: "mention.assigned",
                 at: *at,
@@ -247,5 +307,36 @@ impl Event {
     /// Whether this is an `incident.*` event.
     pub fn is_incident(&self) -> bool {
         matches!(self, Event::Incident { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 16, item 5: the claim as people wrote it, readable: no links, no tag marks, cut at
+    /// a clause mark, never mid-word when one is near.
+    #[test]
+    fn headlines_are_the_post_trimmed_at_a_boundary() {
+        assert_eq!(
+            headline("网传 #全城停水# 三天，大家赶紧储水！ https://t.cn/abc"),
+            "网传 全城停水 三天，大家赶紧储水！"
+        );
+        let long = "紧急扩散：明天起本市全城停水三天，自来水公司内部消息，请大家今晚务必储水，\
+                    超市的矿泉水已经被抢光了，转给家人朋友，不转不是中国人，已经有很多小区停水了";
+        let h = headline(long);
+        assert!(h.ends_with('…'), "{h}");
+        assert!(h.chars().count() <= HEADLINE_CHARS + 1, "{h}");
+        let body = h.trim_end_matches('…');
+        assert!(long.starts_with(body), "{h}");
+        let next = long[body.len()..].chars().next();
+        assert!(
+            next.is_some_and(|c| "，。".contains(c)),
+            "cut at a clause mark: {h}"
+        );
+        // No boundary in reach: cut at the limit.
+        let run = "字".repeat(100);
+        assert_eq!(headline(&run).chars().count(), HEADLINE_CHARS + 1);
+        assert_eq!(headline("   "), "");
     }
 }

@@ -19,5 +19,6 @@ pub mod rumor;
 pub use control::Control;
 pub use engine::{Engine, EngineStats};
 pub use incident::{
-    Event, EventKind, Incident, IncidentKind, IncidentState, Rebuttal, SpreadPost, SPREAD_TOP,
+    headline, Event, EventKind, Incident, IncidentKind, IncidentState, Rebuttal, RumorWhy,
+    SpreadPost, HEADLINE_CHARS, SPREAD_TOP,
 };

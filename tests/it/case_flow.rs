@@ -680,6 +680,8 @@ fn emergency(category: &str, region: &str) -> Incident {
         official: false,
         verified_authors: 0,
         merged_into: None,
+        headline: None,
+        why: None,
     }
 }
 

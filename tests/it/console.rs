@@ -378,12 +378,19 @@ impl Driver {
         self.type_into(&pass, password).await;
         let submit = self.find_all("#login-submit").await.pop().expect("submit");
         self.click(&submit).await;
-        // Logged in, or the form says why not.
+        // Logged in, or the form says why not. The role is shown by its name (值班员 …).
+        let shown = match role {
+            "viewer" => "只读",
+            "operator" => "值班员",
+            "admin" => "管理员",
+            "department" => "承办部门",
+            other => other,
+        };
         let e = self
             .wait_for(
                 &format!("{user} to be logged in"),
                 "#whoami, #login-error",
-                |t| (t.contains(user) && t.contains(role)) || t.contains("登录失败"),
+                |t| (t.contains(user) && t.contains(shown)) || t.contains("登录失败"),
             )
             .await;
         let text = self.text(&e).await;
@@ -553,6 +560,20 @@ async fn an_operator_logs_in_approves_a_notice_and_sees_the_fan_out_in_chromium(
     .await;
     wd.wait_for("the English tab", "#tab-notices", |t| t == "Notices")
         .await;
+    // Issue 16, item 3: the notice says what it is for (a first notice, an update, an
+    // all-clear) and names its incident (a hand-drafted one has no page to link to).
+    wd.wait_for("the purpose and incident", "#nd-meta", |t| {
+        t.starts_with("First notice") && t.contains("Incident manual-")
+    })
+    .await;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    wd.screenshot(&dir.join("console-en.png")).await;
+    wd.set_viewport(3840, 2160).await;
+    wd.screenshot(&dir.join("console-en-4k.png")).await;
+    wd.click(&lang).await;
+    wd.wait_for("Chinese again", "#nd-rule", |t| t.contains("一名值班员"))
+        .await;
+    wd.screenshot(&dir.join("console-4k.png")).await;
     wd.quit().await;
 
     // The posts really happened: the lead's post and the amplifier's repost of it.

@@ -59,6 +59,8 @@ fn incident(kind: IncidentKind, category: &str, region: Option<&str>) -> Inciden
         official: false,
         verified_authors: 0,
         merged_into: None,
+        headline: None,
+        why: None,
     }
 }
 

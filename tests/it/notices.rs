@@ -61,6 +61,8 @@ fn incident(id: &str, kind: IncidentKind, category: &str, region: &str, severity
         official: false,
         verified_authors: 0,
         merged_into: None,
+        headline: None,
+        why: None,
     }
 }
 

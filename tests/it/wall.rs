@@ -493,6 +493,63 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
     let badge = rumor["badge"].as_str().unwrap_or_default();
     // Its rebuttal is known; a rebuttal notice is drafted for it (two operators needed).
     assert!(badge.contains("known") || badge.contains("wait"), "{rumor}");
+    // Issue 16, item 5: the claim as people wrote it (not a string of keywords) and why it was
+    // flagged, with its spread over time.
+    let card = browser
+        .wait_for(
+            "the rumor card's claim, reasons and sparkline",
+            r#"const r = [...document.querySelectorAll('#rumors .rumor')].find(r => r.innerText.includes('碘盐'));
+               const why = r && r.querySelector('.why');
+               return r && why && r.querySelector('.rumor-spark polyline') &&
+                 {claim: r.querySelector('.claim').textContent, why: why.textContent};"#,
+        )
+        .await;
+    assert!(
+        card["claim"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("「吃碘盐能防辐射"),
+        "{card}"
+    );
+    let why = card["why"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("为何标记") && why.contains("与已辟谣说法相同"),
+        "{card}"
+    );
+    // Issue 16, item 6: a card's counts are the ones that came with its rates, and its
+    // posts-in-the-last-minute never exceed its posts.
+    let snap = browser
+        .wait_for(
+            "a stats snapshot with the flood's counts",
+            r#"const li = document.querySelector('#incidents li.inc[data-category="flood"]');
+               const t = li && window.wallState && window.wallState.totals[li.dataset.id];
+               return t && {totals: t, authors: Number(li.querySelector('.authors').textContent),
+                            mentions: Number(li.querySelector('.mentions').textContent)};"#,
+        )
+        .await;
+    assert_eq!(snap["totals"][1], snap["authors"], "{snap}");
+    assert_eq!(snap["totals"][0], snap["mentions"], "{snap}");
+    let rates = browser
+        .eval(
+            r#"return [...document.querySelectorAll('#rumors .rumor .counts')].map(c => c.textContent.match(/(\d+) 条 · (\d+) 条\/近1分钟/)).filter(Boolean).map(m => [Number(m[1]), Number(m[2])]);"#,
+        )
+        .await;
+    for pair in rates.as_array().into_iter().flatten() {
+        assert!(pair[1].as_u64() <= pair[0].as_u64(), "{rates}");
+    }
+    // Issue 16, item 10: the top incident's timeline strip, from detection on.
+    let strip = browser
+        .wait_for(
+            "the timeline strip",
+            r#"const t = document.getElementById('timeline');
+               return t && !t.hidden && t.querySelector('.step[data-step="opened"].reached') &&
+                 t.querySelector('.step[data-step="drafted"].reached') && t.innerText;"#,
+        )
+        .await;
+    assert!(
+        strip.as_str().unwrap_or_default().contains("首要事件进程"),
+        "{strip}"
+    );
     let feeds = browser
         .wait_for(
             "the upstream feed shown connected",
@@ -550,6 +607,26 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
         en["text"].as_str().unwrap_or_default().contains("Flood"),
         "{en}"
     );
+    // Issue 16, items 7 and 10: English names in English (Haidian District, Beijing — no
+    // Chinese), the title not cut off, and province tiles whole (no "Heilong-jiang"), each
+    // name inside its tile.
+    let text = en["text"].as_str().unwrap_or_default();
+    assert!(text.contains("Haidian District, Beijing"), "{en}");
+    assert!(!text.contains("海淀"), "{en}");
+    let tiles = browser
+        .eval(
+            r#"const names = [...document.querySelectorAll('#map .tile .name')];
+               return {n: names.length,
+                       hyphen: names.filter(n => n.textContent.includes('\u00ad')).map(n => n.textContent),
+                       overflow: names.filter(n => n.scrollWidth > n.clientWidth + 1).map(n => n.textContent),
+                       title: (() => { const t = document.querySelector('#incidents li.inc[data-category="flood"] .title');
+                                       return t.scrollHeight <= t.clientHeight + 4 || [t.innerText, t.scrollHeight, t.clientHeight]; })()};"#,
+        )
+        .await;
+    assert_eq!(tiles["n"], 34, "{tiles}");
+    assert_eq!(tiles["hyphen"], json!([]), "{tiles}");
+    assert_eq!(tiles["overflow"], json!([]), "{tiles}");
+    assert_eq!(tiles["title"], true, "the English title fits: {tiles}");
     browser.screenshot("wall-en.png", (1920, 1080)).await;
 
     // A 4K screen: the same layout, everything twice as large.
@@ -567,6 +644,15 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
         "type scales with the screen: {rem}px"
     );
     browser.screenshot("wall-4k.png", (3840, 2160)).await;
+    browser.open(&format!("http://{addr}/wall?lang=en")).await;
+    browser
+        .wait_for(
+            "the English 4K wall with the flood",
+            r#"return document.documentElement.lang === 'en' &&
+                 document.querySelector('#incidents li.inc[data-category="flood"]') !== null;"#,
+        )
+        .await;
+    browser.screenshot("wall-en-4k.png", (3840, 2160)).await;
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
 

@@ -32,6 +32,11 @@ const T = {
     merged: "已合并", closed: "已关闭", merge_help: "目标事件编号",
     overlaps: "与本事件共享提及的事件（可能是同一事件）", shared: (n) => `共享 ${n} 条提及`,
     merge_one: (c) => `一键合并（${c}）`, its_notices: "本事件的通告", no_notices: "尚无通告",
+    why: "为何标记", why_known: "与已辟谣说法相同", why_spreading: (n) => `${n} 条催促扩散`,
+    why_enquiry: (n) => `${n} 条求证`, why_correction: (n) => `${n} 条质疑为假`,
+    why_cascade: (n) => `转发链 ${n} 条`, why_scored: "模型评分高", no_region: "（未定位）",
+    role_viewer: "只读", role_operator: "值班员", role_admin: "管理员", role_department: "承办部门",
+    role_ingest: "接入",
     p_notice: "首发通告", p_update: "更新通告", p_all_clear: "解除通告", stale: "已过时",
     stale_note: "本通告已与事件现状不符", incident: "事件", follows: "接续", followed_by: "后续", users: "用户", tokens: "令牌",
     audit_down: "审计日志无法写入：操作被拒绝，发布已暂停，恢复写入后自动继续",
@@ -100,6 +105,11 @@ const T = {
     closed: "Closed", merge_help: "target incident id",
     overlaps: "Incidents sharing mentions with this one (likely the same event)", shared: (n) => `${n} mentions shared`,
     merge_one: (c) => `Merge (${c})`, its_notices: "Its notices", no_notices: "No notice yet",
+    why: "Flagged for", why_known: "matches a debunked claim", why_spreading: (n) => `${n} urging to share`,
+    why_enquiry: (n) => `${n} asking if true`, why_correction: (n) => `${n} calling it false`,
+    why_cascade: (n) => `cascade of ${n}`, why_scored: "scorer", no_region: "(no region)",
+    role_viewer: "viewer", role_operator: "operator", role_admin: "admin", role_department: "department",
+    role_ingest: "ingest",
     p_notice: "First notice", p_update: "Update", p_all_clear: "All clear", stale: "stale",
     stale_note: "This notice no longer matches its incident", incident: "Incident", follows: "follows", followed_by: "followed by", users: "User", tokens: "Token",
     audit_down: "The audit log cannot be written: actions are refused and publishing is paused until it can",
@@ -130,7 +140,7 @@ const T = {
     ca_no_rating: "no rating", ca_import: "imported",
     is_open: "open", is_closed: "closed", is_merged: "merged",
     a_post: "post", a_repost: "repost", a_reply: "reply", a_comment: "comment", a_mail: "e-mail",
-    other: "other",
+    other: "Other",
     w_ack: "acknowledgement", w_answer: "answer", w_mail: "e-mail",
     evaluation: "Evaluation", from: "From", to: "To", report_html: "HTML report", report_csv: "CSV",
     departments: "Departments", rank: "Rank", received: "Received", on_time: "On time",
@@ -169,6 +179,11 @@ function el(tag, attrs, ...kids) {
     if (k !== null && k !== undefined) e.append(k instanceof Node ? k : String(k));
   }
   return e;
+}
+
+// `node.replaceChildren` without the absent parts (it would print null and undefined).
+function setKids(node, ...kids) {
+  node.replaceChildren(...kids.filter((k) => k !== null && k !== undefined));
 }
 
 function translate() {
@@ -270,7 +285,7 @@ function enter() {
   $("login").hidden = true;
   $("nav").hidden = false;
   $("logout").hidden = false;
-  $("whoami").textContent = `${me.user} · ${me.role}`;
+  $("whoami").textContent = `${me.user} · ${t(`role_${me.role}`)}`;
   $("whoami").dataset.role = me.role;
   $("tab-admin").hidden = me.role !== "admin";
   // A department user works on its own cases and nothing else.
@@ -351,8 +366,8 @@ async function loadIncidents() {
   const rows = data.incidents.map((i) => el("tr", { "data-incident": i.id },
     el("td", {}, el("span", { class: `sev sev${i.severity}` }, i.severity)),
     el("td", {}, t(i.kind)),
-    el("td", {}, categoryLabel(i)),
-    el("td", {}, regionName(i.region)),
+    el("td", {}, categoryLabel(i), i.headline ? el("div", { class: "headline" }, i.headline) : null),
+    el("td", {}, regionName(i.region) || t("no_region")),
     el("td", {}, i.authors),
     el("td", {}, fmtTime(i.opened_at)),
     el("td", {}, el("button", { type: "button", onclick: () => act(() => openIncident(i.id)) }, t("open")))));
@@ -398,6 +413,20 @@ function accountName(id) {
   return a && a.name ? a.name : id;
 }
 
+// Why a rumor was flagged (the cascade's cues, a known claim, the scorer).
+function whyLine(i) {
+  const w = i.why;
+  if (i.kind !== "rumor" || (!w && !i.rebuttal)) return null;
+  const parts = [];
+  if (i.rebuttal) parts.push(t("why_known"));
+  if (w && w.spreading) parts.push(t("why_spreading")(w.spreading));
+  if (w && w.enquiry) parts.push(t("why_enquiry")(w.enquiry));
+  if (w && w.correction) parts.push(t("why_correction")(w.correction));
+  if (w && w.posts) parts.push(t("why_cascade")(w.posts));
+  if (w && w.scored) parts.push(t("why_scored"));
+  return el("p", { class: "why" }, `${t("why")}: ${parts.join(" · ")}`);
+}
+
 function categoryLabel(i) {
   const more = (i.categories || []).filter((c) => c !== i.category);
   return more.length ? `${catName(i.category)} (+${more.map(catName).join(", ")})` : catName(i.category);
@@ -440,10 +469,12 @@ async function openIncident(id) {
   const noticeRows = (notices.notices || []).map((n) => el("li", { "data-notice": n.id },
     pageLink("notice", n.id, `${purposeLabel(n)} · ${t("st_" + n.state)}`), ` · ${fmtTime(n.created_at)}`,
     n.stale ? el("span", { class: "stale" }, ` ⚠ ${t("stale")}: ${n.stale}`) : null));
-  box.replaceChildren(
+  setKids(box,
     el("h2", {}, `${t(i.kind)} · ${categoryLabel(i)} · ${regionName(i.region)} `,
       el("code", {}, i.id), " ", el("span", { class: "state", "data-state": i.state }, t(`is_${i.state}`))),
     el("p", {}, `${t("severity")} ${i.severity} · ${t("authors")} ${i.authors} · ${t("mentions")} ${i.mentions} · ${t("opened")} ${fmtTime(i.opened_at)}`),
+    i.headline ? el("p", { class: "headline" }, `“${i.headline}”`) : null,
+    whyLine(i),
     el("p", {}, `${t("terms")}: ${(i.top_terms || []).join("、")}`),
     operator ? el("div", { class: "actions" },
       el("button", { type: "button", id: "close-incident", class: "danger",
@@ -518,7 +549,7 @@ async function openNotice(id) {
   $("notice-detail").hidden = false;
   $("nd-id").textContent = n.id;
   $("nd-state").replaceChildren(stateBadge(n.state, "st_"));
-  $("nd-meta").replaceChildren(
+  setKids($("nd-meta"),
     el("span", { class: `purpose p-${n.purpose || "notice"}` }, purposeLabel(n)), " · ",
     `${t(n.kind)} · ${catName(n.category)} · ${t("severity")} ${n.severity} · ${regionName(n.region)} · ${t("created")} ${fmtTime(n.created_at)} ${n.created_by} · ${t("incident")} `,
     n.incident_id.startsWith("manual-") ? n.incident_id : pageLink("incident", n.incident_id),

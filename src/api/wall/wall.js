@@ -17,7 +17,12 @@ const I18N = {
     noNotices: "暂无通报", feeds: "数据源", emergency: "突发", rumor: "谣言",
     authors: "人", mentions: "条", perMin: "条/分", more: (n) => `另有 ${n} 起`,
     age: (m) => (m < 1 ? "刚刚" : m < 60 ? `${m} 分钟` : `${Math.floor(m / 60)} 小时 ${m % 60} 分`),
-    other: "其他", claim: (t) => `网传「${t}」`, rebuttal: "辟谣",
+    other: "其他", claim: (t) => `网传「${t}」`, quote: (t) => `「${t}」`, colon: "：", rebuttal: "辟谣",
+    purpose: { update: "更新", all_clear: "解除" }, stale: "⚠ 已与事件现状不符",
+    staleFollowed: "⚠ 已与事件现状不符，更新通告待审批",
+    why: "为何标记", whyKnown: "与已辟谣说法相同", whySpreading: (n) => `${n} 条催促扩散`,
+    whyEnquiry: (n) => `${n} 条求证`, whyCorrection: (n) => `${n} 条质疑为假`,
+    whyCascade: (n) => `转发链 ${n} 条`, whyScored: "模型评分高", lastMin: "条/近1分钟",
     split: (e, r) => `突发 ${e} · 谣言 ${r}`, sev: (s) => `${s} 级`,
     legend: ["1 级", "2 级", "3 级", "4 级", "5 级"], noRegion: "未定位",
     rebutNone: "未辟谣", rebutDraft: "辟谣待审批", rebutRun: "辟谣发布中", rebutDone: "已辟谣",
@@ -28,7 +33,9 @@ const I18N = {
     checkFailed: (n) => `⚠ ${n} 条无法核实是否已发出，请人工查看`, waitLimit: "等额度至",
     approvals: (a, n) => `审批 ${a}/${n}`, lead: "主发", co: "联发", amp: "转发",
     amps: (n) => `转发账号 ${n} 个`,
-    respondOff: "发布模块未启用", forbidden: "无权查看", httpOnly: "仅 HTTP 接入", connected: "已连接",
+    respondOff: "发布模块未启用", forbidden: "无权查看", httpOnly: "未配置外部数据源 · 经 HTTP 接口接收", httpRecent: (n) => `${n} 条/分`,
+    timeline: "首要事件进程", after: (m) => `+${m} 分`,
+    steps: { opened: "发现", drafted: "起草", approved: "批准", firstPost: "首发", lastPost: "最后发布" }, connected: "已连接",
     disconnected: "已断开", lag: "延迟", ago: (s) => (s < 60 ? `${s} 秒前` : `${Math.floor(s / 60)} 分钟前`),
     reconnects: "重连", langSwitch: "EN",
     cases: "民生诉求", casesHint: "办理中 · 超期按部门", casesOff: "诉求办理未启用",
@@ -47,7 +54,12 @@ const I18N = {
     rumor: "Rumor", authors: "authors", mentions: "posts", perMin: "/min",
     more: (n) => `${n} more`,
     age: (m) => (m < 1 ? "just now" : m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`),
-    other: "Other", claim: (t) => `Claim: "${t}"`, rebuttal: "Rebuttal",
+    other: "Other", claim: (t) => `Claim: "${t}"`, quote: (t) => `"${t}"`, colon: ": ", rebuttal: "Rebuttal",
+    purpose: { update: "Update", all_clear: "All clear" }, stale: "⚠ No longer matches the incident",
+    staleFollowed: "⚠ No longer matches the incident; an update awaits approval",
+    why: "Flagged for", whyKnown: "matches a debunked claim", whySpreading: (n) => `${n} urging to share`,
+    whyEnquiry: (n) => `${n} asking if true`, whyCorrection: (n) => `${n} calling it false`,
+    whyCascade: (n) => `cascade of ${n}`, whyScored: "scorer", lastMin: "in the last min",
     split: (e, r) => `${e} emergency · ${r} rumor`, sev: (s) => `sev ${s}`,
     legend: ["sev 1", "sev 2", "sev 3", "sev 4", "sev 5"], noRegion: "no region",
     rebutNone: "Not rebutted", rebutDraft: "Rebuttal awaiting approval", rebutRun: "Rebuttal publishing",
@@ -58,7 +70,9 @@ const I18N = {
     checkFailed: (n) => `⚠ ${n} post(s) could not be checked: look on the platform`, waitLimit: "limit until",
     approvals: (a, n) => `approvals ${a}/${n}`, lead: "lead", co: "co-publisher", amp: "repost",
     amps: (n) => `${n} reposting accounts`,
-    respondOff: "Respond stage off", forbidden: "Not permitted", httpOnly: "HTTP ingest only", connected: "connected",
+    respondOff: "Respond stage off", forbidden: "Not permitted", httpOnly: "No feed configured · posts via the HTTP API", httpRecent: (n) => `${n}/min`,
+    timeline: "Top incident", after: (m) => `+${m} min`,
+    steps: { opened: "Detected", drafted: "Drafted", approved: "Approved", firstPost: "First post", lastPost: "Last post" }, connected: "connected",
     disconnected: "disconnected", lag: "lag", ago: (s) => (s < 60 ? `${s} s ago` : `${Math.floor(s / 60)} min ago`),
     reconnects: "reconnects", langSwitch: "中文",
     cases: "Citizens' requests", casesHint: "open · overdue by department", casesOff: "Citizens' requests off",
@@ -113,6 +127,8 @@ const state = {
   incidents: new Map(), // id → incident
   seenAt: new Map(), // id → when the wall first saw it open (flash)
   series: {}, // id → per-minute rates
+  totals: {}, // id → [mentions, authors], sampled with `series`
+  stepMs: 5000,
   rate: [],
   tiles: [],
   provinces: new Map(), // 2-digit prefix → tile
@@ -130,6 +146,8 @@ const state = {
   summaries: 0,
   loadedAt: Date.now(),
 };
+// Read by the browser tests (what the wall holds is what it shows; nothing secret).
+window.wallState = state;
 
 const $ = (id) => document.getElementById(id);
 function el(tag, cls, text) {
@@ -190,11 +208,41 @@ function newSpark(cls) {
 
 const catName = (id) => (state.categories[id] ? state.categories[id][lang] : id === "other" ? T.other : id);
 
-// What a rumor claims, in a few words: its most frequent terms (never the rebuttal, which says
-// the opposite).
+// What a rumor claims: its first post as people wrote it (trimmed by the engine at a word
+// boundary), else its most frequent terms (never the rebuttal, which says the opposite).
 function claimGist(inc) {
+  // The post already says 网传 …: quoted as written, not 网传「网传 …」.
+  if (inc.headline) return T.quote(inc.headline);
   const terms = (inc.top_terms || []).slice(0, 5).join(" ");
   return T.claim(terms || catName(inc.category));
+}
+
+// Why a rumor was flagged: a known debunked claim, the cues in its cascade, the scorer.
+function whyFlagged(inc) {
+  const w = inc.why || {};
+  const parts = [];
+  if (inc.rebuttal) parts.push(T.whyKnown);
+  if (w.spreading) parts.push(T.whySpreading(w.spreading));
+  if (w.enquiry) parts.push(T.whyEnquiry(w.enquiry));
+  if (w.correction) parts.push(T.whyCorrection(w.correction));
+  if (w.posts) parts.push(T.whyCascade(w.posts));
+  if (w.scored) parts.push(T.whyScored);
+  return parts.length ? `${T.why}${T.colon}${parts.join(" · ")}` : "";
+}
+
+// One snapshot per card: the counts that came with the latest rates (`stats`), else the
+// incident's own; and the posts of the last minute (never more than it has).
+function counts(inc) {
+  const t = state.totals[inc.id];
+  return t ? { mentions: Math.max(t[0], 0), authors: Math.max(t[1], 0) } : { mentions: inc.mentions, authors: inc.authors };
+}
+
+function lastMinute(inc) {
+  const s = state.series[inc.id];
+  if (!s || !s.length) return undefined;
+  const steps = Math.max(1, Math.round(60000 / state.stepMs));
+  const n = s.slice(-steps).reduce((a, v) => a + (v * state.stepMs) / 60000, 0);
+  return Math.min(Math.round(n), counts(inc).mentions);
 }
 
 // The headline of the official rebuttal of a known claim.
@@ -265,10 +313,11 @@ function renderIncidents(now) {
     const meta = el("div", "meta");
     meta.append(el("span", `kind-tag kind-${inc.kind}`, T[inc.kind]));
     const age = Math.max(0, Math.floor((now - inc.first_seen) / 60000));
+    const c = counts(inc);
     const parts = [
       [T.age(age), ""],
-      [String(inc.authors), " " + T.authors],
-      [String(inc.mentions), " " + T.mentions],
+      [String(c.authors), " " + T.authors],
+      [String(c.mentions), " " + T.mentions],
     ];
     parts.forEach(([v, unit], i) => {
       if (i) meta.append(" · ");
@@ -292,6 +341,54 @@ function renderIncidents(now) {
   $("open-split").textContent = T.split(e, all.length - e);
 }
 
+// Shrink a tile's name until it fits its tile (never below 55 %); only when the tile size
+// changed since the last fit.
+function fitTileNames(map) {
+  const key = `${map.clientWidth}x${map.clientHeight}`;
+  const resized = map.dataset.fitted !== key;
+  map.dataset.fitted = key;
+  for (const name of map.querySelectorAll(".tile .name")) {
+    // A count appearing takes room: shrink again; a resize starts over.
+    if (resized) name.style.fontSize = "";
+    if (name.scrollWidth <= name.clientWidth) continue;
+    let scale = parseFloat(name.style.fontSize) || 1;
+    while (name.scrollWidth > name.clientWidth && scale > 0.55) {
+      scale -= 0.05;
+      name.style.fontSize = `${scale.toFixed(2)}em`;
+    }
+  }
+}
+
+// The top incident's timeline strip: opened, first notice drafted, approved, first and last
+// post, each with its time and how long after the opening.
+function renderTimeline() {
+  const box = $("timeline");
+  const tl = state.timeline;
+  const inc = tl && state.incidents.get(tl.incident_id);
+  if (!tl || !inc) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  const cats = [inc.category, ...(inc.categories || []).filter((c) => c !== inc.category)];
+  const what = inc.kind === "rumor" ? claimGist(inc) : `${cats.map(catName).join(" · ")} · ${regionLabel(inc.region)}`;
+  const steps = [
+    ["opened", tl.opened_at], ["drafted", tl.drafted_at], ["approved", tl.approved_at],
+    ["firstPost", tl.first_post_at], ["lastPost", tl.last_post_at],
+  ];
+  box.replaceChildren(el("div", "what", `${T.timeline} · ${what}`), ...steps.map(([k, at]) => {
+    const s = el("div", at ? "step reached" : "step");
+    s.dataset.step = k;
+    s.append(el("div", "label", T.steps[k]), el("div", "at", at ? hhmm(new Date(at)) : "—"));
+    if (at && k !== "opened") s.append(el("div", "after", T.after(Math.max(0, Math.round((at - tl.opened_at) / 60000)))));
+    return s;
+  }));
+}
+
+function hhmm(d) {
+  return hhmmss(d).slice(0, 5);
+}
+
 function renderMap() {
   const map = $("map");
   if (!map.childElementCount && state.tiles.length) {
@@ -305,7 +402,8 @@ function renderMap() {
       d.style.gridColumn = String(t.col + 1);
       d.style.gridRow = String(t.row + 1);
       d.title = t.zh;
-      d.append(el("span", "name", lang === "en" ? t.en : t.short), el("span", "n"));
+      // Whole words only: no soft hyphen ("Heilong-jiang"); a long name gets a smaller font.
+      d.append(el("span", "name", lang === "en" ? t.en.replaceAll("\u00ad", "") : t.short), el("span", "n"));
       map.append(d);
     }
   }
@@ -324,6 +422,7 @@ function renderMap() {
     d.dataset.count = hit ? String(hit.n) : "0";
     d.querySelector(".n").textContent = hit ? String(hit.n) : "";
   }
+  fitTileNames(map);
 }
 
 function rebuttalStatus(inc) {
@@ -349,11 +448,18 @@ function renderRumors() {
     const st = el("div", "status");
     st.append(el("span", `badge ${cls}`, label));
     li.append(st);
-    const last = (state.series[inc.id] || []).slice(-1)[0];
-    const spread = `${inc.authors} ${T.authors} · ${inc.mentions} ${T.mentions}` +
-      (last !== undefined ? ` · ${fmt(last)} ${T.perMin}` : "") + ` · ${regionLabel(inc.region)}`;
-    li.append(el("div", "spread", spread));
-    if (inc.rebuttal) li.append(el("div", "rebut", `${T.rebuttal}：${rebuttalHead(inc)}`));
+    const c = counts(inc);
+    const recent = lastMinute(inc);
+    const spread = el("div", "spread");
+    spread.append(el("span", "counts", `${c.authors} ${T.authors} · ${c.mentions} ${T.mentions}` +
+      (recent !== undefined ? ` · ${recent} ${T.lastMin}` : "") + ` · ${regionLabel(inc.region)}`));
+    const sp = newSpark("spark rumor-spark");
+    spread.append(sp);
+    li.append(spread);
+    spark(sp, state.series[inc.id]);
+    const why = whyFlagged(inc);
+    if (why) li.append(el("div", "why", why));
+    if (inc.rebuttal) li.append(el("div", "rebut", `${T.rebuttal}${T.colon}${rebuttalHead(inc)}`));
     list.append(li);
   }
   $("rumors-empty").classList.toggle("show", rumors.length === 0);
@@ -391,10 +497,13 @@ function renderFanout() {
     const head = el("div", "head");
     const inc = state.incidents.get(notice.incident_id);
     const what = notice.kind === "rumor"
-      ? `${T.rebuttal}：${inc && inc.rebuttal ? rebuttalHead(inc) : inc ? claimGist(inc) : catName(notice.category)}`
+      ? `${T.rebuttal}${T.colon}${inc && inc.rebuttal ? rebuttalHead(inc) : inc ? claimGist(inc) : catName(notice.category)}`
       : `${catName(notice.category)} · ${regionLabel(notice.region)}`;
-    head.append(el("span", "what", what), el("span", "state", T.notice[notice.state] || notice.state));
+    const purpose = notice.purpose && notice.purpose !== "notice" ? `${T.purpose[notice.purpose]} · ` : "";
+    head.append(el("span", "what", purpose + what), el("span", "state", T.notice[notice.state] || notice.state));
     card.append(head);
+    // A notice its incident outgrew: say so, and that an update follows it.
+    if (notice.stale) card.append(el("div", "stale", notice.superseded_by ? T.staleFollowed : T.stale));
     if (notice.state === "done" && notice.updated_at) {
       card.append(el("div", "approvals published", T.publishedAt(hhmmss(new Date(notice.updated_at)))));
     }
@@ -485,7 +594,11 @@ function renderFeeds(now) {
   list.replaceChildren();
   if (!state.feeds.length) {
     const li = el("li");
-    li.append(el("span", "dot up"), el("span", "", T.httpOnly), el("span", "detail", ""));
+    // No feed configured: say where data comes from, and whether any came in the last minute.
+    const recent = Math.round(state.rate.slice(-1)[0] || 0);
+    li.dataset.feed = "http";
+    li.append(el("span", recent > 0 ? "dot up" : "dot idle"), el("span", "", T.httpOnly),
+      el("span", "detail", T.httpRecent(recent)));
     list.append(li);
     return;
   }
@@ -574,6 +687,7 @@ function renderClock(now) {
 let dirty = true;
 function renderAll() {
   const now = Date.now();
+  renderTimeline();
   renderIncidents(now);
   renderMap();
   renderRumors();
@@ -619,6 +733,8 @@ async function pollSummary() {
     if (!state.wsOpen && v.stats) {
       state.rate = v.stats.mentions_per_min || [];
       state.series = v.stats.incidents || {};
+      state.totals = v.stats.totals || {};
+      state.stepMs = v.stats.step_ms || state.stepMs;
     }
     state.feeds = v.feeds || [];
     if (v.respond !== "on" || !v.notices) {
@@ -632,6 +748,7 @@ async function pollSummary() {
       state.notices = (v.notices.current || []).map((n) => ({ notice: n, jobs: n.jobs || [] }));
       state.noticesTotal = v.notices.total || 0;
     }
+    state.timeline = v.notices && v.notices.timeline ? v.notices.timeline : null;
     dirty = true;
   } catch (e) {
     if (e.code === "forbidden") {
@@ -687,6 +804,8 @@ function connect(attempt) {
       document.body.dataset.stats = String(state.stats);
       state.rate = v.mentions_per_min || [];
       state.series = v.incidents || {};
+      state.totals = v.totals || {};
+      state.stepMs = v.step_ms || state.stepMs;
     } else if (v.event && v.event.startsWith("incident.") && v.incident) {
       upsert(v.incident, v.event === "incident.opened");
       if (v.event === "incident.opened") pollSummary();

@@ -420,6 +420,8 @@ impl Engine {
             official: false,
             verified_authors: 0,
             merged_into: None,
+            headline: None,
+            why: None,
         };
         let (sev, min_a) = (cat.severity, cat.min_authors);
         let group = cat.group.clone();

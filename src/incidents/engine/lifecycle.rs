@@ -54,11 +54,13 @@ impl Engine {
             incident: Arc::new(o.inc.clone()),
         });
         let iid: Arc<str> = Arc::from(id.as_str());
+        let totals = (o.inc.mentions, o.inc.authors);
         for mid in ids {
             out.push(Event::Assigned {
                 at: self.now,
                 mention_id: mid,
                 incident_id: iid.clone(),
+                totals,
             });
         }
         self.open.insert(id, o);
@@ -88,10 +90,12 @@ impl Engine {
         }
         o.inc.updated_at = now;
         o.dirty = true;
+        let authors = (o.authors_base + o.authors.len() as u64).max(o.fleet_authors);
         out.push(Event::Assigned {
             at: now,
             mention_id: mid,
             incident_id: Arc::from(id),
+            totals: (o.inc.mentions, authors),
         });
         if now - o.last_emit >= interval {
             emit_update(o, now, out);
@@ -266,6 +270,12 @@ pub(super) fn absorb(o: &mut OpenIncident, p: PendingMention) {
         o.verified.insert(p.author);
     }
     o.inc.official |= p.mention.official;
+    if o.inc.headline.is_none() {
+        let h = crate::incidents::headline(&p.mention.text);
+        if !h.is_empty() {
+            o.inc.headline = Some(h);
+        }
+    }
     if o.inc.sample_mention_ids.len() < MAX_SAMPLES {
         o.inc.sample_mention_ids.push(p.mention.id.clone());
         o.inc.samples.push(p.mention);

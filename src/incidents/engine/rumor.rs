@@ -222,8 +222,13 @@ impl Engine {
             } else {
                 None
             };
-            if let (Some(top), Some(o)) = (top, self.open.get_mut(&id)) {
-                o.inc.spread = top;
+            let seen = why(&group.stats, false);
+            if let Some(o) = self.open.get_mut(&id) {
+                if let Some(top) = top {
+                    o.inc.spread = top;
+                }
+                let scored = o.inc.why.as_ref().is_some_and(|w| w.scored);
+                o.inc.why = Some(crate::incidents::RumorWhy { scored, ..seen });
             }
             self.join(
                 &id,
@@ -288,6 +293,8 @@ impl Engine {
             official: false,
             verified_authors: 0,
             merged_into: None,
+            headline: None,
+            why: Some(why(&group.stats, model.is_some() && !known)),
         };
         let oid = inc.id.clone();
         self.open_incident(inc, OpenKey::Rumor(gid), pending, 0, out, |o| {
@@ -349,5 +356,17 @@ pub(super) fn rumor_key(group: &ClaimGroup) -> String {
     match &group.rebuttal {
         Some(r) => format!("ru|claim|{}", r.claim_id),
         None => format!("ru|root|{}", group.root),
+    }
+}
+
+/// What a cascade shows, for the rumor card ([`crate::incidents::RumorWhy`]).
+fn why(s: &crate::detect::rumor_model::CascadeStats, scored: bool) -> crate::incidents::RumorWhy {
+    crate::incidents::RumorWhy {
+        posts: s.posts,
+        enquiry: s.enquiry,
+        correction: s.correction,
+        spreading: s.spreading,
+        original_cue: s.original.is_some_and(|(_, c)| c.any()),
+        scored,
     }
 }

@@ -428,6 +428,8 @@ impl Notices {
             official: false,
             verified_authors: 0,
             merged_into: None,
+            headline: None,
+            why: None,
         };
         self.create(
             id,
