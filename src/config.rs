@@ -44,6 +44,8 @@ pub struct Config {
     pub metrics_listen: Option<String>,
     /// Users, tokens, sessions and login limits.
     pub auth: AuthConfig,
+    /// `[alerts]`: who is alerted of what (值班提醒).
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             metrics_listen: None,
             auth: AuthConfig::default(),
+            alerts: Default::default(),
         }
     }
 }

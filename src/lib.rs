@@ -25,10 +25,11 @@
 //! | [`stage`] | the stage contract: one `Context` every stage starts from, one `Handle` it returns |
 //! | [`live`] | the live view of open incidents and the event stream (`/api/stream`) |
 //! | [`store`] | the `Store` trait (incidents, mention index, feed cursors), the embedded `redb` store (default), the in-memory one, the writer stage, and Redis (`store::redis`: the shared store, incident id claims, window counts merged across the fleet, events between instances; `[redis]`) |
-//! | [`respond`] | the respond stage: account matrix and plans, templates, notices and approval, hash-chained audit log, durable outbox, GCRA limits, dispatcher, publishers (Mastodon, Weibo, webhook, file), rebuttal replies, its HTTP routes; `[respond]` |
+//! | [`respond`] | the respond stage: account matrix and plans, templates, notices and approval (following their incident: updates, all-clears, withdrawals), hash-chained audit log, durable outbox, GCRA limits, dispatcher, publishers (Mastodon, Weibo, webhook, file, e-mail, IM group bots), rebuttal replies, its HTTP routes; `[respond]` |
 //! | [`api`] | the API stage (axum): incidents, feeds, `/api/stream`, `POST /api/mentions`, health, metrics; routes declared with their access (`api::routes`); login, roles, tokens, CSRF (`api::auth`, `[auth]`); the operator console; the wall display |
 //! | [`cases`] | the cases stage: citizen requests taken in from mentions addressed to the matrix's accounts and `POST /api/cases`, the router to departments (keywords, learned corrections, a trained classifier: `huiying cases classify` / `eval` / `train`), duplicates and incident links, the 受理 → 转办 → 督办 → 反馈 workflow audited first with replies through the respond stage's outbox, ratings read from replies, deadlines on the calendar of `rules/cases/`, the case store (redb, Redis), its routes and Open311 GeoReport v2; `[cases]` |
 //! | [`evaluation`] | 绩效评估: every department and matrix account scored over a period from the case store (service, interaction, approval; reach from the accounts' own timelines, read every 30 min), silent ones marked, ranked among peers, against the previous period; weights in `rules/evaluation.toml`; `GET /api/evaluation`, `huiying report evaluation` (JSON, CSV, HTML), the monthly report, department gauges |
+//! | [`alerts`] | 值班提醒: severe incidents and notices left waiting become alerts to the IM group bots (WeCom, DingTalk, Feishu: `[[respond.bots]]`) and e-mail through the respond stage's outbox, once each; `GET /api/alerts` for the console's browser notifications; `[alerts]` |
 //! | [`metrics`] | the Prometheus registry |
 //! | [`clock`] | the one injected clock (sessions, login limits, publishing limiters, dispatcher); `ManualClock` for tests |
 //! | [`app`] | wiring: the command line, the one-shot commands, `replay`, `eval` (detection on labelled files), `train rumor`, and the service as a list of stages |
@@ -36,6 +37,7 @@
 //!
 //! See `ARCHITECTURE.md` for the channels, their bounds and the reasons behind the design.
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod bus;

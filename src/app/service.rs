@@ -169,6 +169,12 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         respond.clone(),
         reports,
     ));
+    stages.push(crate::alerts::stage::start(
+        &cfg.alerts,
+        &mut cx,
+        respond.clone(),
+        &cfg.listen,
+    )?);
     stages.push(feeds::start(&cfg.feeds, opts.demo, &cx).map_err(anyhow::Error::msg)?);
     stages.push(crate::detect::reload::start(cfg.watch_rules, &cx));
     let audit = cx.audit.clone();

@@ -22,6 +22,39 @@ pub struct RespondConfig {
     /// `[respond.smtp]`: e-mail (to departments' duty addresses) through the outbox, as the
     /// account `smtp`; none: no e-mail.
     pub smtp: Option<SmtpConfig>,
+    /// `[[respond.bots]]`: IM group bots (WeCom, DingTalk, Feishu) that alerts go to through the
+    /// outbox, each as the account `bot:<id>`.
+    pub bots: Vec<BotConfig>,
+}
+
+/// `[[respond.bots]]`: one IM group bot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotConfig {
+    /// Its name in `[[alerts.rule]] to` (`duty-wecom`).
+    pub id: String,
+    /// `wecom`, `dingtalk` or `feishu`.
+    pub kind: crate::respond::publish::imbot::BotKind,
+    /// Environment variable holding the webhook address (it carries the bot's key: never in
+    /// the config file, never logged).
+    pub url_env: String,
+    /// Environment variable holding the signing secret (DingTalk and Feishu bots with 加签).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Messages per hour at most (the bots allow 20 a minute).
+    #[serde(default = "default_bot_per_hour")]
+    pub per_hour: u32,
+}
+
+fn default_bot_per_hour() -> u32 {
+    1200
+}
+
+impl BotConfig {
+    /// The outbox account of the bot.
+    pub fn account(&self) -> String {
+        format!("bot:{}", self.id)
+    }
 }
 
 /// `[respond.smtp]`: the SMTP server e-mail goes through.
@@ -61,6 +94,7 @@ impl Default for RespondConfig {
             operators: Vec::new(),
             drill_sink: None,
             smtp: None,
+            bots: Vec::new(),
         }
     }
 }

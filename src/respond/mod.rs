@@ -18,4 +18,4 @@ pub mod replies;
 pub mod stage;
 pub mod templates;
 
-pub use config::{Operator, RespondConfig, SmtpConfig};
+pub use config::{BotConfig, Operator, RespondConfig, SmtpConfig};

@@ -58,6 +58,8 @@ pub struct Respond {
     pub wake: Arc<Notify>,
     /// Whether e-mail goes out (`[respond.smtp]`, through the account `smtp`).
     pub mail: bool,
+    /// The IM group bots (`[[respond.bots]]` ids; account `bot:<id>`).
+    pub bots: Vec<String>,
 }
 
 impl std::fmt::Debug for Respond {
@@ -283,6 +285,45 @@ pub async fn start(
             true
         }
     };
+    for bot in &cfg.bots {
+        let url = std::env::var(&bot.url_env).map_err(|_| {
+            anyhow::anyhow!(
+                "[[respond.bots]] {}: url_env {} is not set",
+                bot.id,
+                bot.url_env
+            )
+        })?;
+        let secret = match &bot.secret_env {
+            None => None,
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("[[respond.bots]] {}: secret_env {var} is not set", bot.id)
+            })?),
+        };
+        let id = bot.account();
+        limits.add_account(
+            &id,
+            Profile {
+                posts_per_hour: bot.per_hour,
+                comments_per_hour: 0,
+                reposts_per_hour: 0,
+                burst: 1,
+            },
+        );
+        let route = match &drill {
+            Some(d) => Route::new(d.clone(), &id),
+            None => Route::new(
+                crate::respond::publish::imbot::ImBotPublisher::new(
+                    client.clone(),
+                    bot.kind,
+                    url,
+                    secret,
+                ),
+                &id,
+            ),
+        };
+        dispatcher.add_account(&id, route);
+        tracing::info!(bot = %bot.id, kind = bot.kind.as_str(), "IM bot on: alerts go to it.");
+    }
     tracing::info!(
         accounts = matrix.accounts().len(),
         publishing = routed,
@@ -300,6 +341,7 @@ pub async fn start(
         rules,
         wake,
         mail,
+        bots: cfg.bots.iter().map(|b| b.id.clone()).collect(),
     });
 
     let mut tasks = Vec::new();

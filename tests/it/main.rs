@@ -2,6 +2,7 @@
 //! concern. Shared helpers live in `util`.
 
 mod access;
+mod alerts;
 mod background;
 mod case_e2e;
 mod case_flow;

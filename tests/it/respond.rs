@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Flood in 海淀区, with severity boosters (车被淹, 没过车顶, 冲走).
+pub(crate) const FLOOD_TEXT: &str = FLOOD;
 const FLOOD: &str = "北京海淀区路口积水严重，车被淹了，水已经没过车顶，有人被冲走";
 
 /// The shipped rules with a small matrix on the fake platform: 海淀发布 (Mastodon) leads a
@@ -91,7 +92,7 @@ endpoint = "{base}"
 }
 
 /// Unique environment variable names (and their values) for this test run.
-struct Env {
+pub(crate) struct Env {
     hd: String,
     bj: String,
     en: String,
@@ -157,17 +158,25 @@ fn register(f: &FakeHandle, env: &Env) {
 
 /// The service with the respond stage on the small matrix, the accounts known to the fake.
 async fn started() -> (Env, FakeHandle, tempfile::TempDir, huiying::app::Service) {
+    started_with(|_| {}).await
+}
+
+/// [`started`] with the config changed by `change` first.
+pub(crate) async fn started_with(
+    change: impl FnOnce(&mut Config),
+) -> (Env, FakeHandle, tempfile::TempDir, huiying::app::Service) {
     let env = Env::new();
     let (_, fake) = FakePlatform::start().await;
     register(&fake, &env);
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = dir.path().join("rules");
     rules_with_matrix(&rules, &fake.base_url(), &env);
-    let config = util::respond_config(
+    let mut config = util::respond_config(
         rules,
         dir.path().join("data"),
         &[("alice", &env.alice), ("bob", &env.bob)],
     );
+    change(&mut config);
     let svc = start_service(config, Arc::new(MemoryStore::default())).await;
     (env, fake, dir, svc)
 }

@@ -35,6 +35,7 @@ const T = {
     why: "为何标记", why_known: "与已辟谣说法相同", why_spreading: (n) => `${n} 条催促扩散`,
     why_enquiry: (n) => `${n} 条求证`, why_correction: (n) => `${n} 条质疑为假`,
     why_cascade: (n) => `转发链 ${n} 条`, why_scored: "模型评分高", no_region: "（未定位）",
+    alert: "值班提醒", enable_alerts: "开启桌面提醒", alerts_on: "桌面提醒已开启",
     role_viewer: "只读", role_operator: "值班员", role_admin: "管理员", role_department: "承办部门",
     role_ingest: "接入",
     p_notice: "首发通告", p_update: "更新通告", p_all_clear: "解除通告", stale: "已过时",
@@ -108,6 +109,7 @@ const T = {
     why: "Flagged for", why_known: "matches a debunked claim", why_spreading: (n) => `${n} urging to share`,
     why_enquiry: (n) => `${n} asking if true`, why_correction: (n) => `${n} calling it false`,
     why_cascade: (n) => `cascade of ${n}`, why_scored: "scorer", no_region: "(no region)",
+    alert: "Alert", enable_alerts: "Enable desktop alerts", alerts_on: "Desktop alerts on",
     role_viewer: "viewer", role_operator: "operator", role_admin: "admin", role_department: "department",
     role_ingest: "ingest",
     p_notice: "First notice", p_update: "Update", p_all_clear: "All clear", stale: "stale",
@@ -193,6 +195,14 @@ function translate() {
     e.placeholder = t(e.dataset.i18nPlaceholder);
   }
   $("lang").textContent = lang === "zh" ? "English" : "中文";
+  bellLabel();
+}
+
+function bellLabel() {
+  const bell = $("enable-alerts");
+  const on = "Notification" in window && Notification.permission === "granted";
+  bell.textContent = t(on ? "alerts_on" : "enable_alerts");
+  bell.disabled = on;
 }
 
 function toast(msg, bad) {
@@ -349,7 +359,56 @@ function refresh() {
     const h = await fetch("/healthz", { cache: "no-store" }).then((r) => r.json()).catch(() => null);
     const au = h && h.audit;
     $("audit-banner").hidden = !(au && (!au.writable || au.dispatcher_paused));
+    await pollAlerts();
   });
+}
+
+// ---- alerts for the people on duty (值班提醒) ------------------------------------------------
+// The alerts raised since this page opened: a banner with the link, a browser notification (when
+// allowed) and a short tone, once each.
+
+let alertsSince = Date.now();
+const alertsShown = new Set();
+
+async function pollAlerts() {
+  const v = await api("GET", `/api/alerts?since=${alertsSince}`).catch(() => null);
+  if (!v || !v.alerts) return;
+  for (const a of v.alerts) {
+    alertsSince = Math.max(alertsSince, a.at);
+    if (alertsShown.has(a.id)) continue;
+    alertsShown.add(a.id);
+    const title = lang === "en" ? a.title_en : a.title_zh;
+    const link = a.link.includes("#") ? `/console${a.link.slice(a.link.indexOf("#"))}` : a.link;
+    const banner = $("alert-banner");
+    banner.replaceChildren(el("b", {}, `${t("alert")}: `), title, " ",
+      el("a", { href: link, class: "alert-link" }, t("open")),
+      el("button", { type: "button", class: "small", onclick: () => { banner.hidden = true; } }, "×"));
+    banner.dataset.alert = a.id;
+    banner.hidden = false;
+    if ("Notification" in window && Notification.permission === "granted") {
+      const n = new Notification(`${t("alert")} · 回应`, { body: title, tag: a.id });
+      n.onclick = () => { window.focus(); location.hash = link.slice(link.indexOf("#")); };
+    }
+    beep();
+  }
+}
+
+function beep() {
+  try {
+    const ctx = new (window.AudioContext || window.webkitAudioContext)();
+    for (const [f, at] of [[880, 0], [660, 0.25]]) {
+      const o = ctx.createOscillator();
+      const g = ctx.createGain();
+      o.frequency.value = f;
+      g.gain.value = 0.15;
+      o.connect(g).connect(ctx.destination);
+      o.start(ctx.currentTime + at);
+      o.stop(ctx.currentTime + at + 0.2);
+    }
+    document.body.dataset.beeps = String(Number(document.body.dataset.beeps || 0) + 1);
+  } catch (e) {
+    // No audio device: the banner and the notification remain.
+  }
 }
 
 function stateBadge(state, prefix) {
@@ -910,6 +969,12 @@ async function loadAdmin() {
 // ---- wiring --------------------------------------------------------------------------------
 
 function wire() {
+  // Browsers ask for permission only after a click.
+  $("enable-alerts").addEventListener("click", () => {
+    if ("Notification" in window) Notification.requestPermission().then(bellLabel);
+    beep();
+  });
+  bellLabel();
   window.addEventListener("hashchange", () => { if (me) fromHash(); });
   $("login-form").addEventListener("submit", onLogin);
   $("lang").addEventListener("click", () => {

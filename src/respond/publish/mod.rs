@@ -7,6 +7,7 @@
 //! | Weibo | [`weibo`] | `POST /2/statuses/share.json`, `/2/statuses/repost.json`, `/2/comments/create.json`, `/2/comments/reply.json` (a target `{status}/{comment}`) | none: the outbox records the attempt before sending, and an uncertain outcome is resolved with [`Publisher::find_recent`] |
 //! | webhook | [`webhook`] | `POST <url>` (JSON, HMAC-SHA256 signed) | `Idempotency-Key` header and body field: receivers must de-duplicate by it |
 //! | file | [`file`](mod@file) | one JSON line per post (drills) | exact: the keys already in the file are loaded on open |
+//! | WeCom / DingTalk / Feishu group bot | [`imbot`] | `POST <webhook>` (DingTalk and Feishu signed with HMAC-SHA256) | none: no read API; an uncertain alert is resent |
 //! | e-mail | [`email`] | SMTP (`[respond.smtp]`): `MAIL FROM`, `RCPT TO`, `DATA` | `Message-ID: <idempotency key@huiying>`: a resend after an uncertain outcome carries the same id, receivers de-duplicate by it |
 //!
 //! # One publisher per account
@@ -51,6 +52,7 @@
 
 pub mod email;
 pub mod file;
+pub mod imbot;
 pub mod mastodon;
 pub mod webhook;
 pub mod weibo;
@@ -348,6 +350,8 @@ pub enum AnyPublisher {
     Webhook(WebhookPublisher),
     /// JSON Lines file.
     File(FilePublisher),
+    /// A WeCom, DingTalk or Feishu group bot (alerts to the people on duty).
+    ImBot(imbot::ImBotPublisher),
 }
 
 impl Publisher for AnyPublisher {
@@ -358,6 +362,7 @@ impl Publisher for AnyPublisher {
             AnyPublisher::Email(p) => p.publish(req).await,
             AnyPublisher::Webhook(p) => p.publish(req).await,
             AnyPublisher::File(p) => p.publish(req).await,
+            AnyPublisher::ImBot(p) => p.publish(req).await,
         }
     }
 
@@ -373,6 +378,7 @@ impl Publisher for AnyPublisher {
             AnyPublisher::Email(p) => p.find_recent(text, in_reply_to, since_ms).await,
             AnyPublisher::Webhook(p) => p.find_recent(text, in_reply_to, since_ms).await,
             AnyPublisher::File(p) => p.find_recent(text, in_reply_to, since_ms).await,
+            AnyPublisher::ImBot(p) => p.find_recent(text, in_reply_to, since_ms).await,
         }
     }
 
@@ -383,6 +389,7 @@ impl Publisher for AnyPublisher {
             AnyPublisher::Email(p) => p.platform(),
             AnyPublisher::Webhook(p) => p.platform(),
             AnyPublisher::File(p) => p.platform(),
+            AnyPublisher::ImBot(p) => p.platform(),
         }
     }
 
@@ -393,6 +400,7 @@ impl Publisher for AnyPublisher {
             AnyPublisher::Email(p) => p.idempotency_window(),
             AnyPublisher::Webhook(p) => p.idempotency_window(),
             AnyPublisher::File(p) => p.idempotency_window(),
+            AnyPublisher::ImBot(p) => p.idempotency_window(),
         }
     }
 }
@@ -424,6 +432,12 @@ impl From<WebhookPublisher> for AnyPublisher {
 impl From<FilePublisher> for AnyPublisher {
     fn from(p: FilePublisher) -> Self {
         AnyPublisher::File(p)
+    }
+}
+
+impl From<imbot::ImBotPublisher> for AnyPublisher {
+    fn from(p: imbot::ImBotPublisher) -> Self {
+        AnyPublisher::ImBot(p)
     }
 }
 
