@@ -156,18 +156,25 @@ fn public_notices(
             _ => true,
         })
         .collect();
-    let mut by_incident: BTreeMap<&str, (i64, &str)> = BTreeMap::new();
+    let mut by_incident: BTreeMap<&str, (i64, &str, &str)> = BTreeMap::new();
     for n in &all {
-        let e = by_incident
-            .entry(n.incident_id.as_str())
-            .or_insert((n.updated_at, n.state.as_str()));
+        let e = by_incident.entry(n.incident_id.as_str()).or_insert((
+            n.updated_at,
+            n.state.as_str(),
+            n.id.as_str(),
+        ));
         if n.updated_at > e.0 {
-            *e = (n.updated_at, n.state.as_str());
+            *e = (n.updated_at, n.state.as_str(), n.id.as_str());
         }
     }
+    // The latest notice of each incident: its id, for the wall's links to act on it.
+    let notice_of: BTreeMap<&str, &str> = by_incident
+        .iter()
+        .map(|(k, (_, _, id))| (*k, *id))
+        .collect();
     let by_incident: BTreeMap<&str, &str> = by_incident
         .into_iter()
-        .map(|(k, (_, st))| (k, st))
+        .map(|(k, (_, st, _))| (k, st))
         .collect();
     // 0: moving; 1: published, its incident open; 2: the rest.
     let rank = |n: &crate::respond::notices::Notice| match n.state {
@@ -215,7 +222,8 @@ fn public_notices(
         .collect();
     let timeline = top.map(|(id, opened_at)| timeline(r, &all, &id, opened_at));
     Some(serde_json::json!({
-        "current": current, "total": total, "by_incident": by_incident, "timeline": timeline,
+        "current": current, "total": total, "by_incident": by_incident, "notice_of": notice_of,
+        "timeline": timeline,
     }))
 }
 

@@ -511,6 +511,25 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
             .starts_with("「吃碘盐能防辐射"),
         "{card}"
     );
+    // Issue 16, item 4: the rumor card says who must act, for how long it has spread, and
+    // links to the console page where they act.
+    let act = browser
+        .wait_for(
+            "the rumor card's call to action",
+            r#"const r = [...document.querySelectorAll('#rumors .rumor')].find(r => r.innerText.includes('碘盐'));
+               const a = r && r.querySelector('.act-line a.act');
+               return a && {line: r.querySelector('.act-line').textContent, href: a.getAttribute('href')};"#,
+        )
+        .await;
+    assert!(
+        act["line"].as_str().unwrap_or_default().contains("值班员"),
+        "{act}"
+    );
+    let href = act["href"].as_str().unwrap_or_default();
+    assert!(
+        href.starts_with("/console#notice=n-") || href.starts_with("/console#incident="),
+        "{act}"
+    );
     let why = card["why"].as_str().unwrap_or_default();
     assert!(
         why.starts_with("为何标记") && why.contains("与已辟谣说法相同"),

@@ -25,6 +25,7 @@ const I18N = {
     whyCascade: (n) => `转发链 ${n} 条`, whyScored: "模型评分高", lastMin: "条/近1分钟",
     split: (e, r) => `突发 ${e} · 谣言 ${r}`, sev: (s) => `${s} 级`,
     legend: ["1 级", "2 级", "3 级", "4 级", "5 级"], noRegion: "未定位",
+    rebutWho: "待值班员审批", rebutDraftWho: "待值班员起草辟谣", rumorAge: (m) => `已传播 ${m} 分钟`, openPage: "打开 ↗",
     rebutNone: "未辟谣", rebutDraft: "辟谣待审批", rebutRun: "辟谣发布中", rebutDone: "已辟谣",
     rebutKnown: "已有官方辟谣",
     notice: { draft: "待审批", held: "待自动发布", approved: "已批准", publishing: "发布中", done: "已完成", rejected: "已驳回" },
@@ -62,6 +63,7 @@ const I18N = {
     whyCascade: (n) => `cascade of ${n}`, whyScored: "scorer", lastMin: "in the last min",
     split: (e, r) => `${e} emergency · ${r} rumor`, sev: (s) => `sev ${s}`,
     legend: ["sev 1", "sev 2", "sev 3", "sev 4", "sev 5"], noRegion: "no region",
+    rebutWho: "operators: approve", rebutDraftWho: "operators: draft a rebuttal", rumorAge: (m) => `spreading ${m} min`, openPage: "open ↗",
     rebutNone: "Not rebutted", rebutDraft: "Rebuttal awaiting approval", rebutRun: "Rebuttal publishing",
     rebutDone: "Rebutted", rebutKnown: "Official rebuttal exists",
     notice: { draft: "awaiting approval", held: "held", approved: "approved", publishing: "publishing", done: "done", rejected: "rejected" },
@@ -448,6 +450,20 @@ function renderRumors() {
     const st = el("div", "status");
     st.append(el("span", `badge ${cls}`, label));
     li.append(st);
+    // Who must act, since when, and where: a rebuttal waiting for approval links to its notice,
+    // an unanswered rumor to its incident page (where the rebuttal is drafted).
+    if (cls === "wait" || cls === "none" || cls === "known") {
+      const n = state.noticeByIncident.get(inc.id);
+      const line = el("div", "act-line");
+      const mins = Math.max(0, Math.floor((Date.now() - (inc.opened_at || Date.now())) / 60000));
+      line.append(cls === "wait" ? T.rebutWho : T.rebutDraftWho, ` · ${T.rumorAge(mins)} · `);
+      const go = el("a", "act", T.openPage);
+      go.href = n && n.id && cls === "wait"
+        ? `/console#notice=${encodeURIComponent(n.id)}`
+        : `/console#incident=${encodeURIComponent(inc.id)}`;
+      line.append(go);
+      li.append(line);
+    }
     const c = counts(inc);
     const recent = lastMinute(inc);
     const spread = el("div", "spread");
@@ -743,8 +759,9 @@ async function pollSummary() {
       state.noticeByIncident = new Map();
     } else {
       state.respondOff = false;
+      const ids = v.notices.notice_of || {};
       state.noticeByIncident = new Map(
-        Object.entries(v.notices.by_incident || {}).map(([id, st]) => [id, { state: st }]));
+        Object.entries(v.notices.by_incident || {}).map(([id, st]) => [id, { state: st, id: ids[id] }]));
       state.notices = (v.notices.current || []).map((n) => ({ notice: n, jobs: n.jobs || [] }));
       state.noticesTotal = v.notices.total || 0;
     }
