@@ -548,6 +548,35 @@ async fn an_operator_logs_in_approves_a_notice_and_sees_the_fan_out_in_chromium(
     );
     wd.wait_for("the category's name", "#nd-meta", |t| t.contains("火灾"))
         .await;
+    // Issue 16, item 4: the notices list filters by category (id or name) and region.
+    let cat = wd
+        .find_all("#fn-category")
+        .await
+        .pop()
+        .expect("category filter");
+    wd.type_into(&cat, "flood").await;
+    wd.click_on("filter", "#notice-filter button[type=submit]")
+        .await;
+    within("the list filtered to nothing", async {
+        while !wd.find_all("#notices tr").await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    wd.cmd(
+        reqwest::Method::POST,
+        "/execute/sync",
+        Some(json!({"script": "document.getElementById('fn-category').value = '火灾'; document.getElementById('fn-region').value = '110000'; return true;", "args": []})),
+    )
+    .await;
+    wd.click_on("filter", "#notice-filter button[type=submit]")
+        .await;
+    wd.wait_for(
+        "the fire notice by its name and province",
+        &format!("tr[data-notice=\"{id}\"]"),
+        |_| true,
+    )
+    .await;
     let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/console.png");
     wd.screenshot(&shot).await;
     assert!(std::fs::metadata(&shot).expect("screenshot").len() > 10_000);

@@ -419,6 +419,37 @@ async fn a_flood_draft_is_approved_and_fanned_out_once_through_the_service() {
         assert!(util::metric(&m, series).is_some(), "{series} missing");
     }
 
+    // Issue 16, item 3, through the service: the operator closes the incident; the published
+    // notice is flagged and the all-clear is drafted, following it, waiting for approval.
+    let close = format!("/api/incidents/{incident_id}/close");
+    let (status, body) = call(addr, "POST", &close, Some(&alice), b"{}").await;
+    assert_eq!(status, 202, "{body}");
+    let path = format!("/api/notices?incident_id={incident_id}");
+    let clear = within("the all-clear", async {
+        loop {
+            let v = get_json(addr, &path).await;
+            if let Some(n) = v["notices"]
+                .as_array()
+                .and_then(|a| a.iter().find(|n| n["purpose"] == "all_clear"))
+            {
+                return n.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(clear["state"], "draft", "{clear}");
+    assert_eq!(clear["follows"], id.as_str(), "{clear}");
+    let first = get_json(addr, &format!("/api/notices/{id}")).await;
+    assert_eq!(first["superseded_by"], clear["id"], "{first}");
+    assert!(
+        first["stale"]
+            .as_str()
+            .unwrap_or("")
+            .contains("incident closed"),
+        "{first}"
+    );
+
     stop(svc).await;
 }
 

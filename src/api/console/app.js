@@ -564,8 +564,15 @@ async function loadNotices() {
   if (currentNotice) await openNotice(currentNotice);
   const st = $("f-state").value;
   const data = await api("GET", `/api/notices${st ? `?state=${st}` : ""}`);
-  // Newest first: what needs a person now is at the top.
-  const newest = data.notices.slice().sort((a, b) => b.created_at - a.created_at);
+  // Newest first: what needs a person now is at the top; kind, category (id or name) and region
+  // (a code covers everything under it) narrow the list.
+  const kind = $("fn-kind").value;
+  const cat = $("fn-category").value.trim().toLowerCase();
+  const region = $("fn-region").value.trim().replace(/(00)+$/, "");
+  const newest = data.notices.slice().sort((a, b) => b.created_at - a.created_at)
+    .filter((n) => !kind || n.kind === kind)
+    .filter((n) => !cat || n.category.toLowerCase() === cat || catName(n.category).toLowerCase().includes(cat))
+    .filter((n) => !region || (n.region && n.region.code.startsWith(region)));
   const rows = newest.map((n) => el("tr", { "data-notice": n.id },
     el("td", {}, stateBadge(n.state, "st_")),
     el("td", {}, el("span", { class: `sev sev${n.severity}` }, n.severity)),
