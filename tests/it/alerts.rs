@@ -259,7 +259,7 @@ notice_wait_minutes = 0
 min_severity = 3
 regions = ["110000"]
 kinds = ["emergency"]
-to = ["duty-wecom", "duty-ding", "duty-feishu", "wrong-secret"]
+to = ["duty-wecom", "duty-ding", "duty-feishu", "wrong-secret", "mail:duty@office.example"]
 
 [[rule]]
 min_severity = 5
@@ -275,7 +275,16 @@ to = ["duty-wecom"]
     f.set_user("duty", huiying::api::auth::Role::Operator, DUTY_PW)
         .expect("user");
     f.save(&users).expect("save users");
+    let smtp = crate::email::Receiver::start().await;
+    let smtp_port = smtp.port;
     let (_env, _fake, _dir, svc) = crate::respond::started_with(move |c| {
+        c.respond.smtp = Some(huiying::respond::SmtpConfig {
+            url: format!("smtp://127.0.0.1:{smtp_port}"),
+            from: "huiying@office.example".into(),
+            credentials_env: None,
+            per_hour: 600,
+            timeout_secs: 5,
+        });
         c.respond.bots = parsed.bots;
         c.alerts = alerts;
         c.auth.users_file = Some(users);
@@ -399,6 +408,28 @@ to = ["duty-wecom"]
         .join("target/screenshots/console-alert.png");
     wd.screenshot(&shot).await;
     wd.quit().await;
+    // And by e-mail, once per alert, the first line the subject.
+    let mails = within("the alert e-mails", async {
+        loop {
+            let m = smtp.received();
+            if m.len() >= 2 {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        mails
+            .iter()
+            .all(|m| m.to.len() == 1 && m.to[0].contains("duty@office.example")),
+        "{mails:#?}"
+    );
+    assert!(
+        mails.iter().any(|m| m.data.contains("console#incident"))
+            && mails.iter().any(|m| m.data.contains("console#notice")),
+        "{mails:#?}"
+    );
     // The bot with the wrong secret was refused, and nothing reached it.
     assert!(
         bots.got
