@@ -913,27 +913,28 @@ fn notices_follow_their_incident_update_and_all_clear() {
     // Same state: nothing.
     assert!(follow(&inc, T0 + 1).is_none());
 
-    // Severity rises before anyone approved: the automatic draft is withdrawn and redrafted at
-    // the new severity (still the first notice, following the old draft).
+    // Severity rises before the draft went out: the same notice carries it (the link and the
+    // text stay), and at severity 5 it needs a second operator; one approval given before stays.
+    e.notices
+        .approve(&first.id, 0, "op:li", T0 + 30_000)
+        .expect("first approval");
     inc.severity = 5;
-    let redraft = follow(&inc, T0 + 60_000).expect("redrafted");
-    assert_eq!(redraft.purpose, Purpose::Notice);
-    assert_eq!(redraft.severity, 5);
-    assert_eq!(redraft.follows.as_deref(), Some(first.id.as_str()));
-    let old = e.notices.get(&first.id).expect("get").expect("old");
-    assert_eq!(old.state, NoticeState::Rejected, "{:?}", old.history);
-    assert_eq!(old.superseded_by.as_deref(), Some(redraft.id.as_str()));
-    assert!(old
-        .rejection
-        .as_deref()
-        .unwrap_or("")
-        .contains("severity 4 → 5"));
+    let raised = follow(&inc, T0 + 60_000).expect("raised");
+    assert_eq!(raised.id, first.id);
+    assert_eq!(raised.purpose, Purpose::Notice);
+    assert_eq!(raised.severity, 5);
+    assert_eq!(raised.required_approvals, 2);
+    assert_eq!(raised.state, NoticeState::Draft);
+    assert_eq!(raised.approvals.len(), 1, "{:?}", raised.history);
+    assert_eq!(raised.version, 0, "the text did not change");
+    assert!(raised
+        .history
+        .last()
+        .is_some_and(|h| h.actor == "system" && h.detail.contains("severity 4 → 5")));
     assert!(follow(&inc, T0 + 61_000).is_none(), "idempotent");
+    let redraft = raised;
 
     // Published (two operators: severity 5).
-    e.notices
-        .approve(&redraft.id, 0, "op:li", T0 + 70_000)
-        .expect("1");
     let out = e
         .notices
         .approve(&redraft.id, 0, "op:wang", T0 + 71_000)
@@ -1004,7 +1005,7 @@ fn notices_follow_their_incident_update_and_all_clear() {
             ..Default::default()
         })
         .expect("list");
-    assert_eq!(all.len(), 4);
+    assert_eq!(all.len(), 3);
     // Every step is in the audit trail by `system`.
     let trail = e.audit_trail();
     assert!(trail.iter().any(|(a, act, n)| a == "system"
@@ -1046,4 +1047,66 @@ fn a_closed_or_merged_incident_does_not_leave_a_draft_pending_unflagged() {
     let m = e.notices.get(&m.id).expect("get").expect("m");
     assert_eq!(m.state, NoticeState::Rejected);
     assert!(m.rejection.as_deref().unwrap_or("").contains("merged into"));
+}
+
+/// A held notice (pre-approved at low severity) whose incident becomes more severe than the
+/// office pre-approves goes back to the operators: it is not published when its hold ends.
+/// An automatic draft whose incident spread to a wider region is redrafted for it (the plan
+/// and the text name the region): the old draft is withdrawn, the new one follows it.
+#[test]
+fn a_held_notice_outgrown_goes_back_to_the_operators_and_a_wider_region_is_redrafted() {
+    let e = opted_in();
+    let mut inc = rain("inc-rain-up", 3);
+    inc.official = true;
+    let n = e.draft(&inc, "system").expect("draft");
+    assert_eq!(n.state, NoticeState::Held);
+    inc.severity = 4;
+    let back = e
+        .notices
+        .follow_incident(&inc, rules(), matrix(), templates(), T0 + 1_000)
+        .expect("follow")
+        .expect("changed");
+    assert_eq!(back.id, n.id);
+    assert_eq!(back.state, NoticeState::Draft);
+    assert_eq!(back.hold_until, None);
+    assert!(back.required_approvals >= 1);
+    assert!(back.approvals.is_empty(), "the policy's approval is gone");
+    let hold = ApprovalPolicy::default().hold_ms();
+    assert!(e
+        .notices
+        .release_held(T0 + hold + 1)
+        .expect("release")
+        .is_empty());
+    assert!(e.outbox.jobs_for_notice(&n.id).expect("jobs").is_empty());
+
+    let e = env();
+    let mut inc = incident(
+        "inc-fire-wide",
+        IncidentKind::Emergency,
+        "fire",
+        "110108",
+        3,
+    );
+    let first = e.draft(&inc, "system").expect("draft");
+    let g = &rules().gazetteer;
+    inc.region = Some(g.region_ref(g.by_code("110000").expect("北京")));
+    let wider = e
+        .notices
+        .follow_incident(&inc, rules(), matrix(), templates(), T0 + 2_000)
+        .expect("follow")
+        .expect("redrafted");
+    assert_ne!(wider.id, first.id);
+    assert_eq!(wider.follows.as_deref(), Some(first.id.as_str()));
+    assert_eq!(
+        wider.region.as_ref().map(|r| r.code.as_str()),
+        Some("110000")
+    );
+    let old = e.notices.get(&first.id).expect("get").expect("old");
+    assert_eq!(old.state, NoticeState::Rejected);
+    assert_eq!(old.superseded_by.as_deref(), Some(wider.id.as_str()));
+    assert!(old
+        .rejection
+        .as_deref()
+        .unwrap_or("")
+        .contains("region 海淀区 → 北京市"));
 }

@@ -34,10 +34,12 @@
 //!   rises or its region grows past what its latest notice says, that notice is flagged
 //!   `stale` and a follow-up is drafted (`purpose` `update`, `follows` the old one; the old one's
 //!   `superseded_by` names it); when the incident closes after a notice went out, an
-//!   `all_clear` is drafted. A follow-up is approved like any notice. An automatic draft not yet
-//!   approved is withdrawn (rejected by `system`) and redrafted instead of piling up; one an
-//!   operator wrote or edited is only flagged. [`Notices::withdraw`] does the same for an
-//!   incident merged into another.
+//!   `all_clear` is drafted. A follow-up is approved like any notice. A notice not out yet whose
+//!   incident only became more severe carries the new severity itself (its text does not name
+//!   it; it may need a second operator now, and a held one the policy no longer pre-approves
+//!   goes back to the operators); one whose incident reached a wider region is withdrawn
+//!   (rejected by `system`) and redrafted when it was automatic, flagged when an operator wrote
+//!   or edited it. [`Notices::withdraw`] does the same for an incident merged into another.
 //!
 //! Notices are stored as JSON keyed by id, in a `redb` table ([`NoticeStore::open`]), in memory
 //! ([`NoticeStore::memory`]) or in a Redis hash shared by a cluster ([`NoticeStore::redis`]).

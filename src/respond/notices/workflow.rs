@@ -159,6 +159,17 @@ impl Notices {
         templates: &Templates,
         now_ms: i64,
     ) -> Result<Option<Notice>, NoticeError> {
+        // Most incidents never had a notice: one lookup of the first notice's id (derived from
+        // the incident's) answers, without reading every notice (a merge still looks: a hand-
+        // drafted notice may name the incident).
+        if incident.merged_into.is_none()
+            && self
+                .store
+                .get(&notice_id_for_incident(&incident.id))?
+                .is_none()
+        {
+            return Ok(None);
+        }
         let _g = self.exclusive()?;
         let mut chain: Vec<Notice> = self
             .store
@@ -224,6 +235,20 @@ impl Notices {
         } else {
             return Ok(None);
         };
+        let grew = region_grew(current.region.as_ref(), incident.region.as_ref(), g);
+        // Not out yet and only more severe: the same notice carries the new severity (its text
+        // does not name it), so the link an operator holds and the approvals given stay; it may
+        // need one more operator now, and a held notice the policy would no longer pre-approve
+        // goes back to the operators instead of going out when its hold ends.
+        if !published
+            && !grew
+            && purpose == Purpose::Update
+            && matches!(current.state, NoticeState::Draft | NoticeState::Held)
+        {
+            return self
+                .raise_in_place(current, incident, &reason, now_ms)
+                .map(Some);
+        }
         // An unpublished notice is replaced by one of its own purpose; a published one is
         // followed by an update or the all-clear.
         let purpose = if published || purpose == Purpose::AllClear {
@@ -263,6 +288,46 @@ impl Notices {
         // `create` stored the fresh notice before the old one was flagged: read it back so
         // the caller sees what is stored.
         Ok(Some(self.load(&fresh.id)?))
+    }
+
+    /// The incident of an unpublished notice became more severe: record it on the notice (see
+    /// [`Notices::follow_incident`]).
+    fn raise_in_place(
+        &self,
+        mut n: Notice,
+        incident: &Incident,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Notice, NoticeError> {
+        let required = self
+            .policy
+            .required_approvals(incident)
+            .max(n.required_approvals);
+        let back = n.state == NoticeState::Held && required > 0;
+        self.audit(
+            now_ms,
+            SYSTEM,
+            AuditAction::Other("follow".into()),
+            &n.id,
+            json!({"reason": reason, "severity": incident.severity,
+                   "required_approvals": required, "hold_cancelled": back}),
+        )?;
+        n.severity = incident.severity;
+        n.required_approvals = required;
+        if back {
+            n.state = NoticeState::Draft;
+            n.hold_until = None;
+            n.trusted_source = None;
+            n.approvals.retain(|a| a.actor != POLICY);
+        }
+        let detail = if back {
+            format!("{reason}; no longer pre-approved: {required} approval(s) needed")
+        } else {
+            format!("{reason}; {required} approval(s) needed")
+        };
+        n.record(now_ms, SYSTEM, "follow", detail);
+        self.store.put(&n)?;
+        Ok(n)
     }
 
     /// Withdraw an incident's notices because the incident is gone (merged into `into`): every
