@@ -663,6 +663,20 @@ fn template_errors_name_file_and_line() {
             marker: "advice = \"x\"",
             message: "unknown field `advice`",
         },
+        Broken {
+            file: "rumor.toml",
+            from: "purpose = \"update\"",
+            to: "purpose = \"later\"",
+            marker: "later",
+            message: "unknown purpose \"later\" (notice, update or all_clear)",
+        },
+        Broken {
+            file: "emergency.toml",
+            from: "category = \"default\"\npurpose = \"all_clear\"",
+            to: "category = \"flood\"\npurpose = \"all_clear\"",
+            marker: "category = \"flood\"",
+            message: "all_clear templates are one per kind: category = \"default\"",
+        },
     ];
     check_broken(
         "templates",
