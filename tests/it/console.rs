@@ -2156,3 +2156,64 @@ async fn the_api_names_each_refusal() {
     assert_eq!(json_of(&a)["error"], "method_not_allowed", "{}", a.body);
     util::stop(s.svc).await;
 }
+
+/// The top-level keys of the `zh: {…}` / `en: {…}` dictionaries in a script: a key written
+/// twice silently replaces the first (it once turned the wall's 数据中断 into a notice's label).
+fn dictionary_keys(script: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for lang in ["zh", "en"] {
+        let Some(start) = script.find(&format!("\n  {lang}: {{")) else {
+            continue;
+        };
+        let body = &script[start + lang.len() + 6..];
+        let (mut depth, mut keys, mut word, mut quote) = (1usize, Vec::new(), String::new(), None);
+        for c in body.chars() {
+            if let Some(q) = quote {
+                if c == q {
+                    quote = None;
+                }
+                continue;
+            }
+            match c {
+                '"' | '`' | '\'' => quote = Some(c),
+                '{' | '(' | '[' => depth += 1,
+                '}' | ')' | ']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                ':' if depth == 1 && !word.is_empty() => keys.push(std::mem::take(&mut word)),
+                c if c.is_alphanumeric() || c == '_' => word.push(c),
+                _ => word.clear(),
+            }
+        }
+        out.push((lang.to_string(), keys));
+    }
+    out
+}
+
+#[test]
+fn no_label_is_defined_twice_in_the_console_or_the_wall() {
+    for (name, script) in [
+        ("console", include_str!("../../src/api/console/app.js")),
+        ("wall", include_str!("../../src/api/wall/wall.js")),
+    ] {
+        let dicts = dictionary_keys(script);
+        assert_eq!(dicts.len(), 2, "{name}: both dictionaries found");
+        for (lang, keys) in &dicts {
+            assert!(keys.len() > 50, "{name} {lang}: {} keys", keys.len());
+            let mut seen = std::collections::HashSet::new();
+            let twice: Vec<&String> = keys.iter().filter(|k| !seen.insert(*k)).collect();
+            assert!(twice.is_empty(), "{name} {lang}: defined twice: {twice:?}");
+        }
+        // The same labels in both languages.
+        let (zh, en): (std::collections::BTreeSet<_>, std::collections::BTreeSet<_>) =
+            (dicts[0].1.iter().collect(), dicts[1].1.iter().collect());
+        let only: Vec<_> = zh.symmetric_difference(&en).collect();
+        assert!(
+            only.is_empty(),
+            "{name}: labels in one language only: {only:?}"
+        );
+    }
+}

@@ -680,7 +680,7 @@ async fn the_wall_shows_a_flood_its_province_and_its_fan_out_live() {
     browser
         .wait_for(
             "the stale marker",
-            "return document.body.dataset.stream === 'stale' && getComputedStyle(document.getElementById('stale')).display !== 'none'",
+            "return document.body.dataset.stream === 'stale' && getComputedStyle(document.getElementById('stale')).display !== 'none' && document.getElementById('stale').textContent === 'STALE'",
         )
         .await;
     browser.screenshot("wall-stale.png", (3840, 2160)).await;

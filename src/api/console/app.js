@@ -32,7 +32,7 @@ const T = {
     merged: "已合并", closed: "已关闭", merge_help: "目标事件编号",
     overlaps: "与本事件共享提及的事件（可能是同一事件）", shared: (n) => `共享 ${n} 条提及`,
     merge_one: (c) => `一键合并（${c}）`, its_notices: "本事件的通告", no_notices: "尚无通告",
-    why: "为何标记", why_known: "与已辟谣说法相同", why_spreading: (n) => `${n} 条催促扩散`,
+    why_flagged: "为何标记", why_known: "与已辟谣说法相同", why_spreading: (n) => `${n} 条催促扩散`,
     why_enquiry: (n) => `${n} 条求证`, why_correction: (n) => `${n} 条质疑为假`,
     why_cascade: (n) => `转发链 ${n} 条`, why_scored: "模型评分高", no_region: "（未定位）",
     alert: "值班提醒", enable_alerts: "开启桌面提醒", alerts_on: "桌面提醒已开启",
@@ -106,7 +106,7 @@ const T = {
     closed: "Closed", merge_help: "target incident id",
     overlaps: "Incidents sharing mentions with this one (likely the same event)", shared: (n) => `${n} mentions shared`,
     merge_one: (c) => `Merge (${c})`, its_notices: "Its notices", no_notices: "No notice yet",
-    why: "Flagged for", why_known: "matches a debunked claim", why_spreading: (n) => `${n} urging to share`,
+    why_flagged: "Flagged for", why_known: "matches a debunked claim", why_spreading: (n) => `${n} urging to share`,
     why_enquiry: (n) => `${n} asking if true`, why_correction: (n) => `${n} calling it false`,
     why_cascade: (n) => `cascade of ${n}`, why_scored: "scorer", no_region: "(no region)",
     alert: "Alert", enable_alerts: "Enable desktop alerts", alerts_on: "Desktop alerts on",
@@ -271,6 +271,7 @@ function showLogin(msg) {
   clearInterval(timer);
   $("nav").hidden = true;
   $("logout").hidden = true;
+  $("enable-alerts").hidden = true;
   $("whoami").textContent = "";
   for (const p of document.querySelectorAll(".page")) p.hidden = true;
   $("login").hidden = false;
@@ -295,6 +296,7 @@ function enter() {
   $("login").hidden = true;
   $("nav").hidden = false;
   $("logout").hidden = false;
+  $("enable-alerts").hidden = me.role === "department";
   $("whoami").textContent = `${me.user} · ${t(`role_${me.role}`)}`;
   $("whoami").dataset.role = me.role;
   $("tab-admin").hidden = me.role !== "admin";
@@ -483,7 +485,7 @@ function whyLine(i) {
   if (w && w.correction) parts.push(t("why_correction")(w.correction));
   if (w && w.posts) parts.push(t("why_cascade")(w.posts));
   if (w && w.scored) parts.push(t("why_scored"));
-  return el("p", { class: "why" }, `${t("why")}: ${parts.join(" · ")}`);
+  return el("p", { class: "why" }, `${t("why_flagged")}: ${parts.join(" · ")}`);
 }
 
 function categoryLabel(i) {

@@ -18,7 +18,7 @@ const I18N = {
     authors: "人", mentions: "条", perMin: "条/分", more: (n) => `另有 ${n} 起`,
     age: (m) => (m < 1 ? "刚刚" : m < 60 ? `${m} 分钟` : `${Math.floor(m / 60)} 小时 ${m % 60} 分`),
     other: "其他", claim: (t) => `网传「${t}」`, quote: (t) => `「${t}」`, colon: "：", rebuttal: "辟谣",
-    purpose: { update: "更新", all_clear: "解除" }, stale: "⚠ 已与事件现状不符",
+    purpose: { update: "更新", all_clear: "解除" }, noticeStale: "⚠ 已与事件现状不符",
     staleFollowed: "⚠ 已与事件现状不符，更新通告待审批",
     why: "为何标记", whyKnown: "与已辟谣说法相同", whySpreading: (n) => `${n} 条催促扩散`,
     whyEnquiry: (n) => `${n} 条求证`, whyCorrection: (n) => `${n} 条质疑为假`,
@@ -56,7 +56,7 @@ const I18N = {
     more: (n) => `${n} more`,
     age: (m) => (m < 1 ? "just now" : m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`),
     other: "Other", claim: (t) => `Claim: "${t}"`, quote: (t) => `"${t}"`, colon: ": ", rebuttal: "Rebuttal",
-    purpose: { update: "Update", all_clear: "All clear" }, stale: "⚠ No longer matches the incident",
+    purpose: { update: "Update", all_clear: "All clear" }, noticeStale: "⚠ No longer matches the incident",
     staleFollowed: "⚠ No longer matches the incident; an update awaits approval",
     why: "Flagged for", whyKnown: "matches a debunked claim", whySpreading: (n) => `${n} urging to share`,
     whyEnquiry: (n) => `${n} asking if true`, whyCorrection: (n) => `${n} calling it false`,
@@ -519,7 +519,7 @@ function renderFanout() {
     head.append(el("span", "what", purpose + what), el("span", "state", T.notice[notice.state] || notice.state));
     card.append(head);
     // A notice its incident outgrew: say so, and that an update follows it.
-    if (notice.stale) card.append(el("div", "stale", notice.superseded_by ? T.staleFollowed : T.stale));
+    if (notice.stale) card.append(el("div", "stale", notice.superseded_by ? T.staleFollowed : T.noticeStale));
     if (notice.state === "done" && notice.updated_at) {
       card.append(el("div", "approvals published", T.publishedAt(hhmmss(new Date(notice.updated_at)))));
     }
