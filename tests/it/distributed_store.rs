@@ -112,6 +112,47 @@ async fn events_until_opened(ws: &mut Ws, marker: &str) -> Vec<Value> {
     seen
 }
 
+/// Wait on an `assignments=true` stream for the incident opened in `region` and the assignment
+/// of each mention `{prefix}-{i}` (i in `range`), in whatever order they come: an instance may
+/// join the incident another one opened before that one's `incident.opened` reaches its stream.
+/// Every assignment must name the opened incident; its id is returned.
+async fn opened_and_assigned_here(
+    ws: &mut Ws,
+    region: &str,
+    who: &str,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+) -> String {
+    let mut want: std::collections::BTreeSet<String> =
+        range.map(|i| format!("{prefix}-{i}")).collect();
+    let mut opened: Option<String> = None;
+    let mut to: Vec<(String, String)> = Vec::new();
+    while opened.is_none() || !want.is_empty() {
+        let v = next_event(
+            ws,
+            &format!("incident.opened in {region} and the assignment of {want:?} on {who}"),
+            |v| {
+                (opened.is_none() && opened_in(v, region))
+                    || (v["event"] == "mention.assigned"
+                        && v["mention_id"].as_str().is_some_and(|m| want.contains(m)))
+            },
+        )
+        .await;
+        if v["event"] == "mention.assigned" {
+            let m = v["mention_id"].as_str().unwrap_or_default().to_string();
+            want.remove(&m);
+            to.push((m, v["incident_id"].as_str().unwrap_or_default().to_string()));
+        } else {
+            opened = v["incident"]["id"].as_str().map(str::to_string);
+        }
+    }
+    let id = opened.unwrap_or_default();
+    for (m, i) in &to {
+        assert_eq!(i, &id, "{m} on {who} assigned to another incident");
+    }
+    id
+}
+
 /// Wait on an `assignments=true` stream until each mention `{prefix}-{i}` (i in `range`) is
 /// assigned; they must all go to `id`. Assignments are never relayed between instances, so
 /// this proves the instance itself opened (or joined) the incident under that id.
@@ -324,11 +365,12 @@ async fn a_burst_split_across_two_instances_is_detected_once() {
     let ts = now_ms();
     post(a.addr, &burst("split", 0..3, RAIN, ts)).await;
     post(b.addr, &burst("split", 3..6, RAIN, ts)).await;
-    let id = wait_opened(&mut wa, HAIDIAN, "a").await;
-    assert_eq!(wait_opened(&mut wb, HAIDIAN, "b").await, id);
-    // Each instance opened it itself, on the merged count, under the one id.
-    assigned_here(&mut wa, "split", 0..3, &id).await;
-    assigned_here(&mut wb, "split", 3..6, &id).await;
+    // Each instance has it, on the merged count, under the one id, with its own mentions.
+    let id = opened_and_assigned_here(&mut wa, HAIDIAN, "a", "split", 0..3).await;
+    assert_eq!(
+        opened_and_assigned_here(&mut wb, HAIDIAN, "b", "split", 3..6).await,
+        id
+    );
     // The incident carries the cluster's authors, not one instance's half.
     for svc in [&a, &b] {
         let d = get_json(svc.addr, &format!("/api/incidents/{id}")).await;
