@@ -25,6 +25,7 @@
 
 pub mod stage;
 
+use crate::detect::gazetteer::code_covers;
 use crate::incidents::{Incident, IncidentKind};
 use serde::{Deserialize, Serialize};
 
@@ -79,28 +80,16 @@ fn yes() -> bool {
     true
 }
 
-/// The prefix of a region code that covers it and everything under it (`110000` → `11`,
-/// `110100` → `1101`, `110108` → `110108`).
-fn code_prefix(code: &str) -> &str {
-    let trimmed = code.trim_end_matches("00");
-    if trimmed.len() < 2 {
-        code.get(..2).unwrap_or(code)
-    } else {
-        trimmed
-    }
-}
-
 impl AlertRule {
     /// Whether the incident is one this rule alerts for.
     pub fn matches(&self, inc: &Incident) -> bool {
         inc.severity >= self.min_severity
             && (self.kinds.is_empty() || self.kinds.contains(&inc.kind))
             && (self.regions.is_empty()
-                || inc.region.as_ref().is_some_and(|r| {
-                    self.regions
-                        .iter()
-                        .any(|c| r.code.starts_with(code_prefix(c)))
-                }))
+                || inc
+                    .region
+                    .as_ref()
+                    .is_some_and(|r| self.regions.iter().any(|c| code_covers(c, &r.code))))
     }
 }
 
@@ -244,10 +233,10 @@ mod tests {
 
     #[test]
     fn region_codes_cover_what_is_under_them() {
-        assert_eq!(code_prefix("110000"), "11");
-        assert_eq!(code_prefix("110100"), "1101");
-        assert_eq!(code_prefix("110108"), "110108");
-        assert_eq!(code_prefix("100000"), "10");
+        assert!(code_covers("110000", "110108") && !code_covers("110000", "120101"));
+        assert!(code_covers("110100", "110108") && !code_covers("110100", "110201"));
+        assert!(code_covers("110108", "110108") && !code_covers("110108", "110105"));
+        assert!(code_covers("100000", "101010") && !code_covers("100000", "110000"));
     }
 
     #[test]

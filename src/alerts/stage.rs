@@ -125,25 +125,32 @@ async fn run(
 
 impl Alerter {
     fn names(&self, inc: &Incident) -> (String, String) {
-        let rules = self.respond.rules.load();
-        let (zh, en) = rules
-            .categories
+        let (zh, en) = self.respond.templates.category_names(&inc.category);
+        describe(inc, zh, en)
+    }
+
+    /// Where the rules send an alert about `inc` (for a waiting notice: only the rules that
+    /// ask for those), each target once.
+    fn targets(&self, inc: &Incident, waiting: bool) -> Vec<Target> {
+        let mut out = Vec::new();
+        for r in self
+            .cfg
+            .rule
             .iter()
-            .find(|c| *c.id == *inc.category)
-            .map(|c| (c.name_zh.clone(), c.name_en.clone()))
-            .unwrap_or_else(|| (inc.category.clone(), inc.category.clone()));
-        describe(inc, &zh, &en)
+            .filter(|r| (!waiting || r.waiting) && r.matches(inc))
+        {
+            for t in r.to.iter().map(|t| parse_target(t)) {
+                if !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+        }
+        out
     }
 
     /// A severe incident opened or rose to a new severity: one alert per severity reached.
     fn on_incident(&self, inc: &Incident) {
-        let targets: Vec<Target> = self
-            .cfg
-            .rule
-            .iter()
-            .filter(|r| r.matches(inc))
-            .flat_map(|r| r.to.iter().map(|t| parse_target(t)))
-            .collect();
+        let targets = self.targets(inc, false);
         if targets.is_empty() {
             return;
         }
@@ -175,13 +182,7 @@ impl Alerter {
             let Some(inc) = open.iter().find(|i| i.id == n.incident_id) else {
                 continue;
             };
-            let targets: Vec<Target> = self
-                .cfg
-                .rule
-                .iter()
-                .filter(|r| r.waiting && r.matches(inc))
-                .flat_map(|r| r.to.iter().map(|t| parse_target(t)))
-                .collect();
+            let targets = self.targets(inc, true);
             if targets.is_empty() {
                 continue;
             }
@@ -227,11 +228,7 @@ impl Alerter {
         let key = format!("alert:{}", alert.id);
         let text = alert.text();
         let mut jobs = Vec::new();
-        let mut seen = HashSet::new();
         for t in targets {
-            if !seen.insert(t.clone_key()) {
-                continue;
-            }
             jobs.push(match t {
                 Target::Bot(b) => NewJob::new(
                     &key,
@@ -256,15 +253,6 @@ impl Alerter {
                 self.respond.wake.notify_one();
             }
             Err(e) => tracing::error!(alert = %alert.id, error = %e, "Cannot enqueue an alert."),
-        }
-    }
-}
-
-impl Target {
-    fn clone_key(&self) -> String {
-        match self {
-            Target::Bot(b) => format!("bot:{b}"),
-            Target::Mail(m) => format!("mail:{m}"),
         }
     }
 }

@@ -329,12 +329,7 @@ struct Filter {
     region: Option<String>,
 }
 
-/// `region=110000` matches every region in province 11; `region=110100` every one in city
-/// 1101; a district code matches itself.
-fn region_matches(filter: &str, code: &str) -> bool {
-    let f = filter.trim_end_matches("00").trim_end_matches("00");
-    !f.is_empty() && code.starts_with(f)
-}
+use crate::detect::gazetteer::code_covers as region_matches;
 
 async fn list_incidents(
     State(s): State<ApiState>,
@@ -383,9 +378,20 @@ async fn get_incident(
     let id2 = id.clone();
     let (stored, mention_ids, overlaps) = tokio::task::spawn_blocking(move || {
         let inc = store.get_incident(&id2);
-        let ids = store.incident_mentions(&id2, 100);
-        let overlaps = overlapping(&*store, &id2, &others);
-        (inc, ids, overlaps)
+        // One read serves both: the first 100 ids for the answer, all for the overlaps.
+        let ids = store.incident_mentions(&id2, OVERLAP_MENTIONS);
+        let overlaps = match &ids {
+            Ok(mine) => overlapping(&*store, mine, &others),
+            Err(_) => Vec::new(),
+        };
+        (
+            inc,
+            ids.map(|mut v| {
+                v.truncate(100);
+                v
+            }),
+            overlaps,
+        )
     })
     .await?;
     let stored = stored?;
@@ -419,18 +425,16 @@ async fn get_incident(
 /// per incident.
 const OVERLAP_MENTIONS: usize = 500;
 
-/// The other open incidents of the same kind that share mentions with incident `id` — the same
-/// event seen twice (one burst read as 暴雨 and as 洪涝), which an operator merges with one
-/// click: `[{id, category, region, severity, opened_at, shared}]`, most shared first.
+/// The other open incidents of the same kind that share mentions (`mine`: an incident's
+/// mention ids) — the same event seen twice (one burst read as 暴雨 and as 洪涝), which an
+/// operator merges with one click: `[{id, category, region, severity, opened_at, shared}]`,
+/// most shared first.
 fn overlapping(
     store: &dyn crate::store::Store,
-    id: &str,
+    mine: &[String],
     others: &[std::sync::Arc<crate::incidents::Incident>],
 ) -> Vec<serde_json::Value> {
-    let Ok(mine) = store.incident_mentions(id, OVERLAP_MENTIONS) else {
-        return Vec::new();
-    };
-    let mine: std::collections::HashSet<String> = mine.into_iter().collect();
+    let mine: std::collections::HashSet<&String> = mine.iter().collect();
     if mine.is_empty() {
         return Vec::new();
     }
@@ -622,37 +626,18 @@ async fn post_mentions(
 #[cfg(test)]
 mod tests {
     use super::region_matches;
-    use crate::incidents::{Incident, IncidentKind, IncidentState};
+    use crate::incidents::{Incident, IncidentKind};
     use crate::store::{MemoryStore, Store};
     use std::sync::Arc;
 
     fn incident(id: &str, category: &str) -> Arc<Incident> {
         Arc::new(Incident {
-            id: id.into(),
-            kind: IncidentKind::Emergency,
-            category: category.into(),
-            categories: vec![category.into()],
-            region: None,
-            first_seen: 0,
-            opened_at: 0,
-            updated_at: 0,
             mentions: 5,
             authors: 5,
             rate_per_min: 1.0,
-            baseline_per_min: 0.0,
             severity: 4,
-            top_terms: Vec::new(),
-            sample_mention_ids: Vec::new(),
-            root_mention_id: None,
-            rebuttal: None,
-            state: IncidentState::Open,
-            spread: Vec::new(),
-            samples: Vec::new(),
-            official: false,
-            verified_authors: 0,
-            merged_into: None,
-            headline: None,
-            why: None,
+            categories: vec![category.into()],
+            ..Incident::new(id, IncidentKind::Emergency, category, 0)
         })
     }
 
@@ -675,7 +660,8 @@ mod tests {
         pairs.push((Arc::from("i-fire"), "m1".to_string()));
         pairs.push((Arc::from("i-quake"), "m9".to_string()));
         store.put_assignments(&pairs).expect("assign");
-        let found = super::overlapping(&store, "i-rain", &[fire, flood, quake]);
+        let mentions = |id: &str| store.incident_mentions(id, 500).expect("mentions");
+        let found = super::overlapping(&store, &mentions("i-rain"), &[fire, flood, quake]);
         let ids: Vec<(&str, u64)> = found
             .iter()
             .map(|v| {
@@ -686,7 +672,7 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, vec![("i-flood", 5), ("i-fire", 1)]);
-        assert!(super::overlapping(&store, "i-none", &[rain]).is_empty());
+        assert!(super::overlapping(&store, &mentions("i-none"), &[rain]).is_empty());
     }
 
     #[test]

@@ -381,7 +381,7 @@ impl Router {
         let region = a
             .regions
             .first()
-            .map(|i| self.rules.gazetteer.region_ref(*i).code);
+            .map(|i| self.rules.gazetteer.get(*i).code.clone());
         Routing {
             department,
             confidence: (confidence * 1000.0).round() / 1000.0,

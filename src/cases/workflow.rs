@@ -769,7 +769,7 @@ impl Cases {
                 return Some(g.to_string());
             }
             if let Some(i) = gaz.by_name(g).first() {
-                return Some(gaz.region_ref(*i).code);
+                return Some(gaz.get(*i).code.clone());
             }
         }
         routed

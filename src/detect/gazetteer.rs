@@ -56,12 +56,22 @@ pub struct RegionRef {
     pub name_en: String,
 }
 
+/// Whether the region code `filter` covers `code`: `110000` every region in province 11,
+/// `110100` every one in city 1101, a district code itself (API filters, alert rules).
+pub fn code_covers(filter: &str, code: &str) -> bool {
+    let f = filter.trim_end_matches("00");
+    !f.is_empty() && code.starts_with(f)
+}
+
 /// All regions, indexed by code and by name.
 #[derive(Debug, Clone, Default)]
 pub struct Gazetteer {
     regions: Vec<Region>,
     by_code: AHashMap<String, u32>,
     by_name: AHashMap<String, Vec<u32>>,
+    /// Per region, its English name with its province ([`Gazetteer::english_name`]), built
+    /// once: `region_ref` runs on the engine thread for every emergency mention.
+    english: Vec<String>,
 }
 
 impl Gazetteer {
@@ -76,10 +86,29 @@ impl Gazetteer {
                 }
             }
         }
+        let english = (0..regions.len())
+            .map(|i| {
+                let r = &regions[i];
+                if r.name_en.is_empty() {
+                    return String::new();
+                }
+                let mut top = i;
+                while let Some(p) = regions[top].parent {
+                    top = p as usize;
+                }
+                let province = &regions[top].name_en;
+                if top == i || province.is_empty() {
+                    r.name_en.clone()
+                } else {
+                    format!("{}, {}", r.name_en, province)
+                }
+            })
+            .collect();
         Gazetteer {
             regions,
             by_code,
             by_name,
+            english,
         }
     }
 
@@ -104,27 +133,14 @@ impl Gazetteer {
         RegionRef {
             code: r.code.clone(),
             name: r.name.clone(),
-            name_en: self.english_name(i),
+            name_en: self.english_name(i).to_string(),
         }
     }
 
     /// English name of region `i` with its province after a comma ("Haidian District,
     /// Beijing"; a province alone: "Beijing"). Empty when the gazetteer has no English name.
-    pub fn english_name(&self, i: u32) -> String {
-        let r = self.get(i);
-        if r.name_en.is_empty() {
-            return String::new();
-        }
-        let mut top = i;
-        while let Some(p) = self.get(top).parent {
-            top = p;
-        }
-        let province = &self.get(top).name_en;
-        if top == i || province.is_empty() {
-            r.name_en.clone()
-        } else {
-            format!("{}, {}", r.name_en, province)
-        }
+    pub fn english_name(&self, i: u32) -> &str {
+        self.english.get(i as usize).map_or("", String::as_str)
     }
 
     /// Index of a region by its code.

@@ -310,6 +310,46 @@ impl Event {
     }
 }
 
+impl Incident {
+    /// An open incident with nothing counted yet: `id`, `kind` and `category`, first seen, opened
+    /// and updated at `at` (ms), severity 1, no region. Hand-drafted notices and tests start
+    /// from it (`Incident { region, severity, ..Incident::new(…) }`).
+    pub fn new(
+        id: impl Into<String>,
+        kind: IncidentKind,
+        category: impl Into<String>,
+        at: i64,
+    ) -> Incident {
+        Incident {
+            id: id.into(),
+            kind,
+            category: category.into(),
+            categories: Vec::new(),
+            region: None,
+            first_seen: at,
+            opened_at: at,
+            updated_at: at,
+            mentions: 0,
+            authors: 0,
+            rate_per_min: 0.0,
+            baseline_per_min: 0.0,
+            severity: 1,
+            top_terms: Vec::new(),
+            sample_mention_ids: Vec::new(),
+            root_mention_id: None,
+            rebuttal: None,
+            state: IncidentState::Open,
+            spread: Vec::new(),
+            samples: Vec::new(),
+            official: false,
+            verified_authors: 0,
+            merged_into: None,
+            headline: None,
+            why: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -253,12 +253,10 @@ pub async fn start(
     let mail = match &cfg.smtp {
         None => false,
         Some(smtp) => {
-            let creds = match &smtp.credentials_env {
-                None => None,
-                Some(var) => Some(std::env::var(var).map_err(|_| {
-                    anyhow::anyhow!("[respond.smtp] credentials_env: {var} is not set")
-                })?),
-            };
+            let creds = secret_from_env(
+                smtp.credentials_env.as_deref(),
+                "[respond.smtp] credentials_env:",
+            )?;
             let publisher = crate::respond::publish::EmailPublisher::new(
                 &smtp.url,
                 &smtp.from,
@@ -286,19 +284,9 @@ pub async fn start(
         }
     };
     for bot in &cfg.bots {
-        let url = std::env::var(&bot.url_env).map_err(|_| {
-            anyhow::anyhow!(
-                "[[respond.bots]] {}: url_env {} is not set",
-                bot.id,
-                bot.url_env
-            )
-        })?;
-        let secret = match &bot.secret_env {
-            None => None,
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                anyhow::anyhow!("[[respond.bots]] {}: secret_env {var} is not set", bot.id)
-            })?),
-        };
+        let what = |field: &str| format!("[[respond.bots]] {}: {field}", bot.id);
+        let url = secret_from_env(Some(&bot.url_env), &what("url_env"))?.unwrap_or_default();
+        let secret = secret_from_env(bot.secret_env.as_deref(), &what("secret_env"))?;
         let id = bot.account();
         limits.add_account(
             &id,
@@ -370,6 +358,17 @@ pub async fn start(
     add_routes(cx, Some(respond.clone()));
     cx.audit = Some(respond.audit.clone());
     Ok((Handle::new("respond", tasks), Some(respond)))
+}
+
+/// The value of the environment variable `var` (a credential: never logged), `None` without
+/// one; an unset variable is an error naming `what` (the config field) and the variable.
+fn secret_from_env(var: Option<&str>, what: &str) -> anyhow::Result<Option<String>> {
+    match var {
+        None => Ok(None),
+        Some(var) => std::env::var(var)
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{what} {var} is not set")),
+    }
 }
 
 fn add_routes(cx: &mut Context, stage: Option<Arc<Respond>>) {

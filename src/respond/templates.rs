@@ -664,7 +664,11 @@ impl Templates {
                 } else {
                     english_stem(&r.name_en).to_string()
                 };
-                let full = if full.is_empty() { short.clone() } else { full };
+                let full = if full.is_empty() {
+                    short.clone()
+                } else {
+                    full.to_string()
+                };
                 Some((r.code.clone(), (full, short)))
             })
             .collect();
@@ -722,6 +726,14 @@ impl Templates {
             return Ok(String::new());
         };
         self.render_texts(t, t, incident, lang, platform, link, incident.opened_at)
+    }
+
+    /// A category's Chinese and English names (`other`: 其他 / Other; an unknown id: itself).
+    pub fn category_names<'a>(&'a self, id: &'a str) -> (&'a str, &'a str) {
+        self.categories
+            .get(id)
+            .map(|(z, e)| (z.as_str(), e.as_str()))
+            .unwrap_or((id, id))
     }
 
     /// Whether a follow-up template (update or all-clear) exists for `kind`.
@@ -795,11 +807,7 @@ impl Templates {
         link: Option<&str>,
         at: i64,
     ) -> String {
-        let (cat_zh, cat_en) = self
-            .categories
-            .get(&inc.category)
-            .map(|(z, e)| (z.as_str(), e.as_str()))
-            .unwrap_or((inc.category.as_str(), inc.category.as_str()));
+        let (cat_zh, cat_en) = self.category_names(&inc.category);
         let region = inc.region.as_ref().map(|r| r.name.as_str());
         let names_en = inc
             .region

@@ -12,7 +12,7 @@ use huiying::cases::{
     Actor, CaseState, Cases, CasesConfig, Channel, Contact, Intake, MentionOutcome, Router,
     WorkflowError,
 };
-use huiying::incidents::{Incident, IncidentKind, IncidentState};
+use huiying::incidents::{Incident, IncidentKind};
 use huiying::normalize::{Author, Mention};
 use huiying::respond::audit::AuditLog;
 use huiying::respond::outbox::{ActionKind, MemoryOutbox, OutboxStore, Priority};
@@ -657,9 +657,6 @@ fn a_return_reroutes_and_the_router_learns_the_persons_choice() {
 fn emergency(category: &str, region: &str) -> Incident {
     let g = &shipped_rules().gazetteer;
     Incident {
-        id: format!("inc-{category}"),
-        kind: IncidentKind::Emergency,
-        category: category.into(),
         categories: vec![category.into()],
         region: Some(g.region_ref(g.by_code(region).expect("region"))),
         first_seen: T0 - HOUR,
@@ -670,18 +667,12 @@ fn emergency(category: &str, region: &str) -> Incident {
         rate_per_min: 5.0,
         baseline_per_min: 0.1,
         severity: 4,
-        top_terms: Vec::new(),
-        sample_mention_ids: Vec::new(),
-        root_mention_id: None,
-        rebuttal: None,
-        state: IncidentState::Open,
-        spread: Vec::new(),
-        samples: Vec::new(),
-        official: false,
-        verified_authors: 0,
-        merged_into: None,
-        headline: None,
-        why: None,
+        ..Incident::new(
+            format!("inc-{category}"),
+            IncidentKind::Emergency,
+            category,
+            T0,
+        )
     }
 }
 

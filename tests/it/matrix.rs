@@ -5,7 +5,7 @@
 
 use super::util::rules_dir;
 use huiying::detect::RuleSet;
-use huiying::incidents::{Incident, IncidentKind, IncidentState, Rebuttal};
+use huiying::incidents::{Incident, IncidentKind, Rebuttal};
 use huiying::respond::matrix::{Matrix, Platform, TokenSource};
 use huiying::respond::templates::{
     check_length, text_len, Lang, Purpose, TemplateError, Templates, WEIBO_LIMIT,
@@ -36,9 +36,6 @@ fn incident(kind: IncidentKind, category: &str, region: Option<&str>) -> Inciden
         g.region_ref(i)
     });
     Incident {
-        id: format!("test-{category}"),
-        kind,
-        category: category.into(),
         categories: vec![category.into()],
         region,
         first_seen: OPENED_AT - 60_000,
@@ -49,18 +46,7 @@ fn incident(kind: IncidentKind, category: &str, region: Option<&str>) -> Inciden
         rate_per_min: 3.0,
         baseline_per_min: 0.01,
         severity: 3,
-        top_terms: Vec::new(),
-        sample_mention_ids: Vec::new(),
-        root_mention_id: None,
-        rebuttal: None,
-        state: IncidentState::Open,
-        spread: Vec::new(),
-        samples: Vec::new(),
-        official: false,
-        verified_authors: 0,
-        merged_into: None,
-        headline: None,
-        why: None,
+        ..Incident::new(format!("test-{category}"), kind, category, OPENED_AT)
     }
 }
 

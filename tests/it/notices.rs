@@ -38,9 +38,6 @@ fn incident(id: &str, kind: IncidentKind, category: &str, region: &str, severity
         .by_code(region)
         .unwrap_or_else(|| panic!("test region {region}"));
     Incident {
-        id: id.into(),
-        kind,
-        category: category.into(),
         categories: vec![category.into()],
         region: Some(g.region_ref(i)),
         first_seen: T0 - 60_000,
@@ -52,17 +49,7 @@ fn incident(id: &str, kind: IncidentKind, category: &str, region: &str, severity
         baseline_per_min: 0.01,
         severity,
         top_terms: vec!["爆炸".into()],
-        sample_mention_ids: Vec::new(),
-        root_mention_id: None,
-        rebuttal: None,
-        state: IncidentState::Open,
-        spread: Vec::new(),
-        samples: Vec::new(),
-        official: false,
-        verified_authors: 0,
-        merged_into: None,
-        headline: None,
-        why: None,
+        ..Incident::new(id, kind, category, T0)
     }
 }
 

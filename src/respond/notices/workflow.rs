@@ -304,14 +304,8 @@ impl Notices {
             .required_approvals(incident)
             .max(n.required_approvals);
         let back = n.state == NoticeState::Held && required > 0;
-        self.audit(
-            now_ms,
-            SYSTEM,
-            AuditAction::Other("follow".into()),
-            &n.id,
-            json!({"reason": reason, "severity": incident.severity,
-                   "required_approvals": required, "hold_cancelled": back}),
-        )?;
+        let audit = json!({"reason": reason, "severity": incident.severity,
+                           "required_approvals": required, "hold_cancelled": back});
         n.severity = incident.severity;
         n.required_approvals = required;
         if back {
@@ -325,9 +319,7 @@ impl Notices {
         } else {
             format!("{reason}; {required} approval(s) needed")
         };
-        n.record(now_ms, SYSTEM, "follow", detail);
-        self.store.put(&n)?;
-        Ok(n)
+        self.noted_by_system(n, "follow", audit, detail, now_ms)
     }
 
     /// Withdraw an incident's notices because the incident is gone (merged into `into`): every
@@ -377,20 +369,9 @@ impl Notices {
         by: Option<&str>,
         now_ms: i64,
     ) -> Result<Notice, NoticeError> {
-        self.audit(
-            now_ms,
-            SYSTEM,
-            AuditAction::Reject,
-            &n.id,
-            json!({"reason": reason, "withdrawn": true, "superseded_by": by}),
-        )?;
-        n.state = NoticeState::Rejected;
-        n.hold_until = None;
-        n.rejection = Some(reason.to_string());
         n.superseded_by = by.map(str::to_string);
-        n.record(now_ms, SYSTEM, "withdraw", reason);
-        self.store.put(&n)?;
-        Ok(n)
+        let audit = json!({"reason": reason, "withdrawn": true, "superseded_by": by});
+        self.refuse(n, SYSTEM, "withdraw", reason, audit, now_ms)
     }
 
     fn mark_stale(
@@ -400,20 +381,34 @@ impl Notices {
         by: Option<&str>,
         now_ms: i64,
     ) -> Result<Notice, NoticeError> {
-        self.audit(
-            now_ms,
-            SYSTEM,
-            AuditAction::Other("stale".into()),
-            &n.id,
-            json!({"reason": reason, "superseded_by": by}),
-        )?;
         n.stale = Some(reason.to_string());
         n.superseded_by = by.map(str::to_string);
         let detail = match by {
             Some(b) => format!("{reason}; followed by {b}"),
             None => reason.to_string(),
         };
-        n.record(now_ms, SYSTEM, "stale", detail);
+        let audit = json!({"reason": reason, "superseded_by": by});
+        self.noted_by_system(n, "stale", audit, detail, now_ms)
+    }
+
+    /// A change `system` made to `n` (already applied to it): audited as `action` first, then
+    /// recorded in its history and stored.
+    fn noted_by_system(
+        &self,
+        mut n: Notice,
+        action: &str,
+        audit: serde_json::Value,
+        detail: String,
+        now_ms: i64,
+    ) -> Result<Notice, NoticeError> {
+        self.audit(
+            now_ms,
+            SYSTEM,
+            AuditAction::Other(action.into()),
+            &n.id,
+            audit,
+        )?;
+        n.record(now_ms, SYSTEM, action, detail);
         self.store.put(&n)?;
         Ok(n)
     }
@@ -467,34 +462,17 @@ impl Notices {
             format!("n-{}", hex::encode(&d[..8]))
         };
         let incident = Incident {
-            id: draft
-                .incident_id
-                .clone()
-                .unwrap_or_else(|| format!("manual-{seq}")),
-            kind: draft.kind,
-            category: draft.category.clone(),
-            categories: Vec::new(),
             region,
-            first_seen: now_ms,
-            opened_at: now_ms,
-            updated_at: now_ms,
-            mentions: 0,
-            authors: 0,
-            rate_per_min: 0.0,
-            baseline_per_min: 0.0,
             severity: draft.severity,
-            top_terms: Vec::new(),
-            sample_mention_ids: Vec::new(),
-            root_mention_id: None,
-            rebuttal: None,
-            state: IncidentState::Open,
-            spread: Vec::new(),
-            samples: Vec::new(),
-            official: false,
-            verified_authors: 0,
-            merged_into: None,
-            headline: None,
-            why: None,
+            ..Incident::new(
+                draft
+                    .incident_id
+                    .clone()
+                    .unwrap_or_else(|| format!("manual-{seq}")),
+                draft.kind,
+                draft.category.clone(),
+                now_ms,
+            )
         };
         self.create(
             id,
@@ -826,7 +804,7 @@ impl Notices {
     ) -> Result<Notice, NoticeError> {
         check_actor(actor)?;
         let _g = self.exclusive()?;
-        let mut n = self.load(id)?;
+        let n = self.load(id)?;
         if !matches!(n.state, NoticeState::Draft | NoticeState::Held) {
             return Err(NoticeError::InvalidState {
                 id: n.id,
@@ -845,17 +823,25 @@ impl Notices {
             }
             r => r,
         };
-        self.audit(
-            now_ms,
-            actor,
-            AuditAction::Reject,
-            &n.id,
-            json!({"reason": reason}),
-        )?;
+        let audit = json!({"reason": reason});
+        self.refuse(n, actor, "reject", reason, audit, now_ms)
+    }
+
+    /// Reject `n` as `actor` (a history entry `action`, the audit record `audit` first).
+    fn refuse(
+        &self,
+        mut n: Notice,
+        actor: &str,
+        action: &str,
+        reason: &str,
+        audit: serde_json::Value,
+        now_ms: i64,
+    ) -> Result<Notice, NoticeError> {
+        self.audit(now_ms, actor, AuditAction::Reject, &n.id, audit)?;
         n.state = NoticeState::Rejected;
         n.hold_until = None;
         n.rejection = Some(reason.to_string());
-        n.record(now_ms, actor, "reject", reason);
+        n.record(now_ms, actor, action, reason);
         self.store.put(&n)?;
         Ok(n)
     }
