@@ -220,6 +220,7 @@ pub fn describe(inc: &Incident, cat_zh: &str, cat_en: &str) -> (String, String) 
     let kind_zh = match inc.kind {
         IncidentKind::Emergency => "突发",
         IncidentKind::Rumor => "谣言",
+        IncidentKind::Emerging => "新动向",
     };
     (
         format!("{kind_zh} {cat_zh} · {rz}"),

@@ -34,6 +34,16 @@ pub fn routes() -> Routes<ApiState> {
         .route("/api/audit", operator, get(audit_log))
         .route("/api/incidents/{id}/close", operator, post(close_incident))
         .route("/api/incidents/merge", operator, post(merge_incidents))
+        .route(
+            "/api/incidents/{id}/dismiss",
+            operator,
+            post(dismiss_incident),
+        )
+        .route(
+            "/api/incidents/{id}/promote",
+            operator,
+            post(promote_incident),
+        )
 }
 
 /// Pages must not be cached: a logged-out browser's back button shows nothing stale.
@@ -152,6 +162,168 @@ async fn close_incident(
         StatusCode::ACCEPTED,
         Json(json!({"incident": id, "requested": "close"})),
     ))
+}
+
+/// The open emerging incident `id`, or 404 / 422.
+fn open_emerging(
+    s: &ApiState,
+    id: &str,
+) -> Result<std::sync::Arc<crate::incidents::Incident>, ApiError> {
+    let inc = open_incident(s, id)?;
+    if inc.kind != crate::incidents::IncidentKind::Emerging {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("{id} is not an emerging incident"),
+        ));
+    }
+    Ok(inc)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DismissBody {
+    /// How long its terms stay muted (default 24, at most 720).
+    #[serde(default)]
+    mute_hours: Option<u32>,
+    /// Why (kept in the audit log).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /api/incidents/{id}/dismiss {"mute_hours"?, "reason"?}` (operator): an emerging
+/// incident is not worth following; it closes and its terms open nothing for the hours chosen.
+async fn dismiss_incident(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let b: DismissBody = if body.iter().all(u8::is_ascii_whitespace) {
+        DismissBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
+    };
+    let hours = b.mute_hours.unwrap_or(24);
+    if !(1..=720).contains(&hours) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "mute_hours: between 1 and 720",
+        ));
+    }
+    let inc = open_emerging(&s, &id)?;
+    super::audit(
+        &s,
+        &p.name,
+        "incident_dismiss",
+        json!({"incident": id, "terms": inc.top_terms, "mute_hours": hours,
+               "reason": b.reason.as_deref().map(|r| crate::truncate_chars(r, 500))}),
+    )
+    .await?;
+    send_control(
+        &s,
+        Control::Dismiss {
+            id: id.clone(),
+            mute_secs: hours * 3600,
+        },
+    )
+    .await?;
+    tracing::info!(actor = %p.name, incident = %id, "Emerging incident dismissed.");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"incident": id, "requested": "dismiss", "mute_hours": hours})),
+    ))
+}
+
+/// A change to one rules file's text: the new text and the terms it adds.
+type RulesChange = Box<
+    dyn FnOnce(&str) -> Result<(String, Vec<String>), crate::detect::rules::edit::EditError> + Send,
+>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromoteBody {
+    /// Add the terms to this category's keywords …
+    #[serde(default)]
+    category: Option<String>,
+    /// … or make them the phrases of a new known claim.
+    #[serde(default)]
+    claim: Option<crate::detect::rules::edit::NewClaim>,
+    /// The terms (default: the incident's top terms).
+    #[serde(default)]
+    terms: Option<Vec<String>>,
+}
+
+/// `POST /api/incidents/{id}/promote {"category"} | {"claim": {…}}, "terms"?` (operator): the
+/// emerging incident's terms become keywords of a category or the phrases of a known claim.
+/// The rules file is changed only when the whole rules directory still loads with it; the
+/// change is audited, then put in force (the emerging incident merges into the rule incident
+/// that opens on its mentions).
+async fn promote_incident(
+    State(s): State<ApiState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    use crate::detect::rules::edit::{self, EditError};
+    let b: PromoteBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
+    let inc = open_emerging(&s, &id)?;
+    let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
+    let terms = edit::clean_terms(b.terms.as_ref().unwrap_or(&inc.top_terms))
+        .map_err(|e| invalid(format!("terms: {e}")))?;
+    let note = format!(
+        "由新动向事件 {id} 提升 / promoted from emerging incident {id} by {} at {}",
+        p.name,
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    );
+    let dir = s.rules_dir.clone();
+    let (file, change): (&'static str, RulesChange) = match (b.category, b.claim) {
+        (Some(c), None) => (
+            "categories.toml",
+            Box::new(move |src: &str| edit::add_keywords(src, &c, &terms, &note)),
+        ),
+        (None, Some(claim)) => (
+            "claims.toml",
+            Box::new(move |src: &str| {
+                Ok((edit::add_claim(src, &claim, &terms, &note), terms.clone()))
+            }),
+        ),
+        _ => {
+            return Err(invalid(
+                "give either `category` or `claim`, not both".into(),
+            ))
+        }
+    };
+    let rules = s.rules.clone();
+    let log = s.audit.clone();
+    let who = p.name.clone();
+    let iid = id.clone();
+    tokio::task::spawn_blocking(move || {
+        let src = std::fs::read_to_string(dir.join(file))
+            .map_err(|e| invalid(format!("{}: {e}", dir.join(file).display())))?;
+        let (text, added) = change(&src).map_err(|e| invalid(e.to_string()))?;
+        let normalizer = crate::normalize::Normalizer::new();
+        let io = |e: EditError| match e {
+            EditError::Io(e) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "io",
+                format!("{}: {e}", dir.join(file).display()),
+            ),
+            other => invalid(other.to_string()),
+        };
+        let rs = edit::check(&dir, file, &text, &normalizer).map_err(io)?;
+        // Audit first: the change is written and in force only once its record is.
+        let detail = json!({"incident": iid, "file": file, "terms": added});
+        crate::api::audit_blocking(log.as_ref(), &who, "incident_promote", detail)?;
+        edit::write(&dir, file, &text).map_err(io)?;
+        crate::detect::reload::install(&rules, rs, &dir);
+        tracing::info!(actor = %who, incident = %iid, file, "Emerging incident promoted into the rules.");
+        Ok(Json(json!({"incident": iid, "file": file, "added": added, "reloaded": true})))
+    })
+    .await?
 }
 
 #[derive(Debug, Deserialize)]

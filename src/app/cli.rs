@@ -330,6 +330,10 @@ enum EvalCmd {
         /// Analysis worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
+        /// Leave every category's keywords out of the rules: what the emerging detector
+        /// finds when no rule names the crisis.
+        #[arg(long)]
+        without_categories: bool,
     },
 }
 
@@ -714,9 +718,16 @@ fn eval(cmd: EvalCmd) -> anyhow::Result<std::process::ExitCode> {
             rules,
             json,
             workers,
+            without_categories,
         } => {
             let rules = rules.unwrap_or_else(default_rules_dir);
-            let r = super::eval::bursts::eval(&file, &rules, workers, &mut std::io::stderr())?;
+            let r = super::eval::bursts::eval(
+                &file,
+                &rules,
+                without_categories,
+                workers,
+                &mut std::io::stderr(),
+            )?;
             if json {
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&r)?)?;
             } else {

@@ -1,5 +1,6 @@
 //! The one-shot commands: `rules check|test`, `audit verify|export`, `user add`, `token create`.
 
+use crate::detect::rules::LoadOptions;
 use crate::detect::{Analyzer, RuleSet};
 use crate::feeds::jsonl::{read_batches, Speed};
 use crate::ingest::Item;
@@ -39,7 +40,17 @@ pub fn user_add(
 }
 
 pub fn load_rules(dir: &Path, analyzer: &Analyzer) -> anyhow::Result<RuleSet> {
-    RuleSet::load(dir, &analyzer.normalizer).map_err(|e| anyhow::anyhow!("invalid rules:\n{e}"))
+    load_rules_with(dir, analyzer, LoadOptions::default())
+}
+
+/// [`load_rules`] with options.
+pub fn load_rules_with(
+    dir: &Path,
+    analyzer: &Analyzer,
+    opts: LoadOptions,
+) -> anyhow::Result<RuleSet> {
+    RuleSet::load_with(dir, &analyzer.normalizer, opts)
+        .map_err(|e| anyhow::anyhow!("invalid rules:\n{e}"))
 }
 
 pub fn rules_test(dir: &Path, file: &Path) -> anyhow::Result<()> {

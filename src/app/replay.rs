@@ -1,7 +1,6 @@
 //! `huiying replay`: a JSON Lines file through the same pipeline as the service, events as JSON
 //! lines on stdout in event-time order (byte-identical on every run without a Redis store).
 
-use super::commands::load_rules;
 use super::service::open_store;
 use crate::config::Config;
 use crate::detect::reload::SharedRules;
@@ -39,8 +38,8 @@ pub struct ReplaySummary {
     pub rejected: std::collections::BTreeMap<&'static str, u64>,
     /// Duplicates dropped.
     pub duplicates: u64,
-    /// Incidents opened: emergency, rumor.
-    pub opened: [u64; 2],
+    /// Incidents opened: emergency, rumor, emerging.
+    pub opened: [u64; 3],
     /// Incidents closed.
     pub closed: u64,
     /// Wall time.
@@ -64,8 +63,8 @@ impl std::fmt::Display for ReplaySummary {
         writeln!(f, "  duplicates:        {}", self.duplicates)?;
         writeln!(
             f,
-            "  incidents opened:  emergency={} rumor={}",
-            self.opened[0], self.opened[1]
+            "  incidents opened:  emergency={} rumor={} emerging={}",
+            self.opened[0], self.opened[1], self.opened[2]
         )?;
         writeln!(f, "  incidents closed:  {}", self.closed)?;
         writeln!(f, "  wall time:         {:.3} s", self.wall.as_secs_f64())?;
@@ -220,8 +219,17 @@ pub fn replay_into<W: Write + Send + 'static>(
         with_assign: emit == Emit::Assignments,
     };
     let input = open_input(file)?;
-    let (summary, mut sink) =
-        replay_events(input, file, rules_dir, speed, workers, store, sink, diag)?;
+    let (summary, mut sink) = replay_events(
+        input,
+        file,
+        rules_dir,
+        Default::default(),
+        speed,
+        workers,
+        store,
+        sink,
+        diag,
+    )?;
     sink.out.flush().context("writing events")?;
     Ok(summary)
 }
@@ -261,6 +269,7 @@ pub fn replay_events<S: EventSink>(
     input: Box<dyn std::io::BufRead + Send>,
     file: &Path,
     rules_dir: &Path,
+    opts: crate::detect::rules::LoadOptions,
     speed: Speed,
     workers: Option<usize>,
     store: Option<ReplayStore>,
@@ -287,7 +296,9 @@ pub fn replay_events<S: EventSink>(
         b.store_tx = tx;
     }
     let analyzer = Arc::new(Analyzer::new());
-    let rules: SharedRules = Arc::new(ArcSwap::from_pointee(load_rules(rules_dir, &analyzer)?));
+    let rules: SharedRules = Arc::new(ArcSwap::from_pointee(super::commands::load_rules_with(
+        rules_dir, &analyzer, opts,
+    )?));
     let mut cfg = PipelineConfig::default();
     if let Some(w) = workers {
         cfg.workers = w.max(1);

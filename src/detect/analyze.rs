@@ -56,6 +56,11 @@ pub struct Analysis {
     pub sketch: Option<Box<Sketch>>,
     /// What the post brings to a cascade's rumor score (only with a rumor model).
     pub signals: Option<PostSignals>,
+    /// Every term of the post, for the emerging-incident detector (when it is on): hashes
+    /// with their place in `text`.
+    pub emerging: Vec<super::emerging::Term>,
+    /// The normalised text `emerging` points into (empty when it is off).
+    pub text: String,
 }
 
 impl Analysis {
@@ -214,6 +219,10 @@ impl Analyzer {
                 });
                 a.sketch = sketch(&text, cues).map(Box::new);
             }
+        }
+        if rules.settings.emerging.enabled {
+            a.emerging = super::emerging::terms(&text);
+            a.text = text.into_owned();
         }
         a
     }

@@ -6,6 +6,8 @@
 //!   matrix, templates, load-test scenarios).
 //! - `analyze.rs`: the pure per-mention [`Analyzer`] (one automaton pass, regions, terms).
 //! - `gazetteer.rs`: regions and the resolution of ambiguous names.
+//! - `emerging.rs`: the terms of every mention and the count-min sketch of their counts
+//!   (emerging incidents: bursts no rule names).
 //! - `sketch.rs`: MinHash sketches of a post's character bigrams (near-duplicate copies of a claim).
 //! - `spike.rs`: bucketed author windows, the EWMA baseline and the Poisson tail.
 //! - `rumor_model/`: the trained rumor scorer (features, model file, training).
@@ -13,6 +15,7 @@
 
 pub mod analyze;
 pub mod diagnostics;
+pub mod emerging;
 pub mod gazetteer;
 pub mod reload;
 pub mod rules;

@@ -78,18 +78,8 @@ mod tests {
 
     fn reply(text: &str, to: &str) -> Mention {
         Mention {
-            id: format!("m-{text}"),
-            ts: 1,
-            text: text.into(),
-            author: None,
-            repost_of: None,
             reply_to: Some(to.into()),
-            region: None,
-            lang: None,
-            source: None,
-            official: false,
-            to: None,
-            thread: None,
+            ..Mention::new(format!("m-{text}"), 1, text)
         }
     }
 

@@ -60,18 +60,8 @@ pub fn public_service(text: &str, words: &[String], analyzer: &Analyzer, rules: 
         return true;
     }
     let m = Mention {
-        id: String::new(),
-        ts: 0,
-        text: text.to_string(),
-        author: None,
-        repost_of: None,
-        reply_to: None,
-        region: None,
-        lang: None,
-        source: None,
         official: true,
-        to: None,
-        thread: None,
+        ..Mention::new(String::new(), 0, text)
     };
     let a = analyzer.analyze(rules, &m);
     !a.categories.is_empty() || !a.claims.is_empty() || !a.requests.is_empty()

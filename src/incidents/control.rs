@@ -16,4 +16,12 @@ pub enum Control {
         /// The incident that is absorbed and closed.
         from: String,
     },
+    /// Close an open emerging incident as not worth following: its terms are muted for
+    /// `mute_secs` of event time (they open nothing meanwhile).
+    Dismiss {
+        /// The incident.
+        id: String,
+        /// How long its terms stay muted.
+        mute_secs: u32,
+    },
 }

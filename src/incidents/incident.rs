@@ -14,6 +14,8 @@ pub enum IncidentKind {
     Emergency,
     /// A claim spreading and being questioned, or a known debunked claim.
     Rumor,
+    /// A burst of terms no rule names (category `emerging`).
+    Emerging,
 }
 
 impl IncidentKind {
@@ -22,6 +24,7 @@ impl IncidentKind {
         match self {
             IncidentKind::Emergency => "emergency",
             IncidentKind::Rumor => "rumor",
+            IncidentKind::Emerging => "emerging",
         }
     }
 }

@@ -68,6 +68,25 @@ pub struct Mention {
 }
 
 impl Mention {
+    /// A mention of `text` with only an id and a time (no author, place or thread): what a
+    /// probe of the analysis or a mention known only by its id is.
+    pub fn new(id: impl Into<String>, ts: i64, text: impl Into<String>) -> Self {
+        Mention {
+            id: id.into(),
+            ts,
+            text: text.into(),
+            author: None,
+            repost_of: None,
+            reply_to: None,
+            region: None,
+            lang: None,
+            source: None,
+            official: false,
+            to: None,
+            thread: None,
+        }
+    }
+
     /// A 64-bit key for the author; a mention without author is an author of its own.
     pub fn author_key(&self) -> u64 {
         match &self.author {

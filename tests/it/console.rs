@@ -2217,3 +2217,227 @@ fn no_label_is_defined_twice_in_the_console_or_the_wall() {
         );
     }
 }
+
+/// POST `ms` as the feeder.
+async fn feed(s: &Secured, ms: Vec<Value>) {
+    for chunk in ms.chunks(200) {
+        let a = call(
+            s.svc.addr,
+            "POST",
+            "/api/mentions",
+            &s.ingest_token,
+            &Value::Array(chunk.to_vec()),
+        )
+        .await;
+        assert_eq!(a.status, 202, "{}", a.body);
+    }
+}
+
+/// 16 posts of `text(i)` by distinct authors over the last minute: an emerging incident on the
+/// stream (the service's rules learn no baseline first: `warmup_secs = 0`).
+async fn emerging_burst(
+    s: &Secured,
+    ws: &mut util::Ws,
+    tag: &str,
+    text: impl Fn(usize) -> String,
+) -> Value {
+    let now = util::now_ms();
+    let ms = (0..16)
+        .map(|i| {
+            util::mention(
+                &format!("{tag}-{i}"),
+                &format!("{tag}-author-{i}"),
+                &text(i),
+                now - 60_000 + i as i64 * 3_000,
+            )
+        })
+        .collect();
+    feed(s, ms).await;
+    util::next_event(ws, &format!("the emerging incident {tag}"), |v| {
+        v["event"] == "incident.opened" && v["incident"]["kind"] == "emerging"
+    })
+    .await["incident"]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_dismisses_or_promotes_an_emerging_incident_and_both_are_audited() {
+    // A live service learns baselines for `warmup_secs` from its first tick before anything
+    // opens (feeds cannot post ahead of the clock): here it opens at once.
+    let s = secured_with(false, |c| {
+        let f = c.rules.join("detection.toml");
+        let t = std::fs::read_to_string(&f).expect("detection.toml");
+        assert!(t.contains("warmup_secs = 1800"));
+        std::fs::write(&f, t.replace("warmup_secs = 1800", "warmup_secs = 0")).expect("write");
+    })
+    .await;
+    let addr = s.svc.addr;
+    let rules = s._dir.path().join("rules");
+    let mut ws = viewer_stream(&s).await;
+    let inc = emerging_burst(&s, &mut ws, "meteor", |i| {
+        format!("天上划过一颗陨石，亮得吓人，编号{i}")
+    })
+    .await;
+    let id = inc["id"].as_str().expect("id").to_string();
+    assert_eq!(inc["category"], "emerging");
+    assert!(inc["top_terms"].to_string().contains("陨石"), "{inc}");
+    let listed = call(
+        addr,
+        "GET",
+        "/api/incidents?kind=emerging",
+        &s.viewer_token,
+        &json!({}),
+    )
+    .await;
+    assert!(listed.body.contains(&id), "{}", listed.body);
+
+    // Dismiss: operators only, a sane mute, emerging incidents only.
+    let dismiss = format!("/api/incidents/{id}/dismiss");
+    let a = call(addr, "POST", &dismiss, &s.viewer_token, &json!({})).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = call(
+        addr,
+        "POST",
+        &dismiss,
+        &s.bob_token,
+        &json!({"mute_hours": 0}),
+    )
+    .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    let a = call(addr, "POST", &dismiss, &s.bob_token, &json!({"mute": 3})).await;
+    assert_eq!(a.status, 400, "unknown field: {}", a.body);
+    let a = call(
+        addr,
+        "POST",
+        &dismiss,
+        &s.bob_token,
+        &json!({"mute_hours": 12, "reason": "天文现象，已有气象台说明"}),
+    )
+    .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    util::next_event(&mut ws, "the dismissed incident closes", |v| {
+        v["event"] == "incident.closed" && v["incident"]["id"] == id
+    })
+    .await;
+    let audit = json_of(&call(addr, "GET", "/api/audit", &s.bob_token, &json!({})).await);
+    let rec = audit["records"]
+        .as_array()
+        .and_then(|r| {
+            r.iter()
+                .find(|r| r["action"] == "incident_dismiss")
+                .cloned()
+        })
+        .expect("dismissal audited");
+    assert_eq!(rec["actor"], "bob");
+    assert_eq!(rec["detail"]["mute_hours"], 12, "{rec}");
+
+    // Promote another one into a category: checked, written, audited, in force.
+    let inc = emerging_burst(&s, &mut ws, "sink", |i| {
+        format!("河边步道出现天坑，深不见底，第{i}个")
+    })
+    .await;
+    let id = inc["id"].as_str().expect("id").to_string();
+    let promote = format!("/api/incidents/{id}/promote");
+    let before = std::fs::read_to_string(rules.join("categories.toml")).expect("categories");
+    let claims_before = std::fs::read_to_string(rules.join("claims.toml")).expect("claims");
+    let a = call(
+        addr,
+        "POST",
+        &promote,
+        &s.viewer_token,
+        &json!({"category": "collapse"}),
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let claim = json!({"id": "sinkhole-hoax", "category": "no-such-category", "rebuttal_zh": "不实",
+                       "rebuttal_en": "false", "link": "https://www.piyao.org.cn/"});
+    for (body, why) in [
+        (json!({"category": "collapse", "claim": claim}), "both"),
+        (json!({}), "neither"),
+        (
+            json!({"category": "meteor", "terms": ["天坑"]}),
+            "unknown category",
+        ),
+        (
+            json!({"claim": claim, "terms": ["天坑"]}),
+            "a claim of an unknown category does not load",
+        ),
+        (
+            json!({"category": "collapse", "terms": ["\u{7}"]}),
+            "a control character",
+        ),
+    ] {
+        let a = call(addr, "POST", &promote, &s.bob_token, &body).await;
+        assert_eq!(a.status, 422, "{why}: {}", a.body);
+    }
+    assert_eq!(
+        std::fs::read_to_string(rules.join("categories.toml")).expect("c"),
+        before
+    );
+    assert_eq!(
+        std::fs::read_to_string(rules.join("claims.toml")).expect("c"),
+        claims_before
+    );
+    let a = call(
+        addr,
+        "POST",
+        &promote,
+        &s.bob_token,
+        &json!({"category": "collapse", "terms": ["天坑", "Ground Swallowed", "sinkhole"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(json_of(&a)["added"], json!(["天坑", "ground swallowed"]));
+    let after = std::fs::read_to_string(rules.join("categories.toml")).expect("categories");
+    let collapse = &after[after.find("id = \"collapse\"").expect("collapse")..];
+    assert!(collapse.contains(&format!("promoted from emerging incident {id} by bob")));
+    assert!(
+        collapse.contains("\"天坑\", \"ground swallowed\","),
+        "{}",
+        &collapse[..400]
+    );
+    let audit = json_of(&call(addr, "GET", "/api/audit", &s.bob_token, &json!({})).await);
+    let rec = audit["records"]
+        .as_array()
+        .and_then(|r| {
+            r.iter()
+                .find(|r| r["action"] == "incident_promote")
+                .cloned()
+        })
+        .expect("promotion audited");
+    assert_eq!(
+        rec["detail"]["terms"],
+        json!(["天坑", "ground swallowed"]),
+        "{rec}"
+    );
+    // In force: the next sinkhole posts in 海淀区 count for the collapse category.
+    let now = util::now_ms();
+    let ms: Vec<Value> = (0..8)
+        .map(|i| {
+            util::mention(
+                &format!("after-{i}"),
+                &format!("after-author-{i}"),
+                "北京海淀区路口出现天坑",
+                now,
+            )
+        })
+        .collect();
+    feed(&s, ms).await;
+    util::next_event(
+        &mut ws,
+        "a collapse incident from the promoted keyword",
+        |v| v["event"] == "incident.opened" && v["incident"]["category"] == "collapse",
+    )
+    .await;
+    // Promoting the same terms again adds nothing: refused.
+    let a = call(
+        addr,
+        "POST",
+        &promote,
+        &s.bob_token,
+        &json!({"category": "collapse", "terms": ["天坑"]}),
+    )
+    .await;
+    assert!(a.status == 422 || a.status == 404, "{}", a.body);
+    util::stop(s.svc).await;
+}

@@ -71,8 +71,14 @@ fn labels_never_reach_the_engine_and_bad_lines_are_named_and_skipped() {
 #[test]
 fn a_chinese_flood_burst_is_detected_and_off_topic_hits_are_counted() {
     let mut diag = Vec::new();
-    let r = bursts::eval(&data("eval/bursts.jsonl"), &rules_dir(), Some(2), &mut diag)
-        .expect("eval runs");
+    let r = bursts::eval(
+        &data("eval/bursts.jsonl"),
+        &rules_dir(),
+        false,
+        Some(2),
+        &mut diag,
+    )
+    .expect("eval runs");
     assert_eq!(r.events.len(), 1);
     let e = &r.events[0];
     assert_eq!(

@@ -892,18 +892,8 @@ endpoint = "{base}"
     .enumerate()
     .map(|(i, (text, verdict))| {
         let m = huiying::normalize::Mention {
-            id: format!("reply-{i}"),
-            ts: now,
-            text: (*text).into(),
-            author: None,
-            repost_of: None,
             reply_to: Some(format!("mastodon:fake:{warn}")),
-            region: None,
-            lang: None,
-            source: None,
-            official: false,
-            to: None,
-            thread: None,
+            ..huiying::normalize::Mention::new(format!("reply-{i}"), now, *text)
         };
         let index = huiying::evaluation::replies::post_index(&store).expect("index");
         let r = huiying::evaluation::replies::read(&m, &index).expect("a reply to its post");

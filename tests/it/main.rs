@@ -15,6 +15,7 @@ mod dispatch;
 mod distributed_publish;
 mod distributed_store;
 mod email;
+mod emerging;
 mod eval;
 mod evaluation;
 mod fuzz;

@@ -22,6 +22,8 @@ const T = {
     users_tokens: "用户与令牌", name: "名称", role: "角色", create_token: "创建令牌",
     reload_rules: "重新加载规则", reload_users: "重新加载用户文件", open: "查看",
     close_incident: "关闭事件", merge_into: "并入事件", samples: "样本", terms: "关键词",
+    emerging: "新动向", dismiss: "忽略并静默", mute_hours: "静默小时数", dismissed: "已忽略",
+    promote_to: "提升为类别关键词", promote_help: "类别编号，如 collapse", promoted: "已写入规则",
     two_person: "需两名不同值班员批准（双人规则）", one_person: "需一名值班员批准",
     approved_by: "已批准", edit: "修改文本", save: "保存", revoke: "吊销",
     token_once: "新令牌（只显示这一次）：", chars: "字", lead: "首发", co: "同步发布",
@@ -94,6 +96,8 @@ const T = {
     users_tokens: "Users and tokens", name: "Name", role: "Role", create_token: "Create token",
     reload_rules: "Reload rules", reload_users: "Reload users file", open: "Open",
     close_incident: "Close incident", merge_into: "Merge into", samples: "Samples",
+    emerging: "Emerging", dismiss: "Dismiss and mute", mute_hours: "hours muted", dismissed: "Dismissed",
+    promote_to: "Promote to category keywords", promote_help: "category id, e.g. collapse", promoted: "Written into the rules",
     terms: "Terms", two_person: "Needs two different operators (two-person rule)",
     one_person: "Needs one operator", approved_by: "Approved by", edit: "Edit text",
     save: "Save", revoke: "Revoke", token_once: "New token (shown only once):", chars: "chars",
@@ -488,7 +492,33 @@ function whyLine(i) {
   return el("p", { class: "why" }, `${t("why_flagged")}: ${parts.join(" · ")}`);
 }
 
+// Dismiss (its terms muted for the hours given) or promote (its terms become a category's
+// keywords in rules/, checked and audited by the server) an emerging incident.
+function emergingActions(i, box) {
+  const id = encodeURIComponent(i.id);
+  const hours = el("input", { id: "mute-hours", type: "number", min: "1", max: "720", value: "24", size: "4",
+    title: t("mute_hours"), "aria-label": t("mute_hours") });
+  const cat = el("input", { id: "promote-category", size: "14", placeholder: t("promote_help") });
+  return el("div", { class: "actions emerging-actions" },
+    hours,
+    el("button", { type: "button", id: "dismiss-incident",
+      onclick: () => act(async () => {
+        await api("POST", `/api/incidents/${id}/dismiss`, { mute_hours: Number(hours.value) });
+        toast(t("dismissed"));
+        box.hidden = true;
+        await loadIncidents();
+      }) }, t("dismiss")),
+    cat,
+    el("button", { type: "button", id: "promote-incident",
+      onclick: () => act(async () => {
+        const r = await api("POST", `/api/incidents/${id}/promote`, { category: cat.value.trim() });
+        toast(`${t("promoted")}: ${(r.added || []).join("、")}`);
+      }) }, t("promote_to")));
+}
+
 function categoryLabel(i) {
+  // An emerging incident names no category: its terms say what it is.
+  if (i.kind === "emerging") return (i.top_terms || []).slice(0, 3).join(" · ");
   const more = (i.categories || []).filter((c) => c !== i.category);
   return more.length ? `${catName(i.category)} (+${more.map(catName).join(", ")})` : catName(i.category);
 }
@@ -553,6 +583,7 @@ async function openIncident(id) {
           box.hidden = true;
           await loadIncidents();
         }) }, t("merge_into"))) : null,
+    operator && i.kind === "emerging" && i.state === "open" ? emergingActions(i, box) : null,
     overlaps.length ? el("div", { class: "overlaps" }, el("h3", {}, t("overlaps")), el("ul", {}, ...overlaps)) : null,
     el("h3", {}, t("its_notices")),
     noticeRows.length ? el("ul", { id: "incident-notices" }, ...noticeRows) : el("p", { class: "muted" }, t("no_notices")),

@@ -14,7 +14,7 @@ const I18N = {
     title: "态势墙", rate: "全网提及 / 分钟", open: "活跃事件", updated: "最后更新",
     stale: "数据中断", authNeeded: "需要登录", incidents: "活跃事件", bySeverity: "按严重程度排序", none: "暂无活跃事件",
     map: "各省活跃事件", rumors: "谣言监测", noRumors: "暂无传播中的谣言", fanout: "通报发布",
-    noNotices: "暂无通报", feeds: "数据源", emergency: "突发", rumor: "谣言",
+    noNotices: "暂无通报", feeds: "数据源", emergency: "突发", rumor: "谣言", emerging: "新动向",
     authors: "人", mentions: "条", perMin: "条/分", more: (n) => `另有 ${n} 起`,
     age: (m) => (m < 1 ? "刚刚" : m < 60 ? `${m} 分钟` : `${Math.floor(m / 60)} 小时 ${m % 60} 分`),
     other: "其他", claim: (t) => `网传「${t}」`, quote: (t) => `「${t}」`, colon: "：", rebuttal: "辟谣",
@@ -23,7 +23,7 @@ const I18N = {
     why: "为何标记", whyKnown: "与已辟谣说法相同", whySpreading: (n) => `${n} 条催促扩散`,
     whyEnquiry: (n) => `${n} 条求证`, whyCorrection: (n) => `${n} 条质疑为假`,
     whyCascade: (n) => `转发链 ${n} 条`, whyScored: "模型评分高", lastMin: "条/近1分钟",
-    split: (e, r) => `突发 ${e} · 谣言 ${r}`, sev: (s) => `${s} 级`,
+    split: (e, r, g) => `突发 ${e} · 谣言 ${r}` + (g ? ` · 新动向 ${g}` : ""), sev: (s) => `${s} 级`,
     legend: ["1 级", "2 级", "3 级", "4 级", "5 级"], noRegion: "未定位",
     rebutWho: "待值班员审批", rebutDraftWho: "待值班员起草辟谣", rumorAge: (m) => `已传播 ${m} 分钟`, openPage: "打开 ↗",
     rebutNone: "未辟谣", rebutDraft: "辟谣待审批", rebutRun: "辟谣发布中", rebutDone: "已辟谣",
@@ -52,7 +52,7 @@ const I18N = {
     stale: "STALE", authNeeded: "LOGIN NEEDED", incidents: "Active incidents", bySeverity: "by severity", none: "No active incidents",
     map: "Active incidents by province", rumors: "Rumor watch", noRumors: "No rumor spreading",
     fanout: "Notice fan-out", noNotices: "No notices", feeds: "Feeds", emergency: "Emergency",
-    rumor: "Rumor", authors: "authors", mentions: "posts", perMin: "/min",
+    rumor: "Rumor", emerging: "Emerging", authors: "authors", mentions: "posts", perMin: "/min",
     more: (n) => `${n} more`,
     age: (m) => (m < 1 ? "just now" : m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`),
     other: "Other", claim: (t) => `Claim: "${t}"`, quote: (t) => `"${t}"`, colon: ": ", rebuttal: "Rebuttal",
@@ -61,7 +61,7 @@ const I18N = {
     why: "Flagged for", whyKnown: "matches a debunked claim", whySpreading: (n) => `${n} urging to share`,
     whyEnquiry: (n) => `${n} asking if true`, whyCorrection: (n) => `${n} calling it false`,
     whyCascade: (n) => `cascade of ${n}`, whyScored: "scorer", lastMin: "in the last min",
-    split: (e, r) => `${e} emergency · ${r} rumor`, sev: (s) => `sev ${s}`,
+    split: (e, r, g) => `${e} emergency · ${r} rumor` + (g ? ` · ${g} emerging` : ""), sev: (s) => `sev ${s}`,
     legend: ["sev 1", "sev 2", "sev 3", "sev 4", "sev 5"], noRegion: "no region",
     rebutWho: "operators: approve", rebutDraftWho: "operators: draft a rebuttal", rumorAge: (m) => `spreading ${m} min`, openPage: "open ↗",
     rebutNone: "Not rebutted", rebutDraft: "Rebuttal awaiting approval", rebutRun: "Rebuttal publishing",
@@ -210,6 +210,9 @@ function newSpark(cls) {
 
 const catName = (id) => (state.categories[id] ? state.categories[id][lang] : id === "other" ? T.other : id);
 
+// An emerging incident: the terms that burst (no category names it).
+const emergingGist = (inc) => `${T.emerging}：${(inc.top_terms || []).slice(0, 3).join(" · ")}`;
+
 // What a rumor claims: its first post as people wrote it (trimmed by the engine at a word
 // boundary), else its most frequent terms (never the rebuttal, which says the opposite).
 function claimGist(inc) {
@@ -304,7 +307,11 @@ function renderIncidents(now) {
     li.append(el("div", "sev", String(inc.severity)));
     const body = el("div", "body");
     const title = el("div", "title");
-    if (inc.kind === "rumor") {
+    if (inc.kind === "emerging") {
+      // No rule names it: the words that burst say what it is.
+      title.append(el("span", "cat", emergingGist(inc)));
+      if (inc.region) title.append(el("span", "region", regionLabel(inc.region)));
+    } else if (inc.kind === "rumor") {
       title.append(el("span", "cat", claimGist(inc)));
       if (inc.region) title.append(el("span", "region", regionLabel(inc.region)));
     } else {
@@ -339,8 +346,9 @@ function renderIncidents(now) {
     $("incidents-more").textContent = n + hidden > 0 ? T.more(n + hidden) : "";
   });
   const e = all.filter((i) => i.kind === "emergency").length;
+  const r = all.filter((i) => i.kind === "rumor").length;
   $("open-count").textContent = String(all.length);
-  $("open-split").textContent = T.split(e, all.length - e);
+  $("open-split").textContent = T.split(e, r, all.length - e - r);
 }
 
 // Shrink a tile's name until it fits its tile (never below 55 %); only when the tile size
@@ -373,7 +381,9 @@ function renderTimeline() {
   }
   box.hidden = false;
   const cats = [inc.category, ...(inc.categories || []).filter((c) => c !== inc.category)];
-  const what = inc.kind === "rumor" ? claimGist(inc) : `${cats.map(catName).join(" · ")} · ${regionLabel(inc.region)}`;
+  const what = inc.kind === "rumor" ? claimGist(inc)
+    : inc.kind === "emerging" ? emergingGist(inc)
+    : `${cats.map(catName).join(" · ")} · ${regionLabel(inc.region)}`;
   const steps = [
     ["opened", tl.opened_at], ["drafted", tl.drafted_at], ["approved", tl.approved_at],
     ["firstPost", tl.first_post_at], ["lastPost", tl.last_post_at],

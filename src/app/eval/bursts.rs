@@ -35,6 +35,10 @@ pub struct BurstEvent {
     pub delay_secs: Option<f64>,
     /// The emergency incidents mapped to it: (id, category).
     pub incidents: Vec<(String, String)>,
+    /// Whether an emerging incident (a burst no rule names) maps to it.
+    pub emerging: bool,
+    /// Seconds from its first post to the first mapped emerging incident's opening.
+    pub emerging_delay_secs: Option<f64>,
 }
 
 /// An emergency incident made mostly of background or off-topic posts.
@@ -96,6 +100,26 @@ pub struct BurstReport {
     pub off_topic_rate: f64,
     /// Events with more than one emergency incident.
     pub split_events: Vec<String>,
+    /// Every category's keywords were left out of the rules (`--without-categories`).
+    pub without_categories: bool,
+    /// Emerging incidents opened.
+    pub emerging_incidents: usize,
+    /// Of which merged into a rule incident (one incident per event: not counted below).
+    pub emerging_merged: usize,
+    /// Events an emerging incident maps to.
+    pub emerging_recall: Recall,
+    /// English (CrisisLex) events an emerging incident maps to.
+    pub emerging_recall_en: Recall,
+    /// Chinese events an emerging incident maps to.
+    pub emerging_recall_zh: Recall,
+    /// Events an emerging incident maps to within 5 minutes of their first post.
+    pub emerging_within_5_min: usize,
+    /// Median delay (s) of the emerging incidents over the events they map to.
+    pub emerging_median_delay_secs: Option<f64>,
+    /// Emerging incidents made mostly of background or off-topic posts.
+    pub emerging_false_alarms: Vec<FalseAlarm>,
+    /// Those per 10 h of background.
+    pub emerging_false_alarms_per_10h: f64,
     /// Per injected event, in id order.
     pub events: Vec<BurstEvent>,
 }
@@ -104,13 +128,18 @@ pub struct BurstReport {
 pub fn eval(
     file: &Path,
     rules_dir: &Path,
+    without_categories: bool,
     workers: Option<usize>,
     diag: &mut (dyn Write + Send),
 ) -> anyhow::Result<BurstReport> {
     let l = Labelled::read_reporting(file, diag)?;
-    let (off_topic, off_topic_with_category) = off_topic_rate(&l, rules_dir)?;
-    let run = Replayed::run(&l, file, rules_dir, workers, diag)?;
+    let opts = crate::detect::rules::LoadOptions {
+        without_category_keywords: without_categories,
+    };
+    let (off_topic, off_topic_with_category) = off_topic_rate(&l, rules_dir, opts)?;
+    let run = Replayed::run(&l, file, rules_dir, opts, workers, diag)?;
     let mut r = score(file, &l, &run);
+    r.without_categories = without_categories;
     r.off_topic = off_topic;
     r.off_topic_with_category = off_topic_with_category;
     r.off_topic_rate = ratio(off_topic_with_category, off_topic);
@@ -118,9 +147,13 @@ pub fn eval(
 }
 
 /// Off-topic posts, and those the pure per-mention analysis gives any category.
-fn off_topic_rate(l: &Labelled, rules_dir: &Path) -> anyhow::Result<(usize, usize)> {
+fn off_topic_rate(
+    l: &Labelled,
+    rules_dir: &Path,
+    opts: crate::detect::rules::LoadOptions,
+) -> anyhow::Result<(usize, usize)> {
     let analyzer = Analyzer::new();
-    let rules = super::super::commands::load_rules(rules_dir, &analyzer)?;
+    let rules = super::super::commands::load_rules_with(rules_dir, &analyzer, opts)?;
     let (mut n, mut hit) = (0, 0);
     for r in l.records.iter().filter(|r| r.label == OFF_TOPIC) {
         let Ok(m) = crate::normalize::parse_mention(l.mention_bytes(r)) else {
@@ -169,14 +202,154 @@ fn score(file: &Path, l: &Labelled, run: &Replayed) -> BurstReport {
         a.han += u64::from(r.han);
         a.latin += u64::from(r.latin);
     }
-    let mut mapped: BTreeMap<&str, Vec<&super::Opened>> = BTreeMap::new();
+    let (mapped, false_alarms, emergency_incidents) =
+        map_incidents(l, run, IncidentKind::Emergency);
+    let (em_mapped, em_false_alarms, emerging_incidents) =
+        map_incidents(l, run, IncidentKind::Emerging);
+    let background_hours = if bg_max > bg_min {
+        (bg_max - bg_min) as f64 / 3_600_000.0
+    } else {
+        0.0
+    };
+    let events: Vec<BurstEvent> = acc
+        .iter()
+        .map(|(e, a)| {
+            let inc = mapped.get(e).map(Vec::as_slice).unwrap_or(&[]);
+            let label = a
+                .labels
+                .iter()
+                .max_by_key(|(k, n)| (**n, std::cmp::Reverse(*k)))
+                .map(|(k, _)| k.to_string())
+                .unwrap_or_default();
+            BurstEvent {
+                event: e.to_string(),
+                label,
+                script: if a.han > a.latin { "zh" } else { "en" },
+                posts: a.posts,
+                detected: !inc.is_empty(),
+                delay_secs: inc
+                    .iter()
+                    .map(|o| o.opened_at)
+                    .min()
+                    .map(|t| (t - a.first_ts) as f64 / 1000.0),
+                incidents: inc
+                    .iter()
+                    .map(|o| (o.id.clone(), o.category.clone()))
+                    .collect(),
+                emerging: em_mapped.contains_key(e),
+                emerging_delay_secs: em_mapped
+                    .get(e)
+                    .and_then(|v| v.iter().map(|o| o.opened_at).min())
+                    .map(|t| (t - a.first_ts) as f64 / 1000.0),
+            }
+        })
+        .collect();
+    let recall_by = |script: Option<&str>, emerging: bool| {
+        let es: Vec<&BurstEvent> = events
+            .iter()
+            .filter(|e| script.is_none_or(|s| e.script == s))
+            .collect();
+        let detected = es
+            .iter()
+            .filter(|e| if emerging { e.emerging } else { e.detected })
+            .count();
+        Recall {
+            detected,
+            events: es.len(),
+            recall: ratio(detected, es.len()),
+        }
+    };
+    let recall_of = |script: Option<&str>| recall_by(script, false);
+    let median_delay_secs = median(events.iter().filter_map(|e| e.delay_secs).collect());
+    let emerging_median_delay_secs = median(
+        events
+            .iter()
+            .filter_map(|e| e.emerging_delay_secs)
+            .collect(),
+    );
+    let per_10h = |n: usize| {
+        if background_hours > 0.0 {
+            n as f64 * 10.0 / background_hours
+        } else {
+            0.0
+        }
+    };
+    BurstReport {
+        file: file.display().to_string(),
+        lines: l.records.len(),
+        bad_lines: l.bad_lines,
+        recall: recall_of(None),
+        recall_zh: recall_of(Some("zh")),
+        recall_en: recall_of(Some("en")),
+        median_delay_secs,
+        emergency_incidents,
+        false_alarms_per_10h: per_10h(false_alarms.len()),
+        false_alarms,
+        background_hours,
+        off_topic: 0,
+        off_topic_with_category: 0,
+        off_topic_rate: 0.0,
+        split_events: events
+            .iter()
+            .filter(|e| e.incidents.len() > 1)
+            .map(|e| e.event.clone())
+            .collect(),
+        without_categories: false,
+        emerging_incidents,
+        emerging_merged: run
+            .opened
+            .iter()
+            .filter(|o| o.kind == IncidentKind::Emerging && run.merged.contains_key(&o.id))
+            .count(),
+        emerging_recall: recall_by(None, true),
+        emerging_recall_en: recall_by(Some("en"), true),
+        emerging_recall_zh: recall_by(Some("zh"), true),
+        emerging_within_5_min: events
+            .iter()
+            .filter(|e| e.emerging_delay_secs.is_some_and(|d| d <= 300.0))
+            .count(),
+        emerging_median_delay_secs,
+        emerging_false_alarms_per_10h: per_10h(em_false_alarms.len()),
+        emerging_false_alarms: em_false_alarms,
+        events,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+type Mapped<'a> = BTreeMap<&'a str, Vec<&'a super::Opened>>;
+
+/// The incidents of `kind` mapped to the event holding most of their mentions, the false
+/// alarms (mostly background or off-topic), and how many opened.
+fn map_incidents<'a>(
+    l: &'a Labelled,
+    run: &'a Replayed,
+    kind: IncidentKind,
+) -> (Mapped<'a>, Vec<FalseAlarm>, usize) {
+    let mut mapped: Mapped = BTreeMap::new();
     let mut false_alarms = Vec::new();
-    let mut emergency_incidents = 0;
+    let mut n = 0;
     for o in &run.opened {
-        if o.kind != IncidentKind::Emergency {
+        if o.kind != kind {
             continue;
         }
-        emergency_incidents += 1;
+        n += 1;
+        // Merged into a rule incident: part of that one, not an incident of its own.
+        let into_rule = run.merged.get(&o.id).is_some_and(|into| {
+            run.opened
+                .iter()
+                .any(|r| &r.id == into && r.kind != IncidentKind::Emerging)
+        });
+        if into_rule {
+            continue;
+        }
         let members = run.members.get(&o.id).map(Vec::as_slice).unwrap_or(&[]);
         let key = |i: &usize| {
             let r = &l.records[*i];
@@ -210,84 +383,7 @@ fn score(file: &Path, l: &Labelled, run: &Replayed) -> BurstReport {
             }
         }
     }
-    let events: Vec<BurstEvent> = acc
-        .iter()
-        .map(|(e, a)| {
-            let inc = mapped.get(e).map(Vec::as_slice).unwrap_or(&[]);
-            let label = a
-                .labels
-                .iter()
-                .max_by_key(|(k, n)| (**n, std::cmp::Reverse(*k)))
-                .map(|(k, _)| k.to_string())
-                .unwrap_or_default();
-            BurstEvent {
-                event: e.to_string(),
-                label,
-                script: if a.han > a.latin { "zh" } else { "en" },
-                posts: a.posts,
-                detected: !inc.is_empty(),
-                delay_secs: inc
-                    .iter()
-                    .map(|o| o.opened_at)
-                    .min()
-                    .map(|t| (t - a.first_ts) as f64 / 1000.0),
-                incidents: inc
-                    .iter()
-                    .map(|o| (o.id.clone(), o.category.clone()))
-                    .collect(),
-            }
-        })
-        .collect();
-    let recall_of = |script: Option<&str>| {
-        let es: Vec<&BurstEvent> = events
-            .iter()
-            .filter(|e| script.is_none_or(|s| e.script == s))
-            .collect();
-        let detected = es.iter().filter(|e| e.detected).count();
-        Recall {
-            detected,
-            events: es.len(),
-            recall: ratio(detected, es.len()),
-        }
-    };
-    let mut delays: Vec<f64> = events.iter().filter_map(|e| e.delay_secs).collect();
-    delays.sort_by(f64::total_cmp);
-    let median_delay_secs = match delays.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(delays[n / 2]),
-        n => Some((delays[n / 2 - 1] + delays[n / 2]) / 2.0),
-    };
-    let background_hours = if bg_max > bg_min {
-        (bg_max - bg_min) as f64 / 3_600_000.0
-    } else {
-        0.0
-    };
-    BurstReport {
-        file: file.display().to_string(),
-        lines: l.records.len(),
-        bad_lines: l.bad_lines,
-        recall: recall_of(None),
-        recall_zh: recall_of(Some("zh")),
-        recall_en: recall_of(Some("en")),
-        median_delay_secs,
-        emergency_incidents,
-        false_alarms_per_10h: if background_hours > 0.0 {
-            false_alarms.len() as f64 * 10.0 / background_hours
-        } else {
-            0.0
-        },
-        false_alarms,
-        background_hours,
-        off_topic: 0,
-        off_topic_with_category: 0,
-        off_topic_rate: 0.0,
-        split_events: events
-            .iter()
-            .filter(|e| e.incidents.len() > 1)
-            .map(|e| e.event.clone())
-            .collect(),
-        events,
-    }
+    (mapped, false_alarms, n)
 }
 
 impl BurstReport {
@@ -336,11 +432,43 @@ impl BurstReport {
             self.split_events.len(),
             self.split_events
         )?;
+        writeln!(
+            w,
+            "  新动向事件 / emerging incidents: {} (并入规则事件 / merged into rule incidents: {}){}",
+            self.emerging_incidents,
+            self.emerging_merged,
+            if self.without_categories {
+                " (已移除全部类别规则 / every category rule removed)"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(
+            w,
+            "    召回率 / recall: {}   中文 / zh: {}   英文 / en: {}",
+            rec(&self.emerging_recall),
+            rec(&self.emerging_recall_zh),
+            rec(&self.emerging_recall_en)
+        )?;
+        writeln!(
+            w,
+            "    5 分钟内 / within 5 min: {}   延迟中位数 / median delay: {}",
+            self.emerging_within_5_min,
+            self.emerging_median_delay_secs
+                .map(|d| format!("{d:.0} s"))
+                .unwrap_or_else(|| "-".into())
+        )?;
+        writeln!(
+            w,
+            "    误报 / false alarms: {} (每 10 小时背景 / per 10 h of background: {:.1})",
+            self.emerging_false_alarms.len(),
+            self.emerging_false_alarms_per_10h
+        )?;
         writeln!(w, "  事件 / events:")?;
         for e in &self.events {
             writeln!(
                 w,
-                "    {:<40} {:<17} {} {:>5} posts  {:<3} {:>7}  {:?}",
+                "    {:<40} {:<17} {} {:>5} posts  {:<3} {:>7}  {:?}  emerging {:>7}",
                 e.event,
                 e.label,
                 e.script,
@@ -349,8 +477,21 @@ impl BurstReport {
                 e.delay_secs
                     .map(|d| format!("{d:.0}s"))
                     .unwrap_or_else(|| "-".into()),
-                e.incidents.iter().map(|(_, c)| c).collect::<Vec<_>>()
+                e.incidents.iter().map(|(_, c)| c).collect::<Vec<_>>(),
+                e.emerging_delay_secs
+                    .map(|d| format!("{d:.0}s"))
+                    .unwrap_or_else(|| "-".into())
             )?;
+        }
+        if !self.emerging_false_alarms.is_empty() {
+            writeln!(w, "  新动向误报 / emerging false alarms:")?;
+            for f in &self.emerging_false_alarms {
+                writeln!(
+                    w,
+                    "    {} [{}] ({} of {} mentions background/off-topic) {:?}",
+                    f.incident, f.category, f.noise, f.mentions, f.events
+                )?;
+            }
         }
         if !self.false_alarms.is_empty() {
             writeln!(w, "  误报 / false alarms:")?;

@@ -175,7 +175,7 @@ pub struct Opened {
     pub id: String,
     /// Emergency or rumor.
     pub kind: IncidentKind,
-    /// Category (emergency) or claim.
+    /// Category (emergency), claim, or top terms (emerging).
     pub category: String,
     /// The root mention (rumor).
     pub root: Option<String>,
@@ -190,6 +190,8 @@ pub struct Opened {
 struct Collected {
     opened: Vec<Opened>,
     assigned: Vec<(std::sync::Arc<str>, String)>,
+    /// Incident id → the incident it was merged into.
+    merged: HashMap<String, String>,
 }
 
 impl EventSink for Collected {
@@ -203,11 +205,25 @@ impl EventSink for Collected {
                 } => self.opened.push(Opened {
                     id: incident.id.clone(),
                     kind: incident.kind,
-                    category: incident.category.clone(),
+                    // An emerging incident names no category: its terms say what it is.
+                    category: if incident.kind == IncidentKind::Emerging {
+                        incident.top_terms.join(" ")
+                    } else {
+                        incident.category.clone()
+                    },
                     root: incident.root_mention_id.clone(),
                     opened_at: *at,
                     item,
                 }),
+                Event::Incident {
+                    kind: EventKind::Closed,
+                    incident,
+                    ..
+                } => {
+                    if let Some(into) = &incident.merged_into {
+                        self.merged.insert(incident.id.clone(), into.clone());
+                    }
+                }
                 Event::Assigned {
                     mention_id,
                     incident_id,
@@ -231,6 +247,8 @@ pub struct Replayed {
     pub opened: Vec<Opened>,
     /// Per incident id: indices of the records assigned to it.
     pub members: HashMap<String, Vec<usize>>,
+    /// Incident id → the incident it was merged into (by the engine or an operator).
+    pub merged: HashMap<String, String>,
 }
 
 impl Replayed {
@@ -239,6 +257,7 @@ impl Replayed {
         l: &Labelled,
         file: &Path,
         rules_dir: &Path,
+        opts: crate::detect::rules::LoadOptions,
         workers: Option<usize>,
         diag: &mut (dyn std::io::Write + Send),
     ) -> anyhow::Result<Replayed> {
@@ -247,6 +266,7 @@ impl Replayed {
             input,
             file,
             rules_dir,
+            opts,
             Speed::Max,
             workers,
             None,
@@ -267,6 +287,7 @@ impl Replayed {
             summary,
             opened: c.opened,
             members,
+            merged: c.merged,
         })
     }
 }

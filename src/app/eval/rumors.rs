@@ -88,7 +88,7 @@ pub fn eval(
     diag: &mut (dyn Write + Send),
 ) -> anyhow::Result<RumorReport> {
     let l = Labelled::read_reporting(file, diag)?;
-    let run = Replayed::run(&l, file, rules_dir, workers, diag)?;
+    let run = Replayed::run(&l, file, rules_dir, Default::default(), workers, diag)?;
     Ok(score(file, &l, &run))
 }
 

@@ -1,7 +1,9 @@
 //! Loading a `rules/` directory into a [`RuleSet`]: the file formats, validation (every
 //! problem reported as `file:line: message`), pattern normalisation and the automaton build.
 
-use super::settings::{EmergencySettings, RumorSettings, Settings, WindowSettings};
+use super::settings::{
+    EmergencySettings, EmergingSettings, RumorSettings, Settings, WindowSettings,
+};
 use super::{Category, Claim, CueKind, Pattern, PatternRef, RequestKind, RuleSet};
 use crate::detect::diagnostics::{line_at, read_toml, LineIndex};
 use crate::detect::gazetteer::{Gazetteer, Level, Region};
@@ -96,6 +98,7 @@ struct DetectionFile {
     window: WindowSettings,
     emergency: EmergencySettings,
     rumor: RumorSettings,
+    emerging: EmergingSettings,
     severity: SeverityFile,
 }
 
@@ -313,9 +316,26 @@ fn check_groups(
     }
 }
 
+/// How to load a rule set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Leave out every category's keywords, exclusions and boosters (the categories stay, so
+    /// claims and templates still name them): what detection finds without a category rule.
+    pub without_category_keywords: bool,
+}
+
 impl RuleSet {
     /// Load and validate every file of `dir`.
     pub fn load(dir: &Path, normalizer: &Normalizer) -> Result<RuleSet, RuleErrors> {
+        Self::load_with(dir, normalizer, LoadOptions::default())
+    }
+
+    /// [`RuleSet::load`] with options (the evaluations' "every category rule removed").
+    pub fn load_with(
+        dir: &Path,
+        normalizer: &Normalizer,
+        opts: LoadOptions,
+    ) -> Result<RuleSet, RuleErrors> {
         let mut l = Loader {
             normalizer,
             errors: Vec::new(),
@@ -353,16 +373,20 @@ impl RuleSet {
 
         let mut settings = Settings::default();
         if let Some((path, src, d)) = l.parse::<DetectionFile>(dir, "detection.toml") {
-            let w = &d.window;
-            if w.bucket_secs == 0
-                || w.window_secs < w.bucket_secs
-                || w.window_secs % w.bucket_secs != 0
-            {
-                l.err(
-                    &path,
-                    0,
-                    "[window] window_secs must be a positive multiple of bucket_secs",
-                );
+            // A window is a whole number of buckets.
+            for (section, bucket, window) in [
+                ("window", d.window.bucket_secs, d.window.window_secs),
+                ("emerging", d.emerging.bucket_secs, d.emerging.window_secs),
+            ] {
+                if bucket == 0 || window < bucket || window % bucket != 0 {
+                    l.err(
+                        &path,
+                        0,
+                        format!(
+                            "[{section}] window_secs must be a positive multiple of bucket_secs"
+                        ),
+                    );
+                }
             }
             let e = &d.emergency;
             if !(e.alpha > 0.0 && e.alpha < 1.0 && e.close_alpha > 0.0 && e.close_alpha < 1.0) {
@@ -375,6 +399,26 @@ impl RuleSet {
             if e.min_authors == 0 || d.rumor.min_authors == 0 {
                 l.err(&path, 0, "min_authors must be at least 1");
             }
+            let g = &d.emerging;
+            if !(g.alpha > 0.0 && g.alpha < 1.0) || g.min_authors == 0 {
+                l.err(
+                    &path,
+                    0,
+                    "[emerging] alpha must be between 0 and 1 and min_authors at least 1",
+                );
+            }
+            let ok = g.prior_per_hour > 0.0
+                && (0.0..=1.0).contains(&g.max_rule_share)
+                && g.group_overlap > 0.0
+                && g.group_overlap <= 1.0
+                && g.max_candidates > 0;
+            if !ok {
+                l.err(
+                    &path,
+                    0,
+                    "[emerging] prior_per_hour and max_candidates must be positive, max_rule_share and group_overlap between 0 and 1",
+                );
+            }
             for b in &d.severity.boosters {
                 l.add(&path, &src, b, PatternRef::Booster(None));
             }
@@ -382,6 +426,7 @@ impl RuleSet {
                 window: d.window,
                 emergency: d.emergency,
                 rumor: d.rumor,
+                emerging: d.emerging,
             };
         }
 
@@ -433,13 +478,17 @@ impl RuleSet {
                             format!("keyword {:?} is also an exclusion of {id:?}", k.get_ref()),
                         );
                     }
-                    l.add(&path, &src, k, PatternRef::Keyword(ci));
+                    if !opts.without_category_keywords {
+                        l.add(&path, &src, k, PatternRef::Keyword(ci));
+                    }
                 }
-                for e in &c.exclude {
-                    l.add(&path, &src, e, PatternRef::Exclude(ci));
-                }
-                for b in &c.boosters {
-                    l.add(&path, &src, b, PatternRef::Booster(Some(ci)));
+                if !opts.without_category_keywords {
+                    for e in &c.exclude {
+                        l.add(&path, &src, e, PatternRef::Exclude(ci));
+                    }
+                    for b in &c.boosters {
+                        l.add(&path, &src, b, PatternRef::Booster(Some(ci)));
+                    }
                 }
                 cat_index.insert(id.clone(), ci);
                 categories.push(Category {

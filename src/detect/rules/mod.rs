@@ -6,12 +6,15 @@
 //! - `settings.rs`: the global settings (`detection.toml` windows, emergency, rumor).
 //! - `load.rs`: reading and validating the files, building the automaton; errors name
 //!   `file:line`.
+//! - `edit.rs`: changes the service writes into the files (an emerging incident promoted to
+//!   a category's keywords or a known claim), checked on a copy before the file is replaced.
 
+pub mod edit;
 mod load;
 mod settings;
 
-pub use load::{RuleError, RuleErrors, CATEGORY_IDS, RULE_FILES};
-pub use settings::{EmergencySettings, RumorSettings, Settings, WindowSettings};
+pub use load::{LoadOptions, RuleError, RuleErrors, CATEGORY_IDS, RULE_FILES};
+pub use settings::{EmergencySettings, EmergingSettings, RumorSettings, Settings, WindowSettings};
 
 use super::gazetteer::Gazetteer;
 use ahash::AHashSet;

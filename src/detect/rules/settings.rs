@@ -106,6 +106,64 @@ impl Default for RumorSettings {
     }
 }
 
+/// Emerging-incident settings (`[emerging]`): bursts of terms no rule names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmergingSettings {
+    /// Detect emerging incidents at all.
+    pub enabled: bool,
+    /// Width of a term-counting bucket.
+    pub bucket_secs: u32,
+    /// Window in which a term's distinct authors are counted (a multiple of the bucket).
+    pub window_secs: u32,
+    /// Distinct authors of a term in the window needed to open.
+    pub min_authors: u32,
+    /// Poisson upper-tail probability under the term's baseline below which it bursts.
+    pub alpha: f64,
+    /// Floor of every term's baseline, distinct authors per hour (a never-seen term's prior).
+    pub prior_per_hour: f64,
+    /// Half-life of the terms' EWMA baselines.
+    pub baseline_half_life_secs: u32,
+    /// Event time from the first mention before anything may open (the baselines learn).
+    pub warmup_secs: u32,
+    /// Close after this long with no term of the incident bursting.
+    pub quiet_secs: u32,
+    /// How long the terms of a closed emerging incident are muted (the tail of the same burst
+    /// must not reopen it; an operator's dismissal mutes for as long as they choose).
+    pub mute_secs: u32,
+    /// Terms followed exactly (by author) at most; beyond it new ones wait for room.
+    pub max_candidates: u32,
+    /// A term whose recent mentions mostly hit a rule (a category, a cue, a known claim) is
+    /// the rules' business: it opens nothing here.
+    pub max_rule_share: f64,
+    /// Two bursting terms are one incident when this share of the smaller one's recent
+    /// mentions hold both.
+    pub group_overlap: f64,
+    /// Terms that never open anything (in addition to the built-in stop lists).
+    pub stop_terms: Vec<String>,
+}
+
+impl Default for EmergingSettings {
+    fn default() -> Self {
+        EmergingSettings {
+            enabled: true,
+            bucket_secs: 60,
+            window_secs: 600,
+            min_authors: 6,
+            alpha: 1e-9,
+            prior_per_hour: 1.0,
+            baseline_half_life_secs: 6 * 3600,
+            warmup_secs: 1800,
+            quiet_secs: 900,
+            mute_secs: 3600,
+            max_candidates: 4096,
+            max_rule_share: 0.5,
+            group_overlap: 0.3,
+            stop_terms: Vec::new(),
+        }
+    }
+}
+
 /// Global settings of a rule set.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -115,4 +173,6 @@ pub struct Settings {
     pub emergency: EmergencySettings,
     /// Rumors (claim groups).
     pub rumor: RumorSettings,
+    /// Emerging incidents (bursts no rule names).
+    pub emerging: EmergingSettings,
 }

@@ -46,7 +46,11 @@ impl Engine {
         let s = severity(&o);
         o.inc.severity = o.inc.severity.max(s).clamp(1, 5);
         finish(&mut o);
-        self.stats.opened[usize::from(kind == IncidentKind::Rumor)] += 1;
+        self.stats.opened[match kind {
+            IncidentKind::Emergency => 0,
+            IncidentKind::Rumor => 1,
+            IncidentKind::Emerging => 2,
+        }] += 1;
         crate::metrics::global().incident_opened(kind);
         out.push(Event::Incident {
             kind: EventKind::Opened,
@@ -56,6 +60,9 @@ impl Engine {
         let iid: Arc<str> = Arc::from(id.as_str());
         let totals = (o.inc.mentions, o.inc.authors);
         for mid in ids {
+            if kind != IncidentKind::Emerging {
+                self.emerging_overlap(&mid, &id);
+            }
             out.push(Event::Assigned {
                 at: self.now,
                 mention_id: mid,
@@ -80,6 +87,7 @@ impl Engine {
             return;
         };
         let mid = p.mention.id.clone();
+        let rule_kind = o.inc.kind != IncidentKind::Emerging;
         absorb(o, p);
         if elevated {
             o.last_active = now;
@@ -93,12 +101,15 @@ impl Engine {
         let authors = (o.authors_base + o.authors.len() as u64).max(o.fleet_authors);
         out.push(Event::Assigned {
             at: now,
-            mention_id: mid,
+            mention_id: mid.clone(),
             incident_id: Arc::from(id),
             totals: (o.inc.mentions, authors),
         });
         if now - o.last_emit >= interval {
             emit_update(o, now, out);
+        }
+        if rule_kind {
+            self.emerging_overlap(&mid, id);
         }
     }
 
@@ -160,6 +171,13 @@ impl Engine {
                         continue;
                     }
                 }
+                OpenKey::Emerging(_) => {
+                    let quiet = i64::from(self.settings.emerging.quiet_secs) * 1000;
+                    if now - o.last_active >= quiet {
+                        to_close.push(id.clone());
+                        continue;
+                    }
+                }
                 OpenKey::Rumor(c) => {
                     let last = self
                         .claim_groups
@@ -178,6 +196,9 @@ impl Engine {
         for id in to_close {
             self.close_open(&id, now, out);
         }
+        let rules = self.rules.clone();
+        self.emerging_sweep(rules.as_ref(), out);
+        self.emerging_merges(out);
         // Forget idle state now and then (every 60 buckets of event time).
         if self.sweeps.is_multiple_of(60) {
             // A mention older than every window is in no pending list any more.
@@ -248,6 +269,7 @@ impl Engine {
                 }
             }
             OpenKey::Rumor(c) => self.drop_claim_group(*c),
+            OpenKey::Emerging(_) => self.emerging_closed(&o),
         }
         self.stats.closed += 1;
         crate::metrics::global().incident_closed(o.inc.kind);
@@ -270,13 +292,13 @@ pub(super) fn absorb(o: &mut OpenIncident, p: PendingMention) {
         o.verified.insert(p.author);
     }
     o.inc.official |= p.mention.official;
-    if o.inc.headline.is_none() {
+    if o.inc.headline.is_none() && p.sample {
         let h = crate::incidents::headline(&p.mention.text);
         if !h.is_empty() {
             o.inc.headline = Some(h);
         }
     }
-    if o.inc.sample_mention_ids.len() < MAX_SAMPLES {
+    if o.inc.sample_mention_ids.len() < MAX_SAMPLES && p.sample {
         o.inc.sample_mention_ids.push(p.mention.id.clone());
         o.inc.samples.push(p.mention);
     }

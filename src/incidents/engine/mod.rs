@@ -11,9 +11,12 @@
 //! - `lifecycle.rs`: what every open incident goes through: opening, joining, updating,
 //!   sweeping and closing.
 //! - `restore.rs`: re-creating state for incidents open before a restart.
-//! - `severity.rs`: the severity scores of both kinds.
+//! - `emerging.rs`: term sketches over every mention, bursting terms grouped into emerging
+//!   incidents (bursts no rule names), their merge into rule incidents, mutes.
+//! - `severity.rs`: the severity scores of emergencies and rumors.
 
 mod emergency;
+mod emerging;
 mod lifecycle;
 mod restore;
 mod rumor;
@@ -58,8 +61,8 @@ pub struct EngineStats {
     pub duplicates: u64,
     /// Mentions older than the allowed lateness (still counted, in the oldest bucket).
     pub late: u64,
-    /// Incidents opened, emergency and rumor.
-    pub opened: [u64; 2],
+    /// Incidents opened: emergency, rumor, emerging.
+    pub opened: [u64; 3],
     /// Incidents closed.
     pub closed: u64,
     /// Mentions not kept for assignment because a key's pending list was full.
@@ -82,6 +85,9 @@ struct PendingMention {
     terms: Vec<String>,
     /// A repost or reply counted for its parent's categories (it names none itself).
     echo: bool,
+    /// It may be a sample and give the headline (an emerging incident's older mentions are
+    /// kept as ids only).
+    sample: bool,
 }
 
 /// What an open incident was opened on.
@@ -91,6 +97,8 @@ enum OpenKey {
     Emergency(Vec<EmergencyKey>),
     /// A claim group, by its id.
     Rumor(u64),
+    /// Emerging: the hashes of its bursting terms.
+    Emerging(Vec<u64>),
 }
 
 /// An open incident with what the engine counts for it beyond the public [`Incident`].
@@ -158,6 +166,8 @@ pub struct Engine {
     coord: Option<Box<dyn Coordinator>>,
     /// Emit `mention.request` events (a stage subscribed to them).
     requests: bool,
+    /// Emerging incidents: the term sketch, the terms followed, mutes.
+    em: emerging::EmergingState,
 }
 
 impl Default for Engine {
@@ -199,6 +209,7 @@ impl Engine {
             stats: EngineStats::default(),
             coord: None,
             requests: false,
+            em: emerging::EmergingState::default(),
         }
     }
 
@@ -237,6 +248,17 @@ impl Engine {
             self.claim_groups.len(),
             self.group_of_post.len(),
         )
+    }
+
+    /// Terms the emerging detector follows exactly now, and those it could not follow for
+    /// want of room (for memory checks and metrics).
+    pub fn emerging_sizes(&self) -> (usize, u64) {
+        (self.em.candidates(), self.em.overflow)
+    }
+
+    /// The most memory the emerging detector may hold with `max_candidates` (bytes).
+    pub fn emerging_bound_bytes(max_candidates: usize) -> usize {
+        emerging::EmergingState::bound_bytes(max_candidates)
     }
 
     fn bucket_ms(&self) -> i64 {
@@ -305,6 +327,7 @@ impl Engine {
         if !self.rules.as_ref().is_some_and(|r| Arc::ptr_eq(r, rules)) {
             self.rules = Some(Arc::clone(rules));
             self.settings = rules.settings.clone();
+            self.emerging_settings_changed();
         }
     }
 
@@ -378,6 +401,8 @@ impl Engine {
             crate::metrics::global().late.inc();
         }
         self.advance(ts, out);
+        self.emerging_hit(m, a, out);
+        self.emerging_merges(out);
         // The cases stage also reads replies (a rating of an answer, a follow-up) and mentions
         // a feed marked as addressed to an account, even without a request cue.
         if self.requests && (!a.requests.is_empty() || m.reply_to.is_some() || m.to.is_some()) {
@@ -416,6 +441,7 @@ impl Engine {
             mention: m.clone(),
             terms: a.terms.clone(),
             echo: false,
+            sample: true,
         };
         // A post that spreads, questions or corrects a claim is evidence of the rumor, not of
         // an emergency: counting it would turn every "网传…停水" into an outage spike.
@@ -464,6 +490,17 @@ impl Engine {
                     tracing::info!(incident = %id, "Close requested for an incident that is not open.");
                 }
             }
+            Control::Dismiss { id, mute_secs } => {
+                let terms = match self.open.get(id).map(|o| &o.key) {
+                    Some(OpenKey::Emerging(t)) => t.clone(),
+                    _ => {
+                        tracing::info!(incident = %id, "Dismiss requested for an incident that is not an open emerging one.");
+                        return;
+                    }
+                };
+                self.close_open(id, now, out);
+                self.emerging_mute(&terms, *mute_secs);
+            }
             Control::Merge { into, from } => {
                 let same_kind = match (self.open.get(into), self.open.get(from)) {
                     (Some(a), Some(b)) => into != from && a.inc.kind == b.inc.kind,
@@ -493,7 +530,7 @@ impl Engine {
                 let moved = self.open.get(from).map(|o| {
                     let keys = match &o.key {
                         OpenKey::Emergency(k) => k.clone(),
-                        OpenKey::Rumor(_) => Vec::new(),
+                        OpenKey::Rumor(_) | OpenKey::Emerging(_) => Vec::new(),
                     };
                     (keys, o.cats.clone(), o.recent.clone())
                 });

@@ -105,6 +105,14 @@ impl Engine {
                     );
                     OpenKey::Rumor(gid)
                 }
+                // The terms it was opened on (its top terms read back: a joined phrase follows
+                // nothing, so the incident stays open until quiet, then closes).
+                IncidentKind::Emerging => OpenKey::Emerging(
+                    inc.top_terms
+                        .iter()
+                        .map(|t| crate::detect::emerging::term_hash(t))
+                        .collect(),
+                ),
             };
             let group = (inc.kind == IncidentKind::Emergency).then(|| {
                 rules.category_index(&inc.category).map_or_else(
@@ -121,6 +129,9 @@ impl Engine {
                     inc.region.as_ref().map(|r| r.code.as_str()),
                 ),
                 OpenKey::Rumor(c) => self.claim_groups.get(c).map(rumor_key).unwrap_or_default(),
+                OpenKey::Emerging(_) => {
+                    format!("eg|{}", inc.top_terms.first().map_or("", String::as_str))
+                }
             });
             let terms = inc
                 .top_terms
@@ -147,7 +158,7 @@ impl Engine {
                         (Arc::from(c.as_str()), n)
                     })
                     .collect(),
-                IncidentKind::Rumor => BTreeMap::new(),
+                IncidentKind::Rumor | IncidentKind::Emerging => BTreeMap::new(),
             };
             self.open.insert(
                 inc.id.clone(),

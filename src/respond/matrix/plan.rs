@@ -50,7 +50,7 @@ impl Matrix {
         let link = self.link(&incident.category);
         let lead_fn = match incident.kind {
             IncidentKind::Emergency => link.and_then(|l| l.lead_function.as_deref()),
-            IncidentKind::Rumor => None,
+            IncidentKind::Rumor | IncidentKind::Emerging => None,
         };
         let own = incident.region.as_ref().and_then(|r| {
             let chain = chain_codes(g, g.by_code(&r.code)?);

@@ -917,7 +917,7 @@ impl Notices {
     /// The jobs of an approved notice (lead, co-publishers, amplifiers depending on the lead).
     pub fn jobs(n: &Notice) -> Vec<NewJob> {
         let priority = match n.kind {
-            IncidentKind::Emergency => Priority::Emergency,
+            IncidentKind::Emergency | IncidentKind::Emerging => Priority::Emergency,
             IncidentKind::Rumor => Priority::Rebuttal,
         };
         let text = |a: &str| n.texts.get(a).map(|t| t.text.as_str()).unwrap_or("");

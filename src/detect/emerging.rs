@@ -1,0 +1,490 @@
+//! Terms of every mention for the detector of emerging incidents (bursts no rule names), and the
+//! bounded-memory sketch that counts them.
+//!
+//! Terms are what a post is about in any language without a dictionary: Chinese (any Han text)
+//! as character bigrams, other scripts as words of three or more letters; links, `@handles`,
+//! numbers and stop words never count, nor a bigram holding a function character (的, 了, 是 …).
+//! They are taken on every mention by the analysis workers ([`terms`]), as hashes with their
+//! place in the normalised text, so the engine names only the few terms that matter.
+//!
+//! [`TermSketch`] counts them per event-time bucket in a count-min sketch (two rows of
+//! [`SKETCH_WIDTH`] counters) beside a second sketch holding each cell's EWMA over past buckets:
+//! its memory is fixed whatever the input rate ([`TermSketch::bytes`]), and the estimate of a
+//! term's count is never below the truth. The engine (`incidents::engine::emerging`) follows
+//! the few terms whose estimate rises far above their baseline exactly, by distinct author.
+
+/// Terms taken from one mention at most (the first ones in text order).
+pub const MAX_TERMS: usize = 48;
+/// Counters per sketch row (a power of two).
+pub const SKETCH_WIDTH: usize = 1 << 16;
+const ROWS: usize = 2;
+
+/// One term of a mention: its hash and where it is in the normalised text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Term {
+    /// Stable hash of the term's text ([`term_hash`]).
+    pub hash: u64,
+    /// Byte offset in the normalised text.
+    pub start: u32,
+    /// Byte length.
+    pub len: u16,
+}
+
+impl Term {
+    /// The term's text in `text` (the normalised text it was taken from).
+    pub fn text<'a>(&self, text: &'a str) -> &'a str {
+        let s = self.start as usize;
+        text.get(s..s + usize::from(self.len)).unwrap_or("")
+    }
+}
+
+/// English stop words: function words and platform boilerplate, which every stream is full of.
+pub const EN_STOP: &[&str] = &[
+    "the",
+    "and",
+    "for",
+    "are",
+    "but",
+    "not",
+    "you",
+    "all",
+    "any",
+    "can",
+    "her",
+    "was",
+    "one",
+    "our",
+    "out",
+    "has",
+    "his",
+    "how",
+    "its",
+    "who",
+    "did",
+    "yes",
+    "get",
+    "got",
+    "this",
+    "that",
+    "with",
+    "have",
+    "from",
+    "they",
+    "will",
+    "just",
+    "what",
+    "when",
+    "your",
+    "been",
+    "were",
+    "amp",
+    "him",
+    "she",
+    "them",
+    "their",
+    "there",
+    "then",
+    "than",
+    "about",
+    "would",
+    "could",
+    "should",
+    "into",
+    "over",
+    "after",
+    "before",
+    "more",
+    "most",
+    "some",
+    "such",
+    "only",
+    "also",
+    "very",
+    "like",
+    "love",
+    "lol",
+    "omg",
+    "haha",
+    "now",
+    "new",
+    "today",
+    "tonight",
+    "tomorrow",
+    "day",
+    "night",
+    "time",
+    "good",
+    "great",
+    "best",
+    "happy",
+    "know",
+    "think",
+    "want",
+    "need",
+    "make",
+    "going",
+    "gonna",
+    "wanna",
+    "don",
+    "didn",
+    "can't",
+    "i'm",
+    "it's",
+    "via",
+    "retweet",
+    "follow",
+    "please",
+    "thanks",
+    "thank",
+    "people",
+    "here",
+    "still",
+    "back",
+    "being",
+    "because",
+    "why",
+    "where",
+    "which",
+    "while",
+    "every",
+    "really",
+    "right",
+    "see",
+    "say",
+    "says",
+    "said",
+    "too",
+    "off",
+    "way",
+    "well",
+    "even",
+    "much",
+    "many",
+    "other",
+    "these",
+    "those",
+    "let",
+    "let's",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "weekend",
+    "week",
+    "year",
+    "morning",
+    "http",
+    "https",
+    "www",
+    "com",
+    "html",
+    "bit",
+    "ly",
+];
+
+/// Characters that make a Chinese bigram a function-word pair, not a term (的人, 了一, 我们).
+const ZH_STOP_CHARS: &str =
+    "的了吗呢吧啊呀哦嗯是我你他她它这那们个么就都也还很在和与及把被让给不没有着过又再才而之其或";
+
+/// Chinese bigrams that are frequent everywhere: platform boilerplate, weekdays, holidays.
+pub const ZH_STOP: &[&str] = &[
+    "转发", "发微", "微博", "分享", "图片", "链接", "网页", "视频", "全文", "评论", "回复", "点赞",
+    "关注", "博主", "今天", "明天", "昨天", "现在", "时候", "星期", "周一", "周二", "周三", "周四",
+    "周五", "周六", "周日", "周末", "春节", "元旦", "国庆", "中秋", "端午", "假期", "放假", "大家",
+    "自己", "什么", "怎么", "可以", "如果", "因为", "所以", "但是", "然后", "已经", "真是", "真的",
+    "一下", "一起", "一样", "知道", "觉得", "喜欢", "希望", "中国", "朋友", "哈哈", "呵呵", "谢谢",
+];
+
+fn is_han(c: char) -> bool {
+    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F)
+}
+
+/// The stable hash of a term's text (what [`Term::hash`] holds).
+pub fn term_hash(text: &str) -> u64 {
+    crate::stable_hash(text.as_bytes())
+}
+
+/// The terms of normalised `text`, each once, in text order, at most [`MAX_TERMS`].
+pub fn terms(text: &str) -> Vec<Term> {
+    let mut out: Vec<Term> = Vec::new();
+    for_each_term(text, |t| {
+        if out.len() >= MAX_TERMS {
+            return false;
+        }
+        if !out.iter().any(|o| o.hash == t.hash) {
+            out.push(t);
+        }
+        true
+    });
+    out
+}
+
+/// Call `f` with every term of `text` in text order (repeats included) until it answers false.
+fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
+    for (chunk_start, chunk) in split_ws(text) {
+        if chunk.starts_with("http://")
+            || chunk.starts_with("https://")
+            || chunk.starts_with("www.")
+        {
+            continue;
+        }
+        let mut prev_han: Option<(usize, char)> = None;
+        // Inside a Weibo emoticon code (`[蜡烛]`, `[泪]`, `[doge]`): platform boilerplate.
+        let mut in_emoticon = false;
+        let mut word_start: Option<usize> = None;
+        // Inside an `@handle` (Latin or Chinese): it names an account, not a topic.
+        let mut in_handle = false;
+        let mut it = chunk.char_indices();
+        loop {
+            let next = it.next();
+            let (i, c) = next.unwrap_or((chunk.len(), ' '));
+            let han = next.is_some() && is_han(c);
+            let wordy = next.is_some() && !han && (c.is_alphanumeric() || c == '\'');
+            if !wordy {
+                if let Some(ws) = word_start.take() {
+                    let raw = &chunk[ws..i];
+                    let w = raw.trim_matches('\'');
+                    let off = chunk_start + ws + raw.find(w).unwrap_or(0);
+                    if keep_word(w) && !emit(w, off, &mut f) {
+                        return;
+                    }
+                }
+            } else if word_start.is_none() && !in_handle && !in_emoticon {
+                word_start = Some(i);
+            }
+            if next.is_none() {
+                break;
+            }
+            if c == '[' {
+                in_emoticon = chunk[i + 1..]
+                    .find(']')
+                    .is_some_and(|end| chunk[i + 1..i + 1 + end].chars().count() <= 6);
+            } else if c == ']' {
+                in_emoticon = false;
+            }
+            if c == '@' {
+                in_handle = true;
+            } else if !(han || c.is_alphanumeric() || c == '_' || c == '-') {
+                in_handle = false;
+            }
+            if han && !in_handle && !in_emoticon {
+                if let Some((pi, pc)) = prev_han {
+                    if !ZH_STOP_CHARS.contains(pc) && !ZH_STOP_CHARS.contains(c) {
+                        let bigram = &chunk[pi..i + c.len_utf8()];
+                        if !ZH_STOP.contains(&bigram) && !emit(bigram, chunk_start + pi, &mut f) {
+                            return;
+                        }
+                    }
+                }
+                prev_han = Some((i, c));
+            } else {
+                prev_han = None;
+            }
+        }
+    }
+}
+
+fn emit(w: &str, off: usize, f: &mut impl FnMut(Term) -> bool) -> bool {
+    f(Term {
+        hash: term_hash(w),
+        start: off as u32,
+        len: w.len().min(usize::from(u16::MAX)) as u16,
+    })
+}
+
+fn keep_word(w: &str) -> bool {
+    w.chars().count() >= 3
+        && w.chars().count() <= 30
+        && !w.chars().all(|c| c.is_ascii_digit() || c == '\'')
+        && !EN_STOP.contains(&w)
+}
+
+fn split_ws(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.split_whitespace()
+        .map(move |w| (w.as_ptr() as usize - text.as_ptr() as usize, w))
+}
+
+/// The text of the term with hash `hash` in normalised `text`, if it has one.
+pub fn term_text(text: &str, hash: u64) -> Option<&str> {
+    let mut found = None;
+    for_each_term(text, |t| {
+        if t.hash == hash {
+            found = Some(t);
+            return false;
+        }
+        true
+    });
+    found.map(|t| t.text(text))
+}
+
+/// Counts of every term per event-time bucket, and an EWMA of past buckets, in two count-min
+/// sketches of fixed size.
+#[derive(Debug, Clone)]
+pub struct TermSketch {
+    /// Index of the bucket being counted.
+    bucket: i64,
+    cur: Vec<u32>,
+    base: Vec<f32>,
+    /// Buckets rolled into the baseline so far.
+    pub rolled: u64,
+}
+
+impl Default for TermSketch {
+    fn default() -> Self {
+        TermSketch {
+            bucket: i64::MIN,
+            cur: vec![0; ROWS * SKETCH_WIDTH],
+            base: vec![0.0; ROWS * SKETCH_WIDTH],
+            rolled: 0,
+        }
+    }
+}
+
+#[inline]
+fn cells(hash: u64) -> [usize; ROWS] {
+    let mask = SKETCH_WIDTH as u64 - 1;
+    [
+        (hash & mask) as usize,
+        SKETCH_WIDTH + ((hash >> 32) & mask) as usize,
+    ]
+}
+
+impl TermSketch {
+    /// Memory held, in bytes (fixed).
+    pub fn bytes(&self) -> usize {
+        self.cur.len() * 4 + self.base.len() * 4
+    }
+
+    /// Move to bucket `b` (event time / bucket width): every bucket that ends is folded into
+    /// the baseline with `decay` (per bucket). Earlier buckets change nothing.
+    pub fn roll(&mut self, b: i64, decay: f32) {
+        if self.bucket == i64::MIN {
+            self.bucket = b;
+            return;
+        }
+        if b <= self.bucket {
+            return;
+        }
+        let gap = (b - self.bucket).min(10_000) as i32;
+        // The bucket that ends, then `gap - 1` empty ones.
+        let keep = decay.powi(gap - 1);
+        for (base, cur) in self.base.iter_mut().zip(self.cur.iter_mut()) {
+            *base = (*base * decay + (1.0 - decay) * *cur as f32) * keep;
+            *cur = 0;
+        }
+        self.rolled += gap as u64;
+        self.bucket = b;
+    }
+
+    /// Count one occurrence of `hash` in the current bucket; the new estimate.
+    #[inline]
+    pub fn add(&mut self, hash: u64) -> u32 {
+        let [a, b] = cells(hash);
+        let x = self.cur[a].saturating_add(1);
+        let y = self.cur[b].saturating_add(1);
+        self.cur[a] = x;
+        self.cur[b] = y;
+        x.min(y)
+    }
+
+    /// Estimated count of `hash` in the current bucket (never below the truth).
+    pub fn count(&self, hash: u64) -> u32 {
+        let [a, b] = cells(hash);
+        self.cur[a].min(self.cur[b])
+    }
+
+    /// Estimated EWMA of `hash` per bucket over past buckets (never below the truth's EWMA),
+    /// raw: while few buckets have passed it is biased towards 0 (see
+    /// [`TermSketch::baseline_corrected`]).
+    pub fn baseline(&self, hash: u64) -> f64 {
+        let [a, b] = cells(hash);
+        f64::from(self.base[a].min(self.base[b]))
+    }
+
+    /// The baseline corrected for its start from 0 (divided by 1 − decay^buckets rolled, as
+    /// Adam's moment estimates are), so after a few buckets it is the mean rate, not a fraction
+    /// of it.
+    pub fn baseline_corrected(&self, hash: u64, decay: f32) -> f64 {
+        let c = 1.0 - f64::from(decay).powf(self.rolled as f64);
+        if c <= 0.0 {
+            return 0.0;
+        }
+        self.baseline(hash) / c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(t: &str) -> Vec<&str> {
+        terms(t).iter().map(|x| x.text(t)).collect()
+    }
+
+    #[test]
+    fn chinese_bigrams_and_words_without_links_handles_or_stop_words() {
+        assert_eq!(
+            texts("东郊化工厂冒黑烟 @某人abc: http://t.cn/xyz @人民日报 "),
+            ["东郊", "郊化", "化工", "工厂", "厂冒", "冒黑", "黑烟"]
+        );
+        // Function characters end bigrams; boilerplate never counts.
+        assert_eq!(texts("我的天 转发微博"), Vec::<&str>::new());
+        assert_eq!(
+            texts("huge #meteor over chelyabinsk!! 2013 the sky it's"),
+            ["huge", "meteor", "chelyabinsk", "sky"]
+        );
+        // Weibo emoticon codes are boilerplate.
+        assert_eq!(
+            texts("[蜡烛][蜡烛]逝者安息[doge]"),
+            ["逝者", "者安", "安息"]
+        );
+        // Other scripts are words too.
+        assert_eq!(texts("метеорит упал"), ["метеорит", "упал"]);
+        // Each term once.
+        assert_eq!(texts("雾霾 雾霾 雾霾"), ["雾霾"]);
+        let t = "雾霾严重";
+        for x in terms(t) {
+            assert_eq!(term_text(t, x.hash), Some(x.text(t)));
+        }
+    }
+
+    #[test]
+    fn at_most_max_terms_per_mention() {
+        let long: String = (0..500).map(|i| format!("word{i} ")).collect();
+        assert_eq!(terms(&long).len(), MAX_TERMS);
+    }
+
+    #[test]
+    fn the_sketch_never_counts_below_the_truth_and_its_memory_is_fixed() {
+        let mut s = TermSketch::default();
+        let bytes = s.bytes();
+        s.roll(0, 0.9);
+        let mut truth = std::collections::HashMap::new();
+        for i in 0..200_000u64 {
+            let h = term_hash(&format!("t{}", i % 50_000));
+            s.add(h);
+            *truth.entry(h).or_insert(0u32) += 1;
+        }
+        for (h, n) in &truth {
+            assert!(s.count(*h) >= *n);
+        }
+        // Overestimates are small for most terms at this load.
+        let close = truth
+            .iter()
+            .filter(|(h, n)| s.count(**h) <= **n + 4)
+            .count();
+        assert!(close * 10 >= truth.len() * 9, "{close} of {}", truth.len());
+        assert_eq!(s.bytes(), bytes);
+        // Rolling folds the bucket into the baseline and empties it.
+        let h = term_hash("t1");
+        let before = s.count(h);
+        s.roll(1, 0.9);
+        assert_eq!(s.count(h), 0);
+        assert!((s.baseline(h) - 0.1 * f64::from(before)).abs() < 1e-3);
+        s.roll(3, 0.9);
+        assert!((s.baseline(h) - 0.1 * f64::from(before) * 0.81).abs() < 1e-3);
+    }
+}

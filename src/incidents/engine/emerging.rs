@@ -1,0 +1,722 @@
+//! Emerging incidents: bursts of terms no rule names (a haze, a meteorite, a new word).
+//!
+//! Every mention's terms (`detect::emerging::terms`) are counted in a fixed-size count-min
+//! sketch per bucket beside its EWMA baseline. A term whose estimate in the current bucket rises
+//! to three times its baseline (and at least [`NOMINATE_MIN`]) becomes a *candidate*: from then
+//! on it is followed exactly, by distinct author, with its recent mentions. At each sweep a
+//! candidate *bursts* when its distinct authors in the window are improbable under its baseline
+//! (Poisson tail below `alpha`, at least `min_authors`), unless most of its mentions already hit
+//! a rule (the rule detectors own them) or it is muted. Bursting terms whose recent mentions
+//! overlap are one incident (`kind: "emerging"`); later mentions holding one of its terms join
+//! it; it closes when none of its terms has been above its baseline for `quiet_secs`, and its
+//! terms are then muted for `mute_secs`, as after an operator dismisses it. When a rule incident
+//! takes in enough of its mentions, it is merged into that incident.
+//!
+//! Memory: the sketch is fixed ([`TermSketch::bytes`]); candidates are at most
+//! `max_candidates`, each with at most [`AUTHORS_CAP`] authors and [`RECENT_CAP`] recent
+//! mentions (of which [`FULL_CAP`] kept whole for samples); the member index of open incidents
+//! at most [`MEMBERS_CAP`] mention keys. [`EmergingState::bound_bytes`] states the bound.
+
+use super::{round2, Engine, OpenIncident, OpenKey, PendingMention};
+use crate::detect::analyze::Analysis;
+use crate::detect::emerging::{term_hash, TermSketch};
+use crate::detect::rules::RuleSet;
+use crate::detect::spike::poisson_sf;
+use crate::incidents::incident::{Event, Incident, IncidentKind};
+use crate::normalize::Mention;
+use ahash::{AHashMap, AHashSet};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// A term's estimate in the current bucket must reach this to be followed.
+pub const NOMINATE_MIN: u32 = 2;
+/// Authors remembered per candidate.
+pub const AUTHORS_CAP: usize = 256;
+/// Recent mentions remembered per candidate.
+pub const RECENT_CAP: usize = 64;
+/// Of which kept whole (samples, headline).
+pub const FULL_CAP: usize = 3;
+/// Mention keys of open emerging incidents remembered for the merge with rule incidents.
+pub const MEMBERS_CAP: usize = 200_000;
+/// Bytes a recent mention kept whole may take at most (text is cut beyond it).
+const FULL_TEXT_BYTES: usize = 1_000;
+/// Category of emerging incidents (no rule names them).
+pub const CATEGORY: &str = "emerging";
+/// Significance below which an open emerging incident's term still counts as active.
+const ACTIVE_ALPHA: f64 = 1e-3;
+/// A term whose window is at least this probable under its baseline is at its ordinary level:
+/// only then does its followed baseline move (the first posts of a burst must not raise it).
+const ORDINARY_P: f64 = 0.05;
+
+/// A mention a candidate remembers.
+#[derive(Debug, Clone)]
+struct Recent {
+    ts: i64,
+    key: u64,
+    id: String,
+    author: u64,
+    /// It hit a rule (category, cue, known claim).
+    rule: bool,
+    region: Option<u32>,
+    boosted: bool,
+    /// Kept whole for samples (the first [`FULL_CAP`]).
+    full: Option<Box<Mention>>,
+}
+
+/// A term followed exactly.
+#[derive(Debug, Clone)]
+struct Candidate {
+    name: String,
+    /// Author → event time of their last mention of it.
+    authors: AHashMap<u64, i64>,
+    recent: VecDeque<Recent>,
+    fulls: usize,
+    last_hit: i64,
+    /// Its baseline per bucket before it rose: followed while it is at its ordinary level,
+    /// frozen while it is above it (a burst must not raise its own baseline), never frozen
+    /// while the baselines learn.
+    base: f64,
+    /// What it is counted as in its incident's top terms: its phrase (流星雨 for 流星).
+    label: String,
+    /// Above its baseline at the last sweep (or just opened on): only then do mentions holding
+    /// it join its incident (after the burst, the term's everyday use is not the event).
+    active: bool,
+    /// The open emerging incident it belongs to.
+    incident: Option<String>,
+}
+
+/// What the engine keeps for emerging incidents.
+#[derive(Debug, Default)]
+pub(super) struct EmergingState {
+    sketch: TermSketch,
+    cands: AHashMap<u64, Candidate>,
+    /// Muted terms (hash → until, event time ms).
+    muted: AHashMap<u64, i64>,
+    /// Stop terms from the settings (hashes).
+    stop: AHashSet<u64>,
+    /// Mention key → the open emerging incident holding it.
+    members: AHashMap<u64, Arc<str>>,
+    /// Per open emerging incident: mentions shared with each rule incident.
+    shared: BTreeMap<String, BTreeMap<String, u32>>,
+    /// Merges due (emerging id, rule incident id).
+    merges: Vec<(String, String)>,
+    /// Candidates not followed because the table was full.
+    pub(super) overflow: u64,
+    /// Bursts not opened because a rule incident already held their mentions.
+    pub(super) covered: u64,
+}
+
+impl EmergingState {
+    /// Candidates followed now.
+    pub(super) fn candidates(&self) -> usize {
+        self.cands.len()
+    }
+
+    /// The most memory this state can hold with `max_candidates` (bytes, approximate: hash
+    /// table overhead included as a factor of two).
+    pub fn bound_bytes(max_candidates: usize) -> usize {
+        let sketch = TermSketch::default().bytes();
+        let recent = std::mem::size_of::<Recent>() + 48;
+        let full = std::mem::size_of::<Mention>() + FULL_TEXT_BYTES + 200;
+        // Hash tables counted at twice their entries (load factor and control bytes).
+        let cand = (std::mem::size_of::<Candidate>() + 16) * 2
+            + AUTHORS_CAP * 16 * 2
+            + RECENT_CAP * recent
+            + FULL_CAP * full;
+        sketch + max_candidates * cand + MEMBERS_CAP * 40 * 2
+    }
+}
+
+impl Engine {
+    fn emerging_bucket_ms(&self) -> i64 {
+        i64::from(self.settings.emerging.bucket_secs.max(1)) * 1000
+    }
+
+    fn emerging_decay(&self) -> f32 {
+        let half = f64::from(self.settings.emerging.baseline_half_life_secs.max(1));
+        0.5f64.powf(f64::from(self.settings.emerging.bucket_secs.max(1)) / half) as f32
+    }
+
+    /// Prior distinct authors per bucket of any term.
+    fn emerging_prior(&self) -> f64 {
+        self.settings.emerging.prior_per_hour * f64::from(self.settings.emerging.bucket_secs)
+            / 3600.0
+    }
+
+    /// The stop terms of the settings as hashes (after a reload).
+    pub(super) fn emerging_settings_changed(&mut self) {
+        self.em.stop = self
+            .settings
+            .emerging
+            .stop_terms
+            .iter()
+            .map(|t| term_hash(&t.to_lowercase()))
+            .collect();
+    }
+
+    /// Count the terms of one mention; join it to the open emerging incidents holding them.
+    pub(super) fn emerging_hit(&mut self, m: &Mention, a: &Analysis, out: &mut Vec<Event>) {
+        if !self.settings.emerging.enabled || a.emerging.is_empty() {
+            return;
+        }
+        let bms = self.emerging_bucket_ms();
+        let decay = self.emerging_decay();
+        self.em.sketch.roll(self.now.div_euclid(bms), decay);
+        let prior = self.emerging_prior();
+        let max = self.settings.emerging.max_candidates as usize;
+        let author = voice(m, a);
+        let key = crate::stable_hash(m.id.as_bytes());
+        let rule = a.is_relevant();
+        let region = a.regions.first().copied();
+        // Open emerging incidents this mention joins, with the names of their terms it holds.
+        let mut join: Vec<(String, Vec<String>)> = Vec::new();
+        for t in &a.emerging {
+            let est = self.em.sketch.add(t.hash);
+            if !self.em.cands.contains_key(&t.hash) {
+                if est < NOMINATE_MIN || self.em.stop.contains(&t.hash) {
+                    continue;
+                }
+                let base = self.em.sketch.baseline_corrected(t.hash, decay);
+                if f64::from(est) < 3.0 * (base + prior) {
+                    continue;
+                }
+                if self.em.cands.len() >= max {
+                    self.em.overflow += 1;
+                    continue;
+                }
+                self.em.cands.insert(
+                    t.hash,
+                    Candidate {
+                        name: t.text(&a.text).to_string(),
+                        base,
+                        label: t.text(&a.text).to_string(),
+                        active: false,
+                        authors: AHashMap::new(),
+                        recent: VecDeque::new(),
+                        fulls: 0,
+                        last_hit: m.ts,
+                        incident: None,
+                    },
+                );
+            }
+            let Some(c) = self.em.cands.get_mut(&t.hash) else {
+                continue;
+            };
+            c.last_hit = c.last_hit.max(m.ts);
+            if c.authors.len() < AUTHORS_CAP || c.authors.contains_key(&author) {
+                let e = c.authors.entry(author).or_insert(m.ts);
+                *e = (*e).max(m.ts);
+            }
+            if c.recent.len() >= RECENT_CAP {
+                c.recent.pop_front();
+            }
+            let full = (c.fulls < FULL_CAP && !m.text.trim().is_empty()).then(|| {
+                c.fulls += 1;
+                let mut copy = m.clone();
+                if copy.text.len() > FULL_TEXT_BYTES {
+                    copy.text = crate::truncate_chars(&copy.text, FULL_TEXT_BYTES / 4);
+                }
+                Box::new(copy)
+            });
+            c.recent.push_back(Recent {
+                ts: m.ts,
+                key,
+                id: m.id.clone(),
+                author,
+                rule,
+                region,
+                boosted: a.boosted,
+                full,
+            });
+            if let Some(id) = c.incident.as_ref().filter(|_| c.active) {
+                match join.iter_mut().find(|(j, _)| j == id) {
+                    Some((_, names)) => {
+                        if !names.contains(&c.label) {
+                            names.push(c.label.clone());
+                        }
+                    }
+                    None => join.push((id.clone(), vec![c.label.clone()])),
+                }
+            }
+        }
+        for (id, names) in join {
+            if self.em.members.len() < MEMBERS_CAP {
+                self.em.members.insert(key, Arc::from(id.as_str()));
+            }
+            let p = PendingMention {
+                ts: m.ts,
+                author,
+                boosted: a.boosted,
+                verified: m.verified(),
+                mention: m.clone(),
+                terms: names,
+                echo: false,
+                sample: true,
+            };
+            self.join(&id, p, false, None, out);
+        }
+    }
+
+    /// A mention joined a rule incident: when it is also an emerging incident's, count the
+    /// overlap; enough of it merges the emerging incident into the rule one.
+    pub(super) fn emerging_overlap(&mut self, mention_id: &str, rule_incident: &str) {
+        if self.em.members.is_empty() {
+            return;
+        }
+        let key = crate::stable_hash(mention_id.as_bytes());
+        let Some(eid) = self.em.members.get(&key).cloned() else {
+            return;
+        };
+        let n = {
+            let per = self.em.shared.entry(eid.to_string()).or_default();
+            let n = per.entry(rule_incident.to_string()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let total = self.open.get(&*eid).map_or(0, |o| o.inc.mentions);
+        if shares_event(u64::from(n), total) {
+            let pair = (eid.to_string(), rule_incident.to_string());
+            if !self.em.merges.contains(&pair) {
+                self.em.merges.push(pair);
+            }
+        }
+    }
+
+    /// Apply the merges found: the emerging incident closes, merged into the rule incident.
+    pub(super) fn emerging_merges(&mut self, out: &mut Vec<Event>) {
+        if self.em.merges.is_empty() {
+            return;
+        }
+        let now = self.now;
+        for (eid, into) in std::mem::take(&mut self.em.merges) {
+            if !self.open.contains_key(&into) {
+                continue;
+            }
+            if let Some(o) = self.open.get_mut(&eid) {
+                o.inc.merged_into = Some(into.clone());
+                self.close_open(&eid, now, out);
+            }
+        }
+    }
+
+    /// At each sweep: roll the sketch, find the bursting terms, group them, open, keep active,
+    /// forget idle candidates and expired mutes.
+    pub(super) fn emerging_sweep(&mut self, rules: Option<&Arc<RuleSet>>, out: &mut Vec<Event>) {
+        if !self.settings.emerging.enabled {
+            return;
+        }
+        let s = self.settings.emerging.clone();
+        let now = self.now;
+        let bms = self.emerging_bucket_ms();
+        let decay = self.emerging_decay();
+        self.em.sketch.roll(now.div_euclid(bms), decay);
+        let window_ms = i64::from(s.window_secs) * 1000;
+        let nb = f64::from(s.window_secs) / f64::from(s.bucket_secs.max(1));
+        let prior = self.emerging_prior();
+        let warm = now - self.started_at >= i64::from(s.warmup_secs) * 1000;
+        self.em.muted.retain(|_, until| *until > now);
+        let mut bursting: Vec<(u64, u64)> = Vec::new();
+        let mut active: Vec<String> = Vec::new();
+        let mut idle: Vec<u64> = Vec::new();
+        for (h, c) in self.em.cands.iter_mut() {
+            c.authors.retain(|_, ts| *ts > now - window_ms);
+            while c
+                .recent
+                .front()
+                .is_some_and(|r| r.ts <= now - 2 * window_ms)
+            {
+                if c.recent.front().is_some_and(|r| r.full.is_some()) {
+                    c.fulls -= 1;
+                }
+                c.recent.pop_front();
+            }
+            if c.authors.is_empty() && c.incident.is_none() {
+                idle.push(*h);
+                continue;
+            }
+            let n = c.authors.len() as u64;
+            let current = self.em.sketch.baseline_corrected(*h, decay);
+            let p = poisson_sf(n, (c.base.min(current) + prior) * nb);
+            // Still part of its event: improbable even under the baseline its burst has raised
+            // (a word in everyday use, "flood", stops taking mentions soon after the burst).
+            c.active = poisson_sf(n, (current + prior) * nb) < ACTIVE_ALPHA;
+            if !warm || p >= ORDINARY_P {
+                c.base = current;
+            }
+            if let Some(id) = &c.incident {
+                if c.active {
+                    active.push(id.clone());
+                }
+                continue;
+            }
+            let rules_share =
+                c.recent.iter().filter(|r| r.rule).count() as f64 / c.recent.len().max(1) as f64;
+            if warm
+                && n >= u64::from(s.min_authors)
+                && p < s.alpha
+                && rules_share <= s.max_rule_share
+                && !self.em.muted.contains_key(h)
+            {
+                bursting.push((*h, n));
+            }
+        }
+        for h in idle {
+            self.em.cands.remove(&h);
+        }
+        active.sort_unstable();
+        active.dedup();
+        for id in active {
+            if let Some(o) = self.open.get_mut(&id) {
+                o.last_active = now;
+            }
+        }
+        if bursting.is_empty() {
+            return;
+        }
+        // Most authors first, then by name: the same order every run.
+        bursting.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| self.em.cands[&a.0].name.cmp(&self.em.cands[&b.0].name))
+        });
+        let keys_of = |c: &Candidate| c.recent.iter().map(|r| r.key).collect::<AHashSet<u64>>();
+        let overlaps = |a: &AHashSet<u64>, b: &AHashSet<u64>| {
+            let small = a.len().min(b.len()).max(1);
+            a.intersection(b).count() as f64 / small as f64 >= s.group_overlap
+        };
+        // Groups: (terms, their mention keys).
+        let mut groups: Vec<(Vec<u64>, AHashSet<u64>)> = Vec::new();
+        let mut open_keys: Vec<(String, AHashSet<u64>)> = Vec::new();
+        for (id, o) in &self.open {
+            if let OpenKey::Emerging(terms) = &o.key {
+                let mut ks = AHashSet::new();
+                for t in terms {
+                    if let Some(c) = self.em.cands.get(t) {
+                        ks.extend(keys_of(c));
+                    }
+                }
+                open_keys.push((id.clone(), ks));
+            }
+        }
+        for (h, _) in bursting {
+            let ks = keys_of(&self.em.cands[&h]);
+            if let Some((id, _)) = open_keys.iter().find(|(_, o)| overlaps(&ks, o)) {
+                let id = id.clone();
+                self.emerging_attach(&id, h, out);
+                continue;
+            }
+            match groups.iter_mut().find(|(_, g)| overlaps(&ks, g)) {
+                Some((terms, g)) => {
+                    terms.push(h);
+                    g.extend(ks);
+                }
+                None => groups.push((vec![h], ks)),
+            }
+        }
+        for (terms, _) in groups {
+            self.emerging_open(rules, terms, out);
+        }
+    }
+
+    /// A bursting term joins the open emerging incident `id`, with its recent mentions.
+    fn emerging_attach(&mut self, id: &str, h: u64, out: &mut Vec<Event>) {
+        let Some(c) = self.em.cands.get_mut(&h) else {
+            return;
+        };
+        c.incident = Some(id.to_string());
+        c.active = true;
+        let name = c.label.clone();
+        let recent: Vec<Recent> = c.recent.iter().cloned().collect();
+        if let Some(o) = self.open.get_mut(id) {
+            if let OpenKey::Emerging(terms) = &mut o.key {
+                terms.push(h);
+            }
+            *o.terms.entry(name.clone()).or_insert(0) += recent.len() as u32;
+        }
+        let iid: Arc<str> = Arc::from(id);
+        for r in recent {
+            if self.em.members.contains_key(&r.key) {
+                continue;
+            }
+            if self.em.members.len() < MEMBERS_CAP {
+                self.em.members.insert(r.key, iid.clone());
+            }
+            let p = pending(&r, vec![name.clone()]);
+            self.join(id, p, false, None, out);
+        }
+    }
+
+    /// Open an emerging incident on bursting terms that go together.
+    fn emerging_open(
+        &mut self,
+        rules: Option<&Arc<RuleSet>>,
+        terms: Vec<u64>,
+        out: &mut Vec<Event>,
+    ) {
+        let now = self.now;
+        let s = &self.settings.emerging;
+        let nb = f64::from(s.window_secs) / f64::from(s.bucket_secs.max(1));
+        let minutes = f64::from(s.window_secs) / 60.0;
+        let prior = self.emerging_prior();
+        // Recent mentions of the group, once each, oldest first; the whole ones first of all
+        // (samples and headline come from them).
+        let mut seen: AHashSet<u64> = AHashSet::new();
+        let mut recent: Vec<Recent> = Vec::new();
+        let mut authors: AHashSet<u64> = AHashSet::new();
+        // The group's terms each recent mention holds.
+        let mut names_of: AHashMap<u64, Vec<String>> = AHashMap::new();
+        let (mut rate, mut base) = (0.0f64, 0.0f64);
+        let mut rate_n = Vec::new();
+        for h in &terms {
+            if let Some(c) = self.em.cands.get(h) {
+                rate_n.push((c.name.clone(), c.authors.len() as u64));
+            }
+        }
+        let top = phrases(rate_n);
+        for h in &terms {
+            if let Some(c) = self.em.cands.get_mut(h) {
+                if let Some((p, _)) = top.iter().find(|(_, parts)| parts.contains(&c.name)) {
+                    c.label = p.clone();
+                }
+            }
+        }
+        for h in &terms {
+            let Some(c) = self.em.cands.get(h) else {
+                continue;
+            };
+            authors.extend(c.authors.keys());
+            let n = c.authors.len() as f64;
+            if n > rate {
+                rate = n;
+                base = (c
+                    .base
+                    .min(self.em.sketch.baseline_corrected(*h, self.emerging_decay()))
+                    + prior)
+                    * nb;
+            }
+            for r in &c.recent {
+                let names = names_of.entry(r.key).or_default();
+                if !names.contains(&c.label) {
+                    names.push(c.label.clone());
+                }
+                if seen.insert(r.key) {
+                    recent.push(r.clone());
+                }
+            }
+        }
+        // A rule incident already holds enough of these mentions: the burst is its event
+        // (one incident per event); its terms rest while it lasts.
+        let covered = self.open.values().any(|o| {
+            o.inc.kind != IncidentKind::Emerging && {
+                let n = recent
+                    .iter()
+                    .filter(|r| o.recent.contains_key(&r.key))
+                    .count();
+                shares_event(n as u64, recent.len() as u64)
+            }
+        });
+        if covered {
+            let until = now + i64::from(self.settings.emerging.quiet_secs) * 1000;
+            for h in &terms {
+                self.em.muted.insert(*h, until);
+            }
+            self.em.covered += 1;
+            return;
+        }
+        recent.sort_by_key(|r| (r.full.is_none(), r.ts, r.key));
+        let mut regions: BTreeMap<u32, usize> = BTreeMap::new();
+        for r in &recent {
+            if let Some(g) = r.region {
+                *regions.entry(g).or_insert(0) += 1;
+            }
+        }
+        let region = regions
+            .iter()
+            .max_by_key(|(g, n)| (**n, std::cmp::Reverse(**g)))
+            .filter(|(_, n)| **n * 3 >= recent.len())
+            .and_then(|(g, _)| rules.map(|r| r.gazetteer.region_ref(*g)));
+        let mut id = format!(
+            "eg-{}-{:08x}",
+            now,
+            super::hash32(top.first().map_or("", |(t, _)| t.as_str()))
+        );
+        if let Some(c) = self.coord.as_mut() {
+            let first = top.first().map_or("", |(t, _)| t.as_str());
+            id = c.claim_open(&format!("eg|{first}"), &id);
+        }
+        if self.open.contains_key(&id) {
+            return;
+        }
+        let n_authors = authors.len() as u64;
+        let inc = Incident {
+            region,
+            first_seen: recent.iter().map(|r| r.ts).min().unwrap_or(now),
+            rate_per_min: round2(rate / minutes),
+            baseline_per_min: round2(base / minutes),
+            severity: severity(n_authors, recent.iter().any(|r| r.boosted)),
+            top_terms: Vec::new(),
+            ..Incident::new(id.clone(), IncidentKind::Emerging, CATEGORY, now)
+        };
+        for h in &terms {
+            if let Some(c) = self.em.cands.get_mut(h) {
+                c.incident = Some(id.clone());
+                c.active = true;
+            }
+        }
+        let iid: Arc<str> = Arc::from(id.as_str());
+        for r in &recent {
+            if self.em.members.len() < MEMBERS_CAP {
+                self.em.members.insert(r.key, iid.clone());
+            }
+        }
+        // The terms counted are the burst's (not the mentions' jieba tokens).
+        let pend: VecDeque<PendingMention> = recent
+            .iter()
+            .map(|r| pending(r, names_of.remove(&r.key).unwrap_or_default()))
+            .collect();
+        self.open_incident(inc, OpenKey::Emerging(terms), pend, 0, out, |o| {
+            severity(o.authors.len() as u64, !o.boosted.is_empty())
+        });
+    }
+
+    /// An emerging incident closed: its terms are muted (it must not reopen on the same
+    /// burst), its members forgotten.
+    pub(super) fn emerging_closed(&mut self, o: &OpenIncident) {
+        let OpenKey::Emerging(terms) = &o.key else {
+            return;
+        };
+        let until = self.now + i64::from(self.settings.emerging.mute_secs) * 1000;
+        for h in terms {
+            self.em.muted.insert(*h, until);
+            if let Some(c) = self.em.cands.get_mut(h) {
+                c.incident = None;
+            }
+        }
+        let id = o.inc.id.as_str();
+        self.em.members.retain(|_, v| &**v != id);
+        self.em.shared.remove(id);
+    }
+
+    /// Mute the terms of an emerging incident for `secs` (an operator dismissed it).
+    pub(super) fn emerging_mute(&mut self, terms: &[u64], secs: u32) {
+        let until = self.now + i64::from(secs) * 1000;
+        for h in terms {
+            self.em.muted.insert(*h, until);
+        }
+    }
+}
+
+/// Who a mention counts as for the emerging detector: its author; without one (a source that
+/// gives none), its terms (a distinct text is the best stand-in for a distinct voice: a bot's
+/// alerts that differ only in numbers, times and links, or retweets of one post, are one
+/// voice).
+fn voice(m: &Mention, a: &Analysis) -> u64 {
+    if m.author.is_some() {
+        return m.author_key();
+    }
+    a.emerging
+        .iter()
+        .filter(|t| !t.text(&a.text).bytes().any(|b| b.is_ascii_digit()))
+        .fold(0x517c_c1b7_2722_0a95_u64, |h, t| h ^ t.hash)
+}
+
+/// Whether an emerging incident of `total` mentions sharing `shared` of them with a rule
+/// incident is that incident's event: at least 3 and a tenth of them (a mention holding the
+/// bursting terms and a category's keyword ties the two; the rest of a burst often names no
+/// category: "#prayforboston").
+fn shares_event(shared: u64, total: u64) -> bool {
+    shared >= 3 && shared * 10 >= total
+}
+
+fn pending(r: &Recent, terms: Vec<String>) -> PendingMention {
+    let (mention, sample) = match &r.full {
+        Some(m) => ((**m).clone(), true),
+        None => (Mention::new(r.id.clone(), r.ts, String::new()), false),
+    };
+    PendingMention {
+        ts: r.ts,
+        author: r.author,
+        boosted: r.boosted,
+        verified: false,
+        mention,
+        terms,
+        echo: false,
+        sample,
+    }
+}
+
+/// Severity of an emerging incident: 2 (no rule knows how bad it is), 3 from 50 distinct
+/// authors or with casualty words, 4 from 300.
+fn severity(authors: u64, boosted: bool) -> u8 {
+    match authors {
+        a if a >= 300 => 4,
+        a if a >= 50 || boosted => 3,
+        _ => 2,
+    }
+}
+
+/// Terms as people read them: Chinese bigrams that chain (流星 + 星雨 → 流星雨, 一颗 + 颗陨 +
+/// 陨石 → 一颗陨石) joined into phrases of at most 8 characters, most authors first; each
+/// phrase with the terms it is made of.
+fn phrases(mut named: Vec<(String, u64)>) -> Vec<(String, Vec<String>)> {
+    named.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut out: Vec<(String, Vec<String>)> = named
+        .into_iter()
+        .map(|(t, _)| (t.clone(), vec![t]))
+        .collect();
+    let han = |s: &str| s.chars().all(|c| !c.is_ascii());
+    loop {
+        let mut join = None;
+        'find: for i in 0..out.len() {
+            for j in 0..out.len() {
+                let (a, b) = (&out[i].0, &out[j].0);
+                if i != j
+                    && han(a)
+                    && han(b)
+                    && a.chars().count() + b.chars().count() <= 9
+                    && a.chars().last().is_some()
+                    && a.chars().last() == b.chars().next()
+                {
+                    join = Some((i, j));
+                    break 'find;
+                }
+            }
+        }
+        let Some((i, j)) = join else {
+            break;
+        };
+        let (b, parts) = out.remove(j);
+        let i = if j < i { i - 1 } else { i };
+        let rest: String = b.chars().skip(1).collect();
+        out[i].0.push_str(&rest);
+        out[i].1.extend(parts);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chained_bigrams_read_as_one_phrase() {
+        let p = phrases(vec![
+            ("流星".into(), 9),
+            ("星雨".into(), 8),
+            ("meteor".into(), 7),
+            ("雾霾".into(), 3),
+            ("一颗".into(), 2),
+            ("陨石".into(), 2),
+            ("颗陨".into(), 2),
+        ]);
+        let names: Vec<&str> = p.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(names, ["流星雨", "meteor", "雾霾", "一颗陨石"]);
+        assert_eq!(p[0].1, ["流星", "星雨"]);
+    }
+
+    #[test]
+    fn the_memory_bound_is_stated() {
+        let b = EmergingState::bound_bytes(4096);
+        assert!(b > TermSketch::default().bytes());
+        assert!(b < 200 << 20, "{b}");
+    }
+}

@@ -1,0 +1,346 @@
+//! Emerging incidents: bursts of terms no rule names open `kind: "emerging"` incidents, by
+//! distinct author, grouped by the mentions they share, merged into a rule incident on the
+//! same mentions, muted when dismissed; the state stays bounded.
+
+use super::util::analyzer_and_rules;
+use huiying::incidents::{Control, Engine, Event, EventKind, Incident, IncidentKind};
+use huiying::normalize::parse_mention;
+use std::collections::BTreeMap;
+
+const T0: i64 = 1_795_833_158_000;
+const MIN: i64 = 60_000;
+
+/// Everyday posts, by many authors, that teach the baselines (no rule, no burst).
+const EVERYDAY: [&str; 12] = [
+    "早上好，今天地铁人好多",
+    "中午吃了一碗牛肉面，味道不错",
+    "下班路上堵车，心累",
+    "周末去爬山吗？天气好像还行",
+    "新买的耳机音质很好",
+    "孩子作业写到十点，家长太难了",
+    "公司楼下开了家奶茶店",
+    "晚上跑步五公里，打卡",
+    "看了一部老电影，很感动",
+    "猫又把花盆打翻了",
+    "图书馆今天人不多，适合学习",
+    "good morning everyone, coffee time",
+];
+
+struct Feed {
+    engine: Engine,
+    events: Vec<Event>,
+    n: usize,
+    now: i64,
+}
+
+impl Feed {
+    fn new() -> Self {
+        Feed {
+            engine: Engine::new(),
+            events: Vec::new(),
+            n: 0,
+            now: T0,
+        }
+    }
+
+    fn post(&mut self, ts: i64, author: &str, text: &str) -> String {
+        let (analyzer, rules) = analyzer_and_rules();
+        let id = format!("m{}", self.n);
+        self.n += 1;
+        let line =
+            serde_json::json!({"id": id, "ts": ts, "author": author, "text": text}).to_string();
+        let m = parse_mention(line.as_bytes()).expect("mention");
+        let a = analyzer.analyze(rules, &m);
+        self.engine.process(rules, &m, &a, &mut self.events);
+        self.now = self.now.max(ts);
+        id
+    }
+
+    /// Everyday background for `minutes`: one post every 5 s by one of 60 authors.
+    fn background(&mut self, minutes: i64) {
+        let start = self.now;
+        let mut i = 0;
+        while i * 5_000 < minutes * MIN {
+            let t = start + i * 5_000;
+            let text = EVERYDAY[(i as usize * 7) % EVERYDAY.len()];
+            self.post(t, &format!("bg{}", i % 60), text);
+            i += 1;
+        }
+        self.now = start + minutes * MIN;
+    }
+
+    /// `n` posts over `minutes` from now, by `authors(i)`, texts `text(i)`.
+    fn burst(
+        &mut self,
+        n: usize,
+        minutes: i64,
+        author: impl Fn(usize) -> String,
+        text: impl Fn(usize) -> String,
+    ) -> Vec<String> {
+        let start = self.now;
+        let step = minutes * MIN / n as i64;
+        let mut ids = Vec::new();
+        for i in 0..n {
+            ids.push(self.post(start + i as i64 * step, &author(i), &text(i)));
+        }
+        self.now = start + minutes * MIN;
+        ids
+    }
+
+    fn tick(&mut self, minutes: i64) {
+        let (_, rules) = analyzer_and_rules();
+        self.now += minutes * MIN;
+        self.engine.tick(rules, self.now, &mut self.events);
+    }
+
+    fn control(&mut self, c: Control) {
+        self.engine.control(&c, &mut self.events);
+    }
+
+    /// The last state of every incident of `kind` that opened, in opening order.
+    fn incidents(&self, kind: IncidentKind) -> Vec<Incident> {
+        let mut order = Vec::new();
+        let mut last: BTreeMap<String, Incident> = BTreeMap::new();
+        for e in &self.events {
+            if let Event::Incident {
+                kind: k, incident, ..
+            } = e
+            {
+                if incident.kind != kind {
+                    continue;
+                }
+                if *k == EventKind::Opened {
+                    order.push(incident.id.clone());
+                }
+                last.insert(incident.id.clone(), (**incident).clone());
+            }
+        }
+        order.into_iter().map(|id| last[&id].clone()).collect()
+    }
+
+    fn assigned_to(&self, id: &str) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Assigned {
+                    mention_id,
+                    incident_id,
+                    ..
+                } if &**incident_id == id => Some(mention_id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn meteor(i: usize) -> String {
+    format!("北京市海淀区刚才天上划过一颗陨石，亮得吓人，第{i}次看到这种")
+}
+
+#[test]
+fn a_word_no_rule_names_from_many_authors_opens_one_emerging_incident() {
+    let mut f = Feed::new();
+    f.background(40);
+    assert!(
+        f.incidents(IncidentKind::Emerging).is_empty(),
+        "everyday posts open nothing"
+    );
+    let burst_start = f.now;
+    let ids = f.burst(14, 5, |i| format!("witness{i}"), meteor);
+    f.tick(1);
+    let em = f.incidents(IncidentKind::Emerging);
+    assert_eq!(em.len(), 1, "{em:#?}");
+    let inc = &em[0];
+    assert_eq!(inc.category, "emerging");
+    assert!(
+        inc.top_terms.iter().any(|t| t.contains("陨石")),
+        "{:?}",
+        inc.top_terms
+    );
+    assert_eq!(
+        inc.region.as_ref().map(|r| r.code.as_str()),
+        Some("110108"),
+        "the place most of its posts name"
+    );
+    assert!(
+        inc.opened_at - burst_start <= 5 * MIN,
+        "opened within the burst"
+    );
+    assert!(inc.authors >= 6 && inc.rate_per_min > inc.baseline_per_min);
+    assert!(inc.headline.as_deref().is_some_and(|h| h.contains("陨石")));
+    // Its mentions are assigned to it, the background's are not.
+    let assigned = f.assigned_to(&inc.id);
+    assert!(assigned.len() >= 10, "{}", assigned.len());
+    assert!(assigned.iter().all(|m| ids.contains(m)), "{assigned:?}");
+    // No rule incident for it: no category names a meteorite.
+    assert!(f.incidents(IncidentKind::Emergency).is_empty());
+    // Quiet (its window empties, then quiet_secs pass): it closes, and its terms are muted
+    // (the tail of the burst does not reopen it).
+    f.background(30);
+    let closed = f
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Incident { kind: EventKind::Closed, incident, .. } if incident.id == inc.id));
+    assert!(closed, "closed when quiet");
+    f.burst(8, 4, |i| format!("late{i}"), meteor);
+    f.tick(1);
+    assert_eq!(f.incidents(IncidentKind::Emerging).len(), 1, "muted");
+}
+
+#[test]
+fn one_author_or_a_few_copy_pasting_open_nothing() {
+    let mut f = Feed::new();
+    f.background(40);
+    // 300 copies from one account, and from three accounts: not a crowd.
+    f.burst(300, 5, |_| "spam1".into(), meteor);
+    f.burst(300, 5, |i| format!("spam{}", i % 3), meteor);
+    f.tick(2);
+    assert!(f.incidents(IncidentKind::Emerging).is_empty());
+}
+
+#[test]
+fn nothing_opens_while_the_baselines_learn() {
+    let mut f = Feed::new();
+    f.background(5);
+    f.burst(14, 5, |i| format!("witness{i}"), meteor);
+    f.tick(1);
+    assert!(
+        f.incidents(IncidentKind::Emerging).is_empty(),
+        "within warmup_secs of the first mention"
+    );
+}
+
+#[test]
+fn terms_bursting_in_the_same_posts_are_one_incident_and_unrelated_ones_two() {
+    let mut f = Feed::new();
+    f.background(40);
+    // Two events at once: a meteorite (陨石, 火球) and a sinkhole, each by its own people.
+    let start = f.now;
+    for i in 0..14 {
+        let t = start + i * 20_000;
+        f.post(
+            t,
+            &format!("a{i}"),
+            &format!("陨石变成火球划过天空，编号{i}"),
+        );
+        f.post(
+            t + 1,
+            &format!("b{i}"),
+            &format!("河边步道出现天坑，深不见底，第{i}个"),
+        );
+    }
+    f.now = start + 14 * 20_000;
+    f.tick(1);
+    let em = f.incidents(IncidentKind::Emerging);
+    assert_eq!(em.len(), 2, "{em:#?}");
+    let meteor = em
+        .iter()
+        .find(|i| i.top_terms.iter().any(|t| t.contains("陨石")))
+        .expect("the meteorite");
+    assert!(
+        meteor.top_terms.iter().any(|t| t.contains("火球")),
+        "grouped: {:?}",
+        meteor.top_terms
+    );
+    assert!(!meteor.top_terms.iter().any(|t| t.contains("天坑")));
+    let sinkhole = em.iter().find(|i| i.id != meteor.id).expect("the other");
+    assert!(sinkhole.top_terms.iter().any(|t| t.contains("天坑")));
+    // No mention is in both.
+    let a = f.assigned_to(&meteor.id);
+    assert!(f.assigned_to(&sinkhole.id).iter().all(|m| !a.contains(m)));
+}
+
+#[test]
+fn an_emerging_incident_merges_into_the_rule_incident_that_opens_on_its_mentions() {
+    let mut f = Feed::new();
+    f.background(40);
+    // A refinery nobody wrote a rule for bursts first; then the same people write 爆炸
+    // (the explosion category) in the same posts.
+    f.burst(
+        12,
+        4,
+        |i| format!("w{i}"),
+        |i| format!("东郊炼油厂那边冒出好大的烟柱，编号{i}"),
+    );
+    f.tick(1);
+    let em = f.incidents(IncidentKind::Emerging);
+    assert_eq!(em.len(), 1, "{em:#?}");
+    f.burst(
+        16,
+        3,
+        |i| format!("w{i}"),
+        |i| format!("东郊炼油厂发生爆炸，烟柱很高，编号{i}"),
+    );
+    f.tick(1);
+    let rule = f.incidents(IncidentKind::Emergency);
+    assert_eq!(rule.len(), 1, "{rule:#?}");
+    let em = f.incidents(IncidentKind::Emerging);
+    assert_eq!(em.len(), 1);
+    assert_eq!(
+        em[0].merged_into.as_deref(),
+        Some(rule[0].id.as_str()),
+        "one incident per event"
+    );
+    assert_eq!(em[0].state, huiying::incidents::IncidentState::Closed);
+}
+
+#[test]
+fn a_burst_the_rules_already_name_opens_no_emerging_incident() {
+    let mut f = Feed::new();
+    f.background(40);
+    f.burst(
+        16,
+        4,
+        |i| format!("w{i}"),
+        |i| format!("海淀区暴雨，路上积水很深，第{i}条"),
+    );
+    f.tick(2);
+    assert_eq!(f.incidents(IncidentKind::Emergency).len(), 1);
+    assert!(f.incidents(IncidentKind::Emerging).is_empty());
+}
+
+#[test]
+fn a_dismissed_incident_closes_and_its_terms_stay_muted_for_the_time_chosen() {
+    let mut f = Feed::new();
+    f.background(40);
+    f.burst(14, 5, |i| format!("w{i}"), meteor);
+    f.tick(1);
+    let id = f.incidents(IncidentKind::Emerging)[0].id.clone();
+    f.control(Control::Dismiss {
+        id: id.clone(),
+        mute_secs: 2 * 3600,
+    });
+    assert_eq!(
+        f.incidents(IncidentKind::Emerging)[0].state,
+        huiying::incidents::IncidentState::Closed
+    );
+    // A new burst of the same words an hour later: muted.
+    f.background(60);
+    f.burst(14, 5, |i| format!("x{i}"), meteor);
+    f.tick(1);
+    assert_eq!(f.incidents(IncidentKind::Emerging).len(), 1, "muted");
+    // After the mute: a bigger burst opens again (the two before are in its baseline now).
+    f.background(70);
+    f.burst(40, 5, |i| format!("y{i}"), meteor);
+    f.tick(1);
+    assert_eq!(f.incidents(IncidentKind::Emerging).len(), 2, "mute expired");
+}
+
+#[test]
+fn the_terms_followed_stay_within_the_bound_whatever_the_input() {
+    let (_, rules) = analyzer_and_rules();
+    let max = rules.settings.emerging.max_candidates as usize;
+    let mut f = Feed::new();
+    // 3 × max distinct new words, each twice in one minute: every one would be followed.
+    let start = f.now;
+    for i in 0..3 * max {
+        let t = start + (i as i64 % 50) * 1_000;
+        let w = format!("zq{i}x");
+        f.post(t, &format!("u{}", i % 97), &format!("{w} {w}"));
+        f.post(t, &format!("v{}", i % 89), &w);
+    }
+    let (followed, overflow) = f.engine.emerging_sizes();
+    assert!(followed <= max, "{followed} > {max}");
+    assert!(overflow > 0, "new terms beyond the bound wait");
+    assert!(Engine::emerging_bound_bytes(max) < 300 << 20);
+}
