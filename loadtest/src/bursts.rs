@@ -357,3 +357,68 @@ pub fn run(cfg: &BurstsConfig, mut out: impl Write) -> anyhow::Result<BurstsSumm
     out.flush()?;
     Ok(s)
 }
+
+#[derive(Serialize)]
+struct TextLine<'a> {
+    id: String,
+    ts: i64,
+    author: &'a str,
+    text: &'a str,
+}
+
+/// What `huiying-loadtest text` writes (the real-text throughput and memory input).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TextConfig {
+    /// CED dev (`ced_dev.jsonl.gz`; kept outside the repository, never commit it).
+    #[arg(long)]
+    pub ced: PathBuf,
+    /// CrisisLex T6 (`crisislex_t6.jsonl` or `.gz`).
+    #[arg(long, default_value = "tests/data/crisislex/crisislex_t6.jsonl.gz")]
+    pub t6: PathBuf,
+    /// Lines to write.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub count: u64,
+    /// Mentions per second of event time.
+    #[arg(long, default_value_t = 100.0, value_parser = positive)]
+    pub rate: f64,
+    /// RNG seed (the order the texts are cycled in).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Event time of the first line, unix ms.
+    #[arg(long, default_value_t = 1_780_000_000_000)]
+    pub start_ms: i64,
+}
+
+/// Every CED dev and T6 post's text, shuffled once, cycled to `count` lines with fresh ids and
+/// fresh authors on every pass (the same person posting again is a new voice after a pass), at
+/// `rate` per second: real Chinese and English text at any volume, for throughput and memory.
+pub fn text(cfg: &TextConfig, mut out: impl Write) -> anyhow::Result<u64> {
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut posts = read(&cfg.ced)?;
+    posts.extend(read(&cfg.t6)?);
+    anyhow::ensure!(!posts.is_empty(), "no posts in {}", cfg.ced.display());
+    posts.shuffle(&mut rng);
+    let step = 1000.0 / cfg.rate;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut out);
+    for i in 0..cfg.count {
+        let n = posts.len() as u64;
+        let p = &posts[(i % n) as usize];
+        let pass = i / n;
+        let who = p
+            .author
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .unwrap_or(&p.id);
+        let author = format!("{who}~{pass}");
+        let line = TextLine {
+            id: format!("t{i}"),
+            ts: cfg.start_ms + (i as f64 * step) as i64,
+            author: &author,
+            text: &p.text,
+        };
+        serde_json::to_writer(&mut w, &line)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
+    Ok(cfg.count)
+}

@@ -1,5 +1,5 @@
 //! `huiying-loadtest`: `gen` writes realistic mentions as JSON Lines; `bursts` the labelled
-//! dev burst set for `huiying eval bursts`; `run` runs a scenario
+//! dev burst set for `huiying eval bursts`; `text` real post text at any volume; `run` runs a scenario
 //! against huiying and writes a report (see README.md).
 
 use clap::{Parser, Subcommand};
@@ -49,6 +49,12 @@ enum Cmd {
         out: PathBuf,
         #[command(flatten)]
         cfg: bursts::BurstsConfig,
+    },
+    /// Write real post text (CED dev and CrisisLex T6 texts cycled, fresh ids and authors) as
+    /// JSON Lines to stdout: the input of the real-text throughput and memory figures.
+    Text {
+        #[command(flatten)]
+        cfg: bursts::TextConfig,
     },
     /// Run a scenario (`scenarios/<name>`) against huiying and write result.json, report.md
     /// and chart.svg.
@@ -109,6 +115,10 @@ fn main() -> anyhow::Result<()> {
                 s.zh_bursts,
                 s.burst_posts
             );
+        }
+        Cmd::Text { cfg } => {
+            let n = bursts::text(&cfg, std::io::stdout().lock())?;
+            eprintln!("{n} lines of real text");
         }
         Cmd::Run {
             scenario,

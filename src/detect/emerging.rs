@@ -189,6 +189,33 @@ pub const EN_STOP: &[&str] = &[
 const ZH_STOP_CHARS: &str =
     "的了吗呢吧啊呀哦嗯是我你他她它这那们个么就都也还很在和与及把被让给不没有着过又再才而之其或";
 
+/// [`ZH_STOP_CHARS`] sorted, and the hashes of [`ZH_STOP`] and [`EN_STOP`]: looked up for every
+/// term of every mention, so by binary search and hash, not by scanning the lists.
+struct Stops {
+    chars: Vec<char>,
+    terms: ahash::AHashSet<u64>,
+}
+
+fn stops() -> &'static Stops {
+    static S: std::sync::OnceLock<Stops> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        let mut chars: Vec<char> = ZH_STOP_CHARS.chars().collect();
+        chars.sort_unstable();
+        Stops {
+            chars,
+            terms: ZH_STOP
+                .iter()
+                .chain(EN_STOP)
+                .map(|t| term_hash(t))
+                .collect(),
+        }
+    })
+}
+
+fn is_stop_char(c: char) -> bool {
+    stops().chars.binary_search(&c).is_ok()
+}
+
 /// Chinese bigrams that are frequent everywhere: platform boilerplate, weekdays, holidays.
 pub const ZH_STOP: &[&str] = &[
     "转发", "发微", "微博", "分享", "图片", "链接", "网页", "视频", "全文", "评论", "回复", "点赞",
@@ -209,7 +236,7 @@ pub fn term_hash(text: &str) -> u64 {
 
 /// The terms of normalised `text`, each once, in text order, at most [`MAX_TERMS`].
 pub fn terms(text: &str) -> Vec<Term> {
-    let mut out: Vec<Term> = Vec::new();
+    let mut out: Vec<Term> = Vec::with_capacity(MAX_TERMS.min(text.len() / 2 + 1));
     for_each_term(text, |t| {
         if out.len() >= MAX_TERMS {
             return false;
@@ -247,7 +274,8 @@ fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
                 if let Some(ws) = word_start.take() {
                     let raw = &chunk[ws..i];
                     let w = raw.trim_matches('\'');
-                    let off = chunk_start + ws + raw.find(w).unwrap_or(0);
+                    // `w` is a part of `raw`: its offset without searching.
+                    let off = chunk_start + ws + (w.as_ptr() as usize - raw.as_ptr() as usize);
                     if keep_word(w) && !emit(w, off, &mut f) {
                         return;
                     }
@@ -272,9 +300,9 @@ fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
             }
             if han && !in_handle && !in_emoticon {
                 if let Some((pi, pc)) = prev_han {
-                    if !ZH_STOP_CHARS.contains(pc) && !ZH_STOP_CHARS.contains(c) {
+                    if !is_stop_char(pc) && !is_stop_char(c) {
                         let bigram = &chunk[pi..i + c.len_utf8()];
-                        if !ZH_STOP.contains(&bigram) && !emit(bigram, chunk_start + pi, &mut f) {
+                        if !emit(bigram, chunk_start + pi, &mut f) {
                             return;
                         }
                     }
@@ -287,19 +315,22 @@ fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
     }
 }
 
+/// Hand `w` to `f` unless it is a stop term; false when `f` wants no more.
 fn emit(w: &str, off: usize, f: &mut impl FnMut(Term) -> bool) -> bool {
+    let hash = term_hash(w);
+    if stops().terms.contains(&hash) {
+        return true;
+    }
     f(Term {
-        hash: term_hash(w),
+        hash,
         start: off as u32,
         len: w.len().min(usize::from(u16::MAX)) as u16,
     })
 }
 
 fn keep_word(w: &str) -> bool {
-    w.chars().count() >= 3
-        && w.chars().count() <= 30
-        && !w.chars().all(|c| c.is_ascii_digit() || c == '\'')
-        && !EN_STOP.contains(&w)
+    let n = w.chars().count();
+    (3..=30).contains(&n) && !w.chars().all(|c| c.is_ascii_digit() || c == '\'')
 }
 
 fn split_ws(text: &str) -> impl Iterator<Item = (usize, &str)> {

@@ -31,6 +31,10 @@ pub struct Metrics {
     pub duplicates: IntCounter,
     /// Mentions that arrived later than the allowed lateness.
     pub late: IntCounter,
+    /// Terms the emerging detector follows exactly (at most `max_candidates`).
+    pub emerging_terms: IntGauge,
+    /// Rising terms not followed because `max_candidates` were (the memory bound at work).
+    pub emerging_overflow: IntCounter,
     /// Per-stage latency: `parse`, `analyze`, `cluster` (per batch) and `end_to_end` (mention
     /// arrival to the incident event it caused).
     pub stage_seconds: HistogramVec,
@@ -100,6 +104,20 @@ impl Metrics {
         )
         .expect("valid");
         r.register(Box::new(late.clone())).expect("unique");
+        let emerging_terms = IntGauge::new(
+            "huiying_emerging_terms_followed",
+            "Terms the emerging-incident detector follows by distinct author.",
+        )
+        .expect("valid");
+        r.register(Box::new(emerging_terms.clone()))
+            .expect("unique");
+        let emerging_overflow = IntCounter::new(
+            "huiying_emerging_overflow_total",
+            "Rising terms not followed because the emerging detector's table was full.",
+        )
+        .expect("valid");
+        r.register(Box::new(emerging_overflow.clone()))
+            .expect("unique");
         let stage_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "huiying_stage_duration_seconds",
@@ -231,6 +249,8 @@ impl Metrics {
             rejects,
             duplicates,
             late,
+            emerging_terms,
+            emerging_overflow,
             stage_seconds,
             incidents_open,
             incidents_opened,

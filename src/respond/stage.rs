@@ -575,6 +575,12 @@ async fn drafter(r: Arc<Respond>, mut rx: mpsc::Receiver<Arc<Event>>, cancel: Ca
         let Event::Incident { kind, incident, .. } = &*ev else {
             continue;
         };
+        // An emerging incident names no category, so no template fits: an operator judges it
+        // first (dismisses it, or promotes it into the rules; the rule incident that follows
+        // is drafted for).
+        if incident.kind == IncidentKind::Emerging {
+            continue;
+        }
         if incident.kind == IncidentKind::Rumor {
             if incident.state == IncidentState::Open {
                 rumors.insert(incident.id.clone(), incident.clone());

@@ -2269,6 +2269,8 @@ async fn an_operator_dismisses_or_promotes_an_emerging_incident_and_both_are_aud
         let t = std::fs::read_to_string(&f).expect("detection.toml");
         assert!(t.contains("warmup_secs = 1800"));
         std::fs::write(&f, t.replace("warmup_secs = 1800", "warmup_secs = 0")).expect("write");
+        // Every incident drafts (no emerging one may).
+        c.respond.policy.draft_threshold = 1;
     })
     .await;
     let addr = s.svc.addr;
@@ -2279,6 +2281,7 @@ async fn an_operator_dismisses_or_promotes_an_emerging_incident_and_both_are_aud
     })
     .await;
     let id = inc["id"].as_str().expect("id").to_string();
+    let first = id.clone();
     assert_eq!(inc["category"], "emerging");
     assert!(inc["top_terms"].to_string().contains("陨石"), "{inc}");
     let listed = call(
@@ -2429,6 +2432,43 @@ async fn an_operator_dismisses_or_promotes_an_emerging_incident_and_both_are_aud
         |v| v["event"] == "incident.opened" && v["incident"]["category"] == "collapse",
     )
     .await;
+    // A flood with casualty words is drafted for; the emerging incidents, before it in the
+    // drafter's queue, were not (no category, no template: an operator judges them first).
+    let ms: Vec<Value> = (0..8)
+        .map(|i| {
+            util::mention(
+                &format!("fl-{i}"),
+                &format!("fl-author-{i}"),
+                crate::respond::FLOOD_TEXT,
+                now,
+            )
+        })
+        .collect();
+    feed(&s, ms).await;
+    let flood = util::next_event(&mut ws, "the flood incident", |v| {
+        v["event"] == "incident.opened" && v["incident"]["category"] == "flood"
+    })
+    .await;
+    let cid = flood["incident"]["id"].as_str().expect("id").to_string();
+    let notices = util::within("the flood incident's draft", async {
+        loop {
+            let a = call(addr, "GET", "/api/notices", &s.viewer_token, &json!({})).await;
+            if a.body.contains(&cid) {
+                break json_of(&a);
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let drafted_for: Vec<&str> = notices["notices"]
+        .as_array()
+        .expect("notices")
+        .iter()
+        .filter_map(|n| n["incident_id"].as_str())
+        .collect();
+    for em in [&first, &id] {
+        assert!(!drafted_for.contains(&em.as_str()), "{em} drafted for");
+    }
     // Promoting the same terms again adds nothing: refused.
     let a = call(
         addr,

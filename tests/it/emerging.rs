@@ -344,3 +344,55 @@ fn the_terms_followed_stay_within_the_bound_whatever_the_input() {
     assert!(overflow > 0, "new terms beyond the bound wait");
     assert!(Engine::emerging_bound_bytes(max) < 300 << 20);
 }
+
+#[test]
+fn a_burst_is_still_followed_while_rare_words_flood_the_table() {
+    let (_, rules) = analyzer_and_rules();
+    let max = rules.settings.emerging.max_candidates as usize;
+    let mut f = Feed::new();
+    f.background(40);
+    // Every minute a quarter of the table's worth of new rare words, each from two authors:
+    // after four minutes they alone would fill it, and they stay followed for the window.
+    let per_min = max / 4;
+    let mut word = 0usize;
+    let mut meteor_ids = Vec::new();
+    for minute in 0..9i64 {
+        let start = f.now;
+        for i in 0..per_min {
+            let t = start + (i as i64 * MIN) / per_min as i64;
+            let w = format!("qz{word}k");
+            word += 1;
+            f.post(t, &format!("r{}", word % 997), &w);
+            f.post(t, &format!("s{}", word % 991), &w);
+            // From the sixth minute a meteor, from a new author every few seconds.
+            if minute >= 5 && i % (per_min / 6) == 0 {
+                let n = meteor_ids.len();
+                meteor_ids.push(f.post(t, &format!("witness{n}"), &meteor(n)));
+            }
+        }
+        f.now = start + MIN;
+    }
+    f.tick(1);
+    let (followed, _) = f.engine.emerging_sizes();
+    assert!(followed <= max);
+    let em = f.incidents(IncidentKind::Emerging);
+    let meteor = em
+        .iter()
+        .find(|i| i.top_terms.iter().any(|t| t.contains("陨石")))
+        .unwrap_or_else(|| {
+            panic!(
+                "the meteor opens while the table is flooded; opened: {:?}",
+                em.iter().map(|i| &i.top_terms).collect::<Vec<_>>()
+            )
+        });
+    assert!(
+        em.iter()
+            .all(|i| i.top_terms.iter().all(|t| !t.starts_with("qz"))),
+        "rare words from two authors each open nothing"
+    );
+    let joined = f.assigned_to(&meteor.id);
+    assert!(
+        meteor_ids.iter().filter(|m| joined.contains(m)).count() >= 6,
+        "its posts are in it"
+    );
+}

@@ -39,6 +39,8 @@ pub struct BurstEvent {
     pub emerging: bool,
     /// Seconds from its first post to the first mapped emerging incident's opening.
     pub emerging_delay_secs: Option<f64>,
+    /// Emerging incidents mapped to it (more than one: the event was split).
+    pub emerging_count: usize,
 }
 
 /// An emergency incident made mostly of background or off-topic posts.
@@ -114,6 +116,8 @@ pub struct BurstReport {
     pub emerging_recall_zh: Recall,
     /// Events an emerging incident maps to within 5 minutes of their first post.
     pub emerging_within_5_min: usize,
+    /// Events with more than one emerging incident.
+    pub emerging_split_events: usize,
     /// Median delay (s) of the emerging incidents over the events they map to.
     pub emerging_median_delay_secs: Option<f64>,
     /// Emerging incidents made mostly of background or off-topic posts.
@@ -237,6 +241,7 @@ fn score(file: &Path, l: &Labelled, run: &Replayed) -> BurstReport {
                     .map(|o| (o.id.clone(), o.category.clone()))
                     .collect(),
                 emerging: em_mapped.contains_key(e),
+                emerging_count: em_mapped.get(e).map_or(0, Vec::len),
                 emerging_delay_secs: em_mapped
                     .get(e)
                     .and_then(|v| v.iter().map(|o| o.opened_at).min())
@@ -309,6 +314,7 @@ fn score(file: &Path, l: &Labelled, run: &Replayed) -> BurstReport {
             .filter(|e| e.emerging_delay_secs.is_some_and(|d| d <= 300.0))
             .count(),
         emerging_median_delay_secs,
+        emerging_split_events: events.iter().filter(|e| e.emerging_count > 1).count(),
         emerging_false_alarms_per_10h: per_10h(em_false_alarms.len()),
         emerging_false_alarms: em_false_alarms,
         events,
@@ -452,11 +458,12 @@ impl BurstReport {
         )?;
         writeln!(
             w,
-            "    5 分钟内 / within 5 min: {}   延迟中位数 / median delay: {}",
+            "    5 分钟内 / within 5 min: {}   延迟中位数 / median delay: {}   一事多报 / events with >1: {}",
             self.emerging_within_5_min,
             self.emerging_median_delay_secs
                 .map(|d| format!("{d:.0} s"))
-                .unwrap_or_else(|| "-".into())
+                .unwrap_or_else(|| "-".into()),
+            self.emerging_split_events
         )?;
         writeln!(
             w,

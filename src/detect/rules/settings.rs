@@ -136,8 +136,8 @@ pub struct EmergingSettings {
     /// A term whose recent mentions mostly hit a rule (a category, a cue, a known claim) is
     /// the rules' business: it opens nothing here.
     pub max_rule_share: f64,
-    /// Two bursting terms are one incident when this share of the smaller one's recent
-    /// mentions hold both.
+    /// A bursting term joins a group of bursting terms (or an open emerging incident) when
+    /// this share of its recent mentions (or of the group's, when fewer) are the group's.
     pub group_overlap: f64,
     /// Terms that never open anything (in addition to the built-in stop lists).
     pub stop_terms: Vec<String>,
@@ -158,7 +158,7 @@ impl Default for EmergingSettings {
             mute_secs: 3600,
             max_candidates: 4096,
             max_rule_share: 0.5,
-            group_overlap: 0.3,
+            group_overlap: 0.2,
             stop_terms: Vec::new(),
         }
     }

@@ -72,12 +72,19 @@ struct Candidate {
     recent: VecDeque<Recent>,
     fulls: usize,
     last_hit: i64,
+    /// At its ordinary level at the last sweep: the first to go when the table is nearly full.
+    ordinary: bool,
+    /// No author in `authors` is older than this (authors are only dropped at a sweep when
+    /// one may have left the window).
+    oldest: i64,
     /// Its baseline per bucket before it rose: followed while it is at its ordinary level,
     /// frozen while it is above it (a burst must not raise its own baseline), never frozen
     /// while the baselines learn.
     base: f64,
     /// What it is counted as in its incident's top terms: its phrase (流星雨 for 流星).
     label: String,
+    /// Mentioned since the last sweep (only those are looked at between bucket ends).
+    dirty: bool,
     /// Above its baseline at the last sweep (or just opened on): only then do mentions holding
     /// it join its incident (after the burst, the term's everyday use is not the event).
     active: bool,
@@ -90,6 +97,9 @@ struct Candidate {
 pub(super) struct EmergingState {
     sketch: TermSketch,
     cands: AHashMap<u64, Candidate>,
+    /// A one-hash Bloom filter of `cands` (64 Kbit, 8 KB: in L1), so the common term that is
+    /// no candidate costs no hash-table lookup.
+    cand_bits: Vec<u64>,
     /// Muted terms (hash → until, event time ms).
     muted: AHashMap<u64, i64>,
     /// Stop terms from the settings (hashes).
@@ -102,11 +112,46 @@ pub(super) struct EmergingState {
     merges: Vec<(String, String)>,
     /// Candidates not followed because the table was full.
     pub(super) overflow: u64,
+    /// Sweeps that dropped the weakest candidates because the table was nearly full.
+    pub(super) trimmed: u64,
+    /// The bucket of the last sweep: every candidate is looked at once per bucket, the ones
+    /// mentioned since at every sweep.
+    swept_bucket: i64,
     /// Bursts not opened because a rule incident already held their mentions.
     pub(super) covered: u64,
 }
 
+const CAND_BITS: usize = 1 << 16;
+
+#[inline]
+fn cand_bit(h: u64) -> (usize, u64) {
+    let b = (h >> 48) as usize & (CAND_BITS - 1);
+    (b / 64, 1u64 << (b % 64))
+}
+
 impl EmergingState {
+    fn may_follow(&self, h: u64) -> bool {
+        let (w, m) = cand_bit(h);
+        self.cand_bits.get(w).is_some_and(|x| x & m != 0)
+    }
+
+    fn mark(&mut self, h: u64) {
+        if self.cand_bits.is_empty() {
+            self.cand_bits = vec![0; CAND_BITS / 64];
+        }
+        let (w, m) = cand_bit(h);
+        self.cand_bits[w] |= m;
+    }
+
+    /// Rebuild the filter after candidates were dropped.
+    fn remark(&mut self) {
+        self.cand_bits.iter_mut().for_each(|x| *x = 0);
+        let keys: Vec<u64> = self.cands.keys().copied().collect();
+        for h in keys {
+            self.mark(h);
+        }
+    }
+
     /// Candidates followed now.
     pub(super) fn candidates(&self) -> usize {
         self.cands.len()
@@ -172,7 +217,7 @@ impl Engine {
         let mut join: Vec<(String, Vec<String>)> = Vec::new();
         for t in &a.emerging {
             let est = self.em.sketch.add(t.hash);
-            if !self.em.cands.contains_key(&t.hash) {
+            if !self.em.may_follow(t.hash) || !self.em.cands.contains_key(&t.hash) {
                 if est < NOMINATE_MIN || self.em.stop.contains(&t.hash) {
                     continue;
                 }
@@ -182,8 +227,10 @@ impl Engine {
                 }
                 if self.em.cands.len() >= max {
                     self.em.overflow += 1;
+                    crate::metrics::global().emerging_overflow.inc();
                     continue;
                 }
+                self.em.mark(t.hash);
                 self.em.cands.insert(
                     t.hash,
                     Candidate {
@@ -191,10 +238,13 @@ impl Engine {
                         base,
                         label: t.text(&a.text).to_string(),
                         active: false,
+                        dirty: true,
                         authors: AHashMap::new(),
                         recent: VecDeque::new(),
                         fulls: 0,
                         last_hit: m.ts,
+                        ordinary: false,
+                        oldest: m.ts,
                         incident: None,
                     },
                 );
@@ -203,7 +253,11 @@ impl Engine {
                 continue;
             };
             c.last_hit = c.last_hit.max(m.ts);
+            c.dirty = true;
             if c.authors.len() < AUTHORS_CAP || c.authors.contains_key(&author) {
+                if c.authors.is_empty() {
+                    c.oldest = m.ts;
+                }
                 let e = c.authors.entry(author).or_insert(m.ts);
                 *e = (*e).max(m.ts);
             }
@@ -310,6 +364,8 @@ impl Engine {
         let bms = self.emerging_bucket_ms();
         let decay = self.emerging_decay();
         self.em.sketch.roll(now.div_euclid(bms), decay);
+        let full = now.div_euclid(bms) != self.em.swept_bucket;
+        self.em.swept_bucket = now.div_euclid(bms);
         let window_ms = i64::from(s.window_secs) * 1000;
         let nb = f64::from(s.window_secs) / f64::from(s.bucket_secs.max(1));
         let prior = self.emerging_prior();
@@ -319,7 +375,32 @@ impl Engine {
         let mut active: Vec<String> = Vec::new();
         let mut idle: Vec<u64> = Vec::new();
         for (h, c) in self.em.cands.iter_mut() {
-            c.authors.retain(|_, ts| *ts > now - window_ms);
+            // Not mentioned since the last sweep: its count can only have fallen (looked at
+            // again at the bucket's end, when it may go quiet).
+            if !full && !c.dirty {
+                continue;
+            }
+            c.dirty = false;
+            // Between bucket ends (baselines move only at them) only a burst matters: a term
+            // that would not burst with every author it holds, some perhaps out of the window
+            // by now, will not with fewer: no need to count them (the everyday words followed
+            // at a high rate hold hundreds).
+            if !full && c.incident.is_none() {
+                let upper = c.authors.len() as u64;
+                if !warm
+                    || upper < u64::from(s.min_authors)
+                    || poisson_sf(
+                        upper,
+                        (c.base.min(self.em.sketch.baseline_corrected(*h, decay)) + prior) * nb,
+                    ) >= s.alpha
+                {
+                    continue;
+                }
+            }
+            if c.oldest <= now - window_ms {
+                c.authors.retain(|_, ts| *ts > now - window_ms);
+                c.oldest = c.authors.values().copied().min().unwrap_or(now);
+            }
             while c
                 .recent
                 .front()
@@ -343,6 +424,7 @@ impl Engine {
             if !warm || p >= ORDINARY_P {
                 c.base = current;
             }
+            c.ordinary = p >= ORDINARY_P;
             if let Some(id) = &c.incident {
                 if c.active {
                     active.push(id.clone());
@@ -350,18 +432,50 @@ impl Engine {
                 continue;
             }
             let rules_share =
-                c.recent.iter().filter(|r| r.rule).count() as f64 / c.recent.len().max(1) as f64;
+                || c.recent.iter().filter(|r| r.rule).count() as f64 / c.recent.len().max(1) as f64;
             if warm
                 && n >= u64::from(s.min_authors)
                 && p < s.alpha
-                && rules_share <= s.max_rule_share
                 && !self.em.muted.contains_key(h)
+                && rules_share() <= s.max_rule_share
             {
                 bursting.push((*h, n));
             }
         }
-        for h in idle {
-            self.em.cands.remove(&h);
+        if full {
+            crate::metrics::global()
+                .emerging_terms
+                .set(self.em.cands.len() as i64);
+        }
+        // Nearly full (a wide vocabulary at a high rate nominates many rare terms, and words in
+        // everyday use stay followed): drop followed terms that belong to no incident, those
+        // at their ordinary level first, then those with the fewest authors (too few to burst)
+        // and the longest unmentioned, down to half, so a rising term finds room. Only then:
+        // a term followed all along counts the authors its window held before it rose.
+        let max = s.max_candidates as usize;
+        if self.em.cands.len() - idle.len().min(self.em.cands.len()) > max - max / 8 {
+            let gone: AHashSet<u64> = idle.iter().copied().collect();
+            let mut weak: Vec<(bool, usize, i64, u64)> = self
+                .em
+                .cands
+                .iter()
+                .filter(|(h, c)| {
+                    c.incident.is_none()
+                        && (c.ordinary || c.authors.len() < s.min_authors as usize)
+                        && !gone.contains(*h)
+                })
+                .map(|(h, c)| (!c.ordinary, c.authors.len(), c.last_hit, *h))
+                .collect();
+            weak.sort_unstable();
+            let excess = (self.em.cands.len() - gone.len()).saturating_sub(max / 2);
+            idle.extend(weak.into_iter().take(excess).map(|(_, _, _, h)| h));
+            self.em.trimmed += 1;
+        }
+        if !idle.is_empty() {
+            for h in idle {
+                self.em.cands.remove(&h);
+            }
+            self.em.remark();
         }
         active.sort_unstable();
         active.dedup();
@@ -379,28 +493,34 @@ impl Engine {
                 .then_with(|| self.em.cands[&a.0].name.cmp(&self.em.cands[&b.0].name))
         });
         let keys_of = |c: &Candidate| c.recent.iter().map(|r| r.key).collect::<AHashSet<u64>>();
+        // A bursting term goes with a group when this share of its recent mentions (or of the
+        // group's, when fewer) hold the group's terms too: the bigrams of one word (陨石, 一颗)
+        // share nearly all, a word and its place most.
         let overlaps = |a: &AHashSet<u64>, b: &AHashSet<u64>| {
             let small = a.len().min(b.len()).max(1);
             a.intersection(b).count() as f64 / small as f64 >= s.group_overlap
         };
         // Groups: (terms, their mention keys).
         let mut groups: Vec<(Vec<u64>, AHashSet<u64>)> = Vec::new();
-        let mut open_keys: Vec<(String, AHashSet<u64>)> = Vec::new();
-        for (id, o) in &self.open {
-            if let OpenKey::Emerging(terms) = &o.key {
-                let mut ks = AHashSet::new();
-                for t in terms {
-                    if let Some(c) = self.em.cands.get(t) {
-                        ks.extend(keys_of(c));
-                    }
-                }
-                open_keys.push((id.clone(), ks));
-            }
-        }
         for (h, _) in bursting {
             let ks = keys_of(&self.em.cands[&h]);
-            if let Some((id, _)) = open_keys.iter().find(|(_, o)| overlaps(&ks, o)) {
-                let id = id.clone();
+            // An open incident takes it when `group_overlap` of its mentions are already the
+            // incident's (assigned to it), the one holding most of them.
+            let mut of: BTreeMap<&str, usize> = BTreeMap::new();
+            for k in &ks {
+                if let Some(id) = self.em.members.get(k) {
+                    *of.entry(&**id).or_insert(0) += 1;
+                }
+            }
+            let host = of
+                .iter()
+                .filter(|(id, n)| {
+                    **n as f64 >= s.group_overlap * ks.len().max(1) as f64
+                        && self.open.contains_key(**id)
+                })
+                .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
+                .map(|(id, _)| id.to_string());
+            if let Some(id) = host {
                 self.emerging_attach(&id, h, out);
                 continue;
             }
