@@ -37,6 +37,9 @@ pub enum Interest {
     /// `mention.request`: mentions with a citizen-request cue (the engine emits them only when
     /// a stage subscribed to them).
     Requests,
+    /// `hour.stats`: the figures of each event-time hour (the engine emits them only when a
+    /// stage subscribed to them).
+    Hours,
 }
 
 impl Interest {
@@ -45,6 +48,7 @@ impl Interest {
             Interest::Incidents => e.is_incident(),
             Interest::IncidentsAndAssignments => e.is_incident() || e.is_assignment(),
             Interest::Requests => matches!(e, Event::Request { .. }),
+            Interest::Hours => matches!(e, Event::Hour(_)),
         }
     }
 }
@@ -143,6 +147,13 @@ impl Bus {
         self.subscribers
             .iter()
             .any(|s| s.interest == Interest::Requests)
+    }
+
+    /// Whether a stage subscribed to the hourly figures (the engine then emits them).
+    pub fn wants_hours(&self) -> bool {
+        self.subscribers
+            .iter()
+            .any(|s| s.interest == Interest::Hours)
     }
 }
 

@@ -74,6 +74,47 @@ impl GovernorClock for ManualClock {
     }
 }
 
+/// One end of a period as given: a local date (`2026-11-01`: its start; as `to`, the day is
+/// included), an RFC 3339 time, or unix ms.
+pub fn bound(s: &str, field: &str, offset_secs: i32, end: bool) -> Result<i64, String> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<i64>().map_err(|e| format!("{field}: {e}"));
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        format!("{field}: {s:?} is not a date (2026-11-01), an RFC 3339 time or unix ms")
+    })?;
+    let d = if end { d.succ_opt().unwrap_or(d) } else { d };
+    let local = d.and_time(chrono::NaiveTime::MIN);
+    Ok(local.and_utc().timestamp_millis() - i64::from(offset_secs) * 1000)
+}
+
+/// A period `from`..`to` (ms) as given ([`bound`]): `to` by default `now`, `from` by default
+/// `default_days` before `to`; `from` must be before `to`.
+pub fn period(
+    from: Option<&str>,
+    to: Option<&str>,
+    offset_secs: i32,
+    now: i64,
+    default_days: i64,
+) -> Result<(i64, i64), String> {
+    let to = match to.filter(|s| !s.trim().is_empty()) {
+        Some(s) => bound(s, "to", offset_secs, true)?,
+        None => now,
+    };
+    let from = match from.filter(|s| !s.trim().is_empty()) {
+        Some(s) => bound(s, "from", offset_secs, false)?,
+        None => to - default_days * 86_400_000,
+    };
+    if from >= to {
+        return Err(format!("from ({from}) must be before to ({to})"));
+    }
+    Ok((from, to))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

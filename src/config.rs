@@ -46,6 +46,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[alerts]`: who is alerted of what (值班提醒).
     pub alerts: crate::alerts::AlertsConfig,
+    /// `[opinion]`: the daily public-opinion report (舆情日报).
+    pub opinion: crate::opinion::stage::OpinionConfig,
 }
 
 impl Default for Config {
@@ -66,6 +68,7 @@ impl Default for Config {
             metrics_listen: None,
             auth: AuthConfig::default(),
             alerts: Default::default(),
+            opinion: Default::default(),
         }
     }
 }

@@ -29,6 +29,7 @@
 //! | [`api`] | the API stage (axum): incidents, feeds, `/api/stream`, `POST /api/mentions`, health, metrics; routes declared with their access (`api::routes`); login, roles, tokens, CSRF (`api::auth`, `[auth]`); the operator console; the wall display |
 //! | [`cases`] | the cases stage: citizen requests taken in from mentions addressed to the matrix's accounts and `POST /api/cases`, the router to departments (keywords, learned corrections, a trained classifier: `huiying cases classify` / `eval` / `train`), duplicates and incident links, the 受理 → 转办 → 督办 → 反馈 workflow audited first with replies through the respond stage's outbox, ratings read from replies, deadlines on the calendar of `rules/cases/`, the case store (redb, Redis), its routes and Open311 GeoReport v2; `[cases]` |
 //! | [`evaluation`] | 绩效评估: every department and matrix account scored over a period from the case store (service, interaction, approval; reach from the accounts' own timelines, read every 30 min), silent ones marked, ranked among peers, against the previous period; weights in `rules/evaluation.toml`; `GET /api/evaluation`, `huiying report evaluation` (JSON, CSV, HTML), the monthly report, department gauges |
+//! | [`opinion`] | 舆情报告: each event-time hour's figures (volume, regions, terms, most reposted) stored by the opinion stage, and the report over any period from the store (against the period before; incidents, rumors and time to rebuttal, regions, notices) as JSON, CSV and HTML; `GET /api/reports/opinion`, `huiying report opinion`, the daily report and its webhook; `[opinion]` |
 //! | [`alerts`] | 值班提醒: severe incidents and notices left waiting become alerts to the IM group bots (WeCom, DingTalk, Feishu: `[[respond.bots]]`) and e-mail through the respond stage's outbox, once each; `GET /api/alerts` for the console's browser notifications; `[alerts]` |
 //! | [`metrics`] | the Prometheus registry |
 //! | [`clock`] | the one injected clock (sessions, login limits, publishing limiters, dispatcher); `ManualClock` for tests |
@@ -52,6 +53,7 @@ pub mod ingest;
 pub mod live;
 pub mod metrics;
 pub mod normalize;
+pub mod opinion;
 pub mod pipeline;
 pub mod respond;
 pub mod stage;
@@ -115,4 +117,20 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
     h ^= h >> 27;
     h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
+}
+
+/// `s` escaped for HTML text and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -159,6 +159,13 @@ impl Pipeline {
                         cluster_h.observe(t0.elapsed().as_secs_f64());
                     }
                 }
+                // The input closed: the hour being counted is stored as far as it got (a
+                // restart adds the rest of it).
+                events.clear();
+                engine.end_hour(&mut events);
+                if !events.is_empty() {
+                    sink(Outcome::Events(&events));
+                }
                 engine
             })?;
         Ok(Pipeline {

@@ -98,7 +98,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
-    /// Reports: `evaluation` (绩效评估 of every department and account).
+    /// Reports: `evaluation` (绩效评估 of every department and account), `opinion` (舆情报告).
     Report {
         #[command(subcommand)]
         cmd: ReportCmd,
@@ -141,6 +141,36 @@ enum ReportCmd {
         #[arg(long, default_value = "json")]
         format: String,
         /// Directory to write `evaluation-FROM-TO.{json,csv,html}` into (`-`: stdout).
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
+    },
+    /// 舆情报告: volume by hour and day, top terms against the period before, incidents opened,
+    /// rumors and their rebuttals, regions by activity, the most reposted posts and the notices
+    /// published, from the service's store (stop the service first on the embedded store).
+    Opinion {
+        /// First day (`2026-12-01`, Beijing time), an RFC 3339 time or unix ms (default: the
+        /// day before `--to`).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, included (`2026-12-04`), an RFC 3339 time or unix ms (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this region (6-digit code; a province or city covers its parts).
+        #[arg(long)]
+        region: Option<String>,
+        /// The store: a `.redb` file or `redis://…` (default: the config's).
+        #[arg(long)]
+        store: Option<String>,
+        /// The service's config (its store, data directory, rules and `[redis]`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Rules directory (the gazetteer).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// `json`, `csv` or `html` (one self-contained page with charts, A4 in print).
+        #[arg(long, default_value = "html")]
+        format: String,
+        /// Directory to write `opinion-FROM-TO.{json,csv,html}` into (`-`: stdout).
         #[arg(long, default_value = "-")]
         out: PathBuf,
     },
@@ -476,6 +506,45 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     out,
                 },
                 &case_store,
+                &mut std::io::stdout(),
+            )?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Report {
+            cmd:
+                ReportCmd::Opinion {
+                    from,
+                    to,
+                    region,
+                    store,
+                    config,
+                    rules,
+                    format,
+                    out,
+                },
+        } => {
+            let cfg = match config.as_deref() {
+                Some(p) => crate::config::Config::load(p)?,
+                None => crate::config::Config::default(),
+            };
+            let rules = rules.unwrap_or_else(|| {
+                if config.is_some() {
+                    cfg.rules.clone()
+                } else {
+                    default_rules_dir()
+                }
+            });
+            super::report::opinion(
+                &super::report::OpinionArgs {
+                    rules,
+                    from,
+                    to,
+                    region,
+                    store,
+                    format,
+                    out,
+                },
+                &cfg,
                 &mut std::io::stdout(),
             )?;
             Ok(std::process::ExitCode::SUCCESS)

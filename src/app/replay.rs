@@ -99,7 +99,8 @@ pub fn replay<W: Write + Send + 'static>(
     replay_into(file, rules_dir, speed, emit, workers, None, out, diag)
 }
 
-/// Where `replay --store` also writes incidents and the mention index.
+/// Where `replay --store` also writes incidents, the mention index and each hour's figures
+/// (for `huiying report opinion`).
 pub struct ReplayStore {
     /// A redb file or a Redis URL.
     pub spec: String,
@@ -250,7 +251,8 @@ struct JsonSink<W> {
 impl<W: Write + Send + 'static> EventSink for JsonSink<W> {
     fn events(&mut self, _item: u64, evs: &[Event]) -> std::io::Result<()> {
         for e in evs {
-            if e.is_assignment() && !self.with_assign {
+            // An hour's figures go to the store only (`--store`): the output stays the same.
+            if (e.is_assignment() && !self.with_assign) || matches!(e, Event::Hour(_)) {
                 continue;
             }
             let mut line = e.to_json();
@@ -283,7 +285,8 @@ pub fn replay_events<S: EventSink>(
         .is_some_and(|s| crate::store::redis::is_redis_url(&s.spec));
     let (mut backend, engine) = match store {
         Some(s) => {
-            let (b, e) = ReplayBackend::open(s, Engine::new())?;
+            // With a store, the hours' figures too: a replayed day can be reported on.
+            let (b, e) = ReplayBackend::open(s, Engine::new().emitting_hours())?;
             (Some(b), e)
         }
         None => (None, Engine::new()),

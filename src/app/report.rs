@@ -1,5 +1,6 @@
 //! `huiying report evaluation`: the evaluation of every department and account from a case
-//! store, as JSON or CSV, to a file or stdout.
+//! store, as JSON or CSV, to a file or stdout; `huiying report opinion`: the public-opinion
+//! report from the service's store and notices.
 
 use crate::detect::Analyzer;
 use std::io::Write;
@@ -100,6 +101,110 @@ pub fn evaluation(
         day(period.from),
         day(period.to - 1)
     ));
+    std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    eprintln!("{}", path.display());
+    Ok(())
+}
+
+/// What `huiying report opinion` was asked.
+pub struct OpinionArgs {
+    /// Rules directory (the gazetteer).
+    pub rules: PathBuf,
+    /// Period start, as given.
+    pub from: Option<String>,
+    /// Period end, as given.
+    pub to: Option<String>,
+    /// Only this region (6-digit code).
+    pub region: Option<String>,
+    /// The store (default: the config's).
+    pub store: Option<String>,
+    /// `json`, `csv` or `html`.
+    pub format: String,
+    /// A directory, or `-` for `stdout`.
+    pub out: PathBuf,
+}
+
+/// Compute the opinion report from the store the config names (or `--store`) and the respond
+/// stage's notices beside it; the file written is named on stderr.
+pub fn opinion(
+    a: &OpinionArgs,
+    cfg: &crate::config::Config,
+    stdout: &mut dyn Write,
+) -> anyhow::Result<()> {
+    use crate::opinion::{report, stage::check_region, Ask, CST_OFFSET_SECS};
+    let format = a.format.as_str();
+    if !matches!(format, "json" | "csv" | "html") {
+        anyhow::bail!("--format {format:?}: json, csv or html");
+    }
+    let region = check_region(a.region.as_deref()).map_err(|e| anyhow::anyhow!("--{e}"))?;
+    let analyzer = Analyzer::new();
+    let rs = crate::detect::RuleSet::load(&a.rules, &analyzer.normalizer)
+        .map_err(|e| anyhow::anyhow!("invalid rules:\n{e}"))?;
+    if let Some(r) = &region {
+        if rs.gazetteer.by_code(r).is_none() {
+            anyhow::bail!("--region {r:?}: no such division code");
+        }
+    }
+    let now = crate::respond::dispatch::system_now_ms();
+    let (from, to) =
+        crate::clock::period(a.from.as_deref(), a.to.as_deref(), CST_OFFSET_SECS, now, 1)
+            .map_err(anyhow::Error::msg)?;
+    let spec = a.store.clone().unwrap_or_else(|| cfg.store.clone());
+    let mut cfg = cfg.clone();
+    cfg.store = spec.clone();
+    // Redis answers on a runtime of its own; the report's reads block on it from here.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let redis = crate::store::redis::is_redis_url(&spec);
+    if redis {
+        crate::install_tls();
+    }
+    let store = rt
+        .block_on(crate::app::service::open_store(&cfg))
+        .map_err(|e| anyhow::anyhow!("{spec}: {e:#} (is a service using it?)"))?;
+    let notices = if redis {
+        let db = crate::respond::redis::Blocking::new(&spec, &cfg.redis)
+            .map_err(|e| anyhow::anyhow!("{spec}: {e}"))?;
+        crate::respond::notices::NoticeStore::redis(std::sync::Arc::new(db), &cfg.redis.namespace)
+            .all()
+    } else {
+        let path = cfg.respond.data_dir.join("notices.redb");
+        if path.is_file() {
+            crate::respond::notices::NoticeStore::open(&path).and_then(|s| s.all())
+        } else {
+            Ok(Vec::new())
+        }
+    }
+    .map_err(|e| anyhow::anyhow!("reading the notices: {e}"))?;
+    let o = crate::opinion::compute(
+        store.as_ref(),
+        &notices,
+        &rs.gazetteer,
+        &Ask {
+            from,
+            to,
+            region,
+            offset_secs: CST_OFFSET_SECS,
+            generated_at: now,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("reading the store: {e}"))?;
+    let text = match format {
+        "csv" => report::csv(&o),
+        "html" => report::html(&o),
+        _ => report::json(&o) + "\n",
+    };
+    if a.out.as_os_str() == "-" {
+        stdout.write_all(text.as_bytes())?;
+        return Ok(());
+    }
+    std::fs::create_dir_all(&a.out).map_err(|e| anyhow::anyhow!("{}: {e}", a.out.display()))?;
+    let day = |ms: i64| crate::opinion::local_day(ms, CST_OFFSET_SECS).replace('-', "");
+    let path = a
+        .out
+        .join(format!("opinion-{}-{}.{format}", day(from), day(to - 1)));
     std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     eprintln!("{}", path.display());
     Ok(())

@@ -169,6 +169,12 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         respond.clone(),
         reports,
     ));
+    stages.push(crate::opinion::stage::start(
+        &cfg.opinion,
+        &mut cx,
+        respond.clone(),
+        reports,
+    ));
     stages.push(crate::alerts::stage::start(
         &cfg.alerts,
         &mut cx,
@@ -188,6 +194,9 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     } = cx;
     if bus.wants_requests() {
         engine = engine.emitting_requests();
+    }
+    if bus.wants_hours() {
+        engine = engine.emitting_hours();
     }
     let mut pcfg = PipelineConfig::default();
     if cfg.workers > 0 {

@@ -125,21 +125,7 @@ pub fn json(e: &Evaluation) -> String {
 
 // ---- HTML ---------------------------------------------------------------------------------
 
-/// Escape text for HTML.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::html_escape as esc;
 
 /// Local time of `ms` (`YYYY-MM-DD HH:MM`, or the day alone).
 fn local(e: &Evaluation, ms: i64, day_only: bool) -> String {

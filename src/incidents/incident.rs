@@ -234,6 +234,9 @@ pub enum Event {
         /// The request kinds hit (ids from `rules/requests.toml`).
         kinds: Vec<Arc<str>>,
     },
+    /// An event-time hour ended: its figures (for public-opinion reports). Emitted only when
+    /// a stage asked for them ([`crate::incidents::Engine::emitting_hours`]).
+    Hour(Arc<super::hours::HourStats>),
     /// A mention joined an incident.
     Assigned {
         /// Event time (ms).
@@ -246,6 +249,13 @@ pub enum Event {
         /// shows between the throttled `incident.updated` events (not in the JSON line).
         totals: (u64, u64),
     },
+}
+
+#[derive(Serialize)]
+struct HourJson {
+    event: &'static str,
+    hour: i64,
+    mentions: u64,
 }
 
 #[derive(Serialize)]
@@ -290,6 +300,11 @@ impl Event {
                 at: *at,
                 mention_id,
                 incident_id,
+            }),
+            Event::Hour(h) => serde_json::to_string(&HourJson {
+                event: "hour.stats",
+                hour: h.hour,
+                mentions: h.mentions,
             }),
             Event::Request { at, mention, kinds } => serde_json::to_string(&RequestJson {
                 event: "mention.request",

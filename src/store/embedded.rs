@@ -2,6 +2,7 @@
 //! the writer batches many events into one transaction.
 
 use super::{Store, StoreError, StoredIncident};
+use crate::incidents::hours::HourStats;
 use crate::incidents::{Incident, IncidentState};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
@@ -12,6 +13,8 @@ const OPEN: TableDefinition<&str, ()> = TableDefinition::new("open_incidents");
 const MENTIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("incident_mentions");
 const CURSORS: TableDefinition<&str, i64> = TableDefinition::new("feed_cursors");
 const FEED_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("feed_state");
+/// Hour start (ms) → its figures (JSON).
+const HOURS: TableDefinition<i64, &[u8]> = TableDefinition::new("hours");
 
 /// A redb-backed store.
 pub struct EmbeddedStore {
@@ -62,6 +65,8 @@ impl EmbeddedStore {
             tx.open_table(CURSORS)
                 .map_err(|e| StoreError::new("open", e))?;
             tx.open_table(FEED_STATE)
+                .map_err(|e| StoreError::new("open", e))?;
+            tx.open_table(HOURS)
                 .map_err(|e| StoreError::new("open", e))?;
         }
         tx.commit().map_err(|e| StoreError::new("open", e))?;
@@ -182,6 +187,76 @@ impl Store for EmbeddedStore {
             out.push(mid.to_string());
         }
         Ok(out)
+    }
+
+    fn incidents_between(&self, from: i64, to: i64) -> Result<Vec<Incident>, StoreError> {
+        // An office's incidents over its retention: a scan is what a report costs.
+        let raw: Vec<Vec<u8>> = self.read_with(|tx| {
+            let t = tx.open_table(INCIDENTS)?;
+            let mut v = Vec::new();
+            for r in t.iter()? {
+                let (_, val) = r?;
+                v.push(val.value().to_vec());
+            }
+            Ok(v)
+        })?;
+        let mut out = Vec::new();
+        for bytes in raw {
+            let s: StoredIncident = serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::new("decode", format!("incident: {e}")))?;
+            if (from..to).contains(&s.incident.opened_at) {
+                out.push(s.into_incident());
+            }
+        }
+        out.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    fn add_hour(&self, hour: &HourStats) -> Result<(), StoreError> {
+        let mut err = None;
+        self.write_with(|tx| {
+            let mut t = tx.open_table(HOURS)?;
+            let mut h = hour.clone();
+            if let Some(old) = t.get(hour.hour)? {
+                match serde_json::from_slice::<HourStats>(old.value()) {
+                    Ok(mut o) => {
+                        o.merge(hour);
+                        h = o;
+                    }
+                    Err(e) => err = Some(format!("hour {}: {e}", hour.hour)),
+                }
+            }
+            if err.is_none() {
+                let bytes = serde_json::to_vec(&h).unwrap_or_default();
+                t.insert(hour.hour, bytes.as_slice())?;
+            }
+            Ok(())
+        })?;
+        match err {
+            Some(e) => Err(StoreError::new("decode", e)),
+            None => Ok(()),
+        }
+    }
+
+    fn hours(&self, from: i64, to: i64) -> Result<Vec<HourStats>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<(i64, Vec<u8>)> = self.read_with(|tx| {
+            let t = tx.open_table(HOURS)?;
+            let mut v = Vec::new();
+            for r in t.range(from..to)? {
+                let (k, val) = r?;
+                v.push((k.value(), val.value().to_vec()));
+            }
+            Ok(v)
+        })?;
+        raw.into_iter()
+            .map(|(k, b)| {
+                serde_json::from_slice(&b)
+                    .map_err(|e| StoreError::new("decode", format!("hour {k}: {e}")))
+            })
+            .collect()
     }
 
     fn get_cursor(&self, feed: &str) -> Result<Option<i64>, StoreError> {

@@ -1,6 +1,7 @@
 //! The in-memory store, for throwaway runs and tests.
 
 use super::{Store, StoreError, StoredIncident};
+use crate::incidents::hours::HourStats;
 use crate::incidents::{Incident, IncidentState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,7 @@ struct Inner {
     mentions: BTreeMap<String, BTreeSet<String>>,
     cursors: BTreeMap<String, i64>,
     feed_state: BTreeMap<String, Vec<u8>>,
+    hours: BTreeMap<i64, HourStats>,
 }
 
 impl MemoryStore {
@@ -74,6 +76,42 @@ impl Store for MemoryStore {
             .get(id)
             .map(|s| s.iter().take(limit).cloned().collect())
             .unwrap_or_default())
+    }
+
+    fn incidents_between(&self, from: i64, to: i64) -> Result<Vec<Incident>, StoreError> {
+        let mut v: Vec<Incident> = self
+            .lock()
+            .incidents
+            .values()
+            .filter(|s| (from..to).contains(&s.incident.opened_at))
+            .cloned()
+            .map(StoredIncident::into_incident)
+            .collect();
+        v.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(v)
+    }
+
+    fn add_hour(&self, hour: &HourStats) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        match g.hours.get_mut(&hour.hour) {
+            Some(h) => h.merge(hour),
+            None => {
+                g.hours.insert(hour.hour, hour.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn hours(&self, from: i64, to: i64) -> Result<Vec<HourStats>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .lock()
+            .hours
+            .range(from..to)
+            .map(|(_, h)| h.clone())
+            .collect())
     }
 
     fn get_cursor(&self, feed: &str) -> Result<Option<i64>, StoreError> {

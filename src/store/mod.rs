@@ -10,6 +10,7 @@ pub mod memory;
 pub mod redis;
 pub mod writer;
 
+use crate::incidents::hours::HourStats;
 use crate::incidents::Incident;
 use crate::normalize::Mention;
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,14 @@ pub trait Store: Send + Sync {
     fn put_feed_state(&self, _feed: &str, _state: &[u8]) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Every incident (open or closed, still kept) that opened in `[from, to)` (ms), by opening
+    /// time.
+    fn incidents_between(&self, from: i64, to: i64) -> Result<Vec<Incident>, StoreError>;
+    /// Add an hour's figures (to what is stored for that hour: a restart mid-hour, and every
+    /// instance of a fleet, each add theirs).
+    fn add_hour(&self, hour: &HourStats) -> Result<(), StoreError>;
+    /// The stored hours in `[from, to)` (ms), in order, each summed over what was added.
+    fn hours(&self, from: i64, to: i64) -> Result<Vec<HourStats>, StoreError>;
     /// Make everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
     /// Short name for logs and `/healthz` (`embedded`, `memory`).

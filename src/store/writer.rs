@@ -62,6 +62,7 @@ pub async fn run(store: Arc<dyn Store>, mut rx: tokio::sync::mpsc::Receiver<Arc<
 pub fn write_batch(store: &dyn Store, batch: &[Arc<Event>]) -> bool {
     let mut incidents = BTreeMap::new();
     let mut pairs = Vec::new();
+    let mut ok = true;
     for e in batch {
         match &**e {
             Event::Incident { incident, .. } => {
@@ -72,12 +73,19 @@ pub fn write_batch(store: &dyn Store, batch: &[Arc<Event>]) -> bool {
                 incident_id,
                 ..
             } => pairs.push((incident_id.clone(), mention_id.clone())),
+            // An hour's figures reach this writer in a replay with `--store` (in the service,
+            // the opinion stage keeps them).
+            Event::Hour(h) => {
+                if let Err(e) = store.add_hour(h) {
+                    tracing::error!(error = %e, "Writing an hour's figures failed.");
+                    ok = false;
+                }
+            }
             // Other stages' events (requests) are theirs to keep.
             _ => {}
         }
     }
     let incidents: Vec<_> = incidents.into_values().collect();
-    let mut ok = true;
     if !incidents.is_empty() {
         if let Err(e) = store.put_incidents(&incidents) {
             tracing::error!(error = %e, "Writing incidents failed.");

@@ -1136,20 +1136,7 @@ fn account_of(st: &St, token: &str) -> Account {
     })
 }
 
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use huiying::html_escape;
 
 /// Status HTML the way Mastodon renders plain text: paragraphs, `<br />`, linkified URLs.
 fn mastodon_html(text: &str) -> String {

@@ -257,6 +257,12 @@ const TABLE: &[(&str, &str, Option<Role>, Option<Role>)] = &[
     ),
     ("GET", "/api/evaluation/summary", Some(Role::Viewer), None),
     ("GET", "/api/alerts", Some(Role::Viewer), Some(Role::Viewer)),
+    (
+        "GET",
+        "/api/reports/opinion",
+        Some(Role::Viewer),
+        Some(Role::Viewer),
+    ),
     ("GET", "/open311/v2/discovery.json", None, None),
     ("GET", "/open311/v2/services.xml", None, None),
     (

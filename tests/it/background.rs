@@ -98,7 +98,7 @@ fn run(posts: &[Post]) -> Run {
                         .push(mention_id);
                 }
             }
-            Event::Request { .. } => {}
+            Event::Request { .. } | Event::Hour(_) => {}
         }
     }
     r

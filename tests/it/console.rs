@@ -2481,3 +2481,89 @@ async fn an_operator_dismisses_or_promotes_an_emerging_incident_and_both_are_aud
     assert!(a.status == 422 || a.status == 404, "{}", a.body);
     util::stop(s.svc).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_opinion_report_counts_what_the_service_took_in_for_viewers_only() {
+    let s = secured(false).await;
+    let addr = s.svc.addr;
+    // Posts of an hour two hours back, then one now: event time leaves that hour, whose
+    // figures the opinion stage stores.
+    let now = util::now_ms();
+    let hour = (now - 2 * 3_600_000) / 3_600_000 * 3_600_000;
+    let mut ms: Vec<Value> = (0..12)
+        .map(|i| {
+            util::mention(
+                &format!("op-{i}"),
+                &format!("op-author-{i}"),
+                "海淀区新图书馆开放了，周末去看看",
+                hour + 60_000 + i as i64,
+            )
+        })
+        .collect();
+    ms.push(util::mention("op-now", "op-late", "今天天气不错", now));
+    feed(&s, ms).await;
+    let from = hour.to_string();
+    let path = format!("/api/reports/opinion?from={from}&to={}", hour + 3_600_000);
+    let o = util::within("the hour's figures in the report", async {
+        loop {
+            let a = call(addr, "GET", &path, &s.viewer_token, &json!({})).await;
+            assert_eq!(a.status, 200, "{}", a.body);
+            let o = json_of(&a);
+            if o["mentions"] == 12 {
+                break o;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(o["hours_covered"], 1);
+    assert!(o["terms"].to_string().contains("海淀"), "{o}");
+    assert_eq!(o["regions"][0]["name"], "北京市");
+    let html = call(
+        addr,
+        "GET",
+        &format!("{path}&format=html"),
+        &s.viewer_token,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(html.status, 200);
+    assert!(html
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/html")));
+    assert!(html.body.contains("舆情报告") && html.body.contains("<svg"));
+    let csv = call(
+        addr,
+        "GET",
+        &format!("{path}&format=csv&region=110108"),
+        &s.viewer_token,
+        &json!({}),
+    )
+    .await;
+    assert!(csv.body.contains("total,mentions,12,"), "{}", csv.body);
+
+    // Viewers and up; an ingest token reads nothing; bad parameters are named.
+    let a = call(addr, "GET", &path, &s.ingest_token, &json!({})).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = request(addr, "GET", &path, &[], b"").await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    for (q, what) in [
+        ("format=pdf", "format"),
+        ("region=abc", "region"),
+        ("from=2026-12-05&to=2026-12-01", "before"),
+        ("from=yesterday", "from"),
+        ("colour=red", "colour"),
+    ] {
+        let a = call(
+            addr,
+            "GET",
+            &format!("/api/reports/opinion?{q}"),
+            &s.viewer_token,
+            &json!({}),
+        )
+        .await;
+        assert_eq!(a.status, 400, "{q}: {}", a.body);
+        assert!(a.body.contains(what), "{q}: {}", a.body);
+    }
+    util::stop(s.svc).await;
+}

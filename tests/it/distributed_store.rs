@@ -8,7 +8,8 @@ use crate::redis_server::{namespace, require_shared, OwnRedis};
 use crate::util::{self, get_json, http, mention, next_event, now_ms, stop, stream, within, Ws};
 use huiying::app::Service;
 use huiying::config::Config;
-use huiying::incidents::Incident;
+use huiying::incidents::hours::HOUR_MS;
+use huiying::incidents::{HourStats, Incident};
 use huiying::store::redis::RedisConfig;
 use huiying::store::{EmbeddedStore, MemoryStore, Store};
 use serde_json::{json, Value};
@@ -269,8 +270,39 @@ fn check_store_contract(s: &dyn Store) {
         s.get_feed_state("js").expect("state"),
         Some(vec![0, 159, 146, 150])
     );
+    // Incidents by the time they opened, open or closed.
+    let between = |from: i64, to: i64| -> Vec<String> {
+        let v = s.incidents_between(from, to).expect("between");
+        v.into_iter().map(|i| i.id).collect()
+    };
+    assert_eq!(between(ts, ts + 1), ["em-1", "em-2"]);
+    assert!(between(ts - 10, ts).is_empty());
+    assert!(between(ts + 1, ts + 10).is_empty());
+    // An hour's figures added twice (a restart mid-hour) are summed.
+    let hour = |n: u64| HourStats {
+        hour: HOUR,
+        mentions: n,
+        terms: vec![("暴雨".into(), n)],
+        regions: [(110108, n)].into_iter().collect(),
+        ..Default::default()
+    };
+    assert!(s.hours(HOUR, HOUR + HOUR_MS).expect("hours").is_empty());
+    s.add_hour(&hour(3)).expect("hour");
+    s.add_hour(&hour(4)).expect("hour");
+    let got = s.hours(HOUR - HOUR_MS, HOUR + 2 * HOUR_MS).expect("hours");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].mentions, 7);
+    assert_eq!(got[0].terms, [("暴雨".to_string(), 7)]);
+    assert_eq!(got[0].regions[&110108], 7);
+    assert!(s
+        .hours(HOUR + HOUR_MS, HOUR + 2 * HOUR_MS)
+        .expect("hours")
+        .is_empty());
     s.flush().expect("flush");
 }
+
+/// An hour of the contract's figures.
+const HOUR: i64 = 1_700_002_800_000;
 
 #[test]
 fn the_redis_store_keeps_the_store_contract_with_ttls_on_closed_incidents() {
@@ -307,6 +339,24 @@ fn the_redis_store_keeps_the_store_contract_with_ttls_on_closed_incidents() {
             .expect("task")
     });
     assert_eq!(ids.expect("mentions"), ["m1", "m2", "m3"]);
+    // Another instance's share of the hour adds to this one's.
+    let other = rt
+        .block_on(huiying::app::open_store(&config(url, &ns, "other")))
+        .expect("open the Redis store");
+    other
+        .add_hour(&HourStats {
+            hour: HOUR,
+            mentions: 5,
+            terms: vec![("暴雨".into(), 1), ("地铁".into(), 9)],
+            ..Default::default()
+        })
+        .expect("hour");
+    let got = store.hours(HOUR, HOUR + HOUR_MS).expect("hours");
+    assert_eq!(got[0].mentions, 12);
+    assert_eq!(
+        got[0].terms,
+        [("地铁".to_string(), 9), ("暴雨".to_string(), 8)]
+    );
 
     // Every key is in the namespace; a closed incident expires after the retention, an open
     // one does not.

@@ -25,6 +25,7 @@ mod matrix;
 mod notices;
 mod one_incident;
 mod open311;
+mod opinion;
 mod outbox;
 mod publish;
 mod redis_server;

@@ -73,7 +73,7 @@ fn run_with(posts: &[(&str, &str)], change: impl Fn(usize, &mut Mention)) -> Run
                 incident_id,
                 ..
             } => r.assigned.push((mention_id, incident_id.to_string())),
-            Event::Request { .. } => {}
+            Event::Request { .. } | Event::Hour(_) => {}
         }
     }
     // The engine's own view agrees with the events.

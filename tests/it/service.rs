@@ -192,6 +192,15 @@ impl Store for WatchedStore {
     fn incident_mentions(&self, id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         self.inner.incident_mentions(id, limit)
     }
+    fn incidents_between(&self, from: i64, to: i64) -> Result<Vec<Incident>, StoreError> {
+        self.inner.incidents_between(from, to)
+    }
+    fn add_hour(&self, hour: &huiying::incidents::HourStats) -> Result<(), StoreError> {
+        self.inner.add_hour(hour)
+    }
+    fn hours(&self, from: i64, to: i64) -> Result<Vec<huiying::incidents::HourStats>, StoreError> {
+        self.inner.hours(from, to)
+    }
     fn get_cursor(&self, feed: &str) -> Result<Option<i64>, StoreError> {
         self.inner.get_cursor(feed)
     }

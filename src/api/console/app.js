@@ -70,6 +70,7 @@ const T = {
     other: "其他",
     w_ack: "受理回复", w_answer: "答复", w_mail: "邮件",
     evaluation: "绩效", from: "从", to: "到", report_html: "报告 HTML", report_csv: "CSV",
+    opinion_report: "舆情报告（近 24 小时）",
     departments: "部门", rank: "名次", received: "收到", on_time: "按时答复", overdue: "超期",
     returned: "退回", service: "服务力", overall: "综合", trend: "变化", addressed: "@诉求",
     reply_share: "答复率", interaction: "互动力", note: "备注", silent: "聋哑",
@@ -149,6 +150,7 @@ const T = {
     other: "Other",
     w_ack: "acknowledgement", w_answer: "answer", w_mail: "e-mail",
     evaluation: "Evaluation", from: "From", to: "To", report_html: "HTML report", report_csv: "CSV",
+    opinion_report: "Public-opinion report (last 24 h)",
     departments: "Departments", rank: "Rank", received: "Received", on_time: "On time",
     overdue: "Overdue", returned: "Returned", service: "Service", overall: "Overall",
     trend: "Trend", addressed: "Addressed", reply_share: "Answered", interaction: "Interaction",
@@ -1030,7 +1032,15 @@ function wire() {
   for (const b of document.querySelectorAll("#nav button")) {
     b.addEventListener("click", () => show(b.dataset.page));
   }
-  $("incident-filter").addEventListener("submit", (e) => { e.preventDefault(); act(loadIncidents); });
+  $("incident-filter").addEventListener("submit", (e) => {
+    e.preventDefault();
+    // The opinion report of the region filtered on (a 6-digit code), over the last 24 hours.
+    const q = new URLSearchParams({ format: "html" });
+    const r = $("f-region").value.trim();
+    if (/^\d{6}$/.test(r)) q.set("region", r);
+    $("opinion-html").href = `/api/reports/opinion?${q}`;
+    act(loadIncidents);
+  });
   $("notice-filter").addEventListener("submit", (e) => { e.preventDefault(); act(loadNotices); });
   $("case-filter").addEventListener("submit", (e) => { e.preventDefault(); act(loadCases); });
   $("evaluation-filter").addEventListener("submit", (e) => { e.preventDefault(); act(() => loadEvaluation(true)); });

@@ -196,6 +196,14 @@ impl Engine {
         for id in to_close {
             self.close_open(&id, now, out);
         }
+        // An hour no later mention ends still ends with event time.
+        if self
+            .hours
+            .as_ref()
+            .is_some_and(|h| now >= h.hour() + crate::incidents::hours::HOUR_MS)
+        {
+            self.end_hour(out);
+        }
         let rules = self.rules.clone();
         self.emerging_sweep(rules.as_ref(), out);
         self.emerging_merges(out);

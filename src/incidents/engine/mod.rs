@@ -166,6 +166,10 @@ pub struct Engine {
     coord: Option<Box<dyn Coordinator>>,
     /// Emit `mention.request` events (a stage subscribed to them).
     requests: bool,
+    /// The hour being counted, when a stage asked for the hourly figures.
+    hours: Option<crate::incidents::hours::HourAgg>,
+    /// Count hours (a stage asked).
+    emit_hours: bool,
     /// Emerging incidents: the term sketch, the terms followed, mutes.
     em: emerging::EmergingState,
 }
@@ -209,6 +213,8 @@ impl Engine {
             stats: EngineStats::default(),
             coord: None,
             requests: false,
+            hours: None,
+            emit_hours: false,
             em: emerging::EmergingState::default(),
         }
     }
@@ -224,6 +230,38 @@ impl Engine {
     pub fn emitting_requests(mut self) -> Self {
         self.requests = true;
         self
+    }
+
+    /// An engine that also counts the figures of every event-time hour and emits them as
+    /// [`Event::Hour`] when event time leaves the hour: the opinion stage stores them.
+    pub fn emitting_hours(mut self) -> Self {
+        self.emit_hours = true;
+        self
+    }
+
+    /// Count `m` into its hour; the hour before it ends first. A late mention counts in the
+    /// hour being counted.
+    fn count_hour(&mut self, rules: &RuleSet, m: &Mention, a: &Analysis, out: &mut Vec<Event>) {
+        use crate::incidents::hours::{HourAgg, HOUR_MS};
+        let h = m.ts.div_euclid(HOUR_MS) * HOUR_MS;
+        if self.hours.as_ref().is_some_and(|agg| h > agg.hour()) {
+            self.end_hour(out);
+        }
+        let region = a
+            .regions
+            .first()
+            .filter(|r| (**r as usize) < rules.gazetteer.len())
+            .and_then(|r| rules.gazetteer.get(*r).code.parse::<u32>().ok());
+        self.hours
+            .get_or_insert_with(|| HourAgg::new(h))
+            .observe(m, a, region);
+    }
+
+    /// Emit the hour being counted, if any.
+    pub fn end_hour(&mut self, out: &mut Vec<Event>) {
+        if let Some(agg) = self.hours.take() {
+            out.push(Event::Hour(Arc::new(agg.finish())));
+        }
     }
 
     /// What the engine did so far.
@@ -401,6 +439,9 @@ impl Engine {
             crate::metrics::global().late.inc();
         }
         self.advance(ts, out);
+        if self.emit_hours {
+            self.count_hour(rules, m, a, out);
+        }
         self.emerging_hit(m, a, out);
         self.emerging_merges(out);
         // The cases stage also reads replies (a rating of an answer, a follow-up) and mentions

@@ -9,11 +9,15 @@
 //! | `{ns}:im:{id}` | sorted set (all scores 0: byte order) | mention ids of the incident | as the incident |
 //! | `{ns}:cursor:{feed}` | string | a feed's resume cursor | none |
 //! | `{ns}:feed:{feed}` | string | a feed's resume state | none |
+//! | `{ns}:opened` | sorted set (score: opened at, ms) | ids of incidents by opening time | entries beyond `retention` dropped |
+//! | `{ns}:hour:{start}` | hash: instance → JSON | each instance's figures of an event-time hour | [`HOUR_RETENTION`] |
+//! | `{ns}:hours` | sorted set (score: hour start) | the hours stored | entries beyond [`HOUR_RETENTION`] dropped |
 //!
 //! The trait is blocking (called from `spawn_blocking` threads): each call runs its commands
 //! as one pipeline on the shared connection through the runtime's [`Handle`].
 
 use super::Redis;
+use crate::incidents::hours::HourStats;
 use crate::incidents::{Incident, IncidentState};
 use crate::store::{Store, StoreError, StoredIncident};
 use std::sync::Arc;
@@ -22,6 +26,9 @@ use tokio::runtime::Handle;
 
 /// How long a closed incident stays readable by default (`[redis] closed_retention_days`).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How long an hour's figures stay (reports compare a period with the one before it).
+pub const HOUR_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 
 /// Incidents, the mention index and feed cursors in Redis.
 pub struct RedisStore {
@@ -76,8 +83,21 @@ impl RedisStore {
 impl Store for RedisStore {
     fn put_incidents(&self, incidents: &[Arc<Incident>]) -> Result<(), StoreError> {
         let open = self.redis.key("open");
+        let opened = self.redis.key("opened");
         let mut pipe = redis::pipe();
+        if let Some(newest) = incidents.iter().map(|i| i.opened_at).max() {
+            pipe.cmd("ZREMRANGEBYSCORE")
+                .arg(&opened)
+                .arg("-inf")
+                .arg(format!("({}", newest - self.retention_ms as i64))
+                .ignore();
+        }
         for i in incidents {
+            pipe.cmd("ZADD")
+                .arg(&opened)
+                .arg(i.opened_at)
+                .arg(&i.id)
+                .ignore();
             let json = serde_json::to_string(&StoredIncident::from_incident(i))
                 .map_err(|e| StoreError::new("put_incidents", e))?;
             let (k, ik) = (self.inc_key(&i.id), self.index_key(&i.id));
@@ -156,6 +176,99 @@ impl Store for RedisStore {
             .arg(limit);
         let (ids,): (Vec<String>,) = self.run("incident_mentions", &pipe)?;
         Ok(ids)
+    }
+
+    fn incidents_between(&self, from: i64, to: i64) -> Result<Vec<Incident>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE")
+            .arg(self.redis.key("opened"))
+            .arg(from)
+            .arg(format!("({to}"))
+            .arg("BYSCORE");
+        let (ids,): (Vec<String>,) = self.run("incidents_between", &pipe)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut pipe = redis::pipe();
+            let keys: Vec<String> = chunk.iter().map(|id| self.inc_key(id)).collect();
+            pipe.cmd("MGET").arg(keys);
+            let (raw,): (Vec<Option<String>>,) = self.run("incidents_between", &pipe)?;
+            // A closed incident past its retention is gone: not counted.
+            for s in raw.into_iter().flatten() {
+                out.push(decode(&s)?);
+            }
+        }
+        out.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    fn add_hour(&self, hour: &HourStats) -> Result<(), StoreError> {
+        let key = self.redis.key(&format!("hour:{}", hour.hour));
+        let me = self.redis.instance().to_string();
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGET").arg(&key).arg(&me);
+        let (old,): (Option<String>,) = self.run("add_hour", &pipe)?;
+        let mut h = hour.clone();
+        if let Some(o) = old {
+            let mut o: HourStats = serde_json::from_str(&o)
+                .map_err(|e| StoreError::new("decode", format!("hour {}: {e}", hour.hour)))?;
+            o.merge(hour);
+            h = o;
+        }
+        let json = serde_json::to_string(&h).map_err(|e| StoreError::new("add_hour", e))?;
+        let keep = HOUR_RETENTION.as_millis() as i64;
+        let hours = self.redis.key("hours");
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET").arg(&key).arg(&me).arg(json).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(keep).ignore();
+        pipe.cmd("ZADD")
+            .arg(&hours)
+            .arg(hour.hour)
+            .arg(hour.hour)
+            .ignore();
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&hours)
+            .arg("-inf")
+            .arg(format!("({}", hour.hour - keep))
+            .ignore();
+        self.run::<()>("add_hour", &pipe)
+    }
+
+    fn hours(&self, from: i64, to: i64) -> Result<Vec<HourStats>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE")
+            .arg(self.redis.key("hours"))
+            .arg(from)
+            .arg(format!("({to}"))
+            .arg("BYSCORE");
+        let (starts,): (Vec<i64>,) = self.run("hours", &pipe)?;
+        let mut out = Vec::with_capacity(starts.len());
+        for chunk in starts.chunks(200) {
+            let mut pipe = redis::pipe();
+            for h in chunk {
+                pipe.cmd("HVALS").arg(self.redis.key(&format!("hour:{h}")));
+            }
+            let parts: Vec<Vec<String>> = self.run("hours", &pipe)?;
+            for (h, vals) in chunk.iter().zip(parts) {
+                // Every instance's share of the hour, summed.
+                let mut sum: Option<HourStats> = None;
+                for v in vals {
+                    let one: HourStats = serde_json::from_str(&v)
+                        .map_err(|e| StoreError::new("decode", format!("hour {h}: {e}")))?;
+                    match &mut sum {
+                        Some(s) => s.merge(&one),
+                        None => sum = Some(one),
+                    }
+                }
+                out.extend(sum);
+            }
+        }
+        Ok(out)
     }
 
     fn get_cursor(&self, feed: &str) -> Result<Option<i64>, StoreError> {

@@ -1,0 +1,270 @@
+//! Public-opinion reports: the engine's hourly figures of a fixture whose figures are known,
+//! stored in a redb file (and again, as after a restart), the incidents and notices of the
+//! period, and the report's figures, CSV and HTML from them; the API route's access and
+//! refusals.
+
+use super::util::analyzer_and_rules;
+use huiying::incidents::hours::HOUR_MS;
+use huiying::incidents::{Engine, Event, HourStats, Incident};
+use huiying::normalize::parse_mention;
+use huiying::opinion::{compute, report, Ask, CST_OFFSET_SECS};
+use huiying::respond::notices::Notice;
+use huiying::store::{EmbeddedStore, Store};
+use serde_json::json;
+use std::sync::Arc;
+
+/// 2026-12-03 00:00 Beijing time (16:00 UTC the day before): an hour boundary.
+const DAY: i64 = 1_796_227_200_000;
+
+/// Everyday posts (no rule, no emergency): what the volume, terms and regions count.
+fn fixture() -> Vec<serde_json::Value> {
+    let mut v = Vec::new();
+    let mut n = 0;
+    let mut post = |ts: i64, author: &str, text: &str, repost_of: Option<&str>| {
+        n += 1;
+        let mut m = json!({"id": format!("op-{n}"), "ts": ts, "author": author, "text": text});
+        if let Some(p) = repost_of {
+            m["repost_of"] = json!(p);
+        }
+        v.push(m);
+    };
+    // Hour 0: 20 posts naming 海淀区 about its new library, one original post reposted 12
+    // times, 8 posts naming 成都.
+    for i in 0..20 {
+        post(
+            DAY + i * 60_000,
+            &format!("a{i}"),
+            "海淀区新图书馆开放了，周末去看看",
+            None,
+        );
+    }
+    post(
+        DAY + 1_500_000,
+        "lib",
+        "海淀区图书馆：周六起延长开放时间",
+        None,
+    );
+    for i in 0..12 {
+        post(
+            DAY + 1_600_000 + i * 1_000,
+            &format!("r{i}"),
+            "转发微博//@lib:海淀区图书馆：周六起延长开放时间",
+            Some("op-21"),
+        );
+    }
+    for i in 0..8 {
+        post(
+            DAY + 2_000_000 + i * 1_000,
+            &format!("c{i}"),
+            "成都的火锅真好吃",
+            None,
+        );
+    }
+    // Hour 2 (hour 1 has nothing): 5 posts naming 成都.
+    for i in 0..5 {
+        post(
+            DAY + 2 * HOUR_MS + i * 1_000,
+            &format!("d{i}"),
+            "成都的火锅真好吃",
+            None,
+        );
+    }
+    v
+}
+
+fn run(lines: &[serde_json::Value]) -> Vec<HourStats> {
+    let (analyzer, rules) = analyzer_and_rules();
+    let mut engine = Engine::new().emitting_hours();
+    let mut events = Vec::new();
+    for l in lines {
+        let m = parse_mention(l.to_string().as_bytes()).expect("mention");
+        let a = analyzer.analyze(rules, &m);
+        engine.process(rules, &m, &a, &mut events);
+    }
+    engine.end_hour(&mut events);
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Hour(h) => Some((*h).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn incident(v: serde_json::Value) -> Arc<Incident> {
+    let base = json!({
+        "first_seen": DAY, "updated_at": DAY, "mentions": 6, "authors": 5,
+        "rate_per_min": 1.0, "baseline_per_min": 0.1, "severity": 3, "top_terms": [],
+        "sample_mention_ids": [], "root_mention_id": null, "rebuttal": null, "state": "closed",
+        "category": "rainstorm", "region": null,
+    });
+    let mut o = base.as_object().cloned().expect("object");
+    for (k, x) in v.as_object().expect("object") {
+        o.insert(k.clone(), x.clone());
+    }
+    Arc::new(serde_json::from_value(json!(o)).expect("an incident"))
+}
+
+fn notice(id: &str, incident_id: &str, state: &str, done_at: Option<i64>) -> Notice {
+    let mut history = vec![json!({"at": DAY, "actor": "system", "action": "draft", "detail": ""})];
+    if let Some(t) = done_at {
+        history.push(
+            json!({"at": t, "actor": "system", "action": "done", "detail": "1 job(s) finished"}),
+        );
+    }
+    serde_json::from_value(json!({
+        "id": id, "incident_id": incident_id, "kind": "rumor", "category": "other",
+        "severity": 3, "region": {"code": "110108", "name": "海淀区"},
+        "texts": {"hd": {"platform": "weibo", "lang": "zh", "text": "【辟谣】网传海淀区图书馆关闭不实"}},
+        "plan": {"lead": "hd", "co_publishers": [], "amplifiers": []},
+        "state": state, "approvals": [], "required_approvals": 2, "created_by": "system",
+        "created_at": DAY, "updated_at": DAY, "rejection": null, "jobs": [], "history": history,
+    }))
+    .expect("a notice")
+}
+
+#[test]
+fn the_report_of_a_fixture_has_the_fixtures_figures_and_survives_a_restart() {
+    let (_, rules) = analyzer_and_rules();
+    let lines = fixture();
+    let hours = run(&lines);
+    // Two hours with posts; the hour between has none and is not emitted.
+    assert_eq!(
+        hours
+            .iter()
+            .map(|h| (h.hour, h.mentions))
+            .collect::<Vec<_>>(),
+        [(DAY, 41), (DAY + 2 * HOUR_MS, 5)]
+    );
+    assert_eq!(hours[0].reposts, 12);
+    assert_eq!(hours[0].spread[0].id, "op-21");
+    assert_eq!(hours[0].spread[0].reposts, 12);
+    assert_eq!(hours[0].spread[0].text, "海淀区图书馆：周六起延长开放时间");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.redb");
+    {
+        let store = EmbeddedStore::open(&path).expect("redb");
+        // The first hour stored in two parts, as when the service restarts within it.
+        let (first, rest) = lines.split_at(30);
+        for h in run(first).iter().chain(run(rest).iter()) {
+            store.add_hour(h).expect("hour");
+        }
+        store
+            .put_incidents(&[
+                incident(
+                    json!({"id": "em-hd", "kind": "emergency", "opened_at": DAY + 60_000,
+                    "severity": 4, "region": {"code": "110108", "name": "海淀区"}}),
+                ),
+                incident(json!({"id": "ru-lib", "kind": "rumor", "category": "other",
+                    "opened_at": DAY + 120_000, "authors": 30, "headline": "网传海淀区图书馆关闭",
+                    "region": {"code": "110108", "name": "海淀区"}})),
+                incident(
+                    json!({"id": "ru-hotpot", "kind": "rumor", "category": "food_safety",
+                    "opened_at": DAY + 180_000, "authors": 9, "headline": "网传火锅底料有毒",
+                    "region": {"code": "510107", "name": "武侯区"}}),
+                ),
+                incident(
+                    json!({"id": "em-merged", "kind": "emergency", "opened_at": DAY + 60_000,
+                    "merged_into": "em-hd"}),
+                ),
+                // The day after: outside the period.
+                incident(
+                    json!({"id": "em-later", "kind": "emergency", "opened_at": DAY + 86_400_000}),
+                ),
+            ])
+            .expect("incidents");
+    }
+    // Reopened: the figures come from the file.
+    let store = EmbeddedStore::open(&path).expect("reopen");
+    let notices = [
+        notice("n-1", "ru-lib", "done", Some(DAY + 120_000 + 900_000)),
+        notice("n-2", "ru-hotpot", "draft", None),
+    ];
+    let ask = |region: Option<&str>| Ask {
+        from: DAY,
+        to: DAY + 86_400_000,
+        region: region.map(str::to_string),
+        offset_secs: CST_OFFSET_SECS,
+        generated_at: DAY + 86_400_000,
+    };
+    let o = compute(&store, &notices, &rules.gazetteer, &ask(None)).expect("report");
+    assert_eq!(o.mentions, 46);
+    assert_eq!(o.reposts, 12);
+    assert_eq!((o.hours_covered, o.hours_total), (2, 24));
+    assert_eq!(o.hourly[0], (DAY, 41));
+    assert_eq!(o.hourly[1], (DAY + HOUR_MS, 0));
+    assert_eq!(o.hourly[2], (DAY + 2 * HOUR_MS, 5));
+    assert_eq!(o.daily, [("2026-12-03".to_string(), 46)]);
+    assert_eq!(o.previous_mentions, 0);
+    // Terms: 海淀 in 33 posts (20 + the original + 12 reposts), 火锅 in 13.
+    let count = |t: &str| o.terms.iter().find(|r| r.term.contains(t)).map(|r| r.count);
+    assert_eq!(count("海淀"), Some(33), "{:?}", o.terms);
+    assert_eq!(count("火锅"), Some(13), "{:?}", o.terms);
+    assert!(o
+        .terms
+        .iter()
+        .all(|t| t.previous == 0 && t.change.is_none()));
+    // Incidents: the merged one is its host, the later one is outside.
+    assert_eq!(o.incidents.total, 3);
+    assert_eq!(o.incidents.by_kind["emergency"], 1);
+    assert_eq!(o.incidents.by_kind["rumor"], 2);
+    assert_eq!(o.incidents.by_severity, [0, 0, 2, 1, 0]);
+    // Rumors: most authors first, the rebutted one with its time to rebuttal.
+    assert_eq!(o.rumors[0].id, "ru-lib");
+    assert_eq!(o.rumors[0].rebuttal, "published");
+    assert_eq!(o.rumors[0].time_to_rebuttal_secs, Some(900));
+    assert_eq!(o.rumors[1].rebuttal, "drafted");
+    assert_eq!(o.rumors[1].time_to_rebuttal_secs, None);
+    // Regions, by province: 北京 (33 mentions, 2 incidents), 四川 (13, 1).
+    let regions: Vec<(&str, u64, u64)> = o
+        .regions
+        .iter()
+        .map(|r| (r.name.as_str(), r.mentions, r.incidents))
+        .collect();
+    assert_eq!(regions, [("北京市", 33, 2), ("四川省", 13, 1)]);
+    assert_eq!(o.posts[0].id, "op-21");
+    assert_eq!(o.notices.len(), 1);
+    assert_eq!(o.notices[0].id, "n-1");
+
+    // A region narrows volume, regions and incidents.
+    let hd = compute(&store, &notices, &rules.gazetteer, &ask(Some("110000"))).expect("report");
+    assert_eq!(hd.mentions, 33);
+    assert_eq!(hd.incidents.total, 2);
+    assert_eq!(hd.regions[0].name, "海淀区", "a municipality's districts");
+    let cd = compute(&store, &notices, &rules.gazetteer, &ask(Some("510100"))).expect("report");
+    assert_eq!(cd.mentions, 13);
+    assert_eq!(cd.incidents.total, 1);
+    assert_eq!(cd.regions[0].name, "武侯区");
+    assert!(cd.notices.is_empty());
+
+    // The next day compares with this one.
+    let next = Ask {
+        from: DAY + 86_400_000,
+        to: DAY + 2 * 86_400_000,
+        ..ask(None)
+    };
+    let o2 = compute(&store, &notices, &rules.gazetteer, &next).expect("report");
+    assert_eq!((o2.mentions, o2.previous_mentions), (0, 46));
+
+    let html = report::html(&o);
+    for s in [
+        "舆情报告",
+        "Public-opinion report",
+        "<svg",
+        "网传海淀区图书馆关闭",
+        "15 min",
+        "北京市",
+    ] {
+        assert!(html.contains(s), "{s} missing from the HTML");
+    }
+    assert!(!html.contains("<script"), "no script");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "nothing from elsewhere"
+    );
+    let csv = report::csv(&o);
+    assert!(csv.starts_with(report::CSV_HEADER));
+    assert!(csv.contains("\ntotal,mentions,46,0\n"), "{csv}");
+    assert!(csv.contains("\nday,2026-12-03,46,\n"), "{csv}");
+}
