@@ -150,6 +150,13 @@ pub fn opinion(
         crate::clock::period(a.from.as_deref(), a.to.as_deref(), CST_OFFSET_SECS, now, 1)
             .map_err(anyhow::Error::msg)?;
     let spec = a.store.clone().unwrap_or_else(|| cfg.store.clone());
+    // A report reads: a mistyped path must not become a new, empty store reporting zeros.
+    if spec != "memory"
+        && !crate::store::redis::is_redis_url(&spec)
+        && !std::path::Path::new(&spec).is_file()
+    {
+        anyhow::bail!("no store at {spec} (--store, or the config's `store`)");
+    }
     let mut cfg = cfg.clone();
     cfg.store = spec.clone();
     // Redis answers on a runtime of its own; the report's reads block on it from here.

@@ -268,3 +268,78 @@ fn the_report_of_a_fixture_has_the_fixtures_figures_and_survives_a_restart() {
     assert!(csv.contains("\ntotal,mentions,46,0\n"), "{csv}");
     assert!(csv.contains("\nday,2026-12-03,46,\n"), "{csv}");
 }
+
+fn huiying(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_huiying"))
+        .args(args)
+        .output()
+        .expect("run huiying")
+}
+
+#[test]
+fn a_replayed_archive_is_reported_on_from_the_command_line_and_bad_asks_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("day.jsonl");
+    let text: String = fixture().iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, text).expect("write");
+    let store = dir.path().join("r.redb");
+    let (f, s) = (
+        file.to_string_lossy().into_owned(),
+        store.to_string_lossy().into_owned(),
+    );
+    let rules = super::util::rules_dir().to_string_lossy().into_owned();
+    let out = huiying(&["replay", &f, "--rules", &rules, "--store", &s]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (from, to) = (DAY.to_string(), (DAY + 86_400_000).to_string());
+    let ask = |extra: &[&str]| {
+        let mut a = vec![
+            "report", "opinion", "--store", &s, "--rules", &rules, "--from", &from, "--to", &to,
+        ];
+        a.extend_from_slice(extra);
+        huiying(&a)
+    };
+    let out = ask(&["--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(o["mentions"], 46);
+    assert_eq!(o["hours_covered"], 2);
+    let out = ask(&["--format", "html", "--out", &dir.path().to_string_lossy()]);
+    assert!(out.status.success());
+    let written = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(written.ends_with(".html"), "{written}");
+    assert!(std::fs::read_to_string(&written)
+        .expect("the report")
+        .contains("舆情报告"));
+
+    for (extra, says) in [
+        (&["--region", "abc"][..], "6-digit"),
+        (&["--region", "999999"][..], "no such division"),
+        (&["--format", "pdf"][..], "json, csv or html"),
+    ] {
+        let out = ask(extra);
+        assert!(!out.status.success(), "{extra:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{extra:?}: {err}");
+    }
+    // A mistyped store is named, not created.
+    let typo = dir.path().join("typo.redb");
+    let out = huiying(&[
+        "report",
+        "opinion",
+        "--store",
+        &typo.to_string_lossy(),
+        "--rules",
+        &rules,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no store at"));
+    assert!(!typo.exists());
+}
