@@ -134,3 +134,23 @@ pub fn html_escape(s: &str) -> String {
     }
     out
 }
+
+/// Write a report's files `{dir}/{stem}.{ext}` in order, each through a temporary file and a
+/// rename, so a reader never sees half a file (the last one written marks the report whole).
+/// The paths written.
+pub fn write_report_files(
+    dir: &std::path::Path,
+    stem: &str,
+    files: &[(&str, String)],
+) -> std::io::Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut out = Vec::new();
+    for (ext, text) in files {
+        let path = dir.join(format!("{stem}.{ext}"));
+        let tmp = dir.join(format!(".{stem}.{ext}.tmp"));
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &path)?;
+        out.push(path);
+    }
+    Ok(out)
+}

@@ -439,11 +439,20 @@ fn case_store_and_rules(
     config: Option<&std::path::Path>,
     rules: Option<PathBuf>,
 ) -> anyhow::Result<(crate::cases::store::CaseStore, PathBuf)> {
+    let (cfg, rules) = config_and_rules(config, rules)?;
+    Ok((open_case_store(store, &cfg)?, rules))
+}
+
+/// A report's config (`--config`, else the defaults) and rules: `--rules`, else the config's
+/// rules when a config is given, else the default rules.
+fn config_and_rules(
+    config: Option<&std::path::Path>,
+    rules: Option<PathBuf>,
+) -> anyhow::Result<(crate::config::Config, PathBuf)> {
     let cfg = match config {
         Some(p) => crate::config::Config::load(p)?,
         None => crate::config::Config::default(),
     };
-    let case_store = open_case_store(store, &cfg)?;
     let rules = rules.unwrap_or_else(|| {
         if config.is_some() {
             cfg.rules.clone()
@@ -451,7 +460,7 @@ fn case_store_and_rules(
             default_rules_dir()
         }
     });
-    Ok((case_store, rules))
+    Ok((cfg, rules))
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
@@ -523,17 +532,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     out,
                 },
         } => {
-            let cfg = match config.as_deref() {
-                Some(p) => crate::config::Config::load(p)?,
-                None => crate::config::Config::default(),
-            };
-            let rules = rules.unwrap_or_else(|| {
-                if config.is_some() {
-                    cfg.rules.clone()
-                } else {
-                    default_rules_dir()
-                }
-            });
+            let (cfg, rules) = config_and_rules(config.as_deref(), rules)?;
             super::report::opinion(
                 &super::report::OpinionArgs {
                     rules,

@@ -380,6 +380,51 @@ fn is_han(c: char) -> bool {
     matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F)
 }
 
+/// Chinese bigrams that chain (the last character of one is the first of the next: 流星 + 星雨
+/// → 流星雨, 一颗 + 颗陨 + 陨石 → 一颗陨石) and whose counts `joinable` accepts, joined into
+/// phrases of at most 8 characters. Most frequent first (then by name), joined in that order;
+/// each phrase with its count (its least frequent part's) and the terms it is made of.
+pub fn chain_bigrams(
+    mut terms: Vec<(String, u64)>,
+    joinable: impl Fn(u64, u64) -> bool,
+) -> Vec<(String, u64, Vec<String>)> {
+    terms.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut out: Vec<(String, u64, Vec<String>)> = terms
+        .into_iter()
+        .map(|(t, n)| (t.clone(), n, vec![t]))
+        .collect();
+    let han = |s: &str| s.chars().all(|c| !c.is_ascii());
+    loop {
+        let mut join = None;
+        'find: for i in 0..out.len() {
+            for j in 0..out.len() {
+                let (a, b) = (&out[i], &out[j]);
+                if i != j
+                    && joinable(a.1, b.1)
+                    && han(&a.0)
+                    && han(&b.0)
+                    && a.0.chars().count() + b.0.chars().count() <= 9
+                    && a.0.chars().last().is_some()
+                    && a.0.chars().last() == b.0.chars().next()
+                {
+                    join = Some((i, j));
+                    break 'find;
+                }
+            }
+        }
+        let Some((i, j)) = join else {
+            break;
+        };
+        let (b, nb, parts) = out.remove(j);
+        let i = if j < i { i - 1 } else { i };
+        let rest: String = b.chars().skip(1).collect();
+        out[i].0.push_str(&rest);
+        out[i].1 = out[i].1.min(nb);
+        out[i].2.extend(parts);
+    }
+    out
+}
+
 /// The stable hash of a term's text (what [`Term::hash`] holds).
 pub fn term_hash(text: &str) -> u64 {
     crate::stable_hash(text.as_bytes())

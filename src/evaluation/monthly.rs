@@ -36,20 +36,15 @@ pub fn last_month(now: i64, offset_secs: i32) -> (Period, String) {
 /// Write `e` as `{dir}/evaluation-{name}.{json,csv,html}` (each through a temporary file and a
 /// rename, so a reader never sees half a report). The paths written.
 pub fn write(dir: &Path, name: &str, e: &Evaluation) -> std::io::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
-    let mut out = Vec::new();
-    for (ext, text) in [
-        ("json", report::json(e)),
-        ("csv", report::csv(e)),
-        ("html", report::html(e)),
-    ] {
-        let path = dir.join(format!("evaluation-{name}.{ext}"));
-        let tmp = dir.join(format!(".evaluation-{name}.{ext}.tmp"));
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &path)?;
-        out.push(path);
-    }
-    Ok(out)
+    crate::write_report_files(
+        dir,
+        &format!("evaluation-{name}"),
+        &[
+            ("json", report::json(e)),
+            ("csv", report::csv(e)),
+            ("html", report::html(e)),
+        ],
+    )
 }
 
 /// Whether the report `name` is already in `dir` (its HTML, written last).

@@ -467,41 +467,16 @@ fn term_rows(now: &[(String, u64)], before: &[(String, u64)]) -> Vec<TermRow> {
         .collect()
 }
 
-/// Chinese bigrams that chain (the last character of one is the first of the next) with
-/// nearly the same count (≥ 80 % of the larger) are one word: 陨石 + 石雨 → 陨石雨. Most
-/// frequent first; a word's count is its least frequent part's.
+/// Chinese bigrams that chain with nearly the same count (≥ 80 % of the larger) are one word:
+/// 陨石 + 石雨 → 陨石雨, counted as its least frequent part. Most frequent first.
 fn join_bigrams(terms: &[(String, u64)]) -> Vec<(String, u64)> {
-    let han = |s: &str| s.chars().all(|c| !c.is_ascii());
-    let mut out: Vec<(String, u64)> = terms.to_vec();
-    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    loop {
-        let mut join = None;
-        'find: for i in 0..out.len() {
-            for j in 0..out.len() {
-                let (a, b) = (&out[i], &out[j]);
-                let close = a.1.min(b.1) as f64 >= 0.8 * a.1.max(b.1) as f64;
-                if i != j
-                    && close
-                    && han(&a.0)
-                    && han(&b.0)
-                    && a.0.chars().count() + b.0.chars().count() <= 9
-                    && a.0.chars().last().is_some()
-                    && a.0.chars().last() == b.0.chars().next()
-                {
-                    join = Some((i, j));
-                    break 'find;
-                }
-            }
-        }
-        let Some((i, j)) = join else {
-            break;
-        };
-        let (b, nb) = out.remove(j);
-        let i = if j < i { i - 1 } else { i };
-        let rest: String = b.chars().skip(1).collect();
-        out[i].0.push_str(&rest);
-        out[i].1 = out[i].1.min(nb);
-    }
+    let mut out: Vec<(String, u64)> =
+        crate::detect::emerging::chain_bigrams(terms.to_vec(), |a, b| {
+            a.min(b) as f64 >= 0.8 * a.max(b) as f64
+        })
+        .into_iter()
+        .map(|(t, n, _)| (t, n))
+        .collect();
     out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     out
 }

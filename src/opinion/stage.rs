@@ -191,20 +191,15 @@ pub fn daily(rep: &Reporter, dir: &Path, now: i64) -> anyhow::Result<Option<Stri
 /// Write `o` as `{dir}/opinion-{name}.{json,csv,html}` (each through a temporary file and a
 /// rename; the HTML last, so its presence means the report is whole). The paths written.
 pub fn write(dir: &Path, name: &str, o: &Opinion) -> std::io::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
-    let mut out = Vec::new();
-    for (ext, text) in [
-        ("json", report::json(o)),
-        ("csv", report::csv(o)),
-        ("html", report::html(o)),
-    ] {
-        let path = dir.join(format!("opinion-{name}.{ext}"));
-        let tmp = dir.join(format!(".opinion-{name}.{ext}.tmp"));
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &path)?;
-        out.push(path);
-    }
-    Ok(out)
+    crate::write_report_files(
+        dir,
+        &format!("opinion-{name}"),
+        &[
+            ("json", report::json(o)),
+            ("csv", report::csv(o)),
+            ("html", report::html(o)),
+        ],
+    )
 }
 
 /// Post every daily report not yet posted (`opinion-*.json` without its `.posted` mark) to the

@@ -112,8 +112,6 @@ pub(super) struct EmergingState {
     merges: Vec<(String, String)>,
     /// Candidates not followed because the table was full.
     pub(super) overflow: u64,
-    /// Sweeps that dropped the weakest candidates because the table was nearly full.
-    pub(super) trimmed: u64,
     /// The bucket of the last sweep: every candidate is looked at once per bucket, the ones
     /// mentioned since at every sweep.
     swept_bucket: i64,
@@ -469,7 +467,6 @@ impl Engine {
             weak.sort_unstable();
             let excess = (self.em.cands.len() - gone.len()).saturating_sub(max / 2);
             idle.extend(weak.into_iter().take(excess).map(|(_, _, _, h)| h));
-            self.em.trimmed += 1;
         }
         if !idle.is_empty() {
             for h in idle {
@@ -777,40 +774,11 @@ fn severity(authors: u64, boosted: bool) -> u8 {
 /// Terms as people read them: Chinese bigrams that chain (流星 + 星雨 → 流星雨, 一颗 + 颗陨 +
 /// 陨石 → 一颗陨石) joined into phrases of at most 8 characters, most authors first; each
 /// phrase with the terms it is made of.
-fn phrases(mut named: Vec<(String, u64)>) -> Vec<(String, Vec<String>)> {
-    named.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let mut out: Vec<(String, Vec<String>)> = named
+fn phrases(named: Vec<(String, u64)>) -> Vec<(String, Vec<String>)> {
+    crate::detect::emerging::chain_bigrams(named, |_, _| true)
         .into_iter()
-        .map(|(t, _)| (t.clone(), vec![t]))
-        .collect();
-    let han = |s: &str| s.chars().all(|c| !c.is_ascii());
-    loop {
-        let mut join = None;
-        'find: for i in 0..out.len() {
-            for j in 0..out.len() {
-                let (a, b) = (&out[i].0, &out[j].0);
-                if i != j
-                    && han(a)
-                    && han(b)
-                    && a.chars().count() + b.chars().count() <= 9
-                    && a.chars().last().is_some()
-                    && a.chars().last() == b.chars().next()
-                {
-                    join = Some((i, j));
-                    break 'find;
-                }
-            }
-        }
-        let Some((i, j)) = join else {
-            break;
-        };
-        let (b, parts) = out.remove(j);
-        let i = if j < i { i - 1 } else { i };
-        let rest: String = b.chars().skip(1).collect();
-        out[i].0.push_str(&rest);
-        out[i].1.extend(parts);
-    }
-    out
+        .map(|(t, _, parts)| (t, parts))
+        .collect()
 }
 
 #[cfg(test)]
