@@ -430,6 +430,29 @@ pub fn term_hash(text: &str) -> u64 {
     crate::stable_hash(text.as_bytes())
 }
 
+/// The terms of every region's names (official, short forms, English, pinyin: "haidian",
+/// "district"): a place is where an
+/// event happens, not the event, and an incident names its region already. Without them a
+/// district's name bursts with every busy hour there, and a burst posted in that district
+/// joins the district's incident instead of opening its own.
+pub fn place_terms(g: &crate::detect::gazetteer::Gazetteer) -> ahash::AHashSet<u64> {
+    let mut out = ahash::AHashSet::new();
+    for i in 0..g.len() as u32 {
+        let r = g.get(i);
+        for name in [&r.name, &r.name_en]
+            .into_iter()
+            .chain(&r.aliases)
+            .chain(&r.en)
+        {
+            for_each_term(&name.to_lowercase(), |t| {
+                out.insert(t.hash);
+                true
+            });
+        }
+    }
+    out
+}
+
 /// The terms of normalised `text`, each once, in text order, at most [`MAX_TERMS`].
 pub fn terms(text: &str) -> Vec<Term> {
     let mut out: Vec<Term> = Vec::with_capacity(MAX_TERMS.min(text.len() / 2 + 1));

@@ -581,3 +581,68 @@ fn a_replay_into_redis_leaves_its_incidents_in_the_store() {
         );
     }
 }
+
+/// The distinct authors of a term the emerging detectors follow (`eg|…`, 60-s buckets) are
+/// merged in Redis beside an emergency window (10-s buckets, so another bucket index): two
+/// instances' authors of the term come back as one count over both, each window read at its
+/// own head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emerging_term_windows_are_merged_over_the_fleet_beside_emergency_windows() {
+    use huiying::incidents::coord::{Coordinator, Hit};
+    use huiying::ingest::Item;
+    use huiying::store::redis::{shared::RedisCoordinator, Redis};
+    let url = require_shared();
+    let ns = namespace("eg-merge");
+    let cfg = |i: &str| RedisConfig {
+        namespace: ns.clone(),
+        instance: Some(i.into()),
+        ..RedisConfig::default()
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(256);
+    let mut coords = Vec::new();
+    for name in ["a", "b"] {
+        let r = Redis::connect(url, &cfg(name)).await.expect("connect");
+        let (c, sync) = RedisCoordinator::new(r, tokio::runtime::Handle::current());
+        tokio::spawn(sync.run(tx.clone(), cancel.clone()));
+        coords.push(c);
+    }
+    // Authors 1-4 on a, 4-7 on b (4 on both): 7 distinct. Event time ~ 2026-12-05.
+    let now: i64 = 1_796_464_800_000;
+    let (eg_ms, em_ms) = (60_000, 10_000);
+    for (c, authors) in coords.iter_mut().zip([1..5u64, 4..8u64]) {
+        c.record(Hit {
+            key: "em|rainstorm|110108",
+            bucket: now / em_ms,
+            head: now / em_ms,
+            buckets: 30,
+            bucket_ms: em_ms,
+            author: 99,
+        });
+        for a in authors {
+            c.record(Hit {
+                key: "eg|陨石",
+                bucket: now / eg_ms - 2,
+                head: now / eg_ms,
+                buckets: 10,
+                bucket_ms: eg_ms,
+                author: a,
+            });
+        }
+    }
+    let got = within("the fleet's count of the term", async {
+        loop {
+            let counts = match rx.recv().await {
+                Some(Item::Fleet(counts)) => counts,
+                Some(_) => continue,
+                None => panic!("the sync tasks stopped"),
+            };
+            if let Some(c) = counts.iter().find(|c| c.key == "eg|陨石" && c.authors == 7) {
+                return c.clone();
+            }
+        }
+    })
+    .await;
+    assert_eq!(got.head, now / eg_ms, "read at the term's own head");
+    cancel.cancel();
+}

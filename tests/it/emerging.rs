@@ -3,9 +3,12 @@
 //! same mentions, muted when dismissed; the state stays bounded.
 
 use super::util::analyzer_and_rules;
+use huiying::detect::RuleSet;
+use huiying::incidents::coord::{Coordinator, FleetCount, Hit};
 use huiying::incidents::{Control, Engine, Event, EventKind, Incident, IncidentKind};
 use huiying::normalize::parse_mention;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 const T0: i64 = 1_795_833_158_000;
 const MIN: i64 = 60_000;
@@ -31,20 +34,27 @@ struct Feed {
     events: Vec<Event>,
     n: usize,
     now: i64,
+    rules: Arc<RuleSet>,
 }
 
 impl Feed {
     fn new() -> Self {
+        Feed::with_rules(analyzer_and_rules().1.clone())
+    }
+
+    fn with_rules(rules: Arc<RuleSet>) -> Self {
         Feed {
             engine: Engine::new(),
             events: Vec::new(),
             n: 0,
             now: T0,
+            rules,
         }
     }
 
     fn post(&mut self, ts: i64, author: &str, text: &str) -> String {
-        let (analyzer, rules) = analyzer_and_rules();
+        let (analyzer, _) = analyzer_and_rules();
+        let rules = &self.rules;
         let id = format!("m{}", self.n);
         self.n += 1;
         let line =
@@ -88,9 +98,8 @@ impl Feed {
     }
 
     fn tick(&mut self, minutes: i64) {
-        let (_, rules) = analyzer_and_rules();
         self.now += minutes * MIN;
-        self.engine.tick(rules, self.now, &mut self.events);
+        self.engine.tick(&self.rules, self.now, &mut self.events);
     }
 
     fn control(&mut self, c: Control) {
@@ -284,6 +293,44 @@ fn an_emerging_incident_merges_into_the_rule_incident_that_opens_on_its_mentions
     assert_eq!(em[0].state, huiying::incidents::IncidentState::Closed);
 }
 
+/// With `place_terms = false`, many people naming their district on an ordinary morning
+/// open nothing (the region's names, Chinese and pinyin, are no terms); with the shipped
+/// setting the same posts are a burst of the place.
+#[test]
+fn place_names_are_terms_unless_set_otherwise() {
+    let (analyzer, shipped) = analyzer_and_rules();
+    let dir = tempfile::tempdir().expect("tempdir");
+    super::util::copy_dir(&super::util::rules_dir(), dir.path());
+    let detection = dir.path().join("detection.toml");
+    let text = std::fs::read_to_string(&detection).expect("detection.toml");
+    assert!(text.contains("place_terms = true"), "the shipped setting");
+    std::fs::write(
+        &detection,
+        text.replace("place_terms = true", "place_terms = false"),
+    )
+    .expect("write");
+    let no_places = Arc::new(RuleSet::load(dir.path(), &analyzer.normalizer).expect("rules load"));
+    for (rules, opens) in [(shipped.clone(), true), (no_places, false)] {
+        let mut f = Feed::with_rules(rules);
+        f.background(40);
+        f.burst(
+            40,
+            4,
+            |i| format!("local{i}"),
+            |i| {
+                if i % 2 == 0 {
+                    "海淀，早上好，今天地铁人好多".to_string()
+                } else {
+                    "Haidian, good morning everyone, coffee time".to_string()
+                }
+            },
+        );
+        f.tick(1);
+        let em = f.incidents(IncidentKind::Emerging);
+        assert_eq!(!em.is_empty(), opens, "{em:#?}");
+    }
+}
+
 #[test]
 fn a_burst_the_rules_already_name_opens_no_emerging_incident() {
     let mut f = Feed::new();
@@ -395,4 +442,150 @@ fn a_burst_is_still_followed_while_rare_words_flood_the_table() {
         meteor_ids.iter().filter(|m| joined.contains(m)).count() >= 6,
         "its posts are in it"
     );
+}
+
+/// A fleet in one process: what `store::redis::shared` does through Redis (windows of distinct
+/// authors per key and bucket, summed over instances; the first claim of a key wins).
+#[derive(Default)]
+struct FakeFleet {
+    windows: BTreeMap<String, BTreeMap<i64, std::collections::BTreeSet<u64>>>,
+    claims: BTreeMap<String, String>,
+    released: Vec<String>,
+    /// Bucket width and buckets per window of each key.
+    shape: BTreeMap<String, (i64, usize)>,
+}
+
+struct FleetMember(std::sync::Arc<std::sync::Mutex<FakeFleet>>);
+
+impl Coordinator for FleetMember {
+    fn claim_open(&mut self, key: &str, proposed: &str) -> String {
+        let mut f = self.0.lock().expect("fleet");
+        f.claims
+            .entry(key.to_string())
+            .or_insert_with(|| proposed.to_string())
+            .clone()
+    }
+
+    fn release(&mut self, key: &str, id: &str) {
+        let mut f = self.0.lock().expect("fleet");
+        if f.claims.get(key).map(String::as_str) == Some(id) {
+            f.claims.remove(key);
+        }
+        f.released.push(key.to_string());
+    }
+
+    fn record(&mut self, hit: Hit<'_>) {
+        let mut f = self.0.lock().expect("fleet");
+        f.shape
+            .insert(hit.key.to_string(), (hit.bucket_ms, hit.buckets));
+        f.windows
+            .entry(hit.key.to_string())
+            .or_default()
+            .entry(hit.bucket)
+            .or_default()
+            .insert(hit.author);
+    }
+}
+
+impl FakeFleet {
+    /// Every key's distinct authors over its window ending at event time `now`.
+    fn counts(&self, now: i64) -> Vec<FleetCount> {
+        self.windows
+            .iter()
+            .map(|(k, buckets)| {
+                let (bms, n) = self.shape[k];
+                let head = now.div_euclid(bms);
+                let authors: std::collections::BTreeSet<u64> = buckets
+                    .range(head - n as i64 + 1..=head)
+                    .flat_map(|(_, a)| a.iter().copied())
+                    .collect();
+                FleetCount {
+                    key: k.clone(),
+                    head,
+                    authors: authors.len() as u64,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Seven witnesses of a meteorite write to one instance and seven to another: too few on
+/// each to be improbable under its baseline (a term is followed from its second mention in a
+/// bucket: six authors each), twelve over the fleet. With the terms' windows merged (as through
+/// Redis), both open it, under one id, with the fleet's authors; closed, the id's claim is
+/// released. Alone (the same posts, no fleet), neither opens anything.
+#[test]
+fn a_burst_split_across_instances_opens_one_emerging_incident_on_the_merged_counts() {
+    let fleet = std::sync::Arc::new(std::sync::Mutex::new(FakeFleet::default()));
+    let run = |shared: bool| {
+        let mut a = Feed::new();
+        let mut b = Feed::new();
+        if shared {
+            a.engine = Engine::new().with_coordinator(Box::new(FleetMember(fleet.clone())));
+            b.engine = Engine::new().with_coordinator(Box::new(FleetMember(fleet.clone())));
+        }
+        a.background(40);
+        b.background(40);
+        let start = a.now;
+        let (_, rules) = analyzer_and_rules();
+        // Both instances in event-time order, each sweeping every 10 s; the sync task's
+        // counts reach each engine between its sweeps (every 100 ms of wall time).
+        let mut t = start;
+        let mut i = 0;
+        while t <= start + 2 * MIN {
+            if i < 14 && start + i as i64 * 5_000 <= t {
+                let f = if i % 2 == 0 { &mut a } else { &mut b };
+                f.post(t, &format!("witness{i}"), &meteor(i));
+                i += 1;
+                continue;
+            }
+            t += 5_000;
+            for f in [&mut a, &mut b] {
+                f.now = t;
+                if shared {
+                    let counts = fleet.lock().expect("fleet").counts(f.now);
+                    f.engine.merge_fleet(rules, &counts, &mut f.events);
+                }
+                f.engine.tick(rules, f.now, &mut f.events);
+            }
+        }
+        (a, b)
+    };
+    let (a, b) = run(false);
+    assert!(a.incidents(IncidentKind::Emerging).is_empty());
+    assert!(b.incidents(IncidentKind::Emerging).is_empty());
+
+    let (mut a, b) = run(true);
+    let (ea, eb) = (
+        a.incidents(IncidentKind::Emerging),
+        b.incidents(IncidentKind::Emerging),
+    );
+    assert_eq!(ea.len(), 1, "{ea:#?}");
+    assert_eq!(eb.len(), 1, "{eb:#?}");
+    assert_eq!(ea[0].id, eb[0].id, "one id over the fleet");
+    assert!(ea[0].top_terms.iter().any(|t| t.contains("陨石")));
+    assert!(
+        ea[0].authors >= 12,
+        "the fleet's authors: {}",
+        ea[0].authors
+    );
+    // Each instance holds its own mentions of it.
+    let here = a.assigned_to(&ea[0].id).len();
+    assert!((6..=7).contains(&here), "{here}");
+    let key = {
+        let f = fleet.lock().expect("fleet");
+        let (k, _) = f
+            .claims
+            .iter()
+            .find(|(_, id)| **id == ea[0].id)
+            .expect("the id is claimed");
+        k.clone()
+    };
+    assert!(key.starts_with("eg|"), "{key}");
+    a.control(Control::Dismiss {
+        id: ea[0].id.clone(),
+        mute_secs: 3600,
+    });
+    let f = fleet.lock().expect("fleet");
+    assert!(f.released.contains(&key), "released on close");
 }

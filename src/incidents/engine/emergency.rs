@@ -676,6 +676,11 @@ impl Engine {
         if !self.started {
             return;
         }
+        for c in counts {
+            if let Some(term) = c.key.strip_prefix(super::emerging::FLEET_PREFIX) {
+                self.emerging_fleet(term, c.head, c.authors);
+            }
+        }
         let (bms, decay, nb) = (self.bucket_ms(), self.decay(), self.buckets());
         let (corr, _) = self.fast_correction();
         let close_alpha = self.settings.emergency.close_alpha;

@@ -22,6 +22,7 @@ use crate::detect::analyze::Analysis;
 use crate::detect::emerging::{term_hash, TermSketch};
 use crate::detect::rules::RuleSet;
 use crate::detect::spike::poisson_sf;
+use crate::incidents::coord::Hit;
 use crate::incidents::incident::{Event, Incident, IncidentKind};
 use crate::normalize::Mention;
 use ahash::{AHashMap, AHashSet};
@@ -90,6 +91,23 @@ struct Candidate {
     active: bool,
     /// The open emerging incident it belongs to.
     incident: Option<String>,
+    /// In a fleet: its shared key (`eg|{term}`), under which its authors are counted over
+    /// every instance.
+    fleet_key: Option<Box<str>>,
+    /// Distinct authors in the window over the fleet, with the bucket they were counted to.
+    fleet: Option<(i64, u64)>,
+}
+
+impl Candidate {
+    /// Distinct authors in the window: this instance's, or the fleet's when counted up to
+    /// `now_b - 1` or later (a count from before the last bucket ended is stale).
+    fn authors_now(&self, now_b: i64) -> u64 {
+        let here = self.authors.len() as u64;
+        match self.fleet {
+            Some((head, n)) if head >= now_b - 1 => here.max(n),
+            _ => here,
+        }
+    }
 }
 
 /// What the engine keeps for emerging incidents.
@@ -186,15 +204,21 @@ impl Engine {
             / 3600.0
     }
 
-    /// The stop terms of the settings as hashes (after a reload).
-    pub(super) fn emerging_settings_changed(&mut self) {
-        self.em.stop = self
-            .settings
-            .emerging
-            .stop_terms
-            .iter()
-            .map(|t| term_hash(&t.to_lowercase()))
-            .collect();
+    /// The stop terms of the settings and the names of places, as hashes (after a reload).
+    pub(super) fn emerging_settings_changed(&mut self, rules: &RuleSet) {
+        let mut stop = if self.settings.emerging.place_terms {
+            ahash::AHashSet::new()
+        } else {
+            crate::detect::emerging::place_terms(&rules.gazetteer)
+        };
+        stop.extend(
+            self.settings
+                .emerging
+                .stop_terms
+                .iter()
+                .map(|t| term_hash(&t.to_lowercase())),
+        );
+        self.em.stop = stop;
     }
 
     /// Count the terms of one mention; join it to the open emerging incidents holding them.
@@ -244,6 +268,11 @@ impl Engine {
                         ordinary: false,
                         oldest: m.ts,
                         incident: None,
+                        fleet_key: self
+                            .coord
+                            .is_some()
+                            .then(|| fleet_key(t.text(&a.text)).into_boxed_str()),
+                        fleet: None,
                     },
                 );
             }
@@ -252,6 +281,18 @@ impl Engine {
             };
             c.last_hit = c.last_hit.max(m.ts);
             c.dirty = true;
+            if let (Some(k), Some(co)) = (c.fleet_key.as_deref(), self.coord.as_mut()) {
+                co.record(Hit {
+                    key: k,
+                    bucket: m.ts.div_euclid(bms),
+                    head: self.now.div_euclid(bms),
+                    buckets: (self.settings.emerging.window_secs
+                        / self.settings.emerging.bucket_secs.max(1))
+                    .max(1) as usize,
+                    bucket_ms: bms,
+                    author,
+                });
+            }
             if c.authors.len() < AUTHORS_CAP || c.authors.contains_key(&author) {
                 if c.authors.is_empty() {
                     c.oldest = m.ts;
@@ -362,8 +403,9 @@ impl Engine {
         let bms = self.emerging_bucket_ms();
         let decay = self.emerging_decay();
         self.em.sketch.roll(now.div_euclid(bms), decay);
-        let full = now.div_euclid(bms) != self.em.swept_bucket;
-        self.em.swept_bucket = now.div_euclid(bms);
+        let now_b = now.div_euclid(bms);
+        let full = now_b != self.em.swept_bucket;
+        self.em.swept_bucket = now_b;
         let window_ms = i64::from(s.window_secs) * 1000;
         let nb = f64::from(s.window_secs) / f64::from(s.bucket_secs.max(1));
         let prior = self.emerging_prior();
@@ -384,7 +426,7 @@ impl Engine {
             // by now, will not with fewer: no need to count them (the everyday words followed
             // at a high rate hold hundreds).
             if !full && c.incident.is_none() {
-                let upper = c.authors.len() as u64;
+                let upper = c.authors_now(now_b);
                 if !warm
                     || upper < u64::from(s.min_authors)
                     || poisson_sf(
@@ -413,7 +455,7 @@ impl Engine {
                 idle.push(*h);
                 continue;
             }
-            let n = c.authors.len() as u64;
+            let n = c.authors_now(now_b);
             let current = self.em.sketch.baseline_corrected(*h, decay);
             let p = poisson_sf(n, (c.base.min(current) + prior) * nb);
             // Still part of its event: improbable even under the baseline its burst has raised
@@ -582,12 +624,19 @@ impl Engine {
         // The group's terms each recent mention holds.
         let mut names_of: AHashMap<u64, Vec<String>> = AHashMap::new();
         let (mut rate, mut base) = (0.0f64, 0.0f64);
+        let now_b = now.div_euclid(self.emerging_bucket_ms());
         let mut rate_n = Vec::new();
         for h in &terms {
             if let Some(c) = self.em.cands.get(h) {
-                rate_n.push((c.name.clone(), c.authors.len() as u64));
+                rate_n.push((c.name.clone(), c.authors_now(now_b)));
             }
         }
+        // In a fleet: the most distinct authors any of its terms has over every instance.
+        let fleet_authors = if self.coord.is_some() {
+            rate_n.iter().map(|(_, n)| *n).max().unwrap_or(0)
+        } else {
+            0
+        };
         let top = phrases(rate_n);
         for h in &terms {
             if let Some(c) = self.em.cands.get_mut(h) {
@@ -601,7 +650,7 @@ impl Engine {
                 continue;
             };
             authors.extend(c.authors.keys());
-            let n = c.authors.len() as f64;
+            let n = c.authors_now(now_b) as f64;
             if n > rate {
                 rate = n;
                 base = (c
@@ -656,14 +705,17 @@ impl Engine {
             now,
             super::hash32(top.first().map_or("", |(t, _)| t.as_str()))
         );
-        if let Some(c) = self.coord.as_mut() {
-            let first = top.first().map_or("", |(t, _)| t.as_str());
-            id = c.claim_open(&format!("eg|{first}"), &id);
+        let shared_key = self
+            .coord
+            .as_ref()
+            .map(|_| fleet_key(top.first().map_or("", |(t, _)| t.as_str())));
+        if let (Some(c), Some(k)) = (self.coord.as_mut(), &shared_key) {
+            id = c.claim_open(k, &id);
         }
         if self.open.contains_key(&id) {
             return;
         }
-        let n_authors = authors.len() as u64;
+        let n_authors = (authors.len() as u64).max(fleet_authors);
         let inc = Incident {
             region,
             first_seen: recent.iter().map(|r| r.ts).min().unwrap_or(now),
@@ -690,13 +742,29 @@ impl Engine {
             .iter()
             .map(|r| pending(r, names_of.remove(&r.key).unwrap_or_default()))
             .collect();
-        self.open_incident(inc, OpenKey::Emerging(terms), pend, 0, out, |o| {
-            severity(o.authors.len() as u64, !o.boosted.is_empty())
-        });
+        self.open_incident(
+            inc,
+            OpenKey::Emerging(terms),
+            pend,
+            fleet_authors,
+            out,
+            |o| {
+                severity(
+                    (o.authors.len() as u64).max(o.fleet_authors),
+                    !o.boosted.is_empty(),
+                )
+            },
+        );
+        // Released when it closes (the key may open another incident later).
+        if let Some(o) = self.open.get_mut(&id) {
+            o.shared_key = shared_key;
+        }
     }
 
     /// An emerging incident closed: its terms are muted (it must not reopen on the same
-    /// burst), its members forgotten.
+    /// burst), its members forgotten. Merged into a rule incident, every term rests too, the
+    /// ones that joined it later included: freeing those split the Alberta flood of a dev
+    /// burst set in two ("yyc" joined "yycflood", then opened again once it merged).
     pub(super) fn emerging_closed(&mut self, o: &OpenIncident) {
         let OpenKey::Emerging(terms) = &o.key else {
             return;
@@ -706,11 +774,30 @@ impl Engine {
             self.em.muted.insert(*h, until);
             if let Some(c) = self.em.cands.get_mut(h) {
                 c.incident = None;
+                c.active = false;
             }
         }
         let id = o.inc.id.as_str();
         self.em.members.retain(|_, v| &**v != id);
         self.em.shared.remove(id);
+    }
+
+    /// Distinct authors of a followed term over the whole fleet (`eg|{term}`, from the
+    /// coordinator's sync task): a burst split across instances bursts on each that follows
+    /// the term, and its incident carries the fleet's authors.
+    pub(super) fn emerging_fleet(&mut self, term: &str, head: i64, authors: u64) {
+        let now_b = self.now.div_euclid(self.emerging_bucket_ms());
+        let Some(c) = self.em.cands.get_mut(&term_hash(term)) else {
+            return;
+        };
+        c.fleet = Some((head.min(now_b), authors));
+        c.dirty = true;
+        if let Some(o) = c.incident.as_ref().and_then(|id| self.open.get_mut(id)) {
+            if authors > o.fleet_authors {
+                o.fleet_authors = authors;
+                o.dirty = true;
+            }
+        }
     }
 
     /// Mute the terms of an emerging incident for `secs` (an operator dismissed it).
@@ -735,6 +822,15 @@ fn voice(m: &Mention, a: &Analysis) -> u64 {
         .filter(|t| !t.text(&a.text).bytes().any(|b| b.is_ascii_digit()))
         .fold(0x517c_c1b7_2722_0a95_u64, |h, t| h ^ t.hash)
 }
+
+/// The fleet-wide key of a term: its window of distinct authors is merged under it, and an
+/// incident opened on it claims its id under it (see [`crate::incidents::coord`]).
+pub fn fleet_key(term: &str) -> String {
+    format!("{FLEET_PREFIX}{term}")
+}
+
+/// Prefix of the fleet keys of terms.
+pub const FLEET_PREFIX: &str = "eg|";
 
 /// Whether an emerging incident of `total` mentions sharing `shared` of them with a rule
 /// incident is that incident's event: at least 3 and a tenth of them (a mention holding the

@@ -365,7 +365,7 @@ impl Engine {
         if !self.rules.as_ref().is_some_and(|r| Arc::ptr_eq(r, rules)) {
             self.rules = Some(Arc::clone(rules));
             self.settings = rules.settings.clone();
-            self.emerging_settings_changed();
+            self.emerging_settings_changed(rules);
         }
     }
 

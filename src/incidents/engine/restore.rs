@@ -130,7 +130,7 @@ impl Engine {
                 ),
                 OpenKey::Rumor(c) => self.claim_groups.get(c).map(rumor_key).unwrap_or_default(),
                 OpenKey::Emerging(_) => {
-                    format!("eg|{}", inc.top_terms.first().map_or("", String::as_str))
+                    super::emerging::fleet_key(inc.top_terms.first().map_or("", String::as_str))
                 }
             });
             let terms = inc

@@ -1,9 +1,9 @@
-//! Shared incidents: one incident id per key across instances, and emergency windows counted
-//! over every instance.
+//! Shared incidents: one incident id per key across instances, and emergency windows and
+//! emerging terms' windows counted over every instance.
 //!
 //! - **Opened once.** When the engine is about to open an incident it proposes an id for the
 //!   key (`em|{group}|{region}`: one per group of related categories and place, see
-//!   `incidents::coord::incident_key`; `ru|claim|{claim}`, `ru|root|{post}`); a Lua script sets
+//!   `incidents::coord::incident_key`; `ru|claim|{claim}`, `ru|root|{post}`; `eg|{term}`); a Lua script sets
 //!   `{ns}:claim:{key}` to it unless another instance got there first, and returns the id that
 //!   holds. One round trip on the engine thread, only when opening. The claim lives while the
 //!   incident is open (refreshed every 10 s, expiring after 60 s without refresh) and is deleted,
@@ -15,6 +15,10 @@
 //!   counts go back to the engine as [`Item::Fleet`].
 //! - **Redis down.** Claims fall back to the local id at once (counted, logged by the health
 //!   tracker); the buffer is kept (one window's worth) and written when Redis answers again.
+//!
+//! The same holds for the distinct authors of each term an emerging detector follows
+//! (`eg|{term}`, in its own bucket width): a burst split across instances is counted whole on
+//! each instance that follows the term.
 //!
 //! Keys of one emergency key share the hash tag `{em|…}`, so the multi-key `PFCOUNT` works in
 //! Redis Cluster.
@@ -199,8 +203,10 @@ impl SyncTask {
         iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watched: BTreeMap<String, Watch> = BTreeMap::new();
         let mut last_refresh = Instant::now();
-        // The engine's newest bucket: windows of keys quiet here still move with event time.
-        let mut global_head = i64::MIN;
+        // The engine's newest bucket, per bucket width (emergency windows and emerging terms
+        // count in buckets of their own): windows of keys quiet here still move with event
+        // time.
+        let mut global_head: BTreeMap<i64, i64> = BTreeMap::new();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -236,11 +242,12 @@ impl SyncTask {
                 w.bucket_ms = kb.bucket_ms;
                 w.touched = Instant::now();
             }
-            for w in watched.values_mut() {
-                global_head = global_head.max(w.head);
+            for w in watched.values() {
+                let g = global_head.entry(w.bucket_ms).or_insert(i64::MIN);
+                *g = (*g).max(w.head);
             }
             for w in watched.values_mut() {
-                w.head = global_head;
+                w.head = global_head.get(&w.bucket_ms).copied().unwrap_or(w.head);
             }
             // Other instances may still add to a key this one saw lately; after a window of
             // wall time without a local mention it is no longer read.
