@@ -3,15 +3,18 @@
 //!
 //! The engine stays synchronous and owns its state. Two moments need the fleet: opening an
 //! incident (rare: one round trip to agree on the id, so a burst seen by two instances opens
-//! one incident) and counting an emergency mention (frequent: only buffered here, merged in
+//! one incident) and counting an emergency mention or a mention of a followed emerging term
+//! (frequent: only buffered here, merged in
 //! Redis every ~100 ms by a task off the engine thread, whose answers come back as
 //! [`crate::ingest::Item::Fleet`]). Without a coordinator (the embedded default and
 //! `huiying replay`) the engine does exactly what it did alone.
 
-/// A counted emergency mention, as the engine hands it to the coordinator.
+/// A counted mention, as the engine hands it to the coordinator: of an emergency window, or of
+/// a term the emerging detector follows.
 #[derive(Debug, Clone, Copy)]
 pub struct Hit<'a> {
-    /// The shared key of the emergency window (`em|{category}|{region code or -}`).
+    /// The shared key of the window: `em|{category}|{region code or -}` (emergency) or
+    /// `eg|{term}` (emerging).
     pub key: &'a str,
     /// Event-time bucket index of the mention.
     pub bucket: i64,
@@ -25,10 +28,10 @@ pub struct Hit<'a> {
     pub author: u64,
 }
 
-/// Distinct authors of one emergency key over the whole fleet, read from Redis.
+/// Distinct authors of one window key over the whole fleet, read from Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetCount {
-    /// The shared key (`em|{category}|{region code or -}`).
+    /// The shared key (`em|{category}|{region code or -}` or `eg|{term}`).
     pub key: String,
     /// The newest bucket index of the window that was counted.
     pub head: i64,
@@ -44,7 +47,7 @@ pub trait Coordinator: Send {
     fn claim_open(&mut self, key: &str, proposed: &str) -> String;
     /// The incident `id` under `key` closed here: the key may open a new incident later.
     fn release(&mut self, key: &str, id: &str);
-    /// Count a mention in the fleet-wide window (buffered, never a round trip).
+    /// Count a mention in a fleet-wide window (buffered, never a round trip).
     fn record(&mut self, hit: Hit<'_>);
 }
 

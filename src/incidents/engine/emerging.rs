@@ -12,6 +12,10 @@
 //! terms are then muted for `mute_secs`, as after an operator dismisses it. When a rule incident
 //! takes in enough of its mentions, it is merged into that incident.
 //!
+//! In a fleet (a coordinator), each followed term's authors are also counted over every instance
+//! under `eg|{term}` ([`fleet_key`]); the burst test and the incident's authors take the larger
+//! of the local and the fleet's count ([`Engine::merge_fleet`] hands those counts here).
+//!
 //! Memory: the sketch is fixed ([`TermSketch::bytes`]); candidates are at most
 //! `max_candidates`, each with at most [`AUTHORS_CAP`] authors and [`RECENT_CAP`] recent
 //! mentions (of which [`FULL_CAP`] kept whole for samples); the member index of open incidents
@@ -235,6 +239,9 @@ impl Engine {
         let key = crate::stable_hash(m.id.as_bytes());
         let rule = a.is_relevant();
         let region = a.regions.first().copied();
+        let window_buckets = (self.settings.emerging.window_secs
+            / self.settings.emerging.bucket_secs.max(1))
+        .max(1) as usize;
         // Open emerging incidents this mention joins, with the names of their terms it holds.
         let mut join: Vec<(String, Vec<String>)> = Vec::new();
         for t in &a.emerging {
@@ -286,9 +293,7 @@ impl Engine {
                     key: k,
                     bucket: m.ts.div_euclid(bms),
                     head: self.now.div_euclid(bms),
-                    buckets: (self.settings.emerging.window_secs
-                        / self.settings.emerging.bucket_secs.max(1))
-                    .max(1) as usize,
+                    buckets: window_buckets,
                     bucket_ms: bms,
                     author,
                 });

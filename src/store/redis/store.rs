@@ -50,6 +50,28 @@ impl RedisStore {
 
     /// Run one pipeline and wait for its answer. Never on a runtime worker thread: from an
     /// async context the thread is handed over first (`block_in_place`).
+    /// The members of the sorted set `{ns}:{set}` scored in `[from, to)`, lowest first (none
+    /// when the period is empty).
+    fn by_score<T: redis::FromRedisValue>(
+        &self,
+        set: &str,
+        from: i64,
+        to: i64,
+        op: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE")
+            .arg(self.redis.key(set))
+            .arg(from)
+            .arg(format!("({to}"))
+            .arg("BYSCORE");
+        let (members,): (Vec<T>,) = self.run(op, &pipe)?;
+        Ok(members)
+    }
+
     fn run<T: redis::FromRedisValue>(
         &self,
         op: &'static str,
@@ -179,16 +201,7 @@ impl Store for RedisStore {
     }
 
     fn incidents_between(&self, from: i64, to: i64) -> Result<Vec<Incident>, StoreError> {
-        if from >= to {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZRANGE")
-            .arg(self.redis.key("opened"))
-            .arg(from)
-            .arg(format!("({to}"))
-            .arg("BYSCORE");
-        let (ids,): (Vec<String>,) = self.run("incidents_between", &pipe)?;
+        let ids: Vec<String> = self.by_score("opened", from, to, "incidents_between")?;
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             let mut pipe = redis::pipe();
@@ -237,16 +250,7 @@ impl Store for RedisStore {
     }
 
     fn hours(&self, from: i64, to: i64) -> Result<Vec<HourStats>, StoreError> {
-        if from >= to {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZRANGE")
-            .arg(self.redis.key("hours"))
-            .arg(from)
-            .arg(format!("({to}"))
-            .arg("BYSCORE");
-        let (starts,): (Vec<i64>,) = self.run("hours", &pipe)?;
+        let starts: Vec<i64> = self.by_score("hours", from, to, "hours")?;
         let mut out = Vec::with_capacity(starts.len());
         for chunk in starts.chunks(200) {
             let mut pipe = redis::pipe();
