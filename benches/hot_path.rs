@@ -1,4 +1,5 @@
-//! The hot path, stage by stage: `parse` → `normalize` → `analyze` → `engine`, and the whole
+//! The hot path, stage by stage: `parse` → `normalize` → `analyze` (and, within it, the rumor
+//! scorer's `rumor_signals` and the `emerging_terms`) → `engine`, and the whole
 //! `pipeline` (`huiying::app::replay` of 50k lines, 2 workers, events to a sink).
 //!
 //! Input comes from a small deterministic generator below (typical chatter, ~3% emergency
@@ -7,6 +8,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use huiying::app::{replay, Emit};
+use huiying::detect::rumor_model::features::PostSignals;
 use huiying::detect::{Analysis, Analyzer, RuleSet};
 use huiying::feeds::jsonl::Speed;
 use huiying::incidents::{Engine, Event};
@@ -211,6 +213,35 @@ fn bench_normalize(c: &mut Criterion) {
     g.finish();
 }
 
+/// The two parts of `analyze` that run on every mention besides the automaton: the trained
+/// rumor scorer's n-gram dot products, and the terms the emerging detector counts.
+fn bench_signals_and_terms(c: &mut Criterion) {
+    let analyzer = Analyzer::new();
+    let rules = rules(&analyzer);
+    let model = rules.rumor_model.clone().expect("rules/models/rumor.bin");
+    let mut rng = Rng(7);
+    let texts: Vec<String> = (0..BATCH)
+        .map(|_| analyzer.normalizer.normalize(&text(&mut rng)).into_owned())
+        .collect();
+    let mut g = c.benchmark_group("per_mention");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("rumor_signals", |b| {
+        b.iter(|| {
+            for t in &texts {
+                black_box(PostSignals::of(black_box(t), &model));
+            }
+        })
+    });
+    g.bench_function("emerging_terms", |b| {
+        b.iter(|| {
+            for t in &texts {
+                black_box(huiying::detect::emerging::terms(black_box(t)));
+            }
+        })
+    });
+    g.finish();
+}
+
 fn bench_analyze(c: &mut Criterion) {
     let analyzer = Analyzer::new();
     let rules = rules(&analyzer);
@@ -310,7 +341,7 @@ criterion_group! {
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_parse, bench_normalize, bench_analyze, bench_engine
+    targets = bench_parse, bench_normalize, bench_signals_and_terms, bench_analyze, bench_engine
 }
 criterion_group!(pipeline, bench_pipeline);
 criterion_main!(stages, pipeline);

@@ -338,31 +338,57 @@ pub const EN_STOP: &[&str] = &[
 const ZH_STOP_CHARS: &str =
     "的了吗呢吧啊呀哦嗯是我你他她它这那们个么就都也还很在和与及把被让给不没有着过又再才而之其或";
 
-/// [`ZH_STOP_CHARS`] sorted, and the hashes of [`ZH_STOP`] and [`EN_STOP`]: looked up for every
-/// term of every mention, so by binary search and hash, not by scanning the lists.
+/// [`ZH_STOP_CHARS`] as a bitmap, and the hashes of [`ZH_STOP`] and [`EN_STOP`]: looked up for
+/// every term of every mention, so by bit and hash, not by scanning the lists.
 struct Stops {
-    chars: Vec<char>,
+    /// One bit per character of the Basic Multilingual Plane (8 KB): every stop character is
+    /// in it.
+    chars: Vec<u64>,
+    /// A one-hash filter of `terms` (64 Kbit): most terms are no stop term, and one bit tells
+    /// (a set's look-up is a hash of its own).
+    term_bits: Vec<u64>,
     terms: ahash::AHashSet<u64>,
+}
+
+#[inline]
+fn stop_bit(hash: u64) -> (usize, u64) {
+    let b = (hash >> 40) as usize & 0xFFFF;
+    (b / 64, 1 << (b % 64))
 }
 
 fn stops() -> &'static Stops {
     static S: std::sync::OnceLock<Stops> = std::sync::OnceLock::new();
     S.get_or_init(|| {
-        let mut chars: Vec<char> = ZH_STOP_CHARS.chars().collect();
-        chars.sort_unstable();
+        let mut chars = vec![0u64; 0x1_0000 / 64];
+        for c in ZH_STOP_CHARS.chars() {
+            let c = c as usize;
+            chars[c / 64] |= 1 << (c % 64);
+        }
+        let terms: ahash::AHashSet<u64> = ZH_STOP
+            .iter()
+            .chain(EN_STOP)
+            .map(|t| term_hash(t))
+            .collect();
+        let mut term_bits = vec![0u64; 0x1_0000 / 64];
+        for h in &terms {
+            let (w, m) = stop_bit(*h);
+            term_bits[w] |= m;
+        }
         Stops {
             chars,
-            terms: ZH_STOP
-                .iter()
-                .chain(EN_STOP)
-                .map(|t| term_hash(t))
-                .collect(),
+            term_bits,
+            terms,
         }
     })
 }
 
+#[inline]
 fn is_stop_char(c: char) -> bool {
-    stops().chars.binary_search(&c).is_ok()
+    let c = c as usize;
+    stops()
+        .chars
+        .get(c / 64)
+        .is_some_and(|w| w & (1 << (c % 64)) != 0)
 }
 
 /// Chinese bigrams that are frequent everywhere: platform boilerplate, weekdays, holidays.
@@ -488,7 +514,8 @@ fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
             let next = it.next();
             let (i, c) = next.unwrap_or((chunk.len(), ' '));
             let han = next.is_some() && is_han(c);
-            let wordy = next.is_some() && !han && (c.is_alphanumeric() || c == '\'');
+            let alnum = !han && c.is_alphanumeric();
+            let wordy = next.is_some() && !han && (alnum || c == '\'');
             if !wordy {
                 if let Some(ws) = word_start.take() {
                     let raw = &chunk[ws..i];
@@ -514,7 +541,7 @@ fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
             }
             if c == '@' {
                 in_handle = true;
-            } else if !(han || c.is_alphanumeric() || c == '_' || c == '-') {
+            } else if !(han || alnum || c == '_' || c == '-') {
                 in_handle = false;
             }
             if han && !in_handle && !in_emoticon {
@@ -537,7 +564,9 @@ fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
 /// Hand `w` to `f` unless it is a stop term; false when `f` wants no more.
 fn emit(w: &str, off: usize, f: &mut impl FnMut(Term) -> bool) -> bool {
     let hash = term_hash(w);
-    if stops().terms.contains(&hash) {
+    let st = stops();
+    let (word, bit) = stop_bit(hash);
+    if st.term_bits[word] & bit != 0 && st.terms.contains(&hash) {
         return true;
     }
     f(Term {
@@ -658,11 +687,21 @@ impl TermSketch {
     /// Adam's moment estimates are), so after a few buckets it is the mean rate, not a fraction
     /// of it.
     pub fn baseline_corrected(&self, hash: u64, decay: f32) -> f64 {
-        let c = 1.0 - f64::from(decay).powf(self.rolled as f64);
-        if c <= 0.0 {
+        self.baseline_with(hash, self.correction(decay))
+    }
+
+    /// The divisor of [`TermSketch::baseline_corrected`] (1 − decay^buckets rolled): the same
+    /// for every term until the next roll, so a sweep computes it once.
+    pub fn correction(&self, decay: f32) -> f64 {
+        1.0 - f64::from(decay).powf(self.rolled as f64)
+    }
+
+    /// [`TermSketch::baseline_corrected`] with its divisor ([`TermSketch::correction`]).
+    pub fn baseline_with(&self, hash: u64, correction: f64) -> f64 {
+        if correction <= 0.0 {
             return 0.0;
         }
-        self.baseline(hash) / c
+        self.baseline(hash) / correction
     }
 }
 

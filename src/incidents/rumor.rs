@@ -4,13 +4,15 @@
 use crate::detect::sketch::{bands, similarity, Sketch};
 use ahash::AHashMap;
 
-/// A map that remembers roughly the last `cap`..`2*cap` insertions (two generations), so a
-/// cascade lookup costs O(1) and memory stays bounded however long the run.
+/// A map from post id to `V` that remembers roughly the last `cap`..`2*cap` insertions (two
+/// generations), so a cascade lookup costs O(1) and memory stays bounded however long the run.
+/// Ids are kept as their 64-bit stable hash, as the de-duplication of mentions keeps them (no
+/// string per post; two ids of one run share a hash with odds of ~1e-8 at a million posts).
 #[derive(Debug)]
 pub struct BoundedMap<V> {
     cap: usize,
-    current: AHashMap<String, V>,
-    previous: AHashMap<String, V>,
+    current: AHashMap<u64, V>,
+    previous: AHashMap<u64, V>,
 }
 
 impl<V: Copy> BoundedMap<V> {
@@ -25,24 +27,28 @@ impl<V: Copy> BoundedMap<V> {
 
     /// Look `k` up.
     pub fn get(&self, k: &str) -> Option<V> {
+        let k = crate::stable_hash(k.as_bytes());
         self.current
-            .get(k)
-            .or_else(|| self.previous.get(k))
+            .get(&k)
+            .or_else(|| self.previous.get(&k))
             .copied()
     }
 
     /// Insert `k → v`.
     pub fn insert(&mut self, k: &str, v: V) {
         if self.current.len() >= self.cap {
-            self.previous = std::mem::take(&mut self.current);
+            // The older half goes; its table is reused (no growth from empty, no fresh pages).
+            std::mem::swap(&mut self.previous, &mut self.current);
+            self.current.clear();
         }
-        self.current.insert(k.to_owned(), v);
+        self.current.insert(crate::stable_hash(k.as_bytes()), v);
     }
 
     /// Forget `k`.
     pub fn remove(&mut self, k: &str) {
-        self.current.remove(k);
-        self.previous.remove(k);
+        let k = crate::stable_hash(k.as_bytes());
+        self.current.remove(&k);
+        self.previous.remove(&k);
     }
 
     /// Entries held.

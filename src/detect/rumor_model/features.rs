@@ -47,8 +47,10 @@ pub fn is_trivial(own: &str) -> bool {
 /// Call `f(bucket)` for every character 1-, 2- and 3-gram of `text` (whitespace runs as one
 /// space) and return how many there were.
 pub fn for_each_gram(text: &str, bits: u8, mut f: impl FnMut(u32)) -> u32 {
-    let mut window = [0u32; MAX_N];
-    let mut len = 0usize;
+    const SEED: u64 = 0x51_7CC1_B727_220A;
+    // The last three characters, newest first, and how many of them there are.
+    let (mut c0, mut c1) = (0u32, 0u32);
+    let mut len = 0u32;
     let mut count = 0u32;
     let mut last_space = true;
     for (i, ch) in text.chars().enumerate() {
@@ -65,32 +67,41 @@ pub fn for_each_gram(text: &str, bits: u8, mut f: impl FnMut(u32)) -> u32 {
             last_space = false;
             ch
         };
-        window.rotate_right(1);
-        window[0] = c as u32;
-        len = (len + 1).min(MAX_N);
-        let mut h = 0x51_7CC1_B727_220Au64;
-        for (n, c) in window.iter().take(len).enumerate() {
-            h = mix(h, *c);
-            // Orders are told apart so "水" and "水水" never share a bucket by design.
-            f(finish(h ^ n as u64, bits));
-            count += 1;
+        let c2 = c1;
+        (c1, c0) = (c0, c as u32);
+        len = (len + 1).min(MAX_N as u32);
+        // The n-gram ending here hashes its characters newest first; orders are told apart
+        // so "水" and "水水" never share a bucket by design.
+        let h = mix(SEED, c0);
+        f(finish(h, bits));
+        if len >= 2 {
+            let h = mix(h, c1);
+            f(finish(h ^ 1, bits));
+            if len >= 3 {
+                f(finish(mix(h, c2) ^ 2, bits));
+            }
         }
+        count += len;
     }
     count
 }
 
-/// `w · x` for the n-gram vector `x` of `text` (each occurrence weighs 1/√count).
-pub fn dot(w: &[f32], text: &str, bits: u8) -> f32 {
-    let mut s = 0.0f32;
-    let n = for_each_gram(text, bits, |b| {
-        if let Some(v) = w.get(b as usize) {
-            s += *v;
+/// `w · x` for the n-gram vector `x` of `text` (each occurrence weighs 1/√count), for both
+/// weight vectors of a model in one pass over the text (the grams are hashed once).
+pub fn dot2(w: [&[f32]; 2], text: &str, bits: u8) -> [f32; 2] {
+    let (mut a, mut b) = (0.0f32, 0.0f32);
+    let n = for_each_gram(text, bits, |g| {
+        let g = g as usize;
+        if let (Some(x), Some(y)) = (w[0].get(g), w[1].get(g)) {
+            a += *x;
+            b += *y;
         }
     });
     if n == 0 {
-        0.0
+        [0.0, 0.0]
     } else {
-        s / (n as f32).sqrt()
+        let d = (n as f32).sqrt();
+        [a / d, b / d]
     }
 }
 
@@ -140,8 +151,7 @@ impl PostSignals {
         let own = own_text(normalised);
         let mut s = Self::shape(own);
         if s.nontrivial {
-            s.as_original = dot(&model.w_orig, own, model.bits);
-            s.as_repost = dot(&model.w_repost, own, model.bits);
+            [s.as_original, s.as_repost] = dot2([&model.w_orig, &model.w_repost], own, model.bits);
         }
         s
     }
@@ -341,6 +351,9 @@ mod tests {
         let text = "网传明天全市停水，请转发扩散！";
         let v = vector(text, bits);
         let d: f32 = v.iter().map(|(b, x)| w[*b as usize] * x).sum();
-        assert!((d - dot(&w, text, bits)).abs() < 1e-4);
+        let neg: Vec<f32> = w.iter().map(|x| -2.0 * x).collect();
+        let [x, y] = dot2([&w, &neg], text, bits);
+        assert!((d - x).abs() < 1e-4, "{d} {x}");
+        assert!((-2.0 * d - y).abs() < 1e-3, "{d} {y}");
     }
 }

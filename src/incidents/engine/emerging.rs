@@ -25,7 +25,7 @@ use super::{round2, Engine, OpenIncident, OpenKey, PendingMention};
 use crate::detect::analyze::Analysis;
 use crate::detect::emerging::{term_hash, TermSketch};
 use crate::detect::rules::RuleSet;
-use crate::detect::spike::poisson_sf;
+use crate::detect::spike::poisson_tail_at_least;
 use crate::incidents::coord::Hit;
 use crate::incidents::incident::{Event, Incident, IncidentKind};
 use crate::normalize::Mention;
@@ -58,14 +58,44 @@ const ORDINARY_P: f64 = 0.05;
 struct Recent {
     ts: i64,
     key: u64,
-    id: String,
+    id: RecentId,
     author: u64,
     /// It hit a rule (category, cue, known claim).
     rule: bool,
     region: Option<u32>,
     boosted: bool,
-    /// Kept whole for samples (the first [`FULL_CAP`]).
-    full: Option<Box<Mention>>,
+    /// Kept whole for samples (the first [`FULL_CAP`]), shared by the candidates that keep it.
+    full: Option<Arc<Mention>>,
+}
+
+/// A recent mention's id: inline when short (every platform's ids in use are), else shared by
+/// every candidate it is recent for. Recent mentions come and go by the million; an inline id
+/// costs no allocation, and dropping it touches no other memory.
+#[derive(Debug, Clone)]
+enum RecentId {
+    Inline(u8, [u8; 22]),
+    Shared(Arc<str>),
+}
+
+impl RecentId {
+    fn new(id: &str, shared: &mut Option<Arc<str>>) -> RecentId {
+        let b = id.as_bytes();
+        if b.len() <= 22 {
+            let mut buf = [0u8; 22];
+            buf[..b.len()].copy_from_slice(b);
+            return RecentId::Inline(b.len() as u8, buf);
+        }
+        RecentId::Shared(shared.get_or_insert_with(|| Arc::from(id)).clone())
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            RecentId::Inline(n, buf) => {
+                std::str::from_utf8(&buf[..usize::from(*n)]).unwrap_or_default()
+            }
+            RecentId::Shared(s) => s,
+        }
+    }
 }
 
 /// A term followed exactly.
@@ -244,6 +274,10 @@ impl Engine {
         .max(1) as usize;
         // Open emerging incidents this mention joins, with the names of their terms it holds.
         let mut join: Vec<(String, Vec<String>)> = Vec::new();
+        // The mention's id (when long) and whole copy, made once for every followed term that
+        // keeps them.
+        let mut shared_id: Option<Arc<str>> = None;
+        let mut shared_full: Option<Arc<Mention>> = None;
         for t in &a.emerging {
             let est = self.em.sketch.add(t.hash);
             if !self.em.may_follow(t.hash) || !self.em.cands.contains_key(&t.hash) {
@@ -305,21 +339,28 @@ impl Engine {
                 let e = c.authors.entry(author).or_insert(m.ts);
                 *e = (*e).max(m.ts);
             }
-            if c.recent.len() >= RECENT_CAP {
-                c.recent.pop_front();
+            if c.recent.len() >= RECENT_CAP
+                && c.recent.pop_front().is_some_and(|r| r.full.is_some())
+            {
+                // A term followed long keeps whole copies of its latest mentions, not none.
+                c.fulls -= 1;
             }
             let full = (c.fulls < FULL_CAP && !m.text.trim().is_empty()).then(|| {
                 c.fulls += 1;
-                let mut copy = m.clone();
-                if copy.text.len() > FULL_TEXT_BYTES {
-                    copy.text = crate::truncate_chars(&copy.text, FULL_TEXT_BYTES / 4);
-                }
-                Box::new(copy)
+                shared_full
+                    .get_or_insert_with(|| {
+                        let mut copy = m.clone();
+                        if copy.text.len() > FULL_TEXT_BYTES {
+                            copy.text = crate::truncate_chars(&copy.text, FULL_TEXT_BYTES / 4);
+                        }
+                        Arc::new(copy)
+                    })
+                    .clone()
             });
             c.recent.push_back(Recent {
                 ts: m.ts,
                 key,
-                id: m.id.clone(),
+                id: RecentId::new(&m.id, &mut shared_id),
                 author,
                 rule,
                 region,
@@ -408,6 +449,7 @@ impl Engine {
         let bms = self.emerging_bucket_ms();
         let decay = self.emerging_decay();
         self.em.sketch.roll(now.div_euclid(bms), decay);
+        let corr = self.em.sketch.correction(decay);
         let now_b = now.div_euclid(bms);
         let full = now_b != self.em.swept_bucket;
         self.em.swept_bucket = now_b;
@@ -434,10 +476,11 @@ impl Engine {
                 let upper = c.authors_now(now_b);
                 if !warm
                     || upper < u64::from(s.min_authors)
-                    || poisson_sf(
+                    || poisson_tail_at_least(
                         upper,
-                        (c.base.min(self.em.sketch.baseline_corrected(*h, decay)) + prior) * nb,
-                    ) >= s.alpha
+                        (c.base.min(self.em.sketch.baseline_with(*h, corr)) + prior) * nb,
+                        s.alpha,
+                    )
                 {
                     continue;
                 }
@@ -461,15 +504,17 @@ impl Engine {
                 continue;
             }
             let n = c.authors_now(now_b);
-            let current = self.em.sketch.baseline_corrected(*h, decay);
-            let p = poisson_sf(n, (c.base.min(current) + prior) * nb);
+            let current = self.em.sketch.baseline_with(*h, corr);
+            let lambda = (c.base.min(current) + prior) * nb;
+            // At its ordinary level: P(authors >= n | baseline) at least ORDINARY_P.
+            let ordinary = poisson_tail_at_least(n, lambda, ORDINARY_P);
             // Still part of its event: improbable even under the baseline its burst has raised
             // (a word in everyday use, "flood", stops taking mentions soon after the burst).
-            c.active = poisson_sf(n, (current + prior) * nb) < ACTIVE_ALPHA;
-            if !warm || p >= ORDINARY_P {
+            c.active = !poisson_tail_at_least(n, (current + prior) * nb, ACTIVE_ALPHA);
+            if !warm || ordinary {
                 c.base = current;
             }
-            c.ordinary = p >= ORDINARY_P;
+            c.ordinary = ordinary;
             if let Some(id) = &c.incident {
                 if c.active {
                     active.push(id.clone());
@@ -480,7 +525,7 @@ impl Engine {
                 || c.recent.iter().filter(|r| r.rule).count() as f64 / c.recent.len().max(1) as f64;
             if warm
                 && n >= u64::from(s.min_authors)
-                && p < s.alpha
+                && !poisson_tail_at_least(n, lambda, s.alpha)
                 && !self.em.muted.contains_key(h)
                 && rules_share() <= s.max_rule_share
             {
@@ -848,7 +893,10 @@ fn shares_event(shared: u64, total: u64) -> bool {
 fn pending(r: &Recent, terms: Vec<String>) -> PendingMention {
     let (mention, sample) = match &r.full {
         Some(m) => ((**m).clone(), true),
-        None => (Mention::new(r.id.clone(), r.ts, String::new()), false),
+        None => (
+            Mention::new(r.id.as_str().to_string(), r.ts, String::new()),
+            false,
+        ),
     };
     PendingMention {
         ts: r.ts,
@@ -900,6 +948,30 @@ mod tests {
         let names: Vec<&str> = p.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(names, ["流星雨", "meteor", "雾霾", "一颗陨石"]);
         assert_eq!(p[0].1, ["流星", "星雨"]);
+    }
+
+    #[test]
+    fn recent_ids_read_back_as_given() {
+        let mut shared = None;
+        let long = "https://mastodon.example/@someone/112233445566778899";
+        for id in [
+            "",
+            "t1",
+            "4962847271847231",
+            "1234567890123456789012",
+            long,
+            "微博3号",
+        ] {
+            assert_eq!(RecentId::new(id, &mut shared).as_str(), id);
+        }
+        assert!(matches!(
+            RecentId::new("1234567890123456789012", &mut None),
+            RecentId::Inline(..)
+        ));
+        assert!(matches!(
+            RecentId::new(long, &mut None),
+            RecentId::Shared(_)
+        ));
     }
 
     #[test]
