@@ -1,8 +1,10 @@
 //! The opinion stage: stores the figures of every hour the engine ends (so reports come from
 //! the store and add up across a fleet), serves `GET /api/reports/opinion?from=&to=&region=
-//! &format=json|csv|html` (a viewer and up), and once a day writes yesterday's report into
-//! `{data_dir}/reports/opinion-YYYYMMDD.{json,csv,html}`, posting a summary with the HTML to
-//! the webhook named in `[opinion]` when there is one.
+//! &format=json|csv|html` (a viewer and up), and writes the scheduled reports into
+//! `{data_dir}/reports/`: yesterday's every day (`opinion-YYYYMMDD.{json,csv,html}`, 舆情日报)
+//! and last week's every Monday (`opinion-week-YYYYMMDD.…`, named by its Monday, 舆情周报),
+//! Beijing time, posting a summary with the HTML of each to the webhook named in `[opinion]`
+//! when there is one.
 
 use super::{compute, report, Ask, Opinion, CST_OFFSET_SECS};
 use crate::api::auth::{Access, Role};
@@ -28,7 +30,9 @@ use std::sync::Arc;
 pub struct OpinionConfig {
     /// Write yesterday's report every day (Beijing time) into `{data_dir}/reports/`.
     pub daily: bool,
-    /// The environment variable holding a webhook URL the daily report is posted to (JSON:
+    /// Write last week's report (Monday to Monday, Beijing time) every Monday there too.
+    pub weekly: bool,
+    /// The environment variable holding a webhook URL the reports are posted to (JSON:
     /// the summary figures and the HTML); none: not posted.
     pub webhook_url_env: Option<String>,
 }
@@ -37,6 +41,7 @@ impl Default for OpinionConfig {
     fn default() -> Self {
         OpinionConfig {
             daily: true,
+            weekly: true,
             webhook_url_env: None,
         }
     }
@@ -51,6 +56,16 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    /// A reporter over `store`, the rules' gazetteer and, when given, the respond stage's
+    /// notices.
+    pub fn new(store: Arc<dyn Store>, rules: SharedRules, respond: Option<Arc<Respond>>) -> Self {
+        Reporter {
+            store,
+            rules,
+            respond,
+        }
+    }
+
     /// The report `ask` over the store, the respond stage's notices and the rules' gazetteer.
     pub fn report(&self, ask: &Ask) -> Result<Opinion, String> {
         let notices = match &self.respond {
@@ -65,21 +80,17 @@ impl Reporter {
     }
 }
 
-/// How often the daily report is looked for.
+/// How often the scheduled reports are looked for.
 const EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Start: subscribe to the hours, register the route, and look for the daily report.
+/// Start: subscribe to the hours, register the route, and look for the scheduled reports.
 pub fn start(
     cfg: &OpinionConfig,
     cx: &mut Context,
     respond: Option<Arc<Respond>>,
     data_dir: &Path,
 ) -> Handle {
-    let rep = Reporter {
-        store: cx.store.clone(),
-        rules: cx.rules.clone(),
-        respond,
-    };
+    let rep = Reporter::new(cx.store.clone(), cx.rules.clone(), respond);
     let routes = std::mem::take(&mut cx.routes);
     cx.routes = routes.merge(
         Routes::new()
@@ -112,13 +123,14 @@ pub fn start(
         }
     });
     let mut tasks = vec![hours];
-    if cfg.daily {
+    if cfg.daily || cfg.weekly {
         let dir = data_dir.join("reports");
+        let cfg = cfg.clone();
         let webhook = cfg.webhook_url_env.clone();
         let cancel = cx.cancel.clone();
         tasks.push(tokio::spawn(async move {
             let client = crate::respond::publish::http_client(std::time::Duration::from_secs(20))
-                .map_err(|e| tracing::warn!(error = %e, "No HTTP client: the daily report is not posted."))
+                .map_err(|e| tracing::warn!(error = %e, "No HTTP client: the opinion reports are not posted."))
                 .ok();
             let mut tick = tokio::time::interval(EVERY);
             loop {
@@ -126,25 +138,27 @@ pub fn start(
                     _ = cancel.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                let (rep, dir2) = (rep.clone(), dir.clone());
+                let (rep, dir2, cfg2) = (rep.clone(), dir.clone(), cfg.clone());
                 let now = system_now_ms();
-                let r = tokio::task::spawn_blocking(move || daily(&rep, &dir2, now)).await;
-                let written = match r {
-                    Ok(Ok(w)) => w,
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "The daily opinion report failed.");
-                        continue;
+                let r = tokio::task::spawn_blocking(move || scheduled(&rep, &dir2, now, &cfg2)).await;
+                match r {
+                    Ok(Ok(written)) => {
+                        for name in written {
+                            tracing::info!(report = %name, "Wrote a scheduled opinion report.");
+                        }
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "The daily report task failed.");
-                        continue;
-                    }
-                };
-                if let Some(name) = &written {
-                    tracing::info!(report = %name, "Wrote the daily opinion report.");
+                    Ok(Err(e)) => tracing::warn!(error = %e, "A scheduled opinion report failed."),
+                    Err(e) => tracing::error!(error = %e, "The scheduled reports' task failed."),
                 }
                 if let (Some(var), Some(client)) = (&webhook, &client) {
-                    post_pending(client, var, &dir).await;
+                    match std::env::var(var) {
+                        Ok(url) => {
+                            post_pending(client, &url, &dir).await;
+                        }
+                        Err(_) => {
+                            tracing::warn!(env = %var, "The opinion webhook's variable is not set.")
+                        }
+                    }
                 }
             }
         }));
@@ -165,9 +179,61 @@ pub fn yesterday(now: i64) -> (i64, i64, String) {
     )
 }
 
+/// Last week (Monday 00:00 to Monday 00:00, Beijing time) as of `now`: its period and name
+/// (`week-20261123`, its Monday).
+pub fn last_week(now: i64) -> (i64, i64, String) {
+    let day = 86_400_000;
+    let off = i64::from(CST_OFFSET_SECS) * 1000;
+    let days = (now + off).div_euclid(day);
+    // 1970-01-01 was a Thursday: Monday is 0.
+    let weekday = (days + 3).rem_euclid(7);
+    let monday = (days - weekday) * day - off;
+    let from = monday - 7 * day;
+    (
+        from,
+        monday,
+        format!(
+            "week-{}",
+            super::local_day(from, CST_OFFSET_SECS).replace('-', "")
+        ),
+    )
+}
+
 /// Write yesterday's report into `dir` unless it is there: its name when written.
 pub fn daily(rep: &Reporter, dir: &Path, now: i64) -> anyhow::Result<Option<String>> {
     let (from, to, name) = yesterday(now);
+    period(rep, dir, now, from, to, name)
+}
+
+/// The reports `cfg` schedules that are due at `now` and not written yet (yesterday's, last
+/// week's), written into `dir`: their names.
+pub fn scheduled(
+    rep: &Reporter,
+    dir: &Path,
+    now: i64,
+    cfg: &OpinionConfig,
+) -> anyhow::Result<Vec<String>> {
+    let mut written = Vec::new();
+    if cfg.daily {
+        written.extend(daily(rep, dir, now)?);
+    }
+    if cfg.weekly {
+        let (from, to, name) = last_week(now);
+        written.extend(period(rep, dir, now, from, to, name)?);
+    }
+    Ok(written)
+}
+
+/// Write the report of `from..to` as `opinion-{name}` unless it is there: its name when
+/// written.
+fn period(
+    rep: &Reporter,
+    dir: &Path,
+    now: i64,
+    from: i64,
+    to: i64,
+    name: String,
+) -> anyhow::Result<Option<String>> {
     if dir.join(format!("opinion-{name}.html")).is_file() {
         return Ok(None);
     }
@@ -180,7 +246,7 @@ pub fn daily(rep: &Reporter, dir: &Path, now: i64) -> anyhow::Result<Option<Stri
             generated_at: now,
         })
         .map_err(anyhow::Error::msg)?;
-    // Nothing stored for the day (the service was not running): nothing to report.
+    // Nothing stored for the period (the service was not running): nothing to report.
     if o.hours_covered == 0 && o.incidents.total == 0 {
         return Ok(None);
     }
@@ -202,15 +268,13 @@ pub fn write(dir: &Path, name: &str, o: &Opinion) -> std::io::Result<Vec<PathBuf
     )
 }
 
-/// Post every daily report not yet posted (`opinion-*.json` without its `.posted` mark) to the
-/// webhook in `var`; a failure is retried at the next look.
-async fn post_pending(client: &reqwest::Client, var: &str, dir: &Path) {
-    let Ok(url) = std::env::var(var) else {
-        tracing::warn!(env = var, "The opinion webhook's variable is not set.");
-        return;
-    };
+/// Post every scheduled report not yet posted (`opinion-*.html` without its `.posted` mark) to
+/// the webhook at `url`, in name order (the days, then the weeks, each oldest first); a
+/// failure is retried at the next look. The reports posted.
+pub async fn post_pending(client: &reqwest::Client, url: &str, dir: &Path) -> Vec<String> {
+    let mut posted = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+        return posted;
     };
     let mut names: Vec<String> = entries
         .flatten()
@@ -234,21 +298,33 @@ async fn post_pending(client: &reqwest::Client, var: &str, dir: &Path) {
             continue;
         };
         let figures: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+        let (period, title) = match name.strip_prefix("week-") {
+            Some(monday) => (
+                "week",
+                format!("舆情周报 Weekly public-opinion report, week of {monday}"),
+            ),
+            None => (
+                "day",
+                format!("舆情日报 Daily public-opinion report {name}"),
+            ),
+        };
         let body = serde_json::json!({
             "report": "opinion",
-            "day": name,
-            "title": format!("舆情日报 Daily public-opinion report {name}"),
+            "period": period,
+            "name": name,
+            "title": title,
             "mentions": figures["mentions"],
             "incidents": figures["incidents"]["total"],
             "rumors": figures["rumors"].as_array().map_or(0, Vec::len),
             "html": html,
         });
-        match client.post(&url).json(&body).send().await {
+        match client.post(url).json(&body).send().await {
             Ok(r) if r.status().is_success() => {
                 if let Err(e) = std::fs::write(&mark, b"") {
                     tracing::warn!(error = %e, "Could not mark the report posted.");
                 }
-                tracing::info!(report = %name, "Posted the daily opinion report.");
+                tracing::info!(report = %name, "Posted an opinion report.");
+                posted.push(name);
             }
             // The URL holds a secret: never logged.
             Ok(r) => {
@@ -259,6 +335,7 @@ async fn post_pending(client: &reqwest::Client, var: &str, dir: &Path) {
             }
         }
     }
+    posted
 }
 
 #[derive(Debug, Deserialize)]
@@ -333,6 +410,27 @@ mod tests {
         assert_eq!(to - from, 86_400_000);
         assert_eq!(super::super::local_day(from, CST_OFFSET_SECS), "2026-12-04");
         assert!(to <= now && now < to + 86_400_000);
+    }
+
+    #[test]
+    fn last_week_runs_monday_to_monday_in_beijing() {
+        let at = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or_default()
+        };
+        // Monday 2026-12-07 00:00 in Beijing: the week of 11-30 has just ended.
+        let (from, to, name) = last_week(at("2026-12-07T00:00:00+08:00"));
+        assert_eq!(name, "week-20261130");
+        assert_eq!(from, at("2026-11-30T00:00:00+08:00"));
+        assert_eq!(to, at("2026-12-07T00:00:00+08:00"));
+        // A minute before (Sunday night in Beijing, Sunday afternoon UTC): the week before.
+        assert_eq!(
+            last_week(at("2026-12-06T23:59:00+08:00")).2,
+            "week-20261123"
+        );
+        // Any time of the week names the same one.
+        assert_eq!(last_week(at("2026-12-10T12:00:00Z")).2, "week-20261130");
     }
 
     #[test]

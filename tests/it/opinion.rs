@@ -343,3 +343,110 @@ fn a_replayed_archive_is_reported_on_from_the_command_line_and_bad_asks_are_name
     assert!(String::from_utf8_lossy(&out.stderr).contains("no store at"));
     assert!(!typo.exists());
 }
+
+/// A webhook that refuses its first post (500) and takes the rest, keeping their bodies.
+async fn webhook() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use axum::routing::post;
+    let got: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (g, c) = (got.clone(), calls.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let (g, c) = (g.clone(), c.clone());
+            async move {
+                if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                g.lock().expect("lock").push(body);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), got)
+}
+
+#[tokio::test]
+async fn the_daily_and_weekly_reports_are_written_once_and_posted_once_each() {
+    use huiying::opinion::stage::{post_pending, scheduled, OpinionConfig, Reporter};
+    let (_, rules) = analyzer_and_rules();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(&dir.path().join("s.redb")).expect("redb");
+    for h in run(&fixture()) {
+        store.add_hour(&h).expect("hour");
+    }
+    let shared: huiying::detect::reload::SharedRules =
+        Arc::new(arc_swap::ArcSwap::new(rules.clone()));
+    let rep = Reporter::new(Arc::new(store), shared, None);
+    let out = dir.path().join("reports");
+    let cfg = OpinionConfig::default();
+    let hour = 3_600_000;
+    // 2026-12-04 01:00 Beijing (a Friday): yesterday, 12-03, has the fixture's 46 posts; the
+    // week before (11-23 to 11-30) has nothing stored, so no weekly report.
+    let friday = DAY + 86_400_000 + hour;
+    assert_eq!(
+        scheduled(&rep, &out, friday, &cfg).expect("scheduled"),
+        ["20261203"]
+    );
+    // Looked for again (every 5 minutes): written once.
+    assert!(scheduled(&rep, &out, friday + 300_000, &cfg)
+        .expect("again")
+        .is_empty());
+    // 2026-12-07 01:00 (a Monday): the week 11-30 to 12-07 holds 12-03; 12-06 had nothing.
+    let monday = DAY + 4 * 86_400_000 + hour;
+    assert_eq!(
+        scheduled(&rep, &out, monday, &cfg).expect("monday"),
+        ["week-20261130"]
+    );
+    let week: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("opinion-week-20261130.json")).expect("week json"),
+    )
+    .expect("json");
+    assert_eq!(week["mentions"], 46);
+    assert_eq!(
+        week["to"].as_i64().unwrap_or(0) - week["from"].as_i64().unwrap_or(0),
+        7 * 86_400_000
+    );
+    assert!(out.join("opinion-week-20261130.html").is_file());
+    assert!(out.join("opinion-week-20261130.csv").is_file());
+    // Switched off: nothing, not even on a Monday.
+    let off = OpinionConfig {
+        daily: false,
+        weekly: false,
+        ..OpinionConfig::default()
+    };
+    let other = dir.path().join("off");
+    assert!(scheduled(&rep, &other, monday, &off)
+        .expect("off")
+        .is_empty());
+    assert!(!other.exists());
+
+    // Posted: the webhook refuses the first post, so the day waits for the next look.
+    let (url, got) = webhook().await;
+    let client =
+        huiying::respond::publish::http_client(std::time::Duration::from_secs(5)).expect("client");
+    assert_eq!(post_pending(&client, &url, &out).await, ["week-20261130"]);
+    assert_eq!(post_pending(&client, &url, &out).await, ["20261203"]);
+    assert!(post_pending(&client, &url, &out).await.is_empty());
+    let bodies = got.lock().expect("lock").clone();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[0]["period"], "week");
+    assert!(bodies[0]["title"]
+        .as_str()
+        .is_some_and(|t| t.contains("舆情周报") && t.contains("20261130")));
+    assert_eq!(bodies[1]["period"], "day");
+    assert!(bodies[1]["title"]
+        .as_str()
+        .is_some_and(|t| t.contains("舆情日报")));
+    for b in &bodies {
+        assert_eq!(b["mentions"], 46);
+        assert!(b["html"].as_str().is_some_and(|h| h.contains("<svg")));
+    }
+}
