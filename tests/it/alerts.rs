@@ -166,14 +166,7 @@ async fn fake_bots(b: Bots) -> std::net::SocketAddr {
         .route("/open-apis/bot/v2/hook/h1", post(feishu))
         .route("/open-apis/bot/v2/hook/wrong", post(feishu))
         .with_state(b);
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = l.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(l, app).await;
-    });
-    addr
+    util::serve_at(app).await
 }
 
 const DUTY_PW: &str = "duty-officer-pw-1";

@@ -363,14 +363,7 @@ async fn webhook() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/hook"), got)
+    (format!("{}/hook", super::util::serve(app).await), got)
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! with `find_recent`. Every wait is an HTTP call bounded by the client's timeout.
 
 use crate::fake_platform::{FakeHandle, FakePlatform};
+use crate::util::serve;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -626,18 +627,6 @@ async fn connection_refused_is_a_retryable_network_error() {
     let e = expect_err(p.publish(&req("k", "bjfabu", FLOOD, Action::Post)).await);
     assert_eq!((e.kind, e.retryable), (ErrorKind::Network, true), "{e}");
     assert!(!e.must_check_before_retry());
-}
-
-/// Serve `app` on a port of its own: its base URL.
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
 }
 
 /// A platform that answers every POST with `status` and `body`.

@@ -527,3 +527,20 @@ pub async fn wait_assigned(ws: &mut Ws, incident: &str, ids: &std::collections::
         assert!(seen.insert(mid), "mention assigned twice: {v}");
     }
 }
+
+/// Serve `app` on a port of its own (a fake webhook, bot or platform): its address.
+pub async fn serve_at(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// [`serve_at`], as a base URL (`http://127.0.0.1:port`).
+pub async fn serve(app: axum::Router) -> String {
+    format!("http://{}", serve_at(app).await)
+}
