@@ -451,6 +451,58 @@ pub fn chain_bigrams(
     out
 }
 
+/// A chained Chinese phrase cut where the texts holding it show it splitting a word: when the
+/// character before it and its first character are a stop word (看到 in 看到一颗陨石落下来:
+/// a stop word never counts as a term, so the chain started on 到一), that first character is
+/// the word's, not the phrase's; so at its end. Cut when at least half of the texts holding it
+/// show the split; a phrase keeps two characters at least.
+pub fn trim_phrase(phrase: &str, texts: &[&str]) -> String {
+    let chars: Vec<char> = phrase.chars().collect();
+    if chars.len() < 3 || !chars.iter().all(|c| is_han(*c)) {
+        return phrase.to_string();
+    }
+    let is_stop_word = |a: char, b: char| {
+        let mut w = String::with_capacity(8);
+        w.push(a);
+        w.push(b);
+        stops().terms.contains(&term_hash(&w))
+    };
+    let (mut holding, mut head, mut tail) = (0usize, 0usize, 0usize);
+    for t in texts {
+        let Some(at) = t.find(phrase) else {
+            continue;
+        };
+        holding += 1;
+        if t[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|p| is_stop_word(p, chars[0]))
+        {
+            head += 1;
+        }
+        if t[at + phrase.len()..]
+            .chars()
+            .next()
+            .is_some_and(|n| is_stop_word(chars[chars.len() - 1], n))
+        {
+            tail += 1;
+        }
+    }
+    let split = |n: usize| holding > 0 && n * 2 >= holding;
+    let mut from = 0;
+    let mut to = chars.len();
+    if split(head) {
+        from += 1;
+    }
+    if split(tail) && to - from > 2 {
+        to -= 1;
+    }
+    if to - from < 2 {
+        return phrase.to_string();
+    }
+    chars[from..to].iter().collect()
+}
+
 /// The stable hash of a term's text (what [`Term::hash`] holds).
 pub fn term_hash(text: &str) -> u64 {
     crate::stable_hash(text.as_bytes())
@@ -738,6 +790,27 @@ mod tests {
         for x in terms(t) {
             assert_eq!(term_text(t, x.hash), Some(x.text(t)));
         }
+    }
+
+    #[test]
+    fn a_phrase_is_cut_where_the_texts_show_it_splitting_a_word() {
+        let texts = [
+            "我刚才看到一颗陨石落下来了",
+            "看到一颗陨石落下来，好大",
+            "天上一颗陨石落下来",
+        ];
+        // Two of the three texts holding it split 看到.
+        assert_eq!(trim_phrase("到一颗陨石落下来", &texts), "一颗陨石落下来");
+        // At the end too (大家 is a stop word: 大 is its, not the phrase's).
+        assert_eq!(
+            trim_phrase("城区暴雨大", &["城区暴雨大家注意安全"]),
+            "城区暴雨"
+        );
+        // Not shown by the texts, or too short, or not Chinese: as it is.
+        assert_eq!(trim_phrase("流星雨", &["今晚的流星雨真美"]), "流星雨");
+        assert_eq!(trim_phrase("到一", &texts), "到一");
+        assert_eq!(trim_phrase("meteor", &["a meteor"]), "meteor");
+        assert_eq!(trim_phrase("到一颗陨石", &[]), "到一颗陨石");
     }
 
     #[test]

@@ -147,6 +147,26 @@ fn meteor(i: usize) -> String {
 }
 
 #[test]
+fn an_emerging_incidents_phrase_does_not_start_inside_a_word() {
+    let mut f = Feed::new();
+    f.background(40);
+    // 看到 is a stop word: the chain of bigrams starts on 到一 (the phrase was
+    // "到一颗陨石落下来" on the wall).
+    f.burst(
+        14,
+        5,
+        |i| format!("witness{i}"),
+        |i| format!("我刚才看到一颗陨石落下来了，第{i}次见"),
+    );
+    f.tick(1);
+    let em = f.incidents(IncidentKind::Emerging);
+    assert_eq!(em.len(), 1, "{em:#?}");
+    let terms = &em[0].top_terms;
+    assert!(terms.iter().any(|t| t.starts_with("一颗陨石")), "{terms:?}");
+    assert!(!terms.iter().any(|t| t.starts_with('到')), "{terms:?}");
+}
+
+#[test]
 fn a_word_no_rule_names_from_many_authors_opens_one_emerging_incident() {
     let mut f = Feed::new();
     f.background(40);

@@ -687,7 +687,18 @@ impl Engine {
         } else {
             0
         };
-        let top = phrases(rate_n);
+        // Texts kept whole of the group's recent mentions: where a phrase splits a word.
+        let texts: Vec<&str> = terms
+            .iter()
+            .filter_map(|h| self.em.cands.get(h))
+            .flat_map(|c| c.recent.iter().filter_map(|r| r.full.as_deref()))
+            .map(|m| m.text.as_str())
+            .take(12)
+            .collect();
+        let top: Vec<(String, Vec<String>)> = phrases(rate_n)
+            .into_iter()
+            .map(|(p, parts)| (crate::detect::emerging::trim_phrase(&p, &texts), parts))
+            .collect();
         for h in &terms {
             if let Some(c) = self.em.cands.get_mut(h) {
                 if let Some((p, _)) = top.iter().find(|(_, parts)| parts.contains(&c.name)) {
