@@ -30,6 +30,7 @@
 //! | [`cases`] | the cases stage: citizen requests taken in from mentions addressed to the matrix's accounts and `POST /api/cases`, the router to departments (keywords, learned corrections, a trained classifier: `huiying cases classify` / `eval` / `train`), duplicates and incident links, the 受理 → 转办 → 督办 → 反馈 workflow audited first with replies through the respond stage's outbox, ratings read from replies, deadlines on the calendar of `rules/cases/`, the case store (redb, Redis), its routes and Open311 GeoReport v2; `[cases]` |
 //! | [`evaluation`] | 绩效评估: every department and matrix account scored over a period from the case store (service, interaction, approval; reach from the accounts' own timelines, read every 30 min), silent ones marked, ranked among peers, against the previous period; weights in `rules/evaluation.toml`; `GET /api/evaluation`, `huiying report evaluation` (JSON, CSV, HTML), the monthly report, department gauges |
 //! | [`opinion`] | 舆情报告: each event-time hour's figures (volume, regions, terms, most reposted) stored by the opinion stage, and the report over any period from the store (against the period before; incidents, rumors and time to rebuttal, regions, notices) as JSON, CSV and HTML; `GET /api/reports/opinion`, `huiying report opinion`, the daily and weekly reports and their webhook; `[opinion]` |
+//! | [`linkage`] | 联动 beyond the platforms: an emergency notice as a CAP 1.2 alert (`linkage::cap`, zh-CN and en-US, region code as geocode, updates and all-clears referencing earlier alerts); feeds, push and the public archive still to come (issue 18) |
 //! | [`alerts`] | 值班提醒: severe incidents and notices left waiting become alerts to the IM group bots (WeCom, DingTalk, Feishu: `[[respond.bots]]`) and e-mail through the respond stage's outbox, once each; `GET /api/alerts` for the console's browser notifications; `[alerts]` |
 //! | [`metrics`] | the Prometheus registry |
 //! | [`clock`] | the one injected clock (sessions, login limits, publishing limiters, dispatcher); `ManualClock` for tests |
@@ -50,6 +51,7 @@ pub mod evaluation;
 pub mod feeds;
 pub mod incidents;
 pub mod ingest;
+pub mod linkage;
 pub mod live;
 pub mod metrics;
 pub mod normalize;

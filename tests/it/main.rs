@@ -4,6 +4,7 @@
 mod access;
 mod alerts;
 mod background;
+mod cap;
 mod case_e2e;
 mod case_flow;
 mod cases;
