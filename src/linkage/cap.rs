@@ -107,7 +107,7 @@ pub fn cap_time(ms: i64) -> String {
 }
 
 /// `s` as XML character data: escaped, and without the characters XML 1.0 cannot hold.
-fn xml(s: &str) -> String {
+pub fn xml(s: &str) -> String {
     let kept: String = s
         .chars()
         .filter(|c| {
@@ -118,7 +118,7 @@ fn xml(s: &str) -> String {
 }
 
 /// The first sentence of `text` (up to 。！？!? or a line end), at most 160 characters.
-fn headline(text: &str) -> String {
+pub fn headline(text: &str) -> String {
     let first = text
         .split_inclusive(['。', '！', '？', '!', '?', '\n'])
         .next()

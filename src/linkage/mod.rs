@@ -4,7 +4,11 @@
 //!   English `info` blocks, the region's 6-digit code as its geocode; updates and all-clears
 //!   reference the alerts they follow).
 //!
-//! Still to come (issue 18): the Atom/RSS feeds and `/cap/{id}.xml` routes, the WebSub/webhook
-//! push through the outbox, and the public archive of notices and rebuttals.
+//! - [`feed`]: the published notices and rebuttals as Atom 1.0 and RSS 2.0, each emergency
+//!   notice linking its CAP alert.
+//!
+//! Still to come (issue 18): the routes (`/cap/{id}.xml`, `/feeds/notices.atom`), the
+//! WebSub/webhook push through the outbox, and the public archive of notices and rebuttals.
 
 pub mod cap;
+pub mod feed;

@@ -4,7 +4,6 @@
 mod access;
 mod alerts;
 mod background;
-mod cap;
 mod case_e2e;
 mod case_flow;
 mod cases;
@@ -21,6 +20,7 @@ mod eval;
 mod evaluation;
 mod fuzz;
 mod jetstream;
+mod linkage;
 mod mastodon;
 mod matrix;
 mod notices;

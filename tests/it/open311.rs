@@ -12,37 +12,16 @@ use std::sync::Arc;
 const INGEST: &str = "hy_open311_ingest_key";
 
 /// The Python with `georeport` installed: `HUIYING_OPEN311_PYTHON`, or a virtual environment in
-/// the target directory, made here when missing. Fails (never skips) when it cannot be made.
+/// the target directory, made when missing. Fails (never skips) when it cannot be made.
 fn python() -> PathBuf {
     if let Ok(p) = std::env::var("HUIYING_OPEN311_PYTHON") {
         return PathBuf::from(p);
     }
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("open311-venv");
-    let py = venv.join("bin/python");
-    let ok = |py: &PathBuf| {
-        std::process::Command::new(py)
-            .args(["-c", "import georeport, requests"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if ok(&py) {
-        return py;
-    }
-    let run = |cmd: &mut std::process::Command| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-        assert!(
-            out.status.success(),
-            "{cmd:?} failed: {}{}\n(the Open311 test needs Python 3 and PyPI's georeport; .ci/run installs it)",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(std::process::Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv));
-    run(std::process::Command::new(&py).args(["-m", "pip", "install", "-q", "georeport==0.3.1"]));
-    assert!(ok(&py), "georeport is not importable in {}", venv.display());
-    py
+    util::python_venv(
+        "open311-venv",
+        "import georeport, requests",
+        "georeport==0.3.1",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

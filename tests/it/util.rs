@@ -544,3 +544,35 @@ pub async fn serve_at(app: axum::Router) -> std::net::SocketAddr {
 pub async fn serve(app: axum::Router) -> String {
     format!("http://{}", serve_at(app).await)
 }
+
+/// A Python 3 in a virtual environment `name` under the target directory where `check` runs,
+/// made (with `package` from PyPI) when missing: for the tests that drive a real client library
+/// (Open311's georeport, feedparser). Fails, never skips, when it cannot be made.
+pub fn python_venv(name: &str, check: &str, package: &str) -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let py = venv.join("bin/python");
+    let ok = |py: &PathBuf| {
+        std::process::Command::new(py)
+            .args(["-c", check])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ok(&py) {
+        return py;
+    }
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed: {}{}\n(this test needs Python 3 and PyPI's {package}; .ci/run installs it)",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv));
+    run(std::process::Command::new(&py).args(["-m", "pip", "install", "-q", package]));
+    assert!(ok(&py), "{check:?} fails in {}", venv.display());
+    py
+}

@@ -1,8 +1,11 @@
-//! CAP 1.2 alerts of emergency notices, validated by `xmllint` against the schema written from
-//! the standard (`tests/data/cap/CAP-v1.2.xsd`): a first notice, its update and its all-clear
-//! (references to the earlier alerts), and the notices that are no alert.
+//! Linkage beyond the platforms. CAP 1.2 alerts of emergency notices, validated by `xmllint`
+//! against the schema written from the standard (`tests/data/cap/CAP-v1.2.xsd`): a first
+//! notice, its update and its all-clear (references to the earlier alerts), and the notices
+//! that are no alert. The Atom and RSS feeds of notices, read by a real feed parser (PyPI's
+//! feedparser, in a virtual environment under the target directory).
 
 use huiying::linkage::cap::{self, CapError, Sender};
+use huiying::linkage::feed::{self, FeedMeta};
 use huiying::respond::notices::Notice;
 use huiying::respond::templates::Lang;
 use serde_json::json;
@@ -159,4 +162,88 @@ fn the_schema_check_is_real_and_some_notices_are_no_alert() {
         cap::alert(&first, &[], &s, event),
         Err(CapError::BadSender(_))
     ));
+}
+
+#[test]
+fn the_feeds_of_notices_read_in_a_real_feed_parser() {
+    let first = notice("n-0000000000000001", "emergency", "done", "notice", DAY);
+    let rebuttal = notice(
+        "n-0000000000000009",
+        "rumor",
+        "done",
+        "notice",
+        DAY + 3_600_000,
+    );
+    // Newest first, as the route sorts them.
+    let list = [&rebuttal, &first];
+    let meta = FeedMeta {
+        base: "https://portal.example/huiying".into(),
+        self_path: "/feeds/notices.atom?region=110108".into(),
+        name: "北京海淀 Beijing Haidian".into(),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("f.atom"), feed::atom(&list, &meta, DAY)).expect("atom");
+    std::fs::write(dir.path().join("f.rss"), feed::rss(&list, &meta, DAY)).expect("rss");
+    let py = super::util::python_venv("feeds-venv", "import feedparser", "feedparser==6.0.11");
+    let script = r#"
+import feedparser, json, sys
+out = {}
+for name in ("f.atom", "f.rss"):
+    d = feedparser.parse(sys.argv[1] + "/" + name)
+    out[name] = {
+        "bozo": int(d.bozo), "version": d.version, "title": d.feed.get("title"),
+        "entries": [{"id": e.get("id"), "title": e.get("title"),
+                     "links": [[l.get("rel"), l.get("type"), l.get("href")] for l in e.get("links", [])],
+                     "published": e.get("published_parsed") is not None,
+                     "summary": e.get("summary", "")}
+                    for e in d.entries],
+    }
+print(json.dumps(out, ensure_ascii=False))
+"#;
+    let out = std::process::Command::new(&py)
+        .args(["-c", script])
+        .arg(dir.path())
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let atom = &v["f.atom"];
+    assert_eq!(atom["bozo"], 0, "{atom}");
+    assert_eq!(atom["version"], "atom10");
+    let entries = atom["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["id"], "urn:huiying:notice:n-0000000000000009");
+    assert!(entries.iter().all(|e| e["published"] == true));
+    // The emergency notice links its CAP alert; the rebuttal has none.
+    let cap_links = |e: &serde_json::Value| {
+        e["links"]
+            .as_array()
+            .map(|ls| {
+                ls.iter()
+                    .filter(|l| l[1] == "application/cap+xml")
+                    .map(|l| l[2].as_str().unwrap_or_default().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    assert!(cap_links(&entries[0]).is_empty());
+    assert_eq!(
+        cap_links(&entries[1]),
+        ["https://portal.example/huiying/cap/n-0000000000000001.xml"]
+    );
+    // Chinese title first, markup in the text kept as text.
+    assert!(entries[1]["title"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("【暴雨积水提醒】")));
+    assert!(entries[1]["summary"]
+        .as_str()
+        .is_some_and(|t| t.contains("<30cm>") && t.contains("Flooding in Haidian")));
+    let rss = &v["f.rss"];
+    assert_eq!(rss["bozo"], 0, "{rss}");
+    assert_eq!(rss["version"], "rss20");
+    assert_eq!(rss["entries"].as_array().map(Vec::len), Some(2));
 }
