@@ -48,6 +48,8 @@ pub struct Config {
     pub alerts: crate::alerts::AlertsConfig,
     /// `[opinion]`: the daily public-opinion report (舆情日报).
     pub opinion: crate::opinion::stage::OpinionConfig,
+    /// `[linkage]`: who the office is in its CAP alerts and notice feeds.
+    pub linkage: crate::linkage::stage::LinkageConfig,
 }
 
 impl Default for Config {
@@ -69,6 +71,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             alerts: Default::default(),
             opinion: Default::default(),
+            linkage: Default::default(),
         }
     }
 }

@@ -7,8 +7,11 @@
 //! - [`feed`]: the published notices and rebuttals as Atom 1.0 and RSS 2.0, each emergency
 //!   notice linking its CAP alert.
 //!
-//! Still to come (issue 18): the routes (`/cap/{id}.xml`, `/feeds/notices.atom`), the
-//! WebSub/webhook push through the outbox, and the public archive of notices and rebuttals.
+//! - [`stage`]: the public routes `/cap/{id}.xml`, `/feeds/notices.atom` and `.rss` (with ETag).
+//!
+//! Still to come (issue 18): the WebSub/webhook push through the outbox, and the public archive
+//! of notices and rebuttals.
 
 pub mod cap;
 pub mod feed;
+pub mod stage;

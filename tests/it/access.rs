@@ -263,6 +263,9 @@ const TABLE: &[(&str, &str, Option<Role>, Option<Role>)] = &[
         Some(Role::Viewer),
         Some(Role::Viewer),
     ),
+    ("GET", "/cap/n-none.xml", None, None),
+    ("GET", "/feeds/notices.atom", None, None),
+    ("GET", "/feeds/notices.rss", None, None),
     ("GET", "/open311/v2/discovery.json", None, None),
     ("GET", "/open311/v2/services.xml", None, None),
     (

@@ -247,3 +247,117 @@ print(json.dumps(out, ensure_ascii=False))
     assert_eq!(rss["version"], "rss20");
     assert_eq!(rss["entries"].as_array().map(Vec::len), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_serves_cap_and_feeds_to_anyone_only_for_published_notices_with_etags() {
+    use super::util::{self, request};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = notice("n-00000000000000a1", "emergency", "done", "notice", DAY);
+    let rebuttal = notice(
+        "n-00000000000000a2",
+        "rumor",
+        "done",
+        "notice",
+        DAY + 60_000,
+    );
+    let draft = notice(
+        "n-00000000000000a3",
+        "emergency",
+        "draft",
+        "notice",
+        DAY + 120_000,
+    );
+    {
+        let store = huiying::respond::notices::NoticeStore::open(&dir.path().join("notices.redb"))
+            .expect("notices");
+        for n in [&first, &rebuttal, &draft] {
+            store.put(n).expect("put");
+        }
+    }
+    let cfg = util::respond_config(util::rules_dir(), dir.path().to_path_buf(), &[]);
+    let svc = util::start_service(
+        cfg,
+        std::sync::Arc::new(huiying::store::MemoryStore::default()),
+    )
+    .await;
+    let get = |path: String, headers: Vec<(&'static str, String)>| {
+        let addr = svc.addr;
+        async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            request(addr, "GET", &path, &h, b"").await
+        }
+    };
+    // Anonymous: notices are public once published; the draft never shows.
+    let a = get("/feeds/notices.atom".into(), vec![]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/atom+xml")));
+    assert!(a.body.contains(&first.id) && a.body.contains(&rebuttal.id));
+    assert!(!a.body.contains(&draft.id));
+    assert!(
+        a.body.find(&rebuttal.id) < a.body.find(&first.id),
+        "newest first"
+    );
+    let tag = a.header("etag").expect("etag").to_string();
+    assert_eq!(a.header("cache-control"), Some("public, max-age=60"));
+    let again = get(
+        "/feeds/notices.atom".into(),
+        vec![("If-None-Match", tag.clone())],
+    )
+    .await;
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    // Filters.
+    let rumors = get("/feeds/notices.rss?kind=rumor".into(), vec![]).await;
+    assert_eq!(rumors.status, 200);
+    assert!(rumors.body.contains(&rebuttal.id) && !rumors.body.contains(&first.id));
+    let beijing = get("/feeds/notices.atom?region=110000".into(), vec![]).await;
+    assert!(beijing.body.contains(&first.id));
+    let sichuan = get("/feeds/notices.atom?region=510000".into(), vec![]).await;
+    assert!(!sichuan.body.contains("<entry>"), "{}", sichuan.body);
+    assert_ne!(sichuan.header("etag"), Some(tag.as_str()));
+    for bad in ["?kind=bogus", "?category=Bad!", "?region=11"] {
+        let r = get(format!("/feeds/notices.atom{bad}"), vec![]).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    // The CAP alert of the published emergency notice, named by the rules' category names.
+    let c = get(format!("/cap/{}.xml", first.id), vec![]).await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    assert!(c
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/cap+xml")));
+    let (ok, why) = validate(&c.body);
+    assert!(ok, "{why}\n{}", c.body);
+    assert!(c.body.contains("<event>洪涝</event>"), "{}", c.body);
+    for id in [&draft.id, &rebuttal.id, &"n-nothing".to_string()] {
+        assert_eq!(
+            get(format!("/cap/{id}.xml"), vec![]).await.status,
+            404,
+            "{id}"
+        );
+    }
+    assert_eq!(get(format!("/cap/{}", first.id), vec![]).await.status, 404);
+    util::stop(svc).await;
+}
+
+#[test]
+fn the_linkage_table_is_read_and_unknown_keys_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("huiying.toml");
+    std::fs::write(
+        &path,
+        "[linkage]\nsender = \"bjhd@gov.example\"\nname_zh = \"北京海淀\"\nname_en = \"Beijing Haidian\"\nexercise = true\nbase_url = \"https://portal.example/huiying\"\n",
+    )
+    .expect("write");
+    let c = huiying::config::Config::load(&path).expect("config loads");
+    assert_eq!(c.linkage.sender, "bjhd@gov.example");
+    assert!(c.linkage.exercise);
+    assert_eq!(
+        c.linkage.base_url.as_deref(),
+        Some("https://portal.example/huiying")
+    );
+    std::fs::write(&path, "[linkage]\nsendr = \"x\"\n").expect("write");
+    let e = huiying::config::Config::load(&path).expect_err("unknown key refused");
+    assert!(e.to_string().contains("sendr"), "{e}");
+}

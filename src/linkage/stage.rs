@@ -1,0 +1,293 @@
+//! The linkage stage: public routes for portals, alerting systems and newsrooms (notices are
+//! public once published, so no token is needed; drafts, held and rejected notices never show).
+//!
+//! - `GET /cap/{id}.xml`: a published emergency notice as a CAP 1.2 alert (`application/cap+xml`);
+//!   404 for anything else.
+//! - `GET /feeds/notices.atom` and `/feeds/notices.rss` (`?region=CODE&category=ID&kind=
+//!   emergency|rumor`): the newest 50 published notices and rebuttals.
+//!
+//! Every answer carries an `ETag` (a hash of its body) and `Cache-Control: public, max-age=60`;
+//! a request naming the current tag in `If-None-Match` is answered `304` with no body.
+
+use super::{cap, feed};
+use crate::api::auth::Access;
+use crate::api::routes::Routes;
+use crate::api::ApiError;
+use crate::incidents::IncidentKind;
+use crate::respond::notices::{Notice, NoticeState};
+use crate::respond::stage::Respond;
+use crate::respond::templates::Lang;
+use crate::stage::{Context, Handle};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Entries in a feed at most.
+pub const FEED_ENTRIES: usize = 50;
+
+/// `[linkage]` in `huiying.toml`: who the office is in its CAP alerts and feeds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkageConfig {
+    /// CAP `sender`: an id unique to the office, no spaces or commas (`bjhd@gov.example`).
+    pub sender: String,
+    /// The office's name in Chinese and English (CAP `senderName`, the feeds' titles).
+    pub name_zh: String,
+    pub name_en: String,
+    /// This instance publishes drills: CAP `status` is `Exercise`, not `Actual`.
+    pub exercise: bool,
+    /// The public base URL of this service (`https://portal.example/huiying`) the feeds' links
+    /// are made from; none: `http://` and the request's `Host`.
+    pub base_url: Option<String>,
+}
+
+impl Default for LinkageConfig {
+    fn default() -> Self {
+        LinkageConfig {
+            sender: "huiying@localhost".into(),
+            name_zh: "政务新媒体".into(),
+            name_en: "Government social media".into(),
+            exercise: false,
+            base_url: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Linkage {
+    cfg: Arc<LinkageConfig>,
+    respond: Option<Arc<Respond>>,
+}
+
+/// Start: register the public routes (no task of its own).
+pub fn start(cfg: &LinkageConfig, cx: &mut Context, respond: Option<Arc<Respond>>) -> Handle {
+    let st = Linkage {
+        cfg: Arc::new(cfg.clone()),
+        respond,
+    };
+    let routes = std::mem::take(&mut cx.routes);
+    cx.routes = routes.merge(
+        Routes::new()
+            .route("/cap/{file}", Access::Public, get(cap_alert))
+            .route("/feeds/notices.atom", Access::Public, get(atom))
+            .route("/feeds/notices.rss", Access::Public, get(rss))
+            .with_state(st),
+    );
+    Handle::new("linkage", Vec::new())
+}
+
+/// Whether `n` is published (its jobs went to the outbox): only those are public.
+pub fn published(n: &Notice) -> bool {
+    matches!(n.state, NoticeState::Publishing | NoticeState::Done)
+}
+
+fn unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "respond_off",
+        "the respond stage is not running: no notices".to_string(),
+    )
+}
+
+async fn notices(st: &Linkage) -> Result<Vec<Notice>, ApiError> {
+    let r = st.respond.clone().ok_or_else(unavailable)?;
+    tokio::task::spawn_blocking(move || r.notices.list(&Default::default()))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()))
+}
+
+/// `body` with its type, ETag and cache headers; 304 when the client holds it already.
+fn cached(headers: &HeaderMap, content_type: &'static str, body: String) -> Response {
+    let tag = format!("\"{:016x}\"", crate::stable_hash(body.as_bytes()));
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, h).into_response();
+    }
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    (h, body).into_response()
+}
+
+async fn cap_alert(
+    State(st): State<Linkage>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{file}: no published emergency notice has this CAP alert"),
+        )
+    };
+    let id = file.strip_suffix(".xml").ok_or_else(not_found)?;
+    let all = notices(&st).await?;
+    let n = all
+        .iter()
+        .find(|n| n.id == id && published(n) && n.kind == IncidentKind::Emergency)
+        .ok_or_else(not_found)?;
+    // The alerts it follows: its incident's notices published before it.
+    let at = cap::sent_at(n);
+    let earlier: Vec<&Notice> = all
+        .iter()
+        .filter(|e| {
+            e.id != n.id
+                && e.incident_id == n.incident_id
+                && published(e)
+                && e.kind == IncidentKind::Emergency
+                && cap::sent_at(e) <= at
+        })
+        .collect();
+    let sender = cap::Sender {
+        id: st.cfg.sender.clone(),
+        name_zh: st.cfg.name_zh.clone(),
+        name_en: st.cfg.name_en.clone(),
+        status: if st.cfg.exercise {
+            "Exercise"
+        } else {
+            "Actual"
+        },
+    };
+    let rules = st.respond.as_ref().map(|r| r.rules.load_full());
+    let event = |lang: Lang| {
+        let c = rules
+            .as_ref()
+            .and_then(|r| r.categories.iter().find(|c| *c.id == *n.category));
+        match (c, lang) {
+            (Some(c), Lang::Zh) => c.name_zh.clone(),
+            (Some(c), Lang::En) => c.name_en.clone(),
+            (None, _) => n.category.clone(),
+        }
+    };
+    let xml = cap::alert(n, &earlier, &sender, event)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cap", e.to_string()))?;
+    Ok(cached(&headers, "application/cap+xml; charset=utf-8", xml))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedQuery {
+    region: Option<String>,
+    category: Option<String>,
+    kind: Option<String>,
+}
+
+/// The feed's notices (published, filtered, newest first) and what it says of itself.
+async fn feed_of(
+    st: &Linkage,
+    q: &FeedQuery,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<(Vec<Notice>, feed::FeedMeta), ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid", m);
+    let region = crate::opinion::stage::check_region(q.region.as_deref()).map_err(bad)?;
+    if let Some(c) = q.category.as_deref() {
+        if !c
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(bad(format!("category: {c:?} (a category id: a-z, 0-9, _)")));
+        }
+    }
+    let kind = match q.kind.as_deref() {
+        None | Some("") => None,
+        Some("emergency") => Some(IncidentKind::Emergency),
+        Some("rumor") => Some(IncidentKind::Rumor),
+        Some(k) => return Err(bad(format!("kind: {k:?} (emergency, rumor)"))),
+    };
+    let mut list: Vec<Notice> = notices(st)
+        .await?
+        .into_iter()
+        .filter(|n| {
+            published(n)
+                && matches!(n.kind, IncidentKind::Emergency | IncidentKind::Rumor)
+                && kind.is_none_or(|k| n.kind == k)
+                && q.category
+                    .as_deref()
+                    .is_none_or(|c| c.is_empty() || n.category == c)
+                && region.as_deref().is_none_or(|f| {
+                    n.region
+                        .as_ref()
+                        .is_some_and(|r| crate::detect::gazetteer::code_covers(f, &r.code))
+                })
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        cap::sent_at(b)
+            .cmp(&cap::sent_at(a))
+            .then_with(|| b.id.cmp(&a.id))
+    });
+    list.truncate(FEED_ENTRIES);
+    let base = match &st.cfg.base_url {
+        Some(b) => b.trim_end_matches('/').to_string(),
+        None => format!(
+            "http://{}",
+            headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost")
+        ),
+    };
+    let mut query = Vec::new();
+    for (k, v) in [
+        ("region", &q.region),
+        ("category", &q.category),
+        ("kind", &q.kind),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            // Checked above: digits, a category id, a kind; nothing to escape.
+            query.push(format!("{k}={v}"));
+        }
+    }
+    let self_path = if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", query.join("&"))
+    };
+    let meta = feed::FeedMeta {
+        base,
+        self_path,
+        name: format!("{} {}", st.cfg.name_zh, st.cfg.name_en),
+    };
+    Ok((list, meta))
+}
+
+async fn atom(
+    State(st): State<Linkage>,
+    Query(q): Query<FeedQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (list, meta) = feed_of(&st, &q, &headers, "/feeds/notices.atom").await?;
+    let refs: Vec<&Notice> = list.iter().collect();
+    let body = feed::atom(&refs, &meta, 0);
+    Ok(cached(
+        &headers,
+        "application/atom+xml; charset=utf-8",
+        body,
+    ))
+}
+
+async fn rss(
+    State(st): State<Linkage>,
+    Query(q): Query<FeedQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (list, meta) = feed_of(&st, &q, &headers, "/feeds/notices.rss").await?;
+    let refs: Vec<&Notice> = list.iter().collect();
+    let body = feed::rss(&refs, &meta, 0);
+    Ok(cached(&headers, "application/rss+xml; charset=utf-8", body))
+}
