@@ -7,11 +7,14 @@
 //! - [`feed`]: the published notices and rebuttals as Atom 1.0 and RSS 2.0, each emergency
 //!   notice linking its CAP alert.
 //!
-//! - [`stage`]: the public routes `/cap/{id}.xml`, `/feeds/notices.atom` and `.rss` (with ETag).
+//! - [`archive`]: the public archive page of notices and rebuttals, searchable by words, day,
+//!   region, category and kind, server-rendered.
+//! - [`stage`]: the public routes `/cap/{id}.xml`, `/feeds/notices.atom` and `.rss`, `/archive`
+//!   (with ETag).
 //!
-//! Still to come (issue 18): the WebSub/webhook push through the outbox, and the public archive
-//! of notices and rebuttals.
+//! Still to come (issue 18): the WebSub/webhook push through the outbox.
 
+pub mod archive;
 pub mod cap;
 pub mod feed;
 pub mod stage;

@@ -5,11 +5,13 @@
 //!   404 for anything else.
 //! - `GET /feeds/notices.atom` and `/feeds/notices.rss` (`?region=CODE&category=ID&kind=
 //!   emergency|rumor`): the newest 50 published notices and rebuttals.
+//! - `GET /archive?q=&region=&category=&kind=&from=&to=`: the searchable archive page
+//!   ([`archive`]; no JavaScript); a bad field is a 400 page naming it.
 //!
 //! Every answer carries an `ETag` (a hash of its body) and `Cache-Control: public, max-age=60`;
 //! a request naming the current tag in `If-None-Match` is answered `304` with no body.
 
-use super::{cap, feed};
+use super::{archive, cap, feed};
 use crate::api::auth::Access;
 use crate::api::routes::Routes;
 use crate::api::ApiError;
@@ -74,6 +76,7 @@ pub fn start(cfg: &LinkageConfig, cx: &mut Context, respond: Option<Arc<Respond>
             .route("/cap/{file}", Access::Public, get(cap_alert))
             .route("/feeds/notices.atom", Access::Public, get(atom))
             .route("/feeds/notices.rss", Access::Public, get(rss))
+            .route("/archive", Access::Public, get(archive_page))
             .with_state(st),
     );
     Handle::new("linkage", Vec::new())
@@ -162,20 +165,50 @@ async fn cap_alert(
             "Actual"
         },
     };
-    let rules = st.respond.as_ref().map(|r| r.rules.load_full());
-    let event = |lang: Lang| {
-        let c = rules
-            .as_ref()
-            .and_then(|r| r.categories.iter().find(|c| *c.id == *n.category));
-        match (c, lang) {
-            (Some(c), Lang::Zh) => c.name_zh.clone(),
-            (Some(c), Lang::En) => c.name_en.clone(),
-            (None, _) => n.category.clone(),
-        }
-    };
+    let event = |lang: Lang| category_name(&st, &n.category, Some(lang));
     let xml = cap::alert(n, &earlier, &sender, event)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cap", e.to_string()))?;
     Ok(cached(&headers, "application/cap+xml; charset=utf-8", xml))
+}
+
+/// A category's name from the live rules: in `lang`, or both ("洪涝 Flood"); its id when the
+/// rules do not know it (a rumor's category, a removed one).
+fn category_name(st: &Linkage, id: &str, lang: Option<Lang>) -> String {
+    let rules = st.respond.as_ref().map(|r| r.rules.load_full());
+    let c = rules
+        .as_ref()
+        .and_then(|r| r.categories.iter().find(|c| *c.id == *id));
+    match (c, lang) {
+        (Some(c), Some(Lang::Zh)) => c.name_zh.clone(),
+        (Some(c), Some(Lang::En)) => c.name_en.clone(),
+        (Some(c), None) => format!("{} {}", c.name_zh, c.name_en),
+        (None, _) => id.to_string(),
+    }
+}
+
+async fn archive_page(
+    State(st): State<Linkage>,
+    Query(q): Query<archive::ArchiveQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let published: Vec<Notice> = notices(&st).await?.into_iter().filter(published).collect();
+    let name = |c: &str| category_name(&st, c, None);
+    Ok(match q.check() {
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            archive::page(&[], 0, &q, name, Some(&e)),
+        )
+            .into_response(),
+        Ok(f) => {
+            let (hits, total) = archive::select(&published, &f);
+            cached(
+                &headers,
+                "text/html; charset=utf-8",
+                archive::page(&hits, total, &q, name, None),
+            )
+        }
+    })
 }
 
 #[derive(Debug, Deserialize)]

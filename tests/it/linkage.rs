@@ -253,13 +253,17 @@ async fn the_service_serves_cap_and_feeds_to_anyone_only_for_published_notices_w
     use super::util::{self, request};
     let dir = tempfile::tempdir().expect("tempdir");
     let first = notice("n-00000000000000a1", "emergency", "done", "notice", DAY);
-    let rebuttal = notice(
+    let mut rebuttal = notice(
         "n-00000000000000a2",
         "rumor",
         "done",
         "notice",
         DAY + 60_000,
     );
+    rebuttal.texts.retain(|k, _| k == "bjhd");
+    if let Some(t) = rebuttal.texts.get_mut("bjhd") {
+        t.text = "【辟谣】网传海淀区明天全区停水，不实。".into();
+    }
     let draft = notice(
         "n-00000000000000a3",
         "emergency",
@@ -338,6 +342,47 @@ async fn the_service_serves_cap_and_feeds_to_anyone_only_for_published_notices_w
         );
     }
     assert_eq!(get(format!("/cap/{}", first.id), vec![]).await.status, 404);
+
+    // The archive: a page, no script; searchable; the draft never shows.
+    let page = get("/archive".into(), vec![]).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/html")));
+    assert!(!page.body.to_lowercase().contains("<script"));
+    let shows = |body: &str, n: &Notice| body.contains(&format!("<article id=\"{}\">", n.id));
+    assert!(shows(&page.body, &first) && shows(&page.body, &rebuttal));
+    assert!(!shows(&page.body, &draft));
+    assert!(page.body.contains("积水&lt;30cm&gt;"), "escaped");
+    assert!(page.body.contains("洪涝 Flood"), "the category by name");
+    for (query, want_first, want_rebuttal) in [
+        ("q=停水", false, true),
+        ("q=FLOODING", true, false),
+        ("q=%E7%A7%AF%E6%B0%B4", true, false),
+        ("kind=rumor", false, true),
+        ("region=110000&kind=emergency", true, false),
+        ("from=2026-12-03&to=2026-12-03", true, true),
+        ("from=2026-12-04", false, false),
+        ("to=2026-12-02", false, false),
+    ] {
+        let r = get(format!("/archive?{query}"), vec![]).await;
+        assert_eq!(r.status, 200, "{query}: {}", r.body);
+        assert_eq!(
+            (shows(&r.body, &first), shows(&r.body, &rebuttal)),
+            (want_first, want_rebuttal),
+            "{query}"
+        );
+    }
+    for (query, field) in [
+        ("from=2026-13-01", "from"),
+        ("kind=all", "kind"),
+        ("region=abc", "region"),
+        ("from=2026-12-05&to=2026-12-01", "from"),
+    ] {
+        let r = get(format!("/archive?{query}"), vec![]).await;
+        assert_eq!(r.status, 400, "{query}");
+        assert!(r.body.contains(field), "{query}: {}", r.body);
+    }
     util::stop(svc).await;
 }
 

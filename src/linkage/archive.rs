@@ -1,0 +1,253 @@
+//! The public archive of published notices and rebuttals: one server-rendered page, no
+//! JavaScript, searchable by text, date, region, category and kind, so a citizen can check
+//! whether a claim was debunked and what an office said when (`GET /archive`).
+
+use super::cap;
+use crate::detect::gazetteer::code_covers;
+use crate::incidents::IncidentKind;
+use crate::respond::notices::Notice;
+use crate::respond::templates::Lang;
+use serde::Deserialize;
+
+/// Results shown at most (newest first).
+pub const ARCHIVE_RESULTS: usize = 100;
+
+/// What the archive is asked: every field optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveQuery {
+    /// Words the notice's text holds (any language, case-insensitive).
+    pub q: Option<String>,
+    /// A 6-digit region code (a province or city covers what is under it).
+    pub region: Option<String>,
+    /// A category id.
+    pub category: Option<String>,
+    /// `emergency` (notices) or `rumor` (rebuttals).
+    pub kind: Option<String>,
+    /// First and last day, `YYYY-MM-DD`, Beijing time.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// A query checked: what [`select`] filters by.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    words: Option<String>,
+    region: Option<String>,
+    category: Option<String>,
+    kind: Option<IncidentKind>,
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+fn day_start(d: &str, field: &str) -> Result<i64, String> {
+    let date = chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("{field}: {d:?} is not a day (YYYY-MM-DD)"))?;
+    let midnight = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+    Ok(midnight.and_utc().timestamp_millis() - 8 * 3_600_000)
+}
+
+impl ArchiveQuery {
+    /// The filter, or what is wrong with the query (the field named).
+    pub fn check(&self) -> Result<Filter, String> {
+        let nonempty = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let words = nonempty(&self.q);
+        if words.as_ref().is_some_and(|w| w.chars().count() > 100) {
+            return Err("q: at most 100 characters".into());
+        }
+        let region = crate::opinion::stage::check_region(self.region.as_deref())
+            .map_err(|e| format!("region: {e}"))?;
+        let category = nonempty(&self.category);
+        if let Some(c) = &category {
+            if !c
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(format!("category: {c:?} (a category id: a-z, 0-9, _)"));
+            }
+        }
+        let kind = match nonempty(&self.kind).as_deref() {
+            None => None,
+            Some("emergency") => Some(IncidentKind::Emergency),
+            Some("rumor") => Some(IncidentKind::Rumor),
+            Some(k) => return Err(format!("kind: {k:?} (emergency, rumor)")),
+        };
+        let from = nonempty(&self.from)
+            .map(|d| day_start(&d, "from"))
+            .transpose()?;
+        let to = nonempty(&self.to)
+            .map(|d| day_start(&d, "to").map(|t| t + 86_400_000))
+            .transpose()?;
+        if let (Some(f), Some(t)) = (from, to) {
+            if f >= t {
+                return Err("from: after to".into());
+            }
+        }
+        Ok(Filter {
+            words: words.map(|w| w.to_lowercase()),
+            region,
+            category,
+            kind,
+            from,
+            to,
+        })
+    }
+}
+
+/// The published notices `f` selects, newest first, at most [`ARCHIVE_RESULTS`]; and how many
+/// matched in all.
+pub fn select<'a>(published: &'a [Notice], f: &Filter) -> (Vec<&'a Notice>, usize) {
+    let mut hits: Vec<&Notice> = published
+        .iter()
+        .filter(|n| matches!(n.kind, IncidentKind::Emergency | IncidentKind::Rumor))
+        .filter(|n| f.kind.is_none_or(|k| n.kind == k))
+        .filter(|n| f.category.as_deref().is_none_or(|c| n.category == c))
+        .filter(|n| {
+            f.region.as_deref().is_none_or(|r| {
+                n.region
+                    .as_ref()
+                    .is_some_and(|reg| code_covers(r, &reg.code))
+            })
+        })
+        .filter(|n| {
+            let at = cap::sent_at(n);
+            f.from.is_none_or(|t| at >= t) && f.to.is_none_or(|t| at < t)
+        })
+        .filter(|n| {
+            f.words
+                .as_deref()
+                .is_none_or(|w| n.texts.values().any(|t| t.text.to_lowercase().contains(w)))
+        })
+        .collect();
+    hits.sort_by(|a, b| {
+        cap::sent_at(b)
+            .cmp(&cap::sent_at(a))
+            .then_with(|| b.id.cmp(&a.id))
+    });
+    let total = hits.len();
+    hits.truncate(ARCHIVE_RESULTS);
+    (hits, total)
+}
+
+/// The archive page: the search form (filled with `q`), then the notices, each with its day,
+/// kind, category and region, its texts (Chinese first) and its CAP alert.
+pub fn page(
+    hits: &[&Notice],
+    total: usize,
+    q: &ArchiveQuery,
+    category_name: impl Fn(&str) -> String,
+    error: Option<&str>,
+) -> String {
+    let e = crate::html_escape;
+    let v = |o: &Option<String>| e(o.as_deref().unwrap_or(""));
+    let mut o = String::with_capacity(8192);
+    o.push_str(
+        "<!doctype html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>通告与辟谣档案 Notices and rebuttals archive</title>\
+<style>body{font-family:\"Noto Sans CJK SC\",\"PingFang SC\",sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem;color:#1a1a1a}\
+form{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end;margin:1rem 0}label{display:flex;flex-direction:column;font-size:.85rem}\
+input,select,button{font-size:1rem;padding:.3rem}article{border-top:1px solid #ccc;padding:.6rem 0}\
+.meta{color:#555;font-size:.85rem}.kind-rumor{color:#a40}.kind-emergency{color:#036}p{white-space:pre-wrap;margin:.3rem 0}\
+.error{color:#b00;font-weight:bold}</style></head><body>\n",
+    );
+    o.push_str("<h1>通告与辟谣档案 <small>Notices and rebuttals archive</small></h1>\n");
+    o.push_str("<form method=\"get\" action=\"/archive\">\n");
+    o.push_str(&format!(
+        "<label>关键词 Words<input name=\"q\" value=\"{}\" maxlength=\"100\"></label>\n",
+        v(&q.q)
+    ));
+    o.push_str(&format!(
+        "<label>地区代码 Region code<input name=\"region\" value=\"{}\" size=\"7\" pattern=\"[0-9]{{6}}\"></label>\n",
+        v(&q.region)
+    ));
+    o.push_str(&format!(
+        "<label>类别 Category<input name=\"category\" value=\"{}\" size=\"12\"></label>\n",
+        v(&q.category)
+    ));
+    let sel = |k: &str| {
+        if q.kind.as_deref() == Some(k) {
+            " selected"
+        } else {
+            ""
+        }
+    };
+    o.push_str(&format!(
+        "<label>类型 Kind<select name=\"kind\"><option value=\"\">全部 All</option>\
+<option value=\"emergency\"{}>通告 Notices</option><option value=\"rumor\"{}>辟谣 Rebuttals</option></select></label>\n",
+        sel("emergency"),
+        sel("rumor")
+    ));
+    o.push_str(&format!(
+        "<label>自 From<input name=\"from\" type=\"date\" value=\"{}\"></label>\n",
+        v(&q.from)
+    ));
+    o.push_str(&format!(
+        "<label>至 To<input name=\"to\" type=\"date\" value=\"{}\"></label>\n",
+        v(&q.to)
+    ));
+    o.push_str("<button type=\"submit\">搜索 Search</button>\n</form>\n");
+    if let Some(err) = error {
+        o.push_str(&format!("<p class=\"error\">{}</p>\n", e(err)));
+    } else {
+        o.push_str(&format!(
+            "<p class=\"meta\">共 {total} 条，显示最新 {} 条 · {total} found, the newest {} shown</p>\n",
+            hits.len(),
+            hits.len()
+        ));
+    }
+    for n in hits {
+        let (kind_zh, kind_en, class) = match n.kind {
+            IncidentKind::Rumor => ("辟谣", "Rebuttal", "kind-rumor"),
+            _ => ("通告", "Notice", "kind-emergency"),
+        };
+        let day = cap::cap_time(cap::sent_at(n));
+        let region = n
+            .region
+            .as_ref()
+            .map(|r| format!(" · {} {}", e(&r.name), e(&r.code)))
+            .unwrap_or_default();
+        o.push_str(&format!("<article id=\"{}\">\n", e(&n.id)));
+        o.push_str(&format!(
+            "<div class=\"meta\"><time datetime=\"{day}\">{}</time> · <span class=\"{class}\">{kind_zh} {kind_en}</span> · {}{region}</div>\n",
+            e(day.get(..16).unwrap_or(&day)).replace('T', " "),
+            e(&category_name(&n.category)),
+        ));
+        let mut langs: Vec<(Lang, &str)> = Vec::new();
+        for t in n
+            .texts
+            .get(&n.plan.lead)
+            .into_iter()
+            .chain(n.texts.values())
+        {
+            if !langs.iter().any(|(l, _)| *l == t.lang) && !t.text.trim().is_empty() {
+                langs.push((t.lang, t.text.as_str()));
+            }
+        }
+        langs.sort_by_key(|(l, _)| *l != Lang::Zh);
+        for (lang, text) in langs {
+            o.push_str(&format!(
+                "<p lang=\"{}\">{}</p>\n",
+                match lang {
+                    Lang::Zh => "zh-CN",
+                    Lang::En => "en",
+                },
+                e(text)
+            ));
+        }
+        if n.kind == IncidentKind::Emergency {
+            o.push_str(&format!(
+                "<div class=\"meta\"><a href=\"/cap/{}.xml\">CAP 1.2</a></div>\n",
+                e(&n.id)
+            ));
+        }
+        o.push_str("</article>\n");
+    }
+    o.push_str("<p class=\"meta\"><a href=\"/feeds/notices.atom\">Atom</a> · <a href=\"/feeds/notices.rss\">RSS</a></p>\n</body></html>\n");
+    o
+}
