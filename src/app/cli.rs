@@ -659,6 +659,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             };
             // Approved notices go to a file, never to a real account.
             cfg.respond.drill_sink = Some(cfg.respond.data_dir.join("demo-posts.jsonl"));
+            // Its CAP alerts say so too.
+            cfg.linkage.exercise = true;
             service::serve(cfg, true)
         }
         Cmd::Audit {

@@ -9,6 +9,17 @@ use crate::respond::notices::Notice;
 use crate::respond::templates::Lang;
 use serde::Deserialize;
 
+/// The page's style (`GET /archive/archive.css`: the API's content security policy allows no
+/// inline style).
+pub const CSS: &str = "body{font-family:\"Noto Sans CJK SC\",\"PingFang SC\",\"Microsoft YaHei\",sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem;color:#1a1a1a}
+form{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end;margin:1rem 0}
+label{display:flex;flex-direction:column;font-size:.85rem}
+input,select,button{font-size:1rem;padding:.3rem;font-family:inherit}
+article{border-top:1px solid #ccc;padding:.6rem 0}
+.meta{color:#555;font-size:.85rem}.kind-rumor{color:#a40;font-weight:bold}.kind-emergency{color:#036;font-weight:bold}
+p{white-space:pre-wrap;margin:.3rem 0}.error{color:#b00;font-weight:bold}
+";
+
 /// Results shown at most (newest first).
 pub const ARCHIVE_RESULTS: usize = 100;
 
@@ -150,11 +161,7 @@ pub fn page(
         "<!doctype html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>通告与辟谣档案 Notices and rebuttals archive</title>\
-<style>body{font-family:\"Noto Sans CJK SC\",\"PingFang SC\",sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem;color:#1a1a1a}\
-form{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end;margin:1rem 0}label{display:flex;flex-direction:column;font-size:.85rem}\
-input,select,button{font-size:1rem;padding:.3rem}article{border-top:1px solid #ccc;padding:.6rem 0}\
-.meta{color:#555;font-size:.85rem}.kind-rumor{color:#a40}.kind-emergency{color:#036}p{white-space:pre-wrap;margin:.3rem 0}\
-.error{color:#b00;font-weight:bold}</style></head><body>\n",
+<link rel=\"stylesheet\" href=\"/archive/archive.css\"></head><body>\n",
     );
     o.push_str("<h1>通告与辟谣档案 <small>Notices and rebuttals archive</small></h1>\n");
     o.push_str("<form method=\"get\" action=\"/archive\">\n");

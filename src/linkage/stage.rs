@@ -77,6 +77,7 @@ pub fn start(cfg: &LinkageConfig, cx: &mut Context, respond: Option<Arc<Respond>
             .route("/feeds/notices.atom", Access::Public, get(atom))
             .route("/feeds/notices.rss", Access::Public, get(rss))
             .route("/archive", Access::Public, get(archive_page))
+            .route("/archive/archive.css", Access::Public, get(archive_css))
             .with_state(st),
     );
     Handle::new("linkage", Vec::new())
@@ -184,6 +185,14 @@ fn category_name(st: &Linkage, id: &str, lang: Option<Lang>) -> String {
         (Some(c), None) => format!("{} {}", c.name_zh, c.name_en),
         (None, _) => id.to_string(),
     }
+}
+
+async fn archive_css(headers: HeaderMap) -> Response {
+    cached(
+        &headers,
+        "text/css; charset=utf-8",
+        archive::CSS.to_string(),
+    )
 }
 
 async fn archive_page(

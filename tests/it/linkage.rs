@@ -350,6 +350,13 @@ async fn the_service_serves_cap_and_feeds_to_anyone_only_for_published_notices_w
         .header("content-type")
         .is_some_and(|t| t.starts_with("text/html")));
     assert!(!page.body.to_lowercase().contains("<script"));
+    // Its style is a file (the content security policy allows no inline style).
+    assert!(!page.body.contains("<style") && page.body.contains("/archive/archive.css"));
+    let css = get("/archive/archive.css".into(), vec![]).await;
+    assert_eq!(css.status, 200);
+    assert!(css
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/css")));
     let shows = |body: &str, n: &Notice| body.contains(&format!("<article id=\"{}\">", n.id));
     assert!(shows(&page.body, &first) && shows(&page.body, &rebuttal));
     assert!(!shows(&page.body, &draft));
