@@ -131,7 +131,8 @@ pub fn opinion(
     cfg: &crate::config::Config,
     stdout: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    use crate::opinion::{report, stage::check_region, Ask, CST_OFFSET_SECS};
+    use crate::detect::gazetteer::check_region_filter as check_region;
+    use crate::opinion::{report, Ask, CST_OFFSET_SECS};
     let format = a.format.as_str();
     if !matches!(format, "json" | "csv" | "html") {
         anyhow::bail!("--format {format:?}: json, csv or html");

@@ -344,16 +344,51 @@ struct Stops {
     /// One bit per character of the Basic Multilingual Plane (8 KB): every stop character is
     /// in it.
     chars: Vec<u64>,
-    /// A one-hash filter of `terms` (64 Kbit): most terms are no stop term, and one bit tells
-    /// (a set's look-up is a hash of its own).
-    term_bits: Vec<u64>,
+    /// A filter of `terms`: most terms are no stop term, and one bit tells (a set's look-up is
+    /// a hash of its own).
+    term_bits: TermFilter,
     terms: ahash::AHashSet<u64>,
 }
 
-#[inline]
-fn stop_bit(hash: u64) -> (usize, u64) {
-    let b = (hash >> 40) as usize & 0xFFFF;
-    (b / 64, 1 << (b % 64))
+/// A one-hash Bloom filter of term hashes (64 Kbit, 8 KB: in L1): "certainly not in the set"
+/// for most terms with one bit, before a hash set is looked at.
+#[derive(Debug, Clone)]
+pub struct TermFilter {
+    bits: Vec<u64>,
+}
+
+impl Default for TermFilter {
+    fn default() -> Self {
+        TermFilter {
+            bits: vec![0; (1 << 16) / 64],
+        }
+    }
+}
+
+impl TermFilter {
+    #[inline]
+    fn bit(hash: u64) -> (usize, u64) {
+        let b = (hash >> 48) as usize;
+        (b / 64, 1 << (b % 64))
+    }
+
+    /// Add `hash`.
+    pub fn insert(&mut self, hash: u64) {
+        let (w, m) = Self::bit(hash);
+        self.bits[w] |= m;
+    }
+
+    /// False when `hash` was certainly never added.
+    #[inline]
+    pub fn may_contain(&self, hash: u64) -> bool {
+        let (w, m) = Self::bit(hash);
+        self.bits[w] & m != 0
+    }
+
+    /// Forget everything.
+    pub fn clear(&mut self) {
+        self.bits.iter_mut().for_each(|x| *x = 0);
+    }
 }
 
 fn stops() -> &'static Stops {
@@ -369,10 +404,9 @@ fn stops() -> &'static Stops {
             .chain(EN_STOP)
             .map(|t| term_hash(t))
             .collect();
-        let mut term_bits = vec![0u64; 0x1_0000 / 64];
+        let mut term_bits = TermFilter::default();
         for h in &terms {
-            let (w, m) = stop_bit(*h);
-            term_bits[w] |= m;
+            term_bits.insert(*h);
         }
         Stops {
             chars,
@@ -617,8 +651,7 @@ fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
 fn emit(w: &str, off: usize, f: &mut impl FnMut(Term) -> bool) -> bool {
     let hash = term_hash(w);
     let st = stops();
-    let (word, bit) = stop_bit(hash);
-    if st.term_bits[word] & bit != 0 && st.terms.contains(&hash) {
+    if st.term_bits.may_contain(hash) && st.terms.contains(&hash) {
         return true;
     }
     f(Term {

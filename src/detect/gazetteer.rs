@@ -56,6 +56,18 @@ pub struct RegionRef {
     pub name_en: String,
 }
 
+/// A region filter as a request gives it: none (or blank), or a 6-digit code; else what is
+/// wrong, naming the field (`region`).
+pub fn check_region_filter(r: Option<&str>) -> Result<Option<String>, String> {
+    match r.map(str::trim).filter(|r| !r.is_empty()) {
+        None => Ok(None),
+        Some(r) if r.len() == 6 && r.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(r.into())),
+        Some(r) => Err(format!(
+            "region: {r:?} is not a 6-digit division code (110108)"
+        )),
+    }
+}
+
 /// Whether the region code `filter` covers `code`: `110000` every region in province 11,
 /// `110100` every one in city 1101, a district code itself (API filters, alert rules).
 pub fn code_covers(filter: &str, code: &str) -> bool {
@@ -285,5 +297,21 @@ impl Gazetteer {
                 (fitting.len() == 1).then(|| fitting[0])
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_region_filter_is_a_six_digit_code() {
+        assert_eq!(
+            check_region_filter(Some("110108")),
+            Ok(Some("110108".into()))
+        );
+        assert_eq!(check_region_filter(None), Ok(None));
+        assert!(check_region_filter(Some("1101")).is_err());
+        assert!(check_region_filter(Some("11010x")).is_err());
     }
 }

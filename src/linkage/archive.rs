@@ -3,7 +3,7 @@
 //! whether a claim was debunked and what an office said when (`GET /archive`).
 
 use super::cap;
-use crate::detect::gazetteer::code_covers;
+use crate::detect::gazetteer::{check_region_filter, code_covers};
 use crate::incidents::IncidentKind;
 use crate::respond::notices::Notice;
 use crate::respond::templates::Lang;
@@ -71,8 +71,7 @@ impl ArchiveQuery {
         if words.as_ref().is_some_and(|w| w.chars().count() > 100) {
             return Err("q: at most 100 characters".into());
         }
-        let region = crate::opinion::stage::check_region(self.region.as_deref())
-            .map_err(|e| format!("region: {e}"))?;
+        let region = check_region_filter(self.region.as_deref())?;
         let category = nonempty(&self.category);
         if let Some(c) = &category {
             if !c
@@ -110,9 +109,9 @@ impl ArchiveQuery {
     }
 }
 
-/// The published notices `f` selects, newest first, at most [`ARCHIVE_RESULTS`]; and how many
-/// matched in all.
-pub fn select<'a>(published: &'a [Notice], f: &Filter) -> (Vec<&'a Notice>, usize) {
+/// The published notices `f` selects, newest first, at most `limit` (the archive shows
+/// [`ARCHIVE_RESULTS`], a feed [`super::stage::FEED_ENTRIES`]); and how many matched in all.
+pub fn select<'a>(published: &'a [Notice], f: &Filter, limit: usize) -> (Vec<&'a Notice>, usize) {
     let mut hits: Vec<&Notice> = published
         .iter()
         .filter(|n| matches!(n.kind, IncidentKind::Emergency | IncidentKind::Rumor))
@@ -141,7 +140,7 @@ pub fn select<'a>(published: &'a [Notice], f: &Filter) -> (Vec<&'a Notice>, usiz
             .then_with(|| b.id.cmp(&a.id))
     });
     let total = hits.len();
-    hits.truncate(ARCHIVE_RESULTS);
+    hits.truncate(limit);
     (hits, total)
 }
 
@@ -165,18 +164,28 @@ pub fn page(
     );
     o.push_str("<h1>通告与辟谣档案 <small>Notices and rebuttals archive</small></h1>\n");
     o.push_str("<form method=\"get\" action=\"/archive\">\n");
-    o.push_str(&format!(
-        "<label>关键词 Words<input name=\"q\" value=\"{}\" maxlength=\"100\"></label>\n",
-        v(&q.q)
-    ));
-    o.push_str(&format!(
-        "<label>地区代码 Region code<input name=\"region\" value=\"{}\" size=\"7\" pattern=\"[0-9]{{6}}\"></label>\n",
-        v(&q.region)
-    ));
-    o.push_str(&format!(
-        "<label>类别 Category<input name=\"category\" value=\"{}\" size=\"12\"></label>\n",
-        v(&q.category)
-    ));
+    // One labelled field of the form, filled with what was asked.
+    let input = |o: &mut String, label: &str, name: &str, value: &Option<String>, attrs: &str| {
+        o.push_str(&format!(
+            "<label>{label}<input name=\"{name}\" value=\"{}\"{attrs}></label>\n",
+            v(value)
+        ));
+    };
+    input(&mut o, "关键词 Words", "q", &q.q, " maxlength=\"100\"");
+    input(
+        &mut o,
+        "地区代码 Region code",
+        "region",
+        &q.region,
+        " size=\"7\" pattern=\"[0-9]{6}\"",
+    );
+    input(
+        &mut o,
+        "类别 Category",
+        "category",
+        &q.category,
+        " size=\"12\"",
+    );
     let sel = |k: &str| {
         if q.kind.as_deref() == Some(k) {
             " selected"
@@ -190,14 +199,8 @@ pub fn page(
         sel("emergency"),
         sel("rumor")
     ));
-    o.push_str(&format!(
-        "<label>自 From<input name=\"from\" type=\"date\" value=\"{}\"></label>\n",
-        v(&q.from)
-    ));
-    o.push_str(&format!(
-        "<label>至 To<input name=\"to\" type=\"date\" value=\"{}\"></label>\n",
-        v(&q.to)
-    ));
+    input(&mut o, "自 From", "from", &q.from, " type=\"date\"");
+    input(&mut o, "至 To", "to", &q.to, " type=\"date\"");
     o.push_str("<button type=\"submit\">搜索 Search</button>\n</form>\n");
     if let Some(err) = error {
         o.push_str(&format!("<p class=\"error\">{}</p>\n", e(err)));
@@ -225,19 +228,7 @@ pub fn page(
             e(day.get(..16).unwrap_or(&day)).replace('T', " "),
             e(&category_name(&n.category)),
         ));
-        let mut langs: Vec<(Lang, &str)> = Vec::new();
-        for t in n
-            .texts
-            .get(&n.plan.lead)
-            .into_iter()
-            .chain(n.texts.values())
-        {
-            if !langs.iter().any(|(l, _)| *l == t.lang) && !t.text.trim().is_empty() {
-                langs.push((t.lang, t.text.as_str()));
-            }
-        }
-        langs.sort_by_key(|(l, _)| *l != Lang::Zh);
-        for (lang, text) in langs {
+        for (lang, text) in cap::texts(n) {
             o.push_str(&format!(
                 "<p lang=\"{}\">{}</p>\n",
                 match lang {

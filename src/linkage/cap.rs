@@ -128,6 +128,30 @@ pub fn headline(text: &str) -> String {
     crate::truncate_chars(first, HEADLINE_CHARS - 1)
 }
 
+/// Whether `n` is published (its jobs went to the outbox): only those are public, as alerts,
+/// in the feeds and in the archive.
+pub fn published(n: &Notice) -> bool {
+    matches!(n.state, NoticeState::Publishing | NoticeState::Done)
+}
+
+/// A notice's texts, one per language, Chinese first (the lead account's text before the
+/// others' of its language).
+pub fn texts(n: &Notice) -> Vec<(Lang, &str)> {
+    let mut out: Vec<(Lang, &str)> = Vec::new();
+    for t in n
+        .texts
+        .get(&n.plan.lead)
+        .into_iter()
+        .chain(n.texts.values())
+    {
+        if !out.iter().any(|(l, _)| *l == t.lang) && !t.text.trim().is_empty() {
+            out.push((t.lang, t.text.as_str()));
+        }
+    }
+    out.sort_by_key(|(l, _)| *l != Lang::Zh);
+    out
+}
+
 /// The CAP identifier of a notice (unique for the sender: the notice id).
 pub fn identifier(n: &Notice) -> String {
     format!("huiying-{}", n.id)
@@ -145,30 +169,21 @@ pub fn alert(
     if n.kind != IncidentKind::Emergency {
         return Err(CapError::NotAnAlert(n.id.clone()));
     }
-    if !matches!(
-        n.state,
-        NoticeState::Publishing | NoticeState::Done | NoticeState::Approved
-    ) {
+    if !published(n) {
         return Err(CapError::NotPublished(n.id.clone(), n.state.as_str()));
     }
     if sender.id.is_empty()
-        || sender.id.contains([' ', ',', '<', '&'])
-        || sender.id.chars().any(char::is_whitespace)
+        || sender
+            .id
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, ',' | '<' | '&'))
     {
         return Err(CapError::BadSender(sender.id.clone()));
     }
-    // One text per language: the lead account's first, then the others in account order.
-    let mut texts: Vec<(Lang, &str)> = Vec::new();
-    let lead = n.texts.get(&n.plan.lead);
-    for t in lead.into_iter().chain(n.texts.values()) {
-        if !texts.iter().any(|(l, _)| *l == t.lang) && !t.text.trim().is_empty() {
-            texts.push((t.lang, t.text.as_str()));
-        }
-    }
+    let texts = texts(n);
     if texts.is_empty() {
         return Err(CapError::NoText(n.id.clone()));
     }
-    texts.sort_by_key(|(l, _)| *l != Lang::Zh);
     let msg_type = match n.purpose {
         Purpose::Notice => "Alert",
         Purpose::Update => "Update",

@@ -7,7 +7,6 @@
 use super::cap;
 use crate::incidents::IncidentKind;
 use crate::respond::notices::Notice;
-use crate::respond::templates::Lang;
 
 /// What a feed says of itself.
 #[derive(Debug, Clone)]
@@ -21,32 +20,15 @@ pub struct FeedMeta {
     pub name: String,
 }
 
-/// A notice's texts, Chinese first, one per language.
-fn texts(n: &Notice) -> Vec<(Lang, &str)> {
-    let mut out: Vec<(Lang, &str)> = Vec::new();
-    for t in n
-        .texts
-        .get(&n.plan.lead)
-        .into_iter()
-        .chain(n.texts.values())
-    {
-        if !out.iter().any(|(l, _)| *l == t.lang) && !t.text.trim().is_empty() {
-            out.push((t.lang, t.text.as_str()));
-        }
-    }
-    out.sort_by_key(|(l, _)| *l != Lang::Zh);
-    out
-}
-
 fn title(n: &Notice) -> String {
-    texts(n)
+    cap::texts(n)
         .first()
         .map(|(_, t)| cap::headline(t))
         .unwrap_or_else(|| n.id.clone())
 }
 
 fn content(n: &Notice) -> String {
-    texts(n)
+    cap::texts(n)
         .iter()
         .map(|(_, t)| t.trim())
         .collect::<Vec<_>>()
@@ -56,11 +38,6 @@ fn content(n: &Notice) -> String {
 /// The CAP alert of an emergency notice (`{base}/cap/{id}.xml`); rebuttals have none.
 pub fn cap_url(n: &Notice, meta: &FeedMeta) -> Option<String> {
     (n.kind == IncidentKind::Emergency).then(|| format!("{}/cap/{}.xml", meta.base, n.id))
-}
-
-/// RFC 3339 in Beijing time (Atom's `updated`).
-fn rfc3339(ms: i64) -> String {
-    cap::cap_time(ms)
 }
 
 /// The feed's `updated`: its newest entry's, or `now` when empty.
@@ -84,7 +61,7 @@ pub fn atom(notices: &[&Notice], meta: &FeedMeta, now: i64) -> String {
     ));
     o.push_str(&format!(
         "  <updated>{}</updated>\n",
-        rfc3339(newest(notices, now))
+        cap::cap_time(newest(notices, now))
     ));
     o.push_str(&format!(
         "  <author><name>{}</name></author>\n",
@@ -96,7 +73,7 @@ pub fn atom(notices: &[&Notice], meta: &FeedMeta, now: i64) -> String {
     ));
     o.push_str("  <generator>huiying</generator>\n");
     for n in notices {
-        let at = rfc3339(cap::sent_at(n));
+        let at = cap::cap_time(cap::sent_at(n));
         o.push_str("  <entry>\n");
         o.push_str(&format!("    <id>urn:huiying:notice:{}</id>\n", x(&n.id)));
         o.push_str(&format!("    <title>{}</title>\n", x(&title(n))));

@@ -16,7 +16,7 @@ use crate::api::auth::Access;
 use crate::api::routes::Routes;
 use crate::api::ApiError;
 use crate::incidents::IncidentKind;
-use crate::respond::notices::{Notice, NoticeState};
+use crate::respond::notices::Notice;
 use crate::respond::stage::Respond;
 use crate::respond::templates::Lang;
 use crate::stage::{Context, Handle};
@@ -83,11 +83,6 @@ pub fn start(cfg: &LinkageConfig, cx: &mut Context, respond: Option<Arc<Respond>
     Handle::new("linkage", Vec::new())
 }
 
-/// Whether `n` is published (its jobs went to the outbox): only those are public.
-pub fn published(n: &Notice) -> bool {
-    matches!(n.state, NoticeState::Publishing | NoticeState::Done)
-}
-
 fn unavailable() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -142,7 +137,7 @@ async fn cap_alert(
     let all = notices(&st).await?;
     let n = all
         .iter()
-        .find(|n| n.id == id && published(n) && n.kind == IncidentKind::Emergency)
+        .find(|n| n.id == id && cap::published(n) && n.kind == IncidentKind::Emergency)
         .ok_or_else(not_found)?;
     // The alerts it follows: its incident's notices published before it.
     let at = cap::sent_at(n);
@@ -151,7 +146,7 @@ async fn cap_alert(
         .filter(|e| {
             e.id != n.id
                 && e.incident_id == n.incident_id
-                && published(e)
+                && cap::published(e)
                 && e.kind == IncidentKind::Emergency
                 && cap::sent_at(e) <= at
         })
@@ -200,7 +195,11 @@ async fn archive_page(
     Query(q): Query<archive::ArchiveQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let published: Vec<Notice> = notices(&st).await?.into_iter().filter(published).collect();
+    let published: Vec<Notice> = notices(&st)
+        .await?
+        .into_iter()
+        .filter(cap::published)
+        .collect();
     let name = |c: &str| category_name(&st, c, None);
     Ok(match q.check() {
         Err(e) => (
@@ -210,7 +209,7 @@ async fn archive_page(
         )
             .into_response(),
         Ok(f) => {
-            let (hits, total) = archive::select(&published, &f);
+            let (hits, total) = archive::select(&published, &f, archive::ARCHIVE_RESULTS);
             cached(
                 &headers,
                 "text/html; charset=utf-8",
@@ -228,52 +227,36 @@ struct FeedQuery {
     kind: Option<String>,
 }
 
-/// The feed's notices (published, filtered, newest first) and what it says of itself.
-async fn feed_of(
+/// Which feed.
+#[derive(Clone, Copy)]
+enum Format {
+    Atom,
+    Rss,
+}
+
+/// A feed: the published notices the query selects (checked as the archive checks it), newest
+/// first, at most [`FEED_ENTRIES`].
+async fn feed_answer(
     st: &Linkage,
-    q: &FeedQuery,
+    q: FeedQuery,
     headers: &HeaderMap,
-    path: &str,
-) -> Result<(Vec<Notice>, feed::FeedMeta), ApiError> {
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid", m);
-    let region = crate::opinion::stage::check_region(q.region.as_deref()).map_err(bad)?;
-    if let Some(c) = q.category.as_deref() {
-        if !c
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
-            return Err(bad(format!("category: {c:?} (a category id: a-z, 0-9, _)")));
-        }
-    }
-    let kind = match q.kind.as_deref() {
-        None | Some("") => None,
-        Some("emergency") => Some(IncidentKind::Emergency),
-        Some("rumor") => Some(IncidentKind::Rumor),
-        Some(k) => return Err(bad(format!("kind: {k:?} (emergency, rumor)"))),
+    format: Format,
+) -> Result<Response, ApiError> {
+    let ask = archive::ArchiveQuery {
+        region: q.region,
+        category: q.category,
+        kind: q.kind,
+        ..Default::default()
     };
-    let mut list: Vec<Notice> = notices(st)
+    let f = ask
+        .check()
+        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid", m))?;
+    let published: Vec<Notice> = notices(st)
         .await?
         .into_iter()
-        .filter(|n| {
-            published(n)
-                && matches!(n.kind, IncidentKind::Emergency | IncidentKind::Rumor)
-                && kind.is_none_or(|k| n.kind == k)
-                && q.category
-                    .as_deref()
-                    .is_none_or(|c| c.is_empty() || n.category == c)
-                && region.as_deref().is_none_or(|f| {
-                    n.region
-                        .as_ref()
-                        .is_some_and(|r| crate::detect::gazetteer::code_covers(f, &r.code))
-                })
-        })
+        .filter(cap::published)
         .collect();
-    list.sort_by(|a, b| {
-        cap::sent_at(b)
-            .cmp(&cap::sent_at(a))
-            .then_with(|| b.id.cmp(&a.id))
-    });
-    list.truncate(FEED_ENTRIES);
+    let (hits, _) = archive::select(&published, &f, FEED_ENTRIES);
     let base = match &st.cfg.base_url {
         Some(b) => b.trim_end_matches('/').to_string(),
         None => format!(
@@ -284,13 +267,17 @@ async fn feed_of(
                 .unwrap_or("localhost")
         ),
     };
+    let path = match format {
+        Format::Atom => "/feeds/notices.atom",
+        Format::Rss => "/feeds/notices.rss",
+    };
     let mut query = Vec::new();
     for (k, v) in [
-        ("region", &q.region),
-        ("category", &q.category),
-        ("kind", &q.kind),
+        ("region", &ask.region),
+        ("category", &ask.category),
+        ("kind", &ask.kind),
     ] {
-        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+        if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
             // Checked above: digits, a category id, a kind; nothing to escape.
             query.push(format!("{k}={v}"));
         }
@@ -305,7 +292,18 @@ async fn feed_of(
         self_path,
         name: format!("{} {}", st.cfg.name_zh, st.cfg.name_en),
     };
-    Ok((list, meta))
+    Ok(match format {
+        Format::Atom => cached(
+            headers,
+            "application/atom+xml; charset=utf-8",
+            feed::atom(&hits, &meta, 0),
+        ),
+        Format::Rss => cached(
+            headers,
+            "application/rss+xml; charset=utf-8",
+            feed::rss(&hits, &meta, 0),
+        ),
+    })
 }
 
 async fn atom(
@@ -313,14 +311,7 @@ async fn atom(
     Query(q): Query<FeedQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (list, meta) = feed_of(&st, &q, &headers, "/feeds/notices.atom").await?;
-    let refs: Vec<&Notice> = list.iter().collect();
-    let body = feed::atom(&refs, &meta, 0);
-    Ok(cached(
-        &headers,
-        "application/atom+xml; charset=utf-8",
-        body,
-    ))
+    feed_answer(&st, q, &headers, Format::Atom).await
 }
 
 async fn rss(
@@ -328,8 +319,5 @@ async fn rss(
     Query(q): Query<FeedQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (list, meta) = feed_of(&st, &q, &headers, "/feeds/notices.rss").await?;
-    let refs: Vec<&Notice> = list.iter().collect();
-    let body = feed::rss(&refs, &meta, 0);
-    Ok(cached(&headers, "application/rss+xml; charset=utf-8", body))
+    feed_answer(&st, q, &headers, Format::Rss).await
 }

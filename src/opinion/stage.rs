@@ -10,6 +10,7 @@ use super::{compute, report, Ask, Opinion, CST_OFFSET_SECS};
 use crate::api::auth::{Access, Role};
 use crate::api::routes::Routes;
 use crate::api::ApiError;
+use crate::detect::gazetteer::check_region_filter;
 use crate::detect::reload::SharedRules;
 use crate::respond::dispatch::system_now_ms;
 use crate::respond::stage::Respond;
@@ -347,17 +348,6 @@ struct Params {
     format: Option<String>,
 }
 
-/// A region filter must be a 6-digit code.
-pub fn check_region(r: Option<&str>) -> Result<Option<String>, String> {
-    match r.map(str::trim).filter(|r| !r.is_empty()) {
-        None => Ok(None),
-        Some(r) if r.len() == 6 && r.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(r.into())),
-        Some(r) => Err(format!(
-            "region: {r:?} is not a 6-digit division code (110108)"
-        )),
-    }
-}
-
 async fn show(State(rep): State<Reporter>, Query(q): Query<Params>) -> Result<Response, ApiError> {
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid", m);
     let format = q.format.clone().unwrap_or_else(|| "json".into());
@@ -368,7 +358,7 @@ async fn show(State(rep): State<Reporter>, Query(q): Query<Params>) -> Result<Re
     let (from, to) =
         crate::clock::period(q.from.as_deref(), q.to.as_deref(), CST_OFFSET_SECS, now, 1)
             .map_err(bad)?;
-    let region = check_region(q.region.as_deref()).map_err(bad)?;
+    let region = check_region_filter(q.region.as_deref()).map_err(bad)?;
     let ask = Ask {
         from,
         to,
@@ -431,13 +421,5 @@ mod tests {
         );
         // Any time of the week names the same one.
         assert_eq!(last_week(at("2026-12-10T12:00:00Z")).2, "week-20261130");
-    }
-
-    #[test]
-    fn a_region_is_a_six_digit_code() {
-        assert_eq!(check_region(Some("110108")), Ok(Some("110108".into())));
-        assert_eq!(check_region(None), Ok(None));
-        assert!(check_region(Some("1101")).is_err());
-        assert!(check_region(Some("11010x")).is_err());
     }
 }

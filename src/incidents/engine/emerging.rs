@@ -23,7 +23,7 @@
 
 use super::{round2, Engine, OpenIncident, OpenKey, PendingMention};
 use crate::detect::analyze::Analysis;
-use crate::detect::emerging::{term_hash, TermSketch};
+use crate::detect::emerging::{term_hash, TermFilter, TermSketch};
 use crate::detect::rules::RuleSet;
 use crate::detect::spike::poisson_tail_at_least;
 use crate::incidents::coord::Hit;
@@ -149,9 +149,8 @@ impl Candidate {
 pub(super) struct EmergingState {
     sketch: TermSketch,
     cands: AHashMap<u64, Candidate>,
-    /// A one-hash Bloom filter of `cands` (64 Kbit, 8 KB: in L1), so the common term that is
-    /// no candidate costs no hash-table lookup.
-    cand_bits: Vec<u64>,
+    /// A filter of `cands`, so the common term that is no candidate costs no hash-table lookup.
+    cand_bits: TermFilter,
     /// Muted terms (hash → until, event time ms).
     muted: AHashMap<u64, i64>,
     /// Stop terms from the settings (hashes).
@@ -171,34 +170,20 @@ pub(super) struct EmergingState {
     pub(super) covered: u64,
 }
 
-const CAND_BITS: usize = 1 << 16;
-
-#[inline]
-fn cand_bit(h: u64) -> (usize, u64) {
-    let b = (h >> 48) as usize & (CAND_BITS - 1);
-    (b / 64, 1u64 << (b % 64))
-}
-
 impl EmergingState {
     fn may_follow(&self, h: u64) -> bool {
-        let (w, m) = cand_bit(h);
-        self.cand_bits.get(w).is_some_and(|x| x & m != 0)
+        self.cand_bits.may_contain(h)
     }
 
     fn mark(&mut self, h: u64) {
-        if self.cand_bits.is_empty() {
-            self.cand_bits = vec![0; CAND_BITS / 64];
-        }
-        let (w, m) = cand_bit(h);
-        self.cand_bits[w] |= m;
+        self.cand_bits.insert(h);
     }
 
     /// Rebuild the filter after candidates were dropped.
     fn remark(&mut self) {
-        self.cand_bits.iter_mut().for_each(|x| *x = 0);
-        let keys: Vec<u64> = self.cands.keys().copied().collect();
-        for h in keys {
-            self.mark(h);
+        self.cand_bits.clear();
+        for h in self.cands.keys() {
+            self.cand_bits.insert(*h);
         }
     }
 
