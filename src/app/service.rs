@@ -175,11 +175,15 @@ pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
         respond.clone(),
         reports,
     ));
-    stages.push(crate::linkage::stage::start(
-        &cfg.linkage,
-        &mut cx,
-        respond.clone(),
-    ));
+    stages.push(
+        crate::linkage::stage::start(
+            &cfg.linkage,
+            &mut cx,
+            respond.clone(),
+            &cfg.respond.data_dir,
+        )
+        .context("linkage stage")?,
+    );
     stages.push(crate::alerts::stage::start(
         &cfg.alerts,
         &mut cx,

@@ -109,31 +109,32 @@ impl ArchiveQuery {
     }
 }
 
-/// The published notices `f` selects, newest first, at most `limit` (the archive shows
-/// [`ARCHIVE_RESULTS`], a feed [`super::stage::FEED_ENTRIES`]); and how many matched in all.
-pub fn select<'a>(published: &'a [Notice], f: &Filter, limit: usize) -> (Vec<&'a Notice>, usize) {
-    let mut hits: Vec<&Notice> = published
-        .iter()
-        .filter(|n| matches!(n.kind, IncidentKind::Emergency | IncidentKind::Rumor))
-        .filter(|n| f.kind.is_none_or(|k| n.kind == k))
-        .filter(|n| f.category.as_deref().is_none_or(|c| n.category == c))
-        .filter(|n| {
-            f.region.as_deref().is_none_or(|r| {
+impl Filter {
+    /// Whether `f` selects the notice `n` (a notice or a rebuttal; emerging-incident notices
+    /// are not public); the caller checks it is published ([`cap::published`]).
+    pub fn matches(&self, n: &Notice) -> bool {
+        let at = cap::sent_at(n);
+        matches!(n.kind, IncidentKind::Emergency | IncidentKind::Rumor)
+            && self.kind.is_none_or(|k| n.kind == k)
+            && self.category.as_deref().is_none_or(|c| n.category == c)
+            && self.region.as_deref().is_none_or(|r| {
                 n.region
                     .as_ref()
                     .is_some_and(|reg| code_covers(r, &reg.code))
             })
-        })
-        .filter(|n| {
-            let at = cap::sent_at(n);
-            f.from.is_none_or(|t| at >= t) && f.to.is_none_or(|t| at < t)
-        })
-        .filter(|n| {
-            f.words
+            && self.from.is_none_or(|t| at >= t)
+            && self.to.is_none_or(|t| at < t)
+            && self
+                .words
                 .as_deref()
                 .is_none_or(|w| n.texts.values().any(|t| t.text.to_lowercase().contains(w)))
-        })
-        .collect();
+    }
+}
+
+/// The published notices `f` selects, newest first, at most `limit` (the archive shows
+/// [`ARCHIVE_RESULTS`], a feed [`super::stage::FEED_ENTRIES`]); and how many matched in all.
+pub fn select<'a>(published: &'a [Notice], f: &Filter, limit: usize) -> (Vec<&'a Notice>, usize) {
+    let mut hits: Vec<&Notice> = published.iter().filter(|n| f.matches(n)).collect();
     hits.sort_by(|a, b| {
         cap::sent_at(b)
             .cmp(&cap::sent_at(a))

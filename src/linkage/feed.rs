@@ -18,6 +18,8 @@ pub struct FeedMeta {
     pub self_path: String,
     /// The publisher's name (Chinese / English).
     pub name: String,
+    /// The WebSub hubs subscribers may subscribe at (`rel="hub"`).
+    pub hubs: Vec<String>,
 }
 
 fn title(n: &Notice) -> String {
@@ -71,6 +73,9 @@ pub fn atom(notices: &[&Notice], meta: &FeedMeta, now: i64) -> String {
         "  <link rel=\"self\" type=\"application/atom+xml\" href=\"{}\"/>\n",
         x(&format!("{}{}", meta.base, meta.self_path))
     ));
+    for h in &meta.hubs {
+        o.push_str(&format!("  <link rel=\"hub\" href=\"{}\"/>\n", x(h)));
+    }
     o.push_str("  <generator>huiying</generator>\n");
     for n in notices {
         let at = cap::cap_time(cap::sent_at(n));
@@ -120,12 +125,20 @@ pub fn rss(notices: &[&Notice], meta: &FeedMeta, now: i64) -> String {
             .to_rfc2822()
     };
     let mut o = String::with_capacity(4096);
-    o.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\">\n<channel>\n");
+    o.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\" xmlns:atom=\"http://www.w3.org/2005/Atom\">\n<channel>\n");
     o.push_str(&format!(
         "  <title>{} 官方通告 Official notices</title>\n",
         x(&meta.name)
     ));
     o.push_str(&format!("  <link>{}</link>\n", x(&meta.base)));
+    // WebSub discovery: the feed's own URL and its hubs.
+    o.push_str(&format!(
+        "  <atom:link rel=\"self\" type=\"application/rss+xml\" href=\"{}\"/>\n",
+        x(&format!("{}{}", meta.base, meta.self_path))
+    ));
+    for h in &meta.hubs {
+        o.push_str(&format!("  <atom:link rel=\"hub\" href=\"{}\"/>\n", x(h)));
+    }
     o.push_str("  <description>官方通告与辟谣 Official notices and rebuttals</description>\n");
     o.push_str("  <language>zh-cn</language>\n");
     o.push_str(&format!(

@@ -9,12 +9,13 @@
 //!
 //! - [`archive`]: the public archive page of notices and rebuttals, searchable by words, day,
 //!   region, category and kind, server-rendered.
+//! - [`push`]: each new notice to the subscribers (a signed webhook with the notice as JSON, a
+//!   WebSub hub ping) through an outbox of its own: never lost, never doubled under two keys.
 //! - [`stage`]: the public routes `/cap/{id}.xml`, `/feeds/notices.atom` and `.rss`, `/archive`
-//!   (with ETag).
-//!
-//! Still to come (issue 18): the WebSub/webhook push through the outbox.
+//!   (with ETag), `/api/push`; the push's dispatcher and enqueuer.
 
 pub mod archive;
 pub mod cap;
 pub mod feed;
+pub mod push;
 pub mod stage;

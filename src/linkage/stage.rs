@@ -8,24 +8,41 @@
 //! - `GET /archive?q=&region=&category=&kind=&from=&to=`: the searchable archive page
 //!   ([`archive`]; no JavaScript); a bad field is a 400 page naming it.
 //!
+//! - `GET /api/push` (a viewer): each push subscriber and the state of its newest pushes.
+//!
+//! With `[[linkage.push]]` subscribers it also runs the push ([`push`]): its own outbox
+//! (`{data_dir}/push.redb`, or the fleet's Redis under `{namespace}:push`), limits and
+//! dispatcher, fed by the respond stage's [`crate::respond::notices::Notices::on_published`] and
+//! a look over the published notices at start and every [`push::SCAN_SECS`]; the feeds then name
+//! each WebSub hub (`rel="hub"`).
+//!
 //! Every answer carries an `ETag` (a hash of its body) and `Cache-Control: public, max-age=60`;
 //! a request naming the current tag in `If-None-Match` is answered `304` with no body.
 
-use super::{archive, cap, feed};
-use crate::api::auth::Access;
+use super::{archive, cap, feed, push};
+use crate::api::auth::{Access, Role};
 use crate::api::routes::Routes;
 use crate::api::ApiError;
 use crate::incidents::IncidentKind;
+use crate::respond::dispatch::{Dispatcher, Route};
+use crate::respond::limits::{Limits, Profile};
 use crate::respond::notices::Notice;
+use crate::respond::outbox::{Outbox, OutboxStore, RedisOutbox, RedisOutboxConfig};
+use crate::respond::publish::{http_client, AnyPublisher, WebSubPublisher, WebhookPublisher};
 use crate::respond::stage::Respond;
 use crate::respond::templates::Lang;
 use crate::stage::{Context, Handle};
+use anyhow::Context as _;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
+
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
 
 /// Entries in a feed at most.
 pub const FEED_ENTRIES: usize = 50;
@@ -42,8 +59,13 @@ pub struct LinkageConfig {
     /// This instance publishes drills: CAP `status` is `Exercise`, not `Actual`.
     pub exercise: bool,
     /// The public base URL of this service (`https://portal.example/huiying`) the feeds' links
-    /// are made from; none: `http://` and the request's `Host`.
+    /// are made from; none: `http://` and the request's `Host` (required with `push`).
     pub base_url: Option<String>,
+    /// `[[linkage.push]]`: the subscribers each new notice is pushed to ([`push`]).
+    pub push: Vec<push::PushConfig>,
+    /// A subscriber gets the notices sent in the last this many hours when it is added (and
+    /// what a crash left unpushed is found within this window).
+    pub backfill_hours: u32,
 }
 
 impl Default for LinkageConfig {
@@ -54,6 +76,8 @@ impl Default for LinkageConfig {
             name_en: "Government social media".into(),
             exercise: false,
             base_url: None,
+            push: Vec::new(),
+            backfill_hours: 24,
         }
     }
 }
@@ -62,13 +86,46 @@ impl Default for LinkageConfig {
 struct Linkage {
     cfg: Arc<LinkageConfig>,
     respond: Option<Arc<Respond>>,
+    /// The push, when there are subscribers.
+    push: Option<Arc<push::Pusher>>,
+    /// The WebSub hubs the feeds name.
+    hubs: Arc<Vec<String>>,
 }
 
-/// Start: register the public routes (no task of its own).
-pub fn start(cfg: &LinkageConfig, cx: &mut Context, respond: Option<Arc<Respond>>) -> Handle {
+/// Start: register the routes; with push subscribers (and the respond stage on), open the
+/// push outbox and start its dispatcher and the task that enqueues the pushes. `data_dir`: the
+/// respond stage's (the push outbox lives beside its outbox).
+pub fn start(
+    cfg: &LinkageConfig,
+    cx: &mut Context,
+    respond: Option<Arc<Respond>>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Handle> {
+    let subs = push::check(&cfg.push, cfg.base_url.as_deref(), |v| {
+        std::env::var(v).ok()
+    })
+    .map_err(anyhow::Error::msg)?;
+    let hubs: Vec<String> = subs
+        .iter()
+        .filter(|s| s.protocol == push::Protocol::WebSub)
+        .map(|s| s.url.clone())
+        .collect();
+    let mut tasks = Vec::new();
+    let mut pushing = None;
+    match &respond {
+        Some(r) if !subs.is_empty() => {
+            pushing = Some(start_push(cfg, &subs, cx, r.clone(), data_dir, &mut tasks)?);
+        }
+        None if !subs.is_empty() => {
+            tracing::warn!("[[linkage.push]]: the respond stage is off: nothing is pushed.");
+        }
+        _ => {}
+    }
     let st = Linkage {
         cfg: Arc::new(cfg.clone()),
         respond,
+        push: pushing,
+        hubs: Arc::new(hubs),
     };
     let routes = std::mem::take(&mut cx.routes);
     cx.routes = routes.merge(
@@ -78,9 +135,226 @@ pub fn start(cfg: &LinkageConfig, cx: &mut Context, respond: Option<Arc<Respond>
             .route("/feeds/notices.rss", Access::Public, get(rss))
             .route("/archive", Access::Public, get(archive_page))
             .route("/archive/archive.css", Access::Public, get(archive_css))
+            .route("/api/push", Access::Role(Role::Viewer), get(push_status))
             .with_state(st),
     );
-    Handle::new("linkage", Vec::new())
+    Ok(Handle::new("linkage", tasks))
+}
+
+/// The push outbox, its limits and dispatcher (one account per subscriber), and the task that
+/// enqueues: fed by the respond stage as notices begin publishing, and a look over the
+/// published notices at start and every [`push::SCAN_SECS`].
+fn start_push(
+    cfg: &LinkageConfig,
+    subs: &[push::Subscriber],
+    cx: &mut Context,
+    respond: Arc<Respond>,
+    data_dir: &std::path::Path,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<Arc<push::Pusher>> {
+    let outbox: Arc<dyn OutboxStore> = match &cx.redis {
+        Some(r) => {
+            let settings = r.settings();
+            let db = Arc::new(
+                crate::respond::redis::Blocking::new(r.url(), settings)
+                    .map_err(|e| anyhow::anyhow!("the Redis URL of `store`: {e}"))?,
+            );
+            Arc::new(
+                RedisOutbox::new(
+                    db,
+                    RedisOutboxConfig {
+                        namespace: format!("{}:push", settings.namespace),
+                        consumer: settings.instance_name(),
+                        claim_idle: Duration::from_millis(settings.claim_idle_ms.max(100)),
+                        attempt_timeout: Duration::from_millis(settings.attempt_timeout_ms),
+                    },
+                )
+                .context("the push outbox on Redis")?,
+            )
+        }
+        None => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            let path = data_dir.join("push.redb");
+            Arc::new(
+                Outbox::open(&path)
+                    .with_context(|| format!("the push outbox {}", path.display()))?,
+            )
+        }
+    };
+    let limits = Arc::new(Limits::new(crate::clock::SystemClock));
+    let client = http_client(Duration::from_secs(20)).context("http client")?;
+    let mut dispatcher =
+        Dispatcher::new(outbox.clone(), Arc::clone(&limits)).with_audit(respond.audit.clone());
+    for s in subs {
+        limits.add_account(
+            &s.account,
+            Profile {
+                posts_per_hour: s.per_hour,
+                comments_per_hour: 0,
+                reposts_per_hour: 0,
+                burst: 1,
+            },
+        );
+        let publisher: AnyPublisher = match s.protocol {
+            push::Protocol::Webhook => WebhookPublisher::new(
+                client.clone(),
+                s.url.clone(),
+                s.secret.clone().unwrap_or_default().into_bytes(),
+            )
+            .raw_body()
+            .into(),
+            push::Protocol::WebSub => WebSubPublisher::new(client.clone(), s.url.clone()).into(),
+        };
+        dispatcher.add_account(&s.account, Route::new(publisher, &s.account));
+        tracing::info!(subscriber = %s.id, protocol = s.protocol.as_str(), "Push on.");
+    }
+    let origin = push::Origin {
+        base: cfg
+            .base_url
+            .as_deref()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string(),
+        status: if cfg.exercise { "Exercise" } else { "Actual" },
+    };
+    let pusher = Arc::new(push::Pusher::new(subs, outbox, origin));
+    let (tx, rx) = mpsc::channel::<Notice>(1024);
+    respond.notices.on_published(Arc::new(move |n: &Notice| {
+        // A full queue drops it: the next look over the notices enqueues it.
+        let _ = tx.try_send(n.clone());
+    }));
+    let wake = dispatcher.notifier();
+    let cancel = cx.cancel.clone();
+    tasks.push(tokio::spawn(async move {
+        dispatcher.run(cancel, Duration::from_secs(5)).await;
+    }));
+    tasks.push(tokio::spawn(enqueuer(
+        pusher.clone(),
+        respond,
+        rx,
+        wake,
+        Duration::from_secs(u64::from(cfg.backfill_hours) * 3600),
+        cx.cancel.clone(),
+    )));
+    Ok(pusher)
+}
+
+/// Enqueue the pushes of each notice the respond stage hands over, and of every published
+/// notice sent within `backfill` at start and every [`push::SCAN_SECS`].
+async fn enqueuer(
+    pusher: Arc<push::Pusher>,
+    respond: Arc<Respond>,
+    mut rx: mpsc::Receiver<Notice>,
+    wake: Arc<Notify>,
+    backfill: Duration,
+    cancel: CancellationToken,
+) {
+    let backfill_ms = i64::try_from(backfill.as_millis()).unwrap_or(i64::MAX);
+    let mut scan = tokio::time::interval(Duration::from_secs(push::SCAN_SECS));
+    loop {
+        let batch: Vec<Notice> = tokio::select! {
+            _ = cancel.cancelled() => return,
+            Some(n) = rx.recv() => vec![n],
+            _ = scan.tick() => {
+                let r = respond.clone();
+                match tokio::task::spawn_blocking(move || r.notices.list(&Default::default())).await {
+                    Ok(Ok(all)) => {
+                        let since = crate::respond::dispatch::system_now_ms() - backfill_ms;
+                        all.into_iter()
+                            .filter(|n| cap::published(n) && cap::sent_at(n) >= since)
+                            .collect()
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "Push: cannot read the notices; trying again later.");
+                        continue;
+                    }
+                    Err(_) => continue,
+                }
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let (p, r) = (pusher.clone(), respond.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            let now = crate::respond::dispatch::system_now_ms();
+            let mut created = 0;
+            for n in &batch {
+                let name = category_label(&r, &n.category);
+                match p.enqueue(n, &name, now) {
+                    Ok(c) => created += c,
+                    // Left for the next look over the notices.
+                    Err(e) => tracing::warn!(notice = %n.id, error = %e, "Push: cannot enqueue."),
+                }
+            }
+            created
+        })
+        .await;
+        if let Ok(c) = result {
+            if c > 0 {
+                tracing::info!(pushes = c, "Pushes enqueued.");
+                wake.notify_one();
+            }
+        }
+    }
+}
+
+/// A category's name in both languages from the live rules ("洪涝 Flood"); its id when the
+/// rules do not know it.
+fn category_label(r: &Respond, id: &str) -> String {
+    let rules = r.rules.load_full();
+    match rules.categories.iter().find(|c| *c.id == *id) {
+        Some(c) => format!("{} {}", c.name_zh, c.name_en),
+        None => id.to_string(),
+    }
+}
+
+/// `GET /api/push`: each subscriber (id, protocol) and its pushes of the newest published
+/// notices (state, attempts, last error).
+async fn push_status(State(st): State<Linkage>) -> Result<Response, ApiError> {
+    let Some(pusher) = st.push.clone() else {
+        return Ok(axum::Json(serde_json::json!({"subscribers": []})).into_response());
+    };
+    let mut published: Vec<Notice> = notices(&st)
+        .await?
+        .into_iter()
+        .filter(cap::published)
+        .collect();
+    published.sort_by_key(|n| std::cmp::Reverse(cap::sent_at(n)));
+    published.truncate(FEED_ENTRIES);
+    let outbox = pusher.outbox().clone();
+    let jobs = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for n in &published {
+            out.extend(outbox.jobs_for_notice(&n.id)?);
+        }
+        Ok::<_, crate::respond::outbox::OutboxError>(out)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()))?;
+    let list: Vec<serde_json::Value> = pusher
+        .subscribers()
+        .map(|(id, protocol)| {
+            let account = push::account(id);
+            let pushes: Vec<serde_json::Value> = jobs
+                .iter()
+                .filter(|j| j.account_id == account)
+                .map(|j| {
+                    serde_json::json!({
+                        "notice_id": j.notice_id,
+                        "state": j.state.as_str(),
+                        "attempts": j.attempts,
+                        "last_error": j.last_error,
+                        "updated_at": j.updated_at,
+                    })
+                })
+                .collect();
+            serde_json::json!({"id": id, "protocol": protocol.as_str(), "pushes": pushes})
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "subscribers": list })).into_response())
 }
 
 fn unavailable() -> ApiError {
@@ -290,6 +564,7 @@ async fn feed_answer(
     let meta = feed::FeedMeta {
         base,
         self_path,
+        hubs: st.hubs.as_ref().clone(),
         name: format!("{} {}", st.cfg.name_zh, st.cfg.name_en),
     };
     Ok(match format {

@@ -8,7 +8,7 @@ use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, In
 use std::sync::OnceLock;
 
 /// Platforms (the `platform` label).
-pub const PLATFORMS: [&str; 5] = ["mastodon", "weibo", "webhook", "file", "email"];
+pub const PLATFORMS: [&str; 6] = ["mastodon", "weibo", "webhook", "file", "email", "websub"];
 /// Post outcomes (the `outcome` label): accepted; scheduled for a retry; failed for good;
 /// found on the platform after an uncertain outcome (not sent again).
 pub const OUTCOMES: [&str; 4] = ["ok", "retry", "failed", "recovered"];

@@ -268,6 +268,7 @@ const TABLE: &[(&str, &str, Option<Role>, Option<Role>)] = &[
     ("GET", "/feeds/notices.rss", None, None),
     ("GET", "/archive", None, None),
     ("GET", "/archive/archive.css", None, None),
+    ("GET", "/api/push", Some(Role::Viewer), Some(Role::Viewer)),
     ("GET", "/open311/v2/discovery.json", None, None),
     ("GET", "/open311/v2/services.xml", None, None),
     (

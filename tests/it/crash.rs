@@ -6,7 +6,7 @@
 
 use crate::fake_platform::{Accepted, FakePlatform};
 use crate::respond::call;
-use crate::util::{self, get_json, json_body, now_ms, within};
+use crate::util::{self, get_json, now_ms, within};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
@@ -73,13 +73,68 @@ functions = []
     accounts
 }
 
-struct Engine {
-    child: Child,
-    addr: std::net::SocketAddr,
+/// The engine's config for a child process on `port`: its store, rules (`dir/rules`) and data
+/// (`dir/data`) under `dir`, the suite's token as a viewer, and the operators alice and bob with
+/// their tokens in `{ops}_ALICE` and `{ops}_BOB`.
+pub(crate) fn engine_config(dir: &Path, port: u16, ops: &str) -> String {
+    format!(
+        r#"listen = "127.0.0.1:{port}"
+store = "{store}"
+rules = "{rules}"
+watch_rules = false
+
+[respond]
+data_dir = "{data}"
+policy = {{ draft_threshold = 5 }}
+
+[[auth.tokens]]
+name = "test-suite"
+role = "viewer"
+sha256 = "{suite}"
+
+[[respond.operators]]
+name = "alice"
+token_env = "{ops}_ALICE"
+
+[[respond.operators]]
+name = "bob"
+token_env = "{ops}_BOB"
+"#,
+        suite = huiying::api::auth::token_hash(util::TEST_TOKEN),
+        store = dir.join("store.redb").display(),
+        rules = dir.join("rules").display(),
+        data = dir.join("data").display(),
+    )
+}
+
+/// The rules ([`rules`], under `dir/rules`) with their accounts on `fake`, and the engine's
+/// environment: each account's token, and alice's and bob's in `{ops}_ALICE` and `{ops}_BOB`.
+/// Returns (environment, alice's token, bob's token).
+pub(crate) fn engine_env(
+    dir: &Path,
+    fake: &crate::fake_platform::FakeHandle,
+    tag: &str,
+    ops: &str,
+) -> (Vec<(String, String)>, String, String) {
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (id, var) in rules(&dir.join("rules"), &fake.base_url(), tag) {
+        let token = format!("tok-{var}");
+        fake.add_account(&token, &id);
+        env.push((var, token));
+    }
+    let (alice, bob) = (format!("op-alice-{tag}"), format!("op-bob-{tag}"));
+    env.push((format!("{ops}_ALICE"), alice.clone()));
+    env.push((format!("{ops}_BOB"), bob.clone()));
+    (env, alice, bob)
+}
+
+pub(crate) struct Engine {
+    pub(crate) child: Child,
+    pub(crate) addr: std::net::SocketAddr,
 }
 
 /// Start `huiying run --config cfg` with the tokens in its environment; wait for `/healthz`.
-async fn start(cfg: &Path, env: &[(String, String)], log: &Path) -> Engine {
+pub(crate) async fn start(cfg: &Path, env: &[(String, String)], log: &Path) -> Engine {
     let text = std::fs::read_to_string(cfg).expect("config");
     let port: u16 = text
         .lines()
@@ -153,48 +208,11 @@ async fn a_kill_9_mid_fan_out_then_a_restart_loses_and_duplicates_no_post() {
     let tag = format!("{}_{}", std::process::id(), now_ms());
     let (_, fake) = FakePlatform::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let accounts = rules(&dir.path().join("rules"), &fake.base_url(), &tag);
-    let mut env: Vec<(String, String)> = Vec::new();
-    for (id, var) in &accounts {
-        let token = format!("tok-{var}");
-        fake.add_account(&token, id);
-        env.push((var.clone(), token));
-    }
-    let (alice, bob) = (format!("op-alice-{tag}"), format!("op-bob-{tag}"));
-    env.push(("HY_CRASH_ALICE".into(), alice.clone()));
-    env.push(("HY_CRASH_BOB".into(), bob.clone()));
+    let (env, alice, bob) = engine_env(dir.path(), &fake, &tag, "HY_CRASH");
     let cfg = dir.path().join("huiying.toml");
     std::fs::write(
         &cfg,
-        format!(
-            r#"listen = "127.0.0.1:{port}"
-store = "{store}"
-rules = "{rules}"
-watch_rules = false
-
-[respond]
-data_dir = "{data}"
-policy = {{ draft_threshold = 5 }}
-
-[[auth.tokens]]
-name = "test-suite"
-role = "viewer"
-sha256 = "{suite}"
-
-[[respond.operators]]
-name = "alice"
-token_env = "HY_CRASH_ALICE"
-
-[[respond.operators]]
-name = "bob"
-token_env = "HY_CRASH_BOB"
-"#,
-            port = crate::redis_server::free_port(),
-            suite = huiying::api::auth::token_hash(util::TEST_TOKEN),
-            store = dir.path().join("store.redb").display(),
-            rules = dir.path().join("rules").display(),
-            data = dir.path().join("data").display(),
-        ),
+        engine_config(dir.path(), crate::redis_server::free_port(), "HY_CRASH"),
     )
     .expect("write config");
     let log = dir.path().join("engine.log");
@@ -211,16 +229,7 @@ token_env = "HY_CRASH_BOB"
             "kind": "emergency", "category": "fire", "severity": 3, "region": "110000",
             "text": format!("北京市消防救援总队提示：第{i}号火情通报，请市民远离现场，听从指挥。")
         });
-        let (status, body) = call(
-            addr,
-            "POST",
-            "/api/notices",
-            Some(&alice),
-            &serde_json::to_vec(&draft).expect("json"),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        let n = json_body("draft", &body);
+        let n = crate::respond::draft(addr, &alice, &draft).await;
         assert_eq!(
             n["plan"]["amplifiers"].as_array().map(Vec::len),
             Some(DISTRICTS.len()),

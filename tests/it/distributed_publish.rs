@@ -483,15 +483,15 @@ fn two_instances_write_one_audit_chain_that_verifies_and_tampering_shows() {
     assert_eq!(e.line(), Some(3), "{e}");
 }
 
-/// Two engine instances on one Redis namespace, each with the respond stage.
-async fn respond_instance(
+/// The config of instance `name` on one Redis namespace, with the respond stage.
+pub(crate) fn respond_config_on_redis(
     url: &str,
     ns: &str,
     name: &str,
     rules: &std::path::Path,
     data: &std::path::Path,
     operators: &[(&str, &str)],
-) -> huiying::app::Service {
+) -> huiying::config::Config {
     let mut cfg = crate::util::respond_config(rules.to_path_buf(), data.to_path_buf(), operators);
     cfg.store = url.into();
     cfg.redis = huiying::store::redis::RedisConfig {
@@ -499,6 +499,11 @@ async fn respond_instance(
         instance: Some(name.into()),
         ..Default::default()
     };
+    cfg
+}
+
+/// An engine instance of a fleet ([`respond_config_on_redis`]): its store opened, started.
+pub(crate) async fn respond_instance(cfg: huiying::config::Config) -> huiying::app::Service {
     let store = within("the Redis store", huiying::app::open_store(&cfg))
         .await
         .expect("open the Redis store");
@@ -529,24 +534,18 @@ async fn two_instances_share_approvals_the_pause_switch_the_fan_out_and_the_audi
     }
     let tok = |n: &str| format!("op-{n}-{tag}");
     let op_refs: Vec<(&str, &str)> = ops.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    let a = respond_instance(url, &ns, "a", &rules, &dir.path().join("a"), &op_refs).await;
-    let b = respond_instance(url, &ns, "b", &rules, &dir.path().join("b"), &op_refs).await;
+    let on = |name: &str| {
+        respond_config_on_redis(url, &ns, name, &rules, &dir.path().join(name), &op_refs)
+    };
+    let a = respond_instance(on("a")).await;
+    let b = respond_instance(on("b")).await;
 
     // Alice drafts on A (severity 4: two operators, neither of them the drafter).
     let draft = serde_json::json!({
         "kind": "emergency", "category": "fire", "severity": 4, "region": "110000",
         "text": "北京市消防救援总队：某区发生火情，请市民远离现场，听从指挥。"
     });
-    let (status, body) = call(
-        a.addr,
-        "POST",
-        "/api/notices",
-        Some(&tok("alice")),
-        &serde_json::to_vec(&draft).expect("json"),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let id = json_body("draft", &body)["id"]
+    let id = crate::respond::draft(a.addr, &tok("alice"), &draft).await["id"]
         .as_str()
         .expect("id")
         .to_string();
@@ -691,14 +690,14 @@ async fn the_audit_api_reads_the_tail_of_the_shared_log_on_redis() {
     let url = require_shared();
     let ns = namespace("audit-api");
     let dir = tempfile::tempdir().expect("tempdir");
-    let svc = respond_instance(
+    let svc = respond_instance(respond_config_on_redis(
         url,
         &ns,
         "a",
         &crate::util::rules_dir(),
         &dir.path().join("a"),
         &[],
-    )
+    ))
     .await;
     let v = get_json(svc.addr, "/api/audit").await;
     assert_eq!(

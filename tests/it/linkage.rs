@@ -180,6 +180,7 @@ fn the_feeds_of_notices_read_in_a_real_feed_parser() {
         base: "https://portal.example/huiying".into(),
         self_path: "/feeds/notices.atom?region=110108".into(),
         name: "北京海淀 Beijing Haidian".into(),
+        hubs: vec!["https://hub.example/".into()],
     };
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("f.atom"), feed::atom(&list, &meta, DAY)).expect("atom");
@@ -192,6 +193,7 @@ for name in ("f.atom", "f.rss"):
     d = feedparser.parse(sys.argv[1] + "/" + name)
     out[name] = {
         "bozo": int(d.bozo), "version": d.version, "title": d.feed.get("title"),
+        "feed_links": sorted([l.get("rel"), l.get("href")] for l in d.feed.get("links", [])),
         "entries": [{"id": e.get("id"), "title": e.get("title"),
                      "links": [[l.get("rel"), l.get("type"), l.get("href")] for l in e.get("links", [])],
                      "published": e.get("published_parsed") is not None,
@@ -245,6 +247,20 @@ print(json.dumps(out, ensure_ascii=False))
     let rss = &v["f.rss"];
     assert_eq!(rss["bozo"], 0, "{rss}");
     assert_eq!(rss["version"], "rss20");
+    // WebSub discovery: each feed names its hub and itself.
+    // (Both were made with the Atom feed's meta here.)
+    for f in [atom, rss] {
+        let links = f["feed_links"].as_array().expect("feed links");
+        let has = |rel: &str, href: &str| links.iter().any(|l| l[0] == rel && l[1] == href);
+        assert!(has("hub", "https://hub.example/"), "{f}");
+        assert!(
+            has(
+                "self",
+                "https://portal.example/huiying/feeds/notices.atom?region=110108"
+            ),
+            "{f}"
+        );
+    }
     assert_eq!(rss["entries"].as_array().map(Vec::len), Some(2));
 }
 
@@ -412,4 +428,182 @@ fn the_linkage_table_is_read_and_unknown_keys_are_refused() {
     std::fs::write(&path, "[linkage]\nsendr = \"x\"\n").expect("write");
     let e = huiying::config::Config::load(&path).expect_err("unknown key refused");
     assert!(e.to_string().contains("sendr"), "{e}");
+}
+
+fn push_cfg(toml_text: &str) -> Vec<huiying::linkage::push::PushConfig> {
+    #[derive(serde::Deserialize)]
+    struct T {
+        push: Vec<huiying::linkage::push::PushConfig>,
+    }
+    toml::from_str::<T>(toml_text).expect("toml").push
+}
+
+#[test]
+fn push_subscribers_are_checked_and_each_error_names_the_field() {
+    use huiying::linkage::push::check;
+    let env = |v: &str| match v {
+        "HY_T_SECRET" => Some("s3cret".to_string()),
+        "HY_T_URL" => Some("https://cms.example/in?token=abc".to_string()),
+        _ => None,
+    };
+    let base = Some("https://portal.example/hy");
+    let ok = push_cfg(
+        r#"
+[[push]]
+id = "cms"
+protocol = "webhook"
+url_env = "HY_T_URL"
+secret_env = "HY_T_SECRET"
+region = "110100"
+kind = "emergency"
+
+[[push]]
+id = "hub"
+protocol = "websub"
+url = "https://hub.example/"
+"#,
+    );
+    let subs = check(&ok, base, env).expect("valid");
+    assert_eq!(subs.len(), 2);
+    assert_eq!(subs[0].account, "push:cms");
+    assert_eq!(subs[0].url, "https://cms.example/in?token=abc");
+    assert_eq!(subs[0].secret.as_deref(), Some("s3cret"));
+    // The secret and the URL's token stay out of logs.
+    assert!(!format!("{:?}", subs[0]).contains("s3cret"));
+    assert!(!format!("{:?}", subs[0]).contains("token=abc"));
+
+    let bad = |text: &str, base: Option<&str>, want: &str| {
+        let e = check(&push_cfg(text), base, env).expect_err(text);
+        assert!(e.contains(want), "{e} (wanted {want:?})");
+    };
+    let hub = "[[push]]\nid = \"hub\"\nprotocol = \"websub\"\nurl = \"https://hub.example/\"\n";
+    bad(hub, None, "base_url");
+    bad(
+        &hub.replace("\"hub\"\nprotocol", "\"Hub!\"\nprotocol"),
+        base,
+        "id",
+    );
+    bad(&format!("{hub}\n{hub}"), base, "used twice");
+    bad(
+        &hub.replace("https://hub.example/", "ftp://hub.example/"),
+        base,
+        "url",
+    );
+    bad(
+        &hub.replace("https://hub.example/", "not a url"),
+        base,
+        "url",
+    );
+    bad(
+        &format!("{hub}secret_env = \"HY_T_SECRET\"\n"),
+        base,
+        "secret_env",
+    );
+    bad(&format!("{hub}region = \"11\"\n"), base, "region");
+    bad(&format!("{hub}kind = \"all\"\n"), base, "kind");
+    bad(&format!("{hub}per_hour = 0\n"), base, "per_hour");
+    bad(&format!("{hub}url_env = \"HY_T_URL\"\n"), base, "url");
+    let hook = "[[push]]\nid = \"cms\"\nprotocol = \"webhook\"\nurl = \"https://cms.example/\"\n";
+    bad(hook, base, "secret_env");
+    bad(
+        &format!("{hook}secret_env = \"HY_T_UNSET\"\n"),
+        base,
+        "HY_T_UNSET is not set",
+    );
+    bad(
+        "[[push]]\nid = \"cms\"\nprotocol = \"webhook\"\nurl_env = \"HY_T_NONE\"\nsecret_env = \"HY_T_SECRET\"\n",
+        base,
+        "HY_T_NONE is not set",
+    );
+}
+
+#[test]
+fn a_published_notice_makes_one_push_per_subscriber_it_matches_once() {
+    use huiying::linkage::push::{check, Origin, Pusher};
+    use huiying::respond::outbox::{MemoryOutbox, OutboxStore};
+    let env = |_: &str| Some("s3cret".to_string());
+    let subs = check(
+        &push_cfg(
+            r#"
+[[push]]
+id = "haidian"
+protocol = "webhook"
+url = "https://cms.example/in"
+secret_env = "S"
+region = "110108"
+
+[[push]]
+id = "rumors"
+protocol = "webhook"
+url = "https://desk.example/in"
+secret_env = "S"
+kind = "rumor"
+
+[[push]]
+id = "hub"
+protocol = "websub"
+url = "https://hub.example/"
+"#,
+        ),
+        Some("https://portal.example/hy"),
+        env,
+    )
+    .expect("valid");
+    let outbox: std::sync::Arc<dyn OutboxStore> = std::sync::Arc::new(MemoryOutbox::new());
+    let p = Pusher::new(
+        &subs,
+        outbox.clone(),
+        Origin {
+            base: "https://portal.example/hy".into(),
+            status: "Exercise",
+        },
+    );
+    let n = notice(
+        "n-0000000000000001",
+        "emergency",
+        "publishing",
+        "notice",
+        DAY,
+    );
+    let jobs = p.jobs(&n, "洪涝 Flood");
+    let accounts: Vec<&str> = jobs.iter().map(|j| j.account_id.as_str()).collect();
+    assert_eq!(
+        accounts,
+        ["push:haidian", "push:hub"],
+        "the rumor desk takes rebuttals only"
+    );
+    let body: serde_json::Value = serde_json::from_str(&jobs[0].body).expect("payload");
+    assert_eq!(body["id"], "n-0000000000000001");
+    assert_eq!(body["status"], "Exercise");
+    assert_eq!(body["category_name"], "洪涝 Flood");
+    assert_eq!(body["sent"], "2026-12-03T00:00:30+08:00");
+    assert_eq!(body["texts"][0]["lang"], "zh");
+    assert_eq!(body["texts"][1]["lang"], "en");
+    assert_eq!(
+        body["links"]["cap"],
+        "https://portal.example/hy/cap/n-0000000000000001.xml"
+    );
+    assert_eq!(
+        jobs[1].body,
+        "hub.mode=publish&hub.url=https%3A%2F%2Fportal.example%2Fhy%2Ffeeds%2Fnotices.atom\
+         &hub.url=https%3A%2F%2Fportal.example%2Fhy%2Ffeeds%2Fnotices.rss"
+    );
+    // Enqueued twice (the hand-over and the look over recent notices): one job each.
+    assert_eq!(p.enqueue(&n, "洪涝 Flood", DAY).expect("enqueue"), 2);
+    assert_eq!(p.enqueue(&n, "洪涝 Flood", DAY + 1).expect("again"), 0);
+    assert_eq!(outbox.jobs_for_notice(&n.id).expect("jobs").len(), 2);
+    // A draft, a held or rejected notice is not pushed.
+    for state in ["draft", "held", "approved", "rejected"] {
+        let d = notice("n-0000000000000002", "emergency", state, "notice", DAY);
+        assert!(p.jobs(&d, "洪涝 Flood").is_empty(), "{state}");
+    }
+    // A rebuttal in another district: the rumor desk and the hub.
+    let mut r = notice("n-0000000000000003", "rumor", "done", "notice", DAY);
+    r.region = None;
+    let accounts: Vec<String> = p
+        .jobs(&r, "谣言 Rumor")
+        .into_iter()
+        .map(|j| j.account_id)
+        .collect();
+    assert_eq!(accounts, ["push:rumors", "push:hub"]);
 }

@@ -29,6 +29,7 @@ mod open311;
 mod opinion;
 mod outbox;
 mod publish;
+mod push;
 mod redis_server;
 mod regions;
 mod replay;

@@ -121,6 +121,18 @@ impl Env {
     }
 }
 
+/// `POST /api/notices` with `draft` as `token`: the draft (answered 200).
+pub(crate) async fn draft(
+    addr: std::net::SocketAddr,
+    token: &str,
+    draft: &serde_json::Value,
+) -> serde_json::Value {
+    let body = serde_json::to_vec(draft).expect("json");
+    let (status, text) = call(addr, "POST", "/api/notices", Some(token), &body).await;
+    assert_eq!(status, 200, "{text}");
+    util::json_body("draft", &text)
+}
+
 /// One request with an optional bearer token.
 pub(crate) async fn call(
     addr: std::net::SocketAddr,

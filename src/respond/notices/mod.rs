@@ -68,7 +68,7 @@ pub use model::{
 };
 pub use policy::{ApprovalPolicy, TrustedSource};
 pub use store::NoticeStore;
-pub use workflow::Notices;
+pub use workflow::{Notices, PublishedListener};
 
 use super::audit::AuditError;
 use super::outbox::OutboxError;

@@ -32,7 +32,12 @@ pub struct Notices {
     audit: Arc<Mutex<AuditLog>>,
     policy: ApprovalPolicy,
     write: Mutex<()>,
+    /// Told of each notice that began publishing ([`Notices::on_published`]).
+    published: Mutex<Vec<PublishedListener>>,
 }
+
+/// A callback told of a notice that began publishing (see [`Notices::on_published`]).
+pub type PublishedListener = Arc<dyn Fn(&Notice) + Send + Sync>;
 
 fn check_actor(actor: &str) -> Result<(), NoticeError> {
     if actor.trim().is_empty() {
@@ -55,7 +60,17 @@ impl Notices {
             audit,
             policy,
             write: Mutex::new(()),
+            published: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Call `f` with each notice that begins publishing (its jobs just went to the outbox), on
+    /// this instance, after it is stored. `f` runs under the workflow's write lock: it must be
+    /// quick (hand the notice on; a downstream stage's push, say) and must not call back.
+    /// A process killed between the store and `f` does not call it: a listener that must see
+    /// every notice also looks at the stored ones after a start.
+    pub fn on_published(&self, f: PublishedListener) {
+        lock(&self.published).push(f);
     }
 
     /// The policy in force.
@@ -950,6 +965,7 @@ impl Notices {
         let created = done.iter().filter(|e| e.created()).count();
         n.jobs = done.iter().map(|e| e.job().id.clone()).collect();
         if n.state != NoticeState::Publishing || created > 0 {
+            let began = n.state != NoticeState::Publishing;
             n.state = NoticeState::Publishing;
             n.record(
                 now_ms,
@@ -958,6 +974,12 @@ impl Notices {
                 format!("{} job(s), {created} new", n.jobs.len()),
             );
             self.store.put(&n)?;
+            if began {
+                let listeners = lock(&self.published).clone();
+                for f in listeners {
+                    f(&n);
+                }
+            }
         }
         Ok(n)
     }

@@ -180,22 +180,10 @@ impl Publisher for EmailPublisher {
         })
     }
 
-    async fn find_recent(
-        &self,
-        _text: &str,
-        _in_reply_to: Option<&str>,
-        _since_ms: i64,
-    ) -> Result<Option<Posted>, PublishError> {
-        // A mailbox cannot be searched: an uncertain e-mail is resent under its Message-ID.
-        Ok(None)
-    }
-
+    // A mailbox cannot be searched: the default `find_recent` (`Ok(None)`), so an uncertain
+    // e-mail is resent under its Message-ID.
     fn platform(&self) -> &'static str {
         "email"
-    }
-
-    fn idempotency_window(&self) -> Option<Duration> {
-        None
     }
 }
 

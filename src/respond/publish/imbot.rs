@@ -210,22 +210,9 @@ impl Publisher for ImBotPublisher {
         }
     }
 
-    /// No read API: `Ok(None)` (resend).
-    async fn find_recent(
-        &self,
-        _text: &str,
-        _in_reply_to: Option<&str>,
-        _since_ms: i64,
-    ) -> Result<Option<Posted>, PublishError> {
-        Ok(None)
-    }
-
+    // No read API: the default `find_recent` (`Ok(None)`: resend).
     fn platform(&self) -> &'static str {
         self.kind.as_str()
-    }
-
-    fn idempotency_window(&self) -> Option<Duration> {
-        None
     }
 }
 

@@ -8,6 +8,7 @@
 //! | webhook | [`webhook`] | `POST <url>` (JSON, HMAC-SHA256 signed) | `Idempotency-Key` header and body field: receivers must de-duplicate by it |
 //! | file | [`file`](mod@file) | one JSON line per post (drills) | exact: the keys already in the file are loaded on open |
 //! | WeCom / DingTalk / Feishu group bot | [`imbot`] | `POST <webhook>` (DingTalk and Feishu signed with HMAC-SHA256) | none: no read API; an uncertain alert is resent |
+//! | WebSub hub | [`websub`] | `POST <hub>` `hub.mode=publish&hub.url=<topic>` (the linkage stage's push) | none needed: a second ping is harmless |
 //! | e-mail | [`email`] | SMTP (`[respond.smtp]`): `MAIL FROM`, `RCPT TO`, `DATA` | `Message-ID: <idempotency key@huiying>`: a resend after an uncertain outcome carries the same id, receivers de-duplicate by it |
 //!
 //! # One publisher per account
@@ -55,12 +56,14 @@ pub mod file;
 pub mod imbot;
 pub mod mastodon;
 pub mod webhook;
+pub mod websub;
 pub mod weibo;
 
 pub use email::EmailPublisher;
 pub use file::FilePublisher;
 pub use mastodon::MastodonPublisher;
 pub use webhook::WebhookPublisher;
+pub use websub::WebSubPublisher;
 pub use weibo::WeiboPublisher;
 
 use crate::respond::outbox::ActionKind;
@@ -320,12 +323,18 @@ pub trait Publisher: Send + Sync {
     /// `in_reply_to` narrows the search to posts answering or reposting that post (a reply, a
     /// comment, a repost): one account may answer several posts of a rumor cascade with the
     /// same text, and only the one to this target counts. `None` looks for top-level posts.
+    ///
+    /// The default is that of a platform without a read API (a webhook, a hub, a group bot, a
+    /// mailbox): `Ok(None)`, resend.
     fn find_recent(
         &self,
         text: &str,
         in_reply_to: Option<&str>,
         since_ms: i64,
-    ) -> impl Future<Output = Result<Option<Posted>, PublishError>> + Send;
+    ) -> impl Future<Output = Result<Option<Posted>, PublishError>> + Send {
+        let _ = (text, in_reply_to, since_ms);
+        async { Ok(None) }
+    }
 
     /// `mastodon`, `weibo`, `webhook` or `file`.
     fn platform(&self) -> &'static str;
@@ -333,8 +342,10 @@ pub trait Publisher: Send + Sync {
     /// How long after a post the platform still honours its [`PostRequest::idempotency_key`]
     /// (a resend with the same key within it creates nothing new), if it does at all
     /// (Mastodon: 1 h). The dispatcher resends within it when an uncertain outcome cannot be
-    /// checked with [`Publisher::find_recent`].
-    fn idempotency_window(&self) -> Option<Duration>;
+    /// checked with [`Publisher::find_recent`]. Default: none.
+    fn idempotency_window(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Any publisher, for callers that hold several platforms in one collection.
@@ -352,6 +363,8 @@ pub enum AnyPublisher {
     File(FilePublisher),
     /// A WeCom, DingTalk or Feishu group bot (alerts to the people on duty).
     ImBot(imbot::ImBotPublisher),
+    /// A WebSub hub's ping (the linkage stage's push).
+    WebSub(WebSubPublisher),
 }
 
 impl Publisher for AnyPublisher {
@@ -363,6 +376,7 @@ impl Publisher for AnyPublisher {
             AnyPublisher::Webhook(p) => p.publish(req).await,
             AnyPublisher::File(p) => p.publish(req).await,
             AnyPublisher::ImBot(p) => p.publish(req).await,
+            AnyPublisher::WebSub(p) => p.publish(req).await,
         }
     }
 
@@ -379,6 +393,7 @@ impl Publisher for AnyPublisher {
             AnyPublisher::Webhook(p) => p.find_recent(text, in_reply_to, since_ms).await,
             AnyPublisher::File(p) => p.find_recent(text, in_reply_to, since_ms).await,
             AnyPublisher::ImBot(p) => p.find_recent(text, in_reply_to, since_ms).await,
+            AnyPublisher::WebSub(p) => p.find_recent(text, in_reply_to, since_ms).await,
         }
     }
 
@@ -390,6 +405,7 @@ impl Publisher for AnyPublisher {
             AnyPublisher::Webhook(p) => p.platform(),
             AnyPublisher::File(p) => p.platform(),
             AnyPublisher::ImBot(p) => p.platform(),
+            AnyPublisher::WebSub(p) => p.platform(),
         }
     }
 
@@ -401,6 +417,7 @@ impl Publisher for AnyPublisher {
             AnyPublisher::Webhook(p) => p.idempotency_window(),
             AnyPublisher::File(p) => p.idempotency_window(),
             AnyPublisher::ImBot(p) => p.idempotency_window(),
+            AnyPublisher::WebSub(p) => p.idempotency_window(),
         }
     }
 }
@@ -420,6 +437,12 @@ impl From<EmailPublisher> for AnyPublisher {
 impl From<WeiboPublisher> for AnyPublisher {
     fn from(p: WeiboPublisher) -> Self {
         AnyPublisher::Weibo(p)
+    }
+}
+
+impl From<WebSubPublisher> for AnyPublisher {
+    fn from(p: WebSubPublisher) -> Self {
+        AnyPublisher::WebSub(p)
     }
 }
 
@@ -662,6 +685,22 @@ pub(crate) fn check_target(target: &str) -> Result<&str, PublishError> {
             format!("invalid target post id {target:?}"),
         ))
     }
+}
+
+/// [`read_response`], and a status outside 2xx as its error (classified by [`status_error`],
+/// the platform's message by [`platform_message`]): the headers, the body and when it was read
+/// (unix ms).
+pub(crate) async fn read_ok(
+    resp: Result<reqwest::Response, reqwest::Error>,
+    mutating: bool,
+) -> Result<(reqwest::header::HeaderMap, Vec<u8>, i64), PublishError> {
+    let (status, headers, body) = read_response(resp, mutating).await?;
+    let now = now_ms();
+    if !(200..300).contains(&status) {
+        let msg = platform_message(status, &body);
+        return Err(status_error(status, &headers, msg, now));
+    }
+    Ok((headers, body, now))
 }
 
 /// Read a response: `Ok((status, headers, body))`, or the transport error classified. At most

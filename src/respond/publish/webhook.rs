@@ -27,10 +27,7 @@
 //! once, and the effect is exactly once provided the receiver de-duplicates by that key
 //! (answering a repeated key with 2xx and the first post's `id`).
 
-use super::{
-    now_ms, platform_message, rate_info, read_response, status_error, ErrorKind, PostRequest,
-    Posted, PublishError, Publisher,
-};
+use super::{now_ms, rate_info, read_ok, ErrorKind, PostRequest, Posted, PublishError, Publisher};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
@@ -46,6 +43,9 @@ pub struct WebhookPublisher {
     client: reqwest::Client,
     url: String,
     secret: Vec<u8>,
+    /// Send the job's text as the body, unchanged (a JSON document made when the job was
+    /// enqueued: the linkage stage's push), instead of the post body above.
+    raw: bool,
 }
 
 /// Shows neither the secret nor the URL's path and query (webhook URLs often embed a token).
@@ -59,7 +59,7 @@ impl std::fmt::Debug for WebhookPublisher {
 }
 
 /// `scheme://host[:port]` of a URL (what may be logged).
-fn origin(url: &str) -> &str {
+pub(crate) fn origin(url: &str) -> &str {
     let start = url.find("://").map(|i| i + 3).unwrap_or(0);
     match url[start..].find(['/', '?', '#']) {
         Some(end) => &url[..start + end],
@@ -136,22 +136,34 @@ impl WebhookPublisher {
             client,
             url: url.into(),
             secret: secret.into(),
+            raw: false,
         }
+    }
+
+    /// Send each job's text as the request body unchanged (it is a JSON document made when the
+    /// job was enqueued), signed and keyed as above.
+    pub fn raw_body(mut self) -> WebhookPublisher {
+        self.raw = true;
+        self
     }
 }
 
 impl Publisher for WebhookPublisher {
     async fn publish(&self, req: &PostRequest) -> Result<Posted, PublishError> {
-        let body = serde_json::to_vec(&Body {
-            idempotency_key: &req.idempotency_key,
-            account: &req.account_handle,
-            text: &req.text,
-            action: req.action.name(),
-            target: req.action.target(),
-            language: req.language.as_deref(),
-            visibility: req.visibility.as_deref(),
-        })
-        .map_err(|e| PublishError::new(ErrorKind::Rejected, format!("webhook body: {e}")))?;
+        let body = if self.raw {
+            req.text.as_bytes().to_vec()
+        } else {
+            serde_json::to_vec(&Body {
+                idempotency_key: &req.idempotency_key,
+                account: &req.account_handle,
+                text: &req.text,
+                action: req.action.name(),
+                target: req.action.target(),
+                language: req.language.as_deref(),
+                visibility: req.visibility.as_deref(),
+            })
+            .map_err(|e| PublishError::new(ErrorKind::Rejected, format!("webhook body: {e}")))?
+        };
         let timestamp = (now_ms() / 1000).to_string();
         let signature = sign(&self.secret, &timestamp, &body);
         tracing::debug!(
@@ -170,12 +182,7 @@ impl Publisher for WebhookPublisher {
             .body(body)
             .send()
             .await;
-        let (status, headers, body) = read_response(resp, true).await?;
-        let now = now_ms();
-        if !(200..300).contains(&status) {
-            let msg = platform_message(status, &body);
-            return Err(status_error(status, &headers, msg, now));
-        }
+        let (headers, body, now) = read_ok(resp, true).await?;
         let id = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| match v.get("id")? {
@@ -192,22 +199,10 @@ impl Publisher for WebhookPublisher {
         })
     }
 
-    /// No read API: `Ok(None)` ("resend with the same key"); see the module docs.
-    async fn find_recent(
-        &self,
-        _text: &str,
-        _in_reply_to: Option<&str>,
-        _since_ms: i64,
-    ) -> Result<Option<Posted>, PublishError> {
-        Ok(None)
-    }
-
+    // No read API: the default `find_recent` (`Ok(None)`: resend with the same key); see the
+    // module docs.
     fn platform(&self) -> &'static str {
         "webhook"
-    }
-
-    fn idempotency_window(&self) -> Option<std::time::Duration> {
-        None
     }
 }
 
