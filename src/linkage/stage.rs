@@ -38,7 +38,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
