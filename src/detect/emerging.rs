@@ -568,11 +568,15 @@ pub fn place_terms(g: &crate::detect::gazetteer::Gazetteer) -> ahash::AHashSet<u
 /// The terms of normalised `text`, each once, in text order, at most [`MAX_TERMS`].
 pub fn terms(text: &str) -> Vec<Term> {
     let mut out: Vec<Term> = Vec::with_capacity(MAX_TERMS.min(text.len() / 2 + 1));
+    // One bit per hash's low six bits: a term whose bit is clear is new without a scan.
+    let mut bits = 0u64;
     for_each_term(text, |t| {
         if out.len() >= MAX_TERMS {
             return false;
         }
-        if !out.iter().any(|o| o.hash == t.hash) {
+        let bit = 1u64 << (t.hash & 63);
+        if bits & bit == 0 || !out.iter().any(|o| o.hash == t.hash) {
+            bits |= bit;
             out.push(t);
         }
         true

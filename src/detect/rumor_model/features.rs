@@ -41,7 +41,8 @@ pub fn own_text(normalised: &str) -> &str {
 /// Whether a post has words of its own (a bare repost, an empty comment or one emoticon
 /// carries nothing to score).
 pub fn is_trivial(own: &str) -> bool {
-    own.chars().filter(|c| c.is_alphanumeric()).count() < 2
+    // Stops at the second letter or digit.
+    own.chars().filter(|c| c.is_alphanumeric()).nth(1).is_none()
 }
 
 /// Call `f(bucket)` for every character 1-, 2- and 3-gram of `text` (whitespace runs as one
@@ -159,16 +160,29 @@ impl PostSignals {
     /// Everything but the two scores, from a post's own text (see [`own_text`]).
     pub fn shape(own: &str) -> PostSignals {
         let sat = |n: usize| n.min(255) as u8;
+        // One pass over the bytes: a character starts at every byte that is not a UTF-8
+        // continuation byte; digits, `!`, `?` and `@` are ASCII (single bytes).
+        let (mut chars, mut digits, mut exclaims, mut questions, mut ats) = (0, 0, 0, 0, 0);
+        for &b in own.as_bytes() {
+            chars += usize::from(b & 0xC0 != 0x80);
+            match b {
+                b'0'..=b'9' => digits += 1,
+                b'!' => exclaims += 1,
+                b'?' => questions += 1,
+                b'@' => ats += 1,
+                _ => {}
+            }
+        }
         PostSignals {
             as_original: 0.0,
             as_repost: 0.0,
             nontrivial: !is_trivial(own),
-            chars: own.chars().count().min(u16::MAX as usize) as u16,
-            digits: sat(own.chars().filter(char::is_ascii_digit).count()),
-            exclaims: sat(own.matches('!').count()),
-            questions: sat(own.matches('?').count()),
+            chars: chars.min(u16::MAX as usize) as u16,
+            digits: sat(digits),
+            exclaims: sat(exclaims),
+            questions: sat(questions),
             link: own.contains("http://") || own.contains("https://"),
-            ats: sat(own.matches('@').count()),
+            ats: sat(ats),
         }
     }
 }
