@@ -344,6 +344,10 @@ struct Stops {
     /// One bit per character of the Basic Multilingual Plane (8 KB): every stop character is
     /// in it.
     chars: Vec<u64>,
+    /// One bit per character of the Basic Multilingual Plane: `char::is_alphanumeric` of each,
+    /// looked up once (most text is CJK and its punctuation, which the standard library
+    /// answers with a table search per character).
+    alnum: Vec<u64>,
     /// A filter of `terms`: most terms are no stop term, and one bit tells (a set's look-up is
     /// a hash of its own).
     term_bits: TermFilter,
@@ -408,12 +412,33 @@ fn stops() -> &'static Stops {
         for h in &terms {
             term_bits.insert(*h);
         }
+        let mut alnum = vec![0u64; 0x1_0000 / 64];
+        for c in (0..0x1_0000u32).filter_map(char::from_u32) {
+            if c.is_alphanumeric() {
+                let c = c as usize;
+                alnum[c / 64] |= 1 << (c % 64);
+            }
+        }
         Stops {
             chars,
+            alnum,
             term_bits,
             terms,
         }
     })
+}
+
+/// `c.is_alphanumeric()`, by the table for the Basic Multilingual Plane.
+#[inline]
+fn is_alnum(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric();
+    }
+    let i = c as usize;
+    match stops().alnum.get(i / 64) {
+        Some(w) => w & (1 << (i % 64)) != 0,
+        None => c.is_alphanumeric(),
+    }
 }
 
 #[inline]
@@ -604,7 +629,7 @@ fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
             let next = it.next();
             let (i, c) = next.unwrap_or((chunk.len(), ' '));
             let han = next.is_some() && is_han(c);
-            let alnum = !han && c.is_alphanumeric();
+            let alnum = !han && is_alnum(c);
             let wordy = next.is_some() && !han && (alnum || c == '\'');
             if !wordy {
                 if let Some(ws) = word_start.take() {
@@ -800,6 +825,22 @@ mod tests {
 
     fn texts(t: &str) -> Vec<&str> {
         terms(t).iter().map(|x| x.text(t)).collect()
+    }
+
+    #[test]
+    fn the_alphanumeric_table_agrees_with_the_standard_library() {
+        for c in (0..0x11_0000u32).step_by(7).filter_map(char::from_u32) {
+            assert_eq!(
+                is_alnum(c),
+                c.is_alphanumeric(),
+                "{:?} U+{:04X}",
+                c,
+                c as u32
+            );
+        }
+        for c in ['〇', '々', '〆', '，', '。', 'Ａ', '１', '①', 'é', '😀'] {
+            assert_eq!(is_alnum(c), c.is_alphanumeric(), "{c:?}");
+        }
     }
 
     #[test]
