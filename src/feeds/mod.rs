@@ -132,22 +132,19 @@ pub type Payload = (Vec<Mention>, Vec<(usize, crate::normalize::RejectReason)>);
 /// Parse a websocket text frame or HTTP body: one mention object or an array of them.
 /// Returns the mentions and the reasons of the rejected elements (with their index).
 pub fn parse_payload(bytes: &[u8]) -> Result<Payload, crate::normalize::RejectReason> {
-    use crate::normalize::{mention::parse_value, parse_mention, RejectReason};
+    use crate::normalize::{parse_mention, RejectReason};
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
         let s =
             std::str::from_utf8(bytes).map_err(|e| RejectReason::InvalidUtf8(e.valid_up_to()))?;
-        let arr: Vec<serde_json::Value> =
+        // Each element kept as its own JSON text (borrowed, no tree of values) and parsed
+        // straight into a mention, as a line is.
+        let arr: Vec<&serde_json::value::RawValue> =
             serde_json::from_str(s).map_err(|e| RejectReason::InvalidJson(e.to_string()))?;
         let mut ok = Vec::with_capacity(arr.len());
         let mut bad = Vec::new();
         for (i, v) in arr.iter().enumerate() {
-            let size = v.to_string().len();
-            if size > crate::normalize::MAX_LINE_BYTES {
-                bad.push((i, RejectReason::TooLarge(size)));
-                continue;
-            }
-            match parse_value(v) {
+            match parse_mention(v.get().as_bytes()) {
                 Ok(m) => ok.push(m),
                 Err(e) => bad.push((i, e)),
             }
