@@ -132,6 +132,7 @@ pub type Payload = (Vec<Mention>, Vec<(usize, crate::normalize::RejectReason)>);
 /// Parse a websocket text frame or HTTP body: one mention object or an array of them.
 /// Returns the mentions and the reasons of the rejected elements (with their index).
 pub fn parse_payload(bytes: &[u8]) -> Result<Payload, crate::normalize::RejectReason> {
+    use crate::normalize::mention::parse_mention_str;
     use crate::normalize::{parse_mention, RejectReason};
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
@@ -144,7 +145,7 @@ pub fn parse_payload(bytes: &[u8]) -> Result<Payload, crate::normalize::RejectRe
         let mut ok = Vec::with_capacity(arr.len());
         let mut bad = Vec::new();
         for (i, v) in arr.iter().enumerate() {
-            match parse_mention(v.get().as_bytes()) {
+            match parse_mention_str(v.get()) {
                 Ok(m) => ok.push(m),
                 Err(e) => bad.push((i, e)),
             }

@@ -113,7 +113,6 @@ impl Filter {
     /// Whether `f` selects the notice `n` (a notice or a rebuttal; emerging-incident notices
     /// are not public); the caller checks it is published ([`cap::published`]).
     pub fn matches(&self, n: &Notice) -> bool {
-        let at = cap::sent_at(n);
         matches!(n.kind, IncidentKind::Emergency | IncidentKind::Rumor)
             && self.kind.is_none_or(|k| n.kind == k)
             && self.category.as_deref().is_none_or(|c| n.category == c)
@@ -122,8 +121,10 @@ impl Filter {
                     .as_ref()
                     .is_some_and(|reg| code_covers(r, &reg.code))
             })
-            && self.from.is_none_or(|t| at >= t)
-            && self.to.is_none_or(|t| at < t)
+            && (self.from.is_none() && self.to.is_none() || {
+                let at = cap::sent_at(n);
+                self.from.is_none_or(|t| at >= t) && self.to.is_none_or(|t| at < t)
+            })
             && self
                 .words
                 .as_deref()

@@ -22,11 +22,30 @@ pub struct FeedMeta {
     pub hubs: Vec<String>,
 }
 
+/// The Atom feed's path (and the WebSub topic), and the RSS feed's.
+pub const ATOM_PATH: &str = "/feeds/notices.atom";
+pub const RSS_PATH: &str = "/feeds/notices.rss";
+
+/// A notice's headline: the first sentence of its first text (Chinese first), if it has text.
+pub fn headline(n: &Notice) -> Option<String> {
+    cap::texts(n).first().map(|(_, t)| cap::headline(t))
+}
+
 fn title(n: &Notice) -> String {
-    cap::texts(n)
-        .first()
-        .map(|(_, t)| cap::headline(t))
-        .unwrap_or_else(|| n.id.clone())
+    headline(n).unwrap_or_else(|| n.id.clone())
+}
+
+/// The feed's own URL and its WebSub hubs, as `<{tag} rel=…>` (`link` in Atom, `atom:link` in
+/// RSS): what WebSub discovery reads.
+fn discovery(o: &mut String, tag: &str, media_type: &str, meta: &FeedMeta) {
+    let x = cap::xml;
+    o.push_str(&format!(
+        "  <{tag} rel=\"self\" type=\"{media_type}\" href=\"{}\"/>\n",
+        x(&format!("{}{}", meta.base, meta.self_path))
+    ));
+    for h in &meta.hubs {
+        o.push_str(&format!("  <{tag} rel=\"hub\" href=\"{}\"/>\n", x(h)));
+    }
 }
 
 fn content(n: &Notice) -> String {
@@ -38,8 +57,8 @@ fn content(n: &Notice) -> String {
 }
 
 /// The CAP alert of an emergency notice (`{base}/cap/{id}.xml`); rebuttals have none.
-pub fn cap_url(n: &Notice, meta: &FeedMeta) -> Option<String> {
-    (n.kind == IncidentKind::Emergency).then(|| format!("{}/cap/{}.xml", meta.base, n.id))
+pub fn cap_url(n: &Notice, base: &str) -> Option<String> {
+    (n.kind == IncidentKind::Emergency).then(|| format!("{base}/cap/{}.xml", n.id))
 }
 
 /// The feed's `updated`: its newest entry's, or `now` when empty.
@@ -69,13 +88,7 @@ pub fn atom(notices: &[&Notice], meta: &FeedMeta, now: i64) -> String {
         "  <author><name>{}</name></author>\n",
         x(&meta.name)
     ));
-    o.push_str(&format!(
-        "  <link rel=\"self\" type=\"application/atom+xml\" href=\"{}\"/>\n",
-        x(&format!("{}{}", meta.base, meta.self_path))
-    ));
-    for h in &meta.hubs {
-        o.push_str(&format!("  <link rel=\"hub\" href=\"{}\"/>\n", x(h)));
-    }
+    discovery(&mut o, "link", "application/atom+xml", meta);
     o.push_str("  <generator>huiying</generator>\n");
     for n in notices {
         let at = cap::cap_time(cap::sent_at(n));
@@ -104,7 +117,7 @@ pub fn atom(notices: &[&Notice], meta: &FeedMeta, now: i64) -> String {
                 x(&r.name)
             ));
         }
-        if let Some(u) = cap_url(n, meta) {
+        if let Some(u) = cap_url(n, &meta.base) {
             o.push_str(&format!(
                 "    <link rel=\"alternate\" type=\"application/cap+xml\" href=\"{}\"/>\n",
                 x(&u)
@@ -131,14 +144,7 @@ pub fn rss(notices: &[&Notice], meta: &FeedMeta, now: i64) -> String {
         x(&meta.name)
     ));
     o.push_str(&format!("  <link>{}</link>\n", x(&meta.base)));
-    // WebSub discovery: the feed's own URL and its hubs.
-    o.push_str(&format!(
-        "  <atom:link rel=\"self\" type=\"application/rss+xml\" href=\"{}\"/>\n",
-        x(&format!("{}{}", meta.base, meta.self_path))
-    ));
-    for h in &meta.hubs {
-        o.push_str(&format!("  <atom:link rel=\"hub\" href=\"{}\"/>\n", x(h)));
-    }
+    discovery(&mut o, "atom:link", "application/rss+xml", meta);
     o.push_str("  <description>官方通告与辟谣 Official notices and rebuttals</description>\n");
     o.push_str("  <language>zh-cn</language>\n");
     o.push_str(&format!(
@@ -161,7 +167,7 @@ pub fn rss(notices: &[&Notice], meta: &FeedMeta, now: i64) -> String {
             date(cap::sent_at(n))
         ));
         o.push_str(&format!("    <category>{}</category>\n", x(&n.category)));
-        if let Some(u) = cap_url(n, meta) {
+        if let Some(u) = cap_url(n, &meta.base) {
             o.push_str(&format!("    <link>{}</link>\n", x(&u)));
         }
         o.push_str("  </item>\n");

@@ -32,7 +32,7 @@
 //! `backfill_hours` and everything after.
 
 use super::archive::{ArchiveQuery, Filter};
-use super::cap;
+use super::{cap, feed};
 use crate::respond::notices::Notice;
 use crate::respond::outbox::{ActionKind, NewJob, OutboxError, OutboxStore, Priority};
 use serde::{Deserialize, Serialize};
@@ -258,8 +258,8 @@ struct Payload<'a> {
 /// The public feeds a WebSub hub is told of (Atom, RSS).
 pub fn topics(base: &str) -> Vec<String> {
     vec![
-        format!("{base}/feeds/notices.atom"),
-        format!("{base}/feeds/notices.rss"),
+        format!("{base}{}", feed::ATOM_PATH),
+        format!("{base}{}", feed::RSS_PATH),
     ]
 }
 
@@ -282,10 +282,7 @@ pub fn payload(n: &Notice, origin: &Origin, category_name: &str) -> String {
             name_en: &r.name_en,
         }),
         sent: cap::cap_time(cap::sent_at(n)),
-        headline: texts
-            .first()
-            .map(|(_, t)| cap::headline(t))
-            .unwrap_or_default(),
+        headline: feed::headline(n).unwrap_or_default(),
         texts: texts
             .iter()
             .map(|(l, t)| Text {
@@ -295,10 +292,9 @@ pub fn payload(n: &Notice, origin: &Origin, category_name: &str) -> String {
             .collect(),
         links: Links {
             archive: format!("{}/archive", origin.base),
-            atom: format!("{}/feeds/notices.atom", origin.base),
-            rss: format!("{}/feeds/notices.rss", origin.base),
-            cap: (n.kind == crate::incidents::IncidentKind::Emergency)
-                .then(|| format!("{}/cap/{}.xml", origin.base, n.id)),
+            atom: format!("{}{}", origin.base, feed::ATOM_PATH),
+            rss: format!("{}{}", origin.base, feed::RSS_PATH),
+            cap: feed::cap_url(n, &origin.base),
         },
     };
     // A struct of strings and numbers always serialises.

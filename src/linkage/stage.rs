@@ -130,8 +130,8 @@ pub fn start(
     cx.routes = routes.merge(
         Routes::new()
             .route("/cap/{file}", Access::Public, get(cap_alert))
-            .route("/feeds/notices.atom", Access::Public, get(atom))
-            .route("/feeds/notices.rss", Access::Public, get(rss))
+            .route(feed::ATOM_PATH, Access::Public, get(atom))
+            .route(feed::RSS_PATH, Access::Public, get(rss))
             .route("/archive", Access::Public, get(archive_page))
             .route("/archive/archive.css", Access::Public, get(archive_css))
             .route("/api/push", Access::Role(Role::Viewer), get(push_status))
@@ -161,12 +161,10 @@ fn start_push(
             Arc::new(
                 RedisOutbox::new(
                     db,
-                    RedisOutboxConfig {
-                        namespace: format!("{}:push", settings.namespace),
-                        consumer: settings.instance_name(),
-                        claim_idle: Duration::from_millis(settings.claim_idle_ms.max(100)),
-                        attempt_timeout: Duration::from_millis(settings.attempt_timeout_ms),
-                    },
+                    RedisOutboxConfig::from_settings(
+                        settings,
+                        &format!("{}:push", settings.namespace),
+                    ),
                 )
                 .context("the push outbox on Redis")?,
             )
@@ -280,7 +278,7 @@ async fn enqueuer(
             let now = crate::respond::dispatch::system_now_ms();
             let mut created = 0;
             for n in &batch {
-                let name = category_label(&r, &n.category);
+                let name = category_name(Some(&r), &n.category, None);
                 match p.enqueue(n, &name, now) {
                     Ok(c) => created += c,
                     // Left for the next look over the notices.
@@ -296,16 +294,6 @@ async fn enqueuer(
                 wake.notify_one();
             }
         }
-    }
-}
-
-/// A category's name in both languages from the live rules ("洪涝 Flood"); its id when the
-/// rules do not know it.
-fn category_label(r: &Respond, id: &str) -> String {
-    let rules = r.rules.load_full();
-    match rules.categories.iter().find(|c| *c.id == *id) {
-        Some(c) => format!("{} {}", c.name_zh, c.name_en),
-        None => id.to_string(),
     }
 }
 
@@ -434,7 +422,7 @@ async fn cap_alert(
             "Actual"
         },
     };
-    let event = |lang: Lang| category_name(&st, &n.category, Some(lang));
+    let event = |lang: Lang| category_name(st.respond.as_deref(), &n.category, Some(lang));
     let xml = cap::alert(n, &earlier, &sender, event)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cap", e.to_string()))?;
     Ok(cached(&headers, "application/cap+xml; charset=utf-8", xml))
@@ -442,8 +430,8 @@ async fn cap_alert(
 
 /// A category's name from the live rules: in `lang`, or both ("洪涝 Flood"); its id when the
 /// rules do not know it (a rumor's category, a removed one).
-fn category_name(st: &Linkage, id: &str, lang: Option<Lang>) -> String {
-    let rules = st.respond.as_ref().map(|r| r.rules.load_full());
+fn category_name(respond: Option<&Respond>, id: &str, lang: Option<Lang>) -> String {
+    let rules = respond.map(|r| r.rules.load_full());
     let c = rules
         .as_ref()
         .and_then(|r| r.categories.iter().find(|c| *c.id == *id));
@@ -473,7 +461,7 @@ async fn archive_page(
         .into_iter()
         .filter(cap::published)
         .collect();
-    let name = |c: &str| category_name(&st, c, None);
+    let name = |c: &str| category_name(st.respond.as_deref(), c, None);
     Ok(match q.check() {
         Err(e) => (
             StatusCode::BAD_REQUEST,
@@ -541,8 +529,8 @@ async fn feed_answer(
         ),
     };
     let path = match format {
-        Format::Atom => "/feeds/notices.atom",
-        Format::Rss => "/feeds/notices.rss",
+        Format::Atom => feed::ATOM_PATH,
+        Format::Rss => feed::RSS_PATH,
     };
     let mut query = Vec::new();
     for (k, v) in [

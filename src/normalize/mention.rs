@@ -154,6 +154,14 @@ pub fn parse_mention(bytes: &[u8]) -> Result<Mention, RejectReason> {
         return Err(RejectReason::TooLarge(bytes.len()));
     }
     let s = std::str::from_utf8(bytes).map_err(|e| RejectReason::InvalidUtf8(e.valid_up_to()))?;
+    parse_mention_str(s)
+}
+
+/// [`parse_mention`] of text already known to be UTF-8 (an element of a payload checked whole).
+pub fn parse_mention_str(s: &str) -> Result<Mention, RejectReason> {
+    if s.len() > MAX_LINE_BYTES {
+        return Err(RejectReason::TooLarge(s.len()));
+    }
     let raw: RawMention = match serde_json::from_str(s) {
         Ok(r) => r,
         Err(e) => return Err(classify_json_error(e)),

@@ -152,16 +152,8 @@ pub async fn start(
             );
             let ns = settings.namespace.as_str();
             let outbox: Arc<dyn OutboxStore> = Arc::new(
-                RedisOutbox::new(
-                    db.clone(),
-                    RedisOutboxConfig {
-                        namespace: ns.to_string(),
-                        consumer: settings.instance_name(),
-                        claim_idle: Duration::from_millis(settings.claim_idle_ms.max(100)),
-                        attempt_timeout: Duration::from_millis(settings.attempt_timeout_ms),
-                    },
-                )
-                .context("the outbox on Redis")?,
+                RedisOutbox::new(db.clone(), RedisOutboxConfig::from_settings(&settings, ns))
+                    .context("the outbox on Redis")?,
             );
             let limiter: Arc<dyn SharedLimiter> = Arc::new(RedisLimiter::new(db.clone(), ns));
             let audit = AuditLog::shared(db.clone(), ns).context("the audit log on Redis")?;

@@ -58,6 +58,21 @@ pub struct RedisOutboxConfig {
     pub attempt_timeout: Duration,
 }
 
+impl RedisOutboxConfig {
+    /// The outbox of this instance of the fleet `settings` describe, under `namespace`.
+    pub fn from_settings(
+        settings: &crate::store::redis::RedisConfig,
+        namespace: &str,
+    ) -> RedisOutboxConfig {
+        RedisOutboxConfig {
+            namespace: namespace.to_string(),
+            consumer: settings.instance_name(),
+            claim_idle: Duration::from_millis(settings.claim_idle_ms.max(100)),
+            attempt_timeout: Duration::from_millis(settings.attempt_timeout_ms),
+        }
+    }
+}
+
 /// The keys.
 #[derive(Debug, Clone)]
 struct Keys {
