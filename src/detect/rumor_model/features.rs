@@ -88,12 +88,12 @@ pub fn for_each_gram(text: &str, bits: u8, mut f: impl FnMut(u32)) -> u32 {
 }
 
 /// `w · x` for the n-gram vector `x` of `text` (each occurrence weighs 1/√count), for both
-/// weight vectors of a model in one pass over the text (the grams are hashed once).
-pub fn dot2(w: [&[f32]; 2], text: &str, bits: u8) -> [f32; 2] {
+/// weight vectors of a model (side by side per bucket) in one pass over the text (the grams are
+/// hashed once, and each costs one memory access).
+pub fn dot2(w: &[[f32; 2]], text: &str, bits: u8) -> [f32; 2] {
     let (mut a, mut b) = (0.0f32, 0.0f32);
     let n = for_each_gram(text, bits, |g| {
-        let g = g as usize;
-        if let (Some(x), Some(y)) = (w[0].get(g), w[1].get(g)) {
+        if let Some([x, y]) = w.get(g as usize) {
             a += *x;
             b += *y;
         }
@@ -152,7 +152,7 @@ impl PostSignals {
         let own = own_text(normalised);
         let mut s = Self::shape(own);
         if s.nontrivial {
-            [s.as_original, s.as_repost] = dot2([&model.w_orig, &model.w_repost], own, model.bits);
+            [s.as_original, s.as_repost] = dot2(&model.w_text, own, model.bits);
         }
         s
     }
@@ -365,8 +365,8 @@ mod tests {
         let text = "网传明天全市停水，请转发扩散！";
         let v = vector(text, bits);
         let d: f32 = v.iter().map(|(b, x)| w[*b as usize] * x).sum();
-        let neg: Vec<f32> = w.iter().map(|x| -2.0 * x).collect();
-        let [x, y] = dot2([&w, &neg], text, bits);
+        let both: Vec<[f32; 2]> = w.iter().map(|x| [*x, -2.0 * x]).collect();
+        let [x, y] = dot2(&both, text, bits);
         assert!((d - x).abs() < 1e-4, "{d} {x}");
         assert!((-2.0 * d - y).abs() < 1e-3, "{d} {y}");
     }

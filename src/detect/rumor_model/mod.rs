@@ -59,10 +59,9 @@ pub const FEATURE_VERSION: u32 = 1;
 pub struct RumorModel {
     /// 2^bits hash buckets per text part.
     pub bits: u8,
-    /// Weights of the original post's n-grams.
-    pub w_orig: Vec<f32>,
-    /// Weights of the reposts' mean n-gram vector.
-    pub w_repost: Vec<f32>,
+    /// Per hash bucket, the weight of the original post's n-gram and of the reposts' mean
+    /// n-gram vector, side by side: a post is scored both ways from one memory line per gram.
+    pub w_text: Vec<[f32; 2]>,
     /// Weights of the standardised cascade features, their means and standard deviations.
     pub w_cascade: [f32; CASCADE_FEATURES],
     pub mean: [f32; CASCADE_FEATURES],
@@ -106,8 +105,7 @@ impl RumorModel {
     pub fn blank(bits: u8) -> RumorModel {
         RumorModel {
             bits,
-            w_orig: vec![0.0; 1 << bits],
-            w_repost: vec![0.0; 1 << bits],
+            w_text: vec![[0.0; 2]; 1 << bits],
             w_cascade: [0.0; CASCADE_FEATURES],
             mean: [0.0; CASCADE_FEATURES],
             std: [1.0; CASCADE_FEATURES],
@@ -148,9 +146,15 @@ impl RumorModel {
         c.posts >= self.min_posts && self.probability(c) >= self.threshold
     }
 
+    /// The text weights as the file keeps them: every original weight, then every repost one.
+    fn text_weights_in_file_order(&self) -> impl Iterator<Item = f32> + '_ {
+        let part = |i: usize| self.w_text.iter().map(move |w| w[i]);
+        part(0).chain(part(1))
+    }
+
     fn weights_checksum(&self) -> String {
-        let mut bytes = Vec::with_capacity((self.w_orig.len() + self.w_repost.len()) * 4);
-        for w in self.w_orig.iter().chain(&self.w_repost) {
+        let mut bytes = Vec::with_capacity(self.w_text.len() * 8);
+        for w in self.text_weights_in_file_order() {
             bytes.extend_from_slice(&w.to_le_bytes());
         }
         format!("{:016x}", crate::stable_hash(&bytes))
@@ -171,11 +175,11 @@ impl RumorModel {
             checksum: self.weights_checksum(),
         };
         let json = serde_json::to_vec_pretty(&header).map_err(std::io::Error::other)?;
-        let mut out = Vec::with_capacity(16 + json.len() + self.w_orig.len() * 8);
+        let mut out = Vec::with_capacity(16 + json.len() + self.w_text.len() * 8);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(json.len() as u32).to_le_bytes());
         out.extend_from_slice(&json);
-        for w in self.w_orig.iter().chain(&self.w_repost) {
+        for w in self.text_weights_in_file_order() {
             out.extend_from_slice(&w.to_le_bytes());
         }
         if let Some(dir) = path.parent() {
@@ -238,15 +242,13 @@ impl RumorModel {
         if !(0.0..=1.0).contains(&h.threshold) {
             return Err(format!("threshold {} out of 0..=1", h.threshold));
         }
-        let mut all = weights
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-        let w_orig: Vec<f32> = all.by_ref().take(n).collect();
-        let w_repost: Vec<f32> = all.collect();
+        let f32_at = |i: usize| {
+            let c = &weights[4 * i..4 * i + 4];
+            f32::from_le_bytes([c[0], c[1], c[2], c[3]])
+        };
         let m = RumorModel {
             bits: h.bits,
-            w_orig,
-            w_repost,
+            w_text: (0..n).map(|i| [f32_at(i), f32_at(n + i)]).collect(),
             w_cascade: arr(&h.w_cascade, "w_cascade")?,
             mean: arr(&h.mean, "mean")?,
             std,
@@ -270,8 +272,9 @@ mod tests {
     fn tiny() -> RumorModel {
         let bits = 10;
         RumorModel {
-            w_orig: (0..1 << bits).map(|i| (i % 5) as f32 * 0.1).collect(),
-            w_repost: (0..1 << bits).map(|i| (i % 3) as f32 * -0.1).collect(),
+            w_text: (0..1 << bits)
+                .map(|i| [(i % 5) as f32 * 0.1, (i % 3) as f32 * -0.1])
+                .collect(),
             w_cascade: [0.5; CASCADE_FEATURES],
             bias: -1.0,
             threshold: 0.6,

@@ -207,8 +207,7 @@ fn fit(cascades: &[&Cascade], s: &TrainSettings) -> RumorModel {
         w_cascade[i] = w[2 * n + i] as f32;
     }
     RumorModel {
-        w_orig: w[..n].iter().map(|x| *x as f32).collect(),
-        w_repost: w[n..2 * n].iter().map(|x| *x as f32).collect(),
+        w_text: (0..n).map(|i| [w[i] as f32, w[n + i] as f32]).collect(),
         w_cascade,
         mean: meanf,
         std: stdf,

@@ -263,13 +263,16 @@ impl Engine {
         // keeps them.
         let mut shared_id: Option<Arc<str>> = None;
         let mut shared_full: Option<Arc<Mention>> = None;
+        // The baseline's divisor, the same for every term until the next roll (a `powf`).
+        let mut correction: Option<f64> = None;
         for t in &a.emerging {
             let est = self.em.sketch.add(t.hash);
             if !self.em.may_follow(t.hash) || !self.em.cands.contains_key(&t.hash) {
                 if est < NOMINATE_MIN || self.em.stop.contains(&t.hash) {
                     continue;
                 }
-                let base = self.em.sketch.baseline_corrected(t.hash, decay);
+                let corr = *correction.get_or_insert_with(|| self.em.sketch.correction(decay));
+                let base = self.em.sketch.baseline_with(t.hash, corr);
                 if f64::from(est) < 3.0 * (base + prior) {
                     continue;
                 }
