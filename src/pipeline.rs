@@ -234,13 +234,18 @@ fn worker(
         let mut items = Vec::with_capacity(batch.len());
         let t0 = Instant::now();
         let mut parsed = Vec::with_capacity(batch.len());
+        // Each mention goes once into the allocation that carries it to the engine, and is
+        // analysed there in place (a mention and its analysis are ~0.5 kB: moving them twice
+        // per mention showed in profiles).
         for item in batch {
             parsed.push(match item {
                 Item::Raw { line, bytes } => match parse_mention(&bytes) {
-                    Ok(mention) => Ok((mention, None)),
+                    Ok(mention) => Ok((Box::new((mention, Analysis::default())), None)),
                     Err(e) => Err(Done::Rejected(line, e)),
                 },
-                Item::Parsed(mention, at) => Ok((*mention, Some(at))),
+                Item::Parsed(mention, at) => {
+                    Ok((Box::new((*mention, Analysis::default())), Some(at)))
+                }
                 Item::Tick(now) => Err(Done::Tick(now)),
                 Item::Delete(ids) => Err(Done::Delete(ids)),
                 Item::Fleet(c) => Err(Done::Fleet(c)),
@@ -251,9 +256,10 @@ fn worker(
         parse_h.observe((t1 - t0).as_secs_f64());
         for p in parsed {
             items.push(match p {
-                Ok((mention, at)) => {
-                    let a = analyzer.analyze(&rs, &mention);
-                    Done::Ok(Box::new((mention, a)), at)
+                Ok((mut ma, at)) => {
+                    let (mention, analysis) = &mut *ma;
+                    analyzer.analyze_into(&rs, mention, analysis);
+                    Done::Ok(ma, at)
                 }
                 Err(d) => d,
             });

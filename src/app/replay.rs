@@ -308,12 +308,13 @@ pub fn replay_events<S: EventSink>(
     }
     let (diag_tx, diag_rx) = std::sync::mpsc::channel::<String>();
     let file_name = file.display().to_string();
-    let state = Arc::new(std::sync::Mutex::new((
-        ReplaySummary::default(),
-        sink,
-        None::<std::io::Error>,
-    )));
-    let st = state.clone();
+    // The engine thread owns the summary and the sink (no lock per item); they come back here
+    // when the pipeline drops its sink.
+    let (state_tx, state_rx) = std::sync::mpsc::sync_channel(1);
+    let mut st = ReturnOnDrop {
+        value: Some((ReplaySummary::default(), sink, None::<std::io::Error>)),
+        to: state_tx,
+    };
     let mut shown = 0;
     let mut item = 0u64;
     let mut pipeline = Pipeline::start(cfg, rules, analyzer, engine, move |o| {
@@ -325,8 +326,9 @@ pub fn replay_events<S: EventSink>(
         }
         let index = item;
         item += 1;
-        let mut g = st.lock().unwrap_or_else(|p| p.into_inner());
-        let (summary, sink, err) = &mut *g;
+        let Some((summary, sink, err)) = st.value.as_mut() else {
+            return;
+        };
         match o {
             Outcome::Rejected { line, reason } => {
                 *summary.rejected.entry(reason.as_str()).or_insert(0) += 1;
@@ -370,10 +372,9 @@ pub fn replay_events<S: EventSink>(
     for d in diag_rx.try_iter() {
         let _ = writeln!(diag, "{d}");
     }
-    // The pipeline has finished, so the sink (and its clone of the state) is gone.
-    let (summary, sink, err) = match Arc::try_unwrap(state) {
-        Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
-        Err(_) => anyhow::bail!("the replay sink outlived the pipeline"),
+    // The pipeline has finished, so its sink is gone and has handed the state back.
+    let Ok((summary, sink, err)) = state_rx.try_recv() else {
+        anyhow::bail!("the replay sink outlived the pipeline");
     };
     if let Some(e) = err {
         return Err(e).context("writing events");
@@ -391,4 +392,18 @@ pub fn replay_events<S: EventSink>(
         s.redis_round_trips = Some(redis_round_trips() - trips0);
     }
     Ok((s, sink))
+}
+
+/// A value sent to `to` when it is dropped (by then nothing else can hold it).
+struct ReturnOnDrop<T> {
+    value: Option<T>,
+    to: std::sync::mpsc::SyncSender<T>,
+}
+
+impl<T> Drop for ReturnOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(v) = self.value.take() {
+            let _ = self.to.try_send(v);
+        }
+    }
 }

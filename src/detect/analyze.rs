@@ -59,14 +59,22 @@ pub struct Analysis {
     /// Every term of the post, for the emerging-incident detector (when it is on): hashes
     /// with their place in `text`.
     pub emerging: Vec<super::emerging::Term>,
-    /// The normalised text `emerging` points into (empty when it is off).
-    pub text: String,
+    /// The normalised text `emerging` points into, when normalising changed the mention's
+    /// text (most posts it leaves as they are: then they point into the mention's own text and
+    /// no copy is made). Read it with [`Analysis::normalized`].
+    pub text: Option<String>,
 }
 
 impl Analysis {
     /// Whether anything a detector cares about hit.
     pub fn is_relevant(&self) -> bool {
         !self.categories.is_empty() || self.cues.any() || !self.claims.is_empty()
+    }
+
+    /// The normalised text of `m` (the mention this is the analysis of), which `emerging`
+    /// points into.
+    pub fn normalized<'a>(&'a self, m: &'a Mention) -> &'a str {
+        self.text.as_deref().unwrap_or(&m.text)
     }
 }
 
@@ -110,8 +118,20 @@ impl Analyzer {
 
     /// Analyse one mention.
     pub fn analyze(&self, rules: &RuleSet, m: &Mention) -> Analysis {
-        let text = self.normalizer.normalize(&m.text);
         let mut a = Analysis::default();
+        self.analyze_into(rules, m, &mut a);
+        a
+    }
+
+    /// Analyse one mention into `a`, which must be empty ([`Analysis::default`]): the pipeline
+    /// analyses in place, in the allocation that carries the mention to the engine, instead of
+    /// moving a finished analysis there.
+    pub fn analyze_into(&self, rules: &RuleSet, m: &Mention, a: &mut Analysis) {
+        debug_assert!(
+            *a == Analysis::default(),
+            "analyze_into needs an empty analysis"
+        );
+        let text = self.normalizer.normalize(&m.text);
         let bytes = text.as_bytes();
         let mut region_hits: Vec<(&[u32], bool)> = Vec::new();
         let mut region_buf: Vec<(Vec<u32>, bool)> = Vec::new();
@@ -222,9 +242,10 @@ impl Analyzer {
         }
         if rules.settings.emerging.enabled {
             a.emerging = super::emerging::terms(&text);
-            a.text = text.into_owned();
+            if let std::borrow::Cow::Owned(t) = text {
+                a.text = Some(t);
+            }
         }
-        a
     }
 
     /// Significant tokens of normalised text: CJK words of two or more characters and ASCII

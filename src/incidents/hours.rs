@@ -148,7 +148,8 @@ impl HourAgg {
             match self.terms.get_mut(&t.hash) {
                 Some(e) => e.0 += 1,
                 None if room => {
-                    self.terms.insert(t.hash, (1, t.text(&a.text).into()));
+                    self.terms
+                        .insert(t.hash, (1, t.text(a.normalized(m)).into()));
                 }
                 None => self.overflow += 1,
             }

@@ -166,6 +166,9 @@ pub(super) struct EmergingState {
     /// The bucket of the last sweep: every candidate is looked at once per bucket, the ones
     /// mentioned since at every sweep.
     swept_bucket: i64,
+    /// The candidates mentioned since the last sweep (marked `dirty`), so a sweep between
+    /// bucket ends visits them, not every candidate; a hash no longer followed is skipped.
+    dirty: Vec<u64>,
     /// Bursts not opened because a rule incident already held their mentions.
     pub(super) covered: u64,
 }
@@ -282,12 +285,13 @@ impl Engine {
                     continue;
                 }
                 self.em.mark(t.hash);
+                self.em.dirty.push(t.hash);
                 self.em.cands.insert(
                     t.hash,
                     Candidate {
-                        name: t.text(&a.text).to_string(),
+                        name: t.text(a.normalized(m)).to_string(),
                         base,
-                        label: t.text(&a.text).to_string(),
+                        label: t.text(a.normalized(m)).to_string(),
                         active: false,
                         dirty: true,
                         authors: AHashMap::new(),
@@ -300,7 +304,7 @@ impl Engine {
                         fleet_key: self
                             .coord
                             .is_some()
-                            .then(|| fleet_key(t.text(&a.text)).into_boxed_str()),
+                            .then(|| fleet_key(t.text(a.normalized(m))).into_boxed_str()),
                         fleet: None,
                     },
                 );
@@ -309,7 +313,10 @@ impl Engine {
                 continue;
             };
             c.last_hit = c.last_hit.max(m.ts);
-            c.dirty = true;
+            if !c.dirty {
+                c.dirty = true;
+                self.em.dirty.push(t.hash);
+            }
             if let (Some(k), Some(co)) = (c.fleet_key.as_deref(), self.coord.as_mut()) {
                 co.record(Hit {
                     key: k,
@@ -449,11 +456,11 @@ impl Engine {
         let mut bursting: Vec<(u64, u64)> = Vec::new();
         let mut active: Vec<String> = Vec::new();
         let mut idle: Vec<u64> = Vec::new();
-        for (h, c) in self.em.cands.iter_mut() {
-            // Not mentioned since the last sweep: its count can only have fallen (looked at
-            // again at the bucket's end, when it may go quiet).
-            if !full && !c.dirty {
-                continue;
+        let mut dirty = std::mem::take(&mut self.em.dirty);
+        let (sketch, muted) = (&self.em.sketch, &self.em.muted);
+        let mut one = |h: u64, c: &mut Candidate| {
+            if !c.dirty && !full {
+                return;
             }
             c.dirty = false;
             // Between bucket ends (baselines move only at them) only a burst matters: a term
@@ -466,11 +473,11 @@ impl Engine {
                     || upper < u64::from(s.min_authors)
                     || poisson_tail_at_least(
                         upper,
-                        (c.base.min(self.em.sketch.baseline_with(*h, corr)) + prior) * nb,
+                        (c.base.min(sketch.baseline_with(h, corr)) + prior) * nb,
                         s.alpha,
                     )
                 {
-                    continue;
+                    return;
                 }
             }
             if c.oldest <= now - window_ms {
@@ -488,11 +495,11 @@ impl Engine {
                 c.recent.pop_front();
             }
             if c.authors.is_empty() && c.incident.is_none() {
-                idle.push(*h);
-                continue;
+                idle.push(h);
+                return;
             }
             let n = c.authors_now(now_b);
-            let current = self.em.sketch.baseline_with(*h, corr);
+            let current = sketch.baseline_with(h, corr);
             let lambda = (c.base.min(current) + prior) * nb;
             // At its ordinary level: P(authors >= n | baseline) at least ORDINARY_P.
             let ordinary = poisson_tail_at_least(n, lambda, ORDINARY_P);
@@ -507,19 +514,35 @@ impl Engine {
                 if c.active {
                     active.push(id.clone());
                 }
-                continue;
+                return;
             }
             let rules_share =
                 || c.recent.iter().filter(|r| r.rule).count() as f64 / c.recent.len().max(1) as f64;
             if warm
                 && n >= u64::from(s.min_authors)
                 && !poisson_tail_at_least(n, lambda, s.alpha)
-                && !self.em.muted.contains_key(h)
+                && !muted.contains_key(&h)
                 && rules_share() <= s.max_rule_share
             {
-                bursting.push((*h, n));
+                bursting.push((h, n));
+            }
+        };
+        // At a bucket's end every candidate; between, only those mentioned since the last
+        // sweep: any other's count can only have fallen (looked at again at the bucket's end,
+        // when it may go quiet).
+        if full {
+            for (h, c) in self.em.cands.iter_mut() {
+                one(*h, c);
+            }
+        } else {
+            for h in dirty.drain(..) {
+                if let Some(c) = self.em.cands.get_mut(&h) {
+                    one(h, c);
+                }
             }
         }
+        dirty.clear();
+        self.em.dirty = dirty;
         if full {
             crate::metrics::global()
                 .emerging_terms
@@ -868,7 +891,7 @@ fn voice(m: &Mention, a: &Analysis) -> u64 {
     }
     a.emerging
         .iter()
-        .filter(|t| !t.text(&a.text).bytes().any(|b| b.is_ascii_digit()))
+        .filter(|t| !t.text(a.normalized(m)).bytes().any(|b| b.is_ascii_digit()))
         .fold(0x517c_c1b7_2722_0a95_u64, |h, t| h ^ t.hash)
 }
 
