@@ -270,25 +270,31 @@ impl Engine {
         let mut correction: Option<f64> = None;
         for t in &a.emerging {
             let est = self.em.sketch.add(t.hash);
-            if !self.em.may_follow(t.hash) || !self.em.cands.contains_key(&t.hash) {
-                if est < NOMINATE_MIN || self.em.stop.contains(&t.hash) {
-                    continue;
-                }
-                let corr = *correction.get_or_insert_with(|| self.em.sketch.correction(decay));
-                let base = self.em.sketch.baseline_with(t.hash, corr);
-                if f64::from(est) < 3.0 * (base + prior) {
-                    continue;
-                }
-                if self.em.cands.len() >= max {
-                    self.em.overflow += 1;
-                    crate::metrics::global().emerging_overflow.inc();
-                    continue;
-                }
-                self.em.mark(t.hash);
-                self.em.dirty.push(t.hash);
-                self.em.cands.insert(
-                    t.hash,
-                    Candidate {
+            // One look-up for a followed term (most terms are not: the filter answers for them).
+            let followed = if self.em.may_follow(t.hash) {
+                self.em.cands.get_mut(&t.hash)
+            } else {
+                None
+            };
+            let c = match followed {
+                Some(c) => c,
+                None => {
+                    if est < NOMINATE_MIN || self.em.stop.contains(&t.hash) {
+                        continue;
+                    }
+                    let corr = *correction.get_or_insert_with(|| self.em.sketch.correction(decay));
+                    let base = self.em.sketch.baseline_with(t.hash, corr);
+                    if f64::from(est) < 3.0 * (base + prior) {
+                        continue;
+                    }
+                    if self.em.cands.len() >= max {
+                        self.em.overflow += 1;
+                        crate::metrics::global().emerging_overflow.inc();
+                        continue;
+                    }
+                    self.em.mark(t.hash);
+                    self.em.dirty.push(t.hash);
+                    self.em.cands.entry(t.hash).or_insert(Candidate {
                         name: t.text(a.normalized(m)).to_string(),
                         base,
                         label: t.text(a.normalized(m)).to_string(),
@@ -306,11 +312,8 @@ impl Engine {
                             .is_some()
                             .then(|| fleet_key(t.text(a.normalized(m))).into_boxed_str()),
                         fleet: None,
-                    },
-                );
-            }
-            let Some(c) = self.em.cands.get_mut(&t.hash) else {
-                continue;
+                    })
+                }
             };
             c.last_hit = c.last_hit.max(m.ts);
             if !c.dirty {
