@@ -57,7 +57,7 @@ pub struct Analysis {
     /// What the post brings to a cascade's rumor score (only with a rumor model).
     pub signals: Option<PostSignals>,
     /// Every term of the post, for the emerging-incident detector (when it is on): hashes
-    /// with their place in `text`.
+    /// with their place in the normalised text ([`Analysis::normalized`]).
     pub emerging: Vec<super::emerging::Term>,
     /// The normalised text `emerging` points into, when normalising changed the mention's
     /// text (most posts it leaves as they are: then they point into the mention's own text and
