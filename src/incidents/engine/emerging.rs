@@ -294,10 +294,11 @@ impl Engine {
                     }
                     self.em.mark(t.hash);
                     self.em.dirty.push(t.hash);
+                    let term = t.text(a.normalized(m));
                     self.em.cands.entry(t.hash).or_insert(Candidate {
-                        name: t.text(a.normalized(m)).to_string(),
+                        name: term.to_string(),
                         base,
-                        label: t.text(a.normalized(m)).to_string(),
+                        label: term.to_string(),
                         active: false,
                         dirty: true,
                         authors: AHashMap::new(),
@@ -310,7 +311,7 @@ impl Engine {
                         fleet_key: self
                             .coord
                             .is_some()
-                            .then(|| fleet_key(t.text(a.normalized(m))).into_boxed_str()),
+                            .then(|| fleet_key(term).into_boxed_str()),
                         fleet: None,
                     })
                 }
@@ -544,7 +545,7 @@ impl Engine {
                 }
             }
         }
-        dirty.clear();
+        dirty.clear(); // a full sweep visited every candidate without draining the list
         self.em.dirty = dirty;
         if full {
             crate::metrics::global()
