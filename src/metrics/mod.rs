@@ -35,6 +35,8 @@ pub struct Metrics {
     pub emerging_terms: IntGauge,
     /// Rising terms not followed because `max_candidates` were (the memory bound at work).
     pub emerging_overflow: IntCounter,
+    /// Claim groups (cascades) dropped, the longest idle first, because the table was full.
+    pub claim_groups_evicted: IntCounter,
     /// Per-stage latency: `parse`, `analyze`, `cluster` (per batch) and `end_to_end` (mention
     /// arrival to the incident event it caused).
     pub stage_seconds: HistogramVec,
@@ -117,6 +119,13 @@ impl Metrics {
         )
         .expect("valid");
         r.register(Box::new(emerging_overflow.clone()))
+            .expect("unique");
+        let claim_groups_evicted = IntCounter::new(
+            "huiying_claim_groups_evicted_total",
+            "Claim groups (cascades) dropped, the longest idle first, because the table was full.",
+        )
+        .expect("valid");
+        r.register(Box::new(claim_groups_evicted.clone()))
             .expect("unique");
         let stage_seconds = HistogramVec::new(
             HistogramOpts::new(
@@ -251,6 +260,7 @@ impl Metrics {
             late,
             emerging_terms,
             emerging_overflow,
+            claim_groups_evicted,
             stage_seconds,
             incidents_open,
             incidents_opened,

@@ -351,3 +351,76 @@ fn the_demo_drills_rumor_opens_with_the_shipped_model() {
         "the 停水 cascade opens a rumor incident: {rumors:#?}"
     );
 }
+
+#[test]
+fn a_full_table_of_cascades_drops_the_longest_idle_and_still_takes_new_ones() {
+    use huiying::detect::{Analyzer, RuleSet};
+    use huiying::incidents::{Engine, Event, EventKind};
+    use huiying::normalize::parse_mention;
+    let dir = rules_with(&enquiry_model());
+    let f = dir.path().join("detection.toml");
+    let toml = std::fs::read_to_string(&f).expect("read detection.toml");
+    assert!(toml.contains("max_groups = 50000"), "the shipped bound");
+    std::fs::write(&f, toml.replace("max_groups = 50000", "max_groups = 16")).expect("write");
+    let analyzer = Analyzer::new();
+    let rules =
+        std::sync::Arc::new(RuleSet::load(dir.path(), &analyzer.normalizer).expect("rules load"));
+    let mut engine = Engine::new();
+    let mut events = Vec::new();
+    let mut feed = |engine: &mut Engine, p: Value| {
+        let m = parse_mention(p.to_string().as_bytes()).expect("mention");
+        let a = analyzer.analyze(&rules, &m);
+        engine.process(&rules, &m, &a, &mut events);
+    };
+    // 64 quiet cascades, a minute apart: an original and a repost that asks nothing.
+    for i in 0..64 {
+        let ts = T0 + i * 60_000;
+        let o = format!("o{i}");
+        let text = format!("某地化工厂要搬到我们小区旁边了，第{i}号地块");
+        feed(&mut engine, post(&o, &format!("a{i}"), &text, ts, None));
+        feed(
+            &mut engine,
+            post(
+                &format!("r{i}"),
+                &format!("b{i}"),
+                "支持",
+                ts + 1_000,
+                Some(&o),
+            ),
+        );
+        assert!(
+            engine.state_sizes().1 <= 16,
+            "cascade {i}: {:?}",
+            engine.state_sizes()
+        );
+    }
+    let evicted = engine.stats().groups_evicted;
+    assert!(evicted >= 64 - 16, "{evicted}");
+    assert_eq!(engine.stats().group_overflow, 0);
+    // A new cascade that asks whether it is true still gets a group and opens.
+    let ts = T0 + 64 * 60_000;
+    feed(
+        &mut engine,
+        post("x", "x0", "听说明天全市要停水停电三天了", ts, None),
+    );
+    for (i, t) in ["真的吗？", "求证，是真的吗", "真的假的"]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("x{}", i + 1);
+        let ts = ts + (i as i64 + 1) * 1_000;
+        feed(&mut engine, post(&id, &format!("y{i}"), t, ts, Some("x")));
+    }
+    let opened: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Incident {
+                kind: EventKind::Opened,
+                incident,
+                ..
+            } => Some(incident.root_mention_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(opened, vec![Some("x".to_string())], "{opened:?}");
+}

@@ -399,6 +399,9 @@ impl RuleSet {
             if e.min_authors == 0 || d.rumor.min_authors == 0 {
                 l.err(&path, 0, "min_authors must be at least 1");
             }
+            if d.rumor.max_groups == 0 {
+                l.err(&path, 0, "[rumor] max_groups must be at least 1");
+            }
             let g = &d.emerging;
             if !(g.alpha > 0.0 && g.alpha < 1.0) || g.min_authors == 0 {
                 l.err(

@@ -92,6 +92,9 @@ pub struct RumorSettings {
     /// With a rumor model: how long a cascade with no incident is kept after its last post
     /// (slow cascades, reposts hours or days apart, are still scored).
     pub cascade_idle_secs: u32,
+    /// Claim groups (cascades and copy-paste clusters) held at most: the memory bound. A full
+    /// table drops its longest idle sixteenth (without an incident) to make room.
+    pub max_groups: u32,
 }
 
 impl Default for RumorSettings {
@@ -102,6 +105,7 @@ impl Default for RumorSettings {
             quiet_secs: 1800,
             near_duplicate_similarity: 0.6,
             cascade_idle_secs: 7 * 24 * 3600,
+            max_groups: 50_000,
         }
     }
 }

@@ -386,7 +386,7 @@ impl Engine {
                 author,
                 boosted: a.boosted,
                 verified: m.verified(),
-                mention: m.clone(),
+                mention: Box::new(m.clone()),
                 terms: names,
                 echo: false,
                 sample: true,
@@ -918,9 +918,9 @@ fn shares_event(shared: u64, total: u64) -> bool {
 
 fn pending(r: &Recent, terms: Vec<String>) -> PendingMention {
     let (mention, sample) = match &r.full {
-        Some(m) => ((**m).clone(), true),
+        Some(m) => (Box::new((**m).clone()), true),
         None => (
-            Mention::new(r.id.as_str().to_string(), r.ts, String::new()),
+            Box::new(Mention::new(r.id.as_str().to_string(), r.ts, String::new())),
             false,
         ),
     };

@@ -308,7 +308,7 @@ pub(super) fn absorb(o: &mut OpenIncident, p: PendingMention) {
     }
     if o.inc.sample_mention_ids.len() < MAX_SAMPLES && p.sample {
         o.inc.sample_mention_ids.push(p.mention.id.clone());
-        o.inc.samples.push(p.mention);
+        o.inc.samples.push(*p.mention);
     }
     for t in p.terms {
         *o.terms.entry(t).or_insert(0) += 1;

@@ -69,8 +69,10 @@ pub struct EngineStats {
     pub pending_overflow: u64,
     /// Deletions received from the sources.
     pub deleted: u64,
-    /// Cascades not started because the claim groups held were at their bound.
+    /// Cascades not started because every claim group held (at their bound) had an incident.
     pub group_overflow: u64,
+    /// Claim groups dropped, the longest idle first, to make room for new cascades.
+    pub groups_evicted: u64,
 }
 
 /// A relevant mention as the engine keeps it: held under its key until an incident opens (then
@@ -81,7 +83,9 @@ struct PendingMention {
     author: u64,
     boosted: bool,
     verified: bool,
-    mention: Mention,
+    /// Boxed: held by the hundred thousand in pending lists (most of a `Mention` is fields
+    /// left empty).
+    mention: Box<Mention>,
     terms: Vec<String>,
     /// A repost or reply counted for its parent's categories (it names none itself).
     echo: bool,
@@ -146,8 +150,9 @@ pub struct Engine {
     sweeps: u64,
     seen: SeenIds,
     emergency: AHashMap<EmergencyKey, EmergencyState>,
-    /// Claim groups by id.
-    claim_groups: AHashMap<u64, ClaimGroup>,
+    /// Claim groups by id (boxed: the table of 200,000 is rehashed as it grows, and most
+    /// groups are one or two posts).
+    claim_groups: AHashMap<u64, Box<ClaimGroup>>,
     /// The claim group of each known (debunked) claim id.
     known_claim_groups: AHashMap<Arc<str>, u64>,
     /// The claim group of each post seen in a cascade (bounded: two generations).
@@ -479,7 +484,7 @@ impl Engine {
             author: m.author_key(),
             boosted: a.boosted,
             verified: m.verified(),
-            mention: m.clone(),
+            mention: Box::new(m.clone()),
             terms: a.terms.clone(),
             echo: false,
             sample: true,

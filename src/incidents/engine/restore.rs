@@ -78,7 +78,7 @@ impl Engine {
                     }
                     self.claim_groups.insert(
                         gid,
-                        ClaimGroup {
+                        Box::new(ClaimGroup {
                             root,
                             window: Window::new(
                                 RUMOR_BUCKETS as usize,
@@ -88,9 +88,9 @@ impl Engine {
                             incident: Some(inc.id.clone()),
                             first_seen: inc.first_seen,
                             last_seen: inc.updated_at,
-                            region: inc.region.clone(),
+                            region: inc.region.clone().map(Box::new),
                             category: Some(Arc::from(inc.category.as_str())),
-                            rebuttal: inc.rebuttal.clone(),
+                            rebuttal: inc.rebuttal.clone().map(Box::new),
                             indexed: false,
                             spread: inc
                                 .spread
@@ -101,7 +101,7 @@ impl Engine {
                             // to decide it again.
                             stats: Default::default(),
                             revived: false,
-                        },
+                        }),
                     );
                     OpenKey::Rumor(gid)
                 }
@@ -128,7 +128,11 @@ impl Engine {
                     group.as_deref().unwrap_or(&inc.category),
                     inc.region.as_ref().map(|r| r.code.as_str()),
                 ),
-                OpenKey::Rumor(c) => self.claim_groups.get(c).map(rumor_key).unwrap_or_default(),
+                OpenKey::Rumor(c) => self
+                    .claim_groups
+                    .get(c)
+                    .map(|g| rumor_key(g))
+                    .unwrap_or_default(),
                 OpenKey::Emerging(_) => {
                     super::emerging::fleet_key(inc.top_terms.first().map_or("", String::as_str))
                 }

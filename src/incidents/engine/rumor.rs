@@ -30,10 +30,10 @@ pub(super) struct ClaimGroup {
     pub(super) first_seen: i64,
     pub(super) last_seen: i64,
     /// The first region and category its mentions named.
-    pub(super) region: Option<RegionRef>,
+    pub(super) region: Option<Box<RegionRef>>,
     pub(super) category: Option<Arc<str>>,
     /// The known claim's rebuttal, when the group is a known claim.
-    pub(super) rebuttal: Option<Rebuttal>,
+    pub(super) rebuttal: Option<Box<Rebuttal>>,
     /// Whether the group is in the sketch index (to remove it from there when dropped).
     pub(super) indexed: bool,
     /// Post id → (reposts and replies that spread it, where it is); at most [`MAX_SPREAD`].
@@ -53,9 +53,6 @@ pub(super) struct Seed {
     pub(super) ts: i64,
     pub(super) author: u64,
 }
-
-/// Claim groups held at most (beyond that no new cascade is started; counted).
-pub(super) const MAX_GROUPS: usize = 200_000;
 
 /// Posts whose spread a claim group counts (beyond that, only the posts already counted grow).
 const MAX_SPREAD: usize = 512;
@@ -117,13 +114,13 @@ impl Engine {
                     };
                     self.known_claim_groups.insert(claim.id.clone(), c);
                     if let Some(group) = self.claim_groups.get_mut(&c) {
-                        group.rebuttal = Some(Rebuttal {
+                        group.rebuttal = Some(Box::new(Rebuttal {
                             claim_id: claim.id.to_string(),
                             zh: claim.rebuttal_zh.clone(),
                             en: claim.rebuttal_en.clone(),
                             link: claim.link.clone(),
                             source: claim.source.clone(),
-                        });
+                        }));
                         if &*claim.category != "other" {
                             group.category = Some(claim.category.clone());
                         }
@@ -206,7 +203,10 @@ impl Engine {
             }
         }
         if group.region.is_none() {
-            group.region = a.regions.first().map(|r| rules.gazetteer.region_ref(*r));
+            group.region = a
+                .regions
+                .first()
+                .map(|r| Box::new(rules.gazetteer.region_ref(*r)));
         }
         if group.category.is_none() {
             group.category = a
@@ -272,7 +272,7 @@ impl Engine {
             kind: IncidentKind::Rumor,
             category: group.category.as_deref().unwrap_or("other").to_string(),
             categories: Vec::new(),
-            region: group.region.clone(),
+            region: group.region.as_deref().cloned(),
             first_seen: group
                 .first_seen
                 .min(pending.iter().map(|p| p.ts).min().unwrap_or(now)),
@@ -286,7 +286,7 @@ impl Engine {
             top_terms: Vec::new(),
             sample_mention_ids: Vec::new(),
             root_mention_id: Some(group.root.clone()),
-            rebuttal: group.rebuttal.clone(),
+            rebuttal: group.rebuttal.as_deref().cloned(),
             state: IncidentState::Open,
             spread: group.top_spread(),
             samples: Vec::new(),
@@ -305,17 +305,28 @@ impl Engine {
         }
     }
 
-    /// A new, empty claim group starting from post `root` (none when [`MAX_GROUPS`] are held).
+    /// Claim groups held at most (`[rumor] max_groups`).
+    fn max_groups(&self) -> usize {
+        self.settings.rumor.max_groups.max(1) as usize
+    }
+
+    /// A new, empty claim group starting from post `root`. With `max_groups` held, the
+    /// longest idle sixteenth of those without an incident are dropped first (a later repost
+    /// of theirs starts its cascade again, as after an idle drop); none when every group held
+    /// has an incident.
     pub(super) fn new_claim_group(&mut self, root: String, ts: i64) -> Option<u64> {
-        if self.claim_groups.len() >= MAX_GROUPS {
-            self.stats.group_overflow += 1;
-            return None;
+        if self.claim_groups.len() >= self.max_groups() {
+            self.evict_claim_groups();
+            if self.claim_groups.len() >= self.max_groups() {
+                self.stats.group_overflow += 1;
+                return None;
+            }
         }
         let c = self.next_claim_group;
         self.next_claim_group += 1;
         self.claim_groups.insert(
             c,
-            ClaimGroup {
+            Box::new(ClaimGroup {
                 root,
                 window: Window::new(RUMOR_BUCKETS as usize, self.now / self.rumor_bucket_ms()),
                 pending: VecDeque::new(),
@@ -329,9 +340,35 @@ impl Engine {
                 spread: AHashMap::new(),
                 stats: CascadeStats::default(),
                 revived: false,
-            },
+            }),
         );
         Some(c)
+    }
+
+    /// Drop the longest idle sixteenth of the claim groups without an incident (ties: the
+    /// older group), counted in `groups_evicted`. A steady stream of reposts fills the table
+    /// in minutes, and a full table that refused new cascades would stop rumor detection for
+    /// as long as a cascade may stay idle (days).
+    fn evict_claim_groups(&mut self) {
+        let mut idle: Vec<(i64, u64)> = self
+            .claim_groups
+            .iter()
+            .filter(|(_, g)| g.incident.is_none())
+            .map(|(id, g)| (g.last_seen, *id))
+            .collect();
+        let n = (self.max_groups() / 16).clamp(1, idle.len().max(1));
+        if idle.len() > n {
+            idle.select_nth_unstable(n - 1);
+            idle.truncate(n);
+        }
+        let evicted = idle.len() as u64;
+        for (_, c) in idle {
+            self.drop_claim_group(c);
+        }
+        self.stats.groups_evicted += evicted;
+        crate::metrics::global()
+            .claim_groups_evicted
+            .inc_by(evicted);
     }
 
     /// Forget a claim group and its entries in the claim and sketch indexes. A cascade that
