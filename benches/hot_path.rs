@@ -1,6 +1,7 @@
 //! The hot path, stage by stage: `parse` → `normalize` → `analyze` (and, within it, the rumor
 //! scorer's `rumor_signals` and the `emerging_terms`) → `engine`, and the whole
-//! `pipeline` (`huiying::app::replay` of 50k lines, 2 workers, events to a sink).
+//! `pipeline` (`huiying::app::replay` of 50k lines, 2 workers, events to a sink), and the
+//! spike `window` alone (a busy key, a cascade's short life).
 //!
 //! Input comes from a small deterministic generator below (typical chatter, ~3% emergency
 //! reports, ~1% rumor cues, some reposts, some traditional characters), not from the
@@ -9,6 +10,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use huiying::app::{replay, Emit};
 use huiying::detect::rumor_model::features::PostSignals;
+use huiying::detect::spike::Window;
 use huiying::detect::{Analysis, Analyzer, RuleSet};
 use huiying::feeds::jsonl::Speed;
 use huiying::incidents::{Engine, Event};
@@ -294,6 +296,39 @@ fn bench_engine(c: &mut Criterion) {
     g.finish();
 }
 
+/// The spike window alone: a busy key (every bucket of the ring holds posts, 50 mentions per
+/// 10 s bucket from 200 authors) and a cascade's life (a new window, two posts, dropped), the
+/// shape of most claim groups.
+fn bench_window(c: &mut Criterion) {
+    let mut g = c.benchmark_group("window");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("busy_key", |b| {
+        let mut w = Window::new(30, 0);
+        let mut i = 0u64;
+        b.iter(|| {
+            for _ in 0..BATCH {
+                let bucket = (i / 50) as i64;
+                w.advance(bucket, 0.99);
+                w.add(bucket, i.wrapping_mul(0x9e37_79b9) % 200);
+                i += 1;
+            }
+            black_box(w.authors())
+        })
+    });
+    g.bench_function("cascade", |b| {
+        b.iter(|| {
+            for k in 0..BATCH as i64 {
+                let mut w = Window::new(30, k);
+                w.add(k, 1);
+                w.advance(k + 1, 0.99);
+                w.add(k + 1, 2);
+                black_box(w.authors());
+            }
+        })
+    });
+    g.finish();
+}
+
 fn write_file(path: &Path, lines: &[String]) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("temp file"));
     for l in lines {
@@ -341,7 +376,7 @@ criterion_group! {
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_parse, bench_normalize, bench_signals_and_terms, bench_analyze, bench_engine
+    targets = bench_parse, bench_normalize, bench_signals_and_terms, bench_analyze, bench_engine, bench_window
 }
 criterion_group!(pipeline, bench_pipeline);
 criterion_main!(stages, pipeline);
