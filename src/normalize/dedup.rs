@@ -31,7 +31,13 @@ impl SeenIds {
         if self.generation_start == i64::MIN {
             self.generation_start = now;
         } else if now - self.generation_start >= self.horizon_ms || self.current.len() >= self.cap {
-            self.previous = std::mem::take(&mut self.current);
+            // The older generation's table, emptied, holds the next one: at full rate both
+            // reach `cap` every generation, and a table grown again from empty rehashes
+            // through every size and briefly holds two of them.
+            let mut spare =
+                std::mem::replace(&mut self.previous, std::mem::take(&mut self.current));
+            spare.clear();
+            self.current = spare;
             self.generation_start = now;
         }
         if self.previous.contains(&key) {
