@@ -397,8 +397,25 @@ fn a_full_table_of_cascades_drops_the_longest_idle_and_still_takes_new_ones() {
     let evicted = engine.stats().groups_evicted;
     assert!(evicted >= 64 - 16, "{evicted}");
     assert_eq!(engine.stats().group_overflow, 0);
-    // A new cascade that asks whether it is true still gets a group and opens.
+    // The newest cascade was kept: its next repost joins it (nothing dropped to make room)...
     let ts = T0 + 64 * 60_000;
+    feed(&mut engine, post("r63b", "c63", "支持", ts, Some("o63")));
+    assert_eq!(
+        engine.stats().groups_evicted,
+        evicted,
+        "o63's group was dropped"
+    );
+    // ...the oldest was dropped: its next repost starts it again, and that takes a place.
+    feed(
+        &mut engine,
+        post("r0b", "c0", "支持", ts + 1_000, Some("o0")),
+    );
+    assert!(
+        engine.stats().groups_evicted > evicted,
+        "o0's group was kept"
+    );
+    // A new cascade that asks whether it is true still gets a group and opens.
+    let ts = ts + 60_000;
     feed(
         &mut engine,
         post("x", "x0", "听说明天全市要停水停电三天了", ts, None),
