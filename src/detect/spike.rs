@@ -81,8 +81,8 @@ pub fn poisson_tail_at_least(k: u64, lambda: f64, p: f64) -> bool {
 /// an EWMA of distinct authors per bucket as the baseline.
 ///
 /// Only the buckets that hold something are stored (oldest first): most keys, a claim group's
-/// cascade above all, have a post in one or two of their 30 buckets, and 200,000 cascades of
-/// whole rings took ~1 KB each.
+/// cascade above all, have a post in one or two of their 30 buckets (a whole ring took ~1 KB
+/// per cascade).
 #[derive(Debug, Clone)]
 pub struct Window {
     /// Index (event time / bucket width) of the newest bucket.

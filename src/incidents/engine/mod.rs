@@ -150,8 +150,8 @@ pub struct Engine {
     sweeps: u64,
     seen: SeenIds,
     emergency: AHashMap<EmergencyKey, EmergencyState>,
-    /// Claim groups by id (boxed: the table of 200,000 is rehashed as it grows, and most
-    /// groups are one or two posts).
+    /// Claim groups by id, at most `[rumor] max_groups` (boxed: the table is rehashed as it
+    /// grows, and most groups are one or two posts).
     claim_groups: AHashMap<u64, Box<ClaimGroup>>,
     /// The claim group of each known (debunked) claim id.
     known_claim_groups: AHashMap<Arc<str>, u64>,

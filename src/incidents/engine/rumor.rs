@@ -356,7 +356,7 @@ impl Engine {
             .filter(|(_, g)| g.incident.is_none())
             .map(|(id, g)| (g.last_seen, *id))
             .collect();
-        let n = (self.max_groups() / 16).clamp(1, idle.len().max(1));
+        let n = (self.max_groups() / 16).max(1);
         if idle.len() > n {
             idle.select_nth_unstable(n - 1);
             idle.truncate(n);
