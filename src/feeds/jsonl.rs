@@ -40,8 +40,11 @@ pub fn read_batches<R: BufRead>(
     let mut line_no = 0u64;
     let mut items = Vec::with_capacity(batch);
     let mut pace: Option<(i64, Instant)> = None;
+    // One scratch buffer for every line; each line is then copied once into an allocation of
+    // its exact size (reading straight into a fresh `Vec` regrew it several times per line).
+    let mut buf = Vec::new();
     loop {
-        let mut buf = Vec::new();
+        buf.clear();
         let n = r.read_until(b'\n', &mut buf)?;
         if n == 0 {
             break;
@@ -68,7 +71,7 @@ pub fn read_batches<R: BufRead>(
         }
         items.push(Item::Raw {
             line: line_no,
-            bytes: buf,
+            bytes: buf.as_slice().to_vec(),
         });
         if items.len() >= batch && !submit(std::mem::replace(&mut items, Vec::with_capacity(batch)))
         {

@@ -10,7 +10,7 @@
 //! in their own modules.
 
 use super::health::FeedHealth;
-use super::{parse_payload, Ingest};
+use super::{parse_payload_str, Ingest};
 use crate::normalize::Mention;
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
@@ -121,7 +121,7 @@ impl Protocol for Generic {
     }
 
     fn on_text(&mut self, text: &str) -> Frame {
-        match parse_payload(text.as_bytes()) {
+        match parse_payload_str(text) {
             Ok((mentions, bad)) => Frame {
                 kind: "mentions",
                 event_ms: mentions.iter().map(|m| m.ts).max(),

@@ -464,6 +464,56 @@ fn a_burst_is_still_followed_while_rare_words_flood_the_table() {
     );
 }
 
+/// Posts of one phrase by `authors` of 500 (round robin), `per_min` a minute, for `minutes`.
+fn steady(f: &mut Feed, text: &str, per_min: i64, minutes: i64, from: &mut usize) {
+    let start = f.now;
+    for i in 0..per_min * minutes {
+        f.post(
+            start + i * MIN / per_min,
+            &format!("daily{}", *from % 500),
+            text,
+        );
+        *from += 1;
+    }
+    f.now = start + minutes * MIN;
+}
+
+#[test]
+fn words_too_common_to_burst_are_not_followed_until_they_rise() {
+    let mut f = Feed::new();
+    let mut who = 0;
+    // 60 posts a minute from 500 authors: ~600 authors' worth in a 10-minute window, where at
+    // most 256 are counted per term: under such a baseline no count could be improbable.
+    steady(&mut f, "每日打卡签到", 60, 4, &mut who);
+    f.tick(1);
+    let (followed, _) = f.engine.emerging_sizes();
+    assert_eq!(
+        followed, 0,
+        "terms that cannot burst on this instance are not followed"
+    );
+    // The same steady use goes on: it is not followed again (no churn at each bucket).
+    steady(&mut f, "每日打卡签到", 60, 2, &mut who);
+    f.tick(1);
+    assert_eq!(f.engine.emerging_sizes().0, 0, "still not followed");
+    // A rise to several times its baseline within a bucket follows its terms again.
+    steady(&mut f, "每日打卡签到", 400, 1, &mut who);
+    let (followed, _) = f.engine.emerging_sizes();
+    assert!(
+        followed >= 1,
+        "a term rising far above its baseline is followed again"
+    );
+    // A rarer word beside it (a few authors a minute) stays followed through bucket ends.
+    for i in 0..6 {
+        f.post(f.now + i * 10_000, &format!("rare{i}"), "青团");
+    }
+    f.now += MIN;
+    f.tick(1);
+    assert!(
+        f.engine.emerging_sizes().0 >= 1,
+        "a rare word stays followed"
+    );
+}
+
 /// A fleet in one process: what `store::redis::shared` does through Redis (windows of distinct
 /// authors per key and bucket, summed over instances; the first claim of a key wins).
 #[derive(Default)]

@@ -514,6 +514,23 @@ impl Engine {
                 c.base = current;
             }
             c.ordinary = ordinary;
+            // A term so common here that even [`AUTHORS_CAP`] authors in its window (the most
+            // it counts) would not be improbable under its baseline cannot burst on this
+            // instance: it is no longer followed. Its sketch still counts it, and a rise to
+            // three times its baseline follows it again. (In a fleet the instances' authors add
+            // up past the cap: followed there.) Words in everyday use at a high rate are most
+            // of a post's terms; following each cost most of the engine thread's time.
+            if c.incident.is_none()
+                && c.fleet_key.is_none()
+                && poisson_tail_at_least(
+                    AUTHORS_CAP as u64,
+                    (c.base.min(current) + prior) * nb,
+                    s.alpha,
+                )
+            {
+                idle.push(h);
+                return;
+            }
             if let Some(id) = &c.incident {
                 if c.active {
                     active.push(id.clone());
