@@ -105,6 +105,14 @@ pub fn truncate_chars(text: &str, max: usize) -> String {
     }
 }
 
+/// The most entries a hash table of `2^log2_buckets` buckets holds before it grows: 7/8 of
+/// them (hashbrown's load factor, from 8 buckets up). A bounded table whose bound is just past
+/// this (1,000,000 entries where 2^20 buckets hold 917,504) grows to twice the buckets, twice the
+/// memory, for 9 % more entries; the bounded tables of the engine take their bound from here.
+pub const fn full_table(log2_buckets: u32) -> usize {
+    (1usize << log2_buckets) / 8 * 7
+}
+
 /// A hash that is the same in every process and run (FNV-1a, 64 bit), for ids, author keys and
 /// sketch features. Determinism of replay depends on it.
 pub fn stable_hash(bytes: &[u8]) -> u64 {

@@ -74,6 +74,26 @@ mod tests {
     }
 
     #[test]
+    fn a_generation_of_a_full_tables_size_never_grows_its_table() {
+        // The engine's bound is `full_table(20)`; the same holds at every size from 8 buckets.
+        for log2 in [4, 10, 14] {
+            let cap = crate::full_table(log2);
+            let mut s = SeenIds::new(i64::MAX / 4, cap);
+            for k in 0..(3 * cap) as u64 {
+                s.insert(k, 0);
+            }
+            assert_eq!(s.current.capacity(), cap, "2^{log2} buckets hold {cap}");
+            assert_eq!(s.previous.capacity(), cap);
+            // One more per generation and each table doubles.
+            let mut s = SeenIds::new(i64::MAX / 4, cap + 1);
+            for k in 0..(3 * cap) as u64 {
+                s.insert(k, 0);
+            }
+            assert!(s.current.capacity() > cap && s.previous.capacity() > cap);
+        }
+    }
+
+    #[test]
     fn memory_is_bounded_by_count_too() {
         let mut s = SeenIds::new(i64::MAX / 4, 100);
         for k in 0..10_000u64 {

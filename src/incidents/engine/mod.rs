@@ -41,12 +41,14 @@ const MAX_PENDING: usize = 5_000;
 const MAX_SAMPLES: usize = 5;
 /// Top terms reported per incident.
 const TOP_TERMS: usize = 8;
-/// Cascade entries remembered (two generations of this many).
-const CASCADE_CAP: usize = 500_000;
+/// Cascade entries remembered (two generations of this many: 458,752, what a table of 2^19
+/// buckets holds).
+const CASCADE_CAP: usize = crate::full_table(19);
 /// Event time during which a mention id is remembered for de-duplication.
 const DEDUP_HORIZON_MS: i64 = 15 * 60 * 1000;
-/// Ids per de-duplication generation (at most twice this many are held: ~40 MB).
-const DEDUP_CAP: usize = 1_000_000;
+/// Ids per de-duplication generation (917,504, what a table of 2^20 buckets holds; at most
+/// twice this many are held: ~19 MB).
+const DEDUP_CAP: usize = crate::full_table(20);
 /// Original posts remembered for the rumor model (two generations of this many).
 const SEED_CAP: usize = 200_000;
 /// Buckets in a rumor window.
