@@ -1,5 +1,6 @@
 //! The hot path, stage by stage: `parse` → `normalize` → `analyze` (and, within it, the rumor
-//! scorer's `rumor_signals` and the `emerging_terms`) → `engine`, and the whole
+//! scorer's `rumor_signals` and the `emerging_terms`) → `engine` (fresh per batch, and
+//! `steady_stream`: one engine on a stream that goes on, after its baselines exist), the whole
 //! `pipeline` (`huiying::app::replay` of 50k lines, 2 workers, events to a sink), and the
 //! spike `window` alone (a busy key, a cascade's short life).
 //!
@@ -296,6 +297,66 @@ fn bench_engine(c: &mut Criterion) {
     g.finish();
 }
 
+/// The engine on a stream that goes on: one engine, event time moving on by the pool's second
+/// each round (fresh ids, reposts pointing at their round's parents). Measured after three
+/// minutes of chatter, once the baselines exist: the everyday words of the chatter, too common
+/// to burst, are then no longer followed (they were most of the engine thread's time in the
+/// live run of issue 19).
+fn bench_engine_steady(c: &mut Criterion) {
+    use std::fmt::Write as _;
+    let analyzer = Analyzer::new();
+    let rules = std::sync::Arc::new(rules(&analyzer));
+    let base_id = 4_900_000_000_000_000u64;
+    // Chatter only (the posts that hit no rule): the same emergency reports every second would
+    // keep hundreds of incidents open, and the look-up of related open incidents, linear in
+    // them, would be all the bench measured.
+    let mut pool: Vec<(Mention, Analysis, Option<u64>)> = parse_all(&lines(ENGINE_BATCH, 5))
+        .into_iter()
+        .map(|m| {
+            let a = analyzer.analyze(&rules, &m);
+            let parent = m
+                .repost_of
+                .as_deref()
+                .and_then(|p| p.parse::<u64>().ok())
+                .map(|p| p - base_id);
+            (m, a, parent)
+        })
+        .filter(|(_, a, _)| !a.is_relevant())
+        .collect();
+    let t0 = pool.first().map_or(0, |(m, _, _)| m.ts);
+    let pool_len = pool.len();
+    // The pool's event time (20 mentions per ms), so rounds follow each other.
+    let span = (ENGINE_BATCH / 20) as i64;
+    let mut engine = Engine::new();
+    let mut events = Vec::<Event>::with_capacity(64);
+    let mut round = 0i64;
+    let mut run_round = |engine: &mut Engine, events: &mut Vec<Event>| {
+        for (i, (m, a, parent)) in pool.iter_mut().enumerate() {
+            m.id.clear();
+            let _ = write!(m.id, "r{round}-{i}");
+            if let (Some(r), Some(p)) = (m.repost_of.as_mut(), parent) {
+                r.clear();
+                let _ = write!(r, "r{round}-{p}");
+            }
+            m.ts = t0 + round * span + i as i64 / 20;
+            events.clear();
+            engine.process(&rules, m, a, events);
+            black_box(events.len());
+        }
+        round += 1;
+    };
+    for _ in 0..180 {
+        run_round(&mut engine, &mut events);
+    }
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(pool_len as u64));
+    g.sample_size(10);
+    g.bench_function("steady_stream", |b| {
+        b.iter(|| run_round(&mut engine, &mut events))
+    });
+    g.finish();
+}
+
 /// The spike window alone: a busy key (every bucket of the ring holds posts, 50 mentions per
 /// 10 s bucket from 200 authors) and a cascade's life (a new window, two posts, dropped), the
 /// shape of most claim groups.
@@ -376,7 +437,7 @@ criterion_group! {
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_parse, bench_normalize, bench_signals_and_terms, bench_analyze, bench_engine, bench_window
+    targets = bench_parse, bench_normalize, bench_signals_and_terms, bench_analyze, bench_engine, bench_engine_steady, bench_window
 }
 criterion_group!(pipeline, bench_pipeline);
 criterion_main!(stages, pipeline);

@@ -174,3 +174,38 @@ fn parse_array(s: &str) -> Result<Payload, crate::normalize::RejectReason> {
     }
     Ok((ok, bad))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frames_text_reads_as_the_same_bytes_posted() {
+        let long = format!(
+            r#"{{"id":"1","ts":5,"text":"{}"}}"#,
+            "长".repeat(crate::normalize::mention::MAX_LINE_BYTES)
+        );
+        for s in [
+            r#"{"id":"1","ts":5,"text":"暴雨"}"#,
+            r#"  [{"id":"1","ts":5,"text":"x"},{"id":"2"},7]"#,
+            r#"[]"#,
+            "{oops",
+            "[{oops",
+            "",
+            long.as_str(),
+        ] {
+            let (a, b) = (parse_payload_str(s), parse_payload(s.as_bytes()));
+            assert_eq!(
+                format!("{a:?}"),
+                format!("{b:?}"),
+                "{}",
+                s.chars().take(30).collect::<String>()
+            );
+        }
+        // Bytes that are not UTF-8 are refused with their offset (only the bytes path sees them).
+        assert!(matches!(
+            parse_payload(b"[\xff]"),
+            Err(crate::normalize::RejectReason::InvalidUtf8(1))
+        ));
+    }
+}

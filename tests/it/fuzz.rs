@@ -15,7 +15,7 @@ use huiying::detect::{RuleErrors, RuleSet};
 use huiying::feeds::jetstream::Jetstream;
 use huiying::feeds::mastodon::Mastodon;
 use huiying::feeds::websocket::Protocol;
-use huiying::feeds::{parse_payload, FeedConfig, FeedKind};
+use huiying::feeds::{parse_payload, parse_payload_str, FeedConfig, FeedKind};
 use huiying::normalize::mention::{parse_time, parse_value};
 use huiying::normalize::{parse_mention, Normalizer, RejectReason};
 use huiying::respond::matrix::Matrix;
@@ -127,6 +127,13 @@ proptest! {
                 prop_assert!(RejectReason::ALL.contains(&r.as_str()));
             },
             Err(e) => prop_assert!(RejectReason::ALL.contains(&e.as_str())),
+        }
+        // A websocket frame's text (already UTF-8) reads as the same bytes posted would.
+        if let Ok(s) = std::str::from_utf8(&bytes) {
+            prop_assert_eq!(
+                format!("{:?}", parse_payload_str(s)),
+                format!("{:?}", parse_payload(&bytes))
+            );
         }
     }
 
