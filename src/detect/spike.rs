@@ -176,25 +176,24 @@ impl Window {
     pub fn add(&mut self, idx: i64, author: u64) {
         let n = self.n as i64;
         let idx = idx.clamp(self.head - n + 1, self.head);
-        // Most mentions land in the newest bucket: look at the back first.
-        let b = match self.buckets.back().map(|(i, _)| *i) {
-            Some(i) if i == idx => &mut self.buckets.back_mut().expect("non-empty").1,
-            Some(i) if i < idx => {
+        // Most mentions land in the newest bucket or open the next one: the back first.
+        let last = self.buckets.len().saturating_sub(1);
+        let pos = match self.buckets.back() {
+            Some((i, _)) if *i == idx => last,
+            Some((i, _)) if *i < idx => {
                 self.buckets.push_back((idx, Bucket::default()));
-                &mut self.buckets.back_mut().expect("just pushed").1
+                last + 1
             }
-            _ => {
-                let pos = match self.buckets.iter().rposition(|(i, _)| *i <= idx) {
-                    Some(p) if self.buckets[p].0 == idx => p,
-                    found => {
-                        let p = found.map_or(0, |p| p + 1);
-                        self.buckets.insert(p, (idx, Bucket::default()));
-                        p
-                    }
-                };
-                &mut self.buckets[pos].1
-            }
+            _ => match self.buckets.iter().rposition(|(i, _)| *i <= idx) {
+                Some(p) if self.buckets[p].0 == idx => p,
+                found => {
+                    let p = found.map_or(0, |p| p + 1);
+                    self.buckets.insert(p, (idx, Bucket::default()));
+                    p
+                }
+            },
         };
+        let b = &mut self.buckets[pos].1;
         b.mentions += 1;
         self.mentions += 1;
         if !b.authors.contains(&author) {

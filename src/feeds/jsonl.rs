@@ -71,7 +71,7 @@ pub fn read_batches<R: BufRead>(
         }
         items.push(Item::Raw {
             line: line_no,
-            bytes: buf.as_slice().to_vec(),
+            bytes: buf.to_vec(),
         });
         if items.len() >= batch && !submit(std::mem::replace(&mut items, Vec::with_capacity(batch)))
         {

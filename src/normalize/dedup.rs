@@ -34,10 +34,8 @@ impl SeenIds {
             // The older generation's table, emptied, holds the next one: at full rate both
             // reach `cap` every generation, and a table grown again from empty rehashes
             // through every size and briefly holds two of them.
-            let mut spare =
-                std::mem::replace(&mut self.previous, std::mem::take(&mut self.current));
-            spare.clear();
-            self.current = spare;
+            std::mem::swap(&mut self.previous, &mut self.current);
+            self.current.clear();
             self.generation_start = now;
         }
         if self.previous.contains(&key) {

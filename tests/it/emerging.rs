@@ -464,7 +464,8 @@ fn a_burst_is_still_followed_while_rare_words_flood_the_table() {
     );
 }
 
-/// Posts of one phrase by `authors` of 500 (round robin), `per_min` a minute, for `minutes`.
+/// Posts of one phrase, `per_min` a minute for `minutes`, by 500 authors in turn (`from` carries
+/// the turn on between calls).
 fn steady(f: &mut Feed, text: &str, per_min: i64, minutes: i64, from: &mut usize) {
     let start = f.now;
     for i in 0..per_min * minutes {
