@@ -1,6 +1,7 @@
 //! The hot path, stage by stage: `parse` → `normalize` → `analyze` (and, within it, the rumor
 //! scorer's `rumor_signals` and the `emerging_terms`) → `engine` (fresh per batch, and
-//! `steady_stream`: one engine on a stream that goes on, after its baselines exist), the whole
+//! `steady_stream`: one engine on a stream that goes on, after its baselines exist), `hold`
+//! (a mention packed as the engine holds it while it waits for an incident), the whole
 //! `pipeline` (`huiying::app::replay` of 50k lines, 2 workers, events to a sink), and the
 //! spike `window` alone (a busy key, a cascade's short life).
 //!
@@ -15,7 +16,7 @@ use huiying::detect::spike::Window;
 use huiying::detect::{Analysis, Analyzer, RuleSet};
 use huiying::feeds::jsonl::Speed;
 use huiying::incidents::{Engine, Event};
-use huiying::normalize::{parse_mention, Mention};
+use huiying::normalize::{parse_mention, Mention, Packed};
 use std::hint::black_box;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -194,6 +195,30 @@ fn bench_parse(c: &mut Criterion) {
         b.iter(|| {
             for l in &input {
                 black_box(parse_mention(black_box(l.as_bytes())).ok());
+            }
+        })
+    });
+    g.finish();
+}
+
+/// What the engine holds of a mention waiting for an incident: the mention packed with its
+/// terms (one allocation), against the boxed clone and terms it held before.
+fn bench_hold(c: &mut Criterion) {
+    let input = parse_all(&lines(BATCH, 1));
+    let terms: Vec<String> = ["停水", "暴雨", "网传"].map(String::from).to_vec();
+    let mut g = c.benchmark_group("hold");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("packed", |b| {
+        b.iter(|| {
+            for m in &input {
+                black_box(Packed::new(black_box(m), &terms));
+            }
+        })
+    });
+    g.bench_function("boxed_clone", |b| {
+        b.iter(|| {
+            for m in &input {
+                black_box((Box::new(black_box(m).clone()), terms.clone()));
             }
         })
     });
@@ -437,7 +462,7 @@ criterion_group! {
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_parse, bench_normalize, bench_signals_and_terms, bench_analyze, bench_engine, bench_engine_steady, bench_window
+    targets = bench_parse, bench_hold, bench_normalize, bench_signals_and_terms, bench_analyze, bench_engine, bench_engine_steady, bench_window
 }
 criterion_group!(pipeline, bench_pipeline);
 criterion_main!(stages, pipeline);

@@ -372,7 +372,7 @@ impl Engine {
                 }
                 *cats.entry(k.0.clone()).or_insert(0) += 1;
                 if recent
-                    .insert(crate::stable_hash(p.mention.id.as_bytes()), p.ts)
+                    .insert(crate::stable_hash(p.held.id().as_bytes()), p.ts)
                     .is_none()
                 {
                     pending.push_back(p);
@@ -653,7 +653,7 @@ impl Engine {
         {
             set_categories(rules, o);
         }
-        let h = crate::stable_hash(p.mention.id.as_bytes());
+        let h = crate::stable_hash(p.held.id().as_bytes());
         if o.recent.insert(h, p.ts).is_some() {
             if elevated {
                 o.last_active = now;
@@ -809,8 +809,8 @@ fn own_authors_at_least(st: &EmergencyState, since: i64, need: u64) -> bool {
 fn top_terms(pending: &VecDeque<PendingMention>, since: i64) -> Vec<String> {
     let mut n: BTreeMap<&str, u32> = BTreeMap::new();
     for p in pending.iter().rev().take_while(|p| p.ts >= since) {
-        for t in &p.terms {
-            *n.entry(t.as_str()).or_insert(0) += 1;
+        for t in p.held.words() {
+            *n.entry(t).or_insert(0) += 1;
         }
     }
     most_frequent(n.into_iter(), TALK_TERMS)
@@ -827,7 +827,7 @@ fn shares_terms(pending: &VecDeque<PendingMention>, top: &[&str], since: i64) ->
         .take(TALK_SAMPLE)
     {
         n += 1;
-        if p.terms.iter().any(|t| top.contains(&t.as_str())) {
+        if p.held.words().any(|t| top.contains(&t)) {
             shared += 1;
         }
     }

@@ -28,7 +28,7 @@ use crate::detect::rules::RuleSet;
 use crate::detect::spike::poisson_tail_at_least;
 use crate::incidents::coord::Hit;
 use crate::incidents::incident::{Event, Incident, IncidentKind};
-use crate::normalize::Mention;
+use crate::normalize::{Mention, Packed};
 use ahash::{AHashMap, AHashSet};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -386,8 +386,7 @@ impl Engine {
                 author,
                 boosted: a.boosted,
                 verified: m.verified(),
-                mention: Box::new(m.clone()),
-                terms: names,
+                held: Packed::new(m, &names),
                 echo: false,
                 sample: true,
             };
@@ -934,10 +933,10 @@ fn shares_event(shared: u64, total: u64) -> bool {
 }
 
 fn pending(r: &Recent, terms: Vec<String>) -> PendingMention {
-    let (mention, sample) = match &r.full {
-        Some(m) => (Box::new((**m).clone()), true),
+    let (held, sample) = match &r.full {
+        Some(m) => (Packed::new(m, &terms), true),
         None => (
-            Box::new(Mention::new(r.id.as_str().to_string(), r.ts, String::new())),
+            Packed::new(&Mention::new(r.id.as_str(), r.ts, String::new()), &terms),
             false,
         ),
     };
@@ -946,8 +945,7 @@ fn pending(r: &Recent, terms: Vec<String>) -> PendingMention {
         author: r.author,
         boosted: r.boosted,
         verified: false,
-        mention,
-        terms,
+        held,
         echo: false,
         sample,
     }

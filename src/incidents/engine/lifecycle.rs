@@ -39,7 +39,7 @@ impl Engine {
             recent: AHashMap::new(),
             fleet_authors,
         };
-        let ids: Vec<String> = pending.iter().map(|p| p.mention.id.clone()).collect();
+        let ids: Vec<String> = pending.iter().map(|p| p.held.id().to_string()).collect();
         for p in pending {
             absorb(&mut o, p);
         }
@@ -86,7 +86,7 @@ impl Engine {
         let Some(o) = self.open.get_mut(id) else {
             return;
         };
-        let mid = p.mention.id.clone();
+        let mid = p.held.id().to_string();
         let rule_kind = o.inc.kind != IncidentKind::Emerging;
         absorb(o, p);
         if elevated {
@@ -299,19 +299,24 @@ pub(super) fn absorb(o: &mut OpenIncident, p: PendingMention) {
     if p.verified {
         o.verified.insert(p.author);
     }
-    o.inc.official |= p.mention.official;
+    o.inc.official |= p.held.official();
     if o.inc.headline.is_none() && p.sample {
-        let h = crate::incidents::headline(&p.mention.text);
+        let h = crate::incidents::headline(p.held.text());
         if !h.is_empty() {
             o.inc.headline = Some(h);
         }
     }
     if o.inc.sample_mention_ids.len() < MAX_SAMPLES && p.sample {
-        o.inc.sample_mention_ids.push(p.mention.id.clone());
-        o.inc.samples.push(*p.mention);
+        o.inc.sample_mention_ids.push(p.held.id().to_string());
+        o.inc.samples.push(p.held.mention());
     }
-    for t in p.terms {
-        *o.terms.entry(t).or_insert(0) += 1;
+    for t in p.held.words() {
+        match o.terms.get_mut(t) {
+            Some(n) => *n += 1,
+            None => {
+                o.terms.insert(t.to_string(), 1);
+            }
+        }
     }
     if o.terms.len() > 2_000 {
         // Keep the most frequent half; the long tail never reaches the top anyway.

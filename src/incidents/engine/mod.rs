@@ -27,7 +27,7 @@ use super::incident::{Event, Incident};
 use super::rumor::{BoundedMap, SketchIndex};
 use crate::detect::analyze::Analysis;
 use crate::detect::rules::{RuleSet, Settings};
-use crate::normalize::{Mention, SeenIds};
+use crate::normalize::{Mention, Packed, SeenIds};
 use ahash::{AHashMap, AHashSet};
 use emergency::{EmergencyKey, EmergencyState, Topic};
 use lifecycle::emit_update;
@@ -85,10 +85,9 @@ struct PendingMention {
     author: u64,
     boosted: bool,
     verified: bool,
-    /// Boxed: held by the hundred thousand in pending lists (most of a `Mention` is fields
-    /// left empty).
-    mention: Box<Mention>,
-    terms: Vec<String>,
+    /// The mention and its terms, packed: held by the hundred thousand in pending lists, one
+    /// allocation shared by every list the mention went into.
+    held: Packed,
     /// A repost or reply counted for its parent's categories (it names none itself).
     echo: bool,
     /// It may be a sample and give the headline (an emerging incident's older mentions are
@@ -481,13 +480,13 @@ impl Engine {
         if !a.is_relevant() && parent.is_none() {
             return;
         }
+        let held = std::cell::OnceCell::new();
         let pending_mention = || PendingMention {
             ts,
             author: m.author_key(),
             boosted: a.boosted,
             verified: m.verified(),
-            mention: Box::new(m.clone()),
-            terms: a.terms.clone(),
+            held: held.get_or_init(|| Packed::new(m, &a.terms)).clone(),
             echo: false,
             sample: true,
         };
