@@ -17,7 +17,7 @@
 //! |---|---|
 //! | [`feeds`] | the feeds stage: one websocket loop (ping, read timeout, backoff, bad-frame accounting) with protocols for the generic format, Mastodon streaming (+ REST backfill) and Bluesky Jetstream (+ cursor); JSON Lines files; the demo drill; per-feed health; `[[feeds]]` |
 //! | [`ingest`] | the engine's input: [`ingest::Item`] and [`ingest::Ingest`], the sending end of the bounded queue |
-//! | [`normalize`] | the [`normalize::Mention`] type, parsing and rejection reasons, text and HTML normalisation, de-duplication |
+//! | [`normalize`] | the [`normalize::Mention`] type, parsing and rejection reasons, text and HTML normalisation, de-duplication, the packed form a mention waits in for an incident ([`normalize::Packed`]) |
 //! | [`detect`] | `rules/` loading and validation (`file:line` diagnostics) and the changes the service writes into them (promotions), the automaton, the pure per-mention analysis, every mention's terms and their count-min sketch (emerging incidents), gazetteer, near-duplicate sketches, the rumor model, spike maths, hot reload |
 //! | [`pipeline`] | threads and bounded channels: batches → analysis workers → engine, in input order |
 //! | [`incidents`] | the engine thread: the single owner of detection state, which opens, updates and closes incidents (emergency, rumor, emerging: bursts no rule names) on event time and emits the events; operator changes (close, merge, dismiss); the `Coordinator` hook of a fleet |
