@@ -34,29 +34,11 @@ const AUTHOR: u64 = 2;
 const VERIFIED: u64 = 4;
 const FOLLOWERS: u64 = 8;
 
-/// Append the decimal digits of `n` (no allocation: the packing is made for every mention
-/// held).
-fn push_digits(buf: &mut String, mut n: u64) {
-    let mut d = [0u8; 20];
-    let mut i = d.len();
-    loop {
-        i -= 1;
-        d[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &b in &d[i..] {
-        buf.push(char::from(b));
-    }
-}
-
 /// A string field: `len:bytes`, or `-` when absent.
 fn put(buf: &mut String, s: Option<&str>) {
     match s {
         Some(s) => {
-            push_digits(buf, s.len() as u64);
+            buf.push_str(itoa::Buffer::new().format(s.len()));
             buf.push(':');
             buf.push_str(s);
         }
@@ -65,11 +47,8 @@ fn put(buf: &mut String, s: Option<&str>) {
 }
 
 /// A number field: its digits (after a `-` when negative) and `;`.
-fn put_num(buf: &mut String, n: i64) {
-    if n < 0 {
-        buf.push('-');
-    }
-    push_digits(buf, n.unsigned_abs());
+fn put_num(buf: &mut String, n: impl itoa::Integer) {
+    buf.push_str(itoa::Buffer::new().format(n));
     buf.push(';');
 }
 
@@ -122,17 +101,10 @@ impl Packed {
             // Packed here, then copied into the shared allocation at its exact size.
             static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
-        SCRATCH.with(|b| match b.try_borrow_mut() {
-            Ok(mut buf) => {
-                buf.clear();
-                Self::pack_into(&mut buf, m, words);
-                Packed(Arc::from(buf.as_str()))
-            }
-            Err(_) => {
-                let mut buf = String::new();
-                Self::pack_into(&mut buf, m, words);
-                Packed(Arc::from(buf))
-            }
+        SCRATCH.with_borrow_mut(|buf| {
+            buf.clear();
+            Self::pack_into(buf, m, words);
+            Packed(Arc::from(buf.as_str()))
         })
     }
 
@@ -154,8 +126,8 @@ impl Packed {
         // only when the mention is unpacked.
         put(buf, Some(&m.id));
         put(buf, Some(&m.text));
-        put_num(buf, flags as i64);
-        put_num(buf, words.len() as i64);
+        put_num(buf, flags);
+        put_num(buf, words.len());
         for w in words {
             put(buf, Some(w.as_ref()));
         }
@@ -164,8 +136,7 @@ impl Packed {
             put(buf, Some(&a.id));
             put(buf, a.name.as_deref());
             if let Some(f) = a.followers {
-                push_digits(buf, f);
-                buf.push(';');
+                put_num(buf, f);
             }
         }
         for o in [
@@ -263,16 +234,6 @@ impl Packed {
         let n = f.num::<usize>().unwrap_or(0);
         (0..n).map_while(move |_| f.str())
     }
-
-    /// Bytes held (the packing, without the shared count).
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether nothing is held (never: even an empty mention packs its fields).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -338,9 +299,9 @@ mod tests {
         let p = Packed::new(&m, &["停水"]);
         let strings = m.id.len() + m.text.len() + 40;
         assert!(
-            p.len() < std::mem::size_of::<Mention>() + strings,
+            p.0.len() < std::mem::size_of::<Mention>() + strings,
             "{} bytes packed",
-            p.len()
+            p.0.len()
         );
         // Shared, not copied, by a clone.
         let q = p.clone();
