@@ -70,7 +70,7 @@ impl Engine {
                 totals,
             });
         }
-        self.open.insert(id, o);
+        self.open.insert(id, Box::new(o));
     }
 
     pub(super) fn join(

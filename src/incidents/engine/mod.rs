@@ -165,7 +165,8 @@ pub struct Engine {
     /// Posts counted for an emergency and what they were about (their reposts inherit it).
     topics: BoundedMap<Topic>,
     next_claim_group: u64,
-    open: BTreeMap<String, OpenIncident>,
+    /// Boxed: a B-tree node holds eleven entries and is often half full; an incident is ~1 kB.
+    open: BTreeMap<String, Box<OpenIncident>>,
     /// Open emergency incidents per group (to skip looking for one to join when none is open).
     open_groups: AHashMap<Arc<str>, u32>,
     stats: EngineStats,

@@ -166,7 +166,7 @@ impl Engine {
             };
             self.open.insert(
                 inc.id.clone(),
-                OpenIncident {
+                Box::new(OpenIncident {
                     authors_base: inc.authors,
                     last_emit: inc.updated_at,
                     last_active: inc.updated_at,
@@ -185,7 +185,7 @@ impl Engine {
                     cats,
                     recent: ahash::AHashMap::new(),
                     fleet_authors: 0,
-                },
+                }),
             );
         }
     }
