@@ -566,4 +566,22 @@ mod tests {
             "too_large"
         );
     }
+
+    #[test]
+    fn keys_are_matched_as_written_escaped_or_not_and_unknown_ones_skipped() {
+        // A key spelt with an escape is the same key; a key that only resembles one
+        // (case, prefix, suffix) is unknown and skipped with its value, whatever it holds.
+        let m = parse_mention(
+            br#"{"i\u0064":"a","te\u0078t":"x","ts":5,"Text":"no","tex":{"a":[1]},"texts":3,"author":"u"}"#,
+        )
+        .expect("parses");
+        assert_eq!((m.id.as_str(), m.text.as_str(), m.ts), ("a", "x", 5));
+        assert_eq!(m.author.map(|a| a.id).as_deref(), Some("u"));
+        // The last of a repeated key wins, as before.
+        let m = parse_mention(br#"{"id":"a","id":"b","text":"x","ts":1}"#).expect("parses");
+        assert_eq!(m.id, "b");
+        // Without its `text` (only look-alikes), the line is rejected naming the field.
+        let e = parse_mention(br#"{"id":"a","Text":"x","ts":1}"#).unwrap_err();
+        assert_eq!(e, RejectReason::MissingField("text"));
+    }
 }
