@@ -377,8 +377,8 @@ impl<'de> Deserialize<'de> for AuthorLike {
     }
 }
 
-/// A key of a mention's object, read without copying it (a `String` per key was a third of
-/// the allocations per mention).
+/// A key of a mention's object, read without copying it (a `String` per key was four of the
+/// ~15 allocations per mention). The names are [`FIELDS`]' first twelve.
 #[derive(Deserialize)]
 #[serde(field_identifier, rename_all = "snake_case")]
 enum Field {
