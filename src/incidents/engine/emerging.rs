@@ -680,7 +680,7 @@ impl Engine {
             if self.em.members.len() < MEMBERS_CAP {
                 self.em.members.insert(r.key, iid.clone());
             }
-            let p = pending(&r, vec![name.clone()]);
+            let p = pending(&r, std::slice::from_ref(&name));
             self.join(id, p, false, None, out);
         }
     }
@@ -832,7 +832,7 @@ impl Engine {
         // The terms counted are the burst's (not the mentions' jieba tokens).
         let pend: VecDeque<PendingMention> = recent
             .iter()
-            .map(|r| pending(r, names_of.remove(&r.key).unwrap_or_default()))
+            .map(|r| pending(r, &names_of.remove(&r.key).unwrap_or_default()))
             .collect();
         self.open_incident(
             inc,
@@ -932,11 +932,11 @@ fn shares_event(shared: u64, total: u64) -> bool {
     shared >= 3 && shared * 10 >= total
 }
 
-fn pending(r: &Recent, terms: Vec<String>) -> PendingMention {
+fn pending(r: &Recent, terms: &[String]) -> PendingMention {
     let (held, sample) = match &r.full {
-        Some(m) => (Packed::new(m, &terms), true),
+        Some(m) => (Packed::new(m, terms), true),
         None => (
-            Packed::new(&Mention::new(r.id.as_str(), r.ts, String::new()), &terms),
+            Packed::new(&Mention::new(r.id.as_str(), r.ts, String::new()), terms),
             false,
         ),
     };
