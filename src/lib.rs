@@ -113,6 +113,28 @@ pub const fn full_table(log2_buckets: u32) -> usize {
     (1usize << log2_buckets) / 8 * 7
 }
 
+/// A hash map held by the hundred thousand (a window's authors, a claim group's, an open
+/// incident's): ahash under one random key per process, not one per map, so the map is 32
+/// bytes, not 64. The key stays random and secret per run (ids and authors are chosen by
+/// whoever posts), and nothing reads these maps in iteration order.
+pub type SmallMap<K, V> = std::collections::HashMap<K, V, ProcessHasher>;
+
+/// A hash set of the same kind as [`SmallMap`].
+pub type SmallSet<K> = std::collections::HashSet<K, ProcessHasher>;
+
+/// The hasher of [`SmallMap`] and [`SmallSet`]: zero bytes, its key drawn once per process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessHasher;
+
+impl std::hash::BuildHasher for ProcessHasher {
+    type Hasher = ahash::AHasher;
+
+    fn build_hasher(&self) -> ahash::AHasher {
+        static KEY: std::sync::OnceLock<ahash::RandomState> = std::sync::OnceLock::new();
+        KEY.get_or_init(ahash::RandomState::new).build_hasher()
+    }
+}
+
 /// A hash that is the same in every process and run (FNV-1a, 64 bit), for ids, author keys and
 /// sketch features. Determinism of replay depends on it.
 pub fn stable_hash(bytes: &[u8]) -> u64 {

@@ -1,7 +1,6 @@
 //! Spike statistics: a ring of event-time buckets counting distinct authors per key, an EWMA
 //! baseline, and the Poisson upper tail that says how improbable a window is under it.
 
-use ahash::AHashMap;
 use std::collections::VecDeque;
 
 /// ln Γ(x) for x > 0 (Lanczos, g = 7), accurate to ~1e-13.
@@ -93,7 +92,7 @@ pub struct Window {
     /// `head - n + 1 ..= head`.
     buckets: VecDeque<(i64, Bucket)>,
     /// Author → number of buckets in the ring it appears in.
-    authors: AHashMap<u64, u32>,
+    authors: crate::SmallMap<u64, u32>,
     mentions: u64,
     /// EWMA of distinct authors per bucket (without the prior floor).
     ewma: f64,
@@ -118,7 +117,7 @@ impl Window {
             head,
             n: n.max(1),
             buckets: VecDeque::new(),
-            authors: AHashMap::new(),
+            authors: crate::SmallMap::default(),
             mentions: 0,
             ewma: 0.0,
             frozen: false,
@@ -184,6 +183,13 @@ impl Window {
                 self.buckets.push_back((idx, Bucket::default()));
                 last + 1
             }
+            None => {
+                // Most windows (a claim group's) only ever hold one bucket: room for one, not
+                // the four a first push makes.
+                self.buckets.reserve_exact(1);
+                self.buckets.push_back((idx, Bucket::default()));
+                0
+            }
             _ => match self.buckets.iter().rposition(|(i, _)| *i <= idx) {
                 Some(p) if self.buckets[p].0 == idx => p,
                 found => {
@@ -197,6 +203,9 @@ impl Window {
         b.mentions += 1;
         self.mentions += 1;
         if !b.authors.contains(&author) {
+            if b.authors.capacity() == 0 {
+                b.authors.reserve_exact(1);
+            }
             b.authors.push(author);
             *self.authors.entry(author).or_insert(0) += 1;
         }
@@ -285,6 +294,7 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ahash::AHashMap;
 
     #[test]
     fn the_tail_test_decides_as_the_summed_tail() {

@@ -3,7 +3,6 @@
 //! exactly these functions, so a cascade scored live scores as it did in training.
 
 use crate::detect::analyze::Cues;
-use ahash::AHashSet;
 
 /// Character n-gram orders hashed (1, 2 and 3).
 const MAX_N: usize = 3;
@@ -208,7 +207,7 @@ pub struct CascadeStats {
     pub enquiry: u32,
     pub correction: u32,
     pub spreading: u32,
-    authors: AHashSet<u64>,
+    authors: crate::SmallSet<u64>,
     extra_authors: u32,
 }
 

@@ -24,7 +24,9 @@ use crate::detect::rules::RuleSet;
 use crate::detect::spike::{poisson_sf, Window};
 use crate::incidents::coord::{emergency_key, incident_key, parse_emergency_key, FleetCount, Hit};
 use crate::incidents::incident::{Event, Incident, IncidentKind, IncidentState};
+use crate::SmallMap;
 use std::collections::{BTreeMap, VecDeque};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 /// An emergency window's key: (category id, most specific region code or none).
@@ -36,7 +38,8 @@ pub(super) type EmergencyKey = (Arc<str>, Option<Arc<str>>);
 pub(super) struct Topic {
     cats: [u16; TOPIC_CATS],
     n: u8,
-    region: Option<u32>,
+    /// The region's index plus one (24 bytes a topic, not 32, over 400,000 held).
+    region: Option<NonZeroU32>,
     /// Event time of the post that named the categories (echoes keep it).
     pub(super) ts: i64,
 }
@@ -61,7 +64,7 @@ impl Topic {
         let mut t = Topic {
             cats: [0; TOPIC_CATS],
             n: 0,
-            region,
+            region: pack_region(region),
             ts,
         };
         for (i, c) in cats.iter().take(TOPIC_CATS).enumerate() {
@@ -78,16 +81,22 @@ impl Topic {
 
     /// Its region.
     pub(super) fn region(&self) -> Option<u32> {
-        self.region
+        self.region.map(|r| r.get() - 1)
     }
 
     /// The same topic at `region` when that is known (a reply naming its own place).
     pub(super) fn placed(self, region: Option<u32>) -> Topic {
         Topic {
-            region: region.or(self.region),
+            region: pack_region(region).or(self.region),
             ..self
         }
     }
+}
+
+/// A region index as a [`Topic`] keeps it (`u32::MAX`, more regions than any gazetteer
+/// holds, is kept as none).
+fn pack_region(region: Option<u32>) -> Option<NonZeroU32> {
+    region.and_then(|r| NonZeroU32::new(r.wrapping_add(1)))
 }
 
 /// The windows of one emergency key and what waits on them.
@@ -353,7 +362,7 @@ impl Engine {
                 self.settings.window.long_window_secs
             }) * 1000;
         let mut cats: BTreeMap<Arc<str>, u64> = BTreeMap::new();
-        let mut recent: ahash::AHashMap<u64, i64> = ahash::AHashMap::new();
+        let mut recent: SmallMap<u64, i64> = SmallMap::default();
         let mut region = None;
         for (n, k) in keys.iter().enumerate() {
             let Some(s) = self.emergency.get_mut(k) else {
@@ -832,4 +841,24 @@ fn shares_terms(pending: &VecDeque<PendingMention>, top: &[&str], since: i64) ->
         }
     }
     n > 0 && shared * 2 >= n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_keeps_its_region_and_categories_in_24_bytes() {
+        assert!(std::mem::size_of::<Topic>() <= 24);
+        for r in [None, Some(0), Some(1), Some(3_340), Some(u32::MAX - 1)] {
+            let t = Topic::new(&[3, 1], r, 5).expect("categories given");
+            assert_eq!((t.region(), t.cats(), t.ts), (r, &[3u16, 1][..], 5));
+            // A reply naming its own place moves it; one naming none keeps it.
+            assert_eq!(t.placed(Some(7)).region(), Some(7));
+            assert_eq!(t.placed(None).region(), r);
+        }
+        assert!(Topic::new(&[], Some(1), 5).is_none());
+        let many = Topic::new(&[1, 2, 3, 4, 5, 6], None, 0).expect("categories given");
+        assert_eq!(many.cats(), &[1, 2, 3, 4]);
+    }
 }

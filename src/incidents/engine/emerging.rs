@@ -29,6 +29,7 @@ use crate::detect::spike::poisson_tail_at_least;
 use crate::incidents::coord::Hit;
 use crate::incidents::incident::{Event, Incident, IncidentKind};
 use crate::normalize::{Mention, Packed};
+use crate::SmallMap;
 use ahash::{AHashMap, AHashSet};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -103,7 +104,7 @@ impl RecentId {
 struct Candidate {
     name: String,
     /// Author → event time of their last mention of it.
-    authors: AHashMap<u64, i64>,
+    authors: SmallMap<u64, i64>,
     recent: VecDeque<Recent>,
     fulls: usize,
     last_hit: i64,
@@ -301,7 +302,7 @@ impl Engine {
                         label: term.to_string(),
                         active: false,
                         dirty: true,
-                        authors: AHashMap::new(),
+                        authors: SmallMap::default(),
                         recent: VecDeque::new(),
                         fulls: 0,
                         last_hit: m.ts,

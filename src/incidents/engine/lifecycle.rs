@@ -3,7 +3,8 @@
 
 use super::{round2, Engine, OpenIncident, OpenKey, PendingMention, MAX_SAMPLES, TOP_TERMS};
 use crate::incidents::incident::{Event, EventKind, Incident, IncidentKind, IncidentState};
-use ahash::{AHashMap, AHashSet};
+use crate::normalize::Mention;
+use crate::{SmallMap, SmallSet};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -22,11 +23,11 @@ impl Engine {
         let mut o = OpenIncident {
             inc,
             key,
-            authors: AHashSet::new(),
+            authors: SmallSet::default(),
             authors_base: 0,
-            boosted: AHashSet::new(),
-            verified: AHashSet::new(),
-            terms: AHashMap::new(),
+            boosted: SmallSet::default(),
+            verified: SmallSet::default(),
+            terms: SmallMap::default(),
             last_emit: self.now,
             last_active: self.now,
             dirty: false,
@@ -36,7 +37,7 @@ impl Engine {
             extra_keys: Vec::new(),
             group: None,
             cats: BTreeMap::new(),
-            recent: AHashMap::new(),
+            recent: SmallMap::default(),
             fleet_authors,
         };
         let ids: Vec<String> = pending.iter().map(|p| p.held.id().to_string()).collect();
@@ -307,8 +308,7 @@ pub(super) fn absorb(o: &mut OpenIncident, p: PendingMention) {
         }
     }
     if o.inc.sample_mention_ids.len() < MAX_SAMPLES && p.sample {
-        o.inc.sample_mention_ids.push(p.held.id().to_string());
-        o.inc.samples.push(p.held.mention());
+        add_sample(&mut o.inc, p.held.id().to_string(), p.held.mention());
     }
     for t in p.held.words() {
         match o.terms.get_mut(t) {
@@ -325,6 +325,17 @@ pub(super) fn absorb(o: &mut OpenIncident, p: PendingMention) {
         v.truncate(1_000);
         o.terms = v.into_iter().collect();
     }
+}
+
+/// Keep a sample mention: room for [`MAX_SAMPLES`] at the first, not the eight that pushing
+/// the fifth grows to (a `Mention` is ~200 bytes; thousands of incidents may be open).
+pub(super) fn add_sample(inc: &mut Incident, id: String, m: Mention) {
+    if inc.samples.capacity() == 0 {
+        inc.samples.reserve_exact(MAX_SAMPLES);
+        inc.sample_mention_ids.reserve_exact(MAX_SAMPLES);
+    }
+    inc.sample_mention_ids.push(id);
+    inc.samples.push(m);
 }
 
 pub(super) fn finish(o: &mut OpenIncident) {

@@ -28,7 +28,8 @@ use super::rumor::{BoundedMap, SketchIndex};
 use crate::detect::analyze::Analysis;
 use crate::detect::rules::{RuleSet, Settings};
 use crate::normalize::{Mention, Packed, SeenIds};
-use ahash::{AHashMap, AHashSet};
+use crate::{SmallMap, SmallSet};
+use ahash::AHashMap;
 use emergency::{EmergencyKey, EmergencyState, Topic};
 use lifecycle::emit_update;
 use rumor::ClaimGroup;
@@ -110,11 +111,11 @@ enum OpenKey {
 struct OpenIncident {
     inc: Incident,
     key: OpenKey,
-    authors: AHashSet<u64>,
+    authors: SmallSet<u64>,
     authors_base: u64,
-    boosted: AHashSet<u64>,
-    verified: AHashSet<u64>,
-    terms: AHashMap<String, u32>,
+    boosted: SmallSet<u64>,
+    verified: SmallSet<u64>,
+    terms: SmallMap<String, u32>,
     last_emit: i64,
     last_active: i64,
     dirty: bool,
@@ -133,7 +134,7 @@ struct OpenIncident {
     cats: BTreeMap<Arc<str>, u64>,
     /// Emergency only: the mentions assigned (hashed id → event time) within the last window,
     /// so a mention counted under two keys of the incident is assigned once.
-    recent: AHashMap<u64, i64>,
+    recent: SmallMap<u64, i64>,
     /// Distinct authors in the window over the fleet, at most (merged counts).
     fleet_authors: u64,
 }
@@ -157,7 +158,7 @@ pub struct Engine {
     /// The claim group of each known (debunked) claim id.
     known_claim_groups: AHashMap<Arc<str>, u64>,
     /// The claim group of each post seen in a cascade (bounded: two generations).
-    group_of_post: BoundedMap<u64>,
+    group_of_post: rumor::PostGroups,
     /// Claim groups started by a rumor cue, by sketch (for copy-paste variants).
     sim: SketchIndex,
     /// Original posts with text of their own, for the rumor model (bounded: two generations).
@@ -210,7 +211,7 @@ impl Engine {
             emergency: AHashMap::new(),
             claim_groups: AHashMap::new(),
             known_claim_groups: AHashMap::new(),
-            group_of_post: BoundedMap::new(CASCADE_CAP),
+            group_of_post: rumor::PostGroups::new(CASCADE_CAP),
             sim: SketchIndex::default(),
             seeds: BoundedMap::new(SEED_CAP),
             topics: BoundedMap::new(SEED_CAP),
@@ -637,8 +638,7 @@ impl Engine {
                         break;
                     }
                     if !o.inc.sample_mention_ids.contains(&m.id) {
-                        o.inc.sample_mention_ids.push(m.id.clone());
-                        o.inc.samples.push(m);
+                        lifecycle::add_sample(&mut o.inc, m.id.clone(), m);
                     }
                 }
                 // Severity never goes down within an incident.

@@ -7,7 +7,7 @@ use crate::detect::rules::RuleSet;
 use crate::detect::spike::Window;
 use crate::incidents::coord::incident_key;
 use crate::incidents::incident::{Incident, IncidentKind, IncidentState};
-use ahash::AHashSet;
+use crate::{SmallMap, SmallSet};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -92,11 +92,7 @@ impl Engine {
                             category: Some(Arc::from(inc.category.as_str())),
                             rebuttal: inc.rebuttal.clone().map(Box::new),
                             indexed: false,
-                            spread: inc
-                                .spread
-                                .iter()
-                                .map(|p| (p.id.clone(), (p.shares, p.source.clone())))
-                                .collect(),
+                            spread: inc.spread.iter().collect(),
                             // The incident is open already: the model's counts are not needed
                             // to decide it again.
                             stats: Default::default(),
@@ -172,9 +168,9 @@ impl Engine {
                     last_active: inc.updated_at,
                     inc,
                     key,
-                    authors: AHashSet::new(),
-                    boosted: AHashSet::new(),
-                    verified: AHashSet::new(),
+                    authors: SmallSet::default(),
+                    boosted: SmallSet::default(),
+                    verified: SmallSet::default(),
                     terms,
                     dirty: false,
                     prior,
@@ -183,7 +179,7 @@ impl Engine {
                     extra_keys: Vec::new(),
                     group,
                     cats,
-                    recent: ahash::AHashMap::new(),
+                    recent: SmallMap::default(),
                     fleet_authors: 0,
                 }),
             );

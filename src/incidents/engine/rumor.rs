@@ -12,8 +12,8 @@ use crate::detect::spike::Window;
 use crate::incidents::incident::{
     Event, Incident, IncidentKind, IncidentState, Rebuttal, SpreadPost, SPREAD_TOP,
 };
+use crate::incidents::rumor::BoundedMap;
 use crate::normalize::Mention;
-use ahash::AHashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -36,8 +36,8 @@ pub(super) struct ClaimGroup {
     pub(super) rebuttal: Option<Box<Rebuttal>>,
     /// Whether the group is in the sketch index (to remove it from there when dropped).
     pub(super) indexed: bool,
-    /// Post id → (reposts and replies that spread it, where it is); at most [`MAX_SPREAD`].
-    pub(super) spread: AHashMap<String, (u32, Option<String>)>,
+    /// The posts it spread through; at most [`MAX_SPREAD`].
+    pub(super) spread: Spread,
     /// What the rumor model reads of the cascade.
     pub(super) stats: CascadeStats,
     /// Started by a repost of a post whose group had closed or gone idle.
@@ -54,32 +54,126 @@ pub(super) struct Seed {
     pub(super) author: u64,
 }
 
+/// The claim group of each post seen in a cascade, at least the last `cap` posts (two
+/// generations). A group's id is kept as its low 32 bits (12 bytes a slot, not 16, over
+/// ~900,000 slots) and read back as the latest id with those bits: the posts held span fewer
+/// than 2^32 new groups (each post starts at most one), so no older id shares them.
+pub(super) struct PostGroups(BoundedMap<u32>);
+
+impl PostGroups {
+    pub(super) fn new(cap: usize) -> Self {
+        PostGroups(BoundedMap::new(cap))
+    }
+
+    /// The group of post `id`, given the next group id to be handed out.
+    pub(super) fn get(&self, id: &str, next: u64) -> Option<u64> {
+        let low = u64::from(self.0.get(id)?);
+        let c = (next & !u64::from(u32::MAX)) | low;
+        Some(if c >= next {
+            c.wrapping_sub(1 << 32)
+        } else {
+            c
+        })
+    }
+
+    pub(super) fn insert(&mut self, id: &str, c: u64) {
+        self.0.insert(id, c as u32);
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// Posts whose spread a claim group counts (beyond that, only the posts already counted grow).
 const MAX_SPREAD: usize = 512;
 
-impl ClaimGroup {
-    /// A repost or reply (from `source`) spread `parent`.
-    pub(super) fn spread(&mut self, parent: &str, source: Option<&str>) {
-        if let Some(e) = self.spread.get_mut(parent) {
-            e.0 += 1;
-        } else if self.spread.len() < MAX_SPREAD {
-            self.spread
-                .insert(parent.to_string(), (1, source.map(str::to_string)));
+/// Post id → (reposts and replies that spread it, where it is), in a list: most groups spread
+/// through one or two posts, and a hash map's smallest table is four 56-byte slots plus an id
+/// string each. Looked up by the id's hash first; at most [`MAX_SPREAD`] entries.
+#[derive(Debug, Default)]
+pub(super) struct Spread(Vec<SpreadEntry>);
+
+#[derive(Debug)]
+struct SpreadEntry {
+    hash: u64,
+    shares: u32,
+    id: Box<str>,
+    source: Option<Box<str>>,
+}
+
+impl Spread {
+    fn find(&self, hash: u64, id: &str) -> Option<usize> {
+        self.0.iter().position(|e| e.hash == hash && &*e.id == id)
+    }
+
+    /// One more share of post `id` (from `source`); a post not yet counted is added while
+    /// fewer than [`MAX_SPREAD`] are.
+    fn add(&mut self, id: &str, source: Option<&str>) {
+        let hash = crate::stable_hash(id.as_bytes());
+        if let Some(i) = self.find(hash, id) {
+            self.0[i].shares += 1;
+        } else if self.0.len() < MAX_SPREAD {
+            if self.0.capacity() == 0 {
+                self.0.reserve_exact(1);
+            }
+            self.0.push(SpreadEntry {
+                hash,
+                shares: 1,
+                id: id.into(),
+                source: source.map(Into::into),
+            });
         }
     }
 
     /// The most-spread posts, most shares first (ties: smaller id).
-    pub(super) fn top_spread(&self) -> Vec<SpreadPost> {
-        let mut v: Vec<(&String, &(u32, Option<String>))> = self.spread.iter().collect();
-        v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(b.0)));
+    fn top(&self) -> Vec<SpreadPost> {
+        let mut v: Vec<&SpreadEntry> = self.0.iter().collect();
+        v.sort_by(|a, b| b.shares.cmp(&a.shares).then_with(|| a.id.cmp(&b.id)));
         v.into_iter()
             .take(SPREAD_TOP)
-            .map(|(id, (shares, source))| SpreadPost {
-                id: id.clone(),
-                source: source.clone(),
-                shares: *shares,
+            .map(|e| SpreadPost {
+                id: e.id.to_string(),
+                source: e.source.as_deref().map(str::to_string),
+                shares: e.shares,
             })
             .collect()
+    }
+}
+
+impl<'a> FromIterator<&'a SpreadPost> for Spread {
+    /// The spread of a restored incident (a post listed twice keeps its last count).
+    fn from_iter<I: IntoIterator<Item = &'a SpreadPost>>(posts: I) -> Self {
+        let mut s = Spread::default();
+        for p in posts {
+            let hash = crate::stable_hash(p.id.as_bytes());
+            let source = p.source.as_deref().map(Into::into);
+            match s.find(hash, &p.id) {
+                Some(i) => {
+                    s.0[i].shares = p.shares;
+                    s.0[i].source = source;
+                }
+                None => s.0.push(SpreadEntry {
+                    hash,
+                    shares: p.shares,
+                    id: p.id.as_str().into(),
+                    source,
+                }),
+            }
+        }
+        s
+    }
+}
+
+impl ClaimGroup {
+    /// A repost or reply (from `source`) spread `parent`.
+    pub(super) fn spread(&mut self, parent: &str, source: Option<&str>) {
+        self.spread.add(parent, source);
+    }
+
+    /// The most-spread posts, most shares first (ties: smaller id).
+    pub(super) fn top_spread(&self) -> Vec<SpreadPost> {
+        self.spread.top()
     }
 }
 
@@ -132,7 +226,7 @@ impl Engine {
         // A parent whose group is gone: its cascade had an incident (closed) or went idle.
         let mut revived = false;
         if gid.is_none() {
-            if let Some(c) = parent.and_then(|p| self.group_of_post.get(p)) {
+            if let Some(c) = parent.and_then(|p| self.group_of_post.get(p, self.next_claim_group)) {
                 if live(self, c) {
                     gid = Some(c);
                 } else {
@@ -242,6 +336,10 @@ impl Engine {
             }
             return;
         }
+        if group.pending.capacity() == 0 {
+            // Most groups hold one waiting mention and never open: room for one, not four.
+            group.pending.reserve_exact(1);
+        }
         group.pending.push_back(p);
         if group.pending.len() > MAX_PENDING {
             group.pending.pop_front();
@@ -337,7 +435,7 @@ impl Engine {
                 category: None,
                 rebuttal: None,
                 indexed: false,
-                spread: AHashMap::new(),
+                spread: Spread::default(),
                 stats: CascadeStats::default(),
                 revived: false,
             }),
@@ -405,5 +503,96 @@ fn why(s: &crate::detect::rumor_model::CascadeStats, scored: bool) -> crate::inc
         spreading: s.spreading,
         original_cue: s.original.is_some_and(|(_, c)| c.any()),
         scored,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_posts_group_is_read_back_whole_while_fewer_than_2_pow_32_groups_started_since() {
+        let edge = 1u64 << 32;
+        let ids = [
+            1,
+            7,
+            edge - 2,
+            edge - 1,
+            edge,
+            edge + 3,
+            3 * edge + 5,
+            u64::MAX / 2,
+        ];
+        let mut g = PostGroups::new(100);
+        for (k, d) in ids.iter().enumerate() {
+            g.insert(&format!("p{k}"), *d);
+        }
+        for (k, d) in ids.iter().enumerate() {
+            let post = format!("p{k}");
+            for since in [1, 2, 1_000, edge / 2, edge - 1, edge] {
+                assert_eq!(
+                    g.get(&post, d + since),
+                    Some(*d),
+                    "{d} read with {since} started since"
+                );
+            }
+            // The stated limit: one more and an id 2^32 later is read.
+            assert_eq!(g.get(&post, d + edge + 1), Some(d + edge));
+        }
+        assert_eq!(g.get("unseen", 2), None);
+    }
+
+    /// Held by the 50,000 (`[rumor] max_groups`): a map with its own random key (64 bytes, not
+    /// 32) or a spread table in place of the list shows here first.
+    #[test]
+    fn a_claim_group_and_its_window_stay_small() {
+        assert_eq!(std::mem::size_of::<crate::SmallMap<u64, u32>>(), 32);
+        assert!(std::mem::size_of::<Window>() <= 112);
+        assert!(std::mem::size_of::<ClaimGroup>() <= 368);
+    }
+
+    #[test]
+    fn spread_counts_each_post_lists_the_top_and_stops_adding_at_the_cap() {
+        let mut s = Spread::default();
+        for (id, n) in [("b", 3), ("a", 3), ("c", 5), ("d", 1)] {
+            for _ in 0..n {
+                s.add(id, Some("weibo"));
+            }
+        }
+        let top = s.top();
+        let got: Vec<(&str, u32)> = top.iter().map(|p| (p.id.as_str(), p.shares)).collect();
+        assert_eq!(&got[..3], &[("c", 5), ("a", 3), ("b", 3)]);
+        assert_eq!(top[0].source.as_deref(), Some("weibo"));
+        for k in 0..MAX_SPREAD + 10 {
+            s.add(&format!("x{k}"), None);
+        }
+        assert_eq!(s.0.len(), MAX_SPREAD);
+        // Posts already counted still grow; a new one is not added.
+        s.add("d", None);
+        s.add("late", None);
+        assert_eq!(
+            s.0.iter().find(|e| &*e.id == "d").map(|e| e.shares),
+            Some(2)
+        );
+        assert!(s.0.iter().all(|e| &*e.id != "late"));
+        // Read back from an incident's list: a post listed twice keeps its last count.
+        let posts = [
+            SpreadPost {
+                id: "a".into(),
+                source: None,
+                shares: 2,
+            },
+            SpreadPost {
+                id: "a".into(),
+                source: Some("m".into()),
+                shares: 4,
+            },
+        ];
+        let r: Spread = posts.iter().collect();
+        assert_eq!(r.top().len(), 1);
+        assert_eq!(
+            (r.top()[0].shares, r.top()[0].source.as_deref()),
+            (4, Some("m"))
+        );
     }
 }
