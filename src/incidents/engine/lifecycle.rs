@@ -3,7 +3,6 @@
 
 use super::{round2, Engine, OpenIncident, OpenKey, PendingMention, MAX_SAMPLES, TOP_TERMS};
 use crate::incidents::incident::{Event, EventKind, Incident, IncidentKind, IncidentState};
-use crate::normalize::Mention;
 use crate::{SmallMap, SmallSet};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -308,7 +307,8 @@ pub(super) fn absorb(o: &mut OpenIncident, p: PendingMention) {
         }
     }
     if o.inc.sample_mention_ids.len() < MAX_SAMPLES && p.sample {
-        add_sample(&mut o.inc, p.held.id().to_string(), p.held.mention());
+        o.inc.sample_mention_ids.push(p.held.id().to_string());
+        o.inc.samples.push(p.held.mention());
     }
     for t in p.held.words() {
         match o.terms.get_mut(t) {
@@ -325,17 +325,6 @@ pub(super) fn absorb(o: &mut OpenIncident, p: PendingMention) {
         v.truncate(1_000);
         o.terms = v.into_iter().collect();
     }
-}
-
-/// Keep a sample mention: room for [`MAX_SAMPLES`] at the first, not the eight that pushing
-/// the fifth grows to (a `Mention` is ~200 bytes; thousands of incidents may be open).
-pub(super) fn add_sample(inc: &mut Incident, id: String, m: Mention) {
-    if inc.samples.capacity() == 0 {
-        inc.samples.reserve_exact(MAX_SAMPLES);
-        inc.sample_mention_ids.reserve_exact(MAX_SAMPLES);
-    }
-    inc.sample_mention_ids.push(id);
-    inc.samples.push(m);
 }
 
 pub(super) fn finish(o: &mut OpenIncident) {

@@ -638,7 +638,8 @@ impl Engine {
                         break;
                     }
                     if !o.inc.sample_mention_ids.contains(&m.id) {
-                        lifecycle::add_sample(&mut o.inc, m.id.clone(), m);
+                        o.inc.sample_mention_ids.push(m.id.clone());
+                        o.inc.samples.push(m);
                     }
                 }
                 // Severity never goes down within an incident.
