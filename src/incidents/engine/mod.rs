@@ -158,7 +158,7 @@ pub struct Engine {
     /// The claim group of each known (debunked) claim id.
     known_claim_groups: AHashMap<Arc<str>, u64>,
     /// The claim group of each post seen in a cascade (bounded: two generations).
-    group_of_post: rumor::PostGroups,
+    group_of_post: BoundedMap<u64>,
     /// Claim groups started by a rumor cue, by sketch (for copy-paste variants).
     sim: SketchIndex,
     /// Original posts with text of their own, for the rumor model (bounded: two generations).
@@ -211,7 +211,7 @@ impl Engine {
             emergency: AHashMap::new(),
             claim_groups: AHashMap::new(),
             known_claim_groups: AHashMap::new(),
-            group_of_post: rumor::PostGroups::new(CASCADE_CAP),
+            group_of_post: BoundedMap::new(CASCADE_CAP),
             sim: SketchIndex::default(),
             seeds: BoundedMap::new(SEED_CAP),
             topics: BoundedMap::new(SEED_CAP),

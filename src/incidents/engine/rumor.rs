@@ -12,7 +12,6 @@ use crate::detect::spike::Window;
 use crate::incidents::incident::{
     Event, Incident, IncidentKind, IncidentState, Rebuttal, SpreadPost, SPREAD_TOP,
 };
-use crate::incidents::rumor::BoundedMap;
 use crate::normalize::Mention;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -52,37 +51,6 @@ pub(super) struct Seed {
     pub(super) cues: Cues,
     pub(super) ts: i64,
     pub(super) author: u64,
-}
-
-/// The claim group of each post seen in a cascade, at least the last `cap` posts (two
-/// generations). A group's id is kept as its low 32 bits (12 bytes a slot, not 16, over
-/// ~900,000 slots) and read back as the latest id with those bits: the posts held span fewer
-/// than 2^32 new groups (each post starts at most one), so no older id shares them.
-pub(super) struct PostGroups(BoundedMap<u32>);
-
-impl PostGroups {
-    pub(super) fn new(cap: usize) -> Self {
-        PostGroups(BoundedMap::new(cap))
-    }
-
-    /// The group of post `id`, given the next group id to be handed out.
-    pub(super) fn get(&self, id: &str, next: u64) -> Option<u64> {
-        let low = u64::from(self.0.get(id)?);
-        let c = (next & !u64::from(u32::MAX)) | low;
-        Some(if c >= next {
-            c.wrapping_sub(1 << 32)
-        } else {
-            c
-        })
-    }
-
-    pub(super) fn insert(&mut self, id: &str, c: u64) {
-        self.0.insert(id, c as u32);
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 /// Posts whose spread a claim group counts (beyond that, only the posts already counted grow).
@@ -226,7 +194,7 @@ impl Engine {
         // A parent whose group is gone: its cascade had an incident (closed) or went idle.
         let mut revived = false;
         if gid.is_none() {
-            if let Some(c) = parent.and_then(|p| self.group_of_post.get(p, self.next_claim_group)) {
+            if let Some(c) = parent.and_then(|p| self.group_of_post.get(p)) {
                 if live(self, c) {
                     gid = Some(c);
                 } else {
@@ -509,38 +477,6 @@ fn why(s: &crate::detect::rumor_model::CascadeStats, scored: bool) -> crate::inc
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_posts_group_is_read_back_whole_while_fewer_than_2_pow_32_groups_started_since() {
-        let edge = 1u64 << 32;
-        let ids = [
-            1,
-            7,
-            edge - 2,
-            edge - 1,
-            edge,
-            edge + 3,
-            3 * edge + 5,
-            u64::MAX / 2,
-        ];
-        let mut g = PostGroups::new(100);
-        for (k, d) in ids.iter().enumerate() {
-            g.insert(&format!("p{k}"), *d);
-        }
-        for (k, d) in ids.iter().enumerate() {
-            let post = format!("p{k}");
-            for since in [1, 2, 1_000, edge / 2, edge - 1, edge] {
-                assert_eq!(
-                    g.get(&post, d + since),
-                    Some(*d),
-                    "{d} read with {since} started since"
-                );
-            }
-            // The stated limit: one more and an id 2^32 later is read.
-            assert_eq!(g.get(&post, d + edge + 1), Some(d + edge));
-        }
-        assert_eq!(g.get("unseen", 2), None);
-    }
 
     /// Held by the 50,000 (`[rumor] max_groups`): a map with its own random key (64 bytes, not
     /// 32) or a spread table in place of the list shows here first.
