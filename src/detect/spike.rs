@@ -175,6 +175,11 @@ impl Window {
     pub fn add(&mut self, idx: i64, author: u64) {
         let n = self.n as i64;
         let idx = idx.clamp(self.head - n + 1, self.head);
+        if self.buckets.capacity() == 0 {
+            // Most windows (a claim group's) only ever hold one bucket: room for one, not the
+            // four a first push makes.
+            self.buckets.reserve_exact(1);
+        }
         // Most mentions land in the newest bucket or open the next one: the back first.
         let last = self.buckets.len().saturating_sub(1);
         let pos = match self.buckets.back() {
@@ -182,13 +187,6 @@ impl Window {
             Some((i, _)) if *i < idx => {
                 self.buckets.push_back((idx, Bucket::default()));
                 last + 1
-            }
-            None => {
-                // Most windows (a claim group's) only ever hold one bucket: room for one, not
-                // the four a first push makes.
-                self.buckets.reserve_exact(1);
-                self.buckets.push_back((idx, Bucket::default()));
-                0
             }
             _ => match self.buckets.iter().rposition(|(i, _)| *i <= idx) {
                 Some(p) if self.buckets[p].0 == idx => p,
