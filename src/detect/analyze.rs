@@ -95,6 +95,21 @@ impl std::fmt::Debug for Analyzer {
 
 const MAX_TERMS: usize = 32;
 
+/// jieba's own dictionary (`src/data/dict.txt` of jieba-rs 0.11.0, MIT; see `data/README.md`),
+/// gzip'd. jieba-rs would embed the same file and keep it decompressed in a static for the life
+/// of the process (8.4 MB of heap); this one is streamed into the trie and nothing is kept.
+const JIEBA_DICT_GZ: &[u8] = include_bytes!("data/jieba-dict.txt.gz");
+
+/// jieba with its own dictionary, read from [`JIEBA_DICT_GZ`].
+fn jieba_with_its_dictionary() -> Jieba {
+    let mut dict = std::io::BufReader::new(flate2::read::GzDecoder::new(JIEBA_DICT_GZ));
+    // A constant built into the binary, not input: `the_embedded_dictionary_is_jiebas_own`
+    // loads it and compares it with jieba's.
+    let jieba = Jieba::with_dict(&mut dict).expect("the embedded jieba dictionary loads");
+    // Loading grows the tables by doubling; a clone holds them at their length.
+    jieba.clone()
+}
+
 const EN_STOP: [&str; 40] = [
     "the", "and", "for", "are", "but", "not", "you", "all", "any", "can", "her", "was", "one",
     "our", "out", "has", "his", "how", "its", "who", "did", "yes", "get", "got", "this", "that",
@@ -112,7 +127,7 @@ impl Analyzer {
     pub fn new() -> Self {
         Analyzer {
             normalizer: Normalizer::new(),
-            jieba: Jieba::new(),
+            jieba: jieba_with_its_dictionary(),
         }
     }
 
@@ -289,5 +304,50 @@ impl Default for Analyzer {
 fn push_unique<T: PartialEq>(v: &mut Vec<T>, x: T) {
     if !v.contains(&x) {
         v.push(x);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn the_embedded_dictionary_is_jiebas_own() {
+        let ours = jieba_with_its_dictionary();
+        let theirs = Jieba::new();
+        // The Debug form holds the number of words and the sum of their frequencies.
+        assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+        assert!(
+            format!("{ours:?}").contains("records_len: 349045"),
+            "{ours:?}"
+        );
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(JIEBA_DICT_GZ)
+            .read_to_string(&mut text)
+            .expect("gzip");
+        let mut words = 0;
+        for line in text.lines() {
+            let word = line.split(' ').next().expect("a word on every line");
+            assert!(ours.has_word(word) && theirs.has_word(word), "{word}");
+            words += 1;
+        }
+        assert_eq!(words, 349_045);
+        // Segmentation reads the frequencies: the same cuts on the fixtures' Chinese posts.
+        let fixture = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/flood_haidian.jsonl"
+        ))
+        .expect("fixture");
+        assert!(fixture
+            .chars()
+            .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)));
+        for hmm in [false, true] {
+            assert_eq!(ours.cut(&fixture, hmm), theirs.cut(&fixture, hmm));
+            assert_eq!(
+                ours.cut_for_search(&fixture, hmm),
+                theirs.cut_for_search(&fixture, hmm)
+            );
+        }
     }
 }
