@@ -468,15 +468,8 @@ impl Engine {
         let parent = m.repost_of.as_deref().or(m.reply_to.as_deref());
         if let (None, Some(sig)) = (parent, &a.signals) {
             if sig.nontrivial {
-                self.seeds.insert(
-                    &m.id,
-                    rumor::Seed {
-                        signals: *sig,
-                        cues: a.cues,
-                        ts,
-                        author: m.author_key(),
-                    },
-                );
+                self.seeds
+                    .insert(&m.id, rumor::Seed::new(sig, a.cues, ts, m.author_key()));
             }
         }
         if !a.is_relevant() && parent.is_none() {
