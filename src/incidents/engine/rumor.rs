@@ -68,7 +68,8 @@ impl Seed {
     const LINK: u8 = 0x80;
 
     pub(super) fn new(signals: &PostSignals, cues: Cues, ts: i64, author: u64) -> Seed {
-        const { assert!(Cues::ENQUIRY | Cues::CORRECTION | Cues::SPREADING < Seed::NONTRIVIAL) };
+        const CUE_BITS: u8 = Cues::ENQUIRY | Cues::CORRECTION | Cues::SPREADING;
+        const { assert!(CUE_BITS & (Seed::NONTRIVIAL | Seed::LINK) == 0) };
         let mut flags = cues.0 & (Self::NONTRIVIAL - 1);
         if signals.nontrivial {
             flags |= Self::NONTRIVIAL;
