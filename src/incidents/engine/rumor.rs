@@ -45,6 +45,7 @@ pub(super) struct ClaimGroup {
 
 /// An original post remembered so that a cascade starting from it later is scored with its
 /// text (the model's strongest evidence).
+///
 /// 32 bytes, held by the 400,000 (two generations): the signals' two flags and the cue bits
 /// share one byte, where the [`PostSignals`] and [`Cues`] they come from fill 17 (the table's
 /// slot would be 48 bytes, not 40).
