@@ -58,20 +58,21 @@ pub(super) struct Seed {
     exclaims: u8,
     questions: u8,
     ats: u8,
-    /// The cue bits (below [`Seed::NONTRIVIAL`]), `nontrivial` and `link`.
+    /// The cue bits ([`Seed::CUES`]), `nontrivial` and `link`.
     flags: u8,
     pub(super) ts: i64,
     pub(super) author: u64,
 }
 
 impl Seed {
+    /// The bits of `flags` that hold the cues; the two above them hold the signals' flags.
+    const CUES: u8 = 0x3f;
     const NONTRIVIAL: u8 = 0x40;
     const LINK: u8 = 0x80;
 
     pub(super) fn new(signals: &PostSignals, cues: Cues, ts: i64, author: u64) -> Seed {
-        const CUE_BITS: u8 = Cues::ENQUIRY | Cues::CORRECTION | Cues::SPREADING;
-        const { assert!(CUE_BITS & (Seed::NONTRIVIAL | Seed::LINK) == 0) };
-        let mut flags = cues.0 & (Self::NONTRIVIAL - 1);
+        const { assert!((Cues::ENQUIRY | Cues::CORRECTION | Cues::SPREADING) & !Seed::CUES == 0) };
+        let mut flags = cues.0 & Self::CUES;
         if signals.nontrivial {
             flags |= Self::NONTRIVIAL;
         }
@@ -107,7 +108,7 @@ impl Seed {
     }
 
     pub(super) fn cues(&self) -> Cues {
-        Cues(self.flags & (Self::NONTRIVIAL - 1))
+        Cues(self.flags & Self::CUES)
     }
 }
 
