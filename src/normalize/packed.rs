@@ -9,8 +9,10 @@
 //! the few kept as an incident's samples.
 //!
 //! The packing is a run of fields: strings as `len:bytes` (the length in decimal ASCII) or
-//! `-` when absent, numbers as their digits and `;`. So the whole is a `str`, every cut
-//! falling on an ASCII byte.
+//! `-` when absent, numbers as their digits and `;`. A word found in the mention's text (most
+//! are: the words are cut from its normalised text) is three ASCII characters instead, its
+//! byte offset and length in the text ([`WORD_REF`]): a long post's 32 words took as many
+//! bytes as its text. So the whole is a `str`, every cut falling on an ASCII byte.
 
 use super::{Author, Mention};
 use std::sync::Arc;
@@ -52,6 +54,41 @@ fn put_num(buf: &mut String, n: impl itoa::Integer) {
     buf.push(';');
 }
 
+/// The 64 characters of a word's reference: none is a digit, `-`, `:` or `;`, so a reference
+/// never reads as a string or number field. A reference is three of them: the word's byte
+/// offset in the text (12 bits, the first two) and its length (6 bits).
+const WORD_REF: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+<=>";
+
+/// The value of a reference character, or `None` for any other byte.
+fn ref_value(b: u8) -> Option<usize> {
+    match b {
+        b'A'..=b'Z' => Some(usize::from(b - b'A')),
+        b'a'..=b'z' => Some(usize::from(b - b'a') + 26),
+        _ => WORD_REF[52..].iter().position(|&c| c == b).map(|i| i + 52),
+    }
+}
+
+/// A word field: a reference into `text` where the word is found there (within the first
+/// 4,096 bytes, under 64 bytes long), else the word itself as a string field. The words come
+/// in text order, so each is looked for from where the last one found ends (`from`) first.
+fn put_word(buf: &mut String, text: &str, w: &str, from: &mut usize) {
+    if !w.is_empty() && w.len() < 64 {
+        let found = match text.get(*from..).and_then(|rest| rest.find(w)) {
+            Some(o) => Some(o + *from),
+            None if *from > 0 => text.find(w),
+            None => None,
+        };
+        if let Some(off) = found.filter(|&o| o < 4096) {
+            for v in [off >> 6, off & 63, w.len()] {
+                buf.push(char::from(WORD_REF[v]));
+            }
+            *from = off + w.len();
+            return;
+        }
+    }
+    put(buf, Some(w));
+}
+
 /// Reads the fields back in order (each read is `None` when the packing ended or is broken,
 /// which [`Packed::new`] never makes).
 struct Fields<'a> {
@@ -78,6 +115,21 @@ impl<'a> Fields<'a> {
     /// The next string field, which must be present.
     fn str(&mut self) -> Option<&'a str> {
         self.next()?
+    }
+
+    /// The next word field (see [`put_word`]), read from `text` when it is a reference.
+    fn word(&mut self, text: &'a str) -> Option<&'a str> {
+        let b = self.s.as_bytes().get(self.pos..)?;
+        match b.first().copied().and_then(ref_value) {
+            Some(hi) => {
+                let lo = ref_value(*b.get(1)?)?;
+                let len = ref_value(*b.get(2)?)?;
+                self.pos += 3;
+                let off = hi << 6 | lo;
+                text.get(off..off + len)
+            }
+            None => self.str(),
+        }
     }
 
     /// The next string field, which may be absent.
@@ -128,8 +180,9 @@ impl Packed {
         put(buf, Some(&m.text));
         put_num(buf, flags);
         put_num(buf, words.len());
+        let mut from = 0;
         for w in words {
-            put(buf, Some(w.as_ref()));
+            put_word(buf, &m.text, w.as_ref(), &mut from);
         }
         put_num(buf, m.ts);
         if let Some(a) = &m.author {
@@ -180,12 +233,13 @@ impl Packed {
     fn unpack(&self) -> Option<Mention> {
         let mut f = self.fields();
         let id = f.str()?.to_string();
-        let text = f.str()?.to_string();
+        let text = f.str()?;
         let flags: u64 = f.num()?;
         let n: usize = f.num()?;
         for _ in 0..n {
-            f.str()?;
+            f.word(text)?;
         }
+        let text = text.to_string();
         let ts: i64 = f.num()?;
         let author = if flags & AUTHOR != 0 {
             Some(Author {
@@ -229,10 +283,10 @@ impl Packed {
     pub fn words(&self) -> impl Iterator<Item = &str> + '_ {
         let mut f = self.fields();
         f.str();
-        f.str();
+        let text = f.str().unwrap_or_default();
         f.num::<u64>();
         let n = f.num::<usize>().unwrap_or(0);
-        (0..n).map_while(move |_| f.str())
+        (0..n).map_while(move |_| f.word(text))
     }
 }
 
@@ -309,6 +363,43 @@ mod tests {
     }
 
     #[test]
+    fn words_found_in_the_text_take_three_bytes_and_others_stay_whole() {
+        // A long post (past the 4,096 bytes a reference reaches) and its words: found early,
+        // found only late, not found (lower-cased), the longest a reference takes and one
+        // longer, a word that is all reference characters.
+        let head = "网传明天全市停水，请市民储水。AbZ!#";
+        let long = "长".repeat(21); // 63 bytes
+        let text = format!("{head}{long}长{}尾巴 Tail", "中".repeat(1_500));
+        let m = Mention::new("1", 0, text.clone());
+        let words = [
+            "停水".to_string(),
+            "储水".to_string(),
+            "AbZ!#".to_string(),
+            long.clone(),
+            format!("{long}长"),
+            "尾巴".to_string(),
+            "tail".to_string(),
+        ];
+        let p = Packed::new(&m, &words);
+        assert_eq!(p.words().collect::<Vec<_>>(), words);
+        assert_eq!(p.text(), text);
+        assert_eq!(p.mention(), m);
+        // Four references of three bytes; the 64-byte word, the one past 4,096 bytes and the
+        // one not in the text whole.
+        let literal = |w: &str| w.len().to_string().len() + 1 + w.len();
+        let expect = literal("1")
+            + literal(&text)
+            + "0;7;".len()
+            + 4 * 3
+            + literal(&words[4])
+            + literal("尾巴")
+            + literal("tail")
+            + "0;".len()
+            + 7;
+        assert_eq!(p.0.len(), expect, "{:?}", &p.0[p.0.len() - 40..]);
+    }
+
+    #[test]
     fn arbitrary_mentions_round_trip() {
         // A small deterministic generator over the characters that mean something to the
         // packing (digits, ':' and '-') and multi-byte ones.
@@ -348,7 +439,16 @@ mod tests {
                 to: o(12, s(r >> 29)),
                 thread: o(14, s(r >> 31)),
             };
-            let words: Vec<String> = (0..(r % 4)).map(|i| s(r >> (i * 7))).collect();
+            let mut words: Vec<String> = (0..(r % 4)).map(|i| s(r >> (i * 7))).collect();
+            // And words cut from the text, which go in as references.
+            let cuts: Vec<usize> = (0..=m.text.len())
+                .filter(|&i| m.text.is_char_boundary(i))
+                .collect();
+            for _ in 0..(r >> 40) % 3 {
+                let a = cuts[(next() % cuts.len() as u64) as usize];
+                let b = cuts[(next() % cuts.len() as u64) as usize];
+                words.push(m.text[a.min(b)..a.max(b)].to_string());
+            }
             let p = Packed::new(&m, &words);
             assert_eq!(p.mention(), m);
             assert_eq!(p.id(), m.id);

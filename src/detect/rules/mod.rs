@@ -1,6 +1,6 @@
 //! Rules: the immutable, validated [`RuleSet`] loaded from `rules/` (categories, known claims,
-//! request kinds, the gazetteer and one leftmost-longest Aho-Corasick DFA over every
-//! normalised pattern). Shared behind an `ArcSwap` and swapped whole on reload.
+//! request kinds, the gazetteer and one leftmost-longest Aho-Corasick automaton, a contiguous
+//! NFA, over every normalised pattern). Shared behind an `ArcSwap` and swapped whole on reload.
 //!
 //! - `mod.rs`: the rule set model and what analysis reads from it.
 //! - `settings.rs`: the global settings (`detection.toml` windows, emergency, rumor).
