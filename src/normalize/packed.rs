@@ -11,8 +11,8 @@
 //! The packing is a run of fields: strings as `len:bytes` (the length in decimal ASCII) or
 //! `-` when absent, numbers as their digits and `;`. A word found in the mention's text (most
 //! are: the words are cut from its normalised text) is three ASCII characters instead, its
-//! byte offset and length in the text ([`WORD_REF`]): a long post's 32 words took as many
-//! bytes as its text. So the whole is a `str`, every cut falling on an ASCII byte.
+//! byte offset and length in the text ([`WORD_REF`]), where `len:bytes` took 8 bytes for a
+//! word of two Chinese characters. So the whole is a `str`, every cut falling on an ASCII byte.
 
 use super::{Author, Mention};
 use std::sync::Arc;

@@ -722,8 +722,9 @@ impl RuleSet {
         }
         // A contiguous NFA, not a DFA: the shipped rules' 7,751 patterns (6,147 of them the
         // gazetteer's names) make a 0.7 MB automaton where the DFA took 18.7 MB. Alone, its scan
-        // is ~2x slower than the DFA's, but a whole replay is not (real text: the same user CPU
-        // within noise, loadtest/README.md): the DFA's table did not stay in cache.
+        // is ~2x slower than the DFA's, but a replay of real text is not slower (the DFA's table
+        // did not stay in cache); on long generated posts it costs ~3 % of the CPU
+        // (loadtest/README.md, "2026-12-07").
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
             .kind(Some(AhoCorasickKind::ContiguousNFA))
