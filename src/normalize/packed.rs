@@ -59,13 +59,27 @@ fn put_num(buf: &mut String, n: impl itoa::Integer) {
 /// offset in the text (12 bits, the first two) and its length (6 bits).
 const WORD_REF: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+<=>";
 
+/// [`WORD_REF`] inverted: each ASCII byte's value as a reference character, or `u8::MAX`.
+/// Built from the alphabet, which is checked here to hold none of the fields' own characters.
+const REF_VALUE: [u8; 128] = {
+    let mut t = [u8::MAX; 128];
+    let mut i = 0;
+    while i < WORD_REF.len() {
+        let c = WORD_REF[i];
+        assert!(c.is_ascii() && !c.is_ascii_digit() && c != b'-' && c != b':' && c != b';');
+        assert!(t[c as usize] == u8::MAX, "a reference character twice");
+        t[c as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// The value of a reference character, or `None` for any other byte.
 fn ref_value(b: u8) -> Option<usize> {
-    match b {
-        b'A'..=b'Z' => Some(usize::from(b - b'A')),
-        b'a'..=b'z' => Some(usize::from(b - b'a') + 26),
-        _ => WORD_REF[52..].iter().position(|&c| c == b).map(|i| i + 52),
-    }
+    REF_VALUE
+        .get(usize::from(b))
+        .filter(|&&v| v != u8::MAX)
+        .map(|&v| usize::from(v))
 }
 
 /// A word field: a reference into `text` where the word is found there (within the first
