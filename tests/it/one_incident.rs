@@ -78,7 +78,7 @@ fn run_with(posts: &[(&str, &str)], change: impl Fn(usize, &mut Mention)) -> Run
     }
     // The engine's own view agrees with the events.
     for inc in engine.open_incidents() {
-        r.incidents.insert(inc.id.clone(), inc.clone());
+        r.incidents.insert(inc.id.clone(), inc);
     }
     r
 }
@@ -131,6 +131,68 @@ fn haidian_waterlogging_with_rain_and_flood_words_is_one_incident() {
     assert_eq!(cats, ["flood", "rainstorm"]);
     assert_each_assigned_once(&r, texts.len());
     assert_eq!(inc.mentions, texts.len() as u64);
+    // The samples are the first mentions whole (the engine holds them packed), in the
+    // engine's view and in the events alike.
+    let ids: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+    assert_eq!(inc.sample_mention_ids, ids);
+    let sampled: Vec<(&str, &str, Option<&str>)> = inc
+        .samples
+        .iter()
+        .map(|m| {
+            (
+                m.id.as_str(),
+                m.text.as_str(),
+                m.author.as_ref().map(|a| a.id.as_str()),
+            )
+        })
+        .collect();
+    let want: Vec<(&str, &str, Option<&str>)> = (0..5)
+        .map(|i| (ids[i].as_str(), texts[i], Some(posts[i].0)))
+        .collect();
+    assert_eq!(sampled, want);
+}
+
+/// A mention deleted at the source leaves the samples of the incident it joined, in the
+/// engine's view and in the next update; its count stays.
+#[test]
+fn a_deleted_mention_leaves_the_samples() {
+    let (analyzer, rules) = setup();
+    let mut engine = Engine::new();
+    let mut events = Vec::new();
+    for i in 0..8 {
+        let line = serde_json::json!({
+            "id": format!("d{i}"), "ts": T0 + i * 5_000, "author": format!("a{i}"),
+            "text": format!("海淀区暴雨，路口积水很深 {i}"),
+        });
+        let m = parse_mention(line.to_string().as_bytes()).expect("mention");
+        let a = analyzer.analyze(rules, &m);
+        engine.process(rules, &m, &a, &mut events);
+    }
+    let before: Vec<Incident> = engine.open_incidents().collect();
+    assert_eq!(before.len(), 1);
+    assert!(
+        before[0].samples.iter().any(|m| m.id == "d1"),
+        "{:?}",
+        before[0].samples
+    );
+    engine.delete(&["d1".to_string()], &mut events);
+    events.clear();
+    engine.tick(rules, T0 + 200_000, &mut events);
+    let after: Vec<Incident> = engine.open_incidents().collect();
+    for inc in after.iter().chain(events.iter().filter_map(|e| match e {
+        Event::Incident { incident, .. } => Some(&**incident),
+        _ => None,
+    })) {
+        assert!(
+            !inc.samples.iter().any(|m| m.id == "d1"),
+            "{:?}",
+            inc.samples
+        );
+        assert!(!inc.sample_mention_ids.iter().any(|m| m == "d1"));
+        assert_eq!(inc.samples.len(), inc.sample_mention_ids.len());
+        assert_eq!(inc.mentions, 8);
+    }
+    assert!(!events.is_empty(), "an update follows the deletion");
 }
 
 /// What an office's opt-in automatic approval trusts: whether an official feed's mention and
@@ -297,9 +359,25 @@ fn incidents_stored_without_categories_still_load_and_restore() {
         ["em-1-00000001"],
         "a rainstorm post joins the flood incident"
     );
-    let open: Vec<&Incident> = engine.open_incidents().collect();
+    let open: Vec<Incident> = engine.open_incidents().collect();
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].categories, ["flood", "rainstorm"]);
+}
+
+/// An incident restored after a restart keeps its samples whole (the engine packs them).
+#[test]
+fn a_restored_incident_keeps_its_samples() {
+    let (_, rules) = setup();
+    let line = r#"{"id":"s1","ts":1795833157000,"author":{"id":"u1","name":"市民","followers":12,"verified":true},"text":"海淀区暴雨，积水很深","region":"110108","lang":"zh","repost_of":"p0"}"#;
+    let sample = parse_mention(line.as_bytes()).expect("mention");
+    let old = r#"{"id":"em-1-00000002","kind":"emergency","category":"flood","region":{"code":"110108","name":"海淀区"},"first_seen":1,"opened_at":1,"updated_at":1795833158000,"mentions":5,"authors":5,"rate_per_min":1.0,"baseline_per_min":0.01,"severity":3,"top_terms":[],"sample_mention_ids":["s1"],"root_mention_id":null,"rebuttal":null,"state":"open"}"#;
+    let mut inc: Incident = serde_json::from_str(old).expect("an incident loads");
+    inc.samples = vec![sample.clone()];
+    let mut engine = Engine::new();
+    engine.restore(rules, vec![inc]);
+    let open: Vec<Incident> = engine.open_incidents().collect();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].samples, [sample]);
 }
 
 /// `group` fields are checked, each problem at `categories.toml:line`.

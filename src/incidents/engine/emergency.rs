@@ -477,7 +477,7 @@ impl Engine {
     /// bursting at the same time are one event only if they are talked about in the same
     /// words (Queensland's floods and rain, not Oklahoma's tornado).
     fn talks_about(&self, key: &EmergencyKey, o: &super::OpenIncident) -> bool {
-        let top = most_frequent(o.terms.iter().map(|(t, n)| (t.as_str(), *n)), TALK_TERMS);
+        let top = most_frequent(o.terms.iter(), TALK_TERMS);
         let top: Vec<&str> = top.iter().map(String::as_str).collect();
         self.emergency
             .get(key)

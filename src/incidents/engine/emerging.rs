@@ -671,7 +671,7 @@ impl Engine {
             if let OpenKey::Emerging(terms) = &mut o.key {
                 terms.push(h);
             }
-            *o.terms.entry(name.clone()).or_insert(0) += recent.len() as u32;
+            o.terms.add(&name, recent.len() as u32);
         }
         let iid: Arc<str> = Arc::from(id);
         for r in recent {

@@ -1,8 +1,10 @@
 //! The lifecycle every open incident shares, emergency or rumor: opening with the pending
 //! mentions, joining, due updates, the periodic sweep that closes quiet incidents, closing.
 
+use super::terms::TermCounts;
 use super::{round2, Engine, OpenIncident, OpenKey, PendingMention, MAX_SAMPLES, TOP_TERMS};
 use crate::incidents::incident::{Event, EventKind, Incident, IncidentKind, IncidentState};
+use crate::normalize::Packed;
 use crate::{SmallMap, SmallSet};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -26,7 +28,8 @@ impl Engine {
             authors_base: 0,
             boosted: SmallSet::default(),
             verified: SmallSet::default(),
-            terms: SmallMap::default(),
+            terms: TermCounts::default(),
+            samples: Vec::new(),
             last_emit: self.now,
             last_active: self.now,
             dirty: false,
@@ -55,7 +58,7 @@ impl Engine {
         out.push(Event::Incident {
             kind: EventKind::Opened,
             at: self.now,
-            incident: Arc::new(o.inc.clone()),
+            incident: Arc::new(o.public()),
         });
         let iid: Arc<str> = Arc::from(id.as_str());
         let totals = (o.inc.mentions, o.inc.authors);
@@ -281,10 +284,11 @@ impl Engine {
         }
         self.stats.closed += 1;
         crate::metrics::global().incident_closed(o.inc.kind);
+        let samples = o.samples.iter().map(Packed::mention).collect();
         out.push(Event::Incident {
             kind: EventKind::Closed,
             at: now,
-            incident: Arc::new(o.inc),
+            incident: Arc::new(Incident { samples, ..o.inc }),
         });
         true
     }
@@ -308,29 +312,21 @@ pub(super) fn absorb(o: &mut OpenIncident, p: PendingMention) {
     }
     if o.inc.sample_mention_ids.len() < MAX_SAMPLES && p.sample {
         o.inc.sample_mention_ids.push(p.held.id().to_string());
-        o.inc.samples.push(p.held.mention());
+        o.samples.push(p.held.clone());
     }
     for t in p.held.words() {
-        match o.terms.get_mut(t) {
-            Some(n) => *n += 1,
-            None => {
-                o.terms.insert(t.to_string(), 1);
-            }
-        }
+        o.terms.add(t, 1);
     }
     if o.terms.len() > 2_000 {
         // Keep the most frequent half; the long tail never reaches the top anyway.
-        let mut v: Vec<(String, u32)> = o.terms.drain().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        v.truncate(1_000);
-        o.terms = v.into_iter().collect();
+        o.terms.keep_top(1_000);
     }
 }
 
 pub(super) fn finish(o: &mut OpenIncident) {
     o.inc.authors = (o.authors_base + o.authors.len() as u64).max(o.fleet_authors);
     o.inc.verified_authors = o.inc.verified_authors.max(o.verified.len() as u64);
-    o.inc.top_terms = most_frequent(o.terms.iter().map(|(t, n)| (t.as_str(), *n)), TOP_TERMS);
+    o.inc.top_terms = most_frequent(o.terms.iter(), TOP_TERMS);
 }
 
 /// The `n` terms with the highest counts, most frequent first, then by term (deterministic).
@@ -351,6 +347,6 @@ pub(super) fn emit_update(o: &mut OpenIncident, now: i64, out: &mut Vec<Event>) 
     out.push(Event::Incident {
         kind: EventKind::Updated,
         at: now,
-        incident: Arc::new(o.inc.clone()),
+        incident: Arc::new(o.public()),
     });
 }

@@ -14,6 +14,7 @@
 //! - `emerging.rs`: term sketches over every mention, bursting terms grouped into emerging
 //!   incidents (bursts no rule names), their merge into rule incidents, mutes.
 //! - `severity.rs`: the severity scores of emergencies and rumors.
+//! - `terms.rs`: an open incident's term counts (one string of terms, a table of offsets).
 
 mod emergency;
 mod emerging;
@@ -21,6 +22,7 @@ mod lifecycle;
 mod restore;
 mod rumor;
 mod severity;
+mod terms;
 
 use super::coord::Coordinator;
 use super::incident::{Event, Incident};
@@ -115,7 +117,10 @@ struct OpenIncident {
     authors_base: u64,
     boosted: SmallSet<u64>,
     verified: SmallSet<u64>,
-    terms: SmallMap<String, u32>,
+    terms: terms::TermCounts,
+    /// The sample mentions, packed (shared with the pending lists they came from); `inc`
+    /// holds none: they are unpacked into the copies emitted ([`OpenIncident::public`]).
+    samples: Vec<Packed>,
     last_emit: i64,
     last_active: i64,
     dirty: bool,
@@ -137,6 +142,15 @@ struct OpenIncident {
     recent: SmallMap<u64, i64>,
     /// Distinct authors in the window over the fleet, at most (merged counts).
     fleet_authors: u64,
+}
+
+impl OpenIncident {
+    /// The public incident as it stands, its samples unpacked.
+    fn public(&self) -> Incident {
+        let mut inc = self.inc.clone();
+        inc.samples = self.samples.iter().map(Packed::mention).collect();
+        inc
+    }
 }
 
 /// The detection state machine.
@@ -282,9 +296,9 @@ impl Engine {
         self.started.then_some(self.now)
     }
 
-    /// Open incidents (sorted by id).
-    pub fn open_incidents(&self) -> impl Iterator<Item = &Incident> {
-        self.open.values().map(|o| &o.inc)
+    /// Open incidents as they stand (sorted by id), each a copy with its samples unpacked.
+    pub fn open_incidents(&self) -> impl Iterator<Item = Incident> + '_ {
+        self.open.values().map(|o| o.public())
     }
 
     /// Number of per-key states held (for memory checks).
@@ -387,7 +401,7 @@ impl Engine {
             for o in self.open.values_mut() {
                 if let Some(i) = o.inc.sample_mention_ids.iter().position(|s| s == id) {
                     o.inc.sample_mention_ids.remove(i);
-                    o.inc.samples.retain(|m| &m.id != id);
+                    o.samples.retain(|m| m.id() != id);
                     o.dirty = true;
                 }
             }
@@ -559,7 +573,7 @@ impl Engine {
                         o.boosted.clone(),
                         o.verified.clone(),
                         o.terms.clone(),
-                        o.inc.samples.clone(),
+                        o.samples.clone(),
                         o.inc.severity,
                         o.authors_base,
                         o.inc.official,
@@ -623,16 +637,16 @@ impl Engine {
                 o.authors_base += base;
                 o.boosted.extend(boosted);
                 o.verified.extend(verified);
-                for (t, n) in terms {
-                    *o.terms.entry(t).or_insert(0) += n;
+                for (t, n) in terms.iter() {
+                    o.terms.add(t, n);
                 }
                 for m in samples {
                     if o.inc.sample_mention_ids.len() >= MAX_SAMPLES {
                         break;
                     }
-                    if !o.inc.sample_mention_ids.contains(&m.id) {
-                        o.inc.sample_mention_ids.push(m.id.clone());
-                        o.inc.samples.push(m);
+                    if !o.inc.sample_mention_ids.iter().any(|s| s == m.id()) {
+                        o.inc.sample_mention_ids.push(m.id().to_string());
+                        o.samples.push(m);
                     }
                 }
                 // Severity never goes down within an incident.

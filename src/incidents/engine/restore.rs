@@ -2,11 +2,13 @@
 
 use super::emergency::{EmergencyKey, EmergencyState};
 use super::rumor::{rumor_key, ClaimGroup};
+use super::terms::TermCounts;
 use super::{Engine, OpenIncident, OpenKey, RUMOR_BUCKETS, TOP_TERMS};
 use crate::detect::rules::RuleSet;
 use crate::detect::spike::Window;
 use crate::incidents::coord::incident_key;
 use crate::incidents::incident::{Incident, IncidentKind, IncidentState};
+use crate::normalize::Packed;
 use crate::{SmallMap, SmallSet};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -15,7 +17,7 @@ impl Engine {
     /// Re-create state for incidents that were open when the process last stopped.
     pub fn restore(&mut self, rules: &Arc<RuleSet>, incidents: Vec<Incident>) {
         self.sync_settings(rules);
-        for inc in incidents
+        for mut inc in incidents
             .into_iter()
             .filter(|i| i.state == IncidentState::Open)
         {
@@ -133,12 +135,10 @@ impl Engine {
                     super::emerging::fleet_key(inc.top_terms.first().map_or("", String::as_str))
                 }
             });
-            let terms = inc
-                .top_terms
-                .iter()
-                .enumerate()
-                .map(|(i, t)| (t.clone(), (TOP_TERMS - i.min(TOP_TERMS)) as u32))
-                .collect();
+            let mut terms = TermCounts::default();
+            for (i, t) in inc.top_terms.iter().enumerate() {
+                terms.add(t, (TOP_TERMS - i.min(TOP_TERMS)) as u32);
+            }
             // The same baseline floor the incident had before the restart.
             let prior = match rules.category_index(&inc.category) {
                 Some(ci) if inc.kind == IncidentKind::Emergency => self.emergency_prior(
@@ -160,6 +160,10 @@ impl Engine {
                     .collect(),
                 IncidentKind::Rumor | IncidentKind::Emerging => BTreeMap::new(),
             };
+            let samples = std::mem::take(&mut inc.samples)
+                .iter()
+                .map(|m| Packed::new(m, &[] as &[&str]))
+                .collect();
             self.open.insert(
                 inc.id.clone(),
                 Box::new(OpenIncident {
@@ -172,6 +176,7 @@ impl Engine {
                     boosted: SmallSet::default(),
                     verified: SmallSet::default(),
                     terms,
+                    samples,
                     dirty: false,
                     prior,
                     slow: false,
