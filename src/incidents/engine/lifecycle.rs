@@ -4,7 +4,6 @@
 use super::terms::TermCounts;
 use super::{round2, Engine, OpenIncident, OpenKey, PendingMention, MAX_SAMPLES, TOP_TERMS};
 use crate::incidents::incident::{Event, EventKind, Incident, IncidentKind, IncidentState};
-use crate::normalize::Packed;
 use crate::{SmallMap, SmallSet};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -284,11 +283,13 @@ impl Engine {
         }
         self.stats.closed += 1;
         crate::metrics::global().incident_closed(o.inc.kind);
-        let samples = o.samples.iter().map(Packed::mention).collect();
         out.push(Event::Incident {
             kind: EventKind::Closed,
             at: now,
-            incident: Arc::new(Incident { samples, ..o.inc }),
+            incident: Arc::new(Incident {
+                samples: o.unpacked_samples(),
+                ..o.inc
+            }),
         });
         true
     }

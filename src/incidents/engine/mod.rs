@@ -147,9 +147,15 @@ struct OpenIncident {
 impl OpenIncident {
     /// The public incident as it stands, its samples unpacked.
     fn public(&self) -> Incident {
-        let mut inc = self.inc.clone();
-        inc.samples = self.samples.iter().map(Packed::mention).collect();
-        inc
+        Incident {
+            samples: self.unpacked_samples(),
+            ..self.inc.clone()
+        }
+    }
+
+    /// The sample mentions whole.
+    fn unpacked_samples(&self) -> Vec<Mention> {
+        self.samples.iter().map(Packed::mention).collect()
     }
 }
 

@@ -1,7 +1,6 @@
 //! An open incident's term counts. Every term's bytes sit in one string and the table holds
 //! offsets into it: 12 bytes a term, where a map of `String`s took 32 and an allocation of its
-//! own. Open incidents are held by the hundred (a 10M-mention replay holds ~1,000), each with up
-//! to 2,000 terms.
+//! own. Each open incident holds up to 2,000 terms (then keeps the 1,000 most frequent).
 
 use crate::ProcessHasher;
 use hashbrown::HashTable;
