@@ -59,6 +59,11 @@ fn put_num(buf: &mut String, n: impl itoa::Integer) {
 /// offset in the text (12 bits, the first two) and its length (6 bits).
 const WORD_REF: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+<=>";
 
+/// A word is referenced when under this many bytes long (the length is one character).
+const REF_LEN: usize = WORD_REF.len();
+/// A word is referenced when it starts before this byte (the offset is two characters).
+const REF_OFFSET: usize = WORD_REF.len() * WORD_REF.len();
+
 /// [`WORD_REF`] inverted: each ASCII byte's value as a reference character, or `u8::MAX`.
 /// Built from the alphabet, which is checked here to hold none of the fields' own characters.
 const REF_VALUE: [u8; 128] = {
@@ -82,29 +87,32 @@ fn ref_value(b: u8) -> Option<usize> {
         .map(|&v| usize::from(v))
 }
 
-/// Where `w` is first found in `text` from byte `from` on, starting within the first 4,096
-/// bytes. A rolling hash, not `str::find`: its searcher's set-up took more than the search in
-/// these short texts (3 % of a real-text replay's CPU). A match of valid UTF-8 in valid UTF-8
-/// starts on a character boundary, so the bytes found are the word.
-fn find_word(text: &str, w: &str, from: usize) -> Option<usize> {
-    let end = text.len().min(4095 + w.len());
+/// Where `w` is first found in `text` starting in `from..before` (and before [`REF_OFFSET`]).
+/// A rolling hash, not `str::find`: its searcher's set-up took more than the search in these
+/// short texts (3 % of a real-text replay's CPU). A match of valid UTF-8 in valid UTF-8 starts
+/// on a character boundary, so the bytes found are the word.
+fn find_word(text: &str, w: &str, from: usize, before: usize) -> Option<usize> {
+    let end = text
+        .len()
+        .min((before.min(REF_OFFSET) + w.len()).saturating_sub(1));
     let hay = text.as_bytes().get(from..end)?;
     memchr::arch::all::rabinkarp::Finder::new(w.as_bytes())
         .find(hay, w.as_bytes())
         .map(|o| o + from)
 }
 
-/// A word field: a reference into `text` where the word is found there (within the first
-/// 4,096 bytes, under 64 bytes long), else the word itself as a string field. The words come
-/// in text order, so each is looked for from where the last one found ends (`from`) first.
+/// A word field: a reference into `text` where the word is found there (starting within the
+/// first [`REF_OFFSET`] bytes, under [`REF_LEN`] bytes long), else the word itself as a string
+/// field. The words come in text order, so each is looked for from where the last one found
+/// ends (`from`) first, and only then before it.
 fn put_word(buf: &mut String, text: &str, w: &str, from: &mut usize) {
-    if !w.is_empty() && w.len() < 64 {
-        let found = match find_word(text, w, *from) {
-            None if *from > 0 => find_word(text, w, 0),
+    if !w.is_empty() && w.len() < REF_LEN {
+        let found = match find_word(text, w, *from, REF_OFFSET) {
+            None if *from > 0 => find_word(text, w, 0, *from),
             found => found,
         };
         if let Some(off) = found {
-            for v in [off >> 6, off & 63, w.len()] {
+            for v in [off / REF_LEN, off % REF_LEN, w.len()] {
                 buf.push(char::from(WORD_REF[v]));
             }
             *from = off + w.len();
@@ -150,7 +158,7 @@ impl<'a> Fields<'a> {
                 let lo = ref_value(*b.get(1)?)?;
                 let len = ref_value(*b.get(2)?)?;
                 self.pos += 3;
-                let off = hi << 6 | lo;
+                let off = hi * REF_LEN + lo;
                 text.get(off..off + len)
             }
             None => self.str(),

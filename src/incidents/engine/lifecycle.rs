@@ -1,7 +1,7 @@
 //! The lifecycle every open incident shares, emergency or rumor: opening with the pending
 //! mentions, joining, due updates, the periodic sweep that closes quiet incidents, closing.
 
-use super::terms::TermCounts;
+use super::terms::{ranked, TermCounts};
 use super::{round2, Engine, OpenIncident, OpenKey, PendingMention, MAX_SAMPLES, TOP_TERMS};
 use crate::incidents::incident::{Event, EventKind, Incident, IncidentKind, IncidentState};
 use crate::{SmallMap, SmallSet};
@@ -335,9 +335,11 @@ pub(super) fn most_frequent<'a>(
     counts: impl Iterator<Item = (&'a str, u32)>,
     n: usize,
 ) -> Vec<String> {
-    let mut v: Vec<(&str, u32)> = counts.collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    v.into_iter().take(n).map(|(t, _)| t.to_string()).collect()
+    ranked(counts)
+        .into_iter()
+        .take(n)
+        .map(|(t, _)| t.to_string())
+        .collect()
 }
 
 pub(super) fn emit_update(o: &mut OpenIncident, now: i64, out: &mut Vec<Event>) {

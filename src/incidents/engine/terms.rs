@@ -68,15 +68,20 @@ impl TermCounts {
 
     /// Keep the `keep` most frequent terms (ties by term), in a fresh string and table.
     pub(super) fn keep_top(&mut self, keep: usize) {
-        let mut v: Vec<(&str, u32)> = self.iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-        v.truncate(keep);
         let mut kept = TermCounts::default();
-        for (t, n) in v {
+        for (t, n) in ranked(self.iter()).into_iter().take(keep) {
             kept.add(t, n);
         }
         *self = kept;
     }
+}
+
+/// Terms with their counts, most frequent first, then by term (deterministic whatever the
+/// order they come in).
+pub(super) fn ranked<'a>(counts: impl Iterator<Item = (&'a str, u32)>) -> Vec<(&'a str, u32)> {
+    let mut v: Vec<(&str, u32)> = counts.collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    v
 }
 
 #[cfg(test)]
