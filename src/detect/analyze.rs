@@ -156,10 +156,7 @@ impl Analyzer {
         let mut claim_req: Vec<(u16, u8)> = Vec::new();
         let mut pos = 0;
         while pos < bytes.len() {
-            let Some(mat) = rules
-                .automaton
-                .find(aho_corasick::Input::new(bytes).span(pos..bytes.len()))
-            else {
+            let Some(mat) = rules.scanner.find(&text, pos) else {
                 break;
             };
             let p = &rules.patterns[mat.pattern().as_usize()];

@@ -1,5 +1,6 @@
-//! Detect: the rule set (one Aho-Corasick automaton over every pattern in `rules/`), the pure
-//! per-mention analysis, the gazetteer, near-duplicate sketches, spike statistics and hot reload.
+//! Detect: the rule set (one Aho-Corasick automaton over every pattern in `rules/`, run where a
+//! prefix filter says a pattern may start), the pure per-mention analysis, the gazetteer,
+//! near-duplicate sketches, spike statistics and hot reload.
 //!
 //! - `rules/`: the [`RuleSet`] model, its settings, loading and validation.
 //! - `diagnostics.rs`: the `file:line` diagnostics every rules-file loader shares (rules,

@@ -87,17 +87,21 @@ impl Normalizer {
     }
 
     /// One pass over characters whose NFKC form is known without tables: `None` when the text
-    /// holds any other character.
+    /// holds any other character. Runs of characters that stay as they are are copied whole,
+    /// and nothing is copied before the first one that changes (a text that needs no change is
+    /// borrowed).
     fn normalize_fast<'a>(&self, text: &'a str) -> Option<Cow<'a, str>> {
-        let mut changed = false;
-        for c in text.chars() {
+        let mut out: Option<String> = None;
+        // Start of the run of unchanged characters not yet copied into `out`.
+        let mut run = 0;
+        for (i, c) in text.char_indices() {
             let u = c as u32;
-            match u {
-                0..=0x7F => changed |= c.is_ascii_uppercase(),
-                0x3400..=0x4DBF | 0x4E00..=0x9FFF => {
-                    changed |= self.dense[(u - DENSE_START) as usize] != c
-                }
-                0xFF01..=0xFF5E | 0x3000 => changed = true,
+            let to = match u {
+                0..=0x7F => c.to_ascii_lowercase(),
+                0x3400..=0x4DBF | 0x4E00..=0x9FFF => self.dense[(u - DENSE_START) as usize],
+                // Full-width forms are their ASCII counterparts shifted by 0xFEE0.
+                0xFF01..=0xFF5E => char::from_u32(u - 0xFEE0).unwrap_or(c).to_ascii_lowercase(),
+                0x3000 => ' ',
                 0xB7
                 | 0x2014
                 | 0x2018
@@ -106,31 +110,24 @@ impl Normalizer {
                 | 0x201D
                 | 0x3001..=0x3003
                 | 0x3008..=0x3011
-                | 0xFE0F => {}
-                0x1F300..=0x1FAFF => {}
+                | 0xFE0F
+                | 0x1F300..=0x1FAFF => c,
                 _ => return None,
+            };
+            if to != c {
+                let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                o.push_str(&text[run..i]);
+                o.push(to);
+                run = i + c.len_utf8();
             }
         }
-        if !changed {
-            return Some(Cow::Borrowed(text));
-        }
-        let mut out = String::with_capacity(text.len());
-        for c in text.chars() {
-            let u = c as u32;
-            match u {
-                0..=0x7F => out.push(c.to_ascii_lowercase()),
-                0x3400..=0x4DBF | 0x4E00..=0x9FFF => {
-                    out.push(self.dense[(u - DENSE_START) as usize])
-                }
-                // Full-width forms are their ASCII counterparts shifted by 0xFEE0.
-                0xFF01..=0xFF5E => {
-                    out.push(char::from_u32(u - 0xFEE0).unwrap_or(c).to_ascii_lowercase())
-                }
-                0x3000 => out.push(' '),
-                _ => out.push(c),
+        Some(match out {
+            None => Cow::Borrowed(text),
+            Some(mut o) => {
+                o.push_str(&text[run..]);
+                Cow::Owned(o)
             }
-        }
-        Some(Cow::Owned(out))
+        })
     }
 
     /// The general path: NFKC, then lower case and traditional → simplified.
@@ -197,6 +194,33 @@ mod tests {
             n.normalize_fast("中ⅰ").is_none(),
             "a compatibility character takes the full path"
         );
+    }
+
+    #[test]
+    fn the_fast_path_copies_runs_as_the_full_path_writes_them() {
+        // Characters that stay and characters that change, in every order up to four long:
+        // each run copied whole, the first change after an unchanged prefix, a change last.
+        let n = Normalizer::new();
+        let pieces = [
+            "中", "國", "Ａ", "a", "B", "，", "\u{3000}", "😀", "·", "暴雨",
+        ];
+        let mut texts = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = texts
+                .iter()
+                .flat_map(|t| pieces.iter().map(move |p| format!("{t}{p}")))
+                .collect();
+            texts.extend(longer);
+        }
+        texts.dedup();
+        assert!(texts.len() > 10_000);
+        for t in &texts {
+            // Keep it off the ASCII-only path, as a Chinese post is.
+            let t = format!("{t}中");
+            let fast = n.normalize_fast(&t).expect("fast path takes it");
+            assert_eq!(fast, n.normalize_full(&t), "{t}");
+            assert_eq!(matches!(fast, Cow::Borrowed(_)), fast == t.as_str(), "{t}");
+        }
     }
 
     #[test]

@@ -9,7 +9,6 @@ use crate::detect::diagnostics::{line_at, read_toml, LineIndex};
 use crate::detect::gazetteer::{Gazetteer, Level, Region};
 use crate::normalize::Normalizer;
 use ahash::{AHashMap, AHashSet};
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -720,39 +719,21 @@ impl RuleSet {
         if !l.errors.is_empty() {
             return Err(RuleErrors(l.errors));
         }
-        // A contiguous NFA, not a DFA: the shipped rules' 7,751 patterns (6,147 of them the
-        // gazetteer's names) make a 0.7 MB automaton where the DFA took 18.7 MB. Alone, its scan
-        // is ~2x slower than the DFA's, but a replay of real text is not slower (the DFA's table
-        // did not stay in cache); on long generated posts it costs ~3 % of the CPU
-        // (loadtest/README.md, "2026-12-07").
-        let automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .kind(Some(AhoCorasickKind::ContiguousNFA))
-            .build(l.patterns.iter().map(|p| p.text.as_str()));
-        let automaton = match automaton {
-            Ok(a) => a,
-            Err(e) => {
-                // Past the contiguous NFA's limits (very large rule sets): let the crate choose.
-                tracing::warn!(error = %e, "contiguous NFA too large; using the crate's choice.");
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostLongest)
-                    .build(l.patterns.iter().map(|p| p.text.as_str()))
-                    .map_err(|e| {
-                        RuleErrors(vec![RuleError {
-                            file: dir.to_path_buf(),
-                            line: 0,
-                            message: format!("cannot build automaton: {e}"),
-                        }])
-                    })?
-            }
-        };
+        let texts: Vec<&str> = l.patterns.iter().map(|p| p.text.as_str()).collect();
+        let scanner = super::scan::Scanner::new(&texts).map_err(|e| {
+            RuleErrors(vec![RuleError {
+                file: dir.to_path_buf(),
+                line: 0,
+                message: format!("cannot build automaton: {e}"),
+            }])
+        })?;
         Ok(RuleSet {
             settings,
             categories,
             claims,
             requests,
             gazetteer,
-            automaton,
+            scanner,
             patterns: l.patterns,
             cue_words,
             rumor_model,

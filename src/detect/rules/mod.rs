@@ -1,16 +1,19 @@
 //! Rules: the immutable, validated [`RuleSet`] loaded from `rules/` (categories, known claims,
-//! request kinds, the gazetteer and one leftmost-longest Aho-Corasick automaton, a contiguous
-//! NFA, over every normalised pattern). Shared behind an `ArcSwap` and swapped whole on reload.
+//! request kinds, the gazetteer and the scanner of every normalised pattern: a prefix filter in
+//! front of a leftmost-longest Aho-Corasick automaton, a contiguous NFA, run anchored). Shared
+//! behind an `ArcSwap` and swapped whole on reload.
 //!
 //! - `mod.rs`: the rule set model and what analysis reads from it.
 //! - `settings.rs`: the global settings (`detection.toml` windows, emergency, rumor).
-//! - `load.rs`: reading and validating the files, building the automaton; errors name
+//! - `load.rs`: reading and validating the files, building the scanner; errors name
 //!   `file:line`.
+//! - `scan.rs`: the patterns' leftmost-longest matches in a text (the filter, the automaton).
 //! - `edit.rs`: changes the service writes into the files (an emerging incident promoted to
 //!   a category's keywords or a known claim), checked on a copy before the file is replaced.
 
 pub mod edit;
 mod load;
+mod scan;
 mod settings;
 
 pub use load::{LoadOptions, RuleError, RuleErrors, CATEGORY_IDS, RULE_FILES};
@@ -18,7 +21,6 @@ pub use settings::{EmergencySettings, EmergingSettings, RumorSettings, Settings,
 
 use super::gazetteer::Gazetteer;
 use ahash::AHashSet;
-use aho_corasick::AhoCorasick;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -124,7 +126,7 @@ pub struct RuleSet {
     pub requests: Vec<RequestKind>,
     /// Chinese regions.
     pub gazetteer: Gazetteer,
-    pub(crate) automaton: AhoCorasick,
+    pub(crate) scanner: scan::Scanner,
     pub(crate) patterns: Vec<Pattern>,
     /// Normalised texts of rumor cues (kept out of similarity tokens).
     pub(crate) cue_words: AHashSet<String>,

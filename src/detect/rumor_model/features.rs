@@ -26,7 +26,8 @@ fn finish(h: u64, bits: u8) -> u32 {
 /// The text the model sees of a post: a repost's own words (Weibo's "//@who: …" chain of
 /// earlier reposts and the placeholder "转发微博" removed), whitespace runs as one space.
 pub fn own_text(normalised: &str) -> &str {
-    let t = match normalised.find("//@") {
+    // memchr's search: `str::find` sets up a two-way searcher on every call.
+    let t = match memchr::memmem::find(normalised.as_bytes(), b"//@") {
         Some(i) => &normalised[..i],
         None => normalised,
     };
@@ -35,6 +36,13 @@ pub fn own_text(normalised: &str) -> &str {
         Some(rest) => rest.trim_start_matches(['。', '.', ' ']),
         None => t,
     }
+}
+
+/// Whether `text` holds `http://` or `https://`.
+fn has_link(text: &str) -> bool {
+    let b = text.as_bytes();
+    memchr::memmem::find_iter(b, b"://")
+        .any(|i| b[..i].ends_with(b"http") || b[..i].ends_with(b"https"))
 }
 
 /// Whether a post has words of its own (a bare repost, an empty comment or one emoticon
@@ -180,7 +188,7 @@ impl PostSignals {
             digits: sat(digits),
             exclaims: sat(exclaims),
             questions: sat(questions),
-            link: own.contains("http://") || own.contains("https://"),
+            link: has_link(own),
             ats: sat(ats),
         }
     }
@@ -338,6 +346,31 @@ mod tests {
         assert!(is_trivial(own_text("转发微博。//@a: 求证")));
         assert!(is_trivial("[哈]"));
         assert!(!is_trivial("求证"));
+    }
+
+    #[test]
+    fn a_link_is_http_or_https_followed_by_colon_slash_slash() {
+        for t in [
+            "",
+            "http",
+            "http:/",
+            "://",
+            "见 http://t.cn/x",
+            "见https://t.cn/x",
+            "ftp://x",
+            "httpss://x",
+            "xhttp://",
+            "https:/ http//",
+            "://http://",
+            "HTTP://x",
+        ] {
+            assert_eq!(
+                has_link(t),
+                t.contains("http://") || t.contains("https://"),
+                "{t}"
+            );
+        }
+        assert!(has_link("a https://b") && !has_link("a https:/b"));
     }
 
     #[test]
