@@ -33,7 +33,13 @@ pub struct Live {
     pub stream: broadcast::Sender<StreamMsg>,
     /// With several instances: which opened/closed announcements this stream already made.
     dedup: Option<Arc<StreamDedup>>,
+    /// Open incidents of the view by (kind, severity): `huiying_incidents_open`, kept as the
+    /// view changes (recounting the view on every event cost O(open incidents) an event).
+    open: Arc<Mutex<OpenCounts>>,
 }
+
+/// Open incidents by kind (emergency, rumor) and severity (1–5).
+type OpenCounts = [[i64; 5]; 2];
 
 impl Live {
     /// An empty view; `shared` when other instances' events are shown too.
@@ -42,6 +48,7 @@ impl Live {
             incidents: Default::default(),
             stream: broadcast::channel(STREAM_RING).0,
             dedup: shared.then(Default::default),
+            open: Default::default(),
         }
     }
 
@@ -49,18 +56,20 @@ impl Live {
     pub fn restore(&self, incidents: &[Incident]) {
         let mut g = self.write();
         for i in incidents {
-            g.insert(i.id.clone(), Arc::new(i.clone()));
+            let old = g.insert(i.id.clone(), Arc::new(i.clone()));
+            self.recount(old.as_deref(), Some(i));
         }
-        set_open_gauge(&g);
     }
 
     /// Add the open incidents the view misses (after reconnecting to the other instances).
     pub fn add_missing(&self, incidents: Vec<Incident>) {
         let mut g = self.write();
         for i in incidents {
-            g.entry(i.id.clone()).or_insert_with(|| Arc::new(i));
+            if let std::collections::btree_map::Entry::Vacant(v) = g.entry(i.id.clone()) {
+                self.recount(None, Some(&i));
+                v.insert(Arc::new(i));
+            }
         }
-        set_open_gauge(&g);
     }
 
     /// An event of this engine: update the view, then announce it on the stream.
@@ -80,11 +89,12 @@ impl Live {
             {
                 let mut g = self.write();
                 if incident.state == IncidentState::Open {
-                    g.insert(incident.id.clone(), incident.clone());
+                    let old = g.insert(incident.id.clone(), incident.clone());
+                    self.recount(old.as_deref(), Some(incident));
                 } else {
-                    g.remove(&incident.id);
+                    let old = g.remove(&incident.id);
+                    self.recount(old.as_deref(), None);
                 }
-                set_open_gauge(&g);
             }
             if let Some(d) = &self.dedup {
                 if !d.first(*kind, &incident.id) {
@@ -97,6 +107,20 @@ impl Live {
             assignment: e.is_assignment(),
         });
         true
+    }
+
+    /// `old` (the view's copy an event replaced or removed) counted out of the open gauge and
+    /// `new` (the copy it put in) counted in: severity changes while open, so an update moves
+    /// an incident from one series to another.
+    fn recount(&self, old: Option<&Incident>, new: Option<&Incident>) {
+        let mut n = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, d) in [(old, -1), (new, 1)] {
+            if let Some(i) = i {
+                let (k, s) = crate::metrics::open_cell(i.kind, i.severity);
+                n[k][s] += d;
+                crate::metrics::global().set_incidents_open(i.kind, i.severity, n[k][s]);
+            }
+        }
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Incident>>> {
@@ -114,11 +138,6 @@ pub fn start(cx: &mut crate::stage::Context) -> crate::stage::Handle {
             live.apply(e)
         });
     crate::stage::Handle::new("live", Vec::new())
-}
-
-// Counted from the view rather than inc/dec per event: severity changes while open.
-fn set_open_gauge(g: &BTreeMap<String, Arc<Incident>>) {
-    crate::metrics::global().set_incidents_open(g.values().map(|i| (i.kind, i.severity)));
 }
 
 /// Ids remembered per kind of announcement (older ones are forgotten first).
@@ -174,6 +193,51 @@ mod tests {
         assert!(d.first(EventKind::Closed, "em-1"));
         assert!(!d.first(EventKind::Closed, "em-1"));
         assert!(d.first(EventKind::Opened, "em-2"));
+    }
+
+    #[test]
+    fn the_open_gauge_counts_the_view_by_kind_and_severity() {
+        use crate::incidents::IncidentKind;
+        let inc = |id: &str, kind, severity, state| {
+            Arc::new(Incident {
+                severity,
+                state,
+                ..Incident::new(id, kind, "flood", 0)
+            })
+        };
+        let ev = |kind, i: Arc<Incident>| Event::Incident {
+            kind,
+            at: 0,
+            incident: i,
+        };
+        let live = Live::new(false);
+        let (e, r, open, closed) = (
+            IncidentKind::Emergency,
+            IncidentKind::Rumor,
+            IncidentState::Open,
+            IncidentState::Closed,
+        );
+        live.apply(&ev(EventKind::Opened, inc("em-1", e, 4, open)));
+        live.apply(&ev(EventKind::Opened, inc("em-2", e, 4, open)));
+        live.apply(&ev(EventKind::Opened, inc("ru-1", r, 2, open)));
+        // One emergency rose to 5 (it moves from one series to the other); the rumor closed;
+        // restored and missing copies of what the view holds are not counted twice.
+        live.apply(&ev(EventKind::Updated, inc("em-2", e, 5, open)));
+        live.apply(&ev(EventKind::Closed, inc("ru-1", r, 2, closed)));
+        live.restore(&[(*inc("em-1", e, 4, open)).clone()]);
+        live.add_missing(vec![
+            (*inc("em-2", e, 5, open)).clone(),
+            (*inc("ru-9", r, 1, open)).clone(),
+        ]);
+        let counts = *live.open.lock().unwrap();
+        assert_eq!(counts, [[0, 0, 0, 1, 1], [1, 0, 0, 0, 0]]);
+        // The same as counting the view afresh.
+        let mut fresh = [[0i64; 5]; 2];
+        for i in live.incidents.read().unwrap().values() {
+            let (k, s) = crate::metrics::open_cell(i.kind, i.severity);
+            fresh[k][s] += 1;
+        }
+        assert_eq!(counts, fresh);
     }
 
     #[test]

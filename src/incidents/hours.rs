@@ -164,16 +164,19 @@ impl HourAgg {
             None
         };
         if let Some(p) = parent {
-            // A Weibo repost quotes the chain after `//@`: the last part is the original's
-            // author and text (`//@name:text`).
-            let quoted = match m.text.rsplit_once("//@") {
-                Some((_, q)) => q.split_once([':', '：']).map_or(q, |(_, t)| t).trim(),
-                None => m.text.as_str(),
-            };
             let room = self.spread.len() < SPREAD_CAP;
             match self.spread.get_mut(p.as_str()) {
                 Some(e) => e.0 += 1,
                 None if room => {
+                    // A Weibo repost quotes the chain after `//@`: the last part is the
+                    // original's author and text (`//@name:text`).
+                    let quoted = match memchr::memmem::rfind(m.text.as_bytes(), b"//@") {
+                        Some(i) => {
+                            let q = &m.text[i + 3..];
+                            q.split_once([':', '：']).map_or(q, |(_, t)| t).trim()
+                        }
+                        None => m.text.as_str(),
+                    };
                     self.spread.insert(
                         p.clone(),
                         (1, crate::truncate_chars(quoted, TEXT_CHARS), false),

@@ -16,6 +16,15 @@ pub mod respond;
 /// The `severity` label values of `huiying_incidents_open`.
 const SEVERITIES: [&str; 5] = ["1", "2", "3", "4", "5"];
 
+/// The series of `huiying_incidents_open` an incident counts in: (kind: 0 emergency, 1
+/// rumor; severity 1–5 as 0–4, out-of-range severities clamped).
+pub fn open_cell(kind: IncidentKind, severity: u8) -> (usize, usize) {
+    (
+        usize::from(kind == IncidentKind::Rumor),
+        usize::from(severity.clamp(1, 5)) - 1,
+    )
+}
+
 /// The `op` label values of `huiying_store_errors_total` (every `StoreError` names one).
 const STORE_OPS: [&str; 5] = ["open", "read", "write", "encode", "decode"];
 
@@ -292,21 +301,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Set `huiying_incidents_open` from every open incident's (kind, severity): all ten
-    /// series, so a level that emptied reads 0 rather than its last value.
-    pub fn set_incidents_open(&self, open: impl IntoIterator<Item = (IncidentKind, u8)>) {
-        let mut n = [[0i64; 5]; 2];
-        for (kind, sev) in open {
-            let s = usize::from(sev.clamp(1, 5)) - 1;
-            n[usize::from(kind == IncidentKind::Rumor)][s] += 1;
-        }
-        for (k, kind) in ["emergency", "rumor"].into_iter().enumerate() {
-            for (s, sev) in SEVERITIES.into_iter().enumerate() {
-                self.incidents_open
-                    .with_label_values(&[kind, sev])
-                    .set(n[k][s]);
-            }
-        }
+    /// Set the series of `huiying_incidents_open` of (`kind`, `severity`) to `n` (the live view
+    /// counts them; every series exists from the start at 0).
+    pub fn set_incidents_open(&self, kind: IncidentKind, severity: u8, n: i64) {
+        let (k, s) = open_cell(kind, severity);
+        self.incidents_open
+            .with_label_values(&[["emergency", "rumor"][k], SEVERITIES[s]])
+            .set(n);
     }
 
     /// Create the series of an input (a configured feed, or `http`) at zero, so dashboards
@@ -378,22 +379,14 @@ mod tests {
     fn open_incidents_follow_kind_and_severity_and_empty_levels_read_zero() {
         let m = Metrics::new();
         let get = |k: &str, s: &str| m.incidents_open.with_label_values(&[k, s]).get();
-        m.set_incidents_open([
-            (IncidentKind::Emergency, 4),
-            (IncidentKind::Emergency, 4),
-            (IncidentKind::Rumor, 2),
-        ]);
+        m.set_incidents_open(IncidentKind::Emergency, 4, 2);
+        m.set_incidents_open(IncidentKind::Rumor, 2, 1);
         assert_eq!((get("emergency", "4"), get("rumor", "2")), (2, 1));
-        // One emergency rose to 5, the rumor closed.
-        m.set_incidents_open([(IncidentKind::Emergency, 4), (IncidentKind::Emergency, 5)]);
-        assert_eq!(
-            (
-                get("emergency", "4"),
-                get("emergency", "5"),
-                get("rumor", "2")
-            ),
-            (1, 1, 0)
-        );
+        // Severities out of range count at the nearest level.
+        m.set_incidents_open(IncidentKind::Emergency, 9, 3);
+        m.set_incidents_open(IncidentKind::Rumor, 0, 7);
+        assert_eq!((get("emergency", "5"), get("rumor", "1")), (3, 7));
+        assert_eq!(get("emergency", "3"), 0);
         let text = m.render();
         assert_eq!(
             text.lines()

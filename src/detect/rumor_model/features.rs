@@ -26,8 +26,10 @@ fn finish(h: u64, bits: u8) -> u32 {
 /// The text the model sees of a post: a repost's own words (Weibo's "//@who: …" chain of
 /// earlier reposts and the placeholder "转发微博" removed), whitespace runs as one space.
 pub fn own_text(normalised: &str) -> &str {
-    // memchr's search: `str::find` sets up a two-way searcher on every call.
-    let t = match memchr::memmem::find(normalised.as_bytes(), b"//@") {
+    // A searcher built once: `str::find` sets up a two-way searcher on every call.
+    static CHAIN: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"//@"));
+    let t = match CHAIN.find(normalised.as_bytes()) {
         Some(i) => &normalised[..i],
         None => normalised,
     };
@@ -40,8 +42,10 @@ pub fn own_text(normalised: &str) -> &str {
 
 /// Whether `text` holds `http://` or `https://`.
 fn has_link(text: &str) -> bool {
+    static SEP: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"://"));
     let b = text.as_bytes();
-    memchr::memmem::find_iter(b, b"://")
+    SEP.find_iter(b)
         .any(|i| b[..i].ends_with(b"http") || b[..i].ends_with(b"https"))
 }
 
