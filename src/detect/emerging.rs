@@ -593,15 +593,17 @@ pub fn place_terms(g: &crate::detect::gazetteer::Gazetteer) -> ahash::AHashSet<u
 /// The terms of normalised `text`, each once, in text order, at most [`MAX_TERMS`].
 pub fn terms(text: &str) -> Vec<Term> {
     let mut out: Vec<Term> = Vec::with_capacity(MAX_TERMS.min(text.len() / 2 + 1));
-    // One bit per hash's low six bits: a term whose bit is clear is new without a scan.
-    let mut bits = 0u64;
+    // One bit per hash's low eight bits: a term whose bit is clear is new without a scan of
+    // the terms so far (64 bits were mostly set by the 30th term of a long post, and each set
+    // bit cost a scan).
+    let mut bits = [0u64; 4];
     for_each_term(text, |t| {
         if out.len() >= MAX_TERMS {
             return false;
         }
-        let bit = 1u64 << (t.hash & 63);
-        if bits & bit == 0 || !out.iter().any(|o| o.hash == t.hash) {
-            bits |= bit;
+        let (word, bit) = ((t.hash >> 6 & 3) as usize, 1u64 << (t.hash & 63));
+        if bits[word] & bit == 0 || !out.iter().any(|o| o.hash == t.hash) {
+            bits[word] |= bit;
             out.push(t);
         }
         true
@@ -889,6 +891,37 @@ mod tests {
         assert_eq!(trim_phrase("到一", &texts), "到一");
         assert_eq!(trim_phrase("meteor", &["a meteor"]), "meteor");
         assert_eq!(trim_phrase("到一颗陨石", &[]), "到一颗陨石");
+    }
+
+    #[test]
+    fn each_term_once_in_text_order_as_a_plain_scan_finds_them() {
+        // Texts with many repeats (the filter of seen hashes fills), past MAX_TERMS distinct
+        // terms, and Chinese bigrams mixed with words.
+        let texts = [
+            (0..300)
+                .map(|i| format!("word{} ", i % 70))
+                .collect::<String>(),
+            "暴雨暴雨暴雨 红色预警 暴雨红色预警发布 rain rain storm 暴雨".repeat(20),
+            "今天天气很好我们去公园散步然后回家吃饭看电视剧睡觉".repeat(5),
+            {
+                let c: Vec<char> = "城市区域道路河流山林".chars().collect();
+                (0..200)
+                    .map(|i| format!("{}{}{} ", c[i % 10], c[i % 7], c[i % 3]))
+                    .collect::<String>()
+            },
+        ];
+        for text in &texts {
+            let mut want: Vec<Term> = Vec::new();
+            for_each_term(text, |t| {
+                if !want.iter().any(|w| w.hash == t.hash) {
+                    want.push(t);
+                }
+                true
+            });
+            want.truncate(MAX_TERMS);
+            assert!(want.len() > 5, "{text}");
+            assert_eq!(terms(text), want, "{text}");
+        }
     }
 
     #[test]
