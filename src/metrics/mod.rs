@@ -16,6 +16,11 @@ pub mod respond;
 /// The `severity` label values of `huiying_incidents_open`.
 const SEVERITIES: [&str; 5] = ["1", "2", "3", "4", "5"];
 
+/// The `kind` label values of `huiying_incidents_open` (an emerging incident counts as an
+/// emergency), indexed as [`open_cell`] gives them; also the kinds whose opened and closed
+/// series exist from the start.
+const OPEN_KINDS: [&str; 2] = ["emergency", "rumor"];
+
 /// The series of `huiying_incidents_open` an incident counts in: (kind: 0 emergency, 1
 /// rumor; severity 1–5 as 0–4, out-of-range severities clamped).
 pub fn open_cell(kind: IncidentKind, severity: u8) -> (usize, usize) {
@@ -174,7 +179,7 @@ impl Metrics {
             "Incidents closed, by kind.",
             &["kind"],
         );
-        for k in ["emergency", "rumor"] {
+        for k in OPEN_KINDS {
             for sev in SEVERITIES {
                 incidents_open.with_label_values(&[k, sev]);
             }
@@ -306,7 +311,7 @@ impl Metrics {
     pub fn set_incidents_open(&self, kind: IncidentKind, severity: u8, n: i64) {
         let (k, s) = open_cell(kind, severity);
         self.incidents_open
-            .with_label_values(&[["emergency", "rumor"][k], SEVERITIES[s]])
+            .with_label_values(&[OPEN_KINDS[k], SEVERITIES[s]])
             .set(n);
     }
 

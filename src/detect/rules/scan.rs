@@ -47,18 +47,18 @@ struct Filter {
 
 impl Filter {
     fn new<'a>(patterns: impl Iterator<Item = &'a [u8]>) -> Option<Filter> {
-        let mut long = Vec::new();
+        let mut keys = Vec::new();
         let mut lead = [false; 256];
         for p in patterns {
             match p.len() {
                 0 => return None,
                 n if n < MID => lead[usize::from(p[0])] = true,
-                n if n < LONG => long.push(key(&p[..MID])),
-                _ => long.push(key(&p[..LONG])),
+                n if n < LONG => keys.push(mid_key(word(p))),
+                _ => keys.push(long_key(word(p))),
             }
         }
-        let has_mid = long.iter().any(|k| k & MID_TAG != 0);
-        let want = (long.len() * BITS_PER_KEY).next_power_of_two().max(1 << 12);
+        let has_mid = keys.iter().any(|k| k & MID_TAG != 0);
+        let want = (keys.len() * BITS_PER_KEY).next_power_of_two().max(1 << 12);
         let log = want.trailing_zeros();
         let mut f = Filter {
             bits: vec![0; want / 64],
@@ -66,7 +66,7 @@ impl Filter {
             lead,
             has_mid,
         };
-        for k in long {
+        for k in keys {
             let h = f.slot(k);
             f.bits[h / 64] |= 1 << (h % 64);
         }
@@ -91,34 +91,37 @@ impl Filter {
             return true;
         }
         let rest = &hay[at..];
-        if rest.len() >= 8 {
-            // One load for both keys.
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&rest[..8]);
-            let w = u64::from_le_bytes(w);
-            self.has(w & LONG_MASK) || (self.has_mid && self.has((w & MID_MASK) | MID_TAG))
-        } else {
-            (rest.len() >= LONG && self.has(key(&rest[..LONG])))
-                || (self.has_mid && rest.len() >= MID && self.has(key(&rest[..MID])))
-        }
+        // One load for both keys.
+        let w = word(rest);
+        (rest.len() >= LONG && self.has(long_key(w)))
+            || (self.has_mid && rest.len() >= MID && self.has(mid_key(w)))
     }
 }
 
-const LONG_MASK: u64 = (1 << (8 * LONG)) - 1;
-const MID_MASK: u64 = (1 << (8 * MID)) - 1;
 /// Tells a middle key from a long one (a long key never has its top byte set).
 const MID_TAG: u64 = 1 << 63;
 
-/// The key of a pattern prefix of [`MID`] or [`LONG`] bytes (little-endian, tagged by length).
-fn key(prefix: &[u8]) -> u64 {
+/// The first eight bytes of `b` as a little-endian word (zeros past its end).
+#[inline]
+fn word(b: &[u8]) -> u64 {
     let mut w = [0u8; 8];
-    w[..prefix.len()].copy_from_slice(prefix);
-    let k = u64::from_le_bytes(w);
-    if prefix.len() == MID {
-        k | MID_TAG
-    } else {
-        k
+    match b.get(..8) {
+        Some(head) => w.copy_from_slice(head),
+        None => w[..b.len()].copy_from_slice(b),
     }
+    u64::from_le_bytes(w)
+}
+
+/// The key of a text's (or a pattern's) first [`LONG`] bytes, from its [`word`].
+#[inline]
+fn long_key(w: u64) -> u64 {
+    w & ((1 << (8 * LONG)) - 1)
+}
+
+/// The key of its first [`MID`] bytes, tagged apart from the long keys.
+#[inline]
+fn mid_key(w: u64) -> u64 {
+    w & ((1 << (8 * MID)) - 1) | MID_TAG
 }
 
 /// Bytes of the UTF-8 character whose first byte is `b` (1 for a byte inside a character).
@@ -132,12 +135,9 @@ fn char_len(b: u8) -> usize {
     }
 }
 
-/// The error of building the automaton.
-pub(crate) type BuildError = aho_corasick::BuildError;
-
 impl Scanner {
     /// The scanner of `patterns` (their order is their index in matches).
-    pub(crate) fn new(patterns: &[&str]) -> Result<Scanner, BuildError> {
+    pub(crate) fn new(patterns: &[&str]) -> Result<Scanner, aho_corasick::BuildError> {
         let build = |kind| {
             AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostLongest)
