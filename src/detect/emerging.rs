@@ -785,6 +785,12 @@ impl TermSketch {
         x.min(y)
     }
 
+    /// Index (event time / bucket width) of the bucket being counted (`i64::MIN` before the
+    /// first).
+    pub fn bucket(&self) -> i64 {
+        self.bucket
+    }
+
     /// Estimated count of `hash` in the current bucket (never below the truth).
     pub fn count(&self, hash: u64) -> u32 {
         let [a, b] = cells(hash);

@@ -121,6 +121,9 @@ struct Candidate {
     label: String,
     /// Mentioned since the last sweep (only those are looked at between bucket ends).
     dirty: bool,
+    /// Already too common in the sketch's first bucket to ever burst ([`EmergingState::doom_at`]):
+    /// its recent mentions are no longer kept, and it is dropped when that bucket has ended.
+    doomed: bool,
     /// Above its baseline at the last sweep (or just opened on): only then do mentions holding
     /// it join its incident (after the burst, the term's everyday use is not the event).
     active: bool,
@@ -172,6 +175,9 @@ pub(super) struct EmergingState {
     dirty: Vec<u64>,
     /// Bursts not opened because a rule incident already held their mentions.
     pub(super) covered: u64,
+    /// [`EmergingState::doom_at`]'s count, with the settings it was computed for (prior, buckets
+    /// in the window, alpha).
+    doom: Option<((u64, u64, u64), u32)>,
 }
 
 impl EmergingState {
@@ -189,6 +195,46 @@ impl EmergingState {
         for h in self.cands.keys() {
             self.cand_bits.insert(*h);
         }
+    }
+
+    /// The count in the sketch's first bucket from which a term cannot burst once that bucket
+    /// has ended: the first sweep after it sets the term's baseline to that count (no bucket
+    /// before it: the corrected EWMA of one bucket is its count) and drops the term when even
+    /// [`AUTHORS_CAP`] authors in its window would not be improbable under it. With a margin of
+    /// 1 % (the sketch's baseline is an `f32`), so a term at this count is dropped then for
+    /// certain. `u32::MAX` when no count is.
+    ///
+    /// In that first bucket no term has a baseline: every term seen twice is followed, up to
+    /// `max_candidates`, most of them words in everyday use, each costing its recent mentions
+    /// and authors on every post (the engine ran at half speed for that minute). A term that
+    /// reaches this count keeps its place and its authors (what else is followed, and the sweeps
+    /// of the first bucket, do not change) but no longer its recent mentions.
+    fn doom_at(&mut self, prior: f64, nb: f64, alpha: f64) -> u32 {
+        let key = (prior.to_bits(), nb.to_bits(), alpha.to_bits());
+        if let Some((k, n)) = self.doom {
+            if k == key {
+                return n;
+            }
+        }
+        let idle =
+            |e: u32| poisson_tail_at_least(AUTHORS_CAP as u64, (f64::from(e) + prior) * nb, alpha);
+        let n = if idle(1 << 24) {
+            // The least count that is idle (idle is monotone in the count).
+            let (mut lo, mut hi) = (0u32, 1u32 << 24);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if idle(mid) {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            lo.saturating_add(lo / 100 + 1)
+        } else {
+            u32::MAX
+        };
+        self.doom = Some((key, n));
+        n
     }
 
     /// Candidates followed now.
@@ -269,6 +315,23 @@ impl Engine {
         let mut shared_full: Option<Arc<Mention>> = None;
         // The baseline's divisor, the same for every term until the next roll (a `powf`).
         let mut correction: Option<f64> = None;
+        // In the sketch's first bucket, while the warm-up lasts past the end of the next one
+        // (the sweep that drops a term too common to burst must still be in the warm-up, when a
+        // term's baseline follows the sketch's), the count that dooms a followed term.
+        let doom_at = {
+            let s = &self.settings.emerging;
+            let b0 = self.em.sketch.bucket();
+            if self.em.sketch.rolled == 0
+                && self.started_at + i64::from(s.warmup_secs) * 1000 >= (b0 + 2) * bms
+            {
+                // As the sweep reckons the window in buckets.
+                let nb = f64::from(s.window_secs) / f64::from(s.bucket_secs.max(1));
+                let alpha = s.alpha;
+                self.em.doom_at(prior, nb, alpha)
+            } else {
+                u32::MAX
+            }
+        };
         for t in &a.emerging {
             let est = self.em.sketch.add(t.hash);
             // One look-up for a followed term (most terms are not: the filter answers for them).
@@ -302,6 +365,7 @@ impl Engine {
                         label: term.to_string(),
                         active: false,
                         dirty: true,
+                        doomed: false,
                         authors: SmallMap::default(),
                         recent: VecDeque::new(),
                         fulls: 0,
@@ -322,6 +386,11 @@ impl Engine {
                 c.dirty = true;
                 self.em.dirty.push(t.hash);
             }
+            if est >= doom_at && !c.doomed && c.incident.is_none() && c.fleet_key.is_none() {
+                c.doomed = true;
+                c.recent = VecDeque::new();
+                c.fulls = 0;
+            }
             if let (Some(k), Some(co)) = (c.fleet_key.as_deref(), self.coord.as_mut()) {
                 co.record(Hit {
                     key: k,
@@ -332,12 +401,18 @@ impl Engine {
                     author,
                 });
             }
-            if c.authors.len() < AUTHORS_CAP || c.authors.contains_key(&author) {
+            // One look-up: a new author is only added below the cap.
+            if c.authors.len() < AUTHORS_CAP {
                 if c.authors.is_empty() {
                     c.oldest = m.ts;
                 }
                 let e = c.authors.entry(author).or_insert(m.ts);
                 *e = (*e).max(m.ts);
+            } else if let Some(e) = c.authors.get_mut(&author) {
+                *e = (*e).max(m.ts);
+            }
+            if c.doomed {
+                continue;
             }
             if c.recent.len() >= RECENT_CAP
                 && c.recent.pop_front().is_some_and(|r| r.full.is_some())
@@ -467,6 +542,11 @@ impl Engine {
                 return;
             }
             c.dirty = false;
+            // Doomed in the first bucket, which has ended: the test below would drop it.
+            if c.doomed && sketch.rolled > 0 {
+                idle.push(h);
+                return;
+            }
             // Between bucket ends (baselines move only at them) only a burst matters: a term
             // that would not burst with every author it holds, some perhaps out of the window
             // by now, will not with fewer: no need to count them (the everyday words followed
@@ -1021,5 +1101,135 @@ mod tests {
         let b = EmergingState::bound_bytes(4096);
         assert!(b > TermSketch::default().bytes());
         assert!(b < 200 << 20, "{b}");
+    }
+
+    /// The count that dooms a term in the first bucket is one the sweep after it drops for
+    /// certain, and not far above the least such count.
+    #[test]
+    fn a_doomed_count_is_one_the_first_sweep_drops() {
+        let s = crate::detect::rules::EmergingSettings::default();
+        let prior = s.prior_per_hour * f64::from(s.bucket_secs) / 3600.0;
+        let nb = f64::from(s.window_secs) / f64::from(s.bucket_secs);
+        let mut em = EmergingState::default();
+        let at = em.doom_at(prior, nb, s.alpha);
+        let idle = |e: f64| poisson_tail_at_least(AUTHORS_CAP as u64, (e + prior) * nb, s.alpha);
+        assert!(at < 100, "{at}");
+        // The sweep's baseline is the count as an f32 EWMA: a little off either way.
+        assert!(idle(f64::from(at) * (1.0 - 1e-6)));
+        assert!(
+            !idle(f64::from(at) * 0.95 - 1.0),
+            "{at}: the margin is small"
+        );
+        // Cached per settings.
+        assert_eq!(em.doom_at(prior, nb, s.alpha), at);
+        assert_ne!(em.doom_at(prior, nb * 4.0, s.alpha), at);
+    }
+
+    /// Everyday words flood the first bucket: each is followed from its second mention (no
+    /// baseline yet) until it is too common to burst; from then its recent mentions are not
+    /// kept. Every event, and the terms followed with their authors after every minute, are
+    /// those of an engine that keeps them all until the sweep drops them.
+    #[test]
+    fn terms_doomed_in_the_first_bucket_change_nothing_but_what_they_hold() {
+        let analyzer = crate::detect::Analyzer::new();
+        let words = [
+            "早上好今天地铁人好多",
+            "中午吃了一碗牛肉面",
+            "下班路上堵车心累",
+            "新买的耳机音质很好",
+            "公司楼下开了家奶茶店",
+            "晚上跑步五公里打卡",
+        ];
+        let rare = "梧桐银杏樱花海棠茉莉芍药牡丹杜鹃丁香紫藤";
+        let rare: Vec<char> = rare.chars().collect();
+        // At a bucket's start: the first minute is the sketch's first bucket.
+        let t0: i64 = 1_795_833_120_000;
+        let mut lines = Vec::new();
+        // The first minute: 3,000 posts by 800 authors.
+        for i in 0..3000i64 {
+            // 361 pairs of flowers, each ~8 times: followed, not doomed.
+            let r = format!(
+                "{}{}",
+                rare[(i % 19) as usize],
+                rare[(i / 19 % 19) as usize]
+            );
+            lines.push((
+                t0 + i * 20,
+                i % 800,
+                format!("{} {r}", words[(i % 6) as usize]),
+            ));
+        }
+        // Minutes 1 to 10: 200 posts a minute; from minute 6 a meteorite by 40 authors.
+        for i in 0..2000i64 {
+            let (author, text) = if i >= 1000 && i % 25 == 0 {
+                (5000 + i, "天上掉下一颗陨石".to_string())
+            } else {
+                (1000 + i % 300, words[(i % 6) as usize].to_string())
+            };
+            lines.push((t0 + 60_000 + i * 300, author, text));
+        }
+        let run = |keep_all: bool, max_candidates: u32| {
+            let mut rules = RuleSet::load(std::path::Path::new("rules"), &analyzer.normalizer)
+                .expect("the shipped rules load");
+            rules.settings.emerging.warmup_secs = 240;
+            rules.settings.emerging.max_candidates = max_candidates;
+            let rules = Arc::new(rules);
+            let mut e = Engine::new();
+            let (mut events, mut all, mut followed) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut doomed, mut step) = (0usize, 0);
+            for (n, (ts, author, text)) in lines.iter().enumerate() {
+                let line = serde_json::json!({
+                    "id": format!("m{n}"), "ts": ts, "author": format!("u{author}"), "text": text
+                })
+                .to_string();
+                let m = crate::normalize::parse_mention(line.as_bytes()).expect("mention");
+                let a = analyzer.analyze(&rules, &m);
+                if keep_all && e.em.doom.is_none() {
+                    let s = &rules.settings.emerging;
+                    let prior = s.prior_per_hour * f64::from(s.bucket_secs) / 3600.0;
+                    let nb = f64::from(s.window_secs) / f64::from(s.bucket_secs);
+                    let key = (prior.to_bits(), nb.to_bits(), s.alpha.to_bits());
+                    e.em.doom = Some((key, u32::MAX));
+                }
+                events.clear();
+                e.process(&rules, &m, &a, &mut events);
+                all.extend(events.iter().map(|x| format!("{x:?}")));
+                // The terms followed and their authors at every sweep (every 10 s).
+                if (ts - t0) / 10_000 != step {
+                    step = (ts - t0) / 10_000;
+                    let mut f: Vec<(u64, usize, String)> =
+                        e.em.cands
+                            .iter()
+                            .map(|(h, c)| (*h, c.authors.len(), c.name.clone()))
+                            .collect();
+                    f.sort_unstable();
+                    followed.push(f);
+                }
+                if ts - t0 < 60_000 {
+                    doomed = e.em.cands.values().filter(|c| c.doomed).count();
+                    for c in e.em.cands.values().filter(|c| c.doomed) {
+                        assert!(c.recent.is_empty() && c.fulls == 0, "{}", c.name);
+                    }
+                }
+            }
+            (all, followed, doomed)
+        };
+        // The table roomy, then so small that it is nearly full within the first bucket (the
+        // sweeps then drop the followed terms with the fewest authors).
+        for max in [4096, 48] {
+            let (events, followed, doomed) = run(false, max);
+            let (events_all, followed_all, doomed_all) = run(true, max);
+            assert!(doomed >= 20, "everyday words doomed: {doomed}");
+            assert_eq!(doomed_all, 0);
+            assert!(followed[4].len() >= 20, "{}", followed[4].len());
+            assert_eq!(followed, followed_all);
+            assert_eq!(events, events_all);
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e.contains("Opened") && e.contains("陨石")),
+                "the meteorite opens an emerging incident"
+            );
+        }
     }
 }
