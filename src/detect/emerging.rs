@@ -441,13 +441,14 @@ fn is_alnum(c: char) -> bool {
     }
 }
 
-#[inline]
-fn is_stop_char(c: char) -> bool {
-    let c = c as usize;
-    stops()
-        .chars
-        .get(c / 64)
-        .is_some_and(|w| w & (1 << (c % 64)) != 0)
+impl Stops {
+    #[inline]
+    fn is_stop_char(&self, c: char) -> bool {
+        let c = c as usize;
+        self.chars
+            .get(c / 64)
+            .is_some_and(|w| w & (1 << (c % 64)) != 0)
+    }
 }
 
 /// Chinese bigrams that are frequent everywhere: platform boilerplate, weekdays, holidays.
@@ -612,76 +613,127 @@ pub fn terms(text: &str) -> Vec<Term> {
 }
 
 /// Call `f` with every term of `text` in text order (repeats included) until it answers false.
+///
+/// One pass over the characters: a run of non-whitespace characters is a chunk (links are
+/// skipped whole); in a chunk, Han characters make bigrams unless a stop character is one of the
+/// two, and runs of letters and digits (and apostrophes) make words; `@handles` and Weibo
+/// emoticon codes (`[蜡烛]`) make neither.
 fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
-    for (chunk_start, chunk) in split_ws(text) {
-        if chunk.starts_with("http://")
-            || chunk.starts_with("https://")
-            || chunk.starts_with("www.")
-        {
+    let st = stops();
+    // Per chunk: its previous character when Han (offset, and whether a stop character), the
+    // start of the word being read, inside an emoticon code or a handle, or a link to skip.
+    let mut prev_han: Option<(usize, bool)> = None;
+    let mut word_start: Option<usize> = None;
+    let (mut in_emoticon, mut in_handle) = (false, false);
+    let mut in_chunk = false;
+    let mut skip = false;
+    let bytes = text.as_bytes();
+    let mut it = text.char_indices();
+    loop {
+        let next = it.next();
+        let (i, c) = next.unwrap_or((text.len(), ' '));
+        if is_ws(c) {
+            // The chunk ends: the word being read is flushed.
+            if let Some(ws) = word_start.take() {
+                if !flush_word(text, ws, i, &mut f) {
+                    return;
+                }
+            }
+            if next.is_none() {
+                return;
+            }
+            (in_chunk, skip) = (false, false);
             continue;
         }
-        let mut prev_han: Option<(usize, char)> = None;
-        // Inside a Weibo emoticon code (`[蜡烛]`, `[泪]`, `[doge]`): platform boilerplate.
-        let mut in_emoticon = false;
-        let mut word_start: Option<usize> = None;
-        // Inside an `@handle` (Latin or Chinese): it names an account, not a topic.
-        let mut in_handle = false;
-        let mut it = chunk.char_indices();
-        loop {
-            let next = it.next();
-            let (i, c) = next.unwrap_or((chunk.len(), ' '));
-            let han = next.is_some() && is_han(c);
-            let alnum = !han && is_alnum(c);
-            let wordy = next.is_some() && !han && (alnum || c == '\'');
-            if !wordy {
-                if let Some(ws) = word_start.take() {
-                    let raw = &chunk[ws..i];
-                    let w = raw.trim_matches('\'');
-                    // `w` is a part of `raw`: its offset without searching.
-                    let off = chunk_start + ws + (w.as_ptr() as usize - raw.as_ptr() as usize);
-                    if keep_word(w) && !emit(w, off, &mut f) {
+        if !in_chunk {
+            in_chunk = true;
+            let rest = &bytes[i..];
+            skip = rest.starts_with(b"http://")
+                || rest.starts_with(b"https://")
+                || rest.starts_with(b"www.");
+            prev_han = None;
+            (in_emoticon, in_handle) = (false, false);
+        }
+        if skip {
+            continue;
+        }
+        let han = is_han(c);
+        let alnum = !han && is_alnum(c);
+        if han || !(alnum || c == '\'') {
+            if let Some(ws) = word_start.take() {
+                if !flush_word(text, ws, i, &mut f) {
+                    return;
+                }
+            }
+        } else if word_start.is_none() && !in_handle && !in_emoticon {
+            word_start = Some(i);
+        }
+        if c == '[' {
+            in_emoticon = emoticon_follows(&text[i + 1..]);
+        } else if c == ']' {
+            in_emoticon = false;
+        }
+        if c == '@' {
+            in_handle = true;
+        } else if !(han || alnum || c == '_' || c == '-') {
+            in_handle = false;
+        }
+        if han && !in_handle && !in_emoticon {
+            let stop = st.is_stop_char(c);
+            if let Some((pi, pstop)) = prev_han {
+                if !pstop && !stop {
+                    let bigram = &text[pi..i + c.len_utf8()];
+                    if !emit(st, bigram, pi, &mut f) {
                         return;
                     }
                 }
-            } else if word_start.is_none() && !in_handle && !in_emoticon {
-                word_start = Some(i);
             }
-            if next.is_none() {
-                break;
-            }
-            if c == '[' {
-                in_emoticon = chunk[i + 1..]
-                    .find(']')
-                    .is_some_and(|end| chunk[i + 1..i + 1 + end].chars().count() <= 6);
-            } else if c == ']' {
-                in_emoticon = false;
-            }
-            if c == '@' {
-                in_handle = true;
-            } else if !(han || alnum || c == '_' || c == '-') {
-                in_handle = false;
-            }
-            if han && !in_handle && !in_emoticon {
-                if let Some((pi, pc)) = prev_han {
-                    if !is_stop_char(pc) && !is_stop_char(c) {
-                        let bigram = &chunk[pi..i + c.len_utf8()];
-                        if !emit(bigram, chunk_start + pi, &mut f) {
-                            return;
-                        }
-                    }
-                }
-                prev_han = Some((i, c));
-            } else {
-                prev_han = None;
-            }
+            prev_han = Some((i, stop));
+        } else {
+            prev_han = None;
         }
     }
 }
 
+/// The word read from `ws` to `end` in `text`, apostrophes trimmed, to `f` when it is one to
+/// keep; false when `f` wants no more.
+fn flush_word(text: &str, ws: usize, end: usize, f: &mut impl FnMut(Term) -> bool) -> bool {
+    let raw = &text[ws..end];
+    let w = raw.trim_matches('\'');
+    // `w` is a part of `raw`: its offset without searching.
+    let off = ws + (w.as_ptr() as usize - raw.as_ptr() as usize);
+    !keep_word(w) || emit(stops(), w, off, f)
+}
+
+/// Whether the text after a `[` closes it within six characters of the same chunk (a Weibo
+/// emoticon code: `[泪]`, `[doge]`).
+fn emoticon_follows(rest: &str) -> bool {
+    for c in rest.chars().take(7) {
+        if c == ']' {
+            return true;
+        }
+        if is_ws(c) {
+            return false;
+        }
+    }
+    false
+}
+
+/// `char::is_whitespace`, with the few non-ASCII white spaces named: most text is CJK, which the
+/// standard library answers with a table search per character.
+#[inline]
+fn is_ws(c: char) -> bool {
+    match c as u32 {
+        0x09..=0x0D | 0x20 => true,
+        0..=0x84 => false,
+        0x85 | 0xA0 | 0x1680 | 0x2000..=0x200A | 0x2028 | 0x2029 | 0x202F | 0x205F | 0x3000 => true,
+        _ => false,
+    }
+}
+
 /// Hand `w` to `f` unless it is a stop term; false when `f` wants no more.
-fn emit(w: &str, off: usize, f: &mut impl FnMut(Term) -> bool) -> bool {
+fn emit(st: &Stops, w: &str, off: usize, f: &mut impl FnMut(Term) -> bool) -> bool {
     let hash = term_hash(w);
-    let st = stops();
     if st.term_bits.may_contain(hash) && st.terms.contains(&hash) {
         return true;
     }
@@ -697,6 +749,7 @@ fn keep_word(w: &str) -> bool {
     (3..=30).contains(&n) && !w.chars().all(|c| c.is_ascii_digit() || c == '\'')
 }
 
+#[cfg(test)]
 fn split_ws(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.split_whitespace()
         .map(move |w| (w.as_ptr() as usize - text.as_ptr() as usize, w))
@@ -827,12 +880,162 @@ impl TermSketch {
     }
 }
 
+/// [`for_each_term`] as it was first written: whitespace-separated chunks, each scanned again
+/// (the reference the one-pass scan is tested against).
+#[cfg(test)]
+fn for_each_term_chunked(text: &str, mut f: impl FnMut(Term) -> bool) {
+    for (chunk_start, chunk) in split_ws(text) {
+        if chunk.starts_with("http://")
+            || chunk.starts_with("https://")
+            || chunk.starts_with("www.")
+        {
+            continue;
+        }
+        let mut prev_han: Option<(usize, char)> = None;
+        // Inside a Weibo emoticon code (`[蜡烛]`, `[泪]`, `[doge]`): platform boilerplate.
+        let mut in_emoticon = false;
+        let mut word_start: Option<usize> = None;
+        // Inside an `@handle` (Latin or Chinese): it names an account, not a topic.
+        let mut in_handle = false;
+        let mut it = chunk.char_indices();
+        loop {
+            let next = it.next();
+            let (i, c) = next.unwrap_or((chunk.len(), ' '));
+            let han = next.is_some() && is_han(c);
+            let alnum = !han && is_alnum(c);
+            let wordy = next.is_some() && !han && (alnum || c == '\'');
+            if !wordy {
+                if let Some(ws) = word_start.take() {
+                    let raw = &chunk[ws..i];
+                    let w = raw.trim_matches('\'');
+                    // `w` is a part of `raw`: its offset without searching.
+                    let off = chunk_start + ws + (w.as_ptr() as usize - raw.as_ptr() as usize);
+                    if keep_word(w) && !emit(stops(), w, off, &mut f) {
+                        return;
+                    }
+                }
+            } else if word_start.is_none() && !in_handle && !in_emoticon {
+                word_start = Some(i);
+            }
+            if next.is_none() {
+                break;
+            }
+            if c == '[' {
+                in_emoticon = chunk[i + 1..]
+                    .find(']')
+                    .is_some_and(|end| chunk[i + 1..i + 1 + end].chars().count() <= 6);
+            } else if c == ']' {
+                in_emoticon = false;
+            }
+            if c == '@' {
+                in_handle = true;
+            } else if !(han || alnum || c == '_' || c == '-') {
+                in_handle = false;
+            }
+            if han && !in_handle && !in_emoticon {
+                if let Some((pi, pc)) = prev_han {
+                    if !stops().is_stop_char(pc) && !stops().is_stop_char(c) {
+                        let bigram = &chunk[pi..i + c.len_utf8()];
+                        if !emit(stops(), bigram, chunk_start + pi, &mut f) {
+                            return;
+                        }
+                    }
+                }
+                prev_han = Some((i, c));
+            } else {
+                prev_han = None;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn texts(t: &str) -> Vec<&str> {
         terms(t).iter().map(|x| x.text(t)).collect()
+    }
+
+    #[test]
+    fn white_space_is_the_standard_librarys() {
+        for c in (0..0x11_0000u32).filter_map(char::from_u32) {
+            assert_eq!(is_ws(c), c.is_whitespace(), "U+{:04X}", c as u32);
+        }
+    }
+
+    /// Every term (and where it is) of `text`, by `scan`, stopping after `stop` terms.
+    fn all_terms(
+        scan: fn(&str, &mut dyn FnMut(Term) -> bool),
+        text: &str,
+        stop: usize,
+    ) -> Vec<Term> {
+        let mut out = Vec::new();
+        scan(text, &mut |t| {
+            out.push(t);
+            out.len() < stop
+        });
+        out
+    }
+
+    #[test]
+    fn the_one_pass_scan_finds_the_terms_the_chunked_scan_finds() {
+        use std::io::BufRead;
+        let one: fn(&str, &mut dyn FnMut(Term) -> bool) = |t, f| for_each_term(t, f);
+        let chunked: fn(&str, &mut dyn FnMut(Term) -> bool) = |t, f| for_each_term_chunked(t, f);
+        // Every string of up to five pieces of these (links, handles, emoticon codes, stop
+        // characters, apostrophes, every kind of white space).
+        let pieces = [
+            "雾", "霾", "的", "a", "bc", "1", "'", "[", "]", "@", "_", "-", " ", "\u{3000}", "\n",
+            "http://", "www.", "😀", "é", "[泪]",
+        ];
+        let mut texts: Vec<String> = vec![String::new()];
+        let mut level: Vec<String> = vec![String::new()];
+        for _ in 0..5 {
+            let mut next = Vec::new();
+            for t in &level {
+                for p in pieces {
+                    next.push(format!("{t}{p}"));
+                }
+            }
+            texts.extend(next.iter().cloned());
+            level = next;
+        }
+        let n = crate::normalize::Normalizer::new();
+        for f in [
+            "tests/data/flood_haidian.jsonl",
+            "tests/data/eval/bursts.jsonl",
+        ] {
+            for line in std::fs::read_to_string(f).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                texts.push(n.normalize(v["text"].as_str().unwrap_or("")).into_owned());
+            }
+        }
+        let gz = std::fs::File::open("tests/data/crisislex/crisislex_t6.jsonl.gz").unwrap();
+        let gz = std::io::BufReader::new(flate2::read::GzDecoder::new(gz));
+        for line in gz.lines().take(20_000) {
+            let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            texts.push(n.normalize(v["text"].as_str().unwrap_or("")).into_owned());
+        }
+        let mut found = 0;
+        for t in &texts {
+            let all = all_terms(one, t, usize::MAX);
+            assert_eq!(all, all_terms(chunked, t, usize::MAX), "{t:?}");
+            // Stopped early, both stop at the same term.
+            for stop in [1, 3] {
+                assert_eq!(
+                    all_terms(one, t, stop),
+                    all_terms(chunked, t, stop),
+                    "{t:?}"
+                );
+            }
+            found += all.len();
+        }
+        assert!(
+            texts.len() > 3_000_000 && found > 300_000,
+            "{} {found}",
+            texts.len()
+        );
     }
 
     #[test]
