@@ -542,7 +542,10 @@ impl Engine {
                 return;
             }
             c.dirty = false;
-            // Doomed in the first bucket, which has ended: the test below would drop it.
+            // Doomed in the first bucket, which has ended: the test below drops it when the next
+            // bucket followed at once (its baseline is then its first bucket's count); after a
+            // longer gap that baseline has decayed, and it goes all the same (it holds no recent
+            // mentions; a rise to 3 × its baseline follows it again).
             if c.doomed && sketch.rolled > 0 {
                 idle.push(h);
                 return;
