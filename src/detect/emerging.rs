@@ -627,7 +627,6 @@ fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
     let (mut in_emoticon, mut in_handle) = (false, false);
     let mut in_chunk = false;
     let mut skip = false;
-    let bytes = text.as_bytes();
     let mut it = text.char_indices();
     loop {
         let next = it.next();
@@ -635,7 +634,7 @@ fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
         if is_ws(c) {
             // The chunk ends: the word being read is flushed.
             if let Some(ws) = word_start.take() {
-                if !flush_word(text, ws, i, &mut f) {
+                if !flush_word(st, text, ws, i, &mut f) {
                     return;
                 }
             }
@@ -647,10 +646,10 @@ fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
         }
         if !in_chunk {
             in_chunk = true;
-            let rest = &bytes[i..];
-            skip = rest.starts_with(b"http://")
-                || rest.starts_with(b"https://")
-                || rest.starts_with(b"www.");
+            let rest = &text[i..];
+            skip = rest.starts_with("http://")
+                || rest.starts_with("https://")
+                || rest.starts_with("www.");
             prev_han = None;
             (in_emoticon, in_handle) = (false, false);
         }
@@ -661,7 +660,7 @@ fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
         let alnum = !han && is_alnum(c);
         if han || !(alnum || c == '\'') {
             if let Some(ws) = word_start.take() {
-                if !flush_word(text, ws, i, &mut f) {
+                if !flush_word(st, text, ws, i, &mut f) {
                     return;
                 }
             }
@@ -697,12 +696,18 @@ fn for_each_term(text: &str, mut f: impl FnMut(Term) -> bool) {
 
 /// The word read from `ws` to `end` in `text`, apostrophes trimmed, to `f` when it is one to
 /// keep; false when `f` wants no more.
-fn flush_word(text: &str, ws: usize, end: usize, f: &mut impl FnMut(Term) -> bool) -> bool {
+fn flush_word(
+    st: &Stops,
+    text: &str,
+    ws: usize,
+    end: usize,
+    f: &mut impl FnMut(Term) -> bool,
+) -> bool {
     let raw = &text[ws..end];
     let w = raw.trim_matches('\'');
     // `w` is a part of `raw`: its offset without searching.
     let off = ws + (w.as_ptr() as usize - raw.as_ptr() as usize);
-    !keep_word(w) || emit(stops(), w, off, f)
+    !keep_word(w) || emit(st, w, off, f)
 }
 
 /// Whether the text after a `[` closes it within six characters of the same chunk (a Weibo

@@ -121,7 +121,7 @@ struct Candidate {
     label: String,
     /// Mentioned since the last sweep (only those are looked at between bucket ends).
     dirty: bool,
-    /// Already too common in the sketch's first bucket to ever burst ([`EmergingState::doom_at`]):
+    /// Already too common in the sketch's first bucket to ever burst ([`doom_count`]):
     /// its recent mentions are no longer kept, and it is dropped when that bucket has ended.
     doomed: bool,
     /// Above its baseline at the last sweep (or just opened on): only then do mentions holding
@@ -175,9 +175,8 @@ pub(super) struct EmergingState {
     dirty: Vec<u64>,
     /// Bursts not opened because a rule incident already held their mentions.
     pub(super) covered: u64,
-    /// [`EmergingState::doom_at`]'s count, with the settings it was computed for (prior, buckets
-    /// in the window, alpha).
-    doom: Option<((u64, u64, u64), u32)>,
+    /// [`doom_count`] under the settings (set with them; none before).
+    doom_at: Option<u32>,
 }
 
 impl EmergingState {
@@ -195,46 +194,6 @@ impl EmergingState {
         for h in self.cands.keys() {
             self.cand_bits.insert(*h);
         }
-    }
-
-    /// The count in the sketch's first bucket from which a term cannot burst once that bucket
-    /// has ended: the first sweep after it sets the term's baseline to that count (no bucket
-    /// before it: the corrected EWMA of one bucket is its count) and drops the term when even
-    /// [`AUTHORS_CAP`] authors in its window would not be improbable under it. With a margin of
-    /// 1 % (the sketch's baseline is an `f32`), so a term at this count is dropped then for
-    /// certain. `u32::MAX` when no count is.
-    ///
-    /// In that first bucket no term has a baseline: every term seen twice is followed, up to
-    /// `max_candidates`, most of them words in everyday use, each costing its recent mentions
-    /// and authors on every post (the engine ran at half speed for that minute). A term that
-    /// reaches this count keeps its place and its authors (what else is followed, and the sweeps
-    /// of the first bucket, do not change) but no longer its recent mentions.
-    fn doom_at(&mut self, prior: f64, nb: f64, alpha: f64) -> u32 {
-        let key = (prior.to_bits(), nb.to_bits(), alpha.to_bits());
-        if let Some((k, n)) = self.doom {
-            if k == key {
-                return n;
-            }
-        }
-        let idle =
-            |e: u32| poisson_tail_at_least(AUTHORS_CAP as u64, (f64::from(e) + prior) * nb, alpha);
-        let n = if idle(1 << 24) {
-            // The least count that is idle (idle is monotone in the count).
-            let (mut lo, mut hi) = (0u32, 1u32 << 24);
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2;
-                if idle(mid) {
-                    hi = mid;
-                } else {
-                    lo = mid + 1;
-                }
-            }
-            lo.saturating_add(lo / 100 + 1)
-        } else {
-            u32::MAX
-        };
-        self.doom = Some((key, n));
-        n
     }
 
     /// Candidates followed now.
@@ -273,8 +232,20 @@ impl Engine {
             / 3600.0
     }
 
-    /// The stop terms of the settings and the names of places, as hashes (after a reload).
+    /// Buckets in a term's window (the Poisson tests' multiplier).
+    fn emerging_window_buckets(&self) -> f64 {
+        let s = &self.settings.emerging;
+        f64::from(s.window_secs) / f64::from(s.bucket_secs.max(1))
+    }
+
+    /// The stop terms of the settings and the names of places, as hashes, and the count that
+    /// dooms a term in the first bucket (after a reload).
     pub(super) fn emerging_settings_changed(&mut self, rules: &RuleSet) {
+        self.em.doom_at = Some(doom_count(
+            self.emerging_prior(),
+            self.emerging_window_buckets(),
+            self.settings.emerging.alpha,
+        ));
         let mut stop = if self.settings.emerging.place_terms {
             ahash::AHashSet::new()
         } else {
@@ -321,15 +292,14 @@ impl Engine {
         let doom_at = {
             let s = &self.settings.emerging;
             let b0 = self.em.sketch.bucket();
-            if self.em.sketch.rolled == 0
-                && self.started_at + i64::from(s.warmup_secs) * 1000 >= (b0 + 2) * bms
-            {
-                // As the sweep reckons the window in buckets.
-                let nb = f64::from(s.window_secs) / f64::from(s.bucket_secs.max(1));
-                let alpha = s.alpha;
-                self.em.doom_at(prior, nb, alpha)
-            } else {
-                u32::MAX
+            match self.em.doom_at {
+                Some(n)
+                    if self.em.sketch.rolled == 0
+                        && self.started_at + i64::from(s.warmup_secs) * 1000 >= (b0 + 2) * bms =>
+                {
+                    n
+                }
+                _ => u32::MAX,
             }
         };
         for t in &a.emerging {
@@ -528,7 +498,7 @@ impl Engine {
         let full = now_b != self.em.swept_bucket;
         self.em.swept_bucket = now_b;
         let window_ms = i64::from(s.window_secs) * 1000;
-        let nb = f64::from(s.window_secs) / f64::from(s.bucket_secs.max(1));
+        let nb = self.emerging_window_buckets();
         let prior = self.emerging_prior();
         let warm = now - self.started_at >= i64::from(s.warmup_secs) * 1000;
         self.em.muted.retain(|_, until| *until > now);
@@ -778,7 +748,7 @@ impl Engine {
     ) {
         let now = self.now;
         let s = &self.settings.emerging;
-        let nb = f64::from(s.window_secs) / f64::from(s.bucket_secs.max(1));
+        let nb = self.emerging_window_buckets();
         let minutes = f64::from(s.window_secs) / 60.0;
         let prior = self.emerging_prior();
         // Recent mentions of the group, once each, oldest first; the whole ones first of all
@@ -985,6 +955,38 @@ impl Engine {
     }
 }
 
+/// The count in the sketch's first bucket from which a term cannot burst once that bucket
+/// has ended: the first sweep after it sets the term's baseline to that count (no bucket
+/// before it: the corrected EWMA of one bucket is its count) and drops the term when even
+/// [`AUTHORS_CAP`] authors in its window would not be improbable under it. With a margin of
+/// 1 % (the sketch's baseline is an `f32`), so a term at this count is dropped then for
+/// certain. `u32::MAX` when no count is.
+///
+/// In that first bucket no term has a baseline: every term seen twice is followed, up to
+/// `max_candidates`, most of them words in everyday use, each costing its recent mentions
+/// and authors on every post (the engine ran at half speed for that minute). A term that
+/// reaches this count keeps its place and its authors (what else is followed, and the sweeps
+/// of the first bucket, do not change) but no longer its recent mentions.
+fn doom_count(prior: f64, nb: f64, alpha: f64) -> u32 {
+    let idle =
+        |e: u32| poisson_tail_at_least(AUTHORS_CAP as u64, (f64::from(e) + prior) * nb, alpha);
+    if idle(1 << 24) {
+        // The least count that is idle (idle is monotone in the count).
+        let (mut lo, mut hi) = (0u32, 1u32 << 24);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if idle(mid) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo.saturating_add(lo / 100 + 1)
+    } else {
+        u32::MAX
+    }
+}
+
 /// Who a mention counts as for the emerging detector: its author; without one (a source that
 /// gives none), its terms (a distinct text is the best stand-in for a distinct voice: a bot's
 /// alerts that differ only in numbers, times and links, or retweets of one post, are one
@@ -1113,8 +1115,7 @@ mod tests {
         let s = crate::detect::rules::EmergingSettings::default();
         let prior = s.prior_per_hour * f64::from(s.bucket_secs) / 3600.0;
         let nb = f64::from(s.window_secs) / f64::from(s.bucket_secs);
-        let mut em = EmergingState::default();
-        let at = em.doom_at(prior, nb, s.alpha);
+        let at = doom_count(prior, nb, s.alpha);
         let idle = |e: f64| poisson_tail_at_least(AUTHORS_CAP as u64, (e + prior) * nb, s.alpha);
         assert!(at < 100, "{at}");
         // The sweep's baseline is the count as an f32 EWMA: a little off either way.
@@ -1123,9 +1124,9 @@ mod tests {
             !idle(f64::from(at) * 0.95 - 1.0),
             "{at}: the margin is small"
         );
-        // Cached per settings.
-        assert_eq!(em.doom_at(prior, nb, s.alpha), at);
-        assert_ne!(em.doom_at(prior, nb * 4.0, s.alpha), at);
+        // A function of the settings.
+        assert_eq!(doom_count(prior, nb, s.alpha), at);
+        assert_ne!(doom_count(prior, nb * 4.0, s.alpha), at);
     }
 
     /// Everyday words flood the first bucket: each is followed from its second mention (no
@@ -1187,15 +1188,12 @@ mod tests {
                 .to_string();
                 let m = crate::normalize::parse_mention(line.as_bytes()).expect("mention");
                 let a = analyzer.analyze(&rules, &m);
-                if keep_all && e.em.doom.is_none() {
-                    let s = &rules.settings.emerging;
-                    let prior = s.prior_per_hour * f64::from(s.bucket_secs) / 3600.0;
-                    let nb = f64::from(s.window_secs) / f64::from(s.bucket_secs);
-                    let key = (prior.to_bits(), nb.to_bits(), s.alpha.to_bits());
-                    e.em.doom = Some((key, u32::MAX));
-                }
                 events.clear();
                 e.process(&rules, &m, &a, &mut events);
+                // The settings are synced by the first mention (one, that dooms nothing).
+                if keep_all {
+                    e.em.doom_at = Some(u32::MAX);
+                }
                 all.extend(events.iter().map(|x| format!("{x:?}")));
                 // The terms followed and their authors at every sweep (every 10 s).
                 if (ts - t0) / 10_000 != step {
