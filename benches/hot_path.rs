@@ -274,6 +274,13 @@ fn bench_signals_and_terms(c: &mut Criterion) {
             }
         })
     });
+    g.bench_function("post_shape", |b| {
+        b.iter(|| {
+            for t in &texts {
+                black_box(PostSignals::shape(black_box(t)));
+            }
+        })
+    });
     g.bench_function("emerging_terms", |b| {
         b.iter(|| {
             for t in &texts {
