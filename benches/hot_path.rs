@@ -256,7 +256,8 @@ fn bench_normalize(c: &mut Criterion) {
 }
 
 /// The two parts of `analyze` that run on every mention besides the automaton: the trained
-/// rumor scorer's n-gram dot products, and the terms the emerging detector counts.
+/// rumor scorer's signals (its n-gram dot products and a post's shape, the shape also alone),
+/// and the terms the emerging detector counts.
 fn bench_signals_and_terms(c: &mut Criterion) {
     let analyzer = Analyzer::new();
     let rules = rules(&analyzer);
