@@ -563,9 +563,11 @@ pub fn trim_phrase(phrase: &str, texts: &[&str]) -> String {
     chars[from..to].iter().collect()
 }
 
-/// The stable hash of a term's text (what [`Term::hash`] holds).
+/// The hash of a term's text (what [`Term::hash`] holds): the same in every run, kept in memory
+/// only.
+#[inline]
 pub fn term_hash(text: &str) -> u64 {
-    crate::stable_hash(text.as_bytes())
+    crate::fast_hash(text.as_bytes())
 }
 
 /// The terms of every region's names (official, short forms, English, pinyin: "haidian",
@@ -783,6 +785,9 @@ pub struct TermSketch {
     base: Vec<f32>,
     /// Buckets rolled into the baseline so far.
     pub rolled: u64,
+    /// The sketch began in the second half of the bucket being counted: it has seen less than
+    /// half of it.
+    partial: bool,
 }
 
 impl Default for TermSketch {
@@ -792,6 +797,7 @@ impl Default for TermSketch {
             cur: vec![0; ROWS * SKETCH_WIDTH],
             base: vec![0.0; ROWS * SKETCH_WIDTH],
             rolled: 0,
+            partial: false,
         }
     }
 }
@@ -811,17 +817,34 @@ impl TermSketch {
         self.cur.len() * 4 + self.base.len() * 4
     }
 
-    /// Move to bucket `b` (event time / bucket width): every bucket that ends is folded into
-    /// the baseline with `decay` (per bucket). Earlier buckets change nothing.
-    pub fn roll(&mut self, b: i64, decay: f32) {
+    /// Move to the bucket of event time `now` (ms; buckets of `bucket_ms`): every bucket that
+    /// ends is folded into the baseline with `decay` (per bucket). Earlier buckets change
+    /// nothing.
+    ///
+    /// The first bucket, when the sketch began in its second half, is not folded, and the next
+    /// one is the baseline's first: a bucket seen in part holds a part of every term's rate, and
+    /// against that baseline every everyday word of the next bucket rose threefold half-way
+    /// through it (a service started 50 s into a minute followed them all for 30 s, at half its
+    /// speed).
+    pub fn roll(&mut self, now: i64, bucket_ms: i64, decay: f32) {
+        let bucket_ms = bucket_ms.max(1);
+        let b = now.div_euclid(bucket_ms);
         if self.bucket == i64::MIN {
             self.bucket = b;
+            self.partial = now.rem_euclid(bucket_ms) * 2 > bucket_ms;
             return;
         }
         if b <= self.bucket {
             return;
         }
         let gap = (b - self.bucket).min(10_000) as i32;
+        if std::mem::take(&mut self.partial) {
+            self.cur.fill(0);
+            self.bucket = b;
+            // The empty buckets after it are whole (and the baseline, all 0, stays 0).
+            self.rolled += gap as u64 - 1;
+            return;
+        }
         // The bucket that ends, then `gap - 1` empty ones.
         let keep = decay.powi(gap - 1);
         for (base, cur) in self.base.iter_mut().zip(self.cur.iter_mut()) {
@@ -1148,7 +1171,7 @@ mod tests {
     fn the_sketch_never_counts_below_the_truth_and_its_memory_is_fixed() {
         let mut s = TermSketch::default();
         let bytes = s.bytes();
-        s.roll(0, 0.9);
+        s.roll(0, 1000, 0.9);
         let mut truth = std::collections::HashMap::new();
         for i in 0..200_000u64 {
             let h = term_hash(&format!("t{}", i % 50_000));
@@ -1168,10 +1191,36 @@ mod tests {
         // Rolling folds the bucket into the baseline and empties it.
         let h = term_hash("t1");
         let before = s.count(h);
-        s.roll(1, 0.9);
+        s.roll(1999, 1000, 0.9);
         assert_eq!(s.count(h), 0);
         assert!((s.baseline(h) - 0.1 * f64::from(before)).abs() < 1e-3);
-        s.roll(3, 0.9);
+        assert_eq!(s.rolled, 1);
+        s.roll(3000, 1000, 0.9);
         assert!((s.baseline(h) - 0.1 * f64::from(before) * 0.81).abs() < 1e-3);
+        assert_eq!(s.rolled, 3);
+    }
+
+    #[test]
+    fn a_first_bucket_seen_less_than_half_is_not_in_the_baseline() {
+        let h = term_hash("停水");
+        // Begun at 0.4 of the bucket (more than half seen): folded as every bucket is.
+        let mut s = TermSketch::default();
+        s.roll(400, 1000, 0.9);
+        s.add(h);
+        s.roll(1000, 1000, 0.9);
+        assert_eq!((s.rolled, s.count(h)), (1, 0));
+        assert!((s.baseline(h) - 0.1).abs() < 1e-6);
+        // Begun at 0.6 (less than half seen): dropped; the next bucket is the baseline's first,
+        // and buckets that pass empty after it are counted as whole.
+        for (next, rolled) in [(1000, 0), (3500, 2)] {
+            let mut s = TermSketch::default();
+            s.roll(600, 1000, 0.9);
+            s.add(h);
+            s.roll(next, 1000, 0.9);
+            assert_eq!((s.rolled, s.count(h), s.baseline(h)), (rolled, 0, 0.0));
+            s.add(h);
+            s.roll(next + 1000, 1000, 0.9);
+            assert!((s.baseline(h) - 0.1).abs() < 1e-6, "then folded as usual");
+        }
     }
 }

@@ -268,7 +268,7 @@ impl Engine {
         }
         let bms = self.emerging_bucket_ms();
         let decay = self.emerging_decay();
-        self.em.sketch.roll(self.now.div_euclid(bms), decay);
+        self.em.sketch.roll(self.now, bms, decay);
         let prior = self.emerging_prior();
         let max = self.settings.emerging.max_candidates as usize;
         let author = voice(m, a);
@@ -492,7 +492,7 @@ impl Engine {
         let now = self.now;
         let bms = self.emerging_bucket_ms();
         let decay = self.emerging_decay();
-        self.em.sketch.roll(now.div_euclid(bms), decay);
+        self.em.sketch.roll(now, bms, decay);
         let corr = self.em.sketch.correction(decay);
         let now_b = now.div_euclid(bms);
         let full = now_b != self.em.swept_bucket;
