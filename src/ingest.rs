@@ -10,13 +10,8 @@ use std::time::Instant;
 /// One unit of input.
 #[derive(Debug)]
 pub enum Item {
-    /// A raw JSON line (replay); parsed by the workers. `line` is 1-based.
-    Raw {
-        /// Line number in the file.
-        line: u64,
-        /// The bytes, without the newline.
-        bytes: Vec<u8>,
-    },
+    /// Raw JSON lines (replay), a batch of them in one buffer; parsed by the workers.
+    Lines(Lines),
     /// An already parsed mention (websocket, HTTP, demo), with its arrival instant.
     Parsed(Box<Mention>, Instant),
     /// Live mode: event time advances to this (ms) even if no mention arrives.
@@ -27,6 +22,112 @@ pub enum Item {
     Fleet(Vec<FleetCount>),
     /// An operator's change to incident state (console, API).
     Control(Control),
+}
+
+/// Lines of a JSON Lines file read in one buffer (a batch's lines cost one allocation, not one
+/// each, and are copied once, from the reader's buffer).
+#[derive(Debug, Default)]
+pub struct Lines {
+    bytes: Vec<u8>,
+    /// Each line's number in the file (1-based) and where it ends in `bytes`.
+    ends: Vec<(u64, usize)>,
+}
+
+impl Lines {
+    /// Empty, with room for `lines` lines of `bytes` bytes in all.
+    pub fn with_capacity(lines: usize, bytes: usize) -> Self {
+        Lines {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(lines),
+        }
+    }
+
+    /// Append line number `line` by reading up to and including the next `\n` of `r` (which
+    /// is dropped, with a `\r` before it); `Ok(false)` at the end of `r`. A line of nothing but
+    /// white space is read and not kept.
+    pub fn read_line(&mut self, r: &mut impl std::io::BufRead, line: u64) -> std::io::Result<bool> {
+        let start = self.bytes.len();
+        if r.read_until(b'\n', &mut self.bytes)? == 0 {
+            return Ok(false);
+        }
+        while self.bytes.len() > start && matches!(self.bytes.last(), Some(b'\n' | b'\r')) {
+            self.bytes.pop();
+        }
+        if self.bytes[start..].iter().all(|b| b.is_ascii_whitespace()) {
+            self.bytes.truncate(start);
+        } else {
+            self.ends.push((line, self.bytes.len()));
+        }
+        Ok(true)
+    }
+
+    /// The last line kept, if any.
+    pub fn last(&self) -> Option<&[u8]> {
+        let (_, end) = *self.ends.last()?;
+        let start = self.ends.len().checked_sub(2).map_or(0, |i| self.ends[i].1);
+        Some(&self.bytes[start..end])
+    }
+
+    /// The last line taken out into a batch of its own.
+    pub fn split_off_last(&mut self) -> Lines {
+        let Some((line, end)) = self.ends.pop() else {
+            return Lines::default();
+        };
+        let start = self.ends.last().map_or(0, |&(_, e)| e);
+        Lines {
+            bytes: self.bytes.split_off(start),
+            ends: vec![(line, end - start)],
+        }
+    }
+
+    /// Lines kept.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether no line is kept.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Each line's number and bytes (without the newline), in file order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(line, end)| {
+            let b = &self.bytes[start..end];
+            start = end;
+            (line, b)
+        })
+    }
+}
+
+impl Item {
+    /// The raw lines this item holds (none unless it is [`Item::Lines`]).
+    pub fn lines(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        match self {
+            Item::Lines(l) => Some(l),
+            _ => None,
+        }
+        .into_iter()
+        .flat_map(Lines::iter)
+    }
+}
+
+/// Mentions in a batch of items (a batch of lines counts its lines).
+pub fn mentions_in(items: &[Item]) -> usize {
+    items
+        .iter()
+        .map(|i| match i {
+            Item::Lines(l) => l.len(),
+            Item::Parsed(..) => 1,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// The sending end of the ingest queue, with the feed's name for metrics.

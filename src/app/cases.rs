@@ -35,11 +35,8 @@ fn route_file(
     let (mut out, mut bad) = (Vec::new(), 0u64);
     let mut io: std::io::Result<()> = Ok(());
     read_batches(open_input(file)?, 256, Speed::Max, |items| {
-        for it in items {
-            let Item::Raw { line, bytes } = it else {
-                continue;
-            };
-            match labelled_request(&bytes) {
+        for (line, bytes) in items.iter().flat_map(Item::lines) {
+            match labelled_request(bytes) {
                 Ok(r) => {
                     let routing = router.classify(&r.mention);
                     out.push(Routed {
@@ -453,11 +450,8 @@ pub fn import(
     let mut r = ImportReport::default();
     let mut failure: Option<anyhow::Error> = None;
     read_batches(open_input(file)?, 256, Speed::Max, |items| {
-        for it in items {
-            let Item::Raw { line, bytes } = it else {
-                continue;
-            };
-            let res = history_line(&bytes).and_then(|h| {
+        for (line, bytes) in items.iter().flat_map(Item::lines) {
+            let res = history_line(bytes).and_then(|h| {
                 cases.import(h).map_err(|e| match e {
                     crate::cases::WorkflowError::Invalid { field, message } => {
                         format!("field `{field}`: {message}")

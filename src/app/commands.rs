@@ -60,15 +60,13 @@ pub fn rules_test(dir: &Path, file: &Path) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     read_batches(std::io::BufReader::new(f), 256, Speed::Max, |items| {
-        for it in items {
-            if let Item::Raw { line, bytes } = it {
-                match crate::normalize::parse_mention(&bytes) {
-                    Ok(m) => {
-                        let a = analyzer.analyze(&rs, &m);
-                        let _ = writeln!(out, "{}", rs.describe(&m.id, &a));
-                    }
-                    Err(e) => eprintln!("{}:{line}: rejected: {e}", file.display()),
+        for (line, bytes) in items.iter().flat_map(Item::lines) {
+            match crate::normalize::parse_mention(bytes) {
+                Ok(m) => {
+                    let a = analyzer.analyze(&rs, &m);
+                    let _ = writeln!(out, "{}", rs.describe(&m.id, &a));
                 }
+                Err(e) => eprintln!("{}:{line}: rejected: {e}", file.display()),
             }
         }
         true
