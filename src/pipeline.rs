@@ -253,9 +253,7 @@ fn worker(
     let analyze_h = m.stage_seconds.with_label_values(&["analyze"]);
     for (seq, batch) in rx.iter() {
         // The batches the engine has applied since: freed on this thread, which made them.
-        while let Ok(items) = spent.try_recv() {
-            drop(items);
-        }
+        spent.try_iter().for_each(drop);
         let rs = rules.load_full();
         let n = crate::ingest::mentions_in(&batch) + batch.len();
         let mut items = Vec::with_capacity(n);

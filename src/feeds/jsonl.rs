@@ -29,8 +29,8 @@ impl std::str::FromStr for Speed {
     }
 }
 
-/// Read `r` in batches of up to `batch` lines and hand each batch to `submit`, which returns
-/// false to stop. Returns the number of lines read.
+/// Read `r` in batches of up to `batch` lines and hand each batch to `submit` (one
+/// [`Item::Lines`]), which returns false to stop. Returns the number of lines read.
 pub fn read_batches<R: BufRead>(
     mut r: R,
     batch: usize,
@@ -43,7 +43,6 @@ pub fn read_batches<R: BufRead>(
     // 1 MiB: a batch holding one huge line does not size the next).
     let mut lines = Lines::with_capacity(batch, 0);
     let mut pace: Option<(i64, Instant)> = None;
-    let next = |l: &Lines| Lines::with_capacity(batch, l.bytes().min(1 << 20));
     loop {
         let kept = lines.len();
         if !lines.read_line(&mut r, line_no + 1)? {
@@ -71,7 +70,7 @@ pub fn read_batches<R: BufRead>(
             }
         }
         if lines.len() >= batch {
-            let fresh = next(&lines);
+            let fresh = Lines::with_capacity(batch, lines.bytes().min(1 << 20));
             if !submit(vec![Item::Lines(std::mem::replace(&mut lines, fresh))]) {
                 return Ok(line_no);
             }
