@@ -1,5 +1,5 @@
 //! The hot path, stage by stage: `parse` → `normalize` → `analyze` (and, within it, the rumor
-//! scorer's `rumor_signals` and the `emerging_terms`) → `engine` (fresh per batch, and
+//! scorer's `rumor_signals`, the `emerging_terms` and jieba's `words`) → `engine` (fresh per batch, and
 //! `steady_stream`: one engine on a stream that goes on, after its baselines exist), `hold`
 //! (a mention packed as the engine holds it while it waits for an incident), the whole
 //! `pipeline` (`huiying::app::replay` of 50k lines, 2 workers, events to a sink), and the
@@ -286,6 +286,14 @@ fn bench_signals_and_terms(c: &mut Criterion) {
         b.iter(|| {
             for t in &texts {
                 black_box(huiying::detect::emerging::terms(black_box(t)));
+            }
+        })
+    });
+    // jieba's words of a post (cut for the posts that hit, here for every one).
+    g.bench_function("words", |b| {
+        b.iter(|| {
+            for t in &texts {
+                black_box(analyzer.terms(black_box(t)));
             }
         })
     });
