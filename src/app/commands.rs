@@ -4,6 +4,7 @@ use crate::detect::rules::LoadOptions;
 use crate::detect::{Analyzer, RuleSet};
 use crate::feeds::jsonl::{read_batches, Speed};
 use crate::ingest::Item;
+use crate::normalize::Normalizer;
 use anyhow::Context;
 use std::io::Write;
 use std::path::Path;
@@ -40,17 +41,16 @@ pub fn user_add(
 }
 
 pub fn load_rules(dir: &Path, analyzer: &Analyzer) -> anyhow::Result<RuleSet> {
-    load_rules_with(dir, analyzer, LoadOptions::default())
+    load_rules_with(dir, &analyzer.normalizer, LoadOptions::default())
 }
 
-/// [`load_rules`] with options.
+/// [`load_rules`] with options, and only the normaliser they need.
 pub fn load_rules_with(
     dir: &Path,
-    analyzer: &Analyzer,
+    normalizer: &Normalizer,
     opts: LoadOptions,
 ) -> anyhow::Result<RuleSet> {
-    RuleSet::load_with(dir, &analyzer.normalizer, opts)
-        .map_err(|e| anyhow::anyhow!("invalid rules:\n{e}"))
+    RuleSet::load_with(dir, normalizer, opts).map_err(|e| anyhow::anyhow!("invalid rules:\n{e}"))
 }
 
 pub fn rules_test(dir: &Path, file: &Path) -> anyhow::Result<()> {

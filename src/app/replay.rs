@@ -298,10 +298,10 @@ pub fn replay_events<S: EventSink>(
         let (tx, _) = tokio::sync::mpsc::channel(1);
         b.store_tx = tx;
     }
-    let analyzer = Arc::new(Analyzer::new());
-    let rules: SharedRules = Arc::new(ArcSwap::from_pointee(super::commands::load_rules_with(
-        rules_dir, &analyzer, opts,
-    )?));
+    let (analyzer, rules) =
+        Analyzer::new_with(|n| super::commands::load_rules_with(rules_dir, n, opts));
+    let analyzer = Arc::new(analyzer);
+    let rules: SharedRules = Arc::new(ArcSwap::from_pointee(rules?));
     let mut cfg = PipelineConfig::default();
     if let Some(w) = workers {
         cfg.workers = w.max(1);

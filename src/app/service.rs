@@ -1,10 +1,11 @@
 //! The service (`run`, `demo`, and the tests' engine): feeds → bounded ingest queue → batcher →
 //! pipeline → event bus → the stages (store writer, respond, API, other instances).
 
-use super::commands::load_rules;
+use super::commands::load_rules_with;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::detect::reload::SharedRules;
+use crate::detect::rules::LoadOptions;
 use crate::detect::Analyzer;
 use crate::feeds;
 use crate::incidents::Engine;
@@ -103,9 +104,12 @@ fn demo_logins(auth: &crate::api::auth::Auth, dir: &Path) -> anyhow::Result<Path
 pub async fn start(opts: ServiceOptions) -> anyhow::Result<Service> {
     crate::install_tls();
     let cfg = opts.config;
-    let analyzer = tokio::task::spawn_blocking(|| Arc::new(Analyzer::new())).await?;
-    let (rules_dir, a2) = (cfg.rules.clone(), analyzer.clone());
-    let rs = tokio::task::spawn_blocking(move || load_rules(&rules_dir, &a2)).await??;
+    let rules_dir = cfg.rules.clone();
+    let (analyzer, rs) = tokio::task::spawn_blocking(move || {
+        Analyzer::new_with(|n| load_rules_with(&rules_dir, n, LoadOptions::default()))
+    })
+    .await?;
+    let (analyzer, rs) = (Arc::new(analyzer), rs?);
     let rules: SharedRules = Arc::new(ArcSwap::from_pointee(rs));
     let cancel = CancellationToken::new();
     // A start that fails half-way stops what it started (else the process waits on it forever).

@@ -156,8 +156,9 @@ fn off_topic_rate(
     rules_dir: &Path,
     opts: crate::detect::rules::LoadOptions,
 ) -> anyhow::Result<(usize, usize)> {
-    let analyzer = Analyzer::new();
-    let rules = super::super::commands::load_rules_with(rules_dir, &analyzer, opts)?;
+    let (analyzer, rules) =
+        Analyzer::new_with(|n| super::super::commands::load_rules_with(rules_dir, n, opts));
+    let rules = rules?;
     let (mut n, mut hit) = (0, 0);
     for r in l.records.iter().filter(|r| r.label == OFF_TOPIC) {
         let Ok(m) = crate::normalize::parse_mention(l.mention_bytes(r)) else {
