@@ -368,7 +368,7 @@ fn is_block_char(c: char) -> bool {
 /// Blocks of at most this many bytes are remembered (a word or a short phrase; longer ones
 /// seldom come again).
 const BLOCK_MEMO_BYTES: usize = 48;
-/// Blocks remembered per worker before the memo starts again (about 0.5 MB).
+/// Blocks remembered per worker before the memo starts again (under 1 MB with the table).
 const BLOCK_MEMO_ENTRIES: usize = 8_192;
 
 thread_local! {
@@ -491,7 +491,8 @@ mod tests {
         texts.push(format!("{} 暴雨", "b".repeat(BLOCK_MEMO_BYTES + 1)));
         texts.push("北京市海淀区".repeat(BLOCK_MEMO_BYTES / 3));
         let mut hits = 0;
-        // Twice: the second pass reads the memo (which filled and started again on the way).
+        // Twice: the second pass reads the memo, which starts again several times on the way
+        // (this quarter of CrisisLex alone holds ~38,000 distinct short blocks).
         for pass in 0..2 {
             for t in &texts {
                 for t in [t.clone(), an.normalizer.normalize(t).into_owned()] {
